@@ -1,0 +1,612 @@
+//! Image classification data sets, loaded into flat `f32` buffers.
+//!
+//! Every data set becomes a [`Dataset`] of two [`Split`]s (train and test).
+//! A split holds `n` samples of `dim = channels * height * width` values,
+//! sample after sample, each sample laid out `C x H x W` row-major, with
+//! pixels scaled to `[0, 1]` (u8 formats by `/255`, UCI digits by `/16`), and
+//! one `u32` label in `0..num_classes` per sample:
+//!
+//! ```text
+//! x[(s * C + c) * H * W + row * W + col]   pixel (c, row, col) of sample s
+//! y[s]                                    label of sample s
+//! ```
+//!
+//! | name            | module      | C x H x W   | classes | train / test    | files                                    |
+//! |-----------------|-------------|-------------|---------|-----------------|------------------------------------------|
+//! | `digits`        | [`digits`]  | 1 x 8 x 8   | 10      | 1438 / 359      | embedded in the binary                   |
+//! | `fashion-mnist` | [`idx`]     | 1 x 28 x 28 | 10      | 60000 / 10000   | IDX, raw or gzip                         |
+//! | `mnist`         | [`idx`]     | 1 x 28 x 28 | 10      | 60000 / 10000   | IDX, raw or gzip                         |
+//! | `cifar10`       | [`cifar`]   | 3 x 32 x 32 | 10      | 50000 / 10000   | CIFAR-10 binary batches                  |
+//! | `cifar100`      | [`cifar`]   | 3 x 32 x 32 | 100     | 50000 / 10000   | CIFAR-100 binary (fine labels)           |
+//! | `stl10`         | [`stl10`]   | 3 x 96 x 96 | 10      | 5000 / 8000     | STL-10 binary (unlabeled part not read)  |
+//!
+//! [`load`] finds the files (see its docs for the search order), checks them
+//! and converts them; every failure is a [`DataError`] naming the file.
+//! [`Dataset::normalize`] standardises per channel with train statistics and
+//! [`Dataset::checksum`] fingerprints the loaded data.
+//!
+//! ```
+//! use biolearn::data::{load, DataName};
+//! let mut ds = load(DataName::Digits, None).unwrap();
+//! assert_eq!((ds.train.n, ds.test.n, ds.dim()), (1438, 359, 64));
+//! let (_means, _stds) = ds.normalize();
+//! ```
+
+mod error;
+
+pub mod cifar;
+pub mod digits;
+pub mod idx;
+pub mod stl10;
+
+pub use error::DataError;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// One part of a data set: `n` samples, each `dim` f32 values in `[0, 1]` laid
+/// out C x H x W (row-major), sample after sample.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Split {
+    /// `n * dim` pixel values.
+    pub x: Vec<f32>,
+    /// `n` labels in `0..num_classes`.
+    pub y: Vec<u32>,
+    pub n: usize,
+    pub dim: usize,
+}
+
+impl Split {
+    /// Builds a split from u8 pixels, scaling them by `/255` in one pass.
+    pub(crate) fn from_u8(pixels: &[u8], y: Vec<u32>, dim: usize) -> Split {
+        let x: Vec<f32> = pixels.iter().map(|&b| f32::from(b) / 255.0).collect();
+        Split {
+            n: y.len(),
+            x,
+            y,
+            dim,
+        }
+    }
+}
+
+/// A loaded data set: train and test splits plus their shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    /// `DataName::as_str`: "digits", "fashion-mnist", ...
+    pub name: String,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub num_classes: usize,
+    pub train: Split,
+    pub test: Split,
+    /// Where it was loaded from: a directory path, or "embedded".
+    pub source: String,
+}
+
+/// The data sets [`load`] knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataName {
+    Digits,
+    FashionMnist,
+    Mnist,
+    Cifar10,
+    Cifar100,
+    Stl10,
+}
+
+impl DataName {
+    /// Every data set, in the order of the table in the module docs.
+    pub const ALL: [DataName; 6] = [
+        DataName::Digits,
+        DataName::FashionMnist,
+        DataName::Mnist,
+        DataName::Cifar10,
+        DataName::Cifar100,
+        DataName::Stl10,
+    ];
+
+    /// The canonical name: "digits", "fashion-mnist", "mnist", "cifar10",
+    /// "cifar100" or "stl10".
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DataName::Digits => "digits",
+            DataName::FashionMnist => "fashion-mnist",
+            DataName::Mnist => "mnist",
+            DataName::Cifar10 => "cifar10",
+            DataName::Cifar100 => "cifar100",
+            DataName::Stl10 => "stl10",
+        }
+    }
+}
+
+impl std::fmt::Display for DataName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for DataName {
+    type Err = String;
+
+    /// Parses a canonical name; case, `-` and `_` are ignored, so
+    /// "Fashion_MNIST" and "cifar-10" are accepted too.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let key = |t: &str| -> String {
+            t.chars()
+                .filter(|c| *c != '-' && *c != '_')
+                .flat_map(char::to_lowercase)
+                .collect()
+        };
+        let wanted = key(s);
+        DataName::ALL
+            .into_iter()
+            .find(|d| key(d.as_str()) == wanted)
+            .ok_or_else(|| {
+                let valid: Vec<&str> = DataName::ALL.iter().map(|d| d.as_str()).collect();
+                format!(
+                    "unknown data set `{s}`; valid names are: {}",
+                    valid.join(", ")
+                )
+            })
+    }
+}
+
+/// Loads a data set.
+///
+/// `digits` is embedded in the binary and ignores `data_dir`; its split is
+/// fixed: sample `i` (0-based line of the CSV) goes to TEST if `i % 5 == 4`,
+/// else to TRAIN (1438 train / 359 test). See [`digits`].
+///
+/// The other data sets are read from files. The directories searched, in
+/// order (the first one holding every file wins):
+///
+/// * with `data_dir = Some(D)`: `D`, `D/<name>`, and for `mnist` also
+///   `D/MNIST/raw`, for `fashion-mnist` also `D/FashionMNIST/raw`
+///   (torchvision's layouts);
+/// * with `None`: for `fashion-mnist` first `/usr/share/datasets/fashion-mnist`
+///   (where `apt-get install -y dataset-fashion-mnist` puts it), then
+///   `./data/<name>` (and `./data/MNIST/raw`, `./data/FashionMNIST/raw`).
+///
+/// For CIFAR-10, CIFAR-100 and STL-10 each of these is also tried with the
+/// archive's own folder appended (`cifar-10-batches-bin`, `cifar-100-binary`,
+/// `stl10_binary`). The file names are given in each format's module.
+/// [`Dataset::source`] is the directory used, or "embedded".
+pub fn load(name: DataName, data_dir: Option<&Path>) -> Result<Dataset, DataError> {
+    match name {
+        DataName::Digits => digits::load(),
+        DataName::FashionMnist | DataName::Mnist => idx::load(name, data_dir),
+        DataName::Cifar10 => cifar::load(cifar::Variant::Ten, data_dir),
+        DataName::Cifar100 => cifar::load(cifar::Variant::Hundred, data_dir),
+        DataName::Stl10 => stl10::load(data_dir),
+    }
+}
+
+impl Dataset {
+    /// `channels * height * width`, the length of one sample.
+    pub fn dim(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// Per-channel mean/std from the TRAIN split; applies `(x - mean) / std`
+    /// to train and test; returns `(means, stds)`, one entry per channel.
+    ///
+    /// The std is the population one (divide by the count). A channel that is
+    /// constant over the train split (std below `1e-12`) gets std 1, so it is
+    /// only centred. Sums are accumulated in f64.
+    pub fn normalize(&mut self) -> (Vec<f32>, Vec<f32>) {
+        let c = self.channels;
+        let plane = self.height * self.width;
+        let mut sum = vec![0f64; c];
+        let mut sum_sq = vec![0f64; c];
+        for sample in self.train.x.chunks_exact(self.train.dim.max(1)) {
+            for (ch, values) in sample.chunks_exact(plane.max(1)).take(c).enumerate() {
+                for &v in values {
+                    let v = f64::from(v);
+                    sum[ch] += v;
+                    sum_sq[ch] += v * v;
+                }
+            }
+        }
+        let count = (self.train.n * plane) as f64;
+        let mut means = Vec::with_capacity(c);
+        let mut stds = Vec::with_capacity(c);
+        for ch in 0..c {
+            let (mean, std) = if count > 0.0 {
+                let mean = sum[ch] / count;
+                let var = (sum_sq[ch] / count - mean * mean).max(0.0);
+                (mean, var.sqrt())
+            } else {
+                (0.0, 1.0)
+            };
+            means.push(mean as f32);
+            stds.push(if std < 1e-12 { 1.0 } else { std as f32 });
+        }
+        for split in [&mut self.train, &mut self.test] {
+            for sample in split.x.chunks_exact_mut(split.dim.max(1)) {
+                for (ch, values) in sample.chunks_exact_mut(plane.max(1)).take(c).enumerate() {
+                    let (m, inv) = (means[ch], 1.0 / stds[ch]);
+                    for v in values {
+                        *v = (*v - m) * inv;
+                    }
+                }
+            }
+        }
+        (means, stds)
+    }
+
+    /// 16-hex-digit FNV-1a 64 over the train pixels, train labels, test
+    /// pixels and test labels, in that order; pixels as the little-endian
+    /// bytes of their f32 bit patterns, labels as little-endian u32. It hashes
+    /// whatever `x` holds now: call it before [`Dataset::normalize`] to
+    /// fingerprint the raw data.
+    pub fn checksum(&self) -> String {
+        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut h = OFFSET;
+        let mut eat = |bytes: [u8; 4]| {
+            for b in bytes {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(PRIME);
+            }
+        };
+        for split in [&self.train, &self.test] {
+            for v in &split.x {
+                eat(v.to_bits().to_le_bytes());
+            }
+            for y in &split.y {
+                eat(y.to_le_bytes());
+            }
+        }
+        format!("{h:016x}")
+    }
+
+    /// How many samples of each class `split` holds; the vector has
+    /// `num_classes` entries (more if a label is out of range, never panics).
+    pub fn class_counts(&self, split: &Split) -> Vec<usize> {
+        let mut counts = vec![0usize; self.num_classes];
+        for &y in &split.y {
+            let y = y as usize;
+            if y >= counts.len() {
+                counts.resize(y + 1, 0);
+            }
+            counts[y] += 1;
+        }
+        counts
+    }
+}
+
+/// Reads a whole file, gunzipping it if it starts with the gzip magic bytes
+/// `1f 8b` (whatever its name).
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    let raw = std::fs::read(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if raw.len() < 2 || raw[..2] != [0x1f, 0x8b] {
+        return Ok(raw);
+    }
+    gunzip(&raw, path)
+}
+
+/// Decompresses a whole gzip stream (all members); `path` names it in errors.
+pub(crate) fn gunzip(raw: &[u8], path: &Path) -> Result<Vec<u8>, DataError> {
+    // The gzip trailer's ISIZE (last 4 bytes, LE) is the decompressed size mod
+    // 2^32: a good capacity hint for one-member files. Capped so a corrupt
+    // trailer cannot ask for an absurd allocation.
+    let hint = match raw.len() {
+        len if len >= 18 => {
+            let t = &raw[len - 4..];
+            u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as usize
+        }
+        _ => 0,
+    };
+    let mut out = Vec::with_capacity(hint.min(raw.len().saturating_mul(64)).min(1 << 31));
+    flate2::read::MultiGzDecoder::new(raw)
+        .read_to_end(&mut out)
+        .map_err(|source| DataError::BadGzip {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(out)
+}
+
+/// Checks a label as stored in `path` (valid: `first..first + num_classes`)
+/// and returns it shifted to `0..num_classes`.
+pub(crate) fn check_label(
+    path: &Path,
+    index: usize,
+    label: u32,
+    first: u32,
+    num_classes: usize,
+) -> Result<u32, DataError> {
+    match label.checked_sub(first) {
+        Some(y) if (y as usize) < num_classes => Ok(y),
+        _ => Err(DataError::LabelOutOfRange {
+            path: path.to_path_buf(),
+            index,
+            label,
+            first,
+            num_classes,
+        }),
+    }
+}
+
+/// Reads the big-endian u32 at `offset` (caller checks the length).
+pub(crate) fn be_u32(bytes: &[u8], offset: usize) -> u32 {
+    u32::from_be_bytes([
+        bytes[offset],
+        bytes[offset + 1],
+        bytes[offset + 2],
+        bytes[offset + 3],
+    ])
+}
+
+/// Finds the first candidate directory that holds every required file.
+///
+/// `required` lists, per file, the names it may have (e.g. raw then `.gz`);
+/// the first that exists is used. `subdir` is the archive's own folder, tried
+/// under every candidate. Returns the directory and one path per required
+/// file, or `NotFound` listing every directory and why it did not do.
+pub(crate) fn find_files(
+    name: DataName,
+    data_dir: Option<&Path>,
+    subdir: Option<&str>,
+    required: &[&[&str]],
+) -> Result<(PathBuf, Vec<PathBuf>), DataError> {
+    let mut bases: Vec<PathBuf> = Vec::new();
+    let torchvision = match name {
+        DataName::Mnist => Some("MNIST"),
+        DataName::FashionMnist => Some("FashionMNIST"),
+        _ => None,
+    };
+    let root = match data_dir {
+        Some(d) => {
+            bases.push(d.to_path_buf());
+            d.to_path_buf()
+        }
+        None => {
+            if name == DataName::FashionMnist {
+                bases.push(PathBuf::from("/usr/share/datasets/fashion-mnist"));
+            }
+            PathBuf::from("./data")
+        }
+    };
+    bases.push(root.join(name.as_str()));
+    if let Some(t) = torchvision {
+        bases.push(root.join(t).join("raw"));
+    }
+    let mut dirs = Vec::new();
+    for b in bases {
+        let sub = subdir.map(|s| b.join(s));
+        dirs.push(b);
+        dirs.extend(sub);
+    }
+
+    let mut searched = Vec::new();
+    for dir in dirs {
+        if !dir.is_dir() {
+            searched.push(format!("{} (no such directory)", dir.display()));
+            continue;
+        }
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        for names in required {
+            match names.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
+                Some(p) => found.push(p),
+                None => missing.push(match names {
+                    [raw, gz] if *gz == format!("{raw}.gz") => format!("{raw}[.gz]"),
+                    _ => names.join(" or "),
+                }),
+            }
+        }
+        if missing.is_empty() {
+            return Ok((dir, found));
+        }
+        searched.push(format!(
+            "{} (missing {})",
+            dir.display(),
+            missing.join(", ")
+        ));
+    }
+    let hint = match name {
+        DataName::FashionMnist => "run `apt-get install -y dataset-fashion-mnist` (installs it in \
+             /usr/share/datasets/fashion-mnist), or pass --data-dir DIR"
+            .to_string(),
+        _ => format!("pass --data-dir DIR with DIR holding the {name} files"),
+    };
+    Err(DataError::NotFound {
+        name: name.as_str().to_string(),
+        searched,
+        hint,
+    })
+}
+
+/// A fresh, empty directory under the system temp dir, removed on drop.
+#[cfg(test)]
+pub(crate) struct TempDir(pub PathBuf);
+
+#[cfg(test)]
+impl TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let k = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "biolearn-data-test-{}-{tag}-{k}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    /// Writes `bytes` to `name` inside the directory (creating subfolders).
+    pub(crate) fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.0.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("create subdir");
+        }
+        std::fs::write(&p, bytes).expect("write test file");
+        p
+    }
+}
+
+#[cfg(test)]
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Gzips `bytes` (for tests).
+#[cfg(test)]
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Dataset {
+        // 2 channels of 1x2, 3 train samples, 1 test sample.
+        Dataset {
+            name: "tiny".into(),
+            channels: 2,
+            height: 1,
+            width: 2,
+            num_classes: 3,
+            train: Split {
+                x: vec![
+                    0.0, 1.0, 10.0, 10.0, //
+                    2.0, 3.0, 10.0, 10.0, //
+                    4.0, 5.0, 10.0, 10.0,
+                ],
+                y: vec![0, 2, 2],
+                n: 3,
+                dim: 4,
+            },
+            test: Split {
+                x: vec![2.5, 2.5, 11.0, 9.0],
+                y: vec![1],
+                n: 1,
+                dim: 4,
+            },
+            source: "test".into(),
+        }
+    }
+
+    #[test]
+    fn names_round_trip_and_errors_list_valid_names() {
+        for d in DataName::ALL {
+            assert_eq!(d.as_str().parse::<DataName>(), Ok(d));
+            assert_eq!(d.to_string(), d.as_str());
+        }
+        assert_eq!("Fashion_MNIST".parse(), Ok(DataName::FashionMnist));
+        assert_eq!("cifar-10".parse(), Ok(DataName::Cifar10));
+        let err = "imagenet".parse::<DataName>().unwrap_err();
+        assert!(err.contains("imagenet"), "{err}");
+        for d in DataName::ALL {
+            assert!(err.contains(d.as_str()), "{err}");
+        }
+    }
+
+    #[test]
+    fn normalize_uses_train_stats_per_channel() {
+        let mut ds = tiny();
+        let (means, stds) = ds.normalize();
+        // Channel 0 train values 0..=5: mean 2.5, population var 35/12.
+        assert_eq!(means, vec![2.5, 10.0]);
+        assert!((stds[0] - (35.0f32 / 12.0).sqrt()).abs() < 1e-6);
+        // Channel 1 is constant: std forced to 1, values only centred.
+        assert_eq!(stds[1], 1.0);
+        // Train channel 0 now has mean 0 and std 1.
+        let ch0: Vec<f32> = ds.train.x.chunks(4).flat_map(|s| s[..2].to_vec()).collect();
+        let mean = ch0.iter().sum::<f32>() / 6.0;
+        let var = ch0.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 6.0;
+        assert!(
+            mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5,
+            "{mean} {var}"
+        );
+        // Test split uses the TRAIN statistics.
+        assert_eq!(ds.test.x[0], 0.0);
+        assert_eq!(ds.test.x[2], 1.0);
+        assert_eq!(ds.test.x[3], -1.0);
+    }
+
+    #[test]
+    fn checksum_is_stable_and_sensitive() {
+        let a = tiny();
+        let c = a.checksum();
+        assert_eq!(c.len(), 16);
+        assert!(c.chars().all(|ch| ch.is_ascii_hexdigit()));
+        assert_eq!(c, tiny().checksum());
+        let mut b = tiny();
+        b.test.x[1] = 2.5000002;
+        assert_ne!(b.checksum(), c);
+        let mut b = tiny();
+        b.train.y[0] = 1;
+        assert_ne!(b.checksum(), c);
+        // FNV-1a 64 of no bytes is the offset basis.
+        let mut e = tiny();
+        e.train = Split {
+            x: vec![],
+            y: vec![],
+            n: 0,
+            dim: 4,
+        };
+        e.test = e.train.clone();
+        assert_eq!(e.checksum(), "cbf29ce484222325");
+    }
+
+    #[test]
+    fn class_counts_counts_labels() {
+        let ds = tiny();
+        assert_eq!(ds.class_counts(&ds.train), vec![1, 0, 2]);
+        assert_eq!(ds.class_counts(&ds.test), vec![0, 1, 0]);
+        assert_eq!(ds.dim(), 4);
+    }
+
+    #[test]
+    fn read_file_detects_gzip_by_magic_not_name() {
+        let t = TempDir::new("readfile");
+        let data = b"hello IDX".to_vec();
+        let p = t.write("plain.gz", &data); // .gz name, raw content
+        assert_eq!(read_file(&p).unwrap(), data);
+        let p = t.write("packed.bin", &gzip(&data)); // gzip content, odd name
+        assert_eq!(read_file(&p).unwrap(), data);
+        let missing = t.0.join("nope");
+        let err = read_file(&missing).unwrap_err();
+        assert!(matches!(err, DataError::Io { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains(&*missing.to_string_lossy()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn not_found_lists_every_directory_and_hint() {
+        let t = TempDir::new("notfound");
+        let err = load(DataName::Cifar10, Some(&t.0)).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, DataError::NotFound { .. }), "{err:?}");
+        assert!(msg.contains(&*t.0.to_string_lossy()), "{msg}");
+        assert!(msg.contains("cifar-10-batches-bin"), "{msg}");
+        assert!(
+            msg.contains(&*t.0.join("cifar10").to_string_lossy()),
+            "{msg}"
+        );
+        assert!(msg.contains("--data-dir"), "{msg}");
+        let err = load(DataName::FashionMnist, Some(&t.0.join("absent"))).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("apt-get install -y dataset-fashion-mnist"),
+            "{msg}"
+        );
+        assert!(msg.contains("absent (no such directory)"), "{msg}");
+    }
+}

@@ -1,0 +1,196 @@
+//! Dense f32 kernels: the GEMM wrapper over the `gemm` crate (AVX-512 through its `x86-v4`
+//! feature) and the parallel element-wise helpers every layer uses.
+//!
+//! All matrices are row-major slices. A training step runs inside one rayon pool (see
+//! `train::Trainer`); kernels here take their thread count from the current pool, and small
+//! products run single-threaded, where splitting costs more than it gains.
+//!
+//! Determinism: GEMM splits output blocks across threads, never the reduction dimension, and the
+//! element-wise helpers use fixed chunk sizes, so results depend on the thread count at most
+//! through GEMM's blocking, and never on scheduling.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Below this many multiply-adds a product runs on one thread.
+const PAR_MIN_FLOPS: usize = 1 << 18;
+/// Element-wise loops shorter than this run sequentially.
+pub const PAR_MIN_LEN: usize = 1 << 15;
+/// Chunk length for parallel element-wise loops (fixed, so results never depend on scheduling).
+pub const CHUNK: usize = 1 << 13;
+
+/// `c = op(a) * op(b)` (or `c += ...` when `accumulate`), with `op(a)` of shape m x k and
+/// `op(b)` of shape k x n, all row-major. `ta`: `a` is stored k x m (use its transpose);
+/// `tb`: `b` is stored n x k.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(a.len() >= m * k, "matmul: a has {} < {}x{}", a.len(), m, k);
+    assert!(b.len() >= k * n, "matmul: b has {} < {}x{}", b.len(), k, n);
+    assert!(c.len() >= m * n, "matmul: c has {} < {}x{}", c.len(), m, n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // (row stride, column stride) of each operand as seen by the product.
+    let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
+    let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 && m * n * k >= PAR_MIN_FLOPS && m.min(n) >= 32 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: the asserts above guarantee every index the strides reach lies inside the slices;
+    // `c` is exclusively borrowed and does not alias `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// Apply `f` to fixed-size chunks of `v` (with the chunk's start offset), in parallel when long.
+pub fn par_chunks_mut<F>(v: &mut [f32], f: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync + Send,
+{
+    if v.len() < PAR_MIN_LEN || rayon::current_num_threads() == 1 {
+        for (i, c) in v.chunks_mut(CHUNK).enumerate() {
+            f(i * CHUNK, c);
+        }
+    } else {
+        v.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(i, c)| f(i * CHUNK, c));
+    }
+}
+
+/// Zip two equal-length slices chunk by chunk: `f(offset, out_chunk, in_chunk)`.
+pub fn par_zip<F>(out: &mut [f32], inp: &[f32], f: F)
+where
+    F: Fn(usize, &mut [f32], &[f32]) + Sync + Send,
+{
+    assert_eq!(out.len(), inp.len());
+    if out.len() < PAR_MIN_LEN || rayon::current_num_threads() == 1 {
+        for (i, (o, x)) in out.chunks_mut(CHUNK).zip(inp.chunks(CHUNK)).enumerate() {
+            f(i * CHUNK, o, x);
+        }
+    } else {
+        out.par_chunks_mut(CHUNK)
+            .zip(inp.par_chunks(CHUNK))
+            .enumerate()
+            .for_each(|(i, (o, x))| f(i * CHUNK, o, x));
+    }
+}
+
+/// Run `f(row_index, row)` over the rows of a row-major matrix, in parallel when large.
+pub fn par_rows<F>(v: &mut [f32], row_len: usize, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync + Send,
+{
+    if row_len == 0 {
+        return;
+    }
+    if v.len() < PAR_MIN_LEN || rayon::current_num_threads() == 1 {
+        for (i, r) in v.chunks_mut(row_len).enumerate() {
+            f(i, r);
+        }
+    } else {
+        v.par_chunks_mut(row_len)
+            .enumerate()
+            .for_each(|(i, r)| f(i, r));
+    }
+}
+
+/// Column sums of a row-major `rows x cols` matrix, added into `out` (len `cols`).
+/// Summed row by row in order, so the result does not depend on threads.
+pub fn add_col_sums(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    debug_assert_eq!(x.len(), rows * cols);
+    for r in 0..rows {
+        let row = &x[r * cols..(r + 1) * cols];
+        for (o, v) in out.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn naive(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: bool) -> Vec<f32> {
+        let mut c = vec![0.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0f64;
+                for p in 0..k {
+                    let av = if ta { a[p * m + i] } else { a[i * k + p] };
+                    let bv = if tb { b[j * k + p] } else { b[p * n + j] };
+                    s += av as f64 * bv as f64;
+                }
+                c[i * n + j] = s as f32;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn matmul_matches_naive_for_all_transpositions() {
+        let mut r = Rng::new(5);
+        for &(m, n, k) in &[(3, 5, 7), (70, 65, 90), (1, 1, 1), (128, 40, 33)] {
+            let mut a = vec![0.0; m * k];
+            let mut b = vec![0.0; k * n];
+            r.fill_normal(&mut a, 1.0);
+            r.fill_normal(&mut b, 1.0);
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let want = naive(m, n, k, &a, ta, &b, tb);
+                    let mut c = vec![1.0; m * n];
+                    matmul(m, n, k, &a, ta, &b, tb, &mut c, false);
+                    for (x, y) in c.iter().zip(&want) {
+                        assert!((x - y).abs() < 1e-3 * (1.0 + y.abs()), "{ta} {tb} {x} {y}");
+                    }
+                    let mut c2 = vec![1.0; m * n];
+                    matmul(m, n, k, &a, ta, &b, tb, &mut c2, true);
+                    for (x, y) in c2.iter().zip(&want) {
+                        assert!((x - 1.0 - y).abs() < 1e-3 * (1.0 + y.abs()));
+                    }
+                }
+            }
+        }
+    }
+}

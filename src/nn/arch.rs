@@ -1,0 +1,405 @@
+//! Architecture specs (`--arch`) and the network builder.
+//!
+//! | spec | network |
+//! |---|---|
+//! | `mlp:1024` | input -> 1024 -> classes (activation after each hidden layer) |
+//! | `mlp:800,800` | two hidden layers; `mlp:` (no hidden layer) is a linear classifier |
+//! | `mlp:800,800/bn` | batch norm before each hidden activation; `/dropout=0.2` after it |
+//! | `lenet` | BioTorch's LeNet (`biotorch/models/le_net.py`): conv 6 k5 -> act -> maxpool 2 -> conv 16 k5 -> act -> maxpool 2 -> conv 120 k5 -> act -> dense 84 -> act -> classes; 32x32 inputs (28x28 ones padded by 2 in conv1, as BioTorch's resize to 32 gives the same shapes) |
+//! | `conv3` | the holistic benchmark's net (Gupta et al. 2022, after Miconi's Hebbian CNN): conv 100 k5 -> act -> avgpool 2 -> conv 196 k3 -> act -> avgpool 2 -> conv 400 k3 -> act -> avgpool 2 -> classes (no padding; 32x32 gives 400x2x2 features) |
+//!
+//! Initialisation (`Init`): `torch` is PyTorch's default for Linear/Conv2d (W and b from
+//! U(+-1/sqrt(fan_in))); `xavier` is Glorot-uniform U(+-sqrt(6/(fan_in+fan_out))) with zero bias;
+//! `kaiming` is He-uniform U(+-sqrt(6/fan_in)) with zero bias.
+
+use super::{Activation, Layer, Network, Param, ParamKind, Shape};
+use crate::nn::batchnorm::BnGeom;
+use crate::nn::conv::ConvGeom;
+use crate::nn::pool::PoolGeom;
+use crate::rng::Rng;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    Torch,
+    Xavier,
+    Kaiming,
+}
+
+impl Init {
+    /// Bounds (weight, bias) of the uniform distributions for a layer.
+    pub fn bounds(&self, fan_in: usize, fan_out: usize) -> (f32, f32) {
+        let (fi, fo) = (fan_in as f32, fan_out as f32);
+        match self {
+            Init::Torch => (1.0 / fi.sqrt(), 1.0 / fi.sqrt()),
+            Init::Xavier => ((6.0 / (fi + fo)).sqrt(), 0.0),
+            Init::Kaiming => ((6.0 / fi).sqrt(), 0.0),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ArchSpec {
+    Mlp {
+        hidden: Vec<usize>,
+        batchnorm: bool,
+        dropout: f32,
+    },
+    LeNet,
+    Conv3,
+}
+
+impl std::str::FromStr for ArchSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (base, opts) = match s.split_once('/') {
+            Some((b, o)) => (b, Some(o)),
+            None => (s, None),
+        };
+        let mut spec = if let Some(rest) = base.strip_prefix("mlp") {
+            let rest = rest.strip_prefix(':').unwrap_or(rest);
+            let hidden = rest
+                .split(',')
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| {
+                    t.trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|&v| v > 0)
+                        .ok_or_else(|| {
+                            format!("arch '{s}': hidden size '{t}' is not a positive integer")
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            ArchSpec::Mlp {
+                hidden,
+                batchnorm: false,
+                dropout: 0.0,
+            }
+        } else if base == "lenet" {
+            ArchSpec::LeNet
+        } else if base == "conv3" {
+            ArchSpec::Conv3
+        } else {
+            return Err(format!(
+                "unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), lenet or conv3"
+            ));
+        };
+        if let Some(opts) = opts {
+            let ArchSpec::Mlp {
+                batchnorm, dropout, ..
+            } = &mut spec
+            else {
+                return Err(format!("arch '{s}': options after '/' apply to mlp only"));
+            };
+            for o in opts.split('/') {
+                if o == "bn" {
+                    *batchnorm = true;
+                } else if let Some(p) = o.strip_prefix("dropout=") {
+                    *dropout = p
+                        .parse::<f32>()
+                        .ok()
+                        .filter(|p| (0.0..1.0).contains(p))
+                        .ok_or_else(|| format!("arch '{s}': dropout '{p}' must be in [0, 1)"))?;
+                } else {
+                    return Err(format!("arch '{s}': unknown option '{o}' (bn, dropout=P)"));
+                }
+            }
+        }
+        Ok(spec)
+    }
+}
+
+impl std::fmt::Display for ArchSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArchSpec::Mlp {
+                hidden,
+                batchnorm,
+                dropout,
+            } => {
+                let h: Vec<String> = hidden.iter().map(|v| v.to_string()).collect();
+                write!(f, "mlp:{}", h.join(","))?;
+                if *batchnorm {
+                    write!(f, "/bn")?;
+                }
+                if *dropout > 0.0 {
+                    write!(f, "/dropout={dropout}")?;
+                }
+                Ok(())
+            }
+            ArchSpec::LeNet => write!(f, "lenet"),
+            ArchSpec::Conv3 => write!(f, "conv3"),
+        }
+    }
+}
+
+/// Builds a network layer by layer, tracking the current shape and drawing initial weights.
+pub struct Builder<'r> {
+    net: Network,
+    init: Init,
+    rng: &'r mut Rng,
+}
+
+impl<'r> Builder<'r> {
+    pub fn new(input: Shape, init: Init, rng: &'r mut Rng) -> Self {
+        Builder {
+            net: Network {
+                layers: vec![],
+                params: vec![],
+                shapes: vec![input],
+            },
+            init,
+            rng,
+        }
+    }
+    fn cur(&self) -> Shape {
+        *self.net.shapes.last().unwrap()
+    }
+    fn param(&mut self, name: String, shape: Vec<usize>, data: Vec<f32>, kind: ParamKind) -> usize {
+        self.net.params.push(Param {
+            name,
+            shape,
+            data,
+            kind,
+        });
+        self.net.params.len() - 1
+    }
+    fn push(&mut self, layer: Layer, out: Shape) {
+        self.net.layers.push(layer);
+        self.net.shapes.push(out);
+    }
+    fn weights(
+        &mut self,
+        fan_in: usize,
+        fan_out: usize,
+        rows: usize,
+        bias: bool,
+    ) -> (Vec<f32>, Option<Vec<f32>>) {
+        let (wb, bb) = self.init.bounds(fan_in, fan_out);
+        let mut w = vec![0.0; rows * fan_in];
+        self.rng.fill_uniform(&mut w, -wb, wb);
+        let b = bias.then(|| {
+            let mut b = vec![0.0; rows];
+            if bb > 0.0 {
+                self.rng.fill_uniform(&mut b, -bb, bb);
+            }
+            b
+        });
+        (w, b)
+    }
+
+    pub fn dense(mut self, out: usize, bias: bool) -> Self {
+        let inp = self.cur().len();
+        let i = self.net.layers.len();
+        let (w, b) = self.weights(inp, out, out, bias);
+        let w = self.param(
+            format!("layers.{i}.weight"),
+            vec![out, inp],
+            w,
+            ParamKind::Weight,
+        );
+        let b = b.map(|b| self.param(format!("layers.{i}.bias"), vec![out], b, ParamKind::Bias));
+        self.push(Layer::Dense { w, b, inp, out }, Shape::flat(out));
+        self
+    }
+
+    pub fn conv(
+        mut self,
+        o: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        reflect: bool,
+        bias: bool,
+    ) -> Self {
+        let s = self.cur();
+        let geom = ConvGeom {
+            c: s.c,
+            h: s.h,
+            w: s.w,
+            o,
+            k,
+            stride,
+            pad,
+            reflect,
+        };
+        let i = self.net.layers.len();
+        let (w, b) = self.weights(geom.ckk(), o * k * k, o, bias);
+        let w = self.param(
+            format!("layers.{i}.weight"),
+            vec![o, s.c, k, k],
+            w,
+            ParamKind::Weight,
+        );
+        let b = b.map(|b| self.param(format!("layers.{i}.bias"), vec![o], b, ParamKind::Bias));
+        let out = Shape::new(o, geom.oh(), geom.ow());
+        self.push(Layer::Conv { w, b, geom }, out);
+        self
+    }
+
+    pub fn act(mut self, a: Activation) -> Self {
+        let s = self.cur();
+        self.push(Layer::Act(a), s);
+        self
+    }
+
+    fn pool_geom(&self, k: usize, stride: usize) -> PoolGeom {
+        let s = self.cur();
+        PoolGeom {
+            c: s.c,
+            h: s.h,
+            w: s.w,
+            k,
+            stride,
+        }
+    }
+    pub fn maxpool(mut self, k: usize, stride: usize) -> Self {
+        let g = self.pool_geom(k, stride);
+        let out = Shape::new(g.c, g.oh(), g.ow());
+        self.push(Layer::MaxPool(g), out);
+        self
+    }
+    pub fn avgpool(mut self, k: usize, stride: usize) -> Self {
+        let g = self.pool_geom(k, stride);
+        let out = Shape::new(g.c, g.oh(), g.ow());
+        self.push(Layer::AvgPool(g), out);
+        self
+    }
+    pub fn dropout(mut self, p: f32) -> Self {
+        let s = self.cur();
+        self.push(Layer::Dropout(p), s);
+        self
+    }
+    pub fn batchnorm(mut self, affine: bool) -> Self {
+        let s = self.cur();
+        let i = self.net.layers.len();
+        let affine = affine.then(|| {
+            let g = self.param(
+                format!("layers.{i}.gamma"),
+                vec![s.c],
+                vec![1.0; s.c],
+                ParamKind::BnScale,
+            );
+            let b = self.param(
+                format!("layers.{i}.beta"),
+                vec![s.c],
+                vec![0.0; s.c],
+                ParamKind::BnShift,
+            );
+            (g, b)
+        });
+        let mean = self.param(
+            format!("layers.{i}.running_mean"),
+            vec![s.c],
+            vec![0.0; s.c],
+            ParamKind::Buffer,
+        );
+        let var = self.param(
+            format!("layers.{i}.running_var"),
+            vec![s.c],
+            vec![1.0; s.c],
+            ParamKind::Buffer,
+        );
+        let geom = BnGeom {
+            c: s.c,
+            p: s.h * s.w,
+            eps: 1e-5,
+            momentum: 0.1,
+        };
+        self.push(
+            Layer::BatchNorm {
+                affine,
+                mean,
+                var,
+                geom,
+            },
+            s,
+        );
+        self
+    }
+    pub fn build(self) -> Network {
+        self.net
+    }
+}
+
+impl ArchSpec {
+    /// The network for inputs of `input` shape and `classes` outputs. Checks that every layer
+    /// fits its input (a conv net on inputs too small for it is an error, not a panic).
+    pub fn build(
+        &self,
+        input: Shape,
+        classes: usize,
+        act: Activation,
+        init: Init,
+        rng: &mut Rng,
+    ) -> Result<Network, String> {
+        let b = Builder::new(input, init, rng);
+        let net = match self {
+            ArchSpec::Mlp {
+                hidden,
+                batchnorm,
+                dropout,
+            } => {
+                let mut b = b;
+                for &h in hidden {
+                    b = b.dense(h, true);
+                    if *batchnorm {
+                        b = b.batchnorm(true);
+                    }
+                    b = b.act(act);
+                    if *dropout > 0.0 {
+                        b = b.dropout(*dropout);
+                    }
+                }
+                b.dense(classes, true).build()
+            }
+            ArchSpec::LeNet => {
+                // BioTorch resizes 28x28 images to 32x32; padding conv1 by 2 gives the same shapes.
+                need(input, 28, "lenet")?;
+                let pad = 32usize.saturating_sub(input.h.min(input.w)).div_ceil(2);
+                b.conv(6, 5, 1, pad, false, true)
+                    .act(act)
+                    .maxpool(2, 2)
+                    .conv(16, 5, 1, 0, false, true)
+                    .act(act)
+                    .maxpool(2, 2)
+                    .conv(120, 5, 1, 0, false, true)
+                    .act(act)
+                    .dense(84, true)
+                    .act(act)
+                    .dense(classes, true)
+                    .build()
+            }
+            ArchSpec::Conv3 => {
+                // Miconi's Hebbian CNN, used by Gupta et al. 2022: no padding, 2x2 average pooling.
+                need(input, 20, "conv3")?;
+                b.conv(100, 5, 1, 0, false, true)
+                    .act(act)
+                    .avgpool(2, 2)
+                    .conv(196, 3, 1, 0, false, true)
+                    .act(act)
+                    .avgpool(2, 2)
+                    .conv(400, 3, 1, 0, false, true)
+                    .act(act)
+                    .avgpool(2, 2)
+                    .dense(classes, true)
+                    .build()
+            }
+        };
+        Ok(net)
+    }
+}
+
+fn need(input: Shape, min: usize, name: &str) -> Result<(), String> {
+    if input.h < min || input.w < min {
+        Err(format!(
+            "arch {name} needs inputs of at least {min}x{min}, the data set's are {}x{}",
+            input.h, input.w
+        ))
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! Losses on the network's output, each returning the batch-mean loss and writing
+//! e = dL/d(output), the error every rule starts from.
+//!
+//! - Softmax cross-entropy: L = -(1/N) sum_n log softmax(z_n)[y_n]; e = (softmax(z) - onehot(y)) / N.
+//! - MSE against the one-hot target: L = (1/N) sum_n 1/2 ||z_n - onehot(y_n)||^2; e = (z - onehot) / N.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    /// softmax cross-entropy
+    Ce,
+    /// mean squared error against one-hot targets
+    Mse,
+}
+
+impl Loss {
+    /// Returns (sum of per-sample losses, number correct). `e` gets dL/dz for the batch mean.
+    pub fn eval(
+        &self,
+        z: &[f32],
+        y: &[u32],
+        classes: usize,
+        e: Option<&mut [f32]>,
+    ) -> (f64, usize) {
+        let n = y.len();
+        let mut total = 0.0f64;
+        let mut correct = 0usize;
+        let inv_n = 1.0 / n as f32;
+        let mut e = e;
+        for (s, &label) in y.iter().enumerate() {
+            let zs = &z[s * classes..(s + 1) * classes];
+            let label = label as usize;
+            if argmax(zs) == label {
+                correct += 1;
+            }
+            match self {
+                Loss::Ce => {
+                    let mx = zs.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                    let sum: f64 = zs.iter().map(|v| ((v - mx) as f64).exp()).sum();
+                    total += sum.ln() - (zs[label] - mx) as f64;
+                    if let Some(e) = e.as_deref_mut() {
+                        let es = &mut e[s * classes..(s + 1) * classes];
+                        for (j, ev) in es.iter_mut().enumerate() {
+                            let p = (((zs[j] - mx) as f64).exp() / sum) as f32;
+                            *ev = (p - if j == label { 1.0 } else { 0.0 }) * inv_n;
+                        }
+                    }
+                }
+                Loss::Mse => {
+                    let mut l = 0.0f64;
+                    for (j, v) in zs.iter().enumerate() {
+                        let d = v - if j == label { 1.0 } else { 0.0 };
+                        l += 0.5 * (d as f64) * (d as f64);
+                        if let Some(e) = e.as_deref_mut() {
+                            e[s * classes + j] = d * inv_n;
+                        }
+                    }
+                    total += l;
+                }
+            }
+        }
+        (total, correct)
+    }
+}
+
+pub fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_entropy_by_hand() {
+        // z = [0, ln 3]: softmax = [1/4, 3/4]; label 1: loss = -ln(3/4).
+        let z = [0.0, 3.0f32.ln()];
+        let mut e = [0.0; 2];
+        let (l, c) = Loss::Ce.eval(&z, &[1], 2, Some(&mut e));
+        assert!((l - (4.0f64 / 3.0).ln()).abs() < 1e-6);
+        assert_eq!(c, 1);
+        assert!((e[0] - 0.25).abs() < 1e-6 && (e[1] + 0.25).abs() < 1e-6);
+    }
+
+    #[test]
+    fn mse_by_hand() {
+        let z = [0.5, 0.5, 2.0, 0.0];
+        let mut e = [0.0; 4];
+        let (l, c) = Loss::Mse.eval(&z, &[0, 1], 2, Some(&mut e));
+        // sample 0 (label 0): 0.5*(0.25+0.25) = 0.25; sample 1 (label 1): 0.5*(4+1) = 2.5
+        assert!((l - 2.75).abs() < 1e-9);
+        assert_eq!(c, 1);
+        assert_eq!(e, [-0.25, 0.25, 1.0, -0.5]);
+    }
+}

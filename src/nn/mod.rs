@@ -1,0 +1,530 @@
+//! Feed-forward networks: a flat list of layers over named parameter tensors.
+//!
+//! A `Network` is a sequence of `Layer`s (dense, conv, pooling, activation, dropout, batch norm)
+//! whose parameters live in one `Vec<Param>`, so optimisers, pruning masks, checkpoints and
+//! learning rules all see the same named tensors. Activations are batch-major matrices:
+//! sample after sample, each sample's features laid out C x H x W.
+//!
+//! The forward pass caches what the backward pass needs in a `Workspace` (allocated once per
+//! batch size, reused every step). The backward pass is generic over the *feedback path*: through
+//! each weight layer it propagates with W (backprop) or with a feedback matrix of W's shape given
+//! by the learning rule (feedback alignment, sign symmetry). It can run over any sub-range of
+//! layers, which is how direct feedback alignment injects its projected error block by block.
+
+pub mod activation;
+pub mod arch;
+pub mod batchnorm;
+pub mod conv;
+pub mod loss;
+pub mod pool;
+
+pub use activation::Activation;
+pub use arch::{ArchSpec, Init};
+pub use loss::Loss;
+
+use crate::linalg;
+use crate::rng::Rng;
+use batchnorm::BnGeom;
+use conv::ConvGeom;
+use pool::PoolGeom;
+use serde::{Deserialize, Serialize};
+
+/// Per-sample shape C x H x W (a dense layer's output is C x 1 x 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shape {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Shape {
+    pub fn new(c: usize, h: usize, w: usize) -> Self {
+        Shape { c, h, w }
+    }
+    pub fn flat(n: usize) -> Self {
+        Shape { c: n, h: 1, w: 1 }
+    }
+    pub fn len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ParamKind {
+    /// A weight matrix or kernel: what pruning, feedback matrices and weight decay act on.
+    Weight,
+    Bias,
+    BnScale,
+    BnShift,
+    /// Not trained (batch-norm running statistics).
+    Buffer,
+}
+
+#[derive(Clone, Debug)]
+pub struct Param {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+    pub kind: ParamKind,
+}
+
+impl Param {
+    pub fn trainable(&self) -> bool {
+        self.kind != ParamKind::Buffer
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Layer {
+    /// y = x W^T + b; W: out x inp.
+    Dense {
+        w: usize,
+        b: Option<usize>,
+        inp: usize,
+        out: usize,
+    },
+    Conv {
+        w: usize,
+        b: Option<usize>,
+        geom: ConvGeom,
+    },
+    MaxPool(PoolGeom),
+    AvgPool(PoolGeom),
+    Act(Activation),
+    /// Inverted dropout with drop probability p.
+    Dropout(f32),
+    /// gamma/beta (absent when not affine), running mean/var.
+    BatchNorm {
+        affine: Option<(usize, usize)>,
+        mean: usize,
+        var: usize,
+        geom: BnGeom,
+    },
+}
+
+impl Layer {
+    /// The weight parameter of a dense or conv layer.
+    pub fn weight(&self) -> Option<usize> {
+        match self {
+            Layer::Dense { w, .. } | Layer::Conv { w, .. } => Some(*w),
+            _ => None,
+        }
+    }
+    pub fn bias(&self) -> Option<usize> {
+        match self {
+            Layer::Dense { b, .. } | Layer::Conv { b, .. } => *b,
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Network {
+    pub layers: Vec<Layer>,
+    pub params: Vec<Param>,
+    /// shapes[i]: the per-sample shape entering layer i; shapes[layers.len()]: the output.
+    pub shapes: Vec<Shape>,
+}
+
+/// Per-layer scratch kept between the forward and the backward pass.
+#[derive(Debug, Default)]
+pub enum Aux {
+    #[default]
+    None,
+    Conv {
+        cols: Vec<f32>,
+        tmp: Vec<f32>,
+        dcols: Vec<f32>,
+    },
+    MaxPool {
+        arg: Vec<u32>,
+    },
+    Bn {
+        xhat: Vec<f32>,
+        inv_std: Vec<f32>,
+    },
+    Dropout {
+        mask: Vec<f32>,
+    },
+}
+
+/// Buffers of one batch size: activations, their gradients, per-layer scratch.
+#[derive(Debug, Default)]
+pub struct Workspace {
+    pub n: usize,
+    /// acts[i]: input of layer i (acts[0] is the batch), acts[L]: the network's output.
+    pub acts: Vec<Vec<f32>>,
+    /// grads[i]: dL/d acts[i], filled by `backward` where needed.
+    pub grads: Vec<Vec<f32>>,
+    pub aux: Vec<Aux>,
+}
+
+impl Workspace {
+    /// The input slot for a batch of `n` samples (fill it, then call `Network::forward`).
+    pub fn input_mut(&mut self) -> &mut [f32] {
+        let n = self.n;
+        let d = self.acts[0].len() / n.max(1);
+        &mut self.acts[0][..n * d]
+    }
+    pub fn output(&self) -> &[f32] {
+        self.acts.last().expect("workspace not prepared")
+    }
+    /// dL/d(output): where a rule writes its error before calling `backward`.
+    pub fn output_grad_mut(&mut self) -> &mut [f32] {
+        self.grads.last_mut().expect("workspace not prepared")
+    }
+}
+
+fn two_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &mut T) {
+    assert_ne!(i, j);
+    if i < j {
+        let (a, b) = v.split_at_mut(j);
+        (&mut a[i], &mut b[0])
+    } else {
+        let (a, b) = v.split_at_mut(i);
+        (&mut b[0], &mut a[j])
+    }
+}
+
+/// Feedback matrices per layer index (None: propagate with the layer's own weights).
+pub type FeedbackMats = [Option<Vec<f32>>];
+
+impl Network {
+    pub fn input_shape(&self) -> Shape {
+        self.shapes[0]
+    }
+    pub fn output_len(&self) -> usize {
+        self.shapes.last().unwrap().len()
+    }
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+    /// Indices of layers that carry a weight (dense, conv), in order.
+    pub fn weight_layers(&self) -> Vec<usize> {
+        (0..self.layers.len())
+            .filter(|&i| self.layers[i].weight().is_some())
+            .collect()
+    }
+    pub fn num_trainable(&self) -> usize {
+        self.params
+            .iter()
+            .filter(|p| p.trainable())
+            .map(|p| p.data.len())
+            .sum()
+    }
+    /// Zeroed gradient buffers shaped like the parameters.
+    pub fn zero_grads(&self) -> Vec<Vec<f32>> {
+        self.params
+            .iter()
+            .map(|p| vec![0.0; p.data.len()])
+            .collect()
+    }
+
+    /// Size the workspace for a batch of `n` (no allocation when it already fits).
+    pub fn prepare(&self, ws: &mut Workspace, n: usize) {
+        let l = self.layers.len();
+        if ws.acts.len() != l + 1 {
+            ws.acts = (0..=l).map(|_| Vec::new()).collect();
+            ws.grads = (0..=l).map(|_| Vec::new()).collect();
+            ws.aux = (0..l).map(|_| Aux::None).collect();
+        }
+        ws.n = n;
+        for i in 0..=l {
+            let len = n * self.shapes[i].len();
+            ws.acts[i].resize(len, 0.0);
+            ws.grads[i].resize(len, 0.0);
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            match layer {
+                Layer::Conv { geom, .. } => {
+                    if !matches!(ws.aux[i], Aux::Conv { .. }) {
+                        ws.aux[i] = Aux::Conv {
+                            cols: vec![],
+                            tmp: vec![],
+                            dcols: vec![],
+                        };
+                    }
+                    if let Aux::Conv { cols, tmp, dcols } = &mut ws.aux[i] {
+                        cols.resize(n * geom.p() * geom.ckk(), 0.0);
+                        dcols.resize(n * geom.p() * geom.ckk(), 0.0);
+                        tmp.resize(n * geom.p() * geom.o, 0.0);
+                    }
+                }
+                Layer::MaxPool(g) => {
+                    if !matches!(ws.aux[i], Aux::MaxPool { .. }) {
+                        ws.aux[i] = Aux::MaxPool { arg: vec![] };
+                    }
+                    if let Aux::MaxPool { arg } = &mut ws.aux[i] {
+                        arg.resize(n * g.out_len(), 0);
+                    }
+                }
+                Layer::BatchNorm { geom, .. } => {
+                    if !matches!(ws.aux[i], Aux::Bn { .. }) {
+                        ws.aux[i] = Aux::Bn {
+                            xhat: vec![],
+                            inv_std: vec![],
+                        };
+                    }
+                    if let Aux::Bn { xhat, inv_std } = &mut ws.aux[i] {
+                        xhat.resize(n * geom.c * geom.p, 0.0);
+                        inv_std.resize(geom.c, 0.0);
+                    }
+                }
+                Layer::Dropout(_) => {
+                    if !matches!(ws.aux[i], Aux::Dropout { .. }) {
+                        ws.aux[i] = Aux::Dropout { mask: vec![] };
+                    }
+                    if let Aux::Dropout { mask } = &mut ws.aux[i] {
+                        mask.resize(n * self.shapes[i].len(), 0.0);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Forward pass over `ws.acts[0]` (batch of `ws.n`). `train`: batch statistics, dropout on
+    /// (drawing masks from `rng`), running statistics updated.
+    pub fn forward(&mut self, ws: &mut Workspace, train: bool, rng: &mut Rng) {
+        let n = ws.n;
+        for i in 0..self.layers.len() {
+            let (lo, hi) = ws.acts.split_at_mut(i + 1);
+            let x = &lo[i][..n * self.shapes[i].len()];
+            let y = &mut hi[0][..n * self.shapes[i + 1].len()];
+            let params = &mut self.params;
+            match &self.layers[i] {
+                Layer::Dense { w, b, inp, out } => {
+                    let (inp, out) = (*inp, *out);
+                    match b {
+                        Some(b) => {
+                            let bias = &params[*b].data;
+                            linalg::par_rows(y, out, |_, row| row.copy_from_slice(bias));
+                        }
+                        None => y.fill(0.0),
+                    }
+                    linalg::matmul(n, out, inp, x, false, &params[*w].data, true, y, true);
+                }
+                Layer::Conv { w, b, geom } => {
+                    let Aux::Conv { cols, tmp, .. } = &mut ws.aux[i] else {
+                        unreachable!()
+                    };
+                    let bias = b.map(|b| params[b].data.as_slice());
+                    geom.forward(x, n, &params[*w].data, bias, cols, tmp, y);
+                }
+                Layer::MaxPool(g) => {
+                    let Aux::MaxPool { arg } = &mut ws.aux[i] else {
+                        unreachable!()
+                    };
+                    g.max_forward(x, n, y, arg);
+                }
+                Layer::AvgPool(g) => g.avg_forward(x, n, y),
+                Layer::Act(a) => {
+                    let a = *a;
+                    linalg::par_zip(y, x, |_, o, inp| {
+                        for (ov, iv) in o.iter_mut().zip(inp) {
+                            *ov = a.f(*iv);
+                        }
+                    });
+                }
+                Layer::Dropout(p) => {
+                    if train && *p > 0.0 {
+                        let Aux::Dropout { mask } = &mut ws.aux[i] else {
+                            unreachable!()
+                        };
+                        let keep = 1.0 - *p;
+                        for m in mask.iter_mut() {
+                            *m = if rng.uniform() < keep {
+                                1.0 / keep
+                            } else {
+                                0.0
+                            };
+                        }
+                        for ((yv, xv), m) in y.iter_mut().zip(x).zip(mask.iter()) {
+                            *yv = xv * m;
+                        }
+                    } else {
+                        y.copy_from_slice(x);
+                    }
+                }
+                Layer::BatchNorm {
+                    affine,
+                    mean,
+                    var,
+                    geom,
+                } => {
+                    // Running statistics are taken out for the call (no copy, no allocation)
+                    // so that gamma and beta can be borrowed beside them.
+                    let mut rm = std::mem::take(&mut params[*mean].data);
+                    let mut rv = std::mem::take(&mut params[*var].data);
+                    let gb =
+                        affine.map(|(g, b)| (params[g].data.as_slice(), params[b].data.as_slice()));
+                    if train {
+                        let Aux::Bn { xhat, inv_std } = &mut ws.aux[i] else {
+                            unreachable!()
+                        };
+                        geom.forward_train(x, n, gb, (&mut rm, &mut rv), xhat, inv_std, y);
+                    } else {
+                        geom.forward_eval(x, n, gb, (&rm, &rv), y);
+                    }
+                    params[*mean].data = rm;
+                    params[*var].data = rv;
+                }
+            }
+        }
+    }
+
+    /// Backward pass through layers `lo..hi`, starting from `ws.grads[hi]`.
+    ///
+    /// Writes every trainable parameter gradient of those layers into `grads` (overwriting), and
+    /// `ws.grads[i]` for `lo < i < hi` (and for `i = lo` when `input_grad`). Through a weight
+    /// layer i the signal goes back through `feedback[i]` when given (same shape as W), else W.
+    pub fn backward(
+        &self,
+        ws: &mut Workspace,
+        grads: &mut [Vec<f32>],
+        lo: usize,
+        hi: usize,
+        feedback: Option<&FeedbackMats>,
+        input_grad: bool,
+    ) {
+        let n = ws.n;
+        for i in (lo..hi).rev() {
+            let need_dx = i > lo || input_grad;
+            let (glo, ghi) = ws.grads.split_at_mut(i + 1);
+            let g = &ghi[0][..n * self.shapes[i + 1].len()];
+            let dx = &mut glo[i][..n * self.shapes[i].len()];
+            let x = &ws.acts[i][..n * self.shapes[i].len()];
+            let y = &ws.acts[i + 1][..n * self.shapes[i + 1].len()];
+            let fb = |w: usize| -> &[f32] {
+                match feedback.and_then(|f| f[i].as_deref()) {
+                    Some(m) => m,
+                    None => &self.params[w].data,
+                }
+            };
+            match &self.layers[i] {
+                Layer::Dense { w, b, inp, out } => {
+                    let (inp, out) = (*inp, *out);
+                    linalg::matmul(out, inp, n, g, true, x, false, &mut grads[*w], false);
+                    if let Some(b) = b {
+                        let db = &mut grads[*b];
+                        db.fill(0.0);
+                        linalg::add_col_sums(g, n, out, db);
+                    }
+                    if need_dx {
+                        linalg::matmul(n, inp, out, g, false, fb(*w), false, dx, false);
+                    }
+                }
+                Layer::Conv { w, b, geom } => {
+                    let Aux::Conv { cols, tmp, dcols } = &mut ws.aux[i] else {
+                        unreachable!()
+                    };
+                    let (dw, db) = match b {
+                        Some(b) => {
+                            let (dw, db) = two_mut(grads, *w, *b);
+                            (dw, Some(db.as_mut_slice()))
+                        }
+                        None => (&mut grads[*w], None),
+                    };
+                    let dxs = if need_dx {
+                        Some((fb(*w), dcols.as_mut_slice(), dx))
+                    } else {
+                        None
+                    };
+                    geom.backward(g, n, cols, tmp, dw, db, dxs);
+                }
+                Layer::MaxPool(geo) => {
+                    if need_dx {
+                        let Aux::MaxPool { arg } = &ws.aux[i] else {
+                            unreachable!()
+                        };
+                        geo.max_backward(g, n, arg, dx);
+                    }
+                }
+                Layer::AvgPool(geo) => {
+                    if need_dx {
+                        geo.avg_backward(g, n, dx);
+                    }
+                }
+                Layer::Act(a) => {
+                    if need_dx {
+                        let a = *a;
+                        linalg::par_zip(dx, g, |off, d, gc| {
+                            let xs = &x[off..off + d.len()];
+                            let ys = &y[off..off + d.len()];
+                            for j in 0..d.len() {
+                                d[j] = gc[j] * a.df(xs[j], ys[j]);
+                            }
+                        });
+                    }
+                }
+                Layer::Dropout(p) => {
+                    if need_dx {
+                        if *p > 0.0 {
+                            let Aux::Dropout { mask } = &ws.aux[i] else {
+                                unreachable!()
+                            };
+                            for ((d, gv), m) in dx.iter_mut().zip(g).zip(mask.iter()) {
+                                *d = gv * m;
+                            }
+                        } else {
+                            dx.copy_from_slice(g);
+                        }
+                    }
+                }
+                Layer::BatchNorm { affine, geom, .. } => {
+                    let Aux::Bn { xhat, inv_std } = &ws.aux[i] else {
+                        unreachable!()
+                    };
+                    let gamma = affine.map(|(gm, _)| self.params[gm].data.as_slice());
+                    let dgb = match affine {
+                        Some((gm, bt)) => {
+                            let (a, b) = two_mut(grads, *gm, *bt);
+                            Some((a.as_mut_slice(), b.as_mut_slice()))
+                        }
+                        None => None,
+                    };
+                    geom.backward(
+                        g,
+                        n,
+                        gamma,
+                        xhat,
+                        inv_std,
+                        dgb,
+                        if need_dx { Some(dx) } else { None },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Logits for `x` (n samples) in evaluation mode, batch by batch, into `out`.
+    pub fn predict(
+        &mut self,
+        ws: &mut Workspace,
+        x: &[f32],
+        n: usize,
+        batch: usize,
+        out: &mut Vec<f32>,
+    ) {
+        let d = self.input_shape().len();
+        let k = self.output_len();
+        out.resize(n * k, 0.0);
+        let mut rng = Rng::new(0); // unused in evaluation mode
+        let mut start = 0;
+        while start < n {
+            let m = batch.min(n - start);
+            self.prepare(ws, m);
+            ws.input_mut()
+                .copy_from_slice(&x[start * d..(start + m) * d]);
+            self.forward(ws, false, &mut rng);
+            out[start * k..(start + m) * k].copy_from_slice(ws.output());
+            start += m;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,171 @@
+//! Max and average pooling over k x k windows with stride s (no padding).
+//!
+//! # Shapes
+//! input N x C x H x W, output N x C x OH x OW with OH = (H - k) / s + 1.
+//! Max pooling keeps the arg-max index of each window for the backward pass (ties: the first).
+
+use crate::linalg;
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PoolGeom {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+    pub stride: usize,
+}
+
+impl PoolGeom {
+    pub fn oh(&self) -> usize {
+        (self.h - self.k) / self.stride + 1
+    }
+    pub fn ow(&self) -> usize {
+        (self.w - self.k) / self.stride + 1
+    }
+    pub fn out_len(&self) -> usize {
+        self.c * self.oh() * self.ow()
+    }
+    fn in_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    /// y = maxpool(x); `arg[i]` = index (within the sample) of the max feeding y[i].
+    pub fn max_forward(&self, x: &[f32], n: usize, y: &mut [f32], arg: &mut [u32]) {
+        let (ol, il) = (self.out_len(), self.in_len());
+        let (oh, ow) = (self.oh(), self.ow());
+        let yl = &mut y[..n * ol];
+        // Fill the outputs row (sample) by row, recording arg-max indices as f32 bit patterns is
+        // avoided: we write `arg` in a second, sequential-by-sample pass over the same windows.
+        linalg::par_rows(yl, ol, |s, ys| {
+            let xs = &x[s * il..(s + 1) * il];
+            for c in 0..self.c {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut best = f32::NEG_INFINITY;
+                        for i in 0..self.k {
+                            let row =
+                                (c * self.h + oy * self.stride + i) * self.w + ox * self.stride;
+                            for v in &xs[row..row + self.k] {
+                                if *v > best {
+                                    best = *v;
+                                }
+                            }
+                        }
+                        ys[(c * oh + oy) * ow + ox] = best;
+                    }
+                }
+            }
+        });
+        for s in 0..n {
+            let xs = &x[s * il..(s + 1) * il];
+            let a = &mut arg[s * ol..(s + 1) * ol];
+            for c in 0..self.c {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut best = f32::NEG_INFINITY;
+                        let mut bi = 0usize;
+                        for i in 0..self.k {
+                            let row =
+                                (c * self.h + oy * self.stride + i) * self.w + ox * self.stride;
+                            for j in 0..self.k {
+                                if xs[row + j] > best {
+                                    best = xs[row + j];
+                                    bi = row + j;
+                                }
+                            }
+                        }
+                        a[(c * oh + oy) * ow + ox] = bi as u32;
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn max_backward(&self, g: &[f32], n: usize, arg: &[u32], dx: &mut [f32]) {
+        let (ol, il) = (self.out_len(), self.in_len());
+        linalg::par_rows(&mut dx[..n * il], il, |s, d| {
+            d.fill(0.0);
+            for (gv, &a) in g[s * ol..(s + 1) * ol]
+                .iter()
+                .zip(&arg[s * ol..(s + 1) * ol])
+            {
+                d[a as usize] += gv;
+            }
+        });
+    }
+
+    pub fn avg_forward(&self, x: &[f32], n: usize, y: &mut [f32]) {
+        let (ol, il) = (self.out_len(), self.in_len());
+        let (oh, ow) = (self.oh(), self.ow());
+        let scale = 1.0 / (self.k * self.k) as f32;
+        linalg::par_rows(&mut y[..n * ol], ol, |s, ys| {
+            let xs = &x[s * il..(s + 1) * il];
+            for c in 0..self.c {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = 0.0;
+                        for i in 0..self.k {
+                            let row =
+                                (c * self.h + oy * self.stride + i) * self.w + ox * self.stride;
+                            acc += xs[row..row + self.k].iter().sum::<f32>();
+                        }
+                        ys[(c * oh + oy) * ow + ox] = acc * scale;
+                    }
+                }
+            }
+        });
+    }
+
+    pub fn avg_backward(&self, g: &[f32], n: usize, dx: &mut [f32]) {
+        let (ol, il) = (self.out_len(), self.in_len());
+        let (oh, ow) = (self.oh(), self.ow());
+        let scale = 1.0 / (self.k * self.k) as f32;
+        linalg::par_rows(&mut dx[..n * il], il, |s, d| {
+            d.fill(0.0);
+            let gs = &g[s * ol..(s + 1) * ol];
+            for c in 0..self.c {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let gv = gs[(c * oh + oy) * ow + ox] * scale;
+                        for i in 0..self.k {
+                            let row =
+                                (c * self.h + oy * self.stride + i) * self.w + ox * self.stride;
+                            for v in &mut d[row..row + self.k] {
+                                *v += gv;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_and_avg_pool_2x2_by_hand() {
+        let g = PoolGeom {
+            c: 1,
+            h: 2,
+            w: 4,
+            k: 2,
+            stride: 2,
+        };
+        let x = [1.0, 5.0, -1.0, -2.0, 3.0, 2.0, -3.0, -4.0];
+        let mut y = [0.0; 2];
+        let mut arg = [0u32; 2];
+        g.max_forward(&x, 1, &mut y, &mut arg);
+        assert_eq!(y, [5.0, -1.0]);
+        assert_eq!(arg, [1, 2]);
+        let mut dx = [9.0; 8];
+        g.max_backward(&[10.0, 20.0], 1, &arg, &mut dx);
+        assert_eq!(dx, [0.0, 10.0, 20.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        g.avg_forward(&x, 1, &mut y);
+        assert_eq!(y, [2.75, -2.5]);
+        g.avg_backward(&[4.0, 8.0], 1, &mut dx);
+        assert_eq!(dx, [1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]);
+    }
+}

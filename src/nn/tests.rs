@@ -1,0 +1,254 @@
+//! Backprop gradients against central finite differences, for every layer type and activation.
+
+use super::*;
+use arch::Builder;
+
+/// Batch-mean cross-entropy of the network on (x, y), forward in training mode with a fixed
+/// dropout stream (so the function being differentiated is deterministic).
+fn loss_of(net: &mut Network, ws: &mut Workspace, x: &[f32], y: &[u32]) -> f64 {
+    net.prepare(ws, y.len());
+    ws.input_mut().copy_from_slice(x);
+    net.forward(ws, true, &mut Rng::new(99));
+    let k = net.output_len();
+    Loss::Ce.eval(ws.output(), y, k, None).0 / y.len() as f64
+}
+
+fn analytic(
+    net: &mut Network,
+    ws: &mut Workspace,
+    x: &[f32],
+    y: &[u32],
+) -> (Vec<Vec<f32>>, Vec<f32>) {
+    net.prepare(ws, y.len());
+    ws.input_mut().copy_from_slice(x);
+    net.forward(ws, true, &mut Rng::new(99));
+    let k = net.output_len();
+    let out = ws.output().to_vec();
+    Loss::Ce.eval(&out, y, k, Some(ws.output_grad_mut()));
+    let mut grads = net.zero_grads();
+    let l = net.num_layers();
+    net.backward(ws, &mut grads, 0, l, None, true);
+    let gx = ws.grads[0][..x.len()].to_vec();
+    (grads, gx)
+}
+
+fn check(mut net: Network, n: usize, seed: u64, h: f32) {
+    let what = format!(
+        "{:?}",
+        net.layers
+            .iter()
+            .map(|l| match l {
+                Layer::Act(a) => a.as_str(),
+                _ => "",
+            })
+            .collect::<Vec<_>>()
+    );
+    let mut rng = Rng::new(seed);
+    let d = net.input_shape().len();
+    let k = net.output_len();
+    let mut x = vec![0.0; n * d];
+    rng.fill_normal(&mut x, 1.0);
+    let y: Vec<u32> = (0..n).map(|_| rng.below(k) as u32).collect();
+    let mut ws = Workspace::default();
+    let (grads, gx) = analytic(&mut net, &mut ws, &x, &y);
+    // Central differences at steps h and h/2: where they disagree, a kink (ReLU at 0, a max-pool
+    // arg-max switch) lies within the step and the entry is skipped; at most 15% may be (one
+    // unit near its kink spoils every entry of its weight row). Smooth
+    // networks use h = 1e-2 (truncation error O(h^2) ~ 1e-4, f32 rounding ~1e-7/h ~ 1e-5);
+    // networks with kinks use h = 1e-3 so that few entries sit within a step of one.
+    let close = |fd: f64, an: f64| (fd - an).abs() <= 1e-3 + 2e-2 * an.abs().max(fd.abs());
+    let mut checked = 0usize;
+    let mut skipped = 0usize;
+    let mut fd_at =
+        |net: &mut Network, set: &mut dyn FnMut(&mut Network, &mut Vec<f32>, f32)| -> Option<f64> {
+            let mut d = [0.0f64; 2];
+            for (t, h) in [h, h / 2.0].into_iter().enumerate() {
+                let mut xp = x.clone();
+                set(net, &mut xp, h);
+                let lp = loss_of(net, &mut ws, &xp, &y);
+                let mut xm = x.clone();
+                set(net, &mut xm, -h);
+                let lm = loss_of(net, &mut ws, &xm, &y);
+                set(net, &mut xm, 0.0);
+                d[t] = (lp - lm) / (2.0 * h as f64);
+            }
+            checked += 1;
+            if (d[0] - d[1]).abs() > 1e-3 + 1e-2 * d[1].abs() {
+                skipped += 1;
+                None
+            } else {
+                Some(d[1])
+            }
+        };
+    for p in 0..net.params.len() {
+        if !net.params[p].trainable() {
+            continue;
+        }
+        // Check a spread of entries of each tensor (all of small ones).
+        let len = net.params[p].data.len();
+        let step = (len / 40).max(1);
+        for j in (0..len).step_by(step) {
+            let orig = net.params[p].data[j];
+            let mut set =
+                |net: &mut Network, _: &mut Vec<f32>, h: f32| net.params[p].data[j] = orig + h;
+            if let Some(fd) = fd_at(&mut net, &mut set) {
+                let an = grads[p][j] as f64;
+                assert!(
+                    close(fd, an),
+                    "{what} {} [{j}]: finite difference {fd:.6} vs backprop {an:.6}",
+                    net.params[p].name
+                );
+            }
+        }
+    }
+    for j in (0..x.len()).step_by((x.len() / 40).max(1)) {
+        let mut set = |_: &mut Network, xv: &mut Vec<f32>, h: f32| xv[j] += h;
+        if let Some(fd) = fd_at(&mut net, &mut set) {
+            assert!(
+                close(fd, gx[j] as f64),
+                "{what} input [{j}]: fd {fd:.6} vs {:.6}",
+                gx[j]
+            );
+        }
+    }
+    assert!(
+        skipped * 100 <= 15 * checked,
+        "{what}: {skipped} of {checked} entries sat on a kink"
+    );
+}
+
+#[test]
+fn dense_gradients_every_activation() {
+    for (i, act) in [
+        Activation::Relu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::Gelu,
+        Activation::Softplus,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut rng = Rng::new(10 + i as u64);
+        let net = Builder::new(Shape::flat(7), Init::Xavier, &mut rng)
+            .dense(6, true)
+            .act(act)
+            .dense(5, true)
+            .act(act)
+            .dense(3, true)
+            .build();
+        let h = if act == Activation::Relu { 1e-3 } else { 1e-2 };
+        check(net, 4, 20 + i as u64, h);
+    }
+}
+
+#[test]
+fn conv_relu_maxpool_gradients() {
+    let mut rng = Rng::new(3);
+    let net = Builder::new(Shape::new(2, 7, 7), Init::Torch, &mut rng)
+        .conv(3, 3, 1, 1, false, true)
+        .act(Activation::Relu)
+        .maxpool(2, 2)
+        .dense(3, true)
+        .build();
+    check(net, 3, 4, 1e-3);
+}
+
+#[test]
+fn conv_batchnorm_avgpool_dropout_gradients() {
+    let mut rng = Rng::new(3);
+    let net = Builder::new(Shape::new(2, 7, 7), Init::Torch, &mut rng)
+        .conv(3, 3, 1, 1, false, true)
+        .batchnorm(true)
+        .act(Activation::Tanh)
+        .avgpool(2, 2)
+        .conv(4, 2, 1, 0, true, false)
+        .act(Activation::Gelu)
+        .avgpool(2, 1)
+        .dropout(0.3)
+        .dense(5, true)
+        .batchnorm(false)
+        .act(Activation::Sigmoid)
+        .dense(3, true)
+        .build();
+    check(net, 3, 4, 1e-2);
+}
+
+#[test]
+fn strided_reflect_conv_gradients() {
+    let mut rng = Rng::new(8);
+    let net = Builder::new(Shape::new(1, 6, 6), Init::Kaiming, &mut rng)
+        .conv(2, 3, 2, 1, true, true)
+        .act(Activation::Softplus)
+        .dense(3, true)
+        .build();
+    check(net, 2, 9, 1e-2);
+}
+
+#[test]
+fn arch_specs_parse_and_build() {
+    let mut rng = Rng::new(1);
+    let a: ArchSpec = "mlp:800,800/bn/dropout=0.2".parse().unwrap();
+    assert_eq!(a.to_string(), "mlp:800,800/bn/dropout=0.2");
+    let net = a
+        .build(
+            Shape::new(1, 28, 28),
+            10,
+            Activation::Relu,
+            Init::Torch,
+            &mut rng,
+        )
+        .unwrap();
+    assert_eq!(net.output_len(), 10);
+    let lenet: ArchSpec = "lenet".parse().unwrap();
+    let net = lenet
+        .build(
+            Shape::new(1, 28, 28),
+            10,
+            Activation::Relu,
+            Init::Torch,
+            &mut rng,
+        )
+        .unwrap();
+    assert_eq!(net.shapes[8], Shape::new(120, 1, 1));
+    let net = lenet
+        .build(
+            Shape::new(3, 32, 32),
+            10,
+            Activation::Relu,
+            Init::Torch,
+            &mut rng,
+        )
+        .unwrap();
+    assert_eq!(net.shapes[8], Shape::new(120, 1, 1));
+    let conv3: ArchSpec = "conv3".parse().unwrap();
+    let net = conv3
+        .build(
+            Shape::new(3, 32, 32),
+            10,
+            Activation::Relu,
+            Init::Torch,
+            &mut rng,
+        )
+        .unwrap();
+    assert_eq!(net.shapes[9], Shape::new(400, 2, 2));
+    assert!(lenet
+        .build(
+            Shape::new(1, 8, 8),
+            10,
+            Activation::Relu,
+            Init::Torch,
+            &mut rng
+        )
+        .is_err());
+    assert!("mlp:12,x".parse::<ArchSpec>().is_err());
+    assert!("resnet".parse::<ArchSpec>().is_err());
+    assert_eq!(
+        "mlp:".parse::<ArchSpec>().unwrap(),
+        ArchSpec::Mlp {
+            hidden: vec![],
+            batchnorm: false,
+            dropout: 0.0
+        }
+    );
+}

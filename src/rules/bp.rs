@@ -1,0 +1,27 @@
+//! Backpropagation (Rumelhart, Hinton & Williams 1986): the reference every rule is compared with.
+//!
+//! delta_L = e = dL/da_L; delta_l = (W_{l+1}^T delta_{l+1}) (.) f'(a_l); dW_l = delta_l h_{l-1}^T
+//! (batch-mean loss, so the 1/B is inside e). Through conv, pooling and batch-norm layers the
+//! exact chain rule.
+
+use super::{forward_with_error, Rule, StepStats};
+use crate::nn::{Loss, Network, Workspace};
+use crate::rng::Rng;
+
+pub struct Backprop;
+
+impl Rule for Backprop {
+    fn step(
+        &mut self,
+        net: &mut Network,
+        ws: &mut Workspace,
+        y: &[u32],
+        loss: Loss,
+        grads: &mut [Vec<f32>],
+        rng: &mut Rng,
+    ) -> StepStats {
+        let stats = forward_with_error(net, ws, y, loss, rng);
+        net.backward(ws, grads, 0, net.num_layers(), None, false);
+        stats
+    }
+}

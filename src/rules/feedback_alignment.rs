@@ -1,0 +1,155 @@
+//! The feedback-alignment family: backprop's backward pass with a feedback matrix B in place of
+//! each weight matrix W (BioTorch's `fa`, `usf`, `brsf`, `frsf` modes; `biotorch/autograd/fa/linear.py`:
+//! `grad_input = grad_output.mm(weight_fa)`).
+//!
+//! delta_l = (B_{l+1}^T delta_{l+1}) (.) f'(a_l),  dW_l = delta_l h_{l-1}^T   (weight updates as in BP)
+//!
+//! | mode | B (same shape as W) | paper |
+//! |---|---|---|
+//! | FA | fixed, Xavier-uniform U(+-sqrt(6/(fan_in+fan_out))), drawn independently of W | Lillicrap et al. 2016 |
+//! | uSF | s * sign(W), s = sqrt(2/(fan_in+fan_out)) (the Xavier std), recomputed every step | Liao et al. 2016 |
+//! | brSF | abs(M) (.) sign(W), M Xavier-uniform redrawn every mini-batch | Moskovitz et al. 2018 |
+//! | frSF | abs(M0) (.) sign(W), M0 Xavier-uniform drawn once | Moskovitz et al. 2018 |
+//!
+//! For conv layers W is the O x (C k k) kernel matrix (fan_in = C k k, fan_out = O k k, as
+//! PyTorch's), and B enters the transposed convolution that carries errors to the input.
+//! The first weight layer never propagates an error (nothing below it learns), so it has no B.
+//!
+//! # Shapes
+//! B_l: the shape of W_l (out x in, or O x C x k x k).
+
+use super::{forward_with_error, Rule, StepStats};
+use crate::nn::{Layer, Loss, Network, Workspace};
+use crate::rng::Rng;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Fa,
+    Usf,
+    Brsf,
+    Frsf,
+}
+
+pub struct FeedbackAlignment {
+    pub mode: Mode,
+    /// Per layer index: the feedback matrix used in place of W (None for non-weight layers and
+    /// for the first weight layer).
+    pub feedback: Vec<Option<Vec<f32>>>,
+    /// frSF's fixed magnitudes |M0| (per layer index).
+    magnitudes: Vec<Option<Vec<f32>>>,
+    /// Xavier bound and std per layer index.
+    fans: Vec<(f32, f32)>,
+}
+
+/// (fan_in, fan_out) of a weight layer, PyTorch's convention.
+pub fn fans(layer: &Layer) -> Option<(usize, usize)> {
+    match layer {
+        Layer::Dense { inp, out, .. } => Some((*inp, *out)),
+        Layer::Conv { geom, .. } => Some((geom.ckk(), geom.o * geom.k * geom.k)),
+        _ => None,
+    }
+}
+
+impl FeedbackAlignment {
+    pub fn new(mode: Mode, net: &Network, rng: &mut Rng) -> Self {
+        let l = net.num_layers();
+        let first = net.weight_layers().first().copied();
+        let mut feedback = vec![None; l];
+        let mut magnitudes = vec![None; l];
+        let mut fan = vec![(0.0, 0.0); l];
+        for (i, layer) in net.layers.iter().enumerate() {
+            let (Some((fi, fo)), Some(w)) = (fans(layer), layer.weight()) else {
+                continue;
+            };
+            let bound = (6.0 / (fi + fo) as f32).sqrt();
+            fan[i] = (bound, (2.0 / (fi + fo) as f32).sqrt());
+            if Some(i) == first {
+                continue;
+            }
+            let len = net.params[w].data.len();
+            let mut b = vec![0.0; len];
+            match mode {
+                Mode::Fa => rng.fill_uniform(&mut b, -bound, bound),
+                Mode::Frsf => {
+                    let mut m = vec![0.0; len];
+                    rng.fill_uniform(&mut m, -bound, bound);
+                    m.iter_mut().for_each(|v| *v = v.abs());
+                    magnitudes[i] = Some(m);
+                }
+                Mode::Usf | Mode::Brsf => {}
+            }
+            feedback[i] = Some(b);
+        }
+        let mut fa = FeedbackAlignment {
+            mode,
+            feedback,
+            magnitudes,
+            fans: fan,
+        };
+        fa.refresh(net, rng);
+        fa
+    }
+
+    /// Recompute the sign-concordant matrices from the current weights (no-op for FA).
+    pub fn refresh(&mut self, net: &Network, rng: &mut Rng) {
+        if self.mode == Mode::Fa {
+            return;
+        }
+        for (i, fb) in self.feedback.iter_mut().enumerate() {
+            let Some(b) = fb else { continue };
+            let w = &net.params[net.layers[i].weight().unwrap()].data;
+            let (bound, std) = self.fans[i];
+            match self.mode {
+                Mode::Usf => sign_times(b, w, |_| std),
+                Mode::Brsf => sign_times(b, w, |_| rng.uniform_in(-bound, bound).abs()),
+                Mode::Frsf => {
+                    let m = self.magnitudes[i].as_ref().unwrap();
+                    sign_times(b, w, |j| m[j])
+                }
+                Mode::Fa => unreachable!(),
+            }
+        }
+    }
+}
+
+/// b[j] = mag(j) * sign(w[j]) (sign(0) = 0, as torch.sign).
+fn sign_times(b: &mut [f32], w: &[f32], mut mag: impl FnMut(usize) -> f32) {
+    for (j, (bv, wv)) in b.iter_mut().zip(w).enumerate() {
+        let s = if *wv > 0.0 {
+            1.0
+        } else if *wv < 0.0 {
+            -1.0
+        } else {
+            0.0
+        };
+        *bv = mag(j) * s;
+    }
+}
+
+impl Rule for FeedbackAlignment {
+    fn step(
+        &mut self,
+        net: &mut Network,
+        ws: &mut Workspace,
+        y: &[u32],
+        loss: Loss,
+        grads: &mut [Vec<f32>],
+        rng: &mut Rng,
+    ) -> StepStats {
+        self.refresh(net, rng);
+        let stats = forward_with_error(net, ws, y, loss, rng);
+        net.backward(ws, grads, 0, net.num_layers(), Some(&self.feedback), false);
+        stats
+    }
+
+    fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
+        self.feedback
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                b.as_ref()
+                    .map(|b| (format!("feedback.{i}.weight"), vec![b.len()], b.as_slice()))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,158 @@
+//! Learning rules and their registry.
+//!
+//! A rule turns one mini-batch into an update for every trainable parameter (same convention as
+//! a gradient: the optimiser subtracts it). It runs whatever forward passes and feedback it needs
+//! and knows nothing of epochs, data sets, masks, logging or files: the driver (`train`) does
+//! those, identically for every rule.
+//!
+//! Adding a rule: one file here implementing `Rule`, one variant in `RuleName` with its line in
+//! `RuleName::info` and `RuleName::build`.
+
+pub mod bp;
+pub mod dfa;
+pub mod feedback_alignment;
+
+use crate::nn::{Loss, Network, Workspace};
+use crate::rng::Rng;
+use serde::{Deserialize, Serialize};
+
+/// What a step reports back to the driver: the batch's summed loss and correct count, computed
+/// on the training forward pass the rule made anyway.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepStats {
+    pub loss_sum: f64,
+    pub correct: usize,
+}
+
+pub trait Rule: Send {
+    /// One training step on the batch in `ws.acts[0]` (`ws.n` samples, prepared by the driver)
+    /// with labels `y`: write the update of every trainable parameter of `net` into `grads`.
+    fn step(
+        &mut self,
+        net: &mut Network,
+        ws: &mut Workspace,
+        y: &[u32],
+        loss: Loss,
+        grads: &mut [Vec<f32>],
+        rng: &mut Rng,
+    ) -> StepStats;
+
+    /// Tensors the rule owns (feedback matrices), by name, for checkpoints and hardware models.
+    fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
+        Vec::new()
+    }
+}
+
+/// Training forward pass plus the loss: leaves e = dL/d(output) in the workspace's output
+/// gradient, the starting point of every error-driven rule.
+pub fn forward_with_error(
+    net: &mut Network,
+    ws: &mut Workspace,
+    y: &[u32],
+    loss: Loss,
+    rng: &mut Rng,
+) -> StepStats {
+    net.forward(ws, true, rng);
+    let k = net.output_len();
+    let l = ws.acts.len() - 1;
+    let (acts, grads) = (&ws.acts[l], &mut ws.grads[l]);
+    let (loss_sum, correct) =
+        loss.eval(&acts[..y.len() * k], y, k, Some(&mut grads[..y.len() * k]));
+    StepStats { loss_sum, correct }
+}
+
+/// The registry: every rule the CLI knows, by its command-line name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleName {
+    Bp,
+    Fa,
+    Usf,
+    Brsf,
+    Frsf,
+    Dfa,
+}
+
+impl RuleName {
+    pub const ALL: [RuleName; 6] = [
+        RuleName::Bp,
+        RuleName::Fa,
+        RuleName::Usf,
+        RuleName::Brsf,
+        RuleName::Frsf,
+        RuleName::Dfa,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RuleName::Bp => "bp",
+            RuleName::Fa => "fa",
+            RuleName::Usf => "usf",
+            RuleName::Brsf => "brsf",
+            RuleName::Frsf => "frsf",
+            RuleName::Dfa => "dfa",
+        }
+    }
+
+    /// (one-line description, paper).
+    pub fn info(&self) -> (&'static str, &'static str) {
+        match self {
+            RuleName::Bp => ("backpropagation: errors flow back through W^T", "Rumelhart, Hinton & Williams 1986"),
+            RuleName::Fa => (
+                "feedback alignment: errors flow back through fixed random matrices B",
+                "Lillicrap et al. 2016, Nat. Commun. 7:13276",
+            ),
+            RuleName::Usf => (
+                "uniform sign-concordant feedback: B = s * sign(W), s = Xavier std",
+                "Liao, Leibo & Poggio 2016; Moskovitz et al. 2018 (BioTorch 'usf')",
+            ),
+            RuleName::Brsf => (
+                "batchwise random-magnitude sign-concordant feedback: B = |M| * sign(W), M redrawn every batch",
+                "Moskovitz et al. 2018 (BioTorch 'brsf')",
+            ),
+            RuleName::Frsf => (
+                "fixed random-magnitude sign-concordant feedback: B = |M0| * sign(W), M0 drawn once",
+                "Moskovitz et al. 2018 (BioTorch 'frsf')",
+            ),
+            RuleName::Dfa => (
+                "direct feedback alignment: the output error reaches every hidden layer through its own fixed random matrix",
+                "Nokland 2016, NeurIPS",
+            ),
+        }
+    }
+
+    /// Build the rule for `net` (feedback matrices drawn from `rng`).
+    pub fn build(&self, net: &Network, rng: &mut Rng) -> Box<dyn Rule> {
+        use feedback_alignment::{FeedbackAlignment, Mode};
+        match self {
+            RuleName::Bp => Box::new(bp::Backprop),
+            RuleName::Fa => Box::new(FeedbackAlignment::new(Mode::Fa, net, rng)),
+            RuleName::Usf => Box::new(FeedbackAlignment::new(Mode::Usf, net, rng)),
+            RuleName::Brsf => Box::new(FeedbackAlignment::new(Mode::Brsf, net, rng)),
+            RuleName::Frsf => Box::new(FeedbackAlignment::new(Mode::Frsf, net, rng)),
+            RuleName::Dfa => Box::new(dfa::Dfa::new(net, rng)),
+        }
+    }
+}
+
+impl std::fmt::Display for RuleName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RuleName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        RuleName::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = RuleName::ALL.iter().map(|r| r.as_str()).collect();
+                format!("unknown rule '{s}' (known: {})", names.join(", "))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+//! Equivalences that theory guarantees for the feedback-alignment family.
+
+use super::feedback_alignment::{FeedbackAlignment, Mode};
+use super::*;
+use crate::nn::arch::Builder;
+use crate::nn::{Activation, Init, Shape};
+use crate::optim::{OptimConfig, Optimizer};
+
+fn batch(net: &Network, n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    let mut rng = Rng::new(seed);
+    let mut x = vec![0.0; n * net.input_shape().len()];
+    rng.fill_normal(&mut x, 1.0);
+    let y = (0..n).map(|_| rng.below(net.output_len()) as u32).collect();
+    (x, y)
+}
+
+fn grads_of(rule: &mut dyn Rule, net: &mut Network, x: &[f32], y: &[u32]) -> Vec<Vec<f32>> {
+    let mut ws = Workspace::default();
+    net.prepare(&mut ws, y.len());
+    ws.input_mut().copy_from_slice(x);
+    let mut g = net.zero_grads();
+    rule.step(net, &mut ws, y, Loss::Ce, &mut g, &mut Rng::new(1));
+    g
+}
+
+fn mlp(seed: u64) -> Network {
+    Builder::new(Shape::flat(6), Init::Torch, &mut Rng::new(seed))
+        .dense(5, true)
+        .act(Activation::Tanh)
+        .dense(4, true)
+        .act(Activation::Relu)
+        .dense(3, true)
+        .build()
+}
+
+fn convnet(seed: u64) -> Network {
+    Builder::new(Shape::new(2, 6, 6), Init::Torch, &mut Rng::new(seed))
+        .conv(3, 3, 1, 1, false, true)
+        .act(Activation::Relu)
+        .maxpool(2, 2)
+        .conv(4, 2, 1, 0, false, true)
+        .act(Activation::Gelu)
+        .dense(3, true)
+        .build()
+}
+
+#[test]
+fn fa_with_feedback_equal_to_w_is_exactly_backprop() {
+    for mut net in [mlp(1), convnet(2)] {
+        let (x, y) = batch(&net, 5, 3);
+        let bp = grads_of(&mut bp::Backprop, &mut net, &x, &y);
+        let mut fa = FeedbackAlignment::new(Mode::Fa, &net, &mut Rng::new(4));
+        let random = grads_of(&mut fa, &mut net, &x, &y);
+        // B = W (our B has W's shape: it stands where W stands in the backward pass, i.e. the
+        // paper's B = W^T).
+        for (i, b) in fa.feedback.iter_mut().enumerate() {
+            if let Some(b) = b {
+                b.copy_from_slice(&net.params[net.layers[i].weight().unwrap()].data);
+            }
+        }
+        let aligned = grads_of(&mut fa, &mut net, &x, &y);
+        assert_eq!(
+            aligned, bp,
+            "FA with B = W must give backprop's update bit for bit"
+        );
+        // With random B only the layers below the last weight layer change.
+        let last_w = net.layers[*net.weight_layers().last().unwrap()]
+            .weight()
+            .unwrap();
+        assert_eq!(random[last_w], bp[last_w]);
+        assert_ne!(random[0], bp[0]);
+    }
+}
+
+#[test]
+fn dfa_one_hidden_layer_with_b_equal_w2_transposed_is_backprop() {
+    let mut net = Builder::new(Shape::flat(6), Init::Torch, &mut Rng::new(5))
+        .dense(7, true)
+        .act(Activation::Sigmoid)
+        .dense(3, true)
+        .build();
+    let (x, y) = batch(&net, 4, 6);
+    let bp = grads_of(&mut bp::Backprop, &mut net, &x, &y);
+    let mut dfa = dfa::Dfa::new(&net, &mut Rng::new(7));
+    let random = grads_of(&mut dfa, &mut net, &x, &y);
+    assert_ne!(random[0], bp[0]);
+    // B is D x K = 7 x 3; W2 is K x D = 3 x 7: B = W2^T.
+    let w2 = &net.params[net.layers[2].weight().unwrap()].data;
+    let b = &mut dfa.feedback[0].1;
+    for d in 0..7 {
+        for k in 0..3 {
+            b[d * 3 + k] = w2[k * 7 + d];
+        }
+    }
+    let aligned = grads_of(&mut dfa, &mut net, &x, &y);
+    for (a, e) in aligned.iter().flatten().zip(bp.iter().flatten()) {
+        // The same sums in a different order (e B^T vs e W2): equal to rounding.
+        assert!((a - e).abs() <= 1e-6 * (1.0 + e.abs()), "{a} vs {e}");
+    }
+}
+
+#[test]
+fn sign_symmetry_feedback_tracks_sign_of_w_after_every_step() {
+    let mut net = mlp(11);
+    let (x, y) = batch(&net, 6, 12);
+    let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
+    for mode in [Mode::Usf, Mode::Brsf, Mode::Frsf] {
+        let mut rule = FeedbackAlignment::new(mode, &net, &mut Rng::new(13));
+        let mut opt = Optimizer::new(
+            OptimConfig {
+                lr: 0.5,
+                ..Default::default()
+            },
+            &sizes,
+        );
+        let mut ws = Workspace::default();
+        let mut prev: Option<Vec<f32>> = None;
+        let mut rng = Rng::new(14);
+        for _ in 0..3 {
+            net.prepare(&mut ws, y.len());
+            ws.input_mut().copy_from_slice(&x);
+            let mut g = net.zero_grads();
+            rule.step(&mut net, &mut ws, &y, Loss::Ce, &mut g, &mut rng);
+            // The B used in this step, against the W it was computed from (before the update).
+            for (i, b) in rule.feedback.iter().enumerate() {
+                let Some(b) = b else { continue };
+                let w = &net.params[net.layers[i].weight().unwrap()].data;
+                let (fi, fo) = feedback_alignment::fans(&net.layers[i]).unwrap();
+                let s = (2.0 / (fi + fo) as f32).sqrt();
+                for (bv, wv) in b.iter().zip(w) {
+                    assert!(bv.signum() * wv.signum() >= 0.0);
+                    assert!(*wv == 0.0 || *bv != 0.0 || mode != Mode::Usf);
+                    if mode == Mode::Usf {
+                        assert_eq!(*bv, s * wv.signum());
+                    } else {
+                        assert!(bv.abs() <= (6.0 / (fi + fo) as f32).sqrt());
+                    }
+                }
+            }
+            let b4 = rule.feedback[4].clone().unwrap();
+            if let Some(p) = &prev {
+                let mags_same = p.iter().zip(&b4).all(|(a, b)| a.abs() == b.abs());
+                match mode {
+                    Mode::Brsf => assert!(!mags_same, "brSF must redraw |M| every batch"),
+                    _ => assert!(mags_same, "{mode:?} magnitudes must stay fixed"),
+                }
+            }
+            prev = Some(b4);
+            opt.begin_step();
+            for (idx, gp) in g.iter().enumerate() {
+                let w = &mut net.params[idx].data;
+                opt.update(idx, w, gp, 0.5);
+            }
+        }
+    }
+}
