@@ -1,9 +1,13 @@
 //! biolearn: train neural networks with backpropagation and with the biologically plausible
 //! learning rules of the literature, and compare them on the same networks, data and protocol.
 
+pub mod bench;
+pub mod config;
 pub mod data;
 pub mod linalg;
 pub mod nn;
 pub mod optim;
 pub mod rng;
 pub mod rules;
+pub mod safetensors;
+pub mod train;

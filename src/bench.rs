@@ -1,0 +1,76 @@
+//! Training throughput: samples per second of one full training epoch, per rule, architecture
+//! and thread count, measured the same way as `bench/pytorch_bench.py` measures PyTorch
+//! (data already in memory and normalised; a few warm-up steps first; evaluation excluded).
+
+use crate::config::TrainConfig;
+use crate::data::Dataset;
+use crate::nn::Shape;
+use crate::rng::Rng;
+use crate::rules::RuleName;
+use crate::train::{subset, Trainer};
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchRow {
+    pub data: String,
+    pub rule: String,
+    pub arch: String,
+    pub threads: usize,
+    pub batch: usize,
+    pub samples: usize,
+    pub epoch_seconds: f64,
+    pub samples_per_second: f64,
+}
+
+/// Time one epoch over `ds.train` for every (arch, rule, threads) combination.
+pub fn run(
+    ds: &Dataset,
+    base: &TrainConfig,
+    rules: &[RuleName],
+    archs: &[String],
+    threads: &[usize],
+    warmup_steps: usize,
+    mut report: impl FnMut(&BenchRow),
+) -> Result<Vec<BenchRow>, String> {
+    let input = Shape::new(ds.channels, ds.height, ds.width);
+    let warm_idx: Vec<usize> = (0..(warmup_steps * base.batch).min(ds.train.n)).collect();
+    let warm = subset(&ds.train, &warm_idx);
+    let mut rows = Vec::new();
+    for arch in archs {
+        for &rule in rules {
+            for &t in threads {
+                let cfg = TrainConfig {
+                    rule,
+                    arch: arch.clone(),
+                    threads: t,
+                    epochs: 1,
+                    ..base.clone()
+                };
+                cfg.validate()?;
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(t)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let row = pool.install(|| -> Result<BenchRow, String> {
+                    let mut rng = Rng::new(cfg.seed);
+                    let mut tr = Trainer::new(&cfg, input, ds.num_classes, &mut rng)?;
+                    tr.train_epoch(&warm, cfg.lr, |_, _| {});
+                    let s = tr.train_epoch(&ds.train, cfg.lr, |_, _| {});
+                    Ok(BenchRow {
+                        data: ds.name.clone(),
+                        rule: rule.to_string(),
+                        arch: arch.clone(),
+                        threads: t,
+                        batch: cfg.batch,
+                        samples: ds.train.n,
+                        epoch_seconds: s.seconds,
+                        samples_per_second: ds.train.n as f64 / s.seconds,
+                    })
+                })?;
+                report(&row);
+                rows.push(row);
+            }
+        }
+    }
+    Ok(rows)
+}

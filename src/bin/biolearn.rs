@@ -1,0 +1,386 @@
+//! The biolearn command line: a thin layer over the library (parse, call, print).
+
+use anyhow::{bail, Context, Result};
+use biolearn::config::TrainConfig;
+use biolearn::data::{self, DataName};
+use biolearn::nn::{Activation, Init, Loss};
+use biolearn::optim::{OptimizerKind, ScheduleKind};
+use biolearn::rules::RuleName;
+use biolearn::train::{self, Progress};
+use clap::{Args, Parser, Subcommand};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "biolearn",
+    version,
+    about = "Train networks with backprop and bio-plausible learning rules; compare them fairly"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// One training run (the default command): writes OUT/result.json.
+    Train(TrainArgs),
+    /// Every learning rule, with a one-line description and its paper.
+    Rules,
+    /// Data set tools.
+    Data {
+        #[command(subcommand)]
+        cmd: DataCmd,
+    },
+    /// Training throughput (samples/s of a full epoch) per rule, architecture and thread count.
+    Bench(BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum DataCmd {
+    /// Sizes, shapes, class counts and checksum of a data set.
+    Info {
+        /// digits, fashion-mnist, mnist, cifar10, cifar100, stl10
+        name: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// Every flag is optional: unset flags come from --config, then from the defaults.
+#[derive(Args, Default)]
+struct TrainArgs {
+    /// TOML file with any of these settings (flags override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data set: digits (default, embedded), fashion-mnist, mnist, cifar10, cifar100, stl10.
+    #[arg(long)]
+    data: Option<String>,
+    /// Directory of the data set's files.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Learning rule (see `biolearn rules`); default bp.
+    #[arg(long, value_enum)]
+    rule: Option<RuleName>,
+    /// Network: mlp:1024, mlp:800,800, mlp:800/bn/dropout=0.2, lenet, conv3.
+    #[arg(long)]
+    arch: Option<String>,
+    #[arg(long, value_enum)]
+    activation: Option<Activation>,
+    #[arg(long, value_enum)]
+    loss: Option<Loss>,
+    #[arg(long, value_enum)]
+    init: Option<Init>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Mini-batch size.
+    #[arg(long)]
+    batch: Option<usize>,
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerKind>,
+    #[arg(long)]
+    lr: Option<f32>,
+    #[arg(long)]
+    momentum: Option<f32>,
+    #[arg(long)]
+    nesterov: bool,
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    #[arg(long, value_enum)]
+    schedule: Option<ScheduleKind>,
+    /// Decay factor of the step/multistep schedules.
+    #[arg(long)]
+    gamma: Option<f32>,
+    /// Epochs between decays of the step schedule.
+    #[arg(long)]
+    step_size: Option<usize>,
+    /// Comma-separated epochs of the multistep schedule.
+    #[arg(long, value_delimiter = ',')]
+    milestones: Option<Vec<usize>>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Threads (default: all cores). Same seed and threads give the same results.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Share of the training set held out for validation.
+    #[arg(long)]
+    val_fraction: Option<f32>,
+    /// Output directory (default runs/<data>-<rule>-seed<seed>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write the trained weights as OUT/model.safetensors.
+    #[arg(long)]
+    save: bool,
+    /// No progress output, only the final line.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Data set (default: fashion-mnist if installed, else digits).
+    #[arg(long)]
+    data: Option<String>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Comma-separated rules.
+    #[arg(long, value_delimiter = ',', default_value = "bp,fa")]
+    rules: Vec<RuleName>,
+    /// Comma-separated architectures (use ';' between them if a spec has commas).
+    #[arg(long, value_delimiter = ';', default_value = "mlp:1024")]
+    archs: Vec<String>,
+    /// Comma-separated thread counts.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    threads: Vec<usize>,
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    #[arg(long, default_value_t = 20)]
+    warmup_steps: usize,
+    /// Write the rows as JSON lines here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        None => cmd_train(TrainArgs::default()),
+        Some(Cmd::Train(a)) => cmd_train(a),
+        Some(Cmd::Rules) => {
+            cmd_rules();
+            Ok(())
+        }
+        Some(Cmd::Data {
+            cmd: DataCmd::Info { name, data_dir },
+        }) => cmd_data_info(&name, data_dir),
+        Some(Cmd::Bench(a)) => cmd_bench(a),
+    };
+    if let Err(e) = res {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn overrides(a: &TrainArgs) -> toml::Table {
+    use toml::Value as V;
+    let mut t = toml::Table::new();
+    let mut put = |k: &str, v: Option<V>| {
+        if let Some(v) = v {
+            t.insert(k.to_string(), v);
+        }
+    };
+    let s = |x: &str| V::String(x.to_string());
+    put("data", a.data.as_deref().map(s));
+    put(
+        "data_dir",
+        a.data_dir.as_ref().map(|p| s(&p.to_string_lossy())),
+    );
+    put("rule", a.rule.map(|r| s(r.as_str())));
+    put("arch", a.arch.as_deref().map(s));
+    put("activation", a.activation.map(|x| s(x.as_str())));
+    put(
+        "loss",
+        a.loss.map(|x| s(if x == Loss::Ce { "ce" } else { "mse" })),
+    );
+    put("init", a.init.map(|x| s(&format!("{x:?}").to_lowercase())));
+    put("epochs", a.epochs.map(|x| V::Integer(x as i64)));
+    put("batch", a.batch.map(|x| V::Integer(x as i64)));
+    put(
+        "optimizer",
+        a.optimizer.map(|x| s(&format!("{x:?}").to_lowercase())),
+    );
+    put("lr", a.lr.map(|x| V::Float(x as f64)));
+    put("momentum", a.momentum.map(|x| V::Float(x as f64)));
+    put("nesterov", a.nesterov.then_some(V::Boolean(true)));
+    put("weight_decay", a.weight_decay.map(|x| V::Float(x as f64)));
+    put(
+        "schedule",
+        a.schedule.map(|x| s(&format!("{x:?}").to_lowercase())),
+    );
+    put("gamma", a.gamma.map(|x| V::Float(x as f64)));
+    put("step_size", a.step_size.map(|x| V::Integer(x as i64)));
+    put(
+        "milestones",
+        a.milestones
+            .as_ref()
+            .map(|m| V::Array(m.iter().map(|&x| V::Integer(x as i64)).collect())),
+    );
+    put("seed", a.seed.map(|x| V::Integer(x as i64)));
+    put("threads", a.threads.map(|x| V::Integer(x as i64)));
+    put("val_fraction", a.val_fraction.map(|x| V::Float(x as f64)));
+    t
+}
+
+fn cmd_train(a: TrainArgs) -> Result<()> {
+    let cfg = TrainConfig::load(a.config.as_deref(), overrides(&a)).map_err(anyhow::Error::msg)?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!("runs/{}-{}-seed{}", cfg.data, cfg.rule, cfg.seed))
+    });
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("cannot create output directory {}", out.display()))?;
+    let tty = std::io::stderr().is_terminal() && !a.quiet;
+    if !a.quiet {
+        eprintln!(
+            "biolearn {}: {} on {} ({}, {}), {} epochs, batch {}, {:?} lr {}, {} thread(s), seed {}",
+            train::VERSION, cfg.rule, cfg.data, cfg.arch, cfg.activation.as_str(), cfg.epochs, cfg.batch, cfg.optimizer, cfg.lr, cfg.threads, cfg.seed
+        );
+    }
+    let quiet = a.quiet;
+    let mut progress = |p: Progress| match p {
+        Progress::Batch {
+            epoch,
+            epochs,
+            done,
+            total,
+        } if tty && (done % 8 == 0 || done == total) => {
+            let w = 30;
+            let f = done * w / total;
+            eprint!(
+                "\repoch {epoch:>3}/{epochs} [{}{}] {done}/{total}",
+                "#".repeat(f),
+                ".".repeat(w - f)
+            );
+            let _ = std::io::stderr().flush();
+        }
+        Progress::Epoch { record: r, epochs } if !quiet => {
+            if tty {
+                eprint!("\r\x1b[2K");
+            }
+            let val = r
+                .val_accuracy
+                .map_or(String::new(), |v| format!(" val_acc {:.4}", v));
+            eprintln!(
+                "epoch {:>3}/{epochs} lr {:.5} train_loss {:.4} train_acc {:.4} test_acc {:.4}{val} ({:.1}s)",
+                r.epoch, r.lr, r.train_loss, r.train_accuracy, r.test_accuracy, r.seconds
+            );
+        }
+        _ => {}
+    };
+    let (result, trainer) = train::run(&cfg, &mut progress).map_err(anyhow::Error::msg)?;
+    let path = out.join("result.json");
+    let json = serde_json::to_string_pretty(&result)?;
+    std::fs::write(&path, json + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    if a.save {
+        let mut tensors: Vec<biolearn::safetensors::Tensor> = trainer
+            .net
+            .params
+            .iter()
+            .map(|p| biolearn::safetensors::Tensor {
+                name: p.name.clone(),
+                shape: p.shape.clone(),
+                data: &p.data,
+            })
+            .collect();
+        for (name, shape, data) in trainer.rule.tensors() {
+            tensors.push(biolearn::safetensors::Tensor { name, shape, data });
+        }
+        let meta = std::collections::BTreeMap::from([(
+            "config".to_string(),
+            serde_json::to_string(&cfg)?,
+        )]);
+        let mp = out.join("model.safetensors");
+        biolearn::safetensors::save(&mp, &tensors, &meta)
+            .with_context(|| format!("cannot write {}", mp.display()))?;
+    }
+    if let Some(d) = &result.diverged {
+        println!(
+            "diverged at epoch {} batch {}: loss not finite; test accuracy {:.4} ({})",
+            d.epoch,
+            d.batch,
+            result.test_accuracy,
+            path.display()
+        );
+    } else {
+        println!(
+            "test accuracy {:.4} ({})",
+            result.test_accuracy,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn cmd_rules() {
+    println!("{:<6} {:<95} paper", "name", "description");
+    for r in RuleName::ALL {
+        let (d, p) = r.info();
+        println!("{:<6} {:<95} {}", r.as_str(), d, p);
+    }
+}
+
+fn cmd_data_info(name: &str, dir: Option<PathBuf>) -> Result<()> {
+    let n: DataName = name.parse().map_err(anyhow::Error::msg)?;
+    let ds = data::load(n, dir.as_deref())?;
+    println!("data set   {}", ds.name);
+    println!("source     {}", ds.source);
+    println!(
+        "shape      {} x {} x {} (C x H x W), {} values",
+        ds.channels,
+        ds.height,
+        ds.width,
+        ds.dim()
+    );
+    println!("classes    {}", ds.num_classes);
+    for (label, s) in [("train", &ds.train), ("test", &ds.test)] {
+        let counts = ds.class_counts(s);
+        let c: Vec<String> = counts.iter().map(|c| c.to_string()).collect();
+        println!("{label:<10} {} samples; per class: {}", s.n, c.join(" "));
+    }
+    println!("checksum   {}", ds.checksum());
+    Ok(())
+}
+
+fn cmd_bench(a: BenchArgs) -> Result<()> {
+    let data = match a.data {
+        Some(d) => d,
+        None if a.data_dir.is_some()
+            || std::path::Path::new("/usr/share/datasets/fashion-mnist").exists() =>
+        {
+            "fashion-mnist".into()
+        }
+        None => "digits".into(),
+    };
+    if a.threads.iter().any(|&t| t == 0) {
+        bail!("--threads: thread counts must be at least 1");
+    }
+    let base = TrainConfig {
+        data: data.clone(),
+        data_dir: a
+            .data_dir
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+        batch: a.batch,
+        schedule: ScheduleKind::Constant,
+        lr: 0.01,
+        ..TrainConfig::default()
+    };
+    let (ds, _) = train::load_data(&base).map_err(anyhow::Error::msg)?;
+    println!(
+        "{:<14} {:<6} {:<12} {:>7} {:>6} {:>10} {:>12}",
+        "data", "rule", "arch", "threads", "batch", "epoch_s", "samples/s"
+    );
+    let mut lines = String::new();
+    biolearn::bench::run(
+        &ds,
+        &base,
+        &a.rules,
+        &a.archs,
+        &a.threads,
+        a.warmup_steps,
+        |r| {
+            println!(
+                "{:<14} {:<6} {:<12} {:>7} {:>6} {:>10.3} {:>12.0}",
+                r.data, r.rule, r.arch, r.threads, r.batch, r.epoch_seconds, r.samples_per_second
+            );
+            lines.push_str(&serde_json::to_string(r).unwrap());
+            lines.push('\n');
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
+    if let Some(p) = a.json {
+        std::fs::write(&p, lines).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,372 @@
+//! The one training driver, shared by every rule: seeded shuffling and mini-batches, the rule's
+//! step, the optimiser, the learning-rate schedule, evaluation every epoch, divergence detection,
+//! and the run's record (`RunResult`, written as `result.json`).
+//!
+//! Reproducibility: one `Rng` from the seed; the network's initialisation, the rule's feedback
+//! matrices, the validation split and the shuffling each draw from a fork of it in a fixed order.
+//! The step runs inside one rayon pool of `threads` threads.
+
+use crate::config::TrainConfig;
+use crate::data::{self, Dataset, Split};
+use crate::nn::{loss::argmax, Network, Shape, Workspace};
+use crate::optim::Optimizer;
+use crate::rng::Rng;
+use crate::rules::{Rule, StepStats};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const GIT_REVISION: &str = env!("BIOLEARN_GIT_REVISION");
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based.
+    pub epoch: usize,
+    pub lr: f32,
+    /// Mean loss and accuracy over the epoch's mini-batches (training mode, as they were seen).
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_accuracy: f64,
+    pub val_accuracy: Option<f64>,
+    pub seconds: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataInfo {
+    pub name: String,
+    pub source: String,
+    pub train: usize,
+    pub val: usize,
+    pub test: usize,
+    pub shape: [usize; 3],
+    pub classes: usize,
+    /// FNV-1a 64 of the loaded pixels and labels, before normalisation.
+    pub checksum: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Diverged {
+    pub epoch: usize,
+    pub batch: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub biolearn_version: String,
+    pub git_revision: String,
+    pub seed: u64,
+    pub config: TrainConfig,
+    pub data: DataInfo,
+    pub parameters: usize,
+    pub epochs: Vec<EpochRecord>,
+    /// Test accuracy after the last epoch, a fraction in [0, 1].
+    pub test_accuracy: f64,
+    /// Set when the loss became NaN or infinite: training stopped there.
+    pub diverged: Option<Diverged>,
+    pub total_seconds: f64,
+    /// Training samples per second over all epochs (evaluation excluded).
+    pub train_samples_per_second: f64,
+}
+
+/// Progress reports for a UI.
+pub enum Progress<'a> {
+    Batch {
+        epoch: usize,
+        epochs: usize,
+        done: usize,
+        total: usize,
+    },
+    Epoch {
+        record: &'a EpochRecord,
+        epochs: usize,
+    },
+}
+
+/// A network, its rule and optimiser, and the buffers of one batch size.
+pub struct Trainer {
+    pub net: Network,
+    pub rule: Box<dyn Rule>,
+    pub opt: Optimizer,
+    pub cfg: TrainConfig,
+    ws: Workspace,
+    eval_ws: Workspace,
+    grads: Vec<Vec<f32>>,
+    rng: Rng,
+    order: Vec<usize>,
+    logits: Vec<f32>,
+}
+
+pub struct EpochStats {
+    pub loss: f64,
+    pub accuracy: f64,
+    /// Index of the batch whose loss was not finite.
+    pub diverged_at: Option<usize>,
+    pub seconds: f64,
+}
+
+impl Trainer {
+    /// Build the network and rule for inputs of `input` shape and `classes` outputs, drawing
+    /// from `rng` in a fixed order: network, rule, then the training stream.
+    pub fn new(
+        cfg: &TrainConfig,
+        input: Shape,
+        classes: usize,
+        rng: &mut Rng,
+    ) -> Result<Self, String> {
+        cfg.validate()?;
+        let arch = cfg.arch_spec()?;
+        let net = arch.build(input, classes, cfg.activation, cfg.init, &mut rng.fork())?;
+        let rule = cfg.rule.build(&net, &mut rng.fork());
+        let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
+        let opt = Optimizer::new(cfg.optim(), &sizes);
+        let grads = net.zero_grads();
+        Ok(Trainer {
+            net,
+            rule,
+            opt,
+            cfg: cfg.clone(),
+            ws: Workspace::default(),
+            eval_ws: Workspace::default(),
+            grads,
+            rng: rng.fork(),
+            order: Vec::new(),
+            logits: Vec::new(),
+        })
+    }
+
+    /// One pass over `split` in a seeded random order. Stops early if the loss diverges.
+    pub fn train_epoch(
+        &mut self,
+        split: &Split,
+        lr: f32,
+        mut on_batch: impl FnMut(usize, usize),
+    ) -> EpochStats {
+        let t0 = Instant::now();
+        let (n, d, b) = (split.n, split.dim, self.cfg.batch);
+        self.order.clear();
+        self.order.extend(0..n);
+        self.rng.shuffle(&mut self.order);
+        let batches = n.div_ceil(b);
+        let mut labels = Vec::with_capacity(b);
+        let (mut loss, mut correct) = (0.0f64, 0usize);
+        let mut diverged_at = None;
+        for bi in 0..batches {
+            let idx = &self.order[bi * b..((bi + 1) * b).min(n)];
+            let m = idx.len();
+            self.net.prepare(&mut self.ws, m);
+            let input = self.ws.input_mut();
+            labels.clear();
+            for (r, &s) in idx.iter().enumerate() {
+                input[r * d..(r + 1) * d].copy_from_slice(&split.x[s * d..(s + 1) * d]);
+                labels.push(split.y[s]);
+            }
+            let StepStats {
+                loss_sum,
+                correct: c,
+            } = self.rule.step(
+                &mut self.net,
+                &mut self.ws,
+                &labels,
+                self.cfg.loss,
+                &mut self.grads,
+                &mut self.rng,
+            );
+            if !loss_sum.is_finite() {
+                diverged_at = Some(bi);
+                break;
+            }
+            loss += loss_sum;
+            correct += c;
+            self.opt.begin_step();
+            for (i, p) in self.net.params.iter_mut().enumerate() {
+                if p.trainable() {
+                    self.opt.update(i, &mut p.data, &self.grads[i], lr);
+                }
+            }
+            on_batch(bi + 1, batches);
+        }
+        EpochStats {
+            loss: loss / n as f64,
+            accuracy: correct as f64 / n as f64,
+            diverged_at,
+            seconds: t0.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// Accuracy (a fraction) on `split` in evaluation mode.
+    pub fn evaluate(&mut self, split: &Split) -> f64 {
+        if split.n == 0 {
+            return 0.0;
+        }
+        self.net
+            .predict(&mut self.eval_ws, &split.x, split.n, 1000, &mut self.logits);
+        let k = self.net.output_len();
+        let correct = (0..split.n)
+            .filter(|&s| argmax(&self.logits[s * k..(s + 1) * k]) == split.y[s] as usize)
+            .count();
+        correct as f64 / split.n as f64
+    }
+}
+
+/// Move a stratified, seeded `fraction` of `train` into a validation split.
+pub fn split_validation(
+    train: &Split,
+    classes: usize,
+    fraction: f32,
+    rng: &mut Rng,
+) -> (Split, Split) {
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
+    for (i, &y) in train.y.iter().enumerate() {
+        by_class[y as usize].push(i);
+    }
+    let mut val_idx = Vec::new();
+    let mut train_idx = Vec::new();
+    for idx in by_class.iter_mut() {
+        rng.shuffle(idx);
+        let k = (idx.len() as f32 * fraction).round() as usize;
+        val_idx.extend_from_slice(&idx[..k]);
+        train_idx.extend_from_slice(&idx[k..]);
+    }
+    train_idx.sort_unstable();
+    val_idx.sort_unstable();
+    (subset(train, &train_idx), subset(train, &val_idx))
+}
+
+/// The samples `idx` of `s`, copied once.
+pub fn subset(s: &Split, idx: &[usize]) -> Split {
+    let d = s.dim;
+    let mut x = Vec::with_capacity(idx.len() * d);
+    for &i in idx {
+        x.extend_from_slice(&s.x[i * d..(i + 1) * d]);
+    }
+    Split {
+        x,
+        y: idx.iter().map(|&i| s.y[i]).collect(),
+        n: idx.len(),
+        dim: d,
+    }
+}
+
+/// Load the configured data set (normalised per the config) and its description.
+pub fn load_data(cfg: &TrainConfig) -> Result<(Dataset, String), String> {
+    let name = cfg.data_name()?;
+    let dir = cfg.data_dir.as_deref().map(std::path::Path::new);
+    let mut ds = data::load(name, dir).map_err(|e| e.to_string())?;
+    let checksum = ds.checksum();
+    if cfg.normalize {
+        ds.normalize();
+    }
+    Ok((ds, checksum))
+}
+
+/// One full run: load data, train for `cfg.epochs`, evaluate every epoch.
+pub fn run(
+    cfg: &TrainConfig,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<(RunResult, Trainer), String> {
+    let (ds, checksum) = load_data(cfg)?;
+    run_on(cfg, &ds, &checksum, progress)
+}
+
+/// A run on an already loaded data set (the sweep loads once and runs many).
+pub fn run_on(
+    cfg: &TrainConfig,
+    ds: &Dataset,
+    checksum: &str,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<(RunResult, Trainer), String> {
+    cfg.validate()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads)
+        .build()
+        .map_err(|e| format!("cannot start {} threads: {e}", cfg.threads))?;
+    pool.install(|| run_in_pool(cfg, ds, checksum, progress))
+}
+
+fn run_in_pool(
+    cfg: &TrainConfig,
+    ds: &Dataset,
+    checksum: &str,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<(RunResult, Trainer), String> {
+    let t0 = Instant::now();
+    let mut rng = Rng::new(cfg.seed);
+    let input = Shape::new(ds.channels, ds.height, ds.width);
+    let mut trainer = Trainer::new(cfg, input, ds.num_classes, &mut rng)?;
+    let mut val_rng = rng.fork();
+    let split;
+    let (train, val) = if cfg.val_fraction > 0.0 {
+        split = split_validation(&ds.train, ds.num_classes, cfg.val_fraction, &mut val_rng);
+        (&split.0, Some(&split.1))
+    } else {
+        (&ds.train, None)
+    };
+    let schedule = cfg.schedule();
+    let mut epochs = Vec::new();
+    let mut diverged = None;
+    let mut train_seconds = 0.0;
+    let mut seen = 0usize;
+    for e in 0..cfg.epochs {
+        let lr = schedule.lr(cfg.lr, e, cfg.epochs);
+        let stats = trainer.train_epoch(train, lr, |done, total| {
+            progress(Progress::Batch {
+                epoch: e + 1,
+                epochs: cfg.epochs,
+                done,
+                total,
+            })
+        });
+        train_seconds += stats.seconds;
+        seen += train.n;
+        if let Some(b) = stats.diverged_at {
+            diverged = Some(Diverged {
+                epoch: e + 1,
+                batch: b + 1,
+            });
+        }
+        let record = EpochRecord {
+            epoch: e + 1,
+            lr,
+            train_loss: if diverged.is_some() {
+                f64::NAN
+            } else {
+                stats.loss
+            },
+            train_accuracy: stats.accuracy,
+            test_accuracy: trainer.evaluate(&ds.test),
+            val_accuracy: val.map(|v| trainer.evaluate(v)),
+            seconds: stats.seconds,
+        };
+        progress(Progress::Epoch {
+            record: &record,
+            epochs: cfg.epochs,
+        });
+        epochs.push(record);
+        if diverged.is_some() {
+            break;
+        }
+    }
+    let result = RunResult {
+        biolearn_version: VERSION.into(),
+        git_revision: GIT_REVISION.into(),
+        seed: cfg.seed,
+        config: cfg.clone(),
+        data: DataInfo {
+            name: ds.name.clone(),
+            source: ds.source.clone(),
+            train: train.n,
+            val: val.map_or(0, |v| v.n),
+            test: ds.test.n,
+            shape: [ds.channels, ds.height, ds.width],
+            classes: ds.num_classes,
+            checksum: checksum.to_string(),
+        },
+        parameters: trainer.net.num_trainable(),
+        test_accuracy: epochs.last().map_or(0.0, |r| r.test_accuracy),
+        epochs,
+        diverged,
+        total_seconds: t0.elapsed().as_secs_f64(),
+        train_samples_per_second: seen as f64 / train_seconds.max(1e-9),
+    };
+    Ok((result, trainer))
+}
