@@ -1,0 +1,193 @@
+//! The command line, end to end: exit statuses, result.json contents, reproducibility, and clear
+//! errors on bad input. Every test checks the exit status.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_biolearn"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("biolearn-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("cannot start biolearn")
+}
+
+fn ok(args: &[&str]) -> Output {
+    let o = run(args);
+    assert!(o.status.success(), "biolearn {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+fn fail(args: &[&str]) -> String {
+    let o = run(args);
+    assert_eq!(o.status.code(), Some(1), "biolearn {args:?} should exit 1; stderr: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn result(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).unwrap()).unwrap()
+}
+
+/// The history without wall-clock fields.
+fn history(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    v["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            e.as_object_mut().unwrap().remove("seconds");
+            e
+        })
+        .collect()
+}
+
+#[test]
+fn train_writes_result_json_with_config_history_and_accuracy() {
+    let d = tmp("train");
+    let out = d.join("run");
+    let o = ok(&["train", "--epochs", "3", "--arch", "mlp:64", "--out", out.to_str().unwrap(), "--save", "--threads", "1"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("test accuracy"), "{stdout}");
+    let r = result(&out);
+    assert_eq!(r["config"]["rule"], "bp");
+    assert_eq!(r["config"]["data"], "digits");
+    assert_eq!(r["config"]["epochs"], 3);
+    assert_eq!(r["epochs"].as_array().unwrap().len(), 3);
+    let acc = r["test_accuracy"].as_f64().unwrap();
+    assert!((0.8..=1.0).contains(&acc), "digits after 3 epochs: {acc}");
+    assert_eq!(r["data"]["train"], 1438);
+    assert!(r["git_revision"].as_str().is_some() && r["biolearn_version"].as_str().is_some());
+    assert!(out.join("model.safetensors").exists());
+    let m = biolearn::safetensors::load(&out.join("model.safetensors")).unwrap();
+    assert_eq!(m["layers.0.weight"].0, vec![64, 64]);
+}
+
+#[test]
+fn same_seed_and_threads_give_identical_histories() {
+    let d = tmp("repro");
+    for rule in ["bp", "brsf", "dfa"] {
+        let mut hs = Vec::new();
+        for k in 0..2 {
+            let out = d.join(format!("{rule}{k}"));
+            ok(&["train", "--rule", rule, "--epochs", "2", "--arch", "mlp:32,32", "--seed", "7", "--threads", "2", "--out", out.to_str().unwrap(), "-q"]);
+            hs.push(history(&result(&out)));
+        }
+        assert_eq!(hs[0], hs[1], "{rule}: two runs with seed 7 differ");
+        let out = d.join(format!("{rule}-other"));
+        ok(&["train", "--rule", rule, "--epochs", "2", "--arch", "mlp:32,32", "--seed", "8", "--threads", "2", "--out", out.to_str().unwrap(), "-q"]);
+        assert_ne!(history(&result(&out)), hs[0], "{rule}: seed 8 gave seed 7's run");
+    }
+}
+
+#[test]
+fn config_file_and_flags() {
+    let d = tmp("config");
+    let f = d.join("run.toml");
+    std::fs::write(&f, "rule = \"fa\"\nepochs = 2\narch = \"mlp:16\"\nlr = 0.02\n").unwrap();
+    let out = d.join("run");
+    ok(&["train", "--config", f.to_str().unwrap(), "--lr", "0.03", "--out", out.to_str().unwrap(), "-q"]);
+    let r = result(&out);
+    assert_eq!(r["config"]["rule"], "fa");
+    assert_eq!(r["config"]["arch"], "mlp:16");
+    assert!((r["config"]["lr"].as_f64().unwrap() - 0.03).abs() < 1e-6);
+    std::fs::write(&f, "epocs = 2\n").unwrap();
+    let e = fail(&["train", "--config", f.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(e.contains("run.toml") && e.contains("epocs"), "{e}");
+    let e = fail(&["train", "--config", d.join("missing.toml").to_str().unwrap()]);
+    assert!(e.contains("missing.toml"), "{e}");
+}
+
+#[test]
+fn bad_input_gives_clear_errors_and_exit_1() {
+    let d = tmp("bad");
+    let e = fail(&["train", "--data", "mnist", "--data-dir", d.to_str().unwrap(), "--out", d.join("o").to_str().unwrap()]);
+    assert!(e.contains(d.to_str().unwrap()), "{e}");
+    // A corrupt IDX file: the error names it.
+    std::fs::write(d.join("train-images-idx3-ubyte"), [0u8, 0, 8, 1, 0, 0, 0, 1]).unwrap();
+    std::fs::write(d.join("train-labels-idx1-ubyte"), [0u8, 0, 8, 1, 0, 0, 0, 1, 3]).unwrap();
+    std::fs::write(d.join("t10k-images-idx3-ubyte"), [0u8, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, 28, 0, 0, 0, 28]).unwrap();
+    std::fs::write(d.join("t10k-labels-idx1-ubyte"), [0u8, 0, 8, 1, 0, 0, 0, 0]).unwrap();
+    let e = fail(&["train", "--data", "mnist", "--data-dir", d.to_str().unwrap(), "--out", d.join("o").to_str().unwrap()]);
+    assert!(e.contains("train-images-idx3-ubyte") && e.contains("magic"), "{e}");
+    let e = fail(&["train", "--arch", "lenet", "--out", d.join("o").to_str().unwrap()]);
+    assert!(e.contains("lenet") && e.contains("8x8"), "{e}");
+    let e = fail(&["train", "--arch", "mlp:abc"]);
+    assert!(e.contains("mlp:abc"), "{e}");
+    let e = fail(&["train", "--epochs", "0"]);
+    assert!(e.contains("epochs"), "{e}");
+    let e = fail(&["data", "info", "imagenet"]);
+    assert!(e.contains("imagenet"), "{e}");
+    // clap's own usage errors exit 2.
+    let o = run(&["train", "--rule", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn diverging_run_is_recorded_not_a_crash() {
+    let d = tmp("diverge");
+    let out = d.join("run");
+    let o = ok(&["train", "--lr", "1e30", "--epochs", "3", "--arch", "mlp:32", "--out", out.to_str().unwrap(), "-q"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("diverged"));
+    let r = result(&out);
+    assert_eq!(r["diverged"]["epoch"], 1);
+}
+
+#[test]
+fn rules_and_data_info_and_bench() {
+    let o = ok(&["rules"]);
+    let s = String::from_utf8_lossy(&o.stdout);
+    for r in ["bp", "fa", "usf", "brsf", "frsf", "dfa"] {
+        assert!(s.lines().any(|l| l.starts_with(r)), "rules lacks {r}");
+    }
+    let o = ok(&["data", "info", "digits"]);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("1438") && s.contains("359") && s.contains("checksum"), "{s}");
+    let o = ok(&["bench", "--data", "digits", "--rules", "bp,dfa", "--archs", "mlp:32", "--threads", "1,2", "--warmup-steps", "2"]);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(s.lines().count(), 5, "{s}");
+}
+
+#[test]
+fn conv_nets_train_on_idx_files_written_here() {
+    // A 28x28 two-class MNIST-format set: class 0 has a bright left half, class 1 a bright right
+    // half, plus noise. LeNet must learn it with every rule of the family.
+    let d = tmp("conv");
+    let mut rng = biolearn::rng::Rng::new(1);
+    let write = |name: &str, n: usize, rng: &mut biolearn::rng::Rng| {
+        let mut img = vec![0u8, 0, 8, 3];
+        img.extend((n as u32).to_be_bytes());
+        img.extend(28u32.to_be_bytes());
+        img.extend(28u32.to_be_bytes());
+        let mut lab = vec![0u8, 0, 8, 1];
+        lab.extend((n as u32).to_be_bytes());
+        for i in 0..n {
+            let c = (i % 2) as u8;
+            lab.push(c);
+            for _ in 0..28 {
+                for x in 0..28 {
+                    let bright = (x < 14) == (c == 0);
+                    let v = if bright { 160.0 } else { 60.0 } + 60.0 * rng.normal();
+                    img.push(v.clamp(0.0, 255.0) as u8);
+                }
+            }
+        }
+        std::fs::write(d.join(format!("{name}-images-idx3-ubyte")), img).unwrap();
+        std::fs::write(d.join(format!("{name}-labels-idx1-ubyte")), lab).unwrap();
+    };
+    write("train", 256, &mut rng);
+    write("t10k", 64, &mut rng);
+    for rule in ["bp", "fa", "usf", "dfa"] {
+        let out = d.join(rule);
+        ok(&["train", "--data", "mnist", "--data-dir", d.to_str().unwrap(), "--arch", "lenet", "--rule", rule, "--epochs", "4", "--batch", "32", "--lr", "0.02", "--out", out.to_str().unwrap(), "-q"]);
+        let acc = result(&out)["test_accuracy"].as_f64().unwrap();
+        assert!(acc >= 0.9, "{rule} lenet on the two-halves task: {acc}");
+    }
+}
