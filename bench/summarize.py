@@ -7,12 +7,10 @@ for f in sorted(glob.glob(f"{d}/*/result.json")):
     r = json.load(open(f))
     c = r["config"]
     groups[(c["arch"], c["rule"], c["data"], c["epochs"])].append(r)
-print("| data | arch | rule | epochs | seeds | test accuracy % (mean +- std) | samples/s (1 thread) |")
+print("| data | arch | rule | epochs | seeds | test accuracy % (mean +- std) | diverged |")
 print("|---|---|---|---|---|---|---|")
 for (arch, rule, data, ep), rs in sorted(groups.items()):
     acc = [100 * r["test_accuracy"] for r in rs]
     sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
-    sps = statistics.mean(r["train_samples_per_second"] for r in rs)
     div = sum(r["diverged"] is not None for r in rs)
-    note = f" ({div} diverged)" if div else ""
-    print(f"| {data} | {arch} | {rule} | {ep} | {len(rs)} | {statistics.mean(acc):.2f} +- {sd:.2f}{note} | {sps:.0f} |")
+    print(f"| {data} | {arch} | {rule} | {ep} | {len(rs)} | {statistics.mean(acc):.2f} +- {sd:.2f} | {div} |")

@@ -7,6 +7,8 @@ pub mod data;
 pub mod linalg;
 pub mod nn;
 pub mod optim;
+pub mod protocol;
+pub mod report;
 pub mod rng;
 pub mod rules;
 pub mod safetensors;

@@ -10,6 +10,8 @@ use crate::config::TrainConfig;
 use crate::data::{self, Dataset, Split};
 use crate::nn::{loss::argmax, Network, Shape, Workspace};
 use crate::optim::Optimizer;
+use crate::protocol::noise::{self, NoiseKind, Norm};
+use crate::protocol::prune::{self, Masks};
 use crate::rng::Rng;
 use crate::rules::{Rule, StepStats};
 use serde::{Deserialize, Serialize};
@@ -94,6 +96,10 @@ pub struct Trainer {
     rng: Rng,
     order: Vec<usize>,
     logits: Vec<f32>,
+    /// Pruning masks multiplied into the weights after every optimiser step.
+    pub masks: Option<Masks>,
+    /// Gaussian noise (std in pixel units) added to every training batch.
+    pub train_noise: Option<(f64, Norm)>,
 }
 
 pub struct EpochStats {
@@ -131,6 +137,8 @@ impl Trainer {
             rng: rng.fork(),
             order: Vec::new(),
             logits: Vec::new(),
+            masks: None,
+            train_noise: None,
         })
     }
 
@@ -160,6 +168,9 @@ impl Trainer {
                 input[r * d..(r + 1) * d].copy_from_slice(&split.x[s * d..(s + 1) * d]);
                 labels.push(split.y[s]);
             }
+            if let Some((std, norm)) = &self.train_noise {
+                noise::corrupt(input, norm, NoiseKind::Gaussian, *std, &mut self.rng);
+            }
             let StepStats {
                 loss_sum,
                 correct: c,
@@ -182,6 +193,9 @@ impl Trainer {
                 if p.trainable() {
                     self.opt.update(i, &mut p.data, &self.grads[i], lr);
                 }
+            }
+            if let Some(m) = &self.masks {
+                prune::apply(&mut self.net, m);
             }
             on_batch(bi + 1, batches);
         }
@@ -247,16 +261,30 @@ pub fn subset(s: &Split, idx: &[usize]) -> Split {
     }
 }
 
+/// A loaded data set, its checksum (before normalisation) and the normalisation applied.
+pub struct Loaded {
+    pub ds: Dataset,
+    pub checksum: String,
+    pub norm: Norm,
+}
+
 /// Load the configured data set (normalised per the config) and its description.
-pub fn load_data(cfg: &TrainConfig) -> Result<(Dataset, String), String> {
+pub fn load_data(cfg: &TrainConfig) -> Result<Loaded, String> {
     let name = cfg.data_name()?;
     let dir = cfg.data_dir.as_deref().map(std::path::Path::new);
     let mut ds = data::load(name, dir).map_err(|e| e.to_string())?;
     let checksum = ds.checksum();
-    if cfg.normalize {
-        ds.normalize();
-    }
-    Ok((ds, checksum))
+    let plane = ds.height * ds.width;
+    let (mean, std) = if cfg.normalize {
+        ds.normalize()
+    } else {
+        (vec![0.0; ds.channels], vec![1.0; ds.channels])
+    };
+    Ok(Loaded {
+        ds,
+        checksum,
+        norm: Norm { mean, std, plane },
+    })
 }
 
 /// One full run: load data, train for `cfg.epochs`, evaluate every epoch.
@@ -264,8 +292,8 @@ pub fn run(
     cfg: &TrainConfig,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<(RunResult, Trainer), String> {
-    let (ds, checksum) = load_data(cfg)?;
-    run_on(cfg, &ds, &checksum, progress)
+    let l = load_data(cfg)?;
+    run_on(cfg, &l.ds, &l.checksum, progress)
 }
 
 /// A run on an already loaded data set (the sweep loads once and runs many).

@@ -5,6 +5,8 @@ use biolearn::config::TrainConfig;
 use biolearn::data::{self, DataName};
 use biolearn::nn::{Activation, Init, Loss};
 use biolearn::optim::{OptimizerKind, ScheduleKind};
+use biolearn::protocol::plan::{parse_shard, Plan, PruneMode};
+use biolearn::protocol::run_plan;
 use biolearn::rules::RuleName;
 use biolearn::train::{self, Progress};
 use clap::{Args, Parser, Subcommand};
@@ -35,6 +37,77 @@ enum Cmd {
     },
     /// Training throughput (samples/s of a full epoch) per rule, architecture and thread count.
     Bench(BenchArgs),
+    /// Run a comparison grid (rules x data fraction x epochs x sparsity x noise x seeds) into
+    /// OUT/results.jsonl; re-running skips finished runs.
+    Compare(CompareArgs),
+    /// Tables (Markdown, HTML) and plots (PNG, SVG) from DIR's result files, into DIR/report/.
+    Report { dir: PathBuf },
+    /// Write an sbatch script that runs a plan as a Slurm job array.
+    Slurm(SlurmArgs),
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// The plan (TOML; see plans/).
+    plan: PathBuf,
+    #[arg(long)]
+    data: Option<String>,
+    #[arg(long)]
+    data_dir: Option<String>,
+    #[arg(long)]
+    arch: Option<String>,
+    #[arg(long, value_delimiter = ',')]
+    rules: Option<Vec<RuleName>>,
+    #[arg(long, value_delimiter = ',')]
+    fractions: Option<Vec<f64>>,
+    /// Epoch budgets.
+    #[arg(long, value_delimiter = ',')]
+    epochs: Option<Vec<usize>>,
+    #[arg(long, value_delimiter = ',')]
+    sparsities: Option<Vec<f64>>,
+    /// Gaussian noise std on test inputs (pixel units).
+    #[arg(long, value_delimiter = ',')]
+    noise: Option<Vec<f64>>,
+    /// Number of seeds.
+    #[arg(long)]
+    seeds: Option<u64>,
+    /// Output directory (default runs/<plan name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Run only the I-th of N disjoint slices of the grid (read from SLURM_ARRAY_TASK_ID /
+    /// SLURM_ARRAY_TASK_COUNT under an array job).
+    #[arg(long)]
+    shard: Option<String>,
+    /// Runs at once (default: cores / threads_per_run).
+    #[arg(long)]
+    parallel: Option<usize>,
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct SlurmArgs {
+    plan: PathBuf,
+    /// Array tasks (shards).
+    #[arg(long)]
+    tasks: usize,
+    /// Where the shards write their results (default runs/<plan name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The sbatch script to write (default OUT/slurm-array.sbatch).
+    #[arg(long)]
+    script: Option<PathBuf>,
+    /// CPUs per task (default: the plan's threads_per_run x parallel runs per task = 1 run).
+    #[arg(long)]
+    cpus_per_task: Option<usize>,
+    /// Time limit per task (sbatch --time).
+    #[arg(long, default_value = "04:00:00")]
+    time: String,
+    #[arg(long)]
+    partition: Option<String>,
+    /// The biolearn binary the tasks run (default: this one).
+    #[arg(long)]
+    bin: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -155,6 +228,9 @@ fn main() {
             cmd: DataCmd::Info { name, data_dir },
         }) => cmd_data_info(&name, data_dir),
         Some(Cmd::Bench(a)) => cmd_bench(a),
+        Some(Cmd::Compare(a)) => cmd_compare(a),
+        Some(Cmd::Report { dir }) => cmd_report(&dir),
+        Some(Cmd::Slurm(a)) => cmd_slurm(a),
     };
     if let Err(e) = res {
         eprintln!("error: {e:#}");
@@ -356,7 +432,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         lr: 0.01,
         ..TrainConfig::default()
     };
-    let (ds, _) = train::load_data(&base).map_err(anyhow::Error::msg)?;
+    let ds = train::load_data(&base).map_err(anyhow::Error::msg)?.ds;
     println!(
         "{:<14} {:<6} {:<12} {:>7} {:>6} {:>10} {:>12}",
         "data", "rule", "arch", "threads", "batch", "epoch_s", "samples/s"
@@ -382,5 +458,173 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     if let Some(p) = a.json {
         std::fs::write(&p, lines).with_context(|| format!("cannot write {}", p.display()))?;
     }
+    Ok(())
+}
+
+fn load_plan(a: &CompareArgs) -> Result<Plan> {
+    let mut p = Plan::load(&a.plan).map_err(anyhow::Error::msg)?;
+    if let Some(v) = &a.data {
+        p.data = v.clone();
+    }
+    if let Some(v) = &a.data_dir {
+        p.data_dir = Some(v.clone());
+    }
+    if let Some(v) = &a.arch {
+        p.arch = v.clone();
+    }
+    if let Some(v) = &a.rules {
+        p.rules = v.clone();
+    }
+    if let Some(v) = &a.fractions {
+        p.fractions = v.clone();
+    }
+    if let Some(v) = &a.epochs {
+        p.epochs = v.clone();
+    }
+    if let Some(v) = &a.sparsities {
+        p.sparsities = v.clone();
+    }
+    if let Some(v) = &a.noise {
+        p.noise = v.clone();
+    }
+    if let Some(v) = a.seeds {
+        p.seeds = v;
+    }
+    p.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.plan.display()))?;
+    Ok(p)
+}
+
+/// The shard from --shard, else from a Slurm array job's environment.
+fn shard_of(flag: Option<&str>) -> Result<Option<(usize, usize)>> {
+    if let Some(s) = flag {
+        return Ok(Some(parse_shard(s).map_err(anyhow::Error::msg)?));
+    }
+    let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+    match (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT")) {
+        (Some(id), Some(n)) => {
+            let min = var("SLURM_ARRAY_TASK_MIN").unwrap_or(0);
+            Ok(Some(
+                parse_shard(&format!("{}/{n}", id - min)).map_err(anyhow::Error::msg)?,
+            ))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn cmd_compare(a: CompareArgs) -> Result<()> {
+    let plan = load_plan(&a)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/{}", plan.name)));
+    let shard = shard_of(a.shard.as_deref())?;
+    let cores = biolearn::config::default_threads();
+    let parallel = a
+        .parallel
+        .or(plan.parallel)
+        .unwrap_or((cores / plan.threads_per_run).max(1));
+    let runs = plan.runs().map_err(anyhow::Error::msg)?.len();
+    eprintln!(
+        "plan {}: {} runs ({} rules x {} fractions x {} seeds{}), {} at a time{}",
+        plan.name,
+        runs,
+        plan.rules.len(),
+        plan.fractions.len(),
+        plan.seeds,
+        if plan.pruning == PruneMode::Gradual {
+            " x sparsities"
+        } else {
+            ""
+        },
+        parallel,
+        shard.map_or(String::new(), |(i, n)| format!(", shard {i}/{n}"))
+    );
+    let s = run_plan(&plan, &out, shard, parallel, !a.quiet).map_err(anyhow::Error::msg)?;
+    println!(
+        "{} runs: {} already done, {} run now ({} diverged) -> {}",
+        s.total,
+        s.skipped,
+        s.ran,
+        s.diverged,
+        s.file.display()
+    );
+    Ok(())
+}
+
+fn cmd_report(dir: &std::path::Path) -> Result<()> {
+    let files = biolearn::protocol::result_files(dir);
+    if files.is_empty() {
+        bail!(
+            "{}: no results*.jsonl file (run `biolearn compare` first)",
+            dir.display()
+        );
+    }
+    let records = biolearn::report::read_records_many(&files).map_err(anyhow::Error::msg)?;
+    let out = dir.join("report");
+    let s = biolearn::report::write_report(&records, &out).map_err(anyhow::Error::msg)?;
+    println!(
+        "{} records from {} file(s) -> {} ({} files)",
+        records.len(),
+        files.len(),
+        out.display(),
+        s.files.len()
+    );
+    Ok(())
+}
+
+fn cmd_slurm(a: SlurmArgs) -> Result<()> {
+    let plan = Plan::load(&a.plan).map_err(anyhow::Error::msg)?;
+    if a.tasks == 0 {
+        bail!("--tasks must be at least 1");
+    }
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/{}", plan.name)));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let abs = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let bin = match &a.bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?,
+    };
+    let cpus = a.cpus_per_task.unwrap_or(plan.threads_per_run);
+    let script = a
+        .script
+        .clone()
+        .unwrap_or_else(|| out.join("slurm-array.sbatch"));
+    let partition = a
+        .partition
+        .as_ref()
+        .map_or(String::new(), |p| format!("#SBATCH --partition={p}\n"));
+    let text = format!(
+        "#!/bin/bash\n\
+         # biolearn plan '{name}' as a Slurm array of {n} tasks: task I runs shard I/{n} of the grid.\n\
+         # Merge: `biolearn report {out}` reads every results*.jsonl there.\n\
+         #SBATCH --job-name=biolearn-{name}\n\
+         #SBATCH --array=0-{last}\n\
+         #SBATCH --ntasks=1\n\
+         #SBATCH --cpus-per-task={cpus}\n\
+         #SBATCH --time={time}\n\
+         {partition}\
+         #SBATCH --output={out}/slurm-%A_%a.out\n\
+         set -euo pipefail\n\
+         exec {bin} compare {plan} --out {out} --parallel {par} --quiet\n",
+        name = plan.name,
+        n = a.tasks,
+        last = a.tasks - 1,
+        cpus = cpus,
+        time = a.time,
+        out = abs(&out).display(),
+        bin = abs(&bin).display(),
+        plan = abs(&a.plan).display(),
+        par = (cpus / plan.threads_per_run).max(1),
+    );
+    std::fs::write(&script, text).with_context(|| format!("cannot write {}", script.display()))?;
+    println!(
+        "wrote {}; submit with: sbatch {}",
+        script.display(),
+        script.display()
+    );
     Ok(())
 }

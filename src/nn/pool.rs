@@ -33,32 +33,8 @@ impl PoolGeom {
     pub fn max_forward(&self, x: &[f32], n: usize, y: &mut [f32], arg: &mut [u32]) {
         let (ol, il) = (self.out_len(), self.in_len());
         let (oh, ow) = (self.oh(), self.ow());
-        let yl = &mut y[..n * ol];
-        // Fill the outputs row (sample) by row, recording arg-max indices as f32 bit patterns is
-        // avoided: we write `arg` in a second, sequential-by-sample pass over the same windows.
-        linalg::par_rows(yl, ol, |s, ys| {
+        let one = |s: usize, ys: &mut [f32], a: &mut [u32]| {
             let xs = &x[s * il..(s + 1) * il];
-            for c in 0..self.c {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut best = f32::NEG_INFINITY;
-                        for i in 0..self.k {
-                            let row =
-                                (c * self.h + oy * self.stride + i) * self.w + ox * self.stride;
-                            for v in &xs[row..row + self.k] {
-                                if *v > best {
-                                    best = *v;
-                                }
-                            }
-                        }
-                        ys[(c * oh + oy) * ow + ox] = best;
-                    }
-                }
-            }
-        });
-        for s in 0..n {
-            let xs = &x[s * il..(s + 1) * il];
-            let a = &mut arg[s * ol..(s + 1) * ol];
             for c in 0..self.c {
                 for oy in 0..oh {
                     for ox in 0..ow {
@@ -74,9 +50,23 @@ impl PoolGeom {
                                 }
                             }
                         }
-                        a[(c * oh + oy) * ow + ox] = bi as u32;
+                        let o = (c * oh + oy) * ow + ox;
+                        ys[o] = best;
+                        a[o] = bi as u32;
                     }
                 }
+            }
+        };
+        let (y, arg) = (&mut y[..n * ol], &mut arg[..n * ol]);
+        if n * il >= linalg::PAR_MIN_LEN && rayon::current_num_threads() > 1 {
+            use rayon::prelude::*;
+            y.par_chunks_mut(ol)
+                .zip(arg.par_chunks_mut(ol))
+                .enumerate()
+                .for_each(|(s, (ys, a))| one(s, ys, a));
+        } else {
+            for (s, (ys, a)) in y.chunks_mut(ol).zip(arg.chunks_mut(ol)).enumerate() {
+                one(s, ys, a);
             }
         }
     }

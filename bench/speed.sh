@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's speed table: biolearn vs PyTorch (CPU), training samples/s of one full
+# Fashion-MNIST epoch, batch 128, at 1 and 2 threads, measured back to back on the same machine.
+# Needs: pip install torch numpy; apt-get install -y dataset-fashion-mnist. Run on a quiet machine.
+# Usage: bench/speed.sh [REPEATS]   (the best of REPEATS epochs for each side; default 2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+reps=${1:-2}
+bin=target/release/biolearn
+cargo build --release -q
+printf '| network | rule | threads | biolearn samples/s | PyTorch samples/s | ratio |\n|---|---|---|---|---|---|\n'
+for model in mlp lenet; do
+  arch=$([ $model = mlp ] && echo mlp:1024 || echo lenet)
+  for rule in bp fa; do
+    for t in 1 2; do
+      best_b=0; best_p=0
+      for _ in $(seq "$reps"); do
+        b=$($bin bench --data fashion-mnist --rules $rule --archs $arch --threads $t --batch 128 | awk 'NR==2{print $NF}')
+        p=$(python3 bench/pytorch_bench.py --model $model --rule $rule --threads $t --batch 128 --lenet-input pad \
+            | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["samples_per_s"]))')
+        best_b=$(( b > best_b ? b : best_b )); best_p=$(( p > best_p ? p : best_p ))
+      done
+      ratio=$(python3 -c "print(f'{$best_b/$best_p:.2f}x')")
+      printf '| %s | %s | %s | %s | %s | %s |\n' "$arch" $rule $t $best_b $best_p $ratio
+    done
+  done
+done

@@ -1,0 +1,478 @@
+//! The comparison protocol (Gupta et al. 2022, "Is Bio-Inspired Learning Better than Backprop?"):
+//! a grid of conditions (rules x data fraction x epoch budget x sparsity x noise x seed) run by one
+//! command, resumable, shardable over a Slurm array, one self-contained JSON line per run.
+//!
+//! - `plan`: the grid and its runs. `prune`: global magnitude pruning. `noise`: input corruption.
+//! - `record`: one line of `results.jsonl`.
+//! - `run_plan`: runs the missing runs in parallel (one rayon pool per run) and appends each
+//!   finished record with a single write + fsync. A record is complete exactly when its line
+//!   ends in a newline: after a crash (kill -9) the torn tail is cut off on the next start and
+//!   that run is redone, so a resumed sweep ends with exactly the records of an uninterrupted one.
+//!
+//! Definitions used in the records:
+//! - *Accuracy at budget E*: test accuracy after epoch E of the run (the run trains for the largest
+//!   budget with that run's learning-rate schedule).
+//! - *Epochs to stable accuracy*: the first epoch e after which every later test accuracy lies
+//!   within 0.5 points (0.005) of the final one.
+
+pub mod noise;
+pub mod plan;
+pub mod prune;
+pub mod record;
+
+use crate::data::Split;
+use crate::nn::Shape;
+use crate::rng::Rng;
+use crate::train::{self, Loaded, Trainer};
+use noise::{NoiseKind, Norm};
+use plan::{Plan, RunSpec};
+use record::{BudgetPoint, EpochPoint, NoisePoint, PrunePoint, Record, Status};
+use std::collections::HashSet;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::Instant;
+
+/// A stratified, seeded subset: `fraction` of every class (at least one sample per class).
+pub fn stratified_fraction(s: &Split, classes: usize, fraction: f64, rng: &mut Rng) -> Split {
+    if fraction >= 1.0 {
+        return s.clone();
+    }
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
+    for (i, &y) in s.y.iter().enumerate() {
+        by_class[y as usize].push(i);
+    }
+    let mut keep = Vec::new();
+    for idx in by_class.iter_mut() {
+        rng.shuffle(idx);
+        let k = ((idx.len() as f64 * fraction).round() as usize).clamp(1.min(idx.len()), idx.len());
+        keep.extend_from_slice(&idx[..k]);
+    }
+    keep.sort_unstable();
+    train::subset(s, &keep)
+}
+
+/// First epoch (1-based) after which accuracy stays within `tol` of the final value.
+pub fn epochs_to_stable(curve: &[f64], tol: f64) -> Option<usize> {
+    let last = *curve.last()?;
+    let mut e = curve.len();
+    while e > 0 && (curve[e - 1] - last).abs() <= tol {
+        e -= 1;
+    }
+    Some(e + 1)
+}
+
+/// Train and evaluate one run of the grid. Never fails on divergence (recorded as such).
+pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded) -> Result<Record, String> {
+    let t0 = Instant::now();
+    let ds = &loaded.ds;
+    let cfg = &spec.cfg;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads)
+        .build()
+        .map_err(|e| e.to_string())?;
+    pool.install(|| {
+        let mut rng = Rng::new(cfg.seed);
+        let input = Shape::new(ds.channels, ds.height, ds.width);
+        let mut tr = Trainer::new(cfg, input, ds.num_classes, &mut rng)?;
+        let train = stratified_fraction(&ds.train, ds.num_classes, spec.fraction, &mut rng.fork());
+        if spec.train_noise > 0.0 {
+            tr.train_noise = Some((spec.train_noise, loaded.norm.clone()));
+        }
+        let schedule = cfg.schedule();
+        let mut curve = Vec::new();
+        let mut diverged_epoch = None;
+        for e in 0..cfg.epochs {
+            let lr = schedule.lr(cfg.lr, e, cfg.epochs);
+            let st = tr.train_epoch(&train, lr, |_, _| {});
+            if let Some(s) = spec.gradual {
+                let m = prune::global_magnitude_masks(
+                    &tr.net,
+                    prune::gradual_sparsity(s, e + 1, cfg.epochs),
+                    plan.min_keep,
+                );
+                prune::apply(&mut tr.net, &m);
+                tr.masks = Some(m);
+            }
+            let acc = tr.evaluate(&ds.test);
+            curve.push(EpochPoint {
+                epoch: e + 1,
+                test_accuracy: acc,
+                train_loss: st.loss,
+                train_accuracy: st.accuracy,
+            });
+            if st.diverged_at.is_some() {
+                diverged_epoch = Some(e + 1);
+                curve.last_mut().unwrap().train_loss = f64::NAN;
+                break;
+            }
+        }
+        let accs: Vec<f64> = curve.iter().map(|p| p.test_accuracy).collect();
+        let test_accuracy = accs.last().copied().unwrap_or(0.0);
+        let ok = diverged_epoch.is_none();
+        let budgets = plan
+            .epochs
+            .iter()
+            .filter(|&&b| b <= accs.len())
+            .map(|&b| BudgetPoint {
+                epochs: b,
+                test_accuracy: accs[b - 1],
+            })
+            .collect();
+        let mut pruning = Vec::new();
+        let mut noise_pts = Vec::new();
+        if ok {
+            match spec.gradual {
+                Some(s) => pruning.push(PrunePoint {
+                    sparsity: s,
+                    test_accuracy,
+                    finetuned_accuracy: None,
+                }),
+                None => {
+                    pruning = oneshot_pruning(
+                        plan,
+                        &mut tr,
+                        &train,
+                        cfg.lr * schedule_floor(cfg),
+                        &ds.test,
+                    )
+                }
+            }
+            noise_pts = noise_evals(plan, &mut tr, &ds.test, &loaded.norm, cfg.seed);
+        }
+        Ok(Record {
+            id: spec.id.clone(),
+            plan: plan.name.clone(),
+            data: ds.name.clone(),
+            arch: cfg.arch.clone(),
+            rule: cfg.rule.to_string(),
+            fraction: spec.fraction,
+            train_samples: train.n,
+            seed: cfg.seed,
+            train_noise: spec.train_noise,
+            gradual_sparsity: spec.gradual,
+            epochs: cfg.epochs,
+            status: if ok { Status::Ok } else { Status::Diverged },
+            diverged_epoch,
+            epochs_to_stable: if ok {
+                epochs_to_stable(&accs, 0.005)
+            } else {
+                None
+            },
+            curve,
+            test_accuracy,
+            budgets,
+            pruning,
+            noise: noise_pts,
+            seconds: t0.elapsed().as_secs_f64(),
+            biolearn_version: train::VERSION.into(),
+            git_revision: train::GIT_REVISION.into(),
+        })
+    })
+}
+
+/// Fine-tuning uses the schedule's last learning rate (a tenth of the base for a constant one).
+fn schedule_floor(cfg: &crate::config::TrainConfig) -> f32 {
+    let last = cfg.schedule().lr(1.0, cfg.epochs - 1, cfg.epochs);
+    if last >= 1.0 {
+        0.1
+    } else {
+        last.max(0.01)
+    }
+}
+
+fn oneshot_pruning(
+    plan: &Plan,
+    tr: &mut Trainer,
+    train: &Split,
+    ft_lr: f32,
+    test: &Split,
+) -> Vec<PrunePoint> {
+    let saved: Vec<Vec<f32>> = tr.net.params.iter().map(|p| p.data.clone()).collect();
+    let opt = tr.opt.clone();
+    let mut out = Vec::new();
+    for &s in &plan.sparsities {
+        let m = prune::global_magnitude_masks(&tr.net, s, plan.min_keep);
+        prune::apply(&mut tr.net, &m);
+        let acc = tr.evaluate(test);
+        let mut finetuned = None;
+        if plan.finetune_epochs > 0 && s > 0.0 {
+            tr.masks = Some(m);
+            for _ in 0..plan.finetune_epochs {
+                tr.train_epoch(train, ft_lr, |_, _| {});
+            }
+            finetuned = Some(tr.evaluate(test));
+            tr.masks = None;
+            tr.opt = opt.clone();
+        }
+        out.push(PrunePoint {
+            sparsity: s,
+            test_accuracy: acc,
+            finetuned_accuracy: finetuned,
+        });
+        for (p, d) in tr.net.params.iter_mut().zip(&saved) {
+            p.data.copy_from_slice(d);
+        }
+    }
+    out
+}
+
+fn noise_evals(
+    plan: &Plan,
+    tr: &mut Trainer,
+    test: &Split,
+    norm: &Norm,
+    seed: u64,
+) -> Vec<NoisePoint> {
+    let levels = plan
+        .noise
+        .iter()
+        .map(|&l| (NoiseKind::Gaussian, l))
+        .chain(plan.salt_pepper.iter().map(|&l| (NoiseKind::SaltPepper, l)));
+    let mut out = Vec::new();
+    let mut noisy = test.clone();
+    for (i, (kind, level)) in levels.enumerate() {
+        noisy.x.copy_from_slice(&test.x);
+        // The same corrupted test set for every rule: seeded by the run's seed and the condition.
+        let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(i as u64 + 17));
+        noise::corrupt(&mut noisy.x, norm, kind, level, &mut rng);
+        out.push(NoisePoint {
+            kind: kind.as_str().into(),
+            level,
+            test_accuracy: tr.evaluate(&noisy),
+        });
+    }
+    out
+}
+
+/// The result files of `dir` (`results.jsonl` and the shards' `results.shard-*.jsonl`).
+pub fn result_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    n.starts_with("results") && n.ends_with(".jsonl")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Cut a torn last line (no trailing newline: a write interrupted by a crash) off a results file.
+pub fn repair(path: &Path) -> Result<(), String> {
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut f = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(err(e)),
+    };
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).map_err(err)?;
+    if buf.is_empty() || buf.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = buf.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    eprintln!(
+        "{}: dropping a torn last record ({} bytes) from an interrupted run",
+        path.display(),
+        buf.len() - keep
+    );
+    f.set_len(keep as u64).map_err(err)?;
+    f.seek(std::io::SeekFrom::End(0)).map_err(err)?;
+    Ok(())
+}
+
+/// Ids of the complete records in `dir`'s result files.
+pub fn done_ids(dir: &Path) -> Result<HashSet<String>, String> {
+    let mut ids = HashSet::new();
+    for f in result_files(dir) {
+        let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        for (i, line) in text.split_inclusive('\n').enumerate() {
+            if !line.ends_with('\n') || line.trim().is_empty() {
+                continue;
+            }
+            #[derive(serde::Deserialize)]
+            struct Id {
+                id: String,
+            }
+            let r: Id = serde_json::from_str(line)
+                .map_err(|e| format!("{}:{}: not a result record: {e}", f.display(), i + 1))?;
+            ids.insert(r.id);
+        }
+    }
+    Ok(ids)
+}
+
+pub struct Summary {
+    pub total: usize,
+    pub skipped: usize,
+    pub ran: usize,
+    pub diverged: usize,
+    pub file: PathBuf,
+}
+
+/// Run the plan's missing runs (of shard `shard` = (I, N) if given) into `out`.
+pub fn run_plan(
+    plan: &Plan,
+    out: &Path,
+    shard: Option<(usize, usize)>,
+    parallel: usize,
+    progress: bool,
+) -> Result<Summary, String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let file = match shard {
+        Some((i, n)) => out.join(format!("results.shard-{i}-of-{n}.jsonl")),
+        None => out.join("results.jsonl"),
+    };
+    repair(&file)?;
+    let all = plan.runs()?;
+    let mine: Vec<RunSpec> = all
+        .into_iter()
+        .enumerate()
+        .filter(|(k, _)| shard.is_none_or(|(i, n)| k % n == i))
+        .map(|(_, r)| r)
+        .collect();
+    let done = done_ids(out)?;
+    let total = mine.len();
+    let todo: Vec<RunSpec> = mine.into_iter().filter(|r| !done.contains(&r.id)).collect();
+    let skipped = total - todo.len();
+    let summary = |ran, diverged| Summary {
+        total,
+        skipped,
+        ran,
+        diverged,
+        file: file.clone(),
+    };
+    if todo.is_empty() {
+        return Ok(summary(0, 0));
+    }
+    let base = plan.config_for(plan.rules[0], 0)?;
+    let loaded = train::load_data(&base)?;
+    let mut fh = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&file)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<Result<Record, String>>();
+    let t0 = Instant::now();
+    let workers = parallel.clamp(1, todo.len());
+    let first_err: Mutex<Option<String>> = Mutex::new(None);
+    let (mut ran, mut diverged) = (0usize, 0usize);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (todo, next, loaded) = (&todo, &next, &loaded);
+            s.spawn(move || loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                if k >= todo.len() {
+                    break;
+                }
+                if tx.send(run_one(plan, &todo[k], loaded)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        for res in rx {
+            match res {
+                Ok(rec) => {
+                    let line = serde_json::to_string(&rec).expect("record serialises") + "\n";
+                    if let Err(e) = fh.write_all(line.as_bytes()).and_then(|_| fh.sync_data()) {
+                        first_err
+                            .lock()
+                            .unwrap()
+                            .get_or_insert(format!("{}: {e}", file.display()));
+                        next.store(usize::MAX / 2, Ordering::SeqCst);
+                        continue;
+                    }
+                    ran += 1;
+                    diverged += (rec.status == Status::Diverged) as usize;
+                    if progress {
+                        let el = t0.elapsed().as_secs_f64();
+                        let left = todo.len() - ran;
+                        let eta = el / ran as f64 * left as f64;
+                        eprintln!(
+                            "[{}/{}] {} acc {:.4}{} ({:.0}s; elapsed {:.0}s, ETA {:.0}s)",
+                            skipped + ran,
+                            total,
+                            rec.id,
+                            rec.test_accuracy,
+                            if rec.status == Status::Diverged {
+                                " DIVERGED"
+                            } else {
+                                ""
+                            },
+                            rec.seconds,
+                            el,
+                            eta
+                        );
+                    }
+                }
+                Err(e) => {
+                    first_err.lock().unwrap().get_or_insert(e);
+                    next.store(usize::MAX / 2, Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    if let Some(e) = first_err.into_inner().unwrap() {
+        return Err(e);
+    }
+    Ok(summary(ran, diverged))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_to_stable_definition() {
+        // Final 0.90; within 0.005 from epoch 3 on (0.897, 0.903, 0.90), epoch 2 is 0.89 (off by 0.01).
+        assert_eq!(
+            epochs_to_stable(&[0.5, 0.89, 0.897, 0.903, 0.90], 0.005),
+            Some(3)
+        );
+        assert_eq!(epochs_to_stable(&[0.9], 0.005), Some(1));
+        assert_eq!(epochs_to_stable(&[0.5, 0.6], 0.005), Some(2));
+        assert_eq!(epochs_to_stable(&[], 0.005), None);
+    }
+
+    #[test]
+    fn stratified_fraction_keeps_class_shares() {
+        let ds = crate::data::load(crate::data::DataName::Digits, None).unwrap();
+        let s = stratified_fraction(&ds.train, 10, 0.2, &mut Rng::new(1));
+        let full = ds.class_counts(&ds.train);
+        let part = ds.class_counts(&s);
+        for (f, p) in full.iter().zip(&part) {
+            assert_eq!(*p, ((*f as f64) * 0.2).round() as usize);
+        }
+        let s2 = stratified_fraction(&ds.train, 10, 0.2, &mut Rng::new(2));
+        assert_ne!(s.x, s2.x, "another seed draws another subset");
+    }
+
+    #[test]
+    fn repair_cuts_only_a_torn_tail() {
+        let d = std::env::temp_dir().join(format!("biolearn-repair-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let f = d.join("results.jsonl");
+        std::fs::write(&f, "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c").unwrap();
+        repair(&f).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&f).unwrap(),
+            "{\"id\":\"a\"}\n{\"id\":\"b\"}\n"
+        );
+        assert_eq!(done_ids(&d).unwrap().len(), 2);
+        repair(&f).unwrap();
+        assert_eq!(std::fs::read_to_string(&f).unwrap().len(), 22);
+        std::fs::remove_dir_all(&d).ok();
+    }
+}

@@ -1,0 +1,322 @@
+//! Comparison plans (`biolearn compare PLAN.toml`): the grid of conditions, its expansion into
+//! training runs, and stable run ids.
+//!
+//! One *training run* per (rule, data fraction, seed, training noise[, gradual-pruning
+//! sparsity]); each run is trained for the largest epoch budget and then evaluated under every
+//! other condition: accuracy at each budget is read off its learning curve, one-shot pruning at
+//! each sparsity (optionally fine-tuned under the mask), and every test-noise level. So the grid
+//! rules x fractions x budgets x sparsities x noise x seeds costs rules x fractions x seeds runs.
+//!
+//! ```toml
+//! name = "holistic-mlp"
+//! data = "fashion-mnist"
+//! arch = "mlp:1024"
+//! rules = ["bp", "fa", "usf", "dfa"]
+//! fractions = [0.1, 0.2, 0.5, 1.0]
+//! epochs = [5, 20]              # budgets; runs train for the largest
+//! sparsities = [0, 0.5, 0.9]
+//! pruning = "oneshot"           # or "gradual" (one run per sparsity, cubic schedule)
+//! finetune_epochs = 1           # after one-shot pruning, under the mask
+//! noise = [0, 0.1, 0.3]         # Gaussian std on test inputs, pixel units
+//! salt_pepper = [0.1]           # salt-and-pepper probability on test inputs
+//! seeds = 3
+//! [train]                       # any `biolearn train` setting, for every rule
+//! optimizer = "adam"
+//! lr = 1e-3
+//! [rule.dfa]                    # per-rule overrides
+//! lr = 5e-4
+//! ```
+
+use crate::config::TrainConfig;
+use crate::rules::RuleName;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PruneMode {
+    Oneshot,
+    Gradual,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Plan {
+    pub name: String,
+    pub data: String,
+    pub data_dir: Option<String>,
+    pub arch: String,
+    pub rules: Vec<RuleName>,
+    /// Shares of the training set (stratified, seeded by the run's seed).
+    pub fractions: Vec<f64>,
+    /// Epoch budgets.
+    pub epochs: Vec<usize>,
+    pub sparsities: Vec<f64>,
+    pub pruning: PruneMode,
+    /// GlobalMP's minimum threshold: every layer keeps at least this share of its weights.
+    pub min_keep: f64,
+    pub finetune_epochs: usize,
+    pub noise: Vec<f64>,
+    pub salt_pepper: Vec<f64>,
+    /// Gaussian noise std on training inputs (one run each).
+    pub train_noise: Vec<f64>,
+    /// Number of seeds (0..seeds).
+    pub seeds: u64,
+    pub threads_per_run: usize,
+    /// Runs at once (default: cores / threads_per_run).
+    pub parallel: Option<usize>,
+    /// Base training settings for every run.
+    pub train: toml::Table,
+    /// Per-rule overrides of `train`.
+    pub rule: BTreeMap<String, toml::Table>,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            name: "plan".into(),
+            data: "digits".into(),
+            data_dir: None,
+            arch: "mlp:1024".into(),
+            rules: vec![RuleName::Bp, RuleName::Fa],
+            fractions: vec![1.0],
+            epochs: vec![20],
+            sparsities: vec![0.0],
+            pruning: PruneMode::Oneshot,
+            min_keep: 0.0005,
+            finetune_epochs: 0,
+            noise: vec![0.0],
+            salt_pepper: vec![],
+            train_noise: vec![0.0],
+            seeds: 3,
+            threads_per_run: 1,
+            parallel: None,
+            train: toml::Table::new(),
+            rule: BTreeMap::new(),
+        }
+    }
+}
+
+/// One training run of the grid.
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    pub id: String,
+    pub cfg: TrainConfig,
+    pub fraction: f64,
+    pub train_noise: f64,
+    /// Final sparsity of gradual pruning during training (None: one-shot after training).
+    pub gradual: Option<f64>,
+}
+
+fn fnv(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+impl Plan {
+    pub fn load(path: &Path) -> Result<Plan, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let plan: Plan = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        plan.validate()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(plan)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let bad = |ok: bool, msg: &str| if ok { Ok(()) } else { Err(msg.to_string()) };
+        bad(!self.rules.is_empty(), "rules is empty")?;
+        bad(
+            !self.fractions.is_empty() && self.fractions.iter().all(|f| *f > 0.0 && *f <= 1.0),
+            "fractions must be in (0, 1]",
+        )?;
+        bad(
+            !self.epochs.is_empty() && self.epochs.iter().all(|e| *e >= 1),
+            "epochs (budgets) must be >= 1",
+        )?;
+        bad(
+            self.sparsities.iter().all(|s| (0.0..1.0).contains(s)),
+            "sparsities must be in [0, 1)",
+        )?;
+        bad(
+            self.noise
+                .iter()
+                .chain(&self.train_noise)
+                .all(|s| *s >= 0.0),
+            "noise levels must be >= 0",
+        )?;
+        bad(
+            self.salt_pepper.iter().all(|s| (0.0..=1.0).contains(s)),
+            "salt_pepper must be in [0, 1]",
+        )?;
+        bad(self.seeds >= 1, "seeds must be >= 1")?;
+        bad(self.threads_per_run >= 1, "threads_per_run must be >= 1")?;
+        for r in &self.rules {
+            self.config_for(*r, 0)?;
+        }
+        for k in self.rule.keys() {
+            k.parse::<RuleName>()
+                .map_err(|e| format!("[rule.{k}]: {e}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn max_epochs(&self) -> usize {
+        self.epochs.iter().copied().max().unwrap_or(1)
+    }
+
+    /// The resolved training config of `rule` at `seed`.
+    pub fn config_for(&self, rule: RuleName, seed: u64) -> Result<TrainConfig, String> {
+        let mut t = self.train.clone();
+        if let Some(o) = self.rule.get(rule.as_str()) {
+            t.extend(o.clone());
+        }
+        let s = |v: &str| toml::Value::String(v.to_string());
+        t.insert("data".into(), s(&self.data));
+        if let Some(d) = &self.data_dir {
+            t.insert("data_dir".into(), s(d));
+        }
+        t.insert("arch".into(), s(&self.arch));
+        t.insert("rule".into(), s(rule.as_str()));
+        t.insert(
+            "epochs".into(),
+            toml::Value::Integer(self.max_epochs() as i64),
+        );
+        t.insert("seed".into(), toml::Value::Integer(seed as i64));
+        t.insert(
+            "threads".into(),
+            toml::Value::Integer(self.threads_per_run as i64),
+        );
+        TrainConfig::load(None, t).map_err(|e| format!("rule {rule}: {e}"))
+    }
+
+    /// Every training run of the grid, in a fixed order.
+    pub fn runs(&self) -> Result<Vec<RunSpec>, String> {
+        let gradual: Vec<Option<f64>> = match self.pruning {
+            PruneMode::Oneshot => vec![None],
+            PruneMode::Gradual => self.sparsities.iter().map(|s| Some(*s)).collect(),
+        };
+        // What every run is also evaluated on: part of the id, so that a changed evaluation
+        // never reuses an old record.
+        let evals = format!(
+            "{:?}|{:?}|{:?}|{}|{}|{:?}",
+            self.epochs,
+            self.sparsities,
+            self.noise,
+            self.min_keep,
+            self.finetune_epochs,
+            self.salt_pepper
+        );
+        let mut out = Vec::new();
+        for &rule in &self.rules {
+            for &fraction in &self.fractions {
+                for &tn in &self.train_noise {
+                    for g in &gradual {
+                        for seed in 0..self.seeds {
+                            let cfg = self.config_for(rule, seed)?;
+                            let mut c = cfg.clone();
+                            c.seed = 0;
+                            let h = fnv(&(serde_json::to_string(&c).unwrap() + &evals));
+                            let mut id = format!(
+                                "{}|{}|{}|f={fraction}|s={seed}",
+                                self.data, self.arch, rule
+                            );
+                            if tn > 0.0 {
+                                id += &format!("|tn={tn}");
+                            }
+                            if let Some(g) = g {
+                                id += &format!("|gp={g}");
+                            }
+                            id += &format!("|h={:08x}", h as u32);
+                            out.push(RunSpec {
+                                id,
+                                cfg,
+                                fraction,
+                                train_noise: tn,
+                                gradual: *g,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `I/N` -> (I, N), 0 <= I < N.
+pub fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("shard '{s}' is not I/N"))?;
+    let (i, n): (usize, usize) = (
+        i.trim()
+            .parse()
+            .map_err(|_| format!("shard '{s}': bad index"))?,
+        n.trim()
+            .parse()
+            .map_err(|_| format!("shard '{s}': bad count"))?,
+    );
+    if n == 0 || i >= n {
+        return Err(format!("shard '{s}': need 0 <= I < N"));
+    }
+    Ok((i, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_expansion_ids_and_overrides() {
+        let plan: Plan = toml::from_str(
+            "rules = [\"bp\", \"dfa\"]\nfractions = [0.5, 1.0]\nepochs = [2, 5]\nseeds = 2\n[train]\nlr = 0.1\n[rule.dfa]\nlr = 0.01\n",
+        )
+        .unwrap();
+        plan.validate().unwrap();
+        let runs = plan.runs().unwrap();
+        assert_eq!(runs.len(), 2 * 2 * 2);
+        let ids: std::collections::BTreeSet<_> = runs.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(ids.len(), runs.len(), "ids are unique");
+        assert!(runs.iter().all(|r| r.cfg.epochs == 5));
+        let dfa = runs.iter().find(|r| r.cfg.rule == RuleName::Dfa).unwrap();
+        assert!((dfa.cfg.lr - 0.01).abs() < 1e-9);
+        assert!(
+            dfa.id.starts_with("digits|mlp:1024|dfa|f=0.5|s=0|h="),
+            "{}",
+            dfa.id
+        );
+        // Ids are stable, and change when a training setting changes.
+        assert_eq!(plan.runs().unwrap()[0].id, runs[0].id);
+        let mut p2 = plan.clone();
+        p2.train.insert("lr".into(), toml::Value::Float(0.2));
+        assert_ne!(p2.runs().unwrap()[0].id, runs[0].id);
+        let mut p3 = plan.clone();
+        p3.pruning = PruneMode::Gradual;
+        p3.sparsities = vec![0.5, 0.9];
+        assert_eq!(p3.runs().unwrap().len(), 16);
+    }
+
+    #[test]
+    fn bad_plans_are_rejected_with_reasons() {
+        for (text, want) in [
+            ("fractions = [0]", "fractions"),
+            ("epochs = []", "epochs"),
+            ("rules = [\"nope\"]", "nope"),
+            ("[rule.bogus]\nlr = 1.0", "bogus"),
+            ("[train]\nlrr = 1.0", "lrr"),
+            ("sparsities = [1.0]", "sparsities"),
+        ] {
+            let e = toml::from_str::<Plan>(text)
+                .map_err(|e| e.to_string())
+                .and_then(|p| p.validate());
+            assert!(e.as_ref().unwrap_err().contains(want), "{text}: {e:?}");
+        }
+        assert_eq!(parse_shard("2/4").unwrap(), (2, 4));
+        assert!(parse_shard("4/4").is_err() && parse_shard("x").is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! One line of `results.jsonl`: the outcome of one training run (one condition).
+
+use serde::{Deserialize, Serialize};
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Diverged,
+}
+
+/// Test accuracy and training statistics after one epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochPoint {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    pub test_accuracy: f64,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+}
+
+/// Test accuracy after training for `epochs` epochs (an epoch budget).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BudgetPoint {
+    pub epochs: usize,
+    pub test_accuracy: f64,
+}
+
+/// Accuracy after global magnitude pruning to `sparsity` (share of weights set to zero).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrunePoint {
+    pub sparsity: f64,
+    /// One-shot accuracy, straight after pruning.
+    pub test_accuracy: f64,
+    /// Accuracy after fine-tuning the pruned network, when that was done.
+    pub finetuned_accuracy: Option<f64>,
+}
+
+/// Accuracy on test inputs corrupted by noise of `kind` at `level`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoisePoint {
+    /// `"gaussian"` or `"salt-pepper"`.
+    pub kind: String,
+    pub level: f64,
+    pub test_accuracy: f64,
+}
+
+/// One line of `results.jsonl`. Accuracies are fractions in `0..=1`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Unique key of the run's condition, e.g. `"fashion-mnist|mlp:1024|bp|f=0.2|s=0"`.
+    pub id: String,
+    pub plan: String,
+    pub data: String,
+    pub arch: String,
+    pub rule: String,
+    /// Share of the training set used (1.0 = all).
+    pub fraction: f64,
+    pub train_samples: usize,
+    pub seed: u64,
+    /// Std of Gaussian noise added to training inputs (0 = none).
+    pub train_noise: f64,
+    /// Final sparsity when the run was pruned gradually during training (None: one-shot
+    /// pruning after training, reported in `pruning`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradual_sparsity: Option<f64>,
+    /// Epochs trained (the largest budget).
+    pub epochs: usize,
+    pub status: Status,
+    pub diverged_epoch: Option<usize>,
+    pub curve: Vec<EpochPoint>,
+    /// Fraction 0..1 after the last epoch.
+    pub test_accuracy: f64,
+    pub budgets: Vec<BudgetPoint>,
+    /// First epoch after which test accuracy stays within 0.5 points of the final value.
+    pub epochs_to_stable: Option<usize>,
+    pub pruning: Vec<PrunePoint>,
+    pub noise: Vec<NoisePoint>,
+    pub seconds: f64,
+    pub biolearn_version: String,
+    pub git_revision: String,
+}
+
+impl Record {
+    /// True when the run finished without diverging.
+    pub fn is_ok(&self) -> bool {
+        self.status == Status::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_is_lowercase_and_record_round_trips() {
+        assert_eq!(serde_json::to_string(&Status::Ok).unwrap(), "\"ok\"");
+        assert_eq!(
+            serde_json::to_string(&Status::Diverged).unwrap(),
+            "\"diverged\""
+        );
+        let r = Record {
+            id: "d|a|bp|f=1|s=0".into(),
+            plan: "p".into(),
+            data: "d".into(),
+            arch: "a".into(),
+            rule: "bp".into(),
+            fraction: 1.0,
+            train_samples: 10,
+            seed: 0,
+            train_noise: 0.0,
+            gradual_sparsity: None,
+            epochs: 1,
+            status: Status::Ok,
+            diverged_epoch: None,
+            curve: vec![EpochPoint {
+                epoch: 1,
+                test_accuracy: 0.5,
+                train_loss: 1.0,
+                train_accuracy: 0.4,
+            }],
+            test_accuracy: 0.5,
+            budgets: vec![BudgetPoint {
+                epochs: 1,
+                test_accuracy: 0.5,
+            }],
+            epochs_to_stable: Some(1),
+            pruning: vec![PrunePoint {
+                sparsity: 0.5,
+                test_accuracy: 0.4,
+                finetuned_accuracy: None,
+            }],
+            noise: vec![NoisePoint {
+                kind: "gaussian".into(),
+                level: 0.1,
+                test_accuracy: 0.3,
+            }],
+            seconds: 1.5,
+            biolearn_version: "0.1.0".into(),
+            git_revision: "abc".into(),
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert!(s.contains("\"status\":\"ok\""));
+        let back: Record = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, r);
+    }
+}

@@ -1,0 +1,908 @@
+//! Reporting: read `results.jsonl` files and write `report.md`, `index.html` and plots.
+//!
+//! Records are grouped by (data, arch, train_noise); within a group rules are
+//! listed BP first, then alphabetically, and every rule keeps one colour in all
+//! plots. Accuracies (fractions in the file) are shown as percentages.
+
+pub mod html;
+pub mod plot;
+pub mod stats;
+
+use crate::protocol::record::{Record, Status};
+use html::{Block, Table};
+use plot::{Chart, Legend, Series, Spread, XFormat};
+use stats::{welch_diff, Summary};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// What `write_report` produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportSummary {
+    /// Every file written (report.md, index.html, plots/*.png, plots/*.svg).
+    pub files: Vec<PathBuf>,
+    /// Number of records reported on.
+    pub records: usize,
+    /// Number of (data, arch, train_noise) groups.
+    pub groups: usize,
+    /// Number of diverged runs among the records.
+    pub diverged: usize,
+}
+
+// ---------------------------------------------------------------- reading
+
+/// Read one JSON-lines results file.
+///
+/// Blank lines are skipped. A line that does not parse is an error naming the
+/// file and the (1-based) line number, except a final line without a trailing
+/// newline: that is a torn write (a job killed mid-line) and is skipped with a
+/// warning on stderr.
+pub fn read_records(path: &Path) -> Result<Vec<Record>, String> {
+    let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let ends_with_newline = bytes.last() == Some(&b'\n');
+    let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    let last = lines.len().saturating_sub(1);
+    let mut out = Vec::new();
+    for (i, raw) in lines.iter().enumerate() {
+        let lineno = i + 1;
+        let torn = i == last && !ends_with_newline;
+        let parsed = std::str::from_utf8(raw)
+            .map_err(|e| e.to_string())
+            .and_then(|line| {
+                if line.trim().is_empty() {
+                    Ok(None)
+                } else {
+                    serde_json::from_str::<Record>(line.trim_end_matches('\r'))
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                }
+            });
+        match parsed {
+            Ok(Some(r)) => out.push(r),
+            Ok(None) => {}
+            Err(e) if torn => eprintln!(
+                "warning: {}:{lineno}: skipping incomplete last line (torn write): {e}",
+                path.display()
+            ),
+            Err(e) => return Err(format!("{}:{lineno}: {e}", path.display())),
+        }
+    }
+    Ok(out)
+}
+
+/// Read several results files (e.g. the shards of a Slurm array) and merge
+/// them, de-duplicating by `id` (the first occurrence wins, in file order).
+pub fn read_records_many(paths: &[PathBuf]) -> Result<Vec<Record>, String> {
+    let mut all = Vec::new();
+    for p in paths {
+        all.extend(read_records(p)?);
+    }
+    Ok(dedup_by_id(all))
+}
+
+/// Keep the first record of each `id`, preserving order.
+pub fn dedup_by_id(records: Vec<Record>) -> Vec<Record> {
+    let mut seen = HashSet::new();
+    records
+        .into_iter()
+        .filter(|r| seen.insert(r.id.clone()))
+        .collect()
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// Rules in report order: `bp` first, then alphabetical.
+pub fn rule_order<'a>(rules: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let set: BTreeSet<&str> = rules.into_iter().collect();
+    let mut v: Vec<String> = set.into_iter().map(String::from).collect();
+    v.sort_by_key(|r| (r != "bp", r.clone()));
+    v
+}
+
+/// Sorted distinct values.
+fn distinct(vals: impl IntoIterator<Item = f64>) -> Vec<f64> {
+    let mut v: Vec<f64> = vals.into_iter().filter(|x| x.is_finite()).collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.dedup_by(|a, b| (*a - *b).abs() < 1e-12);
+    v
+}
+
+fn same(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-12
+}
+
+/// `x` as the shortest decimal (0.2 → "0.2", 1.0 → "1").
+fn num(x: f64) -> String {
+    format!("{x}")
+}
+
+/// A fraction as percent, e.g. 0.5 → "50%".
+fn pct_label(x: f64) -> String {
+    format!("{}%", plot::trim_num(x * 100.0, 2))
+}
+
+fn slug(s: &str) -> String {
+    let s: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut out = String::new();
+    for c in s.chars() {
+        if !(c == '_' && out.ends_with('_')) {
+            out.push(c);
+        }
+    }
+    out.trim_matches('_').to_string()
+}
+
+/// `91.00 ± 1.00 (95% CI 88.52–93.48, n=3)`; values are fractions, shown in percent.
+fn fmt_ci(s: Option<Summary>, diverged: usize) -> String {
+    let div = if diverged > 0 {
+        format!(", {diverged} diverged")
+    } else {
+        String::new()
+    };
+    match s.map(|s| s.scaled(100.0)) {
+        None => format!("— (n=0{div})"),
+        Some(s) => match s.ci95() {
+            Some((lo, hi)) => format!(
+                "{:.2} ± {:.2} (95% CI {:.2}–{:.2}, n={}{div})",
+                s.mean, s.std, lo, hi, s.n
+            ),
+            None => format!("{:.2} (n={}{div})", s.mean, s.n),
+        },
+    }
+}
+
+/// `91.00 ± 1.00 (n=3)` with `scale` (100 for accuracies) and `decimals`.
+fn fmt_short(s: Option<Summary>, scale: f64, decimals: usize) -> String {
+    match s.map(|s| s.scaled(scale)) {
+        None => "—".to_string(),
+        Some(s) if s.n == 1 => format!("{:.decimals$} (n=1)", s.mean),
+        Some(s) => format!("{:.decimals$} ± {:.decimals$} (n={})", s.mean, s.std, s.n),
+    }
+}
+
+/// Fractions to show in per-fraction sections: all if at most three,
+/// otherwise the largest (full data) and the smallest.
+fn selected_fractions(fracs: &[f64]) -> Vec<f64> {
+    if fracs.len() <= 3 {
+        fracs.iter().rev().copied().collect()
+    } else {
+        vec![fracs[fracs.len() - 1], fracs[0]]
+    }
+}
+
+struct Group<'a> {
+    data: String,
+    arch: String,
+    train_noise: f64,
+    gradual: Option<f64>,
+    recs: Vec<&'a Record>,
+}
+
+impl<'a> Group<'a> {
+    fn title(&self) -> String {
+        let mut t = format!("{} / {}", self.data, self.arch);
+        if self.train_noise != 0.0 {
+            t.push_str(&format!(" (training noise σ = {})", num(self.train_noise)));
+        }
+        if let Some(g) = self.gradual {
+            t.push_str(&format!(" (gradual pruning to sparsity {})", num(g)));
+        }
+        t
+    }
+    fn rules(&self) -> Vec<String> {
+        rule_order(self.recs.iter().map(|r| r.rule.as_str()))
+    }
+    fn fractions(&self) -> Vec<f64> {
+        distinct(self.recs.iter().map(|r| r.fraction))
+    }
+    /// All runs (ok and diverged) of one rule at one fraction.
+    fn cell(&self, rule: &str, frac: f64) -> Vec<&'a Record> {
+        self.recs
+            .iter()
+            .copied()
+            .filter(|r| r.rule == rule && same(r.fraction, frac))
+            .collect()
+    }
+    fn ok(&self, rule: &str, frac: f64) -> Vec<&'a Record> {
+        self.cell(rule, frac)
+            .into_iter()
+            .filter(|r| r.status == Status::Ok)
+            .collect()
+    }
+}
+
+fn group_records(records: &[Record]) -> Vec<Group<'_>> {
+    let mut map: BTreeMap<(String, String, u64, Option<u64>), Vec<&Record>> = BTreeMap::new();
+    for r in records {
+        // bit pattern of a non-negative f64 orders like the value
+        let noise_key = r.train_noise.abs().to_bits();
+        let gradual_key = r.gradual_sparsity.map(|g| g.abs().to_bits());
+        map.entry((r.data.clone(), r.arch.clone(), noise_key, gradual_key))
+            .or_default()
+            .push(r);
+    }
+    map.into_iter()
+        .map(|((data, arch, _, _), recs)| Group {
+            data,
+            arch,
+            train_noise: recs[0].train_noise.abs(),
+            gradual: recs[0].gradual_sparsity,
+            recs,
+        })
+        .collect()
+}
+
+/// Per-report context: where plots go and which colour each rule has.
+struct Ctx {
+    plots_dir: PathBuf,
+    prefix: String,
+    rule_colors: BTreeMap<String, usize>,
+    files: Vec<PathBuf>,
+}
+
+impl Ctx {
+    fn color(&self, rule: &str) -> usize {
+        self.rule_colors.get(rule).copied().unwrap_or(0)
+    }
+    fn plot(&mut self, chart: &Chart, name: &str, blocks: &mut Vec<Block>) -> Result<(), String> {
+        if chart.series.iter().all(|s| s.points.is_empty()) {
+            return Ok(());
+        }
+        let stem = format!("{}{}", self.prefix, slug(name));
+        let (png, svg) = plot::render(chart, &self.plots_dir, &stem)?;
+        self.files.push(png);
+        self.files.push(svg);
+        blocks.push(Block::Image {
+            alt: chart.title.clone(),
+            png: format!("plots/{stem}.png"),
+            svg: format!("plots/{stem}.svg"),
+        });
+        Ok(())
+    }
+}
+
+fn acc_summary(recs: &[&Record]) -> Option<Summary> {
+    Summary::of(&recs.iter().map(|r| r.test_accuracy).collect::<Vec<_>>())
+}
+
+fn diverged_count(recs: &[&Record]) -> usize {
+    recs.iter().filter(|r| r.status == Status::Diverged).count()
+}
+
+fn fmt_signed(x: f64) -> String {
+    format!("{x:+.2}")
+}
+
+// ---------------------------------------------------------------- sections
+
+fn section_accuracy(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), String> {
+    let rules = g.rules();
+    let fracs = g.fractions();
+    let title = if fracs.len() > 1 {
+        "Accuracy vs training-data fraction"
+    } else {
+        "Final test accuracy"
+    };
+    b.push(Block::Heading(3, title.into()));
+    b.push(Block::Para(
+        "Final test accuracy (%) over seeds: mean ± std (Student-t 95% confidence interval \
+         of the mean, n = runs that did not diverge). Diverged runs are excluded from the \
+         means and counted separately."
+            .into(),
+    ));
+    let mut t = Table {
+        header: std::iter::once("rule".to_string())
+            .chain(fracs.iter().map(|f| format!("f = {}", num(*f))))
+            .collect(),
+        rows: vec![],
+    };
+    for rule in &rules {
+        let mut row = vec![rule.clone()];
+        for &f in &fracs {
+            let cell = g.cell(rule, f);
+            row.push(if cell.is_empty() {
+                "—".into()
+            } else {
+                fmt_ci(acc_summary(&g.ok(rule, f)), diverged_count(&cell))
+            });
+        }
+        t.rows.push(row);
+    }
+    b.push(Block::Table(t));
+    if fracs.len() > 1 {
+        let series = rules
+            .iter()
+            .map(|rule| Series {
+                label: rule.clone(),
+                color: ctx.color(rule),
+                points: fracs
+                    .iter()
+                    .filter_map(|&f| {
+                        acc_summary(&g.ok(rule, f)).map(|s| (f, s.mean * 100.0, s.std * 100.0))
+                    })
+                    .collect(),
+                dashed: false,
+                spread: Spread::ErrorBars,
+            })
+            .collect();
+        let chart = Chart {
+            title: format!("Test accuracy vs training data — {}", g.title()),
+            x_label: "training data used (%, log scale)".into(),
+            y_label: "test accuracy (%)".into(),
+            log_x: fracs.iter().all(|f| *f > 0.0),
+            x_format: XFormat::Percent,
+            legend: Legend::LowerRight,
+            series,
+        };
+        ctx.plot(&chart, "accuracy_vs_fraction", b)?;
+    }
+    Ok(())
+}
+
+fn section_vs_bp(g: &Group, b: &mut Vec<Block>) {
+    let rules = g.rules();
+    if !rules.iter().any(|r| r == "bp") || rules.len() < 2 {
+        return;
+    }
+    b.push(Block::Heading(3, "Comparison with BP".into()));
+    b.push(Block::Para(
+        "Difference of mean final test accuracy (rule − BP) in percentage points, with a \
+         Welch 95% confidence interval. Verdict: \"better\" if the interval lies above 0, \
+         \"worse\" if below, \"no significant difference\" otherwise (needs at least 2 \
+         non-diverged runs on each side)."
+            .into(),
+    ));
+    let mut t = Table {
+        header: [
+            "fraction",
+            "rule",
+            "rule mean (%)",
+            "BP mean (%)",
+            "difference (points)",
+            "95% CI (Welch)",
+            "verdict",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        rows: vec![],
+    };
+    let mut findings = vec![];
+    for &f in g.fractions().iter().rev() {
+        let Some(bp) = acc_summary(&g.ok("bp", f)) else {
+            continue;
+        };
+        for rule in rules.iter().filter(|r| *r != "bp") {
+            let Some(s) = acc_summary(&g.ok(rule, f)) else {
+                continue;
+            };
+            let (sp, bpp) = (s.scaled(100.0), bp.scaled(100.0));
+            let mut row = vec![
+                num(f),
+                rule.clone(),
+                format!("{:.2} (n={})", sp.mean, sp.n),
+                format!("{:.2} (n={})", bpp.mean, bpp.n),
+                fmt_signed(sp.mean - bpp.mean),
+            ];
+            match welch_diff(&sp, &bpp) {
+                Some(w) => {
+                    let verdict = w.verdict();
+                    row.push(format!("[{}, {}]", fmt_signed(w.lo), fmt_signed(w.hi)));
+                    row.push(verdict.as_str().into());
+                    if verdict != stats::Verdict::NoSignificantDifference {
+                        findings.push(format!(
+                            "f = {}: {} is {} than BP by {} points (95% CI {} to {}).",
+                            num(f),
+                            rule,
+                            verdict.as_str(),
+                            plot::trim_num((sp.mean - bpp.mean).abs(), 2),
+                            fmt_signed(w.lo),
+                            fmt_signed(w.hi)
+                        ));
+                    }
+                }
+                None => {
+                    row.push("—".into());
+                    row.push("too few runs".into());
+                }
+            }
+            t.rows.push(row);
+        }
+    }
+    if t.rows.is_empty() {
+        b.pop();
+        b.pop();
+        return;
+    }
+    b.push(Block::Table(t));
+    if findings.is_empty() {
+        b.push(Block::Para(
+            "No rule differs significantly from BP at any fraction.".into(),
+        ));
+    } else {
+        b.push(Block::Para("Significant differences:".into()));
+        b.push(Block::List(findings));
+    }
+}
+
+fn section_budgets(g: &Group, b: &mut Vec<Block>) {
+    let budgets: Vec<usize> = g
+        .recs
+        .iter()
+        .flat_map(|r| r.budgets.iter().map(|p| p.epochs))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if budgets.len() < 2 {
+        return;
+    }
+    let rules = g.rules();
+    b.push(Block::Heading(3, "Epoch budgets".into()));
+    b.push(Block::Para(
+        "Test accuracy (%) after training for the given number of epochs: mean ± std over \
+         non-diverged seeds (n)."
+            .into(),
+    ));
+    for f in selected_fractions(&g.fractions()) {
+        let mut t = Table {
+            header: std::iter::once("rule".to_string())
+                .chain(
+                    budgets
+                        .iter()
+                        .map(|e| format!("{e} epoch{}", if *e == 1 { "" } else { "s" })),
+                )
+                .collect(),
+            rows: vec![],
+        };
+        for rule in &rules {
+            let ok = g.ok(rule, f);
+            if ok.is_empty() {
+                continue;
+            }
+            let mut row = vec![rule.clone()];
+            for &e in &budgets {
+                let v: Vec<f64> = ok
+                    .iter()
+                    .filter_map(|r| r.budgets.iter().find(|p| p.epochs == e))
+                    .map(|p| p.test_accuracy)
+                    .collect();
+                row.push(fmt_short(Summary::of(&v), 100.0, 2));
+            }
+            t.rows.push(row);
+        }
+        if !t.rows.is_empty() {
+            b.push(Block::Para(format!(
+                "Training-data fraction {} ({}):",
+                num(f),
+                pct_label(f)
+            )));
+            b.push(Block::Table(t));
+        }
+    }
+}
+
+fn section_stable(g: &Group, b: &mut Vec<Block>) {
+    if !g.recs.iter().any(|r| r.epochs_to_stable.is_some()) {
+        return;
+    }
+    let fracs = g.fractions();
+    b.push(Block::Heading(3, "Epochs to stable accuracy".into()));
+    b.push(Block::Para(
+        "Epochs to stable accuracy: the first epoch after which test accuracy stays within \
+         0.5 points of the final value. Mean ± std over non-diverged seeds (n)."
+            .into(),
+    ));
+    let mut t = Table {
+        header: std::iter::once("rule".to_string())
+            .chain(fracs.iter().map(|f| format!("f = {}", num(*f))))
+            .collect(),
+        rows: vec![],
+    };
+    for rule in g.rules() {
+        let mut row = vec![rule.clone()];
+        for &f in &fracs {
+            let v: Vec<f64> = g
+                .ok(&rule, f)
+                .iter()
+                .filter_map(|r| r.epochs_to_stable.map(|e| e as f64))
+                .collect();
+            row.push(fmt_short(Summary::of(&v), 1.0, 1));
+        }
+        t.rows.push(row);
+    }
+    b.push(Block::Table(t));
+}
+
+fn section_curves(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), String> {
+    if !g
+        .recs
+        .iter()
+        .any(|r| !r.curve.is_empty() && r.status == Status::Ok)
+    {
+        return Ok(());
+    }
+    b.push(Block::Heading(3, "Learning curves".into()));
+    b.push(Block::Para(
+        "Mean test accuracy per epoch over non-diverged seeds; the shaded band is ± one \
+         standard deviation."
+            .into(),
+    ));
+    for f in g.fractions().into_iter().rev() {
+        let series: Vec<Series> = g
+            .rules()
+            .iter()
+            .map(|rule| {
+                let mut by_epoch: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+                for r in g.ok(rule, f) {
+                    for p in &r.curve {
+                        by_epoch.entry(p.epoch).or_default().push(p.test_accuracy);
+                    }
+                }
+                Series {
+                    label: rule.clone(),
+                    color: ctx.color(rule),
+                    points: by_epoch
+                        .into_iter()
+                        .filter_map(|(e, v)| {
+                            Summary::of(&v).map(|s| (e as f64, s.mean * 100.0, s.std * 100.0))
+                        })
+                        .collect(),
+                    dashed: false,
+                    spread: Spread::Band,
+                }
+            })
+            .collect();
+        let chart = Chart {
+            title: format!(
+                "Learning curves, {} of training data — {}",
+                pct_label(f),
+                g.title()
+            ),
+            x_label: "epoch".into(),
+            y_label: "test accuracy (%)".into(),
+            log_x: false,
+            x_format: XFormat::Plain,
+            legend: Legend::LowerRight,
+            series,
+        };
+        ctx.plot(&chart, &format!("learning_curves_f{}", num(f)), b)?;
+    }
+    Ok(())
+}
+
+fn section_pruning(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), String> {
+    if !g.recs.iter().any(|r| !r.pruning.is_empty()) {
+        return Ok(());
+    }
+    b.push(Block::Heading(3, "Pruning".into()));
+    b.push(Block::Para(
+        "Test accuracy (%) after global magnitude pruning to the given sparsity (share of \
+         weights set to zero): one-shot (no retraining) and, where run, after fine-tuning. \
+         Mean ± std over non-diverged seeds (n)."
+            .into(),
+    ));
+    let rules = g.rules();
+    for f in selected_fractions(&g.fractions()) {
+        let ok: Vec<&Record> = rules.iter().flat_map(|r| g.ok(r, f)).collect();
+        let sparsities = distinct(ok.iter().flat_map(|r| r.pruning.iter().map(|p| p.sparsity)));
+        if sparsities.is_empty() {
+            continue;
+        }
+        let has_ft = ok
+            .iter()
+            .any(|r| r.pruning.iter().any(|p| p.finetuned_accuracy.is_some()));
+        let values = |rule: &str, s: f64, ft: bool| -> Option<Summary> {
+            let v: Vec<f64> = g
+                .ok(rule, f)
+                .iter()
+                .filter_map(|r| r.pruning.iter().find(|p| same(p.sparsity, s)))
+                .filter_map(|p| {
+                    if ft {
+                        p.finetuned_accuracy
+                    } else {
+                        Some(p.test_accuracy)
+                    }
+                })
+                .collect();
+            Summary::of(&v)
+        };
+        let mut series = vec![];
+        for (ft, what) in [(false, "one-shot"), (true, "fine-tuned")] {
+            if ft && !has_ft {
+                continue;
+            }
+            let mut t = Table {
+                header: std::iter::once("rule".to_string())
+                    .chain(
+                        sparsities
+                            .iter()
+                            .map(|s| format!("sparsity {}", pct_label(*s))),
+                    )
+                    .collect(),
+                rows: vec![],
+            };
+            for rule in &rules {
+                let row_vals: Vec<Option<Summary>> =
+                    sparsities.iter().map(|&s| values(rule, s, ft)).collect();
+                if row_vals.iter().all(|v| v.is_none()) {
+                    continue;
+                }
+                let mut row = vec![rule.clone()];
+                row.extend(row_vals.iter().map(|v| fmt_short(*v, 100.0, 2)));
+                t.rows.push(row);
+                series.push(Series {
+                    label: if ft {
+                        format!("{rule} (fine-tuned)")
+                    } else {
+                        rule.clone()
+                    },
+                    color: ctx.color(rule),
+                    points: sparsities
+                        .iter()
+                        .zip(&row_vals)
+                        .filter_map(|(s, v)| v.map(|v| (*s, v.mean * 100.0, v.std * 100.0)))
+                        .collect(),
+                    dashed: ft,
+                    spread: Spread::ErrorBars,
+                });
+            }
+            b.push(Block::Para(format!(
+                "{what} accuracy, training-data fraction {} ({}):",
+                num(f),
+                pct_label(f)
+            )));
+            b.push(Block::Table(t));
+        }
+        let chart = Chart {
+            title: format!(
+                "Accuracy after pruning, {} of training data — {}",
+                pct_label(f),
+                g.title()
+            ),
+            x_label: "sparsity (% of weights pruned)".into(),
+            y_label: "test accuracy (%)".into(),
+            log_x: false,
+            x_format: XFormat::Percent,
+            legend: Legend::LowerLeft,
+            series,
+        };
+        ctx.plot(&chart, &format!("pruning_f{}", num(f)), b)?;
+    }
+    Ok(())
+}
+
+fn section_noise(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), String> {
+    let kinds: BTreeSet<&str> = g
+        .recs
+        .iter()
+        .flat_map(|r| r.noise.iter().map(|p| p.kind.as_str()))
+        .collect();
+    if kinds.is_empty() {
+        return Ok(());
+    }
+    b.push(Block::Heading(3, "Robustness to input noise".into()));
+    b.push(Block::Para(
+        "Test accuracy (%) on test inputs corrupted with noise of the given kind and level \
+         (gaussian: standard deviation; salt-pepper: share of pixels flipped). Mean ± std \
+         over non-diverged seeds (n)."
+            .into(),
+    ));
+    let rules = g.rules();
+    for kind in kinds {
+        for f in selected_fractions(&g.fractions()) {
+            let ok: Vec<&Record> = rules.iter().flat_map(|r| g.ok(r, f)).collect();
+            let levels = distinct(
+                ok.iter()
+                    .flat_map(|r| r.noise.iter().filter(|p| p.kind == kind).map(|p| p.level)),
+            );
+            if levels.is_empty() {
+                continue;
+            }
+            let mut t = Table {
+                header: std::iter::once("rule".to_string())
+                    .chain(levels.iter().map(|l| format!("level {}", num(*l))))
+                    .collect(),
+                rows: vec![],
+            };
+            let mut series = vec![];
+            for rule in &rules {
+                let vals: Vec<Option<Summary>> = levels
+                    .iter()
+                    .map(|&l| {
+                        let v: Vec<f64> = g
+                            .ok(rule, f)
+                            .iter()
+                            .filter_map(|r| {
+                                r.noise.iter().find(|p| p.kind == kind && same(p.level, l))
+                            })
+                            .map(|p| p.test_accuracy)
+                            .collect();
+                        Summary::of(&v)
+                    })
+                    .collect();
+                if vals.iter().all(|v| v.is_none()) {
+                    continue;
+                }
+                let mut row = vec![rule.clone()];
+                row.extend(vals.iter().map(|v| fmt_short(*v, 100.0, 2)));
+                t.rows.push(row);
+                series.push(Series {
+                    label: rule.clone(),
+                    color: ctx.color(rule),
+                    points: levels
+                        .iter()
+                        .zip(&vals)
+                        .filter_map(|(l, v)| v.map(|v| (*l, v.mean * 100.0, v.std * 100.0)))
+                        .collect(),
+                    dashed: false,
+                    spread: Spread::ErrorBars,
+                });
+            }
+            b.push(Block::Para(format!(
+                "Noise kind {kind}, training-data fraction {} ({}):",
+                num(f),
+                pct_label(f)
+            )));
+            b.push(Block::Table(t));
+            let chart = Chart {
+                title: format!(
+                    "Accuracy under {kind} noise, {} of training data — {}",
+                    pct_label(f),
+                    g.title()
+                ),
+                x_label: format!("{kind} noise level"),
+                y_label: "test accuracy (%)".into(),
+                log_x: false,
+                x_format: XFormat::Plain,
+                legend: Legend::LowerLeft,
+                series,
+            };
+            ctx.plot(&chart, &format!("noise_{kind}_f{}", num(f)), b)?;
+        }
+    }
+    Ok(())
+}
+
+fn section_diverged(g: &Group, b: &mut Vec<Block>) {
+    let mut div: Vec<&Record> = g
+        .recs
+        .iter()
+        .copied()
+        .filter(|r| r.status == Status::Diverged)
+        .collect();
+    if div.is_empty() {
+        return;
+    }
+    div.sort_by(|a, b| a.id.cmp(&b.id));
+    b.push(Block::Heading(3, "Diverged runs".into()));
+    b.push(Block::Para(format!(
+        "{} run(s) diverged; they are excluded from all means above and counted as \
+         \"k diverged\" next to n.",
+        div.len()
+    )));
+    b.push(Block::Table(Table {
+        header: ["id", "rule", "fraction", "seed", "diverged at epoch"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        rows: div
+            .iter()
+            .map(|r| {
+                vec![
+                    r.id.clone(),
+                    r.rule.clone(),
+                    num(r.fraction),
+                    r.seed.to_string(),
+                    r.diverged_epoch
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                ]
+            })
+            .collect(),
+    }));
+}
+
+// ---------------------------------------------------------------- entry point
+
+/// Write `report.md`, `index.html` and `plots/*.png|svg` into `out_dir` (created if needed).
+pub fn write_report(records: &[Record], out_dir: &Path) -> Result<ReportSummary, String> {
+    if records.is_empty() {
+        return Err("no records to report".into());
+    }
+    let plots_dir = out_dir.join("plots");
+    fs::create_dir_all(&plots_dir).map_err(|e| format!("{}: {e}", plots_dir.display()))?;
+
+    let groups = group_records(records);
+    let all_rules = rule_order(records.iter().map(|r| r.rule.as_str()));
+    let mut ctx = Ctx {
+        plots_dir,
+        prefix: String::new(),
+        rule_colors: all_rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.clone(), i))
+            .collect(),
+        files: vec![],
+    };
+
+    let diverged = records
+        .iter()
+        .filter(|r| r.status == Status::Diverged)
+        .count();
+    let join = |v: BTreeSet<&str>| v.into_iter().collect::<Vec<_>>().join(", ");
+    let plans = join(records.iter().map(|r| r.plan.as_str()).collect());
+    let versions = join(
+        records
+            .iter()
+            .map(|r| r.biolearn_version.as_str())
+            .collect(),
+    );
+    let revisions = join(records.iter().map(|r| r.git_revision.as_str()).collect());
+    let seconds: f64 = records.iter().map(|r| r.seconds).sum();
+
+    let mut b = vec![
+        Block::Heading(1, "biolearn report".into()),
+        Block::List(vec![
+            format!("records: {} ({} diverged)", records.len(), diverged),
+            format!("plan(s): {plans}"),
+            format!("biolearn version(s): {versions}; git revision(s): {revisions}"),
+            format!("total training time: {:.1} h", seconds / 3600.0),
+            format!("rules: {}", all_rules.join(", ")),
+        ]),
+    ];
+
+    for g in &groups {
+        ctx.prefix = if groups.len() > 1 {
+            format!("{}_", slug(&g.title()))
+        } else {
+            String::new()
+        };
+        let seeds: BTreeSet<u64> = g.recs.iter().map(|r| r.seed).collect();
+        let fracs = g.fractions();
+        b.push(Block::Heading(2, g.title()));
+        b.push(Block::Para(format!(
+            "{} runs: rules {}; training-data fractions {}; {} seed(s); {} epochs at most.",
+            g.recs.len(),
+            g.rules().join(", "),
+            fracs.iter().map(|f| num(*f)).collect::<Vec<_>>().join(", "),
+            seeds.len(),
+            g.recs.iter().map(|r| r.epochs).max().unwrap_or(0)
+        )));
+        section_accuracy(g, &mut ctx, &mut b)?;
+        section_vs_bp(g, &mut b);
+        section_budgets(g, &mut b);
+        section_stable(g, &mut b);
+        section_curves(g, &mut ctx, &mut b)?;
+        section_pruning(g, &mut ctx, &mut b)?;
+        section_noise(g, &mut ctx, &mut b)?;
+        section_diverged(g, &mut b);
+    }
+
+    let md_path = out_dir.join("report.md");
+    fs::write(&md_path, html::to_markdown(&b))
+        .map_err(|e| format!("{}: {e}", md_path.display()))?;
+    let html_path = out_dir.join("index.html");
+    fs::write(&html_path, html::to_html("biolearn report", &b))
+        .map_err(|e| format!("{}: {e}", html_path.display()))?;
+
+    let mut files = vec![md_path, html_path];
+    files.append(&mut ctx.files);
+    Ok(ReportSummary {
+        files,
+        records: records.len(),
+        groups: groups.len(),
+        diverged,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,339 @@
+//! Tests of reading results files and of the whole report.
+
+use super::*;
+use crate::protocol::record::{BudgetPoint, EpochPoint, NoisePoint, PrunePoint};
+
+fn tmp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("biolearn-report-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A synthetic run whose final accuracy is `acc`; learning curve rises to it.
+fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: bool) -> Record {
+    let epochs = 5;
+    let curve: Vec<EpochPoint> = (1..=epochs)
+        .map(|e| EpochPoint {
+            epoch: e,
+            test_accuracy: acc - 0.05 * (epochs - e) as f64,
+            train_loss: 1.0 / e as f64,
+            train_accuracy: acc + 0.01,
+        })
+        .collect();
+    Record {
+        id: format!("fashion-mnist|{arch}|{rule}|f={fraction}|s={seed}"),
+        plan: "test-plan".into(),
+        data: "fashion-mnist".into(),
+        arch: arch.into(),
+        rule: rule.into(),
+        fraction,
+        train_samples: (60000.0 * fraction) as usize,
+        seed,
+        train_noise: 0.0,
+        gradual_sparsity: None,
+        epochs,
+        status: if diverged {
+            Status::Diverged
+        } else {
+            Status::Ok
+        },
+        diverged_epoch: if diverged { Some(3) } else { None },
+        budgets: [1, 3, 5]
+            .iter()
+            .map(|&e| BudgetPoint {
+                epochs: e,
+                test_accuracy: curve[e - 1].test_accuracy,
+            })
+            .collect(),
+        curve,
+        test_accuracy: acc,
+        epochs_to_stable: Some(4 + seed as usize % 2),
+        pruning: [0.5, 0.9]
+            .iter()
+            .map(|&s| PrunePoint {
+                sparsity: s,
+                test_accuracy: acc - s * 0.3,
+                finetuned_accuracy: Some(acc - s * 0.05),
+            })
+            .collect(),
+        noise: vec![
+            NoisePoint {
+                kind: "gaussian".into(),
+                level: 0.1,
+                test_accuracy: acc - 0.05,
+            },
+            NoisePoint {
+                kind: "gaussian".into(),
+                level: 0.3,
+                test_accuracy: acc - 0.2,
+            },
+            NoisePoint {
+                kind: "salt-pepper".into(),
+                level: 0.05,
+                test_accuracy: acc - 0.1,
+            },
+        ],
+        seconds: 12.5,
+        biolearn_version: "0.1.0".into(),
+        git_revision: "deadbeef".into(),
+    }
+}
+
+/// 2 archs x 2 rules x 2 fractions x 3 seeds = 24 records, one diverged.
+fn synthetic() -> Vec<Record> {
+    let table: [(&str, f64, [f64; 3]); 4] = [
+        ("bp", 1.0, [0.90, 0.91, 0.92]),
+        ("bp", 0.2, [0.80, 0.81, 0.82]),
+        ("fa", 1.0, [0.86, 0.87, 0.88]),
+        ("fa", 0.2, [0.80, 0.81, 0.70]),
+    ];
+    let mut v = vec![];
+    for (ai, arch) in ["mlp:64", "mlp:128"].iter().enumerate() {
+        for (rule, f, accs) in &table {
+            for (seed, acc) in accs.iter().enumerate() {
+                let diverged = ai == 0 && *rule == "fa" && *f == 0.2 && seed == 2;
+                v.push(record(
+                    arch,
+                    rule,
+                    *f,
+                    seed as u64,
+                    acc + 0.01 * ai as f64,
+                    diverged,
+                ));
+            }
+        }
+    }
+    v
+}
+
+fn write_lines(path: &Path, recs: &[Record]) {
+    let mut s = String::new();
+    for r in recs {
+        s.push_str(&serde_json::to_string(r).unwrap());
+        s.push('\n');
+    }
+    fs::write(path, s).unwrap();
+}
+
+#[test]
+fn read_records_round_trip_and_blank_lines() {
+    let d = tmp_dir("roundtrip");
+    let recs: Vec<Record> = synthetic().into_iter().take(3).collect();
+    let p = d.join("results.jsonl");
+    write_lines(&p, &recs);
+    assert_eq!(read_records(&p).unwrap(), recs);
+
+    // blank lines are skipped; a complete last line without newline is kept
+    let mut s = String::from("\n");
+    s.push_str(&serde_json::to_string(&recs[0]).unwrap());
+    s.push_str("\n   \n");
+    s.push_str(&serde_json::to_string(&recs[1]).unwrap());
+    fs::write(&p, s).unwrap();
+    assert_eq!(read_records(&p).unwrap(), recs[..2].to_vec());
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn read_records_corrupt_middle_line_is_an_error_naming_the_line() {
+    let d = tmp_dir("corrupt");
+    let recs = synthetic();
+    let p = d.join("results.jsonl");
+    let s = format!(
+        "{}\n{{\"id\": \"broken\n{}\n",
+        serde_json::to_string(&recs[0]).unwrap(),
+        serde_json::to_string(&recs[1]).unwrap()
+    );
+    fs::write(&p, s).unwrap();
+    let e = read_records(&p).unwrap_err();
+    assert!(e.contains("results.jsonl:2:"), "{e}");
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn read_records_skips_torn_last_line() {
+    let d = tmp_dir("torn");
+    let recs = synthetic();
+    let p = d.join("results.jsonl");
+    let full = serde_json::to_string(&recs[2]).unwrap();
+    let s = format!(
+        "{}\n{}\n{}",
+        serde_json::to_string(&recs[0]).unwrap(),
+        serde_json::to_string(&recs[1]).unwrap(),
+        &full[..full.len() / 2]
+    );
+    fs::write(&p, s).unwrap();
+    assert_eq!(read_records(&p).unwrap(), recs[..2].to_vec());
+
+    // the same torn line followed by a newline is corruption, not a torn write
+    let s = format!(
+        "{}\n{}\n",
+        serde_json::to_string(&recs[0]).unwrap(),
+        &full[..10]
+    );
+    fs::write(&p, s).unwrap();
+    assert!(read_records(&p).unwrap_err().contains(":2:"));
+
+    // a missing file is an error naming it
+    assert!(read_records(&d.join("nope.jsonl"))
+        .unwrap_err()
+        .contains("nope.jsonl"));
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn read_records_many_merges_shards_by_id_first_wins() {
+    let d = tmp_dir("many");
+    let recs = synthetic();
+    let a = d.join("shard-0.jsonl");
+    let b = d.join("shard-1.jsonl");
+    let mut dup = recs[1].clone();
+    dup.test_accuracy = 0.123;
+    write_lines(&a, &[recs[0].clone(), recs[1].clone()]);
+    write_lines(&b, &[dup, recs[2].clone()]);
+    let merged = read_records_many(&[a, b]).unwrap();
+    assert_eq!(merged, recs[..3].to_vec());
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn rule_order_puts_bp_first() {
+    assert_eq!(
+        rule_order(["fa", "dfa", "bp", "fa", "abc"]),
+        vec!["bp", "abc", "dfa", "fa"]
+    );
+}
+
+fn check_png(path: &Path) {
+    let bytes = fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], &[137, 80, 78, 71, 13, 10, 26, 10], "{path:?}");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    assert_eq!((w, h), (plot::WIDTH, plot::HEIGHT), "{path:?}");
+    assert_eq!((w, h), (800, 500));
+    // not blank: a rendered chart compresses to more than a few hundred bytes
+    assert!(
+        bytes.len() > 5_000,
+        "{path:?} is only {} bytes",
+        bytes.len()
+    );
+}
+
+#[test]
+fn end_to_end_report() {
+    let d = tmp_dir("e2e");
+    let out = d.join("report");
+    let recs = synthetic();
+    assert_eq!(recs.len(), 24);
+    let summary = write_report(&recs, &out).unwrap();
+    assert_eq!(summary.records, 24);
+    assert_eq!(summary.groups, 2);
+    assert_eq!(summary.diverged, 1);
+
+    for f in &summary.files {
+        assert!(f.is_file(), "{f:?} missing");
+    }
+    let pngs: Vec<&PathBuf> = summary
+        .files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "png"))
+        .collect();
+    let svgs: Vec<&PathBuf> = summary
+        .files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "svg"))
+        .collect();
+    // per group: accuracy vs fraction, 2 learning curves, 2 pruning, 2x2 noise
+    assert_eq!(pngs.len(), 2 * 9, "{pngs:?}");
+    assert_eq!(svgs.len(), pngs.len());
+    for p in &pngs {
+        check_png(p);
+    }
+    for s in &svgs {
+        let text = fs::read_to_string(s).unwrap();
+        assert!(text.contains("<svg"), "{s:?}");
+        assert!(text.contains("<text"), "{s:?}");
+        assert!(text.contains("test accuracy (%)"), "{s:?}");
+    }
+
+    let md = fs::read_to_string(out.join("report.md")).unwrap();
+    let html = fs::read_to_string(out.join("index.html")).unwrap();
+    for p in &pngs {
+        let rel = format!("plots/{}", p.file_name().unwrap().to_str().unwrap());
+        assert!(
+            html.contains(&format!("<img src=\"{rel}\"")),
+            "{rel} not in html"
+        );
+        assert!(md.contains(&format!("]({rel})")), "{rel} not in md");
+    }
+    for s in &svgs {
+        let rel = format!("plots/{}", s.file_name().unwrap().to_str().unwrap());
+        assert!(
+            html.contains(&format!("href=\"{rel}\"")),
+            "{rel} not linked"
+        );
+    }
+
+    // bp at full data on mlp:64: 0.90, 0.91, 0.92 -> 91.00 ± 1.00, CI 91 ± 4.303/sqrt(3)
+    assert!(
+        md.contains("| 91.00 ± 1.00 (95% CI 88.52–93.48, n=3) |"),
+        "{md}"
+    );
+    // the diverged fa run is excluded from the mean and counted
+    assert!(md.contains("80.50 ± 0.71 (95% CI 74.15–86.85, n=2, 1 diverged)"));
+    assert!(
+        md.contains("| fashion-mnist|mlp:64|fa|f=0.2|s=2 |")
+            || md.contains("fashion-mnist\\|mlp:64\\|fa\\|f=0.2\\|s=2")
+    );
+    // comparison with BP: fa − bp at f = 1 is −4 points (worse), at 0.2 −0.5 (n.s.)
+    assert!(
+        md.contains("| 1 | fa | 87.00 (n=3) | 91.00 (n=3) | -4.00 | [-6.27, -1.73] | worse |"),
+        "{md}"
+    );
+    assert!(md.contains("| -0.50 |"));
+    assert!(md.contains("no significant difference"));
+    // sections present, in order
+    let pos = |s: &str| md.find(s).unwrap_or_else(|| panic!("missing {s}"));
+    assert!(pos("### Accuracy vs training-data fraction") < pos("### Comparison with BP"));
+    assert!(pos("### Comparison with BP") < pos("### Epoch budgets"));
+    assert!(pos("### Epoch budgets") < pos("### Epochs to stable accuracy"));
+    assert!(pos("### Epochs to stable accuracy") < pos("### Learning curves"));
+    assert!(pos("### Learning curves") < pos("### Pruning"));
+    assert!(pos("### Pruning") < pos("### Robustness to input noise"));
+    assert!(pos("### Robustness to input noise") < pos("### Diverged runs"));
+    assert!(md.contains("sparsity 90%"));
+    assert!(md.contains("fine-tuned accuracy"));
+    // html has the same tables
+    assert!(html.contains("<td>91.00 ± 1.00 (95% CI 88.52–93.48, n=3)</td>"));
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<style>"));
+    if std::env::var_os("BIOLEARN_KEEP").is_none() {
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
+
+#[test]
+fn single_group_single_fraction_skips_sections() {
+    let d = tmp_dir("single");
+    let mut recs: Vec<Record> = synthetic()
+        .into_iter()
+        .filter(|r| r.arch == "mlp:128" && r.fraction == 1.0)
+        .collect();
+    for r in &mut recs {
+        r.pruning.clear();
+        r.noise.clear();
+        r.budgets.truncate(1);
+    }
+    let summary = write_report(&recs, &d).unwrap();
+    assert_eq!(summary.groups, 1);
+    let md = fs::read_to_string(d.join("report.md")).unwrap();
+    assert!(md.contains("### Final test accuracy"));
+    assert!(!md.contains("accuracy_vs_fraction"));
+    assert!(!md.contains("### Pruning") && !md.contains("### Robustness"));
+    assert!(!md.contains("### Epoch budgets") && !md.contains("### Diverged runs"));
+    // one group: plots have no group prefix
+    assert!(d.join("plots/learning_curves_f1.png").is_file());
+    check_png(&d.join("plots/learning_curves_f1.png"));
+    assert!(write_report(&[], &d).is_err());
+    fs::remove_dir_all(&d).unwrap();
+}

@@ -1,0 +1,259 @@
+//! The comparison sweep end to end: resume after kill -9 gives exactly the records of an
+//! uninterrupted sweep; a Slurm array gives exactly the records of one process; report renders.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_biolearn"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("biolearn-cmp-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn plan() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/smoke.toml")
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// id -> record without its wall-clock field; panics on a duplicate id or a torn line.
+fn records(dir: &Path) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for f in biolearn::protocol::result_files(dir) {
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "{}: torn last line",
+            f.display()
+        );
+        for line in text.lines() {
+            let mut v: Value = serde_json::from_str(line).unwrap();
+            v.as_object_mut().unwrap().remove("seconds");
+            let id = v["id"].as_str().unwrap().to_string();
+            assert!(out.insert(id.clone(), v).is_none(), "duplicate record {id}");
+        }
+    }
+    out
+}
+
+#[test]
+fn resume_after_kill_9_gives_exactly_the_uninterrupted_records() {
+    let d = tmp("resume");
+    let args = [
+        "--epochs",
+        "10,30",
+        "--arch",
+        "mlp:256",
+        "--parallel",
+        "2",
+        "--quiet",
+    ];
+    let full = d.join("full");
+    ok(bin()
+        .arg("compare")
+        .arg(plan())
+        .args(args)
+        .arg("--out")
+        .arg(&full));
+    let want = records(&full);
+    assert_eq!(want.len(), 12);
+
+    let part = d.join("part");
+    let mut child = bin()
+        .arg("compare")
+        .arg(plan())
+        .args(args)
+        .arg("--out")
+        .arg(&part)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let file = part.join("results.jsonl");
+    let t0 = Instant::now();
+    loop {
+        let n = std::fs::read_to_string(&file)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if n >= 3 || t0.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = std::fs::read_to_string(&file).unwrap();
+    let n_before = before.lines().filter(|l| !l.is_empty()).count();
+    assert!(
+        n_before < 12,
+        "the sweep finished before it could be killed; make it longer"
+    );
+    // A crash in the middle of a write leaves a torn line: simulate one on top.
+    let mut torn = before.clone();
+    if !torn.ends_with('\n') {
+        torn.push('\n');
+    }
+    torn.push_str("{\"id\":\"digits|mlp:256|bp|f=0.5|s=0|h=0000");
+    std::fs::write(&file, torn).unwrap();
+
+    let out = ok(bin()
+        .arg("compare")
+        .arg(plan())
+        .args(args)
+        .arg("--out")
+        .arg(&part));
+    assert!(out.contains("12 runs"), "{out}");
+    let got = records(&part);
+    assert_eq!(got.len(), 12);
+    assert_eq!(
+        got, want,
+        "resumed sweep differs from the uninterrupted one"
+    );
+    // A third call has nothing to do.
+    let out = ok(bin()
+        .arg("compare")
+        .arg(plan())
+        .args(args)
+        .arg("--out")
+        .arg(&part));
+    assert!(out.contains("12 already done, 0 run now"), "{out}");
+}
+
+#[test]
+fn shards_partition_the_grid_and_merge_into_one_report() {
+    let d = tmp("shards");
+    let one = d.join("one");
+    ok(bin()
+        .arg("compare")
+        .arg(plan())
+        .args(["--quiet", "--out"])
+        .arg(&one));
+    let sharded = d.join("sharded");
+    for i in 0..3 {
+        ok(bin()
+            .arg("compare")
+            .arg(plan())
+            .args(["--quiet", "--shard", &format!("{i}/3"), "--out"])
+            .arg(&sharded));
+    }
+    assert_eq!(biolearn::protocol::result_files(&sharded).len(), 3);
+    assert_eq!(records(&sharded), records(&one));
+    let out = ok(bin().arg("report").arg(&sharded));
+    assert!(out.contains("12 records"), "{out}");
+    let rep = sharded.join("report");
+    let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
+    assert!(md.contains("bp") && md.contains("dfa"), "{md}");
+    let html = std::fs::read_to_string(rep.join("index.html")).unwrap();
+    let mut pngs = 0;
+    for e in std::fs::read_dir(rep.join("plots")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "png") {
+            let bytes = std::fs::read(&p).unwrap();
+            assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", p.display());
+            assert!(
+                html.contains(p.file_name().unwrap().to_str().unwrap()),
+                "index.html lacks {}",
+                p.display()
+            );
+            pngs += 1;
+        }
+    }
+    assert!(pngs >= 4, "{pngs} plots");
+}
+
+#[test]
+fn compare_flags_override_the_plan_and_bad_plans_fail() {
+    let d = tmp("flags");
+    let out = d.join("o");
+    ok(bin()
+        .arg("compare")
+        .arg(plan())
+        .args([
+            "--rules",
+            "bp",
+            "--fractions",
+            "1",
+            "--seeds",
+            "1",
+            "--sparsities",
+            "0,0.5",
+            "--noise",
+            "0",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&out));
+    let r = records(&out);
+    assert_eq!(r.len(), 1);
+    let rec = r.values().next().unwrap();
+    assert_eq!(rec["pruning"].as_array().unwrap().len(), 2);
+    assert_eq!(rec["budgets"].as_array().unwrap().len(), 2);
+    assert!(rec["epochs_to_stable"].as_u64().unwrap() >= 1);
+    let bad = d.join("bad.toml");
+    std::fs::write(&bad, "rules = [\"bp\"]\nfractions = [2.0]\n").unwrap();
+    let o = bin().arg("compare").arg(&bad).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.toml"));
+}
+
+/// A real one-node Slurm cluster (`shared/tools/slurm-local.sh`, started by `.ci/run`): a 4-task
+/// array over the smoke grid gives exactly the records of the same grid run in one process.
+/// Runs where `BIOLEARN_SLURM_TEST=1` (CI sets it after starting the cluster).
+#[test]
+fn slurm_array_equals_one_process() {
+    if std::env::var("BIOLEARN_SLURM_TEST").as_deref() != Ok("1") {
+        eprintln!(
+            "slurm_array_equals_one_process: BIOLEARN_SLURM_TEST != 1, no cluster here; not run"
+        );
+        return;
+    }
+    let d = tmp("slurm");
+    let arr = d.join("array");
+    ok(bin()
+        .arg("slurm")
+        .arg(plan())
+        .args(["--tasks", "4", "--time", "10", "--out"])
+        .arg(&arr));
+    let script = arr.join("slurm-array.sbatch");
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.contains("#SBATCH --array=0-3"), "{text}");
+    let o = Command::new("sbatch")
+        .arg("--wait")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "sbatch: {} {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        biolearn::protocol::result_files(&arr).len(),
+        4,
+        "one result file per array task"
+    );
+    let one = d.join("one");
+    ok(bin()
+        .arg("compare")
+        .arg(plan())
+        .args(["--quiet", "--out"])
+        .arg(&one));
+    assert_eq!(records(&arr), records(&one));
+}
