@@ -139,27 +139,37 @@ struct TrainArgs {
     /// Network: mlp:1024, mlp:800,800, mlp:800/bn/dropout=0.2, lenet, conv3.
     #[arg(long)]
     arch: Option<String>,
+    /// Hidden-layer nonlinearity (default relu).
     #[arg(long, value_enum)]
     activation: Option<Activation>,
+    /// Loss on the output (default ce).
     #[arg(long, value_enum)]
     loss: Option<Loss>,
+    /// Weight initialisation (default torch: U(+-1/sqrt(fan_in)), PyTorch's default).
     #[arg(long, value_enum)]
     init: Option<Init>,
+    /// Training epochs (default 20).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Mini-batch size.
+    /// Mini-batch size (default 128).
     #[arg(long)]
     batch: Option<usize>,
+    /// Optimiser (default sgd).
     #[arg(long, value_enum)]
     optimizer: Option<OptimizerKind>,
+    /// Learning rate (default 0.05).
     #[arg(long)]
     lr: Option<f32>,
+    /// SGD momentum (default 0.9).
     #[arg(long)]
     momentum: Option<f32>,
+    /// Nesterov momentum (SGD).
     #[arg(long)]
     nesterov: bool,
+    /// Weight decay: L2 for sgd/adam, decoupled for adamw (default 0).
     #[arg(long)]
     weight_decay: Option<f32>,
+    /// Learning-rate schedule over the epochs (default cosine).
     #[arg(long, value_enum)]
     schedule: Option<ScheduleKind>,
     /// Decay factor of the step/multistep schedules.
@@ -171,6 +181,7 @@ struct TrainArgs {
     /// Comma-separated epochs of the multistep schedule.
     #[arg(long, value_delimiter = ',')]
     milestones: Option<Vec<usize>>,
+    /// Seed of the run's one RNG (default 0).
     #[arg(long)]
     seed: Option<u64>,
     /// Threads (default: all cores). Same seed and threads give the same results.

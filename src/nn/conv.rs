@@ -6,14 +6,14 @@
 //! - input x: N x C x H x W (row-major per sample), output y: N x O x OH x OW,
 //!   OH = (H + 2 pad - k) / s + 1 (floor).
 //! - W: O x (C k k), b: O.
-//! - cols: (N OH OW) x (C k k): one row per output position, so the forward is
-//!   `cols @ W^T` and the backward to the input is `g @ F` (F = W for backprop, a feedback
-//!   matrix of W's shape for the feedback-alignment family), scattered back by col2im.
+//! - cols: (C k k) x (N OH OW): one row per kernel tap, each row the whole batch's input
+//!   values under that tap (contiguous runs copied straight from input rows), so the forward is
+//!   one GEMM `W @ cols` and the backward to the input is `F^T @ g` (F = W for backprop, a
+//!   feedback matrix of W's shape for the feedback-alignment family), scattered back by col2im.
 //!
 //! Zero padding (`reflect: false`) or reflect padding (`reflect: true`, SoftHebb's choice).
 
 use crate::linalg;
-use rayon::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConvGeom {
@@ -43,101 +43,108 @@ impl ConvGeom {
         self.c * self.k * self.k
     }
 
-    /// Source pixel (row, col) for output (oy, ox) and kernel offset (i, j), or None where it
-    /// falls in zero padding.
+    /// Input coordinate along an axis of length `len` for output index `o` and kernel offset
+    /// `i`: None where it falls in zero padding; reflected back inside with reflect padding.
     #[inline]
-    fn src(&self, oy: usize, ox: usize, i: usize, j: usize) -> Option<(usize, usize)> {
-        let y = (oy * self.stride + i) as isize - self.pad as isize;
-        let x = (ox * self.stride + j) as isize - self.pad as isize;
-        let (h, w) = (self.h as isize, self.w as isize);
+    fn coord(&self, o: usize, i: usize, len: usize) -> Option<usize> {
+        let v = (o * self.stride + i) as isize - self.pad as isize;
+        let n = len as isize;
         if self.reflect {
-            let r = |v: isize, n: isize| -> usize {
-                let v = if v < 0 { -v } else { v };
-                (if v >= n { 2 * (n - 1) - v } else { v }) as usize
-            };
-            Some((r(y, h), r(x, w)))
-        } else if y < 0 || x < 0 || y >= h || x >= w {
+            let v = v.abs();
+            Some((if v >= n { 2 * (n - 1) - v } else { v }) as usize)
+        } else if v < 0 || v >= n {
             None
         } else {
-            Some((y as usize, x as usize))
+            Some(v as usize)
         }
     }
 
-    /// Fill `cols` ((N P) x CKK) from `x` (N x C H W).
+    /// Source pixel (row, col) for output (oy, ox) and kernel offset (i, j).
+    #[inline]
+    fn src(&self, oy: usize, ox: usize, i: usize, j: usize) -> Option<(usize, usize)> {
+        Some((self.coord(oy, i, self.h)?, self.coord(ox, j, self.w)?))
+    }
+
+    /// For kernel column offset j: the first input column when a whole output row reads a
+    /// contiguous run of the input row (stride 1, no padding reached), else None.
+    #[inline]
+    fn contiguous_x(&self, j: usize) -> Option<usize> {
+        let first = j as isize - self.pad as isize;
+        let last = (self.ow() - 1) as isize + first;
+        (self.stride == 1 && first >= 0 && last < self.w as isize).then_some(first as usize)
+    }
+
+    /// Fill `cols` (CKK x (N P), row (c, i, j), column (sample, position)) from `x` (N x C H W).
     pub fn im2col(&self, x: &[f32], n: usize, cols: &mut [f32]) {
-        let (p, ckk, chw) = (self.p(), self.ckk(), self.c * self.h * self.w);
-        let ow = self.ow();
-        let per_sample = p * ckk;
-        let fill = |s: usize, out: &mut [f32]| {
-            let xs = &x[s * chw..(s + 1) * chw];
-            for pos in 0..p {
-                let (oy, ox) = (pos / ow, pos % ow);
-                let row = &mut out[pos * ckk..(pos + 1) * ckk];
-                let mut idx = 0;
-                for c in 0..self.c {
-                    let plane = &xs[c * self.h * self.w..(c + 1) * self.h * self.w];
-                    for i in 0..self.k {
-                        for j in 0..self.k {
-                            row[idx] = match self.src(oy, ox, i, j) {
-                                Some((y, xx)) => plane[y * self.w + xx],
-                                None => 0.0,
-                            };
-                            idx += 1;
+        let (p, chw, hw) = (self.p(), self.c * self.h * self.w, self.h * self.w);
+        let (oh, ow, k) = (self.oh(), self.ow(), self.k);
+        let fill = |r: usize, row: &mut [f32]| {
+            let (c, i, j) = (r / (k * k), (r / k) % k, r % k);
+            let cx = self.contiguous_x(j);
+            for s in 0..n {
+                let plane = &x[s * chw + c * hw..s * chw + (c + 1) * hw];
+                let out = &mut row[s * p..(s + 1) * p];
+                for oy in 0..oh {
+                    let o = &mut out[oy * ow..(oy + 1) * ow];
+                    let Some(y) = self.coord(oy, i, self.h) else {
+                        o.fill(0.0);
+                        continue;
+                    };
+                    let src = &plane[y * self.w..(y + 1) * self.w];
+                    match cx {
+                        Some(x0) => o.copy_from_slice(&src[x0..x0 + ow]),
+                        None => {
+                            for (ox, v) in o.iter_mut().enumerate() {
+                                *v = self.coord(ox, j, self.w).map_or(0.0, |xx| src[xx]);
+                            }
                         }
                     }
                 }
             }
         };
-        let cols = &mut cols[..n * per_sample];
-        if rayon::current_num_threads() > 1 && n > 1 {
-            cols.par_chunks_mut(per_sample)
-                .enumerate()
-                .for_each(|(s, out)| fill(s, out));
-        } else {
-            for (s, out) in cols.chunks_mut(per_sample).enumerate() {
-                fill(s, out);
-            }
-        }
+        let cols = &mut cols[..self.ckk() * n * p];
+        linalg::par_rows(cols, n * p, fill);
     }
 
-    /// Scatter-add `dcols` ((N P) x CKK) into `dx` (N x C H W), which is overwritten.
+    /// Scatter-add `dcols` (CKK x (N P)) into `dx` (N x C H W), which is overwritten.
     pub fn col2im(&self, dcols: &[f32], n: usize, dx: &mut [f32]) {
-        let (p, ckk, chw) = (self.p(), self.ckk(), self.c * self.h * self.w);
-        let ow = self.ow();
-        let per_sample = p * ckk;
+        let (p, chw, hw) = (self.p(), self.c * self.h * self.w, self.h * self.w);
+        let (oh, ow, k) = (self.oh(), self.ow(), self.k);
+        let np = n * p;
         let scatter = |s: usize, out: &mut [f32]| {
             out.fill(0.0);
-            let dc = &dcols[s * per_sample..(s + 1) * per_sample];
-            for pos in 0..p {
-                let (oy, ox) = (pos / ow, pos % ow);
-                let row = &dc[pos * ckk..(pos + 1) * ckk];
-                let mut idx = 0;
-                for c in 0..self.c {
-                    let base = c * self.h * self.w;
-                    for i in 0..self.k {
-                        for j in 0..self.k {
-                            if let Some((y, xx)) = self.src(oy, ox, i, j) {
-                                out[base + y * self.w + xx] += row[idx];
+            for r in 0..self.ckk() {
+                let (c, i, j) = (r / (k * k), (r / k) % k, r % k);
+                let cx = self.contiguous_x(j);
+                let src = &dcols[r * np + s * p..r * np + (s + 1) * p];
+                let plane = &mut out[c * hw..(c + 1) * hw];
+                for oy in 0..oh {
+                    let Some(y) = self.coord(oy, i, self.h) else {
+                        continue;
+                    };
+                    let g = &src[oy * ow..(oy + 1) * ow];
+                    let row = &mut plane[y * self.w..(y + 1) * self.w];
+                    match cx {
+                        Some(x0) => {
+                            for (d, v) in row[x0..x0 + ow].iter_mut().zip(g) {
+                                *d += v;
                             }
-                            idx += 1;
+                        }
+                        None => {
+                            for (ox, v) in g.iter().enumerate() {
+                                if let Some(xx) = self.coord(ox, j, self.w) {
+                                    row[xx] += v;
+                                }
+                            }
                         }
                     }
                 }
             }
         };
-        let dx = &mut dx[..n * chw];
-        if rayon::current_num_threads() > 1 && n > 1 {
-            dx.par_chunks_mut(chw)
-                .enumerate()
-                .for_each(|(s, out)| scatter(s, out));
-        } else {
-            for (s, out) in dx.chunks_mut(chw).enumerate() {
-                scatter(s, out);
-            }
-        }
+        linalg::par_rows(&mut dx[..n * chw], chw, scatter);
     }
 
-    /// y (N x O x P) = conv(x); `cols` and `tmp` ((N P) x O) are scratch.
+    /// y (N x O x P) = conv(x); `cols` (CKK x N P) and `tmp` (O x N P) are scratch.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
@@ -150,16 +157,17 @@ impl ConvGeom {
         y: &mut [f32],
     ) {
         let (p, ckk, o) = (self.p(), self.ckk(), self.o);
+        let np = n * p;
         self.im2col(x, n, cols);
-        linalg::matmul(n * p, o, ckk, cols, false, w, true, tmp, false);
-        // (N P) x O -> N x O x P, adding the bias.
+        linalg::matmul(o, np, ckk, w, false, cols, false, tmp, false);
+        // O x (N P) -> N x O x P, adding the bias.
+        let tmp = &tmp[..o * np];
         linalg::par_rows(&mut y[..n * o * p], o * p, |s, ys| {
-            let t = &tmp[s * p * o..(s + 1) * p * o];
             for oc in 0..o {
                 let bias = b.map_or(0.0, |b| b[oc]);
-                let yo = &mut ys[oc * p..(oc + 1) * p];
-                for (pos, v) in yo.iter_mut().enumerate() {
-                    *v = t[pos * o + oc] + bias;
+                let t = &tmp[oc * np + s * p..oc * np + (s + 1) * p];
+                for (v, tv) in ys[oc * p..(oc + 1) * p].iter_mut().zip(t) {
+                    *v = tv + bias;
                 }
             }
         });
@@ -179,29 +187,22 @@ impl ConvGeom {
         dx: Option<(&[f32], &mut [f32], &mut [f32])>,
     ) {
         let (p, ckk, o) = (self.p(), self.ckk(), self.o);
-        // N x O x P -> (N P) x O
-        linalg::par_rows(&mut tmp[..n * p * o], p * o, |s, ts| {
-            let gs = &g[s * o * p..(s + 1) * o * p];
-            for oc in 0..o {
-                for pos in 0..p {
-                    ts[pos * o + oc] = gs[oc * p + pos];
-                }
+        let np = n * p;
+        // N x O x P -> O x (N P)
+        linalg::par_rows(&mut tmp[..o * np], np, |oc, row| {
+            for s in 0..n {
+                row[s * p..(s + 1) * p].copy_from_slice(&g[(s * o + oc) * p..(s * o + oc + 1) * p]);
             }
         });
-        let gt = &tmp[..n * p * o];
-        linalg::matmul(o, ckk, n * p, gt, true, cols, false, dw, false);
+        let gt = &tmp[..o * np];
+        linalg::matmul(o, ckk, np, gt, false, cols, true, dw, false);
         if let Some(db) = db {
-            db.fill(0.0);
-            for s in 0..n {
-                for oc in 0..o {
-                    db[oc] += g[(s * o + oc) * p..(s * o + oc + 1) * p]
-                        .iter()
-                        .sum::<f32>();
-                }
+            for (oc, d) in db.iter_mut().enumerate() {
+                *d = gt[oc * np..(oc + 1) * np].iter().sum::<f32>();
             }
         }
         if let Some((feedback, dcols, dx)) = dx {
-            linalg::matmul(n * p, ckk, o, gt, false, feedback, false, dcols, false);
+            linalg::matmul(ckk, np, o, feedback, true, gt, false, dcols, false);
             self.col2im(dcols, n, dx);
         }
     }
@@ -238,15 +239,21 @@ mod tests {
     #[test]
     fn forward_matches_direct_convolution() {
         let mut r = crate::rng::Rng::new(1);
-        for reflect in [false, true] {
+        for (reflect, stride, pad) in [
+            (false, 2, 1),
+            (true, 2, 1),
+            (false, 1, 0),
+            (false, 1, 2),
+            (true, 1, 1),
+        ] {
             let g = ConvGeom {
                 c: 2,
                 h: 6,
                 w: 5,
                 o: 3,
                 k: 3,
-                stride: 2,
-                pad: 1,
+                stride,
+                pad,
                 reflect,
             };
             let mut x = vec![0.0; 2 * 2 * 30];
@@ -260,7 +267,7 @@ mod tests {
             for s in 0..2 {
                 let want = direct_conv(&g, &x[s * 60..(s + 1) * 60], &w);
                 for (a, b) in y[s * 3 * g.p()..(s + 1) * 3 * g.p()].iter().zip(&want) {
-                    assert!((a - b).abs() < 1e-4, "{a} {b}");
+                    assert!((a - b).abs() < 1e-4, "{reflect} {stride} {pad}: {a} {b}");
                 }
             }
         }
