@@ -55,14 +55,27 @@ pub fn matmul(
     } else {
         Parallelism::None
     };
+    // Long reductions into a small output (convolution weight gradients: O x CKK summed over
+    // every position of the batch) are dot products; gemm's packing makes them slow.
+    if !ta && tb && m * n <= 1 << 14 && k >= 1024 && k >= 8 * m.max(n) {
+        dot_products(m, n, k, a, b, c, accumulate);
+        return;
+    }
     // gemm's micro-kernels are tall (up to 64 rows of AVX-512 lanes by a few columns): a product
     // with few rows and many columns runs far faster as its transpose C^T = B^T A^T, written
     // straight into C through swapped destination strides.
     let swap = m < 64 && n > m;
     let (mm, nn) = if swap { (n, m) } else { (m, n) };
-    let (dst_cs, dst_rs) = if swap { (n as isize, 1) } else { (1, n as isize) };
-    let (lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs) =
-        if swap { (b, b_rs, b_cs, a, a_rs, a_cs) } else { (a, a_cs, a_rs, b, b_cs, b_rs) };
+    let (dst_cs, dst_rs) = if swap {
+        (n as isize, 1)
+    } else {
+        (1, n as isize)
+    };
+    let (lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs) = if swap {
+        (b, b_rs, b_cs, a, a_rs, a_cs)
+    } else {
+        (a, a_cs, a_rs, b, b_cs, b_rs)
+    };
     // SAFETY: the asserts above guarantee every index the strides reach lies inside the slices;
     // `c` is exclusively borrowed and does not alias `a` or `b`.
     unsafe {
@@ -87,6 +100,137 @@ pub fn matmul(
             false,
             par,
         );
+    }
+}
+
+/// c[i][j] (+)= sum_p a[i][p] b[j][p]: a is m x k, b is n x k, both row-major.
+///
+/// Threads take blocks of b's rows (columns of c); within a block the reduction runs in chunks
+/// of `KC` so that each chunk of a row of b is read from memory once and meets every row of a
+/// (8 at a time, in registers) from cache. Every entry is summed by one thread in a fixed order,
+/// whatever the thread count.
+fn dot_products(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    const KC: usize = 2048;
+    let threads = rayon::current_num_threads();
+    let par = threads > 1 && m * n * k >= PAR_MIN_FLOPS;
+    let jb = if par {
+        n.div_ceil(4 * threads).max(1)
+    } else {
+        n
+    };
+    // c transposed (n x m): each block of j is a contiguous chunk.
+    let mut ct = vec![0.0f32; n * m];
+    let block = |t: usize, blk: &mut [f32]| {
+        let j0 = t * jb;
+        let jn = blk.len() / m;
+        let mut p0 = 0;
+        while p0 < k {
+            let len = KC.min(k - p0);
+            for jj in 0..jn {
+                let bj = &b[(j0 + jj) * k + p0..(j0 + jj) * k + p0 + len];
+                let mut g = 0;
+                while g < m {
+                    let rows = 8.min(m - g);
+                    let mut sums = [0.0f32; 8];
+                    dot8(&a[g * k + p0..], rows, k, len, bj, &mut sums);
+                    for (r, s) in sums.iter().take(rows).enumerate() {
+                        blk[jj * m + g + r] += s;
+                    }
+                    g += rows;
+                }
+            }
+            p0 += len;
+        }
+    };
+    if par {
+        ct.par_chunks_mut(jb * m)
+            .enumerate()
+            .for_each(|(t, blk)| block(t, blk));
+    } else {
+        block(0, &mut ct);
+    }
+    for i in 0..m {
+        for j in 0..n {
+            let v = &mut c[i * n + j];
+            *v = if accumulate {
+                *v + ct[j * m + i]
+            } else {
+                ct[j * m + i]
+            };
+        }
+    }
+}
+
+/// Dot products of the first `len` values of `rows` (<= 8) consecutive rows of `a` (row
+/// stride `stride`) with `b` (`len` values).
+fn dot8(a: &[f32], rows: usize, stride: usize, len: usize, b: &[f32], out: &mut [f32; 8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked above).
+            return unsafe { dot8_avx512(a, rows, stride, len, b, out) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above).
+            return unsafe { dot8_avx2(a, rows, stride, len, b, out) };
+        }
+    }
+    dot8_generic(a, rows, stride, len, b, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot8_avx512(
+    a: &[f32],
+    rows: usize,
+    stride: usize,
+    len: usize,
+    b: &[f32],
+    out: &mut [f32; 8],
+) {
+    dot8_generic(a, rows, stride, len, b, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot8_avx2(
+    a: &[f32],
+    rows: usize,
+    stride: usize,
+    len: usize,
+    b: &[f32],
+    out: &mut [f32; 8],
+) {
+    dot8_generic(a, rows, stride, len, b, out)
+}
+
+/// Written so the compiler vectorises it: 16 independent lanes per row, reduced at the end.
+#[inline(always)]
+fn dot8_generic(a: &[f32], rows: usize, stride: usize, len: usize, b: &[f32], out: &mut [f32; 8]) {
+    const L: usize = 16;
+    let full = len / L * L;
+    for r in 0..rows {
+        let ar = &a[r * stride..r * stride + len];
+        let mut acc = [0.0f32; L];
+        for (ac, bc) in ar[..full].chunks_exact(L).zip(b[..full].chunks_exact(L)) {
+            for l in 0..L {
+                acc[l] = ac[l].mul_add(bc[l], acc[l]);
+            }
+        }
+        let mut s = acc.iter().sum::<f32>();
+        for p in full..len {
+            s = ar[p].mul_add(b[p], s);
+        }
+        out[r] = s;
     }
 }
 
@@ -179,7 +323,17 @@ mod tests {
     #[test]
     fn matmul_matches_naive_for_all_transpositions() {
         let mut r = Rng::new(5);
-        for &(m, n, k) in &[(3, 5, 7), (70, 65, 90), (1, 1, 1), (128, 40, 33), (6, 300, 25), (16, 150, 700), (5, 3, 9)] {
+        for &(m, n, k) in &[
+            (3, 5, 7),
+            (70, 65, 90),
+            (1, 1, 1),
+            (128, 40, 33),
+            (6, 300, 25),
+            (16, 150, 700),
+            (5, 3, 9),
+            (6, 25, 5000),
+            (16, 150, 2000),
+        ] {
             let mut a = vec![0.0; m * k];
             let mut b = vec![0.0; k * n];
             r.fill_normal(&mut a, 1.0);

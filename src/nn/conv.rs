@@ -38,6 +38,12 @@ impl ConvGeom {
     pub fn p(&self) -> usize {
         self.oh() * self.ow()
     }
+    /// A kernel that covers the whole unpadded input (one output position) is a dense layer
+    /// on the flattened C x H x W input: the network runs it as one, skipping im2col.
+    pub fn is_dense(&self) -> bool {
+        self.k == self.h && self.k == self.w && self.pad == 0
+    }
+
     /// Length of one im2col row.
     pub fn ckk(&self) -> usize {
         self.c * self.k * self.k
@@ -59,19 +65,16 @@ impl ConvGeom {
         }
     }
 
-    /// Source pixel (row, col) for output (oy, ox) and kernel offset (i, j).
+    /// For kernel column offset j with stride 1: the output columns [lo, hi) that read the
+    /// contiguous input columns [lo + j - pad, hi + j - pad); the rest fall in the padding.
     #[inline]
-    fn src(&self, oy: usize, ox: usize, i: usize, j: usize) -> Option<(usize, usize)> {
-        Some((self.coord(oy, i, self.h)?, self.coord(ox, j, self.w)?))
-    }
-
-    /// For kernel column offset j: the first input column when a whole output row reads a
-    /// contiguous run of the input row (stride 1, no padding reached), else None.
-    #[inline]
-    fn contiguous_x(&self, j: usize) -> Option<usize> {
-        let first = j as isize - self.pad as isize;
-        let last = (self.ow() - 1) as isize + first;
-        (self.stride == 1 && first >= 0 && last < self.w as isize).then_some(first as usize)
+    fn valid_x(&self, j: usize) -> Option<(usize, usize)> {
+        if self.stride != 1 {
+            return None;
+        }
+        let lo = self.pad.saturating_sub(j).min(self.ow());
+        let hi = (self.w + self.pad).saturating_sub(j).min(self.ow()).max(lo);
+        Some((lo, hi))
     }
 
     /// Fill `cols` (CKK x (N P), row (c, i, j), column (sample, position)) from `x` (N x C H W).
@@ -80,7 +83,7 @@ impl ConvGeom {
         let (oh, ow, k) = (self.oh(), self.ow(), self.k);
         let fill = |r: usize, row: &mut [f32]| {
             let (c, i, j) = (r / (k * k), (r / k) % k, r % k);
-            let cx = self.contiguous_x(j);
+            let vx = self.valid_x(j);
             for s in 0..n {
                 let plane = &x[s * chw + c * hw..s * chw + (c + 1) * hw];
                 let out = &mut row[s * p..(s + 1) * p];
@@ -91,11 +94,23 @@ impl ConvGeom {
                         continue;
                     };
                     let src = &plane[y * self.w..(y + 1) * self.w];
-                    match cx {
-                        Some(x0) => o.copy_from_slice(&src[x0..x0 + ow]),
+                    let edge = |ox: usize| self.coord(ox, j, self.w).map_or(0.0, |xx| src[xx]);
+                    match vx {
+                        Some((lo, hi)) => {
+                            for (ox, v) in o[..lo].iter_mut().enumerate() {
+                                *v = edge(ox);
+                            }
+                            let x0 = lo + j - self.pad;
+                            for (v, sv) in o[lo..hi].iter_mut().zip(&src[x0..x0 + hi - lo]) {
+                                *v = *sv;
+                            }
+                            for (ox, v) in o.iter_mut().enumerate().skip(hi) {
+                                *v = edge(ox);
+                            }
+                        }
                         None => {
                             for (ox, v) in o.iter_mut().enumerate() {
-                                *v = self.coord(ox, j, self.w).map_or(0.0, |xx| src[xx]);
+                                *v = edge(ox);
                             }
                         }
                     }
@@ -115,7 +130,7 @@ impl ConvGeom {
             out.fill(0.0);
             for r in 0..self.ckk() {
                 let (c, i, j) = (r / (k * k), (r / k) % k, r % k);
-                let cx = self.contiguous_x(j);
+                let vx = self.valid_x(j);
                 let src = &dcols[r * np + s * p..r * np + (s + 1) * p];
                 let plane = &mut out[c * hw..(c + 1) * hw];
                 for oy in 0..oh {
@@ -124,18 +139,16 @@ impl ConvGeom {
                     };
                     let g = &src[oy * ow..(oy + 1) * ow];
                     let row = &mut plane[y * self.w..(y + 1) * self.w];
-                    match cx {
-                        Some(x0) => {
-                            for (d, v) in row[x0..x0 + ow].iter_mut().zip(g) {
-                                *d += v;
-                            }
+                    let (lo, hi) = vx.unwrap_or((0, 0));
+                    if hi > lo {
+                        let x0 = lo + j - self.pad;
+                        for (d, v) in row[x0..x0 + hi - lo].iter_mut().zip(&g[lo..hi]) {
+                            *d += v;
                         }
-                        None => {
-                            for (ox, v) in g.iter().enumerate() {
-                                if let Some(xx) = self.coord(ox, j, self.w) {
-                                    row[xx] += v;
-                                }
-                            }
+                    }
+                    for ox in (0..lo).chain(hi.max(lo)..ow) {
+                        if let Some(xx) = self.coord(ox, j, self.w) {
+                            row[xx] += g[ox];
                         }
                     }
                 }
@@ -222,7 +235,8 @@ mod tests {
                     for c in 0..g.c {
                         for i in 0..g.k {
                             for j in 0..g.k {
-                                if let Some((yy, xx)) = g.src(oy, ox, i, j) {
+                                if let Some((yy, xx)) = g.coord(oy, i, g.h).zip(g.coord(ox, j, g.w))
+                                {
                                     s += w[((o * g.c + c) * g.k + i) * g.k + j]
                                         * x[(c * g.h + yy) * g.w + xx];
                                 }
@@ -286,7 +300,7 @@ mod tests {
             reflect: true,
         };
         // Row -1 reflects to row 1, row 4 to row 2 (no edge repeat), as torch's 'reflect'.
-        assert_eq!(g.src(0, 0, 0, 0), Some((1, 1)));
-        assert_eq!(g.src(3, 3, 2, 2), Some((2, 2)));
+        assert_eq!((g.coord(0, 0, 4), g.coord(0, 0, 4)), (Some(1), Some(1)));
+        assert_eq!(g.coord(3, 2, 4), Some(2));
     }
 }

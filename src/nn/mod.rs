@@ -189,6 +189,47 @@ fn two_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &mut T) {
     }
 }
 
+/// y = x W^T + b for a batch of n rows (W: out x inp).
+fn dense_forward(
+    x: &[f32],
+    n: usize,
+    inp: usize,
+    out: usize,
+    w: &[f32],
+    b: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    match b {
+        Some(bias) => linalg::par_rows(y, out, |_, row| row.copy_from_slice(bias)),
+        None => y.fill(0.0),
+    }
+    linalg::matmul(n, out, inp, x, false, w, true, y, true);
+}
+
+/// dW = g^T x, db = column sums of g, and dx = g F (F = W for backprop) when asked.
+#[allow(clippy::too_many_arguments)]
+fn dense_backward(
+    g: &[f32],
+    x: &[f32],
+    n: usize,
+    inp: usize,
+    out: usize,
+    grads: &mut [Vec<f32>],
+    w: usize,
+    b: Option<usize>,
+    dx: Option<(&[f32], &mut [f32])>,
+) {
+    linalg::matmul(out, inp, n, g, true, x, false, &mut grads[w], false);
+    if let Some(b) = b {
+        let db = &mut grads[b];
+        db.fill(0.0);
+        linalg::add_col_sums(g, n, out, db);
+    }
+    if let Some((f, dx)) = dx {
+        linalg::matmul(n, inp, out, g, false, f, false, dx, false);
+    }
+}
+
 /// Feedback matrices per layer index (None: propagate with the layer's own weights).
 pub type FeedbackMats = [Option<Vec<f32>>];
 
@@ -239,7 +280,7 @@ impl Network {
         }
         for (i, layer) in self.layers.iter().enumerate() {
             match layer {
-                Layer::Conv { geom, .. } => {
+                Layer::Conv { geom, .. } if !geom.is_dense() => {
                     if !matches!(ws.aux[i], Aux::Conv { .. }) {
                         ws.aux[i] = Aux::Conv {
                             cols: vec![],
@@ -297,15 +338,12 @@ impl Network {
             let params = &mut self.params;
             match &self.layers[i] {
                 Layer::Dense { w, b, inp, out } => {
-                    let (inp, out) = (*inp, *out);
-                    match b {
-                        Some(b) => {
-                            let bias = &params[*b].data;
-                            linalg::par_rows(y, out, |_, row| row.copy_from_slice(bias));
-                        }
-                        None => y.fill(0.0),
-                    }
-                    linalg::matmul(n, out, inp, x, false, &params[*w].data, true, y, true);
+                    let bias = b.map(|b| params[b].data.as_slice());
+                    dense_forward(x, n, *inp, *out, &params[*w].data, bias, y);
+                }
+                Layer::Conv { w, b, geom } if geom.is_dense() => {
+                    let bias = b.map(|b| params[b].data.as_slice());
+                    dense_forward(x, n, geom.ckk(), geom.o, &params[*w].data, bias, y);
                 }
                 Layer::Conv { w, b, geom } => {
                     let Aux::Conv { cols, tmp, .. } = &mut ws.aux[i] else {
@@ -406,16 +444,31 @@ impl Network {
             };
             match &self.layers[i] {
                 Layer::Dense { w, b, inp, out } => {
-                    let (inp, out) = (*inp, *out);
-                    linalg::matmul(out, inp, n, g, true, x, false, &mut grads[*w], false);
-                    if let Some(b) = b {
-                        let db = &mut grads[*b];
-                        db.fill(0.0);
-                        linalg::add_col_sums(g, n, out, db);
-                    }
-                    if need_dx {
-                        linalg::matmul(n, inp, out, g, false, fb(*w), false, dx, false);
-                    }
+                    dense_backward(
+                        g,
+                        x,
+                        n,
+                        *inp,
+                        *out,
+                        grads,
+                        *w,
+                        *b,
+                        need_dx.then(|| (fb(*w), dx)),
+                    );
+                }
+                Layer::Conv { w, b, geom } if geom.is_dense() => {
+                    let (inp, out) = (geom.ckk(), geom.o);
+                    dense_backward(
+                        g,
+                        x,
+                        n,
+                        inp,
+                        out,
+                        grads,
+                        *w,
+                        *b,
+                        need_dx.then(|| (fb(*w), dx)),
+                    );
                 }
                 Layer::Conv { w, b, geom } => {
                     let Aux::Conv { cols, tmp, dcols } = &mut ws.aux[i] else {

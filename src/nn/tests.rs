@@ -175,6 +175,22 @@ fn conv_batchnorm_avgpool_dropout_gradients() {
 }
 
 #[test]
+fn padded_and_whole_input_conv_gradients() {
+    // pad 2 with k 5 (LeNet's conv1: edges of every row in padding), then a kernel covering its
+    // whole input (run as a dense layer).
+    let mut rng = Rng::new(12);
+    let net = Builder::new(Shape::new(1, 5, 5), Init::Torch, &mut rng)
+        .conv(2, 5, 1, 2, false, true)
+        .act(Activation::Tanh)
+        .conv(3, 5, 1, 0, false, true)
+        .act(Activation::Sigmoid)
+        .dense(3, true)
+        .build();
+    assert!(matches!(&net.layers[2], Layer::Conv { geom, .. } if geom.is_dense()));
+    check(net, 3, 13, 1e-2);
+}
+
+#[test]
 fn strided_reflect_conv_gradients() {
     let mut rng = Rng::new(8);
     let net = Builder::new(Shape::new(1, 6, 6), Init::Kaiming, &mut rng)
