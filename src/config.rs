@@ -8,6 +8,7 @@
 use crate::data::DataName;
 use crate::nn::{Activation, ArchSpec, Init, Loss};
 use crate::optim::{OptimConfig, OptimizerKind, Schedule, ScheduleKind};
+use crate::rules::predictive_coding::Energy;
 use crate::rules::RuleName;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -49,6 +50,13 @@ pub struct TrainConfig {
     pub val_fraction: f32,
     /// Per-channel standardisation with the training set's statistics.
     pub normalize: bool,
+    /// Predictive coding: inference steps per batch.
+    pub pc_steps: usize,
+    /// Predictive coding: state learning rate (per sample) and momentum.
+    pub pc_gamma: f32,
+    pub pc_momentum: f32,
+    /// Predictive coding: output energy, gaussian (clamped output) or ce (categorical node).
+    pub pc_energy: Energy,
 }
 
 impl Default for TrainConfig {
@@ -79,6 +87,10 @@ impl Default for TrainConfig {
             threads: default_threads(),
             val_fraction: 0.0,
             normalize: true,
+            pc_steps: 5,
+            pc_gamma: 0.1,
+            pc_momentum: 0.1,
+            pc_energy: Energy::Gaussian,
         }
     }
 }
@@ -115,7 +127,11 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.data_name()?;
         self.arch_spec()?;
-        let checks: [(bool, &str); 9] = [
+        let checks: [(bool, &str); 10] = [
+            (
+                self.pc_gamma > 0.0 && (0.0..1.0).contains(&self.pc_momentum),
+                "pc_gamma must be > 0 and pc_momentum in [0, 1)",
+            ),
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch >= 1, "batch must be at least 1"),
             (

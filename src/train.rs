@@ -31,6 +31,14 @@ pub struct EpochRecord {
     pub test_accuracy: f64,
     pub val_accuracy: Option<f64>,
     pub seconds: f64,
+    /// Energy-based rules: mean per-sample energy at the feed-forward start of relaxation and
+    /// after it, and the inference steps per batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_before: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_after: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_steps: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -105,6 +113,8 @@ pub struct Trainer {
 pub struct EpochStats {
     pub loss: f64,
     pub accuracy: f64,
+    /// Mean per-sample (energy before, after) relaxation and steps, for energy-based rules.
+    pub energy: Option<(f64, f64, usize)>,
     /// Index of the batch whose loss was not finite.
     pub diverged_at: Option<usize>,
     pub seconds: f64,
@@ -122,7 +132,10 @@ impl Trainer {
         cfg.validate()?;
         let arch = cfg.arch_spec()?;
         let net = arch.build(input, classes, cfg.activation, cfg.init, &mut rng.fork())?;
-        let rule = cfg.rule.build(&net, &mut rng.fork());
+        let rule = cfg
+            .rule
+            .build(&net, cfg, &mut rng.fork())
+            .map_err(|e| format!("rule {}: {e}", cfg.rule))?;
         let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
         let opt = Optimizer::new(cfg.optim(), &sizes);
         let grads = net.zero_grads();
@@ -157,6 +170,7 @@ impl Trainer {
         let batches = n.div_ceil(b);
         let mut labels = Vec::with_capacity(b);
         let (mut loss, mut correct) = (0.0f64, 0usize);
+        let mut energy: Option<(f64, f64, usize)> = None;
         let mut diverged_at = None;
         for bi in 0..batches {
             let idx = &self.order[bi * b..((bi + 1) * b).min(n)];
@@ -174,6 +188,7 @@ impl Trainer {
             let StepStats {
                 loss_sum,
                 correct: c,
+                energy: en,
             } = self.rule.step(
                 &mut self.net,
                 &mut self.ws,
@@ -182,6 +197,11 @@ impl Trainer {
                 &mut self.grads,
                 &mut self.rng,
             );
+            if let Some((a, b, t)) = en {
+                let e = energy.get_or_insert((0.0, 0.0, t));
+                e.0 += a;
+                e.1 += b;
+            }
             if !loss_sum.is_finite() {
                 diverged_at = Some(bi);
                 break;
@@ -202,6 +222,7 @@ impl Trainer {
         EpochStats {
             loss: loss / n as f64,
             accuracy: correct as f64 / n as f64,
+            energy: energy.map(|(a, b, t)| (a / n as f64, b / n as f64, t)),
             diverged_at,
             seconds: t0.elapsed().as_secs_f64(),
         }
@@ -364,6 +385,9 @@ fn run_in_pool(
             test_accuracy: trainer.evaluate(&ds.test),
             val_accuracy: val.map(|v| trainer.evaluate(v)),
             seconds: stats.seconds,
+            energy_before: stats.energy.map(|e| e.0),
+            energy_after: stats.energy.map(|e| e.1),
+            inference_steps: stats.energy.map(|e| e.2),
         };
         progress(Progress::Epoch {
             record: &record,

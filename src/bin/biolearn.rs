@@ -190,6 +190,18 @@ struct TrainArgs {
     /// Share of the training set held out for validation.
     #[arg(long)]
     val_fraction: Option<f32>,
+    /// Predictive coding: inference steps per batch (default 5).
+    #[arg(long)]
+    pc_steps: Option<usize>,
+    /// Predictive coding: state learning rate per sample (default 0.1).
+    #[arg(long)]
+    pc_gamma: Option<f32>,
+    /// Predictive coding: state momentum (default 0.1).
+    #[arg(long)]
+    pc_momentum: Option<f32>,
+    /// Predictive coding: output energy (default gaussian).
+    #[arg(long, value_enum)]
+    pc_energy: Option<biolearn::rules::predictive_coding::Energy>,
     /// Output directory (default runs/<data>-<rule>-seed<seed>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -296,6 +308,13 @@ fn overrides(a: &TrainArgs) -> toml::Table {
     put("seed", a.seed.map(|x| V::Integer(x as i64)));
     put("threads", a.threads.map(|x| V::Integer(x as i64)));
     put("val_fraction", a.val_fraction.map(|x| V::Float(x as f64)));
+    put("pc_steps", a.pc_steps.map(|x| V::Integer(x as i64)));
+    put("pc_gamma", a.pc_gamma.map(|x| V::Float(x as f64)));
+    put("pc_momentum", a.pc_momentum.map(|x| V::Float(x as f64)));
+    put(
+        "pc_energy",
+        a.pc_energy.map(|x| s(&format!("{x:?}").to_lowercase())),
+    );
     t
 }
 
@@ -390,10 +409,9 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
 }
 
 fn cmd_rules() {
-    println!("{:<6} {:<95} paper", "name", "description");
     for r in RuleName::ALL {
         let (d, p) = r.info();
-        println!("{:<6} {:<95} {}", r.as_str(), d, p);
+        println!("{:<7} {d}\n        paper: {p}", r.as_str());
     }
 }
 

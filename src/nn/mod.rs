@@ -330,8 +330,25 @@ impl Network {
     /// Forward pass over `ws.acts[0]` (batch of `ws.n`). `train`: batch statistics, dropout on
     /// (drawing masks from `rng`), running statistics updated.
     pub fn forward(&mut self, ws: &mut Workspace, train: bool, rng: &mut Rng) {
+        self.forward_layers(ws, 0, self.layers.len(), train, rng);
+    }
+
+    /// Forward through layers `lo..hi` only, from `ws.acts[lo]` to `ws.acts[hi]`, in evaluation
+    /// mode (for rules that re-run parts of the network, e.g. predictive coding's blocks).
+    pub fn forward_range(&mut self, ws: &mut Workspace, lo: usize, hi: usize) {
+        self.forward_layers(ws, lo, hi, false, &mut Rng::new(0));
+    }
+
+    fn forward_layers(
+        &mut self,
+        ws: &mut Workspace,
+        lo: usize,
+        hi: usize,
+        train: bool,
+        rng: &mut Rng,
+    ) {
         let n = ws.n;
-        for i in 0..self.layers.len() {
+        for i in lo..hi {
             let (lo, hi) = ws.acts.split_at_mut(i + 1);
             let x = &lo[i][..n * self.shapes[i].len()];
             let y = &mut hi[0][..n * self.shapes[i + 1].len()];

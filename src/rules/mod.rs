@@ -11,7 +11,9 @@
 pub mod bp;
 pub mod dfa;
 pub mod feedback_alignment;
+pub mod predictive_coding;
 
+use crate::config::TrainConfig;
 use crate::nn::{Loss, Network, Workspace};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
@@ -22,6 +24,8 @@ use serde::{Deserialize, Serialize};
 pub struct StepStats {
     pub loss_sum: f64,
     pub correct: usize,
+    /// Energy-based rules: (energy before relaxation, after, inference steps), batch sums.
+    pub energy: Option<(f64, f64, usize)>,
 }
 
 pub trait Rule: Send {
@@ -58,7 +62,11 @@ pub fn forward_with_error(
     let (acts, grads) = (&ws.acts[l], &mut ws.grads[l]);
     let (loss_sum, correct) =
         loss.eval(&acts[..y.len() * k], y, k, Some(&mut grads[..y.len() * k]));
-    StepStats { loss_sum, correct }
+    StepStats {
+        loss_sum,
+        correct,
+        energy: None,
+    }
 }
 
 /// The registry: every rule the CLI knows, by its command-line name.
@@ -71,6 +79,8 @@ pub enum RuleName {
     Brsf,
     Frsf,
     Dfa,
+    Pc,
+    PcFpa,
 }
 
 impl RuleName {
@@ -91,6 +101,8 @@ impl RuleName {
             RuleName::Brsf => "brsf",
             RuleName::Frsf => "frsf",
             RuleName::Dfa => "dfa",
+            RuleName::Pc => "pc",
+            RuleName::PcFpa => "pc-fpa",
         }
     }
 
@@ -118,20 +130,45 @@ impl RuleName {
                 "direct feedback alignment: the output error reaches every hidden layer through its own fixed random matrix",
                 "Nokland 2016, NeurIPS",
             ),
+            RuleName::Pc => (
+                "predictive coding: value nodes relax on a local energy (T steps), then local weight updates (--pc-steps, --pc-gamma, --pc-energy gaussian|ce)",
+                "Whittington & Bogacz 2017, Neural Comput.; Pinchetti et al. 2022 (ce energy)",
+            ),
+            RuleName::PcFpa => (
+                "predictive coding with the fixed-prediction assumption: equals backprop's gradient at equilibrium",
+                "Millidge, Tschantz & Buckley 2022, Neural Comput.",
+            ),
         }
     }
 
-    /// Build the rule for `net` (feedback matrices drawn from `rng`).
-    pub fn build(&self, net: &Network, rng: &mut Rng) -> Box<dyn Rule> {
+    /// Build the rule for `net` (feedback matrices drawn from `rng`), with the rule-specific
+    /// settings of `cfg`. Fails when the rule cannot run on this network.
+    pub fn build(
+        &self,
+        net: &Network,
+        cfg: &TrainConfig,
+        rng: &mut Rng,
+    ) -> Result<Box<dyn Rule>, String> {
         use feedback_alignment::{FeedbackAlignment, Mode};
-        match self {
+        use predictive_coding::{PcConfig, PredictiveCoding};
+        let pc = |fixed_prediction: bool| PcConfig {
+            steps: cfg.pc_steps,
+            gamma: cfg.pc_gamma,
+            momentum: cfg.pc_momentum,
+            fixed_prediction,
+            energy: cfg.pc_energy,
+            beta: 1.0,
+        };
+        Ok(match self {
             RuleName::Bp => Box::new(bp::Backprop),
             RuleName::Fa => Box::new(FeedbackAlignment::new(Mode::Fa, net, rng)),
             RuleName::Usf => Box::new(FeedbackAlignment::new(Mode::Usf, net, rng)),
             RuleName::Brsf => Box::new(FeedbackAlignment::new(Mode::Brsf, net, rng)),
             RuleName::Frsf => Box::new(FeedbackAlignment::new(Mode::Frsf, net, rng)),
             RuleName::Dfa => Box::new(dfa::Dfa::new(net, rng)),
-        }
+            RuleName::Pc => Box::new(PredictiveCoding::new(net, pc(false))?),
+            RuleName::PcFpa => Box::new(PredictiveCoding::new(net, pc(true))?),
+        })
     }
 }
 

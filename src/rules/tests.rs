@@ -154,3 +154,140 @@ fn sign_symmetry_feedback_tracks_sign_of_w_after_every_step() {
         }
     }
 }
+
+mod predictive_coding {
+    use super::*;
+    use crate::rules::predictive_coding::{Energy, PcConfig, PredictiveCoding};
+
+    fn pc_grads(
+        net: &mut Network,
+        cfg: PcConfig,
+        x: &[f32],
+        y: &[u32],
+    ) -> (Vec<Vec<f32>>, Vec<f64>) {
+        let mut pc = PredictiveCoding::new(net, cfg).unwrap();
+        let g = grads_of(&mut pc, net, x, y);
+        (g, pc.trace.clone())
+    }
+
+    fn bp_grads(net: &mut Network, loss: Loss, x: &[f32], y: &[u32]) -> Vec<Vec<f32>> {
+        let mut ws = Workspace::default();
+        net.prepare(&mut ws, y.len());
+        ws.input_mut().copy_from_slice(x);
+        let mut g = net.zero_grads();
+        let stats = forward_with_error(net, &mut ws, y, loss, &mut Rng::new(1));
+        let _ = stats;
+        net.backward(&mut ws, &mut g, 0, net.num_layers(), None, false);
+        g
+    }
+
+    fn rel_err(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
+        let (mut num, mut den) = (0.0f64, 0.0f64);
+        for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+            num += ((x - y) as f64).powi(2);
+            den += (*y as f64).powi(2);
+        }
+        (num / den).sqrt()
+    }
+
+    #[test]
+    fn fixed_prediction_pc_is_exactly_backprop() {
+        // With predictions held at their feed-forward values, gamma = 1 and no momentum, each
+        // inference step makes one more layer's error equal to backprop's delta: after as many
+        // steps as hidden nodes, the weight update is BP's gradient (Millidge et al. 2022).
+        // Tolerance 1e-5 relative: the same products summed in a different order in f32.
+        for (energy, loss) in [(Energy::Gaussian, Loss::Mse), (Energy::Ce, Loss::Ce)] {
+            for mut net in [mlp(21), convnet(22)] {
+                let (x, y) = batch(&net, 5, 23);
+                let bp = bp_grads(&mut net, loss, &x, &y);
+                let cfg = PcConfig {
+                    steps: 3,
+                    gamma: 1.0,
+                    momentum: 0.0,
+                    fixed_prediction: true,
+                    energy,
+                    beta: 1.0,
+                };
+                let (pc, _) = pc_grads(&mut net, cfg, &x, &y);
+                let e = rel_err(&pc, &bp);
+                assert!(e < 1e-5, "{energy:?}: relative error {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn pc_update_approaches_backprop_as_the_output_nudge_shrinks() {
+        // Standard PC (predictions follow the nodes) relaxed to equilibrium with the output
+        // nudged by beta: update / beta -> BP's gradient as beta -> 0, the error shrinking
+        // about linearly in beta (infinitesimal inference limit).
+        let mut net = mlp(31);
+        let (x, y) = batch(&net, 4, 32);
+        let bp = bp_grads(&mut net, Loss::Mse, &x, &y);
+        let mut errs = Vec::new();
+        for beta in [0.3f32, 0.03, 0.003] {
+            let cfg = PcConfig {
+                steps: 400,
+                gamma: 0.2,
+                momentum: 0.0,
+                fixed_prediction: false,
+                energy: Energy::Gaussian,
+                beta,
+            };
+            let (mut pc, _) = pc_grads(&mut net, cfg, &x, &y);
+            pc.iter_mut().flatten().for_each(|v| *v /= beta);
+            errs.push(rel_err(&pc, &bp));
+        }
+        assert!(errs[0] > errs[1] && errs[1] > errs[2], "{errs:?}");
+        assert!(errs[2] < 0.02, "{errs:?}");
+        assert!(
+            errs[1] < errs[0] / 3.0,
+            "error should shrink roughly with beta: {errs:?}"
+        );
+    }
+
+    #[test]
+    fn energy_never_increases_along_inference_with_a_small_step() {
+        // Gradient descent on a smooth energy (tanh and GELU: no kinks) with a step below
+        // 1/curvature: the energy is non-increasing at every step.
+        let mut net = Builder::new(Shape::flat(6), Init::Torch, &mut Rng::new(41))
+            .dense(5, true)
+            .act(Activation::Tanh)
+            .dense(4, true)
+            .act(Activation::Gelu)
+            .dense(3, true)
+            .build();
+        let (x, y) = batch(&net, 6, 42);
+        let cfg = PcConfig {
+            steps: 50,
+            gamma: 0.05,
+            momentum: 0.0,
+            fixed_prediction: false,
+            energy: Energy::Gaussian,
+            beta: 1.0,
+        };
+        let (_, trace) = pc_grads(&mut net, cfg, &x, &y);
+        assert_eq!(trace.len(), 51);
+        for w in trace.windows(2) {
+            assert!(
+                w[1] <= w[0] + 1e-6 * w[0].abs(),
+                "energy rose: {} -> {}",
+                w[0],
+                w[1]
+            );
+        }
+        assert!(
+            trace[50] < 0.95 * trace[0],
+            "relaxation should lower the energy: {trace:?}"
+        );
+    }
+
+    #[test]
+    fn pc_rejects_batchnorm() {
+        let net = Builder::new(Shape::flat(4), Init::Torch, &mut Rng::new(1))
+            .dense(3, true)
+            .batchnorm(true)
+            .dense(2, true)
+            .build();
+        assert!(PredictiveCoding::new(&net, PcConfig::default()).is_err());
+    }
+}

@@ -1,0 +1,271 @@
+//! Supervised predictive coding (Whittington & Bogacz 2017; PCX, `pcx/predictive_coding`), with
+//! its variants: the fixed-prediction assumption (Millidge et al. 2022) and a nudged output.
+//!
+//! Value nodes x_k sit at the output of every weight layer (before its nonlinearity); node K is
+//! the network's output. Each node is predicted from the one below through the layers between
+//! them (activation, pooling, then the next weight layer): mu_k = g_k(x_{k-1}), mu_0 = g_0(input).
+//!
+//!   energy   F = sum_k 1/2 ||e_k||^2,  e_k = x_k - mu_k            (Gaussian energies; eq. 2)
+//!   output   x_K clamped to the target: e_K = y - mu_K, or with the categorical energy
+//!            (`--pc-energy ce`, Pinchetti et al. 2022) e_K = onehot(y) - softmax(mu_K);
+//!            with a nudge beta < 1 the target is mu_K + beta (y - mu_K)
+//!   inference x_k <- x_k - gamma (e_k - J_{k+1}^T e_{k+1})          (T steps, SGD with momentum)
+//!   learning  dW_k = -dF/dW_k at the relaxed nodes = -e_k (x) input of W_k  (local)
+//!
+//! J_{k+1}^T e_{k+1} and dF/dW_k are computed by the network's own backward pass restricted to
+//! one block (the chain rule inside a block is local: the activation's derivative and the
+//! weight's transpose at that synapse), so the rule runs on MLPs and conv nets alike.
+//!
+//! Fixed-prediction assumption (`pc-fpa`): predictions and Jacobians stay at their feed-forward
+//! values during inference. With gamma = 1 and T >= number of hidden nodes the errors are then
+//! exactly backprop's deltas, and the update is exactly BP's gradient (tested).
+//!
+//! Reported per step (`PcStats`): energy at the feed-forward initialisation and after relaxation.
+//!
+//! # Shapes
+//! x_k, mu_k, e_k: N x (size of weight layer k's output).
+
+use super::{forward_with_error, Rule, StepStats};
+use crate::nn::{loss::Loss, Layer, Network, Workspace};
+use crate::rng::Rng;
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Energy {
+    /// 1/2 ||y - mu_K||^2 at the output.
+    Gaussian,
+    /// Cross-entropy of softmax(mu_K) against the label (a categorical output node).
+    Ce,
+}
+
+#[derive(Clone, Debug)]
+pub struct PcConfig {
+    /// Inference steps per batch.
+    pub steps: usize,
+    /// State learning rate and momentum.
+    pub gamma: f32,
+    pub momentum: f32,
+    /// Hold predictions at their feed-forward values (fixed-prediction assumption).
+    pub fixed_prediction: bool,
+    pub energy: Energy,
+    /// Output target = mu_K + beta (y - mu_K); 1 clamps the output to the label.
+    pub beta: f32,
+}
+
+impl Default for PcConfig {
+    /// PCX's F-MNIST MLP settings: T = 5, state SGD lr 0.026 (here 0.1 per sample with the
+    /// batch-mean energy scaled away), momentum 0.1.
+    fn default() -> Self {
+        PcConfig {
+            steps: 5,
+            gamma: 0.1,
+            momentum: 0.1,
+            fixed_prediction: false,
+            energy: Energy::Gaussian,
+            beta: 1.0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PcStats {
+    pub energy_start: f64,
+    pub energy_end: f64,
+    pub steps: usize,
+}
+
+pub struct PredictiveCoding {
+    pub cfg: PcConfig,
+    /// Node positions in the activation list: pos[k] = index into ws.acts of node k.
+    pos: Vec<usize>,
+    x: Vec<Vec<f32>>,
+    mu: Vec<Vec<f32>>,
+    vel: Vec<Vec<f32>>,
+    /// -J^T e of the node above, per hidden node.
+    back: Vec<Vec<f32>>,
+    errs: Vec<Vec<f32>>,
+    pub last: PcStats,
+    /// Energies after each inference step of the last batch (for tests and reports).
+    pub trace: Vec<f64>,
+}
+
+impl PredictiveCoding {
+    pub fn new(net: &Network, cfg: PcConfig) -> Result<Self, String> {
+        if net
+            .layers
+            .iter()
+            .any(|l| matches!(l, Layer::BatchNorm { .. } | Layer::Dropout(_)))
+        {
+            return Err("predictive coding runs on networks without batch norm or dropout (their batch statistics and masks would change at every inference step)".into());
+        }
+        let wl = net.weight_layers();
+        if wl.is_empty() {
+            return Err("predictive coding needs at least one weight layer".into());
+        }
+        let l = net.num_layers();
+        let mut pos: Vec<usize> = wl[..wl.len() - 1].iter().map(|&w| w + 1).collect();
+        pos.push(l);
+        let k = pos.len();
+        Ok(PredictiveCoding {
+            cfg,
+            pos,
+            x: vec![Vec::new(); k],
+            mu: vec![Vec::new(); k],
+            vel: vec![Vec::new(); k],
+            back: vec![Vec::new(); k],
+            errs: vec![Vec::new(); k],
+            last: PcStats::default(),
+            trace: Vec::new(),
+        })
+    }
+
+    fn start(&self, k: usize) -> usize {
+        if k == 0 {
+            0
+        } else {
+            self.pos[k - 1]
+        }
+    }
+
+    /// mu_k for every node from the current x (the input feeds node 0).
+    fn predict(&mut self, net: &mut Network, ws: &mut Workspace) {
+        for k in 0..self.pos.len() {
+            let (s, e) = (self.start(k), self.pos[k]);
+            if k > 0 {
+                let len = self.x[k - 1].len();
+                ws.acts[s][..len].copy_from_slice(&self.x[k - 1]);
+            }
+            net.forward_range(ws, s, e);
+            let len = self.mu[k].len();
+            self.mu[k].copy_from_slice(&ws.acts[e][..len]);
+        }
+    }
+
+    /// Errors e_k = x_k - mu_k (hidden) and the output error; returns the energy (batch sum).
+    fn errors(&self, errs: &mut [Vec<f32>], y: &[u32], classes: usize) -> f64 {
+        let kk = self.pos.len() - 1;
+        let mut energy = 0.0f64;
+        for k in 0..kk {
+            for ((e, x), m) in errs[k].iter_mut().zip(&self.x[k]).zip(&self.mu[k]) {
+                *e = x - m;
+                energy += 0.5 * (*e as f64) * (*e as f64);
+            }
+        }
+        let mu = &self.mu[kk];
+        let e = &mut errs[kk];
+        for (s, &label) in y.iter().enumerate() {
+            let z = &mu[s * classes..(s + 1) * classes];
+            let es = &mut e[s * classes..(s + 1) * classes];
+            match self.cfg.energy {
+                Energy::Gaussian => {
+                    for (j, ev) in es.iter_mut().enumerate() {
+                        let t = if j == label as usize { 1.0 } else { 0.0 };
+                        *ev = self.cfg.beta * (t - z[j]);
+                        energy += 0.5 * (*ev as f64) * (*ev as f64);
+                    }
+                }
+                Energy::Ce => {
+                    let mx = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                    let sum: f32 = z.iter().map(|v| (v - mx).exp()).sum();
+                    for (j, ev) in es.iter_mut().enumerate() {
+                        let p = (z[j] - mx).exp() / sum;
+                        let t = if j == label as usize { 1.0 } else { 0.0 };
+                        *ev = self.cfg.beta * (t - p);
+                    }
+                    energy += (sum.ln() + mx - z[label as usize]) as f64;
+                }
+            }
+        }
+        energy
+    }
+}
+
+impl Rule for PredictiveCoding {
+    fn step(
+        &mut self,
+        net: &mut Network,
+        ws: &mut Workspace,
+        y: &[u32],
+        loss: Loss,
+        grads: &mut [Vec<f32>],
+        rng: &mut Rng,
+    ) -> StepStats {
+        // Feed-forward pass: initialises every node (and reports the usual loss and accuracy).
+        let stats = forward_with_error(net, ws, y, loss, rng);
+        let n = ws.n;
+        let kk = self.pos.len() - 1;
+        let classes = net.output_len();
+        for k in 0..=kk {
+            let len = n * net.shapes[self.pos[k]].len();
+            let src = &ws.acts[self.pos[k]][..len];
+            for buf in [&mut self.x[k], &mut self.mu[k]] {
+                buf.clear();
+                buf.extend_from_slice(src);
+            }
+            self.vel[k].clear();
+            self.vel[k].resize(len, 0.0);
+            self.back[k].clear();
+            self.back[k].resize(len, 0.0);
+            self.errs[k].clear();
+            self.errs[k].resize(len, 0.0);
+        }
+        let mut errs = std::mem::take(&mut self.errs);
+        let e0 = self.errors(&mut errs, y, classes);
+        self.trace.clear();
+        let (gamma, mom) = (self.cfg.gamma, self.cfg.momentum);
+        for _ in 0..self.cfg.steps {
+            if !self.cfg.fixed_prediction {
+                self.predict(net, ws);
+            }
+            let energy = self.errors(&mut errs, y, classes);
+            self.trace.push(energy);
+            // -J^T e of each node's block, top down; ws.grads[pos] is dF/dmu = -e.
+            for k in (1..=kk).rev() {
+                let (s, e) = (self.start(k), self.pos[k]);
+                for (g, ev) in ws.grads[e].iter_mut().zip(&errs[k]) {
+                    *g = -ev;
+                }
+                net.backward(ws, grads, s, e, None, true);
+                let len = self.back[k - 1].len();
+                self.back[k - 1].copy_from_slice(&ws.grads[s][..len]);
+            }
+            for k in 0..kk {
+                for (((x, v), ev), b) in self.x[k]
+                    .iter_mut()
+                    .zip(&mut self.vel[k])
+                    .zip(&errs[k])
+                    .zip(&self.back[k])
+                {
+                    *v = mom * *v + (ev + b);
+                    *x -= gamma * *v;
+                }
+            }
+        }
+        // Weight update at the relaxed nodes: dF/dW of each block, batch mean.
+        if !self.cfg.fixed_prediction {
+            self.predict(net, ws);
+        }
+        let e_end = self.errors(&mut errs, y, classes);
+        self.trace.push(e_end);
+        let inv_n = 1.0 / n as f32;
+        for k in 0..=kk {
+            let (s, e) = (self.start(k), self.pos[k]);
+            for (g, ev) in ws.grads[e].iter_mut().zip(&errs[k]) {
+                *g = -ev * inv_n;
+            }
+            net.backward(ws, grads, s, e, None, false);
+        }
+        self.errs = errs;
+        self.last = PcStats {
+            energy_start: e0,
+            energy_end: e_end,
+            steps: self.cfg.steps,
+        };
+        StepStats {
+            energy: Some((e0, e_end, self.cfg.steps)),
+            ..stats
+        }
+    }
+}
