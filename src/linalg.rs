@@ -50,7 +50,9 @@ pub fn matmul(
     let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
     let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
     let threads = rayon::current_num_threads();
-    let par = if threads > 1 && m * n * k >= PAR_MIN_FLOPS && m.min(n) >= 32 {
+    // Thin products (a conv's few output channels over a whole batch of positions) still
+    // split well along their long side.
+    let par = if threads > 1 && m * n * k >= PAR_MIN_FLOPS && m.max(n) >= 256 {
         Parallelism::Rayon(threads)
     } else {
         Parallelism::None

@@ -210,8 +210,12 @@ impl ConvGeom {
         let gt = &tmp[..o * np];
         linalg::matmul(o, ckk, np, gt, false, cols, true, dw, false);
         if let Some(db) = db {
-            for (oc, d) in db.iter_mut().enumerate() {
-                *d = gt[oc * np..(oc + 1) * np].iter().sum::<f32>();
+            let sum = |oc: usize, d: &mut f32| *d = gt[oc * np..(oc + 1) * np].iter().sum::<f32>();
+            if o * np >= linalg::PAR_MIN_LEN && rayon::current_num_threads() > 1 {
+                use rayon::prelude::*;
+                db.par_iter_mut().enumerate().for_each(|(oc, d)| sum(oc, d));
+            } else {
+                db.iter_mut().enumerate().for_each(|(oc, d)| sum(oc, d));
             }
         }
         if let Some((feedback, dcols, dx)) = dx {
