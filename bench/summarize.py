@@ -6,7 +6,8 @@ groups = collections.defaultdict(list)
 for f in sorted(glob.glob(f"{d}/*/result.json")):
     r = json.load(open(f))
     c = r["config"]
-    groups[(c["arch"], c["rule"], c["data"], c["epochs"])].append(r)
+    rule = c["rule"] + (f' ({c["pc_energy"]} energy)' if c["rule"].startswith("pc") else "")
+    groups[(c["arch"], rule, c["data"], c["epochs"])].append(r)
 print("| data | arch | rule | epochs | seeds | test accuracy % (mean +- std) | diverged |")
 print("|---|---|---|---|---|---|---|")
 for (arch, rule, data, ep), rs in sorted(groups.items()):

@@ -39,18 +39,9 @@ pub fn run(
     for arch in archs {
         for &rule in rules {
             for &t in threads {
-                let cfg = TrainConfig {
-                    rule,
-                    arch: arch.clone(),
-                    threads: t,
-                    epochs: 1,
-                    ..base.clone()
-                };
+                let cfg = TrainConfig { rule, arch: arch.clone(), threads: t, epochs: 1, ..base.clone() };
                 cfg.validate()?;
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(t)
-                    .build()
-                    .map_err(|e| e.to_string())?;
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().map_err(|e| e.to_string())?;
                 let row = pool.install(|| -> Result<BenchRow, String> {
                     let mut rng = Rng::new(cfg.seed);
                     let mut tr = Trainer::new(&cfg, input, ds.num_classes, &mut rng)?;

@@ -106,10 +106,8 @@ impl TrainConfig {
     pub fn load(file: Option<&Path>, overrides: toml::Table) -> Result<Self, String> {
         let mut table = match file {
             Some(p) => {
-                let text =
-                    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| format!("{}: not valid TOML: {e}", p.display()))?
+                let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                text.parse::<toml::Table>().map_err(|e| format!("{}: not valid TOML: {e}", p.display()))?
             }
             None => toml::Table::new(),
         };
@@ -117,9 +115,7 @@ impl TrainConfig {
             table.insert(k, v);
         }
         let where_ = file.map_or("command line".to_string(), |p| p.display().to_string());
-        let cfg: TrainConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e| format!("{where_}: {e}"))?;
+        let cfg: TrainConfig = toml::Value::Table(table).try_into().map_err(|e| format!("{where_}: {e}"))?;
         cfg.validate().map_err(|e| format!("{where_}: {e}"))?;
         Ok(cfg)
     }
@@ -134,31 +130,13 @@ impl TrainConfig {
             ),
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch >= 1, "batch must be at least 1"),
-            (
-                self.lr.is_finite() && self.lr > 0.0,
-                "lr must be a positive number",
-            ),
-            (
-                (0.0..1.0).contains(&self.momentum),
-                "momentum must be in [0, 1)",
-            ),
-            (
-                self.weight_decay >= 0.0 && self.weight_decay.is_finite(),
-                "weight_decay must be >= 0",
-            ),
+            (self.lr.is_finite() && self.lr > 0.0, "lr must be a positive number"),
+            ((0.0..1.0).contains(&self.momentum), "momentum must be in [0, 1)"),
+            (self.weight_decay >= 0.0 && self.weight_decay.is_finite(), "weight_decay must be >= 0"),
             (self.threads >= 1, "threads must be at least 1"),
-            (
-                (0.0..1.0).contains(&self.val_fraction),
-                "val_fraction must be in [0, 1)",
-            ),
-            (
-                (0.0..1.0).contains(&self.beta1) && (0.0..1.0).contains(&self.beta2),
-                "beta1 and beta2 must be in [0, 1)",
-            ),
-            (
-                self.gamma > 0.0 && self.step_size >= 1,
-                "gamma must be > 0 and step_size >= 1",
-            ),
+            ((0.0..1.0).contains(&self.val_fraction), "val_fraction must be in [0, 1)"),
+            ((0.0..1.0).contains(&self.beta1) && (0.0..1.0).contains(&self.beta2), "beta1 and beta2 must be in [0, 1)"),
+            (self.gamma > 0.0 && self.step_size >= 1, "gamma must be > 0 and step_size >= 1"),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, msg)) => Err(msg.to_string()),
@@ -203,18 +181,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("biolearn-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("run.toml");
-        std::fs::write(
-            &f,
-            "rule = \"fa\"\nepochs = 3\nlr = 0.1\nmilestones = [1, 2]\n",
-        )
-        .unwrap();
+        std::fs::write(&f, "rule = \"fa\"\nepochs = 3\nlr = 0.1\nmilestones = [1, 2]\n").unwrap();
         let mut over = toml::Table::new();
         over.insert("lr".into(), toml::Value::Float(0.5));
         let c = TrainConfig::load(Some(&f), over).unwrap();
-        assert_eq!(
-            (c.rule, c.epochs, c.lr, c.milestones.clone()),
-            (RuleName::Fa, 3, 0.5, vec![1, 2])
-        );
+        assert_eq!((c.rule, c.epochs, c.lr, c.milestones.clone()), (RuleName::Fa, 3, 0.5, vec![1, 2]));
         assert_eq!(c.batch, TrainConfig::default().batch);
         std::fs::write(&f, "epoch = 3\n").unwrap();
         let e = TrainConfig::load(Some(&f), toml::Table::new()).unwrap_err();
@@ -225,9 +196,7 @@ mod tests {
         std::fs::write(&f, "rule = \"nope\"\n").unwrap();
         assert!(TrainConfig::load(Some(&f), toml::Table::new()).is_err());
         std::fs::write(&f, "arch = \"mlp:x\"\n").unwrap();
-        assert!(TrainConfig::load(Some(&f), toml::Table::new())
-            .unwrap_err()
-            .contains("mlp:x"));
+        assert!(TrainConfig::load(Some(&f), toml::Table::new()).unwrap_err().contains("mlp:x"));
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -23,17 +23,7 @@ pub const CHUNK: usize = 1 << 13;
 /// `op(b)` of shape k x n, all row-major. `ta`: `a` is stored k x m (use its transpose);
 /// `tb`: `b` is stored n x k.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    ta: bool,
-    b: &[f32],
-    tb: bool,
-    c: &mut [f32],
-    accumulate: bool,
-) {
+pub fn matmul(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: bool, c: &mut [f32], accumulate: bool) {
     assert!(a.len() >= m * k, "matmul: a has {} < {}x{}", a.len(), m, k);
     assert!(b.len() >= k * n, "matmul: b has {} < {}x{}", b.len(), k, n);
     assert!(c.len() >= m * n, "matmul: c has {} < {}x{}", c.len(), m, n);
@@ -68,16 +58,9 @@ pub fn matmul(
     // straight into C through swapped destination strides.
     let swap = m < 64 && n > m;
     let (mm, nn) = if swap { (n, m) } else { (m, n) };
-    let (dst_cs, dst_rs) = if swap {
-        (n as isize, 1)
-    } else {
-        (1, n as isize)
-    };
-    let (lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs) = if swap {
-        (b, b_rs, b_cs, a, a_rs, a_cs)
-    } else {
-        (a, a_cs, a_rs, b, b_cs, b_rs)
-    };
+    let (dst_cs, dst_rs) = if swap { (n as isize, 1) } else { (1, n as isize) };
+    let (lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs) =
+        if swap { (b, b_rs, b_cs, a, a_rs, a_cs) } else { (a, a_cs, a_rs, b, b_cs, b_rs) };
     // SAFETY: the asserts above guarantee every index the strides reach lies inside the slices;
     // `c` is exclusively borrowed and does not alias `a` or `b`.
     unsafe {
@@ -111,23 +94,11 @@ pub fn matmul(
 /// of `KC` so that each chunk of a row of b is read from memory once and meets every row of a
 /// (8 at a time, in registers) from cache. Every entry is summed by one thread in a fixed order,
 /// whatever the thread count.
-fn dot_products(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    b: &[f32],
-    c: &mut [f32],
-    accumulate: bool,
-) {
+fn dot_products(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32], accumulate: bool) {
     const KC: usize = 2048;
     let threads = rayon::current_num_threads();
     let par = threads > 1 && m * n * k >= PAR_MIN_FLOPS;
-    let jb = if par {
-        n.div_ceil(4 * threads).max(1)
-    } else {
-        n
-    };
+    let jb = if par { n.div_ceil(4 * threads).max(1) } else { n };
     // c transposed (n x m): each block of j is a contiguous chunk.
     let mut ct = vec![0.0f32; n * m];
     let block = |t: usize, blk: &mut [f32]| {
@@ -153,20 +124,14 @@ fn dot_products(
         }
     };
     if par {
-        ct.par_chunks_mut(jb * m)
-            .enumerate()
-            .for_each(|(t, blk)| block(t, blk));
+        ct.par_chunks_mut(jb * m).enumerate().for_each(|(t, blk)| block(t, blk));
     } else {
         block(0, &mut ct);
     }
     for i in 0..m {
         for j in 0..n {
             let v = &mut c[i * n + j];
-            *v = if accumulate {
-                *v + ct[j * m + i]
-            } else {
-                ct[j * m + i]
-            };
+            *v = if accumulate { *v + ct[j * m + i] } else { ct[j * m + i] };
         }
     }
 }
@@ -180,8 +145,7 @@ fn dot8(a: &[f32], rows: usize, stride: usize, len: usize, b: &[f32], out: &mut 
             // SAFETY: the CPU supports AVX-512F (checked above).
             return unsafe { dot8_avx512(a, rows, stride, len, b, out) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU supports AVX2 and FMA (checked above).
             return unsafe { dot8_avx2(a, rows, stride, len, b, out) };
         }
@@ -191,27 +155,13 @@ fn dot8(a: &[f32], rows: usize, stride: usize, len: usize, b: &[f32], out: &mut 
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn dot8_avx512(
-    a: &[f32],
-    rows: usize,
-    stride: usize,
-    len: usize,
-    b: &[f32],
-    out: &mut [f32; 8],
-) {
+unsafe fn dot8_avx512(a: &[f32], rows: usize, stride: usize, len: usize, b: &[f32], out: &mut [f32; 8]) {
     dot8_generic(a, rows, stride, len, b, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot8_avx2(
-    a: &[f32],
-    rows: usize,
-    stride: usize,
-    len: usize,
-    b: &[f32],
-    out: &mut [f32; 8],
-) {
+unsafe fn dot8_avx2(a: &[f32], rows: usize, stride: usize, len: usize, b: &[f32], out: &mut [f32; 8]) {
     dot8_generic(a, rows, stride, len, b, out)
 }
 
@@ -246,9 +196,7 @@ where
             f(i * CHUNK, c);
         }
     } else {
-        v.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(i, c)| f(i * CHUNK, c));
+        v.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| f(i * CHUNK, c));
     }
 }
 
@@ -263,10 +211,7 @@ where
             f(i * CHUNK, o, x);
         }
     } else {
-        out.par_chunks_mut(CHUNK)
-            .zip(inp.par_chunks(CHUNK))
-            .enumerate()
-            .for_each(|(i, (o, x))| f(i * CHUNK, o, x));
+        out.par_chunks_mut(CHUNK).zip(inp.par_chunks(CHUNK)).enumerate().for_each(|(i, (o, x))| f(i * CHUNK, o, x));
     }
 }
 
@@ -283,9 +228,7 @@ where
             f(i, r);
         }
     } else {
-        v.par_chunks_mut(row_len)
-            .enumerate()
-            .for_each(|(i, r)| f(i, r));
+        v.par_chunks_mut(row_len).enumerate().for_each(|(i, r)| f(i, r));
     }
 }
 

@@ -91,11 +91,7 @@ impl Optimizer {
                         let mut d = g[j] + c.weight_decay * w[j];
                         if c.momentum != 0.0 {
                             m[j] = if first { d } else { c.momentum * m[j] + d };
-                            d = if c.nesterov {
-                                d + c.momentum * m[j]
-                            } else {
-                                m[j]
-                            };
+                            d = if c.nesterov { d + c.momentum * m[j] } else { m[j] };
                         }
                         w[j] -= lr * d;
                     }
@@ -162,12 +158,7 @@ pub struct Schedule {
 
 impl Default for Schedule {
     fn default() -> Self {
-        Schedule {
-            kind: ScheduleKind::Constant,
-            gamma: 0.1,
-            step_size: 30,
-            milestones: vec![],
-        }
+        Schedule { kind: ScheduleKind::Constant, gamma: 0.1, step_size: 30, milestones: vec![] }
     }
 }
 
@@ -178,9 +169,7 @@ impl Schedule {
             ScheduleKind::Constant => base,
             ScheduleKind::Step => base * self.gamma.powi((epoch / self.step_size.max(1)) as i32),
             ScheduleKind::Multistep => {
-                base * self
-                    .gamma
-                    .powi(self.milestones.iter().filter(|&&m| m <= epoch).count() as i32)
+                base * self.gamma.powi(self.milestones.iter().filter(|&&m| m <= epoch).count() as i32)
             }
             ScheduleKind::Cosine => {
                 let t = epoch as f32 / epochs.max(1) as f32;
@@ -210,26 +199,13 @@ mod tests {
     fn sgd_momentum_nesterov_by_hand() {
         // w0 = 1, g = 0.5 then 1.5, lr 0.1, mu 0.9, wd 0:
         // step 1: b = 0.5, w = 1 - 0.05 = 0.95; step 2: b = 0.45 + 1.5 = 1.95, w = 0.95 - 0.195 = 0.755.
-        let cfg = OptimConfig {
-            lr: 0.1,
-            momentum: 0.9,
-            ..Default::default()
-        };
+        let cfg = OptimConfig { lr: 0.1, momentum: 0.9, ..Default::default() };
         assert!((run(cfg, 2)[0] - 0.755).abs() < 1e-6);
         // Nesterov: step 1: d = 0.5 + 0.9*0.5 = 0.95, w = 0.905; step 2: b = 1.95, d = 1.5 + 1.755 = 3.255.
-        let cfg = OptimConfig {
-            lr: 0.1,
-            momentum: 0.9,
-            nesterov: true,
-            ..Default::default()
-        };
+        let cfg = OptimConfig { lr: 0.1, momentum: 0.9, nesterov: true, ..Default::default() };
         assert!((run(cfg, 2)[0] - (0.905 - 0.3255)).abs() < 1e-6);
         // Weight decay 0.1, no momentum: w = 1 - 0.1 (0.5 + 0.1) = 0.94.
-        let cfg = OptimConfig {
-            lr: 0.1,
-            weight_decay: 0.1,
-            ..Default::default()
-        };
+        let cfg = OptimConfig { lr: 0.1, weight_decay: 0.1, ..Default::default() };
         assert!((run(cfg, 1)[0] - 0.94).abs() < 1e-6);
     }
 
@@ -237,61 +213,25 @@ mod tests {
     fn adam_and_adamw_match_pytorch() {
         // torch.optim.Adam([w], lr=0.1), w0 = [1, -2], grads [0.5, -1] then [1.5, -1]:
         // the first step moves each weight by exactly lr against the gradient's sign.
-        let cfg = OptimConfig {
-            kind: OptimizerKind::Adam,
-            lr: 0.1,
-            ..Default::default()
-        };
+        let cfg = OptimConfig { kind: OptimizerKind::Adam, lr: 0.1, ..Default::default() };
         let w = run(cfg, 1);
         assert!((w[0] - 0.9).abs() < 1e-6 && (w[1] + 1.9).abs() < 1e-6);
         // Second step, by hand: m = 0.05*0.9 + 0.15 = 0.195, v = 0.999*0.00025 + 0.00225 = 0.00249975
         // mhat = 0.195/0.19 = 1.026316, vhat = 0.00249975/0.001999 = 1.250500, step = 0.1*1.026316/1.118257
         let w = run(cfg, 2);
-        assert!(
-            (w[0] - (0.9 - 0.1 * 1.026_316 / 1.250_500f32.sqrt())).abs() < 1e-5,
-            "{}",
-            w[0]
-        );
+        assert!((w[0] - (0.9 - 0.1 * 1.026_316 / 1.250_500f32.sqrt())).abs() < 1e-5, "{}", w[0]);
         // AdamW(lr 0.1, wd 0.5): first step w = 1 - 0.1*0.5*1 - 0.1 = 0.85.
-        let cfg = OptimConfig {
-            kind: OptimizerKind::Adamw,
-            lr: 0.1,
-            weight_decay: 0.5,
-            ..Default::default()
-        };
+        let cfg = OptimConfig { kind: OptimizerKind::Adamw, lr: 0.1, weight_decay: 0.5, ..Default::default() };
         assert!((run(cfg, 1)[0] - 0.85).abs() < 1e-6);
     }
 
     #[test]
     fn schedules() {
-        let s = Schedule {
-            kind: ScheduleKind::Step,
-            gamma: 0.5,
-            step_size: 2,
-            milestones: vec![],
-        };
-        assert_eq!(
-            [
-                s.lr(1.0, 0, 9),
-                s.lr(1.0, 1, 9),
-                s.lr(1.0, 2, 9),
-                s.lr(1.0, 5, 9)
-            ],
-            [1.0, 1.0, 0.5, 0.25]
-        );
-        let s = Schedule {
-            kind: ScheduleKind::Multistep,
-            gamma: 0.1,
-            step_size: 0,
-            milestones: vec![50, 75],
-        };
-        assert!(
-            (s.lr(1.0, 74, 100) - 0.1).abs() < 1e-7 && (s.lr(1.0, 75, 100) - 0.01).abs() < 1e-7
-        );
-        let s = Schedule {
-            kind: ScheduleKind::Cosine,
-            ..Default::default()
-        };
+        let s = Schedule { kind: ScheduleKind::Step, gamma: 0.5, step_size: 2, milestones: vec![] };
+        assert_eq!([s.lr(1.0, 0, 9), s.lr(1.0, 1, 9), s.lr(1.0, 2, 9), s.lr(1.0, 5, 9)], [1.0, 1.0, 0.5, 0.25]);
+        let s = Schedule { kind: ScheduleKind::Multistep, gamma: 0.1, step_size: 0, milestones: vec![50, 75] };
+        assert!((s.lr(1.0, 74, 100) - 0.1).abs() < 1e-7 && (s.lr(1.0, 75, 100) - 0.01).abs() < 1e-7);
+        let s = Schedule { kind: ScheduleKind::Cosine, ..Default::default() };
         assert_eq!(s.lr(2.0, 0, 10), 2.0);
         assert!((s.lr(2.0, 5, 10) - 1.0).abs() < 1e-6);
     }

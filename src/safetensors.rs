@@ -12,11 +12,7 @@ pub struct Tensor<'a> {
     pub data: &'a [f32],
 }
 
-pub fn save(
-    path: &Path,
-    tensors: &[Tensor],
-    metadata: &BTreeMap<String, String>,
-) -> std::io::Result<()> {
+pub fn save(path: &Path, tensors: &[Tensor], metadata: &BTreeMap<String, String>) -> std::io::Result<()> {
     let mut header = serde_json::Map::new();
     if !metadata.is_empty() {
         header.insert("__metadata__".into(), serde_json::to_value(metadata)?);
@@ -53,9 +49,8 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>, Str
         return Err(format!("{p}: too short for a safetensors file"));
     }
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let body = bytes
-        .get(8..8usize.saturating_add(n))
-        .ok_or_else(|| format!("{p}: header length {n} exceeds the file"))?;
+    let body =
+        bytes.get(8..8usize.saturating_add(n)).ok_or_else(|| format!("{p}: header length {n} exceeds the file"))?;
     let header: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(body).map_err(|e| format!("{p}: bad header: {e}"))?;
     let data = &bytes[8 + n..];
@@ -66,26 +61,15 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>, Str
         }
         let bad = || format!("{p}: tensor '{name}' has a malformed entry");
         if v["dtype"] != "F32" {
-            return Err(format!(
-                "{p}: tensor '{name}' is {} (only F32 is supported)",
-                v["dtype"]
-            ));
+            return Err(format!("{p}: tensor '{name}' is {} (only F32 is supported)", v["dtype"]));
         }
         let shape: Vec<usize> = serde_json::from_value(v["shape"].clone()).map_err(|_| bad())?;
-        let off: [usize; 2] =
-            serde_json::from_value(v["data_offsets"].clone()).map_err(|_| bad())?;
-        let raw = data
-            .get(off[0]..off[1])
-            .ok_or_else(|| format!("{p}: tensor '{name}' lies past the end of the file"))?;
-        let vals: Vec<f32> = raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
+        let off: [usize; 2] = serde_json::from_value(v["data_offsets"].clone()).map_err(|_| bad())?;
+        let raw =
+            data.get(off[0]..off[1]).ok_or_else(|| format!("{p}: tensor '{name}' lies past the end of the file"))?;
+        let vals: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
         if vals.len() != shape.iter().product::<usize>() {
-            return Err(format!(
-                "{p}: tensor '{name}' has {} values for shape {shape:?}",
-                vals.len()
-            ));
+            return Err(format!("{p}: tensor '{name}' has {} values for shape {shape:?}", vals.len()));
         }
         out.insert(name, (shape, vals));
     }
@@ -107,16 +91,8 @@ mod tests {
         save(
             &f,
             &[
-                Tensor {
-                    name: "w".into(),
-                    shape: vec![2, 3],
-                    data: &a,
-                },
-                Tensor {
-                    name: "b".into(),
-                    shape: vec![1],
-                    data: &b,
-                },
+                Tensor { name: "w".into(), shape: vec![2, 3], data: &a },
+                Tensor { name: "b".into(), shape: vec![1], data: &b },
             ],
             &meta,
         )

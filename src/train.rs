@@ -80,16 +80,8 @@ pub struct RunResult {
 
 /// Progress reports for a UI.
 pub enum Progress<'a> {
-    Batch {
-        epoch: usize,
-        epochs: usize,
-        done: usize,
-        total: usize,
-    },
-    Epoch {
-        record: &'a EpochRecord,
-        epochs: usize,
-    },
+    Batch { epoch: usize, epochs: usize, done: usize, total: usize },
+    Epoch { record: &'a EpochRecord, epochs: usize },
 }
 
 /// A network, its rule and optimiser, and the buffers of one batch size.
@@ -123,19 +115,11 @@ pub struct EpochStats {
 impl Trainer {
     /// Build the network and rule for inputs of `input` shape and `classes` outputs, drawing
     /// from `rng` in a fixed order: network, rule, then the training stream.
-    pub fn new(
-        cfg: &TrainConfig,
-        input: Shape,
-        classes: usize,
-        rng: &mut Rng,
-    ) -> Result<Self, String> {
+    pub fn new(cfg: &TrainConfig, input: Shape, classes: usize, rng: &mut Rng) -> Result<Self, String> {
         cfg.validate()?;
         let arch = cfg.arch_spec()?;
         let net = arch.build(input, classes, cfg.activation, cfg.init, &mut rng.fork())?;
-        let rule = cfg
-            .rule
-            .build(&net, cfg, &mut rng.fork())
-            .map_err(|e| format!("rule {}: {e}", cfg.rule))?;
+        let rule = cfg.rule.build(&net, cfg, &mut rng.fork()).map_err(|e| format!("rule {}: {e}", cfg.rule))?;
         let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
         let opt = Optimizer::new(cfg.optim(), &sizes);
         let grads = net.zero_grads();
@@ -156,12 +140,7 @@ impl Trainer {
     }
 
     /// One pass over `split` in a seeded random order. Stops early if the loss diverges.
-    pub fn train_epoch(
-        &mut self,
-        split: &Split,
-        lr: f32,
-        mut on_batch: impl FnMut(usize, usize),
-    ) -> EpochStats {
+    pub fn train_epoch(&mut self, split: &Split, lr: f32, mut on_batch: impl FnMut(usize, usize)) -> EpochStats {
         let t0 = Instant::now();
         let (n, d, b) = (split.n, split.dim, self.cfg.batch);
         self.order.clear();
@@ -185,18 +164,8 @@ impl Trainer {
             if let Some((std, norm)) = &self.train_noise {
                 noise::corrupt(input, norm, NoiseKind::Gaussian, *std, &mut self.rng);
             }
-            let StepStats {
-                loss_sum,
-                correct: c,
-                energy: en,
-            } = self.rule.step(
-                &mut self.net,
-                &mut self.ws,
-                &labels,
-                self.cfg.loss,
-                &mut self.grads,
-                &mut self.rng,
-            );
+            let StepStats { loss_sum, correct: c, energy: en } =
+                self.rule.step(&mut self.net, &mut self.ws, &labels, self.cfg.loss, &mut self.grads, &mut self.rng);
             if let Some((a, b, t)) = en {
                 let e = energy.get_or_insert((0.0, 0.0, t));
                 e.0 += a;
@@ -233,23 +202,15 @@ impl Trainer {
         if split.n == 0 {
             return 0.0;
         }
-        self.net
-            .predict(&mut self.eval_ws, &split.x, split.n, 1000, &mut self.logits);
+        self.net.predict(&mut self.eval_ws, &split.x, split.n, 1000, &mut self.logits);
         let k = self.net.output_len();
-        let correct = (0..split.n)
-            .filter(|&s| argmax(&self.logits[s * k..(s + 1) * k]) == split.y[s] as usize)
-            .count();
+        let correct = (0..split.n).filter(|&s| argmax(&self.logits[s * k..(s + 1) * k]) == split.y[s] as usize).count();
         correct as f64 / split.n as f64
     }
 }
 
 /// Move a stratified, seeded `fraction` of `train` into a validation split.
-pub fn split_validation(
-    train: &Split,
-    classes: usize,
-    fraction: f32,
-    rng: &mut Rng,
-) -> (Split, Split) {
+pub fn split_validation(train: &Split, classes: usize, fraction: f32, rng: &mut Rng) -> (Split, Split) {
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
     for (i, &y) in train.y.iter().enumerate() {
         by_class[y as usize].push(i);
@@ -274,12 +235,7 @@ pub fn subset(s: &Split, idx: &[usize]) -> Split {
     for &i in idx {
         x.extend_from_slice(&s.x[i * d..(i + 1) * d]);
     }
-    Split {
-        x,
-        y: idx.iter().map(|&i| s.y[i]).collect(),
-        n: idx.len(),
-        dim: d,
-    }
+    Split { x, y: idx.iter().map(|&i| s.y[i]).collect(), n: idx.len(), dim: d }
 }
 
 /// A loaded data set, its checksum (before normalisation) and the normalisation applied.
@@ -296,23 +252,12 @@ pub fn load_data(cfg: &TrainConfig) -> Result<Loaded, String> {
     let mut ds = data::load(name, dir).map_err(|e| e.to_string())?;
     let checksum = ds.checksum();
     let plane = ds.height * ds.width;
-    let (mean, std) = if cfg.normalize {
-        ds.normalize()
-    } else {
-        (vec![0.0; ds.channels], vec![1.0; ds.channels])
-    };
-    Ok(Loaded {
-        ds,
-        checksum,
-        norm: Norm { mean, std, plane },
-    })
+    let (mean, std) = if cfg.normalize { ds.normalize() } else { (vec![0.0; ds.channels], vec![1.0; ds.channels]) };
+    Ok(Loaded { ds, checksum, norm: Norm { mean, std, plane } })
 }
 
 /// One full run: load data, train for `cfg.epochs`, evaluate every epoch.
-pub fn run(
-    cfg: &TrainConfig,
-    progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<(RunResult, Trainer), String> {
+pub fn run(cfg: &TrainConfig, progress: &mut (dyn FnMut(Progress) + Send)) -> Result<(RunResult, Trainer), String> {
     let l = load_data(cfg)?;
     run_on(cfg, &l.ds, &l.checksum, progress)
 }
@@ -358,29 +303,17 @@ fn run_in_pool(
     for e in 0..cfg.epochs {
         let lr = schedule.lr(cfg.lr, e, cfg.epochs);
         let stats = trainer.train_epoch(train, lr, |done, total| {
-            progress(Progress::Batch {
-                epoch: e + 1,
-                epochs: cfg.epochs,
-                done,
-                total,
-            })
+            progress(Progress::Batch { epoch: e + 1, epochs: cfg.epochs, done, total })
         });
         train_seconds += stats.seconds;
         seen += train.n;
         if let Some(b) = stats.diverged_at {
-            diverged = Some(Diverged {
-                epoch: e + 1,
-                batch: b + 1,
-            });
+            diverged = Some(Diverged { epoch: e + 1, batch: b + 1 });
         }
         let record = EpochRecord {
             epoch: e + 1,
             lr,
-            train_loss: if diverged.is_some() {
-                f64::NAN
-            } else {
-                stats.loss
-            },
+            train_loss: if diverged.is_some() { f64::NAN } else { stats.loss },
             train_accuracy: stats.accuracy,
             test_accuracy: trainer.evaluate(&ds.test),
             val_accuracy: val.map(|v| trainer.evaluate(v)),
@@ -389,10 +322,7 @@ fn run_in_pool(
             energy_after: stats.energy.map(|e| e.1),
             inference_steps: stats.energy.map(|e| e.2),
         };
-        progress(Progress::Epoch {
-            record: &record,
-            epochs: cfg.epochs,
-        });
+        progress(Progress::Epoch { record: &record, epochs: cfg.epochs });
         epochs.push(record);
         if diverged.is_some() {
             break;

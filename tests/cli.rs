@@ -21,11 +21,7 @@ fn run(args: &[&str]) -> Output {
 
 fn ok(args: &[&str]) -> Output {
     let o = run(args);
-    assert!(
-        o.status.success(),
-        "biolearn {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "biolearn {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
     o
 }
 
@@ -62,18 +58,8 @@ fn history(v: &serde_json::Value) -> Vec<serde_json::Value> {
 fn train_writes_result_json_with_config_history_and_accuracy() {
     let d = tmp("train");
     let out = d.join("run");
-    let o = ok(&[
-        "train",
-        "--epochs",
-        "3",
-        "--arch",
-        "mlp:64",
-        "--out",
-        out.to_str().unwrap(),
-        "--save",
-        "--threads",
-        "1",
-    ]);
+    let o =
+        ok(&["train", "--epochs", "3", "--arch", "mlp:64", "--out", out.to_str().unwrap(), "--save", "--threads", "1"]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("test accuracy"), "{stdout}");
     let r = result(&out);
@@ -133,11 +119,7 @@ fn same_seed_and_threads_give_identical_histories() {
             out.to_str().unwrap(),
             "-q",
         ]);
-        assert_ne!(
-            history(&result(&out)),
-            hs[0],
-            "{rule}: seed 8 gave seed 7's run"
-        );
+        assert_ne!(history(&result(&out)), hs[0], "{rule}: seed 8 gave seed 7's run");
     }
 }
 
@@ -145,93 +127,35 @@ fn same_seed_and_threads_give_identical_histories() {
 fn config_file_and_flags() {
     let d = tmp("config");
     let f = d.join("run.toml");
-    std::fs::write(
-        &f,
-        "rule = \"fa\"\nepochs = 2\narch = \"mlp:16\"\nlr = 0.02\n",
-    )
-    .unwrap();
+    std::fs::write(&f, "rule = \"fa\"\nepochs = 2\narch = \"mlp:16\"\nlr = 0.02\n").unwrap();
     let out = d.join("run");
-    ok(&[
-        "train",
-        "--config",
-        f.to_str().unwrap(),
-        "--lr",
-        "0.03",
-        "--out",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
+    ok(&["train", "--config", f.to_str().unwrap(), "--lr", "0.03", "--out", out.to_str().unwrap(), "-q"]);
     let r = result(&out);
     assert_eq!(r["config"]["rule"], "fa");
     assert_eq!(r["config"]["arch"], "mlp:16");
     assert!((r["config"]["lr"].as_f64().unwrap() - 0.03).abs() < 1e-6);
     std::fs::write(&f, "epocs = 2\n").unwrap();
-    let e = fail(&[
-        "train",
-        "--config",
-        f.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let e = fail(&["train", "--config", f.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(e.contains("run.toml") && e.contains("epocs"), "{e}");
-    let e = fail(&[
-        "train",
-        "--config",
-        d.join("missing.toml").to_str().unwrap(),
-    ]);
+    let e = fail(&["train", "--config", d.join("missing.toml").to_str().unwrap()]);
     assert!(e.contains("missing.toml"), "{e}");
 }
 
 #[test]
 fn bad_input_gives_clear_errors_and_exit_1() {
     let d = tmp("bad");
-    let e = fail(&[
-        "train",
-        "--data",
-        "mnist",
-        "--data-dir",
-        d.to_str().unwrap(),
-        "--out",
-        d.join("o").to_str().unwrap(),
-    ]);
+    let e =
+        fail(&["train", "--data", "mnist", "--data-dir", d.to_str().unwrap(), "--out", d.join("o").to_str().unwrap()]);
     assert!(e.contains(d.to_str().unwrap()), "{e}");
     // A corrupt IDX file: the error names it.
-    std::fs::write(
-        d.join("train-images-idx3-ubyte"),
-        [0u8, 0, 8, 1, 0, 0, 0, 1],
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("train-labels-idx1-ubyte"),
-        [0u8, 0, 8, 1, 0, 0, 0, 1, 3],
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("t10k-images-idx3-ubyte"),
-        [0u8, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, 28, 0, 0, 0, 28],
-    )
-    .unwrap();
+    std::fs::write(d.join("train-images-idx3-ubyte"), [0u8, 0, 8, 1, 0, 0, 0, 1]).unwrap();
+    std::fs::write(d.join("train-labels-idx1-ubyte"), [0u8, 0, 8, 1, 0, 0, 0, 1, 3]).unwrap();
+    std::fs::write(d.join("t10k-images-idx3-ubyte"), [0u8, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, 28, 0, 0, 0, 28]).unwrap();
     std::fs::write(d.join("t10k-labels-idx1-ubyte"), [0u8, 0, 8, 1, 0, 0, 0, 0]).unwrap();
-    let e = fail(&[
-        "train",
-        "--data",
-        "mnist",
-        "--data-dir",
-        d.to_str().unwrap(),
-        "--out",
-        d.join("o").to_str().unwrap(),
-    ]);
-    assert!(
-        e.contains("train-images-idx3-ubyte") && e.contains("magic"),
-        "{e}"
-    );
-    let e = fail(&[
-        "train",
-        "--arch",
-        "lenet",
-        "--out",
-        d.join("o").to_str().unwrap(),
-    ]);
+    let e =
+        fail(&["train", "--data", "mnist", "--data-dir", d.to_str().unwrap(), "--out", d.join("o").to_str().unwrap()]);
+    assert!(e.contains("train-images-idx3-ubyte") && e.contains("magic"), "{e}");
+    let e = fail(&["train", "--arch", "lenet", "--out", d.join("o").to_str().unwrap()]);
     assert!(e.contains("lenet") && e.contains("8x8"), "{e}");
     let e = fail(&["train", "--arch", "mlp:abc"]);
     assert!(e.contains("mlp:abc"), "{e}");
@@ -248,18 +172,7 @@ fn bad_input_gives_clear_errors_and_exit_1() {
 fn diverging_run_is_recorded_not_a_crash() {
     let d = tmp("diverge");
     let out = d.join("run");
-    let o = ok(&[
-        "train",
-        "--lr",
-        "1e30",
-        "--epochs",
-        "3",
-        "--arch",
-        "mlp:32",
-        "--out",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
+    let o = ok(&["train", "--lr", "1e30", "--epochs", "3", "--arch", "mlp:32", "--out", out.to_str().unwrap(), "-q"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("diverged"));
     let r = result(&out);
     assert_eq!(r["diverged"]["epoch"], 1);
@@ -274,10 +187,7 @@ fn rules_and_data_info_and_bench() {
     }
     let o = ok(&["data", "info", "digits"]);
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        s.contains("1438") && s.contains("359") && s.contains("checksum"),
-        "{s}"
-    );
+    assert!(s.contains("1438") && s.contains("359") && s.contains("checksum"), "{s}");
     let o = ok(&[
         "bench",
         "--data",

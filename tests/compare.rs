@@ -24,11 +24,7 @@ fn plan() -> PathBuf {
 
 fn ok(cmd: &mut Command) -> String {
     let o = cmd.output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -37,11 +33,7 @@ fn records(dir: &Path) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for f in biolearn::protocol::result_files(dir) {
         let text = std::fs::read_to_string(&f).unwrap();
-        assert!(
-            text.is_empty() || text.ends_with('\n'),
-            "{}: torn last line",
-            f.display()
-        );
+        assert!(text.is_empty() || text.ends_with('\n'), "{}: torn last line", f.display());
         for line in text.lines() {
             let mut v: Value = serde_json::from_str(line).unwrap();
             v.as_object_mut().unwrap().remove("seconds");
@@ -55,22 +47,9 @@ fn records(dir: &Path) -> BTreeMap<String, Value> {
 #[test]
 fn resume_after_kill_9_gives_exactly_the_uninterrupted_records() {
     let d = tmp("resume");
-    let args = [
-        "--epochs",
-        "10,30",
-        "--arch",
-        "mlp:256",
-        "--parallel",
-        "2",
-        "--quiet",
-    ];
+    let args = ["--epochs", "10,30", "--arch", "mlp:256", "--parallel", "2", "--quiet"];
     let full = d.join("full");
-    ok(bin()
-        .arg("compare")
-        .arg(plan())
-        .args(args)
-        .arg("--out")
-        .arg(&full));
+    ok(bin().arg("compare").arg(plan()).args(args).arg("--out").arg(&full));
     let want = records(&full);
     assert_eq!(want.len(), 12);
 
@@ -88,9 +67,7 @@ fn resume_after_kill_9_gives_exactly_the_uninterrupted_records() {
     let file = part.join("results.jsonl");
     let t0 = Instant::now();
     loop {
-        let n = std::fs::read_to_string(&file)
-            .map(|t| t.lines().count())
-            .unwrap_or(0);
+        let n = std::fs::read_to_string(&file).map(|t| t.lines().count()).unwrap_or(0);
         if n >= 3 || t0.elapsed() > Duration::from_secs(120) {
             break;
         }
@@ -100,10 +77,7 @@ fn resume_after_kill_9_gives_exactly_the_uninterrupted_records() {
     child.wait().unwrap();
     let before = std::fs::read_to_string(&file).unwrap();
     let n_before = before.lines().filter(|l| !l.is_empty()).count();
-    assert!(
-        n_before < 12,
-        "the sweep finished before it could be killed; make it longer"
-    );
+    assert!(n_before < 12, "the sweep finished before it could be killed; make it longer");
     // A crash in the middle of a write leaves a torn line: simulate one on top.
     let mut torn = before.clone();
     if !torn.ends_with('\n') {
@@ -112,26 +86,13 @@ fn resume_after_kill_9_gives_exactly_the_uninterrupted_records() {
     torn.push_str("{\"id\":\"digits|mlp:256|bp|f=0.5|s=0|h=0000");
     std::fs::write(&file, torn).unwrap();
 
-    let out = ok(bin()
-        .arg("compare")
-        .arg(plan())
-        .args(args)
-        .arg("--out")
-        .arg(&part));
+    let out = ok(bin().arg("compare").arg(plan()).args(args).arg("--out").arg(&part));
     assert!(out.contains("12 runs"), "{out}");
     let got = records(&part);
     assert_eq!(got.len(), 12);
-    assert_eq!(
-        got, want,
-        "resumed sweep differs from the uninterrupted one"
-    );
+    assert_eq!(got, want, "resumed sweep differs from the uninterrupted one");
     // A third call has nothing to do.
-    let out = ok(bin()
-        .arg("compare")
-        .arg(plan())
-        .args(args)
-        .arg("--out")
-        .arg(&part));
+    let out = ok(bin().arg("compare").arg(plan()).args(args).arg("--out").arg(&part));
     assert!(out.contains("12 already done, 0 run now"), "{out}");
 }
 
@@ -139,18 +100,10 @@ fn resume_after_kill_9_gives_exactly_the_uninterrupted_records() {
 fn shards_partition_the_grid_and_merge_into_one_report() {
     let d = tmp("shards");
     let one = d.join("one");
-    ok(bin()
-        .arg("compare")
-        .arg(plan())
-        .args(["--quiet", "--out"])
-        .arg(&one));
+    ok(bin().arg("compare").arg(plan()).args(["--quiet", "--out"]).arg(&one));
     let sharded = d.join("sharded");
     for i in 0..3 {
-        ok(bin()
-            .arg("compare")
-            .arg(plan())
-            .args(["--quiet", "--shard", &format!("{i}/3"), "--out"])
-            .arg(&sharded));
+        ok(bin().arg("compare").arg(plan()).args(["--quiet", "--shard", &format!("{i}/3"), "--out"]).arg(&sharded));
     }
     assert_eq!(biolearn::protocol::result_files(&sharded).len(), 3);
     assert_eq!(records(&sharded), records(&one));
@@ -166,11 +119,7 @@ fn shards_partition_the_grid_and_merge_into_one_report() {
         if p.extension().is_some_and(|x| x == "png") {
             let bytes = std::fs::read(&p).unwrap();
             assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", p.display());
-            assert!(
-                html.contains(p.file_name().unwrap().to_str().unwrap()),
-                "index.html lacks {}",
-                p.display()
-            );
+            assert!(html.contains(p.file_name().unwrap().to_str().unwrap()), "index.html lacks {}", p.display());
             pngs += 1;
         }
     }
@@ -218,42 +167,24 @@ fn compare_flags_override_the_plan_and_bad_plans_fail() {
 #[test]
 fn slurm_array_equals_one_process() {
     if std::env::var("BIOLEARN_SLURM_TEST").as_deref() != Ok("1") {
-        eprintln!(
-            "slurm_array_equals_one_process: BIOLEARN_SLURM_TEST != 1, no cluster here; not run"
-        );
+        eprintln!("slurm_array_equals_one_process: BIOLEARN_SLURM_TEST != 1, no cluster here; not run");
         return;
     }
     let d = tmp("slurm");
     let arr = d.join("array");
-    ok(bin()
-        .arg("slurm")
-        .arg(plan())
-        .args(["--tasks", "4", "--time", "10", "--out"])
-        .arg(&arr));
+    ok(bin().arg("slurm").arg(plan()).args(["--tasks", "4", "--time", "10", "--out"]).arg(&arr));
     let script = arr.join("slurm-array.sbatch");
     let text = std::fs::read_to_string(&script).unwrap();
     assert!(text.contains("#SBATCH --array=0-3"), "{text}");
-    let o = Command::new("sbatch")
-        .arg("--wait")
-        .arg(&script)
-        .output()
-        .unwrap();
+    let o = Command::new("sbatch").arg("--wait").arg(&script).output().unwrap();
     assert!(
         o.status.success(),
         "sbatch: {} {}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(
-        biolearn::protocol::result_files(&arr).len(),
-        4,
-        "one result file per array task"
-    );
+    assert_eq!(biolearn::protocol::result_files(&arr).len(), 4, "one result file per array task");
     let one = d.join("one");
-    ok(bin()
-        .arg("compare")
-        .arg(plan())
-        .args(["--quiet", "--out"])
-        .arg(&one));
+    ok(bin().arg("compare").arg(plan()).args(["--quiet", "--out"]).arg(&one));
     assert_eq!(records(&arr), records(&one));
 }

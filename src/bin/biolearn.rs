@@ -41,7 +41,16 @@ enum Cmd {
     /// OUT/results.jsonl; re-running skips finished runs.
     Compare(CompareArgs),
     /// Tables (Markdown, HTML) and plots (PNG, SVG) from DIR's result files, into DIR/report/.
-    Report { dir: PathBuf },
+    Report {
+        dir: PathBuf,
+        /// Where the report goes (default DIR/report).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write the Markdown report to this file, its plot links made relative to it
+        /// (e.g. RESULTS.md at the top of a repository).
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+    },
     /// Write an sbatch script that runs a plan as a Slurm job array.
     Slurm(SlurmArgs),
 }
@@ -247,12 +256,10 @@ fn main() {
             cmd_rules();
             Ok(())
         }
-        Some(Cmd::Data {
-            cmd: DataCmd::Info { name, data_dir },
-        }) => cmd_data_info(&name, data_dir),
+        Some(Cmd::Data { cmd: DataCmd::Info { name, data_dir } }) => cmd_data_info(&name, data_dir),
         Some(Cmd::Bench(a)) => cmd_bench(a),
         Some(Cmd::Compare(a)) => cmd_compare(a),
-        Some(Cmd::Report { dir }) => cmd_report(&dir),
+        Some(Cmd::Report { dir, out, markdown }) => cmd_report(&dir, out, markdown),
         Some(Cmd::Slurm(a)) => cmd_slurm(a),
     };
     if let Err(e) = res {
@@ -271,91 +278,68 @@ fn overrides(a: &TrainArgs) -> toml::Table {
     };
     let s = |x: &str| V::String(x.to_string());
     put("data", a.data.as_deref().map(s));
-    put(
-        "data_dir",
-        a.data_dir.as_ref().map(|p| s(&p.to_string_lossy())),
-    );
+    put("data_dir", a.data_dir.as_ref().map(|p| s(&p.to_string_lossy())));
     put("rule", a.rule.map(|r| s(r.as_str())));
     put("arch", a.arch.as_deref().map(s));
     put("activation", a.activation.map(|x| s(x.as_str())));
-    put(
-        "loss",
-        a.loss.map(|x| s(if x == Loss::Ce { "ce" } else { "mse" })),
-    );
+    put("loss", a.loss.map(|x| s(if x == Loss::Ce { "ce" } else { "mse" })));
     put("init", a.init.map(|x| s(&format!("{x:?}").to_lowercase())));
     put("epochs", a.epochs.map(|x| V::Integer(x as i64)));
     put("batch", a.batch.map(|x| V::Integer(x as i64)));
-    put(
-        "optimizer",
-        a.optimizer.map(|x| s(&format!("{x:?}").to_lowercase())),
-    );
+    put("optimizer", a.optimizer.map(|x| s(&format!("{x:?}").to_lowercase())));
     put("lr", a.lr.map(|x| V::Float(x as f64)));
     put("momentum", a.momentum.map(|x| V::Float(x as f64)));
     put("nesterov", a.nesterov.then_some(V::Boolean(true)));
     put("weight_decay", a.weight_decay.map(|x| V::Float(x as f64)));
-    put(
-        "schedule",
-        a.schedule.map(|x| s(&format!("{x:?}").to_lowercase())),
-    );
+    put("schedule", a.schedule.map(|x| s(&format!("{x:?}").to_lowercase())));
     put("gamma", a.gamma.map(|x| V::Float(x as f64)));
     put("step_size", a.step_size.map(|x| V::Integer(x as i64)));
-    put(
-        "milestones",
-        a.milestones
-            .as_ref()
-            .map(|m| V::Array(m.iter().map(|&x| V::Integer(x as i64)).collect())),
-    );
+    put("milestones", a.milestones.as_ref().map(|m| V::Array(m.iter().map(|&x| V::Integer(x as i64)).collect())));
     put("seed", a.seed.map(|x| V::Integer(x as i64)));
     put("threads", a.threads.map(|x| V::Integer(x as i64)));
     put("val_fraction", a.val_fraction.map(|x| V::Float(x as f64)));
     put("pc_steps", a.pc_steps.map(|x| V::Integer(x as i64)));
     put("pc_gamma", a.pc_gamma.map(|x| V::Float(x as f64)));
     put("pc_momentum", a.pc_momentum.map(|x| V::Float(x as f64)));
-    put(
-        "pc_energy",
-        a.pc_energy.map(|x| s(&format!("{x:?}").to_lowercase())),
-    );
+    put("pc_energy", a.pc_energy.map(|x| s(&format!("{x:?}").to_lowercase())));
     t
 }
 
 fn cmd_train(a: TrainArgs) -> Result<()> {
     let cfg = TrainConfig::load(a.config.as_deref(), overrides(&a)).map_err(anyhow::Error::msg)?;
-    let out = a.out.clone().unwrap_or_else(|| {
-        PathBuf::from(format!("runs/{}-{}-seed{}", cfg.data, cfg.rule, cfg.seed))
-    });
-    std::fs::create_dir_all(&out)
-        .with_context(|| format!("cannot create output directory {}", out.display()))?;
+    let out =
+        a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/{}-{}-seed{}", cfg.data, cfg.rule, cfg.seed)));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create output directory {}", out.display()))?;
     let tty = std::io::stderr().is_terminal() && !a.quiet;
     if !a.quiet {
         eprintln!(
             "biolearn {}: {} on {} ({}, {}), {} epochs, batch {}, {:?} lr {}, {} thread(s), seed {}",
-            train::VERSION, cfg.rule, cfg.data, cfg.arch, cfg.activation.as_str(), cfg.epochs, cfg.batch, cfg.optimizer, cfg.lr, cfg.threads, cfg.seed
+            train::VERSION,
+            cfg.rule,
+            cfg.data,
+            cfg.arch,
+            cfg.activation.as_str(),
+            cfg.epochs,
+            cfg.batch,
+            cfg.optimizer,
+            cfg.lr,
+            cfg.threads,
+            cfg.seed
         );
     }
     let quiet = a.quiet;
     let mut progress = |p: Progress| match p {
-        Progress::Batch {
-            epoch,
-            epochs,
-            done,
-            total,
-        } if tty && (done % 8 == 0 || done == total) => {
+        Progress::Batch { epoch, epochs, done, total } if tty && (done % 8 == 0 || done == total) => {
             let w = 30;
             let f = done * w / total;
-            eprint!(
-                "\repoch {epoch:>3}/{epochs} [{}{}] {done}/{total}",
-                "#".repeat(f),
-                ".".repeat(w - f)
-            );
+            eprint!("\repoch {epoch:>3}/{epochs} [{}{}] {done}/{total}", "#".repeat(f), ".".repeat(w - f));
             let _ = std::io::stderr().flush();
         }
         Progress::Epoch { record: r, epochs } if !quiet => {
             if tty {
                 eprint!("\r\x1b[2K");
             }
-            let val = r
-                .val_accuracy
-                .map_or(String::new(), |v| format!(" val_acc {:.4}", v));
+            let val = r.val_accuracy.map_or(String::new(), |v| format!(" val_acc {:.4}", v));
             eprintln!(
                 "epoch {:>3}/{epochs} lr {:.5} train_loss {:.4} train_acc {:.4} test_acc {:.4}{val} ({:.1}s)",
                 r.epoch, r.lr, r.train_loss, r.train_accuracy, r.test_accuracy, r.seconds
@@ -366,29 +350,20 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     let (result, trainer) = train::run(&cfg, &mut progress).map_err(anyhow::Error::msg)?;
     let path = out.join("result.json");
     let json = serde_json::to_string_pretty(&result)?;
-    std::fs::write(&path, json + "\n")
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(&path, json + "\n").with_context(|| format!("cannot write {}", path.display()))?;
     if a.save {
         let mut tensors: Vec<biolearn::safetensors::Tensor> = trainer
             .net
             .params
             .iter()
-            .map(|p| biolearn::safetensors::Tensor {
-                name: p.name.clone(),
-                shape: p.shape.clone(),
-                data: &p.data,
-            })
+            .map(|p| biolearn::safetensors::Tensor { name: p.name.clone(), shape: p.shape.clone(), data: &p.data })
             .collect();
         for (name, shape, data) in trainer.rule.tensors() {
             tensors.push(biolearn::safetensors::Tensor { name, shape, data });
         }
-        let meta = std::collections::BTreeMap::from([(
-            "config".to_string(),
-            serde_json::to_string(&cfg)?,
-        )]);
+        let meta = std::collections::BTreeMap::from([("config".to_string(), serde_json::to_string(&cfg)?)]);
         let mp = out.join("model.safetensors");
-        biolearn::safetensors::save(&mp, &tensors, &meta)
-            .with_context(|| format!("cannot write {}", mp.display()))?;
+        biolearn::safetensors::save(&mp, &tensors, &meta).with_context(|| format!("cannot write {}", mp.display()))?;
     }
     if let Some(d) = &result.diverged {
         println!(
@@ -399,11 +374,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             path.display()
         );
     } else {
-        println!(
-            "test accuracy {:.4} ({})",
-            result.test_accuracy,
-            path.display()
-        );
+        println!("test accuracy {:.4} ({})", result.test_accuracy, path.display());
     }
     Ok(())
 }
@@ -420,13 +391,7 @@ fn cmd_data_info(name: &str, dir: Option<PathBuf>) -> Result<()> {
     let ds = data::load(n, dir.as_deref())?;
     println!("data set   {}", ds.name);
     println!("source     {}", ds.source);
-    println!(
-        "shape      {} x {} x {} (C x H x W), {} values",
-        ds.channels,
-        ds.height,
-        ds.width,
-        ds.dim()
-    );
+    println!("shape      {} x {} x {} (C x H x W), {} values", ds.channels, ds.height, ds.width, ds.dim());
     println!("classes    {}", ds.num_classes);
     for (label, s) in [("train", &ds.train), ("test", &ds.test)] {
         let counts = ds.class_counts(s);
@@ -440,9 +405,7 @@ fn cmd_data_info(name: &str, dir: Option<PathBuf>) -> Result<()> {
 fn cmd_bench(a: BenchArgs) -> Result<()> {
     let data = match a.data {
         Some(d) => d,
-        None if a.data_dir.is_some()
-            || std::path::Path::new("/usr/share/datasets/fashion-mnist").exists() =>
-        {
+        None if a.data_dir.is_some() || std::path::Path::new("/usr/share/datasets/fashion-mnist").exists() => {
             "fashion-mnist".into()
         }
         None => "digits".into(),
@@ -452,10 +415,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     }
     let base = TrainConfig {
         data: data.clone(),
-        data_dir: a
-            .data_dir
-            .as_ref()
-            .map(|p| p.to_string_lossy().into_owned()),
+        data_dir: a.data_dir.as_ref().map(|p| p.to_string_lossy().into_owned()),
         batch: a.batch,
         schedule: ScheduleKind::Constant,
         lr: 0.01,
@@ -467,22 +427,14 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         "data", "rule", "arch", "threads", "batch", "epoch_s", "samples/s"
     );
     let mut lines = String::new();
-    biolearn::bench::run(
-        &ds,
-        &base,
-        &a.rules,
-        &a.archs,
-        &a.threads,
-        a.warmup_steps,
-        |r| {
-            println!(
-                "{:<14} {:<6} {:<12} {:>7} {:>6} {:>10.3} {:>12.0}",
-                r.data, r.rule, r.arch, r.threads, r.batch, r.epoch_seconds, r.samples_per_second
-            );
-            lines.push_str(&serde_json::to_string(r).unwrap());
-            lines.push('\n');
-        },
-    )
+    biolearn::bench::run(&ds, &base, &a.rules, &a.archs, &a.threads, a.warmup_steps, |r| {
+        println!(
+            "{:<14} {:<6} {:<12} {:>7} {:>6} {:>10.3} {:>12.0}",
+            r.data, r.rule, r.arch, r.threads, r.batch, r.epoch_seconds, r.samples_per_second
+        );
+        lines.push_str(&serde_json::to_string(r).unwrap());
+        lines.push('\n');
+    })
     .map_err(anyhow::Error::msg)?;
     if let Some(p) = a.json {
         std::fs::write(&p, lines).with_context(|| format!("cannot write {}", p.display()))?;
@@ -519,8 +471,7 @@ fn load_plan(a: &CompareArgs) -> Result<Plan> {
     if let Some(v) = a.seeds {
         p.seeds = v;
     }
-    p.validate()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", a.plan.display()))?;
+    p.validate().map_err(|e| anyhow::anyhow!("{}: {e}", a.plan.display()))?;
     Ok(p)
 }
 
@@ -533,9 +484,7 @@ fn shard_of(flag: Option<&str>) -> Result<Option<(usize, usize)>> {
     match (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT")) {
         (Some(id), Some(n)) => {
             let min = var("SLURM_ARRAY_TASK_MIN").unwrap_or(0);
-            Ok(Some(
-                parse_shard(&format!("{}/{n}", id - min)).map_err(anyhow::Error::msg)?,
-            ))
+            Ok(Some(parse_shard(&format!("{}/{n}", id - min)).map_err(anyhow::Error::msg)?))
         }
         _ => Ok(None),
     }
@@ -543,16 +492,10 @@ fn shard_of(flag: Option<&str>) -> Result<Option<(usize, usize)>> {
 
 fn cmd_compare(a: CompareArgs) -> Result<()> {
     let plan = load_plan(&a)?;
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("runs/{}", plan.name)));
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/{}", plan.name)));
     let shard = shard_of(a.shard.as_deref())?;
     let cores = biolearn::config::default_threads();
-    let parallel = a
-        .parallel
-        .or(plan.parallel)
-        .unwrap_or((cores / plan.threads_per_run).max(1));
+    let parallel = a.parallel.or(plan.parallel).unwrap_or((cores / plan.threads_per_run).max(1));
     let runs = plan.runs().map_err(anyhow::Error::msg)?.len();
     eprintln!(
         "plan {}: {} runs ({} rules x {} fractions x {} seeds{}), {} at a time{}",
@@ -561,11 +504,7 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
         plan.rules.len(),
         plan.fractions.len(),
         plan.seeds,
-        if plan.pruning == PruneMode::Gradual {
-            " x sparsities"
-        } else {
-            ""
-        },
+        if plan.pruning == PruneMode::Gradual { " x sparsities" } else { "" },
         parallel,
         shard.map_or(String::new(), |(i, n)| format!(", shard {i}/{n}"))
     );
@@ -581,25 +520,37 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
     Ok(())
 }
 
-fn cmd_report(dir: &std::path::Path) -> Result<()> {
+fn cmd_report(dir: &std::path::Path, out: Option<PathBuf>, markdown: Option<PathBuf>) -> Result<()> {
     let files = biolearn::protocol::result_files(dir);
     if files.is_empty() {
-        bail!(
-            "{}: no results*.jsonl file (run `biolearn compare` first)",
-            dir.display()
-        );
+        bail!("{}: no results*.jsonl file (run `biolearn compare` first)", dir.display());
     }
     let records = biolearn::report::read_records_many(&files).map_err(anyhow::Error::msg)?;
-    let out = dir.join("report");
+    let out = out.unwrap_or_else(|| dir.join("report"));
     let s = biolearn::report::write_report(&records, &out).map_err(anyhow::Error::msg)?;
-    println!(
-        "{} records from {} file(s) -> {} ({} files)",
-        records.len(),
-        files.len(),
-        out.display(),
-        s.files.len()
-    );
+    println!("{} records from {} file(s) -> {} ({} files)", records.len(), files.len(), out.display(), s.files.len());
+    if let Some(md) = markdown {
+        let text = std::fs::read_to_string(out.join("report.md"))?;
+        let base = md.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let rel = relative(&out, base);
+        let prefix = if rel.is_empty() { String::new() } else { format!("{rel}/") };
+        let text = text.replace("](plots/", &format!("]({prefix}plots/"));
+        std::fs::write(&md, text).with_context(|| format!("cannot write {}", md.display()))?;
+        println!("markdown -> {}", md.display());
+    }
     Ok(())
+}
+
+/// `target` relative to `base` (both made absolute), with '/' separators.
+fn relative(target: &std::path::Path, base: &std::path::Path) -> String {
+    let abs = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let (t, b) = (abs(target), abs(base));
+    let tc: Vec<_> = t.components().collect();
+    let bc: Vec<_> = b.components().collect();
+    let common = tc.iter().zip(&bc).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = vec!["..".into(); bc.len() - common];
+    parts.extend(tc[common..].iter().map(|c| c.as_os_str().to_string_lossy().into_owned()));
+    parts.join("/")
 }
 
 fn cmd_slurm(a: SlurmArgs) -> Result<()> {
@@ -607,10 +558,7 @@ fn cmd_slurm(a: SlurmArgs) -> Result<()> {
     if a.tasks == 0 {
         bail!("--tasks must be at least 1");
     }
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("runs/{}", plan.name)));
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/{}", plan.name)));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let abs = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let bin = match &a.bin {
@@ -618,14 +566,8 @@ fn cmd_slurm(a: SlurmArgs) -> Result<()> {
         None => std::env::current_exe()?,
     };
     let cpus = a.cpus_per_task.unwrap_or(plan.threads_per_run);
-    let script = a
-        .script
-        .clone()
-        .unwrap_or_else(|| out.join("slurm-array.sbatch"));
-    let partition = a
-        .partition
-        .as_ref()
-        .map_or(String::new(), |p| format!("#SBATCH --partition={p}\n"));
+    let script = a.script.clone().unwrap_or_else(|| out.join("slurm-array.sbatch"));
+    let partition = a.partition.as_ref().map_or(String::new(), |p| format!("#SBATCH --partition={p}\n"));
     let text = format!(
         "#!/bin/bash\n\
          # biolearn plan '{name}' as a Slurm array of {n} tasks: task I runs shard I/{n} of the grid.\n\
@@ -650,10 +592,6 @@ fn cmd_slurm(a: SlurmArgs) -> Result<()> {
         par = (cpus / plan.threads_per_run).max(1),
     );
     std::fs::write(&script, text).with_context(|| format!("cannot write {}", script.display()))?;
-    println!(
-        "wrote {}; submit with: sbatch {}",
-        script.display(),
-        script.display()
-    );
+    println!("wrote {}; submit with: sbatch {}", script.display(), script.display());
     Ok(())
 }

@@ -84,10 +84,7 @@ impl Variant {
 /// Reads one CIFAR binary file: returns `(pixels, labels)`, with
 /// `pixels.len() == 3072 * labels.len()` (`3 x 32 x 32` per record, as
 /// stored) and labels in `0..num_classes` (CIFAR-100: the fine label).
-pub fn read_batch(
-    path: impl AsRef<Path>,
-    variant: Variant,
-) -> Result<(Vec<u8>, Vec<u32>), DataError> {
+pub fn read_batch(path: impl AsRef<Path>, variant: Variant) -> Result<(Vec<u8>, Vec<u32>), DataError> {
     let path = path.as_ref();
     let bytes = read_file(path)?;
     let rec = variant.record_size();
@@ -182,20 +179,11 @@ mod tests {
             f.extend(record(Variant::Ten, 0, 9, b * 10 + 1));
             t.write(&format!("cifar-10-batches-bin/data_batch_{b}.bin"), &f);
         }
-        t.write(
-            "cifar-10-batches-bin/test_batch.bin",
-            &record(Variant::Ten, 0, 0, 200),
-        );
+        t.write("cifar-10-batches-bin/test_batch.bin", &record(Variant::Ten, 0, 0, 200));
         let ds = load_any(DataName::Cifar10, Some(&t.0)).unwrap();
         assert_eq!(ds.name, "cifar10");
-        assert_eq!(
-            ds.source,
-            t.0.join("cifar-10-batches-bin").display().to_string()
-        );
-        assert_eq!(
-            (ds.channels, ds.height, ds.width, ds.num_classes),
-            (3, 32, 32, 10)
-        );
+        assert_eq!(ds.source, t.0.join("cifar-10-batches-bin").display().to_string());
+        assert_eq!((ds.channels, ds.height, ds.width, ds.num_classes), (3, 32, 32, 10));
         assert_eq!((ds.train.n, ds.test.n, ds.train.dim), (10, 1, 3072));
         assert_eq!(ds.train.y, vec![1, 9, 2, 9, 3, 9, 4, 9, 5, 9]);
         assert_eq!(ds.test.y, vec![0]);
@@ -206,10 +194,7 @@ mod tests {
         assert_eq!(s[1024], pixel(21, 1024));
         assert_eq!(s[3071], pixel(21, 3071));
         assert_eq!(ds.test.x[5], pixel(200, 5));
-        assert_eq!(
-            ds.class_counts(&ds.train),
-            vec![0, 1, 1, 1, 1, 1, 0, 0, 0, 5]
-        );
+        assert_eq!(ds.class_counts(&ds.train), vec![0, 1, 1, 1, 1, 1, 0, 0, 0, 5]);
     }
 
     #[test]
@@ -239,18 +224,7 @@ mod tests {
         f.extend(record(Variant::Ten, 0, 10, 0));
         let p = t.write("b.bin", &f);
         let err = read_batch(&p, Variant::Ten).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::LabelOutOfRange {
-                    index: 1,
-                    label: 10,
-                    num_classes: 10,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::LabelOutOfRange { index: 1, label: 10, num_classes: 10, .. }), "{err:?}");
         assert!(err.to_string().contains(&*p.to_string_lossy()), "{err}");
     }
 
@@ -259,18 +233,7 @@ mod tests {
         let t = TempDir::new("cifar100-label");
         let p = t.write("train.bin", &record(Variant::Hundred, 1, 100, 0));
         let err = read_batch(&p, Variant::Hundred).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::LabelOutOfRange {
-                    index: 0,
-                    label: 100,
-                    num_classes: 100,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::LabelOutOfRange { index: 0, label: 100, num_classes: 100, .. }), "{err:?}");
         assert!(err.to_string().contains(&*p.to_string_lossy()), "{err}");
     }
 
@@ -281,46 +244,24 @@ mod tests {
         f.pop();
         let p = t.write("data_batch_1.bin", &f);
         let err = read_batch(&p, Variant::Ten).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::BadSize {
-                    len: 3072,
-                    record: 3073,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::BadSize { len: 3072, record: 3073, .. }), "{err:?}");
         assert!(err.to_string().contains(&*p.to_string_lossy()), "{err}");
         // A CIFAR-10 file read as CIFAR-100 has the wrong record size too.
         let p = t.write("ten.bin", &record(Variant::Ten, 0, 1, 0));
         let err = read_batch(&p, Variant::Hundred).unwrap_err();
-        assert!(
-            matches!(err, DataError::BadSize { record: 3074, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::BadSize { record: 3074, .. }), "{err:?}");
     }
 
     #[test]
     fn missing_batch_is_not_found() {
         let t = TempDir::new("cifar-missing");
         for b in [1, 2, 4, 5] {
-            t.write(
-                &format!("data_batch_{b}.bin"),
-                &record(Variant::Ten, 0, 1, 0),
-            );
+            t.write(&format!("data_batch_{b}.bin"), &record(Variant::Ten, 0, 1, 0));
         }
         let err = load_any(DataName::Cifar10, Some(&t.0)).unwrap_err();
         assert!(matches!(err, DataError::NotFound { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(
-            msg.contains("missing data_batch_3.bin, test_batch.bin"),
-            "{msg}"
-        );
-        assert!(
-            msg.contains(&*t.0.join("cifar-10-batches-bin").to_string_lossy()),
-            "{msg}"
-        );
+        assert!(msg.contains("missing data_batch_3.bin, test_batch.bin"), "{msg}");
+        assert!(msg.contains(&*t.0.join("cifar-10-batches-bin").to_string_lossy()), "{msg}");
     }
 }

@@ -53,22 +53,13 @@ pub fn load() -> Result<Dataset, DataError> {
 /// becomes [`Dataset::source`]. Blank lines are skipped (line numbers still
 /// count them).
 pub fn from_csv(csv: &[u8], path: &Path) -> Result<Dataset, DataError> {
-    let parse_err = |line: usize, msg: String| DataError::Parse {
-        path: path.to_path_buf(),
-        line,
-        msg,
-    };
+    let parse_err = |line: usize, msg: String| DataError::Parse { path: path.to_path_buf(), line, msg };
     let text = std::str::from_utf8(csv).map_err(|e| {
-        let line = csv[..e.valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1;
+        let line = csv[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
         parse_err(line, format!("not UTF-8 text ({e})"))
     })?;
     let dim = SIDE * SIDE;
-    let (mut train_x, mut train_y, mut test_x, mut test_y) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut train_x, mut train_y, mut test_x, mut test_y) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut i = 0usize;
     let mut values = [0u8; FIELDS];
     for (k, line) in text.lines().enumerate() {
@@ -80,10 +71,7 @@ pub fn from_csv(csv: &[u8], path: &Path) -> Result<Dataset, DataError> {
         let mut count = 0;
         for field in line.split(',') {
             if count == FIELDS {
-                return Err(parse_err(
-                    line_no,
-                    format!("more than {FIELDS} fields (64 pixels + label)"),
-                ));
+                return Err(parse_err(line_no, format!("more than {FIELDS} fields (64 pixels + label)")));
             }
             let field = field.trim();
             let max = if count < dim { 16 } else { 9 };
@@ -93,26 +81,16 @@ pub fn from_csv(csv: &[u8], path: &Path) -> Result<Dataset, DataError> {
                 _ => {
                     return Err(parse_err(
                         line_no,
-                        format!(
-                            "field {} ({what}) is `{field}`, expected an integer 0..={max}",
-                            count + 1
-                        ),
+                        format!("field {} ({what}) is `{field}`, expected an integer 0..={max}", count + 1),
                     ));
                 }
             };
             count += 1;
         }
         if count != FIELDS {
-            return Err(parse_err(
-                line_no,
-                format!("{count} fields, expected {FIELDS} (64 pixels + label)"),
-            ));
+            return Err(parse_err(line_no, format!("{count} fields, expected {FIELDS} (64 pixels + label)")));
         }
-        let (x, y) = if i % 5 == 4 {
-            (&mut test_x, &mut test_y)
-        } else {
-            (&mut train_x, &mut train_y)
-        };
+        let (x, y) = if i % 5 == 4 { (&mut test_x, &mut test_y) } else { (&mut train_x, &mut train_y) };
         x.extend(values[..dim].iter().map(|&v| f32::from(v) / 16.0));
         y.push(u32::from(values[dim]));
         i += 1;
@@ -123,18 +101,8 @@ pub fn from_csv(csv: &[u8], path: &Path) -> Result<Dataset, DataError> {
         height: SIDE,
         width: SIDE,
         num_classes: 10,
-        train: Split {
-            n: train_y.len(),
-            x: train_x,
-            y: train_y,
-            dim,
-        },
-        test: Split {
-            n: test_y.len(),
-            x: test_x,
-            y: test_y,
-            dim,
-        },
+        train: Split { n: train_y.len(), x: train_x, y: train_y, dim },
+        test: Split { n: test_y.len(), x: test_x, y: test_y, dim },
         source: path.display().to_string(),
     })
 }
@@ -147,10 +115,7 @@ mod tests {
     fn first_lines(k: usize) -> Vec<Vec<u8>> {
         let csv = gunzip(EMBEDDED_CSV_GZ, Path::new("x")).unwrap();
         let text = String::from_utf8(csv).unwrap();
-        text.lines()
-            .take(k)
-            .map(|l| l.split(',').map(|f| f.parse().unwrap()).collect())
-            .collect()
+        text.lines().take(k).map(|l| l.split(',').map(|f| f.parse().unwrap()).collect()).collect()
     }
 
     #[test]
@@ -158,28 +123,13 @@ mod tests {
         let ds = load_any(DataName::Digits, None).unwrap();
         assert_eq!(ds.name, "digits");
         assert_eq!(ds.source, "embedded");
-        assert_eq!(
-            (ds.channels, ds.height, ds.width, ds.num_classes, ds.dim()),
-            (1, 8, 8, 10, 64)
-        );
+        assert_eq!((ds.channels, ds.height, ds.width, ds.num_classes, ds.dim()), (1, 8, 8, 10, 64));
         assert_eq!(ds.train.n + ds.test.n, 1797);
         assert_eq!((ds.train.n, ds.test.n), (1438, 359));
         assert_eq!((ds.train.x.len(), ds.test.x.len()), (1438 * 64, 359 * 64));
         assert_eq!(ds.train.y.len(), 1438);
-        let max = ds
-            .train
-            .x
-            .iter()
-            .chain(&ds.test.x)
-            .cloned()
-            .fold(f32::MIN, f32::max);
-        let min = ds
-            .train
-            .x
-            .iter()
-            .chain(&ds.test.x)
-            .cloned()
-            .fold(f32::MAX, f32::min);
+        let max = ds.train.x.iter().chain(&ds.test.x).cloned().fold(f32::MIN, f32::max);
+        let min = ds.train.x.iter().chain(&ds.test.x).cloned().fold(f32::MAX, f32::min);
         assert_eq!((min, max), (0.0, 1.0));
         for split in [&ds.train, &ds.test] {
             let counts = ds.class_counts(split);
@@ -203,17 +153,11 @@ mod tests {
         assert_eq!(ds.train.x[3], 13.0 / 16.0);
         assert_eq!(ds.train.y[0], 0);
         for (sample, line) in [(0, 0), (1, 1), (3, 3), (4, 5)] {
-            let want: Vec<f32> = lines[line][..64]
-                .iter()
-                .map(|&v| f32::from(v) / 16.0)
-                .collect();
+            let want: Vec<f32> = lines[line][..64].iter().map(|&v| f32::from(v) / 16.0).collect();
             assert_eq!(&ds.train.x[sample * 64..(sample + 1) * 64], &want[..]);
             assert_eq!(ds.train.y[sample], u32::from(lines[line][64]));
         }
-        let want: Vec<f32> = lines[4][..64]
-            .iter()
-            .map(|&v| f32::from(v) / 16.0)
-            .collect();
+        let want: Vec<f32> = lines[4][..64].iter().map(|&v| f32::from(v) / 16.0).collect();
         assert_eq!(&ds.test.x[..64], &want[..]);
         assert_eq!(ds.test.y[0], u32::from(lines[4][64]));
     }
@@ -227,13 +171,7 @@ mod tests {
         assert!(means[0] > 0.0 && stds[0] > 0.0);
         let n = ds.train.x.len() as f64;
         let mean = ds.train.x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-        let var = ds
-            .train
-            .x
-            .iter()
-            .map(|&v| (f64::from(v) - mean).powi(2))
-            .sum::<f64>()
-            / n;
+        let var = ds.train.x.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
         assert!(mean.abs() < 1e-5, "{mean}");
         assert!((var.sqrt() - 1.0).abs() < 1e-4, "{var}");
         assert_ne!(ds.checksum(), before);
@@ -254,42 +192,21 @@ mod tests {
         let p = Path::new("/tmp/my-digits.csv");
         let good = ["0,"; 64].concat() + "3";
         let cases = [
-            (
-                format!("{good}\n{}", ["0,"; 64].concat()),
-                2,
-                "field 65 (label)",
-            ),
-            (
-                format!("{good}\n\n{}", ["0,"; 63].concat() + "17,1"),
-                3,
-                "field 64 (pixel) is `17`",
-            ),
-            (
-                format!("{good}\n{}", ["0,"; 64].concat() + "10"),
-                2,
-                "field 65 (label) is `10`",
-            ),
+            (format!("{good}\n{}", ["0,"; 64].concat()), 2, "field 65 (label)"),
+            (format!("{good}\n\n{}", ["0,"; 63].concat() + "17,1"), 3, "field 64 (pixel) is `17`"),
+            (format!("{good}\n{}", ["0,"; 64].concat() + "10"), 2, "field 65 (label) is `10`"),
             (["1,"; 20].concat() + "1", 1, "21 fields, expected 65"),
             (format!("{good},4"), 1, "more than 65 fields"),
             (["x,"; 64].concat() + "1", 1, "field 1 (pixel) is `x`"),
         ];
         for (csv, line, what) in cases {
             let err = from_csv(csv.as_bytes(), p).unwrap_err();
-            assert!(
-                matches!(err, DataError::Parse { line: l, .. } if l == line),
-                "{err:?}"
-            );
+            assert!(matches!(err, DataError::Parse { line: l, .. } if l == line), "{err:?}");
             let msg = err.to_string();
-            assert!(
-                msg.starts_with(&format!("/tmp/my-digits.csv: line {line}: ")),
-                "{msg}"
-            );
+            assert!(msg.starts_with(&format!("/tmp/my-digits.csv: line {line}: ")), "{msg}");
             assert!(msg.contains(what), "{msg}");
         }
         let ds = from_csv(format!("{good}\r\n{good}\n").as_bytes(), p).unwrap();
-        assert_eq!(
-            (ds.train.n, ds.test.n, ds.train.y.clone()),
-            (2, 0, vec![3, 3])
-        );
+        assert_eq!((ds.train.n, ds.test.n, ds.train.y.clone()), (2, 0, vec![3, 3]));
     }
 }

@@ -62,12 +62,7 @@ pub enum DataError {
         images.display(),
         labels.display()
     )]
-    CountMismatch {
-        images: PathBuf,
-        n_images: usize,
-        labels: PathBuf,
-        n_labels: usize,
-    },
+    CountMismatch { images: PathBuf, n_images: usize, labels: PathBuf, n_labels: usize },
 
     /// A label is outside the data set's classes.
     #[error(
@@ -114,11 +109,7 @@ pub enum DataError {
 
     /// A text (CSV) file has a malformed line. `line` is 1-based.
     #[error("{}: line {line}: {msg}", path.display())]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        msg: String,
-    },
+    Parse { path: PathBuf, line: usize, msg: String },
 
     /// The file starts with the gzip magic bytes but does not decompress
     /// (corrupt or truncated stream).

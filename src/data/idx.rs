@@ -55,11 +55,7 @@ pub fn read_images(path: impl AsRef<Path>) -> Result<(usize, usize, usize, Vec<u
     let mut bytes = read_file(path)?;
     check_magic(path, &bytes, IMAGES_MAGIC, "an IDX image file")?;
     check_len(path, &bytes, 16, "16-byte IDX image header".to_string())?;
-    let (n, rows, cols) = (
-        be_u32(&bytes, 4) as usize,
-        be_u32(&bytes, 8) as usize,
-        be_u32(&bytes, 12) as usize,
-    );
+    let (n, rows, cols) = (be_u32(&bytes, 4) as usize, be_u32(&bytes, 8) as usize, be_u32(&bytes, 12) as usize);
     // u32 * u32 * u32 fits in u128; a size past usize cannot be in memory.
     let pixels = n as u128 * rows as u128 * cols as u128;
     let expected = 16 + pixels;
@@ -91,21 +87,11 @@ pub fn read_labels(path: impl AsRef<Path>) -> Result<Vec<u8>, DataError> {
     Ok(bytes)
 }
 
-fn check_magic(
-    path: &Path,
-    bytes: &[u8],
-    expected: u32,
-    what: &'static str,
-) -> Result<(), DataError> {
+fn check_magic(path: &Path, bytes: &[u8], expected: u32, what: &'static str) -> Result<(), DataError> {
     check_len(path, bytes, 4, "4-byte IDX magic number".to_string())?;
     let found = be_u32(bytes, 0);
     if found != expected {
-        return Err(DataError::BadMagic {
-            path: path.to_path_buf(),
-            found,
-            expected,
-            what,
-        });
+        return Err(DataError::BadMagic { path: path.to_path_buf(), found, expected, what });
     }
     Ok(())
 }
@@ -123,18 +109,10 @@ fn check_len(path: &Path, bytes: &[u8], expected: usize, what: String) -> Result
 }
 
 /// Reads one images/labels pair into a split; checks counts, labels, shape.
-fn read_split(
-    images: &Path,
-    labels: &Path,
-    shape: Option<(usize, usize)>,
-) -> Result<(Split, usize, usize), DataError> {
+fn read_split(images: &Path, labels: &Path, shape: Option<(usize, usize)>) -> Result<(Split, usize, usize), DataError> {
     let (n, rows, cols, pixels) = read_images(images)?;
     if let Some(expected) = shape.filter(|&e| e != (rows, cols)) {
-        return Err(DataError::ShapeMismatch {
-            path: images.to_path_buf(),
-            expected,
-            found: (rows, cols),
-        });
+        return Err(DataError::ShapeMismatch { path: images.to_path_buf(), expected, found: (rows, cols) });
     }
     let raw = read_labels(labels)?;
     if raw.len() != n {
@@ -224,14 +202,8 @@ mod tests {
     }
 
     fn check_set(ds: &Dataset) {
-        assert_eq!(
-            (ds.channels, ds.height, ds.width, ds.num_classes),
-            (1, 2, 3, 10)
-        );
-        assert_eq!(
-            (ds.train.n, ds.train.dim, ds.test.n, ds.test.dim),
-            (3, 6, 2, 6)
-        );
+        assert_eq!((ds.channels, ds.height, ds.width, ds.num_classes), (1, 2, 3, 10));
+        assert_eq!((ds.train.n, ds.train.dim, ds.test.n, ds.test.dim), (3, 6, 2, 6));
         assert_eq!(ds.train.y, vec![7, 0, 9]);
         assert_eq!(ds.test.y, vec![3, 1]);
         let want: Vec<f32> = (0..18u8).map(|i| f32::from(i * 10) / 255.0).collect();
@@ -247,10 +219,7 @@ mod tests {
         let (n, r, c, px) = read_images(t.0.join("train-images-idx3-ubyte")).unwrap();
         assert_eq!((n, r, c), (3, 2, 3));
         assert_eq!(px, (0..18u8).map(|i| i * 10).collect::<Vec<_>>());
-        assert_eq!(
-            read_labels(t.0.join("t10k-labels-idx1-ubyte")).unwrap(),
-            vec![3, 1]
-        );
+        assert_eq!(read_labels(t.0.join("t10k-labels-idx1-ubyte")).unwrap(), vec![3, 1]);
         let ds = load_any(DataName::Mnist, Some(&t.0)).unwrap();
         check_set(&ds);
         assert_eq!(ds.name, "mnist");
@@ -274,10 +243,7 @@ mod tests {
     #[test]
     fn gzip_detected_by_magic_even_without_gz_name() {
         let t = TempDir::new("idx-gzname");
-        let p = t.write(
-            "train-images-idx3-ubyte",
-            &gzip(&images_file(1, 1, 2, &[5, 6])),
-        );
+        let p = t.write("train-images-idx3-ubyte", &gzip(&images_file(1, 1, 2, &[5, 6])));
         assert_eq!(read_images(&p).unwrap(), (1, 1, 2, vec![5, 6]));
     }
 
@@ -289,18 +255,9 @@ mod tests {
         let err = load_any(DataName::Mnist, Some(&t.0)).unwrap_err();
         assert!(matches!(err, DataError::NotFound { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(
-            msg.contains(&format!(
-                "{} (missing t10k-labels-idx1-ubyte",
-                t.0.display()
-            )),
-            "{msg}"
-        );
+        assert!(msg.contains(&format!("{} (missing t10k-labels-idx1-ubyte", t.0.display())), "{msg}");
         assert!(msg.contains(&*t.0.join("mnist").to_string_lossy()), "{msg}");
-        assert!(
-            msg.contains(&*t.0.join("MNIST").join("raw").to_string_lossy()),
-            "{msg}"
-        );
+        assert!(msg.contains(&*t.0.join("MNIST").join("raw").to_string_lossy()), "{msg}");
         assert!(msg.contains("--data-dir"), "{msg}");
     }
 
@@ -309,30 +266,14 @@ mod tests {
         let t = TempDir::new("idx-magic");
         let p = t.write("train-images-idx3-ubyte", &labels_file(&[1, 2]));
         let err = read_images(&p).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::BadMagic {
-                    found: 0x801,
-                    expected: 0x803,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::BadMagic { found: 0x801, expected: 0x803, .. }), "{err:?}");
         assert_eq!(
             err.to_string(),
-            format!(
-                "{}: wrong magic number 0x00000801 (expected 0x00000803, an IDX image file)",
-                p.display()
-            )
+            format!("{}: wrong magic number 0x00000801 (expected 0x00000803, an IDX image file)", p.display())
         );
         let p = t.write("labels", &images_file(0, 1, 1, &[]));
         let err = read_labels(&p).unwrap_err();
-        assert!(
-            matches!(err, DataError::BadMagic { found: 0x803, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::BadMagic { found: 0x803, .. }), "{err:?}");
         assert!(err.to_string().contains(&*p.to_string_lossy()));
     }
 
@@ -342,62 +283,22 @@ mod tests {
         // Header promises 2 images of 2x2 (16 + 8 bytes); only 5 pixels.
         let p = t.write("imgs", &images_file(2, 2, 2, &[1, 2, 3, 4, 5]));
         let err = read_images(&p).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::Truncated {
-                    expected: 24,
-                    actual: 21,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::Truncated { expected: 24, actual: 21, .. }), "{err:?}");
         assert!(err.to_string().contains(&*p.to_string_lossy()), "{err}");
         // Same through gzip: sizes are the decompressed ones.
         let p = t.write("imgs.gz", &gzip(&images_file(2, 2, 2, &[1, 2, 3, 4, 5])));
         let err = read_images(&p).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::Truncated {
-                    expected: 24,
-                    actual: 21,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::Truncated { expected: 24, actual: 21, .. }), "{err:?}");
         // Shorter than the header.
         let p = t.write("short", &IMAGES_MAGIC.to_be_bytes()[..]);
         let err = read_images(&p).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::Truncated {
-                    expected: 16,
-                    actual: 4,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::Truncated { expected: 16, actual: 4, .. }), "{err:?}");
         // Labels file shorter than its count.
         let mut l = labels_file(&[1, 2, 3]);
         l.pop();
         let p = t.write("labels", &l);
         let err = read_labels(&p).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::Truncated {
-                    expected: 11,
-                    actual: 10,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::Truncated { expected: 11, actual: 10, .. }), "{err:?}");
     }
 
     #[test]
@@ -408,10 +309,7 @@ mod tests {
         for cut in [gz.len() - 1, gz.len() - 9, gz.len() / 2, 11] {
             let p = t.write(&format!("cut{cut}.gz"), &gz[..cut]);
             let err = read_images(&p).unwrap_err();
-            assert!(
-                matches!(err, DataError::BadGzip { .. } | DataError::Truncated { .. }),
-                "cut {cut}: {err:?}"
-            );
+            assert!(matches!(err, DataError::BadGzip { .. } | DataError::Truncated { .. }), "cut {cut}: {err:?}");
             assert!(err.to_string().contains(&*p.to_string_lossy()), "{err}");
         }
         let mut bad = gz.clone();
@@ -428,23 +326,10 @@ mod tests {
         write_set(&t, "", false);
         let labels = t.write("train-labels-idx1-ubyte", &labels_file(&[1, 2]));
         let err = load_any(DataName::Mnist, Some(&t.0)).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::CountMismatch {
-                    n_images: 3,
-                    n_labels: 2,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::CountMismatch { n_images: 3, n_labels: 2, .. }), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains(&*labels.to_string_lossy()), "{msg}");
-        assert!(
-            msg.contains(&*t.0.join("train-images-idx3-ubyte").to_string_lossy()),
-            "{msg}"
-        );
+        assert!(msg.contains(&*t.0.join("train-images-idx3-ubyte").to_string_lossy()), "{msg}");
     }
 
     #[test]
@@ -453,22 +338,8 @@ mod tests {
         write_set(&t, "", false);
         let labels = t.write("t10k-labels-idx1-ubyte", &labels_file(&[3, 10]));
         let err = load_any(DataName::FashionMnist, Some(&t.0)).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::LabelOutOfRange {
-                    index: 1,
-                    label: 10,
-                    num_classes: 10,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        assert!(
-            err.to_string().contains(&*labels.to_string_lossy()),
-            "{err}"
-        );
+        assert!(matches!(err, DataError::LabelOutOfRange { index: 1, label: 10, num_classes: 10, .. }), "{err:?}");
+        assert!(err.to_string().contains(&*labels.to_string_lossy()), "{err}");
     }
 
     #[test]
@@ -477,17 +348,7 @@ mod tests {
         write_set(&t, "", false);
         let p = t.write("t10k-images-idx3-ubyte", &images_file(2, 3, 2, &[0; 12]));
         let err = load_any(DataName::Mnist, Some(&t.0)).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::ShapeMismatch {
-                    expected: (2, 3),
-                    found: (3, 2),
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::ShapeMismatch { expected: (2, 3), found: (3, 2), .. }), "{err:?}");
         assert!(err.to_string().contains(&*p.to_string_lossy()), "{err}");
     }
 
@@ -504,10 +365,7 @@ mod tests {
         let ds = load_any(DataName::FashionMnist, Some(dir)).unwrap();
         eprintln!("loaded Fashion-MNIST in {:?}", start.elapsed());
         assert_eq!((ds.train.n, ds.test.n), (60000, 10000));
-        assert_eq!(
-            (ds.channels, ds.height, ds.width, ds.num_classes),
-            (1, 28, 28, 10)
-        );
+        assert_eq!((ds.channels, ds.height, ds.width, ds.num_classes), (1, 28, 28, 10));
         assert_eq!(ds.train.x.len(), 60000 * 784);
         assert_eq!(ds.test.x.len(), 10000 * 784);
         assert_eq!(ds.class_counts(&ds.train), vec![6000; 10]);

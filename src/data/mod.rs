@@ -60,12 +60,7 @@ impl Split {
     /// Builds a split from u8 pixels, scaling them by `/255` in one pass.
     pub(crate) fn from_u8(pixels: &[u8], y: Vec<u32>, dim: usize) -> Split {
         let x: Vec<f32> = pixels.iter().map(|&b| f32::from(b) / 255.0).collect();
-        Split {
-            n: y.len(),
-            x,
-            y,
-            dim,
-        }
+        Split { n: y.len(), x, y, dim }
     }
 }
 
@@ -132,23 +127,13 @@ impl std::str::FromStr for DataName {
     /// Parses a canonical name; case, `-` and `_` are ignored, so
     /// "Fashion_MNIST" and "cifar-10" are accepted too.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let key = |t: &str| -> String {
-            t.chars()
-                .filter(|c| *c != '-' && *c != '_')
-                .flat_map(char::to_lowercase)
-                .collect()
-        };
+        let key =
+            |t: &str| -> String { t.chars().filter(|c| *c != '-' && *c != '_').flat_map(char::to_lowercase).collect() };
         let wanted = key(s);
-        DataName::ALL
-            .into_iter()
-            .find(|d| key(d.as_str()) == wanted)
-            .ok_or_else(|| {
-                let valid: Vec<&str> = DataName::ALL.iter().map(|d| d.as_str()).collect();
-                format!(
-                    "unknown data set `{s}`; valid names are: {}",
-                    valid.join(", ")
-                )
-            })
+        DataName::ALL.into_iter().find(|d| key(d.as_str()) == wanted).ok_or_else(|| {
+            let valid: Vec<&str> = DataName::ALL.iter().map(|d| d.as_str()).collect();
+            format!("unknown data set `{s}`; valid names are: {}", valid.join(", "))
+        })
     }
 }
 
@@ -279,10 +264,7 @@ impl Dataset {
 /// Reads a whole file, gunzipping it if it starts with the gzip magic bytes
 /// `1f 8b` (whatever its name).
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let raw = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     if raw.len() < 2 || raw[..2] != [0x1f, 0x8b] {
         return Ok(raw);
     }
@@ -304,10 +286,7 @@ pub(crate) fn gunzip(raw: &[u8], path: &Path) -> Result<Vec<u8>, DataError> {
     let mut out = Vec::with_capacity(hint.min(raw.len().saturating_mul(64)).min(1 << 31));
     flate2::read::MultiGzDecoder::new(raw)
         .read_to_end(&mut out)
-        .map_err(|source| DataError::BadGzip {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| DataError::BadGzip { path: path.to_path_buf(), source })?;
     Ok(out)
 }
 
@@ -322,24 +301,13 @@ pub(crate) fn check_label(
 ) -> Result<u32, DataError> {
     match label.checked_sub(first) {
         Some(y) if (y as usize) < num_classes => Ok(y),
-        _ => Err(DataError::LabelOutOfRange {
-            path: path.to_path_buf(),
-            index,
-            label,
-            first,
-            num_classes,
-        }),
+        _ => Err(DataError::LabelOutOfRange { path: path.to_path_buf(), index, label, first, num_classes }),
     }
 }
 
 /// Reads the big-endian u32 at `offset` (caller checks the length).
 pub(crate) fn be_u32(bytes: &[u8], offset: usize) -> u32 {
-    u32::from_be_bytes([
-        bytes[offset],
-        bytes[offset + 1],
-        bytes[offset + 2],
-        bytes[offset + 3],
-    ])
+    u32::from_be_bytes([bytes[offset], bytes[offset + 1], bytes[offset + 2], bytes[offset + 3]])
 }
 
 /// Finds the first candidate directory that holds every required file.
@@ -403,11 +371,7 @@ pub(crate) fn find_files(
         if missing.is_empty() {
             return Ok((dir, found));
         }
-        searched.push(format!(
-            "{} (missing {})",
-            dir.display(),
-            missing.join(", ")
-        ));
+        searched.push(format!("{} (missing {})", dir.display(), missing.join(", ")));
     }
     let hint = match name {
         DataName::FashionMnist => "run `apt-get install -y dataset-fashion-mnist` (installs it in \
@@ -415,11 +379,7 @@ pub(crate) fn find_files(
             .to_string(),
         _ => format!("pass --data-dir DIR with DIR holding the {name} files"),
     };
-    Err(DataError::NotFound {
-        name: name.as_str().to_string(),
-        searched,
-        hint,
-    })
+    Err(DataError::NotFound { name: name.as_str().to_string(), searched, hint })
 }
 
 /// A fresh, empty directory under the system temp dir, removed on drop.
@@ -432,10 +392,7 @@ impl TempDir {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let k = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "biolearn-data-test-{}-{tag}-{k}",
-            std::process::id()
-        ));
+        let dir = std::env::temp_dir().join(format!("biolearn-data-test-{}-{tag}-{k}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
@@ -490,12 +447,7 @@ mod tests {
                 n: 3,
                 dim: 4,
             },
-            test: Split {
-                x: vec![2.5, 2.5, 11.0, 9.0],
-                y: vec![1],
-                n: 1,
-                dim: 4,
-            },
+            test: Split { x: vec![2.5, 2.5, 11.0, 9.0], y: vec![1], n: 1, dim: 4 },
             source: "test".into(),
         }
     }
@@ -528,10 +480,7 @@ mod tests {
         let ch0: Vec<f32> = ds.train.x.chunks(4).flat_map(|s| s[..2].to_vec()).collect();
         let mean = ch0.iter().sum::<f32>() / 6.0;
         let var = ch0.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 6.0;
-        assert!(
-            mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5,
-            "{mean} {var}"
-        );
+        assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5, "{mean} {var}");
         // Test split uses the TRAIN statistics.
         assert_eq!(ds.test.x[0], 0.0);
         assert_eq!(ds.test.x[2], 1.0);
@@ -553,12 +502,7 @@ mod tests {
         assert_ne!(b.checksum(), c);
         // FNV-1a 64 of no bytes is the offset basis.
         let mut e = tiny();
-        e.train = Split {
-            x: vec![],
-            y: vec![],
-            n: 0,
-            dim: 4,
-        };
+        e.train = Split { x: vec![], y: vec![], n: 0, dim: 4 };
         e.test = e.train.clone();
         assert_eq!(e.checksum(), "cbf29ce484222325");
     }
@@ -582,10 +526,7 @@ mod tests {
         let missing = t.0.join("nope");
         let err = read_file(&missing).unwrap_err();
         assert!(matches!(err, DataError::Io { .. }), "{err:?}");
-        assert!(
-            err.to_string().contains(&*missing.to_string_lossy()),
-            "{err}"
-        );
+        assert!(err.to_string().contains(&*missing.to_string_lossy()), "{err}");
     }
 
     #[test]
@@ -596,17 +537,11 @@ mod tests {
         assert!(matches!(err, DataError::NotFound { .. }), "{err:?}");
         assert!(msg.contains(&*t.0.to_string_lossy()), "{msg}");
         assert!(msg.contains("cifar-10-batches-bin"), "{msg}");
-        assert!(
-            msg.contains(&*t.0.join("cifar10").to_string_lossy()),
-            "{msg}"
-        );
+        assert!(msg.contains(&*t.0.join("cifar10").to_string_lossy()), "{msg}");
         assert!(msg.contains("--data-dir"), "{msg}");
         let err = load(DataName::FashionMnist, Some(&t.0.join("absent"))).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("apt-get install -y dataset-fashion-mnist"),
-            "{msg}"
-        );
+        assert!(msg.contains("apt-get install -y dataset-fashion-mnist"), "{msg}");
         assert!(msg.contains("absent (no such directory)"), "{msg}");
     }
 }

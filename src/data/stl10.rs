@@ -75,11 +75,7 @@ fn transpose_planes(bytes: &[u8], side: usize) -> Vec<u8> {
 /// (file label minus 1); a file label outside `1..=10` is an error.
 pub fn read_labels(path: impl AsRef<Path>) -> Result<Vec<u32>, DataError> {
     let path = path.as_ref();
-    read_file(path)?
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| check_label(path, i, u32::from(l), 1, NUM_CLASSES))
-        .collect()
+    read_file(path)?.iter().enumerate().map(|(i, &l)| check_label(path, i, u32::from(l), 1, NUM_CLASSES)).collect()
 }
 
 fn read_split(images: &Path, labels: &Path) -> Result<Split, DataError> {
@@ -99,12 +95,7 @@ fn read_split(images: &Path, labels: &Path) -> Result<Split, DataError> {
 /// Loads STL-10's labelled train and test parts; see [`super::load`] for
 /// where files are looked for.
 pub(crate) fn load(data_dir: Option<&Path>) -> Result<Dataset, DataError> {
-    let files: [&[&str]; 4] = [
-        &["train_X.bin"],
-        &["train_y.bin"],
-        &["test_X.bin"],
-        &["test_y.bin"],
-    ];
+    let files: [&[&str]; 4] = [&["train_X.bin"], &["train_y.bin"], &["test_X.bin"], &["test_y.bin"]];
     let (dir, p) = find_files(DataName::Stl10, data_dir, Some("stl10_binary"), &files)?;
     Ok(Dataset {
         name: DataName::Stl10.as_str().to_string(),
@@ -148,9 +139,7 @@ mod tests {
     #[test]
     fn transpose_small_plane() {
         // Two 3x3 planes, column-major: the first column is 1, 4, 7.
-        let cm: Vec<u8> = vec![
-            1, 4, 7, 2, 5, 8, 3, 6, 9, 10, 13, 16, 11, 14, 17, 12, 15, 18,
-        ];
+        let cm: Vec<u8> = vec![1, 4, 7, 2, 5, 8, 3, 6, 9, 10, 13, 16, 11, 14, 17, 12, 15, 18];
         let rm: Vec<u8> = (1..=18).collect();
         assert_eq!(transpose_planes(&cm, 3), rm);
     }
@@ -161,13 +150,7 @@ mod tests {
         let p = t.write("train_X.bin", &x_file(2));
         let (n, px) = read_images(&p).unwrap();
         assert_eq!((n, px.len()), (2, 2 * IMAGE_BYTES));
-        for (s, c, row, col) in [
-            (0, 0, 0, 1),
-            (0, 0, 1, 0),
-            (1, 2, 5, 90),
-            (1, 1, 95, 0),
-            (0, 2, 95, 94),
-        ] {
+        for (s, c, row, col) in [(0, 0, 0, 1), (0, 0, 1, 0), (1, 2, 5, 90), (1, 1, 95, 0), (0, 2, 95, 94)] {
             let i = s * IMAGE_BYTES + c * SIDE * SIDE + row * SIDE + col;
             assert_eq!(px[i], value(s, c, row, col), "s{s} c{c} row{row} col{col}");
         }
@@ -183,10 +166,7 @@ mod tests {
         let ds = load_any(DataName::Stl10, Some(&t.0)).unwrap();
         assert_eq!(ds.name, "stl10");
         assert_eq!(ds.source, t.0.join("stl10_binary").display().to_string());
-        assert_eq!(
-            (ds.channels, ds.height, ds.width, ds.num_classes),
-            (3, 96, 96, 10)
-        );
+        assert_eq!((ds.channels, ds.height, ds.width, ds.num_classes), (3, 96, 96, 10));
         assert_eq!((ds.train.n, ds.test.n, ds.dim()), (2, 1, 27648));
         assert_eq!(ds.train.y, vec![0, 9]);
         assert_eq!(ds.test.y, vec![3]);
@@ -223,17 +203,7 @@ mod tests {
         x.push(0);
         let p = t.write("train_X.bin", &x);
         let err = read_images(&p).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::BadSize {
-                    len: 27649,
-                    record: 27648,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::BadSize { len: 27649, record: 27648, .. }), "{err:?}");
         assert!(err.to_string().contains(&*p.to_string_lossy()), "{err}");
     }
 
@@ -245,23 +215,10 @@ mod tests {
         t.write("test_X.bin", &x_file(1));
         t.write("test_y.bin", &[1]);
         let err = load_any(DataName::Stl10, Some(&t.0)).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::CountMismatch {
-                    n_images: 2,
-                    n_labels: 3,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::CountMismatch { n_images: 2, n_labels: 3, .. }), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains(&*y.to_string_lossy()), "{msg}");
-        assert!(
-            msg.contains(&*t.0.join("train_X.bin").to_string_lossy()),
-            "{msg}"
-        );
+        assert!(msg.contains(&*t.0.join("train_X.bin").to_string_lossy()), "{msg}");
     }
 
     #[test]
@@ -271,10 +228,7 @@ mod tests {
         let err = load_any(DataName::Stl10, Some(&t.0)).unwrap_err();
         assert!(matches!(err, DataError::NotFound { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(
-            msg.contains("missing train_y.bin, test_X.bin, test_y.bin"),
-            "{msg}"
-        );
+        assert!(msg.contains("missing train_y.bin, test_X.bin, test_y.bin"), "{msg}");
         assert!(msg.contains(&*t.0.join("stl10").to_string_lossy()), "{msg}");
     }
 }

@@ -84,8 +84,7 @@ pub fn erf(x: f32) -> f32 {
     let x = x.abs() as f64;
     let t = 1.0 / (1.0 + 0.327_591_1 * x);
     let y = 1.0
-        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t
-            + 0.254_829_592)
+        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t + 0.254_829_592)
             * t
             * (-x * x).exp();
     sign * y as f32
@@ -98,13 +97,7 @@ mod tests {
     #[test]
     fn derivatives_match_finite_differences() {
         let h = 1e-3f32;
-        for act in [
-            Activation::Relu,
-            Activation::Tanh,
-            Activation::Sigmoid,
-            Activation::Gelu,
-            Activation::Softplus,
-        ] {
+        for act in [Activation::Relu, Activation::Tanh, Activation::Sigmoid, Activation::Gelu, Activation::Softplus] {
             for &a in &[-2.5f32, -0.7, -0.1, 0.2, 0.9, 3.0] {
                 let fd = (act.f(a + h) as f64 - act.f(a - h) as f64) / (2.0 * h as f64);
                 let an = act.df(a, act.f(a)) as f64;

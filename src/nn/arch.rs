@@ -41,11 +41,7 @@ impl Init {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ArchSpec {
-    Mlp {
-        hidden: Vec<usize>,
-        batchnorm: bool,
-        dropout: f32,
-    },
+    Mlp { hidden: Vec<usize>, batchnorm: bool, dropout: f32 },
     LeNet,
     Conv3,
 }
@@ -68,30 +64,19 @@ impl std::str::FromStr for ArchSpec {
                         .parse::<usize>()
                         .ok()
                         .filter(|&v| v > 0)
-                        .ok_or_else(|| {
-                            format!("arch '{s}': hidden size '{t}' is not a positive integer")
-                        })
+                        .ok_or_else(|| format!("arch '{s}': hidden size '{t}' is not a positive integer"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            ArchSpec::Mlp {
-                hidden,
-                batchnorm: false,
-                dropout: 0.0,
-            }
+            ArchSpec::Mlp { hidden, batchnorm: false, dropout: 0.0 }
         } else if base == "lenet" {
             ArchSpec::LeNet
         } else if base == "conv3" {
             ArchSpec::Conv3
         } else {
-            return Err(format!(
-                "unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), lenet or conv3"
-            ));
+            return Err(format!("unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), lenet or conv3"));
         };
         if let Some(opts) = opts {
-            let ArchSpec::Mlp {
-                batchnorm, dropout, ..
-            } = &mut spec
-            else {
+            let ArchSpec::Mlp { batchnorm, dropout, .. } = &mut spec else {
                 return Err(format!("arch '{s}': options after '/' apply to mlp only"));
             };
             for o in opts.split('/') {
@@ -115,11 +100,7 @@ impl std::str::FromStr for ArchSpec {
 impl std::fmt::Display for ArchSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ArchSpec::Mlp {
-                hidden,
-                batchnorm,
-                dropout,
-            } => {
+            ArchSpec::Mlp { hidden, batchnorm, dropout } => {
                 let h: Vec<String> = hidden.iter().map(|v| v.to_string()).collect();
                 write!(f, "mlp:{}", h.join(","))?;
                 if *batchnorm {
@@ -145,39 +126,20 @@ pub struct Builder<'r> {
 
 impl<'r> Builder<'r> {
     pub fn new(input: Shape, init: Init, rng: &'r mut Rng) -> Self {
-        Builder {
-            net: Network {
-                layers: vec![],
-                params: vec![],
-                shapes: vec![input],
-            },
-            init,
-            rng,
-        }
+        Builder { net: Network { layers: vec![], params: vec![], shapes: vec![input] }, init, rng }
     }
     fn cur(&self) -> Shape {
         *self.net.shapes.last().unwrap()
     }
     fn param(&mut self, name: String, shape: Vec<usize>, data: Vec<f32>, kind: ParamKind) -> usize {
-        self.net.params.push(Param {
-            name,
-            shape,
-            data,
-            kind,
-        });
+        self.net.params.push(Param { name, shape, data, kind });
         self.net.params.len() - 1
     }
     fn push(&mut self, layer: Layer, out: Shape) {
         self.net.layers.push(layer);
         self.net.shapes.push(out);
     }
-    fn weights(
-        &mut self,
-        fan_in: usize,
-        fan_out: usize,
-        rows: usize,
-        bias: bool,
-    ) -> (Vec<f32>, Option<Vec<f32>>) {
+    fn weights(&mut self, fan_in: usize, fan_out: usize, rows: usize, bias: bool) -> (Vec<f32>, Option<Vec<f32>>) {
         let (wb, bb) = self.init.bounds(fan_in, fan_out);
         let mut w = vec![0.0; rows * fan_in];
         self.rng.fill_uniform(&mut w, -wb, wb);
@@ -195,45 +157,18 @@ impl<'r> Builder<'r> {
         let inp = self.cur().len();
         let i = self.net.layers.len();
         let (w, b) = self.weights(inp, out, out, bias);
-        let w = self.param(
-            format!("layers.{i}.weight"),
-            vec![out, inp],
-            w,
-            ParamKind::Weight,
-        );
+        let w = self.param(format!("layers.{i}.weight"), vec![out, inp], w, ParamKind::Weight);
         let b = b.map(|b| self.param(format!("layers.{i}.bias"), vec![out], b, ParamKind::Bias));
         self.push(Layer::Dense { w, b, inp, out }, Shape::flat(out));
         self
     }
 
-    pub fn conv(
-        mut self,
-        o: usize,
-        k: usize,
-        stride: usize,
-        pad: usize,
-        reflect: bool,
-        bias: bool,
-    ) -> Self {
+    pub fn conv(mut self, o: usize, k: usize, stride: usize, pad: usize, reflect: bool, bias: bool) -> Self {
         let s = self.cur();
-        let geom = ConvGeom {
-            c: s.c,
-            h: s.h,
-            w: s.w,
-            o,
-            k,
-            stride,
-            pad,
-            reflect,
-        };
+        let geom = ConvGeom { c: s.c, h: s.h, w: s.w, o, k, stride, pad, reflect };
         let i = self.net.layers.len();
         let (w, b) = self.weights(geom.ckk(), o * k * k, o, bias);
-        let w = self.param(
-            format!("layers.{i}.weight"),
-            vec![o, s.c, k, k],
-            w,
-            ParamKind::Weight,
-        );
+        let w = self.param(format!("layers.{i}.weight"), vec![o, s.c, k, k], w, ParamKind::Weight);
         let b = b.map(|b| self.param(format!("layers.{i}.bias"), vec![o], b, ParamKind::Bias));
         let out = Shape::new(o, geom.oh(), geom.ow());
         self.push(Layer::Conv { w, b, geom }, out);
@@ -248,13 +183,7 @@ impl<'r> Builder<'r> {
 
     fn pool_geom(&self, k: usize, stride: usize) -> PoolGeom {
         let s = self.cur();
-        PoolGeom {
-            c: s.c,
-            h: s.h,
-            w: s.w,
-            k,
-            stride,
-        }
+        PoolGeom { c: s.c, h: s.h, w: s.w, k, stride }
     }
     pub fn maxpool(mut self, k: usize, stride: usize) -> Self {
         let g = self.pool_geom(k, stride);
@@ -277,47 +206,14 @@ impl<'r> Builder<'r> {
         let s = self.cur();
         let i = self.net.layers.len();
         let affine = affine.then(|| {
-            let g = self.param(
-                format!("layers.{i}.gamma"),
-                vec![s.c],
-                vec![1.0; s.c],
-                ParamKind::BnScale,
-            );
-            let b = self.param(
-                format!("layers.{i}.beta"),
-                vec![s.c],
-                vec![0.0; s.c],
-                ParamKind::BnShift,
-            );
+            let g = self.param(format!("layers.{i}.gamma"), vec![s.c], vec![1.0; s.c], ParamKind::BnScale);
+            let b = self.param(format!("layers.{i}.beta"), vec![s.c], vec![0.0; s.c], ParamKind::BnShift);
             (g, b)
         });
-        let mean = self.param(
-            format!("layers.{i}.running_mean"),
-            vec![s.c],
-            vec![0.0; s.c],
-            ParamKind::Buffer,
-        );
-        let var = self.param(
-            format!("layers.{i}.running_var"),
-            vec![s.c],
-            vec![1.0; s.c],
-            ParamKind::Buffer,
-        );
-        let geom = BnGeom {
-            c: s.c,
-            p: s.h * s.w,
-            eps: 1e-5,
-            momentum: 0.1,
-        };
-        self.push(
-            Layer::BatchNorm {
-                affine,
-                mean,
-                var,
-                geom,
-            },
-            s,
-        );
+        let mean = self.param(format!("layers.{i}.running_mean"), vec![s.c], vec![0.0; s.c], ParamKind::Buffer);
+        let var = self.param(format!("layers.{i}.running_var"), vec![s.c], vec![1.0; s.c], ParamKind::Buffer);
+        let geom = BnGeom { c: s.c, p: s.h * s.w, eps: 1e-5, momentum: 0.1 };
+        self.push(Layer::BatchNorm { affine, mean, var, geom }, s);
         self
     }
     pub fn build(self) -> Network {
@@ -338,11 +234,7 @@ impl ArchSpec {
     ) -> Result<Network, String> {
         let b = Builder::new(input, init, rng);
         let net = match self {
-            ArchSpec::Mlp {
-                hidden,
-                batchnorm,
-                dropout,
-            } => {
+            ArchSpec::Mlp { hidden, batchnorm, dropout } => {
                 let mut b = b;
                 for &h in hidden {
                     b = b.dense(h, true);
@@ -395,10 +287,7 @@ impl ArchSpec {
 
 fn need(input: Shape, min: usize, name: &str) -> Result<(), String> {
     if input.h < min || input.w < min {
-        Err(format!(
-            "arch {name} needs inputs of at least {min}x{min}, the data set's are {}x{}",
-            input.h, input.w
-        ))
+        Err(format!("arch {name} needs inputs of at least {min}x{min}, the data set's are {}x{}", input.h, input.w))
     } else {
         Ok(())
     }

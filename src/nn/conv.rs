@@ -239,10 +239,8 @@ mod tests {
                     for c in 0..g.c {
                         for i in 0..g.k {
                             for j in 0..g.k {
-                                if let Some((yy, xx)) = g.coord(oy, i, g.h).zip(g.coord(ox, j, g.w))
-                                {
-                                    s += w[((o * g.c + c) * g.k + i) * g.k + j]
-                                        * x[(c * g.h + yy) * g.w + xx];
+                                if let Some((yy, xx)) = g.coord(oy, i, g.h).zip(g.coord(ox, j, g.w)) {
+                                    s += w[((o * g.c + c) * g.k + i) * g.k + j] * x[(c * g.h + yy) * g.w + xx];
                                 }
                             }
                         }
@@ -257,23 +255,8 @@ mod tests {
     #[test]
     fn forward_matches_direct_convolution() {
         let mut r = crate::rng::Rng::new(1);
-        for (reflect, stride, pad) in [
-            (false, 2, 1),
-            (true, 2, 1),
-            (false, 1, 0),
-            (false, 1, 2),
-            (true, 1, 1),
-        ] {
-            let g = ConvGeom {
-                c: 2,
-                h: 6,
-                w: 5,
-                o: 3,
-                k: 3,
-                stride,
-                pad,
-                reflect,
-            };
+        for (reflect, stride, pad) in [(false, 2, 1), (true, 2, 1), (false, 1, 0), (false, 1, 2), (true, 1, 1)] {
+            let g = ConvGeom { c: 2, h: 6, w: 5, o: 3, k: 3, stride, pad, reflect };
             let mut x = vec![0.0; 2 * 2 * 30];
             let mut w = vec![0.0; 3 * g.ckk()];
             r.fill_normal(&mut x, 1.0);
@@ -293,16 +276,7 @@ mod tests {
 
     #[test]
     fn reflect_padding_indices() {
-        let g = ConvGeom {
-            c: 1,
-            h: 4,
-            w: 4,
-            o: 1,
-            k: 3,
-            stride: 1,
-            pad: 1,
-            reflect: true,
-        };
+        let g = ConvGeom { c: 1, h: 4, w: 4, o: 1, k: 3, stride: 1, pad: 1, reflect: true };
         // Row -1 reflects to row 1, row 4 to row 2 (no edge repeat), as torch's 'reflect'.
         assert_eq!((g.coord(0, 0, 4), g.coord(0, 0, 4)), (Some(1), Some(1)));
         assert_eq!(g.coord(3, 2, 4), Some(2));

@@ -17,13 +17,7 @@ pub enum Loss {
 
 impl Loss {
     /// Returns (sum of per-sample losses, number correct). `e` gets dL/dz for the batch mean.
-    pub fn eval(
-        &self,
-        z: &[f32],
-        y: &[u32],
-        classes: usize,
-        e: Option<&mut [f32]>,
-    ) -> (f64, usize) {
+    pub fn eval(&self, z: &[f32], y: &[u32], classes: usize, e: Option<&mut [f32]>) -> (f64, usize) {
         let n = y.len();
         let mut total = 0.0f64;
         let mut correct = 0usize;

@@ -190,15 +190,7 @@ fn two_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &mut T) {
 }
 
 /// y = x W^T + b for a batch of n rows (W: out x inp).
-fn dense_forward(
-    x: &[f32],
-    n: usize,
-    inp: usize,
-    out: usize,
-    w: &[f32],
-    b: Option<&[f32]>,
-    y: &mut [f32],
-) {
+fn dense_forward(x: &[f32], n: usize, inp: usize, out: usize, w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
     match b {
         Some(bias) => linalg::par_rows(y, out, |_, row| row.copy_from_slice(bias)),
         None => y.fill(0.0),
@@ -245,23 +237,14 @@ impl Network {
     }
     /// Indices of layers that carry a weight (dense, conv), in order.
     pub fn weight_layers(&self) -> Vec<usize> {
-        (0..self.layers.len())
-            .filter(|&i| self.layers[i].weight().is_some())
-            .collect()
+        (0..self.layers.len()).filter(|&i| self.layers[i].weight().is_some()).collect()
     }
     pub fn num_trainable(&self) -> usize {
-        self.params
-            .iter()
-            .filter(|p| p.trainable())
-            .map(|p| p.data.len())
-            .sum()
+        self.params.iter().filter(|p| p.trainable()).map(|p| p.data.len()).sum()
     }
     /// Zeroed gradient buffers shaped like the parameters.
     pub fn zero_grads(&self) -> Vec<Vec<f32>> {
-        self.params
-            .iter()
-            .map(|p| vec![0.0; p.data.len()])
-            .collect()
+        self.params.iter().map(|p| vec![0.0; p.data.len()]).collect()
     }
 
     /// Size the workspace for a batch of `n` (no allocation when it already fits).
@@ -282,11 +265,7 @@ impl Network {
             match layer {
                 Layer::Conv { geom, .. } if !geom.is_dense() => {
                     if !matches!(ws.aux[i], Aux::Conv { .. }) {
-                        ws.aux[i] = Aux::Conv {
-                            cols: vec![],
-                            tmp: vec![],
-                            dcols: vec![],
-                        };
+                        ws.aux[i] = Aux::Conv { cols: vec![], tmp: vec![], dcols: vec![] };
                     }
                     if let Aux::Conv { cols, tmp, dcols } = &mut ws.aux[i] {
                         cols.resize(n * geom.p() * geom.ckk(), 0.0);
@@ -304,10 +283,7 @@ impl Network {
                 }
                 Layer::BatchNorm { geom, .. } => {
                     if !matches!(ws.aux[i], Aux::Bn { .. }) {
-                        ws.aux[i] = Aux::Bn {
-                            xhat: vec![],
-                            inv_std: vec![],
-                        };
+                        ws.aux[i] = Aux::Bn { xhat: vec![], inv_std: vec![] };
                     }
                     if let Aux::Bn { xhat, inv_std } = &mut ws.aux[i] {
                         xhat.resize(n * geom.c * geom.p, 0.0);
@@ -339,14 +315,7 @@ impl Network {
         self.forward_layers(ws, lo, hi, false, &mut Rng::new(0));
     }
 
-    fn forward_layers(
-        &mut self,
-        ws: &mut Workspace,
-        lo: usize,
-        hi: usize,
-        train: bool,
-        rng: &mut Rng,
-    ) {
+    fn forward_layers(&mut self, ws: &mut Workspace, lo: usize, hi: usize, train: bool, rng: &mut Rng) {
         let n = ws.n;
         for i in lo..hi {
             let (lo, hi) = ws.acts.split_at_mut(i + 1);
@@ -363,16 +332,12 @@ impl Network {
                     dense_forward(x, n, geom.ckk(), geom.o, &params[*w].data, bias, y);
                 }
                 Layer::Conv { w, b, geom } => {
-                    let Aux::Conv { cols, tmp, .. } = &mut ws.aux[i] else {
-                        unreachable!()
-                    };
+                    let Aux::Conv { cols, tmp, .. } = &mut ws.aux[i] else { unreachable!() };
                     let bias = b.map(|b| params[b].data.as_slice());
                     geom.forward(x, n, &params[*w].data, bias, cols, tmp, y);
                 }
                 Layer::MaxPool(g) => {
-                    let Aux::MaxPool { arg } = &mut ws.aux[i] else {
-                        unreachable!()
-                    };
+                    let Aux::MaxPool { arg } = &mut ws.aux[i] else { unreachable!() };
                     g.max_forward(x, n, y, arg);
                 }
                 Layer::AvgPool(g) => g.avg_forward(x, n, y),
@@ -386,16 +351,10 @@ impl Network {
                 }
                 Layer::Dropout(p) => {
                     if train && *p > 0.0 {
-                        let Aux::Dropout { mask } = &mut ws.aux[i] else {
-                            unreachable!()
-                        };
+                        let Aux::Dropout { mask } = &mut ws.aux[i] else { unreachable!() };
                         let keep = 1.0 - *p;
                         for m in mask.iter_mut() {
-                            *m = if rng.uniform() < keep {
-                                1.0 / keep
-                            } else {
-                                0.0
-                            };
+                            *m = if rng.uniform() < keep { 1.0 / keep } else { 0.0 };
                         }
                         for ((yv, xv), m) in y.iter_mut().zip(x).zip(mask.iter()) {
                             *yv = xv * m;
@@ -404,22 +363,14 @@ impl Network {
                         y.copy_from_slice(x);
                     }
                 }
-                Layer::BatchNorm {
-                    affine,
-                    mean,
-                    var,
-                    geom,
-                } => {
+                Layer::BatchNorm { affine, mean, var, geom } => {
                     // Running statistics are taken out for the call (no copy, no allocation)
                     // so that gamma and beta can be borrowed beside them.
                     let mut rm = std::mem::take(&mut params[*mean].data);
                     let mut rv = std::mem::take(&mut params[*var].data);
-                    let gb =
-                        affine.map(|(g, b)| (params[g].data.as_slice(), params[b].data.as_slice()));
+                    let gb = affine.map(|(g, b)| (params[g].data.as_slice(), params[b].data.as_slice()));
                     if train {
-                        let Aux::Bn { xhat, inv_std } = &mut ws.aux[i] else {
-                            unreachable!()
-                        };
+                        let Aux::Bn { xhat, inv_std } = &mut ws.aux[i] else { unreachable!() };
                         geom.forward_train(x, n, gb, (&mut rm, &mut rv), xhat, inv_std, y);
                     } else {
                         geom.forward_eval(x, n, gb, (&rm, &rv), y);
@@ -461,36 +412,14 @@ impl Network {
             };
             match &self.layers[i] {
                 Layer::Dense { w, b, inp, out } => {
-                    dense_backward(
-                        g,
-                        x,
-                        n,
-                        *inp,
-                        *out,
-                        grads,
-                        *w,
-                        *b,
-                        need_dx.then(|| (fb(*w), dx)),
-                    );
+                    dense_backward(g, x, n, *inp, *out, grads, *w, *b, need_dx.then(|| (fb(*w), dx)));
                 }
                 Layer::Conv { w, b, geom } if geom.is_dense() => {
                     let (inp, out) = (geom.ckk(), geom.o);
-                    dense_backward(
-                        g,
-                        x,
-                        n,
-                        inp,
-                        out,
-                        grads,
-                        *w,
-                        *b,
-                        need_dx.then(|| (fb(*w), dx)),
-                    );
+                    dense_backward(g, x, n, inp, out, grads, *w, *b, need_dx.then(|| (fb(*w), dx)));
                 }
                 Layer::Conv { w, b, geom } => {
-                    let Aux::Conv { cols, tmp, dcols } = &mut ws.aux[i] else {
-                        unreachable!()
-                    };
+                    let Aux::Conv { cols, tmp, dcols } = &mut ws.aux[i] else { unreachable!() };
                     let (dw, db) = match b {
                         Some(b) => {
                             let (dw, db) = two_mut(grads, *w, *b);
@@ -498,18 +427,12 @@ impl Network {
                         }
                         None => (&mut grads[*w], None),
                     };
-                    let dxs = if need_dx {
-                        Some((fb(*w), dcols.as_mut_slice(), dx))
-                    } else {
-                        None
-                    };
+                    let dxs = if need_dx { Some((fb(*w), dcols.as_mut_slice(), dx)) } else { None };
                     geom.backward(g, n, cols, tmp, dw, db, dxs);
                 }
                 Layer::MaxPool(geo) => {
                     if need_dx {
-                        let Aux::MaxPool { arg } = &ws.aux[i] else {
-                            unreachable!()
-                        };
+                        let Aux::MaxPool { arg } = &ws.aux[i] else { unreachable!() };
                         geo.max_backward(g, n, arg, dx);
                     }
                 }
@@ -533,9 +456,7 @@ impl Network {
                 Layer::Dropout(p) => {
                     if need_dx {
                         if *p > 0.0 {
-                            let Aux::Dropout { mask } = &ws.aux[i] else {
-                                unreachable!()
-                            };
+                            let Aux::Dropout { mask } = &ws.aux[i] else { unreachable!() };
                             for ((d, gv), m) in dx.iter_mut().zip(g).zip(mask.iter()) {
                                 *d = gv * m;
                             }
@@ -545,9 +466,7 @@ impl Network {
                     }
                 }
                 Layer::BatchNorm { affine, geom, .. } => {
-                    let Aux::Bn { xhat, inv_std } = &ws.aux[i] else {
-                        unreachable!()
-                    };
+                    let Aux::Bn { xhat, inv_std } = &ws.aux[i] else { unreachable!() };
                     let gamma = affine.map(|(gm, _)| self.params[gm].data.as_slice());
                     let dgb = match affine {
                         Some((gm, bt)) => {
@@ -556,29 +475,14 @@ impl Network {
                         }
                         None => None,
                     };
-                    geom.backward(
-                        g,
-                        n,
-                        gamma,
-                        xhat,
-                        inv_std,
-                        dgb,
-                        if need_dx { Some(dx) } else { None },
-                    );
+                    geom.backward(g, n, gamma, xhat, inv_std, dgb, if need_dx { Some(dx) } else { None });
                 }
             }
         }
     }
 
     /// Logits for `x` (n samples) in evaluation mode, batch by batch, into `out`.
-    pub fn predict(
-        &mut self,
-        ws: &mut Workspace,
-        x: &[f32],
-        n: usize,
-        batch: usize,
-        out: &mut Vec<f32>,
-    ) {
+    pub fn predict(&mut self, ws: &mut Workspace, x: &[f32], n: usize, batch: usize, out: &mut Vec<f32>) {
         let d = self.input_shape().len();
         let k = self.output_len();
         out.resize(n * k, 0.0);
@@ -587,8 +491,7 @@ impl Network {
         while start < n {
             let m = batch.min(n - start);
             self.prepare(ws, m);
-            ws.input_mut()
-                .copy_from_slice(&x[start * d..(start + m) * d]);
+            ws.input_mut().copy_from_slice(&x[start * d..(start + m) * d]);
             self.forward(ws, false, &mut rng);
             out[start * k..(start + m) * k].copy_from_slice(ws.output());
             start += m;

@@ -41,8 +41,7 @@ impl PoolGeom {
                         let mut best = f32::NEG_INFINITY;
                         let mut bi = 0usize;
                         for i in 0..self.k {
-                            let row =
-                                (c * self.h + oy * self.stride + i) * self.w + ox * self.stride;
+                            let row = (c * self.h + oy * self.stride + i) * self.w + ox * self.stride;
                             for j in 0..self.k {
                                 if xs[row + j] > best {
                                     best = xs[row + j];
@@ -60,10 +59,7 @@ impl PoolGeom {
         let (y, arg) = (&mut y[..n * ol], &mut arg[..n * ol]);
         if n * il >= linalg::PAR_MIN_LEN && rayon::current_num_threads() > 1 {
             use rayon::prelude::*;
-            y.par_chunks_mut(ol)
-                .zip(arg.par_chunks_mut(ol))
-                .enumerate()
-                .for_each(|(s, (ys, a))| one(s, ys, a));
+            y.par_chunks_mut(ol).zip(arg.par_chunks_mut(ol)).enumerate().for_each(|(s, (ys, a))| one(s, ys, a));
         } else {
             for (s, (ys, a)) in y.chunks_mut(ol).zip(arg.chunks_mut(ol)).enumerate() {
                 one(s, ys, a);
@@ -75,10 +71,7 @@ impl PoolGeom {
         let (ol, il) = (self.out_len(), self.in_len());
         linalg::par_rows(&mut dx[..n * il], il, |s, d| {
             d.fill(0.0);
-            for (gv, &a) in g[s * ol..(s + 1) * ol]
-                .iter()
-                .zip(&arg[s * ol..(s + 1) * ol])
-            {
+            for (gv, &a) in g[s * ol..(s + 1) * ol].iter().zip(&arg[s * ol..(s + 1) * ol]) {
                 d[a as usize] += gv;
             }
         });
@@ -95,8 +88,7 @@ impl PoolGeom {
                     for ox in 0..ow {
                         let mut acc = 0.0;
                         for i in 0..self.k {
-                            let row =
-                                (c * self.h + oy * self.stride + i) * self.w + ox * self.stride;
+                            let row = (c * self.h + oy * self.stride + i) * self.w + ox * self.stride;
                             acc += xs[row..row + self.k].iter().sum::<f32>();
                         }
                         ys[(c * oh + oy) * ow + ox] = acc * scale;
@@ -118,8 +110,7 @@ impl PoolGeom {
                     for ox in 0..ow {
                         let gv = gs[(c * oh + oy) * ow + ox] * scale;
                         for i in 0..self.k {
-                            let row =
-                                (c * self.h + oy * self.stride + i) * self.w + ox * self.stride;
+                            let row = (c * self.h + oy * self.stride + i) * self.w + ox * self.stride;
                             for v in &mut d[row..row + self.k] {
                                 *v += gv;
                             }
@@ -137,13 +128,7 @@ mod tests {
 
     #[test]
     fn max_and_avg_pool_2x2_by_hand() {
-        let g = PoolGeom {
-            c: 1,
-            h: 2,
-            w: 4,
-            k: 2,
-            stride: 2,
-        };
+        let g = PoolGeom { c: 1, h: 2, w: 4, k: 2, stride: 2 };
         let x = [1.0, 5.0, -1.0, -2.0, 3.0, 2.0, -3.0, -4.0];
         let mut y = [0.0; 2];
         let mut arg = [0u32; 2];

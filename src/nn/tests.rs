@@ -13,12 +13,7 @@ fn loss_of(net: &mut Network, ws: &mut Workspace, x: &[f32], y: &[u32]) -> f64 {
     Loss::Ce.eval(ws.output(), y, k, None).0 / y.len() as f64
 }
 
-fn analytic(
-    net: &mut Network,
-    ws: &mut Workspace,
-    x: &[f32],
-    y: &[u32],
-) -> (Vec<Vec<f32>>, Vec<f32>) {
+fn analytic(net: &mut Network, ws: &mut Workspace, x: &[f32], y: &[u32]) -> (Vec<Vec<f32>>, Vec<f32>) {
     net.prepare(ws, y.len());
     ws.input_mut().copy_from_slice(x);
     net.forward(ws, true, &mut Rng::new(99));
@@ -59,27 +54,26 @@ fn check(mut net: Network, n: usize, seed: u64, h: f32) {
     let close = |fd: f64, an: f64| (fd - an).abs() <= 1e-3 + 2e-2 * an.abs().max(fd.abs());
     let mut checked = 0usize;
     let mut skipped = 0usize;
-    let mut fd_at =
-        |net: &mut Network, set: &mut dyn FnMut(&mut Network, &mut Vec<f32>, f32)| -> Option<f64> {
-            let mut d = [0.0f64; 2];
-            for (t, h) in [h, h / 2.0].into_iter().enumerate() {
-                let mut xp = x.clone();
-                set(net, &mut xp, h);
-                let lp = loss_of(net, &mut ws, &xp, &y);
-                let mut xm = x.clone();
-                set(net, &mut xm, -h);
-                let lm = loss_of(net, &mut ws, &xm, &y);
-                set(net, &mut xm, 0.0);
-                d[t] = (lp - lm) / (2.0 * h as f64);
-            }
-            checked += 1;
-            if (d[0] - d[1]).abs() > 1e-3 + 1e-2 * d[1].abs() {
-                skipped += 1;
-                None
-            } else {
-                Some(d[1])
-            }
-        };
+    let mut fd_at = |net: &mut Network, set: &mut dyn FnMut(&mut Network, &mut Vec<f32>, f32)| -> Option<f64> {
+        let mut d = [0.0f64; 2];
+        for (t, h) in [h, h / 2.0].into_iter().enumerate() {
+            let mut xp = x.clone();
+            set(net, &mut xp, h);
+            let lp = loss_of(net, &mut ws, &xp, &y);
+            let mut xm = x.clone();
+            set(net, &mut xm, -h);
+            let lm = loss_of(net, &mut ws, &xm, &y);
+            set(net, &mut xm, 0.0);
+            d[t] = (lp - lm) / (2.0 * h as f64);
+        }
+        checked += 1;
+        if (d[0] - d[1]).abs() > 1e-3 + 1e-2 * d[1].abs() {
+            skipped += 1;
+            None
+        } else {
+            Some(d[1])
+        }
+    };
     for p in 0..net.params.len() {
         if !net.params[p].trainable() {
             continue;
@@ -89,8 +83,7 @@ fn check(mut net: Network, n: usize, seed: u64, h: f32) {
         let step = (len / 40).max(1);
         for j in (0..len).step_by(step) {
             let orig = net.params[p].data[j];
-            let mut set =
-                |net: &mut Network, _: &mut Vec<f32>, h: f32| net.params[p].data[j] = orig + h;
+            let mut set = |net: &mut Network, _: &mut Vec<f32>, h: f32| net.params[p].data[j] = orig + h;
             if let Some(fd) = fd_at(&mut net, &mut set) {
                 let an = grads[p][j] as f64;
                 assert!(
@@ -104,30 +97,17 @@ fn check(mut net: Network, n: usize, seed: u64, h: f32) {
     for j in (0..x.len()).step_by((x.len() / 40).max(1)) {
         let mut set = |_: &mut Network, xv: &mut Vec<f32>, h: f32| xv[j] += h;
         if let Some(fd) = fd_at(&mut net, &mut set) {
-            assert!(
-                close(fd, gx[j] as f64),
-                "{what} input [{j}]: fd {fd:.6} vs {:.6}",
-                gx[j]
-            );
+            assert!(close(fd, gx[j] as f64), "{what} input [{j}]: fd {fd:.6} vs {:.6}", gx[j]);
         }
     }
-    assert!(
-        skipped * 100 <= 15 * checked,
-        "{what}: {skipped} of {checked} entries sat on a kink"
-    );
+    assert!(skipped * 100 <= 15 * checked, "{what}: {skipped} of {checked} entries sat on a kink");
 }
 
 #[test]
 fn dense_gradients_every_activation() {
-    for (i, act) in [
-        Activation::Relu,
-        Activation::Tanh,
-        Activation::Sigmoid,
-        Activation::Gelu,
-        Activation::Softplus,
-    ]
-    .into_iter()
-    .enumerate()
+    for (i, act) in [Activation::Relu, Activation::Tanh, Activation::Sigmoid, Activation::Gelu, Activation::Softplus]
+        .into_iter()
+        .enumerate()
     {
         let mut rng = Rng::new(10 + i as u64);
         let net = Builder::new(Shape::flat(7), Init::Xavier, &mut rng)
@@ -206,65 +186,18 @@ fn arch_specs_parse_and_build() {
     let mut rng = Rng::new(1);
     let a: ArchSpec = "mlp:800,800/bn/dropout=0.2".parse().unwrap();
     assert_eq!(a.to_string(), "mlp:800,800/bn/dropout=0.2");
-    let net = a
-        .build(
-            Shape::new(1, 28, 28),
-            10,
-            Activation::Relu,
-            Init::Torch,
-            &mut rng,
-        )
-        .unwrap();
+    let net = a.build(Shape::new(1, 28, 28), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
     assert_eq!(net.output_len(), 10);
     let lenet: ArchSpec = "lenet".parse().unwrap();
-    let net = lenet
-        .build(
-            Shape::new(1, 28, 28),
-            10,
-            Activation::Relu,
-            Init::Torch,
-            &mut rng,
-        )
-        .unwrap();
+    let net = lenet.build(Shape::new(1, 28, 28), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
     assert_eq!(net.shapes[8], Shape::new(120, 1, 1));
-    let net = lenet
-        .build(
-            Shape::new(3, 32, 32),
-            10,
-            Activation::Relu,
-            Init::Torch,
-            &mut rng,
-        )
-        .unwrap();
+    let net = lenet.build(Shape::new(3, 32, 32), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
     assert_eq!(net.shapes[8], Shape::new(120, 1, 1));
     let conv3: ArchSpec = "conv3".parse().unwrap();
-    let net = conv3
-        .build(
-            Shape::new(3, 32, 32),
-            10,
-            Activation::Relu,
-            Init::Torch,
-            &mut rng,
-        )
-        .unwrap();
+    let net = conv3.build(Shape::new(3, 32, 32), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
     assert_eq!(net.shapes[9], Shape::new(400, 2, 2));
-    assert!(lenet
-        .build(
-            Shape::new(1, 8, 8),
-            10,
-            Activation::Relu,
-            Init::Torch,
-            &mut rng
-        )
-        .is_err());
+    assert!(lenet.build(Shape::new(1, 8, 8), 10, Activation::Relu, Init::Torch, &mut rng).is_err());
     assert!("mlp:12,x".parse::<ArchSpec>().is_err());
     assert!("resnet".parse::<ArchSpec>().is_err());
-    assert_eq!(
-        "mlp:".parse::<ArchSpec>().unwrap(),
-        ArchSpec::Mlp {
-            hidden: vec![],
-            batchnorm: false,
-            dropout: 0.0
-        }
-    );
+    assert_eq!("mlp:".parse::<ArchSpec>().unwrap(), ArchSpec::Mlp { hidden: vec![], batchnorm: false, dropout: 0.0 });
 }

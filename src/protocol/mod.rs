@@ -68,10 +68,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded) -> Result<Record, S
     let t0 = Instant::now();
     let ds = &loaded.ds;
     let cfg = &spec.cfg;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cfg.threads)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build().map_err(|e| e.to_string())?;
     pool.install(|| {
         let mut rng = Rng::new(cfg.seed);
         let input = Shape::new(ds.channels, ds.height, ds.width);
@@ -115,29 +112,14 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded) -> Result<Record, S
             .epochs
             .iter()
             .filter(|&&b| b <= accs.len())
-            .map(|&b| BudgetPoint {
-                epochs: b,
-                test_accuracy: accs[b - 1],
-            })
+            .map(|&b| BudgetPoint { epochs: b, test_accuracy: accs[b - 1] })
             .collect();
         let mut pruning = Vec::new();
         let mut noise_pts = Vec::new();
         if ok {
             match spec.gradual {
-                Some(s) => pruning.push(PrunePoint {
-                    sparsity: s,
-                    test_accuracy,
-                    finetuned_accuracy: None,
-                }),
-                None => {
-                    pruning = oneshot_pruning(
-                        plan,
-                        &mut tr,
-                        &train,
-                        cfg.lr * schedule_floor(cfg),
-                        &ds.test,
-                    )
-                }
+                Some(s) => pruning.push(PrunePoint { sparsity: s, test_accuracy, finetuned_accuracy: None }),
+                None => pruning = oneshot_pruning(plan, &mut tr, &train, cfg.lr * schedule_floor(cfg), &ds.test),
             }
             noise_pts = noise_evals(plan, &mut tr, &ds.test, &loaded.norm, cfg.seed);
         }
@@ -155,11 +137,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded) -> Result<Record, S
             epochs: cfg.epochs,
             status: if ok { Status::Ok } else { Status::Diverged },
             diverged_epoch,
-            epochs_to_stable: if ok {
-                epochs_to_stable(&accs, 0.005)
-            } else {
-                None
-            },
+            epochs_to_stable: if ok { epochs_to_stable(&accs, 0.005) } else { None },
             curve,
             test_accuracy,
             budgets,
@@ -182,13 +160,7 @@ fn schedule_floor(cfg: &crate::config::TrainConfig) -> f32 {
     }
 }
 
-fn oneshot_pruning(
-    plan: &Plan,
-    tr: &mut Trainer,
-    train: &Split,
-    ft_lr: f32,
-    test: &Split,
-) -> Vec<PrunePoint> {
+fn oneshot_pruning(plan: &Plan, tr: &mut Trainer, train: &Split, ft_lr: f32, test: &Split) -> Vec<PrunePoint> {
     let saved: Vec<Vec<f32>> = tr.net.params.iter().map(|p| p.data.clone()).collect();
     let opt = tr.opt.clone();
     let mut out = Vec::new();
@@ -206,11 +178,7 @@ fn oneshot_pruning(
             tr.masks = None;
             tr.opt = opt.clone();
         }
-        out.push(PrunePoint {
-            sparsity: s,
-            test_accuracy: acc,
-            finetuned_accuracy: finetuned,
-        });
+        out.push(PrunePoint { sparsity: s, test_accuracy: acc, finetuned_accuracy: finetuned });
         for (p, d) in tr.net.params.iter_mut().zip(&saved) {
             p.data.copy_from_slice(d);
         }
@@ -218,13 +186,7 @@ fn oneshot_pruning(
     out
 }
 
-fn noise_evals(
-    plan: &Plan,
-    tr: &mut Trainer,
-    test: &Split,
-    norm: &Norm,
-    seed: u64,
-) -> Vec<NoisePoint> {
+fn noise_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, seed: u64) -> Vec<NoisePoint> {
     let levels = plan
         .noise
         .iter()
@@ -237,11 +199,7 @@ fn noise_evals(
         // The same corrupted test set for every rule: seeded by the run's seed and the condition.
         let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(i as u64 + 17));
         noise::corrupt(&mut noisy.x, norm, kind, level, &mut rng);
-        out.push(NoisePoint {
-            kind: kind.as_str().into(),
-            level,
-            test_accuracy: tr.evaluate(&noisy),
-        });
+        out.push(NoisePoint { kind: kind.as_str().into(), level, test_accuracy: tr.evaluate(&noisy) });
     }
     out
 }
@@ -265,11 +223,7 @@ pub fn result_files(dir: &Path) -> Vec<PathBuf> {
 /// Cut a torn last line (no trailing newline: a write interrupted by a crash) off a results file.
 pub fn repair(path: &Path) -> Result<(), String> {
     let err = |e: std::io::Error| format!("{}: {e}", path.display());
-    let mut f = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-    {
+    let mut f = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(err(e)),
@@ -280,11 +234,7 @@ pub fn repair(path: &Path) -> Result<(), String> {
         return Ok(());
     }
     let keep = buf.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-    eprintln!(
-        "{}: dropping a torn last record ({} bytes) from an interrupted run",
-        path.display(),
-        buf.len() - keep
-    );
+    eprintln!("{}: dropping a torn last record ({} bytes) from an interrupted run", path.display(), buf.len() - keep);
     f.set_len(keep as u64).map_err(err)?;
     f.seek(std::io::SeekFrom::End(0)).map_err(err)?;
     Ok(())
@@ -334,23 +284,13 @@ pub fn run_plan(
     };
     repair(&file)?;
     let all = plan.runs()?;
-    let mine: Vec<RunSpec> = all
-        .into_iter()
-        .enumerate()
-        .filter(|(k, _)| shard.is_none_or(|(i, n)| k % n == i))
-        .map(|(_, r)| r)
-        .collect();
+    let mine: Vec<RunSpec> =
+        all.into_iter().enumerate().filter(|(k, _)| shard.is_none_or(|(i, n)| k % n == i)).map(|(_, r)| r).collect();
     let done = done_ids(out)?;
     let total = mine.len();
     let todo: Vec<RunSpec> = mine.into_iter().filter(|r| !done.contains(&r.id)).collect();
     let skipped = total - todo.len();
-    let summary = |ran, diverged| Summary {
-        total,
-        skipped,
-        ran,
-        diverged,
-        file: file.clone(),
-    };
+    let summary = |ran, diverged| Summary { total, skipped, ran, diverged, file: file.clone() };
     if todo.is_empty() {
         return Ok(summary(0, 0));
     }
@@ -387,10 +327,7 @@ pub fn run_plan(
                 Ok(rec) => {
                     let line = serde_json::to_string(&rec).expect("record serialises") + "\n";
                     if let Err(e) = fh.write_all(line.as_bytes()).and_then(|_| fh.sync_data()) {
-                        first_err
-                            .lock()
-                            .unwrap()
-                            .get_or_insert(format!("{}: {e}", file.display()));
+                        first_err.lock().unwrap().get_or_insert(format!("{}: {e}", file.display()));
                         next.store(usize::MAX / 2, Ordering::SeqCst);
                         continue;
                     }
@@ -406,11 +343,7 @@ pub fn run_plan(
                             total,
                             rec.id,
                             rec.test_accuracy,
-                            if rec.status == Status::Diverged {
-                                " DIVERGED"
-                            } else {
-                                ""
-                            },
+                            if rec.status == Status::Diverged { " DIVERGED" } else { "" },
                             rec.seconds,
                             el,
                             eta
@@ -437,10 +370,7 @@ mod tests {
     #[test]
     fn epochs_to_stable_definition() {
         // Final 0.90; within 0.005 from epoch 3 on (0.897, 0.903, 0.90), epoch 2 is 0.89 (off by 0.01).
-        assert_eq!(
-            epochs_to_stable(&[0.5, 0.89, 0.897, 0.903, 0.90], 0.005),
-            Some(3)
-        );
+        assert_eq!(epochs_to_stable(&[0.5, 0.89, 0.897, 0.903, 0.90], 0.005), Some(3));
         assert_eq!(epochs_to_stable(&[0.9], 0.005), Some(1));
         assert_eq!(epochs_to_stable(&[0.5, 0.6], 0.005), Some(2));
         assert_eq!(epochs_to_stable(&[], 0.005), None);
@@ -466,10 +396,7 @@ mod tests {
         let f = d.join("results.jsonl");
         std::fs::write(&f, "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c").unwrap();
         repair(&f).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&f).unwrap(),
-            "{\"id\":\"a\"}\n{\"id\":\"b\"}\n"
-        );
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "{\"id\":\"a\"}\n{\"id\":\"b\"}\n");
         assert_eq!(done_ids(&d).unwrap().len(), 2);
         repair(&f).unwrap();
         assert_eq!(std::fs::read_to_string(&f).unwrap().len(), 22);

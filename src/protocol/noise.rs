@@ -64,11 +64,7 @@ mod tests {
 
     #[test]
     fn gaussian_in_pixel_units_and_salt_pepper_rate() {
-        let norm = Norm {
-            mean: vec![0.5],
-            std: vec![0.25],
-            plane: 10_000,
-        };
+        let norm = Norm { mean: vec![0.5], std: vec![0.25], plane: 10_000 };
         let mut x = vec![0.0f32; 10_000];
         corrupt(&mut x, &norm, NoiseKind::Gaussian, 0.1, &mut Rng::new(1));
         let var: f64 = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / x.len() as f64;

@@ -122,8 +122,7 @@ impl Plan {
     pub fn load(path: &Path) -> Result<Plan, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let plan: Plan = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        plan.validate()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        plan.validate().map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(plan)
     }
 
@@ -134,33 +133,17 @@ impl Plan {
             !self.fractions.is_empty() && self.fractions.iter().all(|f| *f > 0.0 && *f <= 1.0),
             "fractions must be in (0, 1]",
         )?;
-        bad(
-            !self.epochs.is_empty() && self.epochs.iter().all(|e| *e >= 1),
-            "epochs (budgets) must be >= 1",
-        )?;
-        bad(
-            self.sparsities.iter().all(|s| (0.0..1.0).contains(s)),
-            "sparsities must be in [0, 1)",
-        )?;
-        bad(
-            self.noise
-                .iter()
-                .chain(&self.train_noise)
-                .all(|s| *s >= 0.0),
-            "noise levels must be >= 0",
-        )?;
-        bad(
-            self.salt_pepper.iter().all(|s| (0.0..=1.0).contains(s)),
-            "salt_pepper must be in [0, 1]",
-        )?;
+        bad(!self.epochs.is_empty() && self.epochs.iter().all(|e| *e >= 1), "epochs (budgets) must be >= 1")?;
+        bad(self.sparsities.iter().all(|s| (0.0..1.0).contains(s)), "sparsities must be in [0, 1)")?;
+        bad(self.noise.iter().chain(&self.train_noise).all(|s| *s >= 0.0), "noise levels must be >= 0")?;
+        bad(self.salt_pepper.iter().all(|s| (0.0..=1.0).contains(s)), "salt_pepper must be in [0, 1]")?;
         bad(self.seeds >= 1, "seeds must be >= 1")?;
         bad(self.threads_per_run >= 1, "threads_per_run must be >= 1")?;
         for r in &self.rules {
             self.config_for(*r, 0)?;
         }
         for k in self.rule.keys() {
-            k.parse::<RuleName>()
-                .map_err(|e| format!("[rule.{k}]: {e}"))?;
+            k.parse::<RuleName>().map_err(|e| format!("[rule.{k}]: {e}"))?;
         }
         Ok(())
     }
@@ -182,15 +165,9 @@ impl Plan {
         }
         t.insert("arch".into(), s(&self.arch));
         t.insert("rule".into(), s(rule.as_str()));
-        t.insert(
-            "epochs".into(),
-            toml::Value::Integer(self.max_epochs() as i64),
-        );
+        t.insert("epochs".into(), toml::Value::Integer(self.max_epochs() as i64));
         t.insert("seed".into(), toml::Value::Integer(seed as i64));
-        t.insert(
-            "threads".into(),
-            toml::Value::Integer(self.threads_per_run as i64),
-        );
+        t.insert("threads".into(), toml::Value::Integer(self.threads_per_run as i64));
         TrainConfig::load(None, t).map_err(|e| format!("rule {rule}: {e}"))
     }
 
@@ -204,12 +181,7 @@ impl Plan {
         // never reuses an old record.
         let evals = format!(
             "{:?}|{:?}|{:?}|{}|{}|{:?}",
-            self.epochs,
-            self.sparsities,
-            self.noise,
-            self.min_keep,
-            self.finetune_epochs,
-            self.salt_pepper
+            self.epochs, self.sparsities, self.noise, self.min_keep, self.finetune_epochs, self.salt_pepper
         );
         let mut out = Vec::new();
         for &rule in &self.rules {
@@ -221,10 +193,7 @@ impl Plan {
                             let mut c = cfg.clone();
                             c.seed = 0;
                             let h = fnv(&(serde_json::to_string(&c).unwrap() + &evals));
-                            let mut id = format!(
-                                "{}|{}|{}|f={fraction}|s={seed}",
-                                self.data, self.arch, rule
-                            );
+                            let mut id = format!("{}|{}|{}|f={fraction}|s={seed}", self.data, self.arch, rule);
                             if tn > 0.0 {
                                 id += &format!("|tn={tn}");
                             }
@@ -232,13 +201,7 @@ impl Plan {
                                 id += &format!("|gp={g}");
                             }
                             id += &format!("|h={:08x}", h as u32);
-                            out.push(RunSpec {
-                                id,
-                                cfg,
-                                fraction,
-                                train_noise: tn,
-                                gradual: *g,
-                            });
+                            out.push(RunSpec { id, cfg, fraction, train_noise: tn, gradual: *g });
                         }
                     }
                 }
@@ -250,16 +213,10 @@ impl Plan {
 
 /// `I/N` -> (I, N), 0 <= I < N.
 pub fn parse_shard(s: &str) -> Result<(usize, usize), String> {
-    let (i, n) = s
-        .split_once('/')
-        .ok_or_else(|| format!("shard '{s}' is not I/N"))?;
+    let (i, n) = s.split_once('/').ok_or_else(|| format!("shard '{s}' is not I/N"))?;
     let (i, n): (usize, usize) = (
-        i.trim()
-            .parse()
-            .map_err(|_| format!("shard '{s}': bad index"))?,
-        n.trim()
-            .parse()
-            .map_err(|_| format!("shard '{s}': bad count"))?,
+        i.trim().parse().map_err(|_| format!("shard '{s}': bad index"))?,
+        n.trim().parse().map_err(|_| format!("shard '{s}': bad count"))?,
     );
     if n == 0 || i >= n {
         return Err(format!("shard '{s}': need 0 <= I < N"));
@@ -285,11 +242,7 @@ mod tests {
         assert!(runs.iter().all(|r| r.cfg.epochs == 5));
         let dfa = runs.iter().find(|r| r.cfg.rule == RuleName::Dfa).unwrap();
         assert!((dfa.cfg.lr - 0.01).abs() < 1e-9);
-        assert!(
-            dfa.id.starts_with("digits|mlp:1024|dfa|f=0.5|s=0|h="),
-            "{}",
-            dfa.id
-        );
+        assert!(dfa.id.starts_with("digits|mlp:1024|dfa|f=0.5|s=0|h="), "{}", dfa.id);
         // Ids are stable, and change when a training setting changes.
         assert_eq!(plan.runs().unwrap()[0].id, runs[0].id);
         let mut p2 = plan.clone();
@@ -311,9 +264,7 @@ mod tests {
             ("[train]\nlrr = 1.0", "lrr"),
             ("sparsities = [1.0]", "sparsities"),
         ] {
-            let e = toml::from_str::<Plan>(text)
-                .map_err(|e| e.to_string())
-                .and_then(|p| p.validate());
+            let e = toml::from_str::<Plan>(text).map_err(|e| e.to_string()).and_then(|p| p.validate());
             assert!(e.as_ref().unwrap_err().contains(want), "{text}: {e:?}");
         }
         assert_eq!(parse_shard("2/4").unwrap(), (2, 4));

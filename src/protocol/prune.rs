@@ -19,13 +19,8 @@ pub type Masks = Vec<Option<Vec<f32>>>;
 
 /// Masks that remove the `sparsity` share of all weights with the smallest magnitude.
 pub fn global_magnitude_masks(net: &Network, sparsity: f64, min_keep: f64) -> Masks {
-    let weights: Vec<usize> = (0..net.params.len())
-        .filter(|&i| net.params[i].kind == ParamKind::Weight)
-        .collect();
-    let mut all: Vec<f32> = weights
-        .iter()
-        .flat_map(|&i| net.params[i].data.iter().map(|v| v.abs()))
-        .collect();
+    let weights: Vec<usize> = (0..net.params.len()).filter(|&i| net.params[i].kind == ParamKind::Weight).collect();
+    let mut all: Vec<f32> = weights.iter().flat_map(|&i| net.params[i].data.iter().map(|v| v.abs())).collect();
     let total = all.len();
     let k = ((sparsity.clamp(0.0, 1.0) * total as f64).round() as usize).min(total);
     let mut masks: Masks = vec![None; net.params.len()];
@@ -39,10 +34,7 @@ pub fn global_magnitude_masks(net: &Network, sparsity: f64, min_keep: f64) -> Ma
     // broken by keeping the first ones until exactly k are pruned.
     let (_, thr, _) = all.select_nth_unstable_by(k - 1, |a, b| a.total_cmp(b));
     let thr = *thr;
-    let below: usize = weights
-        .iter()
-        .map(|&i| net.params[i].data.iter().filter(|v| v.abs() < thr).count())
-        .sum();
+    let below: usize = weights.iter().map(|&i| net.params[i].data.iter().filter(|v| v.abs() < thr).count()).sum();
     let mut ties_to_prune = k - below;
     for &i in &weights {
         let w = &net.params[i].data;
@@ -107,10 +99,7 @@ mod tests {
 
     fn net() -> Network {
         // Two weight layers: 3x2 (6 weights) and 2x3 (6 weights), set by hand.
-        let mut n = Builder::new(Shape::flat(2), Init::Torch, &mut Rng::new(0))
-            .dense(3, true)
-            .dense(2, true)
-            .build();
+        let mut n = Builder::new(Shape::flat(2), Init::Torch, &mut Rng::new(0)).dense(3, true).dense(2, true).build();
         n.params[0].data = vec![0.1, -0.9, 0.3, 0.05, -0.6, 0.7];
         n.params[2].data = vec![0.2, -0.01, 0.02, 0.4, -0.03, 0.8];
         n
@@ -145,11 +134,7 @@ mod tests {
         n.params[0].data = vec![0.5; 6];
         n.params[2].data = vec![0.5; 6];
         let m = global_magnitude_masks(&n, 0.25, 0.0);
-        let pruned: usize = m
-            .iter()
-            .flatten()
-            .map(|v| v.iter().filter(|x| **x == 0.0).count())
-            .sum();
+        let pruned: usize = m.iter().flatten().map(|v| v.iter().filter(|x| **x == 0.0).count()).sum();
         assert_eq!(pruned, 3);
         assert_eq!(gradual_sparsity(0.9, 0, 10), 0.0);
         assert!((gradual_sparsity(0.9, 5, 10) - 0.9 * 0.875).abs() < 1e-12);

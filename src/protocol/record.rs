@@ -96,10 +96,7 @@ mod tests {
     #[test]
     fn status_is_lowercase_and_record_round_trips() {
         assert_eq!(serde_json::to_string(&Status::Ok).unwrap(), "\"ok\"");
-        assert_eq!(
-            serde_json::to_string(&Status::Diverged).unwrap(),
-            "\"diverged\""
-        );
+        assert_eq!(serde_json::to_string(&Status::Diverged).unwrap(), "\"diverged\"");
         let r = Record {
             id: "d|a|bp|f=1|s=0".into(),
             plan: "p".into(),
@@ -114,28 +111,12 @@ mod tests {
             epochs: 1,
             status: Status::Ok,
             diverged_epoch: None,
-            curve: vec![EpochPoint {
-                epoch: 1,
-                test_accuracy: 0.5,
-                train_loss: 1.0,
-                train_accuracy: 0.4,
-            }],
+            curve: vec![EpochPoint { epoch: 1, test_accuracy: 0.5, train_loss: 1.0, train_accuracy: 0.4 }],
             test_accuracy: 0.5,
-            budgets: vec![BudgetPoint {
-                epochs: 1,
-                test_accuracy: 0.5,
-            }],
+            budgets: vec![BudgetPoint { epochs: 1, test_accuracy: 0.5 }],
             epochs_to_stable: Some(1),
-            pruning: vec![PrunePoint {
-                sparsity: 0.5,
-                test_accuracy: 0.4,
-                finetuned_accuracy: None,
-            }],
-            noise: vec![NoisePoint {
-                kind: "gaussian".into(),
-                level: 0.1,
-                test_accuracy: 0.3,
-            }],
+            pruning: vec![PrunePoint { sparsity: 0.5, test_accuracy: 0.4, finetuned_accuracy: None }],
+            noise: vec![NoisePoint { kind: "gaussian".into(), level: 0.1, test_accuracy: 0.3 }],
             seconds: 1.5,
             biolearn_version: "0.1.0".into(),
             git_revision: "abc".into(),

@@ -164,11 +164,7 @@ mod tests {
                 header: vec!["rule".into(), "f = 1".into()],
                 rows: vec![vec!["bp".into(), "a|b".into()]],
             }),
-            Block::Image {
-                alt: "x".into(),
-                png: "plots/x.png".into(),
-                svg: "plots/x.svg".into(),
-            },
+            Block::Image { alt: "x".into(), png: "plots/x.png".into(), svg: "plots/x.svg".into() },
         ];
         let md = to_markdown(&blocks);
         assert!(md.contains("## A <b>"));

@@ -46,24 +46,19 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, String> {
     for (i, raw) in lines.iter().enumerate() {
         let lineno = i + 1;
         let torn = i == last && !ends_with_newline;
-        let parsed = std::str::from_utf8(raw)
-            .map_err(|e| e.to_string())
-            .and_then(|line| {
-                if line.trim().is_empty() {
-                    Ok(None)
-                } else {
-                    serde_json::from_str::<Record>(line.trim_end_matches('\r'))
-                        .map(Some)
-                        .map_err(|e| e.to_string())
-                }
-            });
+        let parsed = std::str::from_utf8(raw).map_err(|e| e.to_string()).and_then(|line| {
+            if line.trim().is_empty() {
+                Ok(None)
+            } else {
+                serde_json::from_str::<Record>(line.trim_end_matches('\r')).map(Some).map_err(|e| e.to_string())
+            }
+        });
         match parsed {
             Ok(Some(r)) => out.push(r),
             Ok(None) => {}
-            Err(e) if torn => eprintln!(
-                "warning: {}:{lineno}: skipping incomplete last line (torn write): {e}",
-                path.display()
-            ),
+            Err(e) if torn => {
+                eprintln!("warning: {}:{lineno}: skipping incomplete last line (torn write): {e}", path.display())
+            }
             Err(e) => return Err(format!("{}:{lineno}: {e}", path.display())),
         }
     }
@@ -83,10 +78,7 @@ pub fn read_records_many(paths: &[PathBuf]) -> Result<Vec<Record>, String> {
 /// Keep the first record of each `id`, preserving order.
 pub fn dedup_by_id(records: Vec<Record>) -> Vec<Record> {
     let mut seen = HashSet::new();
-    records
-        .into_iter()
-        .filter(|r| seen.insert(r.id.clone()))
-        .collect()
+    records.into_iter().filter(|r| seen.insert(r.id.clone())).collect()
 }
 
 // ---------------------------------------------------------------- helpers
@@ -124,13 +116,7 @@ fn pct_label(x: f64) -> String {
 fn slug(s: &str) -> String {
     let s: String = s
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c.to_ascii_lowercase() } else { '_' })
         .collect();
     let mut out = String::new();
     for c in s.chars() {
@@ -143,18 +129,11 @@ fn slug(s: &str) -> String {
 
 /// `91.00 ± 1.00 (95% CI 88.52–93.48, n=3)`; values are fractions, shown in percent.
 fn fmt_ci(s: Option<Summary>, diverged: usize) -> String {
-    let div = if diverged > 0 {
-        format!(", {diverged} diverged")
-    } else {
-        String::new()
-    };
+    let div = if diverged > 0 { format!(", {diverged} diverged") } else { String::new() };
     match s.map(|s| s.scaled(100.0)) {
         None => format!("— (n=0{div})"),
         Some(s) => match s.ci95() {
-            Some((lo, hi)) => format!(
-                "{:.2} ± {:.2} (95% CI {:.2}–{:.2}, n={}{div})",
-                s.mean, s.std, lo, hi, s.n
-            ),
+            Some((lo, hi)) => format!("{:.2} ± {:.2} (95% CI {:.2}–{:.2}, n={}{div})", s.mean, s.std, lo, hi, s.n),
             None => format!("{:.2} (n={}{div})", s.mean, s.n),
         },
     }
@@ -206,17 +185,10 @@ impl<'a> Group<'a> {
     }
     /// All runs (ok and diverged) of one rule at one fraction.
     fn cell(&self, rule: &str, frac: f64) -> Vec<&'a Record> {
-        self.recs
-            .iter()
-            .copied()
-            .filter(|r| r.rule == rule && same(r.fraction, frac))
-            .collect()
+        self.recs.iter().copied().filter(|r| r.rule == rule && same(r.fraction, frac)).collect()
     }
     fn ok(&self, rule: &str, frac: f64) -> Vec<&'a Record> {
-        self.cell(rule, frac)
-            .into_iter()
-            .filter(|r| r.status == Status::Ok)
-            .collect()
+        self.cell(rule, frac).into_iter().filter(|r| r.status == Status::Ok).collect()
     }
 }
 
@@ -226,9 +198,7 @@ fn group_records(records: &[Record]) -> Vec<Group<'_>> {
         // bit pattern of a non-negative f64 orders like the value
         let noise_key = r.train_noise.abs().to_bits();
         let gradual_key = r.gradual_sparsity.map(|g| g.abs().to_bits());
-        map.entry((r.data.clone(), r.arch.clone(), noise_key, gradual_key))
-            .or_default()
-            .push(r);
+        map.entry((r.data.clone(), r.arch.clone(), noise_key, gradual_key)).or_default().push(r);
     }
     map.into_iter()
         .map(|((data, arch, _, _), recs)| Group {
@@ -287,11 +257,7 @@ fn fmt_signed(x: f64) -> String {
 fn section_accuracy(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), String> {
     let rules = g.rules();
     let fracs = g.fractions();
-    let title = if fracs.len() > 1 {
-        "Accuracy vs training-data fraction"
-    } else {
-        "Final test accuracy"
-    };
+    let title = if fracs.len() > 1 { "Accuracy vs training-data fraction" } else { "Final test accuracy" };
     b.push(Block::Heading(3, title.into()));
     b.push(Block::Para(
         "Final test accuracy (%) over seeds: mean ± std (Student-t 95% confidence interval \
@@ -300,9 +266,7 @@ fn section_accuracy(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), 
             .into(),
     ));
     let mut t = Table {
-        header: std::iter::once("rule".to_string())
-            .chain(fracs.iter().map(|f| format!("f = {}", num(*f))))
-            .collect(),
+        header: std::iter::once("rule".to_string()).chain(fracs.iter().map(|f| format!("f = {}", num(*f)))).collect(),
         rows: vec![],
     };
     for rule in &rules {
@@ -326,9 +290,7 @@ fn section_accuracy(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), 
                 color: ctx.color(rule),
                 points: fracs
                     .iter()
-                    .filter_map(|&f| {
-                        acc_summary(&g.ok(rule, f)).map(|s| (f, s.mean * 100.0, s.std * 100.0))
-                    })
+                    .filter_map(|&f| acc_summary(&g.ok(rule, f)).map(|s| (f, s.mean * 100.0, s.std * 100.0)))
                     .collect(),
                 dashed: false,
                 spread: Spread::ErrorBars,
@@ -425,9 +387,7 @@ fn section_vs_bp(g: &Group, b: &mut Vec<Block>) {
     }
     b.push(Block::Table(t));
     if findings.is_empty() {
-        b.push(Block::Para(
-            "No rule differs significantly from BP at any fraction.".into(),
-        ));
+        b.push(Block::Para("No rule differs significantly from BP at any fraction.".into()));
     } else {
         b.push(Block::Para("Significant differences:".into()));
         b.push(Block::List(findings));
@@ -435,13 +395,8 @@ fn section_vs_bp(g: &Group, b: &mut Vec<Block>) {
 }
 
 fn section_budgets(g: &Group, b: &mut Vec<Block>) {
-    let budgets: Vec<usize> = g
-        .recs
-        .iter()
-        .flat_map(|r| r.budgets.iter().map(|p| p.epochs))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let budgets: Vec<usize> =
+        g.recs.iter().flat_map(|r| r.budgets.iter().map(|p| p.epochs)).collect::<BTreeSet<_>>().into_iter().collect();
     if budgets.len() < 2 {
         return;
     }
@@ -455,11 +410,7 @@ fn section_budgets(g: &Group, b: &mut Vec<Block>) {
     for f in selected_fractions(&g.fractions()) {
         let mut t = Table {
             header: std::iter::once("rule".to_string())
-                .chain(
-                    budgets
-                        .iter()
-                        .map(|e| format!("{e} epoch{}", if *e == 1 { "" } else { "s" })),
-                )
+                .chain(budgets.iter().map(|e| format!("{e} epoch{}", if *e == 1 { "" } else { "s" })))
                 .collect(),
             rows: vec![],
         };
@@ -480,11 +431,7 @@ fn section_budgets(g: &Group, b: &mut Vec<Block>) {
             t.rows.push(row);
         }
         if !t.rows.is_empty() {
-            b.push(Block::Para(format!(
-                "Training-data fraction {} ({}):",
-                num(f),
-                pct_label(f)
-            )));
+            b.push(Block::Para(format!("Training-data fraction {} ({}):", num(f), pct_label(f))));
             b.push(Block::Table(t));
         }
     }
@@ -502,19 +449,13 @@ fn section_stable(g: &Group, b: &mut Vec<Block>) {
             .into(),
     ));
     let mut t = Table {
-        header: std::iter::once("rule".to_string())
-            .chain(fracs.iter().map(|f| format!("f = {}", num(*f))))
-            .collect(),
+        header: std::iter::once("rule".to_string()).chain(fracs.iter().map(|f| format!("f = {}", num(*f)))).collect(),
         rows: vec![],
     };
     for rule in g.rules() {
         let mut row = vec![rule.clone()];
         for &f in &fracs {
-            let v: Vec<f64> = g
-                .ok(&rule, f)
-                .iter()
-                .filter_map(|r| r.epochs_to_stable.map(|e| e as f64))
-                .collect();
+            let v: Vec<f64> = g.ok(&rule, f).iter().filter_map(|r| r.epochs_to_stable.map(|e| e as f64)).collect();
             row.push(fmt_short(Summary::of(&v), 1.0, 1));
         }
         t.rows.push(row);
@@ -523,11 +464,7 @@ fn section_stable(g: &Group, b: &mut Vec<Block>) {
 }
 
 fn section_curves(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), String> {
-    if !g
-        .recs
-        .iter()
-        .any(|r| !r.curve.is_empty() && r.status == Status::Ok)
-    {
+    if !g.recs.iter().any(|r| !r.curve.is_empty() && r.status == Status::Ok) {
         return Ok(());
     }
     b.push(Block::Heading(3, "Learning curves".into()));
@@ -552,9 +489,7 @@ fn section_curves(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), St
                     color: ctx.color(rule),
                     points: by_epoch
                         .into_iter()
-                        .filter_map(|(e, v)| {
-                            Summary::of(&v).map(|s| (e as f64, s.mean * 100.0, s.std * 100.0))
-                        })
+                        .filter_map(|(e, v)| Summary::of(&v).map(|s| (e as f64, s.mean * 100.0, s.std * 100.0)))
                         .collect(),
                     dashed: false,
                     spread: Spread::Band,
@@ -562,11 +497,7 @@ fn section_curves(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), St
             })
             .collect();
         let chart = Chart {
-            title: format!(
-                "Learning curves, {} of training data — {}",
-                pct_label(f),
-                g.title()
-            ),
+            title: format!("Learning curves, {} of training data — {}", pct_label(f), g.title()),
             x_label: "epoch".into(),
             y_label: "test accuracy (%)".into(),
             log_x: false,
@@ -597,21 +528,13 @@ fn section_pruning(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), S
         if sparsities.is_empty() {
             continue;
         }
-        let has_ft = ok
-            .iter()
-            .any(|r| r.pruning.iter().any(|p| p.finetuned_accuracy.is_some()));
+        let has_ft = ok.iter().any(|r| r.pruning.iter().any(|p| p.finetuned_accuracy.is_some()));
         let values = |rule: &str, s: f64, ft: bool| -> Option<Summary> {
             let v: Vec<f64> = g
                 .ok(rule, f)
                 .iter()
                 .filter_map(|r| r.pruning.iter().find(|p| same(p.sparsity, s)))
-                .filter_map(|p| {
-                    if ft {
-                        p.finetuned_accuracy
-                    } else {
-                        Some(p.test_accuracy)
-                    }
-                })
+                .filter_map(|p| if ft { p.finetuned_accuracy } else { Some(p.test_accuracy) })
                 .collect();
             Summary::of(&v)
         };
@@ -622,17 +545,12 @@ fn section_pruning(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), S
             }
             let mut t = Table {
                 header: std::iter::once("rule".to_string())
-                    .chain(
-                        sparsities
-                            .iter()
-                            .map(|s| format!("sparsity {}", pct_label(*s))),
-                    )
+                    .chain(sparsities.iter().map(|s| format!("sparsity {}", pct_label(*s))))
                     .collect(),
                 rows: vec![],
             };
             for rule in &rules {
-                let row_vals: Vec<Option<Summary>> =
-                    sparsities.iter().map(|&s| values(rule, s, ft)).collect();
+                let row_vals: Vec<Option<Summary>> = sparsities.iter().map(|&s| values(rule, s, ft)).collect();
                 if row_vals.iter().all(|v| v.is_none()) {
                     continue;
                 }
@@ -640,11 +558,7 @@ fn section_pruning(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), S
                 row.extend(row_vals.iter().map(|v| fmt_short(*v, 100.0, 2)));
                 t.rows.push(row);
                 series.push(Series {
-                    label: if ft {
-                        format!("{rule} (fine-tuned)")
-                    } else {
-                        rule.clone()
-                    },
+                    label: if ft { format!("{rule} (fine-tuned)") } else { rule.clone() },
                     color: ctx.color(rule),
                     points: sparsities
                         .iter()
@@ -655,19 +569,11 @@ fn section_pruning(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), S
                     spread: Spread::ErrorBars,
                 });
             }
-            b.push(Block::Para(format!(
-                "{what} accuracy, training-data fraction {} ({}):",
-                num(f),
-                pct_label(f)
-            )));
+            b.push(Block::Para(format!("{what} accuracy, training-data fraction {} ({}):", num(f), pct_label(f))));
             b.push(Block::Table(t));
         }
         let chart = Chart {
-            title: format!(
-                "Accuracy after pruning, {} of training data — {}",
-                pct_label(f),
-                g.title()
-            ),
+            title: format!("Accuracy after pruning, {} of training data — {}", pct_label(f), g.title()),
             x_label: "sparsity (% of weights pruned)".into(),
             y_label: "test accuracy (%)".into(),
             log_x: false,
@@ -681,11 +587,7 @@ fn section_pruning(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), S
 }
 
 fn section_noise(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), String> {
-    let kinds: BTreeSet<&str> = g
-        .recs
-        .iter()
-        .flat_map(|r| r.noise.iter().map(|p| p.kind.as_str()))
-        .collect();
+    let kinds: BTreeSet<&str> = g.recs.iter().flat_map(|r| r.noise.iter().map(|p| p.kind.as_str())).collect();
     if kinds.is_empty() {
         return Ok(());
     }
@@ -700,10 +602,7 @@ fn section_noise(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), Str
     for kind in kinds {
         for f in selected_fractions(&g.fractions()) {
             let ok: Vec<&Record> = rules.iter().flat_map(|r| g.ok(r, f)).collect();
-            let levels = distinct(
-                ok.iter()
-                    .flat_map(|r| r.noise.iter().filter(|p| p.kind == kind).map(|p| p.level)),
-            );
+            let levels = distinct(ok.iter().flat_map(|r| r.noise.iter().filter(|p| p.kind == kind).map(|p| p.level)));
             if levels.is_empty() {
                 continue;
             }
@@ -721,9 +620,7 @@ fn section_noise(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), Str
                         let v: Vec<f64> = g
                             .ok(rule, f)
                             .iter()
-                            .filter_map(|r| {
-                                r.noise.iter().find(|p| p.kind == kind && same(p.level, l))
-                            })
+                            .filter_map(|r| r.noise.iter().find(|p| p.kind == kind && same(p.level, l)))
                             .map(|p| p.test_accuracy)
                             .collect();
                         Summary::of(&v)
@@ -747,18 +644,10 @@ fn section_noise(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), Str
                     spread: Spread::ErrorBars,
                 });
             }
-            b.push(Block::Para(format!(
-                "Noise kind {kind}, training-data fraction {} ({}):",
-                num(f),
-                pct_label(f)
-            )));
+            b.push(Block::Para(format!("Noise kind {kind}, training-data fraction {} ({}):", num(f), pct_label(f))));
             b.push(Block::Table(t));
             let chart = Chart {
-                title: format!(
-                    "Accuracy under {kind} noise, {} of training data — {}",
-                    pct_label(f),
-                    g.title()
-                ),
+                title: format!("Accuracy under {kind} noise, {} of training data — {}", pct_label(f), g.title()),
                 x_label: format!("{kind} noise level"),
                 y_label: "test accuracy (%)".into(),
                 log_x: false,
@@ -773,12 +662,7 @@ fn section_noise(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), Str
 }
 
 fn section_diverged(g: &Group, b: &mut Vec<Block>) {
-    let mut div: Vec<&Record> = g
-        .recs
-        .iter()
-        .copied()
-        .filter(|r| r.status == Status::Diverged)
-        .collect();
+    let mut div: Vec<&Record> = g.recs.iter().copied().filter(|r| r.status == Status::Diverged).collect();
     if div.is_empty() {
         return;
     }
@@ -790,10 +674,7 @@ fn section_diverged(g: &Group, b: &mut Vec<Block>) {
         div.len()
     )));
     b.push(Block::Table(Table {
-        header: ["id", "rule", "fraction", "seed", "diverged at epoch"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        header: ["id", "rule", "fraction", "seed", "diverged at epoch"].iter().map(|s| s.to_string()).collect(),
         rows: div
             .iter()
             .map(|r| {
@@ -802,9 +683,7 @@ fn section_diverged(g: &Group, b: &mut Vec<Block>) {
                     r.rule.clone(),
                     num(r.fraction),
                     r.seed.to_string(),
-                    r.diverged_epoch
-                        .map(|e| e.to_string())
-                        .unwrap_or_else(|| "?".into()),
+                    r.diverged_epoch.map(|e| e.to_string()).unwrap_or_else(|| "?".into()),
                 ]
             })
             .collect(),
@@ -826,26 +705,14 @@ pub fn write_report(records: &[Record], out_dir: &Path) -> Result<ReportSummary,
     let mut ctx = Ctx {
         plots_dir,
         prefix: String::new(),
-        rule_colors: all_rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.clone(), i))
-            .collect(),
+        rule_colors: all_rules.iter().enumerate().map(|(i, r)| (r.clone(), i)).collect(),
         files: vec![],
     };
 
-    let diverged = records
-        .iter()
-        .filter(|r| r.status == Status::Diverged)
-        .count();
+    let diverged = records.iter().filter(|r| r.status == Status::Diverged).count();
     let join = |v: BTreeSet<&str>| v.into_iter().collect::<Vec<_>>().join(", ");
     let plans = join(records.iter().map(|r| r.plan.as_str()).collect());
-    let versions = join(
-        records
-            .iter()
-            .map(|r| r.biolearn_version.as_str())
-            .collect(),
-    );
+    let versions = join(records.iter().map(|r| r.biolearn_version.as_str()).collect());
     let revisions = join(records.iter().map(|r| r.git_revision.as_str()).collect());
     let seconds: f64 = records.iter().map(|r| r.seconds).sum();
 
@@ -861,11 +728,7 @@ pub fn write_report(records: &[Record], out_dir: &Path) -> Result<ReportSummary,
     ];
 
     for g in &groups {
-        ctx.prefix = if groups.len() > 1 {
-            format!("{}_", slug(&g.title()))
-        } else {
-            String::new()
-        };
+        ctx.prefix = if groups.len() > 1 { format!("{}_", slug(&g.title())) } else { String::new() };
         let seeds: BTreeSet<u64> = g.recs.iter().map(|r| r.seed).collect();
         let fracs = g.fractions();
         b.push(Block::Heading(2, g.title()));
@@ -888,20 +751,13 @@ pub fn write_report(records: &[Record], out_dir: &Path) -> Result<ReportSummary,
     }
 
     let md_path = out_dir.join("report.md");
-    fs::write(&md_path, html::to_markdown(&b))
-        .map_err(|e| format!("{}: {e}", md_path.display()))?;
+    fs::write(&md_path, html::to_markdown(&b)).map_err(|e| format!("{}: {e}", md_path.display()))?;
     let html_path = out_dir.join("index.html");
-    fs::write(&html_path, html::to_html("biolearn report", &b))
-        .map_err(|e| format!("{}: {e}", html_path.display()))?;
+    fs::write(&html_path, html::to_html("biolearn report", &b)).map_err(|e| format!("{}: {e}", html_path.display()))?;
 
     let mut files = vec![md_path, html_path];
     files.append(&mut ctx.files);
-    Ok(ReportSummary {
-        files,
-        records: records.len(),
-        groups: groups.len(),
-        diverged,
-    })
+    Ok(ReportSummary { files, records: records.len(), groups: groups.len(), diverged })
 }
 
 #[cfg(test)]

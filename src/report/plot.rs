@@ -106,14 +106,12 @@ pub fn render(chart: &Chart, dir: &Path, stem: &str) -> Result<(PathBuf, PathBuf
     {
         let root = BitMapBackend::new(&png, (WIDTH, HEIGHT)).into_drawing_area();
         draw(&root, chart).map_err(|e| format!("{}: {e}", png.display()))?;
-        root.present()
-            .map_err(|e| format!("{}: {e}", png.display()))?;
+        root.present().map_err(|e| format!("{}: {e}", png.display()))?;
     }
     {
         let root = SVGBackend::new(&svg, (WIDTH, HEIGHT)).into_drawing_area();
         draw(&root, chart).map_err(|e| format!("{}: {e}", svg.display()))?;
-        root.present()
-            .map_err(|e| format!("{}: {e}", svg.display()))?;
+        root.present().map_err(|e| format!("{}: {e}", svg.display()))?;
     }
     Ok((png, svg))
 }
@@ -121,11 +119,7 @@ pub fn render(chart: &Chart, dir: &Path, stem: &str) -> Result<(PathBuf, PathBuf
 /// Format `v` with at most `decimals` decimals, without trailing zeros.
 pub fn trim_num(v: f64, decimals: usize) -> String {
     let s = format!("{v:.decimals$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
     if s == "-0" {
         "0".to_string()
     } else {
@@ -138,11 +132,7 @@ fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let span = (hi - lo).abs().max(1e-12);
     let raw = span / 8.0;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| span / s <= 10.0)
-        .unwrap_or(10.0 * mag);
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| span / s <= 10.0).unwrap_or(10.0 * mag);
     let mut v = (lo / step).ceil() * step;
     let mut out = vec![];
     while v <= hi + step * 1e-9 {
@@ -187,11 +177,7 @@ where
     let inv = |x: f64| if c.log_x { 10f64.powf(x) } else { x };
 
     // x: distinct data positions, used as ticks when there are few of them
-    let mut xs: Vec<f64> = c
-        .series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| tx(p.0)))
-        .collect();
+    let mut xs: Vec<f64> = c.series.iter().flat_map(|s| s.points.iter().map(|p| tx(p.0))).collect();
     xs.sort_by(|a, b| a.total_cmp(b));
     xs.dedup_by(|a, b| (*a - *b).abs() < 1e-12);
     let (xmin, xmax) = match (xs.first(), xs.last()) {
@@ -199,11 +185,7 @@ where
         _ => (0.0, 1.0),
     };
     let span = if xmax > xmin { xmax - xmin } else { 1.0 };
-    let (x0, x1) = if xmax > xmin {
-        (xmin - 0.05 * span, xmax + 0.05 * span)
-    } else {
-        (xmin - 0.5, xmax + 0.5)
-    };
+    let (x0, x1) = if xmax > xmin { (xmin - 0.05 * span, xmax + 0.05 * span) } else { (xmin - 0.5, xmax + 0.5) };
     let keys = if xs.len() <= 12 && !xs.is_empty() {
         xs.clone()
     } else if c.log_x {
@@ -236,11 +218,7 @@ where
     let pad = ((yhi - ylo) * 0.08).max(1.0);
     let y0 = (ylo - pad).max(0.0_f64.min(ylo));
     let y1 = (yhi + pad).min(100.0_f64.max(yhi));
-    let (y0, y1) = if y1 - y0 < 1e-9 {
-        (y0 - 1.0, y1 + 1.0)
-    } else {
-        (y0, y1)
-    };
+    let (y0, y1) = if y1 - y0 < 1e-9 { (y0 - 1.0, y1 + 1.0) } else { (y0, y1) };
 
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(root)
@@ -248,13 +226,7 @@ where
         .margin(14)
         .x_label_area_size(50)
         .y_label_area_size(62)
-        .build_cartesian_2d(
-            KeyedAxis {
-                inner: (x0..x1).into(),
-                keys,
-            },
-            y0..y1,
-        )
+        .build_cartesian_2d(KeyedAxis { inner: (x0..x1).into(), keys }, y0..y1)
         .map_err(err)?;
 
     let x_fmt = |v: &f64| {
@@ -278,29 +250,14 @@ where
         .draw()
         .map_err(err)?;
 
-    let n_bar_series = c
-        .series
-        .iter()
-        .filter(|s| s.spread == Spread::ErrorBars)
-        .count();
+    let n_bar_series = c.series.iter().filter(|s| s.spread == Spread::ErrorBars).count();
     // bands first, so that no band covers another series' line
     for s in &c.series {
         let col = color(s.color);
         if s.spread == Spread::Band && s.points.len() > 1 {
-            let mut poly: Vec<(f64, f64)> = s
-                .points
-                .iter()
-                .map(|p| (tx(p.0), (p.1 + p.2).min(y1)))
-                .collect();
-            poly.extend(
-                s.points
-                    .iter()
-                    .rev()
-                    .map(|p| (tx(p.0), (p.1 - p.2).max(y0))),
-            );
-            chart
-                .draw_series(std::iter::once(Polygon::new(poly, col.mix(0.15).filled())))
-                .map_err(err)?;
+            let mut poly: Vec<(f64, f64)> = s.points.iter().map(|p| (tx(p.0), (p.1 + p.2).min(y1))).collect();
+            poly.extend(s.points.iter().rev().map(|p| (tx(p.0), (p.1 - p.2).max(y0))));
+            chart.draw_series(std::iter::once(Polygon::new(poly, col.mix(0.15).filled()))).map_err(err)?;
         }
     }
     let mut bar_index = 0usize;
@@ -319,21 +276,20 @@ where
 
         if s.spread == Spread::ErrorBars {
             chart
-                .draw_series(s.points.iter().zip(&pts).map(|(p, q)| {
-                    ErrorBar::new_vertical(q.0, p.1 - p.2, p.1, p.1 + p.2, line_style, 8)
-                }))
+                .draw_series(
+                    s.points
+                        .iter()
+                        .zip(&pts)
+                        .map(|(p, q)| ErrorBar::new_vertical(q.0, p.1 - p.2, p.1, p.1 + p.2, line_style, 8)),
+                )
                 .map_err(err)?;
         }
         let (a, b) = if s.dashed { (8, 12) } else { (10, 10) };
         let legend_style = line_style;
         let anno = if s.dashed {
-            chart
-                .draw_series(DashedLineSeries::new(pts.clone(), 8, 5, line_style))
-                .map_err(err)?
+            chart.draw_series(DashedLineSeries::new(pts.clone(), 8, 5, line_style)).map_err(err)?
         } else {
-            chart
-                .draw_series(LineSeries::new(pts.clone(), line_style))
-                .map_err(err)?
+            chart.draw_series(LineSeries::new(pts.clone(), line_style)).map_err(err)?
         };
         anno.label(s.label.clone()).legend(move |(x, y)| {
             EmptyElement::at((x, y))
@@ -341,18 +297,10 @@ where
                 + PathElement::new(vec![(b, 0), (20, 0)], legend_style)
         });
         if s.points.len() <= 40 {
-            let marker = if s.dashed {
-                ShapeStyle::from(&WHITE).filled()
-            } else {
-                ShapeStyle::from(&col).filled()
-            };
-            chart
-                .draw_series(pts.iter().map(|&(x, y)| Circle::new((x, y), 3, marker)))
-                .map_err(err)?;
+            let marker = if s.dashed { ShapeStyle::from(&WHITE).filled() } else { ShapeStyle::from(&col).filled() };
+            chart.draw_series(pts.iter().map(|&(x, y)| Circle::new((x, y), 3, marker))).map_err(err)?;
             if s.dashed {
-                chart
-                    .draw_series(pts.iter().map(|&(x, y)| Circle::new((x, y), 3, line_style)))
-                    .map_err(err)?;
+                chart.draw_series(pts.iter().map(|&(x, y)| Circle::new((x, y), 3, line_style))).map_err(err)?;
             }
         }
     }

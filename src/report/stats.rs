@@ -183,17 +183,12 @@ impl Summary {
 
     /// `(lo, hi)` of the Student-t 95% CI of the mean; `None` when `n < 2`.
     pub fn ci95(&self) -> Option<(f64, f64)> {
-        self.ci95_half_width()
-            .map(|h| (self.mean - h, self.mean + h))
+        self.ci95_half_width().map(|h| (self.mean - h, self.mean + h))
     }
 
     /// The same summary with every value multiplied by `k` (e.g. 100 for percent).
     pub fn scaled(&self, k: f64) -> Summary {
-        Summary {
-            n: self.n,
-            mean: self.mean * k,
-            std: self.std * k.abs(),
-        }
+        Summary { n: self.n, mean: self.mean * k, std: self.std * k.abs() }
     }
 }
 
@@ -247,21 +242,11 @@ pub fn welch_diff(a: &Summary, b: &Summary) -> Option<WelchDiff> {
     let se2 = va + vb;
     let diff = a.mean - b.mean;
     if se2 == 0.0 {
-        return Some(WelchDiff {
-            diff,
-            lo: diff,
-            hi: diff,
-            df: f64::INFINITY,
-        });
+        return Some(WelchDiff { diff, lo: diff, hi: diff, df: f64::INFINITY });
     }
     let df = se2 * se2 / (va * va / (a.n as f64 - 1.0) + vb * vb / (b.n as f64 - 1.0));
     let h = t975(df) * se2.sqrt();
-    Some(WelchDiff {
-        diff,
-        lo: diff - h,
-        hi: diff + h,
-        df,
-    })
+    Some(WelchDiff { diff, lo: diff - h, hi: diff + h, df })
 }
 
 #[cfg(test)]
@@ -274,9 +259,8 @@ mod tests {
 
     /// Published two-sided 95% t table, df 1..=30.
     const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
     ];
 
     #[test]

@@ -33,18 +33,11 @@ fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: 
         train_noise: 0.0,
         gradual_sparsity: None,
         epochs,
-        status: if diverged {
-            Status::Diverged
-        } else {
-            Status::Ok
-        },
+        status: if diverged { Status::Diverged } else { Status::Ok },
         diverged_epoch: if diverged { Some(3) } else { None },
         budgets: [1, 3, 5]
             .iter()
-            .map(|&e| BudgetPoint {
-                epochs: e,
-                test_accuracy: curve[e - 1].test_accuracy,
-            })
+            .map(|&e| BudgetPoint { epochs: e, test_accuracy: curve[e - 1].test_accuracy })
             .collect(),
         curve,
         test_accuracy: acc,
@@ -58,21 +51,9 @@ fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: 
             })
             .collect(),
         noise: vec![
-            NoisePoint {
-                kind: "gaussian".into(),
-                level: 0.1,
-                test_accuracy: acc - 0.05,
-            },
-            NoisePoint {
-                kind: "gaussian".into(),
-                level: 0.3,
-                test_accuracy: acc - 0.2,
-            },
-            NoisePoint {
-                kind: "salt-pepper".into(),
-                level: 0.05,
-                test_accuracy: acc - 0.1,
-            },
+            NoisePoint { kind: "gaussian".into(), level: 0.1, test_accuracy: acc - 0.05 },
+            NoisePoint { kind: "gaussian".into(), level: 0.3, test_accuracy: acc - 0.2 },
+            NoisePoint { kind: "salt-pepper".into(), level: 0.05, test_accuracy: acc - 0.1 },
         ],
         seconds: 12.5,
         biolearn_version: "0.1.0".into(),
@@ -93,14 +74,7 @@ fn synthetic() -> Vec<Record> {
         for (rule, f, accs) in &table {
             for (seed, acc) in accs.iter().enumerate() {
                 let diverged = ai == 0 && *rule == "fa" && *f == 0.2 && seed == 2;
-                v.push(record(
-                    arch,
-                    rule,
-                    *f,
-                    seed as u64,
-                    acc + 0.01 * ai as f64,
-                    diverged,
-                ));
+                v.push(record(arch, rule, *f, seed as u64, acc + 0.01 * ai as f64, diverged));
             }
         }
     }
@@ -166,18 +140,12 @@ fn read_records_skips_torn_last_line() {
     assert_eq!(read_records(&p).unwrap(), recs[..2].to_vec());
 
     // the same torn line followed by a newline is corruption, not a torn write
-    let s = format!(
-        "{}\n{}\n",
-        serde_json::to_string(&recs[0]).unwrap(),
-        &full[..10]
-    );
+    let s = format!("{}\n{}\n", serde_json::to_string(&recs[0]).unwrap(), &full[..10]);
     fs::write(&p, s).unwrap();
     assert!(read_records(&p).unwrap_err().contains(":2:"));
 
     // a missing file is an error naming it
-    assert!(read_records(&d.join("nope.jsonl"))
-        .unwrap_err()
-        .contains("nope.jsonl"));
+    assert!(read_records(&d.join("nope.jsonl")).unwrap_err().contains("nope.jsonl"));
     fs::remove_dir_all(&d).unwrap();
 }
 
@@ -198,10 +166,7 @@ fn read_records_many_merges_shards_by_id_first_wins() {
 
 #[test]
 fn rule_order_puts_bp_first() {
-    assert_eq!(
-        rule_order(["fa", "dfa", "bp", "fa", "abc"]),
-        vec!["bp", "abc", "dfa", "fa"]
-    );
+    assert_eq!(rule_order(["fa", "dfa", "bp", "fa", "abc"]), vec!["bp", "abc", "dfa", "fa"]);
 }
 
 fn check_png(path: &Path) {
@@ -213,11 +178,7 @@ fn check_png(path: &Path) {
     assert_eq!((w, h), (plot::WIDTH, plot::HEIGHT), "{path:?}");
     assert_eq!((w, h), (800, 500));
     // not blank: a rendered chart compresses to more than a few hundred bytes
-    assert!(
-        bytes.len() > 5_000,
-        "{path:?} is only {} bytes",
-        bytes.len()
-    );
+    assert!(bytes.len() > 5_000, "{path:?} is only {} bytes", bytes.len());
 }
 
 #[test]
@@ -234,16 +195,8 @@ fn end_to_end_report() {
     for f in &summary.files {
         assert!(f.is_file(), "{f:?} missing");
     }
-    let pngs: Vec<&PathBuf> = summary
-        .files
-        .iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "png"))
-        .collect();
-    let svgs: Vec<&PathBuf> = summary
-        .files
-        .iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "svg"))
-        .collect();
+    let pngs: Vec<&PathBuf> = summary.files.iter().filter(|f| f.extension().is_some_and(|e| e == "png")).collect();
+    let svgs: Vec<&PathBuf> = summary.files.iter().filter(|f| f.extension().is_some_and(|e| e == "svg")).collect();
     // per group: accuracy vs fraction, 2 learning curves, 2 pruning, 2x2 noise
     assert_eq!(pngs.len(), 2 * 9, "{pngs:?}");
     assert_eq!(svgs.len(), pngs.len());
@@ -261,25 +214,16 @@ fn end_to_end_report() {
     let html = fs::read_to_string(out.join("index.html")).unwrap();
     for p in &pngs {
         let rel = format!("plots/{}", p.file_name().unwrap().to_str().unwrap());
-        assert!(
-            html.contains(&format!("<img src=\"{rel}\"")),
-            "{rel} not in html"
-        );
+        assert!(html.contains(&format!("<img src=\"{rel}\"")), "{rel} not in html");
         assert!(md.contains(&format!("]({rel})")), "{rel} not in md");
     }
     for s in &svgs {
         let rel = format!("plots/{}", s.file_name().unwrap().to_str().unwrap());
-        assert!(
-            html.contains(&format!("href=\"{rel}\"")),
-            "{rel} not linked"
-        );
+        assert!(html.contains(&format!("href=\"{rel}\"")), "{rel} not linked");
     }
 
     // bp at full data on mlp:64: 0.90, 0.91, 0.92 -> 91.00 ± 1.00, CI 91 ± 4.303/sqrt(3)
-    assert!(
-        md.contains("| 91.00 ± 1.00 (95% CI 88.52–93.48, n=3) |"),
-        "{md}"
-    );
+    assert!(md.contains("| 91.00 ± 1.00 (95% CI 88.52–93.48, n=3) |"), "{md}");
     // the diverged fa run is excluded from the mean and counted
     assert!(md.contains("80.50 ± 0.71 (95% CI 74.15–86.85, n=2, 1 diverged)"));
     assert!(
@@ -287,10 +231,7 @@ fn end_to_end_report() {
             || md.contains("fashion-mnist\\|mlp:64\\|fa\\|f=0.2\\|s=2")
     );
     // comparison with BP: fa − bp at f = 1 is −4 points (worse), at 0.2 −0.5 (n.s.)
-    assert!(
-        md.contains("| 1 | fa | 87.00 (n=3) | 91.00 (n=3) | -4.00 | [-6.27, -1.73] | worse |"),
-        "{md}"
-    );
+    assert!(md.contains("| 1 | fa | 87.00 (n=3) | 91.00 (n=3) | -4.00 | [-6.27, -1.73] | worse |"), "{md}");
     assert!(md.contains("| -0.50 |"));
     assert!(md.contains("no significant difference"));
     // sections present, in order
@@ -315,10 +256,7 @@ fn end_to_end_report() {
 #[test]
 fn single_group_single_fraction_skips_sections() {
     let d = tmp_dir("single");
-    let mut recs: Vec<Record> = synthetic()
-        .into_iter()
-        .filter(|r| r.arch == "mlp:128" && r.fraction == 1.0)
-        .collect();
+    let mut recs: Vec<Record> = synthetic().into_iter().filter(|r| r.arch == "mlp:128" && r.fraction == 1.0).collect();
     for r in &mut recs {
         r.pruning.clear();
         r.noise.clear();

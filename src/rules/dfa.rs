@@ -81,13 +81,7 @@ impl Rule for Dfa {
     fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
         self.feedback
             .iter()
-            .map(|(i, b)| {
-                (
-                    format!("feedback.{i}.dfa"),
-                    vec![b.len() / self.k, self.k],
-                    b.as_slice(),
-                )
-            })
+            .map(|(i, b)| (format!("feedback.{i}.dfa"), vec![b.len() / self.k, self.k], b.as_slice()))
             .collect()
     }
 }

@@ -80,12 +80,7 @@ impl FeedbackAlignment {
             }
             feedback[i] = Some(b);
         }
-        let mut fa = FeedbackAlignment {
-            mode,
-            feedback,
-            magnitudes,
-            fans: fan,
-        };
+        let mut fa = FeedbackAlignment { mode, feedback, magnitudes, fans: fan };
         fa.refresh(net, rng);
         fa
     }
@@ -146,10 +141,7 @@ impl Rule for FeedbackAlignment {
         self.feedback
             .iter()
             .enumerate()
-            .filter_map(|(i, b)| {
-                b.as_ref()
-                    .map(|b| (format!("feedback.{i}.weight"), vec![b.len()], b.as_slice()))
-            })
+            .filter_map(|(i, b)| b.as_ref().map(|b| (format!("feedback.{i}.weight"), vec![b.len()], b.as_slice())))
             .collect()
     }
 }

@@ -49,24 +49,13 @@ pub trait Rule: Send {
 
 /// Training forward pass plus the loss: leaves e = dL/d(output) in the workspace's output
 /// gradient, the starting point of every error-driven rule.
-pub fn forward_with_error(
-    net: &mut Network,
-    ws: &mut Workspace,
-    y: &[u32],
-    loss: Loss,
-    rng: &mut Rng,
-) -> StepStats {
+pub fn forward_with_error(net: &mut Network, ws: &mut Workspace, y: &[u32], loss: Loss, rng: &mut Rng) -> StepStats {
     net.forward(ws, true, rng);
     let k = net.output_len();
     let l = ws.acts.len() - 1;
     let (acts, grads) = (&ws.acts[l], &mut ws.grads[l]);
-    let (loss_sum, correct) =
-        loss.eval(&acts[..y.len() * k], y, k, Some(&mut grads[..y.len() * k]));
-    StepStats {
-        loss_sum,
-        correct,
-        energy: None,
-    }
+    let (loss_sum, correct) = loss.eval(&acts[..y.len() * k], y, k, Some(&mut grads[..y.len() * k]));
+    StepStats { loss_sum, correct, energy: None }
 }
 
 /// The registry: every rule the CLI knows, by its command-line name.
@@ -84,14 +73,8 @@ pub enum RuleName {
 }
 
 impl RuleName {
-    pub const ALL: [RuleName; 6] = [
-        RuleName::Bp,
-        RuleName::Fa,
-        RuleName::Usf,
-        RuleName::Brsf,
-        RuleName::Frsf,
-        RuleName::Dfa,
-    ];
+    pub const ALL: [RuleName; 6] =
+        [RuleName::Bp, RuleName::Fa, RuleName::Usf, RuleName::Brsf, RuleName::Frsf, RuleName::Dfa];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -143,12 +126,7 @@ impl RuleName {
 
     /// Build the rule for `net` (feedback matrices drawn from `rng`), with the rule-specific
     /// settings of `cfg`. Fails when the rule cannot run on this network.
-    pub fn build(
-        &self,
-        net: &Network,
-        cfg: &TrainConfig,
-        rng: &mut Rng,
-    ) -> Result<Box<dyn Rule>, String> {
+    pub fn build(&self, net: &Network, cfg: &TrainConfig, rng: &mut Rng) -> Result<Box<dyn Rule>, String> {
         use feedback_alignment::{FeedbackAlignment, Mode};
         use predictive_coding::{PcConfig, PredictiveCoding};
         let pc = |fixed_prediction: bool| PcConfig {
@@ -181,13 +159,10 @@ impl std::fmt::Display for RuleName {
 impl std::str::FromStr for RuleName {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        RuleName::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = RuleName::ALL.iter().map(|r| r.as_str()).collect();
-                format!("unknown rule '{s}' (known: {})", names.join(", "))
-            })
+        RuleName::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = RuleName::ALL.iter().map(|r| r.as_str()).collect();
+            format!("unknown rule '{s}' (known: {})", names.join(", "))
+        })
     }
 }
 

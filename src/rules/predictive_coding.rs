@@ -29,9 +29,7 @@ use super::{forward_with_error, Rule, StepStats};
 use crate::nn::{loss::Loss, Layer, Network, Workspace};
 use crate::rng::Rng;
 
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Energy {
     /// 1/2 ||y - mu_K||^2 at the output.
@@ -58,14 +56,7 @@ impl Default for PcConfig {
     /// PCX's F-MNIST MLP settings: T = 5, state SGD lr 0.026 (here 0.1 per sample with the
     /// batch-mean energy scaled away), momentum 0.1.
     fn default() -> Self {
-        PcConfig {
-            steps: 5,
-            gamma: 0.1,
-            momentum: 0.1,
-            fixed_prediction: false,
-            energy: Energy::Gaussian,
-            beta: 1.0,
-        }
+        PcConfig { steps: 5, gamma: 0.1, momentum: 0.1, fixed_prediction: false, energy: Energy::Gaussian, beta: 1.0 }
     }
 }
 
@@ -93,11 +84,7 @@ pub struct PredictiveCoding {
 
 impl PredictiveCoding {
     pub fn new(net: &Network, cfg: PcConfig) -> Result<Self, String> {
-        if net
-            .layers
-            .iter()
-            .any(|l| matches!(l, Layer::BatchNorm { .. } | Layer::Dropout(_)))
-        {
+        if net.layers.iter().any(|l| matches!(l, Layer::BatchNorm { .. } | Layer::Dropout(_))) {
             return Err("predictive coding runs on networks without batch norm or dropout (their batch statistics and masks would change at every inference step)".into());
         }
         let wl = net.weight_layers();
@@ -232,12 +219,7 @@ impl Rule for PredictiveCoding {
                 self.back[k - 1].copy_from_slice(&ws.grads[s][..len]);
             }
             for k in 0..kk {
-                for (((x, v), ev), b) in self.x[k]
-                    .iter_mut()
-                    .zip(&mut self.vel[k])
-                    .zip(&errs[k])
-                    .zip(&self.back[k])
-                {
+                for (((x, v), ev), b) in self.x[k].iter_mut().zip(&mut self.vel[k]).zip(&errs[k]).zip(&self.back[k]) {
                     *v = mom * *v + (ev + b);
                     *x -= gamma * *v;
                 }
@@ -258,14 +240,7 @@ impl Rule for PredictiveCoding {
             net.backward(ws, grads, s, e, None, false);
         }
         self.errs = errs;
-        self.last = PcStats {
-            energy_start: e0,
-            energy_end: e_end,
-            steps: self.cfg.steps,
-        };
-        StepStats {
-            energy: Some((e0, e_end, self.cfg.steps)),
-            ..stats
-        }
+        self.last = PcStats { energy_start: e0, energy_end: e_end, steps: self.cfg.steps };
+        StepStats { energy: Some((e0, e_end, self.cfg.steps)), ..stats }
     }
 }

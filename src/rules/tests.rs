@@ -59,14 +59,9 @@ fn fa_with_feedback_equal_to_w_is_exactly_backprop() {
             }
         }
         let aligned = grads_of(&mut fa, &mut net, &x, &y);
-        assert_eq!(
-            aligned, bp,
-            "FA with B = W must give backprop's update bit for bit"
-        );
+        assert_eq!(aligned, bp, "FA with B = W must give backprop's update bit for bit");
         // With random B only the layers below the last weight layer change.
-        let last_w = net.layers[*net.weight_layers().last().unwrap()]
-            .weight()
-            .unwrap();
+        let last_w = net.layers[*net.weight_layers().last().unwrap()].weight().unwrap();
         assert_eq!(random[last_w], bp[last_w]);
         assert_ne!(random[0], bp[0]);
     }
@@ -106,13 +101,7 @@ fn sign_symmetry_feedback_tracks_sign_of_w_after_every_step() {
     let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
     for mode in [Mode::Usf, Mode::Brsf, Mode::Frsf] {
         let mut rule = FeedbackAlignment::new(mode, &net, &mut Rng::new(13));
-        let mut opt = Optimizer::new(
-            OptimConfig {
-                lr: 0.5,
-                ..Default::default()
-            },
-            &sizes,
-        );
+        let mut opt = Optimizer::new(OptimConfig { lr: 0.5, ..Default::default() }, &sizes);
         let mut ws = Workspace::default();
         let mut prev: Option<Vec<f32>> = None;
         let mut rng = Rng::new(14);
@@ -159,12 +148,7 @@ mod predictive_coding {
     use super::*;
     use crate::rules::predictive_coding::{Energy, PcConfig, PredictiveCoding};
 
-    fn pc_grads(
-        net: &mut Network,
-        cfg: PcConfig,
-        x: &[f32],
-        y: &[u32],
-    ) -> (Vec<Vec<f32>>, Vec<f64>) {
+    fn pc_grads(net: &mut Network, cfg: PcConfig, x: &[f32], y: &[u32]) -> (Vec<Vec<f32>>, Vec<f64>) {
         let mut pc = PredictiveCoding::new(net, cfg).unwrap();
         let g = grads_of(&mut pc, net, x, y);
         (g, pc.trace.clone())
@@ -200,14 +184,7 @@ mod predictive_coding {
             for mut net in [mlp(21), convnet(22)] {
                 let (x, y) = batch(&net, 5, 23);
                 let bp = bp_grads(&mut net, loss, &x, &y);
-                let cfg = PcConfig {
-                    steps: 3,
-                    gamma: 1.0,
-                    momentum: 0.0,
-                    fixed_prediction: true,
-                    energy,
-                    beta: 1.0,
-                };
+                let cfg = PcConfig { steps: 3, gamma: 1.0, momentum: 0.0, fixed_prediction: true, energy, beta: 1.0 };
                 let (pc, _) = pc_grads(&mut net, cfg, &x, &y);
                 let e = rel_err(&pc, &bp);
                 assert!(e < 1e-5, "{energy:?}: relative error {e}");
@@ -239,10 +216,7 @@ mod predictive_coding {
         }
         assert!(errs[0] > errs[1] && errs[1] > errs[2], "{errs:?}");
         assert!(errs[2] < 0.02, "{errs:?}");
-        assert!(
-            errs[1] < errs[0] / 3.0,
-            "error should shrink roughly with beta: {errs:?}"
-        );
+        assert!(errs[1] < errs[0] / 3.0, "error should shrink roughly with beta: {errs:?}");
     }
 
     #[test]
@@ -268,17 +242,9 @@ mod predictive_coding {
         let (_, trace) = pc_grads(&mut net, cfg, &x, &y);
         assert_eq!(trace.len(), 51);
         for w in trace.windows(2) {
-            assert!(
-                w[1] <= w[0] + 1e-6 * w[0].abs(),
-                "energy rose: {} -> {}",
-                w[0],
-                w[1]
-            );
+            assert!(w[1] <= w[0] + 1e-6 * w[0].abs(), "energy rose: {} -> {}", w[0], w[1]);
         }
-        assert!(
-            trace[50] < 0.95 * trace[0],
-            "relaxation should lower the energy: {trace:?}"
-        );
+        assert!(trace[50] < 0.95 * trace[0], "relaxation should lower the energy: {trace:?}");
     }
 
     #[test]
