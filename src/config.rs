@@ -57,6 +57,12 @@ pub struct TrainConfig {
     pub pc_momentum: f32,
     /// Predictive coding: output energy, gaussian (clamped output) or ce (categorical node).
     pub pc_energy: Energy,
+    /// Equilibrium propagation / CHL: relaxation steps of the free and nudged phases, step size,
+    /// and the nudge strength beta (its sign drawn at random every batch).
+    pub ep_free_steps: usize,
+    pub ep_nudged_steps: usize,
+    pub ep_eps: f32,
+    pub ep_beta: f32,
 }
 
 impl Default for TrainConfig {
@@ -91,6 +97,10 @@ impl Default for TrainConfig {
             pc_gamma: 0.1,
             pc_momentum: 0.1,
             pc_energy: Energy::Gaussian,
+            ep_free_steps: 40,
+            ep_nudged_steps: 4,
+            ep_eps: 0.5,
+            ep_beta: 0.5,
         }
     }
 }

@@ -95,7 +95,6 @@ pub struct Trainer {
     grads: Vec<Vec<f32>>,
     rng: Rng,
     order: Vec<usize>,
-    logits: Vec<f32>,
     /// Pruning masks multiplied into the weights after every optimiser step.
     pub masks: Option<Masks>,
     /// Gaussian noise (std in pixel units) added to every training batch.
@@ -133,7 +132,6 @@ impl Trainer {
             grads,
             rng: rng.fork(),
             order: Vec::new(),
-            logits: Vec::new(),
             masks: None,
             train_noise: None,
         })
@@ -202,9 +200,19 @@ impl Trainer {
         if split.n == 0 {
             return 0.0;
         }
-        self.net.predict(&mut self.eval_ws, &split.x, split.n, 1000, &mut self.logits);
-        let k = self.net.output_len();
-        let correct = (0..split.n).filter(|&s| argmax(&self.logits[s * k..(s + 1) * k]) == split.y[s] as usize).count();
+        let (d, k) = (split.dim, self.net.output_len());
+        let mut correct = 0;
+        let mut start = 0;
+        while start < split.n {
+            let m = 1000.min(split.n - start);
+            self.net.prepare(&mut self.eval_ws, m);
+            self.eval_ws.input_mut().copy_from_slice(&split.x[start * d..(start + m) * d]);
+            self.net.forward(&mut self.eval_ws, false, &mut self.rng);
+            self.rule.settle_prediction(&self.net, &mut self.eval_ws);
+            let out = self.eval_ws.output();
+            correct += (0..m).filter(|&s| argmax(&out[s * k..(s + 1) * k]) == split.y[start + s] as usize).count();
+            start += m;
+        }
         correct as f64 / split.n as f64
     }
 }

@@ -199,6 +199,12 @@ struct TrainArgs {
     /// Share of the training set held out for validation.
     #[arg(long)]
     val_fraction: Option<f32>,
+    /// Equilibrium propagation: nudge strength beta (default 0.5, random sign).
+    #[arg(long)]
+    ep_beta: Option<f32>,
+    /// Equilibrium propagation / CHL: free-phase relaxation steps (default 40).
+    #[arg(long)]
+    ep_free_steps: Option<usize>,
     /// Predictive coding: inference steps per batch (default 5).
     #[arg(long)]
     pc_steps: Option<usize>,
@@ -299,6 +305,8 @@ fn overrides(a: &TrainArgs) -> toml::Table {
     put("threads", a.threads.map(|x| V::Integer(x as i64)));
     put("val_fraction", a.val_fraction.map(|x| V::Float(x as f64)));
     put("pc_steps", a.pc_steps.map(|x| V::Integer(x as i64)));
+    put("ep_beta", a.ep_beta.map(|x| V::Float(x as f64)));
+    put("ep_free_steps", a.ep_free_steps.map(|x| V::Integer(x as i64)));
     put("pc_gamma", a.pc_gamma.map(|x| V::Float(x as f64)));
     put("pc_momentum", a.pc_momentum.map(|x| V::Float(x as f64)));
     put("pc_energy", a.pc_energy.map(|x| s(&format!("{x:?}").to_lowercase())));

@@ -10,6 +10,7 @@
 
 pub mod bp;
 pub mod dfa;
+pub mod equilibrium_propagation;
 pub mod feedback_alignment;
 pub mod predictive_coding;
 
@@ -41,6 +42,10 @@ pub trait Rule: Send {
         rng: &mut Rng,
     ) -> StepStats;
 
+    /// Rules whose answer is not the feed-forward pass (equilibrium propagation's free phase)
+    /// overwrite the output in `ws` after the driver's evaluation forward pass.
+    fn settle_prediction(&mut self, _net: &Network, _ws: &mut Workspace) {}
+
     /// Tensors the rule owns (feedback matrices), by name, for checkpoints and hardware models.
     fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
         Vec::new()
@@ -70,6 +75,8 @@ pub enum RuleName {
     Dfa,
     Pc,
     PcFpa,
+    Ep,
+    Chl,
 }
 
 impl RuleName {
@@ -86,6 +93,8 @@ impl RuleName {
             RuleName::Dfa => "dfa",
             RuleName::Pc => "pc",
             RuleName::PcFpa => "pc-fpa",
+            RuleName::Ep => "ep",
+            RuleName::Chl => "chl",
         }
     }
 
@@ -121,6 +130,14 @@ impl RuleName {
                 "predictive coding with the fixed-prediction assumption: equals backprop's gradient at equilibrium",
                 "Millidge, Tschantz & Buckley 2022, Neural Comput.",
             ),
+            RuleName::Ep => (
+                "equilibrium propagation: free and beta-nudged relaxations of a symmetric energy network, contrastive local update (MLPs; --ep-beta, --ep-free-steps)",
+                "Scellier & Bengio 2017, Front. Comput. Neurosci.",
+            ),
+            RuleName::Chl => (
+                "contrastive Hebbian learning: free phase vs output-clamped phase, contrastive local update (MLPs)",
+                "Movellan 1991; Xie & Seung 2003",
+            ),
         }
     }
 
@@ -146,6 +163,17 @@ impl RuleName {
             RuleName::Dfa => Box::new(dfa::Dfa::new(net, rng)),
             RuleName::Pc => Box::new(PredictiveCoding::new(net, pc(false))?),
             RuleName::PcFpa => Box::new(PredictiveCoding::new(net, pc(true))?),
+            RuleName::Ep | RuleName::Chl => Box::new(equilibrium_propagation::EquilibriumProp::new(
+                net,
+                equilibrium_propagation::EpConfig {
+                    free_steps: cfg.ep_free_steps,
+                    nudged_steps: cfg.ep_nudged_steps,
+                    eps: cfg.ep_eps,
+                    beta: cfg.ep_beta,
+                    random_sign: true,
+                    clamped: *self == RuleName::Chl,
+                },
+            )?),
         })
     }
 }

@@ -214,6 +214,7 @@ mod predictive_coding {
             pc.iter_mut().flatten().for_each(|v| *v /= beta);
             errs.push(rel_err(&pc, &bp));
         }
+        eprintln!("PC relative error vs BP for beta 0.3, 0.03, 0.003: {errs:?}");
         assert!(errs[0] > errs[1] && errs[1] > errs[2], "{errs:?}");
         assert!(errs[2] < 0.02, "{errs:?}");
         assert!(errs[1] < errs[0] / 3.0, "error should shrink roughly with beta: {errs:?}");
@@ -255,5 +256,97 @@ mod predictive_coding {
             .dense(2, true)
             .build();
         assert!(PredictiveCoding::new(&net, PcConfig::default()).is_err());
+    }
+}
+
+mod equilibrium_propagation {
+    use super::*;
+    use crate::rules::equilibrium_propagation::{EpConfig, EquilibriumProp};
+
+    fn ep_net() -> Network {
+        Builder::new(Shape::flat(4), Init::Torch, &mut Rng::new(51))
+            .dense(5, true)
+            .act(Activation::Sigmoid)
+            .dense(3, true)
+            .build()
+    }
+
+    /// Cost at the free fixed point, C = mean_n ||s_L - onehot||^2, for the current weights.
+    fn free_cost(net: &mut Network, x: &[f32], y: &[u32]) -> f64 {
+        let cfg = EpConfig { free_steps: 300, ..Default::default() };
+        let mut ep = EquilibriumProp::new(net, cfg).unwrap();
+        let mut ws = Workspace::default();
+        net.prepare(&mut ws, y.len());
+        ws.input_mut().copy_from_slice(x);
+        ep.settle_prediction(net, &mut ws);
+        let out = ws.output();
+        let mut c = 0.0f64;
+        for (r, &label) in y.iter().enumerate() {
+            for j in 0..3 {
+                let t = if j == label as usize { 1.0 } else { 0.0 };
+                c += ((out[r * 3 + j] - t) as f64).powi(2);
+            }
+        }
+        c / y.len() as f64
+    }
+
+    #[test]
+    fn ep_update_approaches_the_gradient_of_the_equilibrium_cost_as_beta_shrinks() {
+        // Scellier & Bengio's theorem: (1/beta)(dF/dW at the nudged fixed point - at the free one)
+        // -> dC(s*)/dW as beta -> 0. Checked against central finite differences of the cost at
+        // the free fixed point; the error must shrink with beta (first order in beta).
+        let mut net = ep_net();
+        let (x, y) = batch(&net, 3, 52);
+        // Pixel-like inputs in [0, 1] and a hidden layer away from its clipping bounds.
+        let x: Vec<f32> = x.iter().map(|v| 0.5 + 0.25 * v.clamp(-2.0, 2.0)).collect();
+        net.params[1].data.iter_mut().for_each(|b| *b = 0.5);
+        let h = 1e-3f32;
+        let w = net.layers[0].weight().unwrap();
+        let mut fd = Vec::new();
+        for j in 0..net.params[w].data.len() {
+            let orig = net.params[w].data[j];
+            net.params[w].data[j] = orig + h;
+            let cp = free_cost(&mut net, &x, &y);
+            net.params[w].data[j] = orig - h;
+            let cm = free_cost(&mut net, &x, &y);
+            net.params[w].data[j] = orig;
+            fd.push(((cp - cm) / (2.0 * h as f64)) as f32);
+        }
+        let mut errs = Vec::new();
+        for beta in [0.4f32, 0.1, 0.02] {
+            let cfg = EpConfig { free_steps: 300, nudged_steps: 300, beta, random_sign: false, ..Default::default() };
+            let mut ep = EquilibriumProp::new(&net, cfg).unwrap();
+            let g = grads_of(&mut ep, &mut net, &x, &y);
+            errs.push(rel_err(&[g[w].clone()], &[fd.clone()]));
+        }
+        eprintln!("EP relative error vs finite differences for beta 0.4, 0.1, 0.02: {errs:?}");
+        assert!(fd.iter().any(|v| v.abs() > 1e-3), "no gradient reaches layer 1: {fd:?}");
+        assert!(errs[0] > errs[1] && errs[1] > errs[2], "{errs:?}");
+        assert!(errs[2] < 0.1, "{errs:?}");
+    }
+
+    fn rel_err(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
+        let (mut num, mut den) = (0.0f64, 0.0f64);
+        for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+            num += ((x - y) as f64).powi(2);
+            den += (*y as f64).powi(2);
+        }
+        (num / den).sqrt()
+    }
+
+    #[test]
+    fn chl_contrast_by_hand_on_one_synapse() {
+        // 1 input -> 1 output, W = 0.5, b = 0, x = 0.8: the free fixed point of
+        // s = clip(s - eps (s - (W x + b))) is s0 = 0.4; clamped to the target 1 (label 0 of a
+        // single class): dW = -(1 * 0.8 - 0.4 * 0.8) = -0.48, db = -(1 - 0.4) = -0.6.
+        let mut net = Builder::new(Shape::flat(1), Init::Torch, &mut Rng::new(1)).dense(1, true).build();
+        net.params[0].data[0] = 0.5;
+        net.params[1].data[0] = 0.0;
+        let cfg =
+            EpConfig { free_steps: 100, nudged_steps: 5, clamped: true, random_sign: false, ..Default::default() };
+        let mut chl = EquilibriumProp::new(&net, cfg).unwrap();
+        let g = grads_of(&mut chl, &mut net, &[0.8], &[0]);
+        assert!((g[0][0] + 0.48).abs() < 1e-5, "{:?}", g);
+        assert!((g[1][0] + 0.6).abs() < 1e-5, "{:?}", g);
     }
 }
