@@ -171,6 +171,16 @@ impl Plan {
         TrainConfig::load(None, t).map_err(|e| format!("rule {rule}: {e}"))
     }
 
+    /// The plan's own training settings for `rule` (base table, then the rule's overrides),
+    /// canonical: keys sorted.
+    fn settings_key(&self, rule: RuleName) -> String {
+        let mut t: BTreeMap<String, String> = self.train.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        if let Some(o) = self.rule.get(rule.as_str()) {
+            t.extend(o.iter().map(|(k, v)| (k.clone(), v.to_string())));
+        }
+        format!("{}|{}|{:?}|{}", self.data, self.arch, t, self.max_epochs())
+    }
+
     /// Every training run of the grid, in a fixed order.
     pub fn runs(&self) -> Result<Vec<RunSpec>, String> {
         let gradual: Vec<Option<f64>> = match self.pruning {
@@ -190,9 +200,9 @@ impl Plan {
                     for g in &gradual {
                         for seed in 0..self.seeds {
                             let cfg = self.config_for(rule, seed)?;
-                            let mut c = cfg.clone();
-                            c.seed = 0;
-                            let h = fnv(&(serde_json::to_string(&c).unwrap() + &evals));
+                            // The id hashes what the plan sets (not the resolved config, which
+                            // grows a field with every new rule setting and its default).
+                            let h = fnv(&(self.settings_key(rule) + &evals));
                             let mut id = format!("{}|{}|{}|f={fraction}|s={seed}", self.data, self.arch, rule);
                             if tn > 0.0 {
                                 id += &format!("|tn={tn}");

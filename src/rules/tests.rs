@@ -23,6 +23,16 @@ fn grads_of(rule: &mut dyn Rule, net: &mut Network, x: &[f32], y: &[u32]) -> Vec
     g
 }
 
+/// ||a - b|| / ||b|| over all tensors.
+fn rel_err(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+        num += ((x - y) as f64).powi(2);
+        den += (*y as f64).powi(2);
+    }
+    (num / den).sqrt()
+}
+
 fn mlp(seed: u64) -> Network {
     Builder::new(Shape::flat(6), Init::Torch, &mut Rng::new(seed))
         .dense(5, true)
@@ -165,14 +175,6 @@ mod predictive_coding {
         g
     }
 
-    fn rel_err(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
-        let (mut num, mut den) = (0.0f64, 0.0f64);
-        for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
-            num += ((x - y) as f64).powi(2);
-            den += (*y as f64).powi(2);
-        }
-        (num / den).sqrt()
-    }
 
     #[test]
     fn fixed_prediction_pc_is_exactly_backprop() {
@@ -325,14 +327,6 @@ mod equilibrium_propagation {
         assert!(errs[2] < 0.1, "{errs:?}");
     }
 
-    fn rel_err(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
-        let (mut num, mut den) = (0.0f64, 0.0f64);
-        for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
-            num += ((x - y) as f64).powi(2);
-            den += (*y as f64).powi(2);
-        }
-        (num / den).sqrt()
-    }
 
     #[test]
     fn chl_contrast_by_hand_on_one_synapse() {
