@@ -63,6 +63,12 @@ pub struct TrainConfig {
     pub ep_nudged_steps: usize,
     pub ep_eps: f32,
     pub ep_beta: f32,
+    /// Target propagation: output target step beta, feedback-training noise sigma, learning
+    /// rate and updates per batch of the learned inverses (DTP).
+    pub tp_beta: f32,
+    pub tp_sigma: f32,
+    pub tp_feedback_lr: f32,
+    pub tp_feedback_steps: usize,
 }
 
 impl Default for TrainConfig {
@@ -101,6 +107,10 @@ impl Default for TrainConfig {
             ep_nudged_steps: 4,
             ep_eps: 0.5,
             ep_beta: 0.5,
+            tp_beta: 0.01,
+            tp_sigma: 0.01,
+            tp_feedback_lr: 0.01,
+            tp_feedback_steps: 1,
         }
     }
 }

@@ -199,6 +199,9 @@ struct TrainArgs {
     /// Share of the training set held out for validation.
     #[arg(long)]
     val_fraction: Option<f32>,
+    /// Target propagation: output target step beta (default 0.01).
+    #[arg(long)]
+    tp_beta: Option<f32>,
     /// Equilibrium propagation: nudge strength beta (default 0.5, random sign).
     #[arg(long)]
     ep_beta: Option<f32>,
@@ -306,6 +309,7 @@ fn overrides(a: &TrainArgs) -> toml::Table {
     put("val_fraction", a.val_fraction.map(|x| V::Float(x as f64)));
     put("pc_steps", a.pc_steps.map(|x| V::Integer(x as i64)));
     put("ep_beta", a.ep_beta.map(|x| V::Float(x as f64)));
+    put("tp_beta", a.tp_beta.map(|x| V::Float(x as f64)));
     put("ep_free_steps", a.ep_free_steps.map(|x| V::Integer(x as i64)));
     put("pc_gamma", a.pc_gamma.map(|x| V::Float(x as f64)));
     put("pc_momentum", a.pc_momentum.map(|x| V::Float(x as f64)));

@@ -13,6 +13,7 @@ pub mod dfa;
 pub mod equilibrium_propagation;
 pub mod feedback_alignment;
 pub mod predictive_coding;
+pub mod target_prop;
 
 use crate::config::TrainConfig;
 use crate::nn::{Loss, Network, Workspace};
@@ -77,6 +78,8 @@ pub enum RuleName {
     PcFpa,
     Ep,
     Chl,
+    Dtp,
+    FwDtp,
 }
 
 impl RuleName {
@@ -95,6 +98,8 @@ impl RuleName {
             RuleName::PcFpa => "pc-fpa",
             RuleName::Ep => "ep",
             RuleName::Chl => "chl",
+            RuleName::Dtp => "dtp",
+            RuleName::FwDtp => "fw-dtp",
         }
     }
 
@@ -138,6 +143,14 @@ impl RuleName {
                 "contrastive Hebbian learning: free phase vs output-clamped phase, contrastive local update (MLPs)",
                 "Movellan 1991; Xie & Seung 2003",
             ),
+            RuleName::Dtp => (
+                "difference target propagation: layer targets through learned approximate inverses tanh(V z), difference-corrected (MLPs; --tp-beta)",
+                "Lee, Zhang, Fischer & Bengio 2015, ECML-PKDD",
+            ),
+            RuleName::FwDtp => (
+                "fixed-weight difference target propagation: DTP with fixed random feedback V (MLPs)",
+                "Shibuya, Inoue, Kawakami & Sato 2023, AAAI",
+            ),
         }
     }
 
@@ -163,6 +176,17 @@ impl RuleName {
             RuleName::Dfa => Box::new(dfa::Dfa::new(net, rng)),
             RuleName::Pc => Box::new(PredictiveCoding::new(net, pc(false))?),
             RuleName::PcFpa => Box::new(PredictiveCoding::new(net, pc(true))?),
+            RuleName::Dtp | RuleName::FwDtp => Box::new(target_prop::TargetProp::new(
+                net,
+                target_prop::TpConfig {
+                    fixed: *self == RuleName::FwDtp,
+                    beta: cfg.tp_beta,
+                    sigma: cfg.tp_sigma,
+                    feedback_lr: cfg.tp_feedback_lr,
+                    feedback_steps: cfg.tp_feedback_steps,
+                },
+                rng,
+            )?),
             RuleName::Ep | RuleName::Chl => Box::new(equilibrium_propagation::EquilibriumProp::new(
                 net,
                 equilibrium_propagation::EpConfig {

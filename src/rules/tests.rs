@@ -175,7 +175,6 @@ mod predictive_coding {
         g
     }
 
-
     #[test]
     fn fixed_prediction_pc_is_exactly_backprop() {
         // With predictions held at their feed-forward values, gamma = 1 and no momentum, each
@@ -327,7 +326,6 @@ mod equilibrium_propagation {
         assert!(errs[2] < 0.1, "{errs:?}");
     }
 
-
     #[test]
     fn chl_contrast_by_hand_on_one_synapse() {
         // 1 input -> 1 output, W = 0.5, b = 0, x = 0.8: the free fixed point of
@@ -342,5 +340,101 @@ mod equilibrium_propagation {
         let g = grads_of(&mut chl, &mut net, &[0.8], &[0]);
         assert!((g[0][0] + 0.48).abs() < 1e-5, "{:?}", g);
         assert!((g[1][0] + 0.6).abs() < 1e-5, "{:?}", g);
+    }
+}
+
+mod target_prop {
+    use super::*;
+    use crate::rules::target_prop::{TargetProp, TpConfig};
+
+    #[test]
+    fn dtp_update_tends_to_descent_through_the_feedback_jacobian_as_beta_shrinks() {
+        // One hidden layer h = tanh(W1 x + b1), output z = W2 h + b2. The output layer's update
+        // is BP's for any beta; the hidden target t = h + g(z - beta e) - g(z) gives
+        // (h - t) / beta -> J_g(z) e = diag(1 - tanh^2(V z)) V e as beta -> 0 (first order), so the
+        // hidden update tends to descent on the layer loss through the feedback's Jacobian.
+        let mut net = Builder::new(Shape::flat(5), Init::Torch, &mut Rng::new(61))
+            .dense(4, true)
+            .act(Activation::Tanh)
+            .dense(3, true)
+            .build();
+        let (x, y) = batch(&net, 4, 62);
+        let n = y.len();
+        let bp = {
+            let mut ws = Workspace::default();
+            net.prepare(&mut ws, n);
+            ws.input_mut().copy_from_slice(&x);
+            let mut g = net.zero_grads();
+            forward_with_error(&mut net, &mut ws, &y, Loss::Ce, &mut Rng::new(1));
+            let e: Vec<f32> = ws.output_grad_mut().to_vec();
+            net.backward(&mut ws, &mut g, 0, 3, None, false);
+            (g, e, ws.acts[2][..n * 4].to_vec(), ws.acts[3][..n * 3].to_vec())
+        };
+        let (bp_g, e, h, z) = bp;
+        let mut errs = Vec::new();
+        for beta in [0.1f32, 0.01, 0.001] {
+            let cfg = TpConfig { fixed: true, beta, sigma: 0.0, feedback_lr: 0.0, feedback_steps: 0 };
+            let mut tp = TargetProp::new(&net, cfg, &mut Rng::new(63)).unwrap();
+            let v = tp.v[0].clone(); // 4 x 3
+            let g = grads_of(&mut tp, &mut net, &x, &y);
+            // Output layer: exactly BP's update.
+            assert_eq!(&g[2..4], &bp_g[2..4]);
+            // Reference hidden weight gradient through J_g.
+            let mut want = vec![0.0f32; 4 * 5];
+            for s in 0..n {
+                for i in 0..4 {
+                    let vz: f32 = (0..3).map(|j| v[i * 3 + j] * z[s * 3 + j]).sum();
+                    let ve: f32 = (0..3).map(|j| v[i * 3 + j] * e[s * 3 + j]).sum();
+                    let delta = (1.0 - vz.tanh().powi(2)) * ve * (1.0 - h[s * 4 + i].powi(2));
+                    for p in 0..5 {
+                        want[i * 5 + p] += delta * x[s * 5 + p];
+                    }
+                }
+            }
+            errs.push(rel_err(&[g[0].clone()], &[want]));
+        }
+        assert!(errs[0] > errs[1] && errs[1] > errs[2], "{errs:?}");
+        assert!(errs[2] < 1e-2, "{errs:?}");
+    }
+
+    #[test]
+    fn dtp_feedback_learns_to_invert_the_layer_above() {
+        // The reconstruction error of g(f(h)) on a batch falls as DTP trains V.
+        let mut net = Builder::new(Shape::flat(6), Init::Torch, &mut Rng::new(71))
+            .dense(5, true)
+            .act(Activation::Tanh)
+            .dense(5, true)
+            .act(Activation::Tanh)
+            .dense(3, true)
+            .build();
+        let (x, y) = batch(&net, 16, 72);
+        let cfg = TpConfig { fixed: false, beta: 0.01, sigma: 0.01, feedback_lr: 0.5, feedback_steps: 5 };
+        let mut tp = TargetProp::new(&net, cfg, &mut Rng::new(73)).unwrap();
+        let recon = |tp: &TargetProp, net: &mut Network| -> f64 {
+            let mut ws = Workspace::default();
+            net.prepare(&mut ws, 16);
+            ws.input_mut().copy_from_slice(&x);
+            net.forward(&mut ws, false, &mut Rng::new(0));
+            // g_0(h_1) vs h_0 (hidden layer 0 = acts[2], hidden layer 1 = acts[4])
+            let (h0, h1) = (&ws.acts[2], &ws.acts[4]);
+            let mut err = 0.0f64;
+            for s in 0..16 {
+                for i in 0..5 {
+                    let z: f32 = (0..5).map(|j| tp.v[0][i * 5 + j] * h1[s * 5 + j]).sum();
+                    err += ((z.tanh() - h0[s * 5 + i]) as f64).powi(2);
+                }
+            }
+            err
+        };
+        let before = recon(&tp, &mut net);
+        let saved: Vec<Vec<f32>> = net.params.iter().map(|p| p.data.clone()).collect();
+        for _ in 0..40 {
+            grads_of(&mut tp, &mut net, &x, &y);
+        }
+        for (p, d) in net.params.iter_mut().zip(&saved) {
+            assert_eq!(&p.data, d, "the rule must not touch the forward weights itself");
+        }
+        let after = recon(&tp, &mut net);
+        assert!(after < 0.5 * before, "reconstruction error {before} -> {after}");
     }
 }
