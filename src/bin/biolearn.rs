@@ -251,6 +251,9 @@ struct BenchArgs {
     batch: usize,
     #[arg(long, default_value_t = 20)]
     warmup_steps: usize,
+    /// Predictive coding's inference steps T for the pc rules (default 5).
+    #[arg(long, default_value_t = 5)]
+    pc_steps: usize,
     /// Write the rows as JSON lines here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -429,6 +432,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         data: data.clone(),
         data_dir: a.data_dir.as_ref().map(|p| p.to_string_lossy().into_owned()),
         batch: a.batch,
+        pc_steps: a.pc_steps,
         schedule: ScheduleKind::Constant,
         lr: 0.01,
         ..TrainConfig::default()
