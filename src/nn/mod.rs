@@ -480,23 +480,6 @@ impl Network {
             }
         }
     }
-
-    /// Logits for `x` (n samples) in evaluation mode, batch by batch, into `out`.
-    pub fn predict(&mut self, ws: &mut Workspace, x: &[f32], n: usize, batch: usize, out: &mut Vec<f32>) {
-        let d = self.input_shape().len();
-        let k = self.output_len();
-        out.resize(n * k, 0.0);
-        let mut rng = Rng::new(0); // unused in evaluation mode
-        let mut start = 0;
-        while start < n {
-            let m = batch.min(n - start);
-            self.prepare(ws, m);
-            ws.input_mut().copy_from_slice(&x[start * d..(start + m) * d]);
-            self.forward(ws, false, &mut rng);
-            out[start * k..(start + m) * k].copy_from_slice(ws.output());
-            start += m;
-        }
-    }
 }
 
 #[cfg(test)]

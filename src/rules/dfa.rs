@@ -27,6 +27,8 @@ pub struct Dfa {
     /// (layer index where the projected error enters = a weight layer's index, B of D x K).
     pub feedback: Vec<(usize, Vec<f32>)>,
     k: usize,
+    /// The network's weight-layer indices (fixed with the network).
+    wl: Vec<usize>,
 }
 
 impl Dfa {
@@ -44,7 +46,7 @@ impl Dfa {
                 (i, b)
             })
             .collect();
-        Dfa { feedback, k }
+        Dfa { feedback, k, wl }
     }
 }
 
@@ -61,7 +63,7 @@ impl Rule for Dfa {
         let stats = forward_with_error(net, ws, y, loss, rng);
         let n = ws.n;
         let l = net.num_layers();
-        let wl = net.weight_layers();
+        let wl = &self.wl;
         // Output block: the true gradient from the last weight layer on.
         let last = *wl.last().expect("network has no weight layer");
         net.backward(ws, grads, last, l, None, false);
