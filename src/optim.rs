@@ -76,6 +76,11 @@ impl Optimizer {
         self.t += 1;
     }
 
+    /// Optimisation steps counted so far.
+    pub fn steps(&self) -> u64 {
+        self.t
+    }
+
     /// Apply the update `g` to tensor `idx` (`w`) at learning rate `lr`.
     pub fn update(&mut self, idx: usize, w: &mut [f32], g: &[f32], lr: f32) {
         let c = self.cfg;

@@ -11,9 +11,9 @@ use crate::data::{self, Dataset, Split};
 use crate::nn::{loss::argmax, Network, Shape, Workspace};
 use crate::optim::Optimizer;
 use crate::protocol::noise::{self, NoiseKind, Norm};
-use crate::protocol::prune::{self, Masks};
+use crate::protocol::prune::Masks;
 use crate::rng::Rng;
-use crate::rules::{Rule, StepStats};
+use crate::rules::{Rule, StepStats, Updater};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -99,6 +99,8 @@ pub struct Trainer {
     pub masks: Option<Masks>,
     /// Gaussian noise (std in pixel units) added to every training batch.
     pub train_noise: Option<(f64, Norm)>,
+    /// Epochs trained so far (the rule hears of each new one through `Rule::begin_epoch`).
+    pub epochs_done: usize,
 }
 
 pub struct EpochStats {
@@ -134,12 +136,15 @@ impl Trainer {
             order: Vec::new(),
             masks: None,
             train_noise: None,
+            epochs_done: 0,
         })
     }
 
     /// One pass over `split` in a seeded random order. Stops early if the loss diverges.
     pub fn train_epoch(&mut self, split: &Split, lr: f32, mut on_batch: impl FnMut(usize, usize)) -> EpochStats {
         let t0 = Instant::now();
+        self.rule.begin_epoch(self.epochs_done, self.cfg.epochs);
+        self.epochs_done += 1;
         let (n, d, b) = (split.n, split.dim, self.cfg.batch);
         self.order.clear();
         self.order.extend(0..n);
@@ -162,8 +167,16 @@ impl Trainer {
             if let Some((std, norm)) = &self.train_noise {
                 noise::corrupt(input, norm, NoiseKind::Gaussian, *std, &mut self.rng);
             }
-            let StepStats { loss_sum, correct: c, energy: en } =
-                self.rule.step(&mut self.net, &mut self.ws, &labels, self.cfg.loss, &mut self.grads, &mut self.rng);
+            let mut upd = Updater { opt: &mut self.opt, lr, masks: self.masks.as_ref() };
+            let StepStats { loss_sum, correct: c, energy: en } = self.rule.train_batch(
+                &mut self.net,
+                &mut self.ws,
+                &labels,
+                self.cfg.loss,
+                &mut self.grads,
+                &mut self.rng,
+                &mut upd,
+            );
             if let Some((a, b, t)) = en {
                 let e = energy.get_or_insert((0.0, 0.0, t));
                 e.0 += a;
@@ -175,15 +188,6 @@ impl Trainer {
             }
             loss += loss_sum;
             correct += c;
-            self.opt.begin_step();
-            for (i, p) in self.net.params.iter_mut().enumerate() {
-                if p.trainable() {
-                    self.opt.update(i, &mut p.data, &self.grads[i], lr);
-                }
-            }
-            if let Some(m) = &self.masks {
-                prune::apply(&mut self.net, m);
-            }
             on_batch(bi + 1, batches);
         }
         EpochStats {

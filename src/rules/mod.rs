@@ -17,6 +17,8 @@ pub mod target_prop;
 
 use crate::config::TrainConfig;
 use crate::nn::{Loss, Network, Workspace};
+use crate::optim::Optimizer;
+use crate::protocol::prune::{self, Masks};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +45,33 @@ pub trait Rule: Send {
         rng: &mut Rng,
     ) -> StepStats;
 
+    /// One batch with its weight changes. The default is what nearly every rule wants: `step`,
+    /// then one optimiser step on every trainable parameter (skipped when the loss is not
+    /// finite: the driver records the run as diverged). Rules that change the weights several
+    /// times per batch (incremental PC) or change some of them by a rule of their own (Hebbian
+    /// layers) override this and call `upd` themselves.
+    #[allow(clippy::too_many_arguments)]
+    fn train_batch(
+        &mut self,
+        net: &mut Network,
+        ws: &mut Workspace,
+        y: &[u32],
+        loss: Loss,
+        grads: &mut [Vec<f32>],
+        rng: &mut Rng,
+        upd: &mut Updater,
+    ) -> StepStats {
+        let stats = self.step(net, ws, y, loss, grads, rng);
+        if stats.loss_sum.is_finite() {
+            upd.apply(net, grads);
+        }
+        stats
+    }
+
+    /// Called by the driver before every epoch (0-based `epoch` of `epochs`): rules with a
+    /// schedule of phases (unsupervised layers, then a read-out) switch here.
+    fn begin_epoch(&mut self, _epoch: usize, _epochs: usize) {}
+
     /// Rules whose answer is not the feed-forward pass (equilibrium propagation's free phase)
     /// overwrite the output in `ws` after the driver's evaluation forward pass.
     fn settle_prediction(&mut self, _net: &Network, _ws: &mut Workspace) {}
@@ -50,6 +79,34 @@ pub trait Rule: Send {
     /// Tensors the rule owns (feedback matrices), by name, for checkpoints and hardware models.
     fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
         Vec::new()
+    }
+}
+
+/// The driver's optimiser step, handed to `Rule::train_batch`: the configured optimiser at the
+/// epoch's learning rate, then the pruning masks (if any) multiplied into the weights.
+pub struct Updater<'a> {
+    pub opt: &'a mut Optimizer,
+    pub lr: f32,
+    pub masks: Option<&'a Masks>,
+}
+
+impl Updater<'_> {
+    /// One optimiser step on every trainable parameter.
+    pub fn apply(&mut self, net: &mut Network, grads: &[Vec<f32>]) {
+        self.apply_where(net, grads, |_| true)
+    }
+
+    /// One optimiser step on the trainable parameters `which` selects (by parameter index).
+    pub fn apply_where(&mut self, net: &mut Network, grads: &[Vec<f32>], which: impl Fn(usize) -> bool) {
+        self.opt.begin_step();
+        for (i, p) in net.params.iter_mut().enumerate() {
+            if p.trainable() && which(i) {
+                self.opt.update(i, &mut p.data, &grads[i], self.lr);
+            }
+        }
+        if let Some(m) = self.masks {
+            prune::apply(net, m);
+        }
     }
 }
 
@@ -75,6 +132,7 @@ pub enum RuleName {
     Frsf,
     Dfa,
     Pc,
+    Ipc,
     PcFpa,
     Ep,
     Chl,
@@ -95,6 +153,7 @@ impl RuleName {
             RuleName::Frsf => "frsf",
             RuleName::Dfa => "dfa",
             RuleName::Pc => "pc",
+            RuleName::Ipc => "ipc",
             RuleName::PcFpa => "pc-fpa",
             RuleName::Ep => "ep",
             RuleName::Chl => "chl",
@@ -131,6 +190,10 @@ impl RuleName {
                 "predictive coding: value nodes relax on a local energy (T steps), then local weight updates (--pc-steps, --pc-gamma, --pc-energy gaussian|ce)",
                 "Whittington & Bogacz 2017, Neural Comput.; Pinchetti et al. 2022 (ce energy)",
             ),
+            RuleName::Ipc => (
+                "incremental predictive coding: a weight step at every inference step (T weight steps per batch, --pc-steps)",
+                "Salvatori et al. 2024, ICLR (iPC)",
+            ),
             RuleName::PcFpa => (
                 "predictive coding with the fixed-prediction assumption: equals backprop's gradient at equilibrium",
                 "Millidge, Tschantz & Buckley 2022, Neural Comput.",
@@ -159,13 +222,14 @@ impl RuleName {
     pub fn build(&self, net: &Network, cfg: &TrainConfig, rng: &mut Rng) -> Result<Box<dyn Rule>, String> {
         use feedback_alignment::{FeedbackAlignment, Mode};
         use predictive_coding::{PcConfig, PredictiveCoding};
-        let pc = |fixed_prediction: bool| PcConfig {
+        let pc = |fixed_prediction: bool, incremental: bool| PcConfig {
             steps: cfg.pc_steps,
             gamma: cfg.pc_gamma,
             momentum: cfg.pc_momentum,
             fixed_prediction,
             energy: cfg.pc_energy,
             beta: 1.0,
+            incremental,
         };
         Ok(match self {
             RuleName::Bp => Box::new(bp::Backprop),
@@ -174,8 +238,9 @@ impl RuleName {
             RuleName::Brsf => Box::new(FeedbackAlignment::new(Mode::Brsf, net, rng)),
             RuleName::Frsf => Box::new(FeedbackAlignment::new(Mode::Frsf, net, rng)),
             RuleName::Dfa => Box::new(dfa::Dfa::new(net, rng)),
-            RuleName::Pc => Box::new(PredictiveCoding::new(net, pc(false))?),
-            RuleName::PcFpa => Box::new(PredictiveCoding::new(net, pc(true))?),
+            RuleName::Pc => Box::new(PredictiveCoding::new(net, pc(false, false))?),
+            RuleName::Ipc => Box::new(PredictiveCoding::new(net, pc(false, true))?),
+            RuleName::PcFpa => Box::new(PredictiveCoding::new(net, pc(true, false))?),
             RuleName::Dtp | RuleName::FwDtp => Box::new(target_prop::TargetProp::new(
                 net,
                 target_prop::TpConfig {

@@ -20,12 +20,17 @@
 //! values during inference. With gamma = 1 and T >= number of hidden nodes the errors are then
 //! exactly backprop's deltas, and the update is exactly BP's gradient (tested).
 //!
+//! Incremental PC (`ipc`, Salvatori et al. 2024, "A stable, fast, and fully automatic learning
+//! algorithm for predictive coding networks"): the weights take an optimiser step at every
+//! inference step, from the errors of that step (x and W descend the same energy together),
+//! so a batch makes T weight steps and no separate learning phase.
+//!
 //! Reported per step (`PcStats`): energy at the feed-forward initialisation and after relaxation.
 //!
 //! # Shapes
 //! x_k, mu_k, e_k: N x (size of weight layer k's output).
 
-use super::{forward_with_error, Rule, StepStats};
+use super::{forward_with_error, Rule, StepStats, Updater};
 use crate::nn::{loss::Loss, Layer, Network, Workspace};
 use crate::rng::Rng;
 
@@ -50,13 +55,16 @@ pub struct PcConfig {
     pub energy: Energy,
     /// Output target = mu_K + beta (y - mu_K); 1 clamps the output to the label.
     pub beta: f32,
+    /// Incremental PC: a weight step (the driver's optimiser) at every inference step, from
+    /// the same errors as the state step, instead of one after relaxation.
+    pub incremental: bool,
 }
 
 impl Default for PcConfig {
     /// PCX's F-MNIST MLP settings: T = 5, state SGD lr 0.026 (here 0.1 per sample with the
     /// batch-mean energy scaled away), momentum 0.1.
     fn default() -> Self {
-        PcConfig { steps: 5, gamma: 0.1, momentum: 0.1, fixed_prediction: false, energy: Energy::Gaussian, beta: 1.0 }
+        PcConfig { steps: 5, gamma: 0.1, momentum: 0.1, fixed_prediction: false, energy: Energy::Gaussian, beta: 1.0, incremental: false }
     }
 }
 
@@ -169,6 +177,72 @@ impl PredictiveCoding {
     }
 }
 
+impl PredictiveCoding {
+    /// Feed-forward initialisation of every node; returns the driver's loss stats.
+    fn init_nodes(&mut self, net: &mut Network, ws: &mut Workspace, y: &[u32], loss: Loss, rng: &mut Rng) -> StepStats {
+        let stats = forward_with_error(net, ws, y, loss, rng);
+        let n = ws.n;
+        for k in 0..self.pos.len() {
+            let len = n * net.shapes[self.pos[k]].len();
+            let src = &ws.acts[self.pos[k]][..len];
+            for buf in [&mut self.x[k], &mut self.mu[k]] {
+                buf.clear();
+                buf.extend_from_slice(src);
+            }
+            for buf in [&mut self.vel[k], &mut self.back[k], &mut self.errs[k]] {
+                buf.clear();
+                buf.resize(len, 0.0);
+            }
+        }
+        self.trace.clear();
+        stats
+    }
+
+    /// Errors at the current nodes (predictions refreshed unless they are fixed); the energy.
+    fn refresh(&mut self, net: &mut Network, ws: &mut Workspace, y: &[u32], errs: &mut [Vec<f32>]) -> f64 {
+        if !self.cfg.fixed_prediction {
+            self.predict(net, ws);
+        }
+        self.errors(errs, y, net.output_len())
+    }
+
+    /// -J^T e of each node's block, top down (ws.grads[pos] is dF/dmu = -e); leaves it in `back`.
+    fn backproject(&mut self, net: &mut Network, ws: &mut Workspace, errs: &[Vec<f32>], grads: &mut [Vec<f32>]) {
+        for k in (1..self.pos.len()).rev() {
+            let (s, e) = (self.start(k), self.pos[k]);
+            for (g, ev) in ws.grads[e].iter_mut().zip(&errs[k]) {
+                *g = -ev;
+            }
+            net.backward(ws, grads, s, e, None, true);
+            let len = self.back[k - 1].len();
+            self.back[k - 1].copy_from_slice(&ws.grads[s][..len]);
+        }
+    }
+
+    /// One state step on every hidden node (SGD with momentum on the energy).
+    fn move_nodes(&mut self, errs: &[Vec<f32>]) {
+        let (gamma, mom) = (self.cfg.gamma, self.cfg.momentum);
+        for k in 0..self.pos.len() - 1 {
+            for (((x, v), ev), b) in self.x[k].iter_mut().zip(&mut self.vel[k]).zip(&errs[k]).zip(&self.back[k]) {
+                *v = mom * *v + (ev + b);
+                *x -= gamma * *v;
+            }
+        }
+    }
+
+    /// dF/dW of every block at the current nodes and errors, batch mean, into `grads`.
+    fn weight_grads(&self, net: &mut Network, ws: &mut Workspace, errs: &[Vec<f32>], grads: &mut [Vec<f32>]) {
+        let inv_n = 1.0 / ws.n as f32;
+        for k in 0..self.pos.len() {
+            let (s, e) = (self.start(k), self.pos[k]);
+            for (g, ev) in ws.grads[e].iter_mut().zip(&errs[k]) {
+                *g = -ev * inv_n;
+            }
+            net.backward(ws, grads, s, e, None, false);
+        }
+    }
+}
+
 impl Rule for PredictiveCoding {
     fn step(
         &mut self,
@@ -179,66 +253,58 @@ impl Rule for PredictiveCoding {
         grads: &mut [Vec<f32>],
         rng: &mut Rng,
     ) -> StepStats {
-        // Feed-forward pass: initialises every node (and reports the usual loss and accuracy).
-        let stats = forward_with_error(net, ws, y, loss, rng);
-        let n = ws.n;
-        let kk = self.pos.len() - 1;
-        let classes = net.output_len();
-        for k in 0..=kk {
-            let len = n * net.shapes[self.pos[k]].len();
-            let src = &ws.acts[self.pos[k]][..len];
-            for buf in [&mut self.x[k], &mut self.mu[k]] {
-                buf.clear();
-                buf.extend_from_slice(src);
+        let stats = self.init_nodes(net, ws, y, loss, rng);
+        let mut errs = std::mem::take(&mut self.errs);
+        let e0 = self.errors(&mut errs, y, net.output_len());
+        for _ in 0..self.cfg.steps {
+            let energy = self.refresh(net, ws, y, &mut errs);
+            self.trace.push(energy);
+            self.backproject(net, ws, &errs, grads);
+            self.move_nodes(&errs);
+        }
+        // Weight update at the relaxed nodes.
+        let e_end = self.refresh(net, ws, y, &mut errs);
+        self.trace.push(e_end);
+        self.weight_grads(net, ws, &errs, grads);
+        self.errs = errs;
+        self.last = PcStats { energy_start: e0, energy_end: e_end, steps: self.cfg.steps };
+        StepStats { energy: Some((e0, e_end, self.cfg.steps)), ..stats }
+    }
+
+    fn train_batch(
+        &mut self,
+        net: &mut Network,
+        ws: &mut Workspace,
+        y: &[u32],
+        loss: Loss,
+        grads: &mut [Vec<f32>],
+        rng: &mut Rng,
+        upd: &mut Updater,
+    ) -> StepStats {
+        if !self.cfg.incremental {
+            let stats = self.step(net, ws, y, loss, grads, rng);
+            if stats.loss_sum.is_finite() {
+                upd.apply(net, grads);
             }
-            self.vel[k].clear();
-            self.vel[k].resize(len, 0.0);
-            self.back[k].clear();
-            self.back[k].resize(len, 0.0);
-            self.errs[k].clear();
-            self.errs[k].resize(len, 0.0);
+            return stats;
+        }
+        let stats = self.init_nodes(net, ws, y, loss, rng);
+        if !stats.loss_sum.is_finite() {
+            return stats;
         }
         let mut errs = std::mem::take(&mut self.errs);
-        let e0 = self.errors(&mut errs, y, classes);
-        self.trace.clear();
-        let (gamma, mom) = (self.cfg.gamma, self.cfg.momentum);
+        let e0 = self.errors(&mut errs, y, net.output_len());
         for _ in 0..self.cfg.steps {
-            if !self.cfg.fixed_prediction {
-                self.predict(net, ws);
-            }
-            let energy = self.errors(&mut errs, y, classes);
+            let energy = self.refresh(net, ws, y, &mut errs);
             self.trace.push(energy);
-            // -J^T e of each node's block, top down; ws.grads[pos] is dF/dmu = -e.
-            for k in (1..=kk).rev() {
-                let (s, e) = (self.start(k), self.pos[k]);
-                for (g, ev) in ws.grads[e].iter_mut().zip(&errs[k]) {
-                    *g = -ev;
-                }
-                net.backward(ws, grads, s, e, None, true);
-                let len = self.back[k - 1].len();
-                self.back[k - 1].copy_from_slice(&ws.grads[s][..len]);
-            }
-            for k in 0..kk {
-                for (((x, v), ev), b) in self.x[k].iter_mut().zip(&mut self.vel[k]).zip(&errs[k]).zip(&self.back[k]) {
-                    *v = mom * *v + (ev + b);
-                    *x -= gamma * *v;
-                }
-            }
+            // Both gradients from the same errors, then both steps.
+            self.backproject(net, ws, &errs, grads);
+            self.weight_grads(net, ws, &errs, grads);
+            upd.apply(net, grads);
+            self.move_nodes(&errs);
         }
-        // Weight update at the relaxed nodes: dF/dW of each block, batch mean.
-        if !self.cfg.fixed_prediction {
-            self.predict(net, ws);
-        }
-        let e_end = self.errors(&mut errs, y, classes);
+        let e_end = self.refresh(net, ws, y, &mut errs);
         self.trace.push(e_end);
-        let inv_n = 1.0 / n as f32;
-        for k in 0..=kk {
-            let (s, e) = (self.start(k), self.pos[k]);
-            for (g, ev) in ws.grads[e].iter_mut().zip(&errs[k]) {
-                *g = -ev * inv_n;
-            }
-            net.backward(ws, grads, s, e, None, false);
-        }
         self.errs = errs;
         self.last = PcStats { energy_start: e0, energy_end: e_end, steps: self.cfg.steps };
         StepStats { energy: Some((e0, e_end, self.cfg.steps)), ..stats }

@@ -185,7 +185,7 @@ mod predictive_coding {
             for mut net in [mlp(21), convnet(22)] {
                 let (x, y) = batch(&net, 5, 23);
                 let bp = bp_grads(&mut net, loss, &x, &y);
-                let cfg = PcConfig { steps: 3, gamma: 1.0, momentum: 0.0, fixed_prediction: true, energy, beta: 1.0 };
+                let cfg = PcConfig { steps: 3, gamma: 1.0, momentum: 0.0, fixed_prediction: true, energy, beta: 1.0, incremental: false };
                 let (pc, _) = pc_grads(&mut net, cfg, &x, &y);
                 let e = rel_err(&pc, &bp);
                 assert!(e < 1e-5, "{energy:?}: relative error {e}");
@@ -210,6 +210,7 @@ mod predictive_coding {
                 fixed_prediction: false,
                 energy: Energy::Gaussian,
                 beta,
+                incremental: false,
             };
             let (mut pc, _) = pc_grads(&mut net, cfg, &x, &y);
             pc.iter_mut().flatten().for_each(|v| *v /= beta);
@@ -240,6 +241,7 @@ mod predictive_coding {
             fixed_prediction: false,
             energy: Energy::Gaussian,
             beta: 1.0,
+            incremental: false,
         };
         let (_, trace) = pc_grads(&mut net, cfg, &x, &y);
         assert_eq!(trace.len(), 51);
@@ -247,6 +249,61 @@ mod predictive_coding {
             assert!(w[1] <= w[0] + 1e-6 * w[0].abs(), "energy rose: {} -> {}", w[0], w[1]);
         }
         assert!(trace[50] < 0.95 * trace[0], "relaxation should lower the energy: {trace:?}");
+    }
+
+    /// One `train_batch` of incremental PC under plain SGD at `lr`; returns the parameters before and
+    /// after, the optimiser's step count and the energy trace.
+    fn ipc_batch(net: &mut Network, steps: usize, lr: f32, x: &[f32], y: &[u32]) -> (Vec<Vec<f32>>, u64, Vec<f64>) {
+        let cfg = PcConfig { steps, gamma: 0.1, momentum: 0.0, incremental: true, ..PcConfig::default() };
+        let mut pc = PredictiveCoding::new(net, cfg).unwrap();
+        let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
+        let mut opt = Optimizer::new(OptimConfig { lr, ..Default::default() }, &sizes);
+        let before: Vec<Vec<f32>> = net.params.iter().map(|p| p.data.clone()).collect();
+        let mut ws = Workspace::default();
+        net.prepare(&mut ws, y.len());
+        ws.input_mut().copy_from_slice(x);
+        let mut g = net.zero_grads();
+        let mut upd = Updater { opt: &mut opt, lr, masks: None };
+        pc.train_batch(net, &mut ws, y, Loss::Mse, &mut g, &mut Rng::new(1), &mut upd);
+        (before, opt.steps(), pc.trace.clone())
+    }
+
+    #[test]
+    fn incremental_pc_first_step_is_backprops_output_layer_step_only() {
+        // At the feed-forward initialisation every hidden error is zero and the output error is
+        // the MSE loss gradient, so iPC's first weight step (T = 1) moves the output layer by
+        // exactly BP's SGD step and leaves every hidden layer where it was. Tolerance 1e-6
+        // relative: one f32 product per weight, in the same order.
+        let mut net = mlp(51);
+        let (x, y) = batch(&net, 4, 52);
+        let bp = bp_grads(&mut net.clone(), Loss::Mse, &x, &y);
+        let lr = 0.1;
+        let (before, steps, _) = ipc_batch(&mut net, 1, lr, &x, &y);
+        assert_eq!(steps, 1);
+        let out = net.params.len() - 2; // output weight and bias
+        for (i, p) in net.params.iter().enumerate() {
+            let moved: Vec<f32> = p.data.iter().zip(&before[i]).map(|(a, b)| b - a).collect();
+            if i >= out {
+                let want: Vec<f32> = bp[i].iter().map(|g| lr * g).collect();
+                let e = rel_err(&[moved], &[want]);
+                assert!(e < 1e-5, "output tensor {i}: relative error {e}");
+            } else {
+                assert!(moved.iter().all(|&d| d == 0.0), "hidden tensor {i} moved at the first step");
+            }
+        }
+    }
+
+    #[test]
+    fn incremental_pc_steps_the_weights_at_every_inference_step() {
+        // T inference steps -> T optimiser steps in one batch, the hidden layers move from the
+        // second step on (their errors are no longer zero), and the energy ends below its start.
+        let mut net = mlp(61);
+        let (x, y) = batch(&net, 6, 62);
+        let (before, steps, trace) = ipc_batch(&mut net, 4, 0.05, &x, &y);
+        assert_eq!(steps, 4);
+        assert_eq!(trace.len(), 5);
+        assert!(net.params[0].data != before[0], "first hidden layer never moved");
+        assert!(trace[4] < trace[0], "energy should fall: {trace:?}");
     }
 
     #[test]
