@@ -8,6 +8,7 @@
 use crate::data::DataName;
 use crate::nn::{Activation, ArchSpec, Init, Loss};
 use crate::optim::{OptimConfig, OptimizerKind, Schedule, ScheduleKind};
+use crate::rules::pc_positive::Feedback;
 use crate::rules::predictive_coding::Energy;
 use crate::rules::RuleName;
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,10 @@ pub struct TrainConfig {
     pub pc_momentum: f32,
     /// Predictive coding: output energy, gaussian (clamped output) or ce (categorical node).
     pub pc_energy: Energy,
+    /// Positive-rate PC (`pc-positive`): where the hidden layers' error feedback comes from
+    /// (transpose = W, random = fixed, learned = Kolen-Pollack) and whether rates are clipped at 0.
+    pub pc_feedback: Feedback,
+    pub pc_relu: bool,
     /// Equilibrium propagation / CHL: relaxation steps of the free and nudged phases, step size,
     /// and the nudge strength beta (its sign drawn at random every batch).
     pub ep_free_steps: usize,
@@ -103,6 +108,8 @@ impl Default for TrainConfig {
             pc_gamma: 0.1,
             pc_momentum: 0.1,
             pc_energy: Energy::Gaussian,
+            pc_feedback: Feedback::Learned,
+            pc_relu: true,
             ep_free_steps: 40,
             ep_nudged_steps: 4,
             ep_eps: 0.5,
@@ -135,6 +142,15 @@ impl TrainConfig {
             table.insert(k, v);
         }
         let where_ = file.map_or("command line".to_string(), |p| p.display().to_string());
+        // The rule's own defaults (`RuleName::preset`) fill what the file and flags leave unset.
+        let rule: RuleName = match table.get("rule") {
+            Some(v) => v.clone().try_into().map_err(|e| format!("{where_}: rule: {e}"))?,
+            None => TrainConfig::default().rule,
+        };
+        let preset: toml::Table = rule.preset().parse().expect("rule presets are valid TOML");
+        for (k, v) in preset {
+            table.entry(k).or_insert(v);
+        }
         let cfg: TrainConfig = toml::Value::Table(table).try_into().map_err(|e| format!("{where_}: {e}"))?;
         cfg.validate().map_err(|e| format!("{where_}: {e}"))?;
         Ok(cfg)

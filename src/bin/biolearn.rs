@@ -220,6 +220,10 @@ struct TrainArgs {
     /// Predictive coding: output energy (default gaussian).
     #[arg(long, value_enum)]
     pc_energy: Option<biolearn::rules::predictive_coding::Energy>,
+    /// Any configuration field, KEY=VALUE (TOML syntax; bare words are strings), repeatable:
+    /// `--set pc_feedback=random --set tp_feedback_steps=5`. Applied after the other flags.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
     /// Output directory (default runs/<data>-<rule>-seed<seed>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -317,6 +321,12 @@ fn overrides(a: &TrainArgs) -> toml::Table {
     put("pc_gamma", a.pc_gamma.map(|x| V::Float(x as f64)));
     put("pc_momentum", a.pc_momentum.map(|x| V::Float(x as f64)));
     put("pc_energy", a.pc_energy.map(|x| s(&format!("{x:?}").to_lowercase())));
+    for kv in &a.set {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let v = v.trim();
+        let value = format!("x = {v}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("x")).unwrap_or_else(|| s(v));
+        t.insert(k.trim().to_string(), value);
+    }
     t
 }
 
@@ -395,9 +405,13 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
 }
 
 fn cmd_rules() {
-    for r in RuleName::ALL {
+    for r in RuleName::all() {
         let (d, p) = r.info();
-        println!("{:<7} {d}\n        paper: {p}", r.as_str());
+        println!("{:<12} {d}\n             paper: {p}", r.as_str());
+        let preset = r.preset();
+        if !preset.is_empty() {
+            println!("             defaults: {}", preset.replace('\n', ", "));
+        }
     }
 }
 

@@ -49,27 +49,7 @@ pub struct TargetProp {
 
 impl TargetProp {
     pub fn new(net: &Network, cfg: TpConfig, rng: &mut Rng) -> Result<Self, String> {
-        let mut dense = Vec::new();
-        let mut acts = Vec::new();
-        let l = net.num_layers();
-        for (i, layer) in net.layers.iter().enumerate() {
-            match layer {
-                Layer::Dense { .. } => {
-                    dense.push(i);
-                    if i + 1 < l {
-                        match &net.layers[i + 1] {
-                            Layer::Act(a) => acts.push(*a),
-                            _ => return Err("target propagation runs on MLPs: dense -> activation -> dense ...".into()),
-                        }
-                    }
-                }
-                Layer::Act(_) => {}
-                _ => return Err("target propagation runs on MLPs (dense and activation layers only)".into()),
-            }
-        }
-        if dense.len() < 2 || *dense.last().unwrap() != l - 1 {
-            return Err("target propagation needs a hidden layer and a linear output layer".into());
-        }
+        let (dense, acts) = super::mlp_layers(net, "target propagation")?;
         let sizes: Vec<usize> = dense.iter().map(|&i| net.shapes[i + 1].len()).collect();
         let v = (0..sizes.len() - 1)
             .map(|k| {

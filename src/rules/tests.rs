@@ -495,3 +495,162 @@ mod target_prop {
         assert!(after < 0.5 * before, "reconstruction error {before} -> {after}");
     }
 }
+
+mod pc_positive {
+    use super::*;
+    use crate::nn::activation::sigmoid;
+    use crate::rules::pc_positive::{Feedback, PcPositive, PcPositiveConfig};
+
+    /// 2-2-2 sigmoid MLP with hand-set weights (out x in) and zero biases.
+    fn net22() -> Network {
+        let mut net = Builder::new(Shape::flat(2), Init::Torch, &mut Rng::new(1))
+            .dense(2, true)
+            .act(Activation::Sigmoid)
+            .dense(2, true)
+            .build();
+        net.params[0].data.copy_from_slice(&[0.5, -0.25, 0.75, 1.0]);
+        net.params[1].data.fill(0.0);
+        net.params[2].data.copy_from_slice(&[1.0, -0.5, 0.25, 2.0]);
+        net.params[3].data.fill(0.0);
+        net
+    }
+
+    fn run(net: &mut Network, steps: usize, gamma: f32, feedback: Feedback, relu: bool) -> (Vec<Vec<f32>>, PcPositive) {
+        let cfg = PcPositiveConfig { steps, gamma, feedback, relu };
+        let mut r = PcPositive::new(net, cfg, OptimConfig::default(), &mut Rng::new(3)).unwrap();
+        let mut ws = Workspace::default();
+        net.prepare(&mut ws, 1);
+        ws.input_mut().copy_from_slice(&[1.0, 2.0]);
+        let mut g = net.zero_grads();
+        r.step(net, &mut ws, &[0], Loss::Mse, &mut g, &mut Rng::new(1));
+        (g, r)
+    }
+
+    #[test]
+    fn one_inference_step_and_update_by_hand_on_a_2x2_net() {
+        // x = (1, 2), label 0 -> target (1, 0).
+        // p0 = W0 x = (0.5 - 0.5, 0.75 + 2) = (0, 2.75); a1 = sigmoid(p0).
+        let s = |v: f64| 1.0 / (1.0 + (-v).exp());
+        let a1 = [s(0.0), s(2.75)];
+        // p1 = W1 a1; output error e1 = t - sigmoid(p1), delta1 = e1 sigmoid'(p1).
+        let p1 = [a1[0] - 0.5 * a1[1], 0.25 * a1[0] + 2.0 * a1[1]];
+        let e1 = [1.0 - s(p1[0]), 0.0 - s(p1[1])];
+        let d1 = [e1[0] * s(p1[0]) * (1.0 - s(p1[0])), e1[1] * s(p1[1]) * (1.0 - s(p1[1]))];
+        // Hidden error e0 = 0 at the feed-forward start, so one step (gamma 0.5, B = W1) moves
+        // a1 by 0.5 * delta1 W1 (the Hebbian-like feedback term only).
+        let g = 0.5;
+        let a1n = [a1[0] + g * (d1[0] * 1.0 + d1[1] * 0.25), a1[1] + g * (d1[0] * -0.5 + d1[1] * 2.0)];
+        // After the step: hidden error e0 = a1n - sigmoid(p0) (the decay-like term), delta0 =
+        // e0 sigmoid'(p0); new output prediction from a1n.
+        let e0 = [a1n[0] - a1[0], a1n[1] - a1[1]];
+        let d0 = [e0[0] * a1[0] * (1.0 - a1[0]), e0[1] * a1[1] * (1.0 - a1[1])];
+        let p1n = [a1n[0] - 0.5 * a1n[1], 0.25 * a1n[0] + 2.0 * a1n[1]];
+        let e1n = [1.0 - s(p1n[0]), -s(p1n[1])];
+        let d1n = [e1n[0] * s(p1n[0]) * (1.0 - s(p1n[0])), e1n[1] * s(p1n[1]) * (1.0 - s(p1n[1]))];
+        // Updates (as gradients, the optimiser subtracts them): dW0 = -delta0^T x, dW1 = -delta1^T a1n.
+        let want_w0 = [-d0[0], -2.0 * d0[0], -d0[1], -2.0 * d0[1]];
+        let want_w1 = [-d1n[0] * a1n[0], -d1n[0] * a1n[1], -d1n[1] * a1n[0], -d1n[1] * a1n[1]];
+        let mut net = net22();
+        let (grads, r) = run(&mut net, 1, 0.5, Feedback::Transpose, true);
+        for (got, want) in [(&grads[0], &want_w0[..]), (&grads[1], &d0.map(|v| -v)[..]), (&grads[2], &want_w1[..])] {
+            for (a, b) in got.iter().zip(want) {
+                assert!((*a as f64 - b).abs() < 1e-6, "{got:?} vs {want:?}");
+            }
+        }
+        // Energy: 1/2 |e1|^2 at the start; both error terms after the step.
+        let e_start = 0.5 * (e1[0] * e1[0] + e1[1] * e1[1]);
+        let e_end = 0.5 * (e0[0] * e0[0] + e0[1] * e0[1] + e1n[0] * e1n[0] + e1n[1] * e1n[1]);
+        assert!((r.trace[0] - e_start).abs() < 1e-6 && (r.trace[1] - e_end).abs() < 1e-6, "{:?}", r.trace);
+        assert!(e_end < e_start);
+        let _ = sigmoid(0.0);
+    }
+
+    #[test]
+    fn without_inference_only_the_output_layer_learns_the_sigmoid_mse_gradient() {
+        // T = 0: every hidden error is zero, and the output update is the gradient of
+        // 1/2 ||onehot - sigmoid(W1 a1 + b1)||^2 (checked by central differences, f64 scalar loss).
+        let mut net = mlp(71);
+        let (x, y) = batch(&net, 3, 72);
+        let mut r = PcPositive::new(
+            &net,
+            PcPositiveConfig { steps: 0, gamma: 0.1, feedback: Feedback::Transpose, relu: false },
+            OptimConfig::default(),
+            &mut Rng::new(3),
+        )
+        .unwrap();
+        let mut ws = Workspace::default();
+        net.prepare(&mut ws, 3);
+        ws.input_mut().copy_from_slice(&x);
+        let mut g = net.zero_grads();
+        r.step(&mut net, &mut ws, &y, Loss::Mse, &mut g, &mut Rng::new(1));
+        assert!(g[0].iter().chain(&g[2]).all(|&v| v == 0.0), "hidden layers must not move at T = 0");
+        let loss = |net: &Network| {
+            let mut ws = Workspace::default();
+            net.prepare(&mut ws, 3);
+            ws.input_mut().copy_from_slice(&x);
+            let mut net = net.clone();
+            net.forward(&mut ws, false, &mut Rng::new(1));
+            let out = ws.output();
+            let mut l = 0.0f64;
+            for s in 0..3 {
+                for j in 0..3 {
+                    let t = if j == y[s] as usize { 1.0 } else { 0.0 };
+                    l += 0.5 * (t - sigmoid(out[s * 3 + j]) as f64).powi(2);
+                }
+            }
+            l / 3.0
+        };
+        let out_w = net.params.len() - 2;
+        for i in [out_w, out_w + 1] {
+            for j in 0..net.params[i].data.len() {
+                let h = 1e-2f32;
+                let mut plus = net.clone();
+                plus.params[i].data[j] += h;
+                let mut minus = net.clone();
+                minus.params[i].data[j] -= h;
+                let fd = (loss(&plus) - loss(&minus)) / (2.0 * h as f64);
+                assert!((g[i][j] as f64 - fd).abs() < 1e-4, "param {i}[{j}]: {} vs {fd}", g[i][j]);
+            }
+        }
+    }
+
+    #[test]
+    fn rates_stay_positive_and_learned_feedback_converges_to_the_forward_weights() {
+        // tanh hidden units go negative; with relu the relaxed rates never do. Kolen-Pollack:
+        // same update and decay on B and W, so ||B - W|| shrinks by (1 - 0.01 lr) per step
+        // whatever the data.
+        let mut net = mlp(81);
+        let (x, y) = batch(&net, 4, 82);
+        let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
+        let oc = OptimConfig { lr: 1.0, ..Default::default() };
+        let mut opt = Optimizer::new(oc, &sizes);
+        let cfg = PcPositiveConfig { steps: 5, gamma: 0.2, feedback: Feedback::Learned, relu: true };
+        let mut r = PcPositive::new(&net, cfg, oc, &mut Rng::new(3)).unwrap();
+        let dist = |r: &PcPositive, net: &Network| -> f64 {
+            let wl = net.weight_layers();
+            wl[1..]
+                .iter()
+                .zip(&r.b)
+                .map(|(&li, b)| {
+                    let w = net.layers[li].weight().unwrap();
+                    net.params[w].data.iter().zip(b).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>()
+                })
+                .sum::<f64>()
+                .sqrt()
+        };
+        let d0 = dist(&r, &net);
+        let mut ws = Workspace::default();
+        let mut g = net.zero_grads();
+        for _ in 0..200 {
+            net.prepare(&mut ws, 4);
+            ws.input_mut().copy_from_slice(&x);
+            let mut upd = Updater { opt: &mut opt, lr: 0.1, masks: None };
+            r.train_batch(&mut net, &mut ws, &y, Loss::Mse, &mut g, &mut Rng::new(1), &mut upd);
+        }
+        let d1 = dist(&r, &net);
+        let want = d0 * (1.0 - 0.01f64 * 0.1).powi(200);
+        assert!((d1 - want).abs() < 1e-3 * d0, "||B - W||: {d0} -> {d1}, expected {want}");
+        assert!(r.trace.len() == 6);
+        assert!(r.min_rate() >= 0.0);
+    }
+}
