@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Predictive coding on full Fashion-MNIST with PCX's MLP settings (784-128-128-128-10 GELU,
 # AdamW lr 3e-4 wd 1.8e-3, batch 128, T = 5), 25 epochs, 3 seeds; Gaussian and categorical (ce)
-# output energies, and BP on the same network and optimiser for reference.
+# output energies, incremental PC (ipc: a weight step at every inference step) with the same
+# settings, and BP on the same network and optimiser for reference.
 # Usage: bench/fmnist_pc.sh [OUT_DIR]   then   python3 bench/summarize.py OUT_DIR
 set -euo pipefail
 out=${1:-runs/fmnist-pc}
@@ -12,6 +13,7 @@ jobs=()
 for seed in 0 1 2; do
   jobs+=("--rule pc --pc-energy gaussian --seed $seed --out $out/pc-gauss-s$seed")
   jobs+=("--rule pc --pc-energy ce --seed $seed --out $out/pc-ce-s$seed")
+  jobs+=("--rule ipc --seed $seed --out $out/ipc-s$seed")
   jobs+=("--rule bp --seed $seed --out $out/bp-s$seed")
 done
 printf '%s\n' "${jobs[@]}" | xargs -P "${PARALLEL:-1}" -I{} sh -c \

@@ -6,6 +6,9 @@
 //! | `mlp:800,800` | two hidden layers; `mlp:` (no hidden layer) is a linear classifier |
 //! | `mlp:800,800/bn` | batch norm before each hidden activation; `/dropout=0.2` after it |
 //! | `lenet` | BioTorch's LeNet (`biotorch/models/le_net.py`): conv 6 k5 -> act -> maxpool 2 -> conv 16 k5 -> act -> maxpool 2 -> conv 120 k5 -> act -> dense 84 -> act -> classes; 32x32 inputs (28x28 ones padded by 2 in conv1, as BioTorch's resize to 32 gives the same shapes) |
+//! | `softhebb-mlp:2000` | SoftHebb single layer: dense 2000 (no bias) -> softmax(5 u) over the units -> classes |
+//! | `softhebb-cnn` | multilayer SoftHebb (Journe et al. 2023, CIFAR-10 preset): [batch norm (no affine) -> conv (reflect pad, no bias) -> triangle -> pool] with 96 k5 / 384 k3 / 1536 k3 channels, triangle powers 0.7 / 1.4 / 1.0, max 4/2, max 4/2, avg 2/2 -> dropout 0.5 -> classes |
+//! | `hebb-conv3` | `conv3` as the Hebbian arm builds it: no bias, triangle outputs relu(u - mean_c u) |
 //! | `conv3` | the holistic benchmark's net (Gupta et al. 2022, after Miconi's Hebbian CNN): conv 100 k5 -> act -> avgpool 2 -> conv 196 k3 -> act -> avgpool 2 -> conv 400 k3 -> act -> avgpool 2 -> classes (no padding; 32x32 gives 400x2x2 features) |
 //!
 //! Initialisation (`Init`): `torch` is PyTorch's default for Linear/Conv2d (W and b from
@@ -14,6 +17,7 @@
 
 use super::{Activation, Layer, Network, Param, ParamKind, Shape};
 use crate::nn::batchnorm::BnGeom;
+use crate::nn::compete::{CompeteGeom, CompeteKind};
 use crate::nn::conv::ConvGeom;
 use crate::nn::pool::PoolGeom;
 use crate::rng::Rng;
@@ -44,6 +48,12 @@ pub enum ArchSpec {
     Mlp { hidden: Vec<usize>, batchnorm: bool, dropout: f32 },
     LeNet,
     Conv3,
+    /// SoftHebb single layer: dense (no bias) -> softmax(5 u) -> classes.
+    SoftHebbMlp { hidden: usize },
+    /// SoftHebb conv blocks (Journe et al. 2023): CIFAR-10 preset widths.
+    SoftHebbCnn,
+    /// Miconi's / Gupta's Hebbian conv3 with triangle outputs.
+    HebbConv3,
 }
 
 impl std::str::FromStr for ArchSpec {
@@ -72,8 +82,23 @@ impl std::str::FromStr for ArchSpec {
             ArchSpec::LeNet
         } else if base == "conv3" {
             ArchSpec::Conv3
+        } else if let Some(rest) = base.strip_prefix("softhebb-mlp") {
+            let rest = rest.strip_prefix(':').unwrap_or("2000");
+            let hidden = rest
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&v| v > 0)
+                .ok_or_else(|| format!("arch '{s}': width '{rest}' is not a positive integer"))?;
+            ArchSpec::SoftHebbMlp { hidden }
+        } else if base == "softhebb-cnn" {
+            ArchSpec::SoftHebbCnn
+        } else if base == "hebb-conv3" {
+            ArchSpec::HebbConv3
         } else {
-            return Err(format!("unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), lenet or conv3"));
+            return Err(format!(
+                "unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), lenet, conv3, softhebb-mlp:H, softhebb-cnn or hebb-conv3"
+            ));
         };
         if let Some(opts) = opts {
             let ArchSpec::Mlp { batchnorm, dropout, .. } = &mut spec else {
@@ -113,6 +138,9 @@ impl std::fmt::Display for ArchSpec {
             }
             ArchSpec::LeNet => write!(f, "lenet"),
             ArchSpec::Conv3 => write!(f, "conv3"),
+            ArchSpec::SoftHebbMlp { hidden } => write!(f, "softhebb-mlp:{hidden}"),
+            ArchSpec::SoftHebbCnn => write!(f, "softhebb-cnn"),
+            ArchSpec::HebbConv3 => write!(f, "hebb-conv3"),
         }
     }
 }
@@ -197,6 +225,20 @@ impl<'r> Builder<'r> {
         self.push(Layer::AvgPool(g), out);
         self
     }
+    /// Triangle activation relu(x - mean over channels)^power at every position.
+    pub fn triangle(mut self, power: f32) -> Self {
+        let s = self.cur();
+        let g = CompeteGeom { c: s.c, p: s.h * s.w, kind: CompeteKind::Triangle { power } };
+        self.push(Layer::Compete(g), s);
+        self
+    }
+    /// Softmax over channels at every position, temperature 1/t.
+    pub fn channel_softmax(mut self, t: f32) -> Self {
+        let s = self.cur();
+        let g = CompeteGeom { c: s.c, p: s.h * s.w, kind: CompeteKind::Softmax { t } };
+        self.push(Layer::Compete(g), s);
+        self
+    }
     pub fn dropout(mut self, p: f32) -> Self {
         let s = self.cur();
         self.push(Layer::Dropout(p), s);
@@ -276,6 +318,46 @@ impl ArchSpec {
                     .avgpool(2, 2)
                     .conv(400, 3, 1, 0, false, true)
                     .act(act)
+                    .avgpool(2, 2)
+                    .dense(classes, true)
+                    .build()
+            }
+            ArchSpec::SoftHebbMlp { hidden } => {
+                // Moraitis et al. 2022 / SoftHebb's `2SoftMlpMNIST`: the read-out sees softmax(5 u).
+                b.dense(*hidden, false).channel_softmax(5.0).dense(classes, true).build()
+            }
+            ArchSpec::SoftHebbCnn => {
+                // Journe et al. 2023, `4SoftHebbCnnCIFAR`: [BN (no affine) -> conv (reflect pad, no
+                // bias) -> triangle -> pool] x 3 -> dropout 0.5 -> linear. Pools are unpadded here
+                // (PyTorch's max 4/2/1 pads by 1): 28x28 gives 1536 x 2 x 2, 32x32 1536 x 3 x 3.
+                need(input, 24, "softhebb-cnn")?;
+                b.batchnorm(false)
+                    .conv(96, 5, 1, 2, true, false)
+                    .triangle(0.7)
+                    .maxpool(4, 2)
+                    .batchnorm(false)
+                    .conv(384, 3, 1, 1, true, false)
+                    .triangle(1.4)
+                    .maxpool(4, 2)
+                    .batchnorm(false)
+                    .conv(1536, 3, 1, 1, true, false)
+                    .triangle(1.0)
+                    .avgpool(2, 2)
+                    .dropout(0.5)
+                    .dense(classes, true)
+                    .build()
+            }
+            ArchSpec::HebbConv3 => {
+                // conv3 with the Hebbian net's own choices: no bias, triangle outputs.
+                need(input, 20, "hebb-conv3")?;
+                b.conv(100, 5, 1, 0, false, false)
+                    .triangle(1.0)
+                    .avgpool(2, 2)
+                    .conv(196, 3, 1, 0, false, false)
+                    .triangle(1.0)
+                    .avgpool(2, 2)
+                    .conv(400, 3, 1, 0, false, false)
+                    .triangle(1.0)
                     .avgpool(2, 2)
                     .dense(classes, true)
                     .build()

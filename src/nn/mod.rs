@@ -14,6 +14,7 @@
 pub mod activation;
 pub mod arch;
 pub mod batchnorm;
+pub mod compete;
 pub mod conv;
 pub mod loss;
 pub mod pool;
@@ -96,6 +97,8 @@ pub enum Layer {
     Act(Activation),
     /// Inverted dropout with drop probability p.
     Dropout(f32),
+    /// Competition across channels at every position (triangle or softmax; `compete`).
+    Compete(compete::CompeteGeom),
     /// gamma/beta (absent when not affine), running mean/var.
     BatchNorm {
         affine: Option<(usize, usize)>,
@@ -315,7 +318,8 @@ impl Network {
         self.forward_layers(ws, lo, hi, false, &mut Rng::new(0));
     }
 
-    fn forward_layers(&mut self, ws: &mut Workspace, lo: usize, hi: usize, train: bool, rng: &mut Rng) {
+    /// Forward through layers `lo..hi` in training (`train`) or evaluation mode.
+    pub fn forward_layers(&mut self, ws: &mut Workspace, lo: usize, hi: usize, train: bool, rng: &mut Rng) {
         let n = ws.n;
         for i in lo..hi {
             let (lo, hi) = ws.acts.split_at_mut(i + 1);
@@ -349,6 +353,7 @@ impl Network {
                         }
                     });
                 }
+                Layer::Compete(g) => g.forward(x, n, y),
                 Layer::Dropout(p) => {
                     if train && *p > 0.0 {
                         let Aux::Dropout { mask } = &mut ws.aux[i] else { unreachable!() };
@@ -451,6 +456,11 @@ impl Network {
                                 d[j] = gc[j] * a.df(xs[j], ys[j]);
                             }
                         });
+                    }
+                }
+                Layer::Compete(geo) => {
+                    if need_dx {
+                        geo.backward(x, y, g, n, dx);
                     }
                 }
                 Layer::Dropout(p) => {

@@ -201,3 +201,38 @@ fn arch_specs_parse_and_build() {
     assert!("resnet".parse::<ArchSpec>().is_err());
     assert_eq!("mlp:".parse::<ArchSpec>().unwrap(), ArchSpec::Mlp { hidden: vec![], batchnorm: false, dropout: 0.0 });
 }
+
+#[test]
+fn triangle_and_channel_softmax_gradients() {
+    // Triangle with powers 1 and 1.4 (smooth enough for central differences away from the
+    // kink), softmax with temperature 5, on conv feature maps and on a flat layer.
+    let mut rng = Rng::new(5);
+    let net = Builder::new(Shape::new(2, 6, 6), Init::Torch, &mut rng)
+        .conv(4, 3, 1, 1, true, false)
+        .triangle(1.4)
+        .avgpool(2, 2)
+        .conv(3, 3, 1, 0, false, false)
+        .triangle(1.0)
+        .dense(6, false)
+        .channel_softmax(5.0)
+        .dense(3, true)
+        .build();
+    check(net, 3, 6, 1e-3);
+}
+
+#[test]
+fn hebbian_arch_specs_build_with_the_papers_shapes() {
+    let mut rng = Rng::new(1);
+    let a: ArchSpec = "softhebb-cnn".parse().unwrap();
+    let net = a.build(Shape::new(1, 28, 28), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
+    assert_eq!(net.shapes[net.num_layers() - 2], Shape::new(1536, 2, 2));
+    let net = a.build(Shape::new(3, 32, 32), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
+    assert_eq!(net.shapes[net.num_layers() - 2], Shape::new(1536, 3, 3));
+    let m: ArchSpec = "softhebb-mlp:2000".parse().unwrap();
+    assert_eq!(m.to_string(), "softhebb-mlp:2000");
+    let net = m.build(Shape::new(1, 28, 28), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
+    assert_eq!(net.shapes[1], Shape::flat(2000));
+    let h: ArchSpec = "hebb-conv3".parse().unwrap();
+    let net = h.build(Shape::new(3, 32, 32), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
+    assert_eq!(net.shapes[net.num_layers() - 1], Shape::new(400, 2, 2));
+}
