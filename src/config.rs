@@ -74,6 +74,14 @@ pub struct TrainConfig {
     pub tp_sigma: f32,
     pub tp_feedback_lr: f32,
     pub tp_feedback_steps: usize,
+    /// Hebbian rules: unsupervised epochs (at the start of the run), their micro-batch, and per
+    /// Hebbian layer (the last value repeats) the inverse temperature and base learning rate;
+    /// the power of SoftHebb's adaptive rate.
+    pub hebb_epochs: usize,
+    pub hebb_batch: usize,
+    pub hebb_t_inv: Vec<f32>,
+    pub hebb_lr: Vec<f32>,
+    pub hebb_power_lr: f32,
 }
 
 impl Default for TrainConfig {
@@ -118,6 +126,11 @@ impl Default for TrainConfig {
             tp_sigma: 0.01,
             tp_feedback_lr: 0.01,
             tp_feedback_steps: 1,
+            hebb_epochs: 1,
+            hebb_batch: 10,
+            hebb_t_inv: vec![1.0],
+            hebb_lr: vec![0.01],
+            hebb_power_lr: 0.5,
         }
     }
 }

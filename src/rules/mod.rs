@@ -14,6 +14,7 @@ pub mod equilibrium_propagation;
 pub mod feedback_alignment;
 pub mod pc_positive;
 pub mod predictive_coding;
+pub mod softhebb;
 pub mod target_prop;
 
 use crate::config::TrainConfig;
@@ -115,6 +116,11 @@ impl Updater<'_> {
 /// gradient, the starting point of every error-driven rule.
 pub fn forward_with_error(net: &mut Network, ws: &mut Workspace, y: &[u32], loss: Loss, rng: &mut Rng) -> StepStats {
     net.forward(ws, true, rng);
+    output_error(net, ws, y, loss)
+}
+
+/// The loss of the output already in the workspace; leaves dL/d(output) in its gradient slot.
+pub fn output_error(net: &Network, ws: &mut Workspace, y: &[u32], loss: Loss) -> StepStats {
     let k = net.output_len();
     let l = ws.acts.len() - 1;
     let (acts, grads) = (&ws.acts[l], &mut ws.grads[l]);
@@ -167,6 +173,8 @@ pub enum RuleName {
     Chl,
     Dtp,
     FwDtp,
+    Softhebb,
+    SofthebbDeep,
 }
 
 impl RuleName {
@@ -191,6 +199,8 @@ impl RuleName {
             RuleName::Chl => "chl",
             RuleName::Dtp => "dtp",
             RuleName::FwDtp => "fw-dtp",
+            RuleName::Softhebb => "softhebb",
+            RuleName::SofthebbDeep => "softhebb-deep",
         }
     }
 
@@ -250,6 +260,14 @@ impl RuleName {
                 "fixed-weight difference target propagation: DTP with fixed random feedback V (MLPs)",
                 "Shibuya, Inoue, Kawakami & Sato 2023, AAAI",
             ),
+            RuleName::Softhebb => (
+                "SoftHebb, one layer: soft winner-take-all Hebbian plasticity with adaptive per-neuron rates, no feedback; unsupervised for hebb_epochs, the linear read-out trained by backprop through the read-out only (Adam) on the frozen features",
+                "Moraitis, Toichkin, Journe, Chua & Guo 2022, Neuromorph. Comput. Eng.",
+            ),
+            RuleName::SofthebbDeep => (
+                "multilayer SoftHebb: conv blocks (BN, reflect-padded conv, triangle, pool) learn by soft WTA with anti-Hebbian non-winners, no feedback; linear read-out trained by backprop through the read-out only",
+                "Journe, Rodriguez, Guo & Moraitis 2023, ICLR",
+            ),
         }
     }
 
@@ -267,6 +285,16 @@ impl RuleName {
             // Scellier & Bengio's network and plain SGD (784-500-10, batch 20, alpha 0.05).
             RuleName::Ep | RuleName::Chl => {
                 "arch = 'mlp:500'\nactivation = 'sigmoid'\nbatch = 20\noptimizer = 'sgd'\nmomentum = 0.0\nlr = 0.05\nschedule = 'constant'"
+            }
+            // SoftHebb's `2SoftMlpMNIST`: 2000 neurons, t_inv 12, lr 0.045, power 0.2, raw pixels,
+            // unsupervised batch 32; read-out Adam 1e-3 batch 32.
+            RuleName::Softhebb => {
+                "arch = 'softhebb-mlp:2000'\nnormalize = false\noptimizer = 'adam'\nlr = 1e-3\nbatch = 32\nschedule = 'constant'\nhebb_batch = 32\nhebb_t_inv = [12.0]\nhebb_lr = [0.045]\nhebb_power_lr = 0.2"
+            }
+            // `4SoftHebbCnnCIFAR`: t_inv 1 / 0.65 / 0.25, lr 0.08 / 0.005 / 0.01, power 0.5,
+            // unsupervised batch 10; read-out Adam 1e-3 batch 64 (cosine in place of the halving steps).
+            RuleName::SofthebbDeep => {
+                "arch = 'softhebb-cnn'\nnormalize = false\noptimizer = 'adam'\nlr = 1e-3\nbatch = 64\nschedule = 'cosine'\nhebb_batch = 10\nhebb_t_inv = [1.0, 0.65, 0.25]\nhebb_lr = [0.08, 0.005, 0.01]\nhebb_power_lr = 0.5"
             }
             // T weight steps per batch: a small Adam step (PCX's AdamW setting).
             RuleName::Ipc => "optimizer = 'adamw'\nlr = 3e-4\nschedule = 'constant'",
@@ -317,6 +345,19 @@ impl RuleName {
                     sigma: cfg.tp_sigma,
                     feedback_lr: cfg.tp_feedback_lr,
                     feedback_steps: cfg.tp_feedback_steps,
+                },
+                rng,
+            )?),
+            RuleName::Softhebb | RuleName::SofthebbDeep => Box::new(softhebb::SoftHebb::new(
+                net,
+                softhebb::SoftHebbConfig {
+                    anti: *self == RuleName::SofthebbDeep,
+                    t_inv: cfg.hebb_t_inv.clone(),
+                    lr: cfg.hebb_lr.clone(),
+                    power_lr: cfg.hebb_power_lr,
+                    hebb_epochs: cfg.hebb_epochs,
+                    hebb_batch: cfg.hebb_batch,
+                    reference_init: true,
                 },
                 rng,
             )?),

@@ -654,3 +654,168 @@ mod pc_positive {
         assert!(r.min_rate() >= 0.0);
     }
 }
+
+mod softhebb {
+    use super::*;
+    use crate::rules::softhebb::{SoftHebb, SoftHebbConfig};
+
+    fn cfg(anti: bool, t_inv: f32, lr: f32) -> SoftHebbConfig {
+        SoftHebbConfig {
+            anti,
+            t_inv: vec![t_inv],
+            lr: vec![lr],
+            power_lr: 0.5,
+            hebb_epochs: 1,
+            hebb_batch: 1,
+            reference_init: false,
+        }
+    }
+
+    #[test]
+    fn hebbian_and_decay_terms_by_hand_on_a_2x3_layer() {
+        // Two neurons, three inputs, one sample x = (1, 0.5, 0), t_inv = 1.
+        let w = [0.2f32, 0.4, 0.6, 0.5, -0.1, 0.3];
+        let x = [1.0f32, 0.5, 0.0];
+        let u = [0.2 + 0.2, 0.5 - 0.05]; // W x = (0.4, 0.45)
+        let e = [(u[0] as f64).exp(), (u[1] as f64).exp()];
+        let y = [e[0] / (e[0] + e[1]), e[1] / (e[0] + e[1])];
+        let (mut ybuf, mut yu, mut dw) = (Vec::new(), vec![0.0; 2], Vec::new());
+        SoftHebb::wta(&u, 1, 2, 1, 1.0, false, &mut ybuf, &mut yu);
+        assert!((ybuf[0] as f64 - y[0]).abs() < 1e-6 && (ybuf[1] as f64 - y[1]).abs() < 1e-6);
+        // Hebbian term alone (W = 0 kills the decay term): y x^T / max.
+        SoftHebb::delta(&ybuf, &x, false, 2, 3, 1, &[0.0, 0.0], &[0.0; 6], &mut dw);
+        let hebb: Vec<f64> = (0..6).map(|i| y[i / 3] * x[i % 3] as f64).collect();
+        let m = hebb.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for i in 0..6 {
+            assert!((dw[i] as f64 - hebb[i] / m).abs() < 1e-6, "hebbian term {i}: {} vs {}", dw[i], hebb[i] / m);
+        }
+        // Decay term: (y_k u_k) W_k; the full update is (Hebbian - decay) / max.
+        let decay: Vec<f64> = (0..6).map(|i| y[i / 3] * u[i / 3] as f64 * w[i] as f64).collect();
+        assert!((yu[0] as f64 - y[0] * u[0] as f64).abs() < 1e-6 && (yu[1] as f64 - y[1] * u[1] as f64).abs() < 1e-6);
+        SoftHebb::delta(&ybuf, &x, false, 2, 3, 1, &yu, &w, &mut dw);
+        let full: Vec<f64> = (0..6).map(|i| hebb[i] - decay[i]).collect();
+        let m = full.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for i in 0..6 {
+            assert!((dw[i] as f64 - full[i] / m).abs() < 1e-6, "update {i}: {} vs {}", dw[i], full[i] / m);
+        }
+    }
+
+    fn layer(inp: usize, k: usize, seed: u64) -> Network {
+        Builder::new(Shape::flat(inp), Init::Torch, &mut Rng::new(seed))
+            .dense(k, false)
+            .channel_softmax(5.0)
+            .dense(2, true)
+            .build()
+    }
+
+    /// Train `rule` on batches from `data`; the read-out by Adam at 0.05.
+    fn train(rule: &mut SoftHebb, net: &mut Network, data: &[(Vec<f32>, u32)], batches: usize, hebb: usize) {
+        let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
+        let oc = OptimConfig { kind: crate::optim::OptimizerKind::Adam, lr: 0.05, ..Default::default() };
+        let mut opt = Optimizer::new(oc, &sizes);
+        let mut ws = Workspace::default();
+        let mut g = net.zero_grads();
+        let mut rng = Rng::new(9);
+        let d = data[0].0.len();
+        for b in 0..batches {
+            rule.begin_epoch(usize::from(b >= hebb), 2);
+            net.prepare(&mut ws, 8);
+            let mut y = Vec::new();
+            for r in 0..8 {
+                let (x, label) = &data[rng.below(data.len())];
+                ws.input_mut()[r * d..(r + 1) * d].copy_from_slice(x);
+                y.push(*label);
+            }
+            let mut upd = Updater { opt: &mut opt, lr: 0.05, masks: None };
+            rule.train_batch(net, &mut ws, &y, Loss::Ce, &mut g, &mut rng, &mut upd);
+        }
+    }
+
+    fn accuracy(net: &mut Network, data: &[(Vec<f32>, u32)]) -> f64 {
+        let mut ws = Workspace::default();
+        let d = data[0].0.len();
+        net.prepare(&mut ws, data.len());
+        for (r, (x, _)) in data.iter().enumerate() {
+            ws.input_mut()[r * d..(r + 1) * d].copy_from_slice(x);
+        }
+        net.forward(&mut ws, false, &mut Rng::new(1));
+        let out = ws.output();
+        let hits = data.iter().enumerate().filter(|(r, (_, y))| crate::nn::loss::argmax(&out[r * 2..r * 2 + 2]) == *y as usize);
+        hits.count() as f64 / data.len() as f64
+    }
+
+    #[test]
+    fn weight_norms_converge_to_one() {
+        // Positive inputs, as many neurons as clusters: the decay term drives every winner's
+        // norm to 1 and its rate to 0. Tolerance 0.05: the rate falls with |norm - 1|^0.5.
+        let mut rng = Rng::new(5);
+        let data: Vec<(Vec<f32>, u32)> = (0..256)
+            .map(|i| {
+                let c = i % 4;
+                let x: Vec<f32> = (0..6).map(|j| if j % 4 == c { 1.0 } else { 0.1 } + 0.05 * rng.normal()).collect();
+                (x, (c % 2) as u32)
+            })
+            .collect();
+        let mut net = layer(6, 4, 11);
+        let mut rule = SoftHebb::new(&net, cfg(false, 1.0, 0.05), &mut Rng::new(1)).unwrap();
+        rule.init_weights(&mut net, &mut Rng::new(2));
+        train(&mut rule, &mut net, &data, 3000, 3000);
+        let w = &net.params[0].data;
+        for k in 0..4 {
+            let norm = w[k * 6..(k + 1) * 6].iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 0.05, "neuron {k}: norm {norm}");
+        }
+    }
+
+    #[test]
+    fn anti_hebbian_sign_flips_exactly_the_non_winners() {
+        // 2 samples x 3 channels x 2 positions of conv pre-activations (N x C x P).
+        let u = [0.3f32, -1.0, 2.0, 0.5, 0.1, 0.0, /* sample 1 */ -0.2, 0.4, 0.0, 0.35, 0.9, -0.5];
+        let (mut y, mut yu) = (Vec::new(), vec![0.0; 3]);
+        let (mut ys, mut yus) = (Vec::new(), vec![0.0; 3]);
+        SoftHebb::wta(&u, 2, 3, 2, 0.7, true, &mut y, &mut yu);
+        SoftHebb::wta(&u, 2, 3, 2, 0.7, false, &mut ys, &mut yus);
+        for s in 0..2 {
+            for pos in 0..2 {
+                let col = s * 2 + pos;
+                let win = (0..3).max_by(|&a, &b| u[s * 6 + a * 2 + pos].total_cmp(&u[s * 6 + b * 2 + pos])).unwrap();
+                for c in 0..3 {
+                    let (a, soft) = (y[c * 4 + col], ys[c * 4 + col]);
+                    assert!(soft > 0.0);
+                    if c == win {
+                        assert_eq!(a, soft, "winner keeps +y");
+                    } else {
+                        assert_eq!(a, -soft, "non-winner gets -y");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn trained_features_separate_xor_clusters_that_random_ones_do_not() {
+        // Four clusters on positive inputs with XOR labels: no linear read-out separates the raw
+        // inputs. SoftHebb's neurons become cluster prototypes and the read-out on softmax(5 u)
+        // separates them; the same read-out on the untrained layer (rate 0) does not.
+        let mut rng = Rng::new(7);
+        let data: Vec<(Vec<f32>, u32)> = (0..400)
+            .map(|i| {
+                let (a, b) = ((i % 4) / 2, i % 2);
+                let (a, b) = (a as f32, b as f32);
+                let x = vec![a, 1.0 - a, b, 1.0 - b].into_iter().map(|v| v + 0.05 * rng.normal()).collect();
+                (x, ((i % 4) / 2 ^ (i % 2)) as u32)
+            })
+            .collect();
+        let mut accs = Vec::new();
+        for lr in [0.05f32, 0.0] {
+            let mut net = layer(4, 8, 13);
+            let mut rule = SoftHebb::new(&net, cfg(false, 2.0, lr), &mut Rng::new(1)).unwrap();
+            rule.init_weights(&mut net, &mut Rng::new(3));
+            train(&mut rule, &mut net, &data, 1500, 1000);
+            accs.push(accuracy(&mut net, &data));
+        }
+        eprintln!("XOR accuracy, trained / untrained features: {accs:?}");
+        assert!(accs[0] > 0.95, "trained SoftHebb features: {accs:?}");
+        assert!(accs[1] < 0.8, "random features: {accs:?}");
+    }
+}

@@ -1,0 +1,301 @@
+//! SoftHebb: soft winner-take-all Hebbian learning with no feedback, target or error signal in
+//! the hidden layers (Moraitis et al. 2022, single layer; Journe et al. ICLR 2023, multilayer
+//! convolutional; code `NeuromorphicComputing/SoftHebb`, `hebblinear.py`, `hebbconv.py`).
+//!
+//! Every weight layer but the last is Hebbian. For one such layer with weights W (K neurons or
+//! channels), input patches x (the dense input, or the k x k x C_in patch at each position)
+//! and pre-activations u = W x (no bias), at each sample and position:
+//!
+//!   y = softmax(t_inv u) over the K neurons / channels
+//!   anti-Hebbian (`softhebb-deep`): y_k -> -y_k for every k but the winner argmax_k u_k
+//!   dW_k = sum_{b,pos} y_k x  -  (sum_{b,pos} y_k u_k) W_k       (Hebbian term, decay term)
+//!   dW /= max |dW| over the whole layer
+//!   W_k += eta_k dW_k,   eta_k = lr (| ||W_k|| - 1 | + 1e-10)^power_lr
+//!
+//! The decay term pulls every ||W_k|| to 1, and the per-neuron rate falls with it (the rule's
+//! own annealing; no schedule). Initialisation as in the code: dense layers (raw pixels in
+//! [0, 1]) W ~ U[0, sqrt(3 r^2 / n)) with r = 35; conv layers (after a batch norm) W ~
+//! N(0, (25 / sqrt(C_in k^2))^2). Drawn on the first batch from the rule's own stream.
+//!
+//! Schedule inside `--epochs N` (the driver's epochs): the first `hebb_epochs` (default 1)
+//! are unsupervised: every layer learns at once (as `demo.py`) on micro-batches of
+//! `hebb_batch`; all epochs train the linear read-out (the last weight layer and the dropout
+//! before it) by backprop through the read-out only, with the driver's optimiser on the current
+//! features (the reference trains it only after the unsupervised epoch; training it from the
+//! first epoch gives every epoch a test accuracy). Hebbian layers and their batch norms are in
+//! evaluation mode for the read-out; their weights are never touched by the optimiser.
+//!
+//! # Shapes
+//! Y: K x (N P) (neuron-major, columns (sample, position)); patches: CKK x (N P) for conv
+//! (the layer's im2col), N x inp for dense; W: K x inp.
+
+use super::{Rule, StepStats, Updater};
+use crate::linalg;
+use crate::nn::{loss::Loss, Layer, Network, Workspace};
+use crate::protocol::prune;
+use crate::rng::Rng;
+
+#[derive(Clone, Debug)]
+pub struct SoftHebbConfig {
+    /// Anti-Hebbian update for the non-winners (multilayer SoftHebb).
+    pub anti: bool,
+    /// Per Hebbian layer (the last value repeats): softmax inverse temperature and base rate.
+    pub t_inv: Vec<f32>,
+    pub lr: Vec<f32>,
+    pub power_lr: f32,
+    pub hebb_epochs: usize,
+    pub hebb_batch: usize,
+    /// Draw the reference initialisation on the first batch (off: keep the network's weights).
+    pub reference_init: bool,
+}
+
+pub struct SoftHebb {
+    pub cfg: SoftHebbConfig,
+    /// Layer indices of the Hebbian weight layers.
+    pub hebb: Vec<usize>,
+    /// First layer of the read-out, and the read-out's parameters.
+    head_lo: usize,
+    head_params: Vec<usize>,
+    /// Per Hebbian layer, per neuron: the current rate.
+    pub eta: Vec<Vec<f32>>,
+    epoch: usize,
+    init_rng: Option<Rng>,
+    micro: Workspace,
+    y: Vec<f32>,
+    dw: Vec<f32>,
+}
+
+impl SoftHebb {
+    pub fn new(net: &Network, cfg: SoftHebbConfig, rng: &mut Rng) -> Result<Self, String> {
+        let wl = net.weight_layers();
+        if wl.len() < 2 {
+            return Err("softhebb needs at least one Hebbian layer below the read-out".into());
+        }
+        let last = *wl.last().unwrap();
+        if !matches!(net.layers[last], Layer::Dense { .. }) {
+            return Err("softhebb's read-out (the last weight layer) must be dense".into());
+        }
+        let hebb = wl[..wl.len() - 1].to_vec();
+        for &i in &hebb {
+            if net.layers[i].bias().is_some() {
+                return Err(format!("softhebb: Hebbian layer {i} has a bias; SoftHebb's layers have none"));
+            }
+        }
+        let head_lo = if last > 0 && matches!(net.layers[last - 1], Layer::Dropout(_)) { last - 1 } else { last };
+        if hebb.iter().any(|&i| i >= head_lo) {
+            return Err("softhebb: no Hebbian layer may follow the read-out".into());
+        }
+        let head_params = [net.layers[last].weight(), net.layers[last].bias()].into_iter().flatten().collect();
+        if cfg.t_inv.is_empty() || cfg.lr.is_empty() || cfg.hebb_batch == 0 {
+            return Err("softhebb: hebb_t_inv and hebb_lr need a value per layer (or one for all), hebb_batch >= 1".into());
+        }
+        let init_rng = cfg.reference_init.then(|| rng.fork());
+        let mut r = SoftHebb {
+            cfg,
+            head_lo,
+            head_params,
+            eta: vec![Vec::new(); hebb.len()],
+            hebb,
+            epoch: 0,
+            init_rng,
+            micro: Workspace::default(),
+            y: Vec::new(),
+            dw: Vec::new(),
+        };
+        for j in 0..r.hebb.len() {
+            r.update_rates(net, j);
+        }
+        Ok(r)
+    }
+
+    fn per_layer(v: &[f32], j: usize) -> f32 {
+        v[j.min(v.len() - 1)]
+    }
+
+    /// The reference initialisation of every Hebbian layer, and the first rates.
+    pub fn init_weights(&mut self, net: &mut Network, rng: &mut Rng) {
+        for j in 0..self.hebb.len() {
+            let i = self.hebb[j];
+            let w = net.layers[i].weight().unwrap();
+            let data = &mut net.params[w].data;
+            match &net.layers[i] {
+                Layer::Dense { inp, .. } => {
+                    let a = (3.0 * 35.0f32 * 35.0 / *inp as f32).sqrt();
+                    rng.fill_uniform(data, 0.0, a);
+                }
+                Layer::Conv { geom, .. } => rng.fill_normal(data, 25.0 / (geom.ckk() as f32).sqrt()),
+                _ => unreachable!(),
+            }
+            self.update_rates(net, j);
+        }
+    }
+
+    fn rows(net: &Network, i: usize) -> (usize, usize) {
+        match &net.layers[i] {
+            Layer::Dense { inp, out, .. } => (*out, *inp),
+            Layer::Conv { geom, .. } => (geom.o, geom.ckk()),
+            _ => unreachable!(),
+        }
+    }
+
+    /// eta_k = lr (| ||W_k|| - 1 | + 1e-10)^power_lr for Hebbian layer j.
+    fn update_rates(&mut self, net: &Network, j: usize) {
+        let i = self.hebb[j];
+        let (k, inp) = Self::rows(net, i);
+        let w = &net.params[net.layers[i].weight().unwrap()].data;
+        let lr = Self::per_layer(&self.cfg.lr, j);
+        self.eta[j].clear();
+        self.eta[j].extend((0..k).map(|r| {
+            let norm = w[r * inp..(r + 1) * inp].iter().map(|v| v * v).sum::<f32>().sqrt();
+            lr * ((norm - 1.0).abs() + 1e-10).powf(self.cfg.power_lr)
+        }));
+    }
+
+    /// Soft winner-take-all activity Y (K x (N P)) from u (N x K x P), anti-Hebbian signs for
+    /// the non-winners when `anti`; returns sum_{b,pos} y_k u_k per neuron in `yu`.
+    pub fn wta(u: &[f32], n: usize, k: usize, p: usize, t_inv: f32, anti: bool, y: &mut Vec<f32>, yu: &mut [f32]) {
+        let np = n * p;
+        y.resize(k * np, 0.0);
+        yu.fill(0.0);
+        for s in 0..n {
+            let us = &u[s * k * p..(s + 1) * k * p];
+            for pos in 0..p {
+                let col = s * p + pos;
+                let (mut mx, mut win) = (f32::NEG_INFINITY, 0);
+                for c in 0..k {
+                    if us[c * p + pos] > mx {
+                        mx = us[c * p + pos];
+                        win = c;
+                    }
+                }
+                let mut sum = 0.0;
+                for c in 0..k {
+                    let e = (t_inv * (us[c * p + pos] - mx)).exp();
+                    y[c * np + col] = e;
+                    sum += e;
+                }
+                for c in 0..k {
+                    let mut v = y[c * np + col] / sum;
+                    if anti && c != win {
+                        v = -v;
+                    }
+                    y[c * np + col] = v;
+                    yu[c] += v * us[c * p + pos];
+                }
+            }
+        }
+    }
+
+    /// dW = Y X^T - diag(yu) W, normalised by its largest magnitude (into `dw`).
+    /// `x`: the patches, CKK x (N P) when `cols`, else (N P) x inp.
+    #[allow(clippy::too_many_arguments)]
+    pub fn delta(y: &[f32], x: &[f32], cols: bool, k: usize, inp: usize, np: usize, yu: &[f32], w: &[f32], dw: &mut Vec<f32>) {
+        dw.resize(k * inp, 0.0);
+        linalg::matmul(k, inp, np, y, false, x, cols, dw, false);
+        for r in 0..k {
+            for (d, wv) in dw[r * inp..(r + 1) * inp].iter_mut().zip(&w[r * inp..(r + 1) * inp]) {
+                *d -= yu[r] * wv;
+            }
+        }
+        let m = dw.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let inv = 1.0 / (m + 1e-30);
+        dw.iter_mut().for_each(|v| *v *= inv);
+    }
+
+    /// One Hebbian update of every layer from the micro-batch forward pass in `self.micro`.
+    fn hebbian_step(&mut self, net: &mut Network) {
+        let n = self.micro.n;
+        let mut yu = Vec::new();
+        let mut y = std::mem::take(&mut self.y);
+        let mut dw = std::mem::take(&mut self.dw);
+        for j in 0..self.hebb.len() {
+            let i = self.hebb[j];
+            let (k, inp) = Self::rows(net, i);
+            let p = net.shapes[i + 1].len() / k;
+            let t_inv = Self::per_layer(&self.cfg.t_inv, j);
+            yu.resize(k, 0.0);
+            let u = &self.micro.acts[i + 1][..n * k * p];
+            Self::wta(u, n, k, p, t_inv, self.cfg.anti, &mut y, &mut yu);
+            let w = net.layers[i].weight().unwrap();
+            match (&net.layers[i], &self.micro.aux[i]) {
+                (Layer::Conv { geom, .. }, crate::nn::Aux::Conv { cols, .. }) if !geom.is_dense() => {
+                    Self::delta(&y, &cols[..inp * n * p], true, k, inp, n * p, &yu, &net.params[w].data, &mut dw);
+                }
+                _ => {
+                    let x = &self.micro.acts[i][..n * inp];
+                    Self::delta(&y, x, false, k, inp, n, &yu, &net.params[w].data, &mut dw);
+                }
+            }
+            let eta = &self.eta[j];
+            for (r, e) in eta.iter().enumerate() {
+                for (wv, d) in net.params[w].data[r * inp..(r + 1) * inp].iter_mut().zip(&dw[r * inp..(r + 1) * inp]) {
+                    *wv += e * d;
+                }
+            }
+            self.update_rates(net, j);
+        }
+        self.y = y;
+        self.dw = dw;
+    }
+}
+
+impl Rule for SoftHebb {
+    /// Only the read-out's gradient (backprop through the read-out alone) on the frozen features;
+    /// the Hebbian updates happen in `train_batch`.
+    fn step(
+        &mut self,
+        net: &mut Network,
+        ws: &mut Workspace,
+        y: &[u32],
+        loss: Loss,
+        grads: &mut [Vec<f32>],
+        rng: &mut Rng,
+    ) -> StepStats {
+        let l = net.num_layers();
+        net.forward_layers(ws, 0, self.head_lo, false, rng);
+        net.forward_layers(ws, self.head_lo, l, true, rng);
+        let stats = super::output_error(net, ws, y, loss);
+        net.backward(ws, grads, self.head_lo, l, None, false);
+        stats
+    }
+
+    fn train_batch(
+        &mut self,
+        net: &mut Network,
+        ws: &mut Workspace,
+        y: &[u32],
+        loss: Loss,
+        grads: &mut [Vec<f32>],
+        rng: &mut Rng,
+        upd: &mut Updater,
+    ) -> StepStats {
+        if let Some(mut r) = self.init_rng.take() {
+            self.init_weights(net, &mut r);
+        }
+        if self.epoch < self.cfg.hebb_epochs {
+            let (n, d) = (ws.n, net.input_shape().len());
+            let mut start = 0;
+            while start < n {
+                let m = self.cfg.hebb_batch.min(n - start);
+                net.prepare(&mut self.micro, m);
+                self.micro.input_mut().copy_from_slice(&ws.acts[0][start * d..(start + m) * d]);
+                net.forward_layers(&mut self.micro, 0, self.head_lo, true, rng);
+                self.hebbian_step(net);
+                if let Some(masks) = upd.masks {
+                    prune::apply(net, masks);
+                }
+                start += m;
+            }
+        }
+        let stats = self.step(net, ws, y, loss, grads, rng);
+        if stats.loss_sum.is_finite() {
+            let head = &self.head_params;
+            upd.apply_where(net, grads, |i| head.contains(&i));
+        }
+        stats
+    }
+
+    fn begin_epoch(&mut self, epoch: usize, _epochs: usize) {
+        self.epoch = epoch;
+    }
+}
