@@ -32,7 +32,8 @@ fn every_rule_learns_digits() {
 /// data set is not installed; CI installs it).
 #[test]
 fn softhebb_deep_learns_a_fashion_mnist_subset() {
-    let t: toml::Table = "rule = 'softhebb-deep'\ndata = 'fashion-mnist'\nepochs = 2\nthreads = 2\nseed = 1".parse().unwrap();
+    let t: toml::Table =
+        "rule = 'softhebb-deep'\ndata = 'fashion-mnist'\nepochs = 2\nthreads = 2\nseed = 1".parse().unwrap();
     let cfg = TrainConfig::load(None, t).unwrap();
     let Ok(mut l) = train::load_data(&cfg) else {
         eprintln!("fashion-mnist not installed: skipped");

@@ -324,7 +324,8 @@ fn overrides(a: &TrainArgs) -> toml::Table {
     for kv in &a.set {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         let v = v.trim();
-        let value = format!("x = {v}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("x")).unwrap_or_else(|| s(v));
+        let value =
+            format!("x = {v}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("x")).unwrap_or_else(|| s(v));
         t.insert(k.trim().to_string(), value);
     }
     t

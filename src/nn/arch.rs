@@ -45,11 +45,17 @@ impl Init {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ArchSpec {
-    Mlp { hidden: Vec<usize>, batchnorm: bool, dropout: f32 },
+    Mlp {
+        hidden: Vec<usize>,
+        batchnorm: bool,
+        dropout: f32,
+    },
     LeNet,
     Conv3,
     /// SoftHebb single layer: dense (no bias) -> softmax(5 u) -> classes.
-    SoftHebbMlp { hidden: usize },
+    SoftHebbMlp {
+        hidden: usize,
+    },
     /// SoftHebb conv blocks (Journe et al. 2023): CIFAR-10 preset widths.
     SoftHebbCnn,
     /// Miconi's / Gupta's Hebbian conv3 with triangle outputs.

@@ -64,6 +64,7 @@ impl BnGeom {
         gamma_beta: Option<(&[f32], &[f32])>,
         running: (&[f32], &[f32]),
         y: &mut [f32],
+        mut saved: Option<(&mut [f32], &mut [f32])>,
     ) {
         let (c, p) = (self.c, self.p);
         for ch in 0..c {
@@ -72,17 +73,27 @@ impl BnGeom {
             let (g, b) = gamma_beta.map_or((1.0, 0.0), |(g, b)| (g[ch], b[ch]));
             for smp in 0..n {
                 let r = (smp * c + ch) * p..(smp * c + ch + 1) * p;
-                for (yv, xv) in y[r.clone()].iter_mut().zip(&x[r]) {
+                for (yv, xv) in y[r.clone()].iter_mut().zip(&x[r.clone()]) {
                     *yv = g * (xv - mu) * is + b;
                 }
+                if let Some((xhat, _)) = saved.as_mut() {
+                    for (h, xv) in xhat[r.clone()].iter_mut().zip(&x[r]) {
+                        *h = (xv - mu) * is;
+                    }
+                }
+            }
+            if let Some((_, inv_std)) = saved.as_mut() {
+                inv_std[ch] = is;
             }
         }
     }
 
-    /// dx = (1/M) inv_std (M dxhat - sum dxhat - xhat sum(dxhat xhat)), dxhat = gamma dy.
+    /// dx = (1/M) inv_std (M dxhat - sum dxhat - xhat sum(dxhat xhat)), dxhat = gamma dy; after
+    /// an evaluation-mode forward (`eval`: fixed running statistics) dx = gamma inv_std dy.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
+        eval: bool,
         g: &[f32],
         n: usize,
         gamma: Option<&[f32]>,
@@ -114,6 +125,15 @@ impl BnGeom {
                 let gm = gamma.map_or(1.0, |g| g[ch]);
                 let (sg, sgx) = sums[ch];
                 let k = gm * inv_std[ch] / m;
+                if eval {
+                    for smp in 0..n {
+                        let r = (smp * c + ch) * p..(smp * c + ch + 1) * p;
+                        for (d, gv) in dx[r.clone()].iter_mut().zip(&g[r]) {
+                            *d = gm * inv_std[ch] * gv;
+                        }
+                    }
+                    continue;
+                }
                 for smp in 0..n {
                     let r = (smp * c + ch) * p..(smp * c + ch + 1) * p;
                     for ((d, gv), xh) in dx[r.clone()].iter_mut().zip(&g[r.clone()]).zip(&xhat[r]) {

@@ -148,6 +148,8 @@ pub enum Aux {
     Bn {
         xhat: Vec<f32>,
         inv_std: Vec<f32>,
+        /// The last forward pass used the running statistics.
+        eval: bool,
     },
     Dropout {
         mask: Vec<f32>,
@@ -286,9 +288,9 @@ impl Network {
                 }
                 Layer::BatchNorm { geom, .. } => {
                     if !matches!(ws.aux[i], Aux::Bn { .. }) {
-                        ws.aux[i] = Aux::Bn { xhat: vec![], inv_std: vec![] };
+                        ws.aux[i] = Aux::Bn { xhat: vec![], inv_std: vec![], eval: false };
                     }
-                    if let Aux::Bn { xhat, inv_std } = &mut ws.aux[i] {
+                    if let Aux::Bn { xhat, inv_std, .. } = &mut ws.aux[i] {
                         xhat.resize(n * geom.c * geom.p, 0.0);
                         inv_std.resize(geom.c, 0.0);
                     }
@@ -374,11 +376,12 @@ impl Network {
                     let mut rm = std::mem::take(&mut params[*mean].data);
                     let mut rv = std::mem::take(&mut params[*var].data);
                     let gb = affine.map(|(g, b)| (params[g].data.as_slice(), params[b].data.as_slice()));
+                    let Aux::Bn { xhat, inv_std, eval } = &mut ws.aux[i] else { unreachable!() };
+                    *eval = !train;
                     if train {
-                        let Aux::Bn { xhat, inv_std } = &mut ws.aux[i] else { unreachable!() };
                         geom.forward_train(x, n, gb, (&mut rm, &mut rv), xhat, inv_std, y);
                     } else {
-                        geom.forward_eval(x, n, gb, (&rm, &rv), y);
+                        geom.forward_eval(x, n, gb, (&rm, &rv), y, Some((xhat, inv_std)));
                     }
                     params[*mean].data = rm;
                     params[*var].data = rv;
@@ -476,7 +479,7 @@ impl Network {
                     }
                 }
                 Layer::BatchNorm { affine, geom, .. } => {
-                    let Aux::Bn { xhat, inv_std } = &ws.aux[i] else { unreachable!() };
+                    let Aux::Bn { xhat, inv_std, eval } = &ws.aux[i] else { unreachable!() };
                     let gamma = affine.map(|(gm, _)| self.params[gm].data.as_slice());
                     let dgb = match affine {
                         Some((gm, bt)) => {
@@ -485,7 +488,7 @@ impl Network {
                         }
                         None => None,
                     };
-                    geom.backward(g, n, gamma, xhat, inv_std, dgb, if need_dx { Some(dx) } else { None });
+                    geom.backward(*eval, g, n, gamma, xhat, inv_std, dgb, if need_dx { Some(dx) } else { None });
                 }
             }
         }

@@ -15,6 +15,7 @@
 //! - *Epochs to stable accuracy*: the first epoch e after which every later test accuracy lies
 //!   within 0.5 points (0.005) of the final one.
 
+pub mod adversarial;
 pub mod noise;
 pub mod plan;
 pub mod prune;
@@ -26,7 +27,7 @@ use crate::rng::Rng;
 use crate::train::{self, Loaded, Trainer};
 use noise::{NoiseKind, Norm};
 use plan::{Plan, RunSpec};
-use record::{BudgetPoint, EpochPoint, NoisePoint, PrunePoint, Record, Status};
+use record::{AttackPoint, BudgetPoint, EpochPoint, NoisePoint, PrunePoint, Record, Status};
 use std::collections::HashSet;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -53,6 +54,21 @@ pub fn stratified_fraction(s: &Split, classes: usize, fraction: f64, rng: &mut R
     train::subset(s, &keep)
 }
 
+/// A seeded subset of `k` samples of every class (all of a class when it has fewer).
+pub fn per_class(s: &Split, classes: usize, k: usize, rng: &mut Rng) -> Split {
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
+    for (i, &y) in s.y.iter().enumerate() {
+        by_class[y as usize].push(i);
+    }
+    let mut keep = Vec::new();
+    for idx in by_class.iter_mut() {
+        rng.shuffle(idx);
+        keep.extend_from_slice(&idx[..k.min(idx.len())]);
+    }
+    keep.sort_unstable();
+    train::subset(s, &keep)
+}
+
 /// First epoch (1-based) after which accuracy stays within `tol` of the final value.
 pub fn epochs_to_stable(curve: &[f64], tol: f64) -> Option<usize> {
     let last = *curve.last()?;
@@ -73,7 +89,10 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded) -> Result<Record, S
         let mut rng = Rng::new(cfg.seed);
         let input = Shape::new(ds.channels, ds.height, ds.width);
         let mut tr = Trainer::new(cfg, input, ds.num_classes, &mut rng)?;
-        let train = stratified_fraction(&ds.train, ds.num_classes, spec.fraction, &mut rng.fork());
+        let train = match spec.shots {
+            Some(k) => per_class(&ds.train, ds.num_classes, k, &mut rng.fork()),
+            None => stratified_fraction(&ds.train, ds.num_classes, spec.fraction, &mut rng.fork()),
+        };
         if spec.train_noise > 0.0 {
             tr.train_noise = Some((spec.train_noise, loaded.norm.clone()));
         }
@@ -116,12 +135,14 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded) -> Result<Record, S
             .collect();
         let mut pruning = Vec::new();
         let mut noise_pts = Vec::new();
+        let mut adversarial = Vec::new();
         if ok {
             match spec.gradual {
                 Some(s) => pruning.push(PrunePoint { sparsity: s, test_accuracy, finetuned_accuracy: None }),
                 None => pruning = oneshot_pruning(plan, &mut tr, &train, cfg.lr * schedule_floor(cfg), &ds.test),
             }
             noise_pts = noise_evals(plan, &mut tr, &ds.test, &loaded.norm, cfg.seed);
+            adversarial = attack_evals(plan, &mut tr, &ds.test, &loaded.norm, cfg.seed);
         }
         Ok(Record {
             id: spec.id.clone(),
@@ -130,6 +151,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded) -> Result<Record, S
             arch: cfg.arch.clone(),
             rule: cfg.rule.to_string(),
             fraction: spec.fraction,
+            shots: spec.shots,
             train_samples: train.n,
             seed: cfg.seed,
             train_noise: spec.train_noise,
@@ -143,6 +165,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded) -> Result<Record, S
             budgets,
             pruning,
             noise: noise_pts,
+            adversarial,
             seconds: t0.elapsed().as_secs_f64(),
             biolearn_version: train::VERSION.into(),
             git_revision: train::GIT_REVISION.into(),
@@ -182,6 +205,24 @@ fn oneshot_pruning(plan: &Plan, tr: &mut Trainer, train: &Split, ft_lr: f32, tes
         for (p, d) in tr.net.params.iter_mut().zip(&saved) {
             p.data.copy_from_slice(d);
         }
+    }
+    out
+}
+
+fn attack_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, seed: u64) -> Vec<AttackPoint> {
+    use adversarial::Attack;
+    let m = if plan.attack_samples == 0 { test.n } else { plan.attack_samples.min(test.n) };
+    let sub = train::subset(test, &(0..m).collect::<Vec<_>>());
+    let attacks = plan
+        .fgsm
+        .iter()
+        .map(|&e| (Attack::Fgsm, e))
+        .chain(plan.pgd.iter().map(|&e| (Attack::Pgd { steps: plan.pgd_steps }, e)));
+    let mut out = Vec::new();
+    for (i, (atk, eps)) in attacks.enumerate() {
+        let mut rng = Rng::new(seed.wrapping_mul(1_000_033).wrapping_add(i as u64 + 101));
+        let adv = adversarial::attack(&tr.net, &sub, norm, atk, eps, &mut rng);
+        out.push(AttackPoint { attack: atk.name().into(), eps, test_accuracy: tr.evaluate(&adv) });
     }
     out
 }

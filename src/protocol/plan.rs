@@ -19,6 +19,11 @@
 //! finetune_epochs = 1           # after one-shot pruning, under the mask
 //! noise = [0, 0.1, 0.3]         # Gaussian std on test inputs, pixel units
 //! salt_pepper = [0.1]           # salt-and-pepper probability on test inputs
+//! shots = [1, 5, 10, 100]       # few-shot: k training samples per class (one run each)
+//! fgsm = [0.05, 0.1]            # adversarial eps (pixel units, L-inf) for FGSM and PGD
+//! pgd = [0.05]
+//! pgd_steps = 10
+//! attack_samples = 1000         # test samples attacked (0: all)
 //! seeds = 3
 //! [train]                       # any `biolearn train` setting, for every rule
 //! optimizer = "adam"
@@ -61,6 +66,15 @@ pub struct Plan {
     pub salt_pepper: Vec<f64>,
     /// Gaussian noise std on training inputs (one run each).
     pub train_noise: Vec<f64>,
+    /// Few-shot conditions: k training samples per class (seeded, one run per k besides the
+    /// fractions).
+    pub shots: Vec<usize>,
+    /// Adversarial eps (pixel units, L-inf) of FGSM and PGD, PGD's steps, and how many test
+    /// samples (the first ones) are attacked (0: all).
+    pub fgsm: Vec<f64>,
+    pub pgd: Vec<f64>,
+    pub pgd_steps: usize,
+    pub attack_samples: usize,
     /// Number of seeds (0..seeds).
     pub seeds: u64,
     pub threads_per_run: usize,
@@ -89,6 +103,11 @@ impl Default for Plan {
             noise: vec![0.0],
             salt_pepper: vec![],
             train_noise: vec![0.0],
+            shots: vec![],
+            fgsm: vec![],
+            pgd: vec![],
+            pgd_steps: 10,
+            attack_samples: 1000,
             seeds: 3,
             threads_per_run: 1,
             parallel: None,
@@ -104,6 +123,8 @@ pub struct RunSpec {
     pub id: String,
     pub cfg: TrainConfig,
     pub fraction: f64,
+    /// Few-shot run: k training samples per class (then `fraction` is 1 and unused).
+    pub shots: Option<usize>,
     pub train_noise: f64,
     /// Final sparsity of gradual pruning during training (None: one-shot after training).
     pub gradual: Option<f64>,
@@ -138,6 +159,9 @@ impl Plan {
         bad(self.noise.iter().chain(&self.train_noise).all(|s| *s >= 0.0), "noise levels must be >= 0")?;
         bad(self.salt_pepper.iter().all(|s| (0.0..=1.0).contains(s)), "salt_pepper must be in [0, 1]")?;
         bad(self.seeds >= 1, "seeds must be >= 1")?;
+        bad(self.shots.iter().all(|k| *k >= 1), "shots must be >= 1 sample per class")?;
+        bad(self.fgsm.iter().chain(&self.pgd).all(|e| (0.0..=1.0).contains(e)), "fgsm/pgd eps must be in [0, 1]")?;
+        bad(self.pgd_steps >= 1, "pgd_steps must be >= 1")?;
         bad(self.threads_per_run >= 1, "threads_per_run must be >= 1")?;
         for r in &self.rules {
             self.config_for(*r, 0)?;
@@ -189,13 +213,20 @@ impl Plan {
         };
         // What every run is also evaluated on: part of the id, so that a changed evaluation
         // never reuses an old record.
-        let evals = format!(
+        let mut evals = format!(
             "{:?}|{:?}|{:?}|{}|{}|{:?}",
             self.epochs, self.sparsities, self.noise, self.min_keep, self.finetune_epochs, self.salt_pepper
         );
+        // (Appended only when used, so that plans written before attacks existed keep their ids.)
+        if !self.fgsm.is_empty() || !self.pgd.is_empty() {
+            evals += &format!("|{:?}|{:?}|{}|{}", self.fgsm, self.pgd, self.pgd_steps, self.attack_samples);
+        }
+        // Data conditions: the fractions, then the few-shot sizes.
+        let data: Vec<(f64, Option<usize>)> =
+            self.fractions.iter().map(|&f| (f, None)).chain(self.shots.iter().map(|&k| (1.0, Some(k)))).collect();
         let mut out = Vec::new();
         for &rule in &self.rules {
-            for &fraction in &self.fractions {
+            for &(fraction, shots) in &data {
                 for &tn in &self.train_noise {
                     for g in &gradual {
                         for seed in 0..self.seeds {
@@ -203,7 +234,11 @@ impl Plan {
                             // The id hashes what the plan sets (not the resolved config, which
                             // grows a field with every new rule setting and its default).
                             let h = fnv(&(self.settings_key(rule) + &evals));
-                            let mut id = format!("{}|{}|{}|f={fraction}|s={seed}", self.data, self.arch, rule);
+                            let cond = match shots {
+                                Some(k) => format!("k={k}"),
+                                None => format!("f={fraction}"),
+                            };
+                            let mut id = format!("{}|{}|{}|{cond}|s={seed}", self.data, self.arch, rule);
                             if tn > 0.0 {
                                 id += &format!("|tn={tn}");
                             }
@@ -211,7 +246,7 @@ impl Plan {
                                 id += &format!("|gp={g}");
                             }
                             id += &format!("|h={:08x}", h as u32);
-                            out.push(RunSpec { id, cfg, fraction, train_noise: tn, gradual: *g });
+                            out.push(RunSpec { id, cfg, fraction, shots, train_noise: tn, gradual: *g });
                         }
                     }
                 }
@@ -262,6 +297,17 @@ mod tests {
         p3.pruning = PruneMode::Gradual;
         p3.sparsities = vec![0.5, 0.9];
         assert_eq!(p3.runs().unwrap().len(), 16);
+        // Few-shot sizes add one run per (rule, k, seed); attacks change the ids (a new
+        // evaluation), while plans without them keep their old ids.
+        let mut p4 = plan.clone();
+        p4.shots = vec![1, 5];
+        let r4 = p4.runs().unwrap();
+        assert_eq!(r4.len(), 8 + 2 * 2 * 2);
+        assert_eq!(r4[0].id, runs[0].id);
+        assert!(r4.iter().any(|r| r.shots == Some(5) && r.id.contains("|k=5|s=1|")));
+        let mut p5 = plan.clone();
+        p5.pgd = vec![0.1];
+        assert_ne!(p5.runs().unwrap()[0].id, runs[0].id);
     }
 
     #[test]

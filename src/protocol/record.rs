@@ -46,6 +46,15 @@ pub struct NoisePoint {
     pub test_accuracy: f64,
 }
 
+/// Accuracy on test inputs attacked by `attack` ("fgsm" or "pgd") at L-inf radius `eps`
+/// (pixel units).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttackPoint {
+    pub attack: String,
+    pub eps: f64,
+    pub test_accuracy: f64,
+}
+
 /// One line of `results.jsonl`. Accuracies are fractions in `0..=1`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -57,6 +66,9 @@ pub struct Record {
     pub rule: String,
     /// Share of the training set used (1.0 = all).
     pub fraction: f64,
+    /// Few-shot run: training samples per class (`fraction` is then 1 and unused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shots: Option<usize>,
     pub train_samples: usize,
     pub seed: u64,
     /// Std of Gaussian noise added to training inputs (0 = none).
@@ -77,6 +89,9 @@ pub struct Record {
     pub epochs_to_stable: Option<usize>,
     pub pruning: Vec<PrunePoint>,
     pub noise: Vec<NoisePoint>,
+    /// White-box adversarial accuracy (on the first `attack_samples` test samples).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adversarial: Vec<AttackPoint>,
     pub seconds: f64,
     pub biolearn_version: String,
     pub git_revision: String,
@@ -104,6 +119,7 @@ mod tests {
             arch: "a".into(),
             rule: "bp".into(),
             fraction: 1.0,
+            shots: None,
             train_samples: 10,
             seed: 0,
             train_noise: 0.0,
@@ -117,6 +133,7 @@ mod tests {
             epochs_to_stable: Some(1),
             pruning: vec![PrunePoint { sparsity: 0.5, test_accuracy: 0.4, finetuned_accuracy: None }],
             noise: vec![NoisePoint { kind: "gaussian".into(), level: 0.1, test_accuracy: 0.3 }],
+            adversarial: vec![AttackPoint { attack: "pgd".into(), eps: 0.1, test_accuracy: 0.2 }],
             seconds: 1.5,
             biolearn_version: "0.1.0".into(),
             git_revision: "abc".into(),

@@ -194,7 +194,8 @@ impl<'a> Group<'a> {
 
 fn group_records(records: &[Record]) -> Vec<Group<'_>> {
     let mut map: BTreeMap<(String, String, u64, Option<u64>), Vec<&Record>> = BTreeMap::new();
-    for r in records {
+    // Few-shot runs have their own section (`section_few_shot`).
+    for r in records.iter().filter(|r| r.shots.is_none()) {
         // bit pattern of a non-negative f64 orders like the value
         let noise_key = r.train_noise.abs().to_bits();
         let gradual_key = r.gradual_sparsity.map(|g| g.abs().to_bits());
@@ -587,28 +588,54 @@ fn section_pruning(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), S
 }
 
 fn section_noise(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), String> {
-    let kinds: BTreeSet<&str> = g.recs.iter().flat_map(|r| r.noise.iter().map(|p| p.kind.as_str())).collect();
+    let kinds: BTreeSet<String> = g.recs.iter().flat_map(|r| r.noise.iter().map(|p| p.kind.clone())).collect();
+    let para = "Test accuracy (%) on test inputs corrupted with noise of the given kind and level \
+         (gaussian: standard deviation; salt-pepper: share of pixels flipped). Mean ± std \
+         over non-diverged seeds (n).";
+    let points = |r: &Record, kind: &str| -> Vec<(f64, f64)> {
+        r.noise.iter().filter(|p| p.kind == kind).map(|p| (p.level, p.test_accuracy)).collect()
+    };
+    section_levels(g, ctx, b, ("Robustness to input noise", para, "noise", "level"), kinds, points)
+}
+
+fn section_adversarial(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), String> {
+    let kinds: BTreeSet<String> = g.recs.iter().flat_map(|r| r.adversarial.iter().map(|p| p.attack.clone())).collect();
+    let para = "Test accuracy (%) under white-box L-inf attacks through each trained network's own \
+         input gradient (fgsm: one signed step of eps; pgd: projected signed steps from a random \
+         start), eps in pixel units (pixels in [0, 1]), on the plan's `attack_samples` first test \
+         samples. Mean ± std over non-diverged seeds (n).";
+    let points = |r: &Record, kind: &str| -> Vec<(f64, f64)> {
+        r.adversarial.iter().filter(|p| p.attack == kind).map(|p| (p.eps, p.test_accuracy)).collect()
+    };
+    section_levels(g, ctx, b, ("Adversarial robustness", para, "attack", "eps"), kinds, points)
+}
+
+/// A table and a plot per kind and training fraction of accuracy against a level (noise level,
+/// attack eps); `points(record, kind)` gives (level, accuracy) pairs.
+fn section_levels(
+    g: &Group,
+    ctx: &mut Ctx,
+    b: &mut Vec<Block>,
+    (heading, para, what, level_name): (&str, &str, &str, &str),
+    kinds: BTreeSet<String>,
+    points: impl Fn(&Record, &str) -> Vec<(f64, f64)>,
+) -> Result<(), String> {
     if kinds.is_empty() {
         return Ok(());
     }
-    b.push(Block::Heading(3, "Robustness to input noise".into()));
-    b.push(Block::Para(
-        "Test accuracy (%) on test inputs corrupted with noise of the given kind and level \
-         (gaussian: standard deviation; salt-pepper: share of pixels flipped). Mean ± std \
-         over non-diverged seeds (n)."
-            .into(),
-    ));
+    b.push(Block::Heading(3, heading.into()));
+    b.push(Block::Para(para.into()));
     let rules = g.rules();
-    for kind in kinds {
+    for kind in &kinds {
         for f in selected_fractions(&g.fractions()) {
             let ok: Vec<&Record> = rules.iter().flat_map(|r| g.ok(r, f)).collect();
-            let levels = distinct(ok.iter().flat_map(|r| r.noise.iter().filter(|p| p.kind == kind).map(|p| p.level)));
+            let levels = distinct(ok.iter().flat_map(|r| points(r, kind).into_iter().map(|p| p.0)));
             if levels.is_empty() {
                 continue;
             }
             let mut t = Table {
                 header: std::iter::once("rule".to_string())
-                    .chain(levels.iter().map(|l| format!("level {}", num(*l))))
+                    .chain(levels.iter().map(|l| format!("{level_name} {}", num(*l))))
                     .collect(),
                 rows: vec![],
             };
@@ -620,8 +647,8 @@ fn section_noise(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), Str
                         let v: Vec<f64> = g
                             .ok(rule, f)
                             .iter()
-                            .filter_map(|r| r.noise.iter().find(|p| p.kind == kind && same(p.level, l)))
-                            .map(|p| p.test_accuracy)
+                            .filter_map(|r| points(r, kind).into_iter().find(|p| same(p.0, l)))
+                            .map(|p| p.1)
                             .collect();
                         Summary::of(&v)
                     })
@@ -644,19 +671,77 @@ fn section_noise(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), Str
                     spread: Spread::ErrorBars,
                 });
             }
-            b.push(Block::Para(format!("Noise kind {kind}, training-data fraction {} ({}):", num(f), pct_label(f))));
+            b.push(Block::Para(format!("{what} {kind}, training-data fraction {} ({}):", num(f), pct_label(f))));
             b.push(Block::Table(t));
             let chart = Chart {
-                title: format!("Accuracy under {kind} noise, {} of training data — {}", pct_label(f), g.title()),
-                x_label: format!("{kind} noise level"),
+                title: format!("Accuracy under {what} {kind}, {} of training data — {}", pct_label(f), g.title()),
+                x_label: format!("{kind} {level_name}"),
                 y_label: "test accuracy (%)".into(),
                 log_x: false,
                 x_format: XFormat::Plain,
                 legend: Legend::LowerLeft,
                 series,
             };
-            ctx.plot(&chart, &format!("noise_{kind}_f{}", num(f)), b)?;
+            ctx.plot(&chart, &format!("{what}_{kind}_f{}", num(f)), b)?;
         }
+    }
+    Ok(())
+}
+
+/// Few-shot runs (k training samples per class), per (data, arch): accuracy against k.
+fn section_few_shot(records: &[Record], ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), String> {
+    let shot: Vec<&Record> = records.iter().filter(|r| r.shots.is_some()).collect();
+    let keys: BTreeSet<(String, String)> = shot.iter().map(|r| (r.data.clone(), r.arch.clone())).collect();
+    for (data, arch) in keys {
+        let recs: Vec<&Record> = shot.iter().copied().filter(|r| r.data == data && r.arch == arch).collect();
+        let ks: BTreeSet<usize> = recs.iter().filter_map(|r| r.shots).collect();
+        let rules = rule_order(recs.iter().map(|r| r.rule.as_str()));
+        b.push(Block::Heading(2, format!("Few-shot: {data} / {arch}")));
+        b.push(Block::Para(
+            "Test accuracy (%) after training on k samples of every class (a seeded draw per seed), \
+             mean ± std over non-diverged seeds (n)."
+                .into(),
+        ));
+        let mut t = Table {
+            header: std::iter::once("rule".to_string()).chain(ks.iter().map(|k| format!("k = {k}"))).collect(),
+            rows: vec![],
+        };
+        let mut series = vec![];
+        for rule in &rules {
+            let vals: Vec<(usize, Option<Summary>, usize)> = ks
+                .iter()
+                .map(|&k| {
+                    let cell: Vec<&Record> =
+                        recs.iter().copied().filter(|r| &r.rule == rule && r.shots == Some(k)).collect();
+                    let ok: Vec<&Record> = cell.iter().copied().filter(|r| r.status == Status::Ok).collect();
+                    (k, acc_summary(&ok), diverged_count(&cell))
+                })
+                .collect();
+            let mut row = vec![rule.clone()];
+            row.extend(vals.iter().map(|(_, s, d)| fmt_ci(*s, *d)));
+            t.rows.push(row);
+            series.push(Series {
+                label: rule.clone(),
+                color: ctx.color(rule),
+                points: vals
+                    .iter()
+                    .filter_map(|(k, v, _)| v.map(|v| (*k as f64, v.mean * 100.0, v.std * 100.0)))
+                    .collect(),
+                dashed: false,
+                spread: Spread::ErrorBars,
+            });
+        }
+        b.push(Block::Table(t));
+        let chart = Chart {
+            title: format!("Few-shot accuracy — {data} / {arch}"),
+            x_label: "training samples per class".into(),
+            y_label: "test accuracy (%)".into(),
+            log_x: true,
+            x_format: XFormat::Plain,
+            legend: Legend::LowerLeft,
+            series,
+        };
+        ctx.plot(&chart, &format!("few_shot_{}_{}", slug(&data), slug(&arch)), b)?;
     }
     Ok(())
 }
@@ -747,8 +832,11 @@ pub fn write_report(records: &[Record], out_dir: &Path) -> Result<ReportSummary,
         section_curves(g, &mut ctx, &mut b)?;
         section_pruning(g, &mut ctx, &mut b)?;
         section_noise(g, &mut ctx, &mut b)?;
+        section_adversarial(g, &mut ctx, &mut b)?;
         section_diverged(g, &mut b);
     }
+    ctx.prefix = String::new();
+    section_few_shot(records, &mut ctx, &mut b)?;
 
     let md_path = out_dir.join("report.md");
     fs::write(&md_path, html::to_markdown(&b)).map_err(|e| format!("{}: {e}", md_path.display()))?;

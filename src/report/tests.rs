@@ -28,6 +28,7 @@ fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: 
         arch: arch.into(),
         rule: rule.into(),
         fraction,
+        shots: None,
         train_samples: (60000.0 * fraction) as usize,
         seed,
         train_noise: 0.0,
@@ -55,6 +56,7 @@ fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: 
             NoisePoint { kind: "gaussian".into(), level: 0.3, test_accuracy: acc - 0.2 },
             NoisePoint { kind: "salt-pepper".into(), level: 0.05, test_accuracy: acc - 0.1 },
         ],
+        adversarial: vec![],
         seconds: 12.5,
         biolearn_version: "0.1.0".into(),
         git_revision: "deadbeef".into(),
@@ -273,5 +275,44 @@ fn single_group_single_fraction_skips_sections() {
     assert!(d.join("plots/learning_curves_f1.png").is_file());
     check_png(&d.join("plots/learning_curves_f1.png"));
     assert!(write_report(&[], &d).is_err());
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn few_shot_and_adversarial_sections() {
+    use crate::protocol::record::AttackPoint;
+    let d = tmp_dir("fewshot");
+    let mut recs = Vec::new();
+    for (rule, base) in [("bp", 0.6), ("softhebb", 0.5)] {
+        for k in [1usize, 10] {
+            for seed in 0..2u64 {
+                let mut r = record("mlp:64", rule, 1.0, seed, base + 0.02 * k as f64 + 0.01 * seed as f64, false);
+                r.shots = Some(k);
+                r.id = format!("fashion-mnist|mlp:64|{rule}|k={k}|s={seed}");
+                recs.push(r);
+            }
+        }
+        for seed in 0..2u64 {
+            let mut r = record("mlp:64", rule, 1.0, seed, 0.9, false);
+            r.adversarial = vec![
+                AttackPoint { attack: "fgsm".into(), eps: 0.1, test_accuracy: base - 0.1 },
+                AttackPoint { attack: "pgd".into(), eps: 0.1, test_accuracy: base - 0.2 + 0.01 * seed as f64 },
+            ];
+            recs.push(r);
+        }
+    }
+    write_report(&recs, &d).unwrap();
+    let md = fs::read_to_string(d.join("report.md")).unwrap();
+    // few-shot runs are not mixed into the fraction-1 cells of the main group
+    assert!(md.contains("## Few-shot: fashion-mnist / mlp:64"), "{md}");
+    assert!(md.contains("| rule | k = 1 | k = 10 |"), "{md}");
+    // bp at k = 10: 0.8, 0.81 -> 80.50 ± 0.71
+    assert!(md.contains("80.50 ± 0.71"), "{md}");
+    assert!(md.contains("records: 12"));
+    assert!(md.contains("### Adversarial robustness"));
+    // pgd at eps 0.1: bp 0.4, 0.41 -> 40.50 ± 0.71
+    assert!(md.contains("| rule | eps 0.1 |") && md.contains("40.50 ± 0.71"), "{md}");
+    assert!(d.join("plots/few_shot_fashion-mnist_mlp_64.png").is_file());
+    assert!(d.join("plots/attack_pgd_f1.png").is_file());
     fs::remove_dir_all(&d).unwrap();
 }

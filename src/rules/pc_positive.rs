@@ -91,8 +91,9 @@ impl PcPositive {
                 b.push(m);
             }
         }
-        let b_opt = (cfg.feedback == Feedback::Learned)
-            .then(|| Optimizer::new(OptimConfig { weight_decay: 0.0, ..optim }, &b.iter().map(|m| m.len()).collect::<Vec<_>>()));
+        let b_opt = (cfg.feedback == Feedback::Learned).then(|| {
+            Optimizer::new(OptimConfig { weight_decay: 0.0, ..optim }, &b.iter().map(|m| m.len()).collect::<Vec<_>>())
+        });
         let k = dense.len();
         Ok(PcPositive {
             cfg,

@@ -64,7 +64,15 @@ impl Default for PcConfig {
     /// PCX's F-MNIST MLP settings: T = 5, state SGD lr 0.026 (here 0.1 per sample with the
     /// batch-mean energy scaled away), momentum 0.1.
     fn default() -> Self {
-        PcConfig { steps: 5, gamma: 0.1, momentum: 0.1, fixed_prediction: false, energy: Energy::Gaussian, beta: 1.0, incremental: false }
+        PcConfig {
+            steps: 5,
+            gamma: 0.1,
+            momentum: 0.1,
+            fixed_prediction: false,
+            energy: Energy::Gaussian,
+            beta: 1.0,
+            incremental: false,
+        }
     }
 }
 

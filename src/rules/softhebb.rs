@@ -87,7 +87,9 @@ impl SoftHebb {
         }
         let head_params = [net.layers[last].weight(), net.layers[last].bias()].into_iter().flatten().collect();
         if cfg.t_inv.is_empty() || cfg.lr.is_empty() || cfg.hebb_batch == 0 {
-            return Err("softhebb: hebb_t_inv and hebb_lr need a value per layer (or one for all), hebb_batch >= 1".into());
+            return Err(
+                "softhebb: hebb_t_inv and hebb_lr need a value per layer (or one for all), hebb_batch >= 1".into()
+            );
         }
         let init_rng = cfg.reference_init.then(|| rng.fork());
         let mut r = SoftHebb {
@@ -189,7 +191,17 @@ impl SoftHebb {
     /// dW = Y X^T - diag(yu) W, normalised by its largest magnitude (into `dw`).
     /// `x`: the patches, CKK x (N P) when `cols`, else (N P) x inp.
     #[allow(clippy::too_many_arguments)]
-    pub fn delta(y: &[f32], x: &[f32], cols: bool, k: usize, inp: usize, np: usize, yu: &[f32], w: &[f32], dw: &mut Vec<f32>) {
+    pub fn delta(
+        y: &[f32],
+        x: &[f32],
+        cols: bool,
+        k: usize,
+        inp: usize,
+        np: usize,
+        yu: &[f32],
+        w: &[f32],
+        dw: &mut Vec<f32>,
+    ) {
         dw.resize(k * inp, 0.0);
         linalg::matmul(k, inp, np, y, false, x, cols, dw, false);
         for r in 0..k {

@@ -185,7 +185,15 @@ mod predictive_coding {
             for mut net in [mlp(21), convnet(22)] {
                 let (x, y) = batch(&net, 5, 23);
                 let bp = bp_grads(&mut net, loss, &x, &y);
-                let cfg = PcConfig { steps: 3, gamma: 1.0, momentum: 0.0, fixed_prediction: true, energy, beta: 1.0, incremental: false };
+                let cfg = PcConfig {
+                    steps: 3,
+                    gamma: 1.0,
+                    momentum: 0.0,
+                    fixed_prediction: true,
+                    energy,
+                    beta: 1.0,
+                    incremental: false,
+                };
                 let (pc, _) = pc_grads(&mut net, cfg, &x, &y);
                 let e = rel_err(&pc, &bp);
                 assert!(e < 1e-5, "{energy:?}: relative error {e}");
@@ -740,7 +748,10 @@ mod softhebb {
         }
         net.forward(&mut ws, false, &mut Rng::new(1));
         let out = ws.output();
-        let hits = data.iter().enumerate().filter(|(r, (_, y))| crate::nn::loss::argmax(&out[r * 2..r * 2 + 2]) == *y as usize);
+        let hits = data
+            .iter()
+            .enumerate()
+            .filter(|(r, (_, y))| crate::nn::loss::argmax(&out[r * 2..r * 2 + 2]) == *y as usize);
         hits.count() as f64 / data.len() as f64
     }
 
