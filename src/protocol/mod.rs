@@ -35,15 +35,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
+/// Sample indices of every class.
+fn class_indices(s: &Split, classes: usize) -> Vec<Vec<usize>> {
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
+    for (i, &y) in s.y.iter().enumerate() {
+        by_class[y as usize].push(i);
+    }
+    by_class
+}
+
 /// A stratified, seeded subset: `fraction` of every class (at least one sample per class).
 pub fn stratified_fraction(s: &Split, classes: usize, fraction: f64, rng: &mut Rng) -> Split {
     if fraction >= 1.0 {
         return s.clone();
     }
-    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
-    for (i, &y) in s.y.iter().enumerate() {
-        by_class[y as usize].push(i);
-    }
+    let mut by_class = class_indices(s, classes);
     let mut keep = Vec::new();
     for idx in by_class.iter_mut() {
         rng.shuffle(idx);
@@ -56,10 +62,7 @@ pub fn stratified_fraction(s: &Split, classes: usize, fraction: f64, rng: &mut R
 
 /// A seeded subset of `k` samples of every class (all of a class when it has fewer).
 pub fn per_class(s: &Split, classes: usize, k: usize, rng: &mut Rng) -> Split {
-    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
-    for (i, &y) in s.y.iter().enumerate() {
-        by_class[y as usize].push(i);
-    }
+    let mut by_class = class_indices(s, classes);
     let mut keep = Vec::new();
     for idx in by_class.iter_mut() {
         rng.shuffle(idx);
