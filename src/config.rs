@@ -82,6 +82,8 @@ pub struct TrainConfig {
     pub hebb_t_inv: Vec<f32>,
     pub hebb_lr: Vec<f32>,
     pub hebb_power_lr: f32,
+    /// Winner-take-all Hebbian: rate of the adaptive thresholds.
+    pub hebb_mu: f32,
 }
 
 impl Default for TrainConfig {
@@ -131,6 +133,7 @@ impl Default for TrainConfig {
             hebb_t_inv: vec![1.0],
             hebb_lr: vec![0.01],
             hebb_power_lr: 0.5,
+            hebb_mu: 3.0,
         }
     }
 }

@@ -8,7 +8,8 @@
 //! | `lenet` | BioTorch's LeNet (`biotorch/models/le_net.py`): conv 6 k5 -> act -> maxpool 2 -> conv 16 k5 -> act -> maxpool 2 -> conv 120 k5 -> act -> dense 84 -> act -> classes; 32x32 inputs (28x28 ones padded by 2 in conv1, as BioTorch's resize to 32 gives the same shapes) |
 //! | `softhebb-mlp:2000` | SoftHebb single layer: dense 2000 (no bias) -> softmax(5 u) over the units -> classes |
 //! | `softhebb-cnn` | multilayer SoftHebb (Journe et al. 2023, CIFAR-10 preset): [batch norm (no affine) -> conv (reflect pad, no bias) -> triangle -> pool] with 96 k5 / 384 k3 / 1536 k3 channels, triangle powers 0.7 / 1.4 / 1.0, max 4/2, max 4/2, avg 2/2 -> dropout 0.5 -> classes |
-//! | `hebb-conv3` | `conv3` as the Hebbian arm builds it: no bias, triangle outputs relu(u - mean_c u) |
+//! | `hebb-conv3` | `conv3` as Miconi's Hebbian CNN builds it: each layer's input standardised per sample, triangle outputs relu(u - mean_c u), the conv bias holding minus the adaptive WTA threshold |
+//! | `al-mlp:1000,1000` | Activation Learning (Zhou 2022): input scaled to unit norm, then per hidden layer dense (no bias) -> f(x) = beta (|x| - mean|x|) with beta keeping the norm -> classes |
 //! | `conv3` | the holistic benchmark's net (Gupta et al. 2022, after Miconi's Hebbian CNN): conv 100 k5 -> act -> avgpool 2 -> conv 196 k3 -> act -> avgpool 2 -> conv 400 k3 -> act -> avgpool 2 -> classes (no padding; 32x32 gives 400x2x2 features) |
 //!
 //! Initialisation (`Init`): `torch` is PyTorch's default for Linear/Conv2d (W and b from
@@ -60,6 +61,10 @@ pub enum ArchSpec {
     SoftHebbCnn,
     /// Miconi's / Gupta's Hebbian conv3 with triangle outputs.
     HebbConv3,
+    /// Activation Learning MLP: unit-norm input, dense (no bias) + norm-preserving |x| activation.
+    AlMlp {
+        hidden: Vec<usize>,
+    },
 }
 
 impl std::str::FromStr for ArchSpec {
@@ -101,9 +106,18 @@ impl std::str::FromStr for ArchSpec {
             ArchSpec::SoftHebbCnn
         } else if base == "hebb-conv3" {
             ArchSpec::HebbConv3
+        } else if let Some(rest) = base.strip_prefix("al-mlp") {
+            let rest = rest.strip_prefix(':').unwrap_or("1000,1000");
+            let hidden = rest
+                .split(',')
+                .map(|t| t.trim().parse::<usize>().ok().filter(|&v| v > 0))
+                .collect::<Option<Vec<_>>>()
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| format!("arch '{s}': al-mlp:H1,H2,... with positive widths"))?;
+            ArchSpec::AlMlp { hidden }
         } else {
             return Err(format!(
-                "unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), lenet, conv3, softhebb-mlp:H, softhebb-cnn or hebb-conv3"
+                "unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), lenet, conv3, softhebb-mlp:H, softhebb-cnn, hebb-conv3 or al-mlp:H1,H2"
             ));
         };
         if let Some(opts) = opts {
@@ -147,6 +161,10 @@ impl std::fmt::Display for ArchSpec {
             ArchSpec::SoftHebbMlp { hidden } => write!(f, "softhebb-mlp:{hidden}"),
             ArchSpec::SoftHebbCnn => write!(f, "softhebb-cnn"),
             ArchSpec::HebbConv3 => write!(f, "hebb-conv3"),
+            ArchSpec::AlMlp { hidden } => {
+                let h: Vec<String> = hidden.iter().map(|v| v.to_string()).collect();
+                write!(f, "al-mlp:{}", h.join(","))
+            }
         }
     }
 }
@@ -236,6 +254,18 @@ impl<'r> Builder<'r> {
         let s = self.cur();
         let g = CompeteGeom { c: s.c, p: s.h * s.w, kind: CompeteKind::Triangle { power } };
         self.push(Layer::Compete(g), s);
+        self
+    }
+    /// Any cross-channel operation of `compete`.
+    pub fn compete(mut self, kind: CompeteKind) -> Self {
+        let s = self.cur();
+        self.push(Layer::Compete(CompeteGeom { c: s.c, p: s.h * s.w, kind }), s);
+        self
+    }
+    /// Per-sample standardisation of all of a sample's values.
+    pub fn samplenorm(mut self) -> Self {
+        let s = self.cur();
+        self.push(Layer::SampleNorm, s);
         self
     }
     /// Softmax over channels at every position, temperature 1/t.
@@ -354,19 +384,32 @@ impl ArchSpec {
                     .build()
             }
             ArchSpec::HebbConv3 => {
-                // conv3 with the Hebbian net's own choices: no bias, triangle outputs.
+                // conv3 as Miconi's Hebbian CNN builds it: every layer's input standardised per
+                // sample, the conv bias holding minus the adaptive WTA threshold (set by the
+                // rule, zero at start), triangle outputs relu(u - mean_c u).
                 need(input, 20, "hebb-conv3")?;
-                b.conv(100, 5, 1, 0, false, false)
+                b.samplenorm()
+                    .conv(100, 5, 1, 0, false, true)
                     .triangle(1.0)
                     .avgpool(2, 2)
-                    .conv(196, 3, 1, 0, false, false)
+                    .samplenorm()
+                    .conv(196, 3, 1, 0, false, true)
                     .triangle(1.0)
                     .avgpool(2, 2)
-                    .conv(400, 3, 1, 0, false, false)
+                    .samplenorm()
+                    .conv(400, 3, 1, 0, false, true)
                     .triangle(1.0)
                     .avgpool(2, 2)
                     .dense(classes, true)
                     .build()
+            }
+            ArchSpec::AlMlp { hidden } => {
+                // Zhou 2022: the input scaled to unit norm; a = f(W^T a) per layer, no bias.
+                let mut b = b.compete(CompeteKind::L2);
+                for &h in hidden {
+                    b = b.dense(h, false).compete(CompeteKind::AbsNorm);
+                }
+                b.dense(classes, true).build()
             }
         };
         Ok(net)

@@ -3,12 +3,18 @@
 //!
 //!   triangle  y_c = relu(x_c - mean_k x_k)^power          (Coates et al. 2011; Journe et al. 2023)
 //!   softmax   y_c = exp(t x_c) / sum_k exp(t x_k)         (the soft winner-take-all read out)
+//!   absnorm   y_c = beta (|x_c| - mean_k |x_k|), beta = ||x|| / || |x| - mean|x| ||
+//!             (Activation Learning's norm-preserving activation, Zhou 2022)
+//!   l2        y_c = x_c / ||x||                            (unit-norm input)
 //!
 //! A flat (dense) input is one position with all its features as channels.
 //!
 //! Backward (g = dL/dy):
 //!   triangle  s_c = power relu(z_c)^(power-1) [z_c > 0],  dx_c = g_c s_c - mean_k(g_k s_k)
 //!   softmax   dx_c = t y_c (g_c - sum_k g_k y_k)
+//!   absnorm   z = |x| - mean|x|, s = sign(x):
+//!             dx_c = beta s_c (g_c - mean g) + (g.z) (x_c / (||x|| ||z||) - ||x|| s_c z_c / ||z||^3)
+//!   l2        dx_c = (g_c - y_c (g.y)) / ||x||
 //!
 //! # Shapes
 //! x, y: N x C x P (channel-major per sample, P = H W).
@@ -20,6 +26,8 @@ use serde::{Deserialize, Serialize};
 pub enum CompeteKind {
     Triangle { power: f32 },
     Softmax { t: f32 },
+    AbsNorm,
+    L2,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -53,6 +61,22 @@ impl CompeteGeom {
                         }
                         for k in 0..c {
                             ys[k * p + pos] /= sum;
+                        }
+                    }
+                    CompeteKind::AbsNorm => {
+                        let m = (0..c).map(|k| xs[k * p + pos].abs()).sum::<f32>() / c as f32;
+                        let nx = (0..c).map(|k| xs[k * p + pos].powi(2)).sum::<f32>().sqrt();
+                        let nz = (0..c).map(|k| (xs[k * p + pos].abs() - m).powi(2)).sum::<f32>().sqrt();
+                        let beta = if nz > 0.0 { nx / nz } else { 0.0 };
+                        for k in 0..c {
+                            ys[k * p + pos] = beta * (xs[k * p + pos].abs() - m);
+                        }
+                    }
+                    CompeteKind::L2 => {
+                        let nx = (0..c).map(|k| xs[k * p + pos].powi(2)).sum::<f32>().sqrt();
+                        let inv = if nx > 0.0 { 1.0 / nx } else { 0.0 };
+                        for k in 0..c {
+                            ys[k * p + pos] = xs[k * p + pos] * inv;
                         }
                     }
                 }
@@ -93,6 +117,36 @@ impl CompeteGeom {
                         let dot: f32 = (0..c).map(|k| gs[k * p + pos] * ys[k * p + pos]).sum();
                         for k in 0..c {
                             ds[k * p + pos] = t * ys[k * p + pos] * (gs[k * p + pos] - dot);
+                        }
+                    }
+                    CompeteKind::AbsNorm => {
+                        let x = |k: usize| xs[k * p + pos];
+                        let m = (0..c).map(|k| x(k).abs()).sum::<f32>() / c as f32;
+                        let nx = (0..c).map(|k| x(k).powi(2)).sum::<f32>().sqrt();
+                        let nz = (0..c).map(|k| (x(k).abs() - m).powi(2)).sum::<f32>().sqrt();
+                        if nz == 0.0 || nx == 0.0 {
+                            (0..c).for_each(|k| ds[k * p + pos] = 0.0);
+                            continue;
+                        }
+                        let beta = nx / nz;
+                        let gm = (0..c).map(|k| gs[k * p + pos]).sum::<f32>() / c as f32;
+                        let gz: f32 = (0..c).map(|k| gs[k * p + pos] * (x(k).abs() - m)).sum();
+                        for k in 0..c {
+                            let (xv, sk) = (x(k), x(k).signum() * f32::from(x(k) != 0.0));
+                            let z = xv.abs() - m;
+                            ds[k * p + pos] = beta * sk * (gs[k * p + pos] - gm)
+                                + gz * (xv / (nx * nz) - nx * sk * z / (nz * nz * nz));
+                        }
+                    }
+                    CompeteKind::L2 => {
+                        let nx = (0..c).map(|k| xs[k * p + pos].powi(2)).sum::<f32>().sqrt();
+                        if nx == 0.0 {
+                            (0..c).for_each(|k| ds[k * p + pos] = 0.0);
+                            continue;
+                        }
+                        let gy: f32 = (0..c).map(|k| gs[k * p + pos] * ys[k * p + pos]).sum();
+                        for k in 0..c {
+                            ds[k * p + pos] = (gs[k * p + pos] - ys[k * p + pos] * gy) / nx;
                         }
                     }
                 }

@@ -18,6 +18,7 @@ pub mod compete;
 pub mod conv;
 pub mod loss;
 pub mod pool;
+pub mod samplenorm;
 
 pub use activation::Activation;
 pub use arch::{ArchSpec, Init};
@@ -99,6 +100,8 @@ pub enum Layer {
     Dropout(f32),
     /// Competition across channels at every position (triangle or softmax; `compete`).
     Compete(compete::CompeteGeom),
+    /// Per-sample standardisation over all of a sample's values (`samplenorm`).
+    SampleNorm,
     /// gamma/beta (absent when not affine), running mean/var.
     BatchNorm {
         affine: Option<(usize, usize)>,
@@ -356,6 +359,7 @@ impl Network {
                     });
                 }
                 Layer::Compete(g) => g.forward(x, n, y),
+                Layer::SampleNorm => samplenorm::forward(x, n, x.len() / n.max(1), y),
                 Layer::Dropout(p) => {
                     if train && *p > 0.0 {
                         let Aux::Dropout { mask } = &mut ws.aux[i] else { unreachable!() };
@@ -464,6 +468,11 @@ impl Network {
                 Layer::Compete(geo) => {
                     if need_dx {
                         geo.backward(x, y, g, n, dx);
+                    }
+                }
+                Layer::SampleNorm => {
+                    if need_dx {
+                        samplenorm::backward(x, g, n, x.len() / n.max(1), dx);
                     }
                 }
                 Layer::Dropout(p) => {

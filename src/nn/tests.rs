@@ -213,11 +213,38 @@ fn triangle_and_channel_softmax_gradients() {
         .avgpool(2, 2)
         .conv(3, 3, 1, 0, false, false)
         .triangle(1.0)
+        .samplenorm()
         .dense(6, false)
         .channel_softmax(5.0)
         .dense(3, true)
         .build();
     check(net, 3, 6, 1e-3);
+}
+
+#[test]
+fn activation_learning_layers_gradients() {
+    // Unit-norm input and the norm-preserving |x| activation (kinks at x = 0 only, avoided by
+    // random inputs with probability 1).
+    let mut rng = Rng::new(8);
+    let net = Builder::new(Shape::flat(5), Init::Torch, &mut rng)
+        .compete(crate::nn::compete::CompeteKind::L2)
+        .dense(6, false)
+        .compete(crate::nn::compete::CompeteKind::AbsNorm)
+        .dense(3, true)
+        .build();
+    check(net, 3, 9, 1e-3);
+}
+
+#[test]
+fn absnorm_keeps_the_norm() {
+    use crate::nn::compete::{CompeteGeom, CompeteKind};
+    let g = CompeteGeom { c: 5, p: 1, kind: CompeteKind::AbsNorm };
+    let x = [0.3f32, -1.2, 0.5, 2.0, -0.1];
+    let mut y = [0.0f32; 5];
+    g.forward(&x, 1, &mut y);
+    let n = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    assert!((n(&y) - n(&x)).abs() < 1e-5);
+    assert!(y.iter().sum::<f32>().abs() < 1e-5, "zero mean");
 }
 
 #[test]
@@ -232,7 +259,13 @@ fn hebbian_arch_specs_build_with_the_papers_shapes() {
     assert_eq!(m.to_string(), "softhebb-mlp:2000");
     let net = m.build(Shape::new(1, 28, 28), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
     assert_eq!(net.shapes[1], Shape::flat(2000));
+    let al: ArchSpec = "al-mlp:30,20".parse().unwrap();
+    assert_eq!(al.to_string(), "al-mlp:30,20");
+    let net = al.build(Shape::new(1, 28, 28), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
+    assert_eq!(net.num_layers(), 6);
     let h: ArchSpec = "hebb-conv3".parse().unwrap();
     let net = h.build(Shape::new(3, 32, 32), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
     assert_eq!(net.shapes[net.num_layers() - 1], Shape::new(400, 2, 2));
+    let net = h.build(Shape::new(1, 28, 28), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
+    assert_eq!(net.shapes[net.num_layers() - 1], Shape::new(400, 1, 1));
 }

@@ -12,9 +12,9 @@ pub mod bp;
 pub mod dfa;
 pub mod equilibrium_propagation;
 pub mod feedback_alignment;
+pub mod hebbian;
 pub mod pc_positive;
 pub mod predictive_coding;
-pub mod softhebb;
 pub mod target_prop;
 
 use crate::config::TrainConfig;
@@ -175,6 +175,8 @@ pub enum RuleName {
     FwDtp,
     Softhebb,
     SofthebbDeep,
+    HebbWta,
+    ActivationLearning,
 }
 
 impl RuleName {
@@ -201,6 +203,8 @@ impl RuleName {
             RuleName::FwDtp => "fw-dtp",
             RuleName::Softhebb => "softhebb",
             RuleName::SofthebbDeep => "softhebb-deep",
+            RuleName::HebbWta => "hebb-wta",
+            RuleName::ActivationLearning => "activation-learning",
         }
     }
 
@@ -268,6 +272,14 @@ impl RuleName {
                 "multilayer SoftHebb: conv blocks (BN, reflect-padded conv, triangle, pool) learn by soft WTA with anti-Hebbian non-winners, no feedback; linear read-out trained by backprop through the read-out only",
                 "Journe, Rodriguez, Guo & Moraitis 2023, ICLR",
             ),
+            RuleName::HebbWta => (
+                "winner-take-all Hebbian: instar updates of the top-1 channel per position, unit-norm filters, adaptive thresholds, triangle outputs (conv3 100/196/400), no feedback; linear read-out trained by backprop through the read-out only",
+                "Miconi 2021 (Hebbian learning with gradients); Gupta et al. 2022 (holistic benchmark's Hebbian arm)",
+            ),
+            RuleName::ActivationLearning => (
+                "Activation Learning: local competition (Oja's subspace rule) layer by layer on unit-norm inputs with a norm-preserving |x| activation, no feedback; here unsupervised pre-training under a linear read-out trained by backprop through the read-out only",
+                "Zhou 2022, arXiv 2209.13400",
+            ),
         }
     }
 
@@ -295,6 +307,15 @@ impl RuleName {
             // unsupervised batch 10; read-out Adam 1e-3 batch 64 (cosine in place of the halving steps).
             RuleName::SofthebbDeep => {
                 "arch = 'softhebb-cnn'\nnormalize = false\noptimizer = 'adam'\nlr = 1e-3\nbatch = 64\nschedule = 'cosine'\nhebb_batch = 10\nhebb_t_inv = [1.0, 0.65, 0.25]\nhebb_lr = [0.08, 0.005, 0.01]\nhebb_power_lr = 0.5"
+            }
+            // Miconi's notebook: batch 100, rates 1e-4 / 1e-4 / 1e-3 per summed batch update,
+            // threshold rate 3; 5 unsupervised epochs (Gupta's "learns in ~5 epochs").
+            RuleName::HebbWta => {
+                "arch = 'hebb-conv3'\noptimizer = 'adam'\nlr = 1e-3\nbatch = 100\nschedule = 'constant'\nhebb_epochs = 5\nhebb_batch = 100\nhebb_lr = [1e-4, 1e-4, 1e-3]\nhebb_mu = 3.0"
+            }
+            // Two 1000-unit layers (the paper's widths are unreported); rate and epochs chosen here.
+            RuleName::ActivationLearning => {
+                "arch = 'al-mlp:1000,1000'\nnormalize = false\noptimizer = 'adam'\nlr = 1e-2\nbatch = 32\nschedule = 'cosine'\nhebb_epochs = 1\nhebb_batch = 32\nhebb_lr = [0.05]"
             }
             // T weight steps per batch: a small Adam step (PCX's AdamW setting).
             RuleName::Ipc => "optimizer = 'adamw'\nlr = 3e-4\nschedule = 'constant'",
@@ -348,19 +369,25 @@ impl RuleName {
                 },
                 rng,
             )?),
-            RuleName::Softhebb | RuleName::SofthebbDeep => Box::new(softhebb::SoftHebb::new(
-                net,
-                softhebb::SoftHebbConfig {
-                    anti: *self == RuleName::SofthebbDeep,
-                    t_inv: cfg.hebb_t_inv.clone(),
-                    lr: cfg.hebb_lr.clone(),
-                    power_lr: cfg.hebb_power_lr,
-                    hebb_epochs: cfg.hebb_epochs,
-                    hebb_batch: cfg.hebb_batch,
-                    reference_init: true,
-                },
-                rng,
-            )?),
+            RuleName::Softhebb | RuleName::SofthebbDeep | RuleName::HebbWta | RuleName::ActivationLearning => {
+                Box::new(hebbian::Hebbian::new(
+                    net,
+                    hebbian::HebbConfig {
+                        plasticity: match self {
+                            RuleName::HebbWta => hebbian::Plasticity::Instar { mu: cfg.hebb_mu },
+                            RuleName::ActivationLearning => hebbian::Plasticity::Subspace,
+                            _ => hebbian::Plasticity::SoftWta { anti: *self == RuleName::SofthebbDeep },
+                        },
+                        t_inv: cfg.hebb_t_inv.clone(),
+                        lr: cfg.hebb_lr.clone(),
+                        power_lr: cfg.hebb_power_lr,
+                        hebb_epochs: cfg.hebb_epochs,
+                        hebb_batch: cfg.hebb_batch,
+                        reference_init: true,
+                    },
+                    rng,
+                )?)
+            }
             RuleName::Ep | RuleName::Chl => Box::new(equilibrium_propagation::EquilibriumProp::new(
                 net,
                 equilibrium_propagation::EpConfig {

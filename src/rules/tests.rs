@@ -665,11 +665,11 @@ mod pc_positive {
 
 mod softhebb {
     use super::*;
-    use crate::rules::softhebb::{SoftHebb, SoftHebbConfig};
+    use crate::rules::hebbian::{HebbConfig as SoftHebbConfig, Hebbian as SoftHebb, Plasticity};
 
     fn cfg(anti: bool, t_inv: f32, lr: f32) -> SoftHebbConfig {
         SoftHebbConfig {
-            anti,
+            plasticity: Plasticity::SoftWta { anti },
             t_inv: vec![t_inv],
             lr: vec![lr],
             power_lr: 0.5,
@@ -828,5 +828,157 @@ mod softhebb {
         eprintln!("XOR accuracy, trained / untrained features: {accs:?}");
         assert!(accs[0] > 0.95, "trained SoftHebb features: {accs:?}");
         assert!(accs[1] < 0.8, "random features: {accs:?}");
+    }
+}
+
+mod hebb_wta {
+    use super::*;
+    use crate::rules::hebbian::{normalize_rows, HebbConfig, Hebbian, Plasticity};
+
+    #[test]
+    fn instar_update_by_hand_on_a_2x3_layer() {
+        // Two neurons, three inputs, two samples. u = W x - theta; the winner of each sample
+        // (largest positive u) moves towards its input: W_k += lr sum y_k (x - W_k).
+        let w = [0.6f32, 0.8, 0.0, 0.0, 0.6, 0.8];
+        let xs = [1.0f32, 0.0, 0.0, /* sample 2 */ 0.0, 0.0, 1.0];
+        // u (N x K x P, P = 1): sample 1 (0.6, 0), sample 2 (0, 0.8) -> winners 0 then 1.
+        let u = [0.6f32, 0.0, 0.0, 0.8];
+        let (mut y, mut wins) = (Vec::new(), vec![0.0; 2]);
+        Hebbian::hard_wta(&u, 2, 2, 1, &mut y, &mut wins);
+        assert_eq!(y, vec![1.0, 0.0, 0.0, 1.0]); // K x N: neuron 0 fires for sample 0 only
+        assert_eq!(wins, vec![1.0, 1.0]);
+        let mut dw = Vec::new();
+        Hebbian::hebb_minus_decay(&y, &xs, false, 2, 3, 2, &wins, &w, &mut dw);
+        // Hebbian term Y X: neuron 0 -> x1 = (1, 0, 0); neuron 1 -> x2 = (0, 0, 1).
+        // Decay term (sum y) W: W itself. dW = x - W.
+        let want = [1.0 - 0.6, -0.8, 0.0, 0.0, -0.6, 1.0 - 0.8];
+        for (a, b) in dw.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{dw:?} vs {want:?}");
+        }
+        // A negative maximum (every u <= 0) fires nobody.
+        Hebbian::hard_wta(&[-0.1, -0.2], 1, 2, 1, &mut y, &mut wins);
+        assert!(y.iter().all(|&v| v == 0.0) && wins == vec![0.0, 0.0]);
+    }
+
+    /// Train a 4-channel 3x3 conv layer (no input normalisation) on images = a fixed pattern
+    /// plus noise, filter 0 starting on the pattern; return the weights and the win counts on
+    /// a fresh batch, and check one winner per position.
+    fn wta_run(mu: f32) -> (Vec<f32>, Vec<f32>) {
+        let mut net = Builder::new(Shape::new(1, 6, 6), Init::Torch, &mut Rng::new(1))
+            .conv(4, 3, 1, 0, false, true)
+            .triangle(1.0)
+            .avgpool(2, 2)
+            .dense(2, true)
+            .build();
+        let cfg = HebbConfig {
+            plasticity: Plasticity::Instar { mu },
+            t_inv: vec![1.0],
+            lr: vec![0.01],
+            power_lr: 0.5,
+            hebb_epochs: 1,
+            hebb_batch: 16,
+            reference_init: false,
+        };
+        let mut rule = Hebbian::new(&net, cfg, &mut Rng::new(2)).unwrap();
+        rule.init_weights(&mut net, &mut Rng::new(3));
+        let pattern: Vec<f32> = (0..36).map(|i| if (i / 6 + i % 6) % 2 == 0 { 1.0 } else { 0.0 }).collect();
+        net.params[0].data[..9].copy_from_slice(&[1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
+        normalize_rows(&mut net.params[0].data, 4, 9);
+        let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
+        let mut opt = Optimizer::new(OptimConfig::default(), &sizes);
+        let mut rng = Rng::new(4);
+        let mut ws = Workspace::default();
+        let mut g = net.zero_grads();
+        let mut batch = |net: &Network, ws: &mut Workspace, rng: &mut Rng, n: usize| {
+            net.prepare(ws, n);
+            for (i, v) in ws.input_mut().iter_mut().enumerate() {
+                *v = pattern[i % 36] + 0.3 * rng.normal();
+            }
+        };
+        // Wins over the last 200 of 400 batches (the conv output of the read-out's forward pass,
+        // thresholds included).
+        let (mut y, mut wins, mut total) = (Vec::new(), vec![0.0; 4], vec![0.0f32; 4]);
+        for step in 0..400 {
+            batch(&net, &mut ws, &mut rng, 16);
+            let labels: Vec<u32> = (0..16).map(|i| i % 2).collect();
+            let mut upd = Updater { opt: &mut opt, lr: 0.01, masks: None };
+            rule.train_batch(&mut net, &mut ws, &labels, Loss::Ce, &mut g, &mut rng, &mut upd);
+            Hebbian::hard_wta(&ws.acts[1], 16, 4, 16, &mut y, &mut wins);
+            for pos in 0..16 * 16 {
+                assert!((0..4).map(|c| y[c * 16 * 16 + pos]).sum::<f32>() <= 1.0, "one winner at most");
+            }
+            if step >= 200 {
+                total.iter_mut().zip(&wins).for_each(|(t, w)| *t += w);
+            }
+        }
+        (net.params[0].data.clone(), total)
+    }
+
+    #[test]
+    fn one_winner_per_position_unit_filters_and_thresholds_equalise_win_rates() {
+        // Without thresholds the filters on the pattern (and its shifted copy) win everywhere and
+        // the others never; the adaptive thresholds bring every channel to at least a quarter of
+        // its fair share 1/K.
+        let (_, wins0) = wta_run(0.0);
+        let total: f32 = wins0.iter().sum();
+        assert!(
+            wins0.iter().any(|w| w / total < 0.25 / 4.0),
+            "without thresholds some channel should starve: {wins0:?}"
+        );
+        let (w, wins) = wta_run(0.5);
+        let mut normed = w.clone();
+        normalize_rows(&mut normed, 4, 9);
+        assert!(w.iter().zip(&normed).all(|(a, b)| (a - b).abs() < 1e-5), "filters are unit-norm");
+        let total: f32 = wins.iter().sum();
+        for (c, wv) in wins.iter().enumerate() {
+            assert!(wv / total > 0.25 / 4.0, "channel {c} wins {:.3} of the time: {wins:?}", wv / total);
+        }
+    }
+}
+
+mod activation_learning {
+    use crate::rng::Rng;
+    use crate::rules::hebbian::Hebbian;
+
+    #[test]
+    fn subspace_update_by_hand_hebbian_and_decay_terms() {
+        // K = 2 neurons, 3 inputs, one sample a = (1, 2, 2) / 3, W = 0.5 [[1, 0, 0], [0, 1, 0]].
+        let w = [0.5f32, 0.0, 0.0, 0.0, 0.5, 0.0];
+        let a = [1.0f32 / 3.0, 2.0 / 3.0, 2.0 / 3.0];
+        let z = [0.5 / 3.0, 1.0 / 3.0]; // W a
+        let (mut zz, mut dw) = (Vec::new(), Vec::new());
+        // Hebbian term alone (W = 0 in the decay): z a^T.
+        Hebbian::subspace_delta(&z, &a, 1, 2, 3, &[0.0; 6], &mut zz, &mut dw);
+        let hebb: Vec<f32> = (0..6).map(|i| z[i / 3] * a[i % 3]).collect();
+        assert!(dw.iter().zip(&hebb).all(|(x, y)| (x - y).abs() < 1e-7), "{dw:?} vs {hebb:?}");
+        // Full: z a^T - (z z^T) W; row 0: z0 a - z0 (z0 W0 + z1 W1).
+        Hebbian::subspace_delta(&z, &a, 1, 2, 3, &w, &mut zz, &mut dw);
+        let decay: Vec<f32> = (0..6).map(|i| z[i / 3] * (z[0] * w[i % 3] + z[1] * w[3 + i % 3])).collect();
+        for i in 0..6 {
+            assert!((dw[i] - (hebb[i] - decay[i])).abs() < 1e-7, "{i}: {} vs {}", dw[i], hebb[i] - decay[i]);
+        }
+    }
+
+    #[test]
+    fn subspace_rule_converges_to_orthonormal_rows_spanning_the_top_components() {
+        // Inputs with variances 4, 2, 0.1, 0.05 along the axes: two neurons learn orthonormal
+        // rows inside the span of the first two axes (Oja 1989). Tolerances 0.05: stochastic
+        // updates at rate 0.01 / batch of 16.
+        let mut rng = Rng::new(3);
+        let std = [2.0f32, 1.414, 0.316, 0.224];
+        let mut w: Vec<f32> = (0..8).map(|_| 0.05 * rng.normal()).collect();
+        let (mut zz, mut dw, mut z) = (Vec::new(), Vec::new(), vec![0.0; 32]);
+        for _ in 0..4000 {
+            let a: Vec<f32> = (0..16 * 4).map(|i| std[i % 4] * rng.normal()).collect();
+            crate::linalg::matmul(16, 2, 4, &a, false, &w, true, &mut z, false);
+            Hebbian::subspace_delta(&z, &a, 16, 2, 4, &w, &mut zz, &mut dw);
+            w.iter_mut().zip(&dw).for_each(|(wv, d)| *wv += 0.01 / 16.0 * d);
+        }
+        let dot = |i: usize, j: usize| (0..4).map(|c| w[i * 4 + c] * w[j * 4 + c]).sum::<f32>();
+        assert!((dot(0, 0) - 1.0).abs() < 0.05 && (dot(1, 1) - 1.0).abs() < 0.05, "{w:?}");
+        assert!(dot(0, 1).abs() < 0.05, "{w:?}");
+        for r in 0..2 {
+            assert!(w[r * 4 + 2].abs() < 0.1 && w[r * 4 + 3].abs() < 0.1, "row {r} leaves the top subspace: {w:?}");
+        }
     }
 }

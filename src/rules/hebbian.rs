@@ -1,10 +1,13 @@
-//! SoftHebb: soft winner-take-all Hebbian learning with no feedback, target or error signal in
-//! the hidden layers (Moraitis et al. 2022, single layer; Journe et al. ICLR 2023, multilayer
-//! convolutional; code `NeuromorphicComputing/SoftHebb`, `hebblinear.py`, `hebbconv.py`).
+//! Hebbian layers without feedback, target or error signal, under a linear read-out: the
+//! driver of their phases (unsupervised, then read-out) and two plasticity rules.
 //!
 //! Every weight layer but the last is Hebbian. For one such layer with weights W (K neurons or
 //! channels), input patches x (the dense input, or the k x k x C_in patch at each position)
-//! and pre-activations u = W x (no bias), at each sample and position:
+//! and pre-activations u = W x, at each sample and position:
+//!
+//! **SoftHebb** (`softhebb`, `softhebb-deep`; Moraitis et al. 2022, single layer; Journe et al.
+//! ICLR 2023, multilayer convolutional; code `NeuromorphicComputing/SoftHebb`, `hebblinear.py`,
+//! `hebbconv.py`), no bias:
 //!
 //!   y = softmax(t_inv u) over the K neurons / channels
 //!   anti-Hebbian (`softhebb-deep`): y_k -> -y_k for every k but the winner argmax_k u_k
@@ -16,6 +19,25 @@
 //! own annealing; no schedule). Initialisation as in the code: dense layers (raw pixels in
 //! [0, 1]) W ~ U[0, sqrt(3 r^2 / n)) with r = 35; conv layers (after a batch norm) W ~
 //! N(0, (25 / sqrt(C_in k^2))^2). Drawn on the first batch from the rule's own stream.
+//!
+//! **Winner-take-all instar** (`hebb-wta`; Miconi 2021 `ThomasMiconi/HebbianCNNPyTorch`, the
+//! Hebbian arm of Gupta et al. 2022): the conv bias holds minus an adaptive threshold theta_k,
+//! u = W x - theta; at each sample and position the one channel with the largest u wins if
+//! u > 0 (y = 1, all others 0);
+//!   W_k += lr sum_{b,pos} y_k (x - W_k)        (instar), then W_k /= ||W_k||
+//!   theta_k += mu (mean_{b,pos} y_k - 1/K)     (homeostasis: every channel wins 1/K of the time)
+//! W starts as unit-norm Gaussian filters, theta at 0. Deviations from the notebook: no ZCA
+//! whitening (each layer's input is standardised per sample, as the notebook also does), no
+//! random 99% connection masks, no burn-in.
+//!
+//! **Activation Learning** (`activation-learning`; Hongchao Zhou 2022, arXiv 2209.13400, the
+//! rule as restated in ALAD, Ding et al. 2025, eqs. 2, 6, 7): on dense layers without bias, with
+//! the linear output z = W a of the layer's input a (unit-norm at the first layer, the
+//! norm-preserving activation beta (|z| - mean|z|) after each layer),
+//!   W += (eta / B) sum_b z (a - W^T z)^T       (Oja's subspace rule: local competition)
+//! at a constant rate eta per layer, from small Gaussian weights N(0, (0.1 / sqrt(inputs))^2).
+//! Used here as unsupervised pre-training under the linear
+//! read-out; the paper's label-in-the-input "activation" read-out is not implemented.
 //!
 //! Schedule inside `--epochs N` (the driver's epochs): the first `hebb_epochs` (default 1)
 //! are unsupervised: every layer learns at once (as `demo.py`) on micro-batches of
@@ -35,10 +57,20 @@ use crate::nn::{loss::Loss, Layer, Network, Workspace};
 use crate::protocol::prune;
 use crate::rng::Rng;
 
+/// The plasticity rule of the Hebbian layers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Plasticity {
+    /// SoftHebb; `anti`: anti-Hebbian update for the non-winners (multilayer SoftHebb).
+    SoftWta { anti: bool },
+    /// Top-1 winner-take-all instar with adaptive thresholds (rate `mu`).
+    Instar { mu: f32 },
+    /// Activation Learning's local competition (Oja's subspace rule) on dense layers.
+    Subspace,
+}
+
 #[derive(Clone, Debug)]
-pub struct SoftHebbConfig {
-    /// Anti-Hebbian update for the non-winners (multilayer SoftHebb).
-    pub anti: bool,
+pub struct HebbConfig {
+    pub plasticity: Plasticity,
     /// Per Hebbian layer (the last value repeats): softmax inverse temperature and base rate.
     pub t_inv: Vec<f32>,
     pub lr: Vec<f32>,
@@ -49,8 +81,8 @@ pub struct SoftHebbConfig {
     pub reference_init: bool,
 }
 
-pub struct SoftHebb {
-    pub cfg: SoftHebbConfig,
+pub struct Hebbian {
+    pub cfg: HebbConfig,
     /// Layer indices of the Hebbian weight layers.
     pub hebb: Vec<usize>,
     /// First layer of the read-out, and the read-out's parameters.
@@ -65,8 +97,8 @@ pub struct SoftHebb {
     dw: Vec<f32>,
 }
 
-impl SoftHebb {
-    pub fn new(net: &Network, cfg: SoftHebbConfig, rng: &mut Rng) -> Result<Self, String> {
+impl Hebbian {
+    pub fn new(net: &Network, cfg: HebbConfig, rng: &mut Rng) -> Result<Self, String> {
         let wl = net.weight_layers();
         if wl.len() < 2 {
             return Err("softhebb needs at least one Hebbian layer below the read-out".into());
@@ -77,8 +109,18 @@ impl SoftHebb {
         }
         let hebb = wl[..wl.len() - 1].to_vec();
         for &i in &hebb {
-            if net.layers[i].bias().is_some() {
-                return Err(format!("softhebb: Hebbian layer {i} has a bias; SoftHebb's layers have none"));
+            let bias = net.layers[i].bias().is_some();
+            match cfg.plasticity {
+                Plasticity::SoftWta { .. } if bias => {
+                    return Err(format!("softhebb: Hebbian layer {i} has a bias; SoftHebb's layers have none"));
+                }
+                Plasticity::Instar { .. } if !bias => {
+                    return Err(format!("hebb-wta: Hebbian layer {i} needs a bias (it holds the threshold)"));
+                }
+                Plasticity::Subspace if bias || !matches!(net.layers[i], Layer::Dense { .. }) => {
+                    return Err(format!("activation-learning: layer {i} must be dense without bias"));
+                }
+                _ => {}
             }
         }
         let head_lo = if last > 0 && matches!(net.layers[last - 1], Layer::Dropout(_)) { last - 1 } else { last };
@@ -92,7 +134,7 @@ impl SoftHebb {
             );
         }
         let init_rng = cfg.reference_init.then(|| rng.fork());
-        let mut r = SoftHebb {
+        let mut r = Hebbian {
             cfg,
             head_lo,
             head_params,
@@ -119,6 +161,23 @@ impl SoftHebb {
         for j in 0..self.hebb.len() {
             let i = self.hebb[j];
             let w = net.layers[i].weight().unwrap();
+            if self.cfg.plasticity == Plasticity::Subspace {
+                // Small Gaussian weights (ALAD: "small variance"; 0.1 / sqrt(inputs) here): the
+                // subspace rule then grows W towards orthonormal rows from below, stably.
+                let (_, inp) = Self::rows(net, i);
+                rng.fill_normal(&mut net.params[w].data, 0.1 / (inp as f32).sqrt());
+                self.update_rates(net, j);
+                continue;
+            }
+            if let Plasticity::Instar { .. } = self.cfg.plasticity {
+                // Miconi: randn * 0.01, normalised per filter; thresholds (minus the bias) at 0.
+                let (k, inp) = Self::rows(net, i);
+                rng.fill_normal(&mut net.params[w].data, 0.01);
+                normalize_rows(&mut net.params[w].data, k, inp);
+                let b = net.layers[i].bias().unwrap();
+                net.params[b].data.fill(0.0);
+                continue;
+            }
             let data = &mut net.params[w].data;
             match &net.layers[i] {
                 Layer::Dense { inp, .. } => {
@@ -147,6 +206,10 @@ impl SoftHebb {
         let w = &net.params[net.layers[i].weight().unwrap()].data;
         let lr = Self::per_layer(&self.cfg.lr, j);
         self.eta[j].clear();
+        if matches!(self.cfg.plasticity, Plasticity::Instar { .. } | Plasticity::Subspace) {
+            self.eta[j].resize(k, lr);
+            return;
+        }
         self.eta[j].extend((0..k).map(|r| {
             let norm = w[r * inp..(r + 1) * inp].iter().map(|v| v * v).sum::<f32>().sqrt();
             lr * ((norm - 1.0).abs() + 1e-10).powf(self.cfg.power_lr)
@@ -188,8 +251,77 @@ impl SoftHebb {
         }
     }
 
-    /// dW = Y X^T - diag(yu) W, normalised by its largest magnitude (into `dw`).
+    /// Top-1 winner-take-all Y (K x (N P)) from u (N x K x P): 1 for the largest u at each
+    /// sample and position when it is positive, else 0; the win count per channel in `wins`.
+    pub fn hard_wta(u: &[f32], n: usize, k: usize, p: usize, y: &mut Vec<f32>, wins: &mut [f32]) {
+        let np = n * p;
+        y.clear();
+        y.resize(k * np, 0.0);
+        wins.fill(0.0);
+        for s in 0..n {
+            let us = &u[s * k * p..(s + 1) * k * p];
+            for pos in 0..p {
+                let (mut mx, mut win) = (f32::NEG_INFINITY, 0);
+                for c in 0..k {
+                    if us[c * p + pos] > mx {
+                        mx = us[c * p + pos];
+                        win = c;
+                    }
+                }
+                if mx > 0.0 {
+                    y[win * np + s * p + pos] = 1.0;
+                    wins[win] += 1.0;
+                }
+            }
+        }
+    }
+
+    /// dW = Y X^T - diag(c) W (into `dw`): the Hebbian term minus the decay term with per-neuron
+    /// coefficients c (SoftHebb: sum y u; instar: sum y).
     /// `x`: the patches, CKK x (N P) when `cols`, else (N P) x inp.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hebb_minus_decay(
+        y: &[f32],
+        x: &[f32],
+        cols: bool,
+        k: usize,
+        inp: usize,
+        np: usize,
+        c: &[f32],
+        w: &[f32],
+        dw: &mut Vec<f32>,
+    ) {
+        dw.resize(k * inp, 0.0);
+        linalg::matmul(k, inp, np, y, false, x, cols, dw, false);
+        for r in 0..k {
+            for (d, wv) in dw[r * inp..(r + 1) * inp].iter_mut().zip(&w[r * inp..(r + 1) * inp]) {
+                *d -= c[r] * wv;
+            }
+        }
+    }
+
+    /// Oja's subspace update summed over the batch, into `dw` (K x inp): Z^T A - (Z^T Z) W,
+    /// z: N x K linear outputs, a: N x inp inputs, W: K x inp; `zz` is scratch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn subspace_delta(
+        z: &[f32],
+        a: &[f32],
+        n: usize,
+        k: usize,
+        inp: usize,
+        w: &[f32],
+        zz: &mut Vec<f32>,
+        dw: &mut Vec<f32>,
+    ) {
+        dw.resize(k * inp, 0.0);
+        zz.resize(k * k, 0.0);
+        linalg::matmul(k, k, n, z, true, z, false, zz, false);
+        linalg::matmul(k, inp, k, zz, false, w, false, dw, false);
+        dw.iter_mut().for_each(|v| *v = -*v);
+        linalg::matmul(k, inp, n, z, true, a, false, dw, true);
+    }
+
+    /// SoftHebb's dW: `hebb_minus_decay` with c = sum y u, normalised by its largest magnitude.
     #[allow(clippy::too_many_arguments)]
     pub fn delta(
         y: &[f32],
@@ -202,13 +334,7 @@ impl SoftHebb {
         w: &[f32],
         dw: &mut Vec<f32>,
     ) {
-        dw.resize(k * inp, 0.0);
-        linalg::matmul(k, inp, np, y, false, x, cols, dw, false);
-        for r in 0..k {
-            for (d, wv) in dw[r * inp..(r + 1) * inp].iter_mut().zip(&w[r * inp..(r + 1) * inp]) {
-                *d -= yu[r] * wv;
-            }
-        }
+        Self::hebb_minus_decay(y, x, cols, k, inp, np, yu, w, dw);
         let m = dw.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let inv = 1.0 / (m + 1e-30);
         dw.iter_mut().for_each(|v| *v *= inv);
@@ -227,21 +353,59 @@ impl SoftHebb {
             let t_inv = Self::per_layer(&self.cfg.t_inv, j);
             yu.resize(k, 0.0);
             let u = &self.micro.acts[i + 1][..n * k * p];
-            Self::wta(u, n, k, p, t_inv, self.cfg.anti, &mut y, &mut yu);
+            if self.cfg.plasticity == Plasticity::Subspace {
+                let a = &self.micro.acts[i][..n * inp];
+                Self::subspace_delta(
+                    u,
+                    a,
+                    n,
+                    k,
+                    inp,
+                    &net.params[net.layers[i].weight().unwrap()].data,
+                    &mut y,
+                    &mut dw,
+                );
+                let w = net.layers[i].weight().unwrap();
+                let scale = Self::per_layer(&self.cfg.lr, j) / n as f32;
+                for (wv, d) in net.params[w].data.iter_mut().zip(&dw) {
+                    *wv += scale * d;
+                }
+                continue;
+            }
+            match self.cfg.plasticity {
+                Plasticity::SoftWta { anti } => Self::wta(u, n, k, p, t_inv, anti, &mut y, &mut yu),
+                Plasticity::Instar { .. } => Self::hard_wta(u, n, k, p, &mut y, &mut yu),
+                Plasticity::Subspace => unreachable!(),
+            }
             let w = net.layers[i].weight().unwrap();
-            match (&net.layers[i], &self.micro.aux[i]) {
+            let (x, cols): (&[f32], bool) = match (&net.layers[i], &self.micro.aux[i]) {
                 (Layer::Conv { geom, .. }, crate::nn::Aux::Conv { cols, .. }) if !geom.is_dense() => {
-                    Self::delta(&y, &cols[..inp * n * p], true, k, inp, n * p, &yu, &net.params[w].data, &mut dw);
+                    (&cols[..inp * n * p], true)
                 }
-                _ => {
-                    let x = &self.micro.acts[i][..n * inp];
-                    Self::delta(&y, x, false, k, inp, n, &yu, &net.params[w].data, &mut dw);
+                _ => (&self.micro.acts[i][..n * inp], false),
+            };
+            match self.cfg.plasticity {
+                Plasticity::SoftWta { .. } => {
+                    Self::delta(&y, x, cols, k, inp, n * p, &yu, &net.params[w].data, &mut dw);
                 }
+                Plasticity::Instar { .. } => {
+                    Self::hebb_minus_decay(&y, x, cols, k, inp, n * p, &yu, &net.params[w].data, &mut dw);
+                }
+                Plasticity::Subspace => unreachable!(),
             }
             let eta = &self.eta[j];
             for (r, e) in eta.iter().enumerate() {
                 for (wv, d) in net.params[w].data[r * inp..(r + 1) * inp].iter_mut().zip(&dw[r * inp..(r + 1) * inp]) {
                     *wv += e * d;
+                }
+            }
+            if let Plasticity::Instar { mu } = self.cfg.plasticity {
+                normalize_rows(&mut net.params[w].data, k, inp);
+                // yu holds the win counts: theta += mu (win rate - 1/K), bias = -theta.
+                let b = net.layers[i].bias().unwrap();
+                let np = (n * p) as f32;
+                for (bv, wins) in net.params[b].data.iter_mut().zip(&yu) {
+                    *bv -= mu * (wins / np - 1.0 / k as f32);
                 }
             }
             self.update_rates(net, j);
@@ -251,7 +415,15 @@ impl SoftHebb {
     }
 }
 
-impl Rule for SoftHebb {
+/// Scale every row of a K x inp matrix to unit Euclidean norm.
+pub fn normalize_rows(w: &mut [f32], k: usize, inp: usize) {
+    for r in w[..k * inp].chunks_mut(inp) {
+        let norm = r.iter().map(|v| v * v).sum::<f32>().sqrt();
+        r.iter_mut().for_each(|v| *v /= norm + 1e-10);
+    }
+}
+
+impl Rule for Hebbian {
     /// Only the read-out's gradient (backprop through the read-out alone) on the frozen features;
     /// the Hebbian updates happen in `train_batch`.
     fn step(
