@@ -188,3 +188,30 @@ fn slurm_array_equals_one_process() {
     ok(bin().arg("compare").arg(plan()).args(["--quiet", "--out"]).arg(&one));
     assert_eq!(records(&arr), records(&one));
 }
+
+/// Every rule goes through the whole protocol (fractions and few-shot, budgets, pruning with
+/// fine-tuning, noise, FGSM and PGD) with no special case: `plans/every-rule.toml`.
+#[test]
+fn every_rule_runs_through_the_whole_protocol() {
+    let out = tmp("every-rule");
+    let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/every-rule.toml");
+    ok(bin().args(["compare"]).arg(&plan).arg("--out").arg(&out));
+    let recs = records(&out);
+    let rules: std::collections::BTreeSet<&str> = recs.values().map(|r| r["rule"].as_str().unwrap()).collect();
+    assert_eq!(rules.len(), 16, "{rules:?}");
+    assert_eq!(recs.len(), 32);
+    for (id, r) in &recs {
+        assert_eq!(r["status"], "ok", "{id}");
+        assert_eq!(r["adversarial"].as_array().unwrap().len(), 2, "{id}");
+        assert_eq!(r["pruning"].as_array().unwrap().len(), 2, "{id}");
+        assert_eq!(r["budgets"].as_array().unwrap().len(), 2, "{id}");
+        if id.contains("|k=5|") {
+            assert_eq!(r["shots"], 5);
+            assert_eq!(r["train_samples"], 50, "{id}");
+        }
+    }
+    let rep = out.join("report");
+    ok(bin().args(["report"]).arg(&out).arg("--out").arg(&rep));
+    let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
+    assert!(md.contains("## Few-shot: digits / mlp:64") && md.contains("### Adversarial robustness"));
+}

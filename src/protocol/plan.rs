@@ -28,7 +28,7 @@
 //! [train]                       # any `biolearn train` setting, for every rule
 //! optimizer = "adam"
 //! lr = 1e-3
-//! [rule.dfa]                    # per-rule overrides
+//! [rule.dfa]                    # per-rule overrides (an `arch` here replaces the plan's)
 //! lr = 5e-4
 //! ```
 
@@ -187,7 +187,10 @@ impl Plan {
         if let Some(d) = &self.data_dir {
             t.insert("data_dir".into(), s(d));
         }
-        t.insert("arch".into(), s(&self.arch));
+        // A rule's own `arch` override (e.g. a Hebbian rule's network) wins over the plan's.
+        if !self.rule.get(rule.as_str()).is_some_and(|o| o.contains_key("arch")) {
+            t.insert("arch".into(), s(&self.arch));
+        }
         t.insert("rule".into(), s(rule.as_str()));
         t.insert("epochs".into(), toml::Value::Integer(self.max_epochs() as i64));
         t.insert("seed".into(), toml::Value::Integer(seed as i64));
@@ -238,7 +241,7 @@ impl Plan {
                                 Some(k) => format!("k={k}"),
                                 None => format!("f={fraction}"),
                             };
-                            let mut id = format!("{}|{}|{}|{cond}|s={seed}", self.data, self.arch, rule);
+                            let mut id = format!("{}|{}|{}|{cond}|s={seed}", self.data, cfg.arch, rule);
                             if tn > 0.0 {
                                 id += &format!("|tn={tn}");
                             }
