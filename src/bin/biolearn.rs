@@ -529,11 +529,12 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
     let parallel = a.parallel.or(plan.parallel).unwrap_or((cores / plan.threads_per_run).max(1));
     let runs = plan.runs().map_err(anyhow::Error::msg)?.len();
     eprintln!(
-        "plan {}: {} runs ({} rules x {} fractions x {} seeds{}), {} at a time{}",
+        "plan {}: {} runs ({} rules x ({} fractions + {} few-shot sizes) x {} seeds{}), {} at a time{}",
         plan.name,
         runs,
         plan.rules.len(),
         plan.fractions.len(),
+        plan.shots.len(),
         plan.seeds,
         if plan.pruning == PruneMode::Gradual { " x sparsities" } else { "" },
         parallel,

@@ -262,6 +262,12 @@ impl<'r> Builder<'r> {
         self.push(Layer::Compete(CompeteGeom { c: s.c, p: s.h * s.w, kind }), s);
         self
     }
+    /// A `compete` operation over all of a sample's values at once (C x H x W as one vector).
+    pub fn compete_flat(mut self, kind: CompeteKind) -> Self {
+        let s = self.cur();
+        self.push(Layer::Compete(CompeteGeom { c: s.len(), p: 1, kind }), s);
+        self
+    }
     /// Per-sample standardisation of all of a sample's values.
     pub fn samplenorm(mut self) -> Self {
         let s = self.cur();
@@ -405,7 +411,7 @@ impl ArchSpec {
             }
             ArchSpec::AlMlp { hidden } => {
                 // Zhou 2022: the input scaled to unit norm; a = f(W^T a) per layer, no bias.
-                let mut b = b.compete(CompeteKind::L2);
+                let mut b = b.compete_flat(CompeteKind::L2);
                 for &h in hidden {
                     b = b.dense(h, false).compete(CompeteKind::AbsNorm);
                 }

@@ -263,6 +263,9 @@ fn hebbian_arch_specs_build_with_the_papers_shapes() {
     assert_eq!(al.to_string(), "al-mlp:30,20");
     let net = al.build(Shape::new(1, 28, 28), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
     assert_eq!(net.num_layers(), 6);
+    // the unit norm is over the whole image, not per pixel
+    let Layer::Compete(g) = &net.layers[0] else { panic!() };
+    assert_eq!((g.c, g.p), (784, 1));
     let h: ArchSpec = "hebb-conv3".parse().unwrap();
     let net = h.build(Shape::new(3, 32, 32), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
     assert_eq!(net.shapes[net.num_layers() - 1], Shape::new(400, 2, 2));

@@ -1,11 +1,12 @@
 //! Comparison plans (`biolearn compare PLAN.toml`): the grid of conditions, its expansion into
 //! training runs, and stable run ids.
 //!
-//! One *training run* per (rule, data fraction, seed, training noise[, gradual-pruning
-//! sparsity]); each run is trained for the largest epoch budget and then evaluated under every
+//! One *training run* per (rule, data fraction or few-shot size, seed, training noise[,
+//! gradual-pruning sparsity]); each run is trained for the largest epoch budget and then evaluated under every
 //! other condition: accuracy at each budget is read off its learning curve, one-shot pruning at
 //! each sparsity (optionally fine-tuned under the mask), and every test-noise level. So the grid
-//! rules x fractions x budgets x sparsities x noise x seeds costs rules x fractions x seeds runs.
+//! rules x fractions x budgets x sparsities x noise x attacks x seeds costs rules x (fractions +
+//! shots) x seeds runs.
 //!
 //! ```toml
 //! name = "holistic-mlp"

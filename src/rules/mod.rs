@@ -299,9 +299,13 @@ impl RuleName {
                 "arch = 'mlp:500'\nactivation = 'sigmoid'\nbatch = 20\noptimizer = 'sgd'\nmomentum = 0.0\nlr = 0.05\nschedule = 'constant'"
             }
             // SoftHebb's `2SoftMlpMNIST`: 2000 neurons, t_inv 12, lr 0.045, power 0.2, raw pixels,
-            // unsupervised batch 32; read-out Adam 1e-3 batch 32.
+            // unsupervised batch 32; read-out Adam batch 32. Changed from the preset, measured on
+            // Fashion-MNIST (the PyTorch re-implementation `bench/softhebb_reference.py` gives the
+            // same numbers): 3 unsupervised epochs instead of 1 (after one the weight norms are
+            // still ~16, not 1: 62-64% test accuracy; after three they are 1.00) and read-out lr
+            // 1e-2 with a cosine schedule instead of 1e-3 (83.0% instead of 79% after 15 epochs).
             RuleName::Softhebb => {
-                "arch = 'softhebb-mlp:2000'\nnormalize = false\noptimizer = 'adam'\nlr = 1e-3\nbatch = 32\nschedule = 'constant'\nhebb_batch = 32\nhebb_t_inv = [12.0]\nhebb_lr = [0.045]\nhebb_power_lr = 0.2"
+                "arch = 'softhebb-mlp:2000'\nnormalize = false\noptimizer = 'adam'\nlr = 1e-2\nbatch = 32\nschedule = 'cosine'\nhebb_epochs = 3\nhebb_batch = 32\nhebb_t_inv = [12.0]\nhebb_lr = [0.045]\nhebb_power_lr = 0.2"
             }
             // `4SoftHebbCnnCIFAR`: t_inv 1 / 0.65 / 0.25, lr 0.08 / 0.005 / 0.01, power 0.5,
             // unsupervised batch 10; read-out Adam 1e-3 batch 64 (cosine in place of the halving steps).
@@ -309,9 +313,10 @@ impl RuleName {
                 "arch = 'softhebb-cnn'\nnormalize = false\noptimizer = 'adam'\nlr = 1e-3\nbatch = 64\nschedule = 'cosine'\nhebb_batch = 10\nhebb_t_inv = [1.0, 0.65, 0.25]\nhebb_lr = [0.08, 0.005, 0.01]\nhebb_power_lr = 0.5"
             }
             // Miconi's notebook: batch 100, rates 1e-4 / 1e-4 / 1e-3 per summed batch update,
-            // threshold rate 3; 5 unsupervised epochs (Gupta's "learns in ~5 epochs").
+            // threshold rate 3; 5 unsupervised epochs (Gupta's "learns in ~5 epochs"); read-out
+            // Adam 1e-2, cosine (at 1e-3 it was still at 64% after 3 epochs on Fashion-MNIST).
             RuleName::HebbWta => {
-                "arch = 'hebb-conv3'\noptimizer = 'adam'\nlr = 1e-3\nbatch = 100\nschedule = 'constant'\nhebb_epochs = 5\nhebb_batch = 100\nhebb_lr = [1e-4, 1e-4, 1e-3]\nhebb_mu = 3.0"
+                "arch = 'hebb-conv3'\noptimizer = 'adam'\nlr = 1e-2\nbatch = 100\nschedule = 'cosine'\nhebb_epochs = 5\nhebb_batch = 100\nhebb_lr = [1e-4, 1e-4, 1e-3]\nhebb_mu = 3.0"
             }
             // Two 1000-unit layers (the paper's widths are unreported); rate and epochs chosen here.
             RuleName::ActivationLearning => {
