@@ -393,9 +393,12 @@ impl ArchSpec {
                 // conv3 as Miconi's Hebbian CNN builds it: every layer's input standardised per
                 // sample, the conv bias holding minus the adaptive WTA threshold (set by the
                 // rule, zero at start), triangle outputs relu(u - mean_c u).
+                // 28x28 inputs are padded by 2 in the first conv (as `lenet`): 32x32 shapes, 1600
+                // features for the read-out instead of 400.
                 need(input, 20, "hebb-conv3")?;
+                let pad = 32usize.saturating_sub(input.h.min(input.w)).div_ceil(2).min(2);
                 b.samplenorm()
-                    .conv(100, 5, 1, 0, false, true)
+                    .conv(100, 5, 1, pad, false, true)
                     .triangle(1.0)
                     .avgpool(2, 2)
                     .samplenorm()

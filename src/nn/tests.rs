@@ -270,5 +270,5 @@ fn hebbian_arch_specs_build_with_the_papers_shapes() {
     let net = h.build(Shape::new(3, 32, 32), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
     assert_eq!(net.shapes[net.num_layers() - 1], Shape::new(400, 2, 2));
     let net = h.build(Shape::new(1, 28, 28), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
-    assert_eq!(net.shapes[net.num_layers() - 1], Shape::new(400, 1, 1));
+    assert_eq!(net.shapes[net.num_layers() - 1], Shape::new(400, 2, 2));
 }
