@@ -260,3 +260,36 @@ fn conv_nets_train_on_idx_files_written_here() {
         assert!(acc >= 0.9, "{rule} lenet on the two-halves task: {acc}");
     }
 }
+
+#[test]
+fn set_reaches_any_field_and_presets_fill_the_rest() {
+    // --set takes TOML values (lists included) and bare words; the rule's preset fills what is
+    // left unset (pc-positive: sigmoid 300-300 MLP), and flags win over the preset.
+    let d = tmp("set");
+    let out = d.join("r");
+    let out_s = out.to_str().unwrap();
+    ok(&[
+        "train",
+        "--rule",
+        "pc-positive",
+        "--epochs",
+        "1",
+        "--batch",
+        "64",
+        "--set",
+        "pc_feedback=random",
+        "--set",
+        "hebb_lr=[0.1, 0.2]",
+        "-q",
+        "--out",
+        out_s,
+    ]);
+    let c = &result(&out)["config"];
+    assert_eq!(c["pc_feedback"], "random");
+    assert_eq!(c["hebb_lr"], serde_json::json!([0.1, 0.2]));
+    assert_eq!(c["arch"], "mlp:300,300");
+    assert_eq!(c["activation"], "sigmoid");
+    assert_eq!(c["batch"], 64);
+    let e = fail(&["train", "--set", "pc_feedbak=random", "-q", "--out", out_s]);
+    assert!(e.contains("pc_feedbak"), "{e}");
+}

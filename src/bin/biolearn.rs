@@ -408,10 +408,10 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
 fn cmd_rules() {
     for r in RuleName::all() {
         let (d, p) = r.info();
-        println!("{:<12} {d}\n             paper: {p}", r.as_str());
+        println!("{:<20} {d}\n{:<20} paper: {p}", r.as_str(), "");
         let preset = r.preset();
         if !preset.is_empty() {
-            println!("             defaults: {}", preset.replace('\n', ", "));
+            println!("{:<20} defaults: {}", "", preset.replace('\n', ", "));
         }
     }
 }
