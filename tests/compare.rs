@@ -214,4 +214,15 @@ fn every_rule_runs_through_the_whole_protocol() {
     ok(bin().args(["report"]).arg(&out).arg("--out").arg(&rep));
     let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
     assert!(md.contains("## Few-shot: digits / mlp:64") && md.contains("### Adversarial robustness"));
+    // A run inside the sweep is the same run as `biolearn train` with the same settings, data
+    // normalisation included (SoftHebb's preset turns it off while BP's is on).
+    let single = out.join("single");
+    ok(bin().args(["train", "--rule", "softhebb", "--arch", "softhebb-mlp:200", "--epochs", "3", "--threads", "1", "-q"])
+        .arg("--out")
+        .arg(&single));
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(single.join("result.json")).unwrap()).unwrap();
+    let want: Vec<f64> = r["epochs"].as_array().unwrap().iter().map(|e| e["test_accuracy"].as_f64().unwrap()).collect();
+    let rec = recs.iter().find(|(id, _)| id.contains("|softhebb|f=1|")).unwrap().1;
+    let got: Vec<f64> = rec["curve"].as_array().unwrap().iter().map(|e| e["test_accuracy"].as_f64().unwrap()).collect();
+    assert_eq!(got, want);
 }

@@ -338,8 +338,14 @@ pub fn run_plan(
     if todo.is_empty() {
         return Ok(summary(0, 0));
     }
-    let base = plan.config_for(plan.rules[0], 0)?;
-    let loaded = train::load_data(&base)?;
+    // The data set once per normalisation the runs ask for (a rule's preset may turn it off:
+    // SoftHebb learns on raw pixels).
+    let mut loaded: Vec<(bool, Loaded)> = Vec::new();
+    for spec in &todo {
+        if !loaded.iter().any(|(n, _)| *n == spec.cfg.normalize) {
+            loaded.push((spec.cfg.normalize, train::load_data(&spec.cfg)?));
+        }
+    }
     let mut fh = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -360,7 +366,8 @@ pub fn run_plan(
                 if k >= todo.len() {
                     break;
                 }
-                if tx.send(run_one(plan, &todo[k], loaded)).is_err() {
+                let data = &loaded.iter().find(|(n, _)| *n == todo[k].cfg.normalize).expect("loaded above").1;
+                if tx.send(run_one(plan, &todo[k], data)).is_err() {
                     break;
                 }
             });
