@@ -7,6 +7,7 @@
 //! | `mlp:800,800/bn` | batch norm before each hidden activation; `/dropout=0.2` after it |
 //! | `lenet` | BioTorch's LeNet (`biotorch/models/le_net.py`): conv 6 k5 -> act -> maxpool 2 -> conv 16 k5 -> act -> maxpool 2 -> conv 120 k5 -> act -> dense 84 -> act -> classes; 32x32 inputs (28x28 ones padded by 2 in conv1, as BioTorch's resize to 32 gives the same shapes) |
 //! | `softhebb-mlp:2000` | SoftHebb single layer: dense 2000 (no bias) -> softmax(5 u) over the units -> classes |
+//! | `softhebb-cnn28` | `softhebb-cnn:32,128,512`: the same blocks a third as wide (a ninth of the compute), sized for 28x28 grey images |
 //! | `softhebb-cnn` | multilayer SoftHebb (Journe et al. 2023, CIFAR-10 preset): [batch norm (no affine) -> conv (reflect pad, no bias) -> triangle -> pool] with 96 k5 / 384 k3 / 1536 k3 channels, triangle powers 0.7 / 1.4 / 1.0, max 4/2, max 4/2, avg 2/2 -> dropout 0.5 -> classes |
 //! | `hebb-conv3` | `conv3` as Miconi's Hebbian CNN builds it: each layer's input standardised per sample, triangle outputs relu(u - mean_c u), the conv bias holding minus the adaptive WTA threshold |
 //! | `al-mlp:1000,1000` | Activation Learning (Zhou 2022): input scaled to unit norm, then per hidden layer dense (no bias) -> f(x) = beta (|x| - mean|x|) with beta keeping the norm -> classes |
@@ -57,8 +58,9 @@ pub enum ArchSpec {
     SoftHebbMlp {
         hidden: usize,
     },
-    /// SoftHebb conv blocks (Journe et al. 2023): CIFAR-10 preset widths.
-    SoftHebbCnn,
+    /// SoftHebb conv blocks (Journe et al. 2023) with these three widths (CIFAR-10 preset:
+    /// 96, 384, 1536).
+    SoftHebbCnn { widths: [usize; 3] },
     /// Miconi's / Gupta's Hebbian conv3 with triangle outputs.
     HebbConv3,
     /// Activation Learning MLP: unit-norm input, dense (no bias) + norm-preserving |x| activation.
@@ -103,7 +105,14 @@ impl std::str::FromStr for ArchSpec {
                 .ok_or_else(|| format!("arch '{s}': width '{rest}' is not a positive integer"))?;
             ArchSpec::SoftHebbMlp { hidden }
         } else if base == "softhebb-cnn" {
-            ArchSpec::SoftHebbCnn
+            ArchSpec::SoftHebbCnn { widths: [96, 384, 1536] }
+        } else if base == "softhebb-cnn28" {
+            ArchSpec::SoftHebbCnn { widths: [32, 128, 512] }
+        } else if let Some(rest) = base.strip_prefix("softhebb-cnn:") {
+            let w: Vec<usize> = rest.split(',').filter_map(|t| t.trim().parse().ok()).filter(|&v| v > 0).collect();
+            let widths: [usize; 3] =
+                w.try_into().map_err(|_| format!("arch '{s}': softhebb-cnn:W1,W2,W3 takes three positive widths"))?;
+            ArchSpec::SoftHebbCnn { widths }
         } else if base == "hebb-conv3" {
             ArchSpec::HebbConv3
         } else if let Some(rest) = base.strip_prefix("al-mlp") {
@@ -159,7 +168,7 @@ impl std::fmt::Display for ArchSpec {
             ArchSpec::LeNet => write!(f, "lenet"),
             ArchSpec::Conv3 => write!(f, "conv3"),
             ArchSpec::SoftHebbMlp { hidden } => write!(f, "softhebb-mlp:{hidden}"),
-            ArchSpec::SoftHebbCnn => write!(f, "softhebb-cnn"),
+            ArchSpec::SoftHebbCnn { widths: [a, b, c] } => write!(f, "softhebb-cnn:{a},{b},{c}"),
             ArchSpec::HebbConv3 => write!(f, "hebb-conv3"),
             ArchSpec::AlMlp { hidden } => {
                 let h: Vec<String> = hidden.iter().map(|v| v.to_string()).collect();
@@ -368,21 +377,21 @@ impl ArchSpec {
                 // Moraitis et al. 2022 / SoftHebb's `2SoftMlpMNIST`: the read-out sees softmax(5 u).
                 b.dense(*hidden, false).channel_softmax(5.0).dense(classes, true).build()
             }
-            ArchSpec::SoftHebbCnn => {
+            ArchSpec::SoftHebbCnn { widths: [w1, w2, w3] } => {
                 // Journe et al. 2023, `4SoftHebbCnnCIFAR`: [BN (no affine) -> conv (reflect pad, no
                 // bias) -> triangle -> pool] x 3 -> dropout 0.5 -> linear. Pools are unpadded here
                 // (PyTorch's max 4/2/1 pads by 1): 28x28 gives 1536 x 2 x 2, 32x32 1536 x 3 x 3.
                 need(input, 24, "softhebb-cnn")?;
                 b.batchnorm(false)
-                    .conv(96, 5, 1, 2, true, false)
+                    .conv(*w1, 5, 1, 2, true, false)
                     .triangle(0.7)
                     .maxpool(4, 2)
                     .batchnorm(false)
-                    .conv(384, 3, 1, 1, true, false)
+                    .conv(*w2, 3, 1, 1, true, false)
                     .triangle(1.4)
                     .maxpool(4, 2)
                     .batchnorm(false)
-                    .conv(1536, 3, 1, 1, true, false)
+                    .conv(*w3, 3, 1, 1, true, false)
                     .triangle(1.0)
                     .avgpool(2, 2)
                     .dropout(0.5)

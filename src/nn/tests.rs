@@ -255,6 +255,11 @@ fn hebbian_arch_specs_build_with_the_papers_shapes() {
     assert_eq!(net.shapes[net.num_layers() - 2], Shape::new(1536, 2, 2));
     let net = a.build(Shape::new(3, 32, 32), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
     assert_eq!(net.shapes[net.num_layers() - 2], Shape::new(1536, 3, 3));
+    let a28: ArchSpec = "softhebb-cnn28".parse().unwrap();
+    assert_eq!(a28.to_string(), "softhebb-cnn:32,128,512");
+    assert_eq!(a28.to_string().parse::<ArchSpec>().unwrap(), a28);
+    let net = a28.build(Shape::new(1, 28, 28), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
+    assert_eq!(net.shapes[net.num_layers() - 2], Shape::new(512, 2, 2));
     let m: ArchSpec = "softhebb-mlp:2000".parse().unwrap();
     assert_eq!(m.to_string(), "softhebb-mlp:2000");
     let net = m.build(Shape::new(1, 28, 28), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
