@@ -193,23 +193,41 @@ impl<'a> Group<'a> {
 }
 
 fn group_records(records: &[Record]) -> Vec<Group<'_>> {
-    let mut map: BTreeMap<(String, String, u64, Option<u64>), Vec<&Record>> = BTreeMap::new();
+    // Runs that share data and conditions form one group; the rules in it may each have their
+    // own network (a plan's per-rule `arch`: Hebbian rules), shown in the title. Only when one
+    // rule ran on several networks are the networks split into groups of their own.
+    let mut map: BTreeMap<(String, u64, Option<u64>), Vec<&Record>> = BTreeMap::new();
     // Few-shot runs have their own section (`section_few_shot`).
     for r in records.iter().filter(|r| r.shots.is_none()) {
         // bit pattern of a non-negative f64 orders like the value
         let noise_key = r.train_noise.abs().to_bits();
         let gradual_key = r.gradual_sparsity.map(|g| g.abs().to_bits());
-        map.entry((r.data.clone(), r.arch.clone(), noise_key, gradual_key)).or_default().push(r);
+        map.entry((r.data.clone(), noise_key, gradual_key)).or_default().push(r);
     }
-    map.into_iter()
-        .map(|((data, arch, _, _), recs)| Group {
-            data,
-            arch,
-            train_noise: recs[0].train_noise.abs(),
-            gradual: recs[0].gradual_sparsity,
-            recs,
-        })
-        .collect()
+    let mut out = Vec::new();
+    for ((data, _, _), recs) in map {
+        let mut archs_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for r in &recs {
+            archs_of.entry(r.rule.as_str()).or_default().insert(r.arch.as_str());
+        }
+        let split = archs_of.values().any(|a| a.len() > 1);
+        let mut parts: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
+        for r in &recs {
+            let key = if split { r.arch.clone() } else { String::new() };
+            parts.entry(key).or_default().push(r);
+        }
+        for (_, recs) in parts {
+            let archs: BTreeSet<&str> = recs.iter().map(|r| r.arch.as_str()).collect();
+            out.push(Group {
+                data: data.clone(),
+                arch: archs.into_iter().collect::<Vec<_>>().join(", "),
+                train_noise: recs[0].train_noise.abs(),
+                gradual: recs[0].gradual_sparsity,
+                recs,
+            });
+        }
+    }
+    out
 }
 
 /// Per-report context: where plots go and which colour each rule has.
@@ -691,9 +709,10 @@ fn section_levels(
 /// Few-shot runs (k training samples per class), per (data, arch): accuracy against k.
 fn section_few_shot(records: &[Record], ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), String> {
     let shot: Vec<&Record> = records.iter().filter(|r| r.shots.is_some()).collect();
-    let keys: BTreeSet<(String, String)> = shot.iter().map(|r| (r.data.clone(), r.arch.clone())).collect();
-    for (data, arch) in keys {
-        let recs: Vec<&Record> = shot.iter().copied().filter(|r| r.data == data && r.arch == arch).collect();
+    let datas: BTreeSet<String> = shot.iter().map(|r| r.data.clone()).collect();
+    for data in datas {
+        let recs: Vec<&Record> = shot.iter().copied().filter(|r| r.data == data).collect();
+        let arch = recs.iter().map(|r| r.arch.as_str()).collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>().join(", ");
         let ks: BTreeSet<usize> = recs.iter().filter_map(|r| r.shots).collect();
         let rules = rule_order(recs.iter().map(|r| r.rule.as_str()));
         b.push(Block::Heading(2, format!("Few-shot: {data} / {arch}")));

@@ -316,3 +316,26 @@ fn few_shot_and_adversarial_sections() {
     assert!(d.join("plots/attack_pgd_f1.png").is_file());
     fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn rules_on_their_own_networks_share_one_group() {
+    // A plan where each rule has its own network (Hebbian rules): one group titled with every
+    // network, so the comparison with BP covers them; one rule on two networks splits instead.
+    let d = tmp_dir("archs");
+    let mut recs = Vec::new();
+    for seed in 0..2u64 {
+        recs.push(record("mlp:1024", "bp", 1.0, seed, 0.9, false));
+        let mut r = record("softhebb-mlp:2000", "softhebb", 1.0, seed, 0.8, false);
+        r.id = format!("fashion-mnist|softhebb-mlp:2000|softhebb|f=1|s={seed}");
+        recs.push(r);
+    }
+    let s = write_report(&recs, &d).unwrap();
+    assert_eq!(s.groups, 1);
+    let md = fs::read_to_string(d.join("report.md")).unwrap();
+    assert!(md.contains("## fashion-mnist / mlp:1024, softhebb-mlp:2000"), "{md}");
+    assert!(md.contains("| 1 | softhebb |"), "softhebb compared with BP: {md}");
+    let mut more = recs.clone();
+    more.push(record("mlp:64", "bp", 1.0, 0, 0.85, false));
+    assert_eq!(write_report(&more, &d).unwrap().groups, 3);
+    fs::remove_dir_all(&d).unwrap();
+}

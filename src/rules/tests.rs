@@ -889,7 +889,7 @@ mod hebb_wta {
         let mut rng = Rng::new(4);
         let mut ws = Workspace::default();
         let mut g = net.zero_grads();
-        let mut batch = |net: &Network, ws: &mut Workspace, rng: &mut Rng, n: usize| {
+        let batch = |net: &Network, ws: &mut Workspace, rng: &mut Rng, n: usize| {
             net.prepare(ws, n);
             for (i, v) in ws.input_mut().iter_mut().enumerate() {
                 *v = pattern[i % 36] + 0.3 * rng.normal();
