@@ -217,7 +217,8 @@ fn every_rule_runs_through_the_whole_protocol() {
     // A run inside the sweep is the same run as `biolearn train` with the same settings, data
     // normalisation included (SoftHebb's preset turns it off while BP's is on).
     let single = out.join("single");
-    ok(bin().args(["train", "--rule", "softhebb", "--arch", "softhebb-mlp:200", "--epochs", "3", "--threads", "1", "-q"])
+    ok(bin()
+        .args(["train", "--rule", "softhebb", "--arch", "softhebb-mlp:200", "--epochs", "3", "--threads", "1", "-q"])
         .arg("--out")
         .arg(&single));
     let r: Value = serde_json::from_str(&std::fs::read_to_string(single.join("result.json")).unwrap()).unwrap();

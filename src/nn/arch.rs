@@ -60,7 +60,9 @@ pub enum ArchSpec {
     },
     /// SoftHebb conv blocks (Journe et al. 2023) with these three widths (CIFAR-10 preset:
     /// 96, 384, 1536).
-    SoftHebbCnn { widths: [usize; 3] },
+    SoftHebbCnn {
+        widths: [usize; 3],
+    },
     /// Miconi's / Gupta's Hebbian conv3 with triangle outputs.
     HebbConv3,
     /// Activation Learning MLP: unit-norm input, dense (no bias) + norm-preserving |x| activation.

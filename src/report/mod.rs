@@ -712,7 +712,8 @@ fn section_few_shot(records: &[Record], ctx: &mut Ctx, b: &mut Vec<Block>) -> Re
     let datas: BTreeSet<String> = shot.iter().map(|r| r.data.clone()).collect();
     for data in datas {
         let recs: Vec<&Record> = shot.iter().copied().filter(|r| r.data == data).collect();
-        let arch = recs.iter().map(|r| r.arch.as_str()).collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>().join(", ");
+        let arch =
+            recs.iter().map(|r| r.arch.as_str()).collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>().join(", ");
         let ks: BTreeSet<usize> = recs.iter().filter_map(|r| r.shots).collect();
         let rules = rule_order(recs.iter().map(|r| r.rule.as_str()));
         b.push(Block::Heading(2, format!("Few-shot: {data} / {arch}")));

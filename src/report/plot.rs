@@ -222,7 +222,11 @@ where
 
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(root)
-        .caption(&c.title, (FONT, 22))
+        // Long titles (groups of several networks) get a smaller font so they fit the width.
+        .caption(
+            &c.title,
+            (FONT, if c.title.chars().count() > 70 { (22 * 70 / c.title.chars().count()).max(12) as u32 } else { 22 }),
+        )
         .margin(14)
         .x_label_area_size(50)
         .y_label_area_size(62)
