@@ -1,6 +1,7 @@
 """SoftHebb single layer (SoftHebb repo `hebblinear.py::HebbSoftLinear`, preset `2SoftMlpMNIST`)
 re-implemented in PyTorch from the reference code, on Fashion-MNIST: a numerical reference for
-biolearn's `softhebb` rule. Usage: python3 bench/softhebb_reference.py [HEBB_EPOCHS] [READOUT_EPOCHS] [SEED] [READOUT_LR]"""
+biolearn's `softhebb` rule. Usage: python3 bench/softhebb_reference.py [HEBB_EPOCHS] [READOUT_EPOCHS] [SEED] [READOUT_LR] [T1,T2,..]
+(the read-out sees softmax(t u); one read-out per temperature t, default 5 as in the reference)"""
 import gzip, sys, time
 import numpy as np
 import torch
@@ -10,6 +11,7 @@ hebb_epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 1
 ro_epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 10
 seed = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 ro_lr = float(sys.argv[4]) if len(sys.argv) > 4 else 1e-3
+temps = [float(t) for t in sys.argv[5].split(',')] if len(sys.argv) > 5 else [5.0]
 torch.manual_seed(seed)
 d = "/usr/share/datasets/fashion-mnist/"
 def images(f):
@@ -39,15 +41,18 @@ with torch.no_grad():
             eta = rates(W)
         n = W.norm(dim=1)
         print(f"hebb epoch {e + 1}: norms min/median/max {n.min():.2f}/{n.median():.2f}/{n.max():.2f}, {time.time() - t0:.1f}s", flush=True)
-    ftr, fte = torch.softmax(5 * xtr @ W.t(), 1), torch.softmax(5 * xte @ W.t(), 1)
-lin = torch.nn.Linear(K, 10)
-opt = torch.optim.Adam(lin.parameters(), ro_lr)
-for e in range(ro_epochs):
-    perm = torch.randperm(60000)
-    for i in range(0, 60000, 32):
-        idx = perm[i:i + 32]
-        loss = torch.nn.functional.cross_entropy(lin(ftr[idx]), ytr[idx])
-        opt.zero_grad(); loss.backward(); opt.step()
+for t in temps:
+    torch.manual_seed(seed)
     with torch.no_grad():
-        acc = (lin(fte).argmax(1) == yte).float().mean().item()
-    print(f"read-out epoch {e + 1}: test accuracy {acc:.4f}", flush=True)
+        ftr, fte = torch.softmax(t * xtr @ W.t(), 1), torch.softmax(t * xte @ W.t(), 1)
+    lin = torch.nn.Linear(K, 10)
+    opt = torch.optim.Adam(lin.parameters(), ro_lr)
+    for e in range(ro_epochs):
+        perm = torch.randperm(60000)
+        for i in range(0, 60000, 32):
+            idx = perm[i:i + 32]
+            loss = torch.nn.functional.cross_entropy(lin(ftr[idx]), ytr[idx])
+            opt.zero_grad(); loss.backward(); opt.step()
+        with torch.no_grad():
+            acc = (lin(fte).argmax(1) == yte).float().mean().item()
+        print(f"t = {t}: read-out epoch {e + 1}: test accuracy {acc:.4f}", flush=True)
