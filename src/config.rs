@@ -68,6 +68,8 @@ pub struct TrainConfig {
     pub ep_nudged_steps: usize,
     pub ep_eps: f32,
     pub ep_beta: f32,
+    /// Equilibrium propagation: symmetric nudging (+beta and -beta phases).
+    pub ep_symmetric: bool,
     /// Target propagation: output target step beta, feedback-training noise sigma, learning
     /// rate and updates per batch of the learned inverses (DTP).
     pub tp_beta: f32,
@@ -124,6 +126,7 @@ impl Default for TrainConfig {
             ep_nudged_steps: 4,
             ep_eps: 0.5,
             ep_beta: 0.5,
+            ep_symmetric: false,
             tp_beta: 0.01,
             tp_sigma: 0.01,
             tp_feedback_lr: 0.01,

@@ -21,6 +21,11 @@
 //! Deviation from the reference code: no persistent per-example states (the free phase starts
 //! from the feed-forward pass instead), so it uses more free steps (default 40, paper 20).
 //!
+//! Symmetric nudging (`--set ep_symmetric=true`, Laborieux et al. 2021): a second nudged phase at
+//! -beta from the free fixed point, and the contrast between the +beta and -beta phases over
+//! 2 beta (the mean of the two one-sided estimates; tested). Its O(beta^2) bias holds where the
+//! equilibrium is smooth in beta; with hard-sigmoid states at their bounds it need not help.
+//!
 //! # Shapes
 //! s_l: N x n_l; W_l: n_l x n_{l-1}.
 
@@ -36,13 +41,24 @@ pub struct EpConfig {
     pub eps: f32,
     pub beta: f32,
     pub random_sign: bool,
+    /// Symmetric nudging (Laborieux et al. 2021): two nudged phases at +beta and -beta, the
+    /// contrast between them over 2 beta (bias O(beta^2) instead of O(beta)).
+    pub symmetric: bool,
     /// Contrastive Hebbian learning: clamp the output in the second phase.
     pub clamped: bool,
 }
 
 impl Default for EpConfig {
     fn default() -> Self {
-        EpConfig { free_steps: 40, nudged_steps: 4, eps: 0.5, beta: 0.5, random_sign: true, clamped: false }
+        EpConfig {
+            free_steps: 40,
+            nudged_steps: 4,
+            eps: 0.5,
+            beta: 0.5,
+            random_sign: true,
+            symmetric: false,
+            clamped: false,
+        }
     }
 }
 
@@ -239,7 +255,16 @@ impl Rule for EquilibriumProp {
         let steps = self.cfg.nudged_steps;
         self.relax(net, false, Some(y), nudge, clamp, steps, n);
         // Gradient convention: g = -(contrast) / (beta B), so that w -= lr g follows eq. 6.
-        let scale = if self.cfg.clamped { -1.0 / n as f32 } else { -1.0 / (beta * n as f32) };
+        let mut scale = if self.cfg.clamped { -1.0 / n as f32 } else { -1.0 / (beta * n as f32) };
+        if self.cfg.symmetric && !self.cfg.clamped {
+            // Second nudged phase at -beta from the free fixed point; the contrast is then
+            // (+beta phase) - (-beta phase) over 2 beta: `free` holds the -beta states below.
+            let plus = std::mem::take(&mut self.nudged);
+            self.nudged = self.free.clone();
+            self.relax(net, false, Some(y), -beta, false, steps, n);
+            self.free = std::mem::replace(&mut self.nudged, plus);
+            scale = -1.0 / (2.0 * beta * n as f32);
+        }
         for l in 0..k {
             let (w, b, out, inp) = self.layers[l];
             let (pre_n, pre_f): (&[f32], &[f32]) =

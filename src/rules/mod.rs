@@ -404,6 +404,7 @@ impl RuleName {
                     eps: cfg.ep_eps,
                     beta: cfg.ep_beta,
                     random_sign: true,
+                    symmetric: cfg.ep_symmetric,
                     clamped: *self == RuleName::Chl,
                 },
             )?),
