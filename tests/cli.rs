@@ -275,7 +275,7 @@ fn set_reaches_any_field_and_presets_fill_the_rest() {
         "--epochs",
         "1",
         "--batch",
-        "64",
+        "32",
         "--set",
         "pc_feedback=random",
         "--set",
@@ -289,7 +289,7 @@ fn set_reaches_any_field_and_presets_fill_the_rest() {
     assert_eq!(c["hebb_lr"], serde_json::json!([0.1, 0.2]));
     assert_eq!(c["arch"], "mlp:300,300");
     assert_eq!(c["activation"], "sigmoid");
-    assert_eq!(c["batch"], 64);
+    assert_eq!(c["batch"], 32);
     let e = fail(&["train", "--set", "pc_feedbak=random", "-q", "--out", out_s]);
     assert!(e.contains("pc_feedbak"), "{e}");
 }
