@@ -17,6 +17,7 @@ for seed in $(seq 0 $((seeds - 1))); do
 done
 jobs+=("--rule pc-positive --batch 16 --set pc_feedback=random --seed 0 --out $out/pcpos-random-s0")
 jobs+=("--rule pc-positive --batch 16 --set pc_feedback=transpose --seed 0 --out $out/pcpos-transpose-s0")
+jobs+=("--rule bp --arch mlp:300,300 --activation sigmoid --optimizer adam --lr 1e-3 --batch 64 --schedule constant --seed 0 --out $out/bp-b64-s0")
 jobs+=("--rule bp --arch mlp:300,300 --activation sigmoid --optimizer adam --lr 1e-3 --batch 16 --schedule constant --seed 0 --out $out/bp-s0")
 printf '%s\n' "${jobs[@]}" | xargs -P "${PARALLEL:-1}" -I{} sh -c \
   "[ -f \$(echo '{}' | sed 's/.*--out //')/result.json ] || $bin train $common {}"
