@@ -440,7 +440,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         }
         None => "digits".into(),
     };
-    if a.threads.iter().any(|&t| t == 0) {
+    if a.threads.contains(&0) {
         bail!("--threads: thread counts must be at least 1");
     }
     let base = TrainConfig {

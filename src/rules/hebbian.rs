@@ -218,6 +218,7 @@ impl Hebbian {
 
     /// Soft winner-take-all activity Y (K x (N P)) from u (N x K x P), anti-Hebbian signs for
     /// the non-winners when `anti`; returns sum_{b,pos} y_k u_k per neuron in `yu`.
+    #[allow(clippy::too_many_arguments)]
     pub fn wta(u: &[f32], n: usize, k: usize, p: usize, t_inv: f32, anti: bool, y: &mut Vec<f32>, yu: &mut [f32]) {
         let np = n * p;
         y.resize(k * np, 0.0);
