@@ -198,7 +198,7 @@ fn two_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &mut T) {
 }
 
 /// y = x W^T + b for a batch of n rows (W: out x inp).
-fn dense_forward(x: &[f32], n: usize, inp: usize, out: usize, w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
+pub fn dense_forward(x: &[f32], n: usize, inp: usize, out: usize, w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
     match b {
         Some(bias) => linalg::par_rows(y, out, |_, row| row.copy_from_slice(bias)),
         None => y.fill(0.0),
@@ -208,7 +208,7 @@ fn dense_forward(x: &[f32], n: usize, inp: usize, out: usize, w: &[f32], b: Opti
 
 /// dW = g^T x, db = column sums of g, and dx = g F (F = W for backprop) when asked.
 #[allow(clippy::too_many_arguments)]
-fn dense_backward(
+pub fn dense_backward(
     g: &[f32],
     x: &[f32],
     n: usize,

@@ -31,7 +31,7 @@
 use super::{forward_with_error, Rule, StepStats, Updater};
 use crate::linalg;
 use crate::nn::activation::sigmoid;
-use crate::nn::{loss::Loss, Activation, Layer, Network, Workspace};
+use crate::nn::{dense_backward, dense_forward, loss::Loss, Activation, Layer, Network, Workspace};
 use crate::optim::{OptimConfig, Optimizer};
 use crate::rng::Rng;
 
@@ -124,14 +124,7 @@ impl PcPositive {
             let a_k: &[f32] = if k == 0 { &x[..n * inp] } else { &self.a[k] };
             let p = &mut self.p[k];
             p.resize(n * out, 0.0);
-            for r in 0..n {
-                let row = &mut p[r * out..(r + 1) * out];
-                match b {
-                    Some(b) => row.copy_from_slice(&net.params[b].data),
-                    None => row.fill(0.0),
-                }
-            }
-            linalg::matmul(n, out, inp, a_k, false, &net.params[w].data, true, p, true);
+            dense_forward(a_k, n, inp, out, &net.params[w].data, b.map(|b| net.params[b].data.as_slice()), p);
             let (e, d) = (&mut self.e[k], &mut self.d[k]);
             e.resize(n * out, 0.0);
             d.resize(n * out, 0.0);
@@ -218,14 +211,9 @@ impl Rule for PcPositive {
         for k in 0..kk {
             let (w, b, inp, out) = Self::layer(net, self.dense[k]);
             let a_k: &[f32] = if k == 0 { &x[..n * inp] } else { &self.a[k] };
-            linalg::matmul(out, inp, n, &self.d[k], true, a_k, false, &mut grads[w], false);
-            grads[w].iter_mut().for_each(|g| *g *= -inv_n);
-            if let Some(b) = b {
-                let g = &mut grads[b];
-                g.fill(0.0);
-                linalg::add_col_sums(&self.d[k], n, out, g);
-                g.iter_mut().for_each(|v| *v *= -inv_n);
-            }
+            self.fb.clear();
+            self.fb.extend(self.d[k].iter().map(|d| -d * inv_n));
+            dense_backward(&self.fb, a_k, n, inp, out, grads, w, b, None);
         }
         ws.acts[0] = x;
         let e_end = *self.trace.last().unwrap();

@@ -20,7 +20,7 @@
 
 use super::{forward_with_error, Rule, StepStats};
 use crate::linalg;
-use crate::nn::{loss::Loss, Activation, Layer, Network, Workspace};
+use crate::nn::{dense_forward, loss::Loss, Activation, Layer, Network, Workspace};
 use crate::rng::Rng;
 
 #[derive(Clone, Debug)]
@@ -104,14 +104,8 @@ impl TargetProp {
                 self.q.extend(hk[..n * nk].iter().map(|v| v + self.cfg.sigma * rng.normal()));
                 // f_{k+1}(q) = act(W q + b), linear for the output layer
                 self.fq.resize(n * nk1, 0.0);
-                for r in 0..n {
-                    let row = &mut self.fq[r * nk1..(r + 1) * nk1];
-                    match b {
-                        Some(b) => row.copy_from_slice(&net.params[*b].data),
-                        None => row.fill(0.0),
-                    }
-                }
-                linalg::matmul(n, nk1, nk, &self.q, false, &net.params[*w].data, true, &mut self.fq, true);
+                let bias = b.map(|b| net.params[b].data.as_slice());
+                dense_forward(&self.q, n, nk, nk1, &net.params[*w].data, bias, &mut self.fq);
                 if k + 1 < self.acts.len() {
                     let a = self.acts[k + 1];
                     self.fq.iter_mut().for_each(|x| *x = a.f(*x));
