@@ -119,8 +119,8 @@ impl Trainer {
     pub fn new(cfg: &TrainConfig, input: Shape, classes: usize, rng: &mut Rng) -> Result<Self, String> {
         cfg.validate()?;
         let arch = cfg.arch_spec()?;
-        let net = arch.build(input, classes, cfg.activation, cfg.init, &mut rng.fork())?;
-        let rule = cfg.rule.build(&net, cfg, &mut rng.fork()).map_err(|e| format!("rule {}: {e}", cfg.rule))?;
+        let mut net = arch.build(input, classes, cfg.activation, cfg.init, &mut rng.fork())?;
+        let rule = cfg.rule.build(&mut net, cfg, &mut rng.fork()).map_err(|e| format!("rule {}: {e}", cfg.rule))?;
         let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
         let opt = Optimizer::new(cfg.optim(), &sizes);
         let grads = net.zero_grads();

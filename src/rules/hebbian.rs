@@ -18,7 +18,7 @@
 //! The decay term pulls every ||W_k|| to 1, and the per-neuron rate falls with it (the rule's
 //! own annealing; no schedule). Initialisation as in the code: dense layers (raw pixels in
 //! [0, 1]) W ~ U[0, sqrt(3 r^2 / n)) with r = 35; conv layers (after a batch norm) W ~
-//! N(0, (25 / sqrt(C_in k^2))^2). Drawn on the first batch from the rule's own stream.
+//! N(0, (25 / sqrt(C_in k^2))^2). Drawn when the rule is built (`RuleName::build`), from the rule's own stream.
 //!
 //! **Winner-take-all instar** (`hebb-wta`; Miconi 2021 `ThomasMiconi/HebbianCNNPyTorch`, the
 //! Hebbian arm of Gupta et al. 2022): the conv bias holds minus an adaptive threshold theta_k,
@@ -77,8 +77,6 @@ pub struct HebbConfig {
     pub power_lr: f32,
     pub hebb_epochs: usize,
     pub hebb_batch: usize,
-    /// Draw the reference initialisation on the first batch (off: keep the network's weights).
-    pub reference_init: bool,
 }
 
 pub struct Hebbian {
@@ -91,14 +89,13 @@ pub struct Hebbian {
     /// Per Hebbian layer, per neuron: the current rate.
     pub eta: Vec<Vec<f32>>,
     epoch: usize,
-    init_rng: Option<Rng>,
     micro: Workspace,
     y: Vec<f32>,
     dw: Vec<f32>,
 }
 
 impl Hebbian {
-    pub fn new(net: &Network, cfg: HebbConfig, rng: &mut Rng) -> Result<Self, String> {
+    pub fn new(net: &Network, cfg: HebbConfig) -> Result<Self, String> {
         let wl = net.weight_layers();
         if wl.len() < 2 {
             return Err("softhebb needs at least one Hebbian layer below the read-out".into());
@@ -133,7 +130,6 @@ impl Hebbian {
                 "softhebb: hebb_t_inv and hebb_lr need a value per layer (or one for all), hebb_batch >= 1".into()
             );
         }
-        let init_rng = cfg.reference_init.then(|| rng.fork());
         let mut r = Hebbian {
             cfg,
             head_lo,
@@ -141,7 +137,6 @@ impl Hebbian {
             eta: vec![Vec::new(); hebb.len()],
             hebb,
             epoch: 0,
-            init_rng,
             micro: Workspace::default(),
             y: Vec::new(),
             dw: Vec::new(),
@@ -454,9 +449,6 @@ impl Rule for Hebbian {
         rng: &mut Rng,
         upd: &mut Updater,
     ) -> StepStats {
-        if let Some(mut r) = self.init_rng.take() {
-            self.init_weights(net, &mut r);
-        }
         if self.epoch < self.cfg.hebb_epochs {
             let (n, d) = (ws.n, net.input_shape().len());
             let mut start = 0;

@@ -333,8 +333,9 @@ impl RuleName {
     }
 
     /// Build the rule for `net` (feedback matrices drawn from `rng`), with the rule-specific
-    /// settings of `cfg`. Fails when the rule cannot run on this network.
-    pub fn build(&self, net: &Network, cfg: &TrainConfig, rng: &mut Rng) -> Result<Box<dyn Rule>, String> {
+    /// settings of `cfg`; rules with an initialisation of their own (Hebbian layers) draw it into
+    /// `net` here. Fails when the rule cannot run on this network.
+    pub fn build(&self, net: &mut Network, cfg: &TrainConfig, rng: &mut Rng) -> Result<Box<dyn Rule>, String> {
         use feedback_alignment::{FeedbackAlignment, Mode};
         use predictive_coding::{PcConfig, PredictiveCoding};
         let pc = |fixed_prediction: bool, incremental: bool| PcConfig {
@@ -379,7 +380,7 @@ impl RuleName {
                 rng,
             )?),
             RuleName::Softhebb | RuleName::SofthebbDeep | RuleName::HebbWta | RuleName::ActivationLearning => {
-                Box::new(hebbian::Hebbian::new(
+                let mut h = hebbian::Hebbian::new(
                     net,
                     hebbian::HebbConfig {
                         plasticity: match self {
@@ -392,10 +393,10 @@ impl RuleName {
                         power_lr: cfg.hebb_power_lr,
                         hebb_epochs: cfg.hebb_epochs,
                         hebb_batch: cfg.hebb_batch,
-                        reference_init: true,
                     },
-                    rng,
-                )?)
+                )?;
+                h.init_weights(net, &mut rng.fork());
+                Box::new(h)
             }
             RuleName::Ep | RuleName::Chl => Box::new(equilibrium_propagation::EquilibriumProp::new(
                 net,

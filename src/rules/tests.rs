@@ -698,7 +698,6 @@ mod softhebb {
             power_lr: 0.5,
             hebb_epochs: 1,
             hebb_batch: 1,
-            reference_init: false,
         }
     }
 
@@ -791,7 +790,7 @@ mod softhebb {
             })
             .collect();
         let mut net = layer(6, 4, 11);
-        let mut rule = SoftHebb::new(&net, cfg(false, 1.0, 0.05), &mut Rng::new(1)).unwrap();
+        let mut rule = SoftHebb::new(&net, cfg(false, 1.0, 0.05)).unwrap();
         rule.init_weights(&mut net, &mut Rng::new(2));
         train(&mut rule, &mut net, &data, 3000, 3000);
         let w = &net.params[0].data;
@@ -843,7 +842,7 @@ mod softhebb {
         let mut accs = Vec::new();
         for lr in [0.05f32, 0.0] {
             let mut net = layer(4, 8, 13);
-            let mut rule = SoftHebb::new(&net, cfg(false, 2.0, lr), &mut Rng::new(1)).unwrap();
+            let mut rule = SoftHebb::new(&net, cfg(false, 2.0, lr)).unwrap();
             rule.init_weights(&mut net, &mut Rng::new(3));
             train(&mut rule, &mut net, &data, 1500, 1000);
             accs.push(accuracy(&mut net, &data));
@@ -900,9 +899,8 @@ mod hebb_wta {
             power_lr: 0.5,
             hebb_epochs: 1,
             hebb_batch: 16,
-            reference_init: false,
         };
-        let mut rule = Hebbian::new(&net, cfg, &mut Rng::new(2)).unwrap();
+        let mut rule = Hebbian::new(&net, cfg).unwrap();
         rule.init_weights(&mut net, &mut Rng::new(3));
         let pattern: Vec<f32> = (0..36).map(|i| if (i / 6 + i % 6) % 2 == 0 { 1.0 } else { 0.0 }).collect();
         net.params[0].data[..9].copy_from_slice(&[1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
