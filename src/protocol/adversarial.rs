@@ -31,8 +31,9 @@ impl Attack {
     }
 }
 
-/// d(batch-mean cross-entropy)/d input of the batch `x` (`y.len()` samples), into `g`.
-pub fn input_gradient(net: &mut Network, ws: &mut Workspace, x: &[f32], y: &[u32], g: &mut [f32]) {
+/// d(batch-mean cross-entropy)/d input of the batch `x` (`y.len()` samples), into `g`;
+/// `pg` receives the parameter gradients the backward pass computes on the way (scratch).
+pub fn input_gradient(net: &mut Network, ws: &mut Workspace, pg: &mut [Vec<f32>], x: &[f32], y: &[u32], g: &mut [f32]) {
     let n = y.len();
     net.prepare(ws, n);
     ws.input_mut().copy_from_slice(x);
@@ -41,15 +42,14 @@ pub fn input_gradient(net: &mut Network, ws: &mut Workspace, x: &[f32], y: &[u32
     let l = ws.acts.len() - 1;
     let (acts, grads) = (&ws.acts[l], &mut ws.grads[l]);
     Loss::Ce.eval(&acts[..n * k], y, k, Some(&mut grads[..n * k]));
-    let mut pg = net.zero_grads();
-    net.backward(ws, &mut pg, 0, net.num_layers(), None, true);
+    net.backward(ws, pg, 0, net.num_layers(), None, true);
     g.copy_from_slice(&ws.grads[0][..x.len()]);
 }
 
 /// The attacked copy of `test` (normalised with `norm`): every sample moved within eps (pixel
-/// units, L-inf) to raise the loss. `rng` draws PGD's random starts.
-pub fn attack(net: &Network, test: &Split, norm: &Norm, atk: Attack, eps: f64, rng: &mut Rng) -> Split {
-    let mut net = net.clone();
+/// units, L-inf) to raise the loss. `rng` draws PGD's random starts. The network only runs in
+/// evaluation mode (its parameters are not changed).
+pub fn attack(net: &mut Network, test: &Split, norm: &Norm, atk: Attack, eps: f64, rng: &mut Rng) -> Split {
     let mut out = test.clone();
     if eps <= 0.0 {
         return out;
@@ -62,6 +62,7 @@ pub fn attack(net: &Network, test: &Split, norm: &Norm, atk: Attack, eps: f64, r
         (eps as f32 / s, (0.0 - m) / s, (1.0 - m) / s)
     };
     let mut ws = Workspace::default();
+    let mut pg = net.zero_grads();
     let chunk = 250;
     let mut g = Vec::new();
     let mut start = 0;
@@ -82,7 +83,7 @@ pub fn attack(net: &Network, test: &Split, norm: &Norm, atk: Attack, eps: f64, r
             }
         };
         for _ in 0..steps {
-            input_gradient(&mut net, &mut ws, xa, y, &mut g);
+            input_gradient(net, &mut ws, &mut pg, xa, y, &mut g);
             for (i, (v, gv)) in xa.iter_mut().zip(&g).enumerate() {
                 let (e, lo, hi) = bound(i % d);
                 let x = x0[i];
@@ -132,7 +133,8 @@ mod tests {
         rng.fill_normal(&mut x, 1.0);
         let y = [0u32, 2];
         let mut g = vec![0.0; x.len()];
-        input_gradient(&mut n, &mut Workspace::default(), &x, &y, &mut g);
+        let mut pg = n.zero_grads();
+        input_gradient(&mut n, &mut Workspace::default(), &mut pg, &x, &y, &mut g);
         for j in [0, 5, 17, 31] {
             let h = 1e-2;
             let (mut p, mut m) = (x.clone(), x.clone());
@@ -145,7 +147,7 @@ mod tests {
 
     #[test]
     fn attacks_stay_within_eps_and_the_pixel_range_and_raise_the_loss() {
-        let n = net();
+        let mut n = net();
         let norm = Norm { mean: vec![0.5], std: vec![0.25], plane: 16 };
         let mut rng = Rng::new(5);
         let mut x: Vec<f32> = (0..8 * 16).map(|_| (rng.uniform() - 0.5) / 0.25).collect();
@@ -153,7 +155,7 @@ mod tests {
         let test = Split { x, y: (0..8).map(|i| (i % 3) as u32).collect(), n: 8, dim: 16 };
         let base = loss(&n, &test.x, &test.y);
         for atk in [Attack::Fgsm, Attack::Pgd { steps: 5 }] {
-            let adv = attack(&n, &test, &norm, atk, 0.1, &mut Rng::new(6));
+            let adv = attack(&mut n, &test, &norm, atk, 0.1, &mut Rng::new(6));
             for (a, b) in adv.x.iter().zip(&test.x) {
                 let (pa, pb) = (a * 0.25 + 0.5, b * 0.25 + 0.5);
                 assert!((pa - pb).abs() <= 0.1 + 1e-5, "{atk:?}: moved {} pixels", (pa - pb).abs());

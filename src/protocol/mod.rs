@@ -224,7 +224,7 @@ fn attack_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, seed: 
     let mut out = Vec::new();
     for (i, (atk, eps)) in attacks.enumerate() {
         let mut rng = Rng::new(seed.wrapping_mul(1_000_033).wrapping_add(i as u64 + 101));
-        let adv = adversarial::attack(&tr.net, &sub, norm, atk, eps, &mut rng);
+        let adv = adversarial::attack(&mut tr.net, &sub, norm, atk, eps, &mut rng);
         out.push(AttackPoint { attack: atk.name().into(), eps, test_accuracy: tr.evaluate(&adv) });
     }
     out
