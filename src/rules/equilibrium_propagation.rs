@@ -68,6 +68,8 @@ pub struct EquilibriumProp {
     layers: Vec<(usize, usize, usize, usize)>,
     free: Vec<Vec<f32>>,
     nudged: Vec<Vec<f32>>,
+    /// Symmetric nudging: the +beta phase's states while the -beta phase relaxes.
+    plus: Vec<Vec<f32>>,
     drive: Vec<f32>,
     /// The input drive W_1 x + b_1, constant over a phase.
     input_drive: Vec<f32>,
@@ -103,6 +105,7 @@ impl EquilibriumProp {
             layers,
             free: vec![Vec::new(); k],
             nudged: vec![Vec::new(); k],
+            plus: vec![Vec::new(); k],
             drive: Vec::new(),
             input_drive: Vec::new(),
             xbuf: Vec::new(),
@@ -259,10 +262,15 @@ impl Rule for EquilibriumProp {
         if self.cfg.symmetric && !self.cfg.clamped {
             // Second nudged phase at -beta from the free fixed point; the contrast is then
             // (+beta phase) - (-beta phase) over 2 beta: `free` holds the -beta states below.
-            let plus = std::mem::take(&mut self.nudged);
-            self.nudged = self.free.clone();
+            std::mem::swap(&mut self.plus, &mut self.nudged);
+            for (m, f) in self.nudged.iter_mut().zip(&self.free) {
+                m.clear();
+                m.extend_from_slice(f);
+            }
             self.relax(net, false, Some(y), -beta, false, steps, n);
-            self.free = std::mem::replace(&mut self.nudged, plus);
+            // free <- the -beta states, nudged <- the +beta states (buffers rotate, none allocated)
+            std::mem::swap(&mut self.free, &mut self.nudged);
+            std::mem::swap(&mut self.nudged, &mut self.plus);
             scale = -1.0 / (2.0 * beta * n as f32);
         }
         for l in 0..k {

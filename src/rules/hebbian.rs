@@ -90,8 +90,10 @@ pub struct Hebbian {
     pub eta: Vec<Vec<f32>>,
     epoch: usize,
     micro: Workspace,
+    /// Scratch: activity Y, update dW, per-neuron coefficients (sum y u, wins).
     y: Vec<f32>,
     dw: Vec<f32>,
+    yu: Vec<f32>,
 }
 
 impl Hebbian {
@@ -140,6 +142,7 @@ impl Hebbian {
             micro: Workspace::default(),
             y: Vec::new(),
             dw: Vec::new(),
+            yu: Vec::new(),
         };
         for j in 0..r.hebb.len() {
             r.update_rates(net, j);
@@ -339,7 +342,7 @@ impl Hebbian {
     /// One Hebbian update of every layer from the micro-batch forward pass in `self.micro`.
     fn hebbian_step(&mut self, net: &mut Network) {
         let n = self.micro.n;
-        let mut yu = Vec::new();
+        let mut yu = std::mem::take(&mut self.yu);
         let mut y = std::mem::take(&mut self.y);
         let mut dw = std::mem::take(&mut self.dw);
         for j in 0..self.hebb.len() {
@@ -408,6 +411,7 @@ impl Hebbian {
         }
         self.y = y;
         self.dw = dw;
+        self.yu = yu;
     }
 }
 
