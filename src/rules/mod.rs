@@ -63,11 +63,7 @@ pub trait Rule: Send {
         rng: &mut Rng,
         upd: &mut Updater,
     ) -> StepStats {
-        let stats = self.step(net, ws, y, loss, grads, rng);
-        if stats.loss_sum.is_finite() {
-            upd.apply(net, grads);
-        }
-        stats
+        step_then_apply(self, net, ws, y, loss, grads, rng, upd)
     }
 
     /// Called by the driver before every epoch (0-based `epoch` of `epochs`): rules with a
@@ -82,6 +78,26 @@ pub trait Rule: Send {
     fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
         Vec::new()
     }
+}
+
+/// `Rule::train_batch`'s default: the rule's `step`, then one optimiser step on every trainable
+/// parameter unless the loss is not finite (callable by overrides that only sometimes differ).
+#[allow(clippy::too_many_arguments)]
+pub fn step_then_apply<R: Rule + ?Sized>(
+    rule: &mut R,
+    net: &mut Network,
+    ws: &mut Workspace,
+    y: &[u32],
+    loss: Loss,
+    grads: &mut [Vec<f32>],
+    rng: &mut Rng,
+    upd: &mut Updater,
+) -> StepStats {
+    let stats = rule.step(net, ws, y, loss, grads, rng);
+    if stats.loss_sum.is_finite() {
+        upd.apply(net, grads);
+    }
+    stats
 }
 
 /// The driver's optimiser step, handed to `Rule::train_batch`: the configured optimiser at the

@@ -290,11 +290,7 @@ impl Rule for PredictiveCoding {
         upd: &mut Updater,
     ) -> StepStats {
         if !self.cfg.incremental {
-            let stats = self.step(net, ws, y, loss, grads, rng);
-            if stats.loss_sum.is_finite() {
-                upd.apply(net, grads);
-            }
-            return stats;
+            return super::step_then_apply(self, net, ws, y, loss, grads, rng, upd);
         }
         let stats = self.init_nodes(net, ws, y, loss, rng);
         if !stats.loss_sum.is_finite() {
