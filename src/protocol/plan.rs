@@ -179,18 +179,18 @@ impl Plan {
 
     /// The resolved training config of `rule` at `seed`.
     pub fn config_for(&self, rule: RuleName, seed: u64) -> Result<TrainConfig, String> {
-        let mut t = self.train.clone();
+        // Layers, later ones winning: the plan's network, [train], [rule.X] (a rule may bring its
+        // own network: Hebbian rules), then what the plan fixes for every run.
+        let s = |v: &str| toml::Value::String(v.to_string());
+        let mut t = toml::Table::new();
+        t.insert("arch".into(), s(&self.arch));
+        t.extend(self.train.clone());
         if let Some(o) = self.rule.get(rule.as_str()) {
             t.extend(o.clone());
         }
-        let s = |v: &str| toml::Value::String(v.to_string());
         t.insert("data".into(), s(&self.data));
         if let Some(d) = &self.data_dir {
             t.insert("data_dir".into(), s(d));
-        }
-        // A rule's own `arch` override (e.g. a Hebbian rule's network) wins over the plan's.
-        if !self.rule.get(rule.as_str()).is_some_and(|o| o.contains_key("arch")) {
-            t.insert("arch".into(), s(&self.arch));
         }
         t.insert("rule".into(), s(rule.as_str()));
         t.insert("epochs".into(), toml::Value::Integer(self.max_epochs() as i64));
