@@ -225,13 +225,7 @@ impl Hebbian {
             let us = &u[s * k * p..(s + 1) * k * p];
             for pos in 0..p {
                 let col = s * p + pos;
-                let (mut mx, mut win) = (f32::NEG_INFINITY, 0);
-                for c in 0..k {
-                    if us[c * p + pos] > mx {
-                        mx = us[c * p + pos];
-                        win = c;
-                    }
-                }
+                let (mx, win) = channel_max(us, k, p, pos);
                 let mut sum = 0.0;
                 for c in 0..k {
                     let e = (t_inv * (us[c * p + pos] - mx)).exp();
@@ -260,13 +254,7 @@ impl Hebbian {
         for s in 0..n {
             let us = &u[s * k * p..(s + 1) * k * p];
             for pos in 0..p {
-                let (mut mx, mut win) = (f32::NEG_INFINITY, 0);
-                for c in 0..k {
-                    if us[c * p + pos] > mx {
-                        mx = us[c * p + pos];
-                        win = c;
-                    }
-                }
+                let (mx, win) = channel_max(us, k, p, pos);
                 if mx > 0.0 {
                     y[win * np + s * p + pos] = 1.0;
                     wins[win] += 1.0;
@@ -413,6 +401,19 @@ impl Hebbian {
         self.dw = dw;
         self.yu = yu;
     }
+}
+
+/// The largest of the K channel values at position `pos` of one sample (K x P), and its channel
+/// (the first on ties).
+fn channel_max(us: &[f32], k: usize, p: usize, pos: usize) -> (f32, usize) {
+    let (mut mx, mut win) = (f32::NEG_INFINITY, 0);
+    for c in 0..k {
+        if us[c * p + pos] > mx {
+            mx = us[c * p + pos];
+            win = c;
+        }
+    }
+    (mx, win)
 }
 
 /// Scale every row of a K x inp matrix to unit Euclidean norm.
