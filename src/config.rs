@@ -86,6 +86,10 @@ pub struct TrainConfig {
     pub hebb_power_lr: f32,
     /// Winner-take-all Hebbian: rate of the adaptive thresholds.
     pub hebb_mu: f32,
+    /// Activation Learning: strength s of the label in the input (0: off, a linear read-out on
+    /// the features). With s > 0 the input is [x / |x|, s e_label] / sqrt(1 + s^2), every epoch
+    /// learns, and the prediction is argmax_c ||a_L(x, c)||^2 (the paper's "activation").
+    pub al_label: f32,
 }
 
 impl Default for TrainConfig {
@@ -137,6 +141,7 @@ impl Default for TrainConfig {
             hebb_lr: vec![0.01],
             hebb_power_lr: 0.5,
             hebb_mu: 3.0,
+            al_label: 0.0,
         }
     }
 }

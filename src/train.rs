@@ -101,6 +101,29 @@ pub struct Trainer {
     pub train_noise: Option<(f64, Norm)>,
     /// Epochs trained so far (the rule hears of each new one through `Rule::begin_epoch`).
     pub epochs_done: usize,
+    /// Features of the rule's frozen prefix (`Rule::frozen_prefix`), most recently used last.
+    cache: Vec<Frozen>,
+    /// Use that cache (the default); false recomputes the prefix for every batch.
+    pub cache_frozen: bool,
+}
+
+/// The evaluation-mode activations entering layer `layer` for every sample of one split, valid
+/// while the split's pixels and the prefix's parameters hash to `key`.
+struct Frozen {
+    layer: usize,
+    key: u64,
+    feats: Vec<f32>,
+}
+
+/// Splits whose frozen features are kept at once (training, test, validation).
+const CACHED_SPLITS: usize = 3;
+
+/// FNV-1a over the bit patterns of `v`, continuing from `h`.
+fn hash_f32(mut h: u64, v: &[f32]) -> u64 {
+    for x in v {
+        h = (h ^ x.to_bits() as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 pub struct EpochStats {
@@ -137,7 +160,42 @@ impl Trainer {
             masks: None,
             train_noise: None,
             epochs_done: 0,
+            cache: Vec::new(),
+            cache_frozen: true,
         })
+    }
+
+    /// Index in `self.cache` of the features entering layer `layer` for `split`, computed (in
+    /// evaluation mode, batches of 1000) unless the same pixels under the same prefix
+    /// parameters are cached. Keyed by content, so pruning or a changed split recomputes.
+    fn frozen_features(&mut self, split: &Split, layer: usize) -> usize {
+        let mut key = hash_f32(0xcbf2_9ce4_8422_2325 ^ layer as u64, &split.x);
+        for l in &self.net.layers[..layer] {
+            for p in l.param_ids() {
+                key = hash_f32(key, &self.net.params[p].data);
+            }
+        }
+        if let Some(i) = self.cache.iter().position(|c| c.layer == layer && c.key == key) {
+            let c = self.cache.remove(i);
+            self.cache.push(c);
+            return self.cache.len() - 1;
+        }
+        if self.cache.len() >= CACHED_SPLITS {
+            self.cache.remove(0);
+        }
+        let (d, f) = (split.dim, self.net.shapes[layer].len());
+        let mut feats = vec![0.0; split.n * f];
+        let mut start = 0;
+        while start < split.n {
+            let m = 1000.min(split.n - start);
+            self.net.prepare(&mut self.eval_ws, m);
+            self.eval_ws.input_mut().copy_from_slice(&split.x[start * d..(start + m) * d]);
+            self.net.forward_layers(&mut self.eval_ws, 0, layer, false, &mut self.rng);
+            feats[start * f..(start + m) * f].copy_from_slice(&self.eval_ws.acts[layer][..m * f]);
+            start += m;
+        }
+        self.cache.push(Frozen { layer, key, feats });
+        self.cache.len() - 1
     }
 
     /// One pass over `split` in a seeded random order. Stops early if the loss diverges.
@@ -150,6 +208,11 @@ impl Trainer {
         self.order.extend(0..n);
         self.rng.shuffle(&mut self.order);
         let batches = n.div_ceil(b);
+        // A frozen prefix runs once per sample for the whole epoch (not with training noise,
+        // which changes the inputs every batch).
+        let first = if self.train_noise.is_none() && self.cache_frozen { self.rule.frozen_prefix() } else { 0 };
+        let cached = (first > 0).then(|| self.frozen_features(split, first));
+        let f = self.net.shapes[first].len();
         let mut labels = Vec::with_capacity(b);
         let (mut loss, mut correct) = (0.0f64, 0usize);
         let mut energy: Option<(f64, f64, usize)> = None;
@@ -158,14 +221,22 @@ impl Trainer {
             let idx = &self.order[bi * b..((bi + 1) * b).min(n)];
             let m = idx.len();
             self.net.prepare(&mut self.ws, m);
-            let input = self.ws.input_mut();
             labels.clear();
-            for (r, &s) in idx.iter().enumerate() {
-                input[r * d..(r + 1) * d].copy_from_slice(&split.x[s * d..(s + 1) * d]);
-                labels.push(split.y[s]);
-            }
-            if let Some((std, norm)) = &self.train_noise {
-                noise::corrupt(input, norm, NoiseKind::Gaussian, *std, &mut self.rng);
+            labels.extend(idx.iter().map(|&s| split.y[s]));
+            if let Some(ci) = cached {
+                let (feats, input) = (&self.cache[ci].feats, &mut self.ws.acts[first]);
+                for (r, &s) in idx.iter().enumerate() {
+                    input[r * f..(r + 1) * f].copy_from_slice(&feats[s * f..(s + 1) * f]);
+                }
+                self.ws.first = first;
+            } else {
+                let input = self.ws.input_mut();
+                for (r, &s) in idx.iter().enumerate() {
+                    input[r * d..(r + 1) * d].copy_from_slice(&split.x[s * d..(s + 1) * d]);
+                }
+                if let Some((std, norm)) = &self.train_noise {
+                    noise::corrupt(input, norm, NoiseKind::Gaussian, *std, &mut self.rng);
+                }
             }
             let mut upd = Updater { opt: &mut self.opt, lr, masks: self.masks.as_ref() };
             let StepStats { loss_sum, correct: c, energy: en } = self.rule.train_batch(
@@ -204,15 +275,25 @@ impl Trainer {
         if split.n == 0 {
             return 0.0;
         }
-        let (d, k) = (split.dim, self.net.output_len());
+        let (d, k, l) = (split.dim, self.net.output_len(), self.net.num_layers());
+        let first = if self.cache_frozen { self.rule.frozen_prefix() } else { 0 };
+        let cached = (first > 0).then(|| self.frozen_features(split, first));
+        let f = self.net.shapes[first].len();
         let mut correct = 0;
         let mut start = 0;
         while start < split.n {
             let m = 1000.min(split.n - start);
             self.net.prepare(&mut self.eval_ws, m);
-            self.eval_ws.input_mut().copy_from_slice(&split.x[start * d..(start + m) * d]);
-            self.net.forward(&mut self.eval_ws, false, &mut self.rng);
-            self.rule.settle_prediction(&self.net, &mut self.eval_ws);
+            if let Some(ci) = cached {
+                let feats = &self.cache[ci].feats[start * f..(start + m) * f];
+                self.eval_ws.acts[first][..m * f].copy_from_slice(feats);
+                self.eval_ws.first = first;
+            } else {
+                self.eval_ws.input_mut().copy_from_slice(&split.x[start * d..(start + m) * d]);
+            }
+            let lo = self.eval_ws.first;
+            self.net.forward_layers(&mut self.eval_ws, lo, l, false, &mut self.rng);
+            self.rule.settle_prediction(&mut self.net, &mut self.eval_ws);
             let out = self.eval_ws.output();
             correct += (0..m).filter(|&s| argmax(&out[s * k..(s + 1) * k]) == split.y[start + s] as usize).count();
             start += m;

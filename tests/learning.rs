@@ -57,6 +57,56 @@ fn hebbian_conv_nets_learn_a_fashion_mnist_subset() {
     }
 }
 
+/// The driver's cache of a frozen prefix (the Hebbian layers during the read-out epochs) gives
+/// the run it would give without it: the same losses, accuracies and read-out weights. On the
+/// digits (dense SoftHebb) and on a small Fashion-MNIST subset (the conv blocks, with batch
+/// norm, padded pooling and dropout; skipped where the data set is not installed).
+#[test]
+fn frozen_prefix_cache_changes_nothing() {
+    use biolearn::nn::Shape;
+    use biolearn::rng::Rng;
+    let cases = [
+        ("rule = 'softhebb'\narch = 'softhebb-mlp:100'\nhebb_epochs = 1", 0),
+        ("rule = 'softhebb-deep'\narch = 'softhebb-cnn:4,8,16'\ndata = 'fashion-mnist'", 300),
+    ];
+    for (toml, keep) in cases {
+        let t: toml::Table = format!("{toml}\nepochs = 3\nthreads = 1").parse().unwrap();
+        let cfg = TrainConfig::load(None, t).unwrap();
+        let Ok(mut l) = train::load_data(&cfg) else {
+            eprintln!("fashion-mnist not installed: skipped");
+            continue;
+        };
+        if keep > 0 {
+            let sub = |s: &biolearn::data::Split| train::subset(s, &(0..keep).collect::<Vec<_>>());
+            l.ds.train = sub(&l.ds.train);
+            l.ds.test = sub(&l.ds.test);
+        }
+        let ds = &l.ds;
+        let run = |cache: bool| {
+            let mut rng = Rng::new(5);
+            let shape = Shape::new(ds.channels, ds.height, ds.width);
+            let mut tr = train::Trainer::new(&cfg, shape, ds.num_classes, &mut rng).unwrap();
+            tr.cache_frozen = cache;
+            let mut hist = Vec::new();
+            for _ in 0..3 {
+                let st = tr.train_epoch(&ds.train, 0.01, |_, _| {});
+                hist.push((st.loss, tr.evaluate(&ds.test), tr.evaluate(&ds.train)));
+            }
+            (hist, tr.net.params.iter().map(|p| p.data.clone()).collect::<Vec<_>>())
+        };
+        let (h1, p1) = run(true);
+        let (h0, p0) = run(false);
+        eprintln!("{toml}\ncached {h1:?}\nplain  {h0:?}");
+        for ((l1, a1, b1), (l0, a0, b0)) in h1.iter().zip(&h0) {
+            assert!((l1 - l0).abs() < 1e-4 * l0.abs(), "{l1} vs {l0}");
+            assert!((a1 - a0).abs() < 4e-3 && (b1 - b0).abs() < 4e-3, "{a1}/{b1} vs {a0}/{b0}");
+        }
+        for (a, b) in p1.iter().flatten().zip(p0.iter().flatten()) {
+            assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+}
+
 #[test]
 fn validation_split_is_stratified_and_disjoint() {
     let cfg = TrainConfig { epochs: 1, val_fraction: 0.2, threads: 1, ..TrainConfig::default() };

@@ -6,9 +6,10 @@
 //! | `mlp:800,800` | two hidden layers; `mlp:` (no hidden layer) is a linear classifier |
 //! | `mlp:800,800/bn` | batch norm before each hidden activation; `/dropout=0.2` after it |
 //! | `lenet` | BioTorch's LeNet (`biotorch/models/le_net.py`): conv 6 k5 -> act -> maxpool 2 -> conv 16 k5 -> act -> maxpool 2 -> conv 120 k5 -> act -> dense 84 -> act -> classes; 32x32 inputs (28x28 ones padded by 2 in conv1, as BioTorch's resize to 32 gives the same shapes) |
-//! | `softhebb-mlp:2000` | SoftHebb single layer: dense 2000 (no bias) -> softmax(5 u) over the units -> classes |
+//! | `softhebb-mlp:2000` | SoftHebb single layer: dense 2000 (no bias; `softhebb-mlp:2000/bias` adds the bias that learns each neuron's log prior) -> softmax(5 u) over the units -> classes |
 //! | `softhebb-cnn28` | `softhebb-cnn:32,128,512`: the same blocks a third as wide (a ninth of the compute), sized for 28x28 grey images |
-//! | `softhebb-cnn` | multilayer SoftHebb (Journe et al. 2023, CIFAR-10 preset): [batch norm (no affine) -> conv (reflect pad, no bias) -> triangle -> pool] with 96 k5 / 384 k3 / 1536 k3 channels, triangle powers 0.7 / 1.4 / 1.0, max 4/2, max 4/2, avg 2/2 -> dropout 0.5 -> classes |
+//! | `softhebb-stl` | SoftHebb's four-layer STL-10 preset (`5SoftHebbCnnSTL`): 96 k5 / 384 k3 / 1536 k3 / 6144 k3, triangle 0.7 / 0.7 / 1.4 / 1.0, pools avg 4/2/1, max 4/2/1, avg 4/2/1, avg 2/2 -> dropout 0.5 -> classes; run with `--set hebb_t_inv=[1,0.65,0.45,0.25] --set hebb_lr=[0.08,0.005,0.01,0.01]` |
+//! | `softhebb-cnn` | multilayer SoftHebb (Journe et al. 2023, CIFAR-10 preset): [batch norm (no affine) -> conv (reflect pad, no bias) -> triangle -> pool] with 96 k5 / 384 k3 / 1536 k3 channels, triangle powers 0.7 / 1.4 / 1.0, max 4/2 pad 1, max 4/2 pad 1, avg 2/2 (32x32: 1536x4x4 read-out inputs; 28x28: 1536x3x3) -> dropout 0.5 -> classes |
 //! | `hebb-conv3` | `conv3` as Miconi's Hebbian CNN builds it: each layer's input standardised per sample, triangle outputs relu(u - mean_c u), the conv bias holding minus the adaptive WTA threshold |
 //! | `al-mlp:1000,1000` | Activation Learning (Zhou 2022): input scaled to unit norm, then per hidden layer dense (no bias) -> f(x) = beta (|x| - mean|x|) with beta keeping the norm -> classes |
 //! | `conv3` | the holistic benchmark's net (Gupta et al. 2022, after Miconi's Hebbian CNN): conv 100 k5 -> act -> avgpool 2 -> conv 196 k3 -> act -> avgpool 2 -> conv 400 k3 -> act -> avgpool 2 -> classes (no padding; 32x32 gives 400x2x2 features) |
@@ -54,15 +55,19 @@ pub enum ArchSpec {
     },
     LeNet,
     Conv3,
-    /// SoftHebb single layer: dense (no bias) -> softmax(5 u) -> classes.
+    /// SoftHebb single layer: dense (no bias, or with the learned log-prior bias) ->
+    /// softmax(5 u) -> classes.
     SoftHebbMlp {
         hidden: usize,
+        bias: bool,
     },
     /// SoftHebb conv blocks (Journe et al. 2023) with these three widths (CIFAR-10 preset:
     /// 96, 384, 1536).
     SoftHebbCnn {
         widths: [usize; 3],
     },
+    /// SoftHebb's four-layer STL-10 preset (`5SoftHebbCnnSTL`).
+    SoftHebbStl,
     /// Miconi's / Gupta's Hebbian conv3 with triangle outputs.
     HebbConv3,
     /// Activation Learning MLP: unit-norm input, dense (no bias) + norm-preserving |x| activation.
@@ -105,9 +110,11 @@ impl std::str::FromStr for ArchSpec {
                 .ok()
                 .filter(|&v| v > 0)
                 .ok_or_else(|| format!("arch '{s}': width '{rest}' is not a positive integer"))?;
-            ArchSpec::SoftHebbMlp { hidden }
+            ArchSpec::SoftHebbMlp { hidden, bias: false }
         } else if base == "softhebb-cnn" {
             ArchSpec::SoftHebbCnn { widths: [96, 384, 1536] }
+        } else if base == "softhebb-stl" {
+            ArchSpec::SoftHebbStl
         } else if base == "softhebb-cnn28" {
             ArchSpec::SoftHebbCnn { widths: [32, 128, 512] }
         } else if let Some(rest) = base.strip_prefix("softhebb-cnn:") {
@@ -128,12 +135,19 @@ impl std::str::FromStr for ArchSpec {
             ArchSpec::AlMlp { hidden }
         } else {
             return Err(format!(
-                "unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), lenet, conv3, softhebb-mlp:H, softhebb-cnn, hebb-conv3 or al-mlp:H1,H2"
+                "unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), lenet, conv3, softhebb-mlp:H, softhebb-cnn, softhebb-cnn28, softhebb-cnn:W1,W2,W3, softhebb-stl, hebb-conv3 or al-mlp:H1,H2"
             ));
         };
         if let Some(opts) = opts {
+            if let ArchSpec::SoftHebbMlp { bias, .. } = &mut spec {
+                if opts != "bias" {
+                    return Err(format!("arch '{s}': softhebb-mlp's one option is '/bias'"));
+                }
+                *bias = true;
+                return Ok(spec);
+            }
             let ArchSpec::Mlp { batchnorm, dropout, .. } = &mut spec else {
-                return Err(format!("arch '{s}': options after '/' apply to mlp only"));
+                return Err(format!("arch '{s}': options after '/' apply to mlp (and softhebb-mlp: /bias) only"));
             };
             for o in opts.split('/') {
                 if o == "bn" {
@@ -169,8 +183,11 @@ impl std::fmt::Display for ArchSpec {
             }
             ArchSpec::LeNet => write!(f, "lenet"),
             ArchSpec::Conv3 => write!(f, "conv3"),
-            ArchSpec::SoftHebbMlp { hidden } => write!(f, "softhebb-mlp:{hidden}"),
+            ArchSpec::SoftHebbMlp { hidden, bias } => {
+                write!(f, "softhebb-mlp:{hidden}{}", if *bias { "/bias" } else { "" })
+            }
             ArchSpec::SoftHebbCnn { widths: [a, b, c] } => write!(f, "softhebb-cnn:{a},{b},{c}"),
+            ArchSpec::SoftHebbStl => write!(f, "softhebb-stl"),
             ArchSpec::HebbConv3 => write!(f, "hebb-conv3"),
             ArchSpec::AlMlp { hidden } => {
                 let h: Vec<String> = hidden.iter().map(|v| v.to_string()).collect();
@@ -244,18 +261,28 @@ impl<'r> Builder<'r> {
         self
     }
 
-    fn pool_geom(&self, k: usize, stride: usize) -> PoolGeom {
+    fn pool_geom(&self, k: usize, stride: usize, pad: usize) -> PoolGeom {
         let s = self.cur();
-        PoolGeom { c: s.c, h: s.h, w: s.w, k, stride }
+        debug_assert!(2 * pad <= k, "pool padding is at most half the window");
+        PoolGeom { c: s.c, h: s.h, w: s.w, k, stride, pad }
     }
-    pub fn maxpool(mut self, k: usize, stride: usize) -> Self {
-        let g = self.pool_geom(k, stride);
+    pub fn maxpool(self, k: usize, stride: usize) -> Self {
+        self.maxpool_pad(k, stride, 0)
+    }
+    /// Max pooling with `pad` cells of -inf on every side (PyTorch's `padding`).
+    pub fn maxpool_pad(mut self, k: usize, stride: usize, pad: usize) -> Self {
+        let g = self.pool_geom(k, stride, pad);
         let out = Shape::new(g.c, g.oh(), g.ow());
         self.push(Layer::MaxPool(g), out);
         self
     }
-    pub fn avgpool(mut self, k: usize, stride: usize) -> Self {
-        let g = self.pool_geom(k, stride);
+    pub fn avgpool(self, k: usize, stride: usize) -> Self {
+        self.avgpool_pad(k, stride, 0)
+    }
+    /// Average pooling with `pad` zero cells on every side, counted in the mean (PyTorch's
+    /// `padding` with `count_include_pad`).
+    pub fn avgpool_pad(mut self, k: usize, stride: usize, pad: usize) -> Self {
+        let g = self.pool_geom(k, stride, pad);
         let out = Shape::new(g.c, g.oh(), g.ow());
         self.push(Layer::AvgPool(g), out);
         self
@@ -375,25 +402,53 @@ impl ArchSpec {
                     .dense(classes, true)
                     .build()
             }
-            ArchSpec::SoftHebbMlp { hidden } => {
+            ArchSpec::SoftHebbMlp { hidden, bias } => {
                 // Moraitis et al. 2022 / SoftHebb's `2SoftMlpMNIST`: the read-out sees softmax(5 u).
-                b.dense(*hidden, false).channel_softmax(5.0).dense(classes, true).build()
+                b.dense(*hidden, *bias).channel_softmax(5.0).dense(classes, true).build()
             }
             ArchSpec::SoftHebbCnn { widths: [w1, w2, w3] } => {
-                // Journe et al. 2023, `4SoftHebbCnnCIFAR`: [BN (no affine) -> conv (reflect pad, no
-                // bias) -> triangle -> pool] x 3 -> dropout 0.5 -> linear. Pools are unpadded here
-                // (PyTorch's max 4/2/1 pads by 1): 28x28 gives 1536 x 2 x 2, 32x32 1536 x 3 x 3.
+                // Journe et al. 2023, `demo.py` / `4SoftHebbCnnCIFAR`: [BN (no affine) -> conv
+                // (reflect pad, no bias) -> triangle -> pool] x 3 -> dropout 0.5 -> linear; max
+                // pools 4/2 padded by 1, avg pool 2/2: 32x32 gives 1536 x 4 x 4 (the reference's
+                // 24576 read-out inputs), 28x28 gives 1536 x 3 x 3.
                 need(input, 24, "softhebb-cnn")?;
                 b.batchnorm(false)
                     .conv(*w1, 5, 1, 2, true, false)
                     .triangle(0.7)
-                    .maxpool(4, 2)
+                    .maxpool_pad(4, 2, 1)
                     .batchnorm(false)
                     .conv(*w2, 3, 1, 1, true, false)
                     .triangle(1.4)
-                    .maxpool(4, 2)
+                    .maxpool_pad(4, 2, 1)
                     .batchnorm(false)
                     .conv(*w3, 3, 1, 1, true, false)
+                    .triangle(1.0)
+                    .avgpool(2, 2)
+                    .dropout(0.5)
+                    .dense(classes, true)
+                    .build()
+            }
+            ArchSpec::SoftHebbStl => {
+                // SoftHebb's `5SoftHebbCnnSTL` for 96x96 colour images: 96 k5 / 384 k3 / 1536 k3
+                // / 6144 k3, triangle powers 0.7 / 0.7 / 1.4 / 1.0, pools avg 4/2/1, max 4/2/1,
+                // avg 4/2/1, avg 2/2 (96x96 gives 6144 x 6 x 6), dropout 0.5. Per-layer softmax
+                // temperatures and rates: hebb_t_inv [1, 0.65, 0.45, 0.25], hebb_lr [0.08, 0.005,
+                // 0.01, 0.01].
+                need(input, 32, "softhebb-stl")?;
+                b.batchnorm(false)
+                    .conv(96, 5, 1, 2, true, false)
+                    .triangle(0.7)
+                    .avgpool_pad(4, 2, 1)
+                    .batchnorm(false)
+                    .conv(384, 3, 1, 1, true, false)
+                    .triangle(0.7)
+                    .maxpool_pad(4, 2, 1)
+                    .batchnorm(false)
+                    .conv(1536, 3, 1, 1, true, false)
+                    .triangle(1.4)
+                    .avgpool_pad(4, 2, 1)
+                    .batchnorm(false)
+                    .conv(6144, 3, 1, 1, true, false)
                     .triangle(1.0)
                     .avgpool(2, 2)
                     .dropout(0.5)

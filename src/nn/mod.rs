@@ -125,6 +125,16 @@ impl Layer {
             _ => None,
         }
     }
+    /// Every parameter the layer reads, buffers (running statistics) included.
+    pub fn param_ids(&self) -> Vec<usize> {
+        match self {
+            Layer::Dense { w, b, .. } | Layer::Conv { w, b, .. } => std::iter::once(*w).chain(*b).collect(),
+            Layer::BatchNorm { affine, mean, var, .. } => {
+                affine.iter().flat_map(|&(g, b)| [g, b]).chain([*mean, *var]).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -168,6 +178,9 @@ pub struct Workspace {
     /// grads[i]: dL/d acts[i], filled by `backward` where needed.
     pub grads: Vec<Vec<f32>>,
     pub aux: Vec<Aux>,
+    /// The layer whose input `acts[first]` holds this batch: 0 (the raw batch) unless the driver
+    /// fed cached features of a frozen prefix (`Rule::frozen_prefix`). `prepare` resets it.
+    pub first: usize,
 }
 
 impl Workspace {
@@ -264,6 +277,7 @@ impl Network {
             ws.aux = (0..l).map(|_| Aux::None).collect();
         }
         ws.n = n;
+        ws.first = 0;
         for i in 0..=l {
             let len = n * self.shapes[i].len();
             ws.acts[i].resize(len, 0.0);

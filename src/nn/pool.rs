@@ -1,7 +1,9 @@
-//! Max and average pooling over k x k windows with stride s (no padding).
+//! Max and average pooling over k x k windows with stride s and zero-width padding `pad` on
+//! every side (PyTorch's semantics: max pooling pads with -inf, so a padded cell never wins;
+//! average pooling counts the padded cells, `count_include_pad = True`).
 //!
 //! # Shapes
-//! input N x C x H x W, output N x C x OH x OW with OH = (H - k) / s + 1.
+//! input N x C x H x W, output N x C x OH x OW with OH = (H + 2 pad - k) / s + 1.
 //! Max pooling keeps the arg-max index of each window for the backward pass (ties: the first).
 
 use crate::linalg;
@@ -13,20 +15,29 @@ pub struct PoolGeom {
     pub w: usize,
     pub k: usize,
     pub stride: usize,
+    #[serde(default)]
+    pub pad: usize,
 }
 
 impl PoolGeom {
     pub fn oh(&self) -> usize {
-        (self.h - self.k) / self.stride + 1
+        (self.h + 2 * self.pad - self.k) / self.stride + 1
     }
     pub fn ow(&self) -> usize {
-        (self.w - self.k) / self.stride + 1
+        (self.w + 2 * self.pad - self.k) / self.stride + 1
     }
     pub fn out_len(&self) -> usize {
         self.c * self.oh() * self.ow()
     }
     fn in_len(&self) -> usize {
         self.c * self.h * self.w
+    }
+    /// The input rows (or columns, with `w`) the window at output index `o` covers: the
+    /// window's k cells clipped to [0, n).
+    fn span(&self, o: usize, n: usize) -> std::ops::Range<usize> {
+        let lo = (o * self.stride).saturating_sub(self.pad);
+        let hi = (o * self.stride + self.k).saturating_sub(self.pad).min(n);
+        lo..hi
     }
 
     /// y = maxpool(x); `arg[i]` = index (within the sample) of the max feeding y[i].
@@ -39,13 +50,13 @@ impl PoolGeom {
                 for oy in 0..oh {
                     for ox in 0..ow {
                         let mut best = f32::NEG_INFINITY;
-                        let mut bi = 0usize;
-                        for i in 0..self.k {
-                            let row = (c * self.h + oy * self.stride + i) * self.w + ox * self.stride;
-                            for j in 0..self.k {
-                                if xs[row + j] > best {
-                                    best = xs[row + j];
-                                    bi = row + j;
+                        let mut bi = usize::MAX;
+                        for iy in self.span(oy, self.h) {
+                            let row = (c * self.h + iy) * self.w;
+                            for ix in self.span(ox, self.w) {
+                                if xs[row + ix] > best || bi == usize::MAX {
+                                    best = xs[row + ix];
+                                    bi = row + ix;
                                 }
                             }
                         }
@@ -87,9 +98,10 @@ impl PoolGeom {
                 for oy in 0..oh {
                     for ox in 0..ow {
                         let mut acc = 0.0;
-                        for i in 0..self.k {
-                            let row = (c * self.h + oy * self.stride + i) * self.w + ox * self.stride;
-                            acc += xs[row..row + self.k].iter().sum::<f32>();
+                        for iy in self.span(oy, self.h) {
+                            let row = (c * self.h + iy) * self.w;
+                            let cols = self.span(ox, self.w);
+                            acc += xs[row + cols.start..row + cols.end].iter().sum::<f32>();
                         }
                         ys[(c * oh + oy) * ow + ox] = acc * scale;
                     }
@@ -109,9 +121,10 @@ impl PoolGeom {
                 for oy in 0..oh {
                     for ox in 0..ow {
                         let gv = gs[(c * oh + oy) * ow + ox] * scale;
-                        for i in 0..self.k {
-                            let row = (c * self.h + oy * self.stride + i) * self.w + ox * self.stride;
-                            for v in &mut d[row..row + self.k] {
+                        for iy in self.span(oy, self.h) {
+                            let row = (c * self.h + iy) * self.w;
+                            let cols = self.span(ox, self.w);
+                            for v in &mut d[row + cols.start..row + cols.end] {
                                 *v += gv;
                             }
                         }
@@ -128,7 +141,7 @@ mod tests {
 
     #[test]
     fn max_and_avg_pool_2x2_by_hand() {
-        let g = PoolGeom { c: 1, h: 2, w: 4, k: 2, stride: 2 };
+        let g = PoolGeom { c: 1, h: 2, w: 4, k: 2, stride: 2, pad: 0 };
         let x = [1.0, 5.0, -1.0, -2.0, 3.0, 2.0, -3.0, -4.0];
         let mut y = [0.0; 2];
         let mut arg = [0u32; 2];
@@ -142,5 +155,36 @@ mod tests {
         assert_eq!(y, [2.75, -2.5]);
         g.avg_backward(&[4.0, 8.0], 1, &mut dx);
         assert_eq!(dx, [1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]);
+    }
+
+    /// PyTorch's MaxPool2d(4, 2, padding=1) and AvgPool2d(3, 2, padding=1) (count_include_pad)
+    /// on a 1 x 4 x 4 ramp, values from torch.
+    #[test]
+    fn padded_pools_match_torch() {
+        let g = PoolGeom { c: 1, h: 4, w: 4, k: 4, stride: 2, pad: 1 };
+        assert_eq!((g.oh(), g.ow()), (2, 2));
+        let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let (mut y, mut arg) = ([0.0; 4], [0u32; 4]);
+        g.max_forward(&x, 1, &mut y, &mut arg);
+        assert_eq!(y, [10.0, 11.0, 14.0, 15.0]);
+        assert_eq!(arg, [10, 11, 14, 15]);
+        // All-negative input: the -inf padding never wins.
+        let neg: Vec<f32> = x.iter().map(|v| -v - 1.0).collect();
+        g.max_forward(&neg, 1, &mut y, &mut arg);
+        assert_eq!(y, [-1.0, -2.0, -5.0, -6.0]);
+        let a = PoolGeom { c: 1, h: 4, w: 4, k: 3, stride: 2, pad: 1 };
+        assert_eq!((a.oh(), a.ow()), (2, 2));
+        a.avg_forward(&x, 1, &mut y);
+        // torch.nn.AvgPool2d(3, 2, 1)(torch.arange(16.).view(1, 1, 4, 4))
+        let want = [10.0 / 9.0, 24.0 / 9.0, 51.0 / 9.0, 90.0 / 9.0];
+        for (a, b) in y.iter().zip(want) {
+            assert!((a - b).abs() < 1e-5, "{y:?}");
+        }
+        let mut dx = [0.0; 16];
+        a.avg_backward(&[9.0, 9.0, 9.0, 9.0], 1, &mut dx);
+        // Each input cell receives 1 per window covering it.
+        assert_eq!(dx[0], 1.0);
+        assert_eq!(dx[1], 2.0);
+        assert_eq!(dx[5], 4.0);
     }
 }

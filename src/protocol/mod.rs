@@ -212,8 +212,14 @@ fn oneshot_pruning(plan: &Plan, tr: &mut Trainer, train: &Split, ft_lr: f32, tes
     out
 }
 
+/// White-box attacks through the trained network's input gradient; none for a rule whose
+/// prediction is not the feed-forward output (EP/CHL's free phase, Activation Learning's
+/// activation read-out), where that gradient is not its prediction's.
 fn attack_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, seed: u64) -> Vec<AttackPoint> {
     use adversarial::Attack;
+    if !tr.rule.predicts_feedforward() {
+        return Vec::new();
+    }
     let m = if plan.attack_samples == 0 { test.n } else { plan.attack_samples.min(test.n) };
     let sub = train::subset(test, &(0..m).collect::<Vec<_>>());
     let attacks = plan

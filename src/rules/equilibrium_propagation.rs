@@ -295,7 +295,11 @@ impl Rule for EquilibriumProp {
         StepStats { loss_sum, correct, energy: None }
     }
 
-    fn settle_prediction(&mut self, net: &Network, ws: &mut Workspace) {
+    fn predicts_feedforward(&self) -> bool {
+        false
+    }
+
+    fn settle_prediction(&mut self, net: &mut Network, ws: &mut Workspace) {
         let n = ws.n;
         self.xbuf.clear();
         self.xbuf.extend_from_slice(&ws.acts[0][..n * net.input_shape().len()]);

@@ -15,6 +15,11 @@
 //!   dW /= max |dW| over the whole layer
 //!   W_k += eta_k dW_k,   eta_k = lr (| ||W_k|| - 1 | + 1e-10)^power_lr
 //!
+//! Optional bias (a Hebbian layer with a bias, `softhebb-mlp:H/bias`; Moraitis et al.'s
+//! `HebbSoftLinear`): u = W x + b, and b learns each neuron's log prior,
+//!   db_k = (sum_{b,pos} y_k - N e^{t_inv b_k}) / e^{t_inv b_k},  db /= max |db|,
+//!   b_k += (eta_k / t_inv) db_k,   b starting at ln(1/K) / t_inv (uniform priors).
+//!
 //! The decay term pulls every ||W_k|| to 1, and the per-neuron rate falls with it (the rule's
 //! own annealing; no schedule). Initialisation as in the code: dense layers (raw pixels in
 //! [0, 1]) W ~ U[0, sqrt(3 r^2 / n)) with r = 35; conv layers (after a batch norm) W ~
@@ -36,8 +41,12 @@
 //! norm-preserving activation beta (|z| - mean|z|) after each layer),
 //!   W += (eta / B) sum_b z (a - W^T z)^T       (Oja's subspace rule: local competition)
 //! at a constant rate eta per layer, from small Gaussian weights N(0, (0.1 / sqrt(inputs))^2).
-//! Used here as unsupervised pre-training under the linear
-//! read-out; the paper's label-in-the-input "activation" read-out is not implemented.
+//! Two read-outs: unsupervised pre-training under the linear read-out (the default), or the
+//! paper's own "activation" read-out (`al_label = s > 0`): the label enters the input, which
+//! becomes a_0 = [x / |x|, s e_y] / sqrt(1 + s^2) (the first layer's label weights W_y learn by
+//! the same rule, as the label columns of W), every epoch learns on (image, label) pairs, and
+//! the prediction is argmax_c ||a_L(x, c)||^2 over the classes c ("learn more, activate more";
+//! the last Hebbian layer's output a_L, the dense read-out is not used).
 //!
 //! Schedule inside `--epochs N` (the driver's epochs): the first `hebb_epochs` (default 1)
 //! are unsupervised: every layer learns at once (as `demo.py`) on micro-batches of
@@ -77,6 +86,8 @@ pub struct HebbConfig {
     pub power_lr: f32,
     pub hebb_epochs: usize,
     pub hebb_batch: usize,
+    /// Activation Learning's label strength in the input (0: linear read-out).
+    pub label: f32,
 }
 
 pub struct Hebbian {
@@ -94,6 +105,13 @@ pub struct Hebbian {
     y: Vec<f32>,
     dw: Vec<f32>,
     yu: Vec<f32>,
+    db: Vec<f32>,
+    /// Label-in-the-input mode: the first layer's label weights (K x classes), its update,
+    /// the micro-batch labels and the class scores (N x classes).
+    pub wy: Vec<f32>,
+    dwy: Vec<f32>,
+    labels: Vec<u32>,
+    scores: Vec<f32>,
 }
 
 impl Hebbian {
@@ -110,8 +128,8 @@ impl Hebbian {
         for &i in &hebb {
             let bias = net.layers[i].bias().is_some();
             match cfg.plasticity {
-                Plasticity::SoftWta { .. } if bias => {
-                    return Err(format!("softhebb: Hebbian layer {i} has a bias; SoftHebb's layers have none"));
+                Plasticity::SoftWta { anti: true } if bias => {
+                    return Err(format!("softhebb-deep: Hebbian layer {i} has a bias; its conv layers have none"));
                 }
                 Plasticity::Instar { .. } if !bias => {
                     return Err(format!("hebb-wta: Hebbian layer {i} needs a bias (it holds the threshold)"));
@@ -127,6 +145,14 @@ impl Hebbian {
             return Err("softhebb: no Hebbian layer may follow the read-out".into());
         }
         let head_params = [net.layers[last].weight(), net.layers[last].bias()].into_iter().flatten().collect();
+        if cfg.label != 0.0 {
+            if !(cfg.label > 0.0 && cfg.label.is_finite()) || cfg.plasticity != Plasticity::Subspace {
+                return Err(format!("al_label = {}: a positive strength, for activation-learning only", cfg.label));
+            }
+            if net.layers[..hebb[0]].iter().any(|l| l.weight().is_some() || matches!(l, Layer::Dropout(_))) {
+                return Err("activation-learning: the label enters the first layer, nothing may learn before it".into());
+            }
+        }
         if cfg.t_inv.is_empty() || cfg.lr.is_empty() || cfg.hebb_batch == 0 {
             return Err(
                 "softhebb: hebb_t_inv and hebb_lr need a value per layer (or one for all), hebb_batch >= 1".into()
@@ -143,6 +169,11 @@ impl Hebbian {
             y: Vec::new(),
             dw: Vec::new(),
             yu: Vec::new(),
+            db: Vec::new(),
+            wy: Vec::new(),
+            dwy: Vec::new(),
+            labels: Vec::new(),
+            scores: Vec::new(),
         };
         for j in 0..r.hebb.len() {
             r.update_rates(net, j);
@@ -162,8 +193,12 @@ impl Hebbian {
             if self.cfg.plasticity == Plasticity::Subspace {
                 // Small Gaussian weights (ALAD: "small variance"; 0.1 / sqrt(inputs) here): the
                 // subspace rule then grows W towards orthonormal rows from below, stably.
-                let (_, inp) = Self::rows(net, i);
+                let (k, inp) = Self::rows(net, i);
                 rng.fill_normal(&mut net.params[w].data, 0.1 / (inp as f32).sqrt());
+                if j == 0 && self.cfg.label > 0.0 {
+                    self.wy.resize(k * net.output_len(), 0.0);
+                    rng.fill_normal(&mut self.wy, 0.1 / (inp as f32).sqrt());
+                }
                 self.update_rates(net, j);
                 continue;
             }
@@ -184,6 +219,12 @@ impl Hebbian {
                 }
                 Layer::Conv { geom, .. } => rng.fill_normal(data, 25.0 / (geom.ckk() as f32).sqrt()),
                 _ => unreachable!(),
+            }
+            if let Some(b) = net.layers[i].bias() {
+                // Uniform priors: e^{t_inv b_k} = 1 / K.
+                let k = net.params[b].data.len();
+                let t = Self::per_layer(&self.cfg.t_inv, j);
+                net.params[b].data.fill((1.0 / k as f32).ln() / t);
             }
             self.update_rates(net, j);
         }
@@ -308,6 +349,18 @@ impl Hebbian {
         linalg::matmul(k, inp, n, z, true, a, false, dw, true);
     }
 
+    /// SoftHebb's bias update from the activity Y (K x np) and the biases: db_k = (sum y_k -
+    /// np e^{t b_k}) / e^{t b_k}, scaled by its largest magnitude.
+    pub fn bias_delta(y: &[f32], k: usize, np: usize, t_inv: f32, b: &[f32], db: &mut Vec<f32>) {
+        db.clear();
+        db.extend((0..k).map(|r| {
+            let e = (t_inv * b[r]).exp();
+            (y[r * np..(r + 1) * np].iter().sum::<f32>() - np as f32 * e) / e
+        }));
+        let m = db.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        db.iter_mut().for_each(|v| *v /= m + 1e-30);
+    }
+
     /// SoftHebb's dW: `hebb_minus_decay` with c = sum y u, normalised by its largest magnitude.
     #[allow(clippy::too_many_arguments)]
     pub fn delta(
@@ -325,6 +378,66 @@ impl Hebbian {
         let m = dw.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let inv = 1.0 / (m + 1e-30);
         dw.iter_mut().for_each(|v| *v *= inv);
+    }
+
+    /// The Hebbian layers' forward pass in `ws` (evaluation mode) with the label in the input:
+    /// sample b gets class `class(b)`. a_0 = [x / |x|, s e_c] / sqrt(1 + s^2): the unit-norm
+    /// image is scaled, and s W_y[:, c] / sqrt(1 + s^2) is added to the first layer's output.
+    fn label_forward(&self, net: &mut Network, ws: &mut Workspace, class: impl Fn(usize) -> usize, rng: &mut Rng) {
+        let i0 = self.hebb[0];
+        self.image_part(net, ws, rng);
+        self.add_label(net, ws, class);
+        net.forward_layers(ws, i0 + 1, self.head_lo, false, rng);
+    }
+
+    /// The first layer's output from the image part of a_0 alone (into `ws.acts[i0 + 1]`).
+    fn image_part(&self, net: &mut Network, ws: &mut Workspace, rng: &mut Rng) {
+        let (i0, n) = (self.hebb[0], ws.n);
+        let s = self.cfg.label;
+        net.forward_layers(ws, 0, i0, false, rng);
+        ws.acts[i0][..n * net.shapes[i0].len()].iter_mut().for_each(|v| *v /= (1.0 + s * s).sqrt());
+        net.forward_layers(ws, i0, i0 + 1, false, rng);
+    }
+
+    /// Add the label part s W_y[:, c] / sqrt(1 + s^2) to the first layer's output.
+    fn add_label(&self, net: &Network, ws: &mut Workspace, class: impl Fn(usize) -> usize) {
+        let i0 = self.hebb[0];
+        let s = self.cfg.label;
+        let cy = s / (1.0 + s * s).sqrt();
+        let (k, c) = (net.shapes[i0 + 1].len(), net.output_len());
+        for b in 0..ws.n {
+            let cl = class(b);
+            for (r, z) in ws.acts[i0 + 1][b * k..(b + 1) * k].iter_mut().enumerate() {
+                *z += cy * self.wy[r * c + cl];
+            }
+        }
+    }
+
+    /// The activation read-out: ||a_L(x, c)||^2 for every sample of `ws.acts[0]` and class c,
+    /// into `self.scores` (N x classes). The image's part of the first layer is computed once.
+    fn class_scores(&mut self, net: &mut Network, ws: &Workspace, rng: &mut Rng) {
+        let (n, d, c) = (ws.n, net.input_shape().len(), net.output_len());
+        let i0 = self.hebb[0];
+        let (f, k) = (net.shapes[self.head_lo].len(), net.shapes[i0 + 1].len());
+        self.scores.resize(n * c, 0.0);
+        let mut micro = std::mem::take(&mut self.micro);
+        net.prepare(&mut micro, n);
+        micro.input_mut().copy_from_slice(&ws.acts[0][..n * d]);
+        self.image_part(net, &mut micro, rng);
+        let mut base = std::mem::take(&mut self.dwy);
+        base.clear();
+        base.extend_from_slice(&micro.acts[i0 + 1][..n * k]);
+        for cl in 0..c {
+            micro.acts[i0 + 1][..n * k].copy_from_slice(&base);
+            self.add_label(net, &mut micro, |_| cl);
+            net.forward_layers(&mut micro, i0 + 1, self.head_lo, false, rng);
+            for b in 0..n {
+                let a = &micro.acts[self.head_lo][b * f..(b + 1) * f];
+                self.scores[b * c + cl] = a.iter().map(|v| v * v).sum();
+            }
+        }
+        self.dwy = base;
+        self.micro = micro;
     }
 
     /// One Hebbian update of every layer from the micro-batch forward pass in `self.micro`.
@@ -357,6 +470,22 @@ impl Hebbian {
                 for (wv, d) in net.params[w].data.iter_mut().zip(&dw) {
                     *wv += scale * d;
                 }
+                if j == 0 && self.cfg.label > 0.0 {
+                    // The label columns: Z^T A_y - (Z^T Z) W_y with A_y = s' e_label (`y` holds
+                    // Z^T Z after `subspace_delta`).
+                    let c = self.wy.len() / k;
+                    let sy = self.cfg.label / (1.0 + self.cfg.label * self.cfg.label).sqrt();
+                    self.dwy.resize(k * c, 0.0);
+                    linalg::matmul(k, c, k, &y, false, &self.wy, false, &mut self.dwy, false);
+                    for (b, &lab) in self.labels.iter().enumerate() {
+                        for r in 0..k {
+                            self.dwy[r * c + lab as usize] -= sy * u[b * k + r];
+                        }
+                    }
+                    for (wv, d) in self.wy.iter_mut().zip(&self.dwy) {
+                        *wv -= scale * d;
+                    }
+                }
                 continue;
             }
             match self.cfg.plasticity {
@@ -384,6 +513,12 @@ impl Hebbian {
             for (r, e) in eta.iter().enumerate() {
                 for (wv, d) in net.params[w].data[r * inp..(r + 1) * inp].iter_mut().zip(&dw[r * inp..(r + 1) * inp]) {
                     *wv += e * d;
+                }
+            }
+            if let (Plasticity::SoftWta { .. }, Some(b)) = (self.cfg.plasticity, net.layers[i].bias()) {
+                Self::bias_delta(&y, k, n * p, t_inv, &net.params[b].data, &mut self.db);
+                for ((bv, d), e) in net.params[b].data.iter_mut().zip(&self.db).zip(eta) {
+                    *bv += e / t_inv * d;
                 }
             }
             if let Plasticity::Instar { mu } = self.cfg.plasticity {
@@ -437,7 +572,7 @@ impl Rule for Hebbian {
         rng: &mut Rng,
     ) -> StepStats {
         let l = net.num_layers();
-        net.forward_layers(ws, 0, self.head_lo, false, rng);
+        net.forward_layers(ws, ws.first.min(self.head_lo), self.head_lo, false, rng);
         net.forward_layers(ws, self.head_lo, l, true, rng);
         let stats = super::output_error(net, ws, y, loss);
         net.backward(ws, grads, self.head_lo, l, None, false);
@@ -454,20 +589,37 @@ impl Rule for Hebbian {
         rng: &mut Rng,
         upd: &mut Updater,
     ) -> StepStats {
-        if self.epoch < self.cfg.hebb_epochs {
+        let labelled = self.cfg.label > 0.0;
+        if self.epoch < self.cfg.hebb_epochs || labelled {
             let (n, d) = (ws.n, net.input_shape().len());
             let mut start = 0;
             while start < n {
                 let m = self.cfg.hebb_batch.min(n - start);
                 net.prepare(&mut self.micro, m);
                 self.micro.input_mut().copy_from_slice(&ws.acts[0][start * d..(start + m) * d]);
-                net.forward_layers(&mut self.micro, 0, self.head_lo, true, rng);
+                if labelled {
+                    self.labels.clear();
+                    self.labels.extend_from_slice(&y[start..start + m]);
+                    let mut micro = std::mem::take(&mut self.micro);
+                    self.label_forward(net, &mut micro, |b| y[start + b] as usize, rng);
+                    self.micro = micro;
+                } else {
+                    net.forward_layers(&mut self.micro, 0, self.head_lo, true, rng);
+                }
                 self.hebbian_step(net);
                 if let Some(masks) = upd.masks {
                     prune::apply(net, masks);
                 }
                 start += m;
             }
+        }
+        if labelled {
+            // No read-out to train: the statistics are those of the class scores (the
+            // cross-entropy of softmax(scores) for monitoring, and the accuracy of their argmax).
+            self.class_scores(net, ws, rng);
+            let (n, c, l) = (ws.n, net.output_len(), net.num_layers());
+            ws.acts[l][..n * c].copy_from_slice(&self.scores);
+            return super::output_error(net, ws, y, loss);
         }
         let stats = self.step(net, ws, y, loss, grads, rng);
         if stats.loss_sum.is_finite() {
@@ -479,5 +631,35 @@ impl Rule for Hebbian {
 
     fn begin_epoch(&mut self, epoch: usize, _epochs: usize) {
         self.epoch = epoch;
+    }
+
+    /// After the unsupervised epochs only the read-out learns, on fixed features.
+    fn frozen_prefix(&self) -> usize {
+        if self.epoch >= self.cfg.hebb_epochs && self.cfg.label == 0.0 {
+            self.head_lo
+        } else {
+            0
+        }
+    }
+
+    fn predicts_feedforward(&self) -> bool {
+        self.cfg.label == 0.0
+    }
+
+    /// The activation read-out replaces the (unused) dense read-out's output by the class scores.
+    fn settle_prediction(&mut self, net: &mut Network, ws: &mut Workspace) {
+        if self.cfg.label > 0.0 {
+            self.class_scores(net, ws, &mut Rng::new(0));
+            let (n, c, l) = (ws.n, net.output_len(), net.num_layers());
+            ws.acts[l][..n * c].copy_from_slice(&self.scores);
+        }
+    }
+
+    fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
+        if self.wy.is_empty() {
+            return Vec::new();
+        }
+        let c = self.wy.len() / self.eta[0].len();
+        vec![("label_weights".into(), vec![self.eta[0].len(), c], &self.wy)]
     }
 }

@@ -698,7 +698,46 @@ mod softhebb {
             power_lr: 0.5,
             hebb_epochs: 1,
             hebb_batch: 1,
+            label: 0.0,
         }
+    }
+
+    /// The bias rule by hand: two neurons, two samples, t_inv = 2, uniform priors b = ln(1/2)/2
+    /// (e^{t b} = 0.5): db = (sum y - 2 * 0.5) / 0.5 = (0.6, -0.6), scaled to (1, -1). At priors
+    /// equal to the mean activities (0.65, 0.35) the change is zero.
+    #[test]
+    fn bias_rule_by_hand_learns_the_log_prior() {
+        let y = [0.7f32, 0.6, 0.3, 0.4];
+        let mut db = Vec::new();
+        let half = (0.5f32).ln() / 2.0;
+        SoftHebb::bias_delta(&y, 2, 2, 2.0, &[half, half], &mut db);
+        assert!((db[0] - 1.0).abs() < 1e-6 && (db[1] + 1.0).abs() < 1e-6, "{db:?}");
+        let fixed = [(0.65f32).ln() / 2.0, (0.35f32).ln() / 2.0];
+        let e = [(2.0 * fixed[0]).exp(), (2.0 * fixed[1]).exp()];
+        let raw = [(1.3 - 2.0 * e[0]) / e[0], (0.7 - 2.0 * e[1]) / e[1]];
+        assert!(raw[0].abs() < 1e-5 && raw[1].abs() < 1e-5, "{raw:?}");
+        // Through the rule on a dense layer with a bias: the bias starts at ln(1/K) / t_inv and
+        // moves towards the more active neuron's prior.
+        let mut net = Builder::new(Shape::new(1, 1, 3), Init::Torch, &mut Rng::new(1))
+            .dense(2, true)
+            .channel_softmax(5.0)
+            .dense(2, true)
+            .build();
+        let mut rule = SoftHebb::new(&net, cfg(false, 2.0, 0.1)).unwrap();
+        rule.init_weights(&mut net, &mut Rng::new(2));
+        let b = net.layers[0].bias().unwrap();
+        assert!(net.params[b].data.iter().all(|&v| (v - half).abs() < 1e-6), "{:?}", net.params[b].data);
+        // Neuron 0 points at the inputs: it wins most of the soft competition.
+        net.params[0].data.copy_from_slice(&[1.0, 1.0, 1.0, -1.0, 0.0, 0.0]);
+        let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
+        let mut opt = Optimizer::new(OptimConfig::default(), &sizes);
+        let (mut ws, mut g) = (Workspace::default(), net.zero_grads());
+        net.prepare(&mut ws, 4);
+        ws.input_mut().copy_from_slice(&[1.0, 0.5, 0.2, 0.3, 0.9, 0.4, 0.8, 0.8, 0.1, 0.2, 0.3, 1.0]);
+        let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None };
+        rule.train_batch(&mut net, &mut ws, &[0, 1, 0, 1], Loss::Ce, &mut g, &mut Rng::new(1), &mut upd);
+        let bv = &net.params[b].data;
+        assert!(bv[0] > half && bv[1] < half, "{bv:?}");
     }
 
     #[test]
@@ -899,6 +938,7 @@ mod hebb_wta {
             power_lr: 0.5,
             hebb_epochs: 1,
             hebb_batch: 16,
+            label: 0.0,
         };
         let mut rule = Hebbian::new(&net, cfg).unwrap();
         rule.init_weights(&mut net, &mut Rng::new(3));
@@ -958,8 +998,107 @@ mod hebb_wta {
 }
 
 mod activation_learning {
-    use crate::rng::Rng;
-    use crate::rules::hebbian::Hebbian;
+    use super::*;
+    use crate::rules::hebbian::{HebbConfig, Hebbian, Plasticity};
+
+    /// The label in the input: one step of the rule on two samples moves [W | W_y] exactly as
+    /// the subspace rule moves one matrix on the concatenated inputs [x / |x|, s e_y] /
+    /// sqrt(1 + s^2); the prediction scores are ||W [x / |x|, s e_c] / sqrt(1 + s^2)||^2 (one
+    /// layer; the |z| activation keeps the norm).
+    #[test]
+    fn label_in_the_input_is_the_subspace_rule_on_the_joint_input() {
+        let (d, k, c, s, lr) = (4usize, 3usize, 2usize, 0.5f32, 0.3f32);
+        let mut net = Builder::new(Shape::new(1, 1, d), Init::Torch, &mut Rng::new(1))
+            .compete_flat(crate::nn::compete::CompeteKind::L2)
+            .dense(k, false)
+            .compete(crate::nn::compete::CompeteKind::AbsNorm)
+            .dense(c, true)
+            .build();
+        let cfg = HebbConfig {
+            plasticity: Plasticity::Subspace,
+            t_inv: vec![1.0],
+            lr: vec![lr],
+            power_lr: 0.5,
+            hebb_epochs: 1,
+            hebb_batch: 2,
+            label: s,
+        };
+        let mut rule = Hebbian::new(&net, cfg).unwrap();
+        rule.init_weights(&mut net, &mut Rng::new(2));
+        let x = [1.0f32, 2.0, 0.0, 2.0, 0.5, -1.0, 3.0, 1.0];
+        let labels = [1u32, 0];
+        // The joint matrix [W | W_y] (k x (d + c)) and the joint inputs, before the step.
+        let w0 = net.params[net.layers[1].weight().unwrap()].data.clone();
+        let joint_w: Vec<f64> =
+            (0..k).flat_map(|r| (0..d + c).map(move |j| (r, j))).map(|(r, j)| {
+                if j < d { w0[r * d + j] as f64 } else { rule.wy[r * c + j - d] as f64 }
+            }).collect();
+        let joint = |b: usize, class: usize| -> Vec<f64> {
+            let xs = &x[b * d..(b + 1) * d];
+            let nx = xs.iter().map(|v| (v * v) as f64).sum::<f64>().sqrt();
+            let norm = (1.0 + (s * s) as f64).sqrt();
+            let mut a: Vec<f64> = xs.iter().map(|&v| v as f64 / nx / norm).collect();
+            a.extend((0..c).map(|j| if j == class { s as f64 / norm } else { 0.0 }));
+            a
+        };
+        let z = |w: &[f64], a: &[f64]| -> Vec<f64> {
+            (0..k).map(|r| (0..d + c).map(|j| w[r * (d + c) + j] * a[j]).sum()).collect()
+        };
+        // Expected step: W += lr / n (sum_b z_b a_b^T - (sum_b z_b z_b^T) W).
+        let mut want = joint_w.clone();
+        let mut zz = vec![0.0f64; k * k];
+        let mut hebb = vec![0.0f64; k * (d + c)];
+        for b in 0..2 {
+            let a = joint(b, labels[b] as usize);
+            let zb = z(&joint_w, &a);
+            for r in 0..k {
+                for q in 0..k {
+                    zz[r * k + q] += zb[r] * zb[q];
+                }
+                for j in 0..d + c {
+                    hebb[r * (d + c) + j] += zb[r] * a[j];
+                }
+            }
+        }
+        for r in 0..k {
+            for j in 0..d + c {
+                let decay: f64 = (0..k).map(|q| zz[r * k + q] * joint_w[q * (d + c) + j]).sum();
+                want[r * (d + c) + j] += lr as f64 / 2.0 * (hebb[r * (d + c) + j] - decay);
+            }
+        }
+        let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
+        let mut opt = Optimizer::new(OptimConfig::default(), &sizes);
+        let mut ws = Workspace::default();
+        let mut g = net.zero_grads();
+        net.prepare(&mut ws, 2);
+        ws.input_mut().copy_from_slice(&x);
+        let head_before = net.params[net.layers[3].weight().unwrap()].data.clone();
+        let mut upd = Updater { opt: &mut opt, lr: 0.1, masks: None };
+        rule.train_batch(&mut net, &mut ws, &labels, Loss::Ce, &mut g, &mut Rng::new(1), &mut upd);
+        let w1 = &net.params[net.layers[1].weight().unwrap()].data;
+        for r in 0..k {
+            for j in 0..d + c {
+                let got = if j < d { w1[r * d + j] } else { rule.wy[r * c + j - d] } as f64;
+                assert!((got - want[r * (d + c) + j]).abs() < 1e-6, "({r}, {j}): {got} vs {}", want[r * (d + c) + j]);
+            }
+        }
+        assert!(rule.wy.iter().any(|&v| v != 0.0));
+        // The dense read-out is not trained in this mode.
+        assert_eq!(net.params[net.layers[3].weight().unwrap()].data, head_before);
+        // Scores: ||z(x, c)||^2 under the new weights, for both samples and classes.
+        net.prepare(&mut ws, 2);
+        ws.input_mut().copy_from_slice(&x);
+        net.forward(&mut ws, false, &mut Rng::new(0));
+        rule.settle_prediction(&mut net, &mut ws);
+        for b in 0..2 {
+            for class in 0..c {
+                let zc = z(&want, &joint(b, class));
+                let score: f64 = zc.iter().map(|v| v * v).sum();
+                let got = ws.output()[b * c + class] as f64;
+                assert!((got - score).abs() < 1e-5, "sample {b} class {class}: {got} vs {score}");
+            }
+        }
+    }
 
     #[test]
     fn subspace_update_by_hand_hebbian_and_decay_terms() {
