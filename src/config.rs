@@ -81,6 +81,9 @@ pub struct TrainConfig {
     /// the power of SoftHebb's adaptive rate.
     pub hebb_epochs: usize,
     pub hebb_batch: usize,
+    /// Greedy layer-wise: unsupervised epoch e trains Hebbian layer e only (the layers below it
+    /// stay as they are); false: every layer learns in every unsupervised epoch, as `demo.py`.
+    pub hebb_greedy: bool,
     pub hebb_t_inv: Vec<f32>,
     pub hebb_lr: Vec<f32>,
     pub hebb_power_lr: f32,
@@ -137,6 +140,7 @@ impl Default for TrainConfig {
             tp_feedback_steps: 1,
             hebb_epochs: 1,
             hebb_batch: 10,
+            hebb_greedy: false,
             hebb_t_inv: vec![1.0],
             hebb_lr: vec![0.01],
             hebb_power_lr: 0.5,

@@ -49,8 +49,8 @@
 //! the last Hebbian layer's output a_L, the dense read-out is not used).
 //!
 //! Schedule inside `--epochs N` (the driver's epochs): the first `hebb_epochs` (default 1)
-//! are unsupervised: every layer learns at once (as `demo.py`) on micro-batches of
-//! `hebb_batch`; all epochs train the linear read-out (the last weight layer and the dropout
+//! are unsupervised: every layer learns at once (as `demo.py`), or with `hebb_greedy` layer e
+//! alone in unsupervised epoch e (greedy layer-wise), on micro-batches of `hebb_batch`; all epochs train the linear read-out (the last weight layer and the dropout
 //! before it) by backprop through the read-out only, with the driver's optimiser on the current
 //! features (the reference trains it only after the unsupervised epoch; training it from the
 //! first epoch gives every epoch a test accuracy). Hebbian layers and their batch norms are in
@@ -86,6 +86,8 @@ pub struct HebbConfig {
     pub power_lr: f32,
     pub hebb_epochs: usize,
     pub hebb_batch: usize,
+    /// Unsupervised epoch e trains Hebbian layer e only.
+    pub greedy: bool,
     /// Activation Learning's label strength in the input (0: linear read-out).
     pub label: f32,
 }
@@ -145,6 +147,13 @@ impl Hebbian {
             return Err("softhebb: no Hebbian layer may follow the read-out".into());
         }
         let head_params = [net.layers[last].weight(), net.layers[last].bias()].into_iter().flatten().collect();
+        if cfg.greedy && cfg.hebb_epochs < hebb.len() {
+            return Err(format!(
+                "hebb_greedy trains one layer per unsupervised epoch: hebb_epochs = {} but there are {} Hebbian layers",
+                cfg.hebb_epochs,
+                hebb.len()
+            ));
+        }
         if cfg.label != 0.0 {
             if !(cfg.label > 0.0 && cfg.label.is_finite()) || cfg.plasticity != Plasticity::Subspace {
                 return Err(format!("al_label = {}: a positive strength, for activation-learning only", cfg.label));
@@ -447,6 +456,9 @@ impl Hebbian {
         let mut y = std::mem::take(&mut self.y);
         let mut dw = std::mem::take(&mut self.dw);
         for j in 0..self.hebb.len() {
+            if self.cfg.greedy && j != self.epoch {
+                continue;
+            }
             let i = self.hebb[j];
             let (k, inp) = Self::rows(net, i);
             let p = net.shapes[i + 1].len() / k;

@@ -297,11 +297,11 @@ impl RuleName {
                 "Shibuya, Inoue, Kawakami & Sato 2023, AAAI",
             ),
             RuleName::Softhebb => (
-                "SoftHebb, one layer: soft winner-take-all Hebbian plasticity with adaptive per-neuron rates, no feedback; unsupervised for hebb_epochs, the linear read-out trained by backprop through the read-out only (Adam) on the frozen features",
+                "SoftHebb, one layer: soft winner-take-all Hebbian plasticity with adaptive per-neuron rates (and the log-prior bias rule on `softhebb-mlp:H/bias`), no feedback; unsupervised for hebb_epochs, the linear read-out trained by backprop through the read-out only (Adam) on the frozen features",
                 "Moraitis, Toichkin, Journe, Chua & Guo 2022, Neuromorph. Comput. Eng.",
             ),
             RuleName::SofthebbDeep => (
-                "multilayer SoftHebb: conv blocks (BN, reflect-padded conv, triangle, pool) learn by soft WTA with anti-Hebbian non-winners, no feedback; linear read-out trained by backprop through the read-out only",
+                "multilayer SoftHebb: conv blocks (BN, reflect-padded conv, triangle, pool) learn by soft WTA with anti-Hebbian non-winners, no feedback, all layers at once for hebb_epochs; linear read-out trained by backprop through the read-out only (on cached features once the blocks are frozen)",
                 "Journe, Rodriguez, Guo & Moraitis 2023, ICLR",
             ),
             RuleName::HebbWta => (
@@ -434,6 +434,7 @@ impl RuleName {
                         power_lr: cfg.hebb_power_lr,
                         hebb_epochs: cfg.hebb_epochs,
                         hebb_batch: cfg.hebb_batch,
+                        greedy: cfg.hebb_greedy,
                         label: if *self == RuleName::ActivationLearning { cfg.al_label } else { 0.0 },
                     },
                 )?;

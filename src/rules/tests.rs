@@ -698,7 +698,42 @@ mod softhebb {
             power_lr: 0.5,
             hebb_epochs: 1,
             hebb_batch: 1,
+            greedy: false,
             label: 0.0,
+        }
+    }
+
+    /// Greedy layer-wise: unsupervised epoch 0 moves only the first Hebbian layer, epoch 1 only
+    /// the second; too few unsupervised epochs for the layers is an error.
+    #[test]
+    fn greedy_trains_one_layer_per_unsupervised_epoch() {
+        let mut net = Builder::new(Shape::new(1, 1, 5), Init::Torch, &mut Rng::new(1))
+            .dense(4, false)
+            .dense(3, false)
+            .dense(2, true)
+            .build();
+        let mut c = cfg(false, 1.0, 0.1);
+        c.greedy = true;
+        assert!(SoftHebb::new(&net, c.clone()).err().unwrap().contains("hebb_epochs"));
+        c.hebb_epochs = 2;
+        c.hebb_batch = 4;
+        let mut rule = SoftHebb::new(&net, c).unwrap();
+        rule.init_weights(&mut net, &mut Rng::new(2));
+        let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
+        let mut opt = Optimizer::new(OptimConfig::default(), &sizes);
+        let (mut ws, mut g) = (Workspace::default(), net.zero_grads());
+        let (w0, w1) = (net.layers[0].weight().unwrap(), net.layers[1].weight().unwrap());
+        for epoch in 0..2 {
+            let before = (net.params[w0].data.clone(), net.params[w1].data.clone());
+            rule.begin_epoch(epoch, 3);
+            net.prepare(&mut ws, 4);
+            for (i, v) in ws.input_mut().iter_mut().enumerate() {
+                *v = ((i * 7) % 5) as f32 / 5.0;
+            }
+            let mut upd = Updater { opt: &mut opt, lr: 0.01, masks: None };
+            rule.train_batch(&mut net, &mut ws, &[0, 1, 0, 1], Loss::Ce, &mut g, &mut Rng::new(1), &mut upd);
+            let moved = (net.params[w0].data != before.0, net.params[w1].data != before.1);
+            assert_eq!(moved, (epoch == 0, epoch == 1), "epoch {epoch}");
         }
     }
 
@@ -938,6 +973,7 @@ mod hebb_wta {
             power_lr: 0.5,
             hebb_epochs: 1,
             hebb_batch: 16,
+            greedy: false,
             label: 0.0,
         };
         let mut rule = Hebbian::new(&net, cfg).unwrap();
@@ -1021,6 +1057,7 @@ mod activation_learning {
             power_lr: 0.5,
             hebb_epochs: 1,
             hebb_batch: 2,
+            greedy: false,
             label: s,
         };
         let mut rule = Hebbian::new(&net, cfg).unwrap();
