@@ -188,7 +188,7 @@ impl Trainer {
         let mut start = 0;
         while start < split.n {
             let m = 1000.min(split.n - start);
-            self.net.prepare(&mut self.eval_ws, m);
+            self.net.prepare_forward(&mut self.eval_ws, m);
             self.eval_ws.input_mut().copy_from_slice(&split.x[start * d..(start + m) * d]);
             self.net.forward_layers(&mut self.eval_ws, 0, layer, false, &mut self.rng);
             feats[start * f..(start + m) * f].copy_from_slice(&self.eval_ws.acts[layer][..m * f]);
@@ -283,7 +283,7 @@ impl Trainer {
         let mut start = 0;
         while start < split.n {
             let m = 1000.min(split.n - start);
-            self.net.prepare(&mut self.eval_ws, m);
+            self.net.prepare_forward(&mut self.eval_ws, m);
             if let Some(ci) = cached {
                 let feats = &self.cache[ci].feats[start * f..(start + m) * f];
                 self.eval_ws.acts[first][..m * f].copy_from_slice(feats);

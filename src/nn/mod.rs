@@ -270,6 +270,16 @@ impl Network {
 
     /// Size the workspace for a batch of `n` (no allocation when it already fits).
     pub fn prepare(&self, ws: &mut Workspace, n: usize) {
+        self.size_workspace(ws, n, true);
+    }
+
+    /// Size the workspace for forward passes only (evaluation): no gradient buffers, no im2col
+    /// gradient scratch (about half the memory of `prepare` for conv nets at large batches).
+    pub fn prepare_forward(&self, ws: &mut Workspace, n: usize) {
+        self.size_workspace(ws, n, false);
+    }
+
+    fn size_workspace(&self, ws: &mut Workspace, n: usize, backward: bool) {
         let l = self.layers.len();
         if ws.acts.len() != l + 1 {
             ws.acts = (0..=l).map(|_| Vec::new()).collect();
@@ -281,7 +291,9 @@ impl Network {
         for i in 0..=l {
             let len = n * self.shapes[i].len();
             ws.acts[i].resize(len, 0.0);
-            ws.grads[i].resize(len, 0.0);
+            if backward {
+                ws.grads[i].resize(len, 0.0);
+            }
         }
         for (i, layer) in self.layers.iter().enumerate() {
             match layer {
@@ -291,7 +303,9 @@ impl Network {
                     }
                     if let Aux::Conv { cols, tmp, dcols } = &mut ws.aux[i] {
                         cols.resize(n * geom.p() * geom.ckk(), 0.0);
-                        dcols.resize(n * geom.p() * geom.ckk(), 0.0);
+                        if backward {
+                            dcols.resize(n * geom.p() * geom.ckk(), 0.0);
+                        }
                         tmp.resize(n * geom.p() * geom.o, 0.0);
                     }
                 }
