@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The Hebbian conv nets on full Fashion-MNIST with their presets (`biolearn rules`): multilayer
+# The Hebbian nets on full Fashion-MNIST with their presets (`biolearn rules`): single-layer
+# SoftHebb (2000 neurons, t_inv 80, 3 unsupervised epochs, 20 epochs; ~5 min per run); multilayer
 # SoftHebb on the 28x28-sized blocks (softhebb-cnn28: 32/128/512 channels, padded pools; one
 # unsupervised epoch, then the read-out on cached features), 10 and 30 epochs; winner-take-all
 # instar on hebb-conv3 (5 unsupervised epochs with the read-out trained alongside), 5 epochs.
@@ -15,6 +16,7 @@ bin=${BIOLEARN:-target/release/biolearn}
 [ -x "$bin" ] || cargo build --release
 jobs=()
 for seed in $(seq 0 $((seeds - 1))); do
+  jobs+=("--rule softhebb --epochs 20 --seed $seed --out $out/softhebb-s$seed")
   jobs+=("--rule softhebb-deep --epochs 10 --seed $seed --out $out/softhebb-deep-cnn28-s$seed")
   jobs+=("--rule softhebb-deep --epochs 30 --seed $seed --out $out/softhebb-deep-cnn28-e30-s$seed")
 done
