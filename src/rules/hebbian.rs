@@ -114,6 +114,8 @@ pub struct Hebbian {
     dwy: Vec<f32>,
     labels: Vec<u32>,
     scores: Vec<f32>,
+    /// The image's part of the first layer's output, shared by every class's score.
+    image_z: Vec<f32>,
 }
 
 impl Hebbian {
@@ -183,6 +185,7 @@ impl Hebbian {
             dwy: Vec::new(),
             labels: Vec::new(),
             scores: Vec::new(),
+            image_z: Vec::new(),
         };
         for j in 0..r.hebb.len() {
             r.update_rates(net, j);
@@ -433,7 +436,7 @@ impl Hebbian {
         net.prepare(&mut micro, n);
         micro.input_mut().copy_from_slice(&ws.acts[0][..n * d]);
         self.image_part(net, &mut micro, rng);
-        let mut base = std::mem::take(&mut self.dwy);
+        let mut base = std::mem::take(&mut self.image_z);
         base.clear();
         base.extend_from_slice(&micro.acts[i0 + 1][..n * k]);
         for cl in 0..c {
@@ -445,7 +448,7 @@ impl Hebbian {
                 self.scores[b * c + cl] = a.iter().map(|v| v * v).sum();
             }
         }
-        self.dwy = base;
+        self.image_z = base;
         self.micro = micro;
     }
 
