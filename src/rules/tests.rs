@@ -1066,10 +1066,10 @@ mod activation_learning {
         let labels = [1u32, 0];
         // The joint matrix [W | W_y] (k x (d + c)) and the joint inputs, before the step.
         let w0 = net.params[net.layers[1].weight().unwrap()].data.clone();
-        let joint_w: Vec<f64> =
-            (0..k).flat_map(|r| (0..d + c).map(move |j| (r, j))).map(|(r, j)| {
-                if j < d { w0[r * d + j] as f64 } else { rule.wy[r * c + j - d] as f64 }
-            }).collect();
+        let joint_w: Vec<f64> = (0..k)
+            .flat_map(|r| (0..d + c).map(move |j| (r, j)))
+            .map(|(r, j)| if j < d { w0[r * d + j] as f64 } else { rule.wy[r * c + j - d] as f64 })
+            .collect();
         let joint = |b: usize, class: usize| -> Vec<f64> {
             let xs = &x[b * d..(b + 1) * d];
             let nx = xs.iter().map(|v| (v * v) as f64).sum::<f64>().sqrt();
