@@ -118,14 +118,6 @@ struct Frozen {
 /// Splits whose frozen features are kept at once (training, test, validation).
 const CACHED_SPLITS: usize = 3;
 
-/// FNV-1a over the bit patterns of `v`, continuing from `h`.
-fn hash_f32(mut h: u64, v: &[f32]) -> u64 {
-    for x in v {
-        h = (h ^ x.to_bits() as u64).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
 pub struct EpochStats {
     pub loss: f64,
     pub accuracy: f64,
@@ -169,10 +161,10 @@ impl Trainer {
     /// evaluation mode, batches of 1000) unless the same pixels under the same prefix
     /// parameters are cached. Keyed by content, so pruning or a changed split recomputes.
     fn frozen_features(&mut self, split: &Split, layer: usize) -> usize {
-        let mut key = hash_f32(0xcbf2_9ce4_8422_2325 ^ layer as u64, &split.x);
+        let mut key = crate::hash::words(crate::hash::OFFSET ^ layer as u64, &split.x);
         for l in &self.net.layers[..layer] {
             for p in l.param_ids() {
-                key = hash_f32(key, &self.net.params[p].data);
+                key = crate::hash::words(key, &self.net.params[p].data);
             }
         }
         if let Some(i) = self.cache.iter().position(|c| c.layer == layer && c.key == key) {

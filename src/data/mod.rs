@@ -226,22 +226,10 @@ impl Dataset {
     /// whatever `x` holds now: call it before [`Dataset::normalize`] to
     /// fingerprint the raw data.
     pub fn checksum(&self) -> String {
-        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-        const PRIME: u64 = 0x0000_0100_0000_01b3;
-        let mut h = OFFSET;
-        let mut eat = |bytes: [u8; 4]| {
-            for b in bytes {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(PRIME);
-            }
-        };
+        let mut h = crate::hash::OFFSET;
         for split in [&self.train, &self.test] {
-            for v in &split.x {
-                eat(v.to_bits().to_le_bytes());
-            }
-            for y in &split.y {
-                eat(y.to_le_bytes());
-            }
+            h = crate::hash::bytes(h, split.x.iter().flat_map(|v| v.to_bits().to_le_bytes()));
+            h = crate::hash::bytes(h, split.y.iter().flat_map(|y| y.to_le_bytes()));
         }
         format!("{h:016x}")
     }

@@ -132,12 +132,7 @@ pub struct RunSpec {
 }
 
 fn fnv(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
-    h
+    crate::hash::bytes(crate::hash::OFFSET, s.bytes())
 }
 
 impl Plan {
