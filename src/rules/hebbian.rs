@@ -113,7 +113,6 @@ pub struct Hebbian {
     pub wy: Vec<f32>,
     dwy: Vec<f32>,
     labels: Vec<u32>,
-    scores: Vec<f32>,
     /// The image's part of the first layer's output, shared by every class's score.
     image_z: Vec<f32>,
 }
@@ -184,7 +183,6 @@ impl Hebbian {
             wy: Vec::new(),
             dwy: Vec::new(),
             labels: Vec::new(),
-            scores: Vec::new(),
             image_z: Vec::new(),
         };
         for j in 0..r.hebb.len() {
@@ -207,7 +205,7 @@ impl Hebbian {
                 // subspace rule then grows W towards orthonormal rows from below, stably.
                 let (k, inp) = Self::rows(net, i);
                 rng.fill_normal(&mut net.params[w].data, 0.1 / (inp as f32).sqrt());
-                if j == 0 && self.cfg.label > 0.0 {
+                if j == 0 && self.labelled() {
                     self.wy.resize(k * net.output_len(), 0.0);
                     rng.fill_normal(&mut self.wy, 0.1 / (inp as f32).sqrt());
                 }
@@ -405,17 +403,16 @@ impl Hebbian {
     /// The first layer's output from the image part of a_0 alone (into `ws.acts[i0 + 1]`).
     fn image_part(&self, net: &mut Network, ws: &mut Workspace, rng: &mut Rng) {
         let (i0, n) = (self.hebb[0], ws.n);
-        let s = self.cfg.label;
+        let (norm, _) = self.label_scales();
         net.forward_layers(ws, 0, i0, false, rng);
-        ws.acts[i0][..n * net.shapes[i0].len()].iter_mut().for_each(|v| *v /= (1.0 + s * s).sqrt());
+        ws.acts[i0][..n * net.shapes[i0].len()].iter_mut().for_each(|v| *v /= norm);
         net.forward_layers(ws, i0, i0 + 1, false, rng);
     }
 
     /// Add the label part s W_y[:, c] / sqrt(1 + s^2) to the first layer's output.
     fn add_label(&self, net: &Network, ws: &mut Workspace, class: impl Fn(usize) -> usize) {
         let i0 = self.hebb[0];
-        let s = self.cfg.label;
-        let cy = s / (1.0 + s * s).sqrt();
+        let (_, cy) = self.label_scales();
         let (k, c) = (net.shapes[i0 + 1].len(), net.output_len());
         for b in 0..ws.n {
             let cl = class(b);
@@ -426,12 +423,12 @@ impl Hebbian {
     }
 
     /// The activation read-out: ||a_L(x, c)||^2 for every sample of `ws.acts[0]` and class c,
-    /// into `self.scores` (N x classes). The image's part of the first layer is computed once.
-    fn class_scores(&mut self, net: &mut Network, ws: &Workspace, rng: &mut Rng) {
-        let (n, d, c) = (ws.n, net.input_shape().len(), net.output_len());
+    /// written as the network's output (N x classes) in `ws`. The image's part of the first
+    /// layer is computed once for all classes.
+    fn class_scores(&mut self, net: &mut Network, ws: &mut Workspace, rng: &mut Rng) {
+        let (n, d, c, l) = (ws.n, net.input_shape().len(), net.output_len(), net.num_layers());
         let i0 = self.hebb[0];
         let (f, k) = (net.shapes[self.head_lo].len(), net.shapes[i0 + 1].len());
-        self.scores.resize(n * c, 0.0);
         let mut micro = std::mem::take(&mut self.micro);
         net.prepare(&mut micro, n);
         micro.input_mut().copy_from_slice(&ws.acts[0][..n * d]);
@@ -439,17 +436,30 @@ impl Hebbian {
         let mut base = std::mem::take(&mut self.image_z);
         base.clear();
         base.extend_from_slice(&micro.acts[i0 + 1][..n * k]);
+        let out = &mut ws.acts[l];
         for cl in 0..c {
             micro.acts[i0 + 1][..n * k].copy_from_slice(&base);
             self.add_label(net, &mut micro, |_| cl);
             net.forward_layers(&mut micro, i0 + 1, self.head_lo, false, rng);
             for b in 0..n {
                 let a = &micro.acts[self.head_lo][b * f..(b + 1) * f];
-                self.scores[b * c + cl] = a.iter().map(|v| v * v).sum();
+                out[b * c + cl] = a.iter().map(|v| v * v).sum();
             }
         }
         self.image_z = base;
         self.micro = micro;
+    }
+
+    /// Activation Learning with the label in the input (its activation read-out).
+    fn labelled(&self) -> bool {
+        self.cfg.label > 0.0
+    }
+
+    /// a_0 = [x / |x|, s e_y] / norm: the norm sqrt(1 + s^2) and the label's factor s / norm.
+    fn label_scales(&self) -> (f32, f32) {
+        let s = self.cfg.label;
+        let norm = (1.0 + s * s).sqrt();
+        (norm, s / norm)
     }
 
     /// One Hebbian update of every layer from the micro-batch forward pass in `self.micro`.
@@ -485,11 +495,11 @@ impl Hebbian {
                 for (wv, d) in net.params[w].data.iter_mut().zip(&dw) {
                     *wv += scale * d;
                 }
-                if j == 0 && self.cfg.label > 0.0 {
+                if j == 0 && self.labelled() {
                     // The label columns: Z^T A_y - (Z^T Z) W_y with A_y = s' e_label (`y` holds
                     // Z^T Z after `subspace_delta`).
                     let c = self.wy.len() / k;
-                    let sy = self.cfg.label / (1.0 + self.cfg.label * self.cfg.label).sqrt();
+                    let (_, sy) = self.label_scales();
                     self.dwy.resize(k * c, 0.0);
                     linalg::matmul(k, c, k, &y, false, &self.wy, false, &mut self.dwy, false);
                     for (b, &lab) in self.labels.iter().enumerate() {
@@ -604,7 +614,7 @@ impl Rule for Hebbian {
         rng: &mut Rng,
         upd: &mut Updater,
     ) -> StepStats {
-        let labelled = self.cfg.label > 0.0;
+        let labelled = self.labelled();
         if self.epoch < self.cfg.hebb_epochs || labelled {
             let (n, d) = (ws.n, net.input_shape().len());
             let mut start = 0;
@@ -632,8 +642,6 @@ impl Rule for Hebbian {
             // No read-out to train: the statistics are those of the class scores (the
             // cross-entropy of softmax(scores) for monitoring, and the accuracy of their argmax).
             self.class_scores(net, ws, rng);
-            let (n, c, l) = (ws.n, net.output_len(), net.num_layers());
-            ws.acts[l][..n * c].copy_from_slice(&self.scores);
             return super::output_error(net, ws, y, loss);
         }
         let stats = self.step(net, ws, y, loss, grads, rng);
@@ -650,7 +658,7 @@ impl Rule for Hebbian {
 
     /// After the unsupervised epochs only the read-out learns, on fixed features.
     fn frozen_prefix(&self) -> usize {
-        if self.epoch >= self.cfg.hebb_epochs && self.cfg.label == 0.0 {
+        if self.epoch >= self.cfg.hebb_epochs && !self.labelled() {
             self.head_lo
         } else {
             0
@@ -658,15 +666,13 @@ impl Rule for Hebbian {
     }
 
     fn predicts_feedforward(&self) -> bool {
-        self.cfg.label == 0.0
+        !self.labelled()
     }
 
     /// The activation read-out replaces the (unused) dense read-out's output by the class scores.
     fn settle_prediction(&mut self, net: &mut Network, ws: &mut Workspace) {
-        if self.cfg.label > 0.0 {
+        if self.labelled() {
             self.class_scores(net, ws, &mut Rng::new(0));
-            let (n, c, l) = (ws.n, net.output_len(), net.num_layers());
-            ws.acts[l][..n * c].copy_from_slice(&self.scores);
         }
     }
 
