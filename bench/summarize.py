@@ -9,10 +9,11 @@ for f in sorted(glob.glob(f"{d}/*/result.json")):
     r = json.load(open(f))
     c = r["config"]
     rule = c["rule"]
+    own = c.get("settings", c)  # the rule's own settings (top level in records before schema 2)
     if rule in ("pc", "ipc"):
-        rule += f' ({c["pc_energy"]} energy)'
+        rule += f' ({own["pc_energy"]} energy)'
     elif rule == "pc-positive":
-        rule += f' ({c["pc_feedback"]} feedback)'
+        rule += f' ({own["pc_feedback"]} feedback)'
     groups[(c["arch"], rule, c["data"], c["epochs"], c["batch"])].append(r)
 
 def stable(curve, tol=0.005):

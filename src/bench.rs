@@ -22,10 +22,14 @@ pub struct BenchRow {
     pub samples_per_second: f64,
 }
 
-/// Time one epoch over `ds.train` for every (arch, rule, threads) combination.
+/// Time one epoch over `ds.train` for every (arch, rule, threads) combination. Each run's
+/// configuration is resolved like `biolearn train`'s: `base` (settings as a TOML table: batch,
+/// learning rate, the rules' own settings, ...), the rule, architecture and threads, then the
+/// rule's preset for whatever is still unset. `base` may hold settings of several rules: each
+/// rule takes its own.
 pub fn run(
     ds: &Dataset,
-    base: &TrainConfig,
+    base: &toml::Table,
     rules: &[RuleName],
     archs: &[String],
     threads: &[usize],
@@ -33,14 +37,23 @@ pub fn run(
     mut report: impl FnMut(&BenchRow),
 ) -> Result<Vec<BenchRow>, String> {
     let input = Shape::new(ds.channels, ds.height, ds.width);
-    let warm_idx: Vec<usize> = (0..(warmup_steps * base.batch).min(ds.train.n)).collect();
-    let warm = subset(&ds.train, &warm_idx);
     let mut rows = Vec::new();
     for arch in archs {
         for &rule in rules {
             for &t in threads {
-                let cfg = TrainConfig { rule, arch: arch.clone(), threads: t, epochs: 1, ..base.clone() };
-                cfg.validate()?;
+                let own = rule.entry().settings;
+                let mut table: toml::Table = base
+                    .iter()
+                    .filter(|(k, _)| own.has(k) || !crate::rules::is_any_rule_setting(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                table.insert("rule".into(), toml::Value::String(rule.to_string()));
+                table.insert("arch".into(), toml::Value::String(arch.clone()));
+                table.insert("threads".into(), toml::Value::Integer(t as i64));
+                table.insert("epochs".into(), toml::Value::Integer(1));
+                let cfg = TrainConfig::from_table(table).map_err(|e| format!("rule {rule}: {e}"))?;
+                let warm_idx: Vec<usize> = (0..(warmup_steps * cfg.batch).min(ds.train.n)).collect();
+                let warm = subset(&ds.train, &warm_idx);
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().map_err(|e| e.to_string())?;
                 let row = pool.install(|| -> Result<BenchRow, String> {
                     let mut rng = Rng::new(cfg.seed);

@@ -8,9 +8,7 @@
 use crate::data::DataName;
 use crate::nn::{Activation, ArchSpec, Init, Loss};
 use crate::optim::{OptimConfig, OptimizerKind, Schedule, ScheduleKind};
-use crate::rules::pc_positive::Feedback;
-use crate::rules::predictive_coding::Energy;
-use crate::rules::RuleName;
+use crate::rules::{RuleName, Settings};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -22,6 +20,9 @@ pub struct TrainConfig {
     /// Directory holding the data set's files (fashion-mnist also looks in /usr/share/datasets).
     pub data_dir: Option<String>,
     pub rule: RuleName,
+    /// The rule's own settings (`biolearn rules NAME` lists them), resolved: every field of the
+    /// rule's settings type with its value. In a file: `[settings]`, or the keys at top level.
+    pub settings: toml::Table,
     /// Network: mlp:H1,H2,... | lenet | conv3 (see `nn::arch`).
     pub arch: String,
     pub activation: Activation,
@@ -51,48 +52,6 @@ pub struct TrainConfig {
     pub val_fraction: f32,
     /// Per-channel standardisation with the training set's statistics.
     pub normalize: bool,
-    /// Predictive coding: inference steps per batch.
-    pub pc_steps: usize,
-    /// Predictive coding: state learning rate (per sample) and momentum.
-    pub pc_gamma: f32,
-    pub pc_momentum: f32,
-    /// Predictive coding: output energy, gaussian (clamped output) or ce (categorical node).
-    pub pc_energy: Energy,
-    /// Positive-rate PC (`pc-positive`): where the hidden layers' error feedback comes from
-    /// (transpose = W, random = fixed, learned = Kolen-Pollack) and whether rates are clipped at 0.
-    pub pc_feedback: Feedback,
-    pub pc_relu: bool,
-    /// Equilibrium propagation / CHL: relaxation steps of the free and nudged phases, step size,
-    /// and the nudge strength beta (its sign drawn at random every batch).
-    pub ep_free_steps: usize,
-    pub ep_nudged_steps: usize,
-    pub ep_eps: f32,
-    pub ep_beta: f32,
-    /// Equilibrium propagation: symmetric nudging (+beta and -beta phases).
-    pub ep_symmetric: bool,
-    /// Target propagation: output target step beta, feedback-training noise sigma, learning
-    /// rate and updates per batch of the learned inverses (DTP).
-    pub tp_beta: f32,
-    pub tp_sigma: f32,
-    pub tp_feedback_lr: f32,
-    pub tp_feedback_steps: usize,
-    /// Hebbian rules: unsupervised epochs (at the start of the run), their micro-batch, and per
-    /// Hebbian layer (the last value repeats) the inverse temperature and base learning rate;
-    /// the power of SoftHebb's adaptive rate.
-    pub hebb_epochs: usize,
-    pub hebb_batch: usize,
-    /// Greedy layer-wise: unsupervised epoch e trains Hebbian layer e only (the layers below it
-    /// stay as they are); false: every layer learns in every unsupervised epoch, as `demo.py`.
-    pub hebb_greedy: bool,
-    pub hebb_t_inv: Vec<f32>,
-    pub hebb_lr: Vec<f32>,
-    pub hebb_power_lr: f32,
-    /// Winner-take-all Hebbian: rate of the adaptive thresholds.
-    pub hebb_mu: f32,
-    /// Activation Learning: strength s of the label in the input (0: off, a linear read-out on
-    /// the features). With s > 0 the input is [x / |x|, s e_label] / sqrt(1 + s^2), every epoch
-    /// learns, and the prediction is argmax_c ||a_L(x, c)||^2 (the paper's "activation").
-    pub al_label: f32,
 }
 
 impl Default for TrainConfig {
@@ -100,7 +59,8 @@ impl Default for TrainConfig {
         TrainConfig {
             data: "digits".into(),
             data_dir: None,
-            rule: RuleName::Bp,
+            rule: RuleName::named("bp"),
+            settings: toml::Table::new(),
             arch: "mlp:1024".into(),
             activation: Activation::Relu,
             loss: Loss::Ce,
@@ -123,31 +83,19 @@ impl Default for TrainConfig {
             threads: default_threads(),
             val_fraction: 0.0,
             normalize: true,
-            pc_steps: 5,
-            pc_gamma: 0.1,
-            pc_momentum: 0.1,
-            pc_energy: Energy::Gaussian,
-            pc_feedback: Feedback::Learned,
-            pc_relu: true,
-            ep_free_steps: 40,
-            ep_nudged_steps: 4,
-            ep_eps: 0.5,
-            ep_beta: 0.5,
-            ep_symmetric: false,
-            tp_beta: 0.01,
-            tp_sigma: 0.01,
-            tp_feedback_lr: 0.01,
-            tp_feedback_steps: 1,
-            hebb_epochs: 1,
-            hebb_batch: 10,
-            hebb_greedy: false,
-            hebb_t_inv: vec![1.0],
-            hebb_lr: vec![0.01],
-            hebb_power_lr: 0.5,
-            hebb_mu: 3.0,
-            al_label: 0.0,
         }
     }
+}
+
+/// The names of the settings every rule shares (the fields of `TrainConfig` but `settings`).
+pub fn shared_keys() -> Vec<&'static str> {
+    static KEYS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let v = serde_json::to_value(TrainConfig::default()).expect("config serialises");
+        let obj = v.as_object().expect("config is a JSON object");
+        obj.keys().filter(|k| *k != "settings").map(|k| &*Box::leak(k.clone().into_boxed_str())).collect()
+    })
+    .clone()
 }
 
 /// All available cores.
@@ -166,32 +114,66 @@ impl TrainConfig {
             }
             None => toml::Table::new(),
         };
+        let where_ = file.map_or("command line".to_string(), |p| p.display().to_string());
+        // A `[settings]` table in the file, then flat keys (the file's, then the flags') naming
+        // one of the rule's settings.
         for (k, v) in overrides {
             table.insert(k, v);
         }
-        let where_ = file.map_or("command line".to_string(), |p| p.display().to_string());
-        // The rule's own defaults (`RuleName::preset`) fill what the file and flags leave unset.
+        Self::from_table(table).map_err(|e| format!("{where_}: {e}"))
+    }
+
+    /// The configuration of a table of settings: shared keys, the rule's own keys (flat or in a
+    /// `settings` table), the rule's preset filling what is unset, everything checked.
+    pub fn from_table(mut table: toml::Table) -> Result<Self, String> {
         let rule: RuleName = match table.get("rule") {
-            Some(v) => v.clone().try_into().map_err(|e| format!("{where_}: rule: {e}"))?,
+            Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| format!("rule: {}", e.message().trim()))?,
             None => TrainConfig::default().rule,
         };
-        let preset: toml::Table = rule.preset().parse().expect("rule presets are valid TOML");
+        let entry = rule.entry();
+        // The rule's shared preset (`biolearn rules NAME`) fills what is unset.
+        let preset: toml::Table =
+            entry.preset.parse().map_err(|e| format!("rule {rule}: its preset is not TOML: {e}"))?;
         for (k, v) in preset {
             table.entry(k).or_insert(v);
         }
-        let cfg: TrainConfig = toml::Value::Table(table).try_into().map_err(|e| format!("{where_}: {e}"))?;
-        cfg.validate().map_err(|e| format!("{where_}: {e}"))?;
+        let mut settings = match table.remove("settings") {
+            Some(toml::Value::Table(t)) => t,
+            Some(_) => return Err("settings must be a table of the rule's settings".into()),
+            None => toml::Table::new(),
+        };
+        let shared = shared_keys();
+        let keys: Vec<String> = table.keys().cloned().collect();
+        for k in keys {
+            if entry.settings.has(&k) {
+                settings.insert(k.clone(), table.remove(&k).unwrap());
+            } else if !shared.iter().any(|s| *s == k) {
+                let own = entry.settings.names();
+                return Err(format!(
+                    "unknown setting '{k}' for rule {rule}; its own settings: {}; shared settings: {}",
+                    if own.is_empty() { "none".to_string() } else { own.join(", ") },
+                    shared.join(", ")
+                ));
+            }
+        }
+        let settings = (entry.settings.resolve)(&settings).map_err(|e| format!("rule {rule}: {e}"))?;
+        let mut cfg: TrainConfig =
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| e.message().trim().to_string())?;
+        cfg.settings = settings;
+        cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The rule's typed settings (`cfg.settings` holds them resolved).
+    pub fn rule_settings<S: Settings>(&self) -> Result<S, String> {
+        crate::rules::settings::parse(&self.settings)
     }
 
     pub fn validate(&self) -> Result<(), String> {
         self.data_name()?;
         self.arch_spec()?;
-        let checks: [(bool, &str); 10] = [
-            (
-                self.pc_gamma > 0.0 && (0.0..1.0).contains(&self.pc_momentum),
-                "pc_gamma must be > 0 and pc_momentum in [0, 1)",
-            ),
+        (self.rule.entry().settings.resolve)(&self.settings).map_err(|e| format!("rule {}: {e}", self.rule))?;
+        let checks: [(bool, &str); 9] = [
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch >= 1, "batch must be at least 1"),
             (self.lr.is_finite() && self.lr > 0.0, "lr must be a positive number"),
@@ -249,7 +231,7 @@ mod tests {
         let mut over = toml::Table::new();
         over.insert("lr".into(), toml::Value::Float(0.5));
         let c = TrainConfig::load(Some(&f), over).unwrap();
-        assert_eq!((c.rule, c.epochs, c.lr, c.milestones.clone()), (RuleName::Fa, 3, 0.5, vec![1, 2]));
+        assert_eq!((c.rule, c.epochs, c.lr, c.milestones.clone()), (RuleName::named("fa"), 3, 0.5, vec![1, 2]));
         assert_eq!(c.batch, TrainConfig::default().batch);
         std::fs::write(&f, "epoch = 3\n").unwrap();
         let e = TrainConfig::load(Some(&f), toml::Table::new()).unwrap_err();

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod config;
 pub mod data;
+pub mod env;
 pub mod hash;
 pub mod linalg;
 pub mod nn;

@@ -19,6 +19,21 @@ pub const PAR_MIN_LEN: usize = 1 << 15;
 /// Chunk length for parallel element-wise loops (fixed, so results never depend on scheduling).
 pub const CHUNK: usize = 1 << 13;
 
+/// The SIMD path the dense kernels take on this CPU (the `gemm` crate and the dot-product kernel
+/// dispatch the same way): "avx512", "avx2" or "generic".
+pub fn kernel_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "avx512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return "avx2";
+        }
+    }
+    "generic"
+}
+
 /// `c = op(a) * op(b)` (or `c += ...` when `accumulate`), with `op(a)` of shape m x k and
 /// `op(b)` of shape k x n, all row-major. `ta`: `a` is stored k x m (use its transpose);
 /// `tb`: `b` is stored n x k.

@@ -62,8 +62,14 @@ pub struct Diverged {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
+    /// The record format's version (`env::SCHEMA_VERSION`; 0 in files written before it).
+    #[serde(default)]
+    pub schema_version: u32,
     pub biolearn_version: String,
     pub git_revision: String,
+    /// Where the run was made (CPU, kernel path, rustc, ...); absent in old files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<crate::env::Environment>,
     pub seed: u64,
     pub config: TrainConfig,
     pub data: DataInfo,
@@ -414,8 +420,10 @@ fn run_in_pool(
         }
     }
     let result = RunResult {
+        schema_version: crate::env::SCHEMA_VERSION,
         biolearn_version: VERSION.into(),
         git_revision: GIT_REVISION.into(),
+        env: Some(crate::env::Environment::current()),
         seed: cfg.seed,
         config: cfg.clone(),
         data: DataInfo {

@@ -279,17 +279,45 @@ fn set_reaches_any_field_and_presets_fill_the_rest() {
         "--set",
         "pc_feedback=random",
         "--set",
-        "hebb_lr=[0.1, 0.2]",
+        "pc_steps=3",
         "-q",
         "--out",
         out_s,
     ]);
     let c = &result(&out)["config"];
-    assert_eq!(c["pc_feedback"], "random");
-    assert_eq!(c["hebb_lr"], serde_json::json!([0.1, 0.2]));
+    // The rule's own settings, resolved: the ones given, and its defaults for the rest.
+    assert_eq!(c["settings"]["pc_feedback"], "random");
+    assert_eq!(c["settings"]["pc_steps"], 3);
+    assert_eq!(c["settings"]["pc_gamma"], 0.025);
+    assert_eq!(c["settings"]["pc_relu"], true);
     assert_eq!(c["arch"], "mlp:300,300");
     assert_eq!(c["activation"], "sigmoid");
     assert_eq!(c["batch"], 32);
-    let e = fail(&["train", "--set", "pc_feedbak=random", "-q", "--out", out_s]);
-    assert!(e.contains("pc_feedbak"), "{e}");
+    // An unknown key names itself and lists the rule's own settings.
+    let e = fail(&["train", "--rule", "pc-positive", "--set", "pc_feedbak=random", "-q", "--out", out_s]);
+    assert!(e.contains("pc_feedbak") && e.contains("pc_steps, pc_gamma, pc_feedback, pc_relu"), "{e}");
+    // Another rule's setting is not this rule's.
+    let e = fail(&["train", "--rule", "pc-positive", "--set", "hebb_lr=[0.1]", "-q", "--out", out_s]);
+    assert!(e.contains("hebb_lr"), "{e}");
+    // Values that cannot work are refused before training, naming the field.
+    for (rule, kv, field) in [
+        ("ep", "ep_beta=0", "ep_beta"),
+        ("dtp", "tp_beta=0", "tp_beta"),
+        ("pc", "pc_steps=0", "pc_steps"),
+        ("pc", "pc_steps=4000000000", "pc_steps"),
+        ("ep", "ep_free_steps=4000000000", "ep_free_steps"),
+        ("softhebb", "hebb_t_inv=[-1]", "hebb_t_inv"),
+        ("softhebb", "hebb_t_inv=[]", "hebb_t_inv"),
+        ("pc", "pc_momentum=1", "pc_momentum"),
+        ("pc", "pc_energy=bogus", "pc_energy"),
+    ] {
+        let e = fail(&["train", "--rule", rule, "--set", kv, "-q", "--out", out_s]);
+        assert!(e.contains(field), "{rule} {kv}: {e}");
+    }
+    // A config file's [settings] table reaches the rule's settings; flags win over it.
+    let f = d.join("run.toml");
+    std::fs::write(&f, "rule = 'pc'\nepochs = 1\n[settings]\npc_steps = 2\npc_energy = 'ce'\n").unwrap();
+    ok(&["train", "--config", f.to_str().unwrap(), "--set", "pc_steps=4", "-q", "--out", out_s]);
+    let c = &result(&out)["config"];
+    assert_eq!((c["settings"]["pc_steps"].as_i64(), c["settings"]["pc_energy"].as_str()), (Some(4), Some("ce")));
 }

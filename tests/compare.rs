@@ -214,6 +214,7 @@ fn every_rule_runs_through_the_whole_protocol() {
             assert_eq!(r["train_samples"], 50, "{id}");
         }
     }
+    check_fixture("every-rule", &recs);
     let rep = out.join("report");
     ok(bin().args(["report"]).arg(&out).arg("--out").arg(&rep));
     let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
@@ -231,4 +232,98 @@ fn every_rule_runs_through_the_whole_protocol() {
     let rec = recs.iter().find(|(id, _)| id.contains("|softhebb|f=1|")).unwrap().1;
     let got: Vec<f64> = rec["curve"].as_array().unwrap().iter().map(|e| e["test_accuracy"].as_f64().unwrap()).collect();
     assert_eq!(got, want);
+}
+
+/// The two Hebbian conv rules (their networks need 20x20 images and up) through the same
+/// protocol on the 500/200-image Fashion-MNIST subset in tests/fixtures: `plans/every-rule-conv.toml`.
+#[test]
+fn every_conv_rule_matches_its_fixture() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tmp("every-rule-conv");
+    ok(bin()
+        .args(["compare"])
+        .arg(root.join("plans/every-rule-conv.toml"))
+        .arg("--data-dir")
+        .arg(root.join("tests/fixtures/fmnist-small"))
+        .args(["--quiet", "--out"])
+        .arg(&out));
+    let recs = records(&out);
+    assert_eq!(recs.len(), 4);
+    check_fixture("every-rule-conv", &recs);
+}
+
+/// A record as the fixtures keep it: no wall-clock time, version, revision or environment, and
+/// the id without its settings hash (so that renaming a plan key does not orphan the record).
+fn normalised(v: &Value) -> (String, Value) {
+    let mut v = v.clone();
+    let o = v.as_object_mut().unwrap();
+    for k in ["seconds", "biolearn_version", "git_revision", "schema_version", "env"] {
+        o.remove(k);
+    }
+    let id = o["id"].as_str().unwrap();
+    let id = id.rsplit_once("|h=").map_or(id, |(a, _)| a).to_string();
+    o.insert("id".into(), Value::String(id.clone()));
+    (id, v)
+}
+
+/// Every accuracy in a record (curve, budgets, pruning, noise, attacks), by path.
+fn accuracies(v: &Value, path: &str, out: &mut Vec<(String, f64)>) {
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o {
+                if k.contains("accuracy") {
+                    if let Some(f) = x.as_f64() {
+                        out.push((format!("{path}.{k}"), f));
+                    }
+                }
+                accuracies(x, &format!("{path}.{k}"), out);
+            }
+        }
+        Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| accuracies(x, &format!("{path}[{i}]"), out)),
+        _ => {}
+    }
+}
+
+/// The records of every rule's digits run (with its preset) are kept in tests/fixtures/NAME.jsonl,
+/// made on the machine named in tests/fixtures/every-rule.machine (CPU model / kernel path). On
+/// that machine every record must be bit-identical; on another CPU (other kernel path or cache
+/// blocking, other rounding) every accuracy must be within 0.10 of the fixture's and the status
+/// the same. A deliberate change rewrites them: `BIOLEARN_WRITE_FIXTURES=1 cargo test --release
+/// --test compare every_` (and says so, with the figures before and after, in its commit).
+fn check_fixture(name: &str, recs: &BTreeMap<String, Value>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let file = dir.join(format!("{name}.jsonl"));
+    let got: BTreeMap<String, Value> = recs.values().map(normalised).collect();
+    let env = &recs.values().next().unwrap()["env"];
+    let here = format!("{} / {}", env["cpu"].as_str().unwrap(), env["kernel"].as_str().unwrap());
+    if std::env::var("BIOLEARN_WRITE_FIXTURES").is_ok_and(|v| v == "1") {
+        let text: String = got.values().map(|v| serde_json::to_string(v).unwrap() + "\n").collect();
+        std::fs::write(&file, text).unwrap();
+        std::fs::write(dir.join("every-rule.machine"), here + "\n").unwrap();
+        return;
+    }
+    let want: BTreeMap<String, Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| normalised(&serde_json::from_str(l).unwrap()))
+        .collect();
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{name}: the runs differ");
+    let machine = std::fs::read_to_string(dir.join("every-rule.machine")).unwrap();
+    if machine.trim() == here {
+        for (id, w) in &want {
+            assert_eq!(&got[id], w, "{name}: {id} differs from its fixture on the fixture's machine ({here})");
+        }
+    } else {
+        eprintln!("{name}: fixture made on '{}', running on '{here}': accuracies within 0.10", machine.trim());
+        for (id, w) in &want {
+            assert_eq!(got[id]["status"], w["status"], "{id}");
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            accuracies(&got[id], "", &mut a);
+            accuracies(w, "", &mut b);
+            assert_eq!(a.len(), b.len(), "{id}");
+            for ((p, x), (_, y)) in a.iter().zip(&b) {
+                assert!((x - y).abs() <= 0.10, "{name}: {id}{p}: {x} vs fixture {y}");
+            }
+        }
+    }
 }

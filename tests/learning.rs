@@ -9,12 +9,12 @@ use biolearn::train;
 fn every_rule_learns_digits() {
     // Each rule with its own defaults (`RuleName::preset`) under a fixed small budget.
     let mut failed = Vec::new();
-    for &rule in RuleName::all() {
-        if matches!(rule, RuleName::SofthebbDeep | RuleName::HebbWta) {
+    for rule in RuleName::all() {
+        if ["softhebb-deep", "hebb-wta"].contains(&rule.as_str()) {
             continue; // conv nets for 28x28 and up: `hebbian_conv_nets_learn_a_fashion_mnist_subset`
         }
         let mut t: toml::Table = format!("rule = '{rule}'\nepochs = 8\nthreads = 1\nseed = 3").parse().unwrap();
-        if rule == RuleName::PcPositive {
+        if rule.as_str() == "pc-positive" {
             // 1438 images are 23 steps per epoch at its preset batch 64: too few for the
             // sigmoid-MSE output in 8 epochs (15%); batch 16 gives 94%.
             t.insert("batch".into(), toml::Value::Integer(16));

@@ -28,8 +28,9 @@ struct Cli {
 enum Cmd {
     /// One training run (the default command): writes OUT/result.json.
     Train(TrainArgs),
-    /// Every learning rule, with a one-line description and its paper.
-    Rules,
+    /// Every learning rule, with a one-line description and its paper; with a NAME, that rule's
+    /// settings, their defaults and what they mean.
+    Rules { name: Option<String> },
     /// Data set tools.
     Data {
         #[command(subcommand)]
@@ -65,8 +66,9 @@ struct CompareArgs {
     data_dir: Option<String>,
     #[arg(long)]
     arch: Option<String>,
+    /// Comma-separated rules, or `all`.
     #[arg(long, value_delimiter = ',')]
-    rules: Option<Vec<RuleName>>,
+    rules: Option<Vec<String>>,
     #[arg(long, value_delimiter = ',')]
     fractions: Option<Vec<f64>>,
     /// Epoch budgets.
@@ -130,98 +132,18 @@ enum DataCmd {
     },
 }
 
-/// Every flag is optional: unset flags come from --config, then from the defaults.
+/// Every flag is optional: unset flags come from --config, then from the rule's preset, then
+/// from the defaults.
 #[derive(Args, Default)]
 struct TrainArgs {
     /// TOML file with any of these settings (flags override it).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Data set: digits (default, embedded), fashion-mnist, mnist, cifar10, cifar100, stl10.
-    #[arg(long)]
-    data: Option<String>,
-    /// Directory of the data set's files.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Learning rule (see `biolearn rules`); default bp.
-    #[arg(long, value_enum)]
-    rule: Option<RuleName>,
-    /// Network: mlp:1024, mlp:800,800, mlp:800/bn/dropout=0.2, lenet, conv3.
-    #[arg(long)]
-    arch: Option<String>,
-    /// Hidden-layer nonlinearity (default relu).
-    #[arg(long, value_enum)]
-    activation: Option<Activation>,
-    /// Loss on the output (default ce).
-    #[arg(long, value_enum)]
-    loss: Option<Loss>,
-    /// Weight initialisation (default torch: U(+-1/sqrt(fan_in)), PyTorch's default).
-    #[arg(long, value_enum)]
-    init: Option<Init>,
-    /// Training epochs (default 20).
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Mini-batch size (default 128).
-    #[arg(long)]
-    batch: Option<usize>,
-    /// Optimiser (default sgd).
-    #[arg(long, value_enum)]
-    optimizer: Option<OptimizerKind>,
-    /// Learning rate (default 0.05).
-    #[arg(long)]
-    lr: Option<f32>,
-    /// SGD momentum (default 0.9).
-    #[arg(long)]
-    momentum: Option<f32>,
-    /// Nesterov momentum (SGD).
-    #[arg(long)]
-    nesterov: bool,
-    /// Weight decay: L2 for sgd/adam, decoupled for adamw (default 0).
-    #[arg(long)]
-    weight_decay: Option<f32>,
-    /// Learning-rate schedule over the epochs (default cosine).
-    #[arg(long, value_enum)]
-    schedule: Option<ScheduleKind>,
-    /// Decay factor of the step/multistep schedules.
-    #[arg(long)]
-    gamma: Option<f32>,
-    /// Epochs between decays of the step schedule.
-    #[arg(long)]
-    step_size: Option<usize>,
-    /// Comma-separated epochs of the multistep schedule.
-    #[arg(long, value_delimiter = ',')]
-    milestones: Option<Vec<usize>>,
-    /// Seed of the run's one RNG (default 0).
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Threads (default: all cores). Same seed and threads give the same results.
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Share of the training set held out for validation.
-    #[arg(long)]
-    val_fraction: Option<f32>,
-    /// Target propagation: output target step beta (default 0.01).
-    #[arg(long)]
-    tp_beta: Option<f32>,
-    /// Equilibrium propagation: nudge strength beta (default 0.5, random sign).
-    #[arg(long)]
-    ep_beta: Option<f32>,
-    /// Equilibrium propagation / CHL: free-phase relaxation steps (default 40).
-    #[arg(long)]
-    ep_free_steps: Option<usize>,
-    /// Predictive coding: inference steps per batch (default 5).
-    #[arg(long)]
-    pc_steps: Option<usize>,
-    /// Predictive coding: state learning rate per sample (default 0.1).
-    #[arg(long)]
-    pc_gamma: Option<f32>,
-    /// Predictive coding: state momentum (default 0.1).
-    #[arg(long)]
-    pc_momentum: Option<f32>,
-    /// Predictive coding: output energy (default gaussian).
-    #[arg(long, value_enum)]
-    pc_energy: Option<biolearn::rules::predictive_coding::Energy>,
-    /// Any configuration field, KEY=VALUE (TOML syntax; bare words are strings), repeatable:
-    /// `--set pc_feedback=random --set tp_feedback_steps=5`. Applied after the other flags.
+    #[command(flatten)]
+    flags: TrainFlags,
+    /// Any setting, shared or the rule's own (`biolearn rules NAME` lists them), KEY=VALUE (TOML
+    /// syntax; bare words are strings), repeatable: `--set pc_steps=20 --set pc_energy=ce`.
+    /// Applied after the other flags.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Output directory (default runs/<data>-<rule>-seed<seed>).
@@ -235,6 +157,96 @@ struct TrainArgs {
     quiet: bool,
 }
 
+/// The shared training settings as flags, serialised as they are into the configuration's
+/// overrides (the names are `TrainConfig`'s fields).
+#[derive(Args, Default, serde::Serialize)]
+struct TrainFlags {
+    /// Data set: digits (default, embedded), fashion-mnist, mnist, cifar10, cifar100, stl10.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+    /// Directory of the data set's files.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<String>,
+    /// Learning rule (see `biolearn rules`); default bp.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<RuleName>,
+    /// Network: mlp:1024, mlp:800,800, mlp:800/bn/dropout=0.2, lenet, conv3.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arch: Option<String>,
+    /// Hidden-layer nonlinearity (default relu).
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    activation: Option<Activation>,
+    /// Loss on the output (default ce).
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    loss: Option<Loss>,
+    /// Weight initialisation (default torch: U(+-1/sqrt(fan_in)), PyTorch's default).
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init: Option<Init>,
+    /// Training epochs (default 20).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epochs: Option<usize>,
+    /// Mini-batch size (default 128).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch: Option<usize>,
+    /// Optimiser (default sgd).
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    optimizer: Option<OptimizerKind>,
+    /// Learning rate (default 0.05).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lr: Option<f32>,
+    /// SGD momentum (default 0.9).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    momentum: Option<f32>,
+    /// Nesterov momentum (SGD).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    nesterov: bool,
+    /// Weight decay: L2 for sgd/adam, decoupled for adamw (default 0).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    weight_decay: Option<f32>,
+    /// Learning-rate schedule over the epochs (default cosine).
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<ScheduleKind>,
+    /// Decay factor of the step/multistep schedules.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gamma: Option<f32>,
+    /// Epochs between decays of the step schedule.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step_size: Option<usize>,
+    /// Comma-separated epochs of the multistep schedule.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    milestones: Option<Vec<usize>>,
+    /// Seed of the run's one RNG (default 0).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    /// Threads (default: all cores). Same seed and threads give the same results.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threads: Option<usize>,
+    /// Share of the training set held out for validation.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    val_fraction: Option<f32>,
+}
+
 #[derive(Args)]
 struct BenchArgs {
     /// Data set (default: fashion-mnist if installed, else digits).
@@ -244,7 +256,7 @@ struct BenchArgs {
     data_dir: Option<PathBuf>,
     /// Comma-separated rules.
     #[arg(long, value_delimiter = ',', default_value = "bp,fa")]
-    rules: Vec<RuleName>,
+    rules: Vec<String>,
     /// Comma-separated architectures (use ';' between them if a spec has commas).
     #[arg(long, value_delimiter = ';', default_value = "mlp:1024")]
     archs: Vec<String>,
@@ -255,9 +267,10 @@ struct BenchArgs {
     batch: usize,
     #[arg(long, default_value_t = 20)]
     warmup_steps: usize,
-    /// Predictive coding's inference steps T for the pc rules (default 5).
-    #[arg(long, default_value_t = 5)]
-    pc_steps: usize,
+    /// Any setting, KEY=VALUE, as `train --set` (a rule's own settings reach that rule only):
+    /// `--set pc_steps=20`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
     /// Write the rows as JSON lines here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -268,10 +281,7 @@ fn main() {
     let res = match cli.cmd {
         None => cmd_train(TrainArgs::default()),
         Some(Cmd::Train(a)) => cmd_train(a),
-        Some(Cmd::Rules) => {
-            cmd_rules();
-            Ok(())
-        }
+        Some(Cmd::Rules { name }) => cmd_rules(name.as_deref()),
         Some(Cmd::Data { cmd: DataCmd::Info { name, data_dir } }) => cmd_data_info(&name, data_dir),
         Some(Cmd::Bench(a)) => cmd_bench(a),
         Some(Cmd::Compare(a)) => cmd_compare(a),
@@ -284,55 +294,23 @@ fn main() {
     }
 }
 
-fn overrides(a: &TrainArgs) -> toml::Table {
-    use toml::Value as V;
-    let mut t = toml::Table::new();
-    let mut put = |k: &str, v: Option<V>| {
-        if let Some(v) = v {
-            t.insert(k.to_string(), v);
-        }
-    };
-    let s = |x: &str| V::String(x.to_string());
-    put("data", a.data.as_deref().map(s));
-    put("data_dir", a.data_dir.as_ref().map(|p| s(&p.to_string_lossy())));
-    put("rule", a.rule.map(|r| s(r.as_str())));
-    put("arch", a.arch.as_deref().map(s));
-    put("activation", a.activation.map(|x| s(x.as_str())));
-    put("loss", a.loss.map(|x| s(if x == Loss::Ce { "ce" } else { "mse" })));
-    put("init", a.init.map(|x| s(&format!("{x:?}").to_lowercase())));
-    put("epochs", a.epochs.map(|x| V::Integer(x as i64)));
-    put("batch", a.batch.map(|x| V::Integer(x as i64)));
-    put("optimizer", a.optimizer.map(|x| s(&format!("{x:?}").to_lowercase())));
-    put("lr", a.lr.map(|x| V::Float(x as f64)));
-    put("momentum", a.momentum.map(|x| V::Float(x as f64)));
-    put("nesterov", a.nesterov.then_some(V::Boolean(true)));
-    put("weight_decay", a.weight_decay.map(|x| V::Float(x as f64)));
-    put("schedule", a.schedule.map(|x| s(&format!("{x:?}").to_lowercase())));
-    put("gamma", a.gamma.map(|x| V::Float(x as f64)));
-    put("step_size", a.step_size.map(|x| V::Integer(x as i64)));
-    put("milestones", a.milestones.as_ref().map(|m| V::Array(m.iter().map(|&x| V::Integer(x as i64)).collect())));
-    put("seed", a.seed.map(|x| V::Integer(x as i64)));
-    put("threads", a.threads.map(|x| V::Integer(x as i64)));
-    put("val_fraction", a.val_fraction.map(|x| V::Float(x as f64)));
-    put("pc_steps", a.pc_steps.map(|x| V::Integer(x as i64)));
-    put("ep_beta", a.ep_beta.map(|x| V::Float(x as f64)));
-    put("tp_beta", a.tp_beta.map(|x| V::Float(x as f64)));
-    put("ep_free_steps", a.ep_free_steps.map(|x| V::Integer(x as i64)));
-    put("pc_gamma", a.pc_gamma.map(|x| V::Float(x as f64)));
-    put("pc_momentum", a.pc_momentum.map(|x| V::Float(x as f64)));
-    put("pc_energy", a.pc_energy.map(|x| s(&format!("{x:?}").to_lowercase())));
+fn overrides(a: &TrainArgs) -> Result<toml::Table> {
+    let mut t = toml::Table::try_from(&a.flags).context("flags")?;
     for kv in &a.set {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let Some((k, v)) = kv.split_once('=') else { bail!("--set {kv}: expected KEY=VALUE") };
         let v = v.trim();
-        let value =
-            format!("x = {v}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("x")).unwrap_or_else(|| s(v));
+        let value = format!("x = {v}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("x"))
+            .unwrap_or_else(|| toml::Value::String(v.to_string()));
         t.insert(k.trim().to_string(), value);
     }
-    t
+    Ok(t)
 }
 
 fn cmd_train(a: TrainArgs) -> Result<()> {
-    let cfg = TrainConfig::load(a.config.as_deref(), overrides(&a)).map_err(anyhow::Error::msg)?;
+    let cfg = TrainConfig::load(a.config.as_deref(), overrides(&a)?).map_err(anyhow::Error::msg)?;
     let out =
         a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/{}-{}-seed{}", cfg.data, cfg.rule, cfg.seed)));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create output directory {}", out.display()))?;
@@ -405,15 +383,52 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn cmd_rules() {
-    for r in RuleName::all() {
-        let (d, p) = r.info();
-        println!("{:<20} {d}\n{:<20} paper: {p}", r.as_str(), "");
-        let preset = r.preset();
-        if !preset.is_empty() {
-            println!("{:<20} defaults: {}", "", preset.replace('\n', ", "));
+/// Rule names from the command line: names, or `all` for every registered rule.
+fn rule_list(names: &[String]) -> Result<Vec<RuleName>> {
+    if names.len() == 1 && names[0] == "all" {
+        return Ok(RuleName::all());
+    }
+    names.iter().map(|n| n.parse::<RuleName>().map_err(anyhow::Error::msg)).collect()
+}
+
+fn cmd_rules(name: Option<&str>) -> Result<()> {
+    let Some(name) = name else {
+        for r in RuleName::all() {
+            let (d, p) = r.info();
+            println!("{:<20} {d}\n{:<20} paper: {p}", r.as_str(), "");
+            let preset = r.preset();
+            if !preset.is_empty() {
+                println!("{:<20} preset: {}", "", preset.replace('\n', ", "));
+            }
+            let own = r.entry().settings.names();
+            if !own.is_empty() {
+                println!("{:<20} settings: {} (`biolearn rules {}`)", "", own.join(", "), r.as_str());
+            }
+        }
+        return Ok(());
+    };
+    let r: RuleName = name.parse().map_err(anyhow::Error::msg)?;
+    let (d, p) = r.info();
+    println!("{}: {d}\npaper: {p}", r.as_str());
+    if !r.preset().is_empty() {
+        println!("\npreset (shared settings it trains with unless given):");
+        for line in r.preset().lines() {
+            println!("  {line}");
         }
     }
+    let docs = r.entry().settings.docs();
+    if docs.is_empty() {
+        println!("\nno settings of its own");
+    } else {
+        println!(
+            "\nits own settings (--set KEY=VALUE, `[settings]` in a config file, `[rule.{}]` in a plan):",
+            r.as_str()
+        );
+        for f in docs {
+            println!("  {} = {}\n      {}", f.name, f.default, f.doc);
+        }
+    }
+    Ok(())
 }
 
 fn cmd_data_info(name: &str, dir: Option<PathBuf>) -> Result<()> {
@@ -443,22 +458,33 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     if a.threads.contains(&0) {
         bail!("--threads: thread counts must be at least 1");
     }
-    let base = TrainConfig {
-        data: data.clone(),
-        data_dir: a.data_dir.as_ref().map(|p| p.to_string_lossy().into_owned()),
-        batch: a.batch,
-        pc_steps: a.pc_steps,
-        schedule: ScheduleKind::Constant,
-        lr: 0.01,
-        ..TrainConfig::default()
+    // Shared settings of every bench run: a constant small rate (the timing does not depend on
+    // it); the rules' presets fill the rest, as for `train`.
+    let flags = TrainArgs {
+        flags: TrainFlags {
+            data: Some(data.clone()),
+            data_dir: a.data_dir.as_ref().map(|p| p.to_string_lossy().into_owned()),
+            batch: Some(a.batch),
+            schedule: Some(ScheduleKind::Constant),
+            lr: Some(0.01),
+            ..TrainFlags::default()
+        },
+        set: a.set.clone(),
+        ..TrainArgs::default()
     };
-    let ds = train::load_data(&base).map_err(anyhow::Error::msg)?.ds;
+    let base = overrides(&flags)?;
+    let mut data_cfg = base.clone();
+    data_cfg.retain(|k, _| k == "data" || k == "data_dir" || k == "normalize");
+    let ds = train::load_data(&TrainConfig::from_table(data_cfg).map_err(anyhow::Error::msg)?)
+        .map_err(anyhow::Error::msg)?
+        .ds;
     println!(
         "{:<14} {:<6} {:<12} {:>7} {:>6} {:>10} {:>12}",
         "data", "rule", "arch", "threads", "batch", "epoch_s", "samples/s"
     );
     let mut lines = String::new();
-    biolearn::bench::run(&ds, &base, &a.rules, &a.archs, &a.threads, a.warmup_steps, |r| {
+    let rules = rule_list(&a.rules)?;
+    biolearn::bench::run(&ds, &base, &rules, &a.archs, &a.threads, a.warmup_steps, |r| {
         println!(
             "{:<14} {:<6} {:<12} {:>7} {:>6} {:>10.3} {:>12.0}",
             r.data, r.rule, r.arch, r.threads, r.batch, r.epoch_seconds, r.samples_per_second
@@ -485,7 +511,7 @@ fn load_plan(a: &CompareArgs) -> Result<Plan> {
         p.arch = v.clone();
     }
     if let Some(v) = &a.rules {
-        p.rules = v.clone();
+        p.rules = rule_list(v)?;
     }
     if let Some(v) = &a.fractions {
         p.fractions = v.clone();

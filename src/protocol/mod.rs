@@ -172,6 +172,8 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded) -> Result<Record, S
             seconds: t0.elapsed().as_secs_f64(),
             biolearn_version: train::VERSION.into(),
             git_revision: train::GIT_REVISION.into(),
+            schema_version: crate::env::SCHEMA_VERSION,
+            env: Some(crate::env::Environment::current()),
         })
     })
 }

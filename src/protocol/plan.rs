@@ -53,6 +53,8 @@ pub struct Plan {
     pub data: String,
     pub data_dir: Option<String>,
     pub arch: String,
+    /// The rules compared: a list of names, or `"all"` (every registered rule).
+    #[serde(deserialize_with = "rules_or_all")]
     pub rules: Vec<RuleName>,
     /// Shares of the training set (stratified, seeded by the run's seed).
     pub fractions: Vec<f64>,
@@ -94,7 +96,7 @@ impl Default for Plan {
             data: "digits".into(),
             data_dir: None,
             arch: "mlp:1024".into(),
-            rules: vec![RuleName::Bp, RuleName::Fa],
+            rules: vec![RuleName::named("bp"), RuleName::named("fa")],
             fractions: vec![1.0],
             epochs: vec![20],
             sparsities: vec![0.0],
@@ -116,6 +118,22 @@ impl Default for Plan {
             rule: BTreeMap::new(),
         }
     }
+}
+
+/// `rules = ["bp", "fa"]` or `rules = "all"`.
+fn rules_or_all<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<RuleName>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Rules {
+        Word(String),
+        List(Vec<String>),
+    }
+    let names = match Rules::deserialize(d)? {
+        Rules::Word(w) if w == "all" => return Ok(RuleName::all()),
+        Rules::Word(w) => vec![w],
+        Rules::List(l) => l,
+    };
+    names.iter().map(|n| n.parse().map_err(serde::de::Error::custom)).collect()
 }
 
 /// One training run of the grid.
@@ -179,7 +197,15 @@ impl Plan {
         let s = |v: &str| toml::Value::String(v.to_string());
         let mut t = toml::Table::new();
         t.insert("arch".into(), s(&self.arch));
-        t.extend(self.train.clone());
+        // `[train]` is for every rule: another rule's own settings there are skipped.
+        let own = rule.entry().settings;
+        let shared = crate::config::shared_keys();
+        t.extend(
+            self.train
+                .iter()
+                .filter(|(k, _)| own.has(k) || shared.contains(&k.as_str()) || !crate::rules::is_any_rule_setting(k))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         if let Some(o) = self.rule.get(rule.as_str()) {
             t.extend(o.clone());
         }
@@ -284,7 +310,7 @@ mod tests {
         let ids: std::collections::BTreeSet<_> = runs.iter().map(|r| r.id.clone()).collect();
         assert_eq!(ids.len(), runs.len(), "ids are unique");
         assert!(runs.iter().all(|r| r.cfg.epochs == 5));
-        let dfa = runs.iter().find(|r| r.cfg.rule == RuleName::Dfa).unwrap();
+        let dfa = runs.iter().find(|r| r.cfg.rule == RuleName::named("dfa")).unwrap();
         assert!((dfa.cfg.lr - 0.01).abs() < 1e-9);
         assert!(dfa.id.starts_with("digits|mlp:1024|dfa|f=0.5|s=0|h="), "{}", dfa.id);
         // Ids are stable, and change when a training setting changes.

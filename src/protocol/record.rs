@@ -95,6 +95,12 @@ pub struct Record {
     pub seconds: f64,
     pub biolearn_version: String,
     pub git_revision: String,
+    /// The record format's version (`env::SCHEMA_VERSION`; 0 in records written before it).
+    #[serde(default)]
+    pub schema_version: u32,
+    /// Where the record was made (CPU, kernel path, rustc, ...); absent in old records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<crate::env::Environment>,
 }
 
 impl Record {
@@ -137,6 +143,8 @@ mod tests {
             seconds: 1.5,
             biolearn_version: "0.1.0".into(),
             git_revision: "abc".into(),
+            schema_version: crate::env::SCHEMA_VERSION,
+            env: Some(crate::env::Environment::current()),
         };
         let s = serde_json::to_string(&r).unwrap();
         assert!(s.contains("\"status\":\"ok\""));

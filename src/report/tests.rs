@@ -60,6 +60,8 @@ fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: 
         seconds: 12.5,
         biolearn_version: "0.1.0".into(),
         git_revision: "deadbeef".into(),
+        schema_version: crate::env::SCHEMA_VERSION,
+        env: None,
     }
 }
 

@@ -25,3 +25,12 @@ impl Rule for Backprop {
         stats
     }
 }
+
+pub static ENTRY: super::RuleEntry = super::RuleEntry {
+    name: "bp",
+    summary: "backpropagation: errors flow back through W^T",
+    paper: "Rumelhart, Hinton & Williams 1986",
+    preset: "",
+    settings: super::SettingsKind::of::<super::NoSettings>(),
+    build: |_, _, _| Ok(Box::new(Backprop)),
+};

@@ -87,3 +87,13 @@ impl Rule for Dfa {
             .collect()
     }
 }
+
+pub static ENTRY: super::RuleEntry = super::RuleEntry {
+    name: "dfa",
+    summary:
+        "direct feedback alignment: the output error reaches every hidden layer through its own fixed random matrix",
+    paper: "Nokland 2016, NeurIPS",
+    preset: "",
+    settings: super::SettingsKind::of::<super::NoSettings>(),
+    build: |net, _, rng| Ok(Box::new(Dfa::new(net, rng))),
+};

@@ -312,3 +312,92 @@ impl Rule for EquilibriumProp {
         out[..len].copy_from_slice(&self.free[k - 1]);
     }
 }
+
+crate::settings! {
+    /// Equilibrium propagation's settings (`ep`).
+    pub struct EpSettings {
+        /// Relaxation steps of the free phase.
+        pub ep_free_steps: usize = 40,
+        /// Relaxation steps of the nudged phase.
+        pub ep_nudged_steps: usize = 4,
+        /// Step size of the relaxation (Euler step on the state dynamics).
+        pub ep_eps: f32 = 0.5,
+        /// Nudge strength beta (> 0; its sign is drawn at random every batch).
+        pub ep_beta: f32 = 0.5,
+        /// Symmetric nudging: a +beta and a -beta phase, contrasted over 2 beta.
+        pub ep_symmetric: bool = false,
+    }
+    check(s) {
+        use super::settings::{count, positive};
+        count("ep_free_steps", s.ep_free_steps, 1_000_000)?;
+        count("ep_nudged_steps", s.ep_nudged_steps, 1_000_000)?;
+        positive("ep_eps", s.ep_eps)?;
+        positive("ep_beta", s.ep_beta)
+    }
+}
+
+crate::settings! {
+    /// Contrastive Hebbian learning's settings (`chl`): EP's relaxation with the output clamped
+    /// in the second phase (no beta).
+    pub struct ChlSettings {
+        /// Relaxation steps of the free phase.
+        pub ep_free_steps: usize = 40,
+        /// Relaxation steps of the clamped phase.
+        pub ep_nudged_steps: usize = 4,
+        /// Step size of the relaxation.
+        pub ep_eps: f32 = 0.5,
+    }
+    check(s) {
+        use super::settings::{count, positive};
+        count("ep_free_steps", s.ep_free_steps, 1_000_000)?;
+        count("ep_nudged_steps", s.ep_nudged_steps, 1_000_000)?;
+        positive("ep_eps", s.ep_eps)
+    }
+}
+
+/// Scellier & Bengio's network and plain SGD (784-500-10, batch 20, alpha 0.05).
+const EP_PRESET: &str =
+    "arch = 'mlp:500'\nactivation = 'sigmoid'\nbatch = 20\noptimizer = 'sgd'\nmomentum = 0.0\nlr = 0.05\nschedule = 'constant'";
+
+pub static EP: super::RuleEntry = super::RuleEntry {
+    name: "ep",
+    summary: "equilibrium propagation: free and beta-nudged relaxations of a symmetric energy network, contrastive local update (MLPs; ep_beta, ep_free_steps)",
+    paper: "Scellier & Bengio 2017, Front. Comput. Neurosci.",
+    preset: EP_PRESET,
+    settings: super::SettingsKind::of::<EpSettings>(),
+    build: |net, cfg, _| {
+        let s: EpSettings = cfg.rule_settings()?;
+        let c = EpConfig {
+            free_steps: s.ep_free_steps,
+            nudged_steps: s.ep_nudged_steps,
+            eps: s.ep_eps,
+            beta: s.ep_beta,
+            random_sign: true,
+            symmetric: s.ep_symmetric,
+            clamped: false,
+        };
+        Ok(Box::new(EquilibriumProp::new(net, c)?))
+    },
+};
+
+pub static CHL: super::RuleEntry = super::RuleEntry {
+    name: "chl",
+    summary: "contrastive Hebbian learning: free phase vs output-clamped phase, contrastive local update (MLPs)",
+    paper: "Movellan 1991; Xie & Seung 2003",
+    preset: EP_PRESET,
+    settings: super::SettingsKind::of::<ChlSettings>(),
+    build: |net, cfg, _| {
+        let s: ChlSettings = cfg.rule_settings()?;
+        let c = EpConfig {
+            free_steps: s.ep_free_steps,
+            nudged_steps: s.ep_nudged_steps,
+            eps: s.ep_eps,
+            // Unused with the output clamped (the sign draw still happens: same random stream).
+            beta: 0.5,
+            random_sign: true,
+            symmetric: false,
+            clamped: true,
+        };
+        Ok(Box::new(EquilibriumProp::new(net, c)?))
+    },
+};

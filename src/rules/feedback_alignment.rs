@@ -145,3 +145,45 @@ impl Rule for FeedbackAlignment {
             .collect()
     }
 }
+
+macro_rules! fa_entry {
+    ($static:ident, $name:literal, $mode:expr, $summary:literal, $paper:literal) => {
+        pub static $static: super::RuleEntry = super::RuleEntry {
+            name: $name,
+            summary: $summary,
+            paper: $paper,
+            preset: "",
+            settings: super::SettingsKind::of::<super::NoSettings>(),
+            build: |net, _, rng| Ok(Box::new(FeedbackAlignment::new($mode, net, rng))),
+        };
+    };
+}
+
+fa_entry!(
+    FA,
+    "fa",
+    Mode::Fa,
+    "feedback alignment: errors flow back through fixed random matrices B",
+    "Lillicrap et al. 2016, Nat. Commun. 7:13276"
+);
+fa_entry!(
+    USF,
+    "usf",
+    Mode::Usf,
+    "uniform sign-concordant feedback: B = s * sign(W), s = Xavier std",
+    "Liao, Leibo & Poggio 2016; Moskovitz et al. 2018 (BioTorch 'usf')"
+);
+fa_entry!(
+    BRSF,
+    "brsf",
+    Mode::Brsf,
+    "batchwise random-magnitude sign-concordant feedback: B = |M| * sign(W), M redrawn every batch",
+    "Moskovitz et al. 2018 (BioTorch 'brsf')"
+);
+fa_entry!(
+    FRSF,
+    "frsf",
+    Mode::Frsf,
+    "fixed random-magnitude sign-concordant feedback: B = |M0| * sign(W), M0 drawn once",
+    "Moskovitz et al. 2018 (BioTorch 'frsf')"
+);

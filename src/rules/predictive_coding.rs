@@ -314,3 +314,71 @@ impl Rule for PredictiveCoding {
         StepStats { energy: Some((e0, e_end, self.cfg.steps)), ..stats }
     }
 }
+
+crate::settings! {
+    /// Predictive coding's settings (`pc`, `ipc`, `pc-fpa`).
+    pub struct PcSettings {
+        /// Inference steps T per batch (value-node relaxation; iPC: weight steps per batch).
+        pub pc_steps: usize = 5,
+        /// State learning rate per sample (PCX's F-MNIST setting: 0.1).
+        pub pc_gamma: f32 = 0.1,
+        /// Momentum of the state updates, in [0, 1).
+        pub pc_momentum: f32 = 0.1,
+        /// Output energy: gaussian (output clamped to the one-hot label) or ce (categorical node).
+        pub pc_energy: Energy = Energy::Gaussian,
+    }
+    check(s) {
+        use super::settings::{count, in_unit, positive};
+        count("pc_steps", s.pc_steps, 100_000)?;
+        positive("pc_gamma", s.pc_gamma)?;
+        in_unit("pc_momentum", s.pc_momentum)
+    }
+}
+
+fn build_pc(
+    net: &Network,
+    cfg: &crate::config::TrainConfig,
+    fixed_prediction: bool,
+    incremental: bool,
+) -> Result<Box<dyn super::Rule>, String> {
+    let s: PcSettings = cfg.rule_settings()?;
+    let c = PcConfig {
+        steps: s.pc_steps,
+        gamma: s.pc_gamma,
+        momentum: s.pc_momentum,
+        fixed_prediction,
+        energy: s.pc_energy,
+        beta: 1.0,
+        incremental,
+    };
+    Ok(Box::new(PredictiveCoding::new(net, c)?))
+}
+
+pub static PC: super::RuleEntry = super::RuleEntry {
+    name: "pc",
+    summary: "predictive coding: value nodes relax on a local energy (T steps), then local weight updates (pc_steps, pc_gamma, pc_energy gaussian|ce)",
+    paper: "Whittington & Bogacz 2017, Neural Comput.; Pinchetti et al. 2022 (ce energy)",
+    preset: "",
+    settings: super::SettingsKind::of::<PcSettings>(),
+    build: |net, cfg, _| build_pc(net, cfg, false, false),
+};
+
+pub static IPC: super::RuleEntry = super::RuleEntry {
+    name: "ipc",
+    summary:
+        "incremental predictive coding: a weight step at every inference step (T weight steps per batch, pc_steps)",
+    paper: "Salvatori et al. 2024, ICLR (iPC)",
+    // T weight steps per batch: a small Adam step (PCX's AdamW setting).
+    preset: "optimizer = 'adamw'\nlr = 3e-4\nschedule = 'constant'",
+    settings: super::SettingsKind::of::<PcSettings>(),
+    build: |net, cfg, _| build_pc(net, cfg, false, true),
+};
+
+pub static PC_FPA: super::RuleEntry = super::RuleEntry {
+    name: "pc-fpa",
+    summary: "predictive coding with the fixed-prediction assumption: equals backprop's gradient at equilibrium",
+    paper: "Millidge, Tschantz & Buckley 2022, Neural Comput.",
+    preset: "",
+    settings: super::SettingsKind::of::<PcSettings>(),
+    build: |net, cfg, _| build_pc(net, cfg, true, false),
+};

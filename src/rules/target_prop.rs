@@ -188,3 +188,68 @@ impl Rule for TargetProp {
         self.v.iter().enumerate().map(|(k, v)| (format!("feedback.{k}.v"), vec![v.len()], v.as_slice())).collect()
     }
 }
+
+crate::settings! {
+    /// Difference target propagation's settings (`dtp`).
+    pub struct DtpSettings {
+        /// Output target step: t_L = h_L - beta dL/dh_L.
+        pub tp_beta: f32 = 0.01,
+        /// Noise std sigma of the inverses' training inputs (q = h + N(0, sigma^2)).
+        pub tp_sigma: f32 = 0.01,
+        /// Learning rate of the learned inverses V (plain SGD).
+        pub tp_feedback_lr: f32 = 0.01,
+        /// Updates of the inverses per batch.
+        pub tp_feedback_steps: usize = 1,
+    }
+    check(s) {
+        use super::settings::{count, non_negative, positive};
+        positive("tp_beta", s.tp_beta)?;
+        non_negative("tp_sigma", s.tp_sigma)?;
+        positive("tp_feedback_lr", s.tp_feedback_lr)?;
+        count("tp_feedback_steps", s.tp_feedback_steps, 10_000)
+    }
+}
+
+crate::settings! {
+    /// Fixed-weight DTP's settings (`fw-dtp`): the inverses stay at their random start.
+    pub struct FwDtpSettings {
+        /// Output target step: t_L = h_L - beta dL/dh_L.
+        pub tp_beta: f32 = 0.01,
+    }
+    check(s) {
+        super::settings::positive("tp_beta", s.tp_beta)
+    }
+}
+
+pub static DTP: super::RuleEntry = super::RuleEntry {
+    name: "dtp",
+    summary: "difference target propagation: layer targets through learned approximate inverses tanh(V z), difference-corrected (MLPs; tp_beta)",
+    paper: "Lee, Zhang, Fischer & Bengio 2015, ECML-PKDD",
+    preset: "",
+    settings: super::SettingsKind::of::<DtpSettings>(),
+    build: |net, cfg, rng| {
+        let s: DtpSettings = cfg.rule_settings()?;
+        let c = TpConfig {
+            fixed: false,
+            beta: s.tp_beta,
+            sigma: s.tp_sigma,
+            feedback_lr: s.tp_feedback_lr,
+            feedback_steps: s.tp_feedback_steps,
+        };
+        Ok(Box::new(TargetProp::new(net, c, rng)?))
+    },
+};
+
+pub static FW_DTP: super::RuleEntry = super::RuleEntry {
+    name: "fw-dtp",
+    summary: "fixed-weight difference target propagation: DTP with fixed random feedback V (MLPs)",
+    paper: "Shibuya, Inoue, Kawakami & Sato 2023, AAAI",
+    preset: "",
+    settings: super::SettingsKind::of::<FwDtpSettings>(),
+    build: |net, cfg, rng| {
+        let s: FwDtpSettings = cfg.rule_settings()?;
+        // sigma, feedback lr and steps are unused with fixed inverses (the old defaults).
+        let c = TpConfig { fixed: true, beta: s.tp_beta, sigma: 0.01, feedback_lr: 0.01, feedback_steps: 1 };
+        Ok(Box::new(TargetProp::new(net, c, rng)?))
+    },
+};
