@@ -558,7 +558,7 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
         "plan {}: {} runs ({} rules x ({} fractions + {} few-shot sizes) x {} seeds{}), {} at a time{}",
         plan.name,
         runs,
-        plan.rules.len(),
+        plan.compared().len(),
         plan.fractions.len(),
         plan.shots.len(),
         plan.seeds,

@@ -56,6 +56,8 @@ pub struct Plan {
     /// The rules compared: a list of names, or `"all"` (every registered rule).
     #[serde(deserialize_with = "rules_or_all")]
     pub rules: Vec<RuleName>,
+    /// Rules left out of `rules` (with `rules = "all"`: rules whose networks do not fit the data).
+    pub exclude: Vec<RuleName>,
     /// Shares of the training set (stratified, seeded by the run's seed).
     pub fractions: Vec<f64>,
     /// Epoch budgets.
@@ -97,6 +99,7 @@ impl Default for Plan {
             data_dir: None,
             arch: "mlp:1024".into(),
             rules: vec![RuleName::named("bp"), RuleName::named("fa")],
+            exclude: vec![],
             fractions: vec![1.0],
             epochs: vec![20],
             sparsities: vec![0.0],
@@ -163,7 +166,7 @@ impl Plan {
 
     pub fn validate(&self) -> Result<(), String> {
         let bad = |ok: bool, msg: &str| if ok { Ok(()) } else { Err(msg.to_string()) };
-        bad(!self.rules.is_empty(), "rules is empty")?;
+        bad(!self.compared().is_empty(), "rules is empty (after exclude)")?;
         bad(
             !self.fractions.is_empty() && self.fractions.iter().all(|f| *f > 0.0 && *f <= 1.0),
             "fractions must be in (0, 1]",
@@ -177,13 +180,18 @@ impl Plan {
         bad(self.fgsm.iter().chain(&self.pgd).all(|e| (0.0..=1.0).contains(e)), "fgsm/pgd eps must be in [0, 1]")?;
         bad(self.pgd_steps >= 1, "pgd_steps must be >= 1")?;
         bad(self.threads_per_run >= 1, "threads_per_run must be >= 1")?;
-        for r in &self.rules {
+        for r in &self.compared() {
             self.config_for(*r, 0)?;
         }
         for k in self.rule.keys() {
             k.parse::<RuleName>().map_err(|e| format!("[rule.{k}]: {e}"))?;
         }
         Ok(())
+    }
+
+    /// The rules compared: `rules` less `exclude`.
+    pub fn compared(&self) -> Vec<RuleName> {
+        self.rules.iter().copied().filter(|r| !self.exclude.contains(r)).collect()
     }
 
     pub fn max_epochs(&self) -> usize {
@@ -250,7 +258,7 @@ impl Plan {
         let data: Vec<(f64, Option<usize>)> =
             self.fractions.iter().map(|&f| (f, None)).chain(self.shots.iter().map(|&k| (1.0, Some(k)))).collect();
         let mut out = Vec::new();
-        for &rule in &self.rules {
+        for rule in self.compared() {
             for &(fraction, shots) in &data {
                 for &tn in &self.train_noise {
                     for g in &gradual {

@@ -8,15 +8,7 @@
 //! Adding a rule: one file here implementing `Rule`, with its settings type (`settings!`) and its
 //! registry entry (`pub static ENTRY: RuleEntry`), and one line in `BUILTIN`.
 
-pub mod bp;
-pub mod dfa;
-pub mod equilibrium_propagation;
-pub mod feedback_alignment;
-pub mod hebbian;
-pub mod pc_positive;
-pub mod predictive_coding;
 pub mod settings;
-pub mod target_prop;
 
 use crate::config::TrainConfig;
 use crate::nn::{Loss, Network, Workspace};
@@ -210,28 +202,26 @@ pub struct RuleEntry {
     pub build: fn(&mut Network, &TrainConfig, &mut Rng) -> Result<Box<dyn Rule>, String>,
 }
 
-/// Every rule built into biolearn, in the order `biolearn rules` lists them. Adding a rule: one
-/// file under `src/rules/` with its `ENTRY`, and one line here.
-pub static BUILTIN: &[&RuleEntry] = &[
-    &bp::ENTRY,
-    &feedback_alignment::FA,
-    &feedback_alignment::USF,
-    &feedback_alignment::BRSF,
-    &feedback_alignment::FRSF,
-    &dfa::ENTRY,
-    &predictive_coding::PC,
-    &predictive_coding::IPC,
-    &predictive_coding::PC_FPA,
-    &pc_positive::ENTRY,
-    &equilibrium_propagation::EP,
-    &equilibrium_propagation::CHL,
-    &target_prop::DTP,
-    &target_prop::FW_DTP,
-    &hebbian::SOFTHEBB,
-    &hebbian::SOFTHEBB_DEEP,
-    &hebbian::HEBB_WTA,
-    &hebbian::ACTIVATION_LEARNING,
-];
+/// `module: ENTRY, ...;` lines: declares each rule module and lists its entries in `BUILTIN`.
+macro_rules! builtin {
+    ($($m:ident: $($e:ident),+;)*) => {
+        $(pub mod $m;)*
+        /// Every rule built into biolearn, in the order `biolearn rules` lists them.
+        pub static BUILTIN: &[&RuleEntry] = &[$($(&$m::$e),+),*];
+    };
+}
+
+// The registry. Adding a rule: one file under `src/rules/` with its `ENTRY`, and one line here.
+builtin! {
+    bp: ENTRY;
+    feedback_alignment: FA, USF, BRSF, FRSF;
+    dfa: ENTRY;
+    predictive_coding: PC, IPC, PC_FPA;
+    pc_positive: ENTRY;
+    equilibrium_propagation: EP, CHL;
+    target_prop: DTP, FW_DTP;
+    hebbian: SOFTHEBB, SOFTHEBB_DEEP, HEBB_WTA, ACTIVATION_LEARNING;
+}
 
 /// Rules registered at run time by other crates ([`register`]).
 static EXTRA: std::sync::RwLock<Vec<&'static RuleEntry>> = std::sync::RwLock::new(Vec::new());
