@@ -216,6 +216,7 @@ builtin! {
     bp: ENTRY;
     feedback_alignment: FA, USF, BRSF, FRSF;
     dfa: ENTRY;
+    drtp: ENTRY;
     predictive_coding: PC, IPC, PC_FPA;
     pc_positive: ENTRY;
     equilibrium_propagation: EP, CHL;
