@@ -81,6 +81,23 @@ impl Optimizer {
         self.t
     }
 
+    /// The moments (first, second; empty where the optimiser keeps none) and the step count, for
+    /// checkpoints.
+    pub fn moments(&self) -> (&[Vec<f32>], &[Vec<f32>], u64) {
+        (&self.m, &self.v, self.t)
+    }
+
+    /// Restore what `moments` returned (tensor `i` of each list by its index; sizes must match).
+    pub fn set_moments(&mut self, m: Vec<Vec<f32>>, v: Vec<Vec<f32>>, t: u64) -> Result<(), String> {
+        let same =
+            |a: &[Vec<f32>], b: &[Vec<f32>]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.len() == y.len());
+        if !same(&self.m, &m) || !same(&self.v, &v) {
+            return Err("optimiser moments do not match the network's parameters".into());
+        }
+        (self.m, self.v, self.t) = (m, v, t);
+        Ok(())
+    }
+
     /// Apply the update `g` to tensor `idx` (`w`) at learning rate `lr`.
     pub fn update(&mut self, idx: usize, w: &mut [f32], g: &[f32], lr: f32) {
         let c = self.cfg;

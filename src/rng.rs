@@ -27,6 +27,16 @@ impl Rng {
     }
 
     /// An independent stream derived from this one (consumes one draw).
+    /// The generator's whole state (for checkpoints).
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+
+    /// A generator continuing exactly from `state`.
+    pub fn from_state(state: [u64; 4]) -> Rng {
+        Rng { s: state }
+    }
+
     pub fn fork(&mut self) -> Rng {
         Rng::new(self.next_u64())
     }

@@ -41,8 +41,16 @@ pub fn save(path: &Path, tensors: &[Tensor], metadata: &BTreeMap<String, String>
     f.flush()
 }
 
+/// name -> (shape, data).
+pub type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// All tensors of a file: name -> (shape, data). Errors name the file and the problem.
-pub fn load(path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>, String> {
+pub fn load(path: &Path) -> Result<Tensors, String> {
+    Ok(load_with_metadata(path)?.0)
+}
+
+/// All tensors of a file and its `__metadata__` (string values).
+pub fn load_with_metadata(path: &Path) -> Result<(Tensors, BTreeMap<String, String>), String> {
     let p = path.display();
     let bytes = std::fs::read(path).map_err(|e| format!("{p}: {e}"))?;
     if bytes.len() < 8 {
@@ -55,8 +63,10 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>, Str
         serde_json::from_slice(body).map_err(|e| format!("{p}: bad header: {e}"))?;
     let data = &bytes[8 + n..];
     let mut out = BTreeMap::new();
+    let mut meta = BTreeMap::new();
     for (name, v) in header {
         if name == "__metadata__" {
+            meta = serde_json::from_value(v).map_err(|e| format!("{p}: bad metadata: {e}"))?;
             continue;
         }
         let bad = || format!("{p}: tensor '{name}' has a malformed entry");
@@ -73,7 +83,7 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>, Str
         }
         out.insert(name, (shape, vals));
     }
-    Ok(out)
+    Ok((out, meta))
 }
 
 #[cfg(test)]

@@ -82,7 +82,34 @@ pub struct RunResult {
     pub total_seconds: f64,
     /// Training samples per second over all epochs (evaluation excluded).
     pub train_samples_per_second: f64,
+    /// False when the run stopped before its last epoch on request (`RunOptions::stop_after`),
+    /// to be continued from its checkpoint.
+    #[serde(default = "yes")]
+    pub complete: bool,
 }
+
+fn yes() -> bool {
+    true
+}
+
+/// How a run goes beyond its configuration: checkpoints, resuming, a starting point.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Write the whole training state to this file after every epoch (atomically): weights, the
+    /// rule's state, optimiser moments, the RNG, the epochs done and their records.
+    pub checkpoint: Option<std::path::PathBuf>,
+    /// Continue the run saved in this checkpoint (it must hold the same configuration): the
+    /// records come out as an uninterrupted run's.
+    pub resume: Option<std::path::PathBuf>,
+    /// Start from the network weights and rule tensors of a saved model or checkpoint (any run
+    /// with the same network), instead of the initialisation.
+    pub init_from: Option<std::path::PathBuf>,
+    /// Train at most this many epochs in this call (then `complete` is false).
+    pub stop_after: Option<usize>,
+}
+
+/// A checkpoint's file format marker.
+const CHECKPOINT_KIND: &str = "biolearn-checkpoint";
 
 /// Progress reports for a UI.
 pub enum Progress<'a> {
@@ -300,6 +327,178 @@ impl Trainer {
     }
 }
 
+impl Trainer {
+    /// Every tensor of the training state: the network's parameters by their names, the
+    /// rule's state as `rule.NAME`, the optimiser's moments as `optimizer.m.I` / `optimizer.v.I`.
+    fn state_tensors(&self) -> (Vec<(String, Vec<usize>, Vec<f32>)>, crate::rules::RuleState) {
+        let mut t: Vec<(String, Vec<usize>, Vec<f32>)> =
+            self.net.params.iter().map(|p| (p.name.clone(), p.shape.clone(), p.data.clone())).collect();
+        let rs = self.rule.save_state();
+        for (name, d) in &rs.tensors {
+            t.push((format!("rule.{name}"), vec![d.len()], d.clone()));
+        }
+        let (m, v, _) = self.opt.moments();
+        for (kind, list) in [("m", m), ("v", v)] {
+            for (i, x) in list.iter().enumerate() {
+                t.push((format!("optimizer.{kind}.{i}"), vec![x.len()], x.clone()));
+            }
+        }
+        (t, rs)
+    }
+
+    /// Write the whole training state and `history` to `path` (to a temporary file, then
+    /// renamed over it: a crash leaves the previous checkpoint whole).
+    pub fn save_checkpoint(&self, path: &std::path::Path, history: &Progressed) -> Result<(), String> {
+        let (tensors, rs) = self.state_tensors();
+        let st: Vec<crate::safetensors::Tensor> = tensors
+            .iter()
+            .map(|(name, shape, data)| crate::safetensors::Tensor { name: name.clone(), shape: shape.clone(), data })
+            .collect();
+        let meta = std::collections::BTreeMap::from([
+            ("kind".to_string(), CHECKPOINT_KIND.to_string()),
+            ("schema_version".to_string(), crate::env::SCHEMA_VERSION.to_string()),
+            ("config".to_string(), serde_json::to_string(&self.cfg).map_err(|e| e.to_string())?),
+            ("epochs_done".to_string(), self.epochs_done.to_string()),
+            ("rng".to_string(), serde_json::to_string(&self.rng.state()).unwrap()),
+            ("optimizer_steps".to_string(), self.opt.moments().2.to_string()),
+            ("rule_counters".to_string(), serde_json::to_string(&rs.counters).unwrap()),
+            ("history".to_string(), serde_json::to_string(history).map_err(|e| e.to_string())?),
+        ]);
+        let tmp = path.with_extension("safetensors.tmp");
+        crate::safetensors::save(&tmp, &st, &meta).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Load the network's parameters (and the rule's tensors, where the file has them) from a
+    /// saved model or checkpoint: every parameter must be there with its shape.
+    pub fn load_weights(&mut self, path: &std::path::Path) -> Result<(), String> {
+        let file = crate::safetensors::load(path)?;
+        let p = path.display();
+        for param in &mut self.net.params {
+            let (shape, data) =
+                file.get(&param.name).ok_or_else(|| format!("{p}: no tensor '{}' for this network", param.name))?;
+            if *shape != param.shape {
+                return Err(format!("{p}: '{}' has shape {shape:?}, the network needs {:?}", param.name, param.shape));
+            }
+            param.data.copy_from_slice(data);
+        }
+        // Rule tensors: `rule.NAME` in checkpoints, `NAME` in saved models.
+        let names: Vec<String> = self.rule.tensors().into_iter().map(|(n, _, _)| n).collect();
+        let mut saved = std::collections::BTreeMap::new();
+        for n in names {
+            if let Some((_, d)) = file.get(&format!("rule.{n}")).or_else(|| file.get(&n)) {
+                saved.insert(n, d.clone());
+            }
+        }
+        if !saved.is_empty() {
+            let mut rs = self.rule.save_state();
+            rs.tensors.extend(saved);
+            self.rule.load_state(&rs).map_err(|e| format!("{p}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Restore the whole training state from a checkpoint written by `save_checkpoint` for the
+    /// same configuration; returns the records of the epochs it holds.
+    pub fn load_checkpoint(&mut self, path: &std::path::Path) -> Result<Progressed, String> {
+        let p = path.display();
+        let (tensors, meta) = crate::safetensors::load_with_metadata(path)?;
+        let get = |k: &str| meta.get(k).ok_or_else(|| format!("{p}: not a biolearn checkpoint (no '{k}')"));
+        if get("kind")? != CHECKPOINT_KIND {
+            return Err(format!("{p}: not a biolearn checkpoint"));
+        }
+        let cfg: TrainConfig = serde_json::from_str(get("config")?).map_err(|e| format!("{p}: config: {e}"))?;
+        if cfg != self.cfg {
+            return Err(format!("{p}: the checkpoint is of another configuration than this run's"));
+        }
+        let bad = |what: &str| format!("{p}: malformed '{what}'");
+        let epochs_done: usize = get("epochs_done")?.parse().map_err(|_| bad("epochs_done"))?;
+        let rng: [u64; 4] = serde_json::from_str(get("rng")?).map_err(|_| bad("rng"))?;
+        let steps: u64 = get("optimizer_steps")?.parse().map_err(|_| bad("optimizer_steps"))?;
+        let counters = serde_json::from_str(get("rule_counters")?).map_err(|_| bad("rule_counters"))?;
+        let history: Progressed = serde_json::from_str(get("history")?).map_err(|_| bad("history"))?;
+        let tensor = |name: &str, len: usize| -> Result<Vec<f32>, String> {
+            let (_, d) = tensors.get(name).ok_or_else(|| format!("{p}: tensor '{name}' is missing"))?;
+            if d.len() != len {
+                return Err(format!("{p}: tensor '{name}' has {} values, expected {len}", d.len()));
+            }
+            Ok(d.clone())
+        };
+        for param in &mut self.net.params {
+            param.data = tensor(&param.name, param.data.len())?;
+        }
+        let mut rs = crate::rules::RuleState { tensors: Default::default(), counters };
+        for (name, (_, d)) in &tensors {
+            if let Some(n) = name.strip_prefix("rule.") {
+                rs.tensors.insert(n.to_string(), d.clone());
+            }
+        }
+        self.rule.load_state(&rs).map_err(|e| format!("{p}: {e}"))?;
+        let (m0, v0, _) = self.opt.moments();
+        let (nm, nv): (Vec<usize>, Vec<usize>) =
+            (m0.iter().map(|x| x.len()).collect(), v0.iter().map(|x| x.len()).collect());
+        let m =
+            nm.iter().enumerate().map(|(i, &n)| tensor(&format!("optimizer.m.{i}"), n)).collect::<Result<_, _>>()?;
+        let v =
+            nv.iter().enumerate().map(|(i, &n)| tensor(&format!("optimizer.v.{i}"), n)).collect::<Result<_, _>>()?;
+        self.opt.set_moments(m, v, steps).map_err(|e| format!("{p}: {e}"))?;
+        self.rng = Rng::from_state(rng);
+        self.epochs_done = epochs_done;
+        if history.epochs.len() != epochs_done {
+            return Err(format!("{p}: {} epoch records for {epochs_done} epochs", history.epochs.len()));
+        }
+        Ok(history)
+    }
+}
+
+/// The model file of a run directory: `DIR/model.safetensors` (`train --save`), else
+/// `DIR/checkpoint.safetensors`; a file path is taken as it is.
+pub fn model_file(path: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    for f in ["model.safetensors", "checkpoint.safetensors"] {
+        let p = path.join(f);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(format!(
+        "{}: no model.safetensors or checkpoint.safetensors (train with --save, or a checkpoint)",
+        path.display()
+    ))
+}
+
+/// The configuration a saved model or checkpoint was trained with (its `config` metadata).
+pub fn saved_config(file: &std::path::Path) -> Result<TrainConfig, String> {
+    let (_, meta) = crate::safetensors::load_with_metadata(file)?;
+    let text = meta.get("config").ok_or_else(|| format!("{}: no 'config' in its metadata", file.display()))?;
+    let cfg: TrainConfig = serde_json::from_str(text).map_err(|e| format!("{}: config: {e}", file.display()))?;
+    cfg.validate().map_err(|e| format!("{}: config: {e}", file.display()))?;
+    Ok(cfg)
+}
+
+/// A trained network and its rule, rebuilt from a saved model or checkpoint for the data set `ds`
+/// (the one it was trained on, or another of the same shape): built from its configuration and
+/// seed as in training, then its weights and rule tensors loaded.
+pub fn load_model(file: &std::path::Path, cfg: &TrainConfig, ds: &Dataset) -> Result<Trainer, String> {
+    let mut rng = Rng::new(cfg.seed);
+    let input = Shape::new(ds.channels, ds.height, ds.width);
+    let mut tr = Trainer::new(cfg, input, ds.num_classes, &mut rng)?;
+    tr.load_weights(file)?;
+    Ok(tr)
+}
+
+/// What a run has done so far (kept in its checkpoints): the epoch records, the training time
+/// and samples seen, and where it diverged.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progressed {
+    pub epochs: Vec<EpochRecord>,
+    pub train_seconds: f64,
+    pub seen: usize,
+    pub diverged: Option<Diverged>,
+}
+
 /// Move a stratified, seeded `fraction` of `train` into a validation split.
 pub fn split_validation(train: &Split, classes: usize, fraction: f32, rng: &mut Rng) -> (Split, Split) {
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
@@ -349,8 +548,17 @@ pub fn load_data(cfg: &TrainConfig) -> Result<Loaded, String> {
 
 /// One full run: load data, train for `cfg.epochs`, evaluate every epoch.
 pub fn run(cfg: &TrainConfig, progress: &mut (dyn FnMut(Progress) + Send)) -> Result<(RunResult, Trainer), String> {
+    run_with(cfg, &RunOptions::default(), progress)
+}
+
+/// `run` with checkpoints, resuming or a starting point (`RunOptions`).
+pub fn run_with(
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<(RunResult, Trainer), String> {
     let l = load_data(cfg)?;
-    run_on(cfg, &l.ds, &l.checksum, progress)
+    run_on_with(cfg, opts, &l.ds, &l.checksum, progress)
 }
 
 /// A run on an already loaded data set (the sweep loads once and runs many).
@@ -360,16 +568,28 @@ pub fn run_on(
     checksum: &str,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<(RunResult, Trainer), String> {
+    run_on_with(cfg, &RunOptions::default(), ds, checksum, progress)
+}
+
+/// `run_on` with checkpoints, resuming or a starting point.
+pub fn run_on_with(
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    ds: &Dataset,
+    checksum: &str,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<(RunResult, Trainer), String> {
     cfg.validate()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads)
         .build()
         .map_err(|e| format!("cannot start {} threads: {e}", cfg.threads))?;
-    pool.install(|| run_in_pool(cfg, ds, checksum, progress))
+    pool.install(|| run_in_pool(cfg, opts, ds, checksum, progress))
 }
 
 fn run_in_pool(
     cfg: &TrainConfig,
+    opts: &RunOptions,
     ds: &Dataset,
     checksum: &str,
     progress: &mut (dyn FnMut(Progress) + Send),
@@ -387,11 +607,20 @@ fn run_in_pool(
         (&ds.train, None)
     };
     let schedule = cfg.schedule();
-    let mut epochs = Vec::new();
-    let mut diverged = None;
-    let mut train_seconds = 0.0;
-    let mut seen = 0usize;
-    for e in 0..cfg.epochs {
+    if let Some(p) = &opts.init_from {
+        trainer.load_weights(p)?;
+    }
+    let done = match &opts.resume {
+        Some(p) => trainer.load_checkpoint(p)?,
+        None => Progressed::default(),
+    };
+    let Progressed { mut epochs, mut diverged, mut train_seconds, mut seen } = done;
+    let first = epochs.len();
+    let last = opts.stop_after.map_or(cfg.epochs, |k| (first + k).min(cfg.epochs));
+    for e in first..last {
+        if diverged.is_some() {
+            break;
+        }
         let lr = schedule.lr(cfg.lr, e, cfg.epochs);
         let stats = trainer.train_epoch(train, lr, |done, total| {
             progress(Progress::Batch { epoch: e + 1, epochs: cfg.epochs, done, total })
@@ -415,10 +644,13 @@ fn run_in_pool(
         };
         progress(Progress::Epoch { record: &record, epochs: cfg.epochs });
         epochs.push(record);
-        if diverged.is_some() {
-            break;
+        if let Some(p) = &opts.checkpoint {
+            let state = Progressed { epochs, diverged, train_seconds, seen };
+            trainer.save_checkpoint(p, &state)?;
+            Progressed { epochs, diverged, train_seconds, seen } = state;
         }
     }
+    let complete = diverged.is_some() || epochs.len() == cfg.epochs;
     let result = RunResult {
         schema_version: crate::env::SCHEMA_VERSION,
         biolearn_version: VERSION.into(),
@@ -442,6 +674,7 @@ fn run_in_pool(
         diverged,
         total_seconds: t0.elapsed().as_secs_f64(),
         train_samples_per_second: seen as f64 / train_seconds.max(1e-9),
+        complete,
     };
     Ok((result, trainer))
 }

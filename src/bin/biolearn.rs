@@ -54,6 +54,32 @@ enum Cmd {
     },
     /// Write an sbatch script that runs a plan as a Slurm job array.
     Slurm(SlurmArgs),
+    /// Evaluate a saved model (`train --save`) or a run's checkpoint: test accuracy, and under
+    /// noise or pruning if asked.
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A run directory (its model.safetensors, else checkpoint.safetensors) or a model file.
+    model: PathBuf,
+    /// Evaluate on another data set of the same shape (default: the one it was trained on).
+    #[arg(long)]
+    data: Option<String>,
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// Gaussian noise std on the test inputs (pixel units), comma-separated levels.
+    #[arg(long, value_delimiter = ',')]
+    noise: Vec<f64>,
+    /// Global magnitude pruning to these sparsities (share of weights zeroed), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    sparsity: Vec<f64>,
+    /// Seed of the noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Threads (default: the run's).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Args)]
@@ -152,6 +178,20 @@ struct TrainArgs {
     /// Also write the trained weights as OUT/model.safetensors.
     #[arg(long)]
     save: bool,
+    /// Continue the run in DIR from its checkpoint (DIR/checkpoint.safetensors, written after
+    /// every epoch): the records come out as an uninterrupted run's. Takes no other settings.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
+    /// Start from the weights of a saved model or checkpoint (a run directory or file) with the
+    /// same network, instead of the initialisation.
+    #[arg(long, value_name = "MODEL")]
+    init_from: Option<PathBuf>,
+    /// Train at most N epochs in this process, then stop (continue with --resume OUT).
+    #[arg(long, value_name = "N")]
+    stop_after: Option<usize>,
+    /// Do not write OUT/checkpoint.safetensors after every epoch.
+    #[arg(long)]
+    no_checkpoint: bool,
     /// No progress output, only the final line.
     #[arg(long, short)]
     quiet: bool,
@@ -287,6 +327,7 @@ fn main() {
         Some(Cmd::Compare(a)) => cmd_compare(a),
         Some(Cmd::Report { dir, out, markdown }) => cmd_report(&dir, out, markdown),
         Some(Cmd::Slurm(a)) => cmd_slurm(a),
+        Some(Cmd::Eval(a)) => cmd_eval(a),
     };
     if let Err(e) = res {
         eprintln!("error: {e:#}");
@@ -310,9 +351,39 @@ fn overrides(a: &TrainArgs) -> Result<toml::Table> {
 }
 
 fn cmd_train(a: TrainArgs) -> Result<()> {
-    let cfg = TrainConfig::load(a.config.as_deref(), overrides(&a)?).map_err(anyhow::Error::msg)?;
-    let out =
-        a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/{}-{}-seed{}", cfg.data, cfg.rule, cfg.seed)));
+    let given = overrides(&a)?;
+    let (cfg, out) = match &a.resume {
+        Some(dir) => {
+            if !given.is_empty() || a.config.is_some() || a.init_from.is_some() {
+                bail!("--resume continues {} as it was configured: give no other settings", dir.display());
+            }
+            if a.out.as_ref().is_some_and(|o| o != dir) {
+                bail!("--resume writes into the run's own directory {}; --out must be that or absent", dir.display());
+            }
+            let ck = dir.join("checkpoint.safetensors");
+            (train::saved_config(&ck).map_err(anyhow::Error::msg)?, dir.clone())
+        }
+        None => {
+            let cfg = TrainConfig::load(a.config.as_deref(), given).map_err(anyhow::Error::msg)?;
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("runs/{}-{}-seed{}", cfg.data, cfg.rule, cfg.seed)));
+            (cfg, out)
+        }
+    };
+    if a.stop_after == Some(0) {
+        bail!("--stop-after must be at least 1");
+    }
+    let opts = train::RunOptions {
+        checkpoint: (!a.no_checkpoint).then(|| out.join("checkpoint.safetensors")),
+        resume: a.resume.as_ref().map(|d| d.join("checkpoint.safetensors")),
+        init_from: a.init_from.as_deref().map(train::model_file).transpose().map_err(anyhow::Error::msg)?,
+        stop_after: a.stop_after,
+    };
+    if opts.stop_after.is_some() && opts.checkpoint.is_none() {
+        bail!("--stop-after needs the checkpoint to continue from (drop --no-checkpoint)");
+    }
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create output directory {}", out.display()))?;
     let tty = std::io::stderr().is_terminal() && !a.quiet;
     if !a.quiet {
@@ -351,7 +422,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         }
         _ => {}
     };
-    let (result, trainer) = train::run(&cfg, &mut progress).map_err(anyhow::Error::msg)?;
+    let (result, trainer) = train::run_with(&cfg, &opts, &mut progress).map_err(anyhow::Error::msg)?;
     let path = out.join("result.json");
     let json = serde_json::to_string_pretty(&result)?;
     std::fs::write(&path, json + "\n").with_context(|| format!("cannot write {}", path.display()))?;
@@ -369,7 +440,15 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         let mp = out.join("model.safetensors");
         biolearn::safetensors::save(&mp, &tensors, &meta).with_context(|| format!("cannot write {}", mp.display()))?;
     }
-    if let Some(d) = &result.diverged {
+    if !result.complete {
+        println!(
+            "stopped after epoch {} of {}: test accuracy {:.4}; continue with --resume {}",
+            result.epochs.len(),
+            cfg.epochs,
+            result.test_accuracy,
+            out.display()
+        );
+    } else if let Some(d) = &result.diverged {
         println!(
             "diverged at epoch {} batch {}: loss not finite; test accuracy {:.4} ({})",
             d.epoch,
@@ -609,6 +688,62 @@ fn relative(target: &std::path::Path, base: &std::path::Path) -> String {
     let mut parts: Vec<String> = vec!["..".into(); bc.len() - common];
     parts.extend(tc[common..].iter().map(|c| c.as_os_str().to_string_lossy().into_owned()));
     parts.join("/")
+}
+
+fn cmd_eval(a: EvalArgs) -> Result<()> {
+    let file = train::model_file(&a.model).map_err(anyhow::Error::msg)?;
+    let mut cfg = train::saved_config(&file).map_err(anyhow::Error::msg)?;
+    if let Some(d) = &a.data {
+        cfg.data = d.clone();
+        cfg.data_dir = None;
+    }
+    if let Some(d) = &a.data_dir {
+        cfg.data_dir = Some(d.clone());
+    }
+    if let Some(t) = a.threads {
+        cfg.threads = t;
+    }
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    let l = train::load_data(&cfg).map_err(anyhow::Error::msg)?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build()?;
+    let rows = pool.install(|| -> Result<Vec<(String, f64)>> {
+        let mut tr = train::load_model(&file, &cfg, &l.ds).map_err(anyhow::Error::msg)?;
+        let mut rows = vec![("test".to_string(), tr.evaluate(&l.ds.test))];
+        for &std in &a.noise {
+            let mut noisy = l.ds.test.clone();
+            let mut rng = biolearn::rng::Rng::new(a.seed);
+            biolearn::protocol::noise::corrupt(
+                &mut noisy.x,
+                &l.norm,
+                biolearn::protocol::noise::NoiseKind::Gaussian,
+                std,
+                &mut rng,
+            );
+            rows.push((format!("gaussian noise {std}"), tr.evaluate(&noisy)));
+        }
+        let saved: Vec<Vec<f32>> = tr.net.params.iter().map(|p| p.data.clone()).collect();
+        for &s in &a.sparsity {
+            if !(0.0..1.0).contains(&s) {
+                bail!("--sparsity {s}: must be in [0, 1)");
+            }
+            let masks = biolearn::protocol::prune::global_magnitude_masks(
+                &tr.net,
+                s,
+                biolearn::protocol::plan::Plan::default().min_keep,
+            );
+            biolearn::protocol::prune::apply(&mut tr.net, &masks);
+            rows.push((format!("sparsity {s}"), tr.evaluate(&l.ds.test)));
+            for (p, d) in tr.net.params.iter_mut().zip(&saved) {
+                p.data.copy_from_slice(d);
+            }
+        }
+        Ok(rows)
+    })?;
+    println!("model {} ({} {} on {}, seed {})", file.display(), cfg.rule, cfg.arch, cfg.data, cfg.seed);
+    for (what, acc) in rows {
+        println!("{what:<24} accuracy {acc:.4} ({acc})");
+    }
+    Ok(())
 }
 
 fn cmd_slurm(a: SlurmArgs) -> Result<()> {

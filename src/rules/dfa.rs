@@ -86,6 +86,10 @@ impl Rule for Dfa {
             .map(|(i, b)| (format!("feedback.{i}.dfa"), vec![b.len() / self.k, self.k], b.as_slice()))
             .collect()
     }
+
+    fn tensors_mut(&mut self) -> Vec<(String, &mut [f32])> {
+        self.feedback.iter_mut().map(|(i, b)| (format!("feedback.{i}.dfa"), b.as_mut_slice())).collect()
+    }
 }
 
 pub static ENTRY: super::RuleEntry = super::RuleEntry {

@@ -96,6 +96,10 @@ impl Rule for Drtp {
             .map(|(i, b)| (format!("feedback.{i}.drtp"), vec![b.len() / self.k, self.k], b.as_slice()))
             .collect()
     }
+
+    fn tensors_mut(&mut self) -> Vec<(String, &mut [f32])> {
+        self.feedback.iter_mut().map(|(i, b)| (format!("feedback.{i}.drtp"), b.as_mut_slice())).collect()
+    }
 }
 
 pub static ENTRY: super::RuleEntry = super::RuleEntry {

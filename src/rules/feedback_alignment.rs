@@ -144,6 +144,14 @@ impl Rule for FeedbackAlignment {
             .filter_map(|(i, b)| b.as_ref().map(|b| (format!("feedback.{i}.weight"), vec![b.len()], b.as_slice())))
             .collect()
     }
+
+    fn tensors_mut(&mut self) -> Vec<(String, &mut [f32])> {
+        self.feedback
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, b)| b.as_mut().map(|b| (format!("feedback.{i}.weight"), b.as_mut_slice())))
+            .collect()
+    }
 }
 
 macro_rules! fa_entry {

@@ -677,11 +677,22 @@ impl Rule for Hebbian {
     }
 
     fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
-        if self.wy.is_empty() {
-            return Vec::new();
+        let mut t: Vec<(String, Vec<usize>, &[f32])> =
+            self.eta.iter().enumerate().map(|(j, e)| (format!("rates.{j}"), vec![e.len()], e.as_slice())).collect();
+        if !self.wy.is_empty() {
+            let c = self.wy.len() / self.eta[0].len();
+            t.push(("label_weights".into(), vec![self.eta[0].len(), c], &self.wy));
         }
-        let c = self.wy.len() / self.eta[0].len();
-        vec![("label_weights".into(), vec![self.eta[0].len(), c], &self.wy)]
+        t
+    }
+
+    fn tensors_mut(&mut self) -> Vec<(String, &mut [f32])> {
+        let mut t: Vec<(String, &mut [f32])> =
+            self.eta.iter_mut().enumerate().map(|(j, e)| (format!("rates.{j}"), e.as_mut_slice())).collect();
+        if !self.wy.is_empty() {
+            t.push(("label_weights".into(), self.wy.as_mut_slice()));
+        }
+        t
     }
 }
 

@@ -84,10 +84,52 @@ pub trait Rule: Send {
     /// overwrite the output in `ws` after the driver's evaluation forward pass.
     fn settle_prediction(&mut self, _net: &mut Network, _ws: &mut Workspace) {}
 
-    /// Tensors the rule owns (feedback matrices), by name, for checkpoints and hardware models.
+    /// Tensors the rule owns (feedback matrices, learned inverses, adaptive rates), by name, for
+    /// checkpoints, saved models and hardware models.
     fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
         Vec::new()
     }
+
+    /// The same tensors as `tensors`, by the same names, to restore them.
+    fn tensors_mut(&mut self) -> Vec<(String, &mut [f32])> {
+        Vec::new()
+    }
+
+    /// Everything the rule keeps between batches, for a checkpoint: by default its tensors.
+    /// Rules with more (a private optimiser's moments and step count) add it here.
+    fn save_state(&self) -> RuleState {
+        RuleState {
+            tensors: self.tensors().into_iter().map(|(n, _, d)| (n, d.to_vec())).collect(),
+            counters: Default::default(),
+        }
+    }
+
+    /// Restore what `save_state` returned (on a rule built for the same network and settings).
+    fn load_state(&mut self, state: &RuleState) -> Result<(), String> {
+        load_tensors(self.tensors_mut(), &state.tensors)
+    }
+}
+
+/// A rule's state in a checkpoint: named tensors and named counters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuleState {
+    pub tensors: std::collections::BTreeMap<String, Vec<f32>>,
+    pub counters: std::collections::BTreeMap<String, u64>,
+}
+
+/// Copy `saved` into `into` by name; every tensor must be there with its length.
+pub fn load_tensors(
+    into: Vec<(String, &mut [f32])>,
+    saved: &std::collections::BTreeMap<String, Vec<f32>>,
+) -> Result<(), String> {
+    for (name, dst) in into {
+        let src = saved.get(&name).ok_or_else(|| format!("rule tensor '{name}' is missing"))?;
+        if src.len() != dst.len() {
+            return Err(format!("rule tensor '{name}' has {} values, the rule needs {}", src.len(), dst.len()));
+        }
+        dst.copy_from_slice(src);
+    }
+    Ok(())
 }
 
 /// `Rule::train_batch`'s default: the rule's `step`, then one optimiser step on every trainable

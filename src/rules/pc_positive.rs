@@ -252,6 +252,48 @@ impl Rule for PcPositive {
     fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
         self.b.iter().enumerate().map(|(k, b)| (format!("feedback.{}.b", k + 1), vec![b.len()], b.as_slice())).collect()
     }
+
+    fn tensors_mut(&mut self) -> Vec<(String, &mut [f32])> {
+        self.b.iter_mut().enumerate().map(|(k, b)| (format!("feedback.{}.b", k + 1), b.as_mut_slice())).collect()
+    }
+
+    /// The feedback matrices, and the moments and step count of their own optimiser.
+    fn save_state(&self) -> super::RuleState {
+        let mut s = super::RuleState {
+            tensors: self.tensors().into_iter().map(|(n, _, d)| (n, d.to_vec())).collect(),
+            counters: Default::default(),
+        };
+        if let Some(opt) = &self.b_opt {
+            let (m, v, t) = opt.moments();
+            for (k, x) in m.iter().enumerate() {
+                s.tensors.insert(format!("feedback_optimizer.m.{k}"), x.clone());
+            }
+            for (k, x) in v.iter().enumerate() {
+                s.tensors.insert(format!("feedback_optimizer.v.{k}"), x.clone());
+            }
+            s.counters.insert("feedback_optimizer.t".into(), t);
+        }
+        s
+    }
+
+    fn load_state(&mut self, state: &super::RuleState) -> Result<(), String> {
+        super::load_tensors(self.tensors_mut(), &state.tensors)?;
+        if let Some(opt) = &mut self.b_opt {
+            let (m0, v0, _) = opt.moments();
+            let take = |kind: &str, n: usize| -> Result<Vec<Vec<f32>>, String> {
+                (0..n)
+                    .map(|k| {
+                        let name = format!("feedback_optimizer.{kind}.{k}");
+                        state.tensors.get(&name).cloned().ok_or_else(|| format!("rule tensor '{name}' is missing"))
+                    })
+                    .collect()
+            };
+            let (m, v) = (take("m", m0.len())?, take("v", v0.len())?);
+            let t = *state.counters.get("feedback_optimizer.t").ok_or("rule counter 'feedback_optimizer.t' is missing")?;
+            opt.set_moments(m, v, t)?;
+        }
+        Ok(())
+    }
 }
 
 crate::settings! {

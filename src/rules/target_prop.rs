@@ -187,6 +187,10 @@ impl Rule for TargetProp {
     fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
         self.v.iter().enumerate().map(|(k, v)| (format!("feedback.{k}.v"), vec![v.len()], v.as_slice())).collect()
     }
+
+    fn tensors_mut(&mut self) -> Vec<(String, &mut [f32])> {
+        self.v.iter_mut().enumerate().map(|(k, v)| (format!("feedback.{k}.v"), v.as_mut_slice())).collect()
+    }
 }
 
 crate::settings! {
