@@ -327,7 +327,73 @@ impl Trainer {
     }
 }
 
+/// What `Trainer::fit` trains on and evaluates every epoch.
+pub struct Splits<'a> {
+    pub train: &'a Split,
+    /// Held out of the training set (its accuracy in `val_accuracy`).
+    pub val: Option<&'a Split>,
+    /// None: no evaluation (the record's test accuracy is NaN; for timing).
+    pub test: Option<&'a Split>,
+}
+
+/// What a caller of `Trainer::fit` does around the epochs (all optional).
+pub trait Hooks {
+    /// After each training batch (1-based epoch, batches done, batches in the epoch).
+    fn batch(&mut self, _epoch: usize, _done: usize, _total: usize) {}
+    /// After the epoch's training, before its evaluation (0-based epoch): gradual pruning.
+    fn trained(&mut self, _tr: &mut Trainer, _epoch: usize) {}
+    /// After the epoch's record was added to `state`: progress, checkpoints.
+    fn epoch(&mut self, _tr: &mut Trainer, _state: &Progressed) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// No hooks.
+pub struct NoHooks;
+impl Hooks for NoHooks {}
+
 impl Trainer {
+    /// The one epoch loop (used by `train`, `compare` and `bench`): from the epochs `state`
+    /// already holds up to `until` (at most the configured epochs), each epoch at the
+    /// schedule's rate, then evaluated; stops after a diverged epoch.
+    pub fn fit(
+        &mut self,
+        data: Splits,
+        mut state: Progressed,
+        until: usize,
+        hooks: &mut dyn Hooks,
+    ) -> Result<Progressed, String> {
+        let (schedule, epochs) = (self.cfg.schedule(), self.cfg.epochs);
+        for e in state.epochs.len()..until.min(epochs) {
+            if state.diverged.is_some() {
+                break;
+            }
+            let lr = schedule.lr(self.cfg.lr, e, epochs);
+            let stats = self.train_epoch(data.train, lr, |done, total| hooks.batch(e + 1, done, total));
+            state.train_seconds += stats.seconds;
+            state.seen += data.train.n;
+            if let Some(b) = stats.diverged_at {
+                state.diverged = Some(Diverged { epoch: e + 1, batch: b + 1 });
+            }
+            hooks.trained(self, e);
+            let record = EpochRecord {
+                epoch: e + 1,
+                lr,
+                train_loss: if state.diverged.is_some() { f64::NAN } else { stats.loss },
+                train_accuracy: stats.accuracy,
+                test_accuracy: data.test.map_or(f64::NAN, |t| self.evaluate(t)),
+                val_accuracy: data.val.map(|v| self.evaluate(v)),
+                seconds: stats.seconds,
+                energy_before: stats.energy.map(|e| e.0),
+                energy_after: stats.energy.map(|e| e.1),
+                inference_steps: stats.energy.map(|e| e.2),
+            };
+            state.epochs.push(record);
+            hooks.epoch(self, &state)?;
+        }
+        Ok(state)
+    }
+
     /// Every tensor of the training state: the network's parameters by their names, the
     /// rule's state as `rule.NAME`, the optimiser's moments as `optimizer.m.I` / `optimizer.v.I`.
     fn state_tensors(&self) -> (Vec<(String, Vec<usize>, Vec<f32>)>, crate::rules::RuleState) {
@@ -341,6 +407,12 @@ impl Trainer {
         for (kind, list) in [("m", m), ("v", v)] {
             for (i, x) in list.iter().enumerate() {
                 t.push((format!("optimizer.{kind}.{i}"), vec![x.len()], x.clone()));
+            }
+        }
+        // Pruning masks in force (gradual pruning): `mask.I` for parameter I.
+        for (i, m) in self.masks.iter().flatten().enumerate() {
+            if let Some(m) = m {
+                t.push((format!("mask.{i}"), vec![m.len()], m.clone()));
             }
         }
         (t, rs)
@@ -442,6 +514,9 @@ impl Trainer {
         let v =
             nv.iter().enumerate().map(|(i, &n)| tensor(&format!("optimizer.v.{i}"), n)).collect::<Result<_, _>>()?;
         self.opt.set_moments(m, v, steps).map_err(|e| format!("{p}: {e}"))?;
+        let masks: crate::protocol::prune::Masks =
+            (0..self.net.params.len()).map(|i| tensors.get(&format!("mask.{i}")).map(|(_, d)| d.clone())).collect();
+        self.masks = masks.iter().any(|m| m.is_some()).then_some(masks);
         self.rng = Rng::from_state(rng);
         self.epochs_done = epochs_done;
         if history.epochs.len() != epochs_done {
@@ -606,7 +681,6 @@ fn run_in_pool(
     } else {
         (&ds.train, None)
     };
-    let schedule = cfg.schedule();
     if let Some(p) = &opts.init_from {
         trainer.load_weights(p)?;
     }
@@ -614,42 +688,27 @@ fn run_in_pool(
         Some(p) => trainer.load_checkpoint(p)?,
         None => Progressed::default(),
     };
-    let Progressed { mut epochs, mut diverged, mut train_seconds, mut seen } = done;
-    let first = epochs.len();
-    let last = opts.stop_after.map_or(cfg.epochs, |k| (first + k).min(cfg.epochs));
-    for e in first..last {
-        if diverged.is_some() {
-            break;
+    let until = opts.stop_after.map_or(cfg.epochs, |k| done.epochs.len() + k);
+    struct Report<'a, 'b> {
+        progress: &'a mut (dyn FnMut(Progress) + Send + 'b),
+        checkpoint: Option<&'a std::path::Path>,
+        epochs: usize,
+    }
+    impl Hooks for Report<'_, '_> {
+        fn batch(&mut self, epoch: usize, done: usize, total: usize) {
+            (self.progress)(Progress::Batch { epoch, epochs: self.epochs, done, total })
         }
-        let lr = schedule.lr(cfg.lr, e, cfg.epochs);
-        let stats = trainer.train_epoch(train, lr, |done, total| {
-            progress(Progress::Batch { epoch: e + 1, epochs: cfg.epochs, done, total })
-        });
-        train_seconds += stats.seconds;
-        seen += train.n;
-        if let Some(b) = stats.diverged_at {
-            diverged = Some(Diverged { epoch: e + 1, batch: b + 1 });
-        }
-        let record = EpochRecord {
-            epoch: e + 1,
-            lr,
-            train_loss: if diverged.is_some() { f64::NAN } else { stats.loss },
-            train_accuracy: stats.accuracy,
-            test_accuracy: trainer.evaluate(&ds.test),
-            val_accuracy: val.map(|v| trainer.evaluate(v)),
-            seconds: stats.seconds,
-            energy_before: stats.energy.map(|e| e.0),
-            energy_after: stats.energy.map(|e| e.1),
-            inference_steps: stats.energy.map(|e| e.2),
-        };
-        progress(Progress::Epoch { record: &record, epochs: cfg.epochs });
-        epochs.push(record);
-        if let Some(p) = &opts.checkpoint {
-            let state = Progressed { epochs, diverged, train_seconds, seen };
-            trainer.save_checkpoint(p, &state)?;
-            Progressed { epochs, diverged, train_seconds, seen } = state;
+        fn epoch(&mut self, tr: &mut Trainer, state: &Progressed) -> Result<(), String> {
+            (self.progress)(Progress::Epoch { record: state.epochs.last().unwrap(), epochs: self.epochs });
+            match self.checkpoint {
+                Some(p) => tr.save_checkpoint(p, state),
+                None => Ok(()),
+            }
         }
     }
+    let mut hooks = Report { progress, checkpoint: opts.checkpoint.as_deref(), epochs: cfg.epochs };
+    let splits = Splits { train, val, test: Some(&ds.test) };
+    let Progressed { epochs, diverged, train_seconds, seen } = trainer.fit(splits, done, until, &mut hooks)?;
     let complete = diverged.is_some() || epochs.len() == cfg.epochs;
     let result = RunResult {
         schema_version: crate::env::SCHEMA_VERSION,

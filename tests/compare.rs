@@ -68,7 +68,9 @@ fn resume_after_kill_9_gives_exactly_the_uninterrupted_records() {
     let t0 = Instant::now();
     loop {
         let n = std::fs::read_to_string(&file).map(|t| t.lines().count()).unwrap_or(0);
-        if n >= 3 || t0.elapsed() > Duration::from_secs(120) {
+        // Kill while a run is part-way (its checkpoint written after an epoch, no record yet).
+        let mid = std::fs::read_dir(part.join("checkpoints")).map(|d| d.count()).unwrap_or(0) > 0;
+        if (n >= 3 && mid) || t0.elapsed() > Duration::from_secs(120) {
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -86,8 +88,12 @@ fn resume_after_kill_9_gives_exactly_the_uninterrupted_records() {
     torn.push_str("{\"id\":\"digits|mlp:256|bp|f=0.5|s=0|h=0000");
     std::fs::write(&file, torn).unwrap();
 
+    let checkpoints = || std::fs::read_dir(part.join("checkpoints")).unwrap().count();
+    assert!(checkpoints() > 0, "no run was killed part-way");
     let out = ok(bin().arg("compare").arg(plan()).args(args).arg("--out").arg(&part));
     assert!(out.contains("12 runs"), "{out}");
+    // The runs killed part-way continued from their checkpoints, removed once recorded.
+    assert_eq!(checkpoints(), 0);
     let got = records(&part);
     assert_eq!(got.len(), 12);
     assert_eq!(got, want, "resumed sweep differs from the uninterrupted one");

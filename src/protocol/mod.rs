@@ -83,7 +83,9 @@ pub fn epochs_to_stable(curve: &[f64], tol: f64) -> Option<usize> {
 }
 
 /// Train and evaluate one run of the grid. Never fails on divergence (recorded as such).
-pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded) -> Result<Record, String> {
+/// With a `checkpoint` path the run's training state is saved there after every epoch, and a
+/// checkpoint found there (from an interrupted sweep) is continued rather than started anew.
+pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<&Path>) -> Result<Record, String> {
     let t0 = Instant::now();
     let ds = &loaded.ds;
     let cfg = &spec.cfg;
@@ -99,34 +101,51 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded) -> Result<Record, S
         if spec.train_noise > 0.0 {
             tr.train_noise = Some((spec.train_noise, loaded.norm.clone()));
         }
-        let schedule = cfg.schedule();
-        let mut curve = Vec::new();
-        let mut diverged_epoch = None;
-        for e in 0..cfg.epochs {
-            let lr = schedule.lr(cfg.lr, e, cfg.epochs);
-            let st = tr.train_epoch(&train, lr, |_, _| {});
-            if let Some(s) = spec.gradual {
-                let m = prune::global_magnitude_masks(
-                    &tr.net,
-                    prune::gradual_sparsity(s, e + 1, cfg.epochs),
-                    plan.min_keep,
-                );
-                prune::apply(&mut tr.net, &m);
-                tr.masks = Some(m);
+        // Gradual pruning after every epoch's training (before its evaluation); a checkpoint
+        // after every epoch, resumed from when the run was interrupted.
+        struct Around<'a> {
+            gradual: Option<f64>,
+            min_keep: f64,
+            epochs: usize,
+            checkpoint: Option<&'a Path>,
+        }
+        impl train::Hooks for Around<'_> {
+            fn trained(&mut self, tr: &mut Trainer, e: usize) {
+                if let Some(s) = self.gradual {
+                    let m = prune::global_magnitude_masks(
+                        &tr.net,
+                        prune::gradual_sparsity(s, e + 1, self.epochs),
+                        self.min_keep,
+                    );
+                    prune::apply(&mut tr.net, &m);
+                    tr.masks = Some(m);
+                }
             }
-            let acc = tr.evaluate(&ds.test);
-            curve.push(EpochPoint {
-                epoch: e + 1,
-                test_accuracy: acc,
-                train_loss: st.loss,
-                train_accuracy: st.accuracy,
-            });
-            if st.diverged_at.is_some() {
-                diverged_epoch = Some(e + 1);
-                curve.last_mut().unwrap().train_loss = f64::NAN;
-                break;
+            fn epoch(&mut self, tr: &mut Trainer, state: &train::Progressed) -> Result<(), String> {
+                match self.checkpoint {
+                    Some(p) => tr.save_checkpoint(p, state),
+                    None => Ok(()),
+                }
             }
         }
+        let start = match checkpoint.filter(|p| p.is_file()) {
+            Some(p) => tr.load_checkpoint(p)?,
+            None => train::Progressed::default(),
+        };
+        let mut hooks = Around { gradual: spec.gradual, min_keep: plan.min_keep, epochs: cfg.epochs, checkpoint };
+        let splits = train::Splits { train: &train, val: None, test: Some(&ds.test) };
+        let done = tr.fit(splits, start, cfg.epochs, &mut hooks)?;
+        let diverged_epoch = done.diverged.as_ref().map(|d| d.epoch);
+        let curve: Vec<EpochPoint> = done
+            .epochs
+            .iter()
+            .map(|r| EpochPoint {
+                epoch: r.epoch,
+                test_accuracy: r.test_accuracy,
+                train_loss: r.train_loss,
+                train_accuracy: r.train_accuracy,
+            })
+            .collect();
         let accs: Vec<f64> = curve.iter().map(|p| p.test_accuracy).collect();
         let test_accuracy = accs.last().copied().unwrap_or(0.0);
         let ok = diverged_epoch.is_none();
@@ -256,6 +275,11 @@ fn noise_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, seed: u
     out
 }
 
+/// Where a sweep keeps the checkpoint of run `id` while it trains: OUT/checkpoints/HASH.safetensors.
+pub fn checkpoint_path(out: &Path, id: &str) -> PathBuf {
+    out.join("checkpoints").join(format!("{:016x}.safetensors", crate::hash::bytes(crate::hash::OFFSET, id.bytes())))
+}
+
 /// The result files of `dir` (`results.jsonl` and the shards' `results.shard-*.jsonl`).
 pub fn result_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -354,6 +378,8 @@ pub fn run_plan(
             loaded.push((spec.cfg.normalize, train::load_data(&spec.cfg)?));
         }
     }
+    let ck_dir = out.join("checkpoints");
+    std::fs::create_dir_all(&ck_dir).map_err(|e| format!("{}: {e}", ck_dir.display()))?;
     let mut fh = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -375,7 +401,8 @@ pub fn run_plan(
                     break;
                 }
                 let data = &loaded.iter().find(|(n, _)| *n == todo[k].cfg.normalize).expect("loaded above").1;
-                if tx.send(run_one(plan, &todo[k], data)).is_err() {
+                let ck = checkpoint_path(out, &todo[k].id);
+                if tx.send(run_one(plan, &todo[k], data, Some(&ck))).is_err() {
                     break;
                 }
             });
@@ -390,6 +417,8 @@ pub fn run_plan(
                         next.store(usize::MAX / 2, Ordering::SeqCst);
                         continue;
                     }
+                    // The record is on disk: its run's checkpoint is no longer needed.
+                    let _ = std::fs::remove_file(checkpoint_path(out, &rec.id));
                     ran += 1;
                     diverged += (rec.status == Status::Diverged) as usize;
                     if progress {
