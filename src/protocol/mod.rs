@@ -363,6 +363,17 @@ pub fn run_plan(
     let mine: Vec<RunSpec> =
         all.into_iter().enumerate().filter(|(k, _)| shard.is_none_or(|(i, n)| k % n == i)).map(|(_, r)| r).collect();
     let done = done_ids(out)?;
+    let ck_dir = out.join("checkpoints");
+    std::fs::create_dir_all(&ck_dir).map_err(|e| format!("{}: {e}", ck_dir.display()))?;
+    // A kill between a record's write and its checkpoint's removal, or during a checkpoint's
+    // write, leaves files no run will continue from.
+    for id in &done {
+        let _ = std::fs::remove_file(checkpoint_path(out, id));
+    }
+    // (Only this shard's runs: another shard may be writing its own checkpoints here.)
+    for r in &mine {
+        let _ = std::fs::remove_file(checkpoint_path(out, &r.id).with_extension("safetensors.tmp"));
+    }
     let total = mine.len();
     let todo: Vec<RunSpec> = mine.into_iter().filter(|r| !done.contains(&r.id)).collect();
     let skipped = total - todo.len();
@@ -378,8 +389,7 @@ pub fn run_plan(
             loaded.push((spec.cfg.normalize, train::load_data(&spec.cfg)?));
         }
     }
-    let ck_dir = out.join("checkpoints");
-    std::fs::create_dir_all(&ck_dir).map_err(|e| format!("{}: {e}", ck_dir.display()))?;
+
     let mut fh = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
