@@ -3,11 +3,12 @@
 //! (data already in memory and normalised; a few warm-up steps first; evaluation excluded).
 
 use crate::config::TrainConfig;
+use crate::data::sampling::subset;
 use crate::data::Dataset;
 use crate::nn::Shape;
 use crate::rng::Rng;
 use crate::rules::RuleName;
-use crate::train::{subset, Trainer};
+use crate::train::Trainer;
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]

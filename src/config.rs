@@ -8,7 +8,7 @@
 use crate::data::DataName;
 use crate::nn::{Activation, ArchSpec, Init, Loss};
 use crate::optim::{OptimConfig, OptimizerKind, Schedule, ScheduleKind};
-use crate::rules::{RuleName, Settings};
+use crate::rules::RuleName;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -164,9 +164,9 @@ impl TrainConfig {
         Ok(cfg)
     }
 
-    /// The rule's typed settings (`cfg.settings` holds them resolved).
-    pub fn rule_settings<S: Settings>(&self) -> Result<S, String> {
-        crate::rules::settings::parse(&self.settings)
+    /// What the rule is built from: its settings and the optimiser.
+    pub fn build_context(&self) -> crate::rules::BuildContext<'_> {
+        crate::rules::BuildContext { settings: &self.settings, optim: self.optim() }
     }
 
     pub fn validate(&self) -> Result<(), String> {

@@ -7,11 +7,11 @@
 //! The step runs inside one rayon pool of `threads` threads.
 
 use crate::config::TrainConfig;
+use crate::data::noise::{self, NoiseKind, Norm};
 use crate::data::{self, Dataset, Split};
+use crate::nn::prune::Masks;
 use crate::nn::{loss::argmax, Network, Shape, Workspace};
 use crate::optim::Optimizer;
-use crate::protocol::noise::{self, NoiseKind, Norm};
-use crate::protocol::prune::Masks;
 use crate::rng::Rng;
 use crate::rules::{Rule, StepStats, Updater};
 use serde::{Deserialize, Serialize};
@@ -168,7 +168,10 @@ impl Trainer {
         cfg.validate()?;
         let arch = cfg.arch_spec()?;
         let mut net = arch.build(input, classes, cfg.activation, cfg.init, &mut rng.fork())?;
-        let rule = cfg.rule.build(&mut net, cfg, &mut rng.fork()).map_err(|e| format!("rule {}: {e}", cfg.rule))?;
+        let rule = cfg
+            .rule
+            .build(&mut net, &cfg.build_context(), &mut rng.fork())
+            .map_err(|e| format!("rule {}: {e}", cfg.rule))?;
         let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
         let opt = Optimizer::new(cfg.optim(), &sizes);
         let grads = net.zero_grads();
@@ -514,7 +517,7 @@ impl Trainer {
         let v =
             nv.iter().enumerate().map(|(i, &n)| tensor(&format!("optimizer.v.{i}"), n)).collect::<Result<_, _>>()?;
         self.opt.set_moments(m, v, steps).map_err(|e| format!("{p}: {e}"))?;
-        let masks: crate::protocol::prune::Masks =
+        let masks: crate::nn::prune::Masks =
             (0..self.net.params.len()).map(|i| tensors.get(&format!("mask.{i}")).map(|(_, d)| d.clone())).collect();
         self.masks = masks.iter().any(|m| m.is_some()).then_some(masks);
         self.rng = Rng::from_state(rng);
@@ -572,35 +575,6 @@ pub struct Progressed {
     pub train_seconds: f64,
     pub seen: usize,
     pub diverged: Option<Diverged>,
-}
-
-/// Move a stratified, seeded `fraction` of `train` into a validation split.
-pub fn split_validation(train: &Split, classes: usize, fraction: f32, rng: &mut Rng) -> (Split, Split) {
-    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
-    for (i, &y) in train.y.iter().enumerate() {
-        by_class[y as usize].push(i);
-    }
-    let mut val_idx = Vec::new();
-    let mut train_idx = Vec::new();
-    for idx in by_class.iter_mut() {
-        rng.shuffle(idx);
-        let k = (idx.len() as f32 * fraction).round() as usize;
-        val_idx.extend_from_slice(&idx[..k]);
-        train_idx.extend_from_slice(&idx[k..]);
-    }
-    train_idx.sort_unstable();
-    val_idx.sort_unstable();
-    (subset(train, &train_idx), subset(train, &val_idx))
-}
-
-/// The samples `idx` of `s`, copied once.
-pub fn subset(s: &Split, idx: &[usize]) -> Split {
-    let d = s.dim;
-    let mut x = Vec::with_capacity(idx.len() * d);
-    for &i in idx {
-        x.extend_from_slice(&s.x[i * d..(i + 1) * d]);
-    }
-    Split { x, y: idx.iter().map(|&i| s.y[i]).collect(), n: idx.len(), dim: d }
 }
 
 /// A loaded data set, its checksum (before normalisation) and the normalisation applied.
@@ -676,7 +650,7 @@ fn run_in_pool(
     let mut val_rng = rng.fork();
     let split;
     let (train, val) = if cfg.val_fraction > 0.0 {
-        split = split_validation(&ds.train, ds.num_classes, cfg.val_fraction, &mut val_rng);
+        split = crate::data::sampling::split_validation(&ds.train, ds.num_classes, cfg.val_fraction, &mut val_rng);
         (&split.0, Some(&split.1))
     } else {
         (&ds.train, None)

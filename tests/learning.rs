@@ -47,7 +47,8 @@ fn hebbian_conv_nets_learn_a_fashion_mnist_subset() {
             eprintln!("fashion-mnist not installed: skipped");
             return;
         };
-        let keep = |s: &biolearn::data::Split, n: usize| train::subset(s, &(0..n).collect::<Vec<_>>());
+        let keep =
+            |s: &biolearn::data::Split, n: usize| biolearn::data::sampling::subset(s, &(0..n).collect::<Vec<_>>());
         l.ds.train = keep(&l.ds.train, 1000);
         l.ds.test = keep(&l.ds.test, 500);
         let (r, _) = train::run_on(&cfg, &l.ds, &l.checksum, &mut |_| {}).unwrap();
@@ -78,7 +79,7 @@ fn frozen_prefix_cache_changes_nothing() {
             continue;
         };
         if keep > 0 {
-            let sub = |s: &biolearn::data::Split| train::subset(s, &(0..keep).collect::<Vec<_>>());
+            let sub = |s: &biolearn::data::Split| biolearn::data::sampling::subset(s, &(0..keep).collect::<Vec<_>>());
             l.ds.train = sub(&l.ds.train);
             l.ds.test = sub(&l.ds.test);
         }

@@ -6,7 +6,7 @@ use biolearn::data::{self, DataName};
 use biolearn::nn::{Activation, Init, Loss};
 use biolearn::optim::{OptimizerKind, ScheduleKind};
 use biolearn::protocol::plan::{parse_shard, Plan, PruneMode};
-use biolearn::protocol::run_plan;
+use biolearn::protocol::{run_plan, SweepEvent};
 use biolearn::rules::RuleName;
 use biolearn::train::{self, Progress};
 use clap::{Args, Parser, Subcommand};
@@ -645,7 +645,21 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
         parallel,
         shard.map_or(String::new(), |(i, n)| format!(", shard {i}/{n}"))
     );
-    let s = run_plan(&plan, &out, shard, parallel, !a.quiet).map_err(anyhow::Error::msg)?;
+    let quiet = a.quiet;
+    let mut on = |ev: SweepEvent| match ev {
+        SweepEvent::Repaired { file, dropped_bytes } => {
+            eprintln!("{}: dropped a torn last record ({dropped_bytes} bytes) from an interrupted run", file.display())
+        }
+        SweepEvent::Recorded { done, total, record: r, elapsed, eta } if !quiet => eprintln!(
+            "[{done}/{total}] {} acc {:.4}{} ({:.0}s; elapsed {elapsed:.0}s, ETA {eta:.0}s)",
+            r.id,
+            r.test_accuracy,
+            if r.is_ok() { "" } else { " DIVERGED" },
+            r.seconds
+        ),
+        _ => {}
+    };
+    let s = run_plan(&plan, &out, shard, parallel, &mut on).map_err(anyhow::Error::msg)?;
     println!(
         "{} runs: {} already done, {} run now ({} diverged) -> {}",
         s.total,
@@ -662,7 +676,10 @@ fn cmd_report(dir: &std::path::Path, out: Option<PathBuf>, markdown: Option<Path
     if files.is_empty() {
         bail!("{}: no results*.jsonl file (run `biolearn compare` first)", dir.display());
     }
-    let records = biolearn::report::read_records_many(&files).map_err(anyhow::Error::msg)?;
+    let (records, warnings) = biolearn::report::read_records_many(&files).map_err(anyhow::Error::msg)?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
     let out = out.unwrap_or_else(|| dir.join("report"));
     let s = biolearn::report::write_report(&records, &out).map_err(anyhow::Error::msg)?;
     println!("{} records from {} file(s) -> {} ({} files)", records.len(), files.len(), out.display(), s.files.len());
@@ -712,10 +729,10 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         for &std in &a.noise {
             let mut noisy = l.ds.test.clone();
             let mut rng = biolearn::rng::Rng::new(a.seed);
-            biolearn::protocol::noise::corrupt(
+            biolearn::data::noise::corrupt(
                 &mut noisy.x,
                 &l.norm,
-                biolearn::protocol::noise::NoiseKind::Gaussian,
+                biolearn::data::noise::NoiseKind::Gaussian,
                 std,
                 &mut rng,
             );
@@ -726,12 +743,12 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
             if !(0.0..1.0).contains(&s) {
                 bail!("--sparsity {s}: must be in [0, 1)");
             }
-            let masks = biolearn::protocol::prune::global_magnitude_masks(
+            let masks = biolearn::nn::prune::global_magnitude_masks(
                 &tr.net,
                 s,
                 biolearn::protocol::plan::Plan::default().min_keep,
             );
-            biolearn::protocol::prune::apply(&mut tr.net, &masks);
+            biolearn::nn::prune::apply(&mut tr.net, &masks);
             rows.push((format!("sparsity {s}"), tr.evaluate(&l.ds.test)));
             for (p, d) in tr.net.params.iter_mut().zip(&saved) {
                 p.data.copy_from_slice(d);

@@ -37,6 +37,8 @@ mod error;
 pub mod cifar;
 pub mod digits;
 pub mod idx;
+pub mod noise;
+pub mod sampling;
 pub mod stl10;
 
 pub use error::DataError;

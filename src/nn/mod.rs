@@ -18,6 +18,7 @@ pub mod compete;
 pub mod conv;
 pub mod loss;
 pub mod pool;
+pub mod prune;
 pub mod samplenorm;
 
 pub use activation::Activation;

@@ -11,7 +11,7 @@
 //! and clip keeps every pixel in [0, 1]. The network runs in evaluation mode (batch-norm
 //! running statistics, no dropout) for the gradient.
 
-use super::noise::Norm;
+use crate::data::noise::Norm;
 use crate::data::Split;
 use crate::nn::{Loss, Network, Workspace};
 use crate::rng::Rng;

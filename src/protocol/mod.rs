@@ -16,16 +16,15 @@
 //!   within 0.5 points (0.005) of the final one.
 
 pub mod adversarial;
-pub mod noise;
 pub mod plan;
-pub mod prune;
 pub mod record;
 
-use crate::data::Split;
+use crate::data::noise::{self, NoiseKind, Norm};
+use crate::data::{sampling, Split};
+use crate::nn::prune;
 use crate::nn::Shape;
 use crate::rng::Rng;
 use crate::train::{self, Loaded, Trainer};
-use noise::{NoiseKind, Norm};
 use plan::{Plan, RunSpec};
 use record::{AttackPoint, BudgetPoint, EpochPoint, NoisePoint, PrunePoint, Record, Status};
 use std::collections::HashSet;
@@ -34,43 +33,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::Instant;
-
-/// Sample indices of every class.
-fn class_indices(s: &Split, classes: usize) -> Vec<Vec<usize>> {
-    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
-    for (i, &y) in s.y.iter().enumerate() {
-        by_class[y as usize].push(i);
-    }
-    by_class
-}
-
-/// A stratified, seeded subset: `fraction` of every class (at least one sample per class).
-pub fn stratified_fraction(s: &Split, classes: usize, fraction: f64, rng: &mut Rng) -> Split {
-    if fraction >= 1.0 {
-        return s.clone();
-    }
-    let mut by_class = class_indices(s, classes);
-    let mut keep = Vec::new();
-    for idx in by_class.iter_mut() {
-        rng.shuffle(idx);
-        let k = ((idx.len() as f64 * fraction).round() as usize).clamp(1.min(idx.len()), idx.len());
-        keep.extend_from_slice(&idx[..k]);
-    }
-    keep.sort_unstable();
-    train::subset(s, &keep)
-}
-
-/// A seeded subset of `k` samples of every class (all of a class when it has fewer).
-pub fn per_class(s: &Split, classes: usize, k: usize, rng: &mut Rng) -> Split {
-    let mut by_class = class_indices(s, classes);
-    let mut keep = Vec::new();
-    for idx in by_class.iter_mut() {
-        rng.shuffle(idx);
-        keep.extend_from_slice(&idx[..k.min(idx.len())]);
-    }
-    keep.sort_unstable();
-    train::subset(s, &keep)
-}
 
 /// First epoch (1-based) after which accuracy stays within `tol` of the final value.
 pub fn epochs_to_stable(curve: &[f64], tol: f64) -> Option<usize> {
@@ -95,8 +57,8 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
         let input = Shape::new(ds.channels, ds.height, ds.width);
         let mut tr = Trainer::new(cfg, input, ds.num_classes, &mut rng)?;
         let train = match spec.shots {
-            Some(k) => per_class(&ds.train, ds.num_classes, k, &mut rng.fork()),
-            None => stratified_fraction(&ds.train, ds.num_classes, spec.fraction, &mut rng.fork()),
+            Some(k) => sampling::per_class(&ds.train, ds.num_classes, k, &mut rng.fork()),
+            None => sampling::stratified_fraction(&ds.train, ds.num_classes, spec.fraction, &mut rng.fork()),
         };
         if spec.train_noise > 0.0 {
             tr.train_noise = Some((spec.train_noise, loaded.norm.clone()));
@@ -242,7 +204,7 @@ fn attack_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, seed: 
         return Vec::new();
     }
     let m = if plan.attack_samples == 0 { test.n } else { plan.attack_samples.min(test.n) };
-    let sub = train::subset(test, &(0..m).collect::<Vec<_>>());
+    let sub = sampling::subset(test, &(0..m).collect::<Vec<_>>());
     let attacks = plan
         .fgsm
         .iter()
@@ -275,6 +237,14 @@ fn noise_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, seed: u
     out
 }
 
+/// What a sweep reports as it goes (the library prints nothing; the CLI renders these).
+pub enum SweepEvent<'a> {
+    /// A torn last line (an interrupted write) was cut from a result file.
+    Repaired { file: &'a Path, dropped_bytes: usize },
+    /// A run's record was written: `done` of `total` runs, seconds so far and left (estimate).
+    Recorded { done: usize, total: usize, record: &'a Record, elapsed: f64, eta: f64 },
+}
+
 /// Where a sweep keeps the checkpoint of run `id` while it trains: OUT/checkpoints/HASH.safetensors.
 pub fn checkpoint_path(out: &Path, id: &str) -> PathBuf {
     out.join("checkpoints").join(format!("{:016x}.safetensors", crate::hash::bytes(crate::hash::OFFSET, id.bytes())))
@@ -297,23 +267,23 @@ pub fn result_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Cut a torn last line (no trailing newline: a write interrupted by a crash) off a results file.
-pub fn repair(path: &Path) -> Result<(), String> {
+/// Returns the bytes dropped (0: nothing to repair).
+pub fn repair(path: &Path) -> Result<usize, String> {
     let err = |e: std::io::Error| format!("{}: {e}", path.display());
     let mut f = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(err(e)),
     };
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).map_err(err)?;
     if buf.is_empty() || buf.ends_with(b"\n") {
-        return Ok(());
+        return Ok(0);
     }
     let keep = buf.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-    eprintln!("{}: dropping a torn last record ({} bytes) from an interrupted run", path.display(), buf.len() - keep);
     f.set_len(keep as u64).map_err(err)?;
     f.seek(std::io::SeekFrom::End(0)).map_err(err)?;
-    Ok(())
+    Ok(buf.len() - keep)
 }
 
 /// Ids of the complete records in `dir`'s result files.
@@ -351,14 +321,17 @@ pub fn run_plan(
     out: &Path,
     shard: Option<(usize, usize)>,
     parallel: usize,
-    progress: bool,
+    on: &mut dyn FnMut(SweepEvent),
 ) -> Result<Summary, String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let file = match shard {
         Some((i, n)) => out.join(format!("results.shard-{i}-of-{n}.jsonl")),
         None => out.join("results.jsonl"),
     };
-    repair(&file)?;
+    let dropped = repair(&file)?;
+    if dropped > 0 {
+        on(SweepEvent::Repaired { file: &file, dropped_bytes: dropped });
+    }
     let all = plan.runs()?;
     let mine: Vec<RunSpec> =
         all.into_iter().enumerate().filter(|(k, _)| shard.is_none_or(|(i, n)| k % n == i)).map(|(_, r)| r).collect();
@@ -431,22 +404,9 @@ pub fn run_plan(
                     let _ = std::fs::remove_file(checkpoint_path(out, &rec.id));
                     ran += 1;
                     diverged += (rec.status == Status::Diverged) as usize;
-                    if progress {
-                        let el = t0.elapsed().as_secs_f64();
-                        let left = todo.len() - ran;
-                        let eta = el / ran as f64 * left as f64;
-                        eprintln!(
-                            "[{}/{}] {} acc {:.4}{} ({:.0}s; elapsed {:.0}s, ETA {:.0}s)",
-                            skipped + ran,
-                            total,
-                            rec.id,
-                            rec.test_accuracy,
-                            if rec.status == Status::Diverged { " DIVERGED" } else { "" },
-                            rec.seconds,
-                            el,
-                            eta
-                        );
-                    }
+                    let elapsed = t0.elapsed().as_secs_f64();
+                    let eta = elapsed / ran as f64 * (todo.len() - ran) as f64;
+                    on(SweepEvent::Recorded { done: skipped + ran, total, record: &rec, elapsed, eta });
                 }
                 Err(e) => {
                     first_err.lock().unwrap().get_or_insert(e);
@@ -475,28 +435,15 @@ mod tests {
     }
 
     #[test]
-    fn stratified_fraction_keeps_class_shares() {
-        let ds = crate::data::load(crate::data::DataName::Digits, None).unwrap();
-        let s = stratified_fraction(&ds.train, 10, 0.2, &mut Rng::new(1));
-        let full = ds.class_counts(&ds.train);
-        let part = ds.class_counts(&s);
-        for (f, p) in full.iter().zip(&part) {
-            assert_eq!(*p, ((*f as f64) * 0.2).round() as usize);
-        }
-        let s2 = stratified_fraction(&ds.train, 10, 0.2, &mut Rng::new(2));
-        assert_ne!(s.x, s2.x, "another seed draws another subset");
-    }
-
-    #[test]
     fn repair_cuts_only_a_torn_tail() {
         let d = std::env::temp_dir().join(format!("biolearn-repair-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         let f = d.join("results.jsonl");
         std::fs::write(&f, "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c").unwrap();
-        repair(&f).unwrap();
+        assert_eq!(repair(&f).unwrap(), 8); // {"id":"c
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "{\"id\":\"a\"}\n{\"id\":\"b\"}\n");
         assert_eq!(done_ids(&d).unwrap().len(), 2);
-        repair(&f).unwrap();
+        assert_eq!(repair(&f).unwrap(), 0);
         assert_eq!(std::fs::read_to_string(&f).unwrap().len(), 22);
         std::fs::remove_dir_all(&d).ok();
     }

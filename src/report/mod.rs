@@ -38,6 +38,11 @@ pub struct ReportSummary {
 /// newline: that is a torn write (a job killed mid-line) and is skipped with a
 /// warning on stderr.
 pub fn read_records(path: &Path) -> Result<Vec<Record>, String> {
+    read_records_noting(path, &mut Vec::new())
+}
+
+/// `read_records`, adding a line to `warnings` for a torn last line it skipped.
+pub fn read_records_noting(path: &Path, warnings: &mut Vec<String>) -> Result<Vec<Record>, String> {
     let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let ends_with_newline = bytes.last() == Some(&b'\n');
     let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
@@ -57,7 +62,7 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, String> {
             Ok(Some(r)) => out.push(r),
             Ok(None) => {}
             Err(e) if torn => {
-                eprintln!("warning: {}:{lineno}: skipping incomplete last line (torn write): {e}", path.display())
+                warnings.push(format!("{}:{lineno}: skipped an incomplete last line (torn write): {e}", path.display()))
             }
             Err(e) => return Err(format!("{}:{lineno}: {e}", path.display())),
         }
@@ -67,12 +72,13 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, String> {
 
 /// Read several results files (e.g. the shards of a Slurm array) and merge
 /// them, de-duplicating by `id` (the first occurrence wins, in file order).
-pub fn read_records_many(paths: &[PathBuf]) -> Result<Vec<Record>, String> {
-    let mut all = Vec::new();
+/// Also returns a warning per torn last line skipped.
+pub fn read_records_many(paths: &[PathBuf]) -> Result<(Vec<Record>, Vec<String>), String> {
+    let (mut all, mut warnings) = (Vec::new(), Vec::new());
     for p in paths {
-        all.extend(read_records(p)?);
+        all.extend(read_records_noting(p, &mut warnings)?);
     }
-    Ok(dedup_by_id(all))
+    Ok((dedup_by_id(all), warnings))
 }
 
 /// Keep the first record of each `id`, preserving order.

@@ -163,7 +163,7 @@ fn read_records_many_merges_shards_by_id_first_wins() {
     dup.test_accuracy = 0.123;
     write_lines(&a, &[recs[0].clone(), recs[1].clone()]);
     write_lines(&b, &[dup, recs[2].clone()]);
-    let merged = read_records_many(&[a, b]).unwrap();
+    let merged = read_records_many(&[a, b]).unwrap().0;
     assert_eq!(merged, recs[..3].to_vec());
     fs::remove_dir_all(&d).unwrap();
 }

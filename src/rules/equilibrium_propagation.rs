@@ -365,8 +365,8 @@ pub static EP: super::RuleEntry = super::RuleEntry {
     paper: "Scellier & Bengio 2017, Front. Comput. Neurosci.",
     preset: EP_PRESET,
     settings: super::SettingsKind::of::<EpSettings>(),
-    build: |net, cfg, _| {
-        let s: EpSettings = cfg.rule_settings()?;
+    build: |net, cx, _| {
+        let s: EpSettings = cx.settings()?;
         let c = EpConfig {
             free_steps: s.ep_free_steps,
             nudged_steps: s.ep_nudged_steps,
@@ -386,8 +386,8 @@ pub static CHL: super::RuleEntry = super::RuleEntry {
     paper: "Movellan 1991; Xie & Seung 2003",
     preset: EP_PRESET,
     settings: super::SettingsKind::of::<ChlSettings>(),
-    build: |net, cfg, _| {
-        let s: ChlSettings = cfg.rule_settings()?;
+    build: |net, cx, _| {
+        let s: ChlSettings = cx.settings()?;
         let c = EpConfig {
             free_steps: s.ep_free_steps,
             nudged_steps: s.ep_nudged_steps,

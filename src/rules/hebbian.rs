@@ -63,7 +63,7 @@
 use super::{Rule, StepStats, Updater};
 use crate::linalg;
 use crate::nn::{loss::Loss, Layer, Network, Workspace};
-use crate::protocol::prune;
+use crate::nn::prune;
 use crate::rng::Rng;
 
 /// The plasticity rule of the Hebbian layers.
@@ -828,8 +828,8 @@ pub static SOFTHEBB: super::RuleEntry = super::RuleEntry {
     // of 79% after 15 epochs); 20 epochs (t_inv 80: 85.8%).
     preset: "arch = 'softhebb-mlp:2000'\nnormalize = false\nepochs = 20\noptimizer = 'adam'\nlr = 1e-2\nbatch = 32\nschedule = 'cosine'",
     settings: super::SettingsKind::of::<SoftHebbSettings>(),
-    build: |net, cfg, rng| {
-        let s: SoftHebbSettings = cfg.rule_settings()?;
+    build: |net, cx, rng| {
+        let s: SoftHebbSettings = cx.settings()?;
         let c = soft_config(false, s.hebb_t_inv, s.hebb_lr, s.hebb_power_lr, s.hebb_epochs, s.hebb_batch, s.hebb_greedy);
         build_hebbian(net, c, rng)
     },
@@ -847,8 +847,8 @@ pub static SOFTHEBB_DEEP: super::RuleEntry = super::RuleEntry {
     // 96/384/1536 for CIFAR-10 (~9x the compute).
     preset: "arch = 'softhebb-cnn28'\nnormalize = false\noptimizer = 'adam'\nlr = 3e-4\nbatch = 64\nschedule = 'cosine'",
     settings: super::SettingsKind::of::<SoftHebbDeepSettings>(),
-    build: |net, cfg, rng| {
-        let s: SoftHebbDeepSettings = cfg.rule_settings()?;
+    build: |net, cx, rng| {
+        let s: SoftHebbDeepSettings = cx.settings()?;
         let c = soft_config(true, s.hebb_t_inv, s.hebb_lr, s.hebb_power_lr, s.hebb_epochs, s.hebb_batch, s.hebb_greedy);
         build_hebbian(net, c, rng)
     },
@@ -862,8 +862,8 @@ pub static HEBB_WTA: super::RuleEntry = super::RuleEntry {
     // 3 epochs on Fashion-MNIST).
     preset: "arch = 'hebb-conv3'\noptimizer = 'adam'\nlr = 1e-2\nbatch = 100\nschedule = 'cosine'",
     settings: super::SettingsKind::of::<HebbWtaSettings>(),
-    build: |net, cfg, rng| {
-        let s: HebbWtaSettings = cfg.rule_settings()?;
+    build: |net, cx, rng| {
+        let s: HebbWtaSettings = cx.settings()?;
         let c = HebbConfig {
             plasticity: Plasticity::Instar { mu: s.hebb_mu },
             // The thresholds start at ln(1/K) / t_inv with t_inv 1 (the rule has no temperature).
@@ -891,8 +891,8 @@ pub static ACTIVATION_LEARNING: super::RuleEntry = super::RuleEntry {
     // [0.05], hebb_epochs 1, lr 1e-2.
     preset: "arch = 'al-mlp:400,40'\nnormalize = false\noptimizer = 'adam'\nlr = 1e-2\nbatch = 32\nschedule = 'cosine'",
     settings: super::SettingsKind::of::<ActivationLearningSettings>(),
-    build: |net, cfg, rng| {
-        let s: ActivationLearningSettings = cfg.rule_settings()?;
+    build: |net, cx, rng| {
+        let s: ActivationLearningSettings = cx.settings()?;
         let c = HebbConfig {
             plasticity: Plasticity::Subspace,
             t_inv: vec![1.0],

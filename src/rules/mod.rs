@@ -10,10 +10,9 @@
 
 pub mod settings;
 
-use crate::config::TrainConfig;
+use crate::nn::prune::{self, Masks};
 use crate::nn::{Loss, Network, Workspace};
 use crate::optim::Optimizer;
-use crate::protocol::prune::{self, Masks};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 pub use settings::{NoSettings, Settings, SettingsKind};
@@ -223,6 +222,20 @@ pub fn mlp_layers(net: &Network, rule: &str) -> Result<(Vec<usize>, Vec<crate::n
     Ok((dense, acts))
 }
 
+/// What a rule is built from besides its network: its own settings (resolved and checked) and
+/// the run's optimiser (for a rule that trains tensors of its own with it).
+pub struct BuildContext<'a> {
+    pub settings: &'a toml::Table,
+    pub optim: crate::optim::OptimConfig,
+}
+
+impl BuildContext<'_> {
+    /// The rule's typed settings.
+    pub fn settings<S: Settings>(&self) -> Result<S, String> {
+        settings::parse(self.settings)
+    }
+}
+
 /// One rule as the registry knows it: the only place a rule is named. A rule's file declares its
 /// entry (`pub static ENTRY: RuleEntry`); `BUILTIN` lists the entries; a crate outside biolearn
 /// adds its own with [`register`].
@@ -238,10 +251,10 @@ pub struct RuleEntry {
     pub preset: &'static str,
     /// The rule's own settings (typed; documented and checked).
     pub settings: SettingsKind,
-    /// Build the rule for `net` from the resolved configuration (its own settings are
-    /// `cfg.settings`, already checked), drawing feedback matrices or initialisations from `rng`.
+    /// Build the rule for `net` from its settings (resolved and checked), drawing feedback
+    /// matrices or initialisations from `rng`.
     /// Fails when the rule cannot run on this network.
-    pub build: fn(&mut Network, &TrainConfig, &mut Rng) -> Result<Box<dyn Rule>, String>,
+    pub build: fn(&mut Network, &BuildContext, &mut Rng) -> Result<Box<dyn Rule>, String>,
 }
 
 /// `module: ENTRY, ...;` lines: declares each rule module and lists its entries in `BUILTIN`.
@@ -327,9 +340,9 @@ impl RuleName {
         self.0.preset
     }
 
-    /// Build the rule for `net` with the resolved configuration `cfg`.
-    pub fn build(&self, net: &mut Network, cfg: &TrainConfig, rng: &mut Rng) -> Result<Box<dyn Rule>, String> {
-        (self.0.build)(net, cfg, rng)
+    /// Build the rule for `net` (`TrainConfig::build_context` makes `cx`).
+    pub fn build(&self, net: &mut Network, cx: &BuildContext, rng: &mut Rng) -> Result<Box<dyn Rule>, String> {
+        (self.0.build)(net, cx, rng)
     }
 }
 

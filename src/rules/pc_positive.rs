@@ -325,9 +325,9 @@ pub static ENTRY: super::RuleEntry = super::RuleEntry {
     // few steps (15% after 8 epochs; batch 16: 94%).
     preset: "arch = 'mlp:300,300'\nactivation = 'sigmoid'\noptimizer = 'adam'\nlr = 1e-3\nbatch = 64\nschedule = 'constant'",
     settings: super::SettingsKind::of::<PcPositiveSettings>(),
-    build: |net, cfg, rng| {
-        let s: PcPositiveSettings = cfg.rule_settings()?;
+    build: |net, cx, rng| {
+        let s: PcPositiveSettings = cx.settings()?;
         let c = PcPositiveConfig { steps: s.pc_steps, gamma: s.pc_gamma, feedback: s.pc_feedback, relu: s.pc_relu };
-        Ok(Box::new(PcPositive::new(net, c, cfg.optim(), rng)?))
+        Ok(Box::new(PcPositive::new(net, c, cx.optim, rng)?))
     },
 };

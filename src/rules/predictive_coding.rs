@@ -337,11 +337,11 @@ crate::settings! {
 
 fn build_pc(
     net: &Network,
-    cfg: &crate::config::TrainConfig,
+    cx: &super::BuildContext,
     fixed_prediction: bool,
     incremental: bool,
 ) -> Result<Box<dyn super::Rule>, String> {
-    let s: PcSettings = cfg.rule_settings()?;
+    let s: PcSettings = cx.settings()?;
     let c = PcConfig {
         steps: s.pc_steps,
         gamma: s.pc_gamma,
@@ -360,7 +360,7 @@ pub static PC: super::RuleEntry = super::RuleEntry {
     paper: "Whittington & Bogacz 2017, Neural Comput.; Pinchetti et al. 2022 (ce energy)",
     preset: "",
     settings: super::SettingsKind::of::<PcSettings>(),
-    build: |net, cfg, _| build_pc(net, cfg, false, false),
+    build: |net, cx, _| build_pc(net, cx, false, false),
 };
 
 pub static IPC: super::RuleEntry = super::RuleEntry {
@@ -371,7 +371,7 @@ pub static IPC: super::RuleEntry = super::RuleEntry {
     // T weight steps per batch: a small Adam step (PCX's AdamW setting).
     preset: "optimizer = 'adamw'\nlr = 3e-4\nschedule = 'constant'",
     settings: super::SettingsKind::of::<PcSettings>(),
-    build: |net, cfg, _| build_pc(net, cfg, false, true),
+    build: |net, cx, _| build_pc(net, cx, false, true),
 };
 
 pub static PC_FPA: super::RuleEntry = super::RuleEntry {
@@ -380,5 +380,5 @@ pub static PC_FPA: super::RuleEntry = super::RuleEntry {
     paper: "Millidge, Tschantz & Buckley 2022, Neural Comput.",
     preset: "",
     settings: super::SettingsKind::of::<PcSettings>(),
-    build: |net, cfg, _| build_pc(net, cfg, true, false),
+    build: |net, cx, _| build_pc(net, cx, true, false),
 };

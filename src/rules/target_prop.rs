@@ -231,8 +231,8 @@ pub static DTP: super::RuleEntry = super::RuleEntry {
     paper: "Lee, Zhang, Fischer & Bengio 2015, ECML-PKDD",
     preset: "",
     settings: super::SettingsKind::of::<DtpSettings>(),
-    build: |net, cfg, rng| {
-        let s: DtpSettings = cfg.rule_settings()?;
+    build: |net, cx, rng| {
+        let s: DtpSettings = cx.settings()?;
         let c = TpConfig {
             fixed: false,
             beta: s.tp_beta,
@@ -250,8 +250,8 @@ pub static FW_DTP: super::RuleEntry = super::RuleEntry {
     paper: "Shibuya, Inoue, Kawakami & Sato 2023, AAAI",
     preset: "",
     settings: super::SettingsKind::of::<FwDtpSettings>(),
-    build: |net, cfg, rng| {
-        let s: FwDtpSettings = cfg.rule_settings()?;
+    build: |net, cx, rng| {
+        let s: FwDtpSettings = cx.settings()?;
         // sigma, feedback lr and steps are unused with fixed inverses (the old defaults).
         let c = TpConfig { fixed: true, beta: s.tp_beta, sigma: 0.01, feedback_lr: 0.01, feedback_steps: 1 };
         Ok(Box::new(TargetProp::new(net, c, rng)?))

@@ -1,0 +1,86 @@
+//! Seeded subsets of a split: stratified fractions, k samples per class, the validation split
+//! carved from the training set, and plain index subsets. Every draw comes from the caller's RNG.
+
+use super::Split;
+use crate::rng::Rng;
+
+/// Sample indices of every class.
+pub fn class_indices(s: &Split, classes: usize) -> Vec<Vec<usize>> {
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
+    for (i, &y) in s.y.iter().enumerate() {
+        by_class[y as usize].push(i);
+    }
+    by_class
+}
+
+/// A stratified, seeded subset: `fraction` of every class (at least one sample per class).
+pub fn stratified_fraction(s: &Split, classes: usize, fraction: f64, rng: &mut Rng) -> Split {
+    if fraction >= 1.0 {
+        return s.clone();
+    }
+    let mut by_class = class_indices(s, classes);
+    let mut keep = Vec::new();
+    for idx in by_class.iter_mut() {
+        rng.shuffle(idx);
+        let k = ((idx.len() as f64 * fraction).round() as usize).clamp(1.min(idx.len()), idx.len());
+        keep.extend_from_slice(&idx[..k]);
+    }
+    keep.sort_unstable();
+    subset(s, &keep)
+}
+
+/// A seeded subset of `k` samples of every class (all of a class when it has fewer).
+pub fn per_class(s: &Split, classes: usize, k: usize, rng: &mut Rng) -> Split {
+    let mut by_class = class_indices(s, classes);
+    let mut keep = Vec::new();
+    for idx in by_class.iter_mut() {
+        rng.shuffle(idx);
+        keep.extend_from_slice(&idx[..k.min(idx.len())]);
+    }
+    keep.sort_unstable();
+    subset(s, &keep)
+}
+
+/// Move a stratified, seeded `fraction` of `train` into a validation split.
+pub fn split_validation(train: &Split, classes: usize, fraction: f32, rng: &mut Rng) -> (Split, Split) {
+    let mut by_class = class_indices(train, classes);
+    let mut val_idx = Vec::new();
+    let mut train_idx = Vec::new();
+    for idx in by_class.iter_mut() {
+        rng.shuffle(idx);
+        let k = (idx.len() as f32 * fraction).round() as usize;
+        val_idx.extend_from_slice(&idx[..k]);
+        train_idx.extend_from_slice(&idx[k..]);
+    }
+    train_idx.sort_unstable();
+    val_idx.sort_unstable();
+    (subset(train, &train_idx), subset(train, &val_idx))
+}
+
+/// The samples `idx` of `s`, copied once.
+pub fn subset(s: &Split, idx: &[usize]) -> Split {
+    let d = s.dim;
+    let mut x = Vec::with_capacity(idx.len() * d);
+    for &i in idx {
+        x.extend_from_slice(&s.x[i * d..(i + 1) * d]);
+    }
+    Split { x, y: idx.iter().map(|&i| s.y[i]).collect(), n: idx.len(), dim: d }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stratified_fraction_keeps_class_shares() {
+        let ds = crate::data::load(crate::data::DataName::Digits, None).unwrap();
+        let s = stratified_fraction(&ds.train, 10, 0.2, &mut Rng::new(1));
+        let full = ds.class_counts(&ds.train);
+        let part = ds.class_counts(&s);
+        for (f, p) in full.iter().zip(&part) {
+            assert_eq!(*p, ((*f as f64) * 0.2).round() as usize);
+        }
+        let s2 = stratified_fraction(&ds.train, 10, 0.2, &mut Rng::new(2));
+        assert_ne!(s.x, s2.x, "another seed draws another subset");
+    }
+}
