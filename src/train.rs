@@ -13,7 +13,7 @@ use crate::nn::prune::Masks;
 use crate::nn::{loss::argmax, Network, Shape, Workspace};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
-use crate::rules::{Rule, StepStats, Updater};
+use crate::rules::{Prediction, Rule, Step, StepStats, Updater};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -229,7 +229,8 @@ impl Trainer {
     /// One pass over `split` in a seeded random order. Stops early if the loss diverges.
     pub fn train_epoch(&mut self, split: &Split, lr: f32, mut on_batch: impl FnMut(usize, usize)) -> EpochStats {
         let t0 = Instant::now();
-        self.rule.begin_epoch(self.epochs_done, self.cfg.epochs);
+        let epoch = self.epochs_done;
+        let phase = self.rule.phase(epoch);
         self.epochs_done += 1;
         let (n, d, b) = (split.n, split.dim, self.cfg.batch);
         self.order.clear();
@@ -238,7 +239,7 @@ impl Trainer {
         let batches = n.div_ceil(b);
         // A frozen prefix runs once per sample for the whole epoch (not with training noise,
         // which changes the inputs every batch).
-        let first = if self.train_noise.is_none() && self.cache_frozen { self.rule.frozen_prefix() } else { 0 };
+        let first = if self.train_noise.is_none() && self.cache_frozen { phase.frozen_prefix } else { 0 };
         let cached = (first > 0).then(|| self.frozen_features(split, first));
         let f = self.net.shapes[first].len();
         let mut labels = Vec::with_capacity(b);
@@ -267,15 +268,16 @@ impl Trainer {
                 }
             }
             let mut upd = Updater { opt: &mut self.opt, lr, masks: self.masks.as_ref() };
-            let StepStats { loss_sum, correct: c, energy: en } = self.rule.train_batch(
-                &mut self.net,
-                &mut self.ws,
-                &labels,
-                self.cfg.loss,
-                &mut self.grads,
-                &mut self.rng,
-                &mut upd,
-            );
+            let mut step = Step {
+                net: &mut self.net,
+                ws: &mut self.ws,
+                y: &labels,
+                loss: self.cfg.loss,
+                grads: &mut self.grads,
+                rng: &mut self.rng,
+                epoch,
+            };
+            let StepStats { loss_sum, correct: c, energy: en } = self.rule.train_batch(&mut step, &mut upd);
             if let Some((a, b, t)) = en {
                 let e = energy.get_or_insert((0.0, 0.0, t));
                 e.0 += a;
@@ -304,7 +306,9 @@ impl Trainer {
             return 0.0;
         }
         let (d, k, l) = (split.dim, self.net.output_len(), self.net.num_layers());
-        let first = if self.cache_frozen { self.rule.frozen_prefix() } else { 0 };
+        // The phase of the epoch last trained (its frozen prefix is what evaluation may reuse).
+        let first =
+            if self.cache_frozen { self.rule.phase(self.epochs_done.saturating_sub(1)).frozen_prefix } else { 0 };
         let cached = (first > 0).then(|| self.frozen_features(split, first));
         let f = self.net.shapes[first].len();
         let mut correct = 0;
@@ -321,7 +325,9 @@ impl Trainer {
             }
             let lo = self.eval_ws.first;
             self.net.forward_layers(&mut self.eval_ws, lo, l, false, &mut self.rng);
-            self.rule.settle_prediction(&mut self.net, &mut self.eval_ws);
+            if self.rule.prediction() == Prediction::Own {
+                self.rule.predict(&mut self.net, &mut self.eval_ws);
+            }
             let out = self.eval_ws.output();
             correct += (0..m).filter(|&s| argmax(&out[s * k..(s + 1) * k]) == split.y[start + s] as usize).count();
             start += m;

@@ -200,7 +200,7 @@ fn oneshot_pruning(plan: &Plan, tr: &mut Trainer, train: &Split, ft_lr: f32, tes
 /// activation read-out), where that gradient is not its prediction's.
 fn attack_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, seed: u64) -> Vec<AttackPoint> {
     use adversarial::Attack;
-    if !tr.rule.predicts_feedforward() {
+    if tr.rule.prediction() != crate::rules::Prediction::FeedForward {
         return Vec::new();
     }
     let m = if plan.attack_samples == 0 { test.n } else { plan.attack_samples.min(test.n) };

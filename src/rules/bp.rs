@@ -4,22 +4,13 @@
 //! (batch-mean loss, so the 1/B is inside e). Through conv, pooling and batch-norm layers the
 //! exact chain rule.
 
-use super::{forward_with_error, Rule, StepStats};
-use crate::nn::{Loss, Network, Workspace};
-use crate::rng::Rng;
+use super::{forward_with_error, Rule, Step, StepStats};
 
 pub struct Backprop;
 
 impl Rule for Backprop {
-    fn step(
-        &mut self,
-        net: &mut Network,
-        ws: &mut Workspace,
-        y: &[u32],
-        loss: Loss,
-        grads: &mut [Vec<f32>],
-        rng: &mut Rng,
-    ) -> StepStats {
+    fn step(&mut self, s: &mut Step) -> StepStats {
+        let (net, ws, y, loss, grads, rng) = s.parts();
         let stats = forward_with_error(net, ws, y, loss, rng);
         net.backward(ws, grads, 0, net.num_layers(), None, false);
         stats

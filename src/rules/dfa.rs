@@ -18,9 +18,9 @@
 //! # Shapes
 //! e: N x K; B_l: D_l x K; injected signal e B_l^T: N x D_l.
 
-use super::{forward_with_error, Rule, StepStats};
+use super::{forward_with_error, Rule, Step, StepStats};
 use crate::linalg;
-use crate::nn::{Loss, Network, Workspace};
+use crate::nn::Network;
 use crate::rng::Rng;
 
 pub struct Dfa {
@@ -51,15 +51,8 @@ impl Dfa {
 }
 
 impl Rule for Dfa {
-    fn step(
-        &mut self,
-        net: &mut Network,
-        ws: &mut Workspace,
-        y: &[u32],
-        loss: Loss,
-        grads: &mut [Vec<f32>],
-        rng: &mut Rng,
-    ) -> StepStats {
+    fn step(&mut self, s: &mut Step) -> StepStats {
+        let (net, ws, y, loss, grads, rng) = s.parts();
         let stats = forward_with_error(net, ws, y, loss, rng);
         let n = ws.n;
         let l = net.num_layers();

@@ -27,8 +27,8 @@
 //! # Shapes
 //! y*: N x K one-hot; B_l: D_l x K; injected signal y* B_l^T / N: N x D_l (row r = column y_r of B_l).
 
-use super::{forward_with_error, Rule, StepStats};
-use crate::nn::{Loss, Network, Workspace};
+use super::{forward_with_error, Rule, Step, StepStats};
+use crate::nn::Network;
 use crate::rng::Rng;
 
 pub struct Drtp {
@@ -59,15 +59,8 @@ impl Drtp {
 }
 
 impl Rule for Drtp {
-    fn step(
-        &mut self,
-        net: &mut Network,
-        ws: &mut Workspace,
-        y: &[u32],
-        loss: Loss,
-        grads: &mut [Vec<f32>],
-        rng: &mut Rng,
-    ) -> StepStats {
+    fn step(&mut self, s: &mut Step) -> StepStats {
+        let (net, ws, y, loss, grads, rng) = s.parts();
         let stats = forward_with_error(net, ws, y, loss, rng);
         let n = ws.n;
         let l = net.num_layers();
@@ -114,6 +107,7 @@ pub static ENTRY: super::RuleEntry = super::RuleEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::{Loss, Workspace};
     use crate::nn::arch::Builder;
     use crate::nn::{Activation, Init, Shape};
 
@@ -122,7 +116,7 @@ mod tests {
         net.prepare(&mut ws, y.len());
         ws.input_mut().copy_from_slice(x);
         let mut g = net.zero_grads();
-        rule.step(net, &mut ws, y, Loss::Ce, &mut g, &mut Rng::new(1));
+        rule.step(&mut Step::new(net, &mut ws, y, Loss::Ce, &mut g, &mut Rng::new(1)));
         g
     }
 
@@ -184,7 +178,7 @@ mod tests {
         net.prepare(&mut ws, 4);
         ws.input_mut().copy_from_slice(&x);
         let mut gb = net.zero_grads();
-        bp.step(&mut net, &mut ws, &y, Loss::Ce, &mut gb, &mut Rng::new(1));
+        bp.step(&mut Step::new(&mut net, &mut ws, &y, Loss::Ce, &mut gb, &mut Rng::new(1)));
         let out_w = net.layers[4].weight().unwrap();
         assert_eq!(g[out_w], gb[out_w]);
         assert_ne!(g[0], gb[0], "the hidden layers do not get backprop's update");

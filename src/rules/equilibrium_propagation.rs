@@ -29,10 +29,9 @@
 //! # Shapes
 //! s_l: N x n_l; W_l: n_l x n_{l-1}.
 
-use super::{Rule, StepStats};
+use super::{Prediction, Rule, Step, StepStats};
 use crate::linalg;
-use crate::nn::{loss::Loss, Layer, Network, Workspace};
-use crate::rng::Rng;
+use crate::nn::{Layer, Network, Workspace};
 
 #[derive(Clone, Debug)]
 pub struct EpConfig {
@@ -229,15 +228,8 @@ impl EquilibriumProp {
 }
 
 impl Rule for EquilibriumProp {
-    fn step(
-        &mut self,
-        net: &mut Network,
-        ws: &mut Workspace,
-        y: &[u32],
-        loss: Loss,
-        grads: &mut [Vec<f32>],
-        rng: &mut Rng,
-    ) -> StepStats {
+    fn step(&mut self, s: &mut Step) -> StepStats {
+        let (net, ws, y, loss, grads, rng) = s.parts();
         let n = ws.n;
         self.xbuf.clear();
         self.xbuf.extend_from_slice(&ws.acts[0][..n * net.input_shape().len()]);
@@ -295,11 +287,12 @@ impl Rule for EquilibriumProp {
         StepStats { loss_sum, correct, energy: None }
     }
 
-    fn predicts_feedforward(&self) -> bool {
-        false
+    /// The free phase's fixed point is the answer.
+    fn prediction(&self) -> Prediction {
+        Prediction::Own
     }
 
-    fn settle_prediction(&mut self, net: &mut Network, ws: &mut Workspace) {
+    fn predict(&mut self, net: &mut Network, ws: &mut Workspace) {
         let n = ws.n;
         self.xbuf.clear();
         self.xbuf.extend_from_slice(&ws.acts[0][..n * net.input_shape().len()]);

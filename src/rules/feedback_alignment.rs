@@ -18,8 +18,8 @@
 //! # Shapes
 //! B_l: the shape of W_l (out x in, or O x C x k x k).
 
-use super::{forward_with_error, Rule, StepStats};
-use crate::nn::{Layer, Loss, Network, Workspace};
+use super::{forward_with_error, Rule, Step, StepStats};
+use crate::nn::{Layer, Network};
 use crate::rng::Rng;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,15 +122,8 @@ fn sign_times(b: &mut [f32], w: &[f32], mut mag: impl FnMut(usize) -> f32) {
 }
 
 impl Rule for FeedbackAlignment {
-    fn step(
-        &mut self,
-        net: &mut Network,
-        ws: &mut Workspace,
-        y: &[u32],
-        loss: Loss,
-        grads: &mut [Vec<f32>],
-        rng: &mut Rng,
-    ) -> StepStats {
+    fn step(&mut self, s: &mut Step) -> StepStats {
+        let (net, ws, y, loss, grads, rng) = s.parts();
         self.refresh(net, rng);
         let stats = forward_with_error(net, ws, y, loss, rng);
         net.backward(ws, grads, 0, net.num_layers(), Some(&self.feedback), false);

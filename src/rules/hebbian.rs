@@ -60,9 +60,9 @@
 //! Y: K x (N P) (neuron-major, columns (sample, position)); patches: CKK x (N P) for conv
 //! (the layer's im2col), N x inp for dense; W: K x inp.
 
-use super::{Rule, StepStats, Updater};
+use super::{Phase, Prediction, Rule, Step, StepStats, Updater};
 use crate::linalg;
-use crate::nn::{loss::Loss, Layer, Network, Workspace};
+use crate::nn::{Layer, Network, Workspace};
 use crate::nn::prune;
 use crate::rng::Rng;
 
@@ -587,15 +587,8 @@ pub fn normalize_rows(w: &mut [f32], k: usize, inp: usize) {
 impl Rule for Hebbian {
     /// Only the read-out's gradient (backprop through the read-out alone) on the frozen features;
     /// the Hebbian updates happen in `train_batch`.
-    fn step(
-        &mut self,
-        net: &mut Network,
-        ws: &mut Workspace,
-        y: &[u32],
-        loss: Loss,
-        grads: &mut [Vec<f32>],
-        rng: &mut Rng,
-    ) -> StepStats {
+    fn step(&mut self, s: &mut Step) -> StepStats {
+        let (net, ws, y, loss, grads, rng) = s.parts();
         let l = net.num_layers();
         net.forward_layers(ws, ws.first.min(self.head_lo), self.head_lo, false, rng);
         net.forward_layers(ws, self.head_lo, l, true, rng);
@@ -604,17 +597,11 @@ impl Rule for Hebbian {
         stats
     }
 
-    fn train_batch(
-        &mut self,
-        net: &mut Network,
-        ws: &mut Workspace,
-        y: &[u32],
-        loss: Loss,
-        grads: &mut [Vec<f32>],
-        rng: &mut Rng,
-        upd: &mut Updater,
-    ) -> StepStats {
+    fn train_batch(&mut self, s: &mut Step, upd: &mut Updater) -> StepStats {
         let labelled = self.labelled();
+        // The epoch decides which layer a greedy unsupervised epoch trains.
+        self.epoch = s.epoch;
+        let (net, ws, y, loss, _, rng) = s.parts();
         if self.epoch < self.cfg.hebb_epochs || labelled {
             let (n, d) = (ws.n, net.input_shape().len());
             let mut start = 0;
@@ -644,36 +631,38 @@ impl Rule for Hebbian {
             self.class_scores(net, ws, rng);
             return super::output_error(net, ws, y, loss);
         }
-        let stats = self.step(net, ws, y, loss, grads, rng);
+        let stats = self.step(s);
         if stats.loss_sum.is_finite() {
             let head = &self.head_params;
-            upd.apply_where(net, grads, |i| head.contains(&i));
+            upd.apply_where(s.net, s.grads, |i| head.contains(&i));
         }
         stats
     }
 
-    fn begin_epoch(&mut self, epoch: usize, _epochs: usize) {
-        self.epoch = epoch;
-    }
-
-    /// After the unsupervised epochs only the read-out learns, on fixed features.
-    fn frozen_prefix(&self) -> usize {
-        if self.epoch >= self.cfg.hebb_epochs && !self.labelled() {
-            self.head_lo
-        } else {
-            0
-        }
-    }
-
-    fn predicts_feedforward(&self) -> bool {
-        !self.labelled()
-    }
-
-    /// The activation read-out replaces the (unused) dense read-out's output by the class scores.
-    fn settle_prediction(&mut self, net: &mut Network, ws: &mut Workspace) {
+    /// Unsupervised epochs (the Hebbian layers learn, the read-out alongside), then read-out
+    /// epochs on fixed features. With the label in the input every epoch learns (no read-out).
+    fn phase(&self, epoch: usize) -> Phase {
         if self.labelled() {
-            self.class_scores(net, ws, &mut Rng::new(0));
+            Phase { name: "local", frozen_prefix: 0 }
+        } else if epoch < self.cfg.hebb_epochs {
+            Phase { name: "unsupervised", frozen_prefix: 0 }
+        } else {
+            Phase { name: "read-out", frozen_prefix: self.head_lo }
         }
+    }
+
+    /// The activation read-out answers by its class scores.
+    fn prediction(&self) -> Prediction {
+        if self.labelled() {
+            Prediction::Own
+        } else {
+            Prediction::FeedForward
+        }
+    }
+
+    /// The class scores replace the (unused) dense read-out's output.
+    fn predict(&mut self, net: &mut Network, ws: &mut Workspace) {
+        self.class_scores(net, ws, &mut Rng::new(0));
     }
 
     fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {

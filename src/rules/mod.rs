@@ -27,61 +27,96 @@ pub struct StepStats {
     pub energy: Option<(f64, f64, usize)>,
 }
 
-pub trait Rule: Send {
-    /// One training step on the batch in `ws.acts[0]` (`ws.n` samples, prepared by the driver)
-    /// with labels `y`: write the update of every trainable parameter of `net` into `grads`.
-    fn step(
-        &mut self,
-        net: &mut Network,
-        ws: &mut Workspace,
-        y: &[u32],
+/// One training step's inputs: the batch in `ws.acts[ws.first]` (`ws.n` samples, prepared by
+/// the driver), its labels, the loss, where the update goes, the run's RNG, and the epoch.
+pub struct Step<'a> {
+    pub net: &'a mut Network,
+    pub ws: &'a mut Workspace,
+    pub y: &'a [u32],
+    pub loss: Loss,
+    /// The update of every trainable parameter (gradient convention: the optimiser subtracts it).
+    pub grads: &'a mut [Vec<f32>],
+    pub rng: &'a mut Rng,
+    /// 0-based epoch of the run (what `Rule::phase` answered for it holds).
+    pub epoch: usize,
+}
+
+impl<'a> Step<'a> {
+    /// A step at epoch 0 (tests, tools).
+    pub fn new(
+        net: &'a mut Network,
+        ws: &'a mut Workspace,
+        y: &'a [u32],
         loss: Loss,
-        grads: &mut [Vec<f32>],
-        rng: &mut Rng,
-    ) -> StepStats;
+        grads: &'a mut [Vec<f32>],
+        rng: &'a mut Rng,
+    ) -> Self {
+        Step { net, ws, y, loss, grads, rng, epoch: 0 }
+    }
+
+    /// Every field at once (disjoint borrows), for a rule's body.
+    #[allow(clippy::type_complexity)]
+    pub fn parts(&mut self) -> (&mut Network, &mut Workspace, &'a [u32], Loss, &mut [Vec<f32>], &mut Rng) {
+        (&mut *self.net, &mut *self.ws, self.y, self.loss, &mut *self.grads, &mut *self.rng)
+    }
+}
+
+/// What a rule does in an epoch, declared (the driver acts on it; the rule counts nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Phase {
+    /// A name for reports and timings ("train"; Hebbian rules: "unsupervised", "read-out").
+    pub name: &'static str,
+    /// Leading layers this rule no longer changes (parameters and running statistics) and whose
+    /// evaluation-mode output is all its batches need from them (0: none). The driver then
+    /// computes the activations entering that layer once per sample and hands the rule batches
+    /// with `ws.first` set to it and only `ws.acts[first]` filled.
+    pub frozen_prefix: usize,
+}
+
+impl Phase {
+    /// The phase of a rule with one: every layer trains every epoch.
+    pub const TRAIN: Phase = Phase { name: "train", frozen_prefix: 0 };
+}
+
+/// Where a rule's answer comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prediction {
+    /// The network's feed-forward output (nearly every rule). White-box attacks follow its input
+    /// gradient, so only these rules are attacked.
+    FeedForward,
+    /// The rule's own answer, written over the output by `Rule::predict` after the evaluation
+    /// forward pass (EP's free phase, Activation Learning's class scores).
+    Own,
+}
+
+pub trait Rule: Send {
+    /// One training step: write the update of every trainable parameter into `s.grads`.
+    fn step(&mut self, s: &mut Step) -> StepStats;
 
     /// One batch with its weight changes. The default is what nearly every rule wants: `step`,
     /// then one optimiser step on every trainable parameter (skipped when the loss is not
     /// finite: the driver records the run as diverged). Rules that change the weights several
     /// times per batch (incremental PC) or change some of them by a rule of their own (Hebbian
     /// layers) override this and call `upd` themselves.
-    #[allow(clippy::too_many_arguments)]
-    fn train_batch(
-        &mut self,
-        net: &mut Network,
-        ws: &mut Workspace,
-        y: &[u32],
-        loss: Loss,
-        grads: &mut [Vec<f32>],
-        rng: &mut Rng,
-        upd: &mut Updater,
-    ) -> StepStats {
-        step_then_apply(self, net, ws, y, loss, grads, rng, upd)
+    fn train_batch(&mut self, s: &mut Step, upd: &mut Updater) -> StepStats {
+        step_then_apply(self, s, upd)
     }
 
-    /// Called by the driver before every epoch (0-based `epoch` of `epochs`): rules with a
-    /// schedule of phases (unsupervised layers, then a read-out) switch here.
-    fn begin_epoch(&mut self, _epoch: usize, _epochs: usize) {}
-
-    /// The number of leading layers this rule no longer changes (parameters and running
-    /// statistics) and whose evaluation-mode output is all its training batches need from them,
-    /// from this epoch on (0: none, the default). The driver may then compute the activations
-    /// entering that layer once per sample and hand the rule batches with `ws.first` set to it
-    /// and only `ws.acts[first]` filled (the Hebbian read-out epochs).
-    fn frozen_prefix(&self) -> usize {
-        0
+    /// What the rule does in (0-based) `epoch` (default: one phase, everything trains).
+    fn phase(&self, _epoch: usize) -> Phase {
+        Phase::TRAIN
     }
 
-    /// Whether the prediction is the network's feed-forward output (true for nearly every rule).
-    /// White-box attacks follow the feed-forward input gradient, so the protocol attacks only
-    /// rules for which it is the gradient of their own prediction.
-    fn predicts_feedforward(&self) -> bool {
-        true
+    /// Where the rule's answer comes from (default: the feed-forward output).
+    fn prediction(&self) -> Prediction {
+        Prediction::FeedForward
     }
 
-    /// Rules whose answer is not the feed-forward pass (equilibrium propagation's free phase)
-    /// overwrite the output in `ws` after the driver's evaluation forward pass.
-    fn settle_prediction(&mut self, _net: &mut Network, _ws: &mut Workspace) {}
+    /// For `Prediction::Own`: overwrite the output in `ws` (after the driver's evaluation forward
+    /// pass) with the rule's answer. Only called when `prediction` says `Own`.
+    fn predict(&mut self, _net: &mut Network, _ws: &mut Workspace) {
+        unreachable!("a rule answering Prediction::Own implements Rule::predict")
+    }
 
     /// Tensors the rule owns (feedback matrices, learned inverses, adaptive rates), by name, for
     /// checkpoints, saved models and hardware models.
@@ -133,20 +168,10 @@ pub fn load_tensors(
 
 /// `Rule::train_batch`'s default: the rule's `step`, then one optimiser step on every trainable
 /// parameter unless the loss is not finite (callable by overrides that only sometimes differ).
-#[allow(clippy::too_many_arguments)]
-pub fn step_then_apply<R: Rule + ?Sized>(
-    rule: &mut R,
-    net: &mut Network,
-    ws: &mut Workspace,
-    y: &[u32],
-    loss: Loss,
-    grads: &mut [Vec<f32>],
-    rng: &mut Rng,
-    upd: &mut Updater,
-) -> StepStats {
-    let stats = rule.step(net, ws, y, loss, grads, rng);
+pub fn step_then_apply<R: Rule + ?Sized>(rule: &mut R, s: &mut Step, upd: &mut Updater) -> StepStats {
+    let stats = rule.step(s);
     if stats.loss_sum.is_finite() {
-        upd.apply(net, grads);
+        upd.apply(s.net, s.grads);
     }
     stats
 }

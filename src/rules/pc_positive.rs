@@ -28,10 +28,10 @@
 //! # Shapes
 //! a_k: N x n_k; p_k, e_k, delta_k: N x n_{k+1}; W_k, B_k: n_{k+1} x n_k (row-major, out x in).
 
-use super::{forward_with_error, Rule, StepStats, Updater};
+use super::{forward_with_error, Rule, Step, StepStats, Updater};
 use crate::linalg;
 use crate::nn::activation::sigmoid;
-use crate::nn::{dense_backward, dense_forward, loss::Loss, Activation, Layer, Network, Workspace};
+use crate::nn::{dense_backward, dense_forward, Activation, Layer, Network};
 use crate::optim::{OptimConfig, Optimizer};
 use crate::rng::Rng;
 
@@ -179,15 +179,8 @@ impl PcPositive {
 }
 
 impl Rule for PcPositive {
-    fn step(
-        &mut self,
-        net: &mut Network,
-        ws: &mut Workspace,
-        y: &[u32],
-        loss: Loss,
-        grads: &mut [Vec<f32>],
-        rng: &mut Rng,
-    ) -> StepStats {
+    fn step(&mut self, s: &mut Step) -> StepStats {
+        let (net, ws, y, loss, grads, rng) = s.parts();
         let stats = forward_with_error(net, ws, y, loss, rng);
         let n = ws.n;
         let kk = self.dense.len();
@@ -220,20 +213,12 @@ impl Rule for PcPositive {
         StepStats { energy: Some((e0, e_end, self.cfg.steps)), ..stats }
     }
 
-    fn train_batch(
-        &mut self,
-        net: &mut Network,
-        ws: &mut Workspace,
-        y: &[u32],
-        loss: Loss,
-        grads: &mut [Vec<f32>],
-        rng: &mut Rng,
-        upd: &mut Updater,
-    ) -> StepStats {
-        let stats = self.step(net, ws, y, loss, grads, rng);
+    fn train_batch(&mut self, s: &mut Step, upd: &mut Updater) -> StepStats {
+        let stats = self.step(s);
         if !stats.loss_sum.is_finite() {
             return stats;
         }
+        let (net, _, _, _, grads, _) = s.parts();
         if let Some(opt) = &mut self.b_opt {
             // Kolen-Pollack: B_l and W_l get the same update and the same decay.
             let keep = 1.0 - KP_DECAY * upd.lr;

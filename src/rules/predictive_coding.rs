@@ -30,7 +30,7 @@
 //! # Shapes
 //! x_k, mu_k, e_k: N x (size of weight layer k's output).
 
-use super::{forward_with_error, Rule, StepStats, Updater};
+use super::{forward_with_error, Rule, Step, StepStats, Updater};
 use crate::nn::{loss::Loss, Layer, Network, Workspace};
 use crate::rng::Rng;
 
@@ -252,15 +252,8 @@ impl PredictiveCoding {
 }
 
 impl Rule for PredictiveCoding {
-    fn step(
-        &mut self,
-        net: &mut Network,
-        ws: &mut Workspace,
-        y: &[u32],
-        loss: Loss,
-        grads: &mut [Vec<f32>],
-        rng: &mut Rng,
-    ) -> StepStats {
+    fn step(&mut self, s: &mut Step) -> StepStats {
+        let (net, ws, y, loss, grads, rng) = s.parts();
         let stats = self.init_nodes(net, ws, y, loss, rng);
         let mut errs = std::mem::take(&mut self.errs);
         let e0 = self.errors(&mut errs, y, net.output_len());
@@ -279,19 +272,11 @@ impl Rule for PredictiveCoding {
         StepStats { energy: Some((e0, e_end, self.cfg.steps)), ..stats }
     }
 
-    fn train_batch(
-        &mut self,
-        net: &mut Network,
-        ws: &mut Workspace,
-        y: &[u32],
-        loss: Loss,
-        grads: &mut [Vec<f32>],
-        rng: &mut Rng,
-        upd: &mut Updater,
-    ) -> StepStats {
+    fn train_batch(&mut self, s: &mut Step, upd: &mut Updater) -> StepStats {
         if !self.cfg.incremental {
-            return super::step_then_apply(self, net, ws, y, loss, grads, rng, upd);
+            return super::step_then_apply(self, s, upd);
         }
+        let (net, ws, y, loss, grads, rng) = s.parts();
         let stats = self.init_nodes(net, ws, y, loss, rng);
         if !stats.loss_sum.is_finite() {
             return stats;

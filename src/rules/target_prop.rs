@@ -18,9 +18,9 @@
 //! # Shapes
 //! h_k, t_k: N x n_k; V_k: n_k x n_{k+1} (maps layer k+1 back to layer k).
 
-use super::{forward_with_error, Rule, StepStats};
+use super::{forward_with_error, Rule, Step, StepStats};
 use crate::linalg;
-use crate::nn::{dense_forward, loss::Loss, Activation, Layer, Network, Workspace};
+use crate::nn::{dense_forward, Activation, Layer, Network, Workspace};
 use crate::rng::Rng;
 
 #[derive(Clone, Debug)]
@@ -128,15 +128,8 @@ impl TargetProp {
 }
 
 impl Rule for TargetProp {
-    fn step(
-        &mut self,
-        net: &mut Network,
-        ws: &mut Workspace,
-        y: &[u32],
-        loss: Loss,
-        grads: &mut [Vec<f32>],
-        rng: &mut Rng,
-    ) -> StepStats {
+    fn step(&mut self, s: &mut Step) -> StepStats {
+        let (net, ws, y, loss, grads, rng) = s.parts();
         let stats = forward_with_error(net, ws, y, loss, rng);
         let n = ws.n;
         let hcount = self.dense.len();

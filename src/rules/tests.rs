@@ -19,7 +19,7 @@ fn grads_of(rule: &mut dyn Rule, net: &mut Network, x: &[f32], y: &[u32]) -> Vec
     net.prepare(&mut ws, y.len());
     ws.input_mut().copy_from_slice(x);
     let mut g = net.zero_grads();
-    rule.step(net, &mut ws, y, Loss::Ce, &mut g, &mut Rng::new(1));
+    rule.step(&mut Step::new(net, &mut ws, y, Loss::Ce, &mut g, &mut Rng::new(1)));
     g
 }
 
@@ -119,7 +119,7 @@ fn sign_symmetry_feedback_tracks_sign_of_w_after_every_step() {
             net.prepare(&mut ws, y.len());
             ws.input_mut().copy_from_slice(&x);
             let mut g = net.zero_grads();
-            rule.step(&mut net, &mut ws, &y, Loss::Ce, &mut g, &mut rng);
+            rule.step(&mut Step::new(&mut net, &mut ws, &y, Loss::Ce, &mut g, &mut rng));
             // The B used in this step, against the W it was computed from (before the update).
             for (i, b) in rule.feedback.iter().enumerate() {
                 let Some(b) = b else { continue };
@@ -272,7 +272,7 @@ mod predictive_coding {
         ws.input_mut().copy_from_slice(x);
         let mut g = net.zero_grads();
         let mut upd = Updater { opt: &mut opt, lr, masks: None };
-        pc.train_batch(net, &mut ws, y, Loss::Mse, &mut g, &mut Rng::new(1), &mut upd);
+        pc.train_batch(&mut Step::new(net, &mut ws, y, Loss::Mse, &mut g, &mut Rng::new(1)), &mut upd);
         (before, opt.steps(), pc.trace.clone())
     }
 
@@ -344,7 +344,7 @@ mod equilibrium_propagation {
         let mut ws = Workspace::default();
         net.prepare(&mut ws, y.len());
         ws.input_mut().copy_from_slice(x);
-        ep.settle_prediction(net, &mut ws);
+        ep.predict(net, &mut ws);
         let out = ws.output();
         let mut c = 0.0f64;
         for (r, &label) in y.iter().enumerate() {
@@ -553,7 +553,7 @@ mod pc_positive {
         net.prepare(&mut ws, 1);
         ws.input_mut().copy_from_slice(&[1.0, 2.0]);
         let mut g = net.zero_grads();
-        r.step(net, &mut ws, &[0], Loss::Mse, &mut g, &mut Rng::new(1));
+        r.step(&mut Step::new(net, &mut ws, &[0], Loss::Mse, &mut g, &mut Rng::new(1)));
         (g, r)
     }
 
@@ -613,7 +613,7 @@ mod pc_positive {
         net.prepare(&mut ws, 3);
         ws.input_mut().copy_from_slice(&x);
         let mut g = net.zero_grads();
-        r.step(&mut net, &mut ws, &y, Loss::Mse, &mut g, &mut Rng::new(1));
+        r.step(&mut Step::new(&mut net, &mut ws, &y, Loss::Mse, &mut g, &mut Rng::new(1)));
         assert!(g[0].iter().chain(&g[2]).all(|&v| v == 0.0), "hidden layers must not move at T = 0");
         let loss = |net: &Network| {
             let mut ws = Workspace::default();
@@ -676,7 +676,7 @@ mod pc_positive {
             net.prepare(&mut ws, 4);
             ws.input_mut().copy_from_slice(&x);
             let mut upd = Updater { opt: &mut opt, lr: 0.1, masks: None };
-            r.train_batch(&mut net, &mut ws, &y, Loss::Mse, &mut g, &mut Rng::new(1), &mut upd);
+            r.train_batch(&mut Step::new(&mut net, &mut ws, &y, Loss::Mse, &mut g, &mut Rng::new(1)), &mut upd);
         }
         let d1 = dist(&r, &net);
         let want = d0 * (1.0 - 0.01f64 * 0.1).powi(200);
@@ -725,13 +725,14 @@ mod softhebb {
         let (w0, w1) = (net.layers[0].weight().unwrap(), net.layers[1].weight().unwrap());
         for epoch in 0..2 {
             let before = (net.params[w0].data.clone(), net.params[w1].data.clone());
-            rule.begin_epoch(epoch, 3);
             net.prepare(&mut ws, 4);
             for (i, v) in ws.input_mut().iter_mut().enumerate() {
                 *v = ((i * 7) % 5) as f32 / 5.0;
             }
             let mut upd = Updater { opt: &mut opt, lr: 0.01, masks: None };
-            rule.train_batch(&mut net, &mut ws, &[0, 1, 0, 1], Loss::Ce, &mut g, &mut Rng::new(1), &mut upd);
+            let mut rng = Rng::new(1);
+            let step = Step::new(&mut net, &mut ws, &[0, 1, 0, 1], Loss::Ce, &mut g, &mut rng);
+            rule.train_batch(&mut Step { epoch, ..step }, &mut upd);
             let moved = (net.params[w0].data != before.0, net.params[w1].data != before.1);
             assert_eq!(moved, (epoch == 0, epoch == 1), "epoch {epoch}");
         }
@@ -770,7 +771,10 @@ mod softhebb {
         net.prepare(&mut ws, 4);
         ws.input_mut().copy_from_slice(&[1.0, 0.5, 0.2, 0.3, 0.9, 0.4, 0.8, 0.8, 0.1, 0.2, 0.3, 1.0]);
         let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None };
-        rule.train_batch(&mut net, &mut ws, &[0, 1, 0, 1], Loss::Ce, &mut g, &mut Rng::new(1), &mut upd);
+        rule.train_batch(
+            &mut Step::new(&mut net, &mut ws, &[0, 1, 0, 1], Loss::Ce, &mut g, &mut Rng::new(1)),
+            &mut upd,
+        );
         let bv = &net.params[b].data;
         assert!(bv[0] > half && bv[1] < half, "{bv:?}");
     }
@@ -822,7 +826,7 @@ mod softhebb {
         let mut rng = Rng::new(9);
         let d = data[0].0.len();
         for b in 0..batches {
-            rule.begin_epoch(usize::from(b >= hebb), 2);
+            let epoch = usize::from(b >= hebb);
             net.prepare(&mut ws, 8);
             let mut y = Vec::new();
             for r in 0..8 {
@@ -831,7 +835,8 @@ mod softhebb {
                 y.push(*label);
             }
             let mut upd = Updater { opt: &mut opt, lr: 0.05, masks: None };
-            rule.train_batch(net, &mut ws, &y, Loss::Ce, &mut g, &mut rng, &mut upd);
+            let step = Step::new(net, &mut ws, &y, Loss::Ce, &mut g, &mut rng);
+            rule.train_batch(&mut Step { epoch, ..step }, &mut upd);
         }
     }
 
@@ -999,7 +1004,7 @@ mod hebb_wta {
             batch(&net, &mut ws, &mut rng, 16);
             let labels: Vec<u32> = (0..16).map(|i| i % 2).collect();
             let mut upd = Updater { opt: &mut opt, lr: 0.01, masks: None };
-            rule.train_batch(&mut net, &mut ws, &labels, Loss::Ce, &mut g, &mut rng, &mut upd);
+            rule.train_batch(&mut Step::new(&mut net, &mut ws, &labels, Loss::Ce, &mut g, &mut rng), &mut upd);
             Hebbian::hard_wta(&ws.acts[1], 16, 4, 16, &mut y, &mut wins);
             for pos in 0..16 * 16 {
                 assert!((0..4).map(|c| y[c * 16 * 16 + pos]).sum::<f32>() <= 1.0, "one winner at most");
@@ -1111,7 +1116,7 @@ mod activation_learning {
         ws.input_mut().copy_from_slice(&x);
         let head_before = net.params[net.layers[3].weight().unwrap()].data.clone();
         let mut upd = Updater { opt: &mut opt, lr: 0.1, masks: None };
-        rule.train_batch(&mut net, &mut ws, &labels, Loss::Ce, &mut g, &mut Rng::new(1), &mut upd);
+        rule.train_batch(&mut Step::new(&mut net, &mut ws, &labels, Loss::Ce, &mut g, &mut Rng::new(1)), &mut upd);
         let w1 = &net.params[net.layers[1].weight().unwrap()].data;
         for r in 0..k {
             for j in 0..d + c {
@@ -1126,7 +1131,7 @@ mod activation_learning {
         net.prepare(&mut ws, 2);
         ws.input_mut().copy_from_slice(&x);
         net.forward(&mut ws, false, &mut Rng::new(0));
-        rule.settle_prediction(&mut net, &mut ws);
+        rule.predict(&mut net, &mut ws);
         for b in 0..2 {
             for class in 0..c {
                 let zc = z(&want, &joint(b, class));
