@@ -15,6 +15,9 @@ use serde::Serialize;
 pub struct BenchRow {
     pub data: String,
     pub rule: String,
+    /// The rule's phase timed (`Rule::phase`: "train"; Hebbian rules' "unsupervised" and
+    /// "read-out" epochs are timed separately).
+    pub phase: String,
     pub arch: String,
     pub threads: usize,
     pub batch: usize,
@@ -56,27 +59,50 @@ pub fn run(
                 let warm_idx: Vec<usize> = (0..(warmup_steps * cfg.batch).min(ds.train.n)).collect();
                 let warm = subset(&ds.train, &warm_idx);
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().map_err(|e| e.to_string())?;
-                let row = pool.install(|| -> Result<BenchRow, String> {
+                let timed = pool.install(|| -> Result<Vec<(String, f64)>, String> {
                     let mut rng = Rng::new(cfg.seed);
                     let mut tr = Trainer::new(&cfg, input, ds.num_classes, &mut rng)?;
-                    tr.train_epoch(&warm, cfg.lr, |_, _| {});
-                    // The timed epoch through the same loop as every run (no evaluation).
-                    let splits = crate::train::Splits { train: &ds.train, val: None, test: None };
-                    let done = tr.fit(splits, Default::default(), 1, &mut crate::train::NoHooks)?;
-                    let s = &done.epochs[0];
-                    Ok(BenchRow {
+                    // Each phase of the rule once, at the first epoch it holds (phases are a
+                    // function of the epoch: Hebbian rules' unsupervised, then read-out epochs).
+                    let mut phases: Vec<(&'static str, usize, usize)> = Vec::new();
+                    for e in 0..1000 {
+                        let p = tr.rule.phase(e);
+                        if !phases.iter().any(|(n, _, _)| *n == p.name) {
+                            phases.push((p.name, e, p.frozen_prefix));
+                        }
+                    }
+                    let mut out = Vec::new();
+                    for (name, e, frozen) in phases {
+                        tr.epochs_done = e;
+                        tr.train_epoch(&warm, cfg.lr, |_, _| {});
+                        if frozen > 0 {
+                            // A frozen prefix's features are computed once per run: not timed.
+                            tr.epochs_done = e;
+                            tr.train_epoch(&ds.train, cfg.lr, |_, _| {});
+                        }
+                        tr.epochs_done = e;
+                        // The timed epoch through the same loop as every run (no evaluation).
+                        let splits = crate::train::Splits { train: &ds.train, val: None, test: None };
+                        let done = tr.fit(splits, Default::default(), 1, &mut crate::train::NoHooks)?;
+                        out.push((name.to_string(), done.epochs[0].seconds));
+                    }
+                    Ok(out)
+                })?;
+                for (phase, seconds) in timed {
+                    let row = BenchRow {
                         data: ds.name.clone(),
                         rule: rule.to_string(),
+                        phase,
                         arch: arch.clone(),
                         threads: t,
                         batch: cfg.batch,
                         samples: ds.train.n,
-                        epoch_seconds: s.seconds,
-                        samples_per_second: ds.train.n as f64 / s.seconds,
-                    })
-                })?;
-                report(&row);
-                rows.push(row);
+                        epoch_seconds: seconds,
+                        samples_per_second: ds.train.n as f64 / seconds,
+                    };
+                    report(&row);
+                    rows.push(row);
+                }
             }
         }
     }

@@ -558,15 +558,15 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         .map_err(anyhow::Error::msg)?
         .ds;
     println!(
-        "{:<14} {:<6} {:<12} {:>7} {:>6} {:>10} {:>12}",
-        "data", "rule", "arch", "threads", "batch", "epoch_s", "samples/s"
+        "{:<14} {:<20} {:<12} {:<12} {:>7} {:>6} {:>10} {:>12}",
+        "data", "rule", "phase", "arch", "threads", "batch", "epoch_s", "samples/s"
     );
     let mut lines = String::new();
     let rules = rule_list(&a.rules)?;
     biolearn::bench::run(&ds, &base, &rules, &a.archs, &a.threads, a.warmup_steps, |r| {
         println!(
-            "{:<14} {:<6} {:<12} {:>7} {:>6} {:>10.3} {:>12.0}",
-            r.data, r.rule, r.arch, r.threads, r.batch, r.epoch_seconds, r.samples_per_second
+            "{:<14} {:<20} {:<12} {:<12} {:>7} {:>6} {:>10.3} {:>12.0}",
+            r.data, r.rule, r.phase, r.arch, r.threads, r.batch, r.epoch_seconds, r.samples_per_second
         );
         lines.push_str(&serde_json::to_string(r).unwrap());
         lines.push('\n');
