@@ -170,7 +170,7 @@ impl TrainConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        self.data_name()?;
+        crate::data::check_name(&self.data)?;
         self.arch_spec()?;
         (self.rule.entry().settings.resolve)(&self.settings).map_err(|e| format!("rule {}: {e}", self.rule))?;
         let checks: [(bool, &str); 9] = [

@@ -592,9 +592,8 @@ pub struct Loaded {
 
 /// Load the configured data set (normalised per the config) and its description.
 pub fn load_data(cfg: &TrainConfig) -> Result<Loaded, String> {
-    let name = cfg.data_name()?;
     let dir = cfg.data_dir.as_deref().map(std::path::Path::new);
-    let mut ds = data::load(name, dir).map_err(|e| e.to_string())?;
+    let mut ds = data::load_by_name(&cfg.data, dir).map_err(|e| e.to_string())?;
     let checksum = ds.checksum();
     let plane = ds.height * ds.width;
     let (mean, std) = if cfg.normalize { ds.normalize() } else { (vec![0.0; ds.channels], vec![1.0; ds.channels]) };

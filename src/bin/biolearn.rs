@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use biolearn::config::TrainConfig;
-use biolearn::data::{self, DataName};
+use biolearn::data;
 use biolearn::nn::{Activation, Init, Loss};
 use biolearn::optim::{OptimizerKind, ScheduleKind};
 use biolearn::protocol::plan::{parse_shard, Plan, PruneMode};
@@ -511,8 +511,8 @@ fn cmd_rules(name: Option<&str>) -> Result<()> {
 }
 
 fn cmd_data_info(name: &str, dir: Option<PathBuf>) -> Result<()> {
-    let n: DataName = name.parse().map_err(anyhow::Error::msg)?;
-    let ds = data::load(n, dir.as_deref())?;
+    data::check_name(name).map_err(anyhow::Error::msg)?;
+    let ds = data::load_by_name(name, dir.as_deref())?;
     println!("data set   {}", ds.name);
     println!("source     {}", ds.source);
     println!("shape      {} x {} x {} (C x H x W), {} values", ds.channels, ds.height, ds.width, ds.dim());

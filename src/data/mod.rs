@@ -34,6 +34,7 @@
 
 mod error;
 
+pub mod arrays;
 pub mod cifar;
 pub mod digits;
 pub mod idx;
@@ -166,6 +167,60 @@ pub fn load(name: DataName, data_dir: Option<&Path>) -> Result<Dataset, DataErro
         DataName::Cifar10 => cifar::load(cifar::Variant::Ten, data_dir),
         DataName::Cifar100 => cifar::load(cifar::Variant::Hundred, data_dir),
         DataName::Stl10 => stl10::load(data_dir),
+    }
+}
+
+/// A loader for a data set registered from outside biolearn: given `--data-dir` (if any).
+pub type Loader = dyn Fn(Option<&Path>) -> Result<Dataset, DataError> + Send + Sync;
+
+/// Data sets registered at run time ([`register`]).
+static EXTRA: std::sync::RwLock<Vec<(String, std::sync::Arc<Loader>)>> = std::sync::RwLock::new(Vec::new());
+
+/// Make a data set known by `name` (for `--data NAME`, plans and `biolearn data info`), loaded
+/// by `loader` (e.g. [`arrays::load_npy`] or [`arrays::load_csv`] on its directory). Fails if
+/// the name is a built-in one or already registered.
+pub fn register(
+    name: &str,
+    loader: impl Fn(Option<&Path>) -> Result<Dataset, DataError> + Send + Sync + 'static,
+) -> Result<(), String> {
+    if name.parse::<DataName>().is_ok() || registered(name).is_some() {
+        return Err(format!("data set '{name}' is already known"));
+    }
+    if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '|' || c == ',') {
+        return Err(format!("data set name '{name}': one word, no commas or '|'"));
+    }
+    EXTRA.write().unwrap_or_else(|p| p.into_inner()).push((name.to_string(), std::sync::Arc::new(loader)));
+    Ok(())
+}
+
+fn registered(name: &str) -> Option<std::sync::Arc<Loader>> {
+    EXTRA.read().unwrap_or_else(|p| p.into_inner()).iter().find(|(n, _)| n == name).map(|(_, l)| l.clone())
+}
+
+/// Whether `name` is a built-in or registered data set (the error lists the known ones).
+pub fn check_name(name: &str) -> Result<(), String> {
+    if registered(name).is_some() {
+        return Ok(());
+    }
+    name.parse::<DataName>().map(|_| ()).map_err(|e| {
+        let extra: Vec<String> =
+            EXTRA.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(n, _)| n.clone()).collect();
+        if extra.is_empty() {
+            e
+        } else {
+            format!("{e}, {}", extra.join(", "))
+        }
+    })
+}
+
+/// Load a built-in data set by name ([`load`]) or a registered one ([`register`]).
+pub fn load_by_name(name: &str, data_dir: Option<&Path>) -> Result<Dataset, DataError> {
+    if let Some(l) = registered(name) {
+        return l(data_dir);
+    }
+    match name.parse::<DataName>() {
+        Ok(n) => load(n, data_dir),
+        Err(e) => Err(DataError::Parse { path: name.into(), line: 0, msg: e }),
     }
 }
 

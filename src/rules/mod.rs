@@ -264,6 +264,7 @@ impl BuildContext<'_> {
 /// One rule as the registry knows it: the only place a rule is named. A rule's file declares its
 /// entry (`pub static ENTRY: RuleEntry`); `BUILTIN` lists the entries; a crate outside biolearn
 /// adds its own with [`register`].
+#[derive(Clone, Copy)]
 pub struct RuleEntry {
     /// The command-line name (`--rule NAME`, `rules = [..]` in plans, records).
     pub name: &'static str,
