@@ -14,7 +14,7 @@ for f in sorted(glob.glob(f"{d}/*/result.json")):
         rule += f' ({own["pc_energy"]} energy)'
     elif rule == "pc-positive":
         rule += f' ({own["pc_feedback"]} feedback)'
-    groups[(c["arch"], rule, c["data"], c["epochs"], c["batch"])].append(r)
+    groups[(c["arch"], c.get("activation", ""), rule, c["data"], c["epochs"], c["batch"])].append(r)
 
 def stable(curve, tol=0.005):
     e = len(curve)
@@ -22,12 +22,12 @@ def stable(curve, tol=0.005):
         e -= 1
     return e + 1
 
-print("| data | arch | rule | epochs | batch | seeds | test accuracy % (mean +- std) | epochs to stable | diverged |")
-print("|---|---|---|---|---|---|---|---|---|")
-for (arch, rule, data, ep, batch), rs in sorted(groups.items()):
+print("| data | arch | activation | rule | epochs | batch | seeds | test accuracy % (mean +- std) | epochs to stable | diverged |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for (arch, act, rule, data, ep, batch), rs in sorted(groups.items()):
     acc = [100 * r["test_accuracy"] for r in rs]
     sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
     st = [stable([e["test_accuracy"] for e in r["epochs"]]) for r in rs]
     div = sum(r["diverged"] is not None for r in rs)
-    print(f"| {data} | {arch} | {rule} | {ep} | {batch} | {len(rs)} | {statistics.mean(acc):.2f} +- {sd:.2f} | "
+    print(f"| {data} | {arch} | {act} | {rule} | {ep} | {batch} | {len(rs)} | {statistics.mean(acc):.2f} +- {sd:.2f} | "
           f"{statistics.mean(st):.1f} | {div} |")

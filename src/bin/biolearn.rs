@@ -777,30 +777,19 @@ fn cmd_slurm(a: SlurmArgs) -> Result<()> {
     };
     let cpus = a.cpus_per_task.unwrap_or(plan.threads_per_run);
     let script = a.script.clone().unwrap_or_else(|| out.join("slurm-array.sbatch"));
-    let partition = a.partition.as_ref().map_or(String::new(), |p| format!("#SBATCH --partition={p}\n"));
-    let text = format!(
-        "#!/bin/bash\n\
-         # biolearn plan '{name}' as a Slurm array of {n} tasks: task I runs shard I/{n} of the grid.\n\
-         # Merge: `biolearn report {out}` reads every results*.jsonl there.\n\
-         #SBATCH --job-name=biolearn-{name}\n\
-         #SBATCH --array=0-{last}\n\
-         #SBATCH --ntasks=1\n\
-         #SBATCH --cpus-per-task={cpus}\n\
-         #SBATCH --time={time}\n\
-         {partition}\
-         #SBATCH --output={out}/slurm-%A_%a.out\n\
-         set -euo pipefail\n\
-         exec {bin} compare {plan} --out {out} --parallel {par} --quiet\n",
-        name = plan.name,
-        n = a.tasks,
-        last = a.tasks - 1,
-        cpus = cpus,
-        time = a.time,
-        out = abs(&out).display(),
-        bin = abs(&bin).display(),
-        plan = abs(&a.plan).display(),
-        par = (cpus / plan.threads_per_run).max(1),
-    );
+    let (out_abs, bin_abs, plan_abs) = (abs(&out), abs(&bin), abs(&a.plan));
+    let job = biolearn::protocol::slurm::SlurmJob {
+        plan_name: &plan.name,
+        plan: &plan_abs,
+        out: &out_abs,
+        bin: &bin_abs,
+        tasks: a.tasks,
+        cpus_per_task: cpus,
+        parallel: (cpus / plan.threads_per_run).max(1),
+        time: &a.time,
+        partition: a.partition.as_deref(),
+    };
+    let text = biolearn::protocol::slurm::script(&job).map_err(anyhow::Error::msg)?;
     std::fs::write(&script, text).with_context(|| format!("cannot write {}", script.display()))?;
     println!("wrote {}; submit with: sbatch {}", script.display(), script.display());
     Ok(())

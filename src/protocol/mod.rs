@@ -18,6 +18,7 @@
 pub mod adversarial;
 pub mod plan;
 pub mod record;
+pub mod slurm;
 
 use crate::data::noise::{self, NoiseKind, Norm};
 use crate::data::{sampling, Split};
