@@ -22,7 +22,7 @@ fn every_rule_learns_digits() {
         let cfg = TrainConfig::load(None, t).unwrap();
         let (r, _) = train::run(&cfg, &mut |_| {}).unwrap();
         eprintln!("{rule}: {:.4}", r.test_accuracy);
-        // Measured when written (seed 3): BP 96.9%, the FA family 96-97%, PC 94.7, iPC 96.7,
+        // Measured when written (seed 3): BP 96.9%, the FA family 96-97%, DRTP 89.1, PC 94.7, iPC 96.7,
         // PC-FPA 90.5, PC-positive 93.6, EP 75.2 (its random-sign nudge is noisy over 8 short
         // epochs), CHL 98.1, DTP 96.4, FW-DTP 96.1, SoftHebb 71.9, Activation Learning 90.8 (its activation
         // read-out; 88.3 under the linear read-out).
