@@ -1,5 +1,9 @@
-//! Hebbian layers without feedback, target or error signal, under a linear read-out: the
-//! driver of their phases (unsupervised, then read-out) and two plasticity rules.
+//! Hebbian layers without feedback, target or error signal, under a linear read-out. This file
+//! is the driver of their phases (unsupervised, then read-out epochs; `Rule::phase`), their
+//! micro-batches and the update dispatch; each plasticity rule has its own file with its
+//! settings and registry entries: `softhebb.rs` (soft winner-take-all, single and multilayer),
+//! `instar.rs` (winner-take-all instar), `subspace.rs` (Activation Learning and its activation
+//! read-out).
 //!
 //! Every weight layer but the last is Hebbian. For one such layer with weights W (K neurons or
 //! channels), input patches x (the dense input, or the k x k x C_in patch at each position)
@@ -65,6 +69,14 @@ use crate::linalg;
 use crate::nn::{Layer, Network, Workspace};
 use crate::nn::prune;
 use crate::rng::Rng;
+
+mod instar;
+mod softhebb;
+mod subspace;
+
+pub use instar::{normalize_rows, HebbWtaSettings, HEBB_WTA};
+pub use softhebb::{SoftHebbDeepSettings, SoftHebbSettings, SOFTHEBB, SOFTHEBB_DEEP};
+pub use subspace::{ActivationLearningSettings, ACTIVATION_LEARNING};
 
 /// The plasticity rule of the Hebbian layers.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -265,55 +277,6 @@ impl Hebbian {
         }));
     }
 
-    /// Soft winner-take-all activity Y (K x (N P)) from u (N x K x P), anti-Hebbian signs for
-    /// the non-winners when `anti`; returns sum_{b,pos} y_k u_k per neuron in `yu`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn wta(u: &[f32], n: usize, k: usize, p: usize, t_inv: f32, anti: bool, y: &mut Vec<f32>, yu: &mut [f32]) {
-        let np = n * p;
-        y.resize(k * np, 0.0);
-        yu.fill(0.0);
-        for s in 0..n {
-            let us = &u[s * k * p..(s + 1) * k * p];
-            for pos in 0..p {
-                let col = s * p + pos;
-                let (mx, win) = channel_max(us, k, p, pos);
-                let mut sum = 0.0;
-                for c in 0..k {
-                    let e = (t_inv * (us[c * p + pos] - mx)).exp();
-                    y[c * np + col] = e;
-                    sum += e;
-                }
-                for c in 0..k {
-                    let mut v = y[c * np + col] / sum;
-                    if anti && c != win {
-                        v = -v;
-                    }
-                    y[c * np + col] = v;
-                    yu[c] += v * us[c * p + pos];
-                }
-            }
-        }
-    }
-
-    /// Top-1 winner-take-all Y (K x (N P)) from u (N x K x P): 1 for the largest u at each
-    /// sample and position when it is positive, else 0; the win count per channel in `wins`.
-    pub fn hard_wta(u: &[f32], n: usize, k: usize, p: usize, y: &mut Vec<f32>, wins: &mut [f32]) {
-        let np = n * p;
-        y.clear();
-        y.resize(k * np, 0.0);
-        wins.fill(0.0);
-        for s in 0..n {
-            let us = &u[s * k * p..(s + 1) * k * p];
-            for pos in 0..p {
-                let (mx, win) = channel_max(us, k, p, pos);
-                if mx > 0.0 {
-                    y[win * np + s * p + pos] = 1.0;
-                    wins[win] += 1.0;
-                }
-            }
-        }
-    }
-
     /// dW = Y X^T - diag(c) W (into `dw`): the Hebbian term minus the decay term with per-neuron
     /// coefficients c (SoftHebb: sum y u; instar: sum y).
     /// `x`: the patches, CKK x (N P) when `cols`, else (N P) x inp.
@@ -336,130 +299,6 @@ impl Hebbian {
                 *d -= c[r] * wv;
             }
         }
-    }
-
-    /// Oja's subspace update summed over the batch, into `dw` (K x inp): Z^T A - (Z^T Z) W,
-    /// z: N x K linear outputs, a: N x inp inputs, W: K x inp; `zz` is scratch.
-    #[allow(clippy::too_many_arguments)]
-    pub fn subspace_delta(
-        z: &[f32],
-        a: &[f32],
-        n: usize,
-        k: usize,
-        inp: usize,
-        w: &[f32],
-        zz: &mut Vec<f32>,
-        dw: &mut Vec<f32>,
-    ) {
-        dw.resize(k * inp, 0.0);
-        zz.resize(k * k, 0.0);
-        linalg::matmul(k, k, n, z, true, z, false, zz, false);
-        linalg::matmul(k, inp, k, zz, false, w, false, dw, false);
-        dw.iter_mut().for_each(|v| *v = -*v);
-        linalg::matmul(k, inp, n, z, true, a, false, dw, true);
-    }
-
-    /// SoftHebb's bias update from the activity Y (K x np) and the biases: db_k = (sum y_k -
-    /// np e^{t b_k}) / e^{t b_k}, scaled by its largest magnitude.
-    pub fn bias_delta(y: &[f32], k: usize, np: usize, t_inv: f32, b: &[f32], db: &mut Vec<f32>) {
-        db.clear();
-        db.extend((0..k).map(|r| {
-            let e = (t_inv * b[r]).exp();
-            (y[r * np..(r + 1) * np].iter().sum::<f32>() - np as f32 * e) / e
-        }));
-        let m = db.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        db.iter_mut().for_each(|v| *v /= m + 1e-30);
-    }
-
-    /// SoftHebb's dW: `hebb_minus_decay` with c = sum y u, normalised by its largest magnitude.
-    #[allow(clippy::too_many_arguments)]
-    pub fn delta(
-        y: &[f32],
-        x: &[f32],
-        cols: bool,
-        k: usize,
-        inp: usize,
-        np: usize,
-        yu: &[f32],
-        w: &[f32],
-        dw: &mut Vec<f32>,
-    ) {
-        Self::hebb_minus_decay(y, x, cols, k, inp, np, yu, w, dw);
-        let m = dw.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let inv = 1.0 / (m + 1e-30);
-        dw.iter_mut().for_each(|v| *v *= inv);
-    }
-
-    /// The Hebbian layers' forward pass in `ws` (evaluation mode) with the label in the input:
-    /// sample b gets class `class(b)`. a_0 = [x / |x|, s e_c] / sqrt(1 + s^2): the unit-norm
-    /// image is scaled, and s W_y[:, c] / sqrt(1 + s^2) is added to the first layer's output.
-    fn label_forward(&self, net: &mut Network, ws: &mut Workspace, class: impl Fn(usize) -> usize, rng: &mut Rng) {
-        let i0 = self.hebb[0];
-        self.image_part(net, ws, rng);
-        self.add_label(net, ws, class);
-        net.forward_layers(ws, i0 + 1, self.head_lo, false, rng);
-    }
-
-    /// The first layer's output from the image part of a_0 alone (into `ws.acts[i0 + 1]`).
-    fn image_part(&self, net: &mut Network, ws: &mut Workspace, rng: &mut Rng) {
-        let (i0, n) = (self.hebb[0], ws.n);
-        let (norm, _) = self.label_scales();
-        net.forward_layers(ws, 0, i0, false, rng);
-        ws.acts[i0][..n * net.shapes[i0].len()].iter_mut().for_each(|v| *v /= norm);
-        net.forward_layers(ws, i0, i0 + 1, false, rng);
-    }
-
-    /// Add the label part s W_y[:, c] / sqrt(1 + s^2) to the first layer's output.
-    fn add_label(&self, net: &Network, ws: &mut Workspace, class: impl Fn(usize) -> usize) {
-        let i0 = self.hebb[0];
-        let (_, cy) = self.label_scales();
-        let (k, c) = (net.shapes[i0 + 1].len(), net.output_len());
-        for b in 0..ws.n {
-            let cl = class(b);
-            for (r, z) in ws.acts[i0 + 1][b * k..(b + 1) * k].iter_mut().enumerate() {
-                *z += cy * self.wy[r * c + cl];
-            }
-        }
-    }
-
-    /// The activation read-out: ||a_L(x, c)||^2 for every sample of `ws.acts[0]` and class c,
-    /// written as the network's output (N x classes) in `ws`. The image's part of the first
-    /// layer is computed once for all classes.
-    fn class_scores(&mut self, net: &mut Network, ws: &mut Workspace, rng: &mut Rng) {
-        let (n, d, c, l) = (ws.n, net.input_shape().len(), net.output_len(), net.num_layers());
-        let i0 = self.hebb[0];
-        let (f, k) = (net.shapes[self.head_lo].len(), net.shapes[i0 + 1].len());
-        let mut micro = std::mem::take(&mut self.micro);
-        net.prepare(&mut micro, n);
-        micro.input_mut().copy_from_slice(&ws.acts[0][..n * d]);
-        self.image_part(net, &mut micro, rng);
-        let mut base = std::mem::take(&mut self.image_z);
-        base.clear();
-        base.extend_from_slice(&micro.acts[i0 + 1][..n * k]);
-        let out = &mut ws.acts[l];
-        for cl in 0..c {
-            micro.acts[i0 + 1][..n * k].copy_from_slice(&base);
-            self.add_label(net, &mut micro, |_| cl);
-            net.forward_layers(&mut micro, i0 + 1, self.head_lo, false, rng);
-            for b in 0..n {
-                let a = &micro.acts[self.head_lo][b * f..(b + 1) * f];
-                out[b * c + cl] = a.iter().map(|v| v * v).sum();
-            }
-        }
-        self.image_z = base;
-        self.micro = micro;
-    }
-
-    /// Activation Learning with the label in the input (its activation read-out).
-    fn labelled(&self) -> bool {
-        self.cfg.label > 0.0
-    }
-
-    /// a_0 = [x / |x|, s e_y] / norm: the norm sqrt(1 + s^2) and the label's factor s / norm.
-    fn label_scales(&self) -> (f32, f32) {
-        let s = self.cfg.label;
-        let norm = (1.0 + s * s).sqrt();
-        (norm, s / norm)
     }
 
     /// One Hebbian update of every layer from the micro-batch forward pass in `self.micro`.
@@ -565,7 +404,7 @@ impl Hebbian {
 
 /// The largest of the K channel values at position `pos` of one sample (K x P), and its channel
 /// (the first on ties).
-fn channel_max(us: &[f32], k: usize, p: usize, pos: usize) -> (f32, usize) {
+pub(super) fn channel_max(us: &[f32], k: usize, p: usize, pos: usize) -> (f32, usize) {
     let (mut mx, mut win) = (f32::NEG_INFINITY, 0);
     for c in 0..k {
         if us[c * p + pos] > mx {
@@ -576,13 +415,6 @@ fn channel_max(us: &[f32], k: usize, p: usize, pos: usize) -> (f32, usize) {
     (mx, win)
 }
 
-/// Scale every row of a K x inp matrix to unit Euclidean norm.
-pub fn normalize_rows(w: &mut [f32], k: usize, inp: usize) {
-    for r in w[..k * inp].chunks_mut(inp) {
-        let norm = r.iter().map(|v| v * v).sum::<f32>().sqrt();
-        r.iter_mut().for_each(|v| *v /= norm + 1e-10);
-    }
-}
 
 impl Rule for Hebbian {
     /// Only the read-out's gradient (backprop through the read-out alone) on the frozen features;
@@ -685,117 +517,11 @@ impl Rule for Hebbian {
     }
 }
 
-crate::settings! {
-    /// Single-layer SoftHebb's settings (`softhebb`).
-    pub struct SoftHebbSettings {
-        /// Unsupervised epochs at the start of the run (then the read-out trains on frozen features).
-        pub hebb_epochs: usize = 3,
-        /// Micro-batch of the Hebbian updates.
-        pub hebb_batch: usize = 32,
-        /// Greedy layer-wise: unsupervised epoch e trains Hebbian layer e only.
-        pub hebb_greedy: bool = false,
-        /// Softmax inverse temperature of the plasticity, per Hebbian layer (the last repeats).
-        /// 80, not MNIST's 12: on Fashion-MNIST (seed 0, 10 epochs) t_inv 5 / 8 / 12 / 20 / 30 /
-        /// 50 / 80 gave 73.5 / 78.9 / 82.5 / 84.1 / 84.5 / 84.5 / 84.7% (chosen on test accuracy
-        /// in session 3; issue 11 re-tunes on a validation split).
-        pub hebb_t_inv: Vec<f32> = vec![80.0],
-        /// Base learning rate per Hebbian layer (the last repeats).
-        pub hebb_lr: Vec<f32> = vec![0.045],
-        /// Power of SoftHebb's adaptive rate: eta_k = lr (| ||W_k|| - 1 | + 1e-10)^power.
-        pub hebb_power_lr: f32 = 0.2,
-    }
-    check(s) { check_soft(s.hebb_epochs, s.hebb_batch, &s.hebb_lr, &s.hebb_t_inv, s.hebb_power_lr) }
-}
-
-crate::settings! {
-    /// Multilayer SoftHebb's settings (`softhebb-deep`).
-    pub struct SoftHebbDeepSettings {
-        /// Unsupervised epochs at the start of the run.
-        pub hebb_epochs: usize = 1,
-        /// Micro-batch of the Hebbian updates (`demo.py`: 10).
-        pub hebb_batch: usize = 10,
-        /// Greedy layer-wise: unsupervised epoch e trains Hebbian layer e only.
-        pub hebb_greedy: bool = false,
-        /// Softmax inverse temperature per conv block (`4SoftHebbCnnCIFAR`: 1, 0.65, 0.25).
-        pub hebb_t_inv: Vec<f32> = vec![1.0, 0.65, 0.25],
-        /// Base learning rate per conv block (0.08, 0.005, 0.01).
-        pub hebb_lr: Vec<f32> = vec![0.08, 0.005, 0.01],
-        /// Power of the adaptive rate.
-        pub hebb_power_lr: f32 = 0.5,
-    }
-    check(s) { check_soft(s.hebb_epochs, s.hebb_batch, &s.hebb_lr, &s.hebb_t_inv, s.hebb_power_lr) }
-}
-
-crate::settings! {
-    /// Winner-take-all Hebbian's settings (`hebb-wta`).
-    pub struct HebbWtaSettings {
-        /// Unsupervised epochs at the start of the run (Gupta's "learns in ~5 epochs").
-        pub hebb_epochs: usize = 5,
-        /// Micro-batch of the Hebbian updates (Miconi's notebook: 100).
-        pub hebb_batch: usize = 100,
-        /// Greedy layer-wise: unsupervised epoch e trains Hebbian layer e only.
-        pub hebb_greedy: bool = false,
-        /// Rate per Hebbian layer of the summed batch update (1e-4, 1e-4, 1e-3).
-        pub hebb_lr: Vec<f32> = vec![1e-4, 1e-4, 1e-3],
-        /// Rate of the adaptive thresholds (homeostasis).
-        pub hebb_mu: f32 = 3.0,
-    }
-    check(s) {
-        check_common(s.hebb_epochs, s.hebb_batch, &s.hebb_lr)?;
-        super::settings::non_negative("hebb_mu", s.hebb_mu)
-    }
-}
-
-crate::settings! {
-    /// Activation Learning's settings (`activation-learning`).
-    pub struct ActivationLearningSettings {
-        /// Unsupervised epochs (with the label in the input every epoch learns; with al_label =
-        /// 0, the epochs before the linear read-out).
-        pub hebb_epochs: usize = 1,
-        /// Micro-batch of the local updates.
-        pub hebb_batch: usize = 32,
-        /// Greedy layer-wise: unsupervised epoch e trains layer e only.
-        pub hebb_greedy: bool = false,
-        /// Rate of the subspace rule per layer, per batch mean (1.0; 0.05-0.2 left the label
-        /// columns unlearned for several epochs on the digits).
-        pub hebb_lr: Vec<f32> = vec![1.0],
-        /// Strength s of the label in the input, [x/|x|, s e_y] / sqrt(1 + s^2); the prediction is
-        /// argmax_c ||a_L(x, c)||^2. 0: unsupervised pre-training under a linear read-out.
-        pub al_label: f32 = 1.0,
-    }
-    check(s) {
-        check_common(s.hebb_epochs, s.hebb_batch, &s.hebb_lr)?;
-        super::settings::non_negative("al_label", s.al_label)
-    }
-}
-
 fn check_common(epochs: usize, batch: usize, lr: &[f32]) -> Result<(), String> {
     use super::settings::{count, positive_list};
     count("hebb_epochs", epochs, 100_000)?;
     count("hebb_batch", batch, 1 << 20)?;
     positive_list("hebb_lr", lr)
-}
-
-fn check_soft(epochs: usize, batch: usize, lr: &[f32], t_inv: &[f32], power_lr: f32) -> Result<(), String> {
-    check_common(epochs, batch, lr)?;
-    super::settings::positive_list("hebb_t_inv", t_inv)?;
-    super::settings::non_negative("hebb_power_lr", power_lr)
-}
-
-/// SoftHebb's plasticity (single layer, or `anti` for multilayer SoftHebb's anti-Hebbian
-/// non-winners) from its settings' values.
-#[allow(clippy::too_many_arguments)]
-fn soft_config(
-    anti: bool,
-    t_inv: Vec<f32>,
-    lr: Vec<f32>,
-    power_lr: f32,
-    hebb_epochs: usize,
-    hebb_batch: usize,
-    greedy: bool,
-) -> HebbConfig {
-    let plasticity = Plasticity::SoftWta { anti };
-    HebbConfig { plasticity, t_inv, lr, power_lr, hebb_epochs, hebb_batch, greedy, label: 0.0 }
 }
 
 /// Build a Hebbian rule and draw its layers' reference initialisation into `net`.
@@ -805,93 +531,6 @@ fn build_hebbian(net: &mut Network, cfg: HebbConfig, rng: &mut Rng) -> Result<Bo
     Ok(Box::new(h))
 }
 
-pub static SOFTHEBB: super::RuleEntry = super::RuleEntry {
-    name: "softhebb",
-    summary: "SoftHebb, one layer: soft winner-take-all Hebbian plasticity with adaptive per-neuron rates (and the log-prior bias rule on `softhebb-mlp:H/bias`), no feedback; unsupervised for hebb_epochs, the linear read-out trained by backprop through the read-out only (Adam) on the frozen features",
-    paper: "Moraitis, Toichkin, Journe, Chua & Guo 2022, Neuromorph. Comput. Eng.",
-    // SoftHebb's `2SoftMlpMNIST`: 2000 neurons, raw pixels, read-out Adam batch 32. Changed from
-    // the preset, measured on Fashion-MNIST (the PyTorch re-implementation
-    // `bench/softhebb_reference.py` gives the same numbers at t_inv 12): 3 unsupervised epochs
-    // instead of 1 (after one the weight norms are still ~16, not 1: 62-64% test accuracy; after
-    // three they are 1.00); read-out lr 1e-2 with a cosine schedule instead of 1e-3 (83.0% instead
-    // of 79% after 15 epochs); 20 epochs (t_inv 80: 85.8%).
-    preset: "arch = 'softhebb-mlp:2000'\nnormalize = false\nepochs = 20\noptimizer = 'adam'\nlr = 1e-2\nbatch = 32\nschedule = 'cosine'",
-    settings: super::SettingsKind::of::<SoftHebbSettings>(),
-    build: |net, cx, rng| {
-        let s: SoftHebbSettings = cx.settings()?;
-        let c = soft_config(false, s.hebb_t_inv, s.hebb_lr, s.hebb_power_lr, s.hebb_epochs, s.hebb_batch, s.hebb_greedy);
-        build_hebbian(net, c, rng)
-    },
-};
 
-pub static SOFTHEBB_DEEP: super::RuleEntry = super::RuleEntry {
-    name: "softhebb-deep",
-    summary: "multilayer SoftHebb: conv blocks (BN, reflect-padded conv, triangle, pool) learn by soft WTA with anti-Hebbian non-winners, no feedback, all layers at once for hebb_epochs; linear read-out trained by backprop through the read-out only (on cached features once the blocks are frozen)",
-    paper: "Journe, Rodriguez, Guo & Moraitis 2023, ICLR",
-    // `4SoftHebbCnnCIFAR` / `demo.py`: read-out Adam batch 64 (cosine in place of the halving
-    // steps) at lr 3e-4 instead of 1e-3: with the padded pools (512 x 3 x 3 features) the
-    // read-out's loss blew up at 1e-3 in its second epoch (Fashion-MNIST, seed 0: 86.0% after
-    // epoch 1, 7% after epoch 10); 3e-4 gave 90.29%, 1e-4 89.77% (10 epochs). The network is the
-    // 28x28-sized `softhebb-cnn28` (32/128/512 channels); `--arch softhebb-cnn` is the paper's
-    // 96/384/1536 for CIFAR-10 (~9x the compute).
-    preset: "arch = 'softhebb-cnn28'\nnormalize = false\noptimizer = 'adam'\nlr = 3e-4\nbatch = 64\nschedule = 'cosine'",
-    settings: super::SettingsKind::of::<SoftHebbDeepSettings>(),
-    build: |net, cx, rng| {
-        let s: SoftHebbDeepSettings = cx.settings()?;
-        let c = soft_config(true, s.hebb_t_inv, s.hebb_lr, s.hebb_power_lr, s.hebb_epochs, s.hebb_batch, s.hebb_greedy);
-        build_hebbian(net, c, rng)
-    },
-};
 
-pub static HEBB_WTA: super::RuleEntry = super::RuleEntry {
-    name: "hebb-wta",
-    summary: "winner-take-all Hebbian: instar updates of the top-1 channel per position, unit-norm filters, adaptive thresholds, triangle outputs (conv3 100/196/400), no feedback; linear read-out trained by backprop through the read-out only",
-    paper: "Miconi 2021 (Hebbian learning with gradients); Gupta et al. 2022 (holistic benchmark's Hebbian arm)",
-    // Miconi's notebook: batch 100; read-out Adam 1e-2, cosine (at 1e-3 it was still at 64% after
-    // 3 epochs on Fashion-MNIST).
-    preset: "arch = 'hebb-conv3'\noptimizer = 'adam'\nlr = 1e-2\nbatch = 100\nschedule = 'cosine'",
-    settings: super::SettingsKind::of::<HebbWtaSettings>(),
-    build: |net, cx, rng| {
-        let s: HebbWtaSettings = cx.settings()?;
-        let c = HebbConfig {
-            plasticity: Plasticity::Instar { mu: s.hebb_mu },
-            // The thresholds start at ln(1/K) / t_inv with t_inv 1 (the rule has no temperature).
-            t_inv: vec![1.0],
-            lr: s.hebb_lr,
-            power_lr: 0.5,
-            hebb_epochs: s.hebb_epochs,
-            hebb_batch: s.hebb_batch,
-            greedy: s.hebb_greedy,
-            label: 0.0,
-        };
-        build_hebbian(net, c, rng)
-    },
-};
 
-pub static ACTIVATION_LEARNING: super::RuleEntry = super::RuleEntry {
-    name: "activation-learning",
-    summary: "Activation Learning: local competition (Oja's subspace rule) on unit-norm inputs with a norm-preserving |x| activation, no feedback; the label enters the input ([x/|x|, s e_y], al_label = s) and the prediction is the class whose input activates the output most, argmax_c ||a_L(x, c)||^2, every epoch learning; al_label = 0 makes it unsupervised pre-training under a linear read-out trained by backprop through the read-out only",
-    paper: "Zhou 2022, arXiv 2209.13400",
-    // Widths and rate are chosen here (the paper does not report them), measured on
-    // Fashion-MNIST (3 epochs, 1 seed): 400-40 80.7%, 1000-50 81.7%, 100-20 75.0%, 20 73.9%. The
-    // layers must be narrower than their input: a subspace as wide as the input passes everything
-    // and the scores stop telling the classes apart. As pre-training under the linear read-out
-    // (`al_label = 0`), the settings of plans/hebbian-fmnist.toml: al-mlp:1000,1000, hebb_lr
-    // [0.05], hebb_epochs 1, lr 1e-2.
-    preset: "arch = 'al-mlp:400,40'\nnormalize = false\noptimizer = 'adam'\nlr = 1e-2\nbatch = 32\nschedule = 'cosine'",
-    settings: super::SettingsKind::of::<ActivationLearningSettings>(),
-    build: |net, cx, rng| {
-        let s: ActivationLearningSettings = cx.settings()?;
-        let c = HebbConfig {
-            plasticity: Plasticity::Subspace,
-            t_inv: vec![1.0],
-            lr: s.hebb_lr,
-            power_lr: 0.5,
-            hebb_epochs: s.hebb_epochs,
-            hebb_batch: s.hebb_batch,
-            greedy: s.hebb_greedy,
-            label: s.al_label,
-        };
-        build_hebbian(net, c, rng)
-    },
-};

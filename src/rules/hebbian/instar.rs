@@ -1,0 +1,79 @@
+//! Winner-take-all instar plasticity (Miconi 2021; the holistic benchmark's Hebbian arm): the
+//! top-1 channel per position, unit-norm filters, adaptive thresholds; its settings and entry.
+
+use super::{build_hebbian, channel_max, check_common, HebbConfig, Hebbian, Plasticity};
+
+impl Hebbian {
+    /// Top-1 winner-take-all Y (K x (N P)) from u (N x K x P): 1 for the largest u at each
+    /// sample and position when it is positive, else 0; the win count per channel in `wins`.
+    pub fn hard_wta(u: &[f32], n: usize, k: usize, p: usize, y: &mut Vec<f32>, wins: &mut [f32]) {
+        let np = n * p;
+        y.clear();
+        y.resize(k * np, 0.0);
+        wins.fill(0.0);
+        for s in 0..n {
+            let us = &u[s * k * p..(s + 1) * k * p];
+            for pos in 0..p {
+                let (mx, win) = channel_max(us, k, p, pos);
+                if mx > 0.0 {
+                    y[win * np + s * p + pos] = 1.0;
+                    wins[win] += 1.0;
+                }
+            }
+        }
+    }
+
+}
+
+/// Scale every row of a K x inp matrix to unit Euclidean norm.
+pub fn normalize_rows(w: &mut [f32], k: usize, inp: usize) {
+    for r in w[..k * inp].chunks_mut(inp) {
+        let norm = r.iter().map(|v| v * v).sum::<f32>().sqrt();
+        r.iter_mut().for_each(|v| *v /= norm + 1e-10);
+    }
+}
+
+crate::settings! {
+    /// Winner-take-all Hebbian's settings (`hebb-wta`).
+    pub struct HebbWtaSettings {
+        /// Unsupervised epochs at the start of the run (Gupta's "learns in ~5 epochs").
+        pub hebb_epochs: usize = 5,
+        /// Micro-batch of the Hebbian updates (Miconi's notebook: 100).
+        pub hebb_batch: usize = 100,
+        /// Greedy layer-wise: unsupervised epoch e trains Hebbian layer e only.
+        pub hebb_greedy: bool = false,
+        /// Rate per Hebbian layer of the summed batch update (1e-4, 1e-4, 1e-3).
+        pub hebb_lr: Vec<f32> = vec![1e-4, 1e-4, 1e-3],
+        /// Rate of the adaptive thresholds (homeostasis).
+        pub hebb_mu: f32 = 3.0,
+    }
+    check(s) {
+        check_common(s.hebb_epochs, s.hebb_batch, &s.hebb_lr)?;
+        crate::rules::settings::non_negative("hebb_mu", s.hebb_mu)
+    }
+}
+
+pub static HEBB_WTA: crate::rules::RuleEntry = crate::rules::RuleEntry {
+    name: "hebb-wta",
+    summary: "winner-take-all Hebbian: instar updates of the top-1 channel per position, unit-norm filters, adaptive thresholds, triangle outputs (conv3 100/196/400), no feedback; linear read-out trained by backprop through the read-out only",
+    paper: "Miconi 2021 (Hebbian learning with gradients); Gupta et al. 2022 (holistic benchmark's Hebbian arm)",
+    // Miconi's notebook: batch 100; read-out Adam 1e-2, cosine (at 1e-3 it was still at 64% after
+    // 3 epochs on Fashion-MNIST).
+    preset: "arch = 'hebb-conv3'\noptimizer = 'adam'\nlr = 1e-2\nbatch = 100\nschedule = 'cosine'",
+    settings: crate::rules::SettingsKind::of::<HebbWtaSettings>(),
+    build: |net, cx, rng| {
+        let s: HebbWtaSettings = cx.settings()?;
+        let c = HebbConfig {
+            plasticity: Plasticity::Instar { mu: s.hebb_mu },
+            // The thresholds start at ln(1/K) / t_inv with t_inv 1 (the rule has no temperature).
+            t_inv: vec![1.0],
+            lr: s.hebb_lr,
+            power_lr: 0.5,
+            hebb_epochs: s.hebb_epochs,
+            hebb_batch: s.hebb_batch,
+            greedy: s.hebb_greedy,
+            label: 0.0,
+        };
+        build_hebbian(net, c, rng)
+    },
+};
