@@ -1,9 +1,9 @@
-//! Minimal safetensors writer/reader (the format of huggingface/safetensors): an 8-byte
-//! little-endian header length, a JSON header {name: {dtype, shape, data_offsets}, "__metadata__":
-//! {...}}, then the raw little-endian tensor bytes. F32 only, which is all biolearn stores.
+//! Models and checkpoints in the safetensors format (an 8-byte little-endian header length, a
+//! JSON header {name: {dtype, shape, data_offsets}, "__metadata__": {...}}, then the raw
+//! little-endian tensor bytes), written and read by the `safetensors` crate. F32 only, which is
+//! all biolearn stores; metadata holds the run's configuration and, in checkpoints, its state.
 
-use std::collections::BTreeMap;
-use std::io::Write;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 pub struct Tensor<'a> {
@@ -12,33 +12,21 @@ pub struct Tensor<'a> {
     pub data: &'a [f32],
 }
 
+/// Write `tensors` (F32, little-endian) and `metadata` to `path` with the `safetensors` crate.
 pub fn save(path: &Path, tensors: &[Tensor], metadata: &BTreeMap<String, String>) -> std::io::Result<()> {
-    let mut header = serde_json::Map::new();
-    if !metadata.is_empty() {
-        header.insert("__metadata__".into(), serde_json::to_value(metadata)?);
-    }
-    let mut offset = 0usize;
-    for t in tensors {
-        let end = offset + t.data.len() * 4;
-        header.insert(
-            t.name.clone(),
-            serde_json::json!({"dtype": "F32", "shape": t.shape, "data_offsets": [offset, end]}),
-        );
-        offset = end;
-    }
-    let mut h = serde_json::to_vec(&header)?;
-    while h.len() % 8 != 0 {
-        h.push(b' ');
-    }
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    f.write_all(&(h.len() as u64).to_le_bytes())?;
-    f.write_all(&h)?;
-    for t in tensors {
-        for v in t.data {
-            f.write_all(&v.to_le_bytes())?;
-        }
-    }
-    f.flush()
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| {
+            ::safetensors::tensor::TensorView::new(::safetensors::Dtype::F32, t.shape.clone(), b)
+                .map(|v| (t.name.clone(), v))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    let meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let meta = (!meta.is_empty()).then_some(meta);
+    ::safetensors::serialize_to_file(views, meta, path).map_err(|e| std::io::Error::other(format!("{e:?}")))
 }
 
 /// name -> (shape, data).
@@ -49,39 +37,22 @@ pub fn load(path: &Path) -> Result<Tensors, String> {
     Ok(load_with_metadata(path)?.0)
 }
 
-/// All tensors of a file and its `__metadata__` (string values).
+/// All tensors of a file and its `__metadata__` (string values), read and checked by the
+/// `safetensors` crate (header size, offsets, overlaps, lengths); only F32 tensors are accepted.
 pub fn load_with_metadata(path: &Path) -> Result<(Tensors, BTreeMap<String, String>), String> {
     let p = path.display();
     let bytes = std::fs::read(path).map_err(|e| format!("{p}: {e}"))?;
-    if bytes.len() < 8 {
-        return Err(format!("{p}: too short for a safetensors file"));
-    }
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let body =
-        bytes.get(8..8usize.saturating_add(n)).ok_or_else(|| format!("{p}: header length {n} exceeds the file"))?;
-    let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(body).map_err(|e| format!("{p}: bad header: {e}"))?;
-    let data = &bytes[8 + n..];
+    let bad = |e: ::safetensors::SafeTensorError| format!("{p}: not a valid safetensors file: {e:?}");
+    let (_, header) = ::safetensors::SafeTensors::read_metadata(&bytes).map_err(bad)?;
+    let meta: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let st = ::safetensors::SafeTensors::deserialize(&bytes).map_err(bad)?;
     let mut out = BTreeMap::new();
-    let mut meta = BTreeMap::new();
-    for (name, v) in header {
-        if name == "__metadata__" {
-            meta = serde_json::from_value(v).map_err(|e| format!("{p}: bad metadata: {e}"))?;
-            continue;
+    for (name, view) in st.tensors() {
+        if view.dtype() != ::safetensors::Dtype::F32 {
+            return Err(format!("{p}: tensor '{name}' is {:?} (only F32 is supported)", view.dtype()));
         }
-        let bad = || format!("{p}: tensor '{name}' has a malformed entry");
-        if v["dtype"] != "F32" {
-            return Err(format!("{p}: tensor '{name}' is {} (only F32 is supported)", v["dtype"]));
-        }
-        let shape: Vec<usize> = serde_json::from_value(v["shape"].clone()).map_err(|_| bad())?;
-        let off: [usize; 2] = serde_json::from_value(v["data_offsets"].clone()).map_err(|_| bad())?;
-        let raw =
-            data.get(off[0]..off[1]).ok_or_else(|| format!("{p}: tensor '{name}' lies past the end of the file"))?;
-        let vals: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-        if vals.len() != shape.iter().product::<usize>() {
-            return Err(format!("{p}: tensor '{name}' has {} values for shape {shape:?}", vals.len()));
-        }
-        out.insert(name, (shape, vals));
+        let vals: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        out.insert(name, (view.shape().to_vec(), vals));
     }
     Ok((out, meta))
 }
