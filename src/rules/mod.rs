@@ -190,6 +190,16 @@ impl Updater<'_> {
         self.apply_where(net, grads, |_| true)
     }
 
+    /// A rule's own change of the weights (Hebbian plasticity, Kolen-Pollack decay) through the
+    /// driver: `change` writes them, then the pruning masks are applied, as after an optimiser
+    /// step. Rules change weights only through the Updater.
+    pub fn local(&mut self, net: &mut Network, change: impl FnOnce(&mut Network)) {
+        change(net);
+        if let Some(m) = self.masks {
+            prune::apply(net, m);
+        }
+    }
+
     /// One optimiser step on the trainable parameters `which` selects (by parameter index).
     pub fn apply_where(&mut self, net: &mut Network, grads: &[Vec<f32>], which: impl Fn(usize) -> bool) {
         self.opt.begin_step();

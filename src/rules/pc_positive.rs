@@ -225,7 +225,7 @@ impl Rule for PcPositive {
             opt.begin_step();
             for l in 1..self.dense.len() {
                 let (w, ..) = Self::layer(net, self.dense[l]);
-                net.params[w].data.iter_mut().for_each(|v| *v *= keep);
+                upd.local(net, |net| net.params[w].data.iter_mut().for_each(|v| *v *= keep));
                 self.b[l - 1].iter_mut().for_each(|v| *v *= keep);
                 opt.update(l - 1, &mut self.b[l - 1], &grads[w], upd.lr);
             }

@@ -67,7 +67,6 @@
 use super::{Phase, Prediction, Rule, Step, StepStats, Updater};
 use crate::linalg;
 use crate::nn::{Layer, Network, Workspace};
-use crate::nn::prune;
 use crate::rng::Rng;
 
 mod instar;
@@ -450,10 +449,8 @@ impl Rule for Hebbian {
                 } else {
                     net.forward_layers(&mut self.micro, 0, self.head_lo, true, rng);
                 }
-                self.hebbian_step(net);
-                if let Some(masks) = upd.masks {
-                    prune::apply(net, masks);
-                }
+                // The Hebbian update is a local change of the weights, through the driver.
+                upd.local(net, |net| self.hebbian_step(net));
                 start += m;
             }
         }
