@@ -5,7 +5,6 @@
 //! same names as the CLI flags (underscores for dashes: `weight_decay = 5e-4`); unknown keys are
 //! errors naming the file, so a typo never silently falls back to a default.
 
-use crate::data::DataName;
 use crate::nn::{Activation, ArchSpec, Init, Loss};
 use crate::optim::{OptimConfig, OptimizerKind, Schedule, ScheduleKind};
 use crate::rules::RuleName;
@@ -15,7 +14,8 @@ use std::path::Path;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Data set: digits (embedded), fashion-mnist, mnist, cifar10, cifar100, stl10.
+    /// Data set: digits (embedded), fashion-mnist, mnist, cifar10, cifar100, stl10, or one added
+    /// with `data::register`.
     pub data: String,
     /// Directory holding the data set's files (fashion-mnist also looks in /usr/share/datasets).
     pub data_dir: Option<String>,
@@ -190,9 +190,6 @@ impl TrainConfig {
         }
     }
 
-    pub fn data_name(&self) -> Result<DataName, String> {
-        self.data.parse::<DataName>()
-    }
     pub fn arch_spec(&self) -> Result<ArchSpec, String> {
         self.arch.parse::<ArchSpec>()
     }

@@ -336,6 +336,9 @@ impl Trainer {
     }
 }
 
+/// A tensor of the training state: name, shape, values.
+type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// What `Trainer::fit` trains on and evaluates every epoch.
 pub struct Splits<'a> {
     pub train: &'a Split,
@@ -405,7 +408,7 @@ impl Trainer {
 
     /// Every tensor of the training state: the network's parameters by their names, the
     /// rule's state as `rule.NAME`, the optimiser's moments as `optimizer.m.I` / `optimizer.v.I`.
-    fn state_tensors(&self) -> (Vec<(String, Vec<usize>, Vec<f32>)>, crate::rules::RuleState) {
+    fn state_tensors(&self) -> (Vec<NamedTensor>, crate::rules::RuleState) {
         let mut t: Vec<(String, Vec<usize>, Vec<f32>)> =
             self.net.params.iter().map(|p| (p.name.clone(), p.shape.clone(), p.data.clone())).collect();
         let rs = self.rule.save_state();

@@ -5,13 +5,19 @@ use biolearn::config::TrainConfig;
 use biolearn::rules::RuleName;
 use biolearn::train;
 
+/// Whether the rule's preset network needs larger images than the digits' 8x8.
+fn needs_larger_images(rule: RuleName) -> bool {
+    let t: toml::Table = format!("rule = '{rule}'").parse().unwrap();
+    TrainConfig::load(None, t).unwrap().arch_spec().unwrap().min_side() > 8
+}
+
 #[test]
 fn every_rule_learns_digits() {
     // Each rule with its own defaults (`RuleName::preset`) under a fixed small budget.
     let mut failed = Vec::new();
     for rule in RuleName::all() {
-        if ["softhebb-deep", "hebb-wta"].contains(&rule.as_str()) {
-            continue; // conv nets for 28x28 and up: `hebbian_conv_nets_learn_a_fashion_mnist_subset`
+        if needs_larger_images(rule) {
+            continue; // `rules_on_conv_nets_learn_a_fashion_mnist_subset`
         }
         let mut t: toml::Table = format!("rule = '{rule}'\nepochs = 8\nthreads = 1\nseed = 3").parse().unwrap();
         if rule.as_str() == "pc-positive" {
@@ -38,8 +44,10 @@ fn every_rule_learns_digits() {
 /// the read-out trained alongside) on 1000 Fashion-MNIST training images, tested on 500
 /// (skipped, with a message, where the data set is not installed; CI installs it).
 #[test]
-fn hebbian_conv_nets_learn_a_fashion_mnist_subset() {
-    for rule in ["softhebb-deep", "hebb-wta"] {
+fn rules_on_conv_nets_learn_a_fashion_mnist_subset() {
+    let rules: Vec<RuleName> = RuleName::all().into_iter().filter(|r| needs_larger_images(*r)).collect();
+    assert!(rules.len() >= 2, "{rules:?}");
+    for rule in rules {
         let t: toml::Table =
             format!("rule = '{rule}'\ndata = 'fashion-mnist'\nepochs = 2\nthreads = 2\nseed = 1").parse().unwrap();
         let cfg = TrainConfig::load(None, t).unwrap();

@@ -354,6 +354,7 @@ impl ArchSpec {
         init: Init,
         rng: &mut Rng,
     ) -> Result<Network, String> {
+        need(input, self.min_side(), &self.to_string())?;
         let b = Builder::new(input, init, rng);
         let net = match self {
             ArchSpec::Mlp { hidden, batchnorm, dropout } => {
@@ -372,7 +373,6 @@ impl ArchSpec {
             }
             ArchSpec::LeNet => {
                 // BioTorch resizes 28x28 images to 32x32; padding conv1 by 2 gives the same shapes.
-                need(input, 28, "lenet")?;
                 let pad = 32usize.saturating_sub(input.h.min(input.w)).div_ceil(2);
                 b.conv(6, 5, 1, pad, false, true)
                     .act(act)
@@ -389,7 +389,6 @@ impl ArchSpec {
             }
             ArchSpec::Conv3 => {
                 // Miconi's Hebbian CNN, used by Gupta et al. 2022: no padding, 2x2 average pooling.
-                need(input, 20, "conv3")?;
                 b.conv(100, 5, 1, 0, false, true)
                     .act(act)
                     .avgpool(2, 2)
@@ -411,7 +410,6 @@ impl ArchSpec {
                 // (reflect pad, no bias) -> triangle -> pool] x 3 -> dropout 0.5 -> linear; max
                 // pools 4/2 padded by 1, avg pool 2/2: 32x32 gives 1536 x 4 x 4 (the reference's
                 // 24576 read-out inputs), 28x28 gives 1536 x 3 x 3.
-                need(input, 24, "softhebb-cnn")?;
                 b.batchnorm(false)
                     .conv(*w1, 5, 1, 2, true, false)
                     .triangle(0.7)
@@ -434,7 +432,6 @@ impl ArchSpec {
                 // avg 4/2/1, avg 2/2 (96x96 gives 6144 x 6 x 6), dropout 0.5. Per-layer softmax
                 // temperatures and rates: hebb_t_inv [1, 0.65, 0.45, 0.25], hebb_lr [0.08, 0.005,
                 // 0.01, 0.01].
-                need(input, 32, "softhebb-stl")?;
                 b.batchnorm(false)
                     .conv(96, 5, 1, 2, true, false)
                     .triangle(0.7)
@@ -461,7 +458,6 @@ impl ArchSpec {
                 // rule, zero at start), triangle outputs relu(u - mean_c u).
                 // 28x28 inputs are padded by 2 in the first conv (as `lenet`): 32x32 shapes, 1600
                 // features for the read-out instead of 400.
-                need(input, 20, "hebb-conv3")?;
                 let pad = 32usize.saturating_sub(input.h.min(input.w)).div_ceil(2).min(2);
                 b.samplenorm()
                     .conv(100, 5, 1, pad, false, true)
@@ -488,6 +484,20 @@ impl ArchSpec {
             }
         };
         Ok(net)
+    }
+}
+
+impl ArchSpec {
+    /// The smallest image side (height and width) the network runs on: its convolutions and
+    /// pools leave nothing on smaller images. 1 for the MLPs.
+    pub fn min_side(&self) -> usize {
+        match self {
+            ArchSpec::LeNet => 28,
+            ArchSpec::Conv3 | ArchSpec::HebbConv3 => 20,
+            ArchSpec::SoftHebbCnn { .. } => 24,
+            ArchSpec::SoftHebbStl => 32,
+            ArchSpec::Mlp { .. } | ArchSpec::SoftHebbMlp { .. } | ArchSpec::AlMlp { .. } => 1,
+        }
     }
 }
 

@@ -271,6 +271,9 @@ impl BuildContext<'_> {
     }
 }
 
+/// How a registry entry builds its rule.
+pub type BuildFn = fn(&mut Network, &BuildContext, &mut Rng) -> Result<Box<dyn Rule>, String>;
+
 /// One rule as the registry knows it: the only place a rule is named. A rule's file declares its
 /// entry (`pub static ENTRY: RuleEntry`); `BUILTIN` lists the entries; a crate outside biolearn
 /// adds its own with [`register`].
@@ -290,7 +293,7 @@ pub struct RuleEntry {
     /// Build the rule for `net` from its settings (resolved and checked), drawing feedback
     /// matrices or initialisations from `rng`.
     /// Fails when the rule cannot run on this network.
-    pub build: fn(&mut Network, &BuildContext, &mut Rng) -> Result<Box<dyn Rule>, String>,
+    pub build: BuildFn,
 }
 
 /// `module: ENTRY, ...;` lines: declares each rule module and lists its entries in `BUILTIN`.
