@@ -132,7 +132,7 @@ pub struct Trainer {
     pub masks: Option<Masks>,
     /// Gaussian noise (std in pixel units) added to every training batch.
     pub train_noise: Option<(f64, Norm)>,
-    /// Epochs trained so far (the rule hears of each new one through `Rule::begin_epoch`).
+    /// Epochs trained so far (the next epoch's index: `Rule::phase` and `Step::epoch` take it).
     pub epochs_done: usize,
     /// Features of the rule's frozen prefix (`Rule::frozen_prefix`), most recently used last.
     cache: Vec<Frozen>,

@@ -17,7 +17,7 @@
 //! Contrastive Hebbian learning (`chl`, Movellan 1991): the second phase clamps the output to the
 //! target instead of nudging it, and the update is the plain contrast (no 1/beta).
 //!
-//! Prediction is the free phase's output (`settle_prediction`), not the feed-forward pass.
+//! Prediction is the free phase's output (`Prediction::Own`, `predict`), not the feed-forward pass.
 //! Deviation from the reference code: no persistent per-example states (the free phase starts
 //! from the feed-forward pass instead), so it uses more free steps (default 40, paper 20).
 //!
