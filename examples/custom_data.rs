@@ -43,7 +43,7 @@ fn bars(n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<i64>) {
 }
 
 /// Write the files into `dir`, register `bars`, train BP and DRTP; returns their test accuracy.
-pub fn run(dir: &Path) -> Result<(f64, f64), String> {
+pub fn run(dir: &Path) -> Result<(f64, f64), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let mut rng = Rng::new(7);
     for (split, n) in [("train", 600), ("test", 300)] {
@@ -63,7 +63,7 @@ pub fn run(dir: &Path) -> Result<(f64, f64), String> {
             biolearn::data::arrays::load_npy("bars", d)
         })?;
     }
-    let acc = |rule: &str| -> Result<f64, String> {
+    let acc = |rule: &str| -> Result<f64, Box<dyn std::error::Error>> {
         let t: toml::Table = format!(
             "rule = '{rule}'\ndata = 'bars'\ndata_dir = '{}'\narch = 'mlp:64'\nepochs = 5\nbatch = 32\nthreads = 1",
             dir.display()

@@ -56,11 +56,11 @@ pub static SHALLOW: RuleEntry = RuleEntry {
 };
 
 /// Register the rule and train it on the embedded digits; returns (shallow, bp) test accuracy.
-pub fn run() -> Result<(f64, f64), String> {
+pub fn run() -> Result<(f64, f64), Box<dyn std::error::Error>> {
     if "shallow".parse::<rules::RuleName>().is_err() {
         rules::register(SHALLOW)?;
     }
-    let acc = |rule: &str| -> Result<f64, String> {
+    let acc = |rule: &str| -> Result<f64, Box<dyn std::error::Error>> {
         let t: toml::Table = format!("rule = '{rule}'\narch = 'mlp:256'\nepochs = 5\nthreads = 1").parse().unwrap();
         let cfg = TrainConfig::load(None, t)?;
         Ok(biolearn::train::run(&cfg, &mut |_| {})?.0.test_accuracy)

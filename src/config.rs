@@ -106,11 +106,12 @@ pub fn default_threads() -> usize {
 impl TrainConfig {
     /// Read a TOML file (any subset of the fields), apply `overrides` (a TOML table of flags given
     /// on the command line, which win), fill the rest with defaults, and validate.
-    pub fn load(file: Option<&Path>, overrides: toml::Table) -> Result<Self, String> {
+    pub fn load(file: Option<&Path>, overrides: toml::Table) -> crate::Result<Self> {
+        let bad = crate::Error::Config;
         let mut table = match file {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-                text.parse::<toml::Table>().map_err(|e| format!("{}: not valid TOML: {e}", p.display()))?
+                let text = std::fs::read_to_string(p).map_err(|e| bad(format!("{}: {e}", p.display())))?;
+                text.parse::<toml::Table>().map_err(|e| bad(format!("{}: not valid TOML: {e}", p.display())))?
             }
             None => toml::Table::new(),
         };
@@ -120,12 +121,16 @@ impl TrainConfig {
         for (k, v) in overrides {
             table.insert(k, v);
         }
-        Self::from_table(table).map_err(|e| format!("{where_}: {e}"))
+        Self::from_table(table).map_err(|e| bad(format!("{where_}: {e}")))
     }
 
     /// The configuration of a table of settings: shared keys, the rule's own keys (flat or in a
     /// `settings` table), the rule's preset filling what is unset, everything checked.
-    pub fn from_table(mut table: toml::Table) -> Result<Self, String> {
+    pub fn from_table(table: toml::Table) -> crate::Result<Self> {
+        Self::resolve(table).map_err(crate::Error::Config)
+    }
+
+    fn resolve(mut table: toml::Table) -> Result<Self, String> {
         let rule: RuleName = match table.get("rule") {
             Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| format!("rule: {}", e.message().trim()))?,
             None => TrainConfig::default().rule,
@@ -231,15 +236,17 @@ mod tests {
         assert_eq!((c.rule, c.epochs, c.lr, c.milestones.clone()), (RuleName::named("fa"), 3, 0.5, vec![1, 2]));
         assert_eq!(c.batch, TrainConfig::default().batch);
         std::fs::write(&f, "epoch = 3\n").unwrap();
-        let e = TrainConfig::load(Some(&f), toml::Table::new()).unwrap_err();
+        let e = TrainConfig::load(Some(&f), toml::Table::new()).unwrap_err().to_string();
         assert!(e.contains("run.toml") && e.contains("epoch"), "{e}");
         std::fs::write(&f, "epochs = 0\n").unwrap();
-        let e = TrainConfig::load(Some(&f), toml::Table::new()).unwrap_err();
+        let e = TrainConfig::load(Some(&f), toml::Table::new()).unwrap_err().to_string();
         assert!(e.contains("epochs must be at least 1"), "{e}");
+        let kind = TrainConfig::load(Some(&f), toml::Table::new()).unwrap_err();
+        assert!(matches!(kind, crate::Error::Config(_)), "{kind:?}");
         std::fs::write(&f, "rule = \"nope\"\n").unwrap();
         assert!(TrainConfig::load(Some(&f), toml::Table::new()).is_err());
         std::fs::write(&f, "arch = \"mlp:x\"\n").unwrap();
-        assert!(TrainConfig::load(Some(&f), toml::Table::new()).unwrap_err().contains("mlp:x"));
+        assert!(TrainConfig::load(Some(&f), toml::Table::new()).unwrap_err().to_string().contains("mlp:x"));
         std::fs::remove_dir_all(&dir).ok();
     }
 }

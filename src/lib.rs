@@ -5,6 +5,7 @@ pub mod bench;
 pub mod config;
 pub mod data;
 pub mod env;
+pub mod error;
 pub mod hash;
 pub mod linalg;
 pub mod nn;
@@ -15,3 +16,5 @@ pub mod rng;
 pub mod rules;
 pub mod safetensors;
 pub mod train;
+
+pub use error::{Error, Result};

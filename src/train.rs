@@ -540,7 +540,7 @@ impl Trainer {
 
 /// The model file of a run directory: `DIR/model.safetensors` (`train --save`), else
 /// `DIR/checkpoint.safetensors`; a file path is taken as it is.
-pub fn model_file(path: &std::path::Path) -> Result<std::path::PathBuf, String> {
+pub fn model_file(path: &std::path::Path) -> crate::Result<std::path::PathBuf> {
     if path.is_file() {
         return Ok(path.to_path_buf());
     }
@@ -550,14 +550,18 @@ pub fn model_file(path: &std::path::Path) -> Result<std::path::PathBuf, String> 
             return Ok(p);
         }
     }
-    Err(format!(
+    Err(crate::Error::Model(format!(
         "{}: no model.safetensors or checkpoint.safetensors (train with --save, or a checkpoint)",
         path.display()
-    ))
+    )))
 }
 
 /// The configuration a saved model or checkpoint was trained with (its `config` metadata).
-pub fn saved_config(file: &std::path::Path) -> Result<TrainConfig, String> {
+pub fn saved_config(file: &std::path::Path) -> crate::Result<TrainConfig> {
+    saved_config_inner(file).map_err(crate::Error::Model)
+}
+
+fn saved_config_inner(file: &std::path::Path) -> Result<TrainConfig, String> {
     let (_, meta) = crate::safetensors::load_with_metadata(file)?;
     let text = meta.get("config").ok_or_else(|| format!("{}: no 'config' in its metadata", file.display()))?;
     let cfg: TrainConfig = serde_json::from_str(text).map_err(|e| format!("{}: config: {e}", file.display()))?;
@@ -568,11 +572,11 @@ pub fn saved_config(file: &std::path::Path) -> Result<TrainConfig, String> {
 /// A trained network and its rule, rebuilt from a saved model or checkpoint for the data set `ds`
 /// (the one it was trained on, or another of the same shape): built from its configuration and
 /// seed as in training, then its weights and rule tensors loaded.
-pub fn load_model(file: &std::path::Path, cfg: &TrainConfig, ds: &Dataset) -> Result<Trainer, String> {
+pub fn load_model(file: &std::path::Path, cfg: &TrainConfig, ds: &Dataset) -> crate::Result<Trainer> {
     let mut rng = Rng::new(cfg.seed);
     let input = Shape::new(ds.channels, ds.height, ds.width);
-    let mut tr = Trainer::new(cfg, input, ds.num_classes, &mut rng)?;
-    tr.load_weights(file)?;
+    let mut tr = Trainer::new(cfg, input, ds.num_classes, &mut rng).map_err(crate::Error::Config)?;
+    tr.load_weights(file).map_err(crate::Error::Model)?;
     Ok(tr)
 }
 
@@ -594,9 +598,9 @@ pub struct Loaded {
 }
 
 /// Load the configured data set (normalised per the config) and its description.
-pub fn load_data(cfg: &TrainConfig) -> Result<Loaded, String> {
+pub fn load_data(cfg: &TrainConfig) -> crate::Result<Loaded> {
     let dir = cfg.data_dir.as_deref().map(std::path::Path::new);
-    let mut ds = data::load_by_name(&cfg.data, dir).map_err(|e| e.to_string())?;
+    let mut ds = data::load_by_name(&cfg.data, dir)?;
     let checksum = ds.checksum();
     let plane = ds.height * ds.width;
     let (mean, std) = if cfg.normalize { ds.normalize() } else { (vec![0.0; ds.channels], vec![1.0; ds.channels]) };
@@ -604,7 +608,7 @@ pub fn load_data(cfg: &TrainConfig) -> Result<Loaded, String> {
 }
 
 /// One full run: load data, train for `cfg.epochs`, evaluate every epoch.
-pub fn run(cfg: &TrainConfig, progress: &mut (dyn FnMut(Progress) + Send)) -> Result<(RunResult, Trainer), String> {
+pub fn run(cfg: &TrainConfig, progress: &mut (dyn FnMut(Progress) + Send)) -> crate::Result<(RunResult, Trainer)> {
     run_with(cfg, &RunOptions::default(), progress)
 }
 
@@ -613,7 +617,7 @@ pub fn run_with(
     cfg: &TrainConfig,
     opts: &RunOptions,
     progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<(RunResult, Trainer), String> {
+) -> crate::Result<(RunResult, Trainer)> {
     let l = load_data(cfg)?;
     run_on_with(cfg, opts, &l.ds, &l.checksum, progress)
 }
@@ -624,7 +628,7 @@ pub fn run_on(
     ds: &Dataset,
     checksum: &str,
     progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<(RunResult, Trainer), String> {
+) -> crate::Result<(RunResult, Trainer)> {
     run_on_with(cfg, &RunOptions::default(), ds, checksum, progress)
 }
 
@@ -635,12 +639,12 @@ pub fn run_on_with(
     ds: &Dataset,
     checksum: &str,
     progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<(RunResult, Trainer), String> {
-    cfg.validate()?;
+) -> crate::Result<(RunResult, Trainer)> {
+    cfg.validate().map_err(crate::Error::Config)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads)
         .build()
-        .map_err(|e| format!("cannot start {} threads: {e}", cfg.threads))?;
+        .map_err(|e| crate::Error::Run(format!("cannot start {} threads: {e}", cfg.threads)))?;
     pool.install(|| run_in_pool(cfg, opts, ds, checksum, progress))
 }
 
@@ -650,11 +654,11 @@ fn run_in_pool(
     ds: &Dataset,
     checksum: &str,
     progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<(RunResult, Trainer), String> {
+) -> crate::Result<(RunResult, Trainer)> {
     let t0 = Instant::now();
     let mut rng = Rng::new(cfg.seed);
     let input = Shape::new(ds.channels, ds.height, ds.width);
-    let mut trainer = Trainer::new(cfg, input, ds.num_classes, &mut rng)?;
+    let mut trainer = Trainer::new(cfg, input, ds.num_classes, &mut rng).map_err(crate::Error::Config)?;
     let mut val_rng = rng.fork();
     let split;
     let (train, val) = if cfg.val_fraction > 0.0 {
@@ -664,10 +668,10 @@ fn run_in_pool(
         (&ds.train, None)
     };
     if let Some(p) = &opts.init_from {
-        trainer.load_weights(p)?;
+        trainer.load_weights(p).map_err(crate::Error::Model)?;
     }
     let done = match &opts.resume {
-        Some(p) => trainer.load_checkpoint(p)?,
+        Some(p) => trainer.load_checkpoint(p).map_err(crate::Error::Model)?,
         None => Progressed::default(),
     };
     let until = opts.stop_after.map_or(cfg.epochs, |k| done.epochs.len() + k);
@@ -690,7 +694,8 @@ fn run_in_pool(
     }
     let mut hooks = Report { progress, checkpoint: opts.checkpoint.as_deref(), epochs: cfg.epochs };
     let splits = Splits { train, val, test: Some(&ds.test) };
-    let Progressed { epochs, diverged, train_seconds, seen } = trainer.fit(splits, done, until, &mut hooks)?;
+    let Progressed { epochs, diverged, train_seconds, seen } =
+        trainer.fit(splits, done, until, &mut hooks).map_err(crate::Error::Run)?;
     let complete = diverged.is_some() || epochs.len() == cfg.epochs;
     let result = RunResult {
         schema_version: crate::env::SCHEMA_VERSION,

@@ -17,7 +17,7 @@ fn an_outside_rule_registers_and_trains_like_a_built_in_one() {
     assert_eq!(r.entry().settings.names(), vec!["train_last"]);
     // Its settings are checked like a built-in rule's, and a name cannot be taken twice.
     let t: toml::Table = "rule = 'shallow'\ntrain_last = 0".parse().unwrap();
-    assert!(biolearn::config::TrainConfig::load(None, t).unwrap_err().contains("train_last"));
+    assert!(biolearn::config::TrainConfig::load(None, t).unwrap_err().to_string().contains("train_last"));
     assert!(biolearn::rules::register(custom_rule::SHALLOW).is_err());
     assert!(biolearn::rules::register(biolearn::rules::RuleEntry { name: "bp", ..custom_rule::SHALLOW }).is_err());
     // A plan's rules = "all" takes it in.

@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("linalg", 1),
     ("env", 2),
     ("data", 2),
+    ("error", 3),
     ("nn", 2),
     ("optim", 2),
     ("rules", 3),

@@ -323,6 +323,16 @@ pub fn run_plan(
     shard: Option<(usize, usize)>,
     parallel: usize,
     on: &mut dyn FnMut(SweepEvent),
+) -> crate::Result<Summary> {
+    run_plan_inner(plan, out, shard, parallel, on).map_err(crate::Error::Run)
+}
+
+fn run_plan_inner(
+    plan: &Plan,
+    out: &Path,
+    shard: Option<(usize, usize)>,
+    parallel: usize,
+    on: &mut dyn FnMut(SweepEvent),
 ) -> Result<Summary, String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let file = match shard {
@@ -360,7 +370,7 @@ pub fn run_plan(
     let mut loaded: Vec<(bool, Loaded)> = Vec::new();
     for spec in &todo {
         if !loaded.iter().any(|(n, _)| *n == spec.cfg.normalize) {
-            loaded.push((spec.cfg.normalize, train::load_data(&spec.cfg)?));
+            loaded.push((spec.cfg.normalize, train::load_data(&spec.cfg).map_err(|e| e.to_string())?));
         }
     }
 

@@ -157,10 +157,11 @@ fn fnv(s: &str) -> u64 {
 }
 
 impl Plan {
-    pub fn load(path: &Path) -> Result<Plan, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let plan: Plan = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        plan.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> crate::Result<Plan> {
+        let bad = |e: String| crate::Error::Plan(format!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let plan: Plan = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        plan.validate().map_err(bad)?;
         Ok(plan)
     }
 
