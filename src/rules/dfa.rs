@@ -20,19 +20,25 @@
 
 use super::{forward_with_error, Rule, Step, StepStats};
 use crate::linalg;
-use crate::nn::Network;
+use crate::nn::{Network, Workspace};
 use crate::rng::Rng;
 
-pub struct Dfa {
-    /// (layer index where the projected error enters = a weight layer's index, B of D x K).
+/// Fixed random matrices B_l (D_l x K), one for each weight layer after the first (entering at
+/// its input), and the block-by-block backward through them: what DFA and DRTP share. They differ
+/// only in the signal projected (the output error, or the one-hot label) and in B's scale.
+pub struct DirectFeedback {
+    /// (layer index where the projected signal enters = a weight layer's index, B of D x K).
     pub feedback: Vec<(usize, Vec<f32>)>,
     k: usize,
     /// The network's weight-layer indices (fixed with the network).
     wl: Vec<usize>,
+    /// The rule's name in the tensors' names (`feedback.I.TAG`).
+    tag: &'static str,
 }
 
-impl Dfa {
-    pub fn new(net: &Network, rng: &mut Rng) -> Self {
+impl DirectFeedback {
+    /// B_l ~ U(+-bound(D_l, K)), drawn layer by layer from `rng`.
+    pub fn new(net: &Network, rng: &mut Rng, tag: &'static str, bound: fn(usize, usize) -> f32) -> Self {
         let k = net.output_len();
         let wl = net.weight_layers();
         let feedback = wl
@@ -40,13 +46,54 @@ impl Dfa {
             .skip(1)
             .map(|&i| {
                 let d = net.shapes[i].len();
-                let bound = (6.0 / (d + k) as f32).sqrt();
+                let bound = bound(d, k);
                 let mut b = vec![0.0; d * k];
                 rng.fill_uniform(&mut b, -bound, bound);
                 (i, b)
             })
             .collect();
-        Dfa { feedback, k, wl }
+        DirectFeedback { feedback, k, wl, tag }
+    }
+
+    /// After the training forward pass: the output block by its true gradient (from the last
+    /// weight layer on), then each hidden block from the signal `inject(ws, at, d, B)` writes into
+    /// `ws.grads[at]` (N x D), back to its own weight layer by the exact chain rule.
+    pub fn backward(
+        &self,
+        net: &Network,
+        ws: &mut Workspace,
+        grads: &mut [Vec<f32>],
+        mut inject: impl FnMut(&mut Workspace, usize, usize, &[f32]),
+    ) {
+        let l = net.num_layers();
+        let last = *self.wl.last().expect("network has no weight layer");
+        net.backward(ws, grads, last, l, None, false);
+        for (j, &(at, ref b)) in self.feedback.iter().enumerate() {
+            inject(ws, at, net.shapes[at].len(), b);
+            net.backward(ws, grads, self.wl[j], at, None, false);
+        }
+    }
+
+    pub fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
+        self.feedback
+            .iter()
+            .map(|(i, b)| (format!("feedback.{i}.{}", self.tag), vec![b.len() / self.k, self.k], b.as_slice()))
+            .collect()
+    }
+
+    pub fn tensors_mut(&mut self) -> Vec<(String, &mut [f32])> {
+        self.feedback.iter_mut().map(|(i, b)| (format!("feedback.{i}.{}", self.tag), b.as_mut_slice())).collect()
+    }
+}
+
+pub struct Dfa {
+    pub fb: DirectFeedback,
+}
+
+impl Dfa {
+    /// B_l Xavier-uniform: U(+-sqrt(6 / (D_l + K))).
+    pub fn new(net: &Network, rng: &mut Rng) -> Self {
+        Dfa { fb: DirectFeedback::new(net, rng, "dfa", |d, k| (6.0 / (d + k) as f32).sqrt()) }
     }
 }
 
@@ -54,34 +101,21 @@ impl Rule for Dfa {
     fn step(&mut self, s: &mut Step) -> StepStats {
         let (net, ws, y, loss, grads, rng) = s.parts();
         let stats = forward_with_error(net, ws, y, loss, rng);
-        let n = ws.n;
-        let l = net.num_layers();
-        let wl = &self.wl;
-        // Output block: the true gradient from the last weight layer on.
-        let last = *wl.last().expect("network has no weight layer");
-        net.backward(ws, grads, last, l, None, false);
-        // Hidden blocks: inject e B^T at the next weight layer's input, go back to this weight layer.
-        for (j, &(at, ref b)) in self.feedback.iter().enumerate() {
-            let d = net.shapes[at].len();
-            {
-                let (lo, hi) = ws.grads.split_at_mut(l);
-                let e = &hi[0][..n * self.k];
-                linalg::matmul(n, d, self.k, e, false, b, true, &mut lo[at][..n * d], false);
-            }
-            net.backward(ws, grads, wl[j], at, None, false);
-        }
+        let (n, k, l) = (ws.n, net.output_len(), net.num_layers());
+        // Each hidden block gets e B^T at the next weight layer's input.
+        self.fb.backward(net, ws, grads, |ws, at, d, b| {
+            let (lo, hi) = ws.grads.split_at_mut(l);
+            linalg::matmul(n, d, k, &hi[0][..n * k], false, b, true, &mut lo[at][..n * d], false);
+        });
         stats
     }
 
     fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
-        self.feedback
-            .iter()
-            .map(|(i, b)| (format!("feedback.{i}.dfa"), vec![b.len() / self.k, self.k], b.as_slice()))
-            .collect()
+        self.fb.tensors()
     }
 
     fn tensors_mut(&mut self) -> Vec<(String, &mut [f32])> {
-        self.feedback.iter_mut().map(|(i, b)| (format!("feedback.{i}.dfa"), b.as_mut_slice())).collect()
+        self.fb.tensors_mut()
     }
 }
 

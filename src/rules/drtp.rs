@@ -27,34 +27,19 @@
 //! # Shapes
 //! y*: N x K one-hot; B_l: D_l x K; injected signal y* B_l^T / N: N x D_l (row r = column y_r of B_l).
 
+use super::dfa::DirectFeedback;
 use super::{forward_with_error, Rule, Step, StepStats};
 use crate::nn::Network;
 use crate::rng::Rng;
 
 pub struct Drtp {
-    /// (layer index where the projected target enters = a weight layer's index, B of D x K).
-    pub feedback: Vec<(usize, Vec<f32>)>,
-    k: usize,
-    /// The network's weight-layer indices.
-    wl: Vec<usize>,
+    pub fb: DirectFeedback,
 }
 
 impl Drtp {
+    /// B_l as the reference's `kaiming_uniform_` of a K x D_l tensor: U(+-sqrt(6 / D_l)).
     pub fn new(net: &Network, rng: &mut Rng) -> Self {
-        let k = net.output_len();
-        let wl = net.weight_layers();
-        let feedback = wl
-            .iter()
-            .skip(1)
-            .map(|&i| {
-                let d = net.shapes[i].len();
-                let bound = (6.0 / d as f32).sqrt();
-                let mut b = vec![0.0; d * k];
-                rng.fill_uniform(&mut b, -bound, bound);
-                (i, b)
-            })
-            .collect();
-        Drtp { feedback, k, wl }
+        Drtp { fb: DirectFeedback::new(net, rng, "drtp", |d, _| (6.0 / d as f32).sqrt()) }
     }
 }
 
@@ -62,36 +47,25 @@ impl Rule for Drtp {
     fn step(&mut self, s: &mut Step) -> StepStats {
         let (net, ws, y, loss, grads, rng) = s.parts();
         let stats = forward_with_error(net, ws, y, loss, rng);
-        let n = ws.n;
-        let l = net.num_layers();
-        let wl = &self.wl;
-        // Output block: its own loss's gradient, through the last weight layer only.
-        let last = *wl.last().expect("network has no weight layer");
-        net.backward(ws, grads, last, l, None, false);
-        // Hidden blocks: the projected target at the next weight layer's input, back to this one.
-        let scale = 1.0 / n as f32;
-        for (j, &(at, ref b)) in self.feedback.iter().enumerate() {
-            let d = net.shapes[at].len();
+        let (scale, k) = (1.0 / ws.n as f32, net.output_len());
+        // Each hidden block gets the projected target y* B^T / N: row r is column y_r of B.
+        self.fb.backward(net, ws, grads, |ws, at, d, b| {
             for (r, &label) in y.iter().enumerate() {
                 let row = &mut ws.grads[at][r * d..(r + 1) * d];
-                for (v, bd) in row.iter_mut().zip(b.chunks_exact(self.k)) {
+                for (v, bd) in row.iter_mut().zip(b.chunks_exact(k)) {
                     *v = bd[label as usize] * scale;
                 }
             }
-            net.backward(ws, grads, wl[j], at, None, false);
-        }
+        });
         stats
     }
 
     fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
-        self.feedback
-            .iter()
-            .map(|(i, b)| (format!("feedback.{i}.drtp"), vec![b.len() / self.k, self.k], b.as_slice()))
-            .collect()
+        self.fb.tensors()
     }
 
     fn tensors_mut(&mut self) -> Vec<(String, &mut [f32])> {
-        self.feedback.iter_mut().map(|(i, b)| (format!("feedback.{i}.drtp"), b.as_mut_slice())).collect()
+        self.fb.tensors_mut()
     }
 }
 
@@ -107,18 +81,9 @@ pub static ENTRY: super::RuleEntry = super::RuleEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::{Loss, Workspace};
+    use crate::rules::tests::grads_of;
     use crate::nn::arch::Builder;
     use crate::nn::{Activation, Init, Shape};
-
-    fn step(rule: &mut Drtp, net: &mut Network, x: &[f32], y: &[u32]) -> Vec<Vec<f32>> {
-        let mut ws = Workspace::default();
-        net.prepare(&mut ws, y.len());
-        ws.input_mut().copy_from_slice(x);
-        let mut g = net.zero_grads();
-        rule.step(&mut Step::new(net, &mut ws, y, Loss::Ce, &mut g, &mut Rng::new(1)));
-        g
-    }
 
     /// 2-2-2 ReLU MLP with hand-set weights (out x in) and zero biases, B set by hand.
     fn net22() -> (Network, Drtp) {
@@ -133,7 +98,7 @@ mod tests {
         net.params[3].data.fill(0.0);
         let mut r = Drtp::new(&net, &mut Rng::new(3));
         // B (D x K = 2 x 2): row d, column class.
-        r.feedback[0].1.copy_from_slice(&[0.3, -0.7, 0.9, 0.2]);
+        r.fb.feedback[0].1.copy_from_slice(&[0.3, -0.7, 0.9, 0.2]);
         (net, r)
     }
 
@@ -147,7 +112,7 @@ mod tests {
         // dW0 = delta^T X: row 0 = 0 * (1, 2) + 0.15 * (2, -4) = (0.3, -0.6);
         //                  row 1 = 0.1 * (1, 2) + 0 = (0.1, 0.2). db0 = (0.15, 0.1).
         let (mut net, mut r) = net22();
-        let g = step(&mut r, &mut net, &[1.0, 2.0, 2.0, -4.0], &[1, 0]);
+        let g = grads_of(&mut r, &mut net, &[1.0, 2.0, 2.0, -4.0], &[1, 0]);
         let want_w0 = [0.3, -0.6, 0.1, 0.2];
         let want_b0 = [0.15, 0.1];
         for (got, want) in [(&g[0], &want_w0[..]), (&g[1], &want_b0[..])] {
@@ -171,14 +136,9 @@ mod tests {
         rng.fill_normal(&mut x, 1.0);
         let y = [0, 2, 1, 2];
         let mut r = Drtp::new(&net, &mut Rng::new(4));
-        let g = step(&mut r, &mut net, &x, &y);
+        let g = grads_of(&mut r, &mut net, &x, &y);
         // The output layer's update is backprop's for that layer.
-        let mut bp = crate::rules::bp::Backprop;
-        let mut ws = Workspace::default();
-        net.prepare(&mut ws, 4);
-        ws.input_mut().copy_from_slice(&x);
-        let mut gb = net.zero_grads();
-        bp.step(&mut Step::new(&mut net, &mut ws, &y, Loss::Ce, &mut gb, &mut Rng::new(1)));
+        let gb = grads_of(&mut crate::rules::bp::Backprop, &mut net, &x, &y);
         let out_w = net.layers[4].weight().unwrap();
         assert_eq!(g[out_w], gb[out_w]);
         assert_ne!(g[0], gb[0], "the hidden layers do not get backprop's update");
@@ -187,7 +147,7 @@ mod tests {
         for v in net.params[out_w].data.iter_mut() {
             *v = -3.0 * *v + 0.1;
         }
-        let g2 = step(&mut r, &mut net, &x, &y);
+        let g2 = grads_of(&mut r, &mut net, &x, &y);
         for p in 0..out_w {
             assert_eq!(g[p], g2[p], "parameter {p}");
         }

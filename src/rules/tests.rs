@@ -14,7 +14,8 @@ fn batch(net: &Network, n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
     (x, y)
 }
 
-fn grads_of(rule: &mut dyn Rule, net: &mut Network, x: &[f32], y: &[u32]) -> Vec<Vec<f32>> {
+/// The update `rule` writes for the batch `x`, `y` (cross-entropy, RNG seed 1).
+pub(crate) fn grads_of(rule: &mut dyn Rule, net: &mut Network, x: &[f32], y: &[u32]) -> Vec<Vec<f32>> {
     let mut ws = Workspace::default();
     net.prepare(&mut ws, y.len());
     ws.input_mut().copy_from_slice(x);
@@ -91,7 +92,7 @@ fn dfa_one_hidden_layer_with_b_equal_w2_transposed_is_backprop() {
     assert_ne!(random[0], bp[0]);
     // B is D x K = 7 x 3; W2 is K x D = 3 x 7: B = W2^T.
     let w2 = &net.params[net.layers[2].weight().unwrap()].data;
-    let b = &mut dfa.feedback[0].1;
+    let b = &mut dfa.fb.feedback[0].1;
     for d in 0..7 {
         for k in 0..3 {
             b[d * 3 + k] = w2[k * 7 + d];
