@@ -45,12 +45,7 @@ pub fn run(
     for arch in archs {
         for &rule in rules {
             for &t in threads {
-                let own = rule.entry().settings;
-                let mut table: toml::Table = base
-                    .iter()
-                    .filter(|(k, _)| own.has(k) || !crate::rules::is_any_rule_setting(k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
+                let mut table = crate::config::settings_for(rule, base);
                 table.insert("rule".into(), toml::Value::String(rule.to_string()));
                 table.insert("arch".into(), toml::Value::String(arch.clone()));
                 table.insert("threads".into(), toml::Value::Integer(t as i64));

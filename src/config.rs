@@ -98,6 +98,18 @@ pub fn shared_keys() -> Vec<&'static str> {
     .clone()
 }
 
+/// The part of a settings table meant for several rules (a plan's `[train]`, bench's `--set`)
+/// that concerns `rule`: every key but the other rules' own settings. Unknown keys stay, for
+/// `TrainConfig::load` to refuse by name.
+pub fn settings_for(rule: RuleName, table: &toml::Table) -> toml::Table {
+    let own = rule.entry().settings;
+    table
+        .iter()
+        .filter(|(k, _)| own.has(k) || !crate::rules::is_any_rule_setting(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// All available cores.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

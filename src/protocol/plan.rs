@@ -207,14 +207,7 @@ impl Plan {
         let mut t = toml::Table::new();
         t.insert("arch".into(), s(&self.arch));
         // `[train]` is for every rule: another rule's own settings there are skipped.
-        let own = rule.entry().settings;
-        let shared = crate::config::shared_keys();
-        t.extend(
-            self.train
-                .iter()
-                .filter(|(k, _)| own.has(k) || shared.contains(&k.as_str()) || !crate::rules::is_any_rule_setting(k))
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+        t.extend(crate::config::settings_for(rule, &self.train));
         if let Some(o) = self.rule.get(rule.as_str()) {
             t.extend(o.clone());
         }
