@@ -112,7 +112,6 @@ pub struct Hebbian {
     head_params: Vec<usize>,
     /// Per Hebbian layer, per neuron: the current rate.
     pub eta: Vec<Vec<f32>>,
-    epoch: usize,
     micro: Workspace,
     /// Scratch: activity Y, update dW, per-neuron coefficients (sum y u, wins).
     y: Vec<f32>,
@@ -185,7 +184,6 @@ impl Hebbian {
             head_params,
             eta: vec![Vec::new(); hebb.len()],
             hebb,
-            epoch: 0,
             micro: Workspace::default(),
             y: Vec::new(),
             dw: Vec::new(),
@@ -300,14 +298,15 @@ impl Hebbian {
         }
     }
 
-    /// One Hebbian update of every layer from the micro-batch forward pass in `self.micro`.
-    fn hebbian_step(&mut self, net: &mut Network) {
+    /// One Hebbian update of every layer from the micro-batch forward pass in `self.micro`, in
+    /// (0-based) `epoch` (a greedy unsupervised epoch trains its own layer only).
+    fn hebbian_step(&mut self, net: &mut Network, epoch: usize) {
         let n = self.micro.n;
         let mut yu = std::mem::take(&mut self.yu);
         let mut y = std::mem::take(&mut self.y);
         let mut dw = std::mem::take(&mut self.dw);
         for j in 0..self.hebb.len() {
-            if self.cfg.greedy && j != self.epoch {
+            if self.cfg.greedy && j != epoch {
                 continue;
             }
             let i = self.hebb[j];
@@ -430,10 +429,9 @@ impl Rule for Hebbian {
 
     fn train_batch(&mut self, s: &mut Step, upd: &mut Updater) -> StepStats {
         let labelled = self.labelled();
-        // The epoch decides which layer a greedy unsupervised epoch trains.
-        self.epoch = s.epoch;
+        let epoch = s.epoch;
         let (net, ws, y, loss, _, rng) = s.parts();
-        if self.epoch < self.cfg.hebb_epochs || labelled {
+        if epoch < self.cfg.hebb_epochs || labelled {
             let (n, d) = (ws.n, net.input_shape().len());
             let mut start = 0;
             while start < n {
@@ -450,7 +448,7 @@ impl Rule for Hebbian {
                     net.forward_layers(&mut self.micro, 0, self.head_lo, true, rng);
                 }
                 // The Hebbian update is a local change of the weights, through the driver.
-                upd.local(net, |net| self.hebbian_step(net));
+                upd.local(net, |net| self.hebbian_step(net, epoch));
                 start += m;
             }
         }
