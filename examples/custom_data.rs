@@ -10,22 +10,6 @@ use biolearn::config::TrainConfig;
 use biolearn::rng::Rng;
 use std::path::Path;
 
-/// Write one `.npy` file (format version 1.0, C order).
-fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) -> std::io::Result<()> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let tuple = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend_from_slice(data);
-    std::fs::write(path, bytes)
-}
-
 /// `n` images of the bars task: class c has a bright row 2c (and 2c + 1) over uniform noise.
 fn bars(n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<i64>) {
     let (mut x, mut y) = (Vec::new(), Vec::new());
@@ -44,14 +28,14 @@ fn bars(n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<i64>) {
 
 /// Write the files into `dir`, register `bars`, train BP and DRTP; returns their test accuracy.
 pub fn run(dir: &Path) -> Result<(f64, f64), Box<dyn std::error::Error>> {
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir)?;
     let mut rng = Rng::new(7);
     for (split, n) in [("train", 600), ("test", 300)] {
         let (x, y) = bars(n, &mut rng);
         let xb: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
         let yb: Vec<u8> = y.iter().flat_map(|v| v.to_le_bytes()).collect();
-        write_npy(&dir.join(format!("x_{split}.npy")), "<f4", &[n, 6, 6], &xb).map_err(|e| e.to_string())?;
-        write_npy(&dir.join(format!("y_{split}.npy")), "<i8", &[n], &yb).map_err(|e| e.to_string())?;
+        biolearn::data::arrays::write_npy(&dir.join(format!("x_{split}.npy")), "<f4", &[n, 6, 6], &xb)?;
+        biolearn::data::arrays::write_npy(&dir.join(format!("y_{split}.npy")), "<i8", &[n], &yb)?;
     }
     if biolearn::data::check_name("bars").is_err() {
         biolearn::data::register("bars", |d| {
@@ -71,7 +55,7 @@ pub fn run(dir: &Path) -> Result<(f64, f64), Box<dyn std::error::Error>> {
         .parse()
         .unwrap();
         let cfg = TrainConfig::load(None, t)?;
-        Ok(biolearn::train::run(&cfg, &mut |_| {})?.0.test_accuracy)
+        Ok(biolearn::train::run(&cfg, &Default::default(), &mut |_| {})?.0.test_accuracy)
     };
     Ok((acc("bp")?, acc("drtp")?))
 }

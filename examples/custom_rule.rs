@@ -63,7 +63,7 @@ pub fn run() -> Result<(f64, f64), Box<dyn std::error::Error>> {
     let acc = |rule: &str| -> Result<f64, Box<dyn std::error::Error>> {
         let t: toml::Table = format!("rule = '{rule}'\narch = 'mlp:256'\nepochs = 5\nthreads = 1").parse().unwrap();
         let cfg = TrainConfig::load(None, t)?;
-        Ok(biolearn::train::run(&cfg, &mut |_| {})?.0.test_accuracy)
+        Ok(biolearn::train::run(&cfg, &Default::default(), &mut |_| {})?.0.test_accuracy)
     };
     Ok((acc("shallow")?, acc("bp")?))
 }

@@ -336,9 +336,6 @@ impl Trainer {
     }
 }
 
-/// A tensor of the training state: name, shape, values.
-type NamedTensor = (String, Vec<usize>, Vec<f32>);
-
 /// What `Trainer::fit` trains on and evaluates every epoch.
 pub struct Splits<'a> {
     pub train: &'a Split,
@@ -406,38 +403,31 @@ impl Trainer {
         Ok(state)
     }
 
-    /// Every tensor of the training state: the network's parameters by their names, the
-    /// rule's state as `rule.NAME`, the optimiser's moments as `optimizer.m.I` / `optimizer.v.I`.
-    fn state_tensors(&self) -> (Vec<NamedTensor>, crate::rules::RuleState) {
-        let mut t: Vec<(String, Vec<usize>, Vec<f32>)> =
-            self.net.params.iter().map(|p| (p.name.clone(), p.shape.clone(), p.data.clone())).collect();
-        let rs = self.rule.save_state();
-        for (name, d) in &rs.tensors {
-            t.push((format!("rule.{name}"), vec![d.len()], d.clone()));
-        }
-        let (m, v, _) = self.opt.moments();
-        for (kind, list) in [("m", m), ("v", v)] {
-            for (i, x) in list.iter().enumerate() {
-                t.push((format!("optimizer.{kind}.{i}"), vec![x.len()], x.clone()));
-            }
-        }
-        // Pruning masks in force (gradual pruning): `mask.I` for parameter I.
-        for (i, m) in self.masks.iter().flatten().enumerate() {
-            if let Some(m) = m {
-                t.push((format!("mask.{i}"), vec![m.len()], m.clone()));
-            }
-        }
-        (t, rs)
-    }
-
     /// Write the whole training state and `history` to `path` (to a temporary file, then
     /// renamed over it: a crash leaves the previous checkpoint whole).
     pub fn save_checkpoint(&self, path: &std::path::Path, history: &Progressed) -> Result<(), String> {
-        let (tensors, rs) = self.state_tensors();
-        let st: Vec<crate::safetensors::Tensor> = tensors
+        // Every tensor of the training state, borrowed where it lives: the network's parameters by
+        // their names, the rule's state as `rule.NAME`, the optimiser's moments as
+        // `optimizer.m.I` / `optimizer.v.I`, pruning masks in force as `mask.I`.
+        use crate::safetensors::Tensor;
+        fn flat(name: String, data: &[f32]) -> Tensor<'_> {
+            Tensor { name, shape: vec![data.len()], data }
+        }
+        let rs = self.rule.save_state();
+        let (m, v, _) = self.opt.moments();
+        let mut st: Vec<Tensor> = self
+            .net
+            .params
             .iter()
-            .map(|(name, shape, data)| crate::safetensors::Tensor { name: name.clone(), shape: shape.clone(), data })
+            .map(|p| Tensor { name: p.name.clone(), shape: p.shape.clone(), data: &p.data })
             .collect();
+        st.extend(rs.tensors.iter().map(|(n, d)| flat(format!("rule.{n}"), d)));
+        for (kind, list) in [("m", m), ("v", v)] {
+            st.extend(list.iter().enumerate().map(|(i, x)| flat(format!("optimizer.{kind}.{i}"), x)));
+        }
+        for (i, mask) in self.masks.iter().flatten().enumerate() {
+            st.extend(mask.as_deref().map(|mk| flat(format!("mask.{i}"), mk)));
+        }
         let meta = std::collections::BTreeMap::from([
             ("kind".to_string(), CHECKPOINT_KIND.to_string()),
             ("schema_version".to_string(), crate::env::SCHEMA_VERSION.to_string()),
@@ -607,33 +597,19 @@ pub fn load_data(cfg: &TrainConfig) -> crate::Result<Loaded> {
     Ok(Loaded { ds, checksum, norm: Norm { mean, std, plane } })
 }
 
-/// One full run: load data, train for `cfg.epochs`, evaluate every epoch.
-pub fn run(cfg: &TrainConfig, progress: &mut (dyn FnMut(Progress) + Send)) -> crate::Result<(RunResult, Trainer)> {
-    run_with(cfg, &RunOptions::default(), progress)
-}
-
-/// `run` with checkpoints, resuming or a starting point (`RunOptions`).
-pub fn run_with(
+/// One full run: load data, train for `cfg.epochs` (with checkpoints, resuming or a starting
+/// point as `opts` asks; `RunOptions::default()`: none), evaluate every epoch.
+pub fn run(
     cfg: &TrainConfig,
     opts: &RunOptions,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> crate::Result<(RunResult, Trainer)> {
     let l = load_data(cfg)?;
-    run_on_with(cfg, opts, &l.ds, &l.checksum, progress)
+    run_on(cfg, opts, &l.ds, &l.checksum, progress)
 }
 
-/// A run on an already loaded data set (the sweep loads once and runs many).
+/// `run` on an already loaded data set (the sweep loads once and runs many).
 pub fn run_on(
-    cfg: &TrainConfig,
-    ds: &Dataset,
-    checksum: &str,
-    progress: &mut (dyn FnMut(Progress) + Send),
-) -> crate::Result<(RunResult, Trainer)> {
-    run_on_with(cfg, &RunOptions::default(), ds, checksum, progress)
-}
-
-/// `run_on` with checkpoints, resuming or a starting point.
-pub fn run_on_with(
     cfg: &TrainConfig,
     opts: &RunOptions,
     ds: &Dataset,

@@ -26,7 +26,7 @@ fn every_rule_learns_digits() {
             t.insert("batch".into(), toml::Value::Integer(16));
         }
         let cfg = TrainConfig::load(None, t).unwrap();
-        let (r, _) = train::run(&cfg, &mut |_| {}).unwrap();
+        let (r, _) = train::run(&cfg, &Default::default(), &mut |_| {}).unwrap();
         eprintln!("{rule}: {:.4}", r.test_accuracy);
         // Measured when written (seed 3): BP 96.9%, the FA family 96-97%, DRTP 89.1, PC 94.7, iPC 96.7,
         // PC-FPA 90.5, PC-positive 93.6, EP 75.2 (its random-sign nudge is noisy over 8 short
@@ -59,7 +59,7 @@ fn rules_on_conv_nets_learn_a_fashion_mnist_subset() {
             |s: &biolearn::data::Split, n: usize| biolearn::data::sampling::subset(s, &(0..n).collect::<Vec<_>>());
         l.ds.train = keep(&l.ds.train, 1000);
         l.ds.test = keep(&l.ds.test, 500);
-        let (r, _) = train::run_on(&cfg, &l.ds, &l.checksum, &mut |_| {}).unwrap();
+        let (r, _) = train::run_on(&cfg, &Default::default(), &l.ds, &l.checksum, &mut |_| {}).unwrap();
         eprintln!("{rule}, 1000 images: {:?}", r.epochs.iter().map(|e| e.test_accuracy).collect::<Vec<_>>());
         // Measured when written (1000 images, epochs 1, 2): softhebb-deep 71.2, 75.2% (padded pools,
         // read-out lr 3e-4); hebb-wta 29.0, 52.0%. Chance is 10%.
@@ -120,7 +120,7 @@ fn frozen_prefix_cache_changes_nothing() {
 #[test]
 fn validation_split_is_stratified_and_disjoint() {
     let cfg = TrainConfig { epochs: 1, val_fraction: 0.2, threads: 1, ..TrainConfig::default() };
-    let (r, _) = train::run(&cfg, &mut |_| {}).unwrap();
+    let (r, _) = train::run(&cfg, &Default::default(), &mut |_| {}).unwrap();
     assert_eq!(r.data.train + r.data.val, 1438);
     assert!((r.data.val as f64 - 0.2 * 1438.0).abs() < 10.0);
     assert!(r.epochs[0].val_accuracy.is_some());

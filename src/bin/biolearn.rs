@@ -422,7 +422,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         }
         _ => {}
     };
-    let (result, trainer) = train::run_with(&cfg, &opts, &mut progress).map_err(anyhow::Error::msg)?;
+    let (result, trainer) = train::run(&cfg, &opts, &mut progress).map_err(anyhow::Error::msg)?;
     let path = out.join("result.json");
     let json = serde_json::to_string_pretty(&result)?;
     std::fs::write(&path, json + "\n").with_context(|| format!("cannot write {}", path.display()))?;

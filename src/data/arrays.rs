@@ -188,40 +188,42 @@ pub fn load_npy(name: &str, dir: &Path) -> Result<Dataset, DataError> {
     from_arrays(name, &dir.display().to_string(), s1, xt, labels("y_train.npy")?, xs, labels("y_test.npy")?)
 }
 
+/// Write a `.npy` file (format 1.0, C order) of `shape` holding the raw little-endian `data`
+/// of dtype `descr` (`<f4`, `<f8`, `|u1`, `<i8`, ...): what [`load_npy`] reads.
+pub fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) -> std::io::Result<()> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let tuple = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    std::fs::write(path, bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
-        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-        let tuple = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
-        let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple}, }}");
-        while (10 + h.len() + 1) % 64 != 0 {
-            h.push(' ');
-        }
-        h.push('\n');
-        let mut b = b"\x93NUMPY\x01\x00".to_vec();
-        b.extend_from_slice(&(h.len() as u16).to_le_bytes());
-        b.extend_from_slice(h.as_bytes());
-        b.extend_from_slice(data);
-        std::fs::write(path, b).unwrap();
-    }
 
     #[test]
     fn npy_and_csv_files_load_and_bad_ones_are_refused() {
         let d = std::env::temp_dir().join(format!("biolearn-arrays-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         // Two 2x2 uint8 images per split, labels as int64.
-        npy(&d.join("x_train.npy"), "|u1", &[2, 2, 2], &[0, 255, 51, 102, 255, 0, 0, 0]);
-        npy(&d.join("x_test.npy"), "|u1", &[2, 2, 2], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        write_npy(&d.join("x_train.npy"), "|u1", &[2, 2, 2], &[0, 255, 51, 102, 255, 0, 0, 0]).unwrap();
+        write_npy(&d.join("x_test.npy"), "|u1", &[2, 2, 2], &[1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
         let lab = |v: &[i64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        npy(&d.join("y_train.npy"), "<i8", &[2], &lab(&[0, 2]));
-        npy(&d.join("y_test.npy"), "<i8", &[2], &lab(&[1, 0]));
+        write_npy(&d.join("y_train.npy"), "<i8", &[2], &lab(&[0, 2])).unwrap();
+        write_npy(&d.join("y_test.npy"), "<i8", &[2], &lab(&[1, 0])).unwrap();
         let ds = load_npy("mine", &d).unwrap();
         assert_eq!((ds.channels, ds.height, ds.width, ds.num_classes), (1, 2, 2, 3));
         assert_eq!(ds.train.x[..4], [0.0, 1.0, 0.2, 0.4]);
         assert_eq!(ds.train.y, vec![0, 2]);
-        npy(&d.join("y_test.npy"), "<i8", &[3], &lab(&[1, 0, 1]));
+        write_npy(&d.join("y_test.npy"), "<i8", &[3], &lab(&[1, 0, 1])).unwrap();
         assert!(load_npy("mine", &d).unwrap_err().to_string().contains("3 labels"));
         std::fs::write(d.join("x_test.npy"), b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4'").unwrap();
         assert!(load_npy("mine", &d).unwrap_err().to_string().contains("x_test.npy"));
