@@ -351,15 +351,9 @@ fn run_plan_inner(
     std::fs::create_dir_all(&ck_dir).map_err(|e| format!("{}: {e}", ck_dir.display()))?;
     // A kill between a record's write and its checkpoint's removal, or during a checkpoint's
     // write, leaves files no run will continue from.
-    for id in &done {
-        let _ = std::fs::remove_file(checkpoint_path(out, id));
-    }
-    // (Only this shard's runs: another shard may be writing its own checkpoints here.)
-    for r in &mine {
-        let _ = std::fs::remove_file(checkpoint_path(out, &r.id).with_extension("safetensors.tmp"));
-    }
+    clean_checkpoints(out, &mine, &done);
     let total = mine.len();
-    let todo: Vec<RunSpec> = mine.into_iter().filter(|r| !done.contains(&r.id)).collect();
+    let todo: Vec<RunSpec> = mine.iter().filter(|r| !done.contains(&r.id)).cloned().collect();
     let skipped = total - todo.len();
     let summary = |ran, diverged| Summary { total, skipped, ran, diverged, file: file.clone() };
     if todo.is_empty() {
@@ -429,7 +423,21 @@ fn run_plan_inner(
     if let Some(e) = first_err.into_inner().unwrap() {
         return Err(e);
     }
+    // Every run of this shard is recorded: none of its checkpoints is needed any more.
+    clean_checkpoints(out, &mine, &done_ids(out)?);
     Ok(summary(ran, diverged))
+}
+
+/// Remove the checkpoints of `mine`'s recorded runs and every half-written checkpoint of
+/// `mine` (only this shard's runs: another shard may be writing its own checkpoints here).
+fn clean_checkpoints(out: &Path, mine: &[RunSpec], done: &HashSet<String>) {
+    for r in mine {
+        let ck = checkpoint_path(out, &r.id);
+        let _ = std::fs::remove_file(ck.with_extension("safetensors.tmp"));
+        if done.contains(&r.id) {
+            let _ = std::fs::remove_file(ck);
+        }
+    }
 }
 
 #[cfg(test)]
