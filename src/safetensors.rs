@@ -26,7 +26,21 @@ pub fn save(path: &Path, tensors: &[Tensor], metadata: &BTreeMap<String, String>
         .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     let meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let meta = (!meta.is_empty()).then_some(meta);
-    ::safetensors::serialize_to_file(views, meta, path).map_err(|e| std::io::Error::other(format!("{e:?}")))
+    let file = ::safetensors::serialize(views, meta).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    drop(bytes);
+    // Atomic: written whole to `PATH.tmp` (a name the caller knows, so a process killed
+    // mid-write leaves nothing it cannot clean up; the crate's own writer uses a random
+    // temporary name), then renamed over `path`.
+    let tmp = tmp_path(path);
+    std::fs::write(&tmp, &file)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Where `save` writes `path` before renaming it into place: `path` with `.tmp` appended.
+pub fn tmp_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
 }
 
 /// name -> (shape, data).

@@ -172,7 +172,8 @@ impl Trainer {
             .rule
             .build(&mut net, &cfg.build_context(), &mut rng.fork())
             .map_err(|e| format!("rule {}: {e}", cfg.rule))?;
-        let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
+        // Moments for what the optimiser trains (none for buffers and feedback matrices).
+        let sizes: Vec<usize> = net.params.iter().map(|p| if p.trainable() { p.data.len() } else { 0 }).collect();
         let opt = Optimizer::new(cfg.optim(), &sizes);
         let grads = net.zero_grads();
         Ok(Trainer {
@@ -438,9 +439,7 @@ impl Trainer {
             ("rule_counters".to_string(), serde_json::to_string(&rs.counters).unwrap()),
             ("history".to_string(), serde_json::to_string(history).map_err(|e| e.to_string())?),
         ]);
-        let tmp = path.with_extension("safetensors.tmp");
-        crate::safetensors::save(&tmp, &st, &meta).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+        crate::safetensors::save(path, &st, &meta).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// Load the network's parameters (and the rule's tensors, where the file has them) from a

@@ -64,6 +64,19 @@ pub enum ParamKind {
     BnShift,
     /// Not trained (batch-norm running statistics).
     Buffer,
+    /// A learning rule's feedback matrix that no gradient trains: fixed random (FA's B, DFA's
+    /// and DRTP's projections) or recomputed from the weights every step (sign symmetry).
+    Feedback,
+    /// A feedback matrix the rule learns by an update of its own, applied through the driver's
+    /// `Updater::local` (DTP's inverses, pc-positive's B); not the shared optimiser's.
+    LearnedFeedback,
+}
+
+impl ParamKind {
+    /// A rule's feedback path (fixed or learned), not part of the forward network.
+    pub fn is_feedback(self) -> bool {
+        matches!(self, ParamKind::Feedback | ParamKind::LearnedFeedback)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -75,8 +88,10 @@ pub struct Param {
 }
 
 impl Param {
+    /// Trained by the shared optimiser from the rule's update (weights, biases, batch-norm
+    /// affine); not buffers or feedback matrices.
     pub fn trainable(&self) -> bool {
-        self.kind != ParamKind::Buffer
+        matches!(self.kind, ParamKind::Weight | ParamKind::Bias | ParamKind::BnScale | ParamKind::BnShift)
     }
 }
 
@@ -245,7 +260,8 @@ pub fn dense_backward(
 }
 
 /// Feedback matrices per layer index (None: propagate with the layer's own weights).
-pub type FeedbackMats = [Option<Vec<f32>>];
+/// Per layer index: the parameter used in place of the layer's weight on the way back (None: W).
+pub type FeedbackMats = [Option<usize>];
 
 impl Network {
     pub fn input_shape(&self) -> Shape {
@@ -264,9 +280,29 @@ impl Network {
     pub fn num_trainable(&self) -> usize {
         self.params.iter().filter(|p| p.trainable()).map(|p| p.data.len()).sum()
     }
-    /// Zeroed gradient buffers shaped like the parameters.
+    /// Zeroed gradient buffers shaped like the parameters (empty for feedback matrices: no
+    /// gradient of the loss trains them).
     pub fn zero_grads(&self) -> Vec<Vec<f32>> {
-        self.params.iter().map(|p| vec![0.0; p.data.len()]).collect()
+        self.params.iter().map(|p| vec![0.0; if p.kind.is_feedback() { 0 } else { p.data.len() }]).collect()
+    }
+
+    /// Add a parameter that no layer reads (a rule's feedback matrix); returns its index.
+    pub fn add_param(&mut self, name: String, shape: Vec<usize>, data: Vec<f32>, kind: ParamKind) -> usize {
+        assert_eq!(shape.iter().product::<usize>(), data.len(), "parameter {name}: shape and data disagree");
+        self.params.push(Param { name, shape, data, kind });
+        self.params.len() - 1
+    }
+
+    /// Parameter `read`'s data beside parameter `write`'s, mutable (two distinct indices).
+    pub fn param_pair(&mut self, read: usize, write: usize) -> (&[f32], &mut [f32]) {
+        assert_ne!(read, write);
+        if read < write {
+            let (lo, hi) = self.params.split_at_mut(write);
+            (&lo[read].data, &mut hi[0].data)
+        } else {
+            let (lo, hi) = self.params.split_at_mut(read);
+            (&hi[0].data, &mut lo[write].data)
+        }
     }
 
     /// Size the workspace for a batch of `n` (no allocation when it already fits).
@@ -427,7 +463,8 @@ impl Network {
     ///
     /// Writes every trainable parameter gradient of those layers into `grads` (overwriting), and
     /// `ws.grads[i]` for `lo < i < hi` (and for `i = lo` when `input_grad`). Through a weight
-    /// layer i the signal goes back through `feedback[i]` when given (same shape as W), else W.
+    /// layer i the signal goes back through parameter `feedback[i]` when given (same shape as W),
+    /// else W.
     pub fn backward(
         &self,
         ws: &mut Workspace,
@@ -446,10 +483,7 @@ impl Network {
             let x = &ws.acts[i][..n * self.shapes[i].len()];
             let y = &ws.acts[i + 1][..n * self.shapes[i + 1].len()];
             let fb = |w: usize| -> &[f32] {
-                match feedback.and_then(|f| f[i].as_deref()) {
-                    Some(m) => m,
-                    None => &self.params[w].data,
-                }
+                &self.params[feedback.and_then(|f| f[i]).unwrap_or(w)].data
             };
             match &self.layers[i] {
                 Layer::Dense { w, b, inp, out } => {

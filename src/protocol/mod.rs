@@ -433,7 +433,7 @@ fn run_plan_inner(
 fn clean_checkpoints(out: &Path, mine: &[RunSpec], done: &HashSet<String>) {
     for r in mine {
         let ck = checkpoint_path(out, &r.id);
-        let _ = std::fs::remove_file(ck.with_extension("safetensors.tmp"));
+        let _ = std::fs::remove_file(crate::safetensors::tmp_path(&ck));
         if done.contains(&r.id) {
             let _ = std::fs::remove_file(ck);
         }

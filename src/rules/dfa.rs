@@ -20,25 +20,24 @@
 
 use super::{forward_with_error, Rule, Step, StepStats};
 use crate::linalg;
-use crate::nn::{Network, Workspace};
+use crate::nn::{Network, ParamKind, Workspace};
 use crate::rng::Rng;
 
 /// Fixed random matrices B_l (D_l x K), one for each weight layer after the first (entering at
 /// its input), and the block-by-block backward through them: what DFA and DRTP share. They differ
 /// only in the signal projected (the output error, or the one-hot label) and in B's scale.
 pub struct DirectFeedback {
-    /// (layer index where the projected signal enters = a weight layer's index, B of D x K).
-    pub feedback: Vec<(usize, Vec<f32>)>,
-    k: usize,
+    /// (layer index where the projected signal enters = a weight layer's index, the network
+    /// parameter holding its B of D x K: kind `Feedback`, named `feedback.I.TAG`).
+    pub feedback: Vec<(usize, usize)>,
     /// The network's weight-layer indices (fixed with the network).
     wl: Vec<usize>,
-    /// The rule's name in the tensors' names (`feedback.I.TAG`).
-    tag: &'static str,
 }
 
 impl DirectFeedback {
-    /// B_l ~ U(+-bound(D_l, K)), drawn layer by layer from `rng`.
-    pub fn new(net: &Network, rng: &mut Rng, tag: &'static str, bound: fn(usize, usize) -> f32) -> Self {
+    /// B_l ~ U(+-bound(D_l, K)), drawn layer by layer from `rng` and added to `net` as `Feedback`
+    /// parameters named `feedback.I.TAG`.
+    pub fn new(net: &mut Network, rng: &mut Rng, tag: &'static str, bound: fn(usize, usize) -> f32) -> Self {
         let k = net.output_len();
         let wl = net.weight_layers();
         let feedback = wl
@@ -49,10 +48,10 @@ impl DirectFeedback {
                 let bound = bound(d, k);
                 let mut b = vec![0.0; d * k];
                 rng.fill_uniform(&mut b, -bound, bound);
-                (i, b)
+                (i, net.add_param(format!("feedback.{i}.{tag}"), vec![d, k], b, ParamKind::Feedback))
             })
             .collect();
-        DirectFeedback { feedback, k, wl, tag }
+        DirectFeedback { feedback, wl }
     }
 
     /// After the training forward pass: the output block by its true gradient (from the last
@@ -68,21 +67,10 @@ impl DirectFeedback {
         let l = net.num_layers();
         let last = *self.wl.last().expect("network has no weight layer");
         net.backward(ws, grads, last, l, None, false);
-        for (j, &(at, ref b)) in self.feedback.iter().enumerate() {
-            inject(ws, at, net.shapes[at].len(), b);
+        for (j, &(at, b)) in self.feedback.iter().enumerate() {
+            inject(ws, at, net.shapes[at].len(), &net.params[b].data);
             net.backward(ws, grads, self.wl[j], at, None, false);
         }
-    }
-
-    pub fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
-        self.feedback
-            .iter()
-            .map(|(i, b)| (format!("feedback.{i}.{}", self.tag), vec![b.len() / self.k, self.k], b.as_slice()))
-            .collect()
-    }
-
-    pub fn tensors_mut(&mut self) -> Vec<(String, &mut [f32])> {
-        self.feedback.iter_mut().map(|(i, b)| (format!("feedback.{i}.{}", self.tag), b.as_mut_slice())).collect()
     }
 }
 
@@ -92,7 +80,7 @@ pub struct Dfa {
 
 impl Dfa {
     /// B_l Xavier-uniform: U(+-sqrt(6 / (D_l + K))).
-    pub fn new(net: &Network, rng: &mut Rng) -> Self {
+    pub fn new(net: &mut Network, rng: &mut Rng) -> Self {
         Dfa { fb: DirectFeedback::new(net, rng, "dfa", |d, k| (6.0 / (d + k) as f32).sqrt()) }
     }
 }
@@ -110,13 +98,6 @@ impl Rule for Dfa {
         stats
     }
 
-    fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
-        self.fb.tensors()
-    }
-
-    fn tensors_mut(&mut self) -> Vec<(String, &mut [f32])> {
-        self.fb.tensors_mut()
-    }
 }
 
 pub static ENTRY: super::RuleEntry = super::RuleEntry {

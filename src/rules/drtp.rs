@@ -38,7 +38,7 @@ pub struct Drtp {
 
 impl Drtp {
     /// B_l as the reference's `kaiming_uniform_` of a K x D_l tensor: U(+-sqrt(6 / D_l)).
-    pub fn new(net: &Network, rng: &mut Rng) -> Self {
+    pub fn new(net: &mut Network, rng: &mut Rng) -> Self {
         Drtp { fb: DirectFeedback::new(net, rng, "drtp", |d, _| (6.0 / d as f32).sqrt()) }
     }
 }
@@ -58,14 +58,6 @@ impl Rule for Drtp {
             }
         });
         stats
-    }
-
-    fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
-        self.fb.tensors()
-    }
-
-    fn tensors_mut(&mut self) -> Vec<(String, &mut [f32])> {
-        self.fb.tensors_mut()
     }
 }
 
@@ -96,9 +88,9 @@ mod tests {
         net.params[1].data.fill(0.0);
         net.params[2].data.copy_from_slice(&[1.0, -0.5, 0.25, 2.0]);
         net.params[3].data.fill(0.0);
-        let mut r = Drtp::new(&net, &mut Rng::new(3));
+        let r = Drtp::new(&mut net, &mut Rng::new(3));
         // B (D x K = 2 x 2): row d, column class.
-        r.fb.feedback[0].1.copy_from_slice(&[0.3, -0.7, 0.9, 0.2]);
+        net.params[r.fb.feedback[0].1].data.copy_from_slice(&[0.3, -0.7, 0.9, 0.2]);
         (net, r)
     }
 
@@ -135,7 +127,7 @@ mod tests {
         let mut x = vec![0.0; 4 * 6];
         rng.fill_normal(&mut x, 1.0);
         let y = [0, 2, 1, 2];
-        let mut r = Drtp::new(&net, &mut Rng::new(4));
+        let mut r = Drtp::new(&mut net, &mut Rng::new(4));
         let g = grads_of(&mut r, &mut net, &x, &y);
         // The output layer's update is backprop's for that layer.
         let gb = grads_of(&mut crate::rules::bp::Backprop, &mut net, &x, &y);

@@ -19,7 +19,7 @@
 //! B_l: the shape of W_l (out x in, or O x C x k x k).
 
 use super::{forward_with_error, Rule, Step, StepStats};
-use crate::nn::{Layer, Network};
+use crate::nn::{Layer, Network, ParamKind};
 use crate::rng::Rng;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,9 +32,9 @@ pub enum Mode {
 
 pub struct FeedbackAlignment {
     pub mode: Mode,
-    /// Per layer index: the feedback matrix used in place of W (None for non-weight layers and
-    /// for the first weight layer).
-    pub feedback: Vec<Option<Vec<f32>>>,
+    /// Per layer index: the network parameter (kind `Feedback`, named `feedback.I.weight`) used
+    /// in place of W on the way back (None for non-weight layers and the first weight layer).
+    pub feedback: Vec<Option<usize>>,
     /// frSF's fixed magnitudes |M0| (per layer index).
     magnitudes: Vec<Option<Vec<f32>>>,
     /// Xavier bound and std per layer index.
@@ -51,14 +51,16 @@ pub fn fans(layer: &Layer) -> Option<(usize, usize)> {
 }
 
 impl FeedbackAlignment {
-    pub fn new(mode: Mode, net: &Network, rng: &mut Rng) -> Self {
+    /// Draws B (FA) or |M0| (frSF) layer by layer and adds each B to `net` as a `Feedback`
+    /// parameter of W's shape.
+    pub fn new(mode: Mode, net: &mut Network, rng: &mut Rng) -> Self {
         let l = net.num_layers();
         let first = net.weight_layers().first().copied();
         let mut feedback = vec![None; l];
         let mut magnitudes = vec![None; l];
         let mut fan = vec![(0.0, 0.0); l];
-        for (i, layer) in net.layers.iter().enumerate() {
-            let (Some((fi, fo)), Some(w)) = (fans(layer), layer.weight()) else {
+        for i in 0..l {
+            let (Some((fi, fo)), Some(w)) = (fans(&net.layers[i]), net.layers[i].weight()) else {
                 continue;
             };
             let bound = (6.0 / (fi + fo) as f32).sqrt();
@@ -78,7 +80,8 @@ impl FeedbackAlignment {
                 }
                 Mode::Usf | Mode::Brsf => {}
             }
-            feedback[i] = Some(b);
+            let shape = net.params[w].shape.clone();
+            feedback[i] = Some(net.add_param(format!("feedback.{i}.weight"), shape, b, ParamKind::Feedback));
         }
         let mut fa = FeedbackAlignment { mode, feedback, magnitudes, fans: fan };
         fa.refresh(net, rng);
@@ -86,13 +89,13 @@ impl FeedbackAlignment {
     }
 
     /// Recompute the sign-concordant matrices from the current weights (no-op for FA).
-    pub fn refresh(&mut self, net: &Network, rng: &mut Rng) {
+    pub fn refresh(&mut self, net: &mut Network, rng: &mut Rng) {
         if self.mode == Mode::Fa {
             return;
         }
-        for (i, fb) in self.feedback.iter_mut().enumerate() {
-            let Some(b) = fb else { continue };
-            let w = &net.params[net.layers[i].weight().unwrap()].data;
+        for (i, fb) in self.feedback.iter().enumerate() {
+            let Some(bi) = *fb else { continue };
+            let (w, b) = net.param_pair(net.layers[i].weight().unwrap(), bi);
             let (bound, std) = self.fans[i];
             match self.mode {
                 Mode::Usf => sign_times(b, w, |_| std),
@@ -130,21 +133,7 @@ impl Rule for FeedbackAlignment {
         stats
     }
 
-    fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
-        self.feedback
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| b.as_ref().map(|b| (format!("feedback.{i}.weight"), vec![b.len()], b.as_slice())))
-            .collect()
-    }
-
-    fn tensors_mut(&mut self) -> Vec<(String, &mut [f32])> {
-        self.feedback
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, b)| b.as_mut().map(|b| (format!("feedback.{i}.weight"), b.as_mut_slice())))
-            .collect()
-    }
+    // B lives in the network (kind `Feedback`): checkpoints and saved models hold it there.
 }
 
 macro_rules! fa_entry {

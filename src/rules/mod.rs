@@ -118,8 +118,11 @@ pub trait Rule: Send {
         unreachable!("a rule answering Prediction::Own implements Rule::predict")
     }
 
-    /// Tensors the rule owns (feedback matrices, learned inverses, adaptive rates), by name, for
-    /// checkpoints, saved models and hardware models.
+    /// Tensors the rule keeps outside the network, by name, for checkpoints and saved models.
+    /// Feedback matrices are not here: a rule's build adds them to the network as parameters of
+    /// kind `Feedback` (fixed, or recomputed from W) or `LearnedFeedback` (changed by the rule
+    /// through `Updater::local`), so checkpoints, masks, the optimiser's policy and hardware
+    /// models see them without the rule's help.
     fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
         Vec::new()
     }

@@ -31,7 +31,7 @@
 use super::{forward_with_error, Rule, Step, StepStats, Updater};
 use crate::linalg;
 use crate::nn::activation::sigmoid;
-use crate::nn::{dense_backward, dense_forward, Activation, Layer, Network};
+use crate::nn::{dense_backward, dense_forward, Activation, Layer, Network, ParamKind};
 use crate::optim::{OptimConfig, Optimizer};
 use crate::rng::Rng;
 
@@ -61,8 +61,9 @@ pub struct PcPositive {
     /// Dense layer index in the network per k, and the hidden activation after it.
     dense: Vec<usize>,
     acts: Vec<Activation>,
-    /// B_l for l = 1..L-1 (index l - 1); empty with `transpose`.
-    pub b: Vec<Vec<f32>>,
+    /// B_l for l = 1..L-1 (index l - 1): network parameters of W_l's shape named
+    /// `feedback.L.b`, kind `LearnedFeedback` (or `Feedback` when fixed); empty with `transpose`.
+    pub b: Vec<usize>,
     b_opt: Option<Optimizer>,
     /// Nodes a_k (k = 1..L-1 at index k), predictions p_k, errors e_k, deltas d_k.
     a: Vec<Vec<f32>>,
@@ -78,21 +79,24 @@ pub struct PcPositive {
 const KP_DECAY: f32 = 0.01;
 
 impl PcPositive {
-    pub fn new(net: &Network, cfg: PcPositiveConfig, optim: OptimConfig, rng: &mut Rng) -> Result<Self, String> {
+    pub fn new(net: &mut Network, cfg: PcPositiveConfig, optim: OptimConfig, rng: &mut Rng) -> Result<Self, String> {
         let (dense, acts) = super::mlp_layers(net, "pc-positive")?;
         let mut b = Vec::new();
         if cfg.feedback != Feedback::Transpose {
-            for &di in &dense[1..] {
+            let kind = if cfg.feedback == Feedback::Learned { ParamKind::LearnedFeedback } else { ParamKind::Feedback };
+            for (l, &di) in dense.iter().enumerate().skip(1) {
                 let Layer::Dense { w, out, .. } = &net.layers[di] else { unreachable!() };
                 // PyTorch's default for Linear(n_{l+1} -> n_l): U(+-1/sqrt(n_{l+1})).
                 let bound = 1.0 / (*out as f32).sqrt();
-                let mut m = vec![0.0; net.params[*w].data.len()];
+                let (len, shape) = (net.params[*w].data.len(), net.params[*w].shape.clone());
+                let mut m = vec![0.0; len];
                 rng.fill_uniform(&mut m, -bound, bound);
-                b.push(m);
+                b.push(net.add_param(format!("feedback.{l}.b"), shape, m, kind));
             }
         }
         let b_opt = (cfg.feedback == Feedback::Learned).then(|| {
-            Optimizer::new(OptimConfig { weight_decay: 0.0, ..optim }, &b.iter().map(|m| m.len()).collect::<Vec<_>>())
+            let sizes: Vec<usize> = b.iter().map(|&i| net.params[i].data.len()).collect();
+            Optimizer::new(OptimConfig { weight_decay: 0.0, ..optim }, &sizes)
         });
         let k = dense.len();
         Ok(PcPositive {
@@ -163,7 +167,7 @@ impl PcPositive {
             let (w, _, inp, out) = Self::layer(net, self.dense[l]);
             let bm: &[f32] = match self.cfg.feedback {
                 Feedback::Transpose => &net.params[w].data,
-                _ => &self.b[l - 1],
+                _ => &net.params[self.b[l - 1]].data,
             };
             // delta_l (N x n_{l+1}) B_l (n_{l+1} x n_l)
             self.fb.resize(n * inp, 0.0);
@@ -223,31 +227,24 @@ impl Rule for PcPositive {
             // Kolen-Pollack: B_l and W_l get the same update and the same decay.
             let keep = 1.0 - KP_DECAY * upd.lr;
             opt.begin_step();
+            let lr = upd.lr;
             for l in 1..self.dense.len() {
                 let (w, ..) = Self::layer(net, self.dense[l]);
-                upd.local(net, |net| net.params[w].data.iter_mut().for_each(|v| *v *= keep));
-                self.b[l - 1].iter_mut().for_each(|v| *v *= keep);
-                opt.update(l - 1, &mut self.b[l - 1], &grads[w], upd.lr);
+                let b = self.b[l - 1];
+                upd.local(net, |net| {
+                    net.params[w].data.iter_mut().for_each(|v| *v *= keep);
+                    net.params[b].data.iter_mut().for_each(|v| *v *= keep);
+                    opt.update(l - 1, &mut net.params[b].data, &grads[w], lr);
+                });
             }
         }
         upd.apply(net, grads);
         stats
     }
 
-    fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
-        self.b.iter().enumerate().map(|(k, b)| (format!("feedback.{}.b", k + 1), vec![b.len()], b.as_slice())).collect()
-    }
-
-    fn tensors_mut(&mut self) -> Vec<(String, &mut [f32])> {
-        self.b.iter_mut().enumerate().map(|(k, b)| (format!("feedback.{}.b", k + 1), b.as_mut_slice())).collect()
-    }
-
-    /// The feedback matrices, and the moments and step count of their own optimiser.
+    /// The moments and step count of the feedback's own optimiser (B itself is in the network).
     fn save_state(&self) -> super::RuleState {
-        let mut s = super::RuleState {
-            tensors: self.tensors().into_iter().map(|(n, _, d)| (n, d.to_vec())).collect(),
-            counters: Default::default(),
-        };
+        let mut s = super::RuleState::default();
         if let Some(opt) = &self.b_opt {
             let (m, v, t) = opt.moments();
             for (k, x) in m.iter().enumerate() {
@@ -262,7 +259,6 @@ impl Rule for PcPositive {
     }
 
     fn load_state(&mut self, state: &super::RuleState) -> Result<(), String> {
-        super::load_tensors(self.tensors_mut(), &state.tensors)?;
         if let Some(opt) = &mut self.b_opt {
             let (m0, v0, _) = opt.moments();
             let take = |kind: &str, n: usize| -> Result<Vec<Vec<f32>>, String> {

@@ -18,9 +18,9 @@
 //! # Shapes
 //! h_k, t_k: N x n_k; V_k: n_k x n_{k+1} (maps layer k+1 back to layer k).
 
-use super::{forward_with_error, Rule, Step, StepStats};
+use super::{forward_with_error, Rule, Step, StepStats, Updater};
 use crate::linalg;
-use crate::nn::{dense_forward, Activation, Layer, Network, Workspace};
+use crate::nn::{dense_forward, Activation, Layer, Network, ParamKind, Workspace};
 use crate::rng::Rng;
 
 #[derive(Clone, Debug)]
@@ -37,7 +37,9 @@ pub struct TargetProp {
     /// Per hidden layer k: (dense layer index, activation) ; the output dense layer is last.
     dense: Vec<usize>,
     acts: Vec<Activation>,
-    pub v: Vec<Vec<f32>>,
+    /// The inverses V_k (n_k x n_{k+1}): network parameters of kind `LearnedFeedback`
+    /// (`feedback.K.v`; fixed in FW-DTP).
+    pub v: Vec<usize>,
     /// Target differences d_k = t_k - h_k.
     t: Vec<Vec<f32>>,
     ga: Vec<f32>,
@@ -48,16 +50,17 @@ pub struct TargetProp {
 }
 
 impl TargetProp {
-    pub fn new(net: &Network, cfg: TpConfig, rng: &mut Rng) -> Result<Self, String> {
+    pub fn new(net: &mut Network, cfg: TpConfig, rng: &mut Rng) -> Result<Self, String> {
         let (dense, acts) = super::mlp_layers(net, "target propagation")?;
         let sizes: Vec<usize> = dense.iter().map(|&i| net.shapes[i + 1].len()).collect();
+        let kind = if cfg.fixed { ParamKind::Feedback } else { ParamKind::LearnedFeedback };
         let v = (0..sizes.len() - 1)
             .map(|k| {
                 let (nk, nk1) = (sizes[k], sizes[k + 1]);
                 let bound = (6.0 / (nk + nk1) as f32).sqrt();
                 let mut m = vec![0.0; nk * nk1];
                 rng.fill_uniform(&mut m, -bound, bound);
-                m
+                net.add_param(format!("feedback.{k}.v"), vec![nk, nk1], m, kind)
             })
             .collect();
         let h = sizes.len();
@@ -91,7 +94,8 @@ impl TargetProp {
         out.iter_mut().for_each(|x| *x = x.tanh());
     }
 
-    fn train_feedback(&mut self, net: &Network, ws: &Workspace, n: usize, rng: &mut Rng) {
+    /// The inverses' own update (noisy reconstruction, plain SGD), written into the network.
+    fn train_feedback(&mut self, net: &mut Network, ws: &Workspace, n: usize, rng: &mut Rng) {
         let hcount = self.dense.len();
         for k in 0..hcount - 1 {
             let hk = &ws.acts[self.pos(k)];
@@ -111,14 +115,14 @@ impl TargetProp {
                     self.fq.iter_mut().for_each(|x| *x = a.f(*x));
                 }
                 let mut r = std::mem::take(&mut self.ga);
-                Self::g(&self.v[k], &self.fq, n, nk, nk1, &mut r);
+                Self::g(&net.params[self.v[k]].data, &self.fq, n, nk, nk1, &mut r);
                 // d/dV 1/2 ||tanh(V f) - q||^2 / n = ((r - q) (1 - r^2))^T f / n
                 for (rv, qv) in r.iter_mut().zip(&self.q) {
                     *rv = (*rv - qv) * (1.0 - *rv * *rv) / n as f32;
                 }
                 self.gv.resize(nk * nk1, 0.0);
                 linalg::matmul(nk, nk1, n, &r, true, &self.fq, false, &mut self.gv, false);
-                for (vv, g) in self.v[k].iter_mut().zip(&self.gv) {
+                for (vv, g) in net.params[self.v[k]].data.iter_mut().zip(&self.gv) {
                     *vv -= self.cfg.feedback_lr * g;
                 }
                 self.ga = r;
@@ -150,8 +154,9 @@ impl Rule for TargetProp {
             let h1 = &ws.acts[pk1][..n * nk1];
             self.q.clear();
             self.q.extend(h1.iter().zip(&self.t[k + 1]).map(|(h, d)| h + d));
-            Self::g(&self.v[k], &self.q, n, nk, nk1, &mut ga);
-            Self::g(&self.v[k], h1, n, nk, nk1, &mut gb);
+            let v = &net.params[self.v[k]].data;
+            Self::g(v, &self.q, n, nk, nk1, &mut ga);
+            Self::g(v, h1, n, nk, nk1, &mut gb);
             let dk = &mut self.t[k];
             dk.clear();
             dk.extend(ga.iter().zip(&gb).map(|(a, b)| a - b));
@@ -171,18 +176,22 @@ impl Rule for TargetProp {
             }
             net.backward(ws, grads, self.dense[k], p, None, false);
         }
-        if !self.cfg.fixed {
-            self.train_feedback(net, ws, n, rng);
-        }
         stats
     }
 
-    fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
-        self.v.iter().enumerate().map(|(k, v)| (format!("feedback.{k}.v"), vec![v.len()], v.as_slice())).collect()
-    }
-
-    fn tensors_mut(&mut self) -> Vec<(String, &mut [f32])> {
-        self.v.iter_mut().enumerate().map(|(k, v)| (format!("feedback.{k}.v"), v.as_mut_slice())).collect()
+    /// The weights' update, and (DTP) the inverses' own update on this batch's activities
+    /// against the weights the batch was computed with, before the optimiser moves them.
+    fn train_batch(&mut self, s: &mut Step, upd: &mut Updater) -> StepStats {
+        let stats = self.step(s);
+        if !self.cfg.fixed {
+            let n = s.ws.n;
+            let (net, ws, rng) = (&mut *s.net, &*s.ws, &mut *s.rng);
+            upd.local(net, |net| self.train_feedback(net, ws, n, rng));
+        }
+        if stats.loss_sum.is_finite() {
+            upd.apply(s.net, s.grads);
+        }
+        stats
     }
 }
 

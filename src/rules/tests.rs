@@ -59,14 +59,15 @@ fn convnet(seed: u64) -> Network {
 fn fa_with_feedback_equal_to_w_is_exactly_backprop() {
     for mut net in [mlp(1), convnet(2)] {
         let (x, y) = batch(&net, 5, 3);
+        let mut fa = FeedbackAlignment::new(Mode::Fa, &mut net, &mut Rng::new(4));
         let bp = grads_of(&mut bp::Backprop, &mut net, &x, &y);
-        let mut fa = FeedbackAlignment::new(Mode::Fa, &net, &mut Rng::new(4));
         let random = grads_of(&mut fa, &mut net, &x, &y);
         // B = W (our B has W's shape: it stands where W stands in the backward pass, i.e. the
         // paper's B = W^T).
-        for (i, b) in fa.feedback.iter_mut().enumerate() {
-            if let Some(b) = b {
-                b.copy_from_slice(&net.params[net.layers[i].weight().unwrap()].data);
+        for (i, b) in fa.feedback.iter().enumerate() {
+            if let Some(b) = *b {
+                let (w, b) = net.param_pair(net.layers[i].weight().unwrap(), b);
+                b.copy_from_slice(w);
             }
         }
         let aligned = grads_of(&mut fa, &mut net, &x, &y);
@@ -86,13 +87,12 @@ fn dfa_one_hidden_layer_with_b_equal_w2_transposed_is_backprop() {
         .dense(3, true)
         .build();
     let (x, y) = batch(&net, 4, 6);
+    let mut dfa = dfa::Dfa::new(&mut net, &mut Rng::new(7));
     let bp = grads_of(&mut bp::Backprop, &mut net, &x, &y);
-    let mut dfa = dfa::Dfa::new(&net, &mut Rng::new(7));
     let random = grads_of(&mut dfa, &mut net, &x, &y);
     assert_ne!(random[0], bp[0]);
     // B is D x K = 7 x 3; W2 is K x D = 3 x 7: B = W2^T.
-    let w2 = &net.params[net.layers[2].weight().unwrap()].data;
-    let b = &mut dfa.fb.feedback[0].1;
+    let (w2, b) = net.param_pair(net.layers[2].weight().unwrap(), dfa.fb.feedback[0].1);
     for d in 0..7 {
         for k in 0..3 {
             b[d * 3 + k] = w2[k * 7 + d];
@@ -107,11 +107,11 @@ fn dfa_one_hidden_layer_with_b_equal_w2_transposed_is_backprop() {
 
 #[test]
 fn sign_symmetry_feedback_tracks_sign_of_w_after_every_step() {
-    let mut net = mlp(11);
-    let (x, y) = batch(&net, 6, 12);
-    let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
     for mode in [Mode::Usf, Mode::Brsf, Mode::Frsf] {
-        let mut rule = FeedbackAlignment::new(mode, &net, &mut Rng::new(13));
+        let mut net = mlp(11);
+        let (x, y) = batch(&net, 6, 12);
+        let mut rule = FeedbackAlignment::new(mode, &mut net, &mut Rng::new(13));
+        let sizes: Vec<usize> = net.params.iter().map(|p| if p.trainable() { p.data.len() } else { 0 }).collect();
         let mut opt = Optimizer::new(OptimConfig { lr: 0.5, ..Default::default() }, &sizes);
         let mut ws = Workspace::default();
         let mut prev: Option<Vec<f32>> = None;
@@ -123,7 +123,9 @@ fn sign_symmetry_feedback_tracks_sign_of_w_after_every_step() {
             rule.step(&mut Step::new(&mut net, &mut ws, &y, Loss::Ce, &mut g, &mut rng));
             // The B used in this step, against the W it was computed from (before the update).
             for (i, b) in rule.feedback.iter().enumerate() {
-                let Some(b) = b else { continue };
+                let Some(b) = *b else { continue };
+                assert_eq!(net.params[b].kind, crate::nn::ParamKind::Feedback);
+                let b = &net.params[b].data;
                 let w = &net.params[net.layers[i].weight().unwrap()].data;
                 let (fi, fo) = feedback_alignment::fans(&net.layers[i]).unwrap();
                 let s = (2.0 / (fi + fo) as f32).sqrt();
@@ -137,7 +139,7 @@ fn sign_symmetry_feedback_tracks_sign_of_w_after_every_step() {
                     }
                 }
             }
-            let b4 = rule.feedback[4].clone().unwrap();
+            let b4 = net.params[rule.feedback[4].unwrap()].data.clone();
             if let Some(p) = &prev {
                 let mags_same = p.iter().zip(&b4).all(|(a, b)| a.abs() == b.abs());
                 match mode {
@@ -148,9 +150,59 @@ fn sign_symmetry_feedback_tracks_sign_of_w_after_every_step() {
             prev = Some(b4);
             opt.begin_step();
             for (idx, gp) in g.iter().enumerate() {
-                let w = &mut net.params[idx].data;
-                opt.update(idx, w, gp, 0.5);
+                if net.params[idx].trainable() {
+                    opt.update(idx, &mut net.params[idx].data, gp, 0.5);
+                }
             }
+        }
+    }
+}
+
+#[test]
+fn feedback_matrices_are_network_parameters_that_only_their_rule_changes() {
+    // Momentum and weight decay on: fixed feedback (FA, DFA, DRTP, FW-DTP, pc-positive's random
+    // B) comes out bit for bit; learned feedback (DTP's inverses, pc-positive's Kolen-Pollack B)
+    // moves, by its rule alone; the forward weights move; checkpoints see all of them by name.
+    use crate::nn::ParamKind;
+    let oc = OptimConfig { lr: 0.1, momentum: 0.9, weight_decay: 1e-2, ..Default::default() };
+    let random_b: toml::Table = toml::from_str("pc_feedback = 'random'").unwrap();
+    let empty = toml::Table::new();
+    for (name, settings, learned) in [
+        ("fa", &empty, false),
+        ("dfa", &empty, false),
+        ("drtp", &empty, false),
+        ("fw-dtp", &empty, false),
+        ("dtp", &empty, true),
+        ("pc-positive", &random_b, false),
+        ("pc-positive", &empty, true),
+    ] {
+        let mut net = mlp(91);
+        let forward = net.params.len();
+        let cx = BuildContext { settings, optim: oc };
+        let mut rule = name.parse::<RuleName>().unwrap().build(&mut net, &cx, &mut Rng::new(92)).unwrap();
+        let fb: Vec<usize> = (forward..net.params.len()).collect();
+        assert!(!fb.is_empty(), "{name}: no feedback parameter");
+        let want = if learned { ParamKind::LearnedFeedback } else { ParamKind::Feedback };
+        for &i in &fb {
+            let p = &net.params[i];
+            assert_eq!(p.kind, want, "{name}: {}", p.name);
+            assert!(p.name.starts_with("feedback.") && !p.trainable(), "{name}: {}", p.name);
+        }
+        let before = net.params.clone();
+        let sizes: Vec<usize> = net.params.iter().map(|p| if p.trainable() { p.data.len() } else { 0 }).collect();
+        let mut opt = Optimizer::new(oc, &sizes);
+        let (x, y) = batch(&net, 8, 93);
+        let (mut ws, mut g) = (Workspace::default(), net.zero_grads());
+        for _ in 0..5 {
+            net.prepare(&mut ws, y.len());
+            ws.input_mut().copy_from_slice(&x);
+            let mut upd = Updater { opt: &mut opt, lr: 0.1, masks: None };
+            rule.train_batch(&mut Step::new(&mut net, &mut ws, &y, Loss::Ce, &mut g, &mut Rng::new(1)), &mut upd);
+        }
+        assert_ne!(net.params[0].data, before[0].data, "{name}: the forward weights did not move");
+        for &i in &fb {
+            let moved = net.params[i].data != before[i].data;
+            assert_eq!(moved, learned, "{name}: {} moved: {moved}", net.params[i].name);
         }
     }
 }
@@ -463,8 +515,9 @@ mod target_prop {
         let mut errs = Vec::new();
         for beta in [0.1f32, 0.01, 0.001] {
             let cfg = TpConfig { fixed: true, beta, sigma: 0.0, feedback_lr: 0.0, feedback_steps: 0 };
-            let mut tp = TargetProp::new(&net, cfg, &mut Rng::new(63)).unwrap();
-            let v = tp.v[0].clone(); // 4 x 3
+            let mut net = net.clone();
+            let mut tp = TargetProp::new(&mut net, cfg, &mut Rng::new(63)).unwrap();
+            let v = net.params[tp.v[0]].data.clone(); // 4 x 3
             let g = grads_of(&mut tp, &mut net, &x, &y);
             // Output layer: exactly BP's update.
             assert_eq!(&g[2..4], &bp_g[2..4]);
@@ -498,7 +551,8 @@ mod target_prop {
             .build();
         let (x, y) = batch(&net, 16, 72);
         let cfg = TpConfig { fixed: false, beta: 0.01, sigma: 0.01, feedback_lr: 0.5, feedback_steps: 5 };
-        let mut tp = TargetProp::new(&net, cfg, &mut Rng::new(73)).unwrap();
+        let mut tp = TargetProp::new(&mut net, cfg, &mut Rng::new(73)).unwrap();
+        assert_eq!(net.params[tp.v[0]].kind, crate::nn::ParamKind::LearnedFeedback);
         let recon = |tp: &TargetProp, net: &mut Network| -> f64 {
             let mut ws = Workspace::default();
             net.prepare(&mut ws, 16);
@@ -509,7 +563,7 @@ mod target_prop {
             let mut err = 0.0f64;
             for s in 0..16 {
                 for i in 0..5 {
-                    let z: f32 = (0..5).map(|j| tp.v[0][i * 5 + j] * h1[s * 5 + j]).sum();
+                    let z: f32 = (0..5).map(|j| net.params[tp.v[0]].data[i * 5 + j] * h1[s * 5 + j]).sum();
                     err += ((z.tanh() - h0[s * 5 + i]) as f64).powi(2);
                 }
             }
@@ -517,10 +571,18 @@ mod target_prop {
         };
         let before = recon(&tp, &mut net);
         let saved: Vec<Vec<f32>> = net.params.iter().map(|p| p.data.clone()).collect();
+        // The inverses learn in `train_batch` (through the Updater's local entry); a zero
+        // learning rate keeps the forward weights where they are.
+        let sizes: Vec<usize> = net.params.iter().map(|p| if p.trainable() { p.data.len() } else { 0 }).collect();
+        let mut opt = Optimizer::new(OptimConfig::default(), &sizes);
+        let (mut ws, mut g) = (Workspace::default(), net.zero_grads());
         for _ in 0..40 {
-            grads_of(&mut tp, &mut net, &x, &y);
+            net.prepare(&mut ws, y.len());
+            ws.input_mut().copy_from_slice(&x);
+            let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None };
+            tp.train_batch(&mut Step::new(&mut net, &mut ws, &y, Loss::Ce, &mut g, &mut Rng::new(1)), &mut upd);
         }
-        for (p, d) in net.params.iter_mut().zip(&saved) {
+        for (p, d) in net.params.iter_mut().zip(&saved).filter(|(p, _)| !p.kind.is_feedback()) {
             assert_eq!(&p.data, d, "the rule must not touch the forward weights itself");
         }
         let after = recon(&tp, &mut net);
@@ -604,7 +666,7 @@ mod pc_positive {
         let mut net = mlp(71);
         let (x, y) = batch(&net, 3, 72);
         let mut r = PcPositive::new(
-            &net,
+            &mut net,
             PcPositiveConfig { steps: 0, gamma: 0.1, feedback: Feedback::Transpose, relu: false },
             OptimConfig::default(),
             &mut Rng::new(3),
@@ -653,11 +715,11 @@ mod pc_positive {
         // whatever the data.
         let mut net = mlp(81);
         let (x, y) = batch(&net, 4, 82);
-        let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
         let oc = OptimConfig { lr: 1.0, ..Default::default() };
-        let mut opt = Optimizer::new(oc, &sizes);
         let cfg = PcPositiveConfig { steps: 5, gamma: 0.2, feedback: Feedback::Learned, relu: true };
-        let mut r = PcPositive::new(&net, cfg, oc, &mut Rng::new(3)).unwrap();
+        let mut r = PcPositive::new(&mut net, cfg, oc, &mut Rng::new(3)).unwrap();
+        let sizes: Vec<usize> = net.params.iter().map(|p| if p.trainable() { p.data.len() } else { 0 }).collect();
+        let mut opt = Optimizer::new(oc, &sizes);
         let dist = |r: &PcPositive, net: &Network| -> f64 {
             let wl = net.weight_layers();
             wl[1..]
@@ -665,6 +727,7 @@ mod pc_positive {
                 .zip(&r.b)
                 .map(|(&li, b)| {
                     let w = net.layers[li].weight().unwrap();
+                    let b = &net.params[*b].data;
                     net.params[w].data.iter().zip(b).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>()
                 })
                 .sum::<f64>()
