@@ -752,11 +752,11 @@ mod pc_positive {
 
 mod softhebb {
     use super::*;
-    use crate::rules::hebbian::{HebbConfig as SoftHebbConfig, Hebbian as SoftHebb, Plasticity};
+    use crate::rules::hebbian::{self, HebbConfig as SoftHebbConfig, Hebbian as SoftHebb};
 
     fn cfg(anti: bool, t_inv: f32, lr: f32) -> SoftHebbConfig {
         SoftHebbConfig {
-            plasticity: Plasticity::SoftWta { anti },
+            plasticity: std::sync::Arc::new(hebbian::SoftWta { anti }),
             t_inv: vec![t_inv],
             lr: vec![lr],
             power_lr: 0.5,
@@ -998,7 +998,7 @@ mod softhebb {
 
 mod hebb_wta {
     use super::*;
-    use crate::rules::hebbian::{normalize_rows, HebbConfig, Hebbian, Plasticity};
+    use crate::rules::hebbian::{self, normalize_rows, HebbConfig, Hebbian};
 
     #[test]
     fn instar_update_by_hand_on_a_2x3_layer() {
@@ -1036,7 +1036,7 @@ mod hebb_wta {
             .dense(2, true)
             .build();
         let cfg = HebbConfig {
-            plasticity: Plasticity::Instar { mu },
+            plasticity: std::sync::Arc::new(hebbian::Instar { mu }),
             t_inv: vec![1.0],
             lr: vec![0.01],
             power_lr: 0.5,
@@ -1104,7 +1104,7 @@ mod hebb_wta {
 
 mod activation_learning {
     use super::*;
-    use crate::rules::hebbian::{HebbConfig, Hebbian, Plasticity};
+    use crate::rules::hebbian::{self, HebbConfig, Hebbian};
 
     /// The label in the input: one step of the rule on two samples moves [W | W_y] exactly as
     /// the subspace rule moves one matrix on the concatenated inputs [x / |x|, s e_y] /
@@ -1120,7 +1120,7 @@ mod activation_learning {
             .dense(c, true)
             .build();
         let cfg = HebbConfig {
-            plasticity: Plasticity::Subspace,
+            plasticity: std::sync::Arc::new(hebbian::Subspace),
             t_inv: vec![1.0],
             lr: vec![lr],
             power_lr: 0.5,

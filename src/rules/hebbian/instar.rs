@@ -1,7 +1,51 @@
 //! Winner-take-all instar plasticity (Miconi 2021; the holistic benchmark's Hebbian arm): the
 //! top-1 channel per position, unit-norm filters, adaptive thresholds; its settings and entry.
 
-use super::{build_hebbian, channel_max, check_common, HebbConfig, Hebbian, Plasticity};
+use super::{build_hebbian, channel_max, check_common, HebbConfig, Hebbian, LayerStep, Plasticity};
+use crate::nn::Network;
+use crate::rng::Rng;
+
+/// Top-1 winner-take-all instar with adaptive thresholds (rate `mu`); the conv bias holds
+/// minus the thresholds.
+#[derive(Debug)]
+pub struct Instar {
+    pub mu: f32,
+}
+
+impl Plasticity for Instar {
+    fn check_layer(&self, net: &Network, i: usize) -> Result<(), String> {
+        if net.layers[i].bias().is_none() {
+            return Err(format!("hebb-wta: Hebbian layer {i} needs a bias (it holds the threshold)"));
+        }
+        Ok(())
+    }
+
+    /// Miconi: randn * 0.01, normalised per filter; thresholds (minus the bias) at 0.
+    fn init(&self, net: &mut Network, i: usize, _t_inv: f32, rng: &mut Rng) {
+        let (k, inp) = Hebbian::rows(net, i);
+        let w = net.layers[i].weight().unwrap();
+        rng.fill_normal(&mut net.params[w].data, 0.01);
+        normalize_rows(&mut net.params[w].data, k, inp);
+        let b = net.layers[i].bias().unwrap();
+        net.params[b].data.fill(0.0);
+    }
+
+    fn update(&self, net: &mut Network, l: &mut LayerStep) {
+        let (n, k, inp, p) = (l.n, l.k, l.inp, l.p);
+        Hebbian::hard_wta(l.u(), n, k, p, l.y, l.yu);
+        let w = net.layers[l.i].weight().unwrap();
+        let (x, cols) = l.patches(net);
+        Hebbian::hebb_minus_decay(l.y, x, cols, k, inp, n * p, l.yu, &net.params[w].data, l.dw);
+        l.add_rows(&mut net.params[w].data);
+        normalize_rows(&mut net.params[w].data, k, inp);
+        // yu holds the win counts: theta += mu (win rate - 1/K), bias = -theta.
+        let b = net.layers[l.i].bias().unwrap();
+        let np = (n * p) as f32;
+        for (bv, wins) in net.params[b].data.iter_mut().zip(l.yu.iter()) {
+            *bv -= self.mu * (wins / np - 1.0 / k as f32);
+        }
+    }
+}
 
 impl Hebbian {
     /// Top-1 winner-take-all Y (K x (N P)) from u (N x K x P): 1 for the largest u at each
@@ -64,7 +108,7 @@ pub static HEBB_WTA: crate::rules::RuleEntry = crate::rules::RuleEntry {
     build: |net, cx, rng| {
         let s: HebbWtaSettings = cx.settings()?;
         let c = HebbConfig {
-            plasticity: Plasticity::Instar { mu: s.hebb_mu },
+            plasticity: std::sync::Arc::new(Instar { mu: s.hebb_mu }),
             // The thresholds start at ln(1/K) / t_inv with t_inv 1 (the rule has no temperature).
             t_inv: vec![1.0],
             lr: s.hebb_lr,

@@ -1,8 +1,9 @@
 //! Hebbian layers without feedback, target or error signal, under a linear read-out. This file
 //! is the driver of their phases (unsupervised, then read-out epochs; `Rule::phase`), their
-//! micro-batches and the update dispatch; each plasticity rule has its own file with its
-//! settings and registry entries: `softhebb.rs` (soft winner-take-all, single and multilayer),
-//! `instar.rs` (winner-take-all instar), `subspace.rs` (Activation Learning and its activation
+//! micro-batches and per-neuron rates, and the `Plasticity` trait; each plasticity rule
+//! implements it in its own file with its settings and registry entries: `softhebb.rs`
+//! (`SoftWta`: soft winner-take-all, single and multilayer), `instar.rs` (`Instar`:
+//! winner-take-all instar), `subspace.rs` (`Subspace`: Activation Learning and its activation
 //! read-out).
 //!
 //! Every weight layer but the last is Hebbian. For one such layer with weights W (K neurons or
@@ -73,24 +74,88 @@ mod instar;
 mod softhebb;
 mod subspace;
 
-pub use instar::{normalize_rows, HebbWtaSettings, HEBB_WTA};
-pub use softhebb::{SoftHebbDeepSettings, SoftHebbSettings, SOFTHEBB, SOFTHEBB_DEEP};
-pub use subspace::{ActivationLearningSettings, ACTIVATION_LEARNING};
+pub use instar::{normalize_rows, HebbWtaSettings, Instar, HEBB_WTA};
+pub use softhebb::{SoftHebbDeepSettings, SoftHebbSettings, SoftWta, SOFTHEBB, SOFTHEBB_DEEP};
+pub use subspace::{ActivationLearningSettings, Subspace, ACTIVATION_LEARNING};
 
-/// The plasticity rule of the Hebbian layers.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Plasticity {
-    /// SoftHebb; `anti`: anti-Hebbian update for the non-winners (multilayer SoftHebb).
-    SoftWta { anti: bool },
-    /// Top-1 winner-take-all instar with adaptive thresholds (rate `mu`).
-    Instar { mu: f32 },
-    /// Activation Learning's local competition (Oja's subspace rule) on dense layers.
-    Subspace,
+/// One plasticity rule of the Hebbian layers (each in its own file: `softhebb.rs`,
+/// `instar.rs`, `subspace.rs`): which layers it can train, how they start, how their rates
+/// move, and one update of one layer from a micro-batch. The driver (`Hebbian`) owns the
+/// phases, micro-batches, rates and scratch buffers; a new Hebbian rule implements this trait.
+pub trait Plasticity: Send + Sync + std::fmt::Debug {
+    /// Refuse Hebbian layer `i` when this rule cannot train it (bias, layer kind).
+    fn check_layer(&self, _net: &Network, _i: usize) -> Result<(), String> {
+        Ok(())
+    }
+    /// Draw Hebbian layer `i`'s reference initialisation (`t_inv`: its softmax temperature).
+    fn init(&self, net: &mut Network, i: usize, t_inv: f32, rng: &mut Rng);
+    /// Per-neuron rates lr (| ||W_k|| - 1 | + 1e-10)^power_lr (SoftHebb's own annealing);
+    /// false: every neuron at the base rate.
+    fn norm_rates(&self) -> bool {
+        false
+    }
+    /// The label may enter the input (Activation Learning's activation read-out).
+    fn takes_label(&self) -> bool {
+        false
+    }
+    /// One update of Hebbian layer `l.i` from the micro-batch forward pass in `l.micro`.
+    fn update(&self, net: &mut Network, l: &mut LayerStep);
+}
+
+/// What one layer's update sees: the layer (index `i`, `k` neurons or channels over `inp`
+/// inputs, `p` positions), the micro-batch of `n` samples and its forward pass, the layer's
+/// temperature, base rate and per-neuron rates, and scratch buffers kept between batches.
+pub struct LayerStep<'a> {
+    pub i: usize,
+    pub k: usize,
+    pub inp: usize,
+    pub n: usize,
+    pub p: usize,
+    pub t_inv: f32,
+    pub lr: f32,
+    pub eta: &'a [f32],
+    pub micro: &'a Workspace,
+    /// Activity Y (K x (N P)), or Z^T Z for the subspace rule.
+    pub y: &'a mut Vec<f32>,
+    /// Per-neuron coefficients (sum y u, or win counts), K long.
+    pub yu: &'a mut Vec<f32>,
+    pub dw: &'a mut Vec<f32>,
+    pub db: &'a mut Vec<f32>,
+}
+
+impl<'a> LayerStep<'a> {
+    /// The layer's pre-activations u (N x K x P).
+    pub fn u(&self) -> &'a [f32] {
+        let m: &'a Workspace = self.micro;
+        &m.acts[self.i + 1][..self.n * self.k * self.p]
+    }
+
+    /// The layer's input patches: CKK x (N P) columns of a conv layer (its im2col, `true`), or
+    /// the N x inp dense input (`false`).
+    pub fn patches(&self, net: &Network) -> (&'a [f32], bool) {
+        let (i, np, m): (usize, usize, &'a Workspace) = (self.i, self.n * self.p, self.micro);
+        match (&net.layers[i], &m.aux[i]) {
+            (Layer::Conv { geom, .. }, crate::nn::Aux::Conv { cols, .. }) if !geom.is_dense() => {
+                (&cols[..self.inp * np], true)
+            }
+            _ => (&m.acts[i][..self.n * self.inp], false),
+        }
+    }
+
+    /// W_k += eta_k dW_k, row by row.
+    pub fn add_rows(&self, w: &mut [f32]) {
+        let inp = self.inp;
+        for (r, e) in self.eta.iter().enumerate() {
+            for (wv, d) in w[r * inp..(r + 1) * inp].iter_mut().zip(&self.dw[r * inp..(r + 1) * inp]) {
+                *wv += e * d;
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct HebbConfig {
-    pub plasticity: Plasticity,
+    pub plasticity: std::sync::Arc<dyn Plasticity>,
     /// Per Hebbian layer (the last value repeats): softmax inverse temperature and base rate.
     pub t_inv: Vec<f32>,
     pub lr: Vec<f32>,
@@ -139,19 +204,7 @@ impl Hebbian {
         }
         let hebb = wl[..wl.len() - 1].to_vec();
         for &i in &hebb {
-            let bias = net.layers[i].bias().is_some();
-            match cfg.plasticity {
-                Plasticity::SoftWta { anti: true } if bias => {
-                    return Err(format!("softhebb-deep: Hebbian layer {i} has a bias; its conv layers have none"));
-                }
-                Plasticity::Instar { .. } if !bias => {
-                    return Err(format!("hebb-wta: Hebbian layer {i} needs a bias (it holds the threshold)"));
-                }
-                Plasticity::Subspace if bias || !matches!(net.layers[i], Layer::Dense { .. }) => {
-                    return Err(format!("activation-learning: layer {i} must be dense without bias"));
-                }
-                _ => {}
-            }
+            cfg.plasticity.check_layer(net, i)?;
         }
         let head_lo = if last > 0 && matches!(net.layers[last - 1], Layer::Dropout(_)) { last - 1 } else { last };
         if hebb.iter().any(|&i| i >= head_lo) {
@@ -166,7 +219,7 @@ impl Hebbian {
             ));
         }
         if cfg.label != 0.0 {
-            if !(cfg.label > 0.0 && cfg.label.is_finite()) || cfg.plasticity != Plasticity::Subspace {
+            if !(cfg.label > 0.0 && cfg.label.is_finite() && cfg.plasticity.takes_label()) {
                 return Err(format!("al_label = {}: a positive strength, for activation-learning only", cfg.label));
             }
             if net.layers[..hebb[0]].iter().any(|l| l.weight().is_some() || matches!(l, Layer::Dropout(_))) {
@@ -204,52 +257,22 @@ impl Hebbian {
         v[j.min(v.len() - 1)]
     }
 
-    /// The reference initialisation of every Hebbian layer, and the first rates.
+    /// The reference initialisation of every Hebbian layer (and the label weights), and the
+    /// first rates.
     pub fn init_weights(&mut self, net: &mut Network, rng: &mut Rng) {
         for j in 0..self.hebb.len() {
             let i = self.hebb[j];
-            let w = net.layers[i].weight().unwrap();
-            if self.cfg.plasticity == Plasticity::Subspace {
-                // Small Gaussian weights (ALAD: "small variance"; 0.1 / sqrt(inputs) here): the
-                // subspace rule then grows W towards orthonormal rows from below, stably.
+            self.cfg.plasticity.init(net, i, Self::per_layer(&self.cfg.t_inv, j), rng);
+            if j == 0 && self.labelled() {
                 let (k, inp) = Self::rows(net, i);
-                rng.fill_normal(&mut net.params[w].data, 0.1 / (inp as f32).sqrt());
-                if j == 0 && self.labelled() {
-                    self.wy.resize(k * net.output_len(), 0.0);
-                    rng.fill_normal(&mut self.wy, 0.1 / (inp as f32).sqrt());
-                }
-                self.update_rates(net, j);
-                continue;
-            }
-            if let Plasticity::Instar { .. } = self.cfg.plasticity {
-                // Miconi: randn * 0.01, normalised per filter; thresholds (minus the bias) at 0.
-                let (k, inp) = Self::rows(net, i);
-                rng.fill_normal(&mut net.params[w].data, 0.01);
-                normalize_rows(&mut net.params[w].data, k, inp);
-                let b = net.layers[i].bias().unwrap();
-                net.params[b].data.fill(0.0);
-                continue;
-            }
-            let data = &mut net.params[w].data;
-            match &net.layers[i] {
-                Layer::Dense { inp, .. } => {
-                    let a = (3.0 * 35.0f32 * 35.0 / *inp as f32).sqrt();
-                    rng.fill_uniform(data, 0.0, a);
-                }
-                Layer::Conv { geom, .. } => rng.fill_normal(data, 25.0 / (geom.ckk() as f32).sqrt()),
-                _ => unreachable!(),
-            }
-            if let Some(b) = net.layers[i].bias() {
-                // Uniform priors: e^{t_inv b_k} = 1 / K.
-                let k = net.params[b].data.len();
-                let t = Self::per_layer(&self.cfg.t_inv, j);
-                net.params[b].data.fill((1.0 / k as f32).ln() / t);
+                self.wy.resize(k * net.output_len(), 0.0);
+                rng.fill_normal(&mut self.wy, 0.1 / (inp as f32).sqrt());
             }
             self.update_rates(net, j);
         }
     }
 
-    fn rows(net: &Network, i: usize) -> (usize, usize) {
+    pub(super) fn rows(net: &Network, i: usize) -> (usize, usize) {
         match &net.layers[i] {
             Layer::Dense { inp, out, .. } => (*out, *inp),
             Layer::Conv { geom, .. } => (geom.o, geom.ckk()),
@@ -264,7 +287,7 @@ impl Hebbian {
         let w = &net.params[net.layers[i].weight().unwrap()].data;
         let lr = Self::per_layer(&self.cfg.lr, j);
         self.eta[j].clear();
-        if matches!(self.cfg.plasticity, Plasticity::Instar { .. } | Plasticity::Subspace) {
+        if !self.cfg.plasticity.norm_rates() {
             self.eta[j].resize(k, lr);
             return;
         }
@@ -312,85 +335,29 @@ impl Hebbian {
             let i = self.hebb[j];
             let (k, inp) = Self::rows(net, i);
             let p = net.shapes[i + 1].len() / k;
-            let t_inv = Self::per_layer(&self.cfg.t_inv, j);
             yu.resize(k, 0.0);
-            let u = &self.micro.acts[i + 1][..n * k * p];
-            if self.cfg.plasticity == Plasticity::Subspace {
-                let a = &self.micro.acts[i][..n * inp];
-                Self::subspace_delta(
-                    u,
-                    a,
-                    n,
-                    k,
-                    inp,
-                    &net.params[net.layers[i].weight().unwrap()].data,
-                    &mut y,
-                    &mut dw,
-                );
-                let w = net.layers[i].weight().unwrap();
-                let scale = Self::per_layer(&self.cfg.lr, j) / n as f32;
-                for (wv, d) in net.params[w].data.iter_mut().zip(&dw) {
-                    *wv += scale * d;
-                }
-                if j == 0 && self.labelled() {
-                    // The label columns: Z^T A_y - (Z^T Z) W_y with A_y = s' e_label (`y` holds
-                    // Z^T Z after `subspace_delta`).
-                    let c = self.wy.len() / k;
-                    let (_, sy) = self.label_scales();
-                    self.dwy.resize(k * c, 0.0);
-                    linalg::matmul(k, c, k, &y, false, &self.wy, false, &mut self.dwy, false);
-                    for (b, &lab) in self.labels.iter().enumerate() {
-                        for r in 0..k {
-                            self.dwy[r * c + lab as usize] -= sy * u[b * k + r];
-                        }
-                    }
-                    for (wv, d) in self.wy.iter_mut().zip(&self.dwy) {
-                        *wv -= scale * d;
-                    }
-                }
-                continue;
-            }
-            match self.cfg.plasticity {
-                Plasticity::SoftWta { anti } => Self::wta(u, n, k, p, t_inv, anti, &mut y, &mut yu),
-                Plasticity::Instar { .. } => Self::hard_wta(u, n, k, p, &mut y, &mut yu),
-                Plasticity::Subspace => unreachable!(),
-            }
-            let w = net.layers[i].weight().unwrap();
-            let (x, cols): (&[f32], bool) = match (&net.layers[i], &self.micro.aux[i]) {
-                (Layer::Conv { geom, .. }, crate::nn::Aux::Conv { cols, .. }) if !geom.is_dense() => {
-                    (&cols[..inp * n * p], true)
-                }
-                _ => (&self.micro.acts[i][..n * inp], false),
+            let mut l = LayerStep {
+                i,
+                k,
+                inp,
+                n,
+                p,
+                t_inv: Self::per_layer(&self.cfg.t_inv, j),
+                lr: Self::per_layer(&self.cfg.lr, j),
+                eta: &self.eta[j],
+                micro: &self.micro,
+                y: &mut y,
+                yu: &mut yu,
+                dw: &mut dw,
+                db: &mut self.db,
             };
-            match self.cfg.plasticity {
-                Plasticity::SoftWta { .. } => {
-                    Self::delta(&y, x, cols, k, inp, n * p, &yu, &net.params[w].data, &mut dw);
-                }
-                Plasticity::Instar { .. } => {
-                    Self::hebb_minus_decay(&y, x, cols, k, inp, n * p, &yu, &net.params[w].data, &mut dw);
-                }
-                Plasticity::Subspace => unreachable!(),
-            }
-            let eta = &self.eta[j];
-            for (r, e) in eta.iter().enumerate() {
-                for (wv, d) in net.params[w].data[r * inp..(r + 1) * inp].iter_mut().zip(&dw[r * inp..(r + 1) * inp]) {
-                    *wv += e * d;
-                }
-            }
-            if let (Plasticity::SoftWta { .. }, Some(b)) = (self.cfg.plasticity, net.layers[i].bias()) {
-                Self::bias_delta(&y, k, n * p, t_inv, &net.params[b].data, &mut self.db);
-                for ((bv, d), e) in net.params[b].data.iter_mut().zip(&self.db).zip(eta) {
-                    *bv += e / t_inv * d;
-                }
-            }
-            if let Plasticity::Instar { mu } = self.cfg.plasticity {
-                normalize_rows(&mut net.params[w].data, k, inp);
-                // yu holds the win counts: theta += mu (win rate - 1/K), bias = -theta.
-                let b = net.layers[i].bias().unwrap();
-                let np = (n * p) as f32;
-                for (bv, wins) in net.params[b].data.iter_mut().zip(&yu) {
-                    *bv -= mu * (wins / np - 1.0 / k as f32);
-                }
+            self.cfg.plasticity.update(net, &mut l);
+            if j == 0 && self.labelled() {
+                // The label columns learn by the same rule; `y` holds Z^T Z after the update.
+                let scale = Self::per_layer(&self.cfg.lr, j) / n as f32;
+                let sy = self.label_scales().1;
+                let z = &self.micro.acts[i + 1][..n * k];
+                subspace::label_update(&mut self.wy, &mut self.dwy, &self.labels, sy, &y, z, k, scale);
             }
             self.update_rates(net, j);
         }

@@ -3,7 +3,64 @@
 //! bias updates, and the two rules' settings and registry entries. The formulas are in the parent
 //! module's documentation.
 
-use super::{build_hebbian, channel_max, check_common, HebbConfig, Hebbian, Plasticity};
+use super::{build_hebbian, channel_max, check_common, HebbConfig, Hebbian, LayerStep, Plasticity};
+use crate::nn::{Layer, Network};
+use crate::rng::Rng;
+
+/// SoftHebb's soft winner-take-all; `anti`: anti-Hebbian update for the non-winners
+/// (multilayer SoftHebb).
+#[derive(Debug)]
+pub struct SoftWta {
+    pub anti: bool,
+}
+
+impl Plasticity for SoftWta {
+    fn check_layer(&self, net: &Network, i: usize) -> Result<(), String> {
+        if self.anti && net.layers[i].bias().is_some() {
+            return Err(format!("softhebb-deep: Hebbian layer {i} has a bias; its conv layers have none"));
+        }
+        Ok(())
+    }
+
+    /// As the reference code: dense layers (raw pixels in [0, 1]) W ~ U[0, sqrt(3 r^2 / n)),
+    /// r = 35; conv layers (after a batch norm) W ~ N(0, (25 / sqrt(C_in k^2))^2); a bias at
+    /// uniform priors, e^{t_inv b_k} = 1 / K.
+    fn init(&self, net: &mut Network, i: usize, t_inv: f32, rng: &mut Rng) {
+        let w = net.layers[i].weight().unwrap();
+        let data = &mut net.params[w].data;
+        match &net.layers[i] {
+            Layer::Dense { inp, .. } => {
+                let a = (3.0 * 35.0f32 * 35.0 / *inp as f32).sqrt();
+                rng.fill_uniform(data, 0.0, a);
+            }
+            Layer::Conv { geom, .. } => rng.fill_normal(data, 25.0 / (geom.ckk() as f32).sqrt()),
+            _ => unreachable!(),
+        }
+        if let Some(b) = net.layers[i].bias() {
+            let k = net.params[b].data.len();
+            net.params[b].data.fill((1.0 / k as f32).ln() / t_inv);
+        }
+    }
+
+    fn norm_rates(&self) -> bool {
+        true
+    }
+
+    fn update(&self, net: &mut Network, l: &mut LayerStep) {
+        let (n, k, inp, p) = (l.n, l.k, l.inp, l.p);
+        Hebbian::wta(l.u(), n, k, p, l.t_inv, self.anti, l.y, l.yu);
+        let w = net.layers[l.i].weight().unwrap();
+        let (x, cols) = l.patches(net);
+        Hebbian::delta(l.y, x, cols, k, inp, n * p, l.yu, &net.params[w].data, l.dw);
+        l.add_rows(&mut net.params[w].data);
+        if let Some(b) = net.layers[l.i].bias() {
+            Hebbian::bias_delta(l.y, k, n * p, l.t_inv, &net.params[b].data, l.db);
+            for ((bv, d), e) in net.params[b].data.iter_mut().zip(l.db.iter()).zip(l.eta) {
+                *bv += e / l.t_inv * d;
+            }
+        }
+    }
+}
 
 impl Hebbian {
     /// Soft winner-take-all activity Y (K x (N P)) from u (N x K x P), anti-Hebbian signs for
@@ -128,7 +185,7 @@ fn soft_config(
     hebb_batch: usize,
     greedy: bool,
 ) -> HebbConfig {
-    let plasticity = Plasticity::SoftWta { anti };
+    let plasticity = std::sync::Arc::new(SoftWta { anti });
     HebbConfig { plasticity, t_inv, lr, power_lr, hebb_epochs, hebb_batch, greedy, label: 0.0 }
 }
 

@@ -2,10 +2,75 @@
 //! read-out with the label in the input (the class whose input activates the output most);
 //! its settings and entry.
 
-use super::{build_hebbian, check_common, HebbConfig, Hebbian, Plasticity};
+use super::{build_hebbian, check_common, HebbConfig, Hebbian, LayerStep, Plasticity};
+use crate::nn::Layer;
 use crate::linalg;
 use crate::nn::{Network, Workspace};
 use crate::rng::Rng;
+
+/// Activation Learning's local competition (Oja's subspace rule) on dense layers without bias,
+/// at a constant rate per layer: W += (lr / N) (Z^T A - (Z^T Z) W).
+#[derive(Debug)]
+pub struct Subspace;
+
+impl Plasticity for Subspace {
+    fn check_layer(&self, net: &Network, i: usize) -> Result<(), String> {
+        if net.layers[i].bias().is_some() || !matches!(net.layers[i], Layer::Dense { .. }) {
+            return Err(format!("activation-learning: layer {i} must be dense without bias"));
+        }
+        Ok(())
+    }
+
+    /// Small Gaussian weights (ALAD: "small variance"; 0.1 / sqrt(inputs) here): the subspace
+    /// rule then grows W towards orthonormal rows from below, stably.
+    fn init(&self, net: &mut Network, i: usize, _t_inv: f32, rng: &mut Rng) {
+        let (_, inp) = Hebbian::rows(net, i);
+        let w = net.layers[i].weight().unwrap();
+        rng.fill_normal(&mut net.params[w].data, 0.1 / (inp as f32).sqrt());
+    }
+
+    fn takes_label(&self) -> bool {
+        true
+    }
+
+    fn update(&self, net: &mut Network, l: &mut LayerStep) {
+        let (n, k, inp) = (l.n, l.k, l.inp);
+        let w = net.layers[l.i].weight().unwrap();
+        let m: &Workspace = l.micro;
+        let a = &m.acts[l.i][..n * inp];
+        Hebbian::subspace_delta(l.u(), a, n, k, inp, &net.params[w].data, l.y, l.dw);
+        let scale = l.lr / n as f32;
+        for (wv, d) in net.params[w].data.iter_mut().zip(l.dw.iter()) {
+            *wv += scale * d;
+        }
+    }
+}
+
+/// The first layer's label columns W_y (K x classes) by the same rule: W_y -= scale (Z^T Z W_y -
+/// s' Z^T E_label), with `zz` = Z^T Z from the layer's update, `z` its outputs (N x K).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn label_update(
+    wy: &mut [f32],
+    dwy: &mut Vec<f32>,
+    labels: &[u32],
+    sy: f32,
+    zz: &[f32],
+    z: &[f32],
+    k: usize,
+    scale: f32,
+) {
+    let c = wy.len() / k;
+    dwy.resize(k * c, 0.0);
+    linalg::matmul(k, c, k, zz, false, wy, false, dwy, false);
+    for (b, &lab) in labels.iter().enumerate() {
+        for r in 0..k {
+            dwy[r * c + lab as usize] -= sy * z[b * k + r];
+        }
+    }
+    for (wv, d) in wy.iter_mut().zip(dwy.iter()) {
+        *wv -= scale * d;
+    }
+}
 
 impl Hebbian {
     /// Oja's subspace update summed over the batch, into `dw` (K x inp): Z^T A - (Z^T Z) W,
@@ -141,7 +206,7 @@ pub static ACTIVATION_LEARNING: crate::rules::RuleEntry = crate::rules::RuleEntr
     build: |net, cx, rng| {
         let s: ActivationLearningSettings = cx.settings()?;
         let c = HebbConfig {
-            plasticity: Plasticity::Subspace,
+            plasticity: std::sync::Arc::new(Subspace),
             t_inv: vec![1.0],
             lr: s.hebb_lr,
             power_lr: 0.5,
