@@ -140,6 +140,18 @@ pub struct Trainer {
     pub cache_frozen: bool,
 }
 
+/// The complete training state of a `Trainer` (every parameter, feedback matrices included,
+/// the optimiser, the rule's own state, the RNG, the epoch count and the masks), to try
+/// something (fine-tuning at one sparsity) and come back to exactly where training stood.
+pub struct Snapshot {
+    params: Vec<Vec<f32>>,
+    opt: Optimizer,
+    rule: crate::rules::RuleState,
+    rng: Rng,
+    epochs_done: usize,
+    masks: Option<Masks>,
+}
+
 /// The evaluation-mode activations entering layer `layer` for every sample of one split, valid
 /// while the split's pixels and the prefix's parameters hash to `key`.
 struct Frozen {
@@ -192,6 +204,32 @@ impl Trainer {
             cache: Vec::new(),
             cache_frozen: true,
         })
+    }
+
+    /// The complete training state, for `restore`.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            params: self.net.params.iter().map(|p| p.data.clone()).collect(),
+            opt: self.opt.clone(),
+            rule: self.rule.save_state(),
+            rng: self.rng.clone(),
+            epochs_done: self.epochs_done,
+            masks: self.masks.clone(),
+        }
+    }
+
+    /// Back to a `snapshot` of this trainer: the next epoch, evaluation or fine-tuning is what
+    /// it would have been had nothing happened since.
+    pub fn restore(&mut self, s: &Snapshot) -> Result<(), String> {
+        for (p, d) in self.net.params.iter_mut().zip(&s.params) {
+            p.data.copy_from_slice(d);
+        }
+        self.opt = s.opt.clone();
+        self.rule.load_state(&s.rule)?;
+        self.rng = s.rng.clone();
+        self.epochs_done = s.epochs_done;
+        self.masks = s.masks.clone();
+        Ok(())
     }
 
     /// Index in `self.cache` of the features entering layer `layer` for `split`, computed (in

@@ -168,6 +168,41 @@ fn compare_flags_override_the_plan_and_bad_plans_fail() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("bad.toml"));
 }
 
+#[test]
+fn a_sparsity_point_does_not_depend_on_the_other_sparsities_listed() {
+    // Fine-tuning at one sparsity starts from the complete trained state (network, feedback,
+    // the rule's own state, optimiser, RNG) and leaves it as it found it: the 0.9 point and the
+    // noise evaluations after pruning are the same whether 0.5 was fine-tuned before or not.
+    // Rules with state of their own: Activation Learning (label weights, rates), DTP (learned
+    // inverses), pc-positive (learned feedback and its optimiser).
+    let d = tmp("sparsities");
+    let every = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/every-rule.toml");
+    let run = |sp: &str, out: &Path| {
+        ok(bin()
+            .arg("compare")
+            .arg(&every)
+            .args(["--rules", "activation-learning,dtp,pc-positive,fa", "--sparsities", sp, "--quiet", "--out"])
+            .arg(out));
+        let mut by: BTreeMap<(String, String), Value> = BTreeMap::new();
+        for (_, r) in records(out) {
+            by.insert((r["rule"].as_str().unwrap().into(), format!("{}|{}", r["fraction"], r["shots"])), r);
+        }
+        by
+    };
+    let (a, b) = (run("0,0.5,0.9", &d.join("a")), run("0,0.9", &d.join("b")));
+    assert_eq!(a.len(), 8);
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, ra) in &a {
+        let rb = &b[k];
+        let at = |r: &Value, s: f64| r["pruning"].as_array().unwrap().iter().find(|p| p["sparsity"] == s).cloned();
+        assert!(at(ra, 0.9).is_some(), "{k:?}: no 0.9 point");
+        assert_eq!(at(ra, 0.9), at(rb, 0.9), "{k:?}: the 0.9 point depends on fine-tuning at 0.5 before it");
+        for key in ["noise", "adversarial", "curve"] {
+            assert_eq!(ra[key], rb[key], "{k:?}: {key} depends on the sparsities listed");
+        }
+    }
+}
+
 /// A real one-node Slurm cluster (`shared/tools/slurm-local.sh`, started by `.ci/run`): a 4-task
 /// array over the smoke grid gives exactly the records of the same grid run in one process.
 /// Runs where `BIOLEARN_SLURM_TEST=1` (CI sets it after starting the cluster).

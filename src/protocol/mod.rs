@@ -124,7 +124,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
         if ok {
             match spec.gradual {
                 Some(s) => pruning.push(PrunePoint { sparsity: s, test_accuracy, finetuned_accuracy: None }),
-                None => pruning = oneshot_pruning(plan, &mut tr, &train, cfg.lr * schedule_floor(cfg), &ds.test),
+                None => pruning = oneshot_pruning(plan, &mut tr, &train, cfg.lr * schedule_floor(cfg), &ds.test)?,
             }
             noise_pts = noise_evals(plan, &mut tr, &ds.test, &loaded.norm, cfg.seed);
             adversarial = attack_evals(plan, &mut tr, &ds.test, &loaded.norm, cfg.seed);
@@ -170,9 +170,17 @@ fn schedule_floor(cfg: &crate::config::TrainConfig) -> f32 {
     }
 }
 
-fn oneshot_pruning(plan: &Plan, tr: &mut Trainer, train: &Split, ft_lr: f32, test: &Split) -> Vec<PrunePoint> {
-    let saved: Vec<Vec<f32>> = tr.net.params.iter().map(|p| p.data.clone()).collect();
-    let opt = tr.opt.clone();
+/// Each sparsity from the complete trained state (network, feedback, rule state, optimiser,
+/// RNG, epoch count), and back to it afterwards: a sparsity's point does not depend on which
+/// other sparsities the plan lists, nor do the evaluations that follow.
+fn oneshot_pruning(
+    plan: &Plan,
+    tr: &mut Trainer,
+    train: &Split,
+    ft_lr: f32,
+    test: &Split,
+) -> Result<Vec<PrunePoint>, String> {
+    let trained = tr.snapshot();
     let mut out = Vec::new();
     for &s in &plan.sparsities {
         let m = prune::global_magnitude_masks(&tr.net, s, plan.min_keep);
@@ -185,15 +193,11 @@ fn oneshot_pruning(plan: &Plan, tr: &mut Trainer, train: &Split, ft_lr: f32, tes
                 tr.train_epoch(train, ft_lr, |_, _| {});
             }
             finetuned = Some(tr.evaluate(test));
-            tr.masks = None;
-            tr.opt = opt.clone();
         }
         out.push(PrunePoint { sparsity: s, test_accuracy: acc, finetuned_accuracy: finetuned });
-        for (p, d) in tr.net.params.iter_mut().zip(&saved) {
-            p.data.copy_from_slice(d);
-        }
+        tr.restore(&trained)?;
     }
-    out
+    Ok(out)
 }
 
 /// White-box attacks through the trained network's input gradient; none for a rule whose
