@@ -203,6 +203,35 @@ fn a_sparsity_point_does_not_depend_on_the_other_sparsities_listed() {
     }
 }
 
+#[test]
+fn a_plans_validation_fraction_is_carved_before_the_runs_subset() {
+    // `[train] val_fraction` in a plan: each run records its validation accuracy per epoch, on
+    // a split carved from the whole training set before the fraction is taken (the same split
+    // for every fraction of a seed).
+    let d = tmp("val");
+    let p = d.join("val.toml");
+    std::fs::write(
+        &p,
+        "name = 'val'\ndata = 'digits'\narch = 'mlp:32'\nrules = ['bp']\nfractions = [0.5, 1.0]\nepochs = [2]\n\
+         seeds = 1\nthreads_per_run = 1\n[train]\nval_fraction = 0.2\n",
+    )
+    .unwrap();
+    ok(bin().arg("compare").arg(&p).args(["--quiet", "--out"]).arg(d.join("o")));
+    let recs = records(&d.join("o"));
+    assert_eq!(recs.len(), 2);
+    // 1438 digits training images, round(20%) of each class to validation: 1151 left; half
+    // of each class of those: 578. (`train --val-fraction 0.2` keeps the same 1151.)
+    let mut sizes: Vec<u64> = recs.values().map(|r| r["train_samples"].as_u64().unwrap()).collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, vec![578, 1151]);
+    for r in recs.values() {
+        for e in r["curve"].as_array().unwrap() {
+            let v = e["val_accuracy"].as_f64().expect("an epoch without validation accuracy");
+            assert!(v > 0.3 && v <= 1.0, "{v}");
+        }
+    }
+}
+
 /// A real one-node Slurm cluster (`shared/tools/slurm-local.sh`, started by `.ci/run`): a 4-task
 /// array over the smoke grid gives exactly the records of the same grid run in one process.
 /// Runs where `BIOLEARN_SLURM_TEST=1` (CI sets it after starting the cluster).

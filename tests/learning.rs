@@ -43,6 +43,22 @@ fn every_rule_learns_digits() {
 /// The Hebbian conv rules' preset networks need 28x28 inputs: two epochs (unsupervised, with
 /// the read-out trained alongside) on 1000 Fashion-MNIST training images, tested on 500
 /// (skipped, with a message, where the data set is not installed; CI installs it).
+/// The run's data set, or None (a skip, with a message) where it is not installed; under
+/// `BIOLEARN_REQUIRE_DATA=1` (set by `.ci/run`, which installs Fashion-MNIST) a missing data set
+/// fails the test instead.
+fn data_or_skip(cfg: &TrainConfig) -> Option<train::Loaded> {
+    match train::load_data(cfg) {
+        Ok(l) => Some(l),
+        Err(e) if std::env::var("BIOLEARN_REQUIRE_DATA").as_deref() == Ok("1") => {
+            panic!("BIOLEARN_REQUIRE_DATA=1 but the data set does not load: {e}")
+        }
+        Err(e) => {
+            eprintln!("{e}: skipped");
+            None
+        }
+    }
+}
+
 #[test]
 fn rules_on_conv_nets_learn_a_fashion_mnist_subset() {
     let rules: Vec<RuleName> = RuleName::all().into_iter().filter(|r| needs_larger_images(*r)).collect();
@@ -51,10 +67,7 @@ fn rules_on_conv_nets_learn_a_fashion_mnist_subset() {
         let t: toml::Table =
             format!("rule = '{rule}'\ndata = 'fashion-mnist'\nepochs = 2\nthreads = 2\nseed = 1").parse().unwrap();
         let cfg = TrainConfig::load(None, t).unwrap();
-        let Ok(mut l) = train::load_data(&cfg) else {
-            eprintln!("fashion-mnist not installed: skipped");
-            return;
-        };
+        let Some(mut l) = data_or_skip(&cfg) else { return };
         let keep =
             |s: &biolearn::data::Split, n: usize| biolearn::data::sampling::subset(s, &(0..n).collect::<Vec<_>>());
         l.ds.train = keep(&l.ds.train, 1000);
@@ -82,10 +95,7 @@ fn frozen_prefix_cache_changes_nothing() {
     for (toml, keep) in cases {
         let t: toml::Table = format!("{toml}\nepochs = 3\nthreads = 1").parse().unwrap();
         let cfg = TrainConfig::load(None, t).unwrap();
-        let Ok(mut l) = train::load_data(&cfg) else {
-            eprintln!("fashion-mnist not installed: skipped");
-            continue;
-        };
+        let Some(mut l) = data_or_skip(&cfg) else { continue };
         if keep > 0 {
             let sub = |s: &biolearn::data::Split| biolearn::data::sampling::subset(s, &(0..keep).collect::<Vec<_>>());
             l.ds.train = sub(&l.ds.train);
@@ -118,7 +128,7 @@ fn frozen_prefix_cache_changes_nothing() {
 }
 
 #[test]
-fn validation_split_is_stratified_and_disjoint() {
+fn train_with_val_fraction_holds_out_a_fifth_and_records_its_accuracy() {
     let cfg = TrainConfig { epochs: 1, val_fraction: 0.2, threads: 1, ..TrainConfig::default() };
     let (r, _) = train::run(&cfg, &Default::default(), &mut |_| {}).unwrap();
     assert_eq!(r.data.train + r.data.val, 1438);

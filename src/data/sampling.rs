@@ -72,6 +72,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn validation_split_is_stratified_disjoint_and_complete() {
+        // Every sample tagged by its index in its pixels: the two parts must partition the
+        // training set, and each class must give round(fraction * count) to validation.
+        let (n, classes) = (1000, 7);
+        let mut rng = Rng::new(5);
+        let y: Vec<u32> = (0..n).map(|_| rng.below(classes) as u32).collect();
+        let x: Vec<f32> = (0..n).flat_map(|i| [i as f32, 0.5]).collect();
+        let train = Split { x, y, n, dim: 2 };
+        for fraction in [0.1f32, 0.25, 0.5] {
+            let (t, v) = split_validation(&train, classes, fraction, &mut Rng::new(9));
+            let ids = |s: &Split| -> Vec<usize> { (0..s.n).map(|i| s.x[i * 2] as usize).collect() };
+            let (ti, vi) = (ids(&t), ids(&v));
+            let mut all: Vec<usize> = ti.iter().chain(&vi).copied().collect();
+            all.sort_unstable();
+            assert_eq!(all, (0..n).collect::<Vec<_>>(), "not a partition of the training set");
+            for (s, idx) in [(&t, &ti), (&v, &vi)] {
+                for (k, &i) in idx.iter().enumerate() {
+                    assert_eq!(s.y[k], train.y[i], "a sample lost its label");
+                }
+            }
+            for c in 0..classes as u32 {
+                let total = train.y.iter().filter(|&&l| l == c).count();
+                let in_val = v.y.iter().filter(|&&l| l == c).count();
+                assert_eq!(in_val, (total as f32 * fraction).round() as usize, "class {c} at {fraction}");
+            }
+            let (_, v2) = split_validation(&train, classes, fraction, &mut Rng::new(10));
+            assert_ne!(ids(&v2), vi, "the split must depend on the seed");
+        }
+    }
+
+    #[test]
     fn stratified_fraction_keeps_class_shares() {
         let ds = crate::data::load(crate::data::DataName::Digits, None).unwrap();
         let s = stratified_fraction(&ds.train, 10, 0.2, &mut Rng::new(1));

@@ -57,9 +57,17 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
         let mut rng = Rng::new(cfg.seed);
         let input = Shape::new(ds.channels, ds.height, ds.width);
         let mut tr = Trainer::new(cfg, input, ds.num_classes, &mut rng)?;
+        // A validation split first (the same one `train` carves for this seed, whatever the
+        // fraction or shots), then the run's subset of the rest.
+        let (pool, val) = if cfg.val_fraction > 0.0 {
+            let (t, v) = sampling::split_validation(&ds.train, ds.num_classes, cfg.val_fraction, &mut rng.fork());
+            (std::borrow::Cow::Owned(t), Some(v))
+        } else {
+            (std::borrow::Cow::Borrowed(&ds.train), None)
+        };
         let train = match spec.shots {
-            Some(k) => sampling::per_class(&ds.train, ds.num_classes, k, &mut rng.fork()),
-            None => sampling::stratified_fraction(&ds.train, ds.num_classes, spec.fraction, &mut rng.fork()),
+            Some(k) => sampling::per_class(&pool, ds.num_classes, k, &mut rng.fork()),
+            None => sampling::stratified_fraction(&pool, ds.num_classes, spec.fraction, &mut rng.fork()),
         };
         if spec.train_noise > 0.0 {
             tr.train_noise = Some((spec.train_noise, loaded.norm.clone()));
@@ -96,7 +104,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
             None => train::Progressed::default(),
         };
         let mut hooks = Around { gradual: spec.gradual, min_keep: plan.min_keep, epochs: cfg.epochs, checkpoint };
-        let splits = train::Splits { train: &train, val: None, test: Some(&ds.test) };
+        let splits = train::Splits { train: &train, val: val.as_ref(), test: Some(&ds.test) };
         let done = tr.fit(splits, start, cfg.epochs, &mut hooks)?;
         let diverged_epoch = done.diverged.as_ref().map(|d| d.epoch);
         let curve: Vec<EpochPoint> = done
@@ -107,6 +115,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
                 test_accuracy: r.test_accuracy,
                 train_loss: r.train_loss,
                 train_accuracy: r.train_accuracy,
+                val_accuracy: r.val_accuracy,
             })
             .collect();
         let accs: Vec<f64> = curve.iter().map(|p| p.test_accuracy).collect();

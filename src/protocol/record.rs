@@ -18,6 +18,9 @@ pub struct EpochPoint {
     pub test_accuracy: f64,
     pub train_loss: f64,
     pub train_accuracy: f64,
+    /// Accuracy on the validation split carved from the training set (`val_fraction` > 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<f64>,
 }
 
 /// Test accuracy after training for `epochs` epochs (an epoch budget).
@@ -133,7 +136,7 @@ mod tests {
             epochs: 1,
             status: Status::Ok,
             diverged_epoch: None,
-            curve: vec![EpochPoint { epoch: 1, test_accuracy: 0.5, train_loss: 1.0, train_accuracy: 0.4 }],
+            curve: vec![EpochPoint { epoch: 1, test_accuracy: 0.5, train_loss: 1.0, train_accuracy: 0.4, val_accuracy: None }],
             test_accuracy: 0.5,
             budgets: vec![BudgetPoint { epochs: 1, test_accuracy: 0.5 }],
             epochs_to_stable: Some(1),

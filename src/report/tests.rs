@@ -19,6 +19,7 @@ fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: 
             test_accuracy: acc - 0.05 * (epochs - e) as f64,
             train_loss: 1.0 / e as f64,
             train_accuracy: acc + 0.01,
+            val_accuracy: None,
         })
         .collect();
     Record {
