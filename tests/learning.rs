@@ -135,3 +135,42 @@ fn train_with_val_fraction_holds_out_a_fifth_and_records_its_accuracy() {
     assert!((r.data.val as f64 - 0.2 * 1438.0).abs() < 10.0);
     assert!(r.epochs[0].val_accuracy.is_some());
 }
+
+/// Hebbian layers learn by their own rule only: with momentum and weight decay on, the read-out
+/// epochs that follow the unsupervised one leave every Hebbian weight bit for bit (the optimiser
+/// trains the read-out alone) while the read-out moves; and the unsupervised epoch's change of a
+/// Hebbian layer does not depend on the optimiser's settings.
+#[test]
+fn hebbian_layers_are_untouched_by_the_optimiser_with_momentum_and_decay() {
+    use biolearn::nn::Shape;
+    use biolearn::rng::Rng;
+    let build = |opt: &str| {
+        let t: toml::Table = format!(
+            "rule = 'softhebb'\narch = 'softhebb-mlp:50'\nhebb_epochs = 1\nthreads = 1\nschedule = 'constant'\n{opt}"
+        )
+        .parse()
+        .unwrap();
+        let cfg = TrainConfig::load(None, t).unwrap();
+        let l = train::load_data(&cfg).unwrap();
+        let shape = Shape::new(l.ds.channels, l.ds.height, l.ds.width);
+        let tr = train::Trainer::new(&cfg, shape, l.ds.num_classes, &mut Rng::new(3)).unwrap();
+        (tr, l, cfg.lr)
+    };
+    let (mut tr, l, lr) = build("optimizer = 'sgd'\nlr = 0.05\nmomentum = 0.9\nweight_decay = 0.01");
+    let wl = tr.net.weight_layers();
+    let (hebb, head) = (tr.net.layers[wl[0]].weight().unwrap(), tr.net.layers[*wl.last().unwrap()].weight().unwrap());
+    let init = tr.net.params[hebb].data.clone();
+    tr.train_epoch(&l.ds.train, lr, |_, _| {}); // unsupervised
+    let after_hebb = tr.net.params[hebb].data.clone();
+    assert_ne!(after_hebb, init, "the Hebbian layer did not learn");
+    let head_before = tr.net.params[head].data.clone();
+    for _ in 0..2 {
+        tr.train_epoch(&l.ds.train, lr, |_, _| {}); // read-out
+    }
+    assert_eq!(tr.net.params[hebb].data, after_hebb, "the optimiser moved a Hebbian layer");
+    assert_ne!(tr.net.params[head].data, head_before, "the read-out did not learn");
+    // Same seed, another optimiser (Adam, no decay): the same unsupervised change.
+    let (mut tr2, l2, lr2) = build("optimizer = 'adam'\nlr = 0.001");
+    tr2.train_epoch(&l2.ds.train, lr2, |_, _| {});
+    assert_eq!(tr2.net.params[hebb].data, after_hebb, "the optimiser reached the Hebbian update");
+}
