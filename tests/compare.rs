@@ -94,7 +94,11 @@ fn resume_after_kill_9_gives_exactly_the_uninterrupted_records() {
     assert!(out.contains("12 runs"), "{out}");
     // The runs killed part-way continued from their checkpoints, removed once recorded.
     let left: Vec<_> = std::fs::read_dir(part.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(left.is_empty(), "checkpoints left after the sweep finished: {left:?}\n{}", std::fs::read_to_string(&file).unwrap());
+    assert!(
+        left.is_empty(),
+        "checkpoints left after the sweep finished: {left:?}\n{}",
+        std::fs::read_to_string(&file).unwrap()
+    );
     let got = records(&part);
     assert_eq!(got.len(), 12);
     assert_eq!(got, want, "resumed sweep differs from the uninterrupted one");

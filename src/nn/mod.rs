@@ -482,9 +482,7 @@ impl Network {
             let dx = &mut glo[i][..n * self.shapes[i].len()];
             let x = &ws.acts[i][..n * self.shapes[i].len()];
             let y = &ws.acts[i + 1][..n * self.shapes[i + 1].len()];
-            let fb = |w: usize| -> &[f32] {
-                &self.params[feedback.and_then(|f| f[i]).unwrap_or(w)].data
-            };
+            let fb = |w: usize| -> &[f32] { &self.params[feedback.and_then(|f| f[i]).unwrap_or(w)].data };
             match &self.layers[i] {
                 Layer::Dense { w, b, inp, out } => {
                     dense_backward(g, x, n, *inp, *out, grads, *w, *b, need_dx.then(|| (fb(*w), dx)));
