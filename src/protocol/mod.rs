@@ -366,7 +366,7 @@ fn run_plan_inner(
     // write, leaves files no run will continue from.
     clean_checkpoints(out, &mine, &done);
     let total = mine.len();
-    let todo: Vec<RunSpec> = mine.iter().filter(|r| !done.contains(&r.id)).cloned().collect();
+    let todo: Vec<RunSpec> = mine.into_iter().filter(|r| !done.contains(&r.id)).collect();
     let skipped = total - todo.len();
     let summary = |ran, diverged| Summary { total, skipped, ran, diverged, file: file.clone() };
     if todo.is_empty() {
@@ -436,8 +436,6 @@ fn run_plan_inner(
     if let Some(e) = first_err.into_inner().unwrap() {
         return Err(e);
     }
-    // Every run of this shard is recorded: none of its checkpoints is needed any more.
-    clean_checkpoints(out, &mine, &done_ids(out)?);
     Ok(summary(ran, diverged))
 }
 
