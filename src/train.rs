@@ -184,9 +184,7 @@ impl Trainer {
             .rule
             .build(&mut net, &cfg.build_context(), &mut rng.fork())
             .map_err(|e| format!("rule {}: {e}", cfg.rule))?;
-        // Moments for what the optimiser trains (none for buffers and feedback matrices).
-        let sizes: Vec<usize> = net.params.iter().map(|p| if p.trainable() { p.data.len() } else { 0 }).collect();
-        let opt = Optimizer::new(cfg.optim(), &sizes);
+        let opt = Optimizer::new(cfg.optim(), &net.update_sizes());
         let grads = net.zero_grads();
         Ok(Trainer {
             net,

@@ -280,10 +280,15 @@ impl Network {
     pub fn num_trainable(&self) -> usize {
         self.params.iter().filter(|p| p.trainable()).map(|p| p.data.len()).sum()
     }
-    /// Zeroed gradient buffers shaped like the parameters (empty for feedback matrices: no
-    /// gradient of the loss trains them).
+    /// Per parameter: the length of its update and optimiser moments, its size where it is
+    /// `trainable`, else 0 (buffers and feedback matrices have neither).
+    pub fn update_sizes(&self) -> Vec<usize> {
+        self.params.iter().map(|p| if p.trainable() { p.data.len() } else { 0 }).collect()
+    }
+
+    /// Zeroed update buffers (`update_sizes` long).
     pub fn zero_grads(&self) -> Vec<Vec<f32>> {
-        self.params.iter().map(|p| vec![0.0; if p.kind.is_feedback() { 0 } else { p.data.len() }]).collect()
+        self.update_sizes().into_iter().map(|n| vec![0.0; n]).collect()
     }
 
     /// Add a parameter that no layer reads (a rule's feedback matrix); returns its index.

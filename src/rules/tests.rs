@@ -111,8 +111,7 @@ fn sign_symmetry_feedback_tracks_sign_of_w_after_every_step() {
         let mut net = mlp(11);
         let (x, y) = batch(&net, 6, 12);
         let mut rule = FeedbackAlignment::new(mode, &mut net, &mut Rng::new(13));
-        let sizes: Vec<usize> = net.params.iter().map(|p| if p.trainable() { p.data.len() } else { 0 }).collect();
-        let mut opt = Optimizer::new(OptimConfig { lr: 0.5, ..Default::default() }, &sizes);
+        let mut opt = Optimizer::new(OptimConfig { lr: 0.5, ..Default::default() }, &net.update_sizes());
         let mut ws = Workspace::default();
         let mut prev: Option<Vec<f32>> = None;
         let mut rng = Rng::new(14);
@@ -189,8 +188,7 @@ fn feedback_matrices_are_network_parameters_that_only_their_rule_changes() {
             assert!(p.name.starts_with("feedback.") && !p.trainable(), "{name}: {}", p.name);
         }
         let before = net.params.clone();
-        let sizes: Vec<usize> = net.params.iter().map(|p| if p.trainable() { p.data.len() } else { 0 }).collect();
-        let mut opt = Optimizer::new(oc, &sizes);
+        let mut opt = Optimizer::new(oc, &net.update_sizes());
         let (x, y) = batch(&net, 8, 93);
         let (mut ws, mut g) = (Workspace::default(), net.zero_grads());
         for _ in 0..5 {
@@ -317,8 +315,7 @@ mod predictive_coding {
     fn ipc_batch(net: &mut Network, steps: usize, lr: f32, x: &[f32], y: &[u32]) -> (Vec<Vec<f32>>, u64, Vec<f64>) {
         let cfg = PcConfig { steps, gamma: 0.1, momentum: 0.0, incremental: true, ..PcConfig::default() };
         let mut pc = PredictiveCoding::new(net, cfg).unwrap();
-        let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
-        let mut opt = Optimizer::new(OptimConfig { lr, ..Default::default() }, &sizes);
+        let mut opt = Optimizer::new(OptimConfig { lr, ..Default::default() }, &net.update_sizes());
         let before: Vec<Vec<f32>> = net.params.iter().map(|p| p.data.clone()).collect();
         let mut ws = Workspace::default();
         net.prepare(&mut ws, y.len());
@@ -573,8 +570,7 @@ mod target_prop {
         let saved: Vec<Vec<f32>> = net.params.iter().map(|p| p.data.clone()).collect();
         // The inverses learn in `train_batch` (through the Updater's local entry); a zero
         // learning rate keeps the forward weights where they are.
-        let sizes: Vec<usize> = net.params.iter().map(|p| if p.trainable() { p.data.len() } else { 0 }).collect();
-        let mut opt = Optimizer::new(OptimConfig::default(), &sizes);
+        let mut opt = Optimizer::new(OptimConfig::default(), &net.update_sizes());
         let (mut ws, mut g) = (Workspace::default(), net.zero_grads());
         for _ in 0..40 {
             net.prepare(&mut ws, y.len());
@@ -718,8 +714,7 @@ mod pc_positive {
         let oc = OptimConfig { lr: 1.0, ..Default::default() };
         let cfg = PcPositiveConfig { steps: 5, gamma: 0.2, feedback: Feedback::Learned, relu: true };
         let mut r = PcPositive::new(&mut net, cfg, oc, &mut Rng::new(3)).unwrap();
-        let sizes: Vec<usize> = net.params.iter().map(|p| if p.trainable() { p.data.len() } else { 0 }).collect();
-        let mut opt = Optimizer::new(oc, &sizes);
+        let mut opt = Optimizer::new(oc, &net.update_sizes());
         let dist = |r: &PcPositive, net: &Network| -> f64 {
             let wl = net.weight_layers();
             wl[1..]
@@ -783,8 +778,7 @@ mod softhebb {
         c.hebb_batch = 4;
         let mut rule = SoftHebb::new(&net, c).unwrap();
         rule.init_weights(&mut net, &mut Rng::new(2));
-        let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
-        let mut opt = Optimizer::new(OptimConfig::default(), &sizes);
+        let mut opt = Optimizer::new(OptimConfig::default(), &net.update_sizes());
         let (mut ws, mut g) = (Workspace::default(), net.zero_grads());
         let (w0, w1) = (net.layers[0].weight().unwrap(), net.layers[1].weight().unwrap());
         for epoch in 0..2 {
@@ -829,8 +823,7 @@ mod softhebb {
         assert!(net.params[b].data.iter().all(|&v| (v - half).abs() < 1e-6), "{:?}", net.params[b].data);
         // Neuron 0 points at the inputs: it wins most of the soft competition.
         net.params[0].data.copy_from_slice(&[1.0, 1.0, 1.0, -1.0, 0.0, 0.0]);
-        let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
-        let mut opt = Optimizer::new(OptimConfig::default(), &sizes);
+        let mut opt = Optimizer::new(OptimConfig::default(), &net.update_sizes());
         let (mut ws, mut g) = (Workspace::default(), net.zero_grads());
         net.prepare(&mut ws, 4);
         ws.input_mut().copy_from_slice(&[1.0, 0.5, 0.2, 0.3, 0.9, 0.4, 0.8, 0.8, 0.1, 0.2, 0.3, 1.0]);
@@ -882,7 +875,7 @@ mod softhebb {
 
     /// Train `rule` on batches from `data`; the read-out by Adam at 0.05.
     fn train(rule: &mut SoftHebb, net: &mut Network, data: &[(Vec<f32>, u32)], batches: usize, hebb: usize) {
-        let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
+        let sizes = net.update_sizes();
         let oc = OptimConfig { kind: crate::optim::OptimizerKind::Adam, lr: 0.05, ..Default::default() };
         let mut opt = Optimizer::new(oc, &sizes);
         let mut ws = Workspace::default();
@@ -1050,8 +1043,7 @@ mod hebb_wta {
         let pattern: Vec<f32> = (0..36).map(|i| if (i / 6 + i % 6) % 2 == 0 { 1.0 } else { 0.0 }).collect();
         net.params[0].data[..9].copy_from_slice(&[1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
         normalize_rows(&mut net.params[0].data, 4, 9);
-        let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
-        let mut opt = Optimizer::new(OptimConfig::default(), &sizes);
+        let mut opt = Optimizer::new(OptimConfig::default(), &net.update_sizes());
         let mut rng = Rng::new(4);
         let mut ws = Workspace::default();
         let mut g = net.zero_grads();
@@ -1172,8 +1164,7 @@ mod activation_learning {
                 want[r * (d + c) + j] += lr as f64 / 2.0 * (hebb[r * (d + c) + j] - decay);
             }
         }
-        let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
-        let mut opt = Optimizer::new(OptimConfig::default(), &sizes);
+        let mut opt = Optimizer::new(OptimConfig::default(), &net.update_sizes());
         let mut ws = Workspace::default();
         let mut g = net.zero_grads();
         net.prepare(&mut ws, 2);
