@@ -72,13 +72,6 @@ pub enum ParamKind {
     LearnedFeedback,
 }
 
-impl ParamKind {
-    /// A rule's feedback path (fixed or learned), not part of the forward network.
-    pub fn is_feedback(self) -> bool {
-        matches!(self, ParamKind::Feedback | ParamKind::LearnedFeedback)
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct Param {
     pub name: String,

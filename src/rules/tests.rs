@@ -578,7 +578,7 @@ mod target_prop {
             let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None };
             tp.train_batch(&mut Step::new(&mut net, &mut ws, &y, Loss::Ce, &mut g, &mut Rng::new(1)), &mut upd);
         }
-        for (p, d) in net.params.iter_mut().zip(&saved).filter(|(p, _)| !p.kind.is_feedback()) {
+        for (p, d) in net.params.iter_mut().zip(&saved).filter(|(p, _)| p.trainable()) {
             assert_eq!(&p.data, d, "the rule must not touch the forward weights itself");
         }
         let after = recon(&tp, &mut net);

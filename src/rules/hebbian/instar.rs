@@ -107,17 +107,7 @@ pub static HEBB_WTA: crate::rules::RuleEntry = crate::rules::RuleEntry {
     settings: crate::rules::SettingsKind::of::<HebbWtaSettings>(),
     build: |net, cx, rng| {
         let s: HebbWtaSettings = cx.settings()?;
-        let c = HebbConfig {
-            plasticity: std::sync::Arc::new(Instar { mu: s.hebb_mu }),
-            // The thresholds start at ln(1/K) / t_inv with t_inv 1 (the rule has no temperature).
-            t_inv: vec![1.0],
-            lr: s.hebb_lr,
-            power_lr: 0.5,
-            hebb_epochs: s.hebb_epochs,
-            hebb_batch: s.hebb_batch,
-            greedy: s.hebb_greedy,
-            label: 0.0,
-        };
+        let c = HebbConfig::new(Instar { mu: s.hebb_mu }, s.hebb_lr, s.hebb_epochs, s.hebb_batch, s.hebb_greedy);
         build_hebbian(net, c, rng)
     },
 };

@@ -168,6 +168,23 @@ pub struct HebbConfig {
     pub label: f32,
 }
 
+impl HebbConfig {
+    /// The settings every Hebbian rule has (rates per layer, unsupervised epochs, micro-batch,
+    /// greedy schedule); temperature 1, rate power 0.5 and no label until a rule sets them.
+    pub fn new(plasticity: impl Plasticity + 'static, lr: Vec<f32>, hebb_epochs: usize, hebb_batch: usize, greedy: bool) -> Self {
+        HebbConfig {
+            plasticity: std::sync::Arc::new(plasticity),
+            t_inv: vec![1.0],
+            lr,
+            power_lr: 0.5,
+            hebb_epochs,
+            hebb_batch,
+            greedy,
+            label: 0.0,
+        }
+    }
+}
+
 pub struct Hebbian {
     pub cfg: HebbConfig,
     /// Layer indices of the Hebbian weight layers.
@@ -325,9 +342,6 @@ impl Hebbian {
     /// (0-based) `epoch` (a greedy unsupervised epoch trains its own layer only).
     fn hebbian_step(&mut self, net: &mut Network, epoch: usize) {
         let n = self.micro.n;
-        let mut yu = std::mem::take(&mut self.yu);
-        let mut y = std::mem::take(&mut self.y);
-        let mut dw = std::mem::take(&mut self.dw);
         for j in 0..self.hebb.len() {
             if self.cfg.greedy && j != epoch {
                 continue;
@@ -335,7 +349,7 @@ impl Hebbian {
             let i = self.hebb[j];
             let (k, inp) = Self::rows(net, i);
             let p = net.shapes[i + 1].len() / k;
-            yu.resize(k, 0.0);
+            self.yu.resize(k, 0.0);
             let mut l = LayerStep {
                 i,
                 k,
@@ -346,9 +360,9 @@ impl Hebbian {
                 lr: Self::per_layer(&self.cfg.lr, j),
                 eta: &self.eta[j],
                 micro: &self.micro,
-                y: &mut y,
-                yu: &mut yu,
-                dw: &mut dw,
+                y: &mut self.y,
+                yu: &mut self.yu,
+                dw: &mut self.dw,
                 db: &mut self.db,
             };
             self.cfg.plasticity.update(net, &mut l);
@@ -357,13 +371,10 @@ impl Hebbian {
                 let scale = Self::per_layer(&self.cfg.lr, j) / n as f32;
                 let sy = self.label_scales().1;
                 let z = &self.micro.acts[i + 1][..n * k];
-                subspace::label_update(&mut self.wy, &mut self.dwy, &self.labels, sy, &y, z, k, scale);
+                subspace::label_update(&mut self.wy, &mut self.dwy, &self.labels, sy, &self.y, z, k, scale);
             }
             self.update_rates(net, j);
         }
-        self.y = y;
-        self.dw = dw;
-        self.yu = yu;
     }
 }
 

@@ -173,22 +173,6 @@ fn check_soft(epochs: usize, batch: usize, lr: &[f32], t_inv: &[f32], power_lr: 
     crate::rules::settings::non_negative("hebb_power_lr", power_lr)
 }
 
-/// SoftHebb's plasticity (single layer, or `anti` for multilayer SoftHebb's anti-Hebbian
-/// non-winners) from its settings' values.
-#[allow(clippy::too_many_arguments)]
-fn soft_config(
-    anti: bool,
-    t_inv: Vec<f32>,
-    lr: Vec<f32>,
-    power_lr: f32,
-    hebb_epochs: usize,
-    hebb_batch: usize,
-    greedy: bool,
-) -> HebbConfig {
-    let plasticity = std::sync::Arc::new(SoftWta { anti });
-    HebbConfig { plasticity, t_inv, lr, power_lr, hebb_epochs, hebb_batch, greedy, label: 0.0 }
-}
-
 pub static SOFTHEBB: crate::rules::RuleEntry = crate::rules::RuleEntry {
     name: "softhebb",
     summary: "SoftHebb, one layer: soft winner-take-all Hebbian plasticity with adaptive per-neuron rates (and the log-prior bias rule on `softhebb-mlp:H/bias`), no feedback; unsupervised for hebb_epochs, the linear read-out trained by backprop through the read-out only (Adam) on the frozen features",
@@ -203,7 +187,11 @@ pub static SOFTHEBB: crate::rules::RuleEntry = crate::rules::RuleEntry {
     settings: crate::rules::SettingsKind::of::<SoftHebbSettings>(),
     build: |net, cx, rng| {
         let s: SoftHebbSettings = cx.settings()?;
-        let c = soft_config(false, s.hebb_t_inv, s.hebb_lr, s.hebb_power_lr, s.hebb_epochs, s.hebb_batch, s.hebb_greedy);
+        let c = HebbConfig {
+            t_inv: s.hebb_t_inv,
+            power_lr: s.hebb_power_lr,
+            ..HebbConfig::new(SoftWta { anti: false }, s.hebb_lr, s.hebb_epochs, s.hebb_batch, s.hebb_greedy)
+        };
         build_hebbian(net, c, rng)
     },
 };
@@ -222,7 +210,11 @@ pub static SOFTHEBB_DEEP: crate::rules::RuleEntry = crate::rules::RuleEntry {
     settings: crate::rules::SettingsKind::of::<SoftHebbDeepSettings>(),
     build: |net, cx, rng| {
         let s: SoftHebbDeepSettings = cx.settings()?;
-        let c = soft_config(true, s.hebb_t_inv, s.hebb_lr, s.hebb_power_lr, s.hebb_epochs, s.hebb_batch, s.hebb_greedy);
+        let c = HebbConfig {
+            t_inv: s.hebb_t_inv,
+            power_lr: s.hebb_power_lr,
+            ..HebbConfig::new(SoftWta { anti: true }, s.hebb_lr, s.hebb_epochs, s.hebb_batch, s.hebb_greedy)
+        };
         build_hebbian(net, c, rng)
     },
 };

@@ -206,14 +206,8 @@ pub static ACTIVATION_LEARNING: crate::rules::RuleEntry = crate::rules::RuleEntr
     build: |net, cx, rng| {
         let s: ActivationLearningSettings = cx.settings()?;
         let c = HebbConfig {
-            plasticity: std::sync::Arc::new(Subspace),
-            t_inv: vec![1.0],
-            lr: s.hebb_lr,
-            power_lr: 0.5,
-            hebb_epochs: s.hebb_epochs,
-            hebb_batch: s.hebb_batch,
-            greedy: s.hebb_greedy,
             label: s.al_label,
+            ..HebbConfig::new(Subspace, s.hebb_lr, s.hebb_epochs, s.hebb_batch, s.hebb_greedy)
         };
         build_hebbian(net, c, rng)
     },
