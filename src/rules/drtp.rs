@@ -79,15 +79,7 @@ mod tests {
 
     /// 2-2-2 ReLU MLP with hand-set weights (out x in) and zero biases, B set by hand.
     fn net22() -> (Network, Drtp) {
-        let mut net = Builder::new(Shape::flat(2), Init::Torch, &mut Rng::new(1))
-            .dense(2, true)
-            .act(Activation::Relu)
-            .dense(2, true)
-            .build();
-        net.params[0].data.copy_from_slice(&[0.5, -0.25, 0.75, 1.0]);
-        net.params[1].data.fill(0.0);
-        net.params[2].data.copy_from_slice(&[1.0, -0.5, 0.25, 2.0]);
-        net.params[3].data.fill(0.0);
+        let mut net = crate::rules::tests::net22(Activation::Relu);
         let r = Drtp::new(&mut net, &mut Rng::new(3));
         // B (D x K = 2 x 2): row d, column class.
         net.params[r.fb.feedback[0].1].data.copy_from_slice(&[0.3, -0.7, 0.9, 0.2]);

@@ -24,6 +24,18 @@ pub(crate) fn grads_of(rule: &mut dyn Rule, net: &mut Network, x: &[f32], y: &[u
     g
 }
 
+/// 2-2-2 MLP with hidden activation `act`, hand-set weights W0 = [[0.5, -0.25], [0.75, 1]],
+/// W1 = [[1, -0.5], [0.25, 2]] (out x in) and zero biases: the nets of the hand-worked tests.
+pub(crate) fn net22(act: Activation) -> Network {
+    let mut net =
+        Builder::new(Shape::flat(2), Init::Torch, &mut Rng::new(1)).dense(2, true).act(act).dense(2, true).build();
+    net.params[0].data.copy_from_slice(&[0.5, -0.25, 0.75, 1.0]);
+    net.params[1].data.fill(0.0);
+    net.params[2].data.copy_from_slice(&[1.0, -0.5, 0.25, 2.0]);
+    net.params[3].data.fill(0.0);
+    net
+}
+
 /// ||a - b|| / ||b|| over all tensors.
 fn rel_err(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
     let (mut num, mut den) = (0.0f64, 0.0f64);
@@ -591,20 +603,6 @@ mod pc_positive {
     use crate::nn::activation::sigmoid;
     use crate::rules::pc_positive::{Feedback, PcPositive, PcPositiveConfig};
 
-    /// 2-2-2 sigmoid MLP with hand-set weights (out x in) and zero biases.
-    fn net22() -> Network {
-        let mut net = Builder::new(Shape::flat(2), Init::Torch, &mut Rng::new(1))
-            .dense(2, true)
-            .act(Activation::Sigmoid)
-            .dense(2, true)
-            .build();
-        net.params[0].data.copy_from_slice(&[0.5, -0.25, 0.75, 1.0]);
-        net.params[1].data.fill(0.0);
-        net.params[2].data.copy_from_slice(&[1.0, -0.5, 0.25, 2.0]);
-        net.params[3].data.fill(0.0);
-        net
-    }
-
     fn run(net: &mut Network, steps: usize, gamma: f32, feedback: Feedback, relu: bool) -> (Vec<Vec<f32>>, PcPositive) {
         let cfg = PcPositiveConfig { steps, gamma, feedback, relu };
         let mut r = PcPositive::new(net, cfg, OptimConfig::default(), &mut Rng::new(3)).unwrap();
@@ -640,7 +638,7 @@ mod pc_positive {
         // Updates (as gradients, the optimiser subtracts them): dW0 = -delta0^T x, dW1 = -delta1^T a1n.
         let want_w0 = [-d0[0], -2.0 * d0[0], -d0[1], -2.0 * d0[1]];
         let want_w1 = [-d1n[0] * a1n[0], -d1n[0] * a1n[1], -d1n[1] * a1n[0], -d1n[1] * a1n[1]];
-        let mut net = net22();
+        let mut net = net22(Activation::Sigmoid);
         let (grads, r) = run(&mut net, 1, 0.5, Feedback::Transpose, true);
         for (got, want) in [(&grads[0], &want_w0[..]), (&grads[1], &d0.map(|v| -v)[..]), (&grads[2], &want_w1[..])] {
             for (a, b) in got.iter().zip(want) {
