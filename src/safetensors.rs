@@ -12,22 +12,37 @@ pub struct Tensor<'a> {
     pub data: &'a [f32],
 }
 
+/// The crate's view of a tensor: its bytes made one tensor at a time, while the file is
+/// assembled (no second copy of the whole model).
+impl ::safetensors::View for &Tensor<'_> {
+    fn dtype(&self) -> ::safetensors::Dtype {
+        ::safetensors::Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        self.data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>().into()
+    }
+    fn data_len(&self) -> usize {
+        self.data.len() * 4
+    }
+}
+
 /// Write `tensors` (F32, little-endian) and `metadata` to `path` with the `safetensors` crate.
 pub fn save(path: &Path, tensors: &[Tensor], metadata: &BTreeMap<String, String>) -> std::io::Result<()> {
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
-    let views = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|(t, b)| {
-            ::safetensors::tensor::TensorView::new(::safetensors::Dtype::F32, t.shape.clone(), b)
-                .map(|v| (t.name.clone(), v))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    if let Some(t) = tensors.iter().find(|t| t.shape.iter().product::<usize>() != t.data.len()) {
+        return Err(std::io::Error::other(format!(
+            "tensor '{}': shape {:?} does not hold {} values",
+            t.name,
+            t.shape,
+            t.data.len()
+        )));
+    }
     let meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let meta = (!meta.is_empty()).then_some(meta);
+    let views = tensors.iter().map(|t| (t.name.as_str(), t));
     let file = ::safetensors::serialize(views, meta).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
-    drop(bytes);
     // Atomic: written whole to `PATH.tmp` (a name the caller knows, so a process killed
     // mid-write leaves nothing it cannot clean up; the crate's own writer uses a random
     // temporary name), then renamed over `path`.
