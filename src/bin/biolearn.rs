@@ -3,10 +3,11 @@
 use anyhow::{bail, Context, Result};
 use biolearn::config::TrainConfig;
 use biolearn::data;
+use biolearn::data::noise::NoiseKind;
 use biolearn::nn::{Activation, Init, Loss};
 use biolearn::optim::{OptimizerKind, ScheduleKind};
 use biolearn::protocol::plan::{parse_shard, Plan, PruneMode};
-use biolearn::protocol::{run_plan, SweepEvent};
+use biolearn::protocol::{self, run_plan, SweepEvent};
 use biolearn::rules::RuleName;
 use biolearn::train::{self, Progress};
 use clap::{Args, Parser, Subcommand};
@@ -727,32 +728,18 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         let mut tr = train::load_model(&file, &cfg, &l.ds).map_err(anyhow::Error::msg)?;
         let mut rows = vec![("test".to_string(), tr.evaluate(&l.ds.test))];
         for &std in &a.noise {
-            let mut noisy = l.ds.test.clone();
             let mut rng = biolearn::rng::Rng::new(a.seed);
-            biolearn::data::noise::corrupt(
-                &mut noisy.x,
-                &l.norm,
-                biolearn::data::noise::NoiseKind::Gaussian,
-                std,
-                &mut rng,
-            );
-            rows.push((format!("gaussian noise {std}"), tr.evaluate(&noisy)));
+            let acc = protocol::noisy_accuracy(&mut tr, &l.ds.test, &l.norm, NoiseKind::Gaussian, std, &mut rng);
+            rows.push((format!("gaussian noise {std}"), acc));
         }
-        let saved: Vec<Vec<f32>> = tr.net.params.iter().map(|p| p.data.clone()).collect();
-        for &s in &a.sparsity {
-            if !(0.0..1.0).contains(&s) {
-                bail!("--sparsity {s}: must be in [0, 1)");
-            }
-            let masks = biolearn::nn::prune::global_magnitude_masks(
-                &tr.net,
-                s,
-                biolearn::protocol::plan::Plan::default().min_keep,
-            );
-            biolearn::nn::prune::apply(&mut tr.net, &masks);
-            rows.push((format!("sparsity {s}"), tr.evaluate(&l.ds.test)));
-            for (p, d) in tr.net.params.iter_mut().zip(&saved) {
-                p.data.copy_from_slice(d);
-            }
+        if let Some(s) = a.sparsity.iter().find(|s| !(0.0..1.0).contains(*s)) {
+            bail!("--sparsity {s}: must be in [0, 1)");
+        }
+        let min_keep = Plan::default().min_keep;
+        for p in
+            protocol::pruned_accuracies(&mut tr, &a.sparsity, min_keep, &l.ds.test, None).map_err(anyhow::Error::msg)?
+        {
+            rows.push((format!("sparsity {}", p.sparsity), p.test_accuracy));
         }
         Ok(rows)
     })?;

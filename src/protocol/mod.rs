@@ -179,9 +179,6 @@ fn schedule_floor(cfg: &crate::config::TrainConfig) -> f32 {
     }
 }
 
-/// Each sparsity from the complete trained state (network, feedback, rule state, optimiser,
-/// RNG, epoch count), and back to it afterwards: a sparsity's point does not depend on which
-/// other sparsities the plan lists, nor do the evaluations that follow.
 fn oneshot_pruning(
     plan: &Plan,
     tr: &mut Trainer,
@@ -189,17 +186,33 @@ fn oneshot_pruning(
     ft_lr: f32,
     test: &Split,
 ) -> Result<Vec<PrunePoint>, String> {
+    let finetune = (plan.finetune_epochs > 0).then_some((train, plan.finetune_epochs, ft_lr));
+    pruned_accuracies(tr, &plan.sparsities, plan.min_keep, test, finetune)
+}
+
+/// Test accuracy under global magnitude pruning at each sparsity (`min_keep`: the share of
+/// every layer's weights kept at least), and with `finetune = (train, epochs, lr)` after
+/// fine-tuning under the mask (sparsity > 0). Each sparsity starts from the trainer's complete
+/// state (network, feedback, rule state, optimiser, RNG, epoch count) and returns to it, so a
+/// sparsity's point does not depend on the others listed, nor does what the trainer does next.
+pub fn pruned_accuracies(
+    tr: &mut Trainer,
+    sparsities: &[f64],
+    min_keep: f64,
+    test: &Split,
+    finetune: Option<(&Split, usize, f32)>,
+) -> Result<Vec<PrunePoint>, String> {
     let trained = tr.snapshot();
     let mut out = Vec::new();
-    for &s in &plan.sparsities {
-        let m = prune::global_magnitude_masks(&tr.net, s, plan.min_keep);
+    for &s in sparsities {
+        let m = prune::global_magnitude_masks(&tr.net, s, min_keep);
         prune::apply(&mut tr.net, &m);
         let acc = tr.evaluate(test);
         let mut finetuned = None;
-        if plan.finetune_epochs > 0 && s > 0.0 {
+        if let (Some((train, epochs, lr)), true) = (finetune, s > 0.0) {
             tr.masks = Some(m);
-            for _ in 0..plan.finetune_epochs {
-                tr.train_epoch(train, ft_lr, |_, _| {});
+            for _ in 0..epochs {
+                tr.train_epoch(train, lr, |_, _| {});
             }
             finetuned = Some(tr.evaluate(test));
         }
@@ -207,6 +220,13 @@ fn oneshot_pruning(
         tr.restore(&trained)?;
     }
     Ok(out)
+}
+
+/// Accuracy on `test` with `kind` noise of `level` (pixel units) drawn from `rng`.
+pub fn noisy_accuracy(tr: &mut Trainer, test: &Split, norm: &Norm, kind: NoiseKind, level: f64, rng: &mut Rng) -> f64 {
+    let mut noisy = test.clone();
+    noise::corrupt(&mut noisy.x, norm, kind, level, rng);
+    tr.evaluate(&noisy)
 }
 
 /// White-box attacks through the trained network's input gradient; none for a rule whose
@@ -239,16 +259,18 @@ fn noise_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, seed: u
         .iter()
         .map(|&l| (NoiseKind::Gaussian, l))
         .chain(plan.salt_pepper.iter().map(|&l| (NoiseKind::SaltPepper, l)));
-    let mut out = Vec::new();
-    let mut noisy = test.clone();
-    for (i, (kind, level)) in levels.enumerate() {
-        noisy.x.copy_from_slice(&test.x);
-        // The same corrupted test set for every rule: seeded by the run's seed and the condition.
-        let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(i as u64 + 17));
-        noise::corrupt(&mut noisy.x, norm, kind, level, &mut rng);
-        out.push(NoisePoint { kind: kind.as_str().into(), level, test_accuracy: tr.evaluate(&noisy) });
-    }
-    out
+    levels
+        .enumerate()
+        .map(|(i, (kind, level))| {
+            // The same corrupted test set for every rule: seeded by the run's seed and the condition.
+            let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(i as u64 + 17));
+            NoisePoint {
+                kind: kind.as_str().into(),
+                level,
+                test_accuracy: noisy_accuracy(tr, test, norm, kind, level, &mut rng),
+            }
+        })
+        .collect()
 }
 
 /// What a sweep reports as it goes (the library prints nothing; the CLI renders these).
