@@ -416,3 +416,47 @@ fn eval_reproduces_the_recorded_accuracy_and_init_from_starts_from_a_model() {
     let e = fail(&["eval", d.join("missing").to_str().unwrap()]);
     assert!(e.contains("missing"), "{e}");
 }
+
+#[test]
+fn tune_searches_on_validation_resumes_and_writes_a_loadable_preset() {
+    let d = tmp("tune");
+    let out = d.join("t");
+    let o = out.to_str().unwrap();
+    let args = ["tune", "--rule", "bp", "--arch", "mlp:32", "--epochs", "1", "--subset", "0.5", "--quiet", "--out", o];
+    let s = String::from_utf8_lossy(&ok(&[&args[..], &["--trials", "3"]].concat()).stdout).into_owned();
+    assert!(s.contains("3 trials (3 run now)"), "{s}");
+    let lines = |p: &Path| std::fs::read_to_string(p).unwrap().lines().map(String::from).collect::<Vec<_>>();
+    let trials = lines(&out.join("trials.jsonl"));
+    assert_eq!(trials.len(), 3);
+    for t in &trials {
+        let v: serde_json::Value = serde_json::from_str(t).unwrap();
+        assert!(v["val_accuracy"].as_f64().unwrap() > 0.0, "{t}");
+        assert!(!t.contains("test"), "a trial must not carry a test figure: {t}");
+        let lr = v["params"]["lr"].as_f64().unwrap();
+        assert!((1e-4..=1.0).contains(&lr), "{lr}");
+    }
+    // More trials: the first three are read back, not rerun, and keep their lines.
+    let s = String::from_utf8_lossy(&ok(&[&args[..], &["--trials", "5"]].concat()).stdout).into_owned();
+    assert!(s.contains("5 trials (2 run now)"), "{s}");
+    assert_eq!(lines(&out.join("trials.jsonl"))[..3], trials[..]);
+    let preset = std::fs::read_to_string(out.join("preset.toml")).unwrap();
+    assert!(
+        preset.contains("validation split, never on the test set") && preset.contains("5 trials x 1 epochs"),
+        "{preset}"
+    );
+    assert!(out.join("trials.png").is_file());
+    let run = d.join("run");
+    ok(&[
+        "train",
+        "--config",
+        out.join("preset.toml").to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    // A space key that is not a setting of the rule is refused, naming it.
+    let e = fail(&["tune", "--rule", "bp", "--space", "pc_gamma=log:0.01:0.5", "--trials", "1", "--quiet", "--out", o]);
+    assert!(e.contains("pc_gamma"), "{e}");
+}

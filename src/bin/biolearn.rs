@@ -58,6 +58,50 @@ enum Cmd {
     /// Evaluate a saved model (`train --save`) or a run's checkpoint: test accuracy, and under
     /// noise or pruning if asked.
     Eval(EvalArgs),
+    /// Hyperparameter search on a validation split carved from the training set (never the
+    /// test set), the same budget for every rule: OUT/trials.jsonl, OUT/preset.toml (with its
+    /// provenance), OUT/trials.png. Rerun to resume.
+    Tune(TuneArgs),
+}
+
+/// The settings of a run as given: a config file, the flags over it, `--set` over those.
+#[derive(Args, Default)]
+struct Given {
+    /// TOML file with any of these settings (flags override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    flags: TrainFlags,
+    /// Any setting, shared or the rule's own (`biolearn rules NAME` lists them), KEY=VALUE (TOML
+    /// syntax; bare words are strings), repeatable: `--set pc_steps=20 --set pc_energy=ce`.
+    /// Applied after the other flags.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Args)]
+struct TuneArgs {
+    #[command(flatten)]
+    given: Given,
+    /// The space: KEY=lin|log|int:LO:HI, comma-separated (default: lr log-uniform over the
+    /// optimiser's range and weight_decay log-uniform 1e-6..1e-2, the same for every rule).
+    #[arg(long)]
+    space: Option<String>,
+    /// Trials (the budget: give every rule compared the same). `--epochs` is each trial's
+    /// (default 3), `--val-fraction` the share of every class held out (default 0.1).
+    #[arg(long, default_value_t = 24)]
+    trials: usize,
+    /// Share of the training set (after the validation split) each trial trains on.
+    #[arg(long, default_value_t = 0.2)]
+    subset: f64,
+    /// Seed of the split, the subset and the draws.
+    #[arg(long, default_value_t = 0)]
+    tune_seed: u64,
+    /// Output directory (default runs/tune-<data>-<rule>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -163,16 +207,8 @@ enum DataCmd {
 /// from the defaults.
 #[derive(Args, Default)]
 struct TrainArgs {
-    /// TOML file with any of these settings (flags override it).
-    #[arg(long)]
-    config: Option<PathBuf>,
     #[command(flatten)]
-    flags: TrainFlags,
-    /// Any setting, shared or the rule's own (`biolearn rules NAME` lists them), KEY=VALUE (TOML
-    /// syntax; bare words are strings), repeatable: `--set pc_steps=20 --set pc_energy=ce`.
-    /// Applied after the other flags.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
+    given: Given,
     /// Output directory (default runs/<data>-<rule>-seed<seed>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -329,6 +365,7 @@ fn main() {
         Some(Cmd::Report { dir, out, markdown }) => cmd_report(&dir, out, markdown),
         Some(Cmd::Slurm(a)) => cmd_slurm(a),
         Some(Cmd::Eval(a)) => cmd_eval(a),
+        Some(Cmd::Tune(a)) => cmd_tune(a),
     };
     if let Err(e) = res {
         eprintln!("error: {e:#}");
@@ -336,9 +373,10 @@ fn main() {
     }
 }
 
-fn overrides(a: &TrainArgs) -> Result<toml::Table> {
-    let mut t = toml::Table::try_from(&a.flags).context("flags")?;
-    for kv in &a.set {
+/// The flags given, then each `--set KEY=VALUE`, as a configuration's overrides.
+fn overrides(g: &Given) -> Result<toml::Table> {
+    let mut t = toml::Table::try_from(&g.flags).context("flags")?;
+    for kv in &g.set {
         let Some((k, v)) = kv.split_once('=') else { bail!("--set {kv}: expected KEY=VALUE") };
         let v = v.trim();
         let value = format!("x = {v}")
@@ -352,10 +390,10 @@ fn overrides(a: &TrainArgs) -> Result<toml::Table> {
 }
 
 fn cmd_train(a: TrainArgs) -> Result<()> {
-    let given = overrides(&a)?;
+    let given = overrides(&a.given)?;
     let (cfg, out) = match &a.resume {
         Some(dir) => {
-            if !given.is_empty() || a.config.is_some() || a.init_from.is_some() {
+            if !given.is_empty() || a.given.config.is_some() || a.init_from.is_some() {
                 bail!("--resume continues {} as it was configured: give no other settings", dir.display());
             }
             if a.out.as_ref().is_some_and(|o| o != dir) {
@@ -365,7 +403,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             (train::saved_config(&ck).map_err(anyhow::Error::msg)?, dir.clone())
         }
         None => {
-            let cfg = TrainConfig::load(a.config.as_deref(), given).map_err(anyhow::Error::msg)?;
+            let cfg = TrainConfig::load(a.given.config.as_deref(), given).map_err(anyhow::Error::msg)?;
             let out = a
                 .out
                 .clone()
@@ -540,7 +578,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     }
     // Shared settings of every bench run: a constant small rate (the timing does not depend on
     // it); the rules' presets fill the rest, as for `train`.
-    let flags = TrainArgs {
+    let given = Given {
         flags: TrainFlags {
             data: Some(data.clone()),
             data_dir: a.data_dir.as_ref().map(|p| p.to_string_lossy().into_owned()),
@@ -550,9 +588,9 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             ..TrainFlags::default()
         },
         set: a.set.clone(),
-        ..TrainArgs::default()
+        config: None,
     };
-    let base = overrides(&flags)?;
+    let base = overrides(&given)?;
     let mut data_cfg = base.clone();
     data_cfg.retain(|k, _| k == "data" || k == "data_dir" || k == "normalize");
     let ds = train::load_data(&TrainConfig::from_table(data_cfg).map_err(anyhow::Error::msg)?)
@@ -747,6 +785,49 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     for (what, acc) in rows {
         println!("{what:<24} accuracy {acc:.4} ({acc})");
     }
+    Ok(())
+}
+
+fn cmd_tune(a: TuneArgs) -> Result<()> {
+    use biolearn::protocol::tune;
+    // --epochs is each trial's, --val-fraction the held-out share (default 3 and 0.1): the
+    // search's budget and split, not settings of the preset it writes.
+    let mut base = overrides(&a.given)?;
+    base.remove("epochs");
+    base.remove("val_fraction");
+    let probe = TrainConfig::load(a.given.config.as_deref(), base.clone()).map_err(anyhow::Error::msg)?;
+    let space = match &a.space {
+        Some(s) => tune::parse_space(s).map_err(anyhow::Error::msg)?,
+        None => tune::default_space(&probe),
+    };
+    let budget = tune::Budget {
+        trials: a.trials,
+        epochs: a.given.flags.epochs.unwrap_or(3),
+        subset: a.subset,
+        val_fraction: a.given.flags.val_fraction.map_or(0.1, f64::from),
+        seed: a.tune_seed,
+    };
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/tune-{}-{}", probe.data, probe.rule)));
+    let quiet = a.quiet;
+    let mut on = |t: &tune::Trial| {
+        if !quiet {
+            let p: Vec<String> = t.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let div = if t.diverged { " (diverged)" } else { "" };
+            eprintln!("trial {:>3}: val_acc {:.4}{div}  {}  ({:.1}s)", t.trial, t.val_accuracy, p.join(" "), t.seconds);
+        }
+    };
+    let s = tune::run(&base, a.given.config.as_deref(), &space, &budget, &out, &mut on).map_err(anyhow::Error::msg)?;
+    biolearn::report::tune_plot(&s.trials, &out).map_err(anyhow::Error::msg)?;
+    let b = &s.trials[s.best];
+    println!(
+        "{} trials ({} run now), best trial {} val_acc {:.4}: {} (plot {})",
+        s.trials.len(),
+        s.ran,
+        b.trial,
+        b.val_accuracy,
+        s.preset.display(),
+        out.join("trials.png").display()
+    );
     Ok(())
 }
 

@@ -19,6 +19,7 @@ pub mod adversarial;
 pub mod plan;
 pub mod record;
 pub mod slurm;
+pub mod tune;
 
 use crate::data::noise::{self, NoiseKind, Norm};
 use crate::data::{sampling, Split};

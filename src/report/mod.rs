@@ -804,6 +804,37 @@ fn section_diverged(g: &Group, b: &mut Vec<Block>) {
 // ---------------------------------------------------------------- entry point
 
 /// Write `report.md`, `index.html` and `plots/*.png|svg` into `out_dir` (created if needed).
+/// `DIR/trials.png` and `.svg` of a `biolearn tune` search: each trial's validation accuracy
+/// (in trial order) and the best so far.
+pub fn tune_plot(trials: &[crate::protocol::tune::Trial], dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let pts: Vec<(f64, f64, f64)> = trials.iter().map(|t| (t.trial as f64, 100.0 * t.val_accuracy, 0.0)).collect();
+    let mut best = f64::NEG_INFINITY;
+    let so_far: Vec<(f64, f64, f64)> = pts
+        .iter()
+        .map(|&(x, y, _)| {
+            best = best.max(y);
+            (x, best, 0.0)
+        })
+        .collect();
+    let series = |label: &str, color, points, dashed| Series {
+        label: label.into(),
+        color,
+        points,
+        dashed,
+        spread: Spread::None,
+    };
+    let chart = Chart {
+        title: "validation accuracy per trial".into(),
+        x_label: "trial".into(),
+        y_label: "validation accuracy (%)".into(),
+        log_x: false,
+        x_format: XFormat::Plain,
+        legend: Legend::LowerRight,
+        series: vec![series("trial", 0, pts, false), series("best so far", 1, so_far, true)],
+    };
+    plot::render(&chart, dir, "trials")
+}
+
 pub fn write_report(records: &[Record], out_dir: &Path) -> Result<ReportSummary, String> {
     if records.is_empty() {
         return Err("no records to report".into());

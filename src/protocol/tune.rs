@@ -1,0 +1,315 @@
+//! `biolearn tune`: hyperparameter search on a validation split carved from the training set,
+//! with the same budget for every rule, never looking at the test set.
+//!
+//! A search is a seeded random search over a space of settings (shared ones such as `lr` and
+//! `weight_decay`, and any rule setting by name), `trials` trials of `epochs` epochs each on a
+//! stratified `subset` of the training set. The validation split (`val_fraction` of every class)
+//! and the subset depend on the search's seed only, so every trial of every rule sees the same
+//! images. A trial's score is its validation accuracy after its last epoch; a diverged trial
+//! scores 0. The test split is never evaluated (`Splits::test` is None).
+//!
+//! Output: `OUT/trials.jsonl` (one line per trial, appended as each ends: an interrupted search
+//! resumes where it stopped, trial draws depend on the trial index only) and `OUT/preset.toml`,
+//! the best trial's settings with a header recording where they come from (data, network,
+//! split, budget, space, score).
+
+use super::repair;
+use crate::config::TrainConfig;
+use crate::data::sampling;
+use crate::nn::Shape;
+use crate::rng::Rng;
+use crate::train::{self, NoHooks, Splits, Trainer};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// How a dimension of the space is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scale {
+    /// Uniform in [lo, hi].
+    Lin,
+    /// Log-uniform in [lo, hi] (lo > 0).
+    Log,
+    /// A uniform integer in [lo, hi].
+    Int,
+}
+
+/// One setting searched over.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dim {
+    pub key: String,
+    pub scale: Scale,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Dim {
+    fn draw(&self, rng: &mut Rng) -> toml::Value {
+        let u = rng.uniform_in(0.0, 1.0) as f64;
+        match self.scale {
+            Scale::Lin => toml::Value::Float(self.lo + u * (self.hi - self.lo)),
+            Scale::Log => toml::Value::Float((self.lo.ln() + u * (self.hi.ln() - self.lo.ln())).exp()),
+            Scale::Int => {
+                let span = (self.hi - self.lo) as i64 + 1;
+                toml::Value::Integer(self.lo as i64 + ((u * span as f64) as i64).min(span - 1))
+            }
+        }
+    }
+}
+
+/// `KEY=SCALE:LO:HI,...` (SCALE lin, log or int), e.g. `lr=log:1e-4:1,pc_steps=int:5:50`.
+pub fn parse_space(s: &str) -> Result<Vec<Dim>, String> {
+    let mut dims: Vec<Dim> = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let err = |why: &str| format!("--space {item}: {why} (expected KEY=lin|log|int:LO:HI)");
+        let (key, spec) = item.split_once('=').ok_or_else(|| err("no '='"))?;
+        let parts: Vec<&str> = spec.split(':').collect();
+        let [scale, lo, hi] = parts[..] else { return Err(err("not three fields")) };
+        let scale = match scale {
+            "lin" => Scale::Lin,
+            "log" => Scale::Log,
+            "int" => Scale::Int,
+            _ => return Err(err("unknown scale")),
+        };
+        let num = |v: &str| v.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| err("not a number"));
+        let (lo, hi) = (num(lo)?, num(hi)?);
+        if lo > hi
+            || (scale == Scale::Log && lo <= 0.0)
+            || (scale == Scale::Int && (lo.fract() != 0.0 || hi.fract() != 0.0))
+        {
+            return Err(err("bounds must be lo <= hi (log: lo > 0; int: integers)"));
+        }
+        let key = key.trim().to_string();
+        if dims.iter().any(|d| d.key == key) {
+            return Err(err("key given twice"));
+        }
+        dims.push(Dim { key, scale, lo, hi });
+    }
+    if dims.is_empty() {
+        return Err("--space: no dimension".into());
+    }
+    Ok(dims)
+}
+
+/// The space searched when none is given: the learning rate (log-uniform over the range where
+/// the optimiser kind trains at all: SGD 1e-4..1, Adam 1e-5..1e-1) and the weight decay
+/// (log-uniform 1e-6..1e-2). The same for every rule.
+pub fn default_space(cfg: &TrainConfig) -> Vec<Dim> {
+    let (lo, hi) = match cfg.optimizer {
+        crate::optim::OptimizerKind::Adam => (1e-5, 1e-1),
+        _ => (1e-4, 1.0),
+    };
+    vec![
+        Dim { key: "lr".into(), scale: Scale::Log, lo, hi },
+        Dim { key: "weight_decay".into(), scale: Scale::Log, lo: 1e-6, hi: 1e-2 },
+    ]
+}
+
+/// The search's budget and split, the same for every rule it is compared across.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    pub trials: usize,
+    /// Epochs per trial.
+    pub epochs: usize,
+    /// Share of the (validation-less) training set each trial trains on, stratified.
+    pub subset: f64,
+    /// Share of every class held out for validation.
+    pub val_fraction: f64,
+    /// Seeds the split, the subset and the draws.
+    pub seed: u64,
+}
+
+/// One trial's line in `trials.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trial {
+    pub trial: usize,
+    pub params: BTreeMap<String, toml::Value>,
+    /// Validation accuracy after each epoch.
+    pub val_curve: Vec<f64>,
+    /// The score: validation accuracy after the last epoch (0 when diverged).
+    pub val_accuracy: f64,
+    pub diverged: bool,
+    pub seconds: f64,
+}
+
+pub struct Summary {
+    pub trials: Vec<Trial>,
+    /// Index into `trials` of the best score (the first on ties).
+    pub best: usize,
+    /// Trials run now (the rest were on disk).
+    pub ran: usize,
+    pub preset: PathBuf,
+}
+
+/// Run (or resume) the search in `out`. `base` holds the settings given (flags, `--set`) over
+/// `config_file`; each trial adds its draws, the budget's epochs and validation share.
+pub fn run(
+    base: &toml::Table,
+    config_file: Option<&Path>,
+    space: &[Dim],
+    budget: &Budget,
+    out: &Path,
+    on_trial: &mut dyn FnMut(&Trial),
+) -> Result<Summary, String> {
+    if budget.trials == 0 || budget.epochs == 0 {
+        return Err("tune: trials and epochs must be at least 1".into());
+    }
+    let (subset_ok, val_ok) =
+        (budget.subset > 0.0 && budget.subset <= 1.0, budget.val_fraction > 0.0 && budget.val_fraction < 1.0);
+    if !(subset_ok && val_ok) {
+        return Err("tune: subset must be in (0, 1] and val_fraction in (0, 1)".into());
+    }
+    let trial_table = |params: &BTreeMap<String, toml::Value>| {
+        let mut t = base.clone();
+        t.insert("epochs".into(), toml::Value::Integer(budget.epochs as i64));
+        t.extend(params.iter().map(|(k, v)| (k.clone(), v.clone())));
+        t
+    };
+    let load = |params: &BTreeMap<String, toml::Value>| {
+        TrainConfig::load(config_file, trial_table(params)).map_err(|e| format!("a trial's settings {params:?}: {e}"))
+    };
+    // Every dimension must be a setting of this rule: a draw from the first trial's rng checks it.
+    let first = load(&draws(space, budget.seed, 0))?;
+    let l = train::load_data(&first).map_err(|e| e.to_string())?;
+    let ds = &l.ds;
+    let mut split_rng = Rng::new(budget.seed ^ 0x7475_6e65);
+    let (pool, val) = sampling::split_validation(&ds.train, ds.num_classes, budget.val_fraction as f32, &mut split_rng);
+    let train = sampling::stratified_fraction(&pool, ds.num_classes, budget.subset, &mut split_rng);
+
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let file = out.join("trials.jsonl");
+    repair(&file)?;
+    let mut trials: Vec<Trial> = match std::fs::read_to_string(&file) {
+        Ok(text) => text
+            .lines()
+            .enumerate()
+            .map(|(i, line)| serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", file.display(), i + 1)))
+            .collect::<Result<_, _>>()?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(format!("{}: {e}", file.display())),
+    };
+    trials.retain(|t| t.trial < budget.trials);
+    let mut fh = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&file)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut ran = 0;
+    for k in 0..budget.trials {
+        if trials.iter().any(|t| t.trial == k) {
+            continue;
+        }
+        let params = draws(space, budget.seed, k);
+        let cfg = load(&params)?;
+        let t0 = std::time::Instant::now();
+        let pool_threads =
+            rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build().map_err(|e| e.to_string())?;
+        let done = pool_threads.install(|| -> Result<train::Progressed, String> {
+            let mut rng = Rng::new(cfg.seed);
+            let shape = Shape::new(ds.channels, ds.height, ds.width);
+            let mut tr = Trainer::new(&cfg, shape, ds.num_classes, &mut rng)?;
+            let splits = Splits { train: &train, val: Some(&val), test: None };
+            tr.fit(splits, Default::default(), cfg.epochs, &mut NoHooks)
+        })?;
+        let val_curve: Vec<f64> = done.epochs.iter().map(|e| e.val_accuracy.unwrap_or(0.0)).collect();
+        let diverged = done.diverged.is_some();
+        let score = if diverged { 0.0 } else { val_curve.last().copied().unwrap_or(0.0) };
+        let t =
+            Trial { trial: k, params, val_curve, val_accuracy: score, diverged, seconds: t0.elapsed().as_secs_f64() };
+        let line = serde_json::to_string(&t).expect("trial serialises") + "\n";
+        fh.write_all(line.as_bytes()).and_then(|_| fh.sync_data()).map_err(|e| format!("{}: {e}", file.display()))?;
+        on_trial(&t);
+        trials.push(t);
+        ran += 1;
+    }
+    trials.sort_by_key(|t| t.trial);
+    let best = (0..trials.len())
+        .max_by(|&a, &b| trials[a].val_accuracy.total_cmp(&trials[b].val_accuracy).then(b.cmp(&a)))
+        .expect("at least one trial");
+    let preset = out.join("preset.toml");
+    write_preset(&preset, base, &first, &trials[best], space, budget, &l.checksum, trials.len())?;
+    Ok(Summary { trials, best, ran, preset })
+}
+
+/// Trial `k`'s draws: from its own stream (so a resumed search draws what it would have).
+fn draws(space: &[Dim], seed: u64, k: usize) -> BTreeMap<String, toml::Value> {
+    let mut rng = Rng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(k as u64 + 1));
+    space.iter().map(|d| (d.key.clone(), d.draw(&mut rng))).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_preset(
+    path: &Path,
+    base: &toml::Table,
+    cfg: &TrainConfig,
+    best: &Trial,
+    space: &[Dim],
+    budget: &Budget,
+    checksum: &str,
+    n: usize,
+) -> Result<(), String> {
+    let mut t = base.clone();
+    t.remove("epochs");
+    t.insert("rule".into(), toml::Value::String(cfg.rule.to_string()));
+    t.insert("arch".into(), toml::Value::String(cfg.arch.clone()));
+    t.extend(best.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let space_s: Vec<String> = space
+        .iter()
+        .map(|d| format!("{}={}:{}:{}", d.key, format!("{:?}", d.scale).to_lowercase(), d.lo, d.hi))
+        .collect();
+    let header = format!(
+        "# Preset chosen by `biolearn tune` on a validation split, never on the test set.\n\
+         # rule {} on {} (data checksum {checksum}), network {}, seed {}\n\
+         # split: {} of every class held out for validation, trials train on a stratified {} of the rest (search seed {})\n\
+         # budget: {} trials x {} epochs ({} run), random search over {}\n\
+         # best: trial {} with validation accuracy {:.4} after {} epochs\n\
+         # Use: biolearn train --config THIS_FILE [--epochs N ...]\n",
+        cfg.rule,
+        cfg.data,
+        cfg.arch,
+        cfg.seed,
+        budget.val_fraction,
+        budget.subset,
+        budget.seed,
+        budget.trials,
+        budget.epochs,
+        n,
+        space_s.join(","),
+        best.trial,
+        best.val_accuracy,
+        budget.epochs,
+    );
+    let body = toml::to_string(&t).map_err(|e| e.to_string())?;
+    std::fs::write(path, header + &body).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn space_parses_and_draws_stay_in_range_on_their_scale() {
+        let s = parse_space("lr=log:1e-4:1, momentum=lin:0.5:0.99,pc_steps=int:5:50").unwrap();
+        assert_eq!(s.len(), 3);
+        let (mut below_1e2, n) = (0, 2000);
+        for k in 0..n {
+            let d = draws(&s, 7, k);
+            let lr = d["lr"].as_float().unwrap();
+            assert!((1e-4..=1.0).contains(&lr), "{lr}");
+            below_1e2 += (lr < 1e-2) as usize;
+            let m = d["momentum"].as_float().unwrap();
+            assert!((0.5..=0.99).contains(&m));
+            let st = d["pc_steps"].as_integer().unwrap();
+            assert!((5..=50).contains(&st));
+        }
+        // Log-uniform: half the draws below the geometric middle 1e-2 (uniform would give 1%).
+        assert!((below_1e2 as f64 / n as f64 - 0.5).abs() < 0.05, "{below_1e2}");
+        assert_eq!(draws(&s, 7, 3), draws(&s, 7, 3), "a trial's draws depend on its index only");
+        assert_ne!(draws(&s, 7, 3), draws(&s, 7, 4));
+        for bad in ["lr", "lr=log:0:1", "lr=exp:1:2", "lr=lin:2:1", "k=int:1.5:3", "lr=log:1e-3:1,lr=lin:0:1", ""] {
+            assert!(parse_space(bad).is_err(), "{bad}");
+        }
+    }
+}
