@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Equal-budget tuning on the digits, then the tuned runs (issue 11's protocol, first use).
+# Every rule on the same MLP 64-128-128-10 (ReLU; two hidden layers, so FA and DFA differ) gets
+# the same search: 24 trials x 10 epochs on the whole training set minus a stratified 10%
+# validation split (search seed 0), lr log-uniform 1e-4..1 and weight_decay 1e-6..1e-2, SGD
+# momentum 0.9, batch 64, cosine. Each rule's preset is then trained for 30 epochs (fixed in
+# advance: 3 x the trial length) with its own 10% validation split, seeds 0, 1, 2. The test set
+# is read only by those final runs. A few minutes on one core.
+# Usage: bench/tune_digits.sh [OUT_DIR] [RULES...]   (default rules: bp fa dfa drtp usf)
+set -euo pipefail
+out=${1:-runs/tune-digits}
+shift || true
+rules=${*:-bp fa dfa drtp usf}
+bin=${BIOLEARN:-target/release/biolearn}
+[ -x "$bin" ] || cargo build --release
+shared="--arch mlp:128,128 --optimizer sgd --momentum 0.9 --batch 64 --schedule cosine --threads 1"
+for rule in $rules; do
+  "$bin" tune --rule "$rule" $shared --trials 24 --epochs 10 --subset 1 --val-fraction 0.1 \
+    --tune-seed 0 --quiet --out "$out/tune-$rule"
+  for seed in 0 1 2; do
+    d="$out/final-$rule-s$seed"
+    [ -f "$d/result.json" ] || "$bin" train --config "$out/tune-$rule/preset.toml" $shared --epochs 30 \
+      --val-fraction 0.1 --seed "$seed" --no-checkpoint --quiet --out "$d" > /dev/null
+  done
+done
+python3 - "$out" $rules <<'PY'
+import json, statistics as st, sys, tomllib
+out, rules = sys.argv[1], sys.argv[2:]
+print("| rule | tuned lr | tuned weight decay | best trial val % (10 ep) | final val % (30 ep) | final test % (30 ep) |")
+print("|---|---|---|---|---|---|")
+for r in rules:
+    p = tomllib.load(open(f"{out}/tune-{r}/preset.toml", "rb"))
+    trials = [json.loads(l) for l in open(f"{out}/tune-{r}/trials.jsonl")]
+    best = max(t["val_accuracy"] for t in trials)
+    res = [json.load(open(f"{out}/final-{r}-s{s}/result.json")) for s in range(3)]
+    val = [100 * x["epochs"][-1]["val_accuracy"] for x in res]
+    test = [100 * x["test_accuracy"] for x in res]
+    f = lambda v: f"{st.mean(v):.2f} ± {st.stdev(v):.2f}"
+    print(f"| {r} | {p['lr']:.3g} | {p['weight_decay']:.2g} | {100*best:.2f} | {f(val)} | {f(test)} |")
+PY
