@@ -11,30 +11,67 @@ fn needs_larger_images(rule: RuleName) -> bool {
     TrainConfig::load(None, t).unwrap().arch_spec().unwrap().min_side() > 8
 }
 
+/// The network spec with every width set to 32.
+fn narrow(arch: &str) -> String {
+    let mut out = String::new();
+    let mut digits = false;
+    for c in arch.chars() {
+        if c.is_ascii_digit() {
+            if !digits {
+                out.push_str("32");
+            }
+            digits = true;
+        } else {
+            digits = false;
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Rules known not to beat their read-out-only baseline here, with why; the test fails when
+/// one of them starts to (so this list stays true).
+const BELOW_BASELINE: &[(&str, &str)] = &[(
+    "softhebb",
+    "its unsupervised phase is counted in epochs: 1438 images give too few updates for the neuron \
+     norms to settle (issue 11, 'SoftHebb that converges'); measured 54.0% vs 62.1%",
+)];
+
 #[test]
-fn every_rule_learns_digits() {
-    // Each rule with its own defaults (`RuleName::preset`) under a fixed small budget.
+fn every_rule_learns_digits_and_beats_its_read_out_only_baseline() {
+    // Each rule with its own defaults (`RuleName::preset`) under a fixed small budget, on its
+    // preset's kind and depth of network made narrow (32 units per hidden layer), against the
+    // same run in which only the read-out learns (random hidden layers of that width are a weak
+    // baseline: learned ones must beat it by 5 points).
     let mut failed = Vec::new();
     for rule in RuleName::all() {
         if needs_larger_images(rule) {
             continue; // `rules_on_conv_nets_learn_a_fashion_mnist_subset`
         }
-        let mut t: toml::Table = format!("rule = '{rule}'\nepochs = 8\nthreads = 1\nseed = 3").parse().unwrap();
+        let mut t: toml::Table = format!("rule = '{rule}'\nepochs = 20\nthreads = 1\nseed = 3").parse().unwrap();
         if rule.as_str() == "pc-positive" {
-            // 1438 images are 23 steps per epoch at its preset batch 64: too few for the
-            // sigmoid-MSE output in 8 epochs (15%); batch 16 gives 94%.
+            // 1438 images are 23 steps per epoch at its preset batch 64: too few for Adam 1e-3
+            // on its sigmoid-MSE output (at batch 16: 71.9% here, 93.6% at its width 300).
             t.insert("batch".into(), toml::Value::Integer(16));
         }
-        let cfg = TrainConfig::load(None, t).unwrap();
+        let mut cfg = TrainConfig::load(None, t).unwrap();
+        cfg.arch = narrow(&cfg.arch);
         let (r, _) = train::run(&cfg, &Default::default(), &mut |_| {}).unwrap();
-        eprintln!("{rule}: {:.4}", r.test_accuracy);
-        // Measured when written (seed 3): BP 96.9%, the FA family 96-97%, DRTP 89.1, PC 94.7, iPC 96.7,
-        // PC-FPA 90.5, PC-positive 93.6, EP 75.2 (its random-sign nudge is noisy over 8 short
-        // epochs), CHL 98.1, DTP 96.4, FW-DTP 96.1, SoftHebb 71.9, Activation Learning 90.8 (its activation
-        // read-out; 88.3 under the linear read-out).
-        // Chance is 10%.
-        if r.test_accuracy < 0.7 || r.diverged.is_some() {
-            failed.push(format!("{rule}: {:.4} diverged {:?}", r.test_accuracy, r.diverged));
+        let base_cfg = TrainConfig { rule: readout_baseline::name(), settings: Default::default(), ..cfg.clone() };
+        let (b, _) = train::run(&base_cfg, &Default::default(), &mut |_| {}).unwrap();
+        eprintln!("{rule} on {}: {:.4} (read-out only: {:.4})", cfg.arch, r.test_accuracy, b.test_accuracy);
+        // Measured when written (seed 3, 20 epochs, width 32; read-out only in brackets): BP
+        // 96.1 (76.0), FA 95.3, uSF 95.8, brSF 96.1, frSF 95.8, DFA 95.5, DRTP 91.1, PC 95.8,
+        // iPC 94.4 (17.3), PC-FPA 95.3, PC-positive 71.9 (9.5), EP 95.8 (72.1), CHL 95.3, DTP
+        // 96.1, FW-DTP 96.4, SoftHebb 54.0 (62.1), Activation Learning 93.3 (76.9). Chance: 10%.
+        let beats = r.diverged.is_none() && r.test_accuracy > 0.6 && r.test_accuracy > b.test_accuracy + 0.05;
+        match (beats, BELOW_BASELINE.iter().find(|(n, _)| *n == rule.as_str())) {
+            (false, None) => {
+                failed.push(format!("{rule}: {:.4} vs read-out only {:.4}", r.test_accuracy, b.test_accuracy))
+            }
+            (true, Some(_)) => failed.push(format!("{rule} now beats its baseline: take it off BELOW_BASELINE")),
+            (false, Some((_, why))) => eprintln!("  known: {rule} does not beat it: {why}"),
+            (true, None) => {}
         }
     }
     assert!(failed.is_empty(), "{failed:?}");
@@ -173,4 +210,52 @@ fn hebbian_layers_are_untouched_by_the_optimiser_with_momentum_and_decay() {
     let (mut tr2, l2, lr2) = build("optimizer = 'adam'\nlr = 0.001");
     tr2.train_epoch(&l2.ds.train, lr2, |_, _| {});
     assert_eq!(tr2.net.params[hebb].data, after_hebb, "the optimiser reached the Hebbian update");
+}
+
+/// The frozen-hidden baseline of a learning test: the same network, initialisation, data,
+/// optimiser and budget, but only the last weight layer learns (backprop through it alone);
+/// every layer below keeps its initial random weights (the optimiser, weight decay included,
+/// never touches them). A rule that does not beat it has not learned useful hidden layers.
+mod readout_baseline {
+    use biolearn::nn::Network;
+    use biolearn::rules::{self, forward_with_error, Rule, RuleEntry, RuleName, Step, StepStats, Updater};
+
+    struct ReadOut {
+        from: usize,
+        head: Vec<usize>,
+    }
+
+    impl Rule for ReadOut {
+        fn step(&mut self, s: &mut Step) -> StepStats {
+            let (net, ws, y, loss, grads, rng) = s.parts();
+            let stats = forward_with_error(net, ws, y, loss, rng);
+            net.backward(ws, grads, self.from, net.num_layers(), None, false);
+            stats
+        }
+        fn train_batch(&mut self, s: &mut Step, upd: &mut Updater) -> StepStats {
+            let stats = self.step(s);
+            if stats.loss_sum.is_finite() {
+                let head = &self.head;
+                upd.apply_where(s.net, s.grads, |i| head.contains(&i));
+            }
+            stats
+        }
+    }
+
+    static ENTRY: RuleEntry = RuleEntry {
+        name: "readout-baseline",
+        summary: "test baseline: only the last weight layer learns",
+        paper: "",
+        preset: "",
+        settings: rules::SettingsKind::of::<rules::NoSettings>(),
+        build: |net: &mut Network, _, _| {
+            let from = *net.weight_layers().last().ok_or("no weight layer")?;
+            let head = net.layers[from..].iter().flat_map(|l| l.param_ids()).collect();
+            Ok(Box::new(ReadOut { from, head }))
+        },
+    };
+
+    pub fn name() -> RuleName {
+        "readout-baseline".parse().unwrap_or_else(|_| rules::register(ENTRY).unwrap())
+    }
 }
