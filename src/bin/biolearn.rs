@@ -804,7 +804,8 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
         trials: a.trials,
         epochs: a.given.flags.epochs.unwrap_or(3),
         subset: a.subset,
-        val_fraction: a.given.flags.val_fraction.map_or(0.1, f64::from),
+        // Through its decimal form, so the preset reads 0.1, not 0.10000000149011612.
+        val_fraction: a.given.flags.val_fraction.map_or(0.1, |v| v.to_string().parse().unwrap_or(f64::from(v))),
         seed: a.tune_seed,
     };
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/tune-{}-{}", probe.data, probe.rule)));
