@@ -456,6 +456,26 @@ fn tune_searches_on_validation_resumes_and_writes_a_loadable_preset() {
         "--out",
         run.to_str().unwrap(),
     ]);
+    // Two trials at a time: the same trials (by index) and the same preset as one at a time.
+    let args2 = ["tune", "--rule", "bp", "--arch", "mlp:32", "--epochs", "1", "--subset", "0.5", "--threads", "1"];
+    let (p1, p2) = (d.join("p1"), d.join("p2"));
+    for (dir, n) in [(&p1, "1"), (&p2, "2")] {
+        ok(&[&args2[..], &["--trials", "4", "--parallel", n, "--quiet", "--out", dir.to_str().unwrap()]].concat());
+    }
+    let sorted = |p: &Path| {
+        let mut v: Vec<serde_json::Value> =
+            lines(&p.join("trials.jsonl")).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        v.iter_mut().for_each(|t| {
+            t.as_object_mut().unwrap().remove("seconds");
+        });
+        v.sort_by_key(|t| t["trial"].as_u64());
+        v
+    };
+    assert_eq!(sorted(&p1), sorted(&p2));
+    assert_eq!(
+        std::fs::read_to_string(p1.join("preset.toml")).unwrap(),
+        std::fs::read_to_string(p2.join("preset.toml")).unwrap()
+    );
     // A space key that is not a setting of the rule is refused, naming it.
     let e = fail(&["tune", "--rule", "bp", "--space", "pc_gamma=log:0.01:0.5", "--trials", "1", "--quiet", "--out", o]);
     assert!(e.contains("pc_gamma"), "{e}");

@@ -97,6 +97,9 @@ struct TuneArgs {
     /// Seed of the split, the subset and the draws.
     #[arg(long, default_value_t = 0)]
     tune_seed: u64,
+    /// Trials at once (default: cores / threads per trial).
+    #[arg(long)]
+    parallel: Option<usize>,
     /// Output directory (default runs/tune-<data>-<rule>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -817,7 +820,10 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
             eprintln!("trial {:>3}: val_acc {:.4}{div}  {}  ({:.1}s)", t.trial, t.val_accuracy, p.join(" "), t.seconds);
         }
     };
-    let s = tune::run(&base, a.given.config.as_deref(), &space, &budget, &out, &mut on).map_err(anyhow::Error::msg)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parallel = a.parallel.unwrap_or((cores / probe.threads.max(1)).max(1));
+    let s = tune::run(&base, a.given.config.as_deref(), &space, &budget, &out, parallel, &mut on)
+        .map_err(anyhow::Error::msg)?;
     biolearn::report::tune_plot(&s.trials, &out).map_err(anyhow::Error::msg)?;
     let b = &s.trials[s.best];
     println!(

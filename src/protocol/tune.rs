@@ -143,14 +143,15 @@ pub struct Summary {
     pub preset: PathBuf,
 }
 
-/// Run (or resume) the search in `out`. `base` holds the settings given (flags, `--set`) over
-/// `config_file`; each trial adds its draws, the budget's epochs and validation share.
+/// Run (or resume) the search in `out`, `parallel` trials at a time. `base` holds the settings
+/// given (flags, `--set`) over `config_file`; each trial adds its draws and the budget's epochs.
 pub fn run(
     base: &toml::Table,
     config_file: Option<&Path>,
     space: &[Dim],
     budget: &Budget,
     out: &Path,
+    parallel: usize,
     on_trial: &mut dyn FnMut(&Trial),
 ) -> Result<Summary, String> {
     if budget.trials == 0 || budget.epochs == 0 {
@@ -196,17 +197,16 @@ pub fn run(
         .append(true)
         .open(&file)
         .map_err(|e| format!("{}: {e}", file.display()))?;
-    let mut ran = 0;
-    for k in 0..budget.trials {
-        if trials.iter().any(|t| t.trial == k) {
-            continue;
-        }
+    // The trials still to run, `parallel` at a time (each in its own pool of the configured
+    // threads); a trial's line is written when it ends, so the file's order may vary, its lines
+    // do not.
+    let todo: Vec<usize> = (0..budget.trials).filter(|k| !trials.iter().any(|t| t.trial == *k)).collect();
+    let run_trial = |k: usize| -> Result<Trial, String> {
         let params = draws(space, budget.seed, k);
         let cfg = load(&params)?;
         let t0 = std::time::Instant::now();
-        let pool_threads =
-            rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build().map_err(|e| e.to_string())?;
-        let done = pool_threads.install(|| -> Result<train::Progressed, String> {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build().map_err(|e| e.to_string())?;
+        let done = pool.install(|| -> Result<train::Progressed, String> {
             let mut rng = Rng::new(cfg.seed);
             let shape = Shape::new(ds.channels, ds.height, ds.width);
             let mut tr = Trainer::new(&cfg, shape, ds.num_classes, &mut rng)?;
@@ -215,14 +215,48 @@ pub fn run(
         })?;
         let val_curve: Vec<f64> = done.epochs.iter().map(|e| e.val_accuracy.unwrap_or(0.0)).collect();
         let diverged = done.diverged.is_some();
-        let score = if diverged { 0.0 } else { val_curve.last().copied().unwrap_or(0.0) };
-        let t =
-            Trial { trial: k, params, val_curve, val_accuracy: score, diverged, seconds: t0.elapsed().as_secs_f64() };
-        let line = serde_json::to_string(&t).expect("trial serialises") + "\n";
-        fh.write_all(line.as_bytes()).and_then(|_| fh.sync_data()).map_err(|e| format!("{}: {e}", file.display()))?;
-        on_trial(&t);
-        trials.push(t);
-        ran += 1;
+        let val_accuracy = if diverged { 0.0 } else { val_curve.last().copied().unwrap_or(0.0) };
+        Ok(Trial { trial: k, params, val_curve, val_accuracy, diverged, seconds: t0.elapsed().as_secs_f64() })
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel::<Result<Trial, String>>();
+    let mut ran = 0;
+    let mut first_err = None;
+    std::thread::scope(|sc| {
+        for _ in 0..parallel.clamp(1, todo.len().max(1)) {
+            let (tx, todo, next, run_trial) = (tx.clone(), &todo, &next, &run_trial);
+            sc.spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= todo.len() || tx.send(run_trial(todo[i])).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        for res in rx {
+            let written = res.and_then(|t| {
+                let line = serde_json::to_string(&t).expect("trial serialises") + "\n";
+                fh.write_all(line.as_bytes())
+                    .and_then(|_| fh.sync_data())
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                Ok(t)
+            });
+            match written {
+                Ok(t) => {
+                    on_trial(&t);
+                    trials.push(t);
+                    ran += 1;
+                }
+                Err(e) => {
+                    // Stop handing out trials; the ones running finish and are kept.
+                    next.store(usize::MAX / 2, std::sync::atomic::Ordering::SeqCst);
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+    });
+    if let Some(e) = first_err {
+        return Err(e);
     }
     trials.sort_by_key(|t| t.trial);
     let best = (0..trials.len())
