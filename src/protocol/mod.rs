@@ -33,7 +33,7 @@ use std::collections::HashSet;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::mpsc;
 use std::time::Instant;
 
 /// First epoch (1-based) after which accuracy stays within `tol` of the final value.
@@ -409,57 +409,63 @@ fn run_plan_inner(
         .append(true)
         .open(&file)
         .map_err(|e| format!("{}: {e}", file.display()))?;
-    let next = AtomicUsize::new(0);
-    let (tx, rx) = mpsc::channel::<Result<Record, String>>();
     let t0 = Instant::now();
-    let workers = parallel.clamp(1, todo.len());
-    let first_err: Mutex<Option<String>> = Mutex::new(None);
     let (mut ran, mut diverged) = (0usize, 0usize);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            let tx = tx.clone();
-            let (todo, next, loaded) = (&todo, &next, &loaded);
-            s.spawn(move || loop {
-                let k = next.fetch_add(1, Ordering::SeqCst);
-                if k >= todo.len() {
-                    break;
-                }
-                let data = &loaded.iter().find(|(n, _)| *n == todo[k].cfg.normalize).expect("loaded above").1;
-                let ck = checkpoint_path(out, &todo[k].id);
-                if tx.send(run_one(plan, &todo[k], data, Some(&ck))).is_err() {
+    let work = |k: usize| {
+        let data = &loaded.iter().find(|(n, _)| *n == todo[k].cfg.normalize).expect("loaded above").1;
+        run_one(plan, &todo[k], data, Some(&checkpoint_path(out, &todo[k].id)))
+    };
+    in_parallel(todo.len(), parallel, work, |rec| {
+        append_line(&mut fh, &file, &rec)?;
+        // The record is on disk: its run's checkpoint is no longer needed.
+        let _ = std::fs::remove_file(checkpoint_path(out, &rec.id));
+        ran += 1;
+        diverged += (rec.status == Status::Diverged) as usize;
+        let elapsed = t0.elapsed().as_secs_f64();
+        let eta = elapsed / ran as f64 * (todo.len() - ran) as f64;
+        on(SweepEvent::Recorded { done: skipped + ran, total, record: &rec, elapsed, eta });
+        Ok(())
+    })?;
+    Ok(summary(ran, diverged))
+}
+
+/// `work(i)` for every i in 0..n on `workers` threads; each result goes to `on` on this thread
+/// as it comes. The first error (of `work` or `on`) stops the handing out of work; what runs
+/// finishes and still reaches `on`; then that error is returned. Used by sweeps and searches.
+pub(crate) fn in_parallel<R: Send>(
+    n: usize,
+    workers: usize,
+    work: impl Fn(usize) -> Result<R, String> + Sync,
+    mut on: impl FnMut(R) -> Result<(), String>,
+) -> Result<(), String> {
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<Result<R, String>>();
+    let mut first_err = None;
+    std::thread::scope(|sc| {
+        for _ in 0..workers.clamp(1, n.max(1)) {
+            let (tx, next, work) = (tx.clone(), &next, &work);
+            sc.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= n || tx.send(work(i)).is_err() {
                     break;
                 }
             });
         }
         drop(tx);
-        for res in rx {
-            match res {
-                Ok(rec) => {
-                    let line = serde_json::to_string(&rec).expect("record serialises") + "\n";
-                    if let Err(e) = fh.write_all(line.as_bytes()).and_then(|_| fh.sync_data()) {
-                        first_err.lock().unwrap().get_or_insert(format!("{}: {e}", file.display()));
-                        next.store(usize::MAX / 2, Ordering::SeqCst);
-                        continue;
-                    }
-                    // The record is on disk: its run's checkpoint is no longer needed.
-                    let _ = std::fs::remove_file(checkpoint_path(out, &rec.id));
-                    ran += 1;
-                    diverged += (rec.status == Status::Diverged) as usize;
-                    let elapsed = t0.elapsed().as_secs_f64();
-                    let eta = elapsed / ran as f64 * (todo.len() - ran) as f64;
-                    on(SweepEvent::Recorded { done: skipped + ran, total, record: &rec, elapsed, eta });
-                }
-                Err(e) => {
-                    first_err.lock().unwrap().get_or_insert(e);
-                    next.store(usize::MAX / 2, Ordering::SeqCst);
-                }
+        for r in rx {
+            if let Err(e) = r.and_then(&mut on) {
+                next.store(usize::MAX / 2, Ordering::SeqCst);
+                first_err.get_or_insert(e);
             }
         }
     });
-    if let Some(e) = first_err.into_inner().unwrap() {
-        return Err(e);
-    }
-    Ok(summary(ran, diverged))
+    first_err.map_or(Ok(()), Err)
+}
+
+/// Append `value` as one JSON line to `fh` (the file `path`) and sync it to disk.
+pub(crate) fn append_line(fh: &mut std::fs::File, path: &Path, value: &impl serde::Serialize) -> Result<(), String> {
+    let line = serde_json::to_string(value).map_err(|e| e.to_string())? + "\n";
+    fh.write_all(line.as_bytes()).and_then(|_| fh.sync_data()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Remove the checkpoints of `mine`'s recorded runs and every half-written checkpoint of

@@ -21,7 +21,6 @@ use crate::rng::Rng;
 use crate::train::{self, NoHooks, Splits, Trainer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// How a dimension of the space is drawn.
@@ -218,46 +217,19 @@ pub fn run(
         let val_accuracy = if diverged { 0.0 } else { val_curve.last().copied().unwrap_or(0.0) };
         Ok(Trial { trial: k, params, val_curve, val_accuracy, diverged, seconds: t0.elapsed().as_secs_f64() })
     };
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let (tx, rx) = std::sync::mpsc::channel::<Result<Trial, String>>();
     let mut ran = 0;
-    let mut first_err = None;
-    std::thread::scope(|sc| {
-        for _ in 0..parallel.clamp(1, todo.len().max(1)) {
-            let (tx, todo, next, run_trial) = (tx.clone(), &todo, &next, &run_trial);
-            sc.spawn(move || loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if i >= todo.len() || tx.send(run_trial(todo[i])).is_err() {
-                    break;
-                }
-            });
-        }
-        drop(tx);
-        for res in rx {
-            let written = res.and_then(|t| {
-                let line = serde_json::to_string(&t).expect("trial serialises") + "\n";
-                fh.write_all(line.as_bytes())
-                    .and_then(|_| fh.sync_data())
-                    .map_err(|e| format!("{}: {e}", file.display()))?;
-                Ok(t)
-            });
-            match written {
-                Ok(t) => {
-                    on_trial(&t);
-                    trials.push(t);
-                    ran += 1;
-                }
-                Err(e) => {
-                    // Stop handing out trials; the ones running finish and are kept.
-                    next.store(usize::MAX / 2, std::sync::atomic::Ordering::SeqCst);
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-    });
-    if let Some(e) = first_err {
-        return Err(e);
-    }
+    super::in_parallel(
+        todo.len(),
+        parallel,
+        |i| run_trial(todo[i]),
+        |t| {
+            super::append_line(&mut fh, &file, &t)?;
+            on_trial(&t);
+            trials.push(t);
+            ran += 1;
+            Ok(())
+        },
+    )?;
     trials.sort_by_key(|t| t.trial);
     let best = (0..trials.len())
         .max_by(|&a, &b| trials[a].val_accuracy.total_cmp(&trials[b].val_accuracy).then(b.cmp(&a)))
