@@ -21,6 +21,11 @@
 //! Deviation from the reference code: no persistent per-example states (the free phase starts
 //! from the feed-forward pass instead), so it uses more free steps (default 40, paper 20).
 //!
+//! Update order (`ep_order`): `sequential` (the default, kept for the existing records) updates
+//! the layers one after another within a step, bottom to top, each from the states of the layers
+//! below as already updated in that step (Gauss-Seidel); `synchronous` updates every layer from
+//! the states at the start of the step (Jacobi), as the reference code's relaxation does.
+//!
 //! Symmetric nudging (`--set ep_symmetric=true`, Laborieux et al. 2021): a second nudged phase at
 //! -beta from the free fixed point, and the contrast between the +beta and -beta phases over
 //! 2 beta (the mean of the two one-sided estimates; tested). Its O(beta^2) bias holds where the
@@ -45,6 +50,17 @@ pub struct EpConfig {
     pub symmetric: bool,
     /// Contrastive Hebbian learning: clamp the output in the second phase.
     pub clamped: bool,
+    pub order: Order,
+}
+
+/// The order of the layers' updates within one relaxation step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Bottom to top, each layer from the states below as already updated (Gauss-Seidel).
+    Sequential,
+    /// Every layer from the states at the start of the step (Jacobi; the reference's).
+    Synchronous,
 }
 
 impl Default for EpConfig {
@@ -57,6 +73,7 @@ impl Default for EpConfig {
             random_sign: true,
             symmetric: false,
             clamped: false,
+            order: Order::Sequential,
         }
     }
 }
@@ -70,6 +87,8 @@ pub struct EquilibriumProp {
     /// Symmetric nudging: the +beta phase's states while the -beta phase relaxes.
     plus: Vec<Vec<f32>>,
     drive: Vec<f32>,
+    /// Synchronous order: the states at the start of the step.
+    prev: Vec<Vec<f32>>,
     /// The input drive W_1 x + b_1, constant over a phase.
     input_drive: Vec<f32>,
     xbuf: Vec<f32>,
@@ -106,6 +125,7 @@ impl EquilibriumProp {
             nudged: vec![Vec::new(); k],
             plus: vec![Vec::new(); k],
             drive: Vec::new(),
+            prev: vec![Vec::new(); k],
             input_drive: Vec::new(),
             xbuf: Vec::new(),
             tmp: Vec::new(),
@@ -163,7 +183,11 @@ impl EquilibriumProp {
                 out[r * classes + c as usize] = 1.0;
             }
         }
+        let sync = self.cfg.order == Order::Synchronous;
         for _ in 0..steps {
+            if sync {
+                self.prev.clone_from(&states);
+            }
             for l in 0..k {
                 if clamp && l == k - 1 {
                     continue;
@@ -183,7 +207,7 @@ impl EquilibriumProp {
                         n,
                         out,
                         inp,
-                        &states[l - 1],
+                        if sync { &self.prev[l - 1] } else { &states[l - 1] },
                         false,
                         &net.params[w].data,
                         true,
@@ -198,7 +222,7 @@ impl EquilibriumProp {
                         n,
                         out,
                         out2,
-                        &states[l + 1],
+                        if sync { &self.prev[l + 1] } else { &states[l + 1] },
                         false,
                         &net.params[w2].data,
                         false,
@@ -319,6 +343,10 @@ crate::settings! {
         pub ep_beta: f32 = 0.5,
         /// Symmetric nudging: a +beta and a -beta phase, contrasted over 2 beta.
         pub ep_symmetric: bool = false,
+        /// Layer update order within a relaxation step: sequential (bottom to top, each from the
+        /// layers below as already updated) or synchronous (all from the step's start, as the
+        /// reference code).
+        pub ep_order: Order = Order::Sequential,
     }
     check(s) {
         use super::settings::{count, positive};
@@ -339,6 +367,8 @@ crate::settings! {
         pub ep_nudged_steps: usize = 4,
         /// Step size of the relaxation.
         pub ep_eps: f32 = 0.5,
+        /// Layer update order within a relaxation step (as `ep`'s).
+        pub ep_order: Order = Order::Sequential,
     }
     check(s) {
         use super::settings::{count, positive};
@@ -368,6 +398,7 @@ pub static EP: super::RuleEntry = super::RuleEntry {
             random_sign: true,
             symmetric: s.ep_symmetric,
             clamped: false,
+            order: s.ep_order,
         };
         Ok(Box::new(EquilibriumProp::new(net, c)?))
     },
@@ -390,6 +421,7 @@ pub static CHL: super::RuleEntry = super::RuleEntry {
             random_sign: true,
             symmetric: false,
             clamped: true,
+            order: s.ep_order,
         };
         Ok(Box::new(EquilibriumProp::new(net, c)?))
     },

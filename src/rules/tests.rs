@@ -419,6 +419,32 @@ mod equilibrium_propagation {
     }
 
     #[test]
+    fn ep_update_orders_differ_per_step_and_reach_the_same_fixed_point() {
+        // Sequential (Gauss-Seidel) and synchronous (Jacobi) relaxation are different dynamics
+        // with the same fixed points: after one step the output states differ, after 300 (eps
+        // 0.5, a contraction here) the free phase's outputs agree.
+        use crate::rules::equilibrium_propagation::Order;
+        let mut net = ep_net();
+        let (x, y) = batch(&net, 4, 53);
+        let x: Vec<f32> = x.iter().map(|v| 0.5 + 0.25 * v.clamp(-2.0, 2.0)).collect();
+        let out = |net: &mut Network, order: Order, steps: usize| {
+            let cfg = EpConfig { free_steps: steps, order, ..Default::default() };
+            let mut ep = EquilibriumProp::new(net, cfg).unwrap();
+            let mut ws = Workspace::default();
+            net.prepare(&mut ws, y.len());
+            ws.input_mut().copy_from_slice(&x);
+            ep.predict(net, &mut ws);
+            ws.output().to_vec()
+        };
+        let (a1, b1) = (out(&mut net, Order::Sequential, 1), out(&mut net, Order::Synchronous, 1));
+        assert_ne!(a1, b1, "one step: the output sees the updated hidden layer only in sequential order");
+        let (a, b) = (out(&mut net, Order::Sequential, 300), out(&mut net, Order::Synchronous, 300));
+        for (u, v) in a.iter().zip(&b) {
+            assert!((u - v).abs() < 1e-4, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
     fn ep_update_approaches_the_gradient_of_the_equilibrium_cost_as_beta_shrinks() {
         // Scellier & Bengio's theorem: (1/beta)(dF/dW at the nudged fixed point - at the free one)
         // -> dC(s*)/dW as beta -> 0. Checked against central finite differences of the cost at
