@@ -44,6 +44,7 @@ pub static SHALLOW: RuleEntry = RuleEntry {
         "shallow learning: only the last train_last weight layers learn (backprop through them), the rest stay random",
     paper: "Frenkel, Lefebvre & Bol 2021 (their 'shallow' baseline)",
     preset: "",
+    presets: &[],
     settings: rules::SettingsKind::of::<ShallowSettings>(),
     build: |net, cx, _| {
         let s: ShallowSettings = cx.settings()?;

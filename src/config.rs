@@ -20,6 +20,9 @@ pub struct TrainConfig {
     /// Directory holding the data set's files (fashion-mnist also looks in /usr/share/datasets).
     pub data_dir: Option<String>,
     pub rule: RuleName,
+    /// A named preset of the rule (`biolearn rules NAME` lists them; "" = its default preset),
+    /// layered over the default preset; both fill only what is not given.
+    pub preset: String,
     /// The rule's own settings (`biolearn rules NAME` lists them), resolved: every field of the
     /// rule's settings type with its value. In a file: `[settings]`, or the keys at top level.
     pub settings: toml::Table,
@@ -60,6 +63,7 @@ impl Default for TrainConfig {
             data: "digits".into(),
             data_dir: None,
             rule: RuleName::named("bp"),
+            preset: String::new(),
             settings: toml::Table::new(),
             arch: "mlp:1024".into(),
             activation: Activation::Relu,
@@ -148,17 +152,38 @@ impl TrainConfig {
             None => TrainConfig::default().rule,
         };
         let entry = rule.entry();
-        // The rule's shared preset (`biolearn rules NAME`) fills what is unset.
-        let preset: toml::Table =
-            entry.preset.parse().map_err(|e| format!("rule {rule}: its preset is not TOML: {e}"))?;
-        for (k, v) in preset {
-            table.entry(k).or_insert(v);
-        }
         let mut settings = match table.remove("settings") {
             Some(toml::Value::Table(t)) => t,
             Some(_) => return Err("settings must be a table of the rule's settings".into()),
             None => toml::Table::new(),
         };
+        // The named preset, then the rule's default preset (`biolearn rules NAME`), fill what is
+        // unset (flat or in `settings`).
+        let name = match table.get("preset") {
+            None => "",
+            Some(toml::Value::String(s)) => s.as_str(),
+            Some(_) => return Err("preset must be a string naming one of the rule's presets".into()),
+        };
+        let mut layers = Vec::new();
+        if !name.is_empty() {
+            let Some((_, text)) = entry.presets.iter().find(|(n, _)| *n == name) else {
+                let known: Vec<&str> = entry.presets.iter().map(|(n, _)| *n).collect();
+                return Err(format!(
+                    "rule {rule} has no preset '{name}' (its presets: {})",
+                    if known.is_empty() { "none but the default".to_string() } else { known.join(", ") }
+                ));
+            };
+            layers.push((format!("preset '{name}'"), *text));
+        }
+        layers.push(("its preset".to_string(), entry.preset));
+        for (what, text) in layers {
+            let preset: toml::Table = text.parse().map_err(|e| format!("rule {rule}: {what} is not TOML: {e}"))?;
+            for (k, v) in preset {
+                if !table.contains_key(&k) && !settings.contains_key(&k) {
+                    table.insert(k, v);
+                }
+            }
+        }
         let shared = shared_keys();
         let keys: Vec<String> = table.keys().cloned().collect();
         for k in keys {
@@ -260,5 +285,73 @@ mod tests {
         std::fs::write(&f, "arch = \"mlp:x\"\n").unwrap();
         assert!(TrainConfig::load(Some(&f), toml::Table::new()).unwrap_err().to_string().contains("mlp:x"));
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn cfg(text: &str) -> Result<TrainConfig, String> {
+        TrainConfig::from_table(toml::from_str(text).unwrap()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn named_presets_layer_over_the_default_and_what_is_given_wins() {
+        // The default preset (presets/pc.toml) alone.
+        let c = cfg("rule = 'pc'").unwrap();
+        assert_eq!(c.settings["pc_steps"].as_integer(), Some(20));
+        assert_eq!(c.arch, TrainConfig::default().arch);
+        // A named preset over it: its keys win over the default preset's, the default preset
+        // fills the rest, and the name is kept in the resolved configuration.
+        let c = cfg("rule = 'pc'\npreset = 'pcx'").unwrap();
+        assert_eq!((c.arch.as_str(), c.epochs, c.preset.as_str()), ("mlp:128,128,128", 25, "pcx"));
+        assert_eq!(c.settings["pc_steps"].as_integer(), Some(5));
+        // What is given wins over both, flat or in a [settings] table.
+        let c = cfg("rule = 'pc'\npreset = 'pcx'\narch = 'mlp:32'\npc_steps = 7").unwrap();
+        assert_eq!((c.arch.as_str(), c.settings["pc_steps"].as_integer()), ("mlp:32", Some(7)));
+        let c = cfg("rule = 'pc'\n[settings]\npc_steps = 9").unwrap();
+        assert_eq!(c.settings["pc_steps"].as_integer(), Some(9));
+        // An unknown name is refused with the rule's presets named.
+        let e = cfg("rule = 'pc'\npreset = 'nope'").unwrap_err();
+        assert!(e.contains("no preset 'nope'") && e.contains("pcx, equilibrium"), "{e}");
+        let e = cfg("rule = 'drtp'\npreset = 'pcx'").unwrap_err();
+        assert!(e.contains("none but the default"), "{e}");
+        assert!(cfg("preset = 3").unwrap_err().contains("preset must be a string"));
+    }
+
+    #[test]
+    fn every_built_in_preset_resolves_and_names_its_source() {
+        // Each preset file parses, holds only known keys and valid values, and starts with the
+        // header that says where it comes from.
+        for r in RuleName::all().into_iter().filter(|r| crate::rules::BUILTIN.iter().any(|e| e.name == r.as_str())) {
+            let e = r.entry();
+            assert!(e.preset.starts_with("# Source:"), "presets/{}.toml has no '# Source:' header", r);
+            cfg(&format!("rule = '{r}'")).unwrap_or_else(|e| panic!("{r}: {e}"));
+            for (name, text) in e.presets {
+                assert!(text.starts_with("# Source:"), "presets/{r}/{name}.toml has no '# Source:' header");
+                cfg(&format!("rule = '{r}'\npreset = '{name}'")).unwrap_or_else(|e| panic!("{r} {name}: {e}"));
+            }
+        }
+        // And every file under presets/ is one the registry loads (none forgotten).
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("presets");
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&root).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                for f in std::fs::read_dir(&p).unwrap() {
+                    files.push(f.unwrap().path());
+                }
+            } else {
+                files.push(p);
+            }
+        }
+        for f in files {
+            let rel = f.strip_prefix(&root).unwrap().with_extension("");
+            let mut parts = rel.iter().map(|c| c.to_str().unwrap());
+            let (rule, name) = (parts.next().unwrap(), parts.next());
+            let e = rule.parse::<RuleName>().unwrap_or_else(|e| panic!("{}: {e}", f.display())).entry();
+            let text = std::fs::read_to_string(&f).unwrap();
+            let loaded = match name {
+                None => e.preset,
+                Some(n) => e.presets.iter().find(|(m, _)| *m == n).map_or("", |(_, t)| *t),
+            };
+            assert_eq!(loaded, text, "{} is not the preset the registry loads", f.display());
+        }
     }
 }

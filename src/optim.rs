@@ -6,6 +6,9 @@
 //! - Adam: g += wd w; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
 //!   w -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
 //! - AdamW: w -= lr wd w, then Adam without weight decay (Loshchilov & Hutter 2019).
+//! - RMSprop: g += wd w; v = b2 v + (1-b2) g^2 (b2 is PyTorch's alpha: set beta2 = 0.99 for its
+//!   default); b = mu b + g / (sqrt(v) + eps), w -= lr b (mu = momentum; without it
+//!   w -= lr g / (sqrt(v) + eps)).
 //!
 //! Schedules give the learning rate of an epoch (stepped once per epoch, as PyTorch's):
 //! constant; step (x gamma every `step_size` epochs); multistep (x gamma at each milestone);
@@ -20,6 +23,7 @@ pub enum OptimizerKind {
     Sgd,
     Adam,
     Adamw,
+    Rmsprop,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -127,6 +131,22 @@ impl Optimizer {
                     kernel(w, g, m);
                 }
             }
+            OptimizerKind::Rmsprop => {
+                let kernel = |w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
+                    for j in 0..w.len() {
+                        let d = g[j] + c.weight_decay * w[j];
+                        v[j] = c.beta2 * v[j] + (1.0 - c.beta2) * d * d;
+                        let step = d / (v[j].sqrt() + c.eps);
+                        if c.momentum != 0.0 {
+                            m[j] = c.momentum * m[j] + step;
+                            w[j] -= lr * m[j];
+                        } else {
+                            w[j] -= lr * step;
+                        }
+                    }
+                };
+                with_moments(par, w, g, m, v, kernel);
+            }
             OptimizerKind::Adam | OptimizerKind::Adamw => {
                 let decoupled = c.kind == OptimizerKind::Adamw;
                 let bc1 = 1.0 - c.beta1.powi(t as i32);
@@ -144,17 +164,29 @@ impl Optimizer {
                         w[j] -= lr * (m[j] / bc1) / ((v[j] / bc2).sqrt() + c.eps);
                     }
                 };
-                if par {
-                    w.par_chunks_mut(CH)
-                        .zip(g.par_chunks(CH))
-                        .zip(m.par_chunks_mut(CH))
-                        .zip(v.par_chunks_mut(CH))
-                        .for_each(|(((w, g), m), v)| kernel(w, g, m, v));
-                } else {
-                    kernel(w, g, m, v);
-                }
+                with_moments(par, w, g, m, v, kernel);
             }
         }
+    }
+}
+
+/// Run `kernel` on (weights, update, first moment, second moment), in parallel chunks if `par`.
+fn with_moments(
+    par: bool,
+    w: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    kernel: impl Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync,
+) {
+    if par {
+        w.par_chunks_mut(CH)
+            .zip(g.par_chunks(CH))
+            .zip(m.par_chunks_mut(CH))
+            .zip(v.par_chunks_mut(CH))
+            .for_each(|(((w, g), m), v)| kernel(w, g, m, v));
+    } else {
+        kernel(w, g, m, v);
     }
 }
 
@@ -245,6 +277,19 @@ mod tests {
         // AdamW(lr 0.1, wd 0.5): first step w = 1 - 0.1*0.5*1 - 0.1 = 0.85.
         let cfg = OptimConfig { kind: OptimizerKind::Adamw, lr: 0.1, weight_decay: 0.5, ..Default::default() };
         assert!((run(cfg, 1)[0] - 0.85).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rmsprop_matches_pytorch_by_hand() {
+        // torch.optim.RMSprop([w], lr=0.1, alpha=0.99), w0 = 1, grads 0.5 then 1.5:
+        // v1 = 0.01 * 0.25 = 0.0025, step 0.5 / 0.05 = 10: w = 0;
+        // v2 = 0.99 * 0.0025 + 0.01 * 2.25 = 0.024975, step 1.5 / sqrt(v2) = 9.49158: w = -0.949158.
+        let cfg = OptimConfig { kind: OptimizerKind::Rmsprop, lr: 0.1, beta2: 0.99, ..Default::default() };
+        assert!(run(cfg, 1)[0].abs() < 1e-5, "{}", run(cfg, 1)[0]);
+        assert!((run(cfg, 2)[0] + 0.949_158).abs() < 1e-4, "{}", run(cfg, 2)[0]);
+        // With momentum 0.9 the buffer holds 10, then 0.9 * 10 + 9.49158: w = -1.849158.
+        let cfg = OptimConfig { momentum: 0.9, ..cfg };
+        assert!((run(cfg, 2)[0] + 1.849_158).abs() < 1e-4, "{}", run(cfg, 2)[0]);
     }
 
     #[test]

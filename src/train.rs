@@ -37,8 +37,9 @@ pub struct EpochRecord {
     pub energy_before: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy_after: Option<f64>,
+    /// Mean inference steps per batch (a tolerance may stop relaxation early).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inference_steps: Option<usize>,
+    pub inference_steps: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -166,8 +167,9 @@ const CACHED_SPLITS: usize = 3;
 pub struct EpochStats {
     pub loss: f64,
     pub accuracy: f64,
-    /// Mean per-sample (energy before, after) relaxation and steps, for energy-based rules.
-    pub energy: Option<(f64, f64, usize)>,
+    /// Mean per-sample (energy before, after) relaxation and mean inference steps per batch, for
+    /// energy-based rules.
+    pub energy: Option<(f64, f64, f64)>,
     /// Index of the batch whose loss was not finite.
     pub diverged_at: Option<usize>,
     pub seconds: f64,
@@ -282,6 +284,7 @@ impl Trainer {
         let mut labels = Vec::with_capacity(b);
         let (mut loss, mut correct) = (0.0f64, 0usize);
         let mut energy: Option<(f64, f64, usize)> = None;
+        let mut batches_seen = 0usize;
         let mut diverged_at = None;
         for bi in 0..batches {
             let idx = &self.order[bi * b..((bi + 1) * b).min(n)];
@@ -316,9 +319,11 @@ impl Trainer {
             };
             let StepStats { loss_sum, correct: c, energy: en } = self.rule.train_batch(&mut step, &mut upd);
             if let Some((a, b, t)) = en {
-                let e = energy.get_or_insert((0.0, 0.0, t));
+                let e = energy.get_or_insert((0.0, 0.0, 0));
                 e.0 += a;
                 e.1 += b;
+                e.2 += t;
+                batches_seen += 1;
             }
             if !loss_sum.is_finite() {
                 diverged_at = Some(bi);
@@ -331,7 +336,7 @@ impl Trainer {
         EpochStats {
             loss: loss / n as f64,
             accuracy: correct as f64 / n as f64,
-            energy: energy.map(|(a, b, t)| (a / n as f64, b / n as f64, t)),
+            energy: energy.map(|(a, b, t)| (a / n as f64, b / n as f64, t as f64 / batches_seen as f64)),
             diverged_at,
             seconds: t0.elapsed().as_secs_f64(),
         }

@@ -253,6 +253,10 @@ struct TrainFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     rule: Option<RuleName>,
+    /// A named preset of the rule (`biolearn rules RULE` lists them), over its default preset.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preset: Option<String>,
     /// Network: mlp:1024, mlp:800,800, mlp:800/bn/dropout=0.2, lenet, conv3.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -512,14 +516,23 @@ fn rule_list(names: &[String]) -> Result<Vec<RuleName>> {
     names.iter().map(|n| n.parse::<RuleName>().map_err(anyhow::Error::msg)).collect()
 }
 
+/// A preset's settings without its comments, one `key = value` each.
+fn preset_values(text: &str) -> Vec<&str> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
+}
+
 fn cmd_rules(name: Option<&str>) -> Result<()> {
     let Some(name) = name else {
         for r in RuleName::all() {
             let (d, p) = r.info();
             println!("{:<20} {d}\n{:<20} paper: {p}", r.as_str(), "");
-            let preset = r.preset();
+            let preset = preset_values(r.preset());
             if !preset.is_empty() {
-                println!("{:<20} preset: {}", "", preset.replace('\n', ", "));
+                println!("{:<20} preset: {}", "", preset.join(", "));
+            }
+            let named: Vec<&str> = r.entry().presets.iter().map(|(n, _)| *n).collect();
+            if !named.is_empty() {
+                println!("{:<20} named presets: {} (--preset NAME)", "", named.join(", "));
             }
             let own = r.entry().settings.names();
             if !own.is_empty() {
@@ -531,9 +544,13 @@ fn cmd_rules(name: Option<&str>) -> Result<()> {
     let r: RuleName = name.parse().map_err(anyhow::Error::msg)?;
     let (d, p) = r.info();
     println!("{}: {d}\npaper: {p}", r.as_str());
-    if !r.preset().is_empty() {
-        println!("\npreset (shared settings it trains with unless given):");
-        for line in r.preset().lines() {
+    println!("\npreset (presets/{}.toml: what it trains with unless given):", r.as_str());
+    for line in r.preset().lines() {
+        println!("  {line}");
+    }
+    for (name, text) in r.entry().presets {
+        println!("\nnamed preset '{name}' (--preset {name}, over the default preset):");
+        for line in text.lines() {
             println!("  {line}");
         }
     }
@@ -545,8 +562,12 @@ fn cmd_rules(name: Option<&str>) -> Result<()> {
             "\nits own settings (--set KEY=VALUE, `[settings]` in a config file, `[rule.{}]` in a plan):",
             r.as_str()
         );
+        let preset: toml::Table = r.preset().parse().unwrap_or_default();
         for f in docs {
-            println!("  {} = {}\n      {}", f.name, f.default, f.doc);
+            match preset.get(f.name) {
+                Some(v) => println!("  {} = {v} (its preset; default {})\n      {}", f.name, f.default, f.doc),
+                None => println!("  {} = {}\n      {}", f.name, f.default, f.doc),
+            }
         }
     }
     Ok(())

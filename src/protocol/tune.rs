@@ -93,12 +93,12 @@ pub fn parse_space(s: &str) -> Result<Vec<Dim>, String> {
 }
 
 /// The space searched when none is given: the learning rate (log-uniform over the range where
-/// the optimiser kind trains at all: SGD 1e-4..1, Adam 1e-5..1e-1) and the weight decay
+/// the optimiser kind trains at all: SGD 1e-4..1, the adaptive ones 1e-5..1e-1) and the weight decay
 /// (log-uniform 1e-6..1e-2). The same for every rule.
 pub fn default_space(cfg: &TrainConfig) -> Vec<Dim> {
     let (lo, hi) = match cfg.optimizer {
-        crate::optim::OptimizerKind::Adam => (1e-5, 1e-1),
-        _ => (1e-4, 1.0),
+        crate::optim::OptimizerKind::Sgd => (1e-4, 1.0),
+        _ => (1e-5, 1e-1),
     };
     vec![
         Dim { key: "lr".into(), scale: Scale::Log, lo, hi },
@@ -257,7 +257,11 @@ fn write_preset(
     n: usize,
 ) -> Result<(), String> {
     let mut t = base.clone();
-    t.remove("epochs");
+    // Not settings of a preset: the epochs are the final run's, the threads the machine's.
+    for k in ["epochs", "threads", "seed"] {
+        t.remove(k);
+    }
+    t.iter_mut().for_each(|(_, v)| crate::rules::settings::tidy(v));
     t.insert("rule".into(), toml::Value::String(cfg.rule.to_string()));
     t.insert("arch".into(), toml::Value::String(cfg.arch.clone()));
     t.extend(best.params.iter().map(|(k, v)| (k.clone(), v.clone())));

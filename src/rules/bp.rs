@@ -21,7 +21,8 @@ pub static ENTRY: super::RuleEntry = super::RuleEntry {
     name: "bp",
     summary: "backpropagation: errors flow back through W^T",
     paper: "Rumelhart, Hinton & Williams 1986",
-    preset: "",
+    preset: include_str!("../../presets/bp.toml"),
+    presets: &[("fashion-mnist-mlp1024x2", include_str!("../../presets/bp/fashion-mnist-mlp1024x2.toml"))],
     settings: super::SettingsKind::of::<super::NoSettings>(),
     build: |_, _, _| Ok(Box::new(Backprop)),
 };

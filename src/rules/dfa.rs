@@ -12,7 +12,9 @@
 //! Each block's update depends only on e and local activity, so blocks could run in parallel.
 //!
 //! B_l is a dense D_l x K matrix (D_l = size of the next weight layer's input, K = classes),
-//! Xavier-uniform U(+-sqrt(6/(D_l + K))), fixed. (BioTorch's conv version instead broadcasts e
+//! fixed: Xavier-uniform U(+-sqrt(6/(D_l + K))) (`dfa_init = xavier`, BioTorch's), or Nokland's
+//! U(+-1/sqrt(D_l)) (`dfa_init = nokland`: `dfa-torch`'s `ErrorFeedback`, whose magnitude is
+//! 1/sqrt of the receiving layer's size; the `nokland` preset). (BioTorch's conv version instead broadcasts e
 //! over positions and convolves with a K x C x k x k kernel; a dense B is Nokland's formulation.)
 //!
 //! # Shapes
@@ -78,11 +80,38 @@ pub struct Dfa {
     pub fb: DirectFeedback,
 }
 
+/// How B_l is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DfaInit {
+    /// U(+-sqrt(6 / (D_l + K))) (BioTorch).
+    Xavier,
+    /// U(+-1 / sqrt(D_l)) (Nokland's `dfa-torch`).
+    Nokland,
+}
+
 impl Dfa {
     /// B_l Xavier-uniform: U(+-sqrt(6 / (D_l + K))).
     pub fn new(net: &mut Network, rng: &mut Rng) -> Self {
-        Dfa { fb: DirectFeedback::new(net, rng, "dfa", |d, k| (6.0 / (d + k) as f32).sqrt()) }
+        Self::with_init(net, rng, DfaInit::Xavier)
     }
+
+    pub fn with_init(net: &mut Network, rng: &mut Rng, init: DfaInit) -> Self {
+        let bound: fn(usize, usize) -> f32 = match init {
+            DfaInit::Xavier => |d, k| (6.0 / (d + k) as f32).sqrt(),
+            DfaInit::Nokland => |d, _| 1.0 / (d as f32).sqrt(),
+        };
+        Dfa { fb: DirectFeedback::new(net, rng, "dfa", bound) }
+    }
+}
+
+crate::settings! {
+    /// Direct feedback alignment's settings (`dfa`).
+    pub struct DfaSettings {
+        /// How the fixed feedback matrices are drawn: xavier (BioTorch) or nokland (U(+-1/sqrt(D_l))).
+        pub dfa_init: DfaInit = DfaInit::Xavier,
+    }
+    check(_s) { Ok(()) }
 }
 
 impl Rule for Dfa {
@@ -105,7 +134,14 @@ pub static ENTRY: super::RuleEntry = super::RuleEntry {
     summary:
         "direct feedback alignment: the output error reaches every hidden layer through its own fixed random matrix",
     paper: "Nokland 2016, NeurIPS",
-    preset: "",
-    settings: super::SettingsKind::of::<super::NoSettings>(),
-    build: |net, _, rng| Ok(Box::new(Dfa::new(net, rng))),
+    preset: include_str!("../../presets/dfa.toml"),
+    presets: &[
+        ("nokland", include_str!("../../presets/dfa/nokland.toml")),
+        ("fashion-mnist-mlp1024x2", include_str!("../../presets/dfa/fashion-mnist-mlp1024x2.toml")),
+    ],
+    settings: super::SettingsKind::of::<DfaSettings>(),
+    build: |net, cx, rng| {
+        let s: DfaSettings = cx.settings()?;
+        Ok(Box::new(Dfa::with_init(net, rng, s.dfa_init)))
+    },
 };

@@ -378,15 +378,12 @@ crate::settings! {
     }
 }
 
-/// Scellier & Bengio's network and plain SGD (784-500-10, batch 20, alpha 0.05).
-const EP_PRESET: &str =
-    "arch = 'mlp:500'\nactivation = 'sigmoid'\nbatch = 20\noptimizer = 'sgd'\nmomentum = 0.0\nlr = 0.05\nschedule = 'constant'";
-
 pub static EP: super::RuleEntry = super::RuleEntry {
     name: "ep",
     summary: "equilibrium propagation: free and beta-nudged relaxations of a symmetric energy network, contrastive local update (MLPs; ep_beta, ep_free_steps)",
     paper: "Scellier & Bengio 2017, Front. Comput. Neurosci.",
-    preset: EP_PRESET,
+    preset: include_str!("../../presets/ep.toml"),
+    presets: &[],
     settings: super::SettingsKind::of::<EpSettings>(),
     build: |net, cx, _| {
         let s: EpSettings = cx.settings()?;
@@ -408,7 +405,8 @@ pub static CHL: super::RuleEntry = super::RuleEntry {
     name: "chl",
     summary: "contrastive Hebbian learning: free phase vs output-clamped phase, contrastive local update (MLPs)",
     paper: "Movellan 1991; Xie & Seung 2003",
-    preset: EP_PRESET,
+    preset: include_str!("../../presets/chl.toml"),
+    presets: &[],
     settings: super::SettingsKind::of::<ChlSettings>(),
     build: |net, cx, _| {
         let s: ChlSettings = cx.settings()?;

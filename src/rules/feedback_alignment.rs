@@ -137,12 +137,13 @@ impl Rule for FeedbackAlignment {
 }
 
 macro_rules! fa_entry {
-    ($static:ident, $name:literal, $mode:expr, $summary:literal, $paper:literal) => {
+    ($static:ident, $name:literal, $mode:expr, $summary:literal, $paper:literal $(, $preset:literal)*) => {
         pub static $static: super::RuleEntry = super::RuleEntry {
             name: $name,
             summary: $summary,
             paper: $paper,
-            preset: "",
+            preset: include_str!(concat!("../../presets/", $name, ".toml")),
+            presets: &[$(($preset, include_str!(concat!("../../presets/", $name, "/", $preset, ".toml")))),*],
             settings: super::SettingsKind::of::<super::NoSettings>(),
             build: |net, _, rng| Ok(Box::new(FeedbackAlignment::new($mode, net, rng))),
         };
@@ -154,7 +155,8 @@ fa_entry!(
     "fa",
     Mode::Fa,
     "feedback alignment: errors flow back through fixed random matrices B",
-    "Lillicrap et al. 2016, Nat. Commun. 7:13276"
+    "Lillicrap et al. 2016, Nat. Commun. 7:13276",
+    "fashion-mnist-mlp1024x2"
 );
 fa_entry!(
     USF,

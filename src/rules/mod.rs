@@ -287,10 +287,14 @@ pub struct RuleEntry {
     /// One line: what the rule does.
     pub summary: &'static str,
     pub paper: &'static str,
-    /// Shared training settings the rule trains well with (TOML: network, optimiser, batch, ...),
-    /// filling whatever the configuration file, plan and flags leave unset. The rule's own
-    /// settings' defaults are its `Settings` type's `Default`.
+    /// The rule's default preset (TOML: shared settings such as network, optimiser and batch, and
+    /// its own settings), filling whatever the configuration file, plan and flags leave unset;
+    /// what it leaves unset comes from the shared defaults and the `Settings` type's `Default`.
+    /// Built-in rules keep it in `presets/NAME.toml`, whose header says where it comes from.
     pub preset: &'static str,
+    /// Named presets (`preset = "NAME"`, `--preset NAME`): (name, TOML), layered over the default
+    /// preset. Built-in rules keep them in `presets/RULE/NAME.toml`.
+    pub presets: &'static [(&'static str, &'static str)],
     /// The rule's own settings (typed; documented and checked).
     pub settings: SettingsKind,
     /// Build the rule for `net` from its settings (resolved and checked), drawing feedback

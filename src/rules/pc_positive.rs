@@ -304,7 +304,8 @@ pub static ENTRY: super::RuleEntry = super::RuleEntry {
     // gamma 0.025). Measured on Fashion-MNIST, 15 epochs, 3 seeds: 88.54 +- 0.23% at batch
     // 64; at batch 16 one seed of three collapsed. On the small digits set batch 64 is too
     // few steps (15% after 8 epochs; batch 16: 94%).
-    preset: "arch = 'mlp:300,300'\nactivation = 'sigmoid'\noptimizer = 'adam'\nlr = 1e-3\nbatch = 64\nschedule = 'constant'",
+    preset: include_str!("../../presets/pc-positive.toml"),
+    presets: &[],
     settings: super::SettingsKind::of::<PcPositiveSettings>(),
     build: |net, cx, rng| {
         let s: PcPositiveSettings = cx.settings()?;

@@ -8,9 +8,16 @@
 //!   energy   F = sum_k 1/2 ||e_k||^2,  e_k = x_k - mu_k            (Gaussian energies; eq. 2)
 //!   output   x_K clamped to the target: e_K = y - mu_K, or with the categorical energy
 //!            (`--pc-energy ce`, Pinchetti et al. 2022) e_K = onehot(y) - softmax(mu_K);
-//!            with a nudge beta < 1 the target is mu_K + beta (y - mu_K)
-//!   inference x_k <- x_k - gamma (e_k - J_{k+1}^T e_{k+1})          (T steps, SGD with momentum)
-//!   learning  dW_k = -dF/dW_k at the relaxed nodes = -e_k (x) input of W_k  (local)
+//!            with a nudge beta < 1 the target is mu_K + beta (y - mu_K) (Gaussian), the
+//!            output energy beta x CE (categorical): e_K = beta (onehot(y) - softmax(mu_K))
+//!   inference x_k <- x_k - gamma (e_k - J_{k+1}^T e_{k+1})          (SGD with momentum), at most
+//!             T steps (`pc_steps`); with a tolerance (`pc_tol` > 0) it stops as soon as a step
+//!             changes the energy by at most tol x the relaxation's change so far (the steps
+//!             used are reported per epoch)
+//!   learning  dW_k = -dF/dW_k at the relaxed nodes / beta = -e_k (x) input of W_k / beta (local);
+//!             dividing by the nudge keeps the update at BP's scale as beta -> 0 (the
+//!             infinitesimal-inference limit, Millidge et al. 2022), so the learning rate means the
+//!             same for every beta
 //!
 //! J_{k+1}^T e_{k+1} and dF/dW_k are computed by the network's own backward pass restricted to
 //! one block (the chain rule inside a block is local: the activation's derivative and the
@@ -58,6 +65,9 @@ pub struct PcConfig {
     /// Incremental PC: a weight step (the driver's optimiser) at every inference step, from
     /// the same errors as the state step, instead of one after relaxation.
     pub incremental: bool,
+    /// Stop inference once a step changes the energy by at most `tol` times the relaxation's
+    /// change so far (0: always `steps` steps).
+    pub tol: f32,
 }
 
 impl Default for PcConfig {
@@ -72,6 +82,7 @@ impl Default for PcConfig {
             energy: Energy::Gaussian,
             beta: 1.0,
             incremental: false,
+            tol: 0.0,
         }
     }
 }
@@ -177,7 +188,8 @@ impl PredictiveCoding {
                         let t = if j == label as usize { 1.0 } else { 0.0 };
                         *ev = self.cfg.beta * (t - p);
                     }
-                    energy += (sum.ln() + mx - z[label as usize]) as f64;
+                    // beta x cross-entropy: the energy whose gradient in mu is -e.
+                    energy += self.cfg.beta as f64 * (sum.ln() + mx - z[label as usize]) as f64;
                 }
             }
         }
@@ -240,82 +252,120 @@ impl PredictiveCoding {
 
     /// dF/dW of every block at the current nodes and errors, batch mean, into `grads`.
     fn weight_grads(&self, net: &mut Network, ws: &mut Workspace, errs: &[Vec<f32>], grads: &mut [Vec<f32>]) {
-        let inv_n = 1.0 / ws.n as f32;
+        // Batch mean, and back to BP's scale from the nudged output's (1 / beta).
+        let scale = 1.0 / ws.n as f32 / self.cfg.beta;
         for k in 0..self.pos.len() {
             let (s, e) = (self.start(k), self.pos[k]);
             for (g, ev) in ws.grads[e].iter_mut().zip(&errs[k]) {
-                *g = -ev * inv_n;
+                *g = -ev * scale;
             }
             net.backward(ws, grads, s, e, None, false);
         }
     }
 }
 
+impl PredictiveCoding {
+    /// Whether inference stops at energy `now` after `done` steps: the cap is reached, or the last
+    /// step changed the energy by at most tol x the change of the whole relaxation so far
+    /// (`start`: the energy before it; `prev`: before the last step). Relative to the
+    /// relaxation's own change, the test means the same for every output nudge and batch size.
+    fn settled(&self, done: usize, start: f64, prev: f64, now: f64) -> bool {
+        done >= self.cfg.steps || (self.cfg.tol > 0.0 && done > 0 && (prev - now).abs() <= self.cfg.tol as f64 * (now - start).abs())
+    }
+
+    /// Relax the nodes (and, incrementally, the weights); returns the final energy and the
+    /// steps used, leaving the errors at the final nodes in `errs`.
+    fn relax(&mut self, s: &mut Step, errs: &mut [Vec<f32>], mut upd: Option<&mut Updater>) -> (f64, usize) {
+        let (net, ws, y, _, grads, _) = s.parts();
+        let (mut start, mut prev) = (f64::NAN, f64::NAN);
+        let mut done = 0;
+        loop {
+            let energy = self.refresh(net, ws, y, errs);
+            self.trace.push(energy);
+            if done == 0 {
+                start = energy;
+            }
+            if self.settled(done, start, prev, energy) {
+                return (energy, done);
+            }
+            self.backproject(net, ws, errs, grads);
+            if let Some(u) = upd.as_deref_mut() {
+                // Both gradients from the same errors, then both steps.
+                self.weight_grads(net, ws, errs, grads);
+                u.apply(net, grads);
+            }
+            self.move_nodes(errs);
+            prev = energy;
+            done += 1;
+        }
+    }
+}
+
 impl Rule for PredictiveCoding {
     fn step(&mut self, s: &mut Step) -> StepStats {
-        let (net, ws, y, loss, grads, rng) = s.parts();
-        let stats = self.init_nodes(net, ws, y, loss, rng);
+        let stats = {
+            let (net, ws, y, loss, _, rng) = s.parts();
+            self.init_nodes(net, ws, y, loss, rng)
+        };
         let mut errs = std::mem::take(&mut self.errs);
-        let e0 = self.errors(&mut errs, y, net.output_len());
-        for _ in 0..self.cfg.steps {
-            let energy = self.refresh(net, ws, y, &mut errs);
-            self.trace.push(energy);
-            self.backproject(net, ws, &errs, grads);
-            self.move_nodes(&errs);
-        }
+        let e0 = self.errors(&mut errs, s.y, s.net.output_len());
+        let (e_end, used) = self.relax(s, &mut errs, None);
         // Weight update at the relaxed nodes.
-        let e_end = self.refresh(net, ws, y, &mut errs);
-        self.trace.push(e_end);
+        let (net, ws, _, _, grads, _) = s.parts();
         self.weight_grads(net, ws, &errs, grads);
         self.errs = errs;
-        self.last = PcStats { energy_start: e0, energy_end: e_end, steps: self.cfg.steps };
-        StepStats { energy: Some((e0, e_end, self.cfg.steps)), ..stats }
+        self.last = PcStats { energy_start: e0, energy_end: e_end, steps: used };
+        StepStats { energy: Some((e0, e_end, used)), ..stats }
     }
 
     fn train_batch(&mut self, s: &mut Step, upd: &mut Updater) -> StepStats {
         if !self.cfg.incremental {
             return super::step_then_apply(self, s, upd);
         }
-        let (net, ws, y, loss, grads, rng) = s.parts();
-        let stats = self.init_nodes(net, ws, y, loss, rng);
+        let stats = {
+            let (net, ws, y, loss, _, rng) = s.parts();
+            self.init_nodes(net, ws, y, loss, rng)
+        };
         if !stats.loss_sum.is_finite() {
             return stats;
         }
         let mut errs = std::mem::take(&mut self.errs);
-        let e0 = self.errors(&mut errs, y, net.output_len());
-        for _ in 0..self.cfg.steps {
-            let energy = self.refresh(net, ws, y, &mut errs);
-            self.trace.push(energy);
-            // Both gradients from the same errors, then both steps.
-            self.backproject(net, ws, &errs, grads);
-            self.weight_grads(net, ws, &errs, grads);
-            upd.apply(net, grads);
-            self.move_nodes(&errs);
-        }
-        let e_end = self.refresh(net, ws, y, &mut errs);
-        self.trace.push(e_end);
+        let e0 = self.errors(&mut errs, s.y, s.net.output_len());
+        let (e_end, used) = self.relax(s, &mut errs, Some(upd));
         self.errs = errs;
-        self.last = PcStats { energy_start: e0, energy_end: e_end, steps: self.cfg.steps };
-        StepStats { energy: Some((e0, e_end, self.cfg.steps)), ..stats }
+        self.last = PcStats { energy_start: e0, energy_end: e_end, steps: used };
+        StepStats { energy: Some((e0, e_end, used)), ..stats }
     }
 }
 
 crate::settings! {
     /// Predictive coding's settings (`pc`, `ipc`, `pc-fpa`).
     pub struct PcSettings {
-        /// Inference steps T per batch (value-node relaxation; iPC: weight steps per batch).
+        /// Inference steps T per batch (value-node relaxation; iPC: weight steps per batch); with
+        /// `pc_tol` > 0, the most it may take.
         pub pc_steps: usize = 5,
+        /// Stop inference when a step changes the energy by at most pc_tol x the relaxation's
+        /// change so far (0: always pc_steps steps). The mean steps used are reported per epoch
+        /// (`inference_steps`).
+        pub pc_tol: f32 = 0.0,
         /// State learning rate per sample (PCX's F-MNIST setting: 0.1).
         pub pc_gamma: f32 = 0.1,
         /// Momentum of the state updates, in [0, 1).
         pub pc_momentum: f32 = 0.1,
         /// Output energy: gaussian (output clamped to the one-hot label) or ce (categorical node).
         pub pc_energy: Energy = Energy::Gaussian,
+        /// Output nudge beta in (0, 1]: the output's target is mu + beta (y - mu) (1: clamped to
+        /// the label); the weight update is divided by beta (small beta: near BP's gradient).
+        pub pc_beta: f32 = 1.0,
     }
     check(s) {
-        use super::settings::{count, in_unit, positive};
+        use super::settings::{count, in_unit, non_negative, positive};
         count("pc_steps", s.pc_steps, 100_000)?;
         positive("pc_gamma", s.pc_gamma)?;
+        non_negative("pc_tol", s.pc_tol)?;
+        if !(s.pc_beta > 0.0 && s.pc_beta <= 1.0) {
+            return Err(format!("pc_beta must be in (0, 1], got {}", s.pc_beta));
+        }
         in_unit("pc_momentum", s.pc_momentum)
     }
 }
@@ -333,8 +383,9 @@ fn build_pc(
         momentum: s.pc_momentum,
         fixed_prediction,
         energy: s.pc_energy,
-        beta: 1.0,
+        beta: s.pc_beta,
         incremental,
+        tol: s.pc_tol,
     };
     Ok(Box::new(PredictiveCoding::new(net, c)?))
 }
@@ -343,7 +394,8 @@ pub static PC: super::RuleEntry = super::RuleEntry {
     name: "pc",
     summary: "predictive coding: value nodes relax on a local energy (T steps), then local weight updates (pc_steps, pc_gamma, pc_energy gaussian|ce)",
     paper: "Whittington & Bogacz 2017, Neural Comput.; Pinchetti et al. 2022 (ce energy)",
-    preset: "",
+    preset: include_str!("../../presets/pc.toml"),
+    presets: &[("pcx", include_str!("../../presets/pc/pcx.toml")), ("equilibrium", include_str!("../../presets/pc/equilibrium.toml"))],
     settings: super::SettingsKind::of::<PcSettings>(),
     build: |net, cx, _| build_pc(net, cx, false, false),
 };
@@ -353,8 +405,8 @@ pub static IPC: super::RuleEntry = super::RuleEntry {
     summary:
         "incremental predictive coding: a weight step at every inference step (T weight steps per batch, pc_steps)",
     paper: "Salvatori et al. 2024, ICLR (iPC)",
-    // T weight steps per batch: a small Adam step (PCX's AdamW setting).
-    preset: "optimizer = 'adamw'\nlr = 3e-4\nschedule = 'constant'",
+    preset: include_str!("../../presets/ipc.toml"),
+    presets: &[],
     settings: super::SettingsKind::of::<PcSettings>(),
     build: |net, cx, _| build_pc(net, cx, false, true),
 };
@@ -363,7 +415,8 @@ pub static PC_FPA: super::RuleEntry = super::RuleEntry {
     name: "pc-fpa",
     summary: "predictive coding with the fixed-prediction assumption: equals backprop's gradient at equilibrium",
     paper: "Millidge, Tschantz & Buckley 2022, Neural Comput.",
-    preset: "",
+    preset: include_str!("../../presets/pc-fpa.toml"),
+    presets: &[],
     settings: super::SettingsKind::of::<PcSettings>(),
     build: |net, cx, _| build_pc(net, cx, true, false),
 };

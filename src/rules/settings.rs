@@ -116,19 +116,21 @@ fn defaults<S: Settings>() -> toml::Table {
     to_table(&S::default())
 }
 
-/// The settings as a table, f32 values written as their shortest decimal (0.1, not
-/// 0.10000000149011612): they read back to the same f32.
-fn to_table<S: Settings>(s: &S) -> toml::Table {
-    fn tidy(v: &mut toml::Value) {
-        match v {
-            toml::Value::Float(x) if (*x as f32) as f64 == *x && x.is_finite() => {
-                *x = (*x as f32).to_string().parse().unwrap_or(*x);
-            }
-            toml::Value::Array(a) => a.iter_mut().for_each(tidy),
-            toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| tidy(v)),
-            _ => {}
+/// A value with every float that is exactly an f32 written as that f32's shortest decimal (0.1,
+/// not 0.10000000149011612): it reads back to the same f32.
+pub fn tidy(v: &mut toml::Value) {
+    match v {
+        toml::Value::Float(x) if (*x as f32) as f64 == *x && x.is_finite() => {
+            *x = (*x as f32).to_string().parse().unwrap_or(*x);
         }
+        toml::Value::Array(a) => a.iter_mut().for_each(tidy),
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| tidy(v)),
+        _ => {}
     }
+}
+
+/// The settings as a table, f32 values tidied ([`tidy`]).
+fn to_table<S: Settings>(s: &S) -> toml::Table {
     let mut t = toml::Table::try_from(s).expect("settings serialise to a TOML table");
     t.iter_mut().for_each(|(_, v)| tidy(v));
     t

@@ -231,7 +231,8 @@ pub static DTP: super::RuleEntry = super::RuleEntry {
     name: "dtp",
     summary: "difference target propagation: layer targets through learned approximate inverses tanh(V z), difference-corrected (MLPs; tp_beta)",
     paper: "Lee, Zhang, Fischer & Bengio 2015, ECML-PKDD",
-    preset: "",
+    preset: include_str!("../../presets/dtp.toml"),
+    presets: &[("shibuya", include_str!("../../presets/dtp/shibuya.toml"))],
     settings: super::SettingsKind::of::<DtpSettings>(),
     build: |net, cx, rng| {
         let s: DtpSettings = cx.settings()?;
@@ -250,7 +251,8 @@ pub static FW_DTP: super::RuleEntry = super::RuleEntry {
     name: "fw-dtp",
     summary: "fixed-weight difference target propagation: DTP with fixed random feedback V (MLPs)",
     paper: "Shibuya, Inoue, Kawakami & Sato 2023, AAAI",
-    preset: "",
+    preset: include_str!("../../presets/fw-dtp.toml"),
+    presets: &[("shibuya", include_str!("../../presets/fw-dtp/shibuya.toml"))],
     settings: super::SettingsKind::of::<FwDtpSettings>(),
     build: |net, cx, rng| {
         let s: FwDtpSettings = cx.settings()?;

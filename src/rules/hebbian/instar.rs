@@ -103,7 +103,8 @@ pub static HEBB_WTA: crate::rules::RuleEntry = crate::rules::RuleEntry {
     paper: "Miconi 2021 (Hebbian learning with gradients); Gupta et al. 2022 (holistic benchmark's Hebbian arm)",
     // Miconi's notebook: batch 100; read-out Adam 1e-2, cosine (at 1e-3 it was still at 64% after
     // 3 epochs on Fashion-MNIST).
-    preset: "arch = 'hebb-conv3'\noptimizer = 'adam'\nlr = 1e-2\nbatch = 100\nschedule = 'cosine'",
+    preset: include_str!("../../../presets/hebb-wta.toml"),
+    presets: &[],
     settings: crate::rules::SettingsKind::of::<HebbWtaSettings>(),
     build: |net, cx, rng| {
         let s: HebbWtaSettings = cx.settings()?;

@@ -183,7 +183,8 @@ pub static SOFTHEBB: crate::rules::RuleEntry = crate::rules::RuleEntry {
     // instead of 1 (after one the weight norms are still ~16, not 1: 62-64% test accuracy; after
     // three they are 1.00); read-out lr 1e-2 with a cosine schedule instead of 1e-3 (83.0% instead
     // of 79% after 15 epochs); 20 epochs (t_inv 80: 85.8%).
-    preset: "arch = 'softhebb-mlp:2000'\nnormalize = false\nepochs = 20\noptimizer = 'adam'\nlr = 1e-2\nbatch = 32\nschedule = 'cosine'",
+    preset: include_str!("../../../presets/softhebb.toml"),
+    presets: &[],
     settings: crate::rules::SettingsKind::of::<SoftHebbSettings>(),
     build: |net, cx, rng| {
         let s: SoftHebbSettings = cx.settings()?;
@@ -206,7 +207,8 @@ pub static SOFTHEBB_DEEP: crate::rules::RuleEntry = crate::rules::RuleEntry {
     // epoch 1, 7% after epoch 10); 3e-4 gave 90.29%, 1e-4 89.77% (10 epochs). The network is the
     // 28x28-sized `softhebb-cnn28` (32/128/512 channels); `--arch softhebb-cnn` is the paper's
     // 96/384/1536 for CIFAR-10 (~9x the compute).
-    preset: "arch = 'softhebb-cnn28'\nnormalize = false\noptimizer = 'adam'\nlr = 3e-4\nbatch = 64\nschedule = 'cosine'",
+    preset: include_str!("../../../presets/softhebb-deep.toml"),
+    presets: &[],
     settings: crate::rules::SettingsKind::of::<SoftHebbDeepSettings>(),
     build: |net, cx, rng| {
         let s: SoftHebbDeepSettings = cx.settings()?;

@@ -201,7 +201,8 @@ pub static ACTIVATION_LEARNING: crate::rules::RuleEntry = crate::rules::RuleEntr
     // and the scores stop telling the classes apart. As pre-training under the linear read-out
     // (`al_label = 0`), the settings of plans/hebbian-fmnist.toml: al-mlp:1000,1000, hebb_lr
     // [0.05], hebb_epochs 1, lr 1e-2.
-    preset: "arch = 'al-mlp:400,40'\nnormalize = false\noptimizer = 'adam'\nlr = 1e-2\nbatch = 32\nschedule = 'cosine'",
+    preset: include_str!("../../../presets/activation-learning.toml"),
+    presets: &[],
     settings: crate::rules::SettingsKind::of::<ActivationLearningSettings>(),
     build: |net, cx, rng| {
         let s: ActivationLearningSettings = cx.settings()?;
