@@ -79,7 +79,9 @@ pub fn run(
                         // The timed epoch through the same loop as every run (no evaluation).
                         let splits = crate::train::Splits { train: &ds.train, val: None, test: None };
                         let done = tr.fit(splits, Default::default(), 1, &mut crate::train::NoHooks)?;
-                        out.push((name.to_string(), done.epochs[0].seconds));
+                        // A phase until settled makes several passes: timed per sample trained on.
+                        let passes = done.epochs[0].passes.unwrap_or(1);
+                        out.push((name.to_string(), done.epochs[0].seconds / passes as f64));
                     }
                     Ok(out)
                 })?;

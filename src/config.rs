@@ -208,7 +208,7 @@ impl TrainConfig {
 
     /// What the rule is built from: its settings and the optimiser.
     pub fn build_context(&self) -> crate::rules::BuildContext<'_> {
-        crate::rules::BuildContext { settings: &self.settings, optim: self.optim() }
+        crate::rules::BuildContext { settings: &self.settings, optim: self.optim(), epochs: self.epochs }
     }
 
     pub fn validate(&self) -> Result<(), String> {

@@ -40,6 +40,10 @@ pub struct EpochRecord {
     /// Mean inference steps per batch (a tolerance may stop relaxation early).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference_steps: Option<f64>,
+    /// Passes over the training set in this epoch, where more than one (a Hebbian phase
+    /// measured in updates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passes: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -173,6 +177,9 @@ pub struct EpochStats {
     /// Index of the batch whose loss was not finite.
     pub diverged_at: Option<usize>,
     pub seconds: f64,
+    /// Passes over the training set (1 but in a phase until settled) and samples trained on.
+    pub passes: usize,
+    pub samples: usize,
 }
 
 impl Trainer {
@@ -286,59 +293,80 @@ impl Trainer {
         let mut energy: Option<(f64, f64, usize)> = None;
         let mut batches_seen = 0usize;
         let mut diverged_at = None;
-        for bi in 0..batches {
-            let idx = &self.order[bi * b..((bi + 1) * b).min(n)];
-            let m = idx.len();
-            self.net.prepare(&mut self.ws, m);
-            labels.clear();
-            labels.extend(idx.iter().map(|&s| split.y[s]));
-            if let Some(ci) = cached {
-                let (feats, input) = (&self.cache[ci].feats, &mut self.ws.acts[first]);
-                for (r, &s) in idx.iter().enumerate() {
-                    input[r * f..(r + 1) * f].copy_from_slice(&feats[s * f..(s + 1) * f]);
+        // One pass, or (a phase until settled) passes until the rule says it is done.
+        let (mut passes, mut samples) = (0usize, 0usize);
+        'passes: loop {
+            if passes > 0 {
+                self.order.clear();
+                self.order.extend(0..n);
+                self.rng.shuffle(&mut self.order);
+            }
+            passes += 1;
+            for bi in 0..batches {
+                let idx = &self.order[bi * b..((bi + 1) * b).min(n)];
+                let m = idx.len();
+                self.net.prepare(&mut self.ws, m);
+                labels.clear();
+                labels.extend(idx.iter().map(|&s| split.y[s]));
+                if let Some(ci) = cached {
+                    let (feats, input) = (&self.cache[ci].feats, &mut self.ws.acts[first]);
+                    for (r, &s) in idx.iter().enumerate() {
+                        input[r * f..(r + 1) * f].copy_from_slice(&feats[s * f..(s + 1) * f]);
+                    }
+                    self.ws.first = first;
+                } else {
+                    let input = self.ws.input_mut();
+                    for (r, &s) in idx.iter().enumerate() {
+                        input[r * d..(r + 1) * d].copy_from_slice(&split.x[s * d..(s + 1) * d]);
+                    }
+                    if let Some((std, norm)) = &self.train_noise {
+                        noise::corrupt(input, norm, NoiseKind::Gaussian, *std, &mut self.rng);
+                    }
                 }
-                self.ws.first = first;
-            } else {
-                let input = self.ws.input_mut();
-                for (r, &s) in idx.iter().enumerate() {
-                    input[r * d..(r + 1) * d].copy_from_slice(&split.x[s * d..(s + 1) * d]);
+                let mut upd = Updater { opt: &mut self.opt, lr, masks: self.masks.as_ref() };
+                let mut step = Step {
+                    net: &mut self.net,
+                    ws: &mut self.ws,
+                    y: &labels,
+                    loss: self.cfg.loss,
+                    grads: &mut self.grads,
+                    rng: &mut self.rng,
+                    epoch,
+                };
+                let StepStats { loss_sum, correct: c, energy: en } = self.rule.train_batch(&mut step, &mut upd);
+                if let Some((a, b, t)) = en {
+                    let e = energy.get_or_insert((0.0, 0.0, 0));
+                    e.0 += a;
+                    e.1 += b;
+                    e.2 += t;
+                    batches_seen += 1;
                 }
-                if let Some((std, norm)) = &self.train_noise {
-                    noise::corrupt(input, norm, NoiseKind::Gaussian, *std, &mut self.rng);
+                if !loss_sum.is_finite() {
+                    diverged_at = Some(bi);
+                    break 'passes;
+                }
+                loss += loss_sum;
+                correct += c;
+                samples += m;
+                on_batch(bi + 1, batches);
+                if phase.until_settled && self.rule.settled() {
+                    break 'passes;
                 }
             }
-            let mut upd = Updater { opt: &mut self.opt, lr, masks: self.masks.as_ref() };
-            let mut step = Step {
-                net: &mut self.net,
-                ws: &mut self.ws,
-                y: &labels,
-                loss: self.cfg.loss,
-                grads: &mut self.grads,
-                rng: &mut self.rng,
-                epoch,
-            };
-            let StepStats { loss_sum, correct: c, energy: en } = self.rule.train_batch(&mut step, &mut upd);
-            if let Some((a, b, t)) = en {
-                let e = energy.get_or_insert((0.0, 0.0, 0));
-                e.0 += a;
-                e.1 += b;
-                e.2 += t;
-                batches_seen += 1;
-            }
-            if !loss_sum.is_finite() {
-                diverged_at = Some(bi);
+            if !phase.until_settled {
                 break;
             }
-            loss += loss_sum;
-            correct += c;
-            on_batch(bi + 1, batches);
         }
+        // Means over the samples trained on (one pass: the split, as always).
+        let seen = if phase.until_settled { samples.max(1) } else { n } as f64;
         EpochStats {
-            loss: loss / n as f64,
-            accuracy: correct as f64 / n as f64,
-            energy: energy.map(|(a, b, t)| (a / n as f64, b / n as f64, t as f64 / batches_seen as f64)),
+            loss: loss / seen,
+            accuracy: correct as f64 / seen,
+            energy: energy.map(|(a, b, t)| (a / seen, b / seen, t as f64 / batches_seen as f64)),
             diverged_at,
             seconds: t0.elapsed().as_secs_f64(),
+            passes,
+            samples,
         }
     }
 
@@ -419,10 +447,13 @@ impl Trainer {
             if state.diverged.is_some() {
                 break;
             }
-            let lr = schedule.lr(self.cfg.lr, e, epochs);
+            // The schedule spans the epochs from the rule's start (the first read-out epoch of a
+            // Hebbian rule) to the end; before it the base rate.
+            let s0 = self.rule.schedule_start().min(epochs - 1);
+            let lr = if e < s0 { self.cfg.lr } else { schedule.lr(self.cfg.lr, e - s0, epochs - s0) };
             let stats = self.train_epoch(data.train, lr, |done, total| hooks.batch(e + 1, done, total));
             state.train_seconds += stats.seconds;
-            state.seen += data.train.n;
+            state.seen += stats.samples;
             if let Some(b) = stats.diverged_at {
                 state.diverged = Some(Diverged { epoch: e + 1, batch: b + 1 });
             }
@@ -438,6 +469,7 @@ impl Trainer {
                 energy_before: stats.energy.map(|e| e.0),
                 energy_after: stats.energy.map(|e| e.1),
                 inference_steps: stats.energy.map(|e| e.2),
+                passes: (stats.passes > 1).then_some(stats.passes),
             };
             state.epochs.push(record);
             hooks.epoch(self, &state)?;

@@ -71,11 +71,15 @@ pub struct Phase {
     /// computes the activations entering that layer once per sample and hands the rule batches
     /// with `ws.first` set to it and only `ws.acts[first]` filled.
     pub frozen_prefix: usize,
+    /// The epoch is not one pass: the driver makes passes over the training set (each freshly
+    /// shuffled) until `Rule::settled` says the phase is done, checking after every batch
+    /// (Hebbian phases measured in updates, not epochs).
+    pub until_settled: bool,
 }
 
 impl Phase {
     /// The phase of a rule with one: every layer trains every epoch.
-    pub const TRAIN: Phase = Phase { name: "train", frozen_prefix: 0 };
+    pub const TRAIN: Phase = Phase { name: "train", frozen_prefix: 0, until_settled: false };
 }
 
 /// Where a rule's answer comes from.
@@ -105,6 +109,18 @@ pub trait Rule: Send {
     /// What the rule does in (0-based) `epoch` (default: one phase, everything trains).
     fn phase(&self, _epoch: usize) -> Phase {
         Phase::TRAIN
+    }
+
+    /// In a phase with `until_settled`: whether it is done (checked after every batch).
+    fn settled(&self) -> bool {
+        true
+    }
+
+    /// The epoch at which the driver's learning-rate schedule starts, spanning the epochs from
+    /// there to the end (default 0; Hebbian rules: the first read-out epoch, so the read-out's
+    /// schedule starts when the features freeze). Before it the base rate applies.
+    fn schedule_start(&self) -> usize {
+        0
     }
 
     /// Where the rule's answer comes from (default: the feed-forward output).
@@ -265,6 +281,9 @@ pub fn mlp_layers(net: &Network, rule: &str) -> Result<(Vec<usize>, Vec<crate::n
 pub struct BuildContext<'a> {
     pub settings: &'a toml::Table,
     pub optim: crate::optim::OptimConfig,
+    /// The run's epochs (a rule with phases fits them in: Hebbian rules leave their read-out
+    /// at least the last epoch).
+    pub epochs: usize,
 }
 
 impl BuildContext<'_> {

@@ -189,7 +189,7 @@ fn feedback_matrices_are_network_parameters_that_only_their_rule_changes() {
     ] {
         let mut net = mlp(91);
         let forward = net.params.len();
-        let cx = BuildContext { settings, optim: oc };
+        let cx = BuildContext { settings, optim: oc, epochs: 20 };
         let mut rule = name.parse::<RuleName>().unwrap().build(&mut net, &cx, &mut Rng::new(92)).unwrap();
         let fb: Vec<usize> = (forward..net.params.len()).collect();
         assert!(!fb.is_empty(), "{name}: no feedback parameter");
@@ -786,6 +786,8 @@ mod softhebb {
             hebb_batch: 1,
             greedy: false,
             label: 0.0,
+            updates: 0,
+            settle: 0.0,
         }
     }
 
@@ -1064,6 +1066,8 @@ mod hebb_wta {
             hebb_batch: 16,
             greedy: false,
             label: 0.0,
+            updates: 0,
+            settle: 0.0,
         };
         let mut rule = Hebbian::new(&net, cfg).unwrap();
         rule.init_weights(&mut net, &mut Rng::new(3));
@@ -1147,6 +1151,8 @@ mod activation_learning {
             hebb_batch: 2,
             greedy: false,
             label: s,
+            updates: 0,
+            settle: 0.0,
         };
         let mut rule = Hebbian::new(&net, cfg).unwrap();
         rule.init_weights(&mut net, &mut Rng::new(2));
@@ -1286,7 +1292,7 @@ fn preset_rule(name: &str, preset: &str, net: &mut Network) -> (Box<dyn Rule>, t
         }
     }
     let settings = (e.settings.resolve)(&given).unwrap();
-    let cx = BuildContext { settings: &settings, optim: crate::optim::OptimConfig::default() };
+    let cx = BuildContext { settings: &settings, optim: crate::optim::OptimConfig::default(), epochs: 20 };
     let rule = r.build(net, &cx, &mut Rng::new(3)).unwrap();
     (rule, settings)
 }

@@ -109,6 +109,6 @@ pub static HEBB_WTA: crate::rules::RuleEntry = crate::rules::RuleEntry {
     build: |net, cx, rng| {
         let s: HebbWtaSettings = cx.settings()?;
         let c = HebbConfig::new(Instar { mu: s.hebb_mu }, s.hebb_lr, s.hebb_epochs, s.hebb_batch, s.hebb_greedy);
-        build_hebbian(net, c, rng)
+        build_hebbian(net, c, cx.epochs, rng)
     },
 };

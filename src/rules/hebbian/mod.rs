@@ -55,11 +55,17 @@
 //!
 //! Schedule inside `--epochs N` (the driver's epochs): the first `hebb_epochs` (default 1)
 //! are unsupervised: every layer learns at once (as `demo.py`), or with `hebb_greedy` layer e
-//! alone in unsupervised epoch e (greedy layer-wise), on micro-batches of `hebb_batch`; all epochs train the linear read-out (the last weight layer and the dropout
-//! before it) by backprop through the read-out only, with the driver's optimiser on the current
-//! features (the reference trains it only after the unsupervised epoch; training it from the
-//! first epoch gives every epoch a test accuracy). Hebbian layers and their batch norms are in
-//! evaluation mode for the read-out; their weights are never touched by the optimiser.
+//! alone in unsupervised epoch e (greedy layer-wise), on micro-batches of `hebb_batch`. With
+//! `hebb_updates` > 0 (SoftHebb) an unsupervised epoch is that many micro-batch updates, however
+//! many passes over the training set they take (the driver repeats shuffled passes until
+//! `Rule::settled`), ended early once every neuron's norm is within `hebb_settle` of 1: a small
+//! data set gets the Hebbian steps a large one gets. The unsupervised epochs are cut to leave
+//! the read-out at least the run's last epoch. Then the linear read-out (the last weight layer
+//! and the dropout before it) trains on the frozen features (the reference code's order), by
+//! backprop through the read-out only, with the driver's optimiser, its learning-rate schedule
+//! starting at the first read-out epoch (`Rule::schedule_start`); in unsupervised epochs the
+//! read-out is untrained (their test accuracy is chance). Hebbian layers and their batch norms
+//! are in evaluation mode for the read-out; their weights are never touched by the optimiser.
 //!
 //! # Shapes
 //! Y: K x (N P) (neuron-major, columns (sample, position)); patches: CKK x (N P) for conv
@@ -166,6 +172,12 @@ pub struct HebbConfig {
     pub greedy: bool,
     /// Activation Learning's label strength in the input (0: linear read-out).
     pub label: f32,
+    /// Hebbian updates (micro-batches) per unsupervised epoch, however many passes over the
+    /// training set they take (0: one pass, the epoch as it is).
+    pub updates: usize,
+    /// With `updates` and per-neuron norm rates: the epoch also ends once every trained neuron's
+    /// norm is within `settle` of 1 (0: never early).
+    pub settle: f32,
 }
 
 impl HebbConfig {
@@ -181,6 +193,8 @@ impl HebbConfig {
             hebb_batch,
             greedy,
             label: 0.0,
+            updates: 0,
+            settle: 0.0,
         }
     }
 }
@@ -207,6 +221,13 @@ pub struct Hebbian {
     labels: Vec<u32>,
     /// The image's part of the first layer's output, shared by every class's score.
     image_z: Vec<f32>,
+    /// Hebbian updates made in the current unsupervised epoch (`epoch_of_count`), and whether
+    /// it is done (the update budget spent or the norms settled).
+    done: usize,
+    epoch_of_count: usize,
+    is_settled: bool,
+    /// Per Hebbian layer: the largest | ||W_k|| - 1 | after its last update (norm rates only).
+    norm_dev: Vec<f32>,
 }
 
 impl Hebbian {
@@ -263,7 +284,12 @@ impl Hebbian {
             dwy: Vec::new(),
             labels: Vec::new(),
             image_z: Vec::new(),
+            done: 0,
+            epoch_of_count: usize::MAX,
+            is_settled: false,
+            norm_dev: Vec::new(),
         };
+        r.norm_dev = vec![f32::INFINITY; r.hebb.len()];
         for j in 0..r.hebb.len() {
             r.update_rates(net, j);
         }
@@ -308,10 +334,26 @@ impl Hebbian {
             self.eta[j].resize(k, lr);
             return;
         }
+        let mut dev = 0.0f32;
         self.eta[j].extend((0..k).map(|r| {
             let norm = w[r * inp..(r + 1) * inp].iter().map(|v| v * v).sum::<f32>().sqrt();
+            dev = dev.max((norm - 1.0).abs());
             lr * ((norm - 1.0).abs() + 1e-10).powf(self.cfg.power_lr)
         }));
+        self.norm_dev[j] = dev;
+    }
+
+    /// Whether the unsupervised epoch `epoch` is done: its update budget spent, or every neuron
+    /// of the layers it trains within `settle` of unit norm.
+    fn budget_done(&self, epoch: usize) -> bool {
+        if self.done >= self.cfg.updates {
+            return true;
+        }
+        self.cfg.settle > 0.0
+            && self.cfg.plasticity.norm_rates()
+            && (0..self.hebb.len())
+                .filter(|&j| !self.cfg.greedy || j == epoch)
+                .all(|j| self.norm_dev[j] < self.cfg.settle)
     }
 
     /// dW = Y X^T - diag(c) W (into `dw`): the Hebbian term minus the decay term with per-neuron
@@ -408,11 +450,15 @@ impl Rule for Hebbian {
     fn train_batch(&mut self, s: &mut Step, upd: &mut Updater) -> StepStats {
         let labelled = self.labelled();
         let epoch = s.epoch;
+        let unsupervised = epoch < self.cfg.hebb_epochs;
+        if epoch != self.epoch_of_count {
+            (self.epoch_of_count, self.done, self.is_settled) = (epoch, 0, false);
+        }
         let (net, ws, y, loss, _, rng) = s.parts();
-        if epoch < self.cfg.hebb_epochs || labelled {
+        if unsupervised || labelled {
             let (n, d) = (ws.n, net.input_shape().len());
             let mut start = 0;
-            while start < n {
+            while start < n && !self.is_settled {
                 let m = self.cfg.hebb_batch.min(n - start);
                 net.prepare(&mut self.micro, m);
                 self.micro.input_mut().copy_from_slice(&ws.acts[0][start * d..(start + m) * d]);
@@ -428,6 +474,10 @@ impl Rule for Hebbian {
                 // The Hebbian update is a local change of the weights, through the driver.
                 upd.local(net, |net| self.hebbian_step(net, epoch));
                 start += m;
+                if self.cfg.updates > 0 && !labelled {
+                    self.done += 1;
+                    self.is_settled = self.budget_done(epoch);
+                }
             }
         }
         if labelled {
@@ -437,22 +487,39 @@ impl Rule for Hebbian {
             return super::output_error(net, ws, y, loss);
         }
         let stats = self.step(s);
-        if stats.loss_sum.is_finite() {
+        // The read-out learns once the features are frozen (the reference code's order), its
+        // schedule starting then (`schedule_start`); in unsupervised epochs only its statistics.
+        if stats.loss_sum.is_finite() && !unsupervised {
             let head = &self.head_params;
             upd.apply_where(s.net, s.grads, |i| head.contains(&i));
         }
         stats
     }
 
-    /// Unsupervised epochs (the Hebbian layers learn, the read-out alongside), then read-out
-    /// epochs on fixed features. With the label in the input every epoch learns (no read-out).
+    /// With an update budget, an unsupervised epoch lasts until it is spent (or the norms settle).
+    fn settled(&self) -> bool {
+        self.cfg.updates == 0 || self.is_settled
+    }
+
+    /// The read-out's schedule starts at the first read-out epoch.
+    fn schedule_start(&self) -> usize {
+        if self.labelled() {
+            0
+        } else {
+            self.cfg.hebb_epochs
+        }
+    }
+
+    /// Unsupervised epochs (the Hebbian layers learn; with an update budget, as many passes
+    /// as it takes), then read-out epochs on fixed features. With the label in the input every
+    /// epoch learns (no read-out).
     fn phase(&self, epoch: usize) -> Phase {
         if self.labelled() {
-            Phase { name: "local", frozen_prefix: 0 }
+            Phase { name: "local", frozen_prefix: 0, until_settled: false }
         } else if epoch < self.cfg.hebb_epochs {
-            Phase { name: "unsupervised", frozen_prefix: 0 }
+            Phase { name: "unsupervised", frozen_prefix: 0, until_settled: self.cfg.updates > 0 }
         } else {
-            Phase { name: "read-out", frozen_prefix: self.head_lo }
+            Phase { name: "read-out", frozen_prefix: self.head_lo, until_settled: false }
         }
     }
 
@@ -498,7 +565,12 @@ fn check_common(epochs: usize, batch: usize, lr: &[f32]) -> Result<(), String> {
 }
 
 /// Build a Hebbian rule and draw its layers' reference initialisation into `net`.
-fn build_hebbian(net: &mut Network, cfg: HebbConfig, rng: &mut Rng) -> Result<Box<dyn Rule>, String> {
+/// The unsupervised phase is cut to leave the read-out at least the run's last epoch
+/// (`epochs`); at least one unsupervised epoch stays (a one-epoch run has no read-out).
+fn build_hebbian(net: &mut Network, mut cfg: HebbConfig, epochs: usize, rng: &mut Rng) -> Result<Box<dyn Rule>, String> {
+    if cfg.label == 0.0 {
+        cfg.hebb_epochs = cfg.hebb_epochs.min(epochs.saturating_sub(1)).max(1);
+    }
     let mut h = Hebbian::new(net, cfg)?;
     h.init_weights(net, &mut rng.fork());
     Ok(Box::new(h))

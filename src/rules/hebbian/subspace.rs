@@ -210,6 +210,6 @@ pub static ACTIVATION_LEARNING: crate::rules::RuleEntry = crate::rules::RuleEntr
             label: s.al_label,
             ..HebbConfig::new(Subspace, s.hebb_lr, s.hebb_epochs, s.hebb_batch, s.hebb_greedy)
         };
-        build_hebbian(net, c, rng)
+        build_hebbian(net, c, cx.epochs, rng)
     },
 };
