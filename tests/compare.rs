@@ -236,6 +236,40 @@ fn a_plans_validation_fraction_is_carved_before_the_runs_subset() {
     }
 }
 
+#[test]
+fn separate_budgets_are_runs_of_their_own_whose_schedule_spans_them() {
+    // budgets = "separate": the 2-epoch budget is a run of its own (cosine over 2 epochs, the
+    // same record as `train --epochs 2` gives), recorded as budget-only (no pruning or noise
+    // points); the 4-epoch run records only its own budget; the report's budget table has both.
+    let d = tmp("budgets");
+    let p = d.join("b.toml");
+    std::fs::write(
+        &p,
+        "name = 'b'\ndata = 'digits'\narch = 'mlp:32'\nrules = ['bp']\nepochs = [2, 4]\nbudgets = 'separate'\n\
+         sparsities = [0, 0.5]\nnoise = [0.1]\nseeds = 1\nthreads_per_run = 1\n",
+    )
+    .unwrap();
+    ok(bin().arg("compare").arg(&p).args(["--quiet", "--out"]).arg(d.join("o")));
+    let recs = records(&d.join("o"));
+    assert_eq!(recs.len(), 2, "{:?}", recs.keys());
+    let (short, long): (Vec<&Value>, Vec<&Value>) = recs.values().partition(|r| r["budget_only"] == true);
+    let (short, long) = (short[0], long[0]);
+    assert_eq!((short["epochs"].as_u64(), long["epochs"].as_u64()), (Some(2), Some(4)));
+    assert!(short["id"].as_str().unwrap().ends_with("|e=2"));
+    assert_eq!(short["pruning"].as_array().unwrap().len() + short["noise"].as_array().unwrap().len(), 0);
+    assert_eq!(long["budgets"].as_array().unwrap().len(), 1);
+    assert_eq!(long["pruning"].as_array().unwrap().len(), 2);
+    // The same as a 2-epoch training run of that seed.
+    let t = d.join("t");
+    ok(bin().args(["train", "--arch", "mlp:32", "--epochs", "2", "--threads", "1", "--quiet", "--out"]).arg(&t));
+    let want: Value = serde_json::from_str(&std::fs::read_to_string(t.join("result.json")).unwrap()).unwrap();
+    assert_eq!(short["test_accuracy"], want["test_accuracy"]);
+    assert_ne!(short["budgets"][0]["test_accuracy"], long["curve"][1]["test_accuracy"], "mid-schedule differs");
+    ok(bin().arg("report").arg(d.join("o")).arg("--out").arg(d.join("r")));
+    let md = std::fs::read_to_string(d.join("r/report.md")).unwrap();
+    assert!(md.contains("each budget a run of its own") && md.contains("| 2 epochs | 4 epochs"), "{md}");
+}
+
 /// A real one-node Slurm cluster (`shared/tools/slurm-local.sh`, started by `.ci/run`): a 4-task
 /// array over the smoke grid gives exactly the records of the same grid run in one process.
 /// Runs where `BIOLEARN_SLURM_TEST=1` (CI sets it after starting the cluster).

@@ -10,8 +10,9 @@
 //!   that run is redone, so a resumed sweep ends with exactly the records of an uninterrupted one.
 //!
 //! Definitions used in the records:
-//! - *Accuracy at budget E*: test accuracy after epoch E of the run (the run trains for the largest
-//!   budget with that run's learning-rate schedule).
+//! - *Accuracy at budget E*: with `budgets = "curve"` (the default), test accuracy after epoch E
+//!   of the run for the largest budget (mid-schedule of its learning rate); with `budgets =
+//!   "separate"`, the final test accuracy of a run of E epochs (a budget-only record).
 //! - *Epochs to stable accuracy*: the first epoch e after which every later test accuracy lies
 //!   within 0.5 points (0.005) of the final one.
 
@@ -122,16 +123,18 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
         let accs: Vec<f64> = curve.iter().map(|p| p.test_accuracy).collect();
         let test_accuracy = accs.last().copied().unwrap_or(0.0);
         let ok = diverged_epoch.is_none();
+        // Budgets read off the curve, or (separate) only this run's own.
+        let separate = plan.budgets == plan::BudgetMode::Separate;
         let budgets = plan
             .epochs
             .iter()
-            .filter(|&&b| b <= accs.len())
+            .filter(|&&b| b <= accs.len() && (!separate || b == cfg.epochs))
             .map(|&b| BudgetPoint { epochs: b, test_accuracy: accs[b - 1] })
             .collect();
         let mut pruning = Vec::new();
         let mut noise_pts = Vec::new();
         let mut adversarial = Vec::new();
-        if ok {
+        if ok && spec.budget_only.is_none() {
             match spec.gradual {
                 Some(s) => pruning.push(PrunePoint { sparsity: s, test_accuracy, finetuned_accuracy: None }),
                 None => pruning = oneshot_pruning(plan, &mut tr, &train, cfg.lr * schedule_floor(cfg), &ds.test)?,
@@ -158,6 +161,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
             curve,
             test_accuracy,
             budgets,
+            budget_only: spec.budget_only.is_some(),
             pruning,
             noise: noise_pts,
             adversarial,

@@ -15,6 +15,7 @@
 //! rules = ["bp", "fa", "usf", "dfa"]
 //! fractions = [0.1, 0.2, 0.5, 1.0]
 //! epochs = [5, 20]              # budgets; runs train for the largest
+//! budgets = "separate"          # or "curve" (default): smaller budgets read off its curve
 //! sparsities = [0, 0.5, 0.9]
 //! pruning = "oneshot"           # or "gradual" (one run per sparsity, cubic schedule)
 //! finetune_epochs = 1           # after one-shot pruning, under the mask
@@ -39,6 +40,18 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// How the epoch budgets are measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetMode {
+    /// Read off the learning curve of the run for the largest budget (mid-schedule for the
+    /// smaller ones: a decaying rate has not decayed there).
+    Curve,
+    /// Each smaller budget is a run of its own whose schedule spans it (a budget-only record:
+    /// its final accuracy; the other conditions are evaluated on the largest budget's run).
+    Separate,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PruneMode {
@@ -62,6 +75,8 @@ pub struct Plan {
     pub fractions: Vec<f64>,
     /// Epoch budgets.
     pub epochs: Vec<usize>,
+    /// `curve` (default: read off the largest budget's run) or `separate` (a run per budget).
+    pub budgets: BudgetMode,
     pub sparsities: Vec<f64>,
     pub pruning: PruneMode,
     /// GlobalMP's minimum threshold: every layer keeps at least this share of its weights.
@@ -102,6 +117,7 @@ impl Default for Plan {
             exclude: vec![],
             fractions: vec![1.0],
             epochs: vec![20],
+            budgets: BudgetMode::Curve,
             sparsities: vec![0.0],
             pruning: PruneMode::Oneshot,
             min_keep: 0.0005,
@@ -150,6 +166,9 @@ pub struct RunSpec {
     pub train_noise: f64,
     /// Final sparsity of gradual pruning during training (None: one-shot after training).
     pub gradual: Option<f64>,
+    /// A budget-only run (`budgets = "separate"`): trained for this many epochs (the config's),
+    /// recording its final accuracy as that budget's and nothing else.
+    pub budget_only: Option<usize>,
 }
 
 fn fnv(s: &str) -> u64 {
@@ -248,6 +267,16 @@ impl Plan {
         if !self.fgsm.is_empty() || !self.pgd.is_empty() {
             evals += &format!("|{:?}|{:?}|{}|{}", self.fgsm, self.pgd, self.pgd_steps, self.attack_samples);
         }
+        let separate = self.budgets == BudgetMode::Separate;
+        if separate {
+            evals += "|separate";
+        }
+        // The smaller budgets, as runs of their own when separate.
+        let max = self.max_epochs();
+        let mut extra: Vec<usize> =
+            if separate { self.epochs.iter().copied().filter(|&e| e < max).collect() } else { vec![] };
+        extra.sort_unstable();
+        extra.dedup();
         // Data conditions: the fractions, then the few-shot sizes.
         let data: Vec<(f64, Option<usize>)> =
             self.fractions.iter().map(|&f| (f, None)).chain(self.shots.iter().map(|&k| (1.0, Some(k)))).collect();
@@ -273,7 +302,28 @@ impl Plan {
                                 id += &format!("|gp={g}");
                             }
                             id += &format!("|h={:08x}", h as u32);
-                            out.push(RunSpec { id, cfg, fraction, shots, train_noise: tn, gradual: *g });
+                            for &e in &extra {
+                                let mut cfg = cfg.clone();
+                                cfg.epochs = e;
+                                out.push(RunSpec {
+                                    id: format!("{id}|e={e}"),
+                                    cfg,
+                                    fraction,
+                                    shots,
+                                    train_noise: tn,
+                                    gradual: *g,
+                                    budget_only: Some(e),
+                                });
+                            }
+                            out.push(RunSpec {
+                                id,
+                                cfg,
+                                fraction,
+                                shots,
+                                train_noise: tn,
+                                gradual: *g,
+                                budget_only: None,
+                            });
                         }
                     }
                 }

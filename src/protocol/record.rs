@@ -88,6 +88,10 @@ pub struct Record {
     /// Fraction 0..1 after the last epoch.
     pub test_accuracy: f64,
     pub budgets: Vec<BudgetPoint>,
+    /// A run for one epoch budget only (a plan's `budgets = "separate"`): its final accuracy is
+    /// that budget's; reports use it for the budgets and nothing else.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub budget_only: bool,
     /// First epoch after which test accuracy stays within 0.5 points of the final value.
     pub epochs_to_stable: Option<usize>,
     pub pruning: Vec<PrunePoint>,
@@ -145,6 +149,7 @@ mod tests {
             }],
             test_accuracy: 0.5,
             budgets: vec![BudgetPoint { epochs: 1, test_accuracy: 0.5 }],
+            budget_only: false,
             epochs_to_stable: Some(1),
             pruning: vec![PrunePoint { sparsity: 0.5, test_accuracy: 0.4, finetuned_accuracy: None }],
             noise: vec![NoisePoint { kind: "gaussian".into(), level: 0.1, test_accuracy: 0.3 }],

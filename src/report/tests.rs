@@ -41,6 +41,7 @@ fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: 
             .iter()
             .map(|&e| BudgetPoint { epochs: e, test_accuracy: curve[e - 1].test_accuracy })
             .collect(),
+        budget_only: false,
         curve,
         test_accuracy: acc,
         epochs_to_stable: Some(4 + seed as usize % 2),
