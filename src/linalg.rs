@@ -34,6 +34,18 @@ pub fn kernel_path() -> &'static str {
     "generic"
 }
 
+thread_local! {
+    /// Multiply-adds of the GEMMs called on this thread (a run's training loop runs on one
+    /// thread of its pool; the products' own worker threads are not counted twice).
+    static MACS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Multiply-adds (m n k) of every `matmul` this thread has called: a training step's dense and
+/// convolution arithmetic (element-wise work is not counted).
+pub fn macs() -> u64 {
+    MACS.with(|c| c.get())
+}
+
 /// `c = op(a) * op(b)` (or `c += ...` when `accumulate`), with `op(a)` of shape m x k and
 /// `op(b)` of shape k x n, all row-major. `ta`: `a` is stored k x m (use its transpose);
 /// `tb`: `b` is stored n x k.
@@ -45,6 +57,7 @@ pub fn matmul(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: 
     if m == 0 || n == 0 {
         return;
     }
+    MACS.with(|c| c.set(c.get() + (m * n * k) as u64));
     if k == 0 {
         if !accumulate {
             c[..m * n].fill(0.0);

@@ -44,6 +44,12 @@ pub struct EpochRecord {
     /// measured in updates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passes: Option<usize>,
+    /// Multiply-adds of the epoch's training (every GEMM of every step: forward, the rule's
+    /// backward or relaxation, updates) and its steps.
+    #[serde(default)]
+    pub train_macs: u64,
+    #[serde(default)]
+    pub steps: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -180,6 +186,9 @@ pub struct EpochStats {
     /// Passes over the training set (1 but in a phase until settled) and samples trained on.
     pub passes: usize,
     pub samples: usize,
+    /// Multiply-adds of the epoch's training (`linalg::macs`) and its optimisation steps (batches).
+    pub macs: u64,
+    pub steps: usize,
 }
 
 impl Trainer {
@@ -275,6 +284,7 @@ impl Trainer {
     /// One pass over `split` in a seeded random order. Stops early if the loss diverges.
     pub fn train_epoch(&mut self, split: &Split, lr: f32, mut on_batch: impl FnMut(usize, usize)) -> EpochStats {
         let t0 = Instant::now();
+        let macs0 = crate::linalg::macs();
         let epoch = self.epochs_done;
         let phase = self.rule.phase(epoch);
         self.epochs_done += 1;
@@ -294,7 +304,7 @@ impl Trainer {
         let mut batches_seen = 0usize;
         let mut diverged_at = None;
         // One pass, or (a phase until settled) passes until the rule says it is done.
-        let (mut passes, mut samples) = (0usize, 0usize);
+        let (mut passes, mut samples, mut steps_done) = (0usize, 0usize, 0usize);
         'passes: loop {
             if passes > 0 {
                 self.order.clear();
@@ -348,6 +358,7 @@ impl Trainer {
                 loss += loss_sum;
                 correct += c;
                 samples += m;
+                steps_done += 1;
                 on_batch(bi + 1, batches);
                 if phase.until_settled && self.rule.settled() {
                     break 'passes;
@@ -367,6 +378,8 @@ impl Trainer {
             seconds: t0.elapsed().as_secs_f64(),
             passes,
             samples,
+            macs: crate::linalg::macs() - macs0,
+            steps: steps_done,
         }
     }
 
@@ -470,6 +483,8 @@ impl Trainer {
                 energy_after: stats.energy.map(|e| e.1),
                 inference_steps: stats.energy.map(|e| e.2),
                 passes: (stats.passes > 1).then_some(stats.passes),
+                train_macs: stats.macs,
+                steps: stats.steps,
             };
             state.epochs.push(record);
             hooks.epoch(self, &state)?;

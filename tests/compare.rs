@@ -37,6 +37,7 @@ fn records(dir: &Path) -> BTreeMap<String, Value> {
         for line in text.lines() {
             let mut v: Value = serde_json::from_str(line).unwrap();
             v.as_object_mut().unwrap().remove("seconds");
+            v.as_object_mut().unwrap().remove("epoch_seconds");
             let id = v["id"].as_str().unwrap().to_string();
             assert!(out.insert(id.clone(), v).is_none(), "duplicate record {id}");
         }
@@ -268,6 +269,13 @@ fn separate_budgets_are_runs_of_their_own_whose_schedule_spans_them() {
     ok(bin().arg("report").arg(d.join("o")).arg("--out").arg(d.join("r")));
     let md = std::fs::read_to_string(d.join("r/report.md")).unwrap();
     assert!(md.contains("each budget a run of its own") && md.contains("| 2 epochs | 4 epochs"), "{md}");
+    // Each record carries its cost: multiply-adds per step (the 64-32-10 MLP at batch 128:
+    // 128 (2 x 64 x 32 + 3 x 32 x 10) = 647168 on full batches, fewer on the last) and per
+    // epoch; the report turns them into cost to stable accuracy.
+    let mps = long["macs_per_step"].as_f64().unwrap();
+    assert!(mps > 0.9 * 647168.0 && mps <= 647168.0, "{mps}");
+    assert!(long["curve"][3]["gmacs"].as_f64().unwrap() > long["curve"][0]["gmacs"].as_f64().unwrap());
+    assert!(md.contains("MMAC / step"), "{md}");
 }
 
 /// A real one-node Slurm cluster (`shared/tools/slurm-local.sh`, started by `.ci/run`): a 4-task
@@ -373,7 +381,7 @@ fn every_conv_rule_matches_its_fixture() {
 fn normalised(v: &Value) -> (String, Value) {
     let mut v = v.clone();
     let o = v.as_object_mut().unwrap();
-    for k in ["seconds", "biolearn_version", "git_revision", "schema_version", "env"] {
+    for k in ["seconds", "epoch_seconds", "biolearn_version", "git_revision", "schema_version", "env"] {
         o.remove(k);
     }
     let id = o["id"].as_str().unwrap();

@@ -312,3 +312,27 @@ fn softhebb_unsupervised_phase_is_a_number_of_updates_then_the_read_out_schedule
     assert_eq!(passes_on(100_000), 3);
     assert_eq!(passes_on(400), 8);
 }
+
+#[test]
+fn a_training_step_counts_its_multiply_adds() {
+    // BP on the digits' 64-8-10 MLP at batch 2 (1438 = 719 x 2 training images): the forward
+    // pass N (64x8 + 8x10), the output layer's weight gradient and its input gradient (8x10 each),
+    // the first layer's weight gradient (64x8) and no gradient for the input: N (2x64x8 + 3x8x10)
+    // = 2528 per step. FA's backward is the same shape. PC-FPA adds a back-projection per
+    // inference step (predictions fixed: no forward); PC recomputes its predictions at every one
+    // of its inference steps (near-BP preset): measured 2.7 BP steps here.
+    let run = |rule: &str| {
+        let t: toml::Table =
+            format!("rule = '{rule}'\narch = 'mlp:8'\nepochs = 1\nbatch = 2\nthreads = 1").parse().unwrap();
+        let cfg = TrainConfig::load(None, t).unwrap();
+        let (r, _) = train::run(&cfg, &Default::default(), &mut |_| {}).unwrap();
+        (r.epochs[0].train_macs, r.epochs[0].steps)
+    };
+    assert_eq!(run("bp"), (719 * 2528, 719));
+    assert_eq!(run("fa"), (719 * 2528, 719));
+    let (fpa, _) = run("pc-fpa");
+    let (pc, steps) = run("pc");
+    eprintln!("multiply-adds per step: BP 2528, PC-FPA {}, PC {}", fpa / 719, pc / 719);
+    assert!(fpa > 719 * 2528 && fpa < 2 * 719 * 2528, "{fpa}");
+    assert!(pc > 2 * 719 * 2528 && steps == 719, "{pc}");
+}

@@ -109,17 +109,32 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
         let splits = train::Splits { train: &train, val: val.as_ref(), test: Some(&ds.test) };
         let done = tr.fit(splits, start, cfg.epochs, &mut hooks)?;
         let diverged_epoch = done.diverged.as_ref().map(|d| d.epoch);
+        let mut macs = 0u64;
+        let epoch_seconds: Vec<f64> = done
+            .epochs
+            .iter()
+            .scan(0.0, |t, r| {
+                *t += r.seconds;
+                Some(*t)
+            })
+            .collect();
         let curve: Vec<EpochPoint> = done
             .epochs
             .iter()
-            .map(|r| EpochPoint {
-                epoch: r.epoch,
-                test_accuracy: r.test_accuracy,
-                train_loss: r.train_loss,
-                train_accuracy: r.train_accuracy,
-                val_accuracy: r.val_accuracy,
+            .map(|r| {
+                macs += r.train_macs;
+                EpochPoint {
+                    epoch: r.epoch,
+                    test_accuracy: r.test_accuracy,
+                    train_loss: r.train_loss,
+                    train_accuracy: r.train_accuracy,
+                    val_accuracy: r.val_accuracy,
+                    gmacs: macs as f64 * 1e-9,
+                }
             })
             .collect();
+        let steps: usize = done.epochs.iter().map(|r| r.steps).sum();
+        let macs_per_step = if steps > 0 { macs as f64 / steps as f64 } else { 0.0 };
         let accs: Vec<f64> = curve.iter().map(|p| p.test_accuracy).collect();
         let test_accuracy = accs.last().copied().unwrap_or(0.0);
         let ok = diverged_epoch.is_none();
@@ -161,11 +176,13 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
             curve,
             test_accuracy,
             budgets,
+            macs_per_step,
             budget_only: spec.budget_only.is_some(),
             pruning,
             noise: noise_pts,
             adversarial,
             seconds: t0.elapsed().as_secs_f64(),
+            epoch_seconds,
             biolearn_version: train::VERSION.into(),
             git_revision: train::GIT_REVISION.into(),
             schema_version: crate::env::SCHEMA_VERSION,

@@ -21,6 +21,10 @@ pub struct EpochPoint {
     /// Accuracy on the validation split carved from the training set (`val_fraction` > 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_accuracy: Option<f64>,
+    /// Training multiply-adds up to the end of this epoch, in 1e9 (every GEMM of every step;
+    /// deterministic: wall-clock time is in `Record::epoch_seconds`).
+    #[serde(default)]
+    pub gmacs: f64,
 }
 
 /// Test accuracy after training for `epochs` epochs (an epoch budget).
@@ -88,6 +92,9 @@ pub struct Record {
     /// Fraction 0..1 after the last epoch.
     pub test_accuracy: f64,
     pub budgets: Vec<BudgetPoint>,
+    /// Multiply-adds of one training step (a mini-batch), mean over the run's steps (GEMMs only).
+    #[serde(default)]
+    pub macs_per_step: f64,
     /// A run for one epoch budget only (a plan's `budgets = "separate"`): its final accuracy is
     /// that budget's; reports use it for the budgets and nothing else.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -100,6 +107,10 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adversarial: Vec<AttackPoint>,
     pub seconds: f64,
+    /// Wall-clock training seconds up to the end of each epoch (not evaluation): with the
+    /// curve, seconds to an accuracy.
+    #[serde(default)]
+    pub epoch_seconds: Vec<f64>,
     pub biolearn_version: String,
     pub git_revision: String,
     /// The record format's version (`env::SCHEMA_VERSION`; 0 in records written before it).
@@ -146,10 +157,13 @@ mod tests {
                 train_loss: 1.0,
                 train_accuracy: 0.4,
                 val_accuracy: None,
+                gmacs: 0.0,
             }],
             test_accuracy: 0.5,
             budgets: vec![BudgetPoint { epochs: 1, test_accuracy: 0.5 }],
             budget_only: false,
+            macs_per_step: 0.0,
+            epoch_seconds: vec![],
             epochs_to_stable: Some(1),
             pruning: vec![PrunePoint { sparsity: 0.5, test_accuracy: 0.4, finetuned_accuracy: None }],
             noise: vec![NoisePoint { kind: "gaussian".into(), level: 0.1, test_accuracy: 0.3 }],

@@ -499,6 +499,39 @@ fn section_stable(g: &Group, b: &mut Vec<Block>) {
         t.rows.push(row);
     }
     b.push(Block::Table(t));
+    // The same point as compute and time (records that carry their costs).
+    let f = fracs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let costed = |r: &&Record| r.macs_per_step > 0.0 && r.epoch_seconds.len() == r.curve.len();
+    if !g.recs.iter().any(costed) {
+        return;
+    }
+    b.push(Block::Para(format!(
+        "The same as training cost, at fraction {}: multiply-adds of one training step (every GEMM: \
+         forward, the rule's backward or relaxation, updates; element-wise work not counted), and \
+         the multiply-adds and wall-clock training seconds up to the epoch of stable accuracy.",
+        num(f)
+    )));
+    let mut t = Table {
+        header: ["rule", "MMAC / step", "GMAC to stable", "seconds to stable"].map(String::from).to_vec(),
+        rows: vec![],
+    };
+    for rule in g.rules() {
+        let ok: Vec<&Record> = g.ok(&rule, f).into_iter().filter(costed).collect();
+        if ok.is_empty() {
+            continue;
+        }
+        let at = |r: &Record, v: &dyn Fn(&Record, usize) -> f64| r.epochs_to_stable.map(|e| v(r, e - 1));
+        let step: Vec<f64> = ok.iter().map(|r| r.macs_per_step * 1e-6).collect();
+        let gmac: Vec<f64> = ok.iter().filter_map(|r| at(r, &|r, i| r.curve[i].gmacs)).collect();
+        let secs: Vec<f64> = ok.iter().filter_map(|r| at(r, &|r, i| r.epoch_seconds[i])).collect();
+        t.rows.push(vec![
+            rule.clone(),
+            fmt_short(Summary::of(&step), 1.0, 2),
+            fmt_short(Summary::of(&gmac), 1.0, 1),
+            fmt_short(Summary::of(&secs), 1.0, 1),
+        ]);
+    }
+    b.push(Block::Table(t));
 }
 
 fn section_curves(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), String> {

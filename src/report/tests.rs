@@ -20,6 +20,7 @@ fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: 
             train_loss: 1.0 / e as f64,
             train_accuracy: acc + 0.01,
             val_accuracy: None,
+            gmacs: 0.0,
         })
         .collect();
     Record {
@@ -42,6 +43,8 @@ fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: 
             .map(|&e| BudgetPoint { epochs: e, test_accuracy: curve[e - 1].test_accuracy })
             .collect(),
         budget_only: false,
+        macs_per_step: 0.0,
+        epoch_seconds: vec![],
         curve,
         test_accuracy: acc,
         epochs_to_stable: Some(4 + seed as usize % 2),
