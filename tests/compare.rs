@@ -278,6 +278,17 @@ fn separate_budgets_are_runs_of_their_own_whose_schedule_spans_them() {
     assert!(md.contains("MMAC / step"), "{md}");
 }
 
+#[test]
+fn estimate_times_each_rule_and_runs_nothing() {
+    let d = tmp("estimate");
+    let out = ok(bin().arg("compare").arg(plan()).args(["--estimate", "--out"]).arg(d.join("o")));
+    for rule in ["bp", "fa", "dfa"] {
+        assert!(out.lines().any(|l| l.starts_with(rule) && l.contains("ms per 1000 samples")), "{out}");
+    }
+    assert!(out.contains("expected: ") && out.contains("run(s) at once"), "{out}");
+    assert!(!d.join("o").exists(), "an estimate must not run the plan");
+}
+
 /// A real one-node Slurm cluster (`shared/tools/slurm-local.sh`, started by `.ci/run`): a 4-task
 /// array over the smoke grid gives exactly the records of the same grid run in one process.
 /// Runs where `BIOLEARN_SLURM_TEST=1` (CI sets it after starting the cluster).

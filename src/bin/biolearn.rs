@@ -166,6 +166,10 @@ struct CompareArgs {
     /// Runs at once (default: cores / threads_per_run).
     #[arg(long)]
     parallel: Option<usize>,
+    /// Print the plan's expected run time (each rule timed briefly on the plan's data and
+    /// network) and exit without running it.
+    #[arg(long)]
+    estimate: bool,
     #[arg(long)]
     quiet: bool,
 }
@@ -708,6 +712,47 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
         parallel,
         shard.map_or(String::new(), |(i, n)| format!(", shard {i}/{n}"))
     );
+    if a.estimate {
+        let e = biolearn::protocol::estimate::estimate(&plan, parallel).map_err(anyhow::Error::msg)?;
+        let dur = |s: f64| {
+            if s < 120.0 {
+                format!("{s:.0} s")
+            } else if s < 7200.0 {
+                format!("{:.1} min", s / 60.0)
+            } else {
+                format!("{:.2} h", s / 3600.0)
+            }
+        };
+        println!("{:<22} {:>5} {:>12} {:>11}  timed phases", "rule", "runs", "run time", "eval ms/kS");
+        for r in &e.rules {
+            let ph: Vec<String> = r
+                .phases
+                .iter()
+                .map(|(n, c, whole)| {
+                    if *whole {
+                        format!("{n}: {} for the phase", dur(*c))
+                    } else {
+                        format!("{n}: {:.1} ms per 1000 samples", c * 1e6)
+                    }
+                })
+                .collect();
+            println!(
+                "{:<22} {:>5} {:>12} {:>11.1}  {}",
+                r.rule,
+                r.runs,
+                dur(r.seconds),
+                r.eval_per_sample * 1e6,
+                ph.join(", ")
+            );
+        }
+        println!(
+            "expected: {} at {} run(s) at once ({} of runs in all; more where runs finish unevenly)",
+            dur(e.seconds),
+            e.parallel,
+            dur(e.rules.iter().map(|r| r.seconds).sum::<f64>())
+        );
+        return Ok(());
+    }
     let quiet = a.quiet;
     let mut on = |ev: SweepEvent| match ev {
         SweepEvent::Repaired { file, dropped_bytes } => {

@@ -1,0 +1,128 @@
+//! `biolearn compare PLAN --estimate`: the plan's expected run time before it starts, from a
+//! short timing of each rule on the plan's own data and network (not from a table of guesses).
+//!
+//! For each compared rule (its resolved configuration at seed 0), at the plan's threads per run:
+//! - a training phase that is one pass (most rules, Hebbian read-out epochs): seconds per training
+//!   sample, timed over up to 16 batches after a 2-batch warm-up, per phase the rule declares
+//!   over the run's epochs (`Rule::phase`);
+//! - a phase until settled (a Hebbian unsupervised epoch of a fixed number of updates): timed
+//!   whole on a subset, since its cost is its update budget, not the data set's size;
+//! - evaluation: seconds per test sample.
+//!
+//! A run then costs its epochs' training on its training subset (fraction or shots), an
+//! evaluation of the test (and validation) split per epoch, and its protocol evaluations: per
+//! sparsity one evaluation plus `finetune_epochs` of training; per noise level an evaluation;
+//! per attack eps `attack_samples` x (1 or pgd_steps) gradient passes, counted as training
+//! samples. The plan's total is the sum over runs divided by the runs at once (`parallel`): an
+//! estimate that ignores imbalance at the end and the cores' sharing of memory bandwidth.
+
+use super::plan::{Plan, RunSpec};
+use crate::data::sampling;
+use crate::nn::Shape;
+use crate::rng::Rng;
+use crate::train::{self, Trainer};
+use std::time::Instant;
+
+/// One rule's timing and its share of the plan.
+#[derive(Clone, Debug)]
+pub struct RuleEstimate {
+    pub rule: String,
+    pub runs: usize,
+    /// Seconds per training sample in each phase (name, seconds; a phase until settled: seconds
+    /// for the whole phase, marked by `whole`).
+    pub phases: Vec<(String, f64, bool)>,
+    pub eval_per_sample: f64,
+    /// Sum of the rule's runs' estimated seconds (one run at a time).
+    pub seconds: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Estimate {
+    pub rules: Vec<RuleEstimate>,
+    pub parallel: usize,
+    /// Wall-clock seconds for the whole plan at `parallel` runs at once.
+    pub seconds: f64,
+}
+
+/// Time each rule of `plan` and add up its runs.
+pub fn estimate(plan: &Plan, parallel: usize) -> Result<Estimate, String> {
+    let runs = plan.runs()?;
+    let mut rules = Vec::new();
+    for rule in plan.compared() {
+        let mine: Vec<&RunSpec> = runs.iter().filter(|r| r.cfg.rule == rule).collect();
+        let Some(first) = mine.first() else { continue };
+        let cfg = &first.cfg;
+        let loaded = train::load_data(cfg).map_err(|e| e.to_string())?;
+        let ds = &loaded.ds;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build().map_err(|e| e.to_string())?;
+        let (phases, per_epoch, eval) = pool.install(|| -> Result<_, String> {
+            let mut rng = Rng::new(cfg.seed);
+            let input = Shape::new(ds.channels, ds.height, ds.width);
+            let mut tr = Trainer::new(cfg, input, ds.num_classes, &mut rng)?;
+            let take = |n: usize| sampling::subset(&ds.train, &(0..n.min(ds.train.n)).collect::<Vec<_>>());
+            let (warm, timed) = (take(2 * cfg.batch), take(16 * cfg.batch));
+            // The phase of every epoch of the run, and the cost of each distinct one.
+            let mut phases: Vec<(String, f64, bool)> = Vec::new();
+            let mut per_epoch = Vec::new();
+            for e in 0..cfg.epochs {
+                let p = tr.rule.phase(e);
+                if let Some(i) = phases.iter().position(|(n, _, _)| n == p.name) {
+                    per_epoch.push(i);
+                    continue;
+                }
+                if !p.until_settled {
+                    tr.epochs_done = e;
+                    tr.train_epoch(&warm, cfg.lr, |_, _| {});
+                }
+                tr.epochs_done = e;
+                let t0 = Instant::now();
+                let s = tr.train_epoch(&timed, cfg.lr, |_, _| {});
+                let secs = t0.elapsed().as_secs_f64();
+                let cost = if p.until_settled { secs } else { secs / s.samples.max(1) as f64 };
+                per_epoch.push(phases.len());
+                phases.push((p.name.to_string(), cost, p.until_settled));
+            }
+            let test = sampling::subset(&ds.test, &(0..ds.test.n.min(1000)).collect::<Vec<_>>());
+            let t0 = Instant::now();
+            tr.evaluate(&test);
+            Ok((phases, per_epoch, t0.elapsed().as_secs_f64() / test.n.max(1) as f64))
+        })?;
+        let train_cost = |samples: usize, epochs: usize| -> f64 {
+            (0..epochs)
+                .map(|e| {
+                    let (_, c, whole) = &phases[per_epoch[e.min(per_epoch.len() - 1)]];
+                    if *whole {
+                        *c
+                    } else {
+                        c * samples as f64
+                    }
+                })
+                .sum()
+        };
+        let last = phases[*per_epoch.last().unwrap_or(&0)].1;
+        let mut seconds = 0.0;
+        for spec in &mine {
+            let pool_n = (ds.train.n as f64 * (1.0 - spec.cfg.val_fraction as f64)) as usize;
+            let samples = match spec.shots {
+                Some(k) => k * ds.num_classes,
+                None => (pool_n as f64 * spec.fraction).round() as usize,
+            };
+            let val = ds.train.n - pool_n;
+            let epochs = spec.cfg.epochs;
+            let mut s = train_cost(samples, epochs) + epochs as f64 * (ds.test.n + val) as f64 * eval;
+            if spec.budget_only.is_none() {
+                let evals_at = |n: usize| n as f64 * ds.test.n as f64 * eval;
+                s += evals_at(plan.sparsities.len() + plan.noise.len() + plan.salt_pepper.len());
+                s += (plan.sparsities.len() * plan.finetune_epochs * samples) as f64 * last;
+                let attacked = if plan.attack_samples == 0 { ds.test.n } else { plan.attack_samples.min(ds.test.n) };
+                let passes = plan.fgsm.len() + plan.pgd.len() * plan.pgd_steps;
+                s += (passes * attacked) as f64 * last;
+            }
+            seconds += s;
+        }
+        rules.push(RuleEstimate { rule: rule.to_string(), runs: mine.len(), phases, eval_per_sample: eval, seconds });
+    }
+    let parallel = parallel.max(1);
+    let total: f64 = rules.iter().map(|r| r.seconds).sum();
+    Ok(Estimate { rules, parallel, seconds: total / parallel as f64 })
+}
