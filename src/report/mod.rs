@@ -11,7 +11,7 @@ pub mod stats;
 use crate::protocol::record::{Record, Status};
 use html::{Block, Table};
 use plot::{Chart, Legend, Series, Spread, XFormat};
-use stats::{welch_diff, Summary};
+use stats::Summary;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -347,14 +347,56 @@ fn section_vs_bp(g: &Group, b: &mut Vec<Block>) {
     if !rules.iter().any(|r| r == "bp") || rules.len() < 2 {
         return;
     }
+    // Paired by seed: a seed gives every rule the same data subset, validation split, noise and
+    // attack draws (they are forked from the seed's stream independently of the rule), so the
+    // per-seed differences cancel the subset's luck.
+    struct Row {
+        f: f64,
+        rule: String,
+        rule_mean: (f64, usize),
+        bp_mean: (f64, usize),
+        d: Option<stats::PairedDiff>,
+    }
+    let mut rows = Vec::new();
+    for &f in g.fractions().iter().rev() {
+        let bp = g.ok("bp", f);
+        let Some(bps) = acc_summary(&bp) else { continue };
+        for rule in rules.iter().filter(|r| *r != "bp") {
+            let mine = g.ok(rule, f);
+            let Some(s) = acc_summary(&mine) else { continue };
+            let diffs: Vec<f64> = mine
+                .iter()
+                .filter_map(|r| {
+                    bp.iter().find(|q| q.seed == r.seed).map(|q| 100.0 * (r.test_accuracy - q.test_accuracy))
+                })
+                .collect();
+            rows.push(Row {
+                f,
+                rule: rule.clone(),
+                rule_mean: (100.0 * s.mean, s.n),
+                bp_mean: (100.0 * bps.mean, bps.n),
+                d: stats::paired_diff(&diffs),
+            });
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    // Holm's correction over every comparison of this table (the family).
+    let tested: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].d.is_some()).collect();
+    let adjusted = stats::holm(&tested.iter().map(|&i| rows[i].d.unwrap().p).collect::<Vec<_>>());
     b.push(Block::Heading(3, "Comparison with BP".into()));
-    b.push(Block::Para(
-        "Difference of mean final test accuracy (rule − BP) in percentage points, with a \
-         Welch 95% confidence interval. Verdict: \"better\" if the interval lies above 0, \
-         \"worse\" if below, \"no significant difference\" otherwise (needs at least 2 \
-         non-diverged runs on each side)."
-            .into(),
-    ));
+    b.push(Block::Para(format!(
+        "Difference of final test accuracy (rule − BP) in percentage points, paired by seed (a \
+         seed gives every rule the same data subset, noise and attack draws): mean of the per-seed \
+         differences with its 95% confidence interval (paired t). p: two-sided paired t-test, \
+         Holm-adjusted over the {} comparisons of this table. Verdict: \"better\" or \"worse\" \
+         where the adjusted p < 0.05, \"no significant difference\" otherwise. Detectable: the \
+         smallest true difference these pairs would detect with 80% power at 5% (from the spread \
+         of the differences); a \"no significant difference\" says nothing about differences \
+         below it. Needs at least 2 seeds with both runs.",
+        tested.len()
+    )));
     let mut t = Table {
         header: [
             "fraction",
@@ -362,7 +404,9 @@ fn section_vs_bp(g: &Group, b: &mut Vec<Block>) {
             "rule mean (%)",
             "BP mean (%)",
             "difference (points)",
-            "95% CI (Welch)",
+            "95% CI (paired)",
+            "p (Holm)",
+            "detectable (points)",
             "verdict",
         ]
         .iter()
@@ -371,51 +415,47 @@ fn section_vs_bp(g: &Group, b: &mut Vec<Block>) {
         rows: vec![],
     };
     let mut findings = vec![];
-    for &f in g.fractions().iter().rev() {
-        let Some(bp) = acc_summary(&g.ok("bp", f)) else {
-            continue;
-        };
-        for rule in rules.iter().filter(|r| *r != "bp") {
-            let Some(s) = acc_summary(&g.ok(rule, f)) else {
-                continue;
-            };
-            let (sp, bpp) = (s.scaled(100.0), bp.scaled(100.0));
-            let mut row = vec![
-                num(f),
-                rule.clone(),
-                format!("{:.2} (n={})", sp.mean, sp.n),
-                format!("{:.2} (n={})", bpp.mean, bpp.n),
-                fmt_signed(sp.mean - bpp.mean),
-            ];
-            match welch_diff(&sp, &bpp) {
-                Some(w) => {
-                    let verdict = w.verdict();
-                    row.push(format!("[{}, {}]", fmt_signed(w.lo), fmt_signed(w.hi)));
-                    row.push(verdict.as_str().into());
-                    if verdict != stats::Verdict::NoSignificantDifference {
-                        findings.push(format!(
-                            "f = {}: {} is {} than BP by {} points (95% CI {} to {}).",
-                            num(f),
-                            rule,
-                            verdict.as_str(),
-                            plot::trim_num((sp.mean - bpp.mean).abs(), 2),
-                            fmt_signed(w.lo),
-                            fmt_signed(w.hi)
-                        ));
-                    }
-                }
-                None => {
-                    row.push("—".into());
-                    row.push("too few runs".into());
+    for (i, r) in rows.iter().enumerate() {
+        let mut row = vec![
+            num(r.f),
+            r.rule.clone(),
+            format!("{:.2} (n={})", r.rule_mean.0, r.rule_mean.1),
+            format!("{:.2} (n={})", r.bp_mean.0, r.bp_mean.1),
+        ];
+        match (r.d, tested.iter().position(|&k| k == i)) {
+            (Some(d), Some(k)) => {
+                let p = adjusted[k];
+                let verdict = if p >= 0.05 {
+                    stats::Verdict::NoSignificantDifference
+                } else if d.mean > 0.0 {
+                    stats::Verdict::Better
+                } else {
+                    stats::Verdict::Worse
+                };
+                row.push(fmt_signed(d.mean));
+                row.push(format!("[{}, {}]", fmt_signed(d.lo), fmt_signed(d.hi)));
+                row.push(if p < 0.001 { "<0.001".into() } else { format!("{p:.3}") });
+                row.push(format!("{:.2} (n={})", d.mde, d.n));
+                row.push(verdict.as_str().into());
+                if verdict != stats::Verdict::NoSignificantDifference {
+                    findings.push(format!(
+                        "f = {}: {} is {} than BP by {} points (95% CI {} to {}, Holm-adjusted p {}).",
+                        num(r.f),
+                        r.rule,
+                        verdict.as_str(),
+                        plot::trim_num(d.mean.abs(), 2),
+                        fmt_signed(d.lo),
+                        fmt_signed(d.hi),
+                        if p < 0.001 { "< 0.001".to_string() } else { format!("{p:.3}") }
+                    ));
                 }
             }
-            t.rows.push(row);
+            _ => {
+                row.push(fmt_signed(r.rule_mean.0 - r.bp_mean.0));
+                row.extend(["—".into(), "—".into(), "—".into(), "too few paired runs".into()]);
+            }
         }
-    }
-    if t.rows.is_empty() {
-        b.pop();
-        b.pop();
-        return;
+        t.rows.push(row);
     }
     b.push(Block::Table(t));
     if findings.is_empty() {
