@@ -11,8 +11,10 @@ bin=${BIOLEARN:-target/release/biolearn}
 common="--data fashion-mnist --arch mlp:128,128,128 --activation gelu --optimizer adamw --lr 3e-4 --weight-decay 1.8e-3 --schedule constant --epochs 25 --batch 128 --threads 1 -q"
 jobs=()
 for seed in 0 1 2; do
-  jobs+=("--rule pc --set pc_energy=gaussian --seed $seed --out $out/pc-gauss-s$seed")
-  jobs+=("--rule pc --set pc_energy=ce --seed $seed --out $out/pc-ce-s$seed")
+  # --preset pcx: PCX's inference (T 5, state rate 0.1, momentum 0.1, output clamped), not the
+  # rule's default near-BP preset.
+  jobs+=("--rule pc --preset pcx --set pc_energy=gaussian --seed $seed --out $out/pc-gauss-s$seed")
+  jobs+=("--rule pc --preset pcx --set pc_energy=ce --seed $seed --out $out/pc-ce-s$seed")
   jobs+=("--rule ipc --seed $seed --out $out/ipc-s$seed")
   jobs+=("--rule bp --seed $seed --out $out/bp-s$seed")
 done
