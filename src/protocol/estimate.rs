@@ -7,7 +7,10 @@
 //!   over the run's epochs (`Rule::phase`);
 //! - a phase until settled (a Hebbian unsupervised epoch of a fixed number of updates): timed
 //!   whole on a subset, since its cost is its update budget, not the data set's size;
-//! - evaluation: seconds per test sample.
+//! - evaluation: seconds per test sample, in the last epoch's phase (a frozen prefix's features
+//!   cached, as the driver keeps them for the test and validation splits);
+//! - a read-out phase after a frozen prefix is timed with its features cached (the driver
+//!   computes them once per run; that once is not counted).
 //!
 //! A run then costs its epochs' training on its training subset (fraction or shots), an
 //! evaluation of the test (and validation) split per epoch, and its protocol evaluations: per
@@ -61,6 +64,7 @@ pub fn estimate(plan: &Plan, parallel: usize) -> Result<Estimate, String> {
             let mut tr = Trainer::new(cfg, input, ds.num_classes, &mut rng)?;
             let take = |n: usize| sampling::subset(&ds.train, &(0..n.min(ds.train.n)).collect::<Vec<_>>());
             let (warm, timed) = (take(2 * cfg.batch), take(16 * cfg.batch));
+            let test = sampling::subset(&ds.test, &(0..ds.test.n.min(1000)).collect::<Vec<_>>());
             // The phase of every epoch of the run, and the cost of each distinct one.
             let mut phases: Vec<(String, f64, bool)> = Vec::new();
             let mut per_epoch = Vec::new();
@@ -74,6 +78,13 @@ pub fn estimate(plan: &Plan, parallel: usize) -> Result<Estimate, String> {
                     tr.epochs_done = e;
                     tr.train_epoch(&warm, cfg.lr, |_, _| {});
                 }
+                if p.frozen_prefix > 0 {
+                    // A frozen prefix's features are computed once per run (and the test and
+                    // validation splits' once too): a read-out epoch is timed with them cached.
+                    tr.epochs_done = e;
+                    tr.train_epoch(&timed, cfg.lr, |_, _| {});
+                    tr.evaluate(&test);
+                }
                 tr.epochs_done = e;
                 let t0 = Instant::now();
                 let s = tr.train_epoch(&timed, cfg.lr, |_, _| {});
@@ -82,7 +93,7 @@ pub fn estimate(plan: &Plan, parallel: usize) -> Result<Estimate, String> {
                 per_epoch.push(phases.len());
                 phases.push((p.name.to_string(), cost, p.until_settled));
             }
-            let test = sampling::subset(&ds.test, &(0..ds.test.n.min(1000)).collect::<Vec<_>>());
+            // Evaluation as the last epoch's phase has it (cached features after a frozen prefix).
             let t0 = Instant::now();
             tr.evaluate(&test);
             Ok((phases, per_epoch, t0.elapsed().as_secs_f64() / test.n.max(1) as f64))
