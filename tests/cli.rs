@@ -480,3 +480,42 @@ fn tune_searches_on_validation_resumes_and_writes_a_loadable_preset() {
     let e = fail(&["tune", "--rule", "bp", "--space", "pc_gamma=log:0.01:0.5", "--trials", "1", "--quiet", "--out", o]);
     assert!(e.contains("pc_gamma"), "{e}");
 }
+
+#[test]
+fn tune_searches_a_per_layer_list_setting_as_one_value() {
+    // hebb_t_inv is a list (one temperature per Hebbian layer, the last repeating): a draw goes
+    // in as [v], and the preset holds it so, loadable by `train --config`.
+    let d = tmp("tune-list");
+    let out = d.join("t");
+    ok(&[
+        "tune",
+        "--rule",
+        "softhebb",
+        "--arch",
+        "softhebb-mlp:16",
+        "--set",
+        "hebb_updates=20",
+        "--space",
+        "hebb_t_inv=log:5:100",
+        "--trials",
+        "2",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let preset = std::fs::read_to_string(out.join("preset.toml")).unwrap();
+    assert!(preset.lines().any(|l| l.starts_with("hebb_t_inv = [")), "{preset}");
+    let run = d.join("run");
+    ok(&[
+        "train",
+        "--config",
+        out.join("preset.toml").to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+}

@@ -161,10 +161,23 @@ pub fn run(
     if !(subset_ok && val_ok) {
         return Err("tune: subset must be in (0, 1] and val_fraction in (0, 1)".into());
     }
+    // A rule setting that is a list (one value per layer, the last repeating: SoftHebb's
+    // hebb_t_inv) is searched as one value for every layer: the draw goes in as [v].
+    let listy: Vec<String> = {
+        let mut t = base.clone();
+        t.insert("epochs".into(), toml::Value::Integer(budget.epochs as i64));
+        let c = TrainConfig::load(config_file, t).map_err(|e| e.to_string())?;
+        c.settings.iter().filter(|(_, v)| v.is_array()).map(|(k, _)| k.clone()).collect()
+    };
+    let as_setting = |k: &String, v: &toml::Value| match v {
+        toml::Value::Array(_) => v.clone(),
+        _ if listy.contains(k) => toml::Value::Array(vec![v.clone()]),
+        _ => v.clone(),
+    };
     let trial_table = |params: &BTreeMap<String, toml::Value>| {
         let mut t = base.clone();
         t.insert("epochs".into(), toml::Value::Integer(budget.epochs as i64));
-        t.extend(params.iter().map(|(k, v)| (k.clone(), v.clone())));
+        t.extend(params.iter().map(|(k, v)| (k.clone(), as_setting(k, v))));
         t
     };
     let load = |params: &BTreeMap<String, toml::Value>| {
@@ -235,7 +248,9 @@ pub fn run(
         .max_by(|&a, &b| trials[a].val_accuracy.total_cmp(&trials[b].val_accuracy).then(b.cmp(&a)))
         .expect("at least one trial");
     let preset = out.join("preset.toml");
-    write_preset(&preset, base, &first, &trials[best], space, budget, &l.checksum, trials.len())?;
+    let mut chosen = trials[best].clone();
+    chosen.params = chosen.params.iter().map(|(k, v)| (k.clone(), as_setting(k, v))).collect();
+    write_preset(&preset, base, &first, &chosen, space, budget, &l.checksum, trials.len())?;
     Ok(Summary { trials, best, ran, preset })
 }
 
