@@ -445,17 +445,7 @@ fn tune_searches_on_validation_resumes_and_writes_a_loadable_preset() {
         "{preset}"
     );
     assert!(out.join("trials.png").is_file());
-    let run = d.join("run");
-    ok(&[
-        "train",
-        "--config",
-        out.join("preset.toml").to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--quiet",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
+    train_from_preset(&out.join("preset.toml"), 1, &d.join("run"));
     // Two trials at a time: the same trials (by index) and the same preset as one at a time.
     let args2 = ["tune", "--rule", "bp", "--arch", "mlp:32", "--epochs", "1", "--subset", "0.5", "--threads", "1"];
     let (p1, p2) = (d.join("p1"), d.join("p2"));
@@ -507,15 +497,11 @@ fn tune_searches_a_per_layer_list_setting_as_one_value() {
     ]);
     let preset = std::fs::read_to_string(out.join("preset.toml")).unwrap();
     assert!(preset.lines().any(|l| l.starts_with("hebb_t_inv = [")), "{preset}");
-    let run = d.join("run");
-    ok(&[
-        "train",
-        "--config",
-        out.join("preset.toml").to_str().unwrap(),
-        "--epochs",
-        "2",
-        "--quiet",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
+    train_from_preset(&out.join("preset.toml"), 2, &d.join("run"));
+}
+
+/// `train --config PRESET --epochs N --out OUT` succeeds (a tuned preset loads and trains).
+fn train_from_preset(preset: &Path, epochs: usize, out: &Path) {
+    let e = epochs.to_string();
+    ok(&["train", "--config", preset.to_str().unwrap(), "--epochs", &e, "--quiet", "--out", out.to_str().unwrap()]);
 }
