@@ -164,24 +164,9 @@ impl TrainConfig {
             Some(toml::Value::String(s)) => s.as_str(),
             Some(_) => return Err("preset must be a string naming one of the rule's presets".into()),
         };
-        let mut layers = Vec::new();
-        if !name.is_empty() {
-            let Some((_, text)) = entry.presets.iter().find(|(n, _)| *n == name) else {
-                let known: Vec<&str> = entry.presets.iter().map(|(n, _)| *n).collect();
-                return Err(format!(
-                    "rule {rule} has no preset '{name}' (its presets: {})",
-                    if known.is_empty() { "none but the default".to_string() } else { known.join(", ") }
-                ));
-            };
-            layers.push((format!("preset '{name}'"), *text));
-        }
-        layers.push(("its preset".to_string(), entry.preset));
-        for (what, text) in layers {
-            let preset: toml::Table = text.parse().map_err(|e| format!("rule {rule}: {what} is not TOML: {e}"))?;
-            for (k, v) in preset {
-                if !table.contains_key(&k) && !settings.contains_key(&k) {
-                    table.insert(k, v);
-                }
+        for (k, v) in rule.preset_table(name)? {
+            if !table.contains_key(&k) && !settings.contains_key(&k) {
+                table.insert(k, v);
             }
         }
         let shared = shared_keys();

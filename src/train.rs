@@ -289,9 +289,6 @@ impl Trainer {
         let phase = self.rule.phase(epoch);
         self.epochs_done += 1;
         let (n, d, b) = (split.n, split.dim, self.cfg.batch);
-        self.order.clear();
-        self.order.extend(0..n);
-        self.rng.shuffle(&mut self.order);
         let batches = n.div_ceil(b);
         // A frozen prefix runs once per sample for the whole epoch (not with training noise,
         // which changes the inputs every batch).
@@ -306,11 +303,10 @@ impl Trainer {
         // One pass, or (a phase until settled) passes until the rule says it is done.
         let (mut passes, mut samples, mut steps_done) = (0usize, 0usize, 0usize);
         'passes: loop {
-            if passes > 0 {
-                self.order.clear();
-                self.order.extend(0..n);
-                self.rng.shuffle(&mut self.order);
-            }
+            // Each pass in a fresh seeded order (the frozen prefix above draws nothing).
+            self.order.clear();
+            self.order.extend(0..n);
+            self.rng.shuffle(&mut self.order);
             passes += 1;
             for bi in 0..batches {
                 let idx = &self.order[bi * b..((bi + 1) * b).min(n)];

@@ -208,21 +208,24 @@ fn a_sparsity_point_does_not_depend_on_the_other_sparsities_listed() {
     }
 }
 
+/// A plan of BP on a 64-32-10 MLP on the digits, one seed, with `rest` (TOML keys), compared into
+/// `DIR/o`: its records.
+fn compare_digits_bp(d: &Path, rest: &str) -> BTreeMap<String, Value> {
+    let p = d.join("plan.toml");
+    let head = "name = 'p'\ndata = 'digits'\narch = 'mlp:32'\nrules = ['bp']\nseeds = 1\nthreads_per_run = 1\n";
+    // `rest` may open a table ([train]): it goes last.
+    std::fs::write(&p, format!("{head}{rest}")).unwrap();
+    ok(bin().arg("compare").arg(&p).args(["--quiet", "--out"]).arg(d.join("o")));
+    records(&d.join("o"))
+}
+
 #[test]
 fn a_plans_validation_fraction_is_carved_before_the_runs_subset() {
     // `[train] val_fraction` in a plan: each run records its validation accuracy per epoch, on
     // a split carved from the whole training set before the fraction is taken (the same split
     // for every fraction of a seed).
     let d = tmp("val");
-    let p = d.join("val.toml");
-    std::fs::write(
-        &p,
-        "name = 'val'\ndata = 'digits'\narch = 'mlp:32'\nrules = ['bp']\nfractions = [0.5, 1.0]\nepochs = [2]\n\
-         seeds = 1\nthreads_per_run = 1\n[train]\nval_fraction = 0.2\n",
-    )
-    .unwrap();
-    ok(bin().arg("compare").arg(&p).args(["--quiet", "--out"]).arg(d.join("o")));
-    let recs = records(&d.join("o"));
+    let recs = compare_digits_bp(&d, "fractions = [0.5, 1.0]\nepochs = [2]\n[train]\nval_fraction = 0.2\n");
     assert_eq!(recs.len(), 2);
     // 1438 digits training images, round(20%) of each class to validation: 1151 left; half
     // of each class of those: 578. (`train --val-fraction 0.2` keeps the same 1151.)
@@ -243,15 +246,7 @@ fn separate_budgets_are_runs_of_their_own_whose_schedule_spans_them() {
     // same record as `train --epochs 2` gives), recorded as budget-only (no pruning or noise
     // points); the 4-epoch run records only its own budget; the report's budget table has both.
     let d = tmp("budgets");
-    let p = d.join("b.toml");
-    std::fs::write(
-        &p,
-        "name = 'b'\ndata = 'digits'\narch = 'mlp:32'\nrules = ['bp']\nepochs = [2, 4]\nbudgets = 'separate'\n\
-         sparsities = [0, 0.5]\nnoise = [0.1]\nseeds = 1\nthreads_per_run = 1\n",
-    )
-    .unwrap();
-    ok(bin().arg("compare").arg(&p).args(["--quiet", "--out"]).arg(d.join("o")));
-    let recs = records(&d.join("o"));
+    let recs = compare_digits_bp(&d, "epochs = [2, 4]\nbudgets = 'separate'\nsparsities = [0, 0.5]\nnoise = [0.1]\n");
     assert_eq!(recs.len(), 2, "{:?}", recs.keys());
     let (short, long): (Vec<&Value>, Vec<&Value>) = recs.values().partition(|r| r["budget_only"] == true);
     let (short, long) = (short[0], long[0]);

@@ -248,19 +248,12 @@ impl Plan {
         if let Some(o) = self.rule.get(rule.as_str()) {
             t.extend(o.iter().map(|(k, v)| (k.clone(), v.to_string())));
         }
-        // The rule's presets (default, and the named one the plan picks) are part of what the
-        // run is: a changed preset file must not reuse a record made with the old one.
-        let e = rule.entry();
+        // The settings the rule's presets give (default, and the named one the plan picks) are
+        // part of what the run is: a changed preset must not reuse a record made with the old
+        // one (a changed comment does).
         let named = t.get("preset").map(|v| v.trim_matches('"').to_string()).unwrap_or_default();
-        let named_text = e.presets.iter().find(|(n, _)| *n == named).map_or("", |(_, x)| *x);
-        format!(
-            "{}|{}|{:?}|{}|{:016x}",
-            self.data,
-            self.arch,
-            t,
-            self.max_epochs(),
-            fnv(&format!("{}{named_text}", e.preset))
-        )
+        let preset = rule.preset_table(&named).unwrap_or_default().to_string();
+        format!("{}|{}|{:?}|{}|{:016x}", self.data, self.arch, t, self.max_epochs(), fnv(&preset))
     }
 
     /// Every training run of the grid, in a fixed order.

@@ -405,6 +405,28 @@ impl RuleName {
         self.0.preset
     }
 
+    /// The settings its presets give: the named preset `name` ("" for none) over the default
+    /// preset, as one table (the named one's keys win). Fails on a name the rule does not have.
+    pub fn preset_table(&self, name: &str) -> Result<toml::Table, String> {
+        let e = self.0;
+        let parse = |what: &str, text: &str| {
+            text.parse::<toml::Table>().map_err(|err| format!("rule {}: {what} is not TOML: {err}", e.name))
+        };
+        let mut t = parse("its preset", e.preset)?;
+        if !name.is_empty() {
+            let Some((_, text)) = e.presets.iter().find(|(n, _)| *n == name) else {
+                let known: Vec<&str> = e.presets.iter().map(|(n, _)| *n).collect();
+                return Err(format!(
+                    "rule {} has no preset '{name}' (its presets: {})",
+                    e.name,
+                    if known.is_empty() { "none but the default".to_string() } else { known.join(", ") }
+                ));
+            };
+            t.extend(parse(&format!("preset '{name}'"), text)?);
+        }
+        Ok(t)
+    }
+
     /// Build the rule for `net` (`TrainConfig::build_context` makes `cx`).
     pub fn build(&self, net: &mut Network, cx: &BuildContext, rng: &mut Rng) -> Result<Box<dyn Rule>, String> {
         (self.0.build)(net, cx, rng)

@@ -301,40 +301,43 @@ impl PredictiveCoding {
     }
 }
 
-impl Rule for PredictiveCoding {
-    fn step(&mut self, s: &mut Step) -> StepStats {
+impl PredictiveCoding {
+    /// One batch: nodes from the feed-forward pass, relaxation, and the weight update. With `upd`
+    /// (incremental PC) the weights step at every inference step; without, the update at the
+    /// relaxed nodes is left in `s.grads` for the driver.
+    fn infer(&mut self, s: &mut Step, upd: Option<&mut Updater>) -> StepStats {
         let stats = {
             let (net, ws, y, loss, _, rng) = s.parts();
             self.init_nodes(net, ws, y, loss, rng)
         };
+        if upd.is_some() && !stats.loss_sum.is_finite() {
+            return stats;
+        }
+        let incremental = upd.is_some();
         let mut errs = std::mem::take(&mut self.errs);
         let e0 = self.errors(&mut errs, s.y, s.net.output_len());
-        let (e_end, used) = self.relax(s, &mut errs, None);
-        // Weight update at the relaxed nodes.
-        let (net, ws, _, _, grads, _) = s.parts();
-        self.weight_grads(net, ws, &errs, grads);
+        let (e_end, used) = self.relax(s, &mut errs, upd);
+        if !incremental {
+            let (net, ws, _, _, grads, _) = s.parts();
+            self.weight_grads(net, ws, &errs, grads);
+        }
         self.errs = errs;
         self.last = PcStats { energy_start: e0, energy_end: e_end, steps: used };
         StepStats { energy: Some((e0, e_end, used)), ..stats }
     }
+}
+
+impl Rule for PredictiveCoding {
+    fn step(&mut self, s: &mut Step) -> StepStats {
+        self.infer(s, None)
+    }
 
     fn train_batch(&mut self, s: &mut Step, upd: &mut Updater) -> StepStats {
-        if !self.cfg.incremental {
-            return super::step_then_apply(self, s, upd);
+        if self.cfg.incremental {
+            self.infer(s, Some(upd))
+        } else {
+            super::step_then_apply(self, s, upd)
         }
-        let stats = {
-            let (net, ws, y, loss, _, rng) = s.parts();
-            self.init_nodes(net, ws, y, loss, rng)
-        };
-        if !stats.loss_sum.is_finite() {
-            return stats;
-        }
-        let mut errs = std::mem::take(&mut self.errs);
-        let e0 = self.errors(&mut errs, s.y, s.net.output_len());
-        let (e_end, used) = self.relax(s, &mut errs, Some(upd));
-        self.errs = errs;
-        self.last = PcStats { energy_start: e0, energy_end: e_end, steps: used };
-        StepStats { energy: Some((e0, e_end, used)), ..stats }
     }
 }
 

@@ -1279,18 +1279,7 @@ mod activation_learning {
 fn preset_rule(name: &str, preset: &str, net: &mut Network) -> (Box<dyn Rule>, toml::Table) {
     let r = RuleName::named(name);
     let e = r.entry();
-    let mut texts = vec![e.preset];
-    if !preset.is_empty() {
-        texts.insert(0, e.presets.iter().find(|(n, _)| *n == preset).expect("named preset").1);
-    }
-    let mut given = toml::Table::new();
-    for text in texts {
-        for (k, v) in text.parse::<toml::Table>().unwrap() {
-            if e.settings.has(&k) && !given.contains_key(&k) {
-                given.insert(k, v);
-            }
-        }
-    }
+    let given: toml::Table = r.preset_table(preset).unwrap().into_iter().filter(|(k, _)| e.settings.has(k)).collect();
     let settings = (e.settings.resolve)(&given).unwrap();
     let cx = BuildContext { settings: &settings, optim: crate::optim::OptimConfig::default(), epochs: 20 };
     let rule = r.build(net, &cx, &mut Rng::new(3)).unwrap();

@@ -221,11 +221,9 @@ pub struct Hebbian {
     labels: Vec<u32>,
     /// The image's part of the first layer's output, shared by every class's score.
     image_z: Vec<f32>,
-    /// Hebbian updates made in the current unsupervised epoch (`epoch_of_count`), and whether
-    /// it is done (the update budget spent or the norms settled).
+    /// Hebbian updates made in the current unsupervised epoch (`epoch_of_count`).
     done: usize,
     epoch_of_count: usize,
-    is_settled: bool,
     /// Per Hebbian layer: the largest | ||W_k|| - 1 | after its last update (norm rates only).
     norm_dev: Vec<f32>,
 }
@@ -286,7 +284,6 @@ impl Hebbian {
             image_z: Vec::new(),
             done: 0,
             epoch_of_count: usize::MAX,
-            is_settled: false,
             norm_dev: Vec::new(),
         };
         r.norm_dev = vec![f32::INFINITY; r.hebb.len()];
@@ -343,17 +340,19 @@ impl Hebbian {
         self.norm_dev[j] = dev;
     }
 
-    /// Whether the unsupervised epoch `epoch` is done: its update budget spent, or every neuron
-    /// of the layers it trains within `settle` of unit norm.
-    fn budget_done(&self, epoch: usize) -> bool {
-        if self.done >= self.cfg.updates {
-            return true;
+    /// Whether the current unsupervised epoch (with an update budget) is done: after at least
+    /// one update, its budget spent or every neuron of the layers it trains within `settle` of
+    /// unit norm.
+    fn spent(&self) -> bool {
+        if self.cfg.updates == 0 || self.done == 0 {
+            return false;
         }
-        self.cfg.settle > 0.0
-            && self.cfg.plasticity.norm_rates()
-            && (0..self.hebb.len())
-                .filter(|&j| !self.cfg.greedy || j == epoch)
-                .all(|j| self.norm_dev[j] < self.cfg.settle)
+        self.done >= self.cfg.updates
+            || (self.cfg.settle > 0.0
+                && self.cfg.plasticity.norm_rates()
+                && (0..self.hebb.len())
+                    .filter(|&j| !self.cfg.greedy || j == self.epoch_of_count)
+                    .all(|j| self.norm_dev[j] < self.cfg.settle))
     }
 
     /// dW = Y X^T - diag(c) W (into `dw`): the Hebbian term minus the decay term with per-neuron
@@ -452,13 +451,13 @@ impl Rule for Hebbian {
         let epoch = s.epoch;
         let unsupervised = epoch < self.cfg.hebb_epochs;
         if epoch != self.epoch_of_count {
-            (self.epoch_of_count, self.done, self.is_settled) = (epoch, 0, false);
+            (self.epoch_of_count, self.done) = (epoch, 0);
         }
         let (net, ws, y, loss, _, rng) = s.parts();
         if unsupervised || labelled {
             let (n, d) = (ws.n, net.input_shape().len());
             let mut start = 0;
-            while start < n && !self.is_settled {
+            while start < n && !self.spent() {
                 let m = self.cfg.hebb_batch.min(n - start);
                 net.prepare(&mut self.micro, m);
                 self.micro.input_mut().copy_from_slice(&ws.acts[0][start * d..(start + m) * d]);
@@ -476,7 +475,6 @@ impl Rule for Hebbian {
                 start += m;
                 if self.cfg.updates > 0 && !labelled {
                     self.done += 1;
-                    self.is_settled = self.budget_done(epoch);
                 }
             }
         }
@@ -498,7 +496,7 @@ impl Rule for Hebbian {
 
     /// With an update budget, an unsupervised epoch lasts until it is spent (or the norms settle).
     fn settled(&self) -> bool {
-        self.cfg.updates == 0 || self.is_settled
+        self.cfg.updates == 0 || self.spent()
     }
 
     /// The read-out's schedule starts at the first read-out epoch.
