@@ -505,3 +505,61 @@ fn train_from_preset(preset: &Path, epochs: usize, out: &Path) {
     let e = epochs.to_string();
     ok(&["train", "--config", preset.to_str().unwrap(), "--epochs", &e, "--quiet", "--out", out.to_str().unwrap()]);
 }
+
+#[test]
+fn tune_over_a_plan_gives_every_entry_the_same_budget_and_the_plan_loads_the_result() {
+    let d = tmp("tune-plan");
+    let plan = d.join("p.toml");
+    std::fs::write(
+        &plan,
+        "name = \"p\"\narch = \"mlp:16\"\nrules = [\"bp\", \"dfa\"]\nseeds = 1\nepochs = [1]\n\
+         [arm.bp-wide]\nrule = \"bp\"\narch = \"mlp:32\"\n\
+         [tune]\ntrials = 2\nepochs = 1\nsubset = 0.5\n[tune.space]\ndfa = \"lr=log:1e-3:1e-1\"\n",
+    )
+    .unwrap();
+    let out = d.join("t");
+    let o = out.to_str().unwrap();
+    let s = String::from_utf8_lossy(&ok(&["tune", "--plan", plan.to_str().unwrap(), "--quiet", "--out", o]).stdout)
+        .into_owned();
+    assert!(s.contains("bp-wide") && s.contains("mlp:32"), "{s}");
+    for e in ["bp", "dfa", "bp-wide"] {
+        let n = std::fs::read_to_string(out.join(e).join("trials.jsonl")).unwrap().lines().count();
+        assert_eq!(n, 2, "{e}: the plan's budget");
+    }
+    let tuned = std::fs::read_to_string(out.join("tuned.toml")).unwrap();
+    assert!(tuned.contains("[rule.bp]") && tuned.contains("[rule.dfa]") && tuned.contains("[arm.bp-wide]"), "{tuned}");
+    assert!(tuned.contains("never the test set") || tuned.contains("Never the test set"), "{tuned}");
+    // dfa searched its own space (lr only); bp the default (lr and weight decay).
+    let dfa = tuned.split("[rule.dfa]").nth(1).unwrap().split("\n\n").next().unwrap();
+    assert!(dfa.contains("lr = ") && !dfa.contains("weight_decay"), "{dfa}");
+    // The plan with `tuned = ...` runs with the chosen settings (its run ids change with them).
+    std::fs::copy(out.join("tuned.toml"), d.join("tuned.toml")).unwrap();
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(d.join("q.toml"), format!("tuned = \"tuned.toml\"\n{text}")).unwrap();
+    let q = d.join("q.toml");
+    let est = String::from_utf8_lossy(&ok(&["compare", q.to_str().unwrap(), "--estimate"]).stdout).into_owned();
+    assert!(est.contains("arm bp-wide (bp)"), "{est}");
+    // A tuned file naming an entry the plan lacks is refused; flags do not mix with --plan.
+    std::fs::write(d.join("bad.toml"), "[rule.fa]\nlr = 0.1\n").unwrap();
+    std::fs::write(d.join("r.toml"), format!("tuned = \"bad.toml\"\n{text}")).unwrap();
+    let e = fail(&["compare", d.join("r.toml").to_str().unwrap(), "--estimate"]);
+    assert!(e.contains("[rule.fa] is not an entry of this plan"), "{e}");
+    let e = fail(&["tune", "--plan", plan.to_str().unwrap(), "--lr", "0.1", "--out", o]);
+    assert!(e.contains("takes every setting from the plan") && e.contains("lr"), "{e}");
+    // A directory that holds another search is not resumed into.
+    let e = fail(&[
+        "tune",
+        "--rule",
+        "dfa",
+        "--arch",
+        "mlp:16",
+        "--trials",
+        "2",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        out.join("bp").to_str().unwrap(),
+    ]);
+    assert!(e.contains("holds another search"), "{e}");
+}

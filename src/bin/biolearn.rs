@@ -87,16 +87,21 @@ struct TuneArgs {
     /// optimiser's range and weight_decay log-uniform 1e-6..1e-2, the same for every rule).
     #[arg(long)]
     space: Option<String>,
-    /// Trials (the budget: give every rule compared the same). `--epochs` is each trial's
-    /// (default 3), `--val-fraction` the share of every class held out (default 0.1).
-    #[arg(long, default_value_t = 24)]
-    trials: usize,
-    /// Share of the training set (after the validation split) each trial trains on.
-    #[arg(long, default_value_t = 0.2)]
-    subset: f64,
-    /// Seed of the split, the subset and the draws.
-    #[arg(long, default_value_t = 0)]
-    tune_seed: u64,
+    /// Trials (the budget: give every rule compared the same; default 24). `--epochs` is each
+    /// trial's (default 3), `--val-fraction` the share of every class held out (default 0.1).
+    #[arg(long)]
+    trials: Option<usize>,
+    /// Share of the training set (after the validation split) each trial trains on (default 0.2).
+    #[arg(long)]
+    subset: Option<f64>,
+    /// Seed of the split, the subset and the draws (default 0).
+    #[arg(long)]
+    tune_seed: Option<u64>,
+    /// Search every rule and arm of a comparison plan (each on its own network) with the plan's
+    /// `[tune]` budget, into OUT/ENTRY/, and write OUT/tuned.toml for the plan's `tuned` key.
+    /// The plan gives every setting: no other setting flag goes with it.
+    #[arg(long)]
+    plan: Option<PathBuf>,
     /// Trials at once (default: cores / threads per trial).
     #[arg(long)]
     parallel: Option<usize>,
@@ -701,10 +706,11 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
     let parallel = a.parallel.or(plan.parallel).unwrap_or((cores / plan.threads_per_run).max(1));
     let runs = plan.runs().map_err(anyhow::Error::msg)?.len();
     eprintln!(
-        "plan {}: {} runs ({} rules x ({} fractions + {} few-shot sizes) x {} seeds{}), {} at a time{}",
+        "plan {}: {} runs ({} rules{} x ({} fractions + {} few-shot sizes) x {} seeds{}), {} at a time{}",
         plan.name,
         runs,
         plan.compared().len(),
+        if plan.arm.is_empty() { String::new() } else { format!(" + {} arms", plan.arm.len()) },
         plan.fractions.len(),
         plan.shots.len(),
         plan.seeds,
@@ -859,6 +865,9 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
 
 fn cmd_tune(a: TuneArgs) -> Result<()> {
     use biolearn::protocol::tune;
+    if let Some(plan) = &a.plan {
+        return cmd_tune_plan(&a, plan);
+    }
     // --epochs is each trial's, --val-fraction the held-out share (default 3 and 0.1): the
     // search's budget and split, not settings of the preset it writes.
     let mut base = overrides(&a.given)?;
@@ -870,12 +879,12 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
         None => tune::default_space(&probe),
     };
     let budget = tune::Budget {
-        trials: a.trials,
+        trials: a.trials.unwrap_or(24),
         epochs: a.given.flags.epochs.unwrap_or(3),
-        subset: a.subset,
+        subset: a.subset.unwrap_or(0.2),
         // Through its decimal form, so the preset reads 0.1, not 0.10000000149011612.
         val_fraction: a.given.flags.val_fraction.map_or(0.1, |v| v.to_string().parse().unwrap_or(f64::from(v))),
-        seed: a.tune_seed,
+        seed: a.tune_seed.unwrap_or(0),
     };
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/tune-{}-{}", probe.data, probe.rule)));
     let quiet = a.quiet;
@@ -901,6 +910,59 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
         s.preset.display(),
         out.join("trials.png").display()
     );
+    Ok(())
+}
+
+fn cmd_tune_plan(a: &TuneArgs, path: &std::path::Path) -> Result<()> {
+    use biolearn::protocol::tune;
+    let given = overrides(&a.given)?;
+    if !given.is_empty()
+        || a.given.config.is_some()
+        || a.space.is_some()
+        || a.trials.is_some()
+        || a.subset.is_some()
+        || a.tune_seed.is_some()
+    {
+        bail!(
+            "tune --plan takes every setting from the plan (its [train], [rule.X], [arm.Y] and [tune] tables): \
+             drop the other setting flags ({})",
+            given.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let plan = Plan::load(path).map_err(anyhow::Error::msg)?;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/tune-{}", plan.name)));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parallel = a.parallel.unwrap_or((cores / plan.threads_per_run.max(1)).max(1));
+    let quiet = a.quiet;
+    let mut on = |entry: &str, t: &tune::Trial| {
+        if !quiet {
+            let p: Vec<String> = t.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let div = if t.diverged { " (diverged)" } else { "" };
+            eprintln!(
+                "{entry} trial {:>3}: val_acc {:.4}{div}  {}  ({:.1}s)",
+                t.trial,
+                t.val_accuracy,
+                p.join(" "),
+                t.seconds
+            );
+        }
+    };
+    let done = tune::run_plan(&plan, &out, parallel, &mut on).map_err(anyhow::Error::msg)?;
+    println!("{:<24} {:<22} {:>7} {:>10}  settings", "entry", "network", "trials", "best val");
+    for e in &done {
+        biolearn::report::tune_plot(&e.summary.trials, &out.join(&e.name)).map_err(anyhow::Error::msg)?;
+        let b = &e.summary.trials[e.summary.best];
+        let p: Vec<String> = b.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "{:<24} {:<22} {:>7} {:>10.4}  {}",
+            e.name,
+            e.arch,
+            e.summary.trials.len(),
+            b.val_accuracy,
+            p.join(" ")
+        );
+    }
+    println!("wrote {}: point the plan's `tuned = ...` at a copy of it", out.join("tuned.toml").display());
     Ok(())
 }
 

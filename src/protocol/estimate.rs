@@ -1,7 +1,7 @@
 //! `biolearn compare PLAN --estimate`: the plan's expected run time before it starts, from a
 //! short timing of each rule on the plan's own data and network (not from a table of guesses).
 //!
-//! For each compared rule (its resolved configuration at seed 0), at the plan's threads per run:
+//! For each compared rule and arm (its resolved configuration at seed 0), at the plan's threads per run:
 //! - a training phase that is one pass (most rules, Hebbian read-out epochs): seconds per training
 //!   sample, timed over up to 16 batches after a 2-batch warm-up, per phase the rule declares
 //!   over the run's epochs (`Rule::phase`);
@@ -51,8 +51,10 @@ pub struct Estimate {
 pub fn estimate(plan: &Plan, parallel: usize) -> Result<Estimate, String> {
     let runs = plan.runs()?;
     let mut rules = Vec::new();
-    for rule in plan.compared() {
-        let mine: Vec<&RunSpec> = runs.iter().filter(|r| r.cfg.rule == rule).collect();
+    for entry in plan.entries()? {
+        // An entry's runs: its rule on its network (an arm runs a rule on a network of its own).
+        let arch = plan.config_of(&entry, 0)?.arch;
+        let mine: Vec<&RunSpec> = runs.iter().filter(|r| r.cfg.rule == entry.rule && r.cfg.arch == arch).collect();
         let Some(first) = mine.first() else { continue };
         let cfg = &first.cfg;
         let loaded = train::load_data(cfg).map_err(|e| e.to_string())?;
@@ -131,7 +133,7 @@ pub fn estimate(plan: &Plan, parallel: usize) -> Result<Estimate, String> {
             }
             seconds += s;
         }
-        rules.push(RuleEstimate { rule: rule.to_string(), runs: mine.len(), phases, eval_per_sample: eval, seconds });
+        rules.push(RuleEstimate { rule: entry.label(), runs: mine.len(), phases, eval_per_sample: eval, seconds });
     }
     let parallel = parallel.max(1);
     let total: f64 = rules.iter().map(|r| r.seconds).sum();

@@ -32,7 +32,15 @@
 //! lr = 1e-3
 //! [rule.dfa]                    # per-rule overrides (an `arch` here replaces the plan's)
 //! lr = 5e-4
+//! [arm.bp-softhebb-net]         # a rule once more, with settings of its own: here BP on a
+//! rule = "bp"                   # Hebbian rule's network, its baseline there
+//! arch = "softhebb-mlp:2000"
 //! ```
+//!
+//! An *arm* runs a rule a second time (and a third...) with its own table over `[train]`
+//! (`[rule.X]` is not applied to it): typically BP on the network a Hebbian rule brings, so that
+//! the report compares that rule with BP on the same network. An arm's rule and network must not
+//! repeat another entry's: the report tells runs apart by (rule, network).
 
 use crate::config::TrainConfig;
 use crate::rules::RuleName;
@@ -104,6 +112,62 @@ pub struct Plan {
     pub train: toml::Table,
     /// Per-rule overrides of `train`.
     pub rule: BTreeMap<String, toml::Table>,
+    /// Arms: a rule once more, with its own settings over `train` (`rule = "NAME"` inside).
+    pub arm: BTreeMap<String, toml::Table>,
+    /// How `biolearn tune --plan` searches every entry (the same budget for each).
+    pub tune: TuneSpec,
+    /// A file of `[rule.X]` / `[arm.Y]` tables written by `biolearn tune --plan` (path relative
+    /// to the plan's directory), merged over the plan's own tables when it is loaded.
+    pub tuned: Option<String>,
+}
+
+/// `[tune]` of a plan: the budget and split `biolearn tune --plan` gives every entry, and the
+/// space of the entries that search something other than the default (`lr` and
+/// `weight_decay`, `tune::default_space`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TuneSpec {
+    pub trials: usize,
+    /// Epochs per trial.
+    pub epochs: usize,
+    /// Share of the training set (after the validation split) a trial trains on.
+    pub subset: f64,
+    pub val_fraction: f64,
+    /// Seed of the split, the subset and the draws.
+    pub seed: u64,
+    /// Entry name (a rule, or an arm's name) -> its space, `KEY=lin|log|int:LO:HI,...`.
+    pub space: BTreeMap<String, String>,
+}
+
+impl Default for TuneSpec {
+    fn default() -> Self {
+        TuneSpec { trials: 24, epochs: 3, subset: 0.2, val_fraction: 0.1, seed: 0, space: BTreeMap::new() }
+    }
+}
+
+/// One entry of the plan: a compared rule with its `[rule.X]` overrides, or an arm.
+#[derive(Clone, Debug)]
+pub struct Entry<'a> {
+    pub rule: RuleName,
+    /// The settings over `[train]`: `[rule.X]` or the arm's table (less its `rule` key).
+    pub overrides: Option<toml::Table>,
+    /// The arm's name (None: a compared rule).
+    pub arm: Option<&'a str>,
+}
+
+impl Entry<'_> {
+    /// The entry's name: its rule's, or the arm's.
+    pub fn name(&self) -> String {
+        self.arm.map_or_else(|| self.rule.to_string(), str::to_string)
+    }
+
+    /// How the entry is named in messages: the rule, or `arm NAME (rule)`.
+    pub fn label(&self) -> String {
+        match self.arm {
+            Some(a) => format!("arm {a} ({})", self.rule),
+            None => self.rule.to_string(),
+        }
+    }
 }
 
 impl Default for Plan {
@@ -135,6 +199,9 @@ impl Default for Plan {
             parallel: None,
             train: toml::Table::new(),
             rule: BTreeMap::new(),
+            arm: BTreeMap::new(),
+            tune: TuneSpec::default(),
+            tuned: None,
         }
     }
 }
@@ -179,9 +246,42 @@ impl Plan {
     pub fn load(path: &Path) -> crate::Result<Plan> {
         let bad = |e: String| crate::Error::Plan(format!("{}: {e}", path.display()));
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let plan: Plan = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let mut plan: Plan = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if let Some(t) = plan.tuned.clone() {
+            let file = path.parent().unwrap_or(Path::new(".")).join(&t);
+            plan.merge_tuned(&file).map_err(|e| bad(format!("tuned = \"{t}\": {e}")))?;
+        }
         plan.validate().map_err(bad)?;
         Ok(plan)
+    }
+
+    /// Merge a `biolearn tune --plan` result (`[rule.X]` and `[arm.Y]` tables of the settings it
+    /// chose) over the plan's own tables.
+    pub fn merge_tuned(&mut self, file: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let t: toml::Table = toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        for (section, v) in t {
+            let Some(entries) = v.as_table() else {
+                return Err(format!("{}: '{section}' is not a table of [rule.X] / [arm.Y]", file.display()));
+            };
+            for (name, settings) in entries {
+                let Some(settings) = settings.as_table() else {
+                    return Err(format!("{}: [{section}.{name}] is not a table", file.display()));
+                };
+                let target = match section.as_str() {
+                    "rule" if self.compared().iter().any(|r| r.as_str() == name) => {
+                        self.rule.entry(name.clone()).or_default()
+                    }
+                    "arm" if self.arm.contains_key(name) => self.arm.get_mut(name).unwrap(),
+                    "rule" | "arm" => {
+                        return Err(format!("{}: [{section}.{name}] is not an entry of this plan", file.display()))
+                    }
+                    _ => return Err(format!("{}: unknown section [{section}]", file.display())),
+                };
+                target.extend(settings.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        Ok(())
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -200,13 +300,52 @@ impl Plan {
         bad(self.fgsm.iter().chain(&self.pgd).all(|e| (0.0..=1.0).contains(e)), "fgsm/pgd eps must be in [0, 1]")?;
         bad(self.pgd_steps >= 1, "pgd_steps must be >= 1")?;
         bad(self.threads_per_run >= 1, "threads_per_run must be >= 1")?;
-        for r in &self.compared() {
-            self.config_for(*r, 0)?;
-        }
         for k in self.rule.keys() {
             k.parse::<RuleName>().map_err(|e| format!("[rule.{k}]: {e}"))?;
         }
+        let tu = &self.tune;
+        bad(tu.trials >= 1 && tu.epochs >= 1, "[tune] trials and epochs must be >= 1")?;
+        bad(tu.subset > 0.0 && tu.subset <= 1.0, "[tune] subset must be in (0, 1]")?;
+        bad(tu.val_fraction > 0.0 && tu.val_fraction < 1.0, "[tune] val_fraction must be in (0, 1)")?;
+        let entries = self.entries()?;
+        for (name, space) in &tu.space {
+            if !entries.iter().any(|e| &e.name() == name) {
+                return Err(format!("[tune.space] {name}: not a rule or arm of this plan"));
+            }
+            super::tune::parse_space(space).map_err(|e| format!("[tune.space] {name}: {e}"))?;
+        }
+        let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
+        for e in &entries {
+            let cfg = self.config_of(e, 0)?;
+            if let Some(other) = seen.insert((e.rule.to_string(), cfg.arch.clone()), e.label()) {
+                return Err(format!(
+                    "{} and {other} both run {} on {}: an arm needs a network of its own",
+                    e.label(),
+                    e.rule,
+                    cfg.arch
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The compared rules, then the arms, each with the settings it brings over `[train]`.
+    pub fn entries(&self) -> Result<Vec<Entry<'_>>, String> {
+        let mut v: Vec<Entry> = self
+            .compared()
+            .into_iter()
+            .map(|rule| Entry { rule, overrides: self.rule.get(rule.as_str()).cloned(), arm: None })
+            .collect();
+        for (name, t) in &self.arm {
+            let rule = match t.get("rule") {
+                Some(toml::Value::String(r)) => r.parse::<RuleName>().map_err(|e| format!("[arm.{name}]: {e}"))?,
+                _ => return Err(format!("[arm.{name}]: needs rule = \"NAME\" (the rule the arm runs)")),
+            };
+            let mut overrides = t.clone();
+            overrides.remove("rule");
+            v.push(Entry { rule, overrides: Some(overrides), arm: Some(name) });
+        }
+        Ok(v)
     }
 
     /// The rules compared: `rules` less `exclude`.
@@ -218,16 +357,32 @@ impl Plan {
         self.epochs.iter().copied().max().unwrap_or(1)
     }
 
-    /// The resolved training config of `rule` at `seed`.
+    /// The resolved training config of the compared `rule` at `seed`.
     pub fn config_for(&self, rule: RuleName, seed: u64) -> Result<TrainConfig, String> {
-        // Layers, later ones winning: the plan's network, [train], [rule.X] (a rule may bring its
-        // own network: Hebbian rules), then what the plan fixes for every run.
+        let e = Entry { rule, overrides: self.rule.get(rule.as_str()).cloned(), arm: None };
+        self.config_of(&e, seed)
+    }
+
+    /// The resolved training config of an entry (a compared rule or an arm) at `seed`.
+    pub fn config_of(&self, entry: &Entry, seed: u64) -> Result<TrainConfig, String> {
+        let who = match entry.arm {
+            Some(a) => format!("[arm.{a}] (rule {})", entry.rule),
+            None => format!("rule {}", entry.rule),
+        };
+        TrainConfig::load(None, self.table_of(entry, seed)).map_err(|e| format!("{who}: {e}"))
+    }
+
+    /// The settings of an entry's runs at `seed`, as a table (what `config_of` resolves).
+    pub fn table_of(&self, entry: &Entry, seed: u64) -> toml::Table {
+        // Layers, later ones winning: the plan's network, [train], [rule.X] or the arm's table (a
+        // rule may bring its own network: Hebbian rules), then what the plan fixes for every run.
+        let rule = entry.rule;
         let s = |v: &str| toml::Value::String(v.to_string());
         let mut t = toml::Table::new();
         t.insert("arch".into(), s(&self.arch));
         // `[train]` is for every rule: another rule's own settings there are skipped.
         t.extend(crate::config::settings_for(rule, &self.train));
-        if let Some(o) = self.rule.get(rule.as_str()) {
+        if let Some(o) = &entry.overrides {
             t.extend(o.clone());
         }
         t.insert("data".into(), s(&self.data));
@@ -238,16 +393,17 @@ impl Plan {
         t.insert("epochs".into(), toml::Value::Integer(self.max_epochs() as i64));
         t.insert("seed".into(), toml::Value::Integer(seed as i64));
         t.insert("threads".into(), toml::Value::Integer(self.threads_per_run as i64));
-        TrainConfig::load(None, t).map_err(|e| format!("rule {rule}: {e}"))
+        t
     }
 
-    /// The plan's own training settings for `rule` (base table, then the rule's overrides),
+    /// The plan's own training settings for an entry (base table, then its overrides),
     /// canonical: keys sorted.
-    fn settings_key(&self, rule: RuleName) -> String {
+    fn settings_key(&self, entry: &Entry) -> String {
         let mut t: BTreeMap<String, String> = self.train.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
-        if let Some(o) = self.rule.get(rule.as_str()) {
+        if let Some(o) = &entry.overrides {
             t.extend(o.iter().map(|(k, v)| (k.clone(), v.to_string())));
         }
+        let rule = entry.rule;
         // The settings the rule's presets give (default, and the named one the plan picks) are
         // part of what the run is: a changed preset must not reuse a record made with the old
         // one (a changed comment does).
@@ -286,15 +442,16 @@ impl Plan {
         let data: Vec<(f64, Option<usize>)> =
             self.fractions.iter().map(|&f| (f, None)).chain(self.shots.iter().map(|&k| (1.0, Some(k)))).collect();
         let mut out = Vec::new();
-        for rule in self.compared() {
+        for entry in self.entries()? {
+            let rule = entry.rule;
             for &(fraction, shots) in &data {
                 for &tn in &self.train_noise {
                     for g in &gradual {
                         for seed in 0..self.seeds {
-                            let cfg = self.config_for(rule, seed)?;
+                            let cfg = self.config_of(&entry, seed)?;
                             // The id hashes what the plan sets (not the resolved config, which
                             // grows a field with every new rule setting and its default).
-                            let h = fnv(&(self.settings_key(rule) + &evals));
+                            let h = fnv(&(self.settings_key(&entry) + &evals));
                             let cond = match shots {
                                 Some(k) => format!("k={k}"),
                                 None => format!("f={fraction}"),
@@ -390,6 +547,35 @@ mod tests {
         let mut p5 = plan.clone();
         p5.pgd = vec![0.1];
         assert_ne!(p5.runs().unwrap()[0].id, runs[0].id);
+    }
+
+    #[test]
+    fn arms_run_a_rule_again_on_a_network_of_their_own() {
+        let base = "rules = [\"bp\", \"dfa\"]\nseeds = 2\n[train]\nlr = 0.1\n[rule.bp]\nlr = 0.3\n";
+        let plain: Plan = toml::from_str(base).unwrap();
+        let plan: Plan =
+            toml::from_str(&format!("{base}[arm.bp-wide]\nrule = \"bp\"\narch = \"mlp:64,64\"\n")).unwrap();
+        plan.validate().unwrap();
+        let runs = plan.runs().unwrap();
+        assert_eq!(runs.len(), 3 * 2);
+        // The compared rules' runs (and ids) are those of the plan without the arm.
+        let old: Vec<String> = plain.runs().unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(runs[..4].iter().map(|r| r.id.clone()).collect::<Vec<_>>(), old);
+        let arm: Vec<&RunSpec> = runs[4..].iter().collect();
+        assert!(arm.iter().all(|r| r.cfg.rule == RuleName::named("bp") && r.cfg.arch == "mlp:64,64"));
+        // Over [train], not [rule.bp].
+        assert!(arm.iter().all(|r| (r.cfg.lr - 0.1).abs() < 1e-9), "{}", arm[0].cfg.lr);
+        assert!(arm[0].id.starts_with("digits|mlp:64,64|bp|f=1|s=0|h="), "{}", arm[0].id);
+        for (text, want) in [
+            ("[arm.x]\narch = \"mlp:8\"", "needs rule"),
+            ("[arm.x]\nrule = \"nope\"", "nope"),
+            ("[arm.x]\nrule = \"bp\"", "network of its own"),
+            ("[arm.x]\nrule = \"bp\"\nlrr = 1", "lrr"),
+        ] {
+            let p: Plan = toml::from_str(&format!("{base}{text}\n")).unwrap();
+            let e = p.validate().unwrap_err();
+            assert!(e.contains(want) && e.contains("arm.x") || e.contains(want) && e.contains("arm x"), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -135,6 +135,8 @@ pub struct Trial {
 
 pub struct Summary {
     pub trials: Vec<Trial>,
+    /// The best trial's settings as the preset has them (a list setting's draw as `[v]`).
+    pub preset_params: BTreeMap<String, toml::Value>,
     /// Index into `trials` of the best score (the first on ties).
     pub best: usize,
     /// Trials run now (the rest were on disk).
@@ -192,6 +194,32 @@ pub fn run(
     let train = sampling::stratified_fraction(&pool, ds.num_classes, budget.subset, &mut split_rng);
 
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    // What the search is (its first trial's settings less the threads, the space, the budget
+    // less its trial count, the data): a directory holding another search is refused rather
+    // than resumed into; more (or fewer) trials of the same search resume it.
+    let mut what = first.clone();
+    what.threads = 0;
+    let fingerprint = serde_json::to_string_pretty(&serde_json::json!({
+        "config": what, "space": space, "data_checksum": l.checksum,
+        "budget": Budget { trials: 0, ..budget.clone() },
+    }))
+    .map_err(|e| e.to_string())?;
+    let search = out.join("search.json");
+    match std::fs::read_to_string(&search) {
+        Ok(old) if old != fingerprint => {
+            return Err(format!(
+                "{} holds another search ({} differs from this one's settings, space, budget or data): \
+                 choose another output directory or delete it",
+                out.display(),
+                search.display()
+            ))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&search, &fingerprint).map_err(|e| format!("{}: {e}", search.display()))?
+        }
+        Err(e) => return Err(format!("{}: {e}", search.display())),
+    }
     let file = out.join("trials.jsonl");
     repair(&file)?;
     let mut trials: Vec<Trial> = match std::fs::read_to_string(&file) {
@@ -251,7 +279,98 @@ pub fn run(
     let mut chosen = trials[best].clone();
     chosen.params = chosen.params.iter().map(|(k, v)| (k.clone(), as_setting(k, v))).collect();
     write_preset(&preset, base, &first, &chosen, space, budget, &l.checksum, trials.len())?;
-    Ok(Summary { trials, best, ran, preset })
+    let mut preset_params = chosen.params;
+    preset_params.iter_mut().for_each(|(_, v)| crate::rules::settings::tidy(v));
+    preset_params.retain(|_, v| v.is_array());
+    Ok(Summary { trials, best, ran, preset, preset_params })
+}
+
+/// One entry's outcome in a plan's search.
+pub struct PlanEntry {
+    pub name: String,
+    /// `rule` or `arm`: the plan section its settings go to.
+    pub section: &'static str,
+    pub arch: String,
+    pub space: Vec<Dim>,
+    pub summary: Summary,
+}
+
+/// `biolearn tune --plan`: search every entry of `plan` (its rules and arms, each on its own
+/// network with its own settings) with the plan's `[tune]` budget and split, into
+/// `out/ENTRY/`, then write `out/tuned.toml`: the best settings of each entry as the plan's
+/// `[rule.X]` / `[arm.Y]` tables, for the plan's `tuned = ...` key.
+pub fn run_plan(
+    plan: &super::plan::Plan,
+    out: &Path,
+    parallel: usize,
+    on_trial: &mut dyn FnMut(&str, &Trial),
+) -> Result<Vec<PlanEntry>, String> {
+    let spec = &plan.tune;
+    let budget = Budget {
+        trials: spec.trials,
+        epochs: spec.epochs,
+        subset: spec.subset,
+        val_fraction: spec.val_fraction,
+        seed: spec.seed,
+    };
+    let mut done = Vec::new();
+    for entry in plan.entries()? {
+        let name = entry.name();
+        let mut base = plan.table_of(&entry, 0);
+        // The budget's, not the entry's: epochs and the split.
+        base.remove("epochs");
+        base.remove("val_fraction");
+        let probe = plan.config_of(&entry, 0)?;
+        let space = match spec.space.get(&name) {
+            Some(s) => parse_space(s)?,
+            None => default_space(&probe),
+        };
+        let summary = run(&base, None, &space, &budget, &out.join(&name), parallel, &mut |t| on_trial(&name, t))
+            .map_err(|e| format!("{}: {e}", entry.label()))?;
+        let section = if entry.arm.is_some() { "arm" } else { "rule" };
+        done.push(PlanEntry { name, section, arch: probe.arch, space, summary });
+    }
+    let mut text = format!(
+        "# Chosen by `biolearn tune --plan` for plan {} on {}: for every entry (rule or arm, on its \n\
+         # own network) {} trials x {} epochs of random search on a stratified {} of the training set\n\
+         # less a {} validation split of every class (search seed {}); the best validation\n\
+         # accuracy's settings. Never the test set. Merged by the plan's `tuned = ...` key.\n",
+        plan.name, plan.data, budget.trials, budget.epochs, budget.subset, budget.val_fraction, budget.seed
+    );
+    for e in &done {
+        let b = &e.summary.trials[e.summary.best];
+        let space: Vec<String> = e
+            .space
+            .iter()
+            .map(|d| format!("{}={}:{}:{}", d.key, format!("{:?}", d.scale).to_lowercase(), d.lo, d.hi))
+            .collect();
+        text += &format!(
+            "\n# {} on {}: best trial {} of {}, validation accuracy {:.4} after {} epochs{}; space {}\n[{}.{}]\n",
+            e.name,
+            e.arch,
+            b.trial,
+            e.summary.trials.len(),
+            b.val_accuracy,
+            budget.epochs,
+            if b.diverged { " (every trial diverged)" } else { "" },
+            space.join(","),
+            e.section,
+            e.name
+        );
+        for d in &e.space {
+            let mut v = b.params[&d.key].clone();
+            crate::rules::settings::tidy(&mut v);
+            // A per-layer list setting was searched as one value for every layer.
+            let v = match e.summary.preset_params.get(&d.key) {
+                Some(listed) => listed.clone(),
+                None => v,
+            };
+            text += &format!("{} = {}\n", d.key, v);
+        }
+    }
+    let file = out.join("tuned.toml");
+    std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(done)
 }
 
 /// Trial `k`'s draws: from its own stream (so a resumed search draws what it would have).

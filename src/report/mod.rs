@@ -6,6 +6,7 @@
 
 pub mod html;
 pub mod plot;
+mod scoreboard;
 pub mod stats;
 
 use crate::protocol::record::{Record, Status};
@@ -955,6 +956,14 @@ pub fn write_report(records: &[Record], out_dir: &Path) -> Result<ReportSummary,
         ]),
     ];
 
+    // The scoreboards first: the study's answers, one per network with BP on it.
+    let n_blocks = b.len();
+    for g in &groups {
+        scoreboard::section(g, records, &mut b);
+    }
+    if b.len() > n_blocks {
+        b.insert(n_blocks, Block::Heading(2, "Scoreboard".into()));
+    }
     for g in &groups {
         ctx.prefix = if groups.len() > 1 { format!("{}_", slug(&g.title())) } else { String::new() };
         let seeds: BTreeSet<u64> = g.recs.iter().map(|r| r.seed).collect();

@@ -277,13 +277,20 @@ pub struct PairedDiff {
 
 /// `None` below 2 pairs.
 pub fn paired_diff(d: &[f64]) -> Option<PairedDiff> {
+    paired_diff_at(d, 0.05)
+}
+
+/// `paired_diff` at two-sided level `alpha`: the interval has coverage 1 - alpha and the
+/// detectable difference is for a test at `alpha` (a Bonferroni share of a family's 5%).
+pub fn paired_diff_at(d: &[f64], alpha: f64) -> Option<PairedDiff> {
     let s = Summary::of(d)?;
     if s.n < 2 {
         return None;
     }
     let se = s.std / (s.n as f64).sqrt();
     let df = (s.n - 1) as f64;
-    let half = t975(df) * se;
+    let tq = t_quantile(1.0 - alpha / 2.0, df);
+    let half = tq * se;
     let p = if se == 0.0 {
         if s.mean == 0.0 {
             1.0
@@ -293,7 +300,7 @@ pub fn paired_diff(d: &[f64]) -> Option<PairedDiff> {
     } else {
         t_two_sided_p(s.mean / se, df)
     };
-    let mde = (t975(df) + t_quantile(0.8, df)) * se;
+    let mde = (tq + t_quantile(0.8, df)) * se;
     Some(PairedDiff { n: s.n, mean: s.mean, lo: s.mean - half, hi: s.mean + half, p, mde })
 }
 

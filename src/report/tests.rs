@@ -351,3 +351,47 @@ fn rules_on_their_own_networks_share_one_group() {
     assert_eq!(write_report(&more, &d).unwrap().groups, 3);
     fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn scoreboard_comes_first_and_marks_only_what_the_corrected_test_supports() {
+    // bp; "good": 5 points above BP at every seed (and 10 above few-shot); "noisy": +-3 points
+    // around BP. Four seeds, fractions 1 and 0.2.
+    let d = tmp_dir("scoreboard");
+    let jitter = [0.0001, -0.0001, 0.0002, -0.0002];
+    let mut recs = Vec::new();
+    for seed in 0..4u64 {
+        let base = 0.80 + 0.01 * seed as f64;
+        for f in [1.0, 0.2] {
+            recs.push(record("mlp:64", "bp", f, seed, base, false));
+            recs.push(record("mlp:64", "good", f, seed, base + 0.05 + jitter[seed as usize], false));
+            let noisy = [0.03, -0.03, 0.02, -0.02][seed as usize];
+            recs.push(record("mlp:64", "noisy", f, seed, base + noisy, false));
+        }
+        for (rule, plus) in [("bp", 0.0), ("good", 0.10)] {
+            let mut r =
+                record("mlp:64", rule, 1.0, seed, 0.5 + 0.01 * seed as f64 + plus + jitter[seed as usize], false);
+            r.shots = Some(5);
+            r.id = format!("fashion-mnist|mlp:64|{rule}|k=5|s={seed}");
+            recs.push(r);
+        }
+    }
+    write_report(&recs, &d).unwrap();
+    let md = fs::read_to_string(d.join("report.md")).unwrap();
+    let board = md.find("## Scoreboard").expect("a scoreboard");
+    assert!(board < md.find("## fashion-mnist / mlp:64").unwrap(), "the scoreboard comes first: {md}");
+    let good = md[board..].lines().find(|l| l.starts_with("| good |")).unwrap();
+    // accuracy at 100% and at 20%, and few-shot: better, marked.
+    assert!(good.starts_with("| good | +5.00 ▲ | +5.00 ▲ |"), "{good}\n{md}");
+    assert!(good.ends_with("| +10.00 ▲ |"), "{good}");
+    // The same epochs to stable: no difference, no mark.
+    assert!(good.contains("| +0.0 |"), "{good}");
+    let noisy = md[board..].lines().find(|l| l.starts_with("| noisy |")).unwrap();
+    assert!(!noisy.contains('▲') && !noisy.contains('▼'), "{noisy}");
+    assert!(
+        md.contains("simultaneous 95% CI") && md.contains("good is better than BP in accuracy, 100% of the data"),
+        "{md}"
+    );
+    if std::env::var_os("BIOLEARN_KEEP").is_none() {
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

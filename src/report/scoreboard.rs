@@ -1,0 +1,379 @@
+//! The scoreboard: every rule against BP on the same network, one row per rule and one column
+//! per question the holistic protocol asks (more accurate with all / less data? faster to stable
+//! accuracy, in epochs, multiply-adds and seconds? more robust to pruning, noise and attacks?
+//! better few-shot?), each cell a difference paired by seed with a family-wise correction over
+//! the whole scoreboard of the network.
+
+use super::html::{Block, Table};
+use super::stats::{self, Verdict};
+use super::{pct_label, same, Group};
+use crate::protocol::record::{Record, Status};
+use std::collections::BTreeSet;
+
+/// What a question's per-seed value is and how it is compared.
+#[derive(Clone, Copy, PartialEq)]
+enum Scale {
+    /// Percentage points, higher is better (accuracy).
+    Points,
+    /// Percentage points, lower is better (an accuracy drop).
+    Drop,
+    /// Epochs, lower is better.
+    Epochs,
+    /// A cost compared as the ratio rule / BP (paired on the log), lower is better.
+    Ratio,
+}
+
+impl Scale {
+    fn higher_is_better(self) -> bool {
+        self == Scale::Points
+    }
+}
+
+/// One question: its column name, what it measures (for the caption), and the value of a run
+/// (with the records of the same rule, seed and network for the few-shot and budget questions).
+struct Question {
+    name: String,
+    /// The training fraction of the runs it is asked of.
+    fraction: f64,
+    scale: Scale,
+    value: Box<dyn Fn(&Record, &Lookup) -> Option<f64>>,
+}
+
+/// The records a question may need beyond the run itself.
+pub(super) struct Lookup<'a> {
+    budget_only: Vec<&'a Record>,
+    few_shot: Vec<&'a Record>,
+}
+
+impl Lookup<'_> {
+    fn budget(&self, r: &Record, e: usize) -> Option<f64> {
+        self.budget_only
+            .iter()
+            .find(|q| q.rule == r.rule && q.seed == r.seed && same(q.fraction, r.fraction) && q.epochs == e)
+            .filter(|q| q.status == Status::Ok)
+            .map(|q| q.test_accuracy)
+            .or_else(|| r.budgets.iter().find(|p| p.epochs == e).map(|p| p.test_accuracy))
+    }
+    fn shots(&self, r: &Record, k: usize) -> Option<f64> {
+        self.few_shot
+            .iter()
+            .find(|q| q.rule == r.rule && q.seed == r.seed && q.shots == Some(k) && q.status == Status::Ok)
+            .map(|q| q.test_accuracy)
+    }
+}
+
+/// Mean accuracy drop (points) from the run's clean accuracy over the levels above 0 of one
+/// robustness axis, `points` giving (level, accuracy) pairs; None when it has none.
+fn mean_drop(clean: f64, points: &[(f64, f64)]) -> Option<f64> {
+    let d: Vec<f64> = points.iter().filter(|p| p.0 > 0.0).map(|p| 100.0 * (clean - p.1)).collect();
+    (!d.is_empty()).then(|| d.iter().sum::<f64>() / d.len() as f64)
+}
+
+/// The questions a group's records can answer, at its largest training fraction `full`.
+fn questions(g: &Group, few_shot: &[&Record], full: f64) -> Vec<Question> {
+    let mut q: Vec<Question> = Vec::new();
+    let acc = |r: &Record, _: &Lookup| Some(100.0 * r.test_accuracy);
+    for f in g.fractions().into_iter().rev() {
+        q.push(Question {
+            name: format!("accuracy, {} of the data", pct_label(f)),
+            fraction: f,
+            scale: Scale::Points,
+            value: Box::new(acc),
+        });
+    }
+    let full_recs = || g.recs.iter().filter(move |r| same(r.fraction, full));
+    let max_epochs = full_recs().map(|r| r.epochs).max().unwrap_or(0);
+    let budgets: BTreeSet<usize> = g
+        .budget_only
+        .iter()
+        .map(|r| r.epochs)
+        .chain(full_recs().flat_map(|r| r.budgets.iter().map(|p| p.epochs)))
+        .filter(|&e| e < max_epochs)
+        .collect();
+    for e in budgets {
+        q.push(Question {
+            name: format!("accuracy after {e} epoch{}", if e == 1 { "" } else { "s" }),
+            fraction: full,
+            scale: Scale::Points,
+            value: Box::new(move |r: &Record, l: &Lookup| l.budget(r, e).map(|a| 100.0 * a)),
+        });
+    }
+    if full_recs().any(|r| r.epochs_to_stable.is_some()) {
+        q.push(Question {
+            name: "epochs to stable accuracy".into(),
+            fraction: full,
+            scale: Scale::Epochs,
+            value: Box::new(|r: &Record, _: &Lookup| r.epochs_to_stable.map(|e| e as f64)),
+        });
+    }
+    let costed = |r: &Record| r.macs_per_step > 0.0 && r.epoch_seconds.len() == r.curve.len();
+    if full_recs().any(|r| costed(r)) {
+        let at = move |r: &Record, v: fn(&Record, usize) -> f64| {
+            r.epochs_to_stable.filter(|_| costed(r)).map(|e| v(r, e - 1)).filter(|x| *x > 0.0)
+        };
+        q.push(Question {
+            name: "multiply-adds to stable accuracy".into(),
+            fraction: full,
+            scale: Scale::Ratio,
+            value: Box::new(move |r: &Record, _: &Lookup| at(r, |r, i| r.curve[i].gmacs)),
+        });
+        q.push(Question {
+            name: "seconds to stable accuracy".into(),
+            fraction: full,
+            scale: Scale::Ratio,
+            value: Box::new(move |r: &Record, _: &Lookup| at(r, |r, i| r.epoch_seconds[i])),
+        });
+    }
+    if full_recs().any(|r| r.pruning.iter().any(|p| p.sparsity > 0.0)) {
+        q.push(Question {
+            name: "accuracy lost to pruning".into(),
+            fraction: full,
+            scale: Scale::Drop,
+            value: Box::new(|r: &Record, _: &Lookup| {
+                let acc = |p: &crate::protocol::record::PrunePoint| p.finetuned_accuracy.unwrap_or(p.test_accuracy);
+                let clean = r.pruning.iter().find(|p| p.sparsity == 0.0).map(acc).unwrap_or(r.test_accuracy);
+                mean_drop(clean, &r.pruning.iter().map(|p| (p.sparsity, acc(p))).collect::<Vec<_>>())
+            }),
+        });
+    }
+    let kinds: BTreeSet<String> = full_recs().flat_map(|r| r.noise.iter().map(|p| p.kind.clone())).collect();
+    for kind in kinds {
+        let k = kind.clone();
+        q.push(Question {
+            name: format!("accuracy lost to {kind} noise"),
+            fraction: full,
+            scale: Scale::Drop,
+            value: Box::new(move |r: &Record, _: &Lookup| {
+                let pts: Vec<(f64, f64)> =
+                    r.noise.iter().filter(|p| p.kind == k).map(|p| (p.level, p.test_accuracy)).collect();
+                mean_drop(r.test_accuracy, &pts)
+            }),
+        });
+    }
+    if full_recs().any(|r| !r.adversarial.is_empty()) {
+        q.push(Question {
+            name: "accuracy lost to attacks".into(),
+            fraction: full,
+            scale: Scale::Drop,
+            value: Box::new(|r: &Record, _: &Lookup| {
+                let pts: Vec<(f64, f64)> = r.adversarial.iter().map(|p| (p.eps, p.test_accuracy)).collect();
+                mean_drop(r.test_accuracy, &pts)
+            }),
+        });
+    }
+    let shots: BTreeSet<usize> = few_shot.iter().filter_map(|r| r.shots).collect();
+    for k in shots {
+        q.push(Question {
+            name: format!("few-shot accuracy, {k} per class"),
+            fraction: full,
+            scale: Scale::Points,
+            value: Box::new(move |r: &Record, l: &Lookup| l.shots(r, k).map(|a| 100.0 * a)),
+        });
+    }
+    q
+}
+
+struct Cell {
+    rule: String,
+    question: usize,
+    /// Per-seed differences rule − BP (of the logs for a ratio question).
+    diffs: Vec<f64>,
+    /// The rule's and BP's mean values over the paired seeds, and the pairs.
+    means: (f64, f64, usize),
+}
+
+/// A cell's test: its verdict, Holm-adjusted p and the difference with its simultaneous CI.
+struct Tested {
+    verdict: Verdict,
+    p: f64,
+    d: stats::PairedDiff,
+}
+
+/// The scoreboard of one group (a network), if it has BP and another rule.
+pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
+    let rules = g.rules();
+    if !rules.iter().any(|r| r == "bp") || rules.len() < 2 {
+        return;
+    }
+    let Some(full) = g.fractions().into_iter().reduce(f64::max) else { return };
+    let archs: BTreeSet<&str> = g.recs.iter().map(|r| r.arch.as_str()).collect();
+    let few_shot: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.shots.is_some() && r.data == g.data && archs.contains(r.arch.as_str()))
+        .filter(|r| same(r.train_noise.abs(), g.train_noise) && r.gradual_sparsity == g.gradual)
+        .collect();
+    let lookup = Lookup { budget_only: g.budget_only.clone(), few_shot: few_shot.clone() };
+    let qs = questions(g, &few_shot, full);
+    let mut cells = Vec::new();
+    for rule in rules.iter().filter(|r| *r != "bp") {
+        for (qi, q) in qs.iter().enumerate() {
+            // A question is asked of the runs at its fraction, each paired with BP's run of the
+            // same seed.
+            let values = |rule: &str| -> Vec<(u64, f64)> {
+                g.ok(rule, q.fraction).into_iter().filter_map(|r| (q.value)(r, &lookup).map(|x| (r.seed, x))).collect()
+            };
+            let (mine, bp) = (values(rule), values("bp"));
+            let pairs: Vec<(f64, f64)> =
+                mine.iter().filter_map(|(s, x)| bp.iter().find(|(t, _)| t == s).map(|(_, y)| (*x, *y))).collect();
+            if pairs.is_empty() {
+                continue;
+            }
+            let diffs =
+                pairs.iter().map(|(x, y)| if q.scale == Scale::Ratio { x.ln() - y.ln() } else { x - y }).collect();
+            let n = pairs.len() as f64;
+            let means =
+                (pairs.iter().map(|p| p.0).sum::<f64>() / n, pairs.iter().map(|p| p.1).sum::<f64>() / n, pairs.len());
+            cells.push(Cell { rule: rule.clone(), question: qi, diffs, means });
+        }
+    }
+    if cells.is_empty() {
+        return;
+    }
+    // One family: every testable cell (2 or more pairs) of this network's scoreboard.
+    let tested: Vec<usize> = (0..cells.len()).filter(|&i| cells[i].diffs.len() >= 2).collect();
+    let m = tested.len().max(1);
+    let ps: Vec<f64> = tested.iter().map(|&i| stats::paired_diff(&cells[i].diffs).map_or(1.0, |d| d.p)).collect();
+    let adjusted = stats::holm(&ps);
+    let results: Vec<Option<Tested>> = (0..cells.len())
+        .map(|i| {
+            let k = tested.iter().position(|&t| t == i)?;
+            let d = stats::paired_diff_at(&cells[i].diffs, 0.05 / m as f64)?;
+            let p = adjusted[k];
+            let better = (d.mean > 0.0) == qs[cells[i].question].scale.higher_is_better();
+            let verdict = match (p < 0.05, better) {
+                (false, _) => Verdict::NoSignificantDifference,
+                (true, true) => Verdict::Better,
+                (true, false) => Verdict::Worse,
+            };
+            Some(Tested { verdict, p, d })
+        })
+        .collect();
+    let show = |q: &Question, x: f64| match q.scale {
+        Scale::Ratio => format!("×{:.2}", x.exp()),
+        Scale::Epochs => format!("{x:+.1}"),
+        _ => format!("{x:+.2}"),
+    };
+    let fmt_p = |p: f64| if p < 0.001 { "< 0.001".to_string() } else { format!("{p:.3}") };
+
+    b.push(Block::Heading(3, format!("Scoreboard: every rule against BP on {}", g.arch)));
+    b.push(Block::Para(format!(
+        "Each cell compares a rule with BP on this network, paired by seed (a seed gives every \
+         rule the same data subset, validation split, noise and attack draws): the mean per-seed \
+         difference rule − BP, on the runs with {} of the training data unless the column names \
+         another share. ▲: the rule is significantly better than BP; ▼: significantly worse \
+         (two-sided paired t-test, Holm-adjusted over all {m} cells of this scoreboard, family-wise \
+         5%); no mark: no significant difference at these seeds. Better means higher for \
+         accuracies, lower for epochs, costs and accuracy lost. Costs (multiply-adds, seconds) \
+         are ratios rule / BP (geometric mean of the per-seed ratios) up to the epoch of stable \
+         accuracy (the first epoch after which test accuracy stays within 0.5 points of the final \
+         value). Accuracy lost: the run's clean accuracy minus its accuracy under the condition, \
+         averaged over the condition's levels above 0 (pruning: after the plan's fine-tuning \
+         where it has one). The table after it gives every cell's means, its simultaneous 95% \
+         interval (Bonferroni over the {m} cells) and the smallest difference its seeds could \
+         detect at that level with 80% power.",
+        pct_label(full)
+    )));
+    if archs.len() > 1 {
+        let bp: BTreeSet<&str> = g.recs.iter().filter(|r| r.rule == "bp").map(|r| r.arch.as_str()).collect();
+        b.push(Block::Para(format!(
+            "The rules here ran on networks of their own; BP on {}. A difference is of a rule with \
+             its network against BP with its own, not of the rules alone (a plan's `[arm.NAME]` \
+             runs BP on a rule's network).",
+            bp.into_iter().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let mut t = Table {
+        header: std::iter::once("rule".to_string()).chain(qs.iter().map(|q| q.name.clone())).collect(),
+        rows: vec![],
+    };
+    for rule in rules.iter().filter(|r| *r != "bp") {
+        let mut row = vec![rule.clone()];
+        for (qi, q) in qs.iter().enumerate() {
+            let Some(i) = cells.iter().position(|c| &c.rule == rule && c.question == qi) else {
+                row.push("—".into());
+                continue;
+            };
+            row.push(match &results[i] {
+                Some(r) => {
+                    let mark = match r.verdict {
+                        Verdict::Better => " ▲",
+                        Verdict::Worse => " ▼",
+                        Verdict::NoSignificantDifference => "",
+                    };
+                    format!("{}{mark}", show(q, r.d.mean))
+                }
+                None => format!("{} (n=1)", show(q, cells[i].diffs[0])),
+            });
+        }
+        t.rows.push(row);
+    }
+    b.push(Block::Table(t));
+    let findings: Vec<String> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let r = r.as_ref().filter(|r| r.verdict != Verdict::NoSignificantDifference)?;
+            let q = &qs[cells[i].question];
+            Some(format!(
+                "{} is {} than BP in {}: {} (simultaneous 95% CI {} to {}, Holm-adjusted p {}).",
+                cells[i].rule,
+                r.verdict.as_str(),
+                q.name,
+                show(q, r.d.mean),
+                show(q, r.d.lo),
+                show(q, r.d.hi),
+                fmt_p(r.p)
+            ))
+        })
+        .collect();
+    if findings.is_empty() {
+        b.push(Block::Para(format!(
+            "No rule differs significantly from BP on any question at these seeds ({m} cells, family-wise 5%)."
+        )));
+    } else {
+        b.push(Block::Para("Significant differences:".into()));
+        b.push(Block::List(findings));
+    }
+    let mut t = Table {
+        header: [
+            "question",
+            "rule",
+            "rule mean",
+            "BP mean",
+            "difference",
+            "simultaneous 95% CI",
+            "p (Holm)",
+            "detectable",
+            "verdict",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: vec![],
+    };
+    for (qi, q) in qs.iter().enumerate() {
+        for (i, c) in cells.iter().enumerate().filter(|(_, c)| c.question == qi) {
+            let unit = |x: f64| match q.scale {
+                Scale::Ratio => format!("{x:.3e}"),
+                Scale::Epochs => format!("{x:.1}"),
+                _ => format!("{x:.2}"),
+            };
+            let mut row =
+                vec![q.name.clone(), c.rule.clone(), unit(c.means.0), format!("{} (n={})", unit(c.means.1), c.means.2)];
+            match &results[i] {
+                Some(r) => row.extend([
+                    show(q, r.d.mean),
+                    format!("[{}, {}]", show(q, r.d.lo), show(q, r.d.hi)),
+                    fmt_p(r.p),
+                    match q.scale {
+                        Scale::Ratio => format!("×{:.2}", r.d.mde.exp()),
+                        _ => format!("{:.2}", r.d.mde),
+                    },
+                    r.verdict.as_str().into(),
+                ]),
+                None => row.extend(["—", "—", "—", "—", "too few paired runs"].map(String::from)),
+            }
+            t.rows.push(row);
+        }
+    }
+    b.push(Block::Table(t));
+}
