@@ -43,6 +43,7 @@ pub static SHALLOW: RuleEntry = RuleEntry {
     summary:
         "shallow learning: only the last train_last weight layers learn (backprop through them), the rest stay random",
     paper: "Frenkel, Lefebvre & Bol 2021 (their 'shallow' baseline)",
+    reported: "",
     preset: "",
     presets: &[],
     settings: rules::SettingsKind::of::<ShallowSettings>(),

@@ -248,6 +248,7 @@ mod readout_baseline {
         name: "readout-baseline",
         summary: "test baseline: only the last weight layer learns",
         paper: "",
+        reported: "",
         preset: "",
         presets: &[],
         settings: rules::SettingsKind::of::<rules::NoSettings>(),

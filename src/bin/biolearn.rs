@@ -553,6 +553,9 @@ fn cmd_rules(name: Option<&str>) -> Result<()> {
     let r: RuleName = name.parse().map_err(anyhow::Error::msg)?;
     let (d, p) = r.info();
     println!("{}: {d}\npaper: {p}", r.as_str());
+    if !r.entry().reported.is_empty() {
+        println!("reported: {}", r.entry().reported);
+    }
     println!("\npreset (presets/{}.toml: what it trains with unless given):", r.as_str());
     for line in r.preset().lines() {
         println!("  {line}");
@@ -729,7 +732,7 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
                 format!("{:.2} h", s / 3600.0)
             }
         };
-        println!("{:<22} {:>5} {:>12} {:>11}  timed phases", "rule", "runs", "run time", "eval ms/kS");
+        println!("{:<26} {:>5} {:>12} {:>11}  timed phases", "rule", "runs", "run time", "eval ms/kS");
         for r in &e.rules {
             let ph: Vec<String> = r
                 .phases
@@ -743,7 +746,7 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
                 })
                 .collect();
             println!(
-                "{:<22} {:>5} {:>12} {:>11.1}  {}",
+                "{:<26} {:>5} {:>12} {:>11.1}  {}",
                 r.rule,
                 r.runs,
                 dur(r.seconds),

@@ -309,8 +309,8 @@ impl Plan {
         bad(tu.val_fraction > 0.0 && tu.val_fraction < 1.0, "[tune] val_fraction must be in (0, 1)")?;
         let entries = self.entries()?;
         for (name, space) in &tu.space {
-            if !entries.iter().any(|e| &e.name() == name) {
-                return Err(format!("[tune.space] {name}: not a rule or arm of this plan"));
+            if !self.arm.contains_key(name) && name.parse::<RuleName>().is_err() {
+                return Err(format!("[tune.space] {name}: not a rule or an arm of this plan"));
             }
             super::tune::parse_space(space).map_err(|e| format!("[tune.space] {name}: {e}"))?;
         }

@@ -343,6 +343,45 @@ fn section_accuracy(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), 
     Ok(())
 }
 
+/// Each rule at its preset on all the data: validation accuracy (the split carved from the
+/// training set, after the last epoch), test accuracy, and what its paper reports.
+fn section_presets(g: &Group, b: &mut Vec<Block>) {
+    let Some(full) = g.fractions().into_iter().reduce(f64::max) else { return };
+    let val = |r: &&Record| r.curve.last().and_then(|p| p.val_accuracy);
+    if !g.recs.iter().any(|r| val(r).is_some()) {
+        return;
+    }
+    b.push(Block::Heading(3, "Validation, test and the papers' figures".into()));
+    b.push(Block::Para(format!(
+        "Each rule at its settings on {} of the training data, after its last epoch: accuracy \
+         (%) on the validation split carved from the training set and on the test set, mean ± std \
+         over seeds (n), beside the figure its paper reports (`biolearn rules NAME`; other data, \
+         networks and budgets where it says so; — where none is given).",
+        pct_label(full)
+    )));
+    let mut t = Table {
+        header: ["rule", "network", "validation", "test", "the paper reports"].map(String::from).to_vec(),
+        rows: vec![],
+    };
+    for rule in g.rules() {
+        let ok = g.ok(&rule, full);
+        if ok.is_empty() {
+            continue;
+        }
+        let v: Vec<f64> = ok.iter().filter_map(val).collect();
+        let archs: BTreeSet<&str> = ok.iter().map(|r| r.arch.as_str()).collect();
+        let reported = rule.parse::<crate::rules::RuleName>().map_or("", |r| r.entry().reported);
+        t.rows.push(vec![
+            rule.clone(),
+            archs.into_iter().collect::<Vec<_>>().join(", "),
+            fmt_short(Summary::of(&v), 100.0, 2),
+            fmt_short(acc_summary(&ok), 100.0, 2),
+            if reported.is_empty() { "—".into() } else { reported.to_string() },
+        ]);
+    }
+    b.push(Block::Table(t));
+}
+
 fn section_vs_bp(g: &Group, b: &mut Vec<Block>) {
     let rules = g.rules();
     if !rules.iter().any(|r| r == "bp") || rules.len() < 2 {
@@ -978,6 +1017,7 @@ pub fn write_report(records: &[Record], out_dir: &Path) -> Result<ReportSummary,
             g.recs.iter().map(|r| r.epochs).max().unwrap_or(0)
         )));
         section_accuracy(g, &mut ctx, &mut b)?;
+        section_presets(g, &mut b);
         section_vs_bp(g, &mut b);
         section_budgets(g, &mut b);
         section_stable(g, &mut b);

@@ -21,6 +21,7 @@ pub static ENTRY: super::RuleEntry = super::RuleEntry {
     name: "bp",
     summary: "backpropagation: errors flow back through W^T",
     paper: "Rumelhart, Hinton & Williams 1986",
+    reported: "Fashion-MNIST 90.8%, MNIST 99.09% (BioTorch LeNet, SGD, 100 epochs, best epoch on the test set: error 9.2 / 0.91)",
     preset: include_str!("../../presets/bp.toml"),
     presets: &[("fashion-mnist-mlp1024x2", include_str!("../../presets/bp/fashion-mnist-mlp1024x2.toml"))],
     settings: super::SettingsKind::of::<super::NoSettings>(),

@@ -65,6 +65,7 @@ pub static ENTRY: super::RuleEntry = super::RuleEntry {
     name: "drtp",
     summary: "direct random target projection: the one-hot label (not the error) reaches every hidden layer through its own fixed random matrix; the output layer learns from its own loss",
     paper: "Frenkel, Lefebvre & Bol 2021, Front. Neurosci. 15:629892",
+    reported: "",
     preset: include_str!("../../presets/drtp.toml"),
     presets: &[],
     settings: super::SettingsKind::of::<super::NoSettings>(),

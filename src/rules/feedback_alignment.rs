@@ -137,11 +137,12 @@ impl Rule for FeedbackAlignment {
 }
 
 macro_rules! fa_entry {
-    ($static:ident, $name:literal, $mode:expr, $summary:literal, $paper:literal $(, $preset:literal)*) => {
+    ($static:ident, $name:literal, $mode:expr, $summary:literal, $paper:literal, $reported:literal $(, $preset:literal)*) => {
         pub static $static: super::RuleEntry = super::RuleEntry {
             name: $name,
             summary: $summary,
             paper: $paper,
+            reported: $reported,
             preset: include_str!(concat!("../../presets/", $name, ".toml")),
             presets: &[$(($preset, include_str!(concat!("../../presets/", $name, "/", $preset, ".toml")))),*],
             settings: super::SettingsKind::of::<super::NoSettings>(),
@@ -156,6 +157,7 @@ fa_entry!(
     Mode::Fa,
     "feedback alignment: errors flow back through fixed random matrices B",
     "Lillicrap et al. 2016, Nat. Commun. 7:13276",
+    "Fashion-MNIST 86.94%, MNIST 98.3% (BioTorch LeNet, best epoch on the test set: error 13.06 / 1.7)",
     "fashion-mnist-mlp1024x2"
 );
 fa_entry!(
@@ -163,19 +165,22 @@ fa_entry!(
     "usf",
     Mode::Usf,
     "uniform sign-concordant feedback: B = s * sign(W), s = Xavier std",
-    "Liao, Leibo & Poggio 2016; Moskovitz et al. 2018 (BioTorch 'usf')"
+    "Liao, Leibo & Poggio 2016; Moskovitz et al. 2018 (BioTorch 'usf')",
+    "Fashion-MNIST 90.31%, MNIST 99.06% (BioTorch LeNet, best epoch on the test set: error 9.69 / 0.94)"
 );
 fa_entry!(
     BRSF,
     "brsf",
     Mode::Brsf,
     "batchwise random-magnitude sign-concordant feedback: B = |M| * sign(W), M redrawn every batch",
-    "Moskovitz et al. 2018 (BioTorch 'brsf')"
+    "Moskovitz et al. 2018 (BioTorch 'brsf')",
+    "Fashion-MNIST 89.98%, MNIST 99.09% (BioTorch LeNet, best epoch on the test set: error 10.02 / 0.91)"
 );
 fa_entry!(
     FRSF,
     "frsf",
     Mode::Frsf,
     "fixed random-magnitude sign-concordant feedback: B = |M0| * sign(W), M0 drawn once",
-    "Moskovitz et al. 2018 (BioTorch 'frsf')"
+    "Moskovitz et al. 2018 (BioTorch 'frsf')",
+    "Fashion-MNIST 90.39%, MNIST 99.03% (BioTorch LeNet, best epoch on the test set: error 9.61 / 0.97)"
 );

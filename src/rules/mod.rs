@@ -306,6 +306,10 @@ pub struct RuleEntry {
     /// One line: what the rule does.
     pub summary: &'static str,
     pub paper: &'static str,
+    /// What the paper (or the benchmark quoted for it) reports, with data set and network, as
+    /// `../shared/ALGORITHMS.md` gives it; empty where it gives none. Reports set it beside the
+    /// rule's measured accuracy.
+    pub reported: &'static str,
     /// The rule's default preset (TOML: shared settings such as network, optimiser and batch, and
     /// its own settings), filling whatever the configuration file, plan and flags leave unset;
     /// what it leaves unset comes from the shared defaults and the `Settings` type's `Default`.

@@ -300,6 +300,7 @@ pub static ENTRY: super::RuleEntry = super::RuleEntry {
     name: "pc-positive",
     summary: "predictive coding on positive firing rates with one-way synapses: feedback B learned (Kolen-Pollack), fixed random or W^T (MLPs; pc_feedback=learned|random|transpose, pc_relu)",
     paper: "Alonso & Neftci 2021, ICONS",
+    reported: "",
     // Alonso & Neftci's F-MNIST setting (784-300-300-10 sigmoid, Adam 1e-3, batch 64, T 7,
     // gamma 0.025). Measured on Fashion-MNIST, 15 epochs, 3 seeds: 88.54 +- 0.23% at batch
     // 64; at batch 16 one seed of three collapsed. On the small digits set batch 64 is too

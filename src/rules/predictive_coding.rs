@@ -397,6 +397,7 @@ pub static PC: super::RuleEntry = super::RuleEntry {
     name: "pc",
     summary: "predictive coding: value nodes relax on a local energy (T steps), then local weight updates (pc_steps, pc_gamma, pc_energy gaussian|ce)",
     paper: "Whittington & Bogacz 2017, Neural Comput.; Pinchetti et al. 2022 (ce energy)",
+    reported: "",
     preset: include_str!("../../presets/pc.toml"),
     presets: &[("pcx", include_str!("../../presets/pc/pcx.toml")), ("equilibrium", include_str!("../../presets/pc/equilibrium.toml"))],
     settings: super::SettingsKind::of::<PcSettings>(),
@@ -408,6 +409,7 @@ pub static IPC: super::RuleEntry = super::RuleEntry {
     summary:
         "incremental predictive coding: a weight step at every inference step (T weight steps per batch, pc_steps)",
     paper: "Salvatori et al. 2024, ICLR (iPC)",
+    reported: "",
     preset: include_str!("../../presets/ipc.toml"),
     presets: &[],
     settings: super::SettingsKind::of::<PcSettings>(),
@@ -418,6 +420,7 @@ pub static PC_FPA: super::RuleEntry = super::RuleEntry {
     name: "pc-fpa",
     summary: "predictive coding with the fixed-prediction assumption: equals backprop's gradient at equilibrium",
     paper: "Millidge, Tschantz & Buckley 2022, Neural Comput.",
+    reported: "",
     preset: include_str!("../../presets/pc-fpa.toml"),
     presets: &[],
     settings: super::SettingsKind::of::<PcSettings>(),
