@@ -206,7 +206,7 @@ impl TrainConfig {
             (self.lr.is_finite() && self.lr > 0.0, "lr must be a positive number"),
             ((0.0..1.0).contains(&self.momentum), "momentum must be in [0, 1)"),
             (self.weight_decay >= 0.0 && self.weight_decay.is_finite(), "weight_decay must be >= 0"),
-            (self.threads >= 1, "threads must be at least 1"),
+            ((1..=1024).contains(&self.threads), "threads must be in 1..=1024"),
             ((0.0..1.0).contains(&self.val_fraction), "val_fraction must be in [0, 1)"),
             ((0.0..1.0).contains(&self.beta1) && (0.0..1.0).contains(&self.beta2), "beta1 and beta2 must be in [0, 1)"),
             (self.gamma > 0.0 && self.step_size >= 1, "gamma must be > 0 and step_size >= 1"),

@@ -198,6 +198,7 @@ impl Trainer {
         cfg.validate()?;
         let arch = cfg.arch_spec()?;
         let mut net = arch.build(input, classes, cfg.activation, cfg.init, &mut rng.fork())?;
+        crate::nn::arch::check_memory(&cfg.arch, &net, cfg.batch)?;
         let rule = cfg
             .rule
             .build(&mut net, &cfg.build_context(), &mut rng.fork())
@@ -726,6 +727,8 @@ fn run_in_pool(
     } else {
         (&ds.train, None)
     };
+    crate::data::sampling::check_nonempty(train, val, &format!("val_fraction {}", cfg.val_fraction))
+        .map_err(crate::Error::Config)?;
     if let Some(p) = &opts.init_from {
         trainer.load_weights(p).map_err(crate::Error::Model)?;
     }

@@ -95,7 +95,7 @@ struct TuneArgs {
     #[arg(long)]
     subset: Option<f64>,
     /// Seed of the split, the subset and the draws (default 0).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
     tune_seed: Option<u64>,
     /// Search every rule and arm of a comparison plan (each on its own network) with the plan's
     /// `[tune]` budget, into OUT/ENTRY/, and write OUT/tuned.toml for the plan's `tuned` key.
@@ -103,7 +103,7 @@ struct TuneArgs {
     #[arg(long)]
     plan: Option<PathBuf>,
     /// Trials at once (default: cores / threads per trial).
-    #[arg(long)]
+    #[arg(long, value_parser = count_1_to_1024)]
     parallel: Option<usize>,
     /// Output directory (default runs/tune-<data>-<rule>).
     #[arg(long)]
@@ -169,7 +169,7 @@ struct CompareArgs {
     #[arg(long)]
     shard: Option<String>,
     /// Runs at once (default: cores / threads_per_run).
-    #[arg(long)]
+    #[arg(long, value_parser = count_1_to_1024)]
     parallel: Option<usize>,
     /// Print the plan's expected run time (each rule timed briefly on the plan's data and
     /// network) and exit without running it.
@@ -326,12 +326,12 @@ struct TrainFlags {
     #[arg(long, value_delimiter = ',')]
     #[serde(skip_serializing_if = "Option::is_none")]
     milestones: Option<Vec<usize>>,
-    /// Seed of the run's one RNG (default 0).
-    #[arg(long)]
+    /// Seed of the run's one RNG (default 0; at most 2^63 - 1, TOML's integer range).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
     #[serde(skip_serializing_if = "Option::is_none")]
     seed: Option<u64>,
-    /// Threads (default: all cores). Same seed and threads give the same results.
-    #[arg(long)]
+    /// Threads (default: all cores; 1 to 1024). Same seed and threads give the same results.
+    #[arg(long, value_parser = count_1_to_1024)]
     #[serde(skip_serializing_if = "Option::is_none")]
     threads: Option<usize>,
     /// Share of the training set held out for validation.
@@ -390,6 +390,14 @@ fn main() {
 }
 
 /// The flags given, then each `--set KEY=VALUE`, as a configuration's overrides.
+/// A thread or parallel-run count: 1 to 1024 (more is a typo, not a machine).
+fn count_1_to_1024(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!("'{s}' is not a count from 1 to 1024")),
+    }
+}
+
 fn overrides(g: &Given) -> Result<toml::Table> {
     let mut t = toml::Table::try_from(&g.flags).context("flags")?;
     for kv in &g.set {
@@ -429,6 +437,14 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     };
     if a.stop_after == Some(0) {
         bail!("--stop-after must be at least 1");
+    }
+    let cores = biolearn::config::default_threads();
+    if cfg.threads > cores && !a.quiet {
+        eprintln!(
+            "warning: {} threads on {cores} cores: slower than {cores}; the results are those of {} threads \
+             (the same seed and thread count give the same results)",
+            cfg.threads, cfg.threads
+        );
     }
     let opts = train::RunOptions {
         checkpoint: (!a.no_checkpoint).then(|| out.join("checkpoint.safetensors")),
@@ -691,12 +707,21 @@ fn shard_of(flag: Option<&str>) -> Result<Option<(usize, usize)>> {
     if let Some(s) = flag {
         return Ok(Some(parse_shard(s).map_err(anyhow::Error::msg)?));
     }
-    let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
-    match (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT")) {
-        (Some(id), Some(n)) => {
-            let min = var("SLURM_ARRAY_TASK_MIN").unwrap_or(0);
-            Ok(Some(parse_shard(&format!("{}/{n}", id - min)).map_err(anyhow::Error::msg)?))
+    // An array task reads its slice from Slurm's environment; a half-set or malformed one is an
+    // error (running the whole grid in every task would duplicate it).
+    let var = |k: &str| -> Result<Option<usize>> {
+        match std::env::var(k) {
+            Ok(v) => v.trim().parse::<usize>().map(Some).map_err(|_| anyhow::anyhow!("{k}={v:?} is not a count")),
+            Err(_) => Ok(None),
         }
+    };
+    match (var("SLURM_ARRAY_TASK_ID")?, var("SLURM_ARRAY_TASK_COUNT")?) {
+        (Some(id), Some(n)) => {
+            let min = var("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+            let i = id.checked_sub(min).ok_or_else(|| anyhow::anyhow!("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"))?;
+            Ok(Some(parse_shard(&format!("{i}/{n}")).map_err(|e| anyhow::anyhow!("Slurm's array environment: {e}"))?))
+        }
+        (Some(_), None) => bail!("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not: give --shard I/N (or unset it to run the whole grid)"),
         _ => Ok(None),
     }
 }

@@ -27,6 +27,10 @@ pub enum DataError {
         hint: String,
     },
 
+    /// The data set (or the directory given for it) cannot be used as asked.
+    #[error("{}: {msg}", path.display())]
+    Invalid { path: PathBuf, msg: String },
+
     /// The operating system refused to read a file.
     #[error("{}: cannot read: {source}", path.display())]
     Io {

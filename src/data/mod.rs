@@ -215,13 +215,38 @@ pub fn check_name(name: &str) -> Result<(), String> {
 
 /// Load a built-in data set by name ([`load`]) or a registered one ([`register`]).
 pub fn load_by_name(name: &str, data_dir: Option<&Path>) -> Result<Dataset, DataError> {
-    if let Some(l) = registered(name) {
-        return l(data_dir);
+    let ds = if let Some(l) = registered(name) {
+        l(data_dir)?
+    } else {
+        match name.parse::<DataName>() {
+            Ok(DataName::Digits) if data_dir.is_some() => {
+                return Err(DataError::Invalid {
+                    path: data_dir.unwrap_or(Path::new("")).into(),
+                    msg: "--data digits is embedded in biolearn: a data directory does not apply to it".into(),
+                })
+            }
+            Ok(n) => load(n, data_dir)?,
+            Err(e) => return Err(DataError::Parse { path: name.into(), line: 0, msg: e }),
+        }
+    };
+    // A data set that cannot train or test anything is an error, not a run with a figure.
+    let empty = |what: &str| DataError::Invalid {
+        path: data_dir.map_or_else(|| name.into(), Path::to_path_buf),
+        msg: format!("data set '{name}' has {what}"),
+    };
+    if ds.dim() == 0 {
+        return Err(empty("samples of size 0 (0x0 pixels or 0 channels)"));
     }
-    match name.parse::<DataName>() {
-        Ok(n) => load(n, data_dir),
-        Err(e) => Err(DataError::Parse { path: name.into(), line: 0, msg: e }),
+    if ds.train.n == 0 {
+        return Err(empty("no training samples"));
     }
+    if ds.test.n == 0 {
+        return Err(empty("no test samples"));
+    }
+    if ds.num_classes < 2 {
+        return Err(empty("fewer than 2 classes"));
+    }
+    Ok(ds)
 }
 
 impl Dataset {

@@ -57,6 +57,18 @@ pub fn split_validation(train: &Split, classes: usize, fraction: f32, rng: &mut 
     (subset(train, &train_idx), subset(train, &val_idx))
 }
 
+/// Refuse splits that leave nothing to train on (or, with a validation share, nothing to
+/// validate on): `what` says which setting made them.
+pub fn check_nonempty(train: &Split, val: Option<&Split>, what: &str) -> Result<(), String> {
+    if train.n == 0 {
+        return Err(format!("{what} leaves no training samples"));
+    }
+    if val.is_some_and(|v| v.n == 0) {
+        return Err(format!("{what} leaves an empty validation split"));
+    }
+    Ok(())
+}
+
 /// The samples `idx` of `s`, copied once.
 pub fn subset(s: &Split, idx: &[usize]) -> Split {
     let d = s.dim;

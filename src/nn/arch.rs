@@ -84,32 +84,35 @@ impl std::str::FromStr for ArchSpec {
             Some((b, o)) => (b, Some(o)),
             None => (s, None),
         };
-        let mut spec = if let Some(rest) = base.strip_prefix("mlp") {
-            let rest = rest.strip_prefix(':').unwrap_or(rest);
-            let hidden = rest
-                .split(',')
-                .filter(|t| !t.trim().is_empty())
+        // `NAME:W1,W2,...`: every width a positive integer, none empty.
+        let widths = |rest: &str, form: &str| -> Result<Vec<usize>, String> {
+            let list = rest.strip_prefix(':').ok_or_else(|| format!("arch '{s}': expected {form}"))?;
+            list.split(',')
                 .map(|t| {
-                    t.trim()
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|&v| v > 0)
-                        .ok_or_else(|| format!("arch '{s}': hidden size '{t}' is not a positive integer"))
+                    t.trim().parse::<usize>().ok().filter(|&v| v > 0).ok_or_else(|| {
+                        format!("arch '{s}': width '{}' is not a positive integer (expected {form})", t.trim())
+                    })
                 })
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect()
+        };
+        let mut spec = if base == "linear" {
+            // Softmax regression: no hidden layer.
+            ArchSpec::Mlp { hidden: vec![], batchnorm: false, dropout: 0.0 }
+        } else if let Some(rest) = base.strip_prefix("mlp") {
+            let hidden = widths(rest, "mlp:H1,H2,... with at least one hidden width")?;
             ArchSpec::Mlp { hidden, batchnorm: false, dropout: 0.0 }
         } else if base == "lenet" {
             ArchSpec::LeNet
         } else if base == "conv3" {
             ArchSpec::Conv3
         } else if let Some(rest) = base.strip_prefix("softhebb-mlp") {
-            let rest = rest.strip_prefix(':').unwrap_or("2000");
-            let hidden = rest
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|&v| v > 0)
-                .ok_or_else(|| format!("arch '{s}': width '{rest}' is not a positive integer"))?;
+            let hidden = match rest {
+                "" => 2000,
+                _ => match widths(rest, "softhebb-mlp:H")?[..] {
+                    [h] => h,
+                    _ => return Err(format!("arch '{s}': softhebb-mlp:H takes one width")),
+                },
+            };
             ArchSpec::SoftHebbMlp { hidden, bias: false }
         } else if base == "softhebb-cnn" {
             ArchSpec::SoftHebbCnn { widths: [96, 384, 1536] }
@@ -118,24 +121,18 @@ impl std::str::FromStr for ArchSpec {
         } else if base == "softhebb-cnn28" {
             ArchSpec::SoftHebbCnn { widths: [32, 128, 512] }
         } else if let Some(rest) = base.strip_prefix("softhebb-cnn:") {
-            let w: Vec<usize> = rest.split(',').filter_map(|t| t.trim().parse().ok()).filter(|&v| v > 0).collect();
+            let w = widths(&format!(":{rest}"), "softhebb-cnn:W1,W2,W3")?;
             let widths: [usize; 3] =
                 w.try_into().map_err(|_| format!("arch '{s}': softhebb-cnn:W1,W2,W3 takes three positive widths"))?;
             ArchSpec::SoftHebbCnn { widths }
         } else if base == "hebb-conv3" {
             ArchSpec::HebbConv3
         } else if let Some(rest) = base.strip_prefix("al-mlp") {
-            let rest = rest.strip_prefix(':').unwrap_or("1000,1000");
-            let hidden = rest
-                .split(',')
-                .map(|t| t.trim().parse::<usize>().ok().filter(|&v| v > 0))
-                .collect::<Option<Vec<_>>>()
-                .filter(|h| !h.is_empty())
-                .ok_or_else(|| format!("arch '{s}': al-mlp:H1,H2,... with positive widths"))?;
+            let hidden = if rest.is_empty() { vec![1000, 1000] } else { widths(rest, "al-mlp:H1,H2,...")? };
             ArchSpec::AlMlp { hidden }
         } else {
             return Err(format!(
-                "unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), lenet, conv3, softhebb-mlp:H, softhebb-cnn, softhebb-cnn28, softhebb-cnn:W1,W2,W3, softhebb-stl, hebb-conv3 or al-mlp:H1,H2"
+                "unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), linear, lenet, conv3, softhebb-mlp:H, softhebb-cnn, softhebb-cnn28, softhebb-cnn:W1,W2,W3, softhebb-stl, hebb-conv3 or al-mlp:H1,H2"
             ));
         };
         if let Some(opts) = opts {
@@ -149,7 +146,12 @@ impl std::str::FromStr for ArchSpec {
             let ArchSpec::Mlp { batchnorm, dropout, .. } = &mut spec else {
                 return Err(format!("arch '{s}': options after '/' apply to mlp (and softhebb-mlp: /bias) only"));
             };
+            let mut seen = std::collections::BTreeSet::new();
             for o in opts.split('/') {
+                let key = o.split('=').next().unwrap_or(o);
+                if !seen.insert(key) {
+                    return Err(format!("arch '{s}': option '{key}' given twice"));
+                }
                 if o == "bn" {
                     *batchnorm = true;
                 } else if let Some(p) = o.strip_prefix("dropout=") {
@@ -172,7 +174,11 @@ impl std::fmt::Display for ArchSpec {
         match self {
             ArchSpec::Mlp { hidden, batchnorm, dropout } => {
                 let h: Vec<String> = hidden.iter().map(|v| v.to_string()).collect();
-                write!(f, "mlp:{}", h.join(","))?;
+                if h.is_empty() {
+                    write!(f, "linear")?;
+                } else {
+                    write!(f, "mlp:{}", h.join(","))?;
+                }
                 if *batchnorm {
                     write!(f, "/bn")?;
                 }
@@ -202,11 +208,14 @@ pub struct Builder<'r> {
     net: Network,
     init: Init,
     rng: &'r mut Rng,
+    /// Shapes only: weights are not allocated (or drawn), so a network's size can be checked
+    /// before it is built.
+    dry: bool,
 }
 
 impl<'r> Builder<'r> {
     pub fn new(input: Shape, init: Init, rng: &'r mut Rng) -> Self {
-        Builder { net: Network { layers: vec![], params: vec![], shapes: vec![input] }, init, rng }
+        Builder { net: Network { layers: vec![], params: vec![], shapes: vec![input] }, init, rng, dry: false }
     }
     fn cur(&self) -> Shape {
         *self.net.shapes.last().unwrap()
@@ -220,6 +229,9 @@ impl<'r> Builder<'r> {
         self.net.shapes.push(out);
     }
     fn weights(&mut self, fan_in: usize, fan_out: usize, rows: usize, bias: bool) -> (Vec<f32>, Option<Vec<f32>>) {
+        if self.dry {
+            return (vec![], bias.then(Vec::new));
+        }
         let (wb, bb) = self.init.bounds(fan_in, fan_out);
         let mut w = vec![0.0; rows * fan_in];
         self.rng.fill_uniform(&mut w, -wb, wb);
@@ -355,8 +367,16 @@ impl ArchSpec {
         rng: &mut Rng,
     ) -> Result<Network, String> {
         need(input, self.min_side(), &self.to_string())?;
-        let b = Builder::new(input, init, rng);
-        let net = match self {
+        // Its size first, from the shapes alone: a network too large for memory is an error
+        // before anything is allocated.
+        let mut scratch = Rng::new(0);
+        let dry = self.assemble(Builder { dry: true, ..Builder::new(input, init, &mut scratch) }, classes, act, input);
+        check_memory(&self.to_string(), &dry, 0)?;
+        Ok(self.assemble(Builder::new(input, init, rng), classes, act, input))
+    }
+
+    fn assemble(&self, b: Builder, classes: usize, act: Activation, input: Shape) -> Network {
+        match self {
             ArchSpec::Mlp { hidden, batchnorm, dropout } => {
                 let mut b = b;
                 for &h in hidden {
@@ -482,9 +502,41 @@ impl ArchSpec {
                 }
                 b.dense(classes, true).build()
             }
-        };
-        Ok(net)
+        }
     }
+}
+
+/// The memory a training run may plan for, in bytes: `BIOLEARN_MAX_MEMORY_GB` (GiB), default 16.
+pub fn memory_cap() -> f64 {
+    std::env::var("BIOLEARN_MAX_MEMORY_GB")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|g| *g > 0.0)
+        .unwrap_or(16.0)
+        * (1u64 << 30) as f64
+}
+
+/// Refuse a network whose training would need more than `memory_cap()`: its parameters four
+/// times over (weights, gradients, two optimiser moments) and, for a `batch` of samples, every
+/// layer's output three times over (activations, the layer's saved inputs, gradients). The
+/// error names the network, the estimate and the cap.
+pub fn check_memory(arch: &str, net: &Network, batch: usize) -> Result<(), String> {
+    let params: f64 = net.params.iter().map(|p| p.shape.iter().product::<usize>() as f64).sum();
+    let acts: f64 = net.shapes.iter().map(|s| s.len() as f64).sum();
+    let bytes = 4.0 * (4.0 * params + 3.0 * batch as f64 * acts);
+    let cap = memory_cap();
+    if bytes > cap {
+        let gib = |b: f64| b / (1u64 << 30) as f64;
+        return Err(format!(
+            "arch {arch}: training it needs about {:.1} GiB ({:.3e} parameters{}), more than the cap of {:.1} GiB \
+             (set BIOLEARN_MAX_MEMORY_GB to change it)",
+            gib(bytes),
+            params,
+            if batch > 0 { format!(", {acts:.3e} activations per sample at batch {batch}") } else { String::new() },
+            gib(cap)
+        ));
+    }
+    Ok(())
 }
 
 impl ArchSpec {

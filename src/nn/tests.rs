@@ -199,7 +199,23 @@ fn arch_specs_parse_and_build() {
     assert!(lenet.build(Shape::new(1, 8, 8), 10, Activation::Relu, Init::Torch, &mut rng).is_err());
     assert!("mlp:12,x".parse::<ArchSpec>().is_err());
     assert!("resnet".parse::<ArchSpec>().is_err());
-    assert_eq!("mlp:".parse::<ArchSpec>().unwrap(), ArchSpec::Mlp { hidden: vec![], batchnorm: false, dropout: 0.0 });
+    // No hidden layer is said so ("linear"); an empty or malformed width list is refused.
+    assert_eq!("linear".parse::<ArchSpec>().unwrap(), ArchSpec::Mlp { hidden: vec![], batchnorm: false, dropout: 0.0 });
+    assert_eq!("linear".parse::<ArchSpec>().unwrap().to_string(), "linear");
+    for bad in
+        ["mlp:", "mlp", "mlp32", "mlp:32,,32", "mlp:32/bn/bn", "softhebb-mlpX", "softhebb-cnn:1,x,2,3", "al-mlp:"]
+    {
+        assert!(bad.parse::<ArchSpec>().is_err(), "{bad}");
+    }
+    // A network too large for the memory cap is refused before anything is allocated.
+    let e = "mlp:99999999".parse::<ArchSpec>().unwrap().build(
+        Shape::flat(784),
+        10,
+        Activation::Relu,
+        Init::Torch,
+        &mut rng,
+    );
+    assert!(e.unwrap_err().contains("more than the cap"));
 }
 
 #[test]

@@ -72,6 +72,11 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
             Some(k) => sampling::per_class(&pool, ds.num_classes, k, &mut rng.fork()),
             None => sampling::stratified_fraction(&pool, ds.num_classes, spec.fraction, &mut rng.fork()),
         };
+        let why = match spec.shots {
+            Some(k) => format!("val_fraction {} with {k} shots per class", cfg.val_fraction),
+            None => format!("val_fraction {} with fraction {}", cfg.val_fraction, spec.fraction),
+        };
+        sampling::check_nonempty(&train, val.as_ref(), &why)?;
         if spec.train_noise > 0.0 {
             tr.train_noise = Some((spec.train_noise, loaded.norm.clone()));
         }

@@ -246,6 +246,11 @@ impl Plan {
     pub fn load(path: &Path) -> crate::Result<Plan> {
         let bad = |e: String| crate::Error::Plan(format!("{}: {e}", path.display()));
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        // A plan says what it compares: an empty file is not a plan of defaults.
+        let keys: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if !keys.contains_key("rules") {
+            return Err(bad("no `rules` (a list of rules, or \"all\")".into()));
+        }
         let mut plan: Plan = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
         if let Some(t) = plan.tuned.clone() {
             let file = path.parent().unwrap_or(Path::new(".")).join(&t);
@@ -287,6 +292,37 @@ impl Plan {
     pub fn validate(&self) -> Result<(), String> {
         let bad = |ok: bool, msg: &str| if ok { Ok(()) } else { Err(msg.to_string()) };
         bad(!self.compared().is_empty(), "rules is empty (after exclude)")?;
+        // The name is a directory under runs/ by default: one plain word.
+        bad(
+            !self.name.is_empty()
+                && !self.name.starts_with('.')
+                && self.name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)),
+            "name must be one word of letters, digits, '_', '.' and '-' (not starting with '.')",
+        )?;
+        // Every condition once: a repeated one would write two records with one id.
+        let twice = |v: &[f64]| {
+            let mut s: Vec<f64> = v.to_vec();
+            s.sort_by(f64::total_cmp);
+            s.windows(2).any(|w| w[0] == w[1])
+        };
+        let mut rules: Vec<&str> = self.rules.iter().map(|r| r.as_str()).collect();
+        rules.sort_unstable();
+        bad(!rules.windows(2).any(|w| w[0] == w[1]), "a rule is listed twice in rules")?;
+        for (name, v) in [
+            ("fractions", &self.fractions),
+            ("sparsities", &self.sparsities),
+            ("noise", &self.noise),
+            ("salt_pepper", &self.salt_pepper),
+            ("train_noise", &self.train_noise),
+            ("fgsm", &self.fgsm),
+            ("pgd", &self.pgd),
+        ] {
+            bad(v.iter().all(|x| x.is_finite()), &format!("{name}: every value must be a finite number"))?;
+            bad(!twice(v), &format!("{name}: a value is listed twice"))?;
+        }
+        let ints = |v: &[usize]| twice(&v.iter().map(|&x| x as f64).collect::<Vec<_>>());
+        bad(!ints(&self.epochs) && !ints(&self.shots), "epochs / shots: a value is listed twice")?;
+        bad(self.parallel != Some(0), "parallel must be at least 1")?;
         bad(
             !self.fractions.is_empty() && self.fractions.iter().all(|f| *f > 0.0 && *f <= 1.0),
             "fractions must be in (0, 1]",

@@ -192,6 +192,11 @@ pub fn run(
     let mut split_rng = Rng::new(budget.seed ^ 0x7475_6e65);
     let (pool, val) = sampling::split_validation(&ds.train, ds.num_classes, budget.val_fraction as f32, &mut split_rng);
     let train = sampling::stratified_fraction(&pool, ds.num_classes, budget.subset, &mut split_rng);
+    sampling::check_nonempty(
+        &train,
+        Some(&val),
+        &format!("val_fraction {} with subset {}", budget.val_fraction, budget.subset),
+    )?;
 
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     // What the search is (its first trial's settings less the threads, the space, the budget
