@@ -457,3 +457,54 @@ fn check_fixture(name: &str, recs: &BTreeMap<String, Value>) {
         }
     }
 }
+
+#[test]
+fn a_results_file_has_one_writer_and_is_checked_before_it_is_resumed() {
+    let d = tmp("integrity");
+    let rest = "fractions = [0.5, 1.0]\nepochs = [1]\n";
+    let recs = compare_digits_bp(&d, rest);
+    assert_eq!(recs.len(), 2);
+    let (p, o) = (d.join("plan.toml"), d.join("o"));
+    let file = o.join("results.jsonl");
+    let good = std::fs::read_to_string(&file).unwrap();
+    let again = || bin().arg("compare").arg(&p).args(["--quiet", "--out"]).arg(&o).output().unwrap();
+    let refused = |why: &str| {
+        let r = again();
+        let e = String::from_utf8_lossy(&r.stderr).into_owned();
+        assert!(!r.status.success(), "{why}: accepted");
+        e
+    };
+    // A second writer is refused while the first holds the file, naming its pid.
+    {
+        let holder = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+        holder.try_lock().unwrap();
+        std::fs::write(o.join("results.jsonl.pid"), "4242\n").unwrap();
+        let e = refused("a second writer");
+        assert!(e.contains("being written by another biolearn (pid 4242)"), "{e}");
+    }
+    // A record of the wrong schema, junk, or a record made with other settings is refused with
+    // its file and line, and the file is left as it was.
+    let mut lines: Vec<&str> = good.lines().collect();
+    let wrong_type = lines[0].replacen("\"test_accuracy\":", "\"test_accuracy\":\"high\",\"x\":", 1);
+    let stale = lines[0].replacen("|h=", "|h=0", 1);
+    for (bad, want) in [
+        (wrong_type.as_str(), "results.jsonl:1: not a result record"),
+        ("{\"id\":\"only-an-id\"}", "results.jsonl:1: not a result record"),
+        ("\u{1}\u{2}binary junk", "results.jsonl:1: not a result record"),
+        (stale.as_str(), "with other settings"),
+    ] {
+        let text = format!("{bad}\n{}\n", lines[1]);
+        std::fs::write(&file, &text).unwrap();
+        let e = refused(want);
+        assert!(e.contains(want), "{want}: {e}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), text, "{want}: the file was changed");
+    }
+    // A complete last record without its newline is kept (not cut and run again); the plan's
+    // runs are all there, so nothing runs.
+    lines.truncate(2);
+    std::fs::write(&file, format!("{}\n{}", lines[0], lines[1])).unwrap();
+    let r = again();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), good);
+    assert_eq!(records(&o).len(), 2);
+}

@@ -330,9 +330,16 @@ pub fn result_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Cut a torn last line (no trailing newline: a write interrupted by a crash) off a results file.
-/// Returns the bytes dropped (0: nothing to repair).
+/// Mend a results file's last line when it lacks its newline (a write interrupted by a crash):
+/// a line that parses as a complete record keeps it (the newline is added), a torn one is cut.
+/// Returns the bytes cut. Call it after `done_ids` has checked the file's complete lines, so
+/// nothing is cut from a file that is refused.
 pub fn repair(path: &Path) -> Result<usize, String> {
+    repair_with(path, |line| serde_json::from_slice::<Record>(line).is_ok())
+}
+
+/// `repair` for a JSON-lines file whose complete last line is one that `complete` accepts.
+pub(crate) fn repair_with(path: &Path, complete: impl Fn(&[u8]) -> bool) -> Result<usize, String> {
     let err = |e: std::io::Error| format!("{}: {e}", path.display());
     let mut f = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
         Ok(f) => f,
@@ -345,30 +352,106 @@ pub fn repair(path: &Path) -> Result<usize, String> {
         return Ok(0);
     }
     let keep = buf.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    if complete(&buf[keep..]) {
+        f.seek(std::io::SeekFrom::End(0)).map_err(err)?;
+        f.write_all(b"\n").and_then(|_| f.sync_data()).map_err(err)?;
+        return Ok(0);
+    }
     f.set_len(keep as u64).map_err(err)?;
     f.seek(std::io::SeekFrom::End(0)).map_err(err)?;
     Ok(buf.len() - keep)
 }
 
-/// Ids of the complete records in `dir`'s result files.
+/// Ids of the complete records in `dir`'s result files, each line checked first: a line that
+/// is not a record of this format (wrong fields or types, junk, a newer schema) is an error
+/// naming the file and line, so that a damaged file is refused, never skipped over. A last line
+/// without its newline is left to `repair`.
 pub fn done_ids(dir: &Path) -> Result<HashSet<String>, String> {
-    let mut ids = HashSet::new();
+    Ok(done_records(dir)?.into_iter().map(|r| r.id).collect())
+}
+
+/// The complete records of `dir`'s result files (see `done_ids`).
+pub fn done_records(dir: &Path) -> Result<Vec<Record>, String> {
+    let mut out = Vec::new();
     for f in result_files(dir) {
-        let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
-        for (i, line) in text.split_inclusive('\n').enumerate() {
-            if !line.ends_with('\n') || line.trim().is_empty() {
+        let bytes = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        for (i, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+            let at = || format!("{}:{}", f.display(), i + 1);
+            let Some(line) = line.strip_suffix(b"\n") else { continue };
+            let line = std::str::from_utf8(line).map_err(|e| format!("{}: not UTF-8 text: {e}", at()))?;
+            if line.trim().is_empty() {
                 continue;
             }
-            #[derive(serde::Deserialize)]
-            struct Id {
-                id: String,
+            let r: Record = serde_json::from_str(line.trim_end_matches('\r'))
+                .map_err(|e| format!("{}: not a result record: {e}", at()))?;
+            if r.schema_version > crate::env::SCHEMA_VERSION {
+                return Err(format!(
+                    "{}: a record of schema {} (this biolearn writes {}): written by a newer biolearn",
+                    at(),
+                    r.schema_version,
+                    crate::env::SCHEMA_VERSION
+                ));
             }
-            let r: Id = serde_json::from_str(line)
-                .map_err(|e| format!("{}:{}: not a result record: {e}", f.display(), i + 1))?;
-            ids.insert(r.id);
+            out.push(r);
         }
     }
-    Ok(ids)
+    Ok(out)
+}
+
+/// Refuse records of `dir` made for this plan's conditions with other settings: a record whose
+/// id is a run's condition (data, network, rule, fraction or shots, seed, ...) but whose
+/// settings hash differs was made by another version of the plan, and the report would count
+/// both. Records of conditions the plan does not have (another plan's, or a `--rules` subset's)
+/// are left alone; a record of another plan name is refused.
+fn check_records_fit(plan: &Plan, runs: &[RunSpec], records: &[Record]) -> Result<(), String> {
+    let cond = |id: &str| -> String { id.split('|').filter(|p| !p.starts_with("h=")).collect::<Vec<_>>().join("|") };
+    let mine: std::collections::HashMap<String, &str> = runs.iter().map(|r| (cond(&r.id), r.id.as_str())).collect();
+    for r in records {
+        if r.plan != plan.name {
+            return Err(format!(
+                "record {} was written by plan '{}', not '{}': give this plan its own --out",
+                r.id, r.plan, plan.name
+            ));
+        }
+        if let Some(want) = mine.get(&cond(&r.id)) {
+            if *want != r.id {
+                return Err(format!(
+                    "record {} is for the run {want} with other settings (the plan, a preset or a \
+                     tuned file changed since it was made): move the old records away or give the plan \
+                     another --out",
+                    r.id
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Hold `file` (open for appending) as its one writer: an advisory lock on the file itself, so
+/// that the tasks of an array, each with its own shard file, still write in parallel. Its
+/// holder's pid goes to `FILE.pid` for the message a second writer gets.
+fn lock_results(file: &Path) -> Result<std::fs::File, String> {
+    let fh = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let pid_file = file.with_extension("jsonl.pid");
+    match fh.try_lock() {
+        Ok(()) => {
+            let _ = std::fs::write(&pid_file, format!("{}\n", std::process::id()));
+            Ok(fh)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&pid_file).map(|p| p.trim().to_string()).unwrap_or_else(|_| "?".into());
+            Err(format!(
+                "{} is being written by another biolearn (pid {pid}): one writer per results file \
+                 (wait for it, or give this run another --out or --shard)",
+                file.display()
+            ))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: cannot lock: {e}", file.display())),
+    }
 }
 
 pub struct Summary {
@@ -402,13 +485,20 @@ fn run_plan_inner(
         Some((i, n)) => out.join(format!("results.shard-{i}-of-{n}.jsonl")),
         None => out.join("results.jsonl"),
     };
+    // The one writer of this file; then every record there checked (nothing is changed in a
+    // file that is refused), then its last line mended.
+    let mut fh = lock_results(&file)?;
+    let all = plan.runs()?;
+    let records = done_records(out)?;
+    check_records_fit(plan, &all, &records)?;
     let dropped = repair(&file)?;
     if dropped > 0 {
         on(SweepEvent::Repaired { file: &file, dropped_bytes: dropped });
     }
-    let all = plan.runs()?;
     let mine: Vec<RunSpec> =
         all.into_iter().enumerate().filter(|(k, _)| shard.is_none_or(|(i, n)| k % n == i)).map(|(_, r)| r).collect();
+    // (Read again: a complete last record that lacked its newline has it now.)
+    drop(records);
     let done = done_ids(out)?;
     let ck_dir = out.join("checkpoints");
     std::fs::create_dir_all(&ck_dir).map_err(|e| format!("{}: {e}", ck_dir.display()))?;
@@ -431,11 +521,6 @@ fn run_plan_inner(
         }
     }
 
-    let mut fh = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&file)
-        .map_err(|e| format!("{}: {e}", file.display()))?;
     let t0 = Instant::now();
     let (mut ran, mut diverged) = (0usize, 0usize);
     let work = |k: usize| {

@@ -13,7 +13,7 @@
 //! the best trial's settings with a header recording where they come from (data, network,
 //! split, budget, space, score).
 
-use super::repair;
+use super::repair_with;
 use crate::config::TrainConfig;
 use crate::data::sampling;
 use crate::nn::Shape;
@@ -226,7 +226,7 @@ pub fn run(
         Err(e) => return Err(format!("{}: {e}", search.display())),
     }
     let file = out.join("trials.jsonl");
-    repair(&file)?;
+    repair_with(&file, |l| serde_json::from_slice::<Trial>(l).is_ok())?;
     let mut trials: Vec<Trial> = match std::fs::read_to_string(&file) {
         Ok(text) => text
             .lines()
