@@ -7,6 +7,7 @@ pub mod data;
 pub mod env;
 pub mod error;
 pub mod hash;
+pub mod limits;
 pub mod linalg;
 pub mod nn;
 pub mod optim;

@@ -10,6 +10,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("rng", 0),
     ("hash", 0),
     ("safetensors", 0),
+    ("limits", 0),
     ("linalg", 1),
     ("env", 2),
     ("data", 2),

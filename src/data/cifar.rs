@@ -31,7 +31,7 @@
 //! ([`DataError::LabelOutOfRange`]). Gzip-compressed files are accepted too
 //! (detected by their magic bytes).
 
-use super::{check_label, find_files, read_file, DataError, DataName, Dataset, Split};
+use super::{check_label, find_files, read_file_at_most, DataError, DataName, Dataset, Split};
 use std::path::Path;
 
 /// Pixel bytes in one record: 3 planes of 32x32.
@@ -86,8 +86,9 @@ impl Variant {
 /// stored) and labels in `0..num_classes` (CIFAR-100: the fine label).
 pub fn read_batch(path: impl AsRef<Path>, variant: Variant) -> Result<(Vec<u8>, Vec<u32>), DataError> {
     let path = path.as_ref();
-    let bytes = read_file(path)?;
     let rec = variant.record_size();
+    // The largest CIFAR file holds 50000 records (CIFAR-100's train.bin).
+    let bytes = read_file_at_most(path, 60_000 * rec, "any CIFAR file: 60000 records")?;
     if bytes.len() % rec != 0 {
         return Err(DataError::BadSize {
             path: path.to_path_buf(),

@@ -331,14 +331,73 @@ impl Dataset {
     }
 }
 
-/// Reads a whole file, gunzipping it if it starts with the gzip magic bytes
-/// `1f 8b` (whatever its name).
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
-    if raw.len() < 2 || raw[..2] != [0x1f, 0x8b] {
-        return Ok(raw);
+/// Reads a file (raw or gzip, by its magic bytes) without reading more than it declares: the
+/// first `header` bytes, then at most `declared(header bytes)` bytes in all (what the format's
+/// header says the file holds, or a fixed bound for formats without one). A declared size past
+/// the memory cap (`BIOLEARN_MAX_MEMORY_GB`) is an error before anything more is read; bytes
+/// after the declared size are not read (a gzip that inflates past it is not inflated).
+pub(crate) fn read_file_bounded(
+    path: &Path,
+    header: usize,
+    declared: impl Fn(&[u8]) -> Result<u128, DataError>,
+) -> Result<Vec<u8>, DataError> {
+    use std::io::BufRead;
+    let io = |source| DataError::Io { path: path.to_path_buf(), source };
+    let f = std::fs::File::open(path).map_err(io)?;
+    if f.metadata().map_err(io)?.is_dir() {
+        return Err(DataError::Invalid { path: path.to_path_buf(), msg: "is a directory, not a data file".into() });
     }
-    gunzip(&raw, path)
+    let mut raw = std::io::BufReader::new(f);
+    let gz = raw.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
+    let mut r: Box<dyn Read> = if gz { Box::new(flate2::read::MultiGzDecoder::new(raw)) } else { Box::new(raw) };
+    let bad = |source: std::io::Error| {
+        if gz {
+            DataError::BadGzip { path: path.to_path_buf(), source }
+        } else {
+            DataError::Io { path: path.to_path_buf(), source }
+        }
+    };
+    let mut out = Vec::new();
+    (&mut r).take(header as u64).read_to_end(&mut out).map_err(bad)?;
+    if out.len() < header {
+        return Ok(out);
+    }
+    let total = declared(&out)?;
+    let cap = crate::limits::memory_cap();
+    if total as f64 > cap {
+        return Err(DataError::Invalid {
+            path: path.to_path_buf(),
+            msg: format!(
+                "declares {total} bytes of data, more than the memory cap of {:.1} GiB (BIOLEARN_MAX_MEMORY_GB)",
+                cap / (1u64 << 30) as f64
+            ),
+        });
+    }
+    let rest = (total as u64).saturating_sub(header as u64);
+    (&mut r).take(rest).read_to_end(&mut out).map_err(bad)?;
+    // All its header declares was there: the file must end here (a gzip's trailer is read and
+    // its checksum checked; more data is refused, not inflated). Without a header (`header`
+    // 0) the size is a bound, checked by `read_file_at_most`.
+    if header > 0 && out.len() as u128 == total {
+        let mut one = [0u8; 1];
+        if r.read(&mut one).map_err(bad)? > 0 {
+            return Err(DataError::Invalid {
+                path: path.to_path_buf(),
+                msg: format!("holds more data than the {total} bytes its header declares"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A file of a format without a header (CIFAR, STL-10) of at most `max` bytes: reads up to
+/// `max` + 1 and refuses a larger one (`what` says what the bound is).
+pub(crate) fn read_file_at_most(path: &Path, max: usize, what: &str) -> Result<Vec<u8>, DataError> {
+    let bytes = read_file_bounded(path, 0, |_| Ok(max as u128 + 1))?;
+    if bytes.len() > max {
+        return Err(DataError::Invalid { path: path.to_path_buf(), msg: format!("larger than {what} ({max} bytes)") });
+    }
+    Ok(bytes)
 }
 
 /// Decompresses a whole gzip stream (all members); `path` names it in errors.
@@ -590,13 +649,25 @@ mod tests {
         let t = TempDir::new("readfile");
         let data = b"hello IDX".to_vec();
         let p = t.write("plain.gz", &data); // .gz name, raw content
-        assert_eq!(read_file(&p).unwrap(), data);
+        let read = |p: &Path| read_file_at_most(p, 100, "the test's bound");
+        assert_eq!(read(&p).unwrap(), data);
         let p = t.write("packed.bin", &gzip(&data)); // gzip content, odd name
-        assert_eq!(read_file(&p).unwrap(), data);
+        assert_eq!(read(&p).unwrap(), data);
         let missing = t.0.join("nope");
-        let err = read_file(&missing).unwrap_err();
+        let err = read(&missing).unwrap_err();
         assert!(matches!(err, DataError::Io { .. }), "{err:?}");
         assert!(err.to_string().contains(&*missing.to_string_lossy()), "{err}");
+        // A directory is named as one; past the bound is an error, and a gzip that inflates
+        // past what is declared is not inflated further (a 1 MB bomb of zeros stays bounded).
+        assert!(read(&t.0).unwrap_err().to_string().contains("is a directory"));
+        let p = t.write("big.gz", &gzip(&[0u8; 1000]));
+        assert!(read(&p).unwrap_err().to_string().contains("larger than the test's bound (100 bytes)"));
+        let bomb = gzip(&vec![0u8; 1 << 26]);
+        let p = t.write("bomb.gz", &bomb);
+        let err = read_file_bounded(&p, 4, |_| Ok(1000)).unwrap_err(); // 64 MiB of zeros
+        assert!(err.to_string().contains("more data than the 1000 bytes"), "{err}");
+        let err = read_file_bounded(&p, 4, |_| Ok(u128::MAX)).unwrap_err();
+        assert!(err.to_string().contains("more than the memory cap"), "{err}");
     }
 
     #[test]

@@ -29,7 +29,7 @@
 //! ([`DataError::LabelOutOfRange`]). Gzip-compressed files are accepted too
 //! (detected by their magic bytes).
 
-use super::{check_label, find_files, read_file, DataError, DataName, Dataset, Split};
+use super::{check_label, find_files, read_file_at_most, DataError, DataName, Dataset, Split};
 use std::path::Path;
 
 /// Side of an STL-10 image.
@@ -44,7 +44,8 @@ pub const NUM_CLASSES: usize = 10;
 /// file's column-major planes transposed).
 pub fn read_images(path: impl AsRef<Path>) -> Result<(usize, Vec<u8>), DataError> {
     let path = path.as_ref();
-    let bytes = read_file(path)?;
+    // STL-10's labelled files hold 5000 (train) and 8000 (test) images.
+    let bytes = read_file_at_most(path, 20_000 * IMAGE_BYTES, "any labelled STL-10 file: 20000 images")?;
     if bytes.len() % IMAGE_BYTES != 0 {
         return Err(DataError::BadSize {
             path: path.to_path_buf(),
@@ -75,7 +76,11 @@ fn transpose_planes(bytes: &[u8], side: usize) -> Vec<u8> {
 /// (file label minus 1); a file label outside `1..=10` is an error.
 pub fn read_labels(path: impl AsRef<Path>) -> Result<Vec<u32>, DataError> {
     let path = path.as_ref();
-    read_file(path)?.iter().enumerate().map(|(i, &l)| check_label(path, i, u32::from(l), 1, NUM_CLASSES)).collect()
+    read_file_at_most(path, 20_000, "any labelled STL-10 file: 20000 labels")?
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| check_label(path, i, u32::from(l), 1, NUM_CLASSES))
+        .collect()
 }
 
 fn read_split(images: &Path, labels: &Path) -> Result<Split, DataError> {

@@ -506,16 +506,6 @@ impl ArchSpec {
     }
 }
 
-/// The memory a training run may plan for, in bytes: `BIOLEARN_MAX_MEMORY_GB` (GiB), default 16.
-pub fn memory_cap() -> f64 {
-    std::env::var("BIOLEARN_MAX_MEMORY_GB")
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|g| *g > 0.0)
-        .unwrap_or(16.0)
-        * (1u64 << 30) as f64
-}
-
 /// Refuse a network whose training would need more than `memory_cap()`: its parameters four
 /// times over (weights, gradients, two optimiser moments) and, for a `batch` of samples, every
 /// layer's output three times over (activations, the layer's saved inputs, gradients). The
@@ -524,7 +514,7 @@ pub fn check_memory(arch: &str, net: &Network, batch: usize) -> Result<(), Strin
     let params: f64 = net.params.iter().map(|p| p.shape.iter().product::<usize>() as f64).sum();
     let acts: f64 = net.shapes.iter().map(|s| s.len() as f64).sum();
     let bytes = 4.0 * (4.0 * params + 3.0 * batch as f64 * acts);
-    let cap = memory_cap();
+    let cap = crate::limits::memory_cap();
     if bytes > cap {
         let gib = |b: f64| b / (1u64 << 30) as f64;
         return Err(format!(
