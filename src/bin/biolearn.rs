@@ -698,7 +698,8 @@ fn load_plan(a: &CompareArgs) -> Result<Plan> {
     if let Some(v) = a.seeds {
         p.seeds = v;
     }
-    p.validate().map_err(|e| anyhow::anyhow!("{}: {e}", a.plan.display()))?;
+    // (The file was checked as it loaded: what fails now comes from the flags.)
+    p.validate().map_err(|e| anyhow::anyhow!("command-line flags over {}: {e}", a.plan.display()))?;
     Ok(p)
 }
 

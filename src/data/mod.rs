@@ -491,10 +491,17 @@ pub(crate) fn find_files(
         for names in required {
             match names.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
                 Some(p) => found.push(p),
-                None => missing.push(match names {
-                    [raw, gz] if *gz == format!("{raw}.gz") => format!("{raw}[.gz]"),
-                    _ => names.join(" or "),
-                }),
+                None => {
+                    let shown = match names {
+                        [raw, gz] if *gz == format!("{raw}.gz") => format!("{raw}[.gz]"),
+                        _ => names.join(" or "),
+                    };
+                    // A directory where the file should be is said so, not called missing.
+                    match names.iter().find(|n| dir.join(n).is_dir()) {
+                        Some(n) => missing.push(format!("{shown}: {n} is a directory, not a file")),
+                        None => missing.push(shown),
+                    }
+                }
             }
         }
         if missing.is_empty() {

@@ -405,7 +405,7 @@ impl Plan {
             Some(a) => format!("[arm.{a}] (rule {})", entry.rule),
             None => format!("rule {}", entry.rule),
         };
-        TrainConfig::load(None, self.table_of(entry, seed)).map_err(|e| format!("{who}: {e}"))
+        TrainConfig::from_table(self.table_of(entry, seed)).map_err(|e| format!("{who}: {e}"))
     }
 
     /// The settings of an entry's runs at `seed`, as a table (what `config_of` resolves).

@@ -1,0 +1,200 @@
+//! Bad input, one row per class (issue 12): each must end the process with the expected exit
+//! status and a message naming the problem, never a panic, a hang or a result. A regression
+//! shows as a named row.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("biolearn-bad-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn idx_images(n: u32, rows: u32, cols: u32) -> Vec<u8> {
+    let mut v = Vec::new();
+    for w in [0x0803u32, n, rows, cols] {
+        v.extend_from_slice(&w.to_be_bytes());
+    }
+    v.extend((0..(n * rows * cols)).map(|i| (i % 251) as u8));
+    v
+}
+
+fn idx_labels(labels: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&0x0801u32.to_be_bytes());
+    v.extend_from_slice(&(labels.len() as u32).to_be_bytes());
+    v.extend_from_slice(labels);
+    v
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// A Fashion-MNIST directory: `train` images of rows x cols (labels 0..9 cycling), 4 test ones;
+/// `images` replaces the training images file's bytes when given.
+fn fmnist_dir(d: &Path, name: &str, train: u32, rows: u32, cols: u32, images: Option<Vec<u8>>) -> PathBuf {
+    let dir = d.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let labels = |n: u32| idx_labels(&(0..n).map(|i| (i % 10) as u8).collect::<Vec<_>>());
+    let files = [
+        ("train-images-idx3-ubyte", images.unwrap_or_else(|| idx_images(train, rows, cols))),
+        ("train-labels-idx1-ubyte", labels(train)),
+        ("t10k-images-idx3-ubyte", idx_images(4, rows, cols)),
+        ("t10k-labels-idx1-ubyte", labels(4)),
+    ];
+    for (f, bytes) in files {
+        std::fs::write(dir.join(f), bytes).unwrap();
+    }
+    dir
+}
+
+/// Run biolearn with `args` (and `env`), killed after 60 s: (exit status, stderr).
+fn run(args: &[String], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_biolearn"));
+    cmd.args(args).env("RUST_BACKTRACE", "0");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            return (status.code(), err);
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            return (None, "hung: killed after 60 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn every_class_of_bad_input_is_refused_with_a_clear_error() {
+    let d = tmp("table");
+    let out = d.join("out");
+    let o = out.to_str().unwrap().to_string();
+    let plan = |name: &str, text: &str| -> String {
+        let p = d.join(format!("{name}.toml"));
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let base_plan = "name = 'p'\nrules = ['bp']\narch = 'mlp:8'\nepochs = [1]\nseeds = 1\n";
+    let zero_train = fmnist_dir(&d, "zero-train", 0, 28, 28, None);
+    let zero_pixels = fmnist_dir(&d, "zero-pixels", 10, 0, 0, None);
+    let bomb = fmnist_dir(&d, "bomb", 10, 28, 28, Some(gzip(&[idx_images(10, 28, 28), vec![0u8; 1 << 24]].concat())));
+    let dir_as_file = fmnist_dir(&d, "dir-as-file", 10, 28, 28, None);
+    std::fs::remove_file(dir_as_file.join("train-images-idx3-ubyte")).unwrap();
+    std::fs::create_dir_all(dir_as_file.join("train-images-idx3-ubyte")).unwrap();
+    let huge =
+        fmnist_dir(&d, "huge", 10, 28, 28, Some(idx_images(0, 0, 0)[..4].iter().copied().chain([0xff; 12]).collect()));
+    let results = d.join("results-junk");
+    std::fs::create_dir_all(&results).unwrap();
+    std::fs::write(results.join("results.jsonl"), "\u{1}\u{2} junk\n").unwrap();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+    let train = |extra: &[&str]| [s(&["train", "--epochs", "1", "-q", "--out", &o]), s(extra)].concat();
+    let fm = |dir: &Path| train(&["--data", "fashion-mnist", "--arch", "mlp:8", "--data-dir", dir.to_str().unwrap()]);
+    let p = |path: String| s(&["compare", &path, "--quiet", "--out", &o]);
+    // (class, args, env, exit status, a phrase of the message)
+    let rows: Vec<(&str, Vec<String>, Vec<(&str, &str)>, i32, &str)> = vec![
+        ("network past the memory cap", train(&["--arch", "mlp:99999999"]), vec![], 1, "more than the cap"),
+        ("empty width", train(&["--arch", "mlp:32,,32"]), vec![], 1, "is not a positive integer"),
+        ("no hidden width", train(&["--arch", "mlp:"]), vec![], 1, "is not a positive integer"),
+        ("option twice", train(&["--arch", "mlp:32/bn/bn"]), vec![], 1, "given twice"),
+        ("bad softhebb-cnn width", train(&["--arch", "softhebb-cnn:1,x,2"]), vec![], 1, "width 'x'"),
+        ("data dir for embedded digits", train(&["--data-dir", "/nonexistent"]), vec![], 1, "does not apply"),
+        ("absurd thread count", train(&["--threads", "100000"]), vec![], 2, "count from 1 to 1024"),
+        ("seed past TOML's range", train(&["--seed", "18446744073709551615"]), vec![], 2, "is not in 0..="),
+        ("no training data left", train(&["--val-fraction", "0.9999"]), vec![], 1, "leaves no training samples"),
+        ("validation share 1", train(&["--val-fraction", "1"]), vec![], 1, "val_fraction must be in [0, 1)"),
+        ("zero inference steps", train(&["--rule", "pc", "--set", "pc_steps=0"]), vec![], 1, "pc_steps"),
+        ("endless inference", train(&["--rule", "pc", "--set", "pc_steps=4000000000"]), vec![], 1, "pc_steps"),
+        ("zero target nudge", train(&["--rule", "dtp", "--set", "tp_beta=0"]), vec![], 1, "tp_beta"),
+        ("negative temperature", train(&["--rule", "softhebb", "--set", "hebb_t_inv=[-5]"]), vec![], 1, "hebb_t_inv"),
+        ("unknown setting", train(&["--set", "lrr=0.1"]), vec![], 1, "lrr"),
+        ("0 training images", fm(&zero_train), vec![], 1, "no training samples"),
+        ("0x0 pixels", fm(&zero_pixels), vec![], 1, "samples of size 0"),
+        ("gzip inflating past its header", fm(&bomb), vec![], 1, "more data than"),
+        ("directory named like a data file", fm(&dir_as_file), vec![], 1, "is a directory"),
+        ("absurd declared size", fm(&huge), vec![], 1, "more than the memory cap"),
+        ("plan without rules", p(plan("empty", "")), vec![], 1, "no `rules`"),
+        ("rule listed twice", p(plan("twice", "name = 'p'\nrules = ['bp', 'bp']\n")), vec![], 1, "listed twice"),
+        (
+            "fraction listed twice",
+            p(plan("f2", &format!("{base_plan}fractions = [0.5, 0.5]\n"))),
+            vec![],
+            1,
+            "listed twice",
+        ),
+        ("plan name leaving runs/", p(plan("escape", "name = '../x'\nrules = ['bp']\n")), vec![], 1, "one word"),
+        ("infinite noise level", p(plan("inf", &format!("{base_plan}noise = [inf]\n"))), vec![], 1, "finite"),
+        (
+            "bad flag over a plan",
+            [p(plan("flag", base_plan)), s(&["--fractions", "2"])].concat(),
+            vec![],
+            1,
+            "command-line flags over",
+        ),
+        (
+            "bad [train] in a plan",
+            p(plan("trainbad", &format!("{base_plan}[train]\nlr = -1\n"))),
+            vec![],
+            1,
+            "trainbad.toml: rule bp: lr must be",
+        ),
+        (
+            "no parallel runs",
+            [p(plan("par", base_plan)), s(&["--parallel", "0"])].concat(),
+            vec![],
+            2,
+            "count from 1 to 1024",
+        ),
+        (
+            "half a Slurm array environment",
+            p(plan("slurm-env", base_plan)),
+            vec![("SLURM_ARRAY_TASK_ID", "3")],
+            1,
+            "SLURM_ARRAY_TASK_COUNT is not",
+        ),
+        (
+            "junk in a results file",
+            s(&["compare", &plan("junk", base_plan), "--quiet", "--out", results.to_str().unwrap()]),
+            vec![],
+            1,
+            "not a result record",
+        ),
+        (
+            "shell code in a Slurm time",
+            s(&["slurm", &plan("sl", base_plan), "--tasks", "2", "--time", "1; rm -rf x", "--out", &o]),
+            vec![],
+            1,
+            "--time",
+        ),
+        (
+            "a newline in a Slurm partition",
+            s(&["slurm", &plan("sl2", base_plan), "--tasks", "2", "--partition", "a\n#SBATCH --x", "--out", &o]),
+            vec![],
+            1,
+            "--partition",
+        ),
+    ];
+    let mut failed = vec![];
+    for (class, args, env, code, phrase) in &rows {
+        let (got, err) = run(args, env);
+        let ok = got == Some(*code) && err.contains(phrase) && !err.contains("panicked");
+        if !ok {
+            failed.push(format!("{class}: exit {got:?} (want {code}), stderr: {err}"));
+        }
+    }
+    assert!(failed.is_empty(), "{} of {} rows failed:\n{}", failed.len(), rows.len(), failed.join("\n"));
+    let _ = std::fs::remove_dir_all(&d);
+}
