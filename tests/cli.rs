@@ -563,3 +563,18 @@ fn tune_over_a_plan_gives_every_entry_the_same_budget_and_the_plan_loads_the_res
     ]);
     assert!(e.contains("holds another search"), "{e}");
 }
+
+#[test]
+fn a_closed_output_pipe_ends_the_process_without_a_panic() {
+    // `biolearn rules | head -1`: the reader goes away; the writer must not panic.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_biolearn"))
+        .arg("rules")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}

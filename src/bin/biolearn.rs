@@ -370,6 +370,13 @@ struct BenchArgs {
 }
 
 fn main() {
+    // A closed pipe (`biolearn rules | head`) ends the process quietly, as it does other Unix
+    // tools, instead of a panic in println!.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to the default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let res = match cli.cmd {
         None => cmd_train(TrainArgs::default()),
