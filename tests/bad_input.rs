@@ -180,6 +180,13 @@ fn every_class_of_bad_input_is_refused_with_a_clear_error() {
             "--time",
         ),
         (
+            "a Slurm binary that does not exist",
+            s(&["slurm", &plan("sl3", base_plan), "--tasks", "2", "--bin", "/nonexistent/biolearn", "--out", &o]),
+            vec![],
+            1,
+            "no such file",
+        ),
+        (
             "a newline in a Slurm partition",
             s(&["slurm", &plan("sl2", base_plan), "--tasks", "2", "--partition", "a\n#SBATCH --x", "--out", &o]),
             vec![],

@@ -1014,6 +1014,9 @@ fn cmd_slurm(a: SlurmArgs) -> Result<()> {
         Some(b) => b.clone(),
         None => std::env::current_exe()?,
     };
+    if !bin.is_file() {
+        bail!("--bin {}: no such file (the biolearn binary the array's tasks run)", bin.display());
+    }
     let cpus = a.cpus_per_task.unwrap_or(plan.threads_per_run);
     let script = a.script.clone().unwrap_or_else(|| out.join("slurm-array.sbatch"));
     let (out_abs, bin_abs, plan_abs) = (abs(&out), abs(&bin), abs(&a.plan));

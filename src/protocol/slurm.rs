@@ -74,6 +74,7 @@ pub fn script(j: &SlurmJob) -> Result<String, String> {
          {partition}\
          #SBATCH --output={out}/slurm-%A_%a.out\n\
          set -euo pipefail\n\
+         # shellcheck disable=SC2016 # single-quoted on purpose: nothing in a value expands\n\
          exec {bin} compare {plan} --out {qout} --parallel {par} --quiet\n",
         qname = shell_quote(&name),
         n = j.tasks,
@@ -129,5 +130,23 @@ mod tests {
         assert!(script(&job(Path::new("/runs/p"), None, "1; reboot", bin)).unwrap_err().contains("--time"));
         assert!(script(&job(Path::new("/runs/p"), None, "", bin)).is_err());
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn a_script_of_hostile_values_passes_bash_n_and_shellcheck() {
+        let evil = Path::new("/tmp/bio'learn $(rm -rf z) `id`; echo \"x\"");
+        let s = script(&job(Path::new("/runs/p"), Some("gpu"), "1-00:00:00", evil)).unwrap();
+        let f = std::env::temp_dir().join(format!("biolearn-slurm-{}.sbatch", std::process::id()));
+        std::fs::write(&f, &s).unwrap();
+        let st = std::process::Command::new("bash").arg("-n").arg(&f).status().unwrap();
+        assert!(st.success(), "bash -n: {s}");
+        match std::process::Command::new("shellcheck").arg(&f).output() {
+            Ok(o) => assert!(o.status.success(), "shellcheck: {}\n{s}", String::from_utf8_lossy(&o.stdout)),
+            Err(_) => assert!(
+                std::env::var_os("BIOLEARN_REQUIRE_SHELLCHECK").is_none(),
+                "shellcheck is required here (BIOLEARN_REQUIRE_SHELLCHECK) and not installed"
+            ),
+        }
+        let _ = std::fs::remove_file(&f);
     }
 }
