@@ -578,3 +578,30 @@ fn a_closed_output_pipe_ends_the_process_without_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn a_plans_search_shards_and_the_last_shard_writes_the_result() {
+    let d = tmp("tune-shard");
+    let plan = d.join("p.toml");
+    std::fs::write(
+        &plan,
+        "name = \"p\"\narch = \"mlp:16\"\nrules = [\"bp\", \"fa\", \"dfa\"]\nseeds = 1\nepochs = [1]\n\
+         [tune]\ntrials = 2\nepochs = 1\nsubset = 0.5\n",
+    )
+    .unwrap();
+    let out = d.join("t");
+    let o = out.to_str().unwrap();
+    let p = plan.to_str().unwrap();
+    let s = String::from_utf8_lossy(&ok(&["tune", "--plan", p, "--shard", "0/2", "--quiet", "--out", o]).stdout)
+        .into_owned();
+    assert!(s.contains("shard 0/2 searched") && !out.join("tuned.toml").exists(), "{s}");
+    assert!(out.join("bp").is_dir() && out.join("dfa").is_dir() && !out.join("fa").exists());
+    ok(&["tune", "--plan", p, "--shard", "1/2", "--quiet", "--out", o]);
+    let tuned = std::fs::read_to_string(out.join("tuned.toml")).unwrap();
+    assert!(["[rule.bp]", "[rule.fa]", "[rule.dfa]"].iter().all(|t| tuned.contains(t)), "{tuned}");
+    // The array script runs the search.
+    let script = d.join("s.sbatch");
+    ok(&["slurm", p, "--tasks", "2", "--tune", "--out", o, "--script", script.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.contains("tune --plan '") && text.contains("--out '"), "{text}");
+}

@@ -102,6 +102,11 @@ struct TuneArgs {
     /// The plan gives every setting: no other setting flag goes with it.
     #[arg(long)]
     plan: Option<PathBuf>,
+    /// With --plan: search only the I-th of N disjoint slices of the plan's entries (read from
+    /// SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT under an array job); OUT/tuned.toml is
+    /// written by the run that finds every entry's search complete.
+    #[arg(long)]
+    shard: Option<String>,
     /// Trials at once (default: cores / threads per trial).
     #[arg(long, value_parser = count_1_to_1024)]
     parallel: Option<usize>,
@@ -202,6 +207,10 @@ struct SlurmArgs {
     /// The biolearn binary the tasks run (default: this one).
     #[arg(long)]
     bin: Option<PathBuf>,
+    /// The array runs the plan's search (`tune --plan`, one entry per task slice) instead of
+    /// its grid; OUT defaults to runs/tune-<plan name>.
+    #[arg(long)]
+    tune: bool,
 }
 
 #[derive(Subcommand)]
@@ -904,6 +913,9 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
     if let Some(plan) = &a.plan {
         return cmd_tune_plan(&a, plan);
     }
+    if a.shard.is_some() {
+        bail!("--shard slices a plan's entries: it goes with --plan");
+    }
     // --epochs is each trial's, --val-fraction the held-out share (default 3 and 0.1): the
     // search's budget and split, not settings of the preset it writes.
     let mut base = overrides(&a.given)?;
@@ -983,7 +995,17 @@ fn cmd_tune_plan(a: &TuneArgs, path: &std::path::Path) -> Result<()> {
             );
         }
     };
-    let done = tune::run_plan(&plan, &out, parallel, &mut on).map_err(anyhow::Error::msg)?;
+    let shard = if a.plan.is_some() { shard_of(a.shard.as_deref())? } else { None };
+    let Some(done) = tune::run_plan(&plan, &out, shard, parallel, &mut on).map_err(anyhow::Error::msg)? else {
+        println!(
+            "shard {}/{} searched; {} is written once every entry's search is complete (a run without \
+             --shard then assembles it, running only what is missing)",
+            shard.map_or(0, |s| s.0),
+            shard.map_or(1, |s| s.1),
+            out.join("tuned.toml").display()
+        );
+        return Ok(());
+    };
     println!("{:<24} {:<22} {:>7} {:>10}  settings", "entry", "network", "trials", "best val");
     for e in &done {
         biolearn::report::tune_plot(&e.summary.trials, &out.join(&e.name)).map_err(anyhow::Error::msg)?;
@@ -1007,7 +1029,9 @@ fn cmd_slurm(a: SlurmArgs) -> Result<()> {
     if a.tasks == 0 {
         bail!("--tasks must be at least 1");
     }
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/{}", plan.name)));
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from(if a.tune { format!("runs/tune-{}", plan.name) } else { format!("runs/{}", plan.name) })
+    });
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let abs = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let bin = match &a.bin {
@@ -1030,6 +1054,7 @@ fn cmd_slurm(a: SlurmArgs) -> Result<()> {
         parallel: (cpus / plan.threads_per_run).max(1),
         time: &a.time,
         partition: a.partition.as_deref(),
+        tune: a.tune,
     };
     let text = biolearn::protocol::slurm::script(&job).map_err(anyhow::Error::msg)?;
     std::fs::write(&script, text).with_context(|| format!("cannot write {}", script.display()))?;

@@ -17,6 +17,8 @@ pub struct SlurmJob<'a> {
     /// sbatch --time: minutes, or [D-]HH:MM[:SS].
     pub time: &'a str,
     pub partition: Option<&'a str>,
+    /// Run the plan's search (`tune --plan`) instead of its grid (`compare`).
+    pub tune: bool,
 }
 
 /// `s` as one single-quoted shell word.
@@ -62,10 +64,11 @@ pub fn script(j: &SlurmJob) -> Result<String, String> {
     let name: String =
         j.plan_name.chars().map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '_' }).collect();
     let partition = j.partition.map_or(String::new(), |p| format!("#SBATCH --partition={p}\n"));
+    let qplan = shell_quote(&plan);
     Ok(format!(
         "#!/bin/bash\n\
-         # biolearn plan {qname} as a Slurm array of {n} tasks: task I runs shard I/{n} of the grid.\n\
-         # Merge: biolearn report {qout} reads every results*.jsonl there.\n\
+         # biolearn plan {qname} as a Slurm array of {n} tasks: task I runs shard I/{n} of the {unit}.\n\
+         # {merge}\n\
          #SBATCH --job-name=biolearn-{name}\n\
          #SBATCH --array=0-{last}\n\
          #SBATCH --ntasks=1\n\
@@ -75,15 +78,21 @@ pub fn script(j: &SlurmJob) -> Result<String, String> {
          #SBATCH --output={out}/slurm-%A_%a.out\n\
          set -euo pipefail\n\
          # shellcheck disable=SC2016 # single-quoted on purpose: nothing in a value expands\n\
-         exec {bin} compare {plan} --out {qout} --parallel {par} --quiet\n",
+         exec {bin} {what} --out {qout} --parallel {par} --quiet\n",
+        what = if j.tune { format!("tune --plan {qplan}") } else { format!("compare {qplan}") },
         qname = shell_quote(&name),
+        unit = if j.tune { "search's entries" } else { "grid" },
+        merge = if j.tune {
+            format!("Then: biolearn tune --plan {qplan} --out {} writes tuned.toml there.", shell_quote(&out))
+        } else {
+            format!("Merge: biolearn report {} reads every results*.jsonl there.", shell_quote(&out))
+        },
         n = j.tasks,
         last = j.tasks - 1,
         cpus = j.cpus_per_task,
         time = j.time,
         qout = shell_quote(&out),
         bin = shell_quote(&bin),
-        plan = shell_quote(&plan),
         par = j.parallel,
     ))
 }
@@ -103,6 +112,7 @@ mod tests {
             parallel: 2,
             time,
             partition,
+            tune: false,
         }
     }
 

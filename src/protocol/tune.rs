@@ -304,12 +304,17 @@ pub struct PlanEntry {
 /// network with its own settings) with the plan's `[tune]` budget and split, into
 /// `out/ENTRY/`, then write `out/tuned.toml`: the best settings of each entry as the plan's
 /// `[rule.X]` / `[arm.Y]` tables, for the plan's `tuned = ...` key.
+///
+/// With `shard` = (I, N), only the entries whose index is I mod N are searched; `Ok(None)` then
+/// unless every entry's search is complete on disk (the last shard to finish, or a later run
+/// without a shard, writes `tuned.toml`, running nothing already done).
 pub fn run_plan(
     plan: &super::plan::Plan,
     out: &Path,
+    shard: Option<(usize, usize)>,
     parallel: usize,
     on_trial: &mut dyn FnMut(&str, &Trial),
-) -> Result<Vec<PlanEntry>, String> {
+) -> Result<Option<Vec<PlanEntry>>, String> {
     let spec = &plan.tune;
     let budget = Budget {
         trials: spec.trials,
@@ -319,21 +324,26 @@ pub fn run_plan(
         seed: spec.seed,
     };
     let mut done = Vec::new();
-    for entry in plan.entries()? {
+    let entries = plan.entries()?;
+    if let Some((i, n)) = shard {
+        for (_, entry) in entries.iter().enumerate().filter(|(k, _)| k % n == i) {
+            run_entry(plan, entry, &budget, out, parallel, on_trial)?;
+        }
+        // Complete everywhere? Then assemble below (every search resumes with nothing to run).
+        let complete = entries.iter().all(|e| {
+            std::fs::read_to_string(out.join(e.name()).join("trials.jsonl"))
+                .map(|t| t.lines().count() >= budget.trials)
+                .unwrap_or(false)
+        });
+        if !complete {
+            return Ok(None);
+        }
+    }
+    for entry in entries {
         let name = entry.name();
-        let mut base = plan.table_of(&entry, 0);
-        // The budget's, not the entry's: epochs and the split.
-        base.remove("epochs");
-        base.remove("val_fraction");
-        let probe = plan.config_of(&entry, 0)?;
-        let space = match spec.space.get(&name) {
-            Some(s) => parse_space(s)?,
-            None => default_space(&probe),
-        };
-        let summary = run(&base, None, &space, &budget, &out.join(&name), parallel, &mut |t| on_trial(&name, t))
-            .map_err(|e| format!("{}: {e}", entry.label()))?;
+        let (arch, space, summary) = run_entry(plan, &entry, &budget, out, parallel, on_trial)?;
         let section = if entry.arm.is_some() { "arm" } else { "rule" };
-        done.push(PlanEntry { name, section, arch: probe.arch, space, summary });
+        done.push(PlanEntry { name, section, arch, space, summary });
     }
     let mut text = format!(
         "# Chosen by `biolearn tune --plan` for plan {} on {}: for every entry (rule or arm, on its \n\
@@ -375,7 +385,32 @@ pub fn run_plan(
     }
     let file = out.join("tuned.toml");
     std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
-    Ok(done)
+    Ok(Some(done))
+}
+
+/// One entry's search of a plan (resumed where its directory has trials): its network, space
+/// and summary.
+fn run_entry(
+    plan: &super::plan::Plan,
+    entry: &super::plan::Entry,
+    budget: &Budget,
+    out: &Path,
+    parallel: usize,
+    on_trial: &mut dyn FnMut(&str, &Trial),
+) -> Result<(String, Vec<Dim>, Summary), String> {
+    let name = entry.name();
+    let mut base = plan.table_of(entry, 0);
+    // The budget's, not the entry's: epochs and the split.
+    base.remove("epochs");
+    base.remove("val_fraction");
+    let probe = plan.config_of(entry, 0)?;
+    let space = match plan.tune.space.get(&name) {
+        Some(s) => parse_space(s)?,
+        None => default_space(&probe),
+    };
+    let summary = run(&base, None, &space, budget, &out.join(&name), parallel, &mut |t| on_trial(&name, t))
+        .map_err(|e| format!("{}: {e}", entry.label()))?;
+    Ok((probe.arch, space, summary))
 }
 
 /// Trial `k`'s draws: from its own stream (so a resumed search draws what it would have).
