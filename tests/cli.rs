@@ -506,17 +506,21 @@ fn train_from_preset(preset: &Path, epochs: usize, out: &Path) {
     ok(&["train", "--config", preset.to_str().unwrap(), "--epochs", &e, "--quiet", "--out", out.to_str().unwrap()]);
 }
 
+/// `DIR/p.toml`: a plan of `rules` on an MLP 16 (digits, one seed, one epoch), `tables` (TOML
+/// tables) and a search of 2 one-epoch trials on half the training set.
+fn small_tuned_plan(d: &Path, rules: &str, tables: &str) -> PathBuf {
+    let plan = d.join("p.toml");
+    let head = format!("name = \"p\"\narch = \"mlp:16\"\nrules = {rules}\nseeds = 1\nepochs = [1]\n");
+    std::fs::write(&plan, format!("{head}{tables}[tune]\ntrials = 2\nepochs = 1\nsubset = 0.5\n")).unwrap();
+    plan
+}
+
 #[test]
 fn tune_over_a_plan_gives_every_entry_the_same_budget_and_the_plan_loads_the_result() {
     let d = tmp("tune-plan");
-    let plan = d.join("p.toml");
-    std::fs::write(
-        &plan,
-        "name = \"p\"\narch = \"mlp:16\"\nrules = [\"bp\", \"dfa\"]\nseeds = 1\nepochs = [1]\n\
-         [arm.bp-wide]\nrule = \"bp\"\narch = \"mlp:32\"\n\
-         [tune]\ntrials = 2\nepochs = 1\nsubset = 0.5\n[tune.space]\ndfa = \"lr=log:1e-3:1e-1\"\n",
-    )
-    .unwrap();
+    let plan = small_tuned_plan(&d, "[\"bp\", \"dfa\"]", "[arm.bp-wide]\nrule = \"bp\"\narch = \"mlp:32\"\n");
+    let text = std::fs::read_to_string(&plan).unwrap() + "[tune.space]\ndfa = \"lr=log:1e-3:1e-1\"\n";
+    std::fs::write(&plan, text).unwrap();
     let out = d.join("t");
     let o = out.to_str().unwrap();
     let s = String::from_utf8_lossy(&ok(&["tune", "--plan", plan.to_str().unwrap(), "--quiet", "--out", o]).stdout)
@@ -582,13 +586,7 @@ fn a_closed_output_pipe_ends_the_process_without_a_panic() {
 #[test]
 fn a_plans_search_shards_and_the_last_shard_writes_the_result() {
     let d = tmp("tune-shard");
-    let plan = d.join("p.toml");
-    std::fs::write(
-        &plan,
-        "name = \"p\"\narch = \"mlp:16\"\nrules = [\"bp\", \"fa\", \"dfa\"]\nseeds = 1\nepochs = [1]\n\
-         [tune]\ntrials = 2\nepochs = 1\nsubset = 0.5\n",
-    )
-    .unwrap();
+    let plan = small_tuned_plan(&d, "[\"bp\", \"fa\", \"dfa\"]", "");
     let out = d.join("t");
     let o = out.to_str().unwrap();
     let p = plan.to_str().unwrap();
