@@ -7,7 +7,8 @@
 # epochs (fixed in advance: 3 x the trial length) with its own 10% validation split, seeds 0, 1,
 # 2. The test set is read only by those final runs. Seconds on one core.
 # Usage: bench/tune_digits.sh [OUT_DIR] [RULES...]   (default rules: bp fa dfa drtp usf)
-# The same protocol elsewhere through the environment: DATA, ARCH, BATCH, TRIAL_EPOCHS, SUBSET
+# The same protocol elsewhere through the environment: DATA, ARCH, ACTIVATION (default relu, the
+# README tables': it overrides a rule's preset activation, e.g. DRTP's tanh), BATCH, TRIAL_EPOCHS, SUBSET
 # (share of the training set a trial trains on), FINAL_EPOCHS; the README's Fashion-MNIST table:
 #   DATA=fashion-mnist ARCH=mlp:1024,1024 BATCH=128 TRIAL_EPOCHS=3 SUBSET=0.2 FINAL_EPOCHS=20 \
 #     bench/tune_digits.sh runs/tune-fmnist bp fa dfa        (about 35 minutes on one core)
@@ -19,7 +20,8 @@ bin=${BIOLEARN:-target/release/biolearn}
 [ -x "$bin" ] || cargo build --release
 data=${DATA:-digits}; arch=${ARCH:-mlp:128,128}; batch=${BATCH:-64}
 trial_epochs=${TRIAL_EPOCHS:-10}; subset=${SUBSET:-1}; final_epochs=${FINAL_EPOCHS:-30}
-shared="--data $data --arch $arch --optimizer sgd --momentum 0.9 --batch $batch --schedule cosine --threads 1"
+act=${ACTIVATION:-relu}
+shared="--data $data --arch $arch --activation $act --optimizer sgd --momentum 0.9 --batch $batch --schedule cosine --threads 1"
 for rule in $rules; do
   "$bin" tune --rule "$rule" $shared --trials 24 --epochs "$trial_epochs" --subset "$subset" \
     --val-fraction 0.1 --tune-seed 0 --quiet --out "$out/tune-$rule"
