@@ -365,7 +365,7 @@ pub(crate) fn repair_with(path: &Path, complete: impl Fn(&[u8]) -> bool) -> Resu
 /// Ids of the complete records in `dir`'s result files, each line checked first: a line that
 /// is not a record of this format (wrong fields or types, junk, a newer schema) is an error
 /// naming the file and line, so that a damaged file is refused, never skipped over. A last line
-/// without its newline is left to `repair`.
+/// without its newline counts when it is a complete record (`repair` mends the file).
 pub fn done_ids(dir: &Path) -> Result<HashSet<String>, String> {
     Ok(done_records(dir)?.into_iter().map(|r| r.id).collect())
 }
@@ -377,7 +377,12 @@ pub fn done_records(dir: &Path) -> Result<Vec<Record>, String> {
         let bytes = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;
         for (i, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
             let at = || format!("{}:{}", f.display(), i + 1);
-            let Some(line) = line.strip_suffix(b"\n") else { continue };
+            let Some(line) = line.strip_suffix(b"\n") else {
+                // A last line without its newline: a complete record counts (`repair` adds the
+                // newline), a torn one does not (`repair` cuts it).
+                out.extend(serde_json::from_slice::<Record>(line).ok());
+                continue;
+            };
             let line = std::str::from_utf8(line).map_err(|e| format!("{}: not UTF-8 text: {e}", at()))?;
             if line.trim().is_empty() {
                 continue;
@@ -497,9 +502,7 @@ fn run_plan_inner(
     }
     let mine: Vec<RunSpec> =
         all.into_iter().enumerate().filter(|(k, _)| shard.is_none_or(|(i, n)| k % n == i)).map(|(_, r)| r).collect();
-    // (Read again: a complete last record that lacked its newline has it now.)
-    drop(records);
-    let done = done_ids(out)?;
+    let done: HashSet<String> = records.into_iter().map(|r| r.id).collect();
     let ck_dir = out.join("checkpoints");
     std::fs::create_dir_all(&ck_dir).map_err(|e| format!("{}: {e}", ck_dir.display()))?;
     // A kill between a record's write and its checkpoint's removal, or during a checkpoint's

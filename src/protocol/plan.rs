@@ -365,13 +365,14 @@ impl Plan {
         Ok(())
     }
 
+    /// A compared rule's entry: the rule with its `[rule.X]` overrides.
+    fn entry_of(&self, rule: RuleName) -> Entry<'_> {
+        Entry { rule, overrides: self.rule.get(rule.as_str()).cloned(), arm: None }
+    }
+
     /// The compared rules, then the arms, each with the settings it brings over `[train]`.
     pub fn entries(&self) -> Result<Vec<Entry<'_>>, String> {
-        let mut v: Vec<Entry> = self
-            .compared()
-            .into_iter()
-            .map(|rule| Entry { rule, overrides: self.rule.get(rule.as_str()).cloned(), arm: None })
-            .collect();
+        let mut v: Vec<Entry> = self.compared().into_iter().map(|rule| self.entry_of(rule)).collect();
         for (name, t) in &self.arm {
             let rule = match t.get("rule") {
                 Some(toml::Value::String(r)) => r.parse::<RuleName>().map_err(|e| format!("[arm.{name}]: {e}"))?,
@@ -395,8 +396,7 @@ impl Plan {
 
     /// The resolved training config of the compared `rule` at `seed`.
     pub fn config_for(&self, rule: RuleName, seed: u64) -> Result<TrainConfig, String> {
-        let e = Entry { rule, overrides: self.rule.get(rule.as_str()).cloned(), arm: None };
-        self.config_of(&e, seed)
+        self.config_of(&self.entry_of(rule), seed)
     }
 
     /// The resolved training config of an entry (a compared rule or an arm) at `seed`.

@@ -135,8 +135,8 @@ pub struct Trial {
 
 pub struct Summary {
     pub trials: Vec<Trial>,
-    /// The best trial's settings as the preset has them (a list setting's draw as `[v]`).
-    pub preset_params: BTreeMap<String, toml::Value>,
+    /// The best trial's settings as the preset has them (tidied; a list setting's draw as `[v]`).
+    pub chosen: BTreeMap<String, toml::Value>,
     /// Index into `trials` of the best score (the first on ties).
     pub best: usize,
     /// Trials run now (the rest were on disk).
@@ -284,10 +284,9 @@ pub fn run(
     let mut chosen = trials[best].clone();
     chosen.params = chosen.params.iter().map(|(k, v)| (k.clone(), as_setting(k, v))).collect();
     write_preset(&preset, base, &first, &chosen, space, budget, &l.checksum, trials.len())?;
-    let mut preset_params = chosen.params;
-    preset_params.iter_mut().for_each(|(_, v)| crate::rules::settings::tidy(v));
-    preset_params.retain(|_, v| v.is_array());
-    Ok(Summary { trials, best, ran, preset, preset_params })
+    let mut chosen = chosen.params;
+    chosen.iter_mut().for_each(|(_, v)| crate::rules::settings::tidy(v));
+    Ok(Summary { trials, best, ran, preset, chosen })
 }
 
 /// One entry's outcome in a plan's search.
@@ -372,15 +371,8 @@ pub fn run_plan(
             e.section,
             e.name
         );
-        for d in &e.space {
-            let mut v = b.params[&d.key].clone();
-            crate::rules::settings::tidy(&mut v);
-            // A per-layer list setting was searched as one value for every layer.
-            let v = match e.summary.preset_params.get(&d.key) {
-                Some(listed) => listed.clone(),
-                None => v,
-            };
-            text += &format!("{} = {}\n", d.key, v);
+        for (k, v) in &e.summary.chosen {
+            text += &format!("{k} = {v}\n");
         }
     }
     let file = out.join("tuned.toml");
