@@ -348,7 +348,7 @@ fn every_rule_runs_through_the_whole_protocol() {
     let rep = out.join("report");
     ok(bin().args(["report"]).arg(&out).arg("--out").arg(&rep));
     let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
-    assert!(md.contains("## Few-shot: digits / al-mlp:40,20, mlp:64, softhebb-mlp:200"), "{md}");
+    assert!(md.contains("## Few-shot: digits / al-mlp:400, mlp:64, softhebb-mlp:200"), "{md}");
     assert!(md.contains("### Adversarial robustness"));
     // A run inside the sweep is the same run as `biolearn train` with the same settings, data
     // normalisation included (SoftHebb's preset turns it off while BP's is on).
