@@ -8,7 +8,10 @@
 //!
 //! `cargo test --release --test fuzz` runs a short round per parser (`BIOLEARN_FUZZ_ITERS`,
 //! default 300); the long run is `BIOLEARN_FUZZ_ITERS=1000000 cargo test --release --test fuzz
-//! -- --nocapture` (it prints the inputs per parser and their outcomes).
+//! -- --nocapture` (it prints the inputs per parser and their outcomes, the slowest input's time
+//! and the process's peak resident memory after each parser); `BIOLEARN_FUZZ_ONLY=NAME` (a part
+//! of a parser's name, case-insensitive) runs only the parsers it names, so the long run can be
+//! split over processes.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -214,6 +217,14 @@ fn targets() -> Vec<Target> {
     ]
 }
 
+/// The process's peak resident set size (getrusage), in MiB.
+fn peak_rss_mib() -> i64 {
+    // SAFETY: getrusage writes the struct it is given and nothing else.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    u.ru_maxrss / 1024
+}
+
 #[test]
 fn every_parser_survives_mutated_input() {
     // SAFETY: set before any other thread of this test binary reads the environment (this
@@ -223,7 +234,13 @@ fn every_parser_survives_mutated_input() {
     let base = std::env::temp_dir().join(format!("biolearn-fuzz-{}", std::process::id()));
     std::panic::set_hook(Box::new(|_| {}));
     let mut report = vec![];
+    let only = std::env::var("BIOLEARN_FUZZ_ONLY").unwrap_or_default().to_lowercase();
     for (k, t) in targets().into_iter().enumerate() {
+        if !t.name.to_lowercase().contains(&only) {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let mut slowest = std::time::Duration::ZERO;
         let dir = base.join(format!("t{k}"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (k as u64 + 1));
@@ -231,16 +248,23 @@ fn every_parser_survives_mutated_input() {
         for i in 0..iters {
             let seed = &t.seeds[i % t.seeds.len()];
             let input = if i < t.seeds.len() { seed.clone() } else { mutate(seed, &mut rng) };
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (t.run)(&input, &dir))) {
+            let t0 = std::time::Instant::now();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (t.run)(&input, &dir)));
+            slowest = slowest.max(t0.elapsed());
+            match outcome {
                 Ok(true) => ok += 1,
                 Ok(false) => err += 1,
                 Err(_) => panics.push(input),
             }
         }
         report.push(format!(
-            "{:<24} {iters:>8} inputs: {ok:>8} ok, {err:>8} clean errors, {} panics",
+            "{:<24} {iters:>8} inputs: {ok:>8} ok, {err:>8} clean errors, {} panics; slowest input {:.1} ms, \
+             {:.0} s in all, peak resident memory so far {} MiB",
             t.name,
-            panics.len()
+            panics.len(),
+            slowest.as_secs_f64() * 1e3,
+            started.elapsed().as_secs_f64(),
+            peak_rss_mib()
         ));
         if let Some(p) = panics.first() {
             let f = base.join(format!("panic-{k}.bin"));
