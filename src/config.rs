@@ -5,6 +5,7 @@
 //! same names as the CLI flags (underscores for dashes: `weight_decay = 5e-4`); unknown keys are
 //! errors naming the file, so a typo never silently falls back to a default.
 
+use crate::limits::{MAX_BATCH, MAX_EPOCHS};
 use crate::nn::{Activation, ArchSpec, Init, Loss};
 use crate::optim::{OptimConfig, OptimizerKind, Schedule, ScheduleKind};
 use crate::rules::RuleName;
@@ -184,8 +185,17 @@ impl TrainConfig {
             }
         }
         let settings = (entry.settings.resolve)(&settings).map_err(|e| format!("rule {rule}: {e}"))?;
-        let mut cfg: TrainConfig =
-            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| e.message().trim().to_string())?;
+        let mut cfg: TrainConfig = toml::Value::Table(table.clone()).try_into().map_err(|e: toml::de::Error| {
+            // serde's message names the value, not the key: find the key that fails alone.
+            let culprit = table.iter().find(|(k, v)| {
+                let one: toml::Table = [((*k).clone(), (*v).clone())].into_iter().collect();
+                toml::Value::Table(one).try_into::<TrainConfig>().is_err()
+            });
+            match culprit {
+                Some((k, _)) => format!("{k}: {}", e.message().trim()),
+                None => e.message().trim().to_string(),
+            }
+        })?;
         cfg.settings = settings;
         cfg.validate()?;
         Ok(cfg)
@@ -196,20 +206,27 @@ impl TrainConfig {
         crate::rules::BuildContext { settings: &self.settings, optim: self.optim(), epochs: self.epochs }
     }
 
+    /// Every field checked (the rule's settings by the rule): a value no run can mean is refused,
+    /// naming the field.
     pub fn validate(&self) -> Result<(), String> {
         crate::data::check_name(&self.data)?;
         self.arch_spec()?;
         (self.rule.entry().settings.resolve)(&self.settings).map_err(|e| format!("rule {}: {e}", self.rule))?;
-        let checks: [(bool, &str); 9] = [
-            (self.epochs >= 1, "epochs must be at least 1"),
-            (self.batch >= 1, "batch must be at least 1"),
+        let checks: [(bool, &str); 11] = [
+            ((1..=MAX_EPOCHS).contains(&self.epochs), "epochs must be in 1..=1000000"),
+            ((1..=MAX_BATCH).contains(&self.batch), "batch must be in 1..=16777216"),
             (self.lr.is_finite() && self.lr > 0.0, "lr must be a positive number"),
             ((0.0..1.0).contains(&self.momentum), "momentum must be in [0, 1)"),
             (self.weight_decay >= 0.0 && self.weight_decay.is_finite(), "weight_decay must be >= 0"),
             ((1..=1024).contains(&self.threads), "threads must be in 1..=1024"),
             ((0.0..1.0).contains(&self.val_fraction), "val_fraction must be in [0, 1)"),
             ((0.0..1.0).contains(&self.beta1) && (0.0..1.0).contains(&self.beta2), "beta1 and beta2 must be in [0, 1)"),
-            (self.gamma > 0.0 && self.step_size >= 1, "gamma must be > 0 and step_size >= 1"),
+            (self.eps.is_finite() && self.eps > 0.0, "eps must be a positive number"),
+            (
+                self.gamma.is_finite() && self.gamma > 0.0 && (1..=MAX_EPOCHS).contains(&self.step_size),
+                "gamma must be a positive number and step_size in 1..=1000000",
+            ),
+            (self.milestones.iter().all(|m| (1..=MAX_EPOCHS).contains(m)), "milestones must be epochs in 1..=1000000"),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, msg)) => Err(msg.to_string()),
@@ -262,7 +279,7 @@ mod tests {
         assert!(e.contains("run.toml") && e.contains("epoch"), "{e}");
         std::fs::write(&f, "epochs = 0\n").unwrap();
         let e = TrainConfig::load(Some(&f), toml::Table::new()).unwrap_err().to_string();
-        assert!(e.contains("epochs must be at least 1"), "{e}");
+        assert!(e.contains("epochs must be in 1..=1000000"), "{e}");
         let kind = TrainConfig::load(Some(&f), toml::Table::new()).unwrap_err();
         assert!(matches!(kind, crate::Error::Config(_)), "{kind:?}");
         std::fs::write(&f, "rule = \"nope\"\n").unwrap();

@@ -10,3 +10,10 @@ pub fn memory_cap() -> f64 {
         .unwrap_or(16.0)
         * (1u64 << 30) as f64
 }
+
+/// The most epochs a run (or a plan's budget, or a schedule's step) may name: past it a run
+/// would not end in any session; a value this large is a typo, refused rather than run.
+pub const MAX_EPOCHS: usize = 1_000_000;
+
+/// The largest batch a run may name (a batch past the training set is the whole set).
+pub const MAX_BATCH: usize = 1 << 24;

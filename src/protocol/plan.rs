@@ -334,13 +334,24 @@ impl Plan {
         bad(self.seeds >= 1, "seeds must be >= 1")?;
         bad(self.shots.iter().all(|k| *k >= 1), "shots must be >= 1 sample per class")?;
         bad(self.fgsm.iter().chain(&self.pgd).all(|e| (0.0..=1.0).contains(e)), "fgsm/pgd eps must be in [0, 1]")?;
-        bad(self.pgd_steps >= 1, "pgd_steps must be >= 1")?;
+        bad((1..=100_000).contains(&self.pgd_steps), "pgd_steps must be in 1..=100000")?;
+        // Counts past any study a machine can run are typos: refused, not started.
+        use crate::limits::{MAX_BATCH, MAX_EPOCHS};
+        bad(self.epochs.iter().all(|e| *e <= MAX_EPOCHS), "epochs (budgets) must be <= 1000000")?;
+        bad(self.finetune_epochs <= MAX_EPOCHS, "finetune_epochs must be <= 1000000")?;
+        bad(self.seeds <= 100_000, "seeds must be <= 100000")?;
+        bad(self.shots.iter().all(|k| *k <= MAX_BATCH), "shots must be <= 16777216 samples per class")?;
+        bad(self.attack_samples <= MAX_BATCH, "attack_samples must be <= 16777216 (0: the whole test set)")?;
+        bad((0.0..1.0).contains(&self.min_keep), "min_keep must be in [0, 1)")?;
         bad(self.threads_per_run >= 1, "threads_per_run must be >= 1")?;
         for k in self.rule.keys() {
             k.parse::<RuleName>().map_err(|e| format!("[rule.{k}]: {e}"))?;
         }
         let tu = &self.tune;
-        bad(tu.trials >= 1 && tu.epochs >= 1, "[tune] trials and epochs must be >= 1")?;
+        bad(
+            (1..=100_000).contains(&tu.trials) && (1..=MAX_EPOCHS).contains(&tu.epochs),
+            "[tune] trials must be in 1..=100000 and epochs in 1..=1000000",
+        )?;
         bad(tu.subset > 0.0 && tu.subset <= 1.0, "[tune] subset must be in (0, 1]")?;
         bad(tu.val_fraction > 0.0 && tu.val_fraction < 1.0, "[tune] val_fraction must be in (0, 1)")?;
         let entries = self.entries()?;

@@ -41,6 +41,13 @@ pub fn script(j: &SlurmJob) -> Result<String, String> {
     if j.tasks == 0 || j.cpus_per_task == 0 || j.parallel == 0 {
         return Err("tasks, cpus per task and runs per task must be at least 1".into());
     }
+    // Past these no cluster runs the array (Slurm's MaxArraySize is far below): a typo.
+    if j.tasks > 1_000_000 || j.cpus_per_task > 1024 || j.parallel > 1024 {
+        return Err(format!(
+            "--tasks {} / cpus per task {} / runs per task {}: at most 1000000 tasks and 1024 cpus or runs per task",
+            j.tasks, j.cpus_per_task, j.parallel
+        ));
+    }
     let time_ok = !j.time.is_empty()
         && j.time.chars().all(|c| c.is_ascii_digit() || c == ':' || c == '-')
         && j.time.starts_with(|c: char| c.is_ascii_digit());

@@ -155,8 +155,8 @@ pub fn run(
     parallel: usize,
     on_trial: &mut dyn FnMut(&Trial),
 ) -> Result<Summary, String> {
-    if budget.trials == 0 || budget.epochs == 0 {
-        return Err("tune: trials and epochs must be at least 1".into());
+    if !(1..=100_000).contains(&budget.trials) || !(1..=crate::limits::MAX_EPOCHS).contains(&budget.epochs) {
+        return Err("tune: trials must be in 1..=100000 and epochs in 1..=1000000".into());
     }
     let (subset_ok, val_ok) =
         (budget.subset > 0.0 && budget.subset <= 1.0, budget.val_fraction > 0.0 && budget.val_fraction < 1.0);
