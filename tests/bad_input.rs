@@ -227,182 +227,125 @@ fn every_class_of_bad_input_is_refused_with_a_clear_error() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-/// Every setting of every registered rule, given values no rule can mean: non-finite and
-/// out-of-range numbers (NaN, +-inf, past f32's range), a count past any step cap, a wrong type.
-/// Each must be refused by the rule's own check, with the setting's name in the message (or a
-/// type error naming it), so that no rule trains on a setting it cannot use. Prints the table of
-/// inputs tried per rule.
+/// Values no run can mean for a field whose default is `default`: non-finite and out-of-range
+/// numbers (NaN, +-inf, past f32's range, negative), a count past any cap (2^40), wrong types.
+fn values_no_run_can_mean(key: &str, default: &toml::Value) -> Vec<toml::Value> {
+    use toml::Value::{Array, Boolean, Float, Integer, String as Str};
+    let (nan, inf) = (Float(f64::NAN), Float(f64::INFINITY));
+    let float_list = |a: &Vec<toml::Value>| a.first().is_none_or(|v| v.is_float());
+    match default {
+        Float(_) => vec![nan, inf, Float(f64::NEG_INFINITY), Float(1e39)],
+        // (The plan's lists of levels and shares are empty by default: lists of floats too.)
+        Array(a) if float_list(a) && !["milestones", "epochs", "shots"].contains(&key) => vec![
+            Array(vec![nan]),
+            Array(vec![inf]),
+            Array(vec![Float(1e39)]),
+            Array(vec![Float(-1.0)]),
+            Str("x".into()),
+        ],
+        Array(_) => vec![Array(vec![Integer(-1)]), Array(vec![Integer(1 << 40)]), Str("x".into())],
+        // (Any seed up to i64::MAX is a seed.)
+        Integer(_) if key == "seed" => vec![Integer(-1), Str("x".into())],
+        Integer(_) => vec![Integer(-1), Integer(1 << 40), Str("x".into())],
+        Boolean(_) => vec![Str("yes".into()), Integer(2)],
+        // A free path is checked when the data load (the bad-input table above).
+        Str(_) if key == "data_dir" => vec![Integer(1)],
+        Str(_) => vec![Integer(1), Str("no such value".into())],
+        _ => vec![],
+    }
+}
+
+/// Give every field of `defaults` each value no run can mean, through `load` (a table of that
+/// one key): each must be refused with a message naming the key or the value. Returns the
+/// inputs tried; failures go to `failed`.
+fn sweep(
+    what: &str,
+    defaults: &toml::Table,
+    skip: &[&str],
+    load: &mut dyn FnMut(&str, &toml::Value) -> Result<(), String>,
+    failed: &mut Vec<String>,
+) -> usize {
+    let mut tried = 0;
+    for (key, default) in defaults.iter().filter(|(k, _)| !skip.contains(&k.as_str())) {
+        for v in values_no_run_can_mean(key, default) {
+            tried += 1;
+            let shown = v.to_string().trim_matches('"').to_string();
+            match load(key, &v) {
+                Ok(()) => failed.push(format!("{what} {key} = {v}: accepted")),
+                Err(msg) if !msg.contains(key.as_str()) && !msg.contains(&shown) && !msg.contains("invalid type") => {
+                    failed.push(format!("{what} {key} = {v}: the message names neither: {msg}"))
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    tried
+}
+
+fn table_of<T: serde::Serialize>(x: &T) -> toml::Table {
+    match toml::Value::try_from(x).unwrap() {
+        toml::Value::Table(t) => t,
+        _ => unreachable!(),
+    }
+}
+
+/// Every setting of every registered rule, given values no rule can mean: each must be refused by
+/// the rule's own check, naming the setting, so that no rule trains on a setting it cannot use.
+/// Prints the inputs tried per rule.
 #[test]
 fn every_rule_setting_refuses_values_no_rule_can_mean() {
     use biolearn::rules::RuleName;
-    let mut table = vec![];
-    let mut failed = vec![];
+    let (mut table, mut failed) = (vec![], vec![]);
     for rule in RuleName::all() {
         let e = rule.entry();
         let defaults = (e.settings.defaults)();
-        let mut tried = 0;
-        for (key, default) in &defaults {
-            let float = |x: f64| toml::Value::Float(x);
-            let bad: Vec<toml::Value> = match default {
-                toml::Value::Float(_) => {
-                    vec![float(f64::NAN), float(f64::INFINITY), float(f64::NEG_INFINITY), float(1e39)]
-                }
-                toml::Value::Array(a) if a.iter().all(|v| v.is_float() || v.is_integer()) => {
-                    vec![
-                        toml::Value::Array(vec![float(f64::NAN)]),
-                        toml::Value::Array(vec![float(f64::INFINITY)]),
-                        toml::Value::Array(vec![float(1e39)]),
-                        toml::Value::String("x".into()),
-                    ]
-                }
-                toml::Value::Integer(_) => {
-                    vec![toml::Value::Integer(-1), toml::Value::Integer(1 << 40), toml::Value::String("x".into())]
-                }
-                toml::Value::Boolean(_) => vec![toml::Value::String("yes".into()), toml::Value::Integer(2)],
-                toml::Value::String(_) => vec![toml::Value::Integer(1), toml::Value::String("no such value".into())],
-                _ => vec![],
-            };
-            for v in bad {
-                tried += 1;
-                let mut t = toml::Table::new();
-                t.insert(key.clone(), v.clone());
-                match (e.settings.resolve)(&t) {
-                    Ok(_) => failed.push(format!("{} {key} = {v}: accepted", e.name)),
-                    Err(msg) if !msg.contains(key.as_str()) && !msg.contains("invalid type") => {
-                        failed.push(format!("{} {key} = {v}: the message does not name it: {msg}", e.name))
-                    }
-                    Err(_) => {}
-                }
-            }
-        }
+        let mut load = |k: &str, v: &toml::Value| {
+            (e.settings.resolve)(&[(k.to_string(), v.clone())].into_iter().collect()).map(|_| ())
+        };
+        let tried = sweep(e.name, &defaults, &[], &mut load, &mut failed);
         table.push(format!("{:<22} {:>3} settings {:>4} bad values", e.name, defaults.len(), tried));
     }
     println!("{}", table.join("\n"));
     assert!(failed.is_empty(), "{} bad settings not refused:\n{}", failed.len(), failed.join("\n"));
 }
 
-/// Every field of a run's configuration (a config file or `--set`), given values no run can mean,
-/// as in `every_rule_setting_refuses_values_no_rule_can_mean`: each refused when the
-/// configuration loads, naming the field or the value.
+/// Every field of a run's configuration (a config file or `--set`), given values no run can mean:
+/// each refused when the configuration loads, naming the field or the value.
 #[test]
 fn every_config_field_refuses_values_no_run_can_mean() {
     use biolearn::config::TrainConfig;
-    let defaults = match toml::Value::try_from(TrainConfig::load(None, toml::Table::new()).unwrap()).unwrap() {
-        toml::Value::Table(t) => t,
-        _ => unreachable!(),
-    };
+    let defaults = table_of(&TrainConfig::load(None, toml::Table::new()).unwrap());
     let mut failed = vec![];
-    let mut tried = 0;
-    for (key, default) in &defaults {
-        let float = |x: f64| toml::Value::Float(x);
-        let bad: Vec<toml::Value> = match default {
-            toml::Value::Float(_) => vec![float(f64::NAN), float(f64::INFINITY), float(f64::NEG_INFINITY), float(1e39)],
-            // (Any seed up to i64::MAX is a seed.)
-            toml::Value::Integer(_) if key == "seed" => vec![toml::Value::Integer(-1), toml::Value::String("x".into())],
-            toml::Value::Integer(_) => {
-                vec![toml::Value::Integer(-1), toml::Value::Integer(1 << 40), toml::Value::String("x".into())]
-            }
-            toml::Value::Boolean(_) => vec![toml::Value::String("yes".into())],
-            toml::Value::Array(_) => vec![
-                toml::Value::Array(vec![toml::Value::Integer(-1)]),
-                toml::Value::Array(vec![toml::Value::Integer(1 << 40)]),
-                toml::Value::Integer(1),
-            ],
-            // A free path is checked when the data load (the bad-input table above).
-            toml::Value::String(_) if key == "data_dir" => vec![toml::Value::Integer(1)],
-            toml::Value::String(_) => vec![toml::Value::Integer(1), toml::Value::String("no such value".into())],
-            _ => vec![],
-        };
-        for v in bad {
-            tried += 1;
-            let mut t = toml::Table::new();
-            t.insert(key.clone(), v.clone());
-            match TrainConfig::load(None, t) {
-                Ok(_) => failed.push(format!("{key} = {v}: accepted")),
-                Err(e) => {
-                    let msg = e.to_string();
-                    let shown = v.to_string().trim_matches('"').to_string();
-                    if !msg.contains(key.as_str()) && !msg.contains(&shown) && !msg.contains("invalid type") {
-                        failed.push(format!("{key} = {v}: the message names neither: {msg}"));
-                    }
-                }
-            }
-        }
-    }
+    let mut load = |k: &str, v: &toml::Value| {
+        TrainConfig::load(None, [(k.to_string(), v.clone())].into_iter().collect())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let tried = sweep("configuration", &defaults, &["settings"], &mut load, &mut failed);
     println!("configuration: {} fields, {tried} bad values", defaults.len());
     assert!(failed.is_empty(), "{} bad values not refused:\n{}", failed.len(), failed.join("\n"));
 }
 
-/// Every top-level field of a plan, given values no study can mean (non-finite, negative and
-/// absurdly large numbers, wrong types), over a valid plan: each refused when the plan loads, the
-/// message naming the field or the value.
+/// Every top-level field of a plan and of its `[tune]` table, given values no study can mean,
+/// over a valid plan: each refused when the plan loads, naming the field or the value.
 #[test]
 fn every_plan_field_refuses_values_no_study_can_mean() {
     use biolearn::protocol::plan::Plan;
     let d = tmp("plan-fields");
-    let defaults = match toml::Value::try_from(Plan::default()).unwrap() {
-        toml::Value::Table(t) => t,
-        _ => unreachable!(),
-    };
-    let base = "name = 'p'\nrules = ['bp']\narch = 'mlp:8'\n";
-    let float = |x: f64| toml::Value::Float(x);
+    let defaults = table_of(&Plan::default());
+    let tune = table_of(&Plan::default().tune);
     let mut failed = vec![];
     let mut tried = 0;
-    // The top-level fields, then `[tune]`'s (its space has rows of its own in the table above).
-    let tune = match &defaults["tune"] {
-        toml::Value::Table(t) => t.clone(),
-        _ => unreachable!(),
-    };
-    let fields = defaults
-        .iter()
-        .map(|(k, v)| (String::new(), k.clone(), v.clone()))
-        .chain(tune.iter().filter(|(k, _)| *k != "space").map(|(k, v)| ("[tune]\n".to_string(), k.clone(), v.clone())));
-    for (table, key, default) in fields {
-        let key = &key;
-        // Tables and the rule lists have rows of their own in the table above.
-        if ["train", "rule", "arm", "tune", "rules", "exclude", "tuned", "data_dir"].contains(&key.as_str()) {
-            continue;
-        }
-        let default = &default;
-        let floats = matches!(default, toml::Value::Array(a) if a.first().is_some_and(|v| v.is_float()))
-            || ["fractions", "sparsities", "noise", "salt_pepper", "train_noise", "fgsm", "pgd"]
-                .contains(&key.as_str());
-        let bad: Vec<toml::Value> = match default {
-            toml::Value::Float(_) => vec![float(f64::NAN), float(f64::INFINITY), float(-1.0), float(1e39)],
-            // (Any seed up to i64::MAX is a seed.)
-            toml::Value::Integer(_) if key == "seed" => vec![toml::Value::Integer(-1), toml::Value::String("x".into())],
-            toml::Value::Integer(_) => {
-                vec![toml::Value::Integer(-1), toml::Value::Integer(1 << 40), toml::Value::String("x".into())]
-            }
-            toml::Value::Array(_) if floats => vec![
-                toml::Value::Array(vec![float(f64::NAN)]),
-                toml::Value::Array(vec![float(f64::INFINITY)]),
-                toml::Value::Array(vec![float(-1.0)]),
-                toml::Value::String("x".into()),
-            ],
-            toml::Value::Array(_) => vec![
-                toml::Value::Array(vec![toml::Value::Integer(-1)]),
-                toml::Value::Array(vec![toml::Value::Integer(1 << 40)]),
-                toml::Value::String("x".into()),
-            ],
-            toml::Value::String(_) => vec![toml::Value::Integer(1), toml::Value::String("no such value".into())],
-            _ => vec![],
+    // Tables and the rule lists have rows of their own in the table above.
+    let skip = ["train", "rule", "arm", "tune", "rules", "exclude", "tuned", "data_dir", "space"];
+    for section in ["", "[tune]\n"] {
+        let mut load = |k: &str, v: &toml::Value| {
+            let p = d.join(format!("{k}.toml"));
+            std::fs::write(&p, format!("name = 'p'\nrules = ['bp']\narch = 'mlp:8'\n{section}{k} = {v}\n")).unwrap();
+            Plan::load(&p).map(|_| ()).map_err(|e| e.to_string())
         };
-        for v in bad {
-            tried += 1;
-            let p = d.join(format!("{key}.toml"));
-            std::fs::write(&p, format!("{base}{table}{key} = {v}\n")).unwrap();
-            match Plan::load(&p) {
-                Ok(_) => failed.push(format!("{key} = {v}: accepted")),
-                Err(e) => {
-                    let msg = e.to_string();
-                    let shown = v.to_string().trim_matches('"').to_string();
-                    if !msg.contains(key.as_str()) && !msg.contains(&shown) {
-                        failed.push(format!("{key} = {v}: the message names neither: {msg}"));
-                    }
-                }
-            }
-        }
+        let fields = if section.is_empty() { &defaults } else { &tune };
+        tried += sweep("plan", fields, &skip, &mut load, &mut failed);
     }
     println!("plan: {} fields and [tune]'s {}, {tried} bad values", defaults.len(), tune.len() - 1);
     assert!(failed.is_empty(), "{} bad values not refused:\n{}", failed.len(), failed.join("\n"));

@@ -329,7 +329,11 @@ impl Plan {
         )?;
         bad(!self.epochs.is_empty() && self.epochs.iter().all(|e| *e >= 1), "epochs (budgets) must be >= 1")?;
         bad(self.sparsities.iter().all(|s| (0.0..1.0).contains(s)), "sparsities must be in [0, 1)")?;
-        bad(self.noise.iter().chain(&self.train_noise).all(|s| *s >= 0.0), "noise levels must be >= 0")?;
+        // (Past 1e6 a level overflows the f32 inputs it is added to.)
+        bad(
+            self.noise.iter().chain(&self.train_noise).all(|s| (0.0..=1e6).contains(s)),
+            "noise and train_noise levels must be in [0, 1e6]",
+        )?;
         bad(self.salt_pepper.iter().all(|s| (0.0..=1.0).contains(s)), "salt_pepper must be in [0, 1]")?;
         bad(self.seeds >= 1, "seeds must be >= 1")?;
         bad(self.shots.iter().all(|k| *k >= 1), "shots must be >= 1 sample per class")?;
