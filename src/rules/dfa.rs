@@ -12,10 +12,13 @@
 //! Each block's update depends only on e and local activity, so blocks could run in parallel.
 //!
 //! B_l is a dense D_l x K matrix (D_l = size of the next weight layer's input, K = classes),
-//! fixed: Xavier-uniform U(+-sqrt(6/(D_l + K))) (`dfa_init = xavier`, BioTorch's), or Nokland's
-//! U(+-1/sqrt(D_l)) (`dfa_init = nokland`: `dfa-torch`'s `ErrorFeedback`, whose magnitude is
-//! 1/sqrt of the receiving layer's size; the `nokland` preset). (BioTorch's conv version instead broadcasts e
-//! over positions and convolves with a K x C x k x k kernel; a dense B is Nokland's formulation.)
+//! fixed: Xavier-uniform U(+-sqrt(6/(D_l + K))) (`dfa_init = xavier`, BioTorch's for linear
+//! layers), or Nokland's U(+-1/sqrt(D_l)) (`dfa_init = nokland`: `dfa-torch`'s `ErrorFeedback`,
+//! whose magnitude is 1/sqrt of the receiving layer's size; the `nokland` preset). A dense B per
+//! block is Nokland's formulation; BioTorch's conv layers instead broadcast e over the layer's
+//! output positions and carry it to the input with a K x C x k x k kernel by the transposed
+//! convolution (`dfa_init = biotorch`): a map linear in e, held as the D_l x K matrix it equals
+//! (`conv_shaped`), so both run through the same product.
 //!
 //! # Shapes
 //! e: N x K; B_l: D_l x K; injected signal e B_l^T: N x D_l.
@@ -40,6 +43,22 @@ impl DirectFeedback {
     /// B_l ~ U(+-bound(D_l, K)), drawn layer by layer from `rng` and added to `net` as `Feedback`
     /// parameters named `feedback.I.TAG`.
     pub fn new(net: &mut Network, rng: &mut Rng, tag: &'static str, bound: fn(usize, usize) -> f32) -> Self {
+        Self::drawn(net, rng, tag, |_, d, k, rng| {
+            let bound = bound(d, k);
+            let mut b = vec![0.0; d * k];
+            rng.fill_uniform(&mut b, -bound, bound);
+            b
+        })
+    }
+
+    /// B_l (D_l x K, row-major) from `draw(layer, D_l, K, rng)` for each weight layer after the
+    /// first (the layer the signal enters).
+    pub fn drawn(
+        net: &mut Network,
+        rng: &mut Rng,
+        tag: &'static str,
+        mut draw: impl FnMut(&crate::nn::Layer, usize, usize, &mut Rng) -> Vec<f32>,
+    ) -> Self {
         let k = net.output_len();
         let wl = net.weight_layers();
         let feedback = wl
@@ -47,9 +66,7 @@ impl DirectFeedback {
             .skip(1)
             .map(|&i| {
                 let d = net.shapes[i].len();
-                let bound = bound(d, k);
-                let mut b = vec![0.0; d * k];
-                rng.fill_uniform(&mut b, -bound, bound);
+                let b = draw(&net.layers[i], d, k, rng);
                 (i, net.add_param(format!("feedback.{i}.{tag}"), vec![d, k], b, ParamKind::Feedback))
             })
             .collect();
@@ -88,6 +105,46 @@ pub enum DfaInit {
     Xavier,
     /// U(+-1 / sqrt(D_l)) (Nokland's `dfa-torch`).
     Nokland,
+    /// BioTorch's layers: a dense layer's B Xavier-uniform as `xavier`; a conv layer's B a kernel
+    /// K x C x k x k (Xavier-uniform, fan_in C k k, fan_out K k k) that carries e, broadcast over
+    /// the layer's output positions, to its input by the transposed convolution
+    /// (`biotorch/layers/dfa/conv.py`), held as the D_l x K matrix that map is ([`conv_shaped`]).
+    Biotorch,
+}
+
+/// The D x K matrix of BioTorch's conv-shaped DFA feedback: the signal at the input of a conv
+/// layer of geometry `g` is conv2d_input(e broadcast over the g.oh() x g.ow() output positions,
+/// kernel `kernel` of K x C x k x k), linear in e, so
+///   B[(c, y, x), j] = sum over output positions (oy, ox) whose window covers (y, x) of
+///                     kernel[j, c, y + pad - oy s, x + pad - ox s]
+/// (zero padding: positions in the padding receive nothing, as in PyTorch's conv2d_input).
+pub fn conv_shaped(g: &crate::nn::conv::ConvGeom, kernel: &[f32], k_out: usize) -> Vec<f32> {
+    let (c, h, w, kk) = (g.c, g.h, g.w, g.k);
+    let d = c * h * w;
+    let mut b = vec![0.0f32; d * k_out];
+    for oy in 0..g.oh() {
+        for ox in 0..g.ow() {
+            for ky in 0..kk {
+                let y = (oy * g.stride + ky) as isize - g.pad as isize;
+                if y < 0 || y >= h as isize {
+                    continue;
+                }
+                for kx in 0..kk {
+                    let x = (ox * g.stride + kx) as isize - g.pad as isize;
+                    if x < 0 || x >= w as isize {
+                        continue;
+                    }
+                    for ch in 0..c {
+                        let row = (ch * h + y as usize) * w + x as usize;
+                        for j in 0..k_out {
+                            b[row * k_out + j] += kernel[((j * c + ch) * kk + ky) * kk + kx];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    b
 }
 
 impl Dfa {
@@ -97,18 +154,29 @@ impl Dfa {
     }
 
     pub fn with_init(net: &mut Network, rng: &mut Rng, init: DfaInit) -> Self {
-        let bound: fn(usize, usize) -> f32 = match init {
-            DfaInit::Xavier => |d, k| (6.0 / (d + k) as f32).sqrt(),
-            DfaInit::Nokland => |d, _| 1.0 / (d as f32).sqrt(),
-        };
-        Dfa { fb: DirectFeedback::new(net, rng, "dfa", bound) }
+        let xavier = |d: usize, k: usize| (6.0 / (d + k) as f32).sqrt();
+        let fb = DirectFeedback::drawn(net, rng, "dfa", |layer, d, k, rng| {
+            let (bound, conv) = match (init, layer) {
+                (DfaInit::Biotorch, crate::nn::Layer::Conv { geom, .. }) if !geom.is_dense() => {
+                    let kk = geom.k * geom.k;
+                    (xavier(geom.c * kk, k * kk), Some(geom))
+                }
+                (DfaInit::Xavier | DfaInit::Biotorch, _) => (xavier(d, k), None),
+                (DfaInit::Nokland, _) => (1.0 / (d as f32).sqrt(), None),
+            };
+            let mut b = vec![0.0; conv.map_or(d * k, |g| k * g.c * g.k * g.k)];
+            rng.fill_uniform(&mut b, -bound, bound);
+            conv.map_or(b.clone(), |g| conv_shaped(g, &b, k))
+        });
+        Dfa { fb }
     }
 }
 
 crate::settings! {
     /// Direct feedback alignment's settings (`dfa`).
     pub struct DfaSettings {
-        /// How the fixed feedback matrices are drawn: xavier (BioTorch) or nokland (U(+-1/sqrt(D_l))).
+        /// How the fixed feedback matrices are drawn: xavier (dense, BioTorch's linear layers),
+        /// nokland (U(+-1/sqrt(D_l))) or biotorch (conv layers get BioTorch's conv-shaped B).
         pub dfa_init: DfaInit = DfaInit::Xavier,
     }
     check(_s) { Ok(()) }

@@ -117,6 +117,64 @@ fn dfa_one_hidden_layer_with_b_equal_w2_transposed_is_backprop() {
     }
 }
 
+/// BioTorch's conv-shaped DFA feedback (`dfa_init = biotorch`): the D x K matrix it is held as
+/// gives, for every e, what the transposed convolution of e broadcast over the output positions
+/// with the K x C x k x k kernel gives (`conv2d_input` in BioTorch's hook), here computed by the
+/// engine's own conv backward (checked against finite differences in nn::tests), with stride,
+/// padding and a non-square input.
+#[test]
+fn dfa_conv_shaped_feedback_is_biotorchs_transposed_convolution_of_the_broadcast_error() {
+    use crate::nn::{Layer, Workspace};
+    let (c, h, w, k_out, kk) = (2, 5, 6, 3, 3);
+    for (stride, pad) in [(1, 0), (1, 1), (2, 1)] {
+        // The feedback as the rule builds it: a conv layer after a first weight layer.
+        let mut net = Builder::new(Shape::new(1, h, w), Init::Torch, &mut Rng::new(21))
+            .conv(c, 1, 1, 0, false, true)
+            .act(Activation::Relu)
+            .conv(4, kk, stride, pad, false, true)
+            .act(Activation::Relu)
+            .dense(k_out, true)
+            .build();
+        let dfa = dfa::Dfa::with_init(&mut net, &mut Rng::new(22), dfa::DfaInit::Biotorch);
+        let (at, bi) = dfa.fb.feedback[0];
+        let Layer::Conv { geom, .. } = net.layers[at].clone() else { panic!("not a conv layer") };
+        let (d, b) = (c * h * w, net.params[bi].data.clone());
+        assert_eq!(b.len(), d * k_out);
+        // Redraw the kernel as the rule did (same seed, same order) and run it as a conv layer
+        // with K output channels: its input gradient under the broadcast error is the signal.
+        let bound = (6.0 / ((c * kk * kk) + k_out * kk * kk) as f32).sqrt();
+        let mut kernel = vec![0.0; k_out * c * kk * kk];
+        Rng::new(22).fill_uniform(&mut kernel, -bound, bound);
+        let mut conv = Builder::new(Shape::new(c, h, w), Init::Torch, &mut Rng::new(23))
+            .conv(k_out, kk, stride, pad, false, false)
+            .build();
+        let wi = conv.layers[0].weight().unwrap();
+        conv.params[wi].data.copy_from_slice(&kernel);
+        let n = 2;
+        let mut e = vec![0.0; n * k_out];
+        Rng::new(24).fill_normal(&mut e, 1.0);
+        let mut ws = Workspace::default();
+        conv.prepare(&mut ws, n);
+        ws.input_mut().fill(0.5);
+        conv.forward(&mut ws, true, &mut Rng::new(25));
+        let p = geom.p();
+        for (i, g) in ws.output_grad_mut().iter_mut().enumerate() {
+            // N x K x OH x OW: e[n, j] at every position.
+            *g = e[(i / (k_out * p)) * k_out + (i / p) % k_out];
+        }
+        let mut grads = conv.zero_grads();
+        conv.backward(&mut ws, &mut grads, 0, 1, None, true);
+        let want = ws.grads[0][..n * d].to_vec();
+        for s in 0..n {
+            for row in 0..d {
+                let got: f32 = (0..k_out).map(|j| e[s * k_out + j] * b[row * k_out + j]).sum();
+                let x = want[s * d + row];
+                assert!((got - x).abs() <= 1e-5 * (1.0 + x.abs()), "stride {stride} pad {pad}: {got} vs {x}");
+            }
+        }
+    }
+}
+
 #[test]
 fn sign_symmetry_feedback_tracks_sign_of_w_after_every_step() {
     for mode in [Mode::Usf, Mode::Brsf, Mode::Frsf] {
