@@ -175,6 +175,98 @@ fn dfa_conv_shaped_feedback_is_biotorchs_transposed_convolution_of_the_broadcast
     }
 }
 
+/// One step of FA, uSF and DFA (BioTorch's conv-shaped feedback) on a tiny conv net, number for
+/// number against BioTorch's mechanics as `bench/biotorch_step.py` computes them in PyTorch
+/// (float64; tests/fixtures/biotorch-step.json): weights, feedback and inputs from closed formulas
+/// both sides evaluate, so the comparison covers the conv and dense feedback paths, pooling,
+/// flattening and the loss's batch mean, with nothing random shared.
+mod biotorch_step {
+    use super::*;
+    use crate::nn::Layer;
+
+    fn formula(n: usize, phase: f64, scale: f64, f: fn(f64) -> f64, freq: f64) -> Vec<f32> {
+        (0..n).map(|j| (scale * f(freq * j as f64 + phase)) as f32).collect()
+    }
+
+    /// The script's net and inputs: 1x6x6 -> conv 3 k3 pad 1 -> relu -> maxpool 2 -> conv 4 k2
+    /// -> relu -> dense 3; parameter i = 0.4 sin(0.37 j + 0.5 i).
+    fn net_and_batch() -> (Network, Vec<f32>, Vec<u32>) {
+        let mut net = Builder::new(Shape::new(1, 6, 6), Init::Torch, &mut Rng::new(1))
+            .conv(3, 3, 1, 1, false, true)
+            .act(Activation::Relu)
+            .maxpool(2, 2)
+            .conv(4, 2, 1, 0, false, true)
+            .act(Activation::Relu)
+            .dense(3, true)
+            .build();
+        for (i, p) in net.params.iter_mut().enumerate() {
+            let n = p.data.len();
+            p.data.copy_from_slice(&formula(n, 0.5 * i as f64, 0.4, f64::sin, 0.37));
+        }
+        let x = (0..72).map(|j| (0.5 + 0.5 * (0.11 * j as f64).sin()) as f32).collect();
+        (net, x, vec![0, 2])
+    }
+
+    fn want(mode: &str) -> Vec<Vec<f32>> {
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/biotorch-step.json")).unwrap();
+        serde_json::from_value(v[mode].clone()).unwrap()
+    }
+
+    fn check(mode: &str, got: &[Vec<f32>]) {
+        let want = want(mode);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.len(), w.len(), "{mode} parameter {i}");
+            for (a, b) in g.iter().zip(w) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{mode} parameter {i}: {a} vs BioTorch's {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn fa_and_usf_steps_equal_biotorchs() {
+        for (mode, m) in [("fa", Mode::Fa), ("usf", Mode::Usf)] {
+            let (mut net, x, y) = net_and_batch();
+            let n_params = net.params.len();
+            let mut rule = FeedbackAlignment::new(m, &mut net, &mut Rng::new(2));
+            // FA's B for the weight layers after the first: 0.3 cos(0.53 j + 0.25 i), i the
+            // index of the layer's weight among the parameters (2 and 4).
+            if m == Mode::Fa {
+                for (k, b) in rule.feedback.iter().flatten().enumerate() {
+                    let n = net.params[*b].data.len();
+                    net.params[*b].data.copy_from_slice(&formula(n, 0.25 * (2 + 2 * k) as f64, 0.3, f64::cos, 0.53));
+                }
+            }
+            let g = grads_of(&mut rule, &mut net, &x, &y);
+            check(mode, &g[..n_params]);
+        }
+    }
+
+    #[test]
+    fn dfa_step_with_conv_shaped_feedback_equals_biotorchs() {
+        let (mut net, x, y) = net_and_batch();
+        let n_params = net.params.len();
+        let mut rule = dfa::Dfa::with_init(&mut net, &mut Rng::new(2), dfa::DfaInit::Biotorch);
+        // BioTorch's B: conv1's kernel K x 3 x 2 x 2, then the dense layer's K x 16 (ours is D x K).
+        for (i, &(at, b)) in rule.fb.feedback.iter().enumerate() {
+            let d = net.shapes[at].len();
+            let data = match &net.layers[at] {
+                Layer::Conv { geom, .. } => {
+                    let kernel = formula(3 * geom.c * geom.k * geom.k, 0.4 * i as f64, 0.3, f64::cos, 0.71);
+                    dfa::conv_shaped(geom, &kernel, 3)
+                }
+                _ => {
+                    let bt = formula(3 * d, 0.4 * i as f64, 0.3, f64::cos, 0.71);
+                    (0..d * 3).map(|r| bt[(r % 3) * d + r / 3]).collect()
+                }
+            };
+            net.params[b].data.copy_from_slice(&data);
+        }
+        let g = grads_of(&mut rule, &mut net, &x, &y);
+        check("dfa", &g[..n_params]);
+    }
+}
+
 #[test]
 fn sign_symmetry_feedback_tracks_sign_of_w_after_every_step() {
     for mode in [Mode::Usf, Mode::Brsf, Mode::Frsf] {
