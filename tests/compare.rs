@@ -508,3 +508,21 @@ fn a_results_file_has_one_writer_and_is_checked_before_it_is_resumed() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), good);
     assert_eq!(records(&o).len(), 2);
 }
+
+/// Every plan shipped in plans/ loads (its tuned file merged, every table checked) and lays out
+/// its grid: a plan a reader is told to run does not fail on its first line.
+#[test]
+fn every_shipped_plan_loads_and_lays_out_its_runs() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let plan = biolearn::protocol::plan::Plan::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let runs = plan.runs().unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(!runs.is_empty(), "{}", p.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 10, "{n} plans");
+}

@@ -10,9 +10,9 @@
 //! | `softhebb-cnn28` | `softhebb-cnn:32,128,512`: the same blocks a third as wide (a ninth of the compute), sized for 28x28 grey images |
 //! | `softhebb-stl` | SoftHebb's four-layer STL-10 preset (`5SoftHebbCnnSTL`): 96 k5 / 384 k3 / 1536 k3 / 6144 k3, triangle 0.7 / 0.7 / 1.4 / 1.0, pools avg 4/2/1, max 4/2/1, avg 4/2/1, avg 2/2 -> dropout 0.5 -> classes; run with `--set hebb_t_inv=[1,0.65,0.45,0.25] --set hebb_lr=[0.08,0.005,0.01,0.01]` |
 //! | `softhebb-cnn` | multilayer SoftHebb (Journe et al. 2023, CIFAR-10 preset): [batch norm (no affine) -> conv (reflect pad, no bias) -> triangle -> pool] with 96 k5 / 384 k3 / 1536 k3 channels, triangle powers 0.7 / 1.4 / 1.0, max 4/2 pad 1, max 4/2 pad 1, avg 2/2 (32x32: 1536x4x4 read-out inputs; 28x28: 1536x3x3) -> dropout 0.5 -> classes |
-//! | `hebb-conv3` | `conv3` as Miconi's Hebbian CNN builds it: each layer's input standardised per sample, triangle outputs relu(u - mean_c u), the conv bias holding minus the adaptive WTA threshold |
+//! | `hebb-conv3`, `hebb-conv3:W1,W2,W3` | `conv3` as Miconi's Hebbian CNN builds it: each layer's input standardised per sample, triangle outputs relu(u - mean_c u), the conv bias holding minus the adaptive WTA threshold |
 //! | `al-mlp:1000,1000` | Activation Learning (Zhou 2022): input scaled to unit norm, then per hidden layer dense (no bias) -> f(x) = beta (|x| - mean|x|) with beta keeping the norm -> classes |
-//! | `conv3` | the holistic benchmark's net (Gupta et al. 2022, after Miconi's Hebbian CNN): conv 100 k5 -> act -> avgpool 2 -> conv 196 k3 -> act -> avgpool 2 -> conv 400 k3 -> act -> avgpool 2 -> classes (no padding; 32x32 gives 400x2x2 features) |
+//! | `conv3`, `conv3:W1,W2,W3` | the holistic benchmark's net (Gupta et al. 2022, after Miconi's Hebbian CNN; the widths 100/196/400 unless given): conv 100 k5 -> act -> avgpool 2 -> conv 196 k3 -> act -> avgpool 2 -> conv 400 k3 -> act -> avgpool 2 -> classes (no padding; 32x32 gives 400x2x2 features) |
 //!
 //! Initialisation (`Init`): `torch` is PyTorch's default for Linear/Conv2d (W and b from
 //! U(+-1/sqrt(fan_in))); `xavier` is Glorot-uniform U(+-sqrt(6/(fan_in+fan_out))) with zero bias;
@@ -54,7 +54,10 @@ pub enum ArchSpec {
         dropout: f32,
     },
     LeNet,
-    Conv3,
+    /// The holistic benchmark's three conv layers, these widths (the paper's: 100, 196, 400).
+    Conv3 {
+        widths: [usize; 3],
+    },
     /// SoftHebb single layer: dense (no bias, or with the learned log-prior bias) ->
     /// softmax(5 u) -> classes.
     SoftHebbMlp {
@@ -68,12 +71,27 @@ pub enum ArchSpec {
     },
     /// SoftHebb's four-layer STL-10 preset (`5SoftHebbCnnSTL`).
     SoftHebbStl,
-    /// Miconi's / Gupta's Hebbian conv3 with triangle outputs.
-    HebbConv3,
+    /// Miconi's / Gupta's Hebbian conv3 with triangle outputs, these widths.
+    HebbConv3 {
+        widths: [usize; 3],
+    },
     /// Activation Learning MLP: unit-norm input, dense (no bias) + norm-preserving |x| activation.
     AlMlp {
         hidden: Vec<usize>,
     },
+}
+
+/// conv3's widths in the paper (Gupta et al. 2022, after Miconi's Hebbian CNN).
+pub const CONV3_WIDTHS: [usize; 3] = [100, 196, 400];
+
+/// "" for the paper's widths (so `conv3` keeps its name, and the ids of runs made with it),
+/// ":W1,W2,W3" otherwise.
+fn conv3_suffix(w: &[usize; 3]) -> String {
+    if *w == CONV3_WIDTHS {
+        String::new()
+    } else {
+        format!(":{},{},{}", w[0], w[1], w[2])
+    }
 }
 
 impl std::str::FromStr for ArchSpec {
@@ -95,6 +113,14 @@ impl std::str::FromStr for ArchSpec {
                 })
                 .collect()
         };
+        // `NAME` (the paper's widths) or `NAME:W1,W2,W3`.
+        let three = |rest: &str, name: &str| -> Result<[usize; 3], String> {
+            if rest.is_empty() {
+                return Ok(CONV3_WIDTHS);
+            }
+            let form = format!("{name}:W1,W2,W3");
+            widths(rest, &form)?.try_into().map_err(|_| format!("arch '{s}': {form} takes three positive widths"))
+        };
         let mut spec = if base == "linear" {
             // Softmax regression: no hidden layer.
             ArchSpec::Mlp { hidden: vec![], batchnorm: false, dropout: 0.0 }
@@ -103,8 +129,8 @@ impl std::str::FromStr for ArchSpec {
             ArchSpec::Mlp { hidden, batchnorm: false, dropout: 0.0 }
         } else if base == "lenet" {
             ArchSpec::LeNet
-        } else if base == "conv3" {
-            ArchSpec::Conv3
+        } else if let Some(rest) = base.strip_prefix("conv3") {
+            ArchSpec::Conv3 { widths: three(rest, "conv3")? }
         } else if let Some(rest) = base.strip_prefix("softhebb-mlp") {
             let hidden = match rest {
                 "" => 2000,
@@ -125,14 +151,14 @@ impl std::str::FromStr for ArchSpec {
             let widths: [usize; 3] =
                 w.try_into().map_err(|_| format!("arch '{s}': softhebb-cnn:W1,W2,W3 takes three positive widths"))?;
             ArchSpec::SoftHebbCnn { widths }
-        } else if base == "hebb-conv3" {
-            ArchSpec::HebbConv3
+        } else if let Some(rest) = base.strip_prefix("hebb-conv3") {
+            ArchSpec::HebbConv3 { widths: three(rest, "hebb-conv3")? }
         } else if let Some(rest) = base.strip_prefix("al-mlp") {
             let hidden = if rest.is_empty() { vec![1000, 1000] } else { widths(rest, "al-mlp:H1,H2,...")? };
             ArchSpec::AlMlp { hidden }
         } else {
             return Err(format!(
-                "unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), linear, lenet, conv3, softhebb-mlp:H, softhebb-cnn, softhebb-cnn28, softhebb-cnn:W1,W2,W3, softhebb-stl, hebb-conv3 or al-mlp:H1,H2"
+                "unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), linear, lenet, conv3[:W1,W2,W3], softhebb-mlp:H, softhebb-cnn, softhebb-cnn28, softhebb-cnn:W1,W2,W3, softhebb-stl, hebb-conv3[:W1,W2,W3] or al-mlp:H1,H2"
             ));
         };
         if let Some(opts) = opts {
@@ -188,13 +214,13 @@ impl std::fmt::Display for ArchSpec {
                 Ok(())
             }
             ArchSpec::LeNet => write!(f, "lenet"),
-            ArchSpec::Conv3 => write!(f, "conv3"),
+            ArchSpec::Conv3 { widths } => write!(f, "conv3{}", conv3_suffix(widths)),
             ArchSpec::SoftHebbMlp { hidden, bias } => {
                 write!(f, "softhebb-mlp:{hidden}{}", if *bias { "/bias" } else { "" })
             }
             ArchSpec::SoftHebbCnn { widths: [a, b, c] } => write!(f, "softhebb-cnn:{a},{b},{c}"),
             ArchSpec::SoftHebbStl => write!(f, "softhebb-stl"),
-            ArchSpec::HebbConv3 => write!(f, "hebb-conv3"),
+            ArchSpec::HebbConv3 { widths } => write!(f, "hebb-conv3{}", conv3_suffix(widths)),
             ArchSpec::AlMlp { hidden } => {
                 let h: Vec<String> = hidden.iter().map(|v| v.to_string()).collect();
                 write!(f, "al-mlp:{}", h.join(","))
@@ -407,15 +433,15 @@ impl ArchSpec {
                     .dense(classes, true)
                     .build()
             }
-            ArchSpec::Conv3 => {
+            ArchSpec::Conv3 { widths: [w1, w2, w3] } => {
                 // Miconi's Hebbian CNN, used by Gupta et al. 2022: no padding, 2x2 average pooling.
-                b.conv(100, 5, 1, 0, false, true)
+                b.conv(*w1, 5, 1, 0, false, true)
                     .act(act)
                     .avgpool(2, 2)
-                    .conv(196, 3, 1, 0, false, true)
+                    .conv(*w2, 3, 1, 0, false, true)
                     .act(act)
                     .avgpool(2, 2)
-                    .conv(400, 3, 1, 0, false, true)
+                    .conv(*w3, 3, 1, 0, false, true)
                     .act(act)
                     .avgpool(2, 2)
                     .dense(classes, true)
@@ -472,7 +498,7 @@ impl ArchSpec {
                     .dense(classes, true)
                     .build()
             }
-            ArchSpec::HebbConv3 => {
+            ArchSpec::HebbConv3 { widths: [w1, w2, w3] } => {
                 // conv3 as Miconi's Hebbian CNN builds it: every layer's input standardised per
                 // sample, the conv bias holding minus the adaptive WTA threshold (set by the
                 // rule, zero at start), triangle outputs relu(u - mean_c u).
@@ -480,15 +506,15 @@ impl ArchSpec {
                 // features for the read-out instead of 400.
                 let pad = 32usize.saturating_sub(input.h.min(input.w)).div_ceil(2).min(2);
                 b.samplenorm()
-                    .conv(100, 5, 1, pad, false, true)
+                    .conv(*w1, 5, 1, pad, false, true)
                     .triangle(1.0)
                     .avgpool(2, 2)
                     .samplenorm()
-                    .conv(196, 3, 1, 0, false, true)
+                    .conv(*w2, 3, 1, 0, false, true)
                     .triangle(1.0)
                     .avgpool(2, 2)
                     .samplenorm()
-                    .conv(400, 3, 1, 0, false, true)
+                    .conv(*w3, 3, 1, 0, false, true)
                     .triangle(1.0)
                     .avgpool(2, 2)
                     .dense(classes, true)
@@ -535,7 +561,7 @@ impl ArchSpec {
     pub fn min_side(&self) -> usize {
         match self {
             ArchSpec::LeNet => 28,
-            ArchSpec::Conv3 | ArchSpec::HebbConv3 => 20,
+            ArchSpec::Conv3 { .. } | ArchSpec::HebbConv3 { .. } => 20,
             ArchSpec::SoftHebbCnn { .. } => 24,
             ArchSpec::SoftHebbStl => 32,
             ArchSpec::Mlp { .. } | ArchSpec::SoftHebbMlp { .. } | ArchSpec::AlMlp { .. } => 1,

@@ -196,6 +196,20 @@ fn arch_specs_parse_and_build() {
     let conv3: ArchSpec = "conv3".parse().unwrap();
     let net = conv3.build(Shape::new(3, 32, 32), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
     assert_eq!(net.shapes[9], Shape::new(400, 2, 2));
+    // Narrower conv3s (the laptop cut of the paper's design) keep the layout; the paper's widths
+    // keep the name `conv3` (the ids of runs made before widths existed).
+    assert_eq!(conv3.to_string(), "conv3");
+    assert_eq!("conv3:100,196,400".parse::<ArchSpec>().unwrap().to_string(), "conv3");
+    for name in ["conv3:32,64,128", "hebb-conv3:32,64,128"] {
+        let a: ArchSpec = name.parse().unwrap();
+        assert_eq!(a.to_string(), name);
+        let net = a.build(Shape::new(3, 32, 32), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
+        let last = net.shapes[net.shapes.len() - 2];
+        assert_eq!(last.c, 128, "{name}: {:?}", net.shapes);
+    }
+    for bad in ["conv3:1,2", "conv3:1,2,3,4", "conv3:0,1,1", "conv3x", "hebb-conv3:a,b,c"] {
+        assert!(bad.parse::<ArchSpec>().is_err(), "{bad}");
+    }
     assert!(lenet.build(Shape::new(1, 8, 8), 10, Activation::Relu, Init::Torch, &mut rng).is_err());
     assert!("mlp:12,x".parse::<ArchSpec>().is_err());
     assert!("resnet".parse::<ArchSpec>().is_err());
