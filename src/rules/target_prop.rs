@@ -15,12 +15,20 @@
 //! U(+-1e-3) for the fixed V; with it the hidden targets shrink by ~1e-2 per layer here, so V is
 //! Xavier-uniform (as FA's B) for both rules.
 //!
+//! On conv nets the layers are blocks: h_k is the input of weight layer k+1 (after block k's
+//! activation and pooling), f_{k+1} the block from there to h_{k+1}, and g_k(z) = tanh(V_k z)
+//! with a dense V_k of n_k x n_{k+1} over the flattened activities ("dense inverses": the
+//! target computation is unchanged, the inverse has no weight sharing; Shibuya et al.'s public
+//! code is MLP-only). A block's layer loss is backpropagated through the block's own layers
+//! (activation, pooling, conv) to its weights, as on an MLP. V's size is checked against the
+//! memory cap before it is drawn.
+//!
 //! # Shapes
 //! h_k, t_k: N x n_k; V_k: n_k x n_{k+1} (maps layer k+1 back to layer k).
 
 use super::{forward_with_error, Rule, Step, StepStats, Updater};
 use crate::linalg;
-use crate::nn::{dense_forward, Activation, Layer, Network, ParamKind, Workspace};
+use crate::nn::{Network, ParamKind, Workspace};
 use crate::rng::Rng;
 
 #[derive(Clone, Debug)]
@@ -34,9 +42,12 @@ pub struct TpConfig {
 
 pub struct TargetProp {
     pub cfg: TpConfig,
-    /// Per hidden layer k: (dense layer index, activation) ; the output dense layer is last.
-    dense: Vec<usize>,
-    acts: Vec<Activation>,
+    /// The weight layers' indices, block by block; the output layer (linear) is last.
+    wl: Vec<usize>,
+    /// The network's layer count (h of the last block is the output, ws.acts[l]).
+    l: usize,
+    /// A forward-only workspace for the blocks' outputs on the inverses' noisy inputs.
+    ws2: Workspace,
     /// The inverses V_k (n_k x n_{k+1}): network parameters of kind `LearnedFeedback`
     /// (`feedback.K.v`; fixed in FW-DTP).
     pub v: Vec<usize>,
@@ -51,8 +62,20 @@ pub struct TargetProp {
 
 impl TargetProp {
     pub fn new(net: &mut Network, cfg: TpConfig, rng: &mut Rng) -> Result<Self, String> {
-        let (dense, acts) = super::mlp_layers(net, "target propagation")?;
-        let sizes: Vec<usize> = dense.iter().map(|&i| net.shapes[i + 1].len()).collect();
+        let wl = net.weight_layers();
+        let l = net.num_layers();
+        if wl.len() < 2 || *wl.last().unwrap() != l - 1 {
+            return Err("target propagation needs a hidden layer and a linear output layer (the network's last)".into());
+        }
+        let pos = |k: usize| if k + 1 < wl.len() { wl[k + 1] } else { l };
+        let sizes: Vec<usize> = (0..wl.len()).map(|k| net.shapes[pos(k)].len()).collect();
+        let floats: f64 = sizes.windows(2).map(|w| (w[0] * w[1]) as f64).sum();
+        if 4.0 * floats > crate::limits::memory_cap() {
+            return Err(format!(
+                "target propagation's dense inverses V would hold {floats:.3e} floats, more than the memory cap \
+                 (BIOLEARN_MAX_MEMORY_GB); use a narrower network"
+            ));
+        }
         let kind = if cfg.fixed { ParamKind::Feedback } else { ParamKind::LearnedFeedback };
         let v = (0..sizes.len() - 1)
             .map(|k| {
@@ -66,8 +89,9 @@ impl TargetProp {
         let h = sizes.len();
         Ok(TargetProp {
             cfg,
-            dense,
-            acts,
+            wl,
+            l,
+            ws2: Workspace::default(),
             v,
             t: vec![Vec::new(); h],
             ga: Vec::new(),
@@ -78,12 +102,13 @@ impl TargetProp {
         })
     }
 
-    /// Position in ws.acts of h_k (after layer k's activation; the output for the last layer).
+    /// Position in ws.acts of h_k: the input of weight layer k+1 (after block k's activation and
+    /// pooling); the network's output for the last block.
     fn pos(&self, k: usize) -> usize {
-        if k + 1 == self.dense.len() {
-            self.dense[k] + 1
+        if k + 1 < self.wl.len() {
+            self.wl[k + 1]
         } else {
-            self.dense[k] + 2
+            self.l
         }
     }
 
@@ -96,24 +121,21 @@ impl TargetProp {
 
     /// The inverses' own update (noisy reconstruction, plain SGD), written into the network.
     fn train_feedback(&mut self, net: &mut Network, ws: &Workspace, n: usize, rng: &mut Rng) {
-        let hcount = self.dense.len();
+        let hcount = self.wl.len();
+        net.prepare_forward(&mut self.ws2, n);
         for k in 0..hcount - 1 {
-            let hk = &ws.acts[self.pos(k)];
-            let nk = net.shapes[self.pos(k)].len();
-            let di = self.dense[k + 1];
-            let Layer::Dense { w, b, out: nk1, .. } = &net.layers[di] else { unreachable!() };
-            let nk1 = *nk1;
+            let (pk, pk1) = (self.pos(k), self.pos(k + 1));
+            let hk = &ws.acts[pk];
+            let (nk, nk1) = (net.shapes[pk].len(), net.shapes[pk1].len());
             for _ in 0..self.cfg.feedback_steps {
                 self.q.clear();
                 self.q.extend(hk[..n * nk].iter().map(|v| v + self.cfg.sigma * rng.normal()));
-                // f_{k+1}(q) = act(W q + b), linear for the output layer
-                self.fq.resize(n * nk1, 0.0);
-                let bias = b.map(|b| net.params[b].data.as_slice());
-                dense_forward(&self.q, n, nk, nk1, &net.params[*w].data, bias, &mut self.fq);
-                if k + 1 < self.acts.len() {
-                    let a = self.acts[k + 1];
-                    self.fq.iter_mut().for_each(|x| *x = a.f(*x));
-                }
+                // f_{k+1}(q): block k+1 (weight layer, activation, pooling; linear at the
+                // output) run forward on q.
+                self.ws2.acts[pk][..n * nk].copy_from_slice(&self.q);
+                net.forward_range(&mut self.ws2, pk, pk1);
+                self.fq.clear();
+                self.fq.extend_from_slice(&self.ws2.acts[pk1][..n * nk1]);
                 let mut r = std::mem::take(&mut self.ga);
                 Self::g(&net.params[self.v[k]].data, &self.fq, n, nk, nk1, &mut r);
                 // d/dV 1/2 ||tanh(V f) - q||^2 / n = ((r - q) (1 - r^2))^T f / n
@@ -136,7 +158,7 @@ impl Rule for TargetProp {
         let (net, ws, y, loss, grads, rng) = s.parts();
         let stats = forward_with_error(net, ws, y, loss, rng);
         let n = ws.n;
-        let hcount = self.dense.len();
+        let hcount = self.wl.len();
         let beta = self.cfg.beta;
         // Targets are kept as differences d_k = t_k - h_k (no cancellation against h_k).
         // Output: d = -beta * per-sample gradient (ws.grads holds the batch-mean one).
@@ -174,7 +196,7 @@ impl Rule for TargetProp {
                     *g = d * scale;
                 }
             }
-            net.backward(ws, grads, self.dense[k], p, None, false);
+            net.backward(ws, grads, self.wl[k], p, None, false);
         }
         stats
     }
@@ -229,7 +251,7 @@ crate::settings! {
 
 pub static DTP: super::RuleEntry = super::RuleEntry {
     name: "dtp",
-    summary: "difference target propagation: layer targets through learned approximate inverses tanh(V z), difference-corrected (MLPs; tp_beta)",
+    summary: "difference target propagation: layer targets through learned approximate inverses tanh(V z), difference-corrected (MLPs; conv nets block by block with dense inverses; tp_beta)",
     paper: "Lee, Zhang, Fischer & Bengio 2015, ECML-PKDD",
     reported: "",
     preset: include_str!("../../presets/dtp.toml"),
@@ -250,7 +272,7 @@ pub static DTP: super::RuleEntry = super::RuleEntry {
 
 pub static FW_DTP: super::RuleEntry = super::RuleEntry {
     name: "fw-dtp",
-    summary: "fixed-weight difference target propagation: DTP with fixed random feedback V (MLPs)",
+    summary: "fixed-weight difference target propagation: DTP with fixed random feedback V (MLPs; conv nets block by block)",
     paper: "Shibuya, Inoue, Kawakami & Sato 2023, AAAI",
     reported: "",
     preset: include_str!("../../presets/fw-dtp.toml"),

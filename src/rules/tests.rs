@@ -676,6 +676,74 @@ mod target_prop {
     use super::*;
     use crate::rules::target_prop::{TargetProp, TpConfig};
 
+    /// Sum over the batch of ||tanh(V h1) - h0||^2: how well V_0 inverts the block above h0
+    /// (h0 at `acts[p0]`, h1 at `acts[p1]`) on the forward pass of `x`.
+    fn reconstruction_error(tp: &TargetProp, net: &mut Network, x: &[f32], n: usize, p0: usize, p1: usize) -> f64 {
+        let mut ws = Workspace::default();
+        net.prepare(&mut ws, n);
+        ws.input_mut().copy_from_slice(x);
+        net.forward(&mut ws, false, &mut Rng::new(0));
+        let (n0, n1) = (net.shapes[p0].len(), net.shapes[p1].len());
+        let (h0, h1, v) = (&ws.acts[p0], &ws.acts[p1], &net.params[tp.v[0]].data);
+        let mut err = 0.0f64;
+        for s in 0..n {
+            for i in 0..n0 {
+                let z: f32 = (0..n1).map(|j| v[i * n1 + j] * h1[s * n1 + j]).sum();
+                err += ((z.tanh() - h0[s * n0 + i]) as f64).powi(2);
+            }
+        }
+        err
+    }
+
+    /// The first-order error of DTP's hidden update against the reference, at beta 0.1, 0.01,
+    /// 0.001: it must shrink with beta and be small at the smallest.
+    fn assert_shrinks_with_beta(errs: &[f64]) {
+        assert!(errs[0] > errs[1] && errs[1] > errs[2], "{errs:?}");
+        assert!(errs[2] < 1e-2, "{errs:?}");
+    }
+
+    /// 1x6x6 -> conv 3 k3 pad 1 -> tanh -> avgpool 2 (h_0: 27 values), then `dense_widths`
+    /// (tanh between them; the last is the linear output).
+    fn conv_block_net(seed: u64, dense_widths: &[usize]) -> Network {
+        let mut rng = Rng::new(seed);
+        let mut b = Builder::new(Shape::new(1, 6, 6), Init::Torch, &mut rng)
+            .conv(3, 3, 1, 1, false, true)
+            .act(Activation::Tanh)
+            .avgpool(2, 2);
+        for (i, &w) in dense_widths.iter().enumerate() {
+            b = b.dense(w, true);
+            if i + 1 < dense_widths.len() {
+                b = b.act(Activation::Tanh);
+            }
+        }
+        b.build()
+    }
+
+    /// BP on (x, y): the gradients, the output error e (batch-mean) and the forward workspace.
+    fn bp_reference(net: &mut Network, x: &[f32], y: &[u32]) -> (Vec<Vec<f32>>, Vec<f32>, Workspace) {
+        let mut ws = Workspace::default();
+        net.prepare(&mut ws, y.len());
+        ws.input_mut().copy_from_slice(x);
+        let mut g = net.zero_grads();
+        forward_with_error(net, &mut ws, y, Loss::Ce, &mut Rng::new(1));
+        let e: Vec<f32> = ws.output_grad_mut().to_vec();
+        net.backward(&mut ws, &mut g, 0, net.num_layers(), None, false);
+        (g, e, ws)
+    }
+
+    /// `steps` training batches of (x, y) at a zero learning rate: only the inverses learn (in
+    /// `train_batch`, through the Updater's local entry).
+    fn train_inverses_only(tp: &mut TargetProp, net: &mut Network, x: &[f32], y: &[u32], steps: usize) {
+        let mut opt = Optimizer::new(OptimConfig::default(), &net.update_sizes());
+        let (mut ws, mut g) = (Workspace::default(), net.zero_grads());
+        for _ in 0..steps {
+            net.prepare(&mut ws, y.len());
+            ws.input_mut().copy_from_slice(x);
+            let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None };
+            tp.train_batch(&mut Step::new(net, &mut ws, y, Loss::Ce, &mut g, &mut Rng::new(1)), &mut upd);
+        }
+    }
+
     #[test]
     fn dtp_update_tends_to_descent_through_the_feedback_jacobian_as_beta_shrinks() {
         // One hidden layer h = tanh(W1 x + b1), output z = W2 h + b2. The output layer's update
@@ -689,17 +757,8 @@ mod target_prop {
             .build();
         let (x, y) = batch(&net, 4, 62);
         let n = y.len();
-        let bp = {
-            let mut ws = Workspace::default();
-            net.prepare(&mut ws, n);
-            ws.input_mut().copy_from_slice(&x);
-            let mut g = net.zero_grads();
-            forward_with_error(&mut net, &mut ws, &y, Loss::Ce, &mut Rng::new(1));
-            let e: Vec<f32> = ws.output_grad_mut().to_vec();
-            net.backward(&mut ws, &mut g, 0, 3, None, false);
-            (g, e, ws.acts[2][..n * 4].to_vec(), ws.acts[3][..n * 3].to_vec())
-        };
-        let (bp_g, e, h, z) = bp;
+        let (bp_g, e, ws) = bp_reference(&mut net, &x, &y);
+        let (h, z) = (ws.acts[2][..n * 4].to_vec(), ws.acts[3][..n * 3].to_vec());
         let mut errs = Vec::new();
         for beta in [0.1f32, 0.01, 0.001] {
             let cfg = TpConfig { fixed: true, beta, sigma: 0.0, feedback_lr: 0.0, feedback_steps: 0 };
@@ -723,8 +782,63 @@ mod target_prop {
             }
             errs.push(rel_err(&[g[0].clone()], &[want]));
         }
-        assert!(errs[0] > errs[1] && errs[1] > errs[2], "{errs:?}");
-        assert!(errs[2] < 1e-2, "{errs:?}");
+        assert_shrinks_with_beta(&errs);
+    }
+
+    /// A conv net, block by block: h_0 is the conv block's output after tanh and pooling (the
+    /// dense layer's input), V_0 a dense n_0 x K inverse. The output layer's update is BP's; the
+    /// conv weights' update tends, as beta shrinks, to the layer loss's gradient through the
+    /// feedback's Jacobian J_g(z) e, carried back through pooling and tanh to the kernel.
+    #[test]
+    fn dtp_on_a_conv_net_tends_to_descent_through_the_feedback_jacobian() {
+        let mut net = conv_block_net(81, &[4]);
+        let (x, y) = batch(&net, 5, 82);
+        let n = y.len();
+        let (pos, n0, k) = (3, 3 * 3 * 3, 4);
+        let (bp_g, e, ws) = bp_reference(&mut net, &x, &y);
+        let z = ws.acts[4][..n * k].to_vec();
+        let mut errs = Vec::new();
+        for beta in [0.1f32, 0.01, 0.001] {
+            let cfg = TpConfig { fixed: true, beta, sigma: 0.0, feedback_lr: 0.0, feedback_steps: 0 };
+            let mut net = net.clone();
+            let mut tp = TargetProp::new(&mut net, cfg, &mut Rng::new(83)).unwrap();
+            assert_eq!(net.params[tp.v[0]].shape, vec![n0, k]);
+            let v = net.params[tp.v[0]].data.clone();
+            let g = grads_of(&mut tp, &mut net, &x, &y);
+            assert_eq!(&g[2..4], &bp_g[2..4], "the output layer's update is BP's");
+            // Reference: inject J_g(z) e (per sample, times n: grads hold batch means) at h_0
+            // and run the engine's backward through pooling, tanh and the conv.
+            let mut ws = Workspace::default();
+            net.prepare(&mut ws, n);
+            ws.input_mut().copy_from_slice(&x);
+            net.forward(&mut ws, true, &mut Rng::new(1));
+            for s in 0..n {
+                for i in 0..n0 {
+                    let vz: f32 = (0..k).map(|j| v[i * k + j] * z[s * k + j]).sum();
+                    let ve: f32 = (0..k).map(|j| v[i * k + j] * e[s * k + j]).sum();
+                    ws.grads[pos][s * n0 + i] = (1.0 - vz.tanh().powi(2)) * ve;
+                }
+            }
+            let mut want = net.zero_grads();
+            net.backward(&mut ws, &mut want, 0, pos, None, false);
+            errs.push(rel_err(&g[..2], &want[..2]));
+        }
+        assert_shrinks_with_beta(&errs);
+    }
+
+    /// DTP's inverse of a block above a conv block learns on noisy conv activities: the
+    /// reconstruction error of g_0(f_1(h_0)) falls (f_1 run by the engine on the noisy input).
+    #[test]
+    fn dtp_feedback_learns_to_invert_the_block_above_a_conv_block() {
+        let mut net = conv_block_net(91, &[5, 3]);
+        let (x, y) = batch(&net, 16, 92);
+        let cfg = TpConfig { fixed: false, beta: 0.01, sigma: 0.01, feedback_lr: 0.5, feedback_steps: 5 };
+        let mut tp = TargetProp::new(&mut net, cfg, &mut Rng::new(93)).unwrap();
+        // h_0 after the pooling (acts[3], 27 values), h_1 after the hidden tanh (acts[5]).
+        let before = reconstruction_error(&tp, &mut net, &x, 16, 3, 5);
+        train_inverses_only(&mut tp, &mut net, &x, &y, 40);
+        let after = reconstruction_error(&tp, &mut net, &x, 16, 3, 5);
+        assert!(after < 0.5 * before, "reconstruction error {before} -> {after}");
     }
 
     #[test]
@@ -741,38 +855,14 @@ mod target_prop {
         let cfg = TpConfig { fixed: false, beta: 0.01, sigma: 0.01, feedback_lr: 0.5, feedback_steps: 5 };
         let mut tp = TargetProp::new(&mut net, cfg, &mut Rng::new(73)).unwrap();
         assert_eq!(net.params[tp.v[0]].kind, crate::nn::ParamKind::LearnedFeedback);
-        let recon = |tp: &TargetProp, net: &mut Network| -> f64 {
-            let mut ws = Workspace::default();
-            net.prepare(&mut ws, 16);
-            ws.input_mut().copy_from_slice(&x);
-            net.forward(&mut ws, false, &mut Rng::new(0));
-            // g_0(h_1) vs h_0 (hidden layer 0 = acts[2], hidden layer 1 = acts[4])
-            let (h0, h1) = (&ws.acts[2], &ws.acts[4]);
-            let mut err = 0.0f64;
-            for s in 0..16 {
-                for i in 0..5 {
-                    let z: f32 = (0..5).map(|j| net.params[tp.v[0]].data[i * 5 + j] * h1[s * 5 + j]).sum();
-                    err += ((z.tanh() - h0[s * 5 + i]) as f64).powi(2);
-                }
-            }
-            err
-        };
-        let before = recon(&tp, &mut net);
+        // g_0(h_1) vs h_0 (hidden layer 0 = acts[2], hidden layer 1 = acts[4]).
+        let before = reconstruction_error(&tp, &mut net, &x, 16, 2, 4);
         let saved: Vec<Vec<f32>> = net.params.iter().map(|p| p.data.clone()).collect();
-        // The inverses learn in `train_batch` (through the Updater's local entry); a zero
-        // learning rate keeps the forward weights where they are.
-        let mut opt = Optimizer::new(OptimConfig::default(), &net.update_sizes());
-        let (mut ws, mut g) = (Workspace::default(), net.zero_grads());
-        for _ in 0..40 {
-            net.prepare(&mut ws, y.len());
-            ws.input_mut().copy_from_slice(&x);
-            let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None };
-            tp.train_batch(&mut Step::new(&mut net, &mut ws, &y, Loss::Ce, &mut g, &mut Rng::new(1)), &mut upd);
-        }
+        train_inverses_only(&mut tp, &mut net, &x, &y, 40);
         for (p, d) in net.params.iter_mut().zip(&saved).filter(|(p, _)| p.trainable()) {
             assert_eq!(&p.data, d, "the rule must not touch the forward weights itself");
         }
-        let after = recon(&tp, &mut net);
+        let after = reconstruction_error(&tp, &mut net, &x, 16, 2, 4);
         assert!(after < 0.5 * before, "reconstruction error {before} -> {after}");
     }
 }
