@@ -378,7 +378,7 @@ fn every_conv_rule_matches_its_fixture() {
         .args(["--quiet", "--out"])
         .arg(&out));
     let recs = records(&out);
-    assert_eq!(recs.len(), 4);
+    assert_eq!(recs.len(), 16);
     check_fixture("every-rule-conv", &recs);
 }
 
