@@ -15,6 +15,25 @@
 //! PyTorch's), and B enters the transposed convolution that carries errors to the input.
 //! The first weight layer never propagates an error (nothing below it learns), so it has no B.
 //!
+//! # What BioTorch's runs depend on (issue 13)
+//! Read from `jsalbert/biotorch` (layers/fa_constructor, autograd/fa, benchmark_configs):
+//! - the backward pass: `conv2d_input(weight_backward)` / `grad_output @ weight_backward` for the
+//!   input gradient, the ordinary weight and bias gradients: what this file computes, checked
+//!   number for number against it (`rules::tests::biotorch_step`, `bench/biotorch_step.py`);
+//! - init "xavier" (its configs): W and B both Xavier-uniform, biases 0; uSF's scale the Xavier
+//!   std (as here); init "pytorch": W and B both PyTorch's default, uSF's scale 1/sqrt(3 fan_in).
+//!   Here B is always Xavier-uniform and W follows `--init` (default PyTorch's): with `--init
+//!   xavier` the two match BioTorch's configs;
+//! - the learning rate per rule: its CIFAR-10 LeNet configs train BP, uSF, brSF and frSF at 0.1,
+//!   FA at 1e-3 and DFA at 1e-4 (SGD momentum 0.9, weight decay 1e-4, batch 128, multistep
+//!   100/150/200); no Fashion-MNIST config is published. At BP's rate FA explodes on LeNet in
+//!   BioTorch's mechanics too (`bench/biotorch_lenet.py`: lr 0.05, train loss 8.4e9 after one
+//!   epoch): biolearn's LeNet rates per rule come from a validation search
+//!   (plans/lenet-fa-family.toml);
+//! - options off in its configs: `constrain_weights` (W rescaled to its initial norm every
+//!   forward), `gradient_clip` (input gradients clamped to [-1, 1]); not implemented here;
+//! - its figures are the best epoch on the test set (it validates on the test set).
+//!
 //! # Shapes
 //! B_l: the shape of W_l (out x in, or O x C x k x k).
 
