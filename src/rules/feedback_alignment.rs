@@ -30,8 +30,9 @@
 //!   BioTorch's mechanics too (`bench/biotorch_lenet.py`: lr 0.05, train loss 8.4e9 after one
 //!   epoch): biolearn's LeNet rates per rule come from a validation search
 //!   (plans/lenet-fa-family.toml);
-//! - options off in its configs: `constrain_weights` (W rescaled to its initial norm every
-//!   forward), `gradient_clip` (input gradients clamped to [-1, 1]); not implemented here;
+//! - options off in its configs: `constrain_weights` (every weight tensor rescaled to its initial
+//!   Frobenius norm before every forward pass; Moskovitz et al. 2018; here `fa_constrain_weights
+//!   = true`), `gradient_clip` (input gradients clamped to [-1, 1]; not implemented);
 //! - its figures are the best epoch on the test set (it validates on the test set).
 //!
 //! # Shapes
@@ -58,6 +59,9 @@ pub struct FeedbackAlignment {
     magnitudes: Vec<Option<Vec<f32>>>,
     /// Xavier bound and std per layer index.
     fans: Vec<(f32, f32)>,
+    /// BioTorch's `constrain_weights`: each weight tensor's initial norm (by layer index), to
+    /// which the tensor is rescaled before every forward pass; None when off.
+    norms: Option<Vec<Option<f32>>>,
 }
 
 /// (fan_in, fan_out) of a weight layer, PyTorch's convention.
@@ -102,9 +106,29 @@ impl FeedbackAlignment {
             let shape = net.params[w].shape.clone();
             feedback[i] = Some(net.add_param(format!("feedback.{i}.weight"), shape, b, ParamKind::Feedback));
         }
-        let mut fa = FeedbackAlignment { mode, feedback, magnitudes, fans: fan };
+        let mut fa = FeedbackAlignment { mode, feedback, magnitudes, fans: fan, norms: None };
         fa.refresh(net, rng);
         fa
+    }
+
+    /// With BioTorch's `constrain_weights`: every weight tensor is rescaled to the norm it has now
+    /// (its initial one) before each forward pass.
+    pub fn constrain_weights(mut self, net: &Network) -> Self {
+        let norm = |i: usize| net.layers[i].weight().map(|w| l2_norm(&net.params[w].data));
+        self.norms = Some((0..net.num_layers()).map(norm).collect());
+        self
+    }
+
+    fn rescale(&self, net: &mut Network) {
+        let Some(norms) = &self.norms else { return };
+        for (i, n0) in norms.iter().enumerate() {
+            let (Some(n0), Some(w)) = (n0, net.layers[i].weight()) else { continue };
+            let n = l2_norm(&net.params[w].data);
+            if n > 0.0 && n.is_finite() {
+                let k = n0 / n;
+                net.params[w].data.iter_mut().for_each(|v| *v *= k);
+            }
+        }
     }
 
     /// Recompute the sign-concordant matrices from the current weights (no-op for FA).
@@ -129,6 +153,11 @@ impl FeedbackAlignment {
     }
 }
 
+/// The Frobenius norm of a tensor (f64 sums).
+fn l2_norm(x: &[f32]) -> f32 {
+    x.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt() as f32
+}
+
 /// b[j] = mag(j) * sign(w[j]) (sign(0) = 0, as torch.sign).
 fn sign_times(b: &mut [f32], w: &[f32], mut mag: impl FnMut(usize) -> f32) {
     for (j, (bv, wv)) in b.iter_mut().zip(w).enumerate() {
@@ -146,6 +175,7 @@ fn sign_times(b: &mut [f32], w: &[f32], mut mag: impl FnMut(usize) -> f32) {
 impl Rule for FeedbackAlignment {
     fn step(&mut self, s: &mut Step) -> StepStats {
         let (net, ws, y, loss, grads, rng) = s.parts();
+        self.rescale(net);
         self.refresh(net, rng);
         let stats = forward_with_error(net, ws, y, loss, rng);
         net.backward(ws, grads, 0, net.num_layers(), Some(&self.feedback), false);
@@ -153,6 +183,16 @@ impl Rule for FeedbackAlignment {
     }
 
     // B lives in the network (kind `Feedback`): checkpoints and saved models hold it there.
+}
+
+crate::settings! {
+    /// The feedback-alignment family's settings (`fa`, `usf`, `brsf`, `frsf`).
+    pub struct FaSettings {
+        /// BioTorch's `constrain_weights` (Moskovitz et al. 2018): every weight tensor rescaled to
+        /// its initial norm before each forward pass.
+        pub fa_constrain_weights: bool = false,
+    }
+    check(_s) { Ok(()) }
 }
 
 macro_rules! fa_entry {
@@ -164,8 +204,12 @@ macro_rules! fa_entry {
             reported: $reported,
             preset: include_str!(concat!("../../presets/", $name, ".toml")),
             presets: &[$(($preset, include_str!(concat!("../../presets/", $name, "/", $preset, ".toml")))),*],
-            settings: super::SettingsKind::of::<super::NoSettings>(),
-            build: |net, _, rng| Ok(Box::new(FeedbackAlignment::new($mode, net, rng))),
+            settings: super::SettingsKind::of::<FaSettings>(),
+            build: |net, cx, rng| {
+                let s: FaSettings = cx.settings()?;
+                let fa = FeedbackAlignment::new($mode, net, rng);
+                Ok(Box::new(if s.fa_constrain_weights { fa.constrain_weights(net) } else { fa }))
+            },
         };
     };
 }

@@ -267,6 +267,38 @@ mod biotorch_step {
     }
 }
 
+/// BioTorch's `constrain_weights` (`fa_constrain_weights`): whatever the optimiser did, every
+/// weight tensor enters the forward pass at its initial norm; without it the norms drift.
+#[test]
+fn constrained_fa_forwards_every_weight_at_its_initial_norm() {
+    let norms = |net: &Network| -> Vec<f64> {
+        net.weight_layers()
+            .iter()
+            .map(|&i| {
+                net.params[net.layers[i].weight().unwrap()].data.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt()
+            })
+            .collect()
+    };
+    for constrain in [true, false] {
+        let mut net = convnet(31);
+        let (x, y) = batch(&net, 6, 32);
+        let start = norms(&net);
+        let rule = FeedbackAlignment::new(Mode::Fa, &mut net, &mut Rng::new(33));
+        let mut rule = if constrain { rule.constrain_weights(&net) } else { rule };
+        let mut opt = Optimizer::new(OptimConfig { lr: 0.5, ..Default::default() }, &net.update_sizes());
+        for _ in 0..3 {
+            let g = grads_of(&mut rule, &mut net, &x, &y);
+            let mut upd = Updater { opt: &mut opt, lr: 0.5, masks: None };
+            upd.apply(&mut net, &g);
+        }
+        // The next step's forward pass (the rule rescales before it).
+        grads_of(&mut rule, &mut net, &x, &y);
+        let now = norms(&net);
+        let same = now.iter().zip(&start).all(|(a, b)| (a - b).abs() <= 1e-5 * b);
+        assert_eq!(same, constrain, "constrain {constrain}: {start:?} -> {now:?}");
+    }
+}
+
 #[test]
 fn sign_symmetry_feedback_tracks_sign_of_w_after_every_step() {
     for mode in [Mode::Usf, Mode::Brsf, Mode::Frsf] {
