@@ -565,7 +565,7 @@ impl Trainer {
         if get("kind")? != CHECKPOINT_KIND {
             return Err(format!("{p}: not a biolearn checkpoint"));
         }
-        let cfg: TrainConfig = serde_json::from_str(get("config")?).map_err(|e| format!("{p}: config: {e}"))?;
+        let cfg = with_default_settings(serde_json::from_str(get("config")?).map_err(|e| format!("{p}: config: {e}"))?);
         if cfg != self.cfg {
             return Err(format!("{p}: the checkpoint is of another configuration than this run's"));
         }
@@ -640,7 +640,17 @@ fn saved_config_inner(file: &std::path::Path) -> Result<TrainConfig, String> {
     let text = meta.get("config").ok_or_else(|| format!("{}: no 'config' in its metadata", file.display()))?;
     let cfg: TrainConfig = serde_json::from_str(text).map_err(|e| format!("{}: config: {e}", file.display()))?;
     cfg.validate().map_err(|e| format!("{}: config: {e}", file.display()))?;
-    Ok(cfg)
+    Ok(with_default_settings(cfg))
+}
+
+/// A saved configuration's rule settings with the rule's defaults filled in: a model or
+/// checkpoint written before its rule gained a setting holds its settings without it, and is
+/// the same configuration as one written after (a value given differently is not).
+fn with_default_settings(mut cfg: TrainConfig) -> TrainConfig {
+    if let Ok(full) = (cfg.rule.entry().settings.resolve)(&cfg.settings) {
+        cfg.settings = full;
+    }
+    cfg
 }
 
 /// A trained network and its rule, rebuilt from a saved model or checkpoint for the data set `ds`

@@ -603,3 +603,40 @@ fn a_plans_search_shards_and_the_last_shard_writes_the_result() {
     let text = std::fs::read_to_string(&script).unwrap();
     assert!(text.contains("tune --plan '") && text.contains("--out '"), "{text}");
 }
+
+/// A checkpoint written before its rule gained a setting (its settings lack the key) resumes:
+/// resolved with the rule's defaults it is the same configuration. Here FA's checkpoint with
+/// `fa_constrain_weights` removed from its stored settings, as FA's checkpoints were before the
+/// setting existed.
+#[test]
+fn a_checkpoint_from_before_a_rule_gained_a_setting_resumes() {
+    let d = tmp("old-checkpoint");
+    let out = d.join("run");
+    let o = out.to_str().unwrap();
+    ok(&["train", "--rule", "fa", "--epochs", "2", "--stop-after", "1", "-q", "--threads", "1", "--out", o]);
+    let ck = out.join("checkpoint.safetensors");
+    let (tensors, mut meta) = biolearn::safetensors::load_with_metadata(&ck).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&meta["config"]).unwrap();
+    assert!(cfg["settings"].as_object_mut().unwrap().remove("fa_constrain_weights").is_some(), "{cfg}");
+    meta.insert("config".into(), cfg.to_string());
+    let list: Vec<biolearn::safetensors::Tensor> = tensors
+        .iter()
+        .map(|(name, (shape, data))| biolearn::safetensors::Tensor { name: name.clone(), shape: shape.clone(), data })
+        .collect();
+    biolearn::safetensors::save(&ck, &list, &meta).unwrap();
+    // As a plan resumes it: the run's configuration built afresh (the rule's settings resolved,
+    // the new key present) must take the old checkpoint.
+    let t: toml::Table = "rule = 'fa'\nepochs = 2\nthreads = 1".parse().unwrap();
+    let cfg = biolearn::config::TrainConfig::load(None, t).unwrap();
+    assert!(cfg.settings.contains_key("fa_constrain_weights"));
+    let l = biolearn::train::load_data(&cfg).unwrap();
+    let input = biolearn::nn::Shape::new(l.ds.channels, l.ds.height, l.ds.width);
+    let mut tr =
+        biolearn::train::Trainer::new(&cfg, input, l.ds.num_classes, &mut biolearn::rng::Rng::new(cfg.seed)).unwrap();
+    tr.load_checkpoint(&ck).unwrap();
+    // And as `--resume` does, from the checkpoint's own configuration.
+    ok(&["train", "-q", "--resume", o]);
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    assert_eq!(r["epochs"].as_array().unwrap().len(), 2);
+}

@@ -117,7 +117,8 @@ pub enum DfaInit {
 /// kernel `kernel` of K x C x k x k), linear in e, so
 ///   B[(c, y, x), j] = sum over output positions (oy, ox) whose window covers (y, x) of
 ///                     kernel[j, c, y + pad - oy s, x + pad - ox s]
-/// (zero padding: positions in the padding receive nothing, as in PyTorch's conv2d_input).
+/// (zero padding: positions in the padding receive nothing, as in PyTorch's conv2d_input; a
+/// reflect-padded conv gets these zero-padding semantics too).
 pub fn conv_shaped(g: &crate::nn::conv::ConvGeom, kernel: &[f32], k_out: usize) -> Vec<f32> {
     let (c, h, w, kk) = (g.c, g.h, g.w, g.k);
     let d = c * h * w;
@@ -157,7 +158,9 @@ impl Dfa {
         let xavier = |d: usize, k: usize| (6.0 / (d + k) as f32).sqrt();
         let fb = DirectFeedback::drawn(net, rng, "dfa", |layer, d, k, rng| {
             let (bound, conv) = match (init, layer) {
-                (DfaInit::Biotorch, crate::nn::Layer::Conv { geom, .. }) if !geom.is_dense() => {
+                // (A conv whose kernel covers its input, LeNet's third, is still BioTorch's
+                // Conv2d: its kernel's fans, one output position.)
+                (DfaInit::Biotorch, crate::nn::Layer::Conv { geom, .. }) => {
                     let kk = geom.k * geom.k;
                     (xavier(geom.c * kk, k * kk), Some(geom))
                 }

@@ -182,6 +182,15 @@ impl Rule for FeedbackAlignment {
         stats
     }
 
+    /// With `fa_constrain_weights`, the weights are rescaled after the update too, so that
+    /// evaluations, pruning and saved models see constrained weights (BioTorch rescales in every
+    /// forward pass).
+    fn train_batch(&mut self, s: &mut Step, upd: &mut super::Updater) -> StepStats {
+        let stats = super::step_then_apply(self, s, upd);
+        self.rescale(s.net);
+        stats
+    }
+
     // B lives in the network (kind `Feedback`): checkpoints and saved models hold it there.
 }
 

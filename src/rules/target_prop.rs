@@ -70,7 +70,8 @@ impl TargetProp {
         let pos = |k: usize| if k + 1 < wl.len() { wl[k + 1] } else { l };
         let sizes: Vec<usize> = (0..wl.len()).map(|k| net.shapes[pos(k)].len()).collect();
         let floats: f64 = sizes.windows(2).map(|w| (w[0] * w[1]) as f64).sum();
-        if 4.0 * floats > crate::limits::memory_cap() {
+        // V, and (DTP) its gradient buffer of the same size.
+        if 8.0 * floats > crate::limits::memory_cap() {
             return Err(format!(
                 "target propagation's dense inverses V would hold {floats:.3e} floats, more than the memory cap \
                  (BIOLEARN_MAX_MEMORY_GB); use a narrower network"
