@@ -56,7 +56,6 @@ pub struct TargetProp {
     ga: Vec<f32>,
     gb: Vec<f32>,
     q: Vec<f32>,
-    fq: Vec<f32>,
     gv: Vec<f32>,
 }
 
@@ -98,7 +97,6 @@ impl TargetProp {
             ga: Vec::new(),
             gb: Vec::new(),
             q: Vec::new(),
-            fq: Vec::new(),
             gv: Vec::new(),
         })
     }
@@ -129,22 +127,22 @@ impl TargetProp {
             let hk = &ws.acts[pk];
             let (nk, nk1) = (net.shapes[pk].len(), net.shapes[pk1].len());
             for _ in 0..self.cfg.feedback_steps {
-                self.q.clear();
-                self.q.extend(hk[..n * nk].iter().map(|v| v + self.cfg.sigma * rng.normal()));
-                // f_{k+1}(q): block k+1 (weight layer, activation, pooling; linear at the
-                // output) run forward on q.
-                self.ws2.acts[pk][..n * nk].copy_from_slice(&self.q);
+                // q = h_k + noise, drawn straight into the block's input, and f_{k+1}(q): block
+                // k+1 (weight layer, activation, pooling; linear at the output) run forward on it.
+                let sigma = self.cfg.sigma;
+                for (qv, h) in self.ws2.acts[pk][..n * nk].iter_mut().zip(&hk[..n * nk]) {
+                    *qv = h + sigma * rng.normal();
+                }
                 net.forward_range(&mut self.ws2, pk, pk1);
-                self.fq.clear();
-                self.fq.extend_from_slice(&self.ws2.acts[pk1][..n * nk1]);
+                let (q, fq) = (&self.ws2.acts[pk][..n * nk], &self.ws2.acts[pk1][..n * nk1]);
                 let mut r = std::mem::take(&mut self.ga);
-                Self::g(&net.params[self.v[k]].data, &self.fq, n, nk, nk1, &mut r);
+                Self::g(&net.params[self.v[k]].data, fq, n, nk, nk1, &mut r);
                 // d/dV 1/2 ||tanh(V f) - q||^2 / n = ((r - q) (1 - r^2))^T f / n
-                for (rv, qv) in r.iter_mut().zip(&self.q) {
+                for (rv, qv) in r.iter_mut().zip(q) {
                     *rv = (*rv - qv) * (1.0 - *rv * *rv) / n as f32;
                 }
                 self.gv.resize(nk * nk1, 0.0);
-                linalg::matmul(nk, nk1, n, &r, true, &self.fq, false, &mut self.gv, false);
+                linalg::matmul(nk, nk1, n, &r, true, fq, false, &mut self.gv, false);
                 for (vv, g) in net.params[self.v[k]].data.iter_mut().zip(&self.gv) {
                     *vv -= self.cfg.feedback_lr * g;
                 }
