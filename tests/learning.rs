@@ -95,6 +95,14 @@ fn data_or_skip(cfg: &TrainConfig) -> Option<train::Loaded> {
     }
 }
 
+/// `cfg` trained on the first `train` training and `test` test images of the loaded data set.
+fn run_on_first(cfg: &TrainConfig, mut l: train::Loaded, train: usize, test: usize) -> train::RunResult {
+    let keep = |s: &biolearn::data::Split, n: usize| biolearn::data::sampling::subset(s, &(0..n).collect::<Vec<_>>());
+    l.ds.train = keep(&l.ds.train, train);
+    l.ds.test = keep(&l.ds.test, test);
+    train::run_on(cfg, &Default::default(), &l.ds, &l.checksum, &mut |_| {}).unwrap().0
+}
+
 #[test]
 fn rules_on_conv_nets_learn_a_fashion_mnist_subset() {
     let rules: Vec<RuleName> = RuleName::all().into_iter().filter(|r| needs_larger_images(*r)).collect();
@@ -105,12 +113,8 @@ fn rules_on_conv_nets_learn_a_fashion_mnist_subset() {
                 .parse()
                 .unwrap();
         let cfg = TrainConfig::load(None, t).unwrap();
-        let Some(mut l) = data_or_skip(&cfg) else { return };
-        let keep =
-            |s: &biolearn::data::Split, n: usize| biolearn::data::sampling::subset(s, &(0..n).collect::<Vec<_>>());
-        l.ds.train = keep(&l.ds.train, 1000);
-        l.ds.test = keep(&l.ds.test, 500);
-        let (r, _) = train::run_on(&cfg, &Default::default(), &l.ds, &l.checksum, &mut |_| {}).unwrap();
+        let Some(l) = data_or_skip(&cfg) else { return };
+        let r = run_on_first(&cfg, l, 1000, 500);
         eprintln!("{rule}, 1000 images: {:?}", r.epochs.iter().map(|e| e.test_accuracy).collect::<Vec<_>>());
         // Measured when written (1000 images, epochs 1, 2, 3): softhebb-deep 7.6 (unsupervised
         // epoch, untrained read-out), 73.2, 78.6%; hebb-wta 11.8, 9.0 (its 5 unsupervised epochs
@@ -358,12 +362,8 @@ fn the_fa_family_trains_lenet_at_its_tuned_rate_without_diverging() {
             t.insert(k.into(), toml::Value::Integer(v));
         }
         let cfg = TrainConfig::load(None, t).unwrap();
-        let Some(mut l) = data_or_skip(&cfg) else { return };
-        let keep =
-            |s: &biolearn::data::Split, n: usize| biolearn::data::sampling::subset(s, &(0..n).collect::<Vec<_>>());
-        l.ds.train = keep(&l.ds.train, 6000);
-        l.ds.test = keep(&l.ds.test, 1000);
-        let (r, _) = train::run_on(&cfg, &Default::default(), &l.ds, &l.checksum, &mut |_| {}).unwrap();
+        let Some(l) = data_or_skip(&cfg) else { return };
+        let r = run_on_first(&cfg, l, 6000, 1000);
         let curve: Vec<(f64, f64)> = r.epochs.iter().map(|e| (e.train_loss, e.test_accuracy)).collect();
         eprintln!("{rule} at lr {}: {curve:?}", cfg.lr);
         // Measured when written (6000 images, test accuracy after epochs 1-3, 1000 test images):
