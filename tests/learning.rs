@@ -11,8 +11,9 @@ fn needs_larger_images(rule: RuleName) -> bool {
     TrainConfig::load(None, t).unwrap().arch_spec().unwrap().min_side() > 8
 }
 
-/// The network spec with every width set to 32.
+/// The network spec with every width set to 32 (its `/` options kept as they are).
 fn narrow(arch: &str) -> String {
+    let (arch, opts) = arch.split_once('/').map_or((arch, None), |(a, o)| (a, Some(o)));
     let mut out = String::new();
     let mut digits = false;
     for c in arch.chars() {
@@ -25,6 +26,10 @@ fn narrow(arch: &str) -> String {
             digits = false;
             out.push(c);
         }
+    }
+    if let Some(o) = opts {
+        out.push('/');
+        out.push_str(o);
     }
     out
 }
@@ -51,6 +56,11 @@ fn every_rule_learns_digits_and_beats_its_read_out_only_baseline() {
             // on its sigmoid-MSE output (at batch 16: 71.9% here, 93.6% at its width 300).
             t.insert("batch".into(), toml::Value::Integer(16));
         }
+        if rule.as_str() == "pepita" {
+            // The preset's lr 0.01 is the paper's CIFAR-10 rate; on MNIST it used 0.1. At 0.01 the
+            // 32-unit net reaches 76.3% here in 460 steps (read-out only 73.8%); at 0.1 85.5%.
+            t.insert("lr".into(), toml::Value::Float(0.1));
+        }
         let mut cfg = TrainConfig::load(None, t).unwrap();
         cfg.arch = narrow(&cfg.arch);
         let (r, _) = train::run(&cfg, &Default::default(), &mut |_| {}).unwrap();
@@ -60,7 +70,7 @@ fn every_rule_learns_digits_and_beats_its_read_out_only_baseline() {
         // Measured when written (seed 3, 20 epochs, width 32; read-out only in brackets): BP
         // 96.1 (76.0), FA 95.3, uSF 95.8, brSF 96.1, frSF 95.8, DFA 95.5, DRTP 91.1, PC 96.1
         // (near-BP preset; 95.8 clamped), iPC 94.4 (17.3), PC-FPA 96.1 (= BP's gradient; 95.3 at
-        // the old settings), PC-positive 71.9 (9.5), EP 95.8 (72.1), CHL 95.8 (95.3 with 4 clamped steps), DTP
+        // the old settings), PC-positive 71.9 (9.5), PEPITA 85.5 (73.8; lr 0.1), EP 95.8 (72.1), CHL 95.8 (95.3 with 4 clamped steps), DTP
         // 96.1, FW-DTP 96.4, SoftHebb 94.2 (78.0 at its tuned read-out rate; 54.0 vs 62.1 when its unsupervised phase was one pass), Activation Learning 93.3 (76.9). Chance: 10%.
         let beats = r.diverged.is_none() && r.test_accuracy > 0.6 && r.test_accuracy > b.test_accuracy + 0.05;
         match (beats, BELOW_BASELINE.iter().find(|(n, _)| *n == rule.as_str())) {

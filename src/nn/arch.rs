@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `mlp:1024` | input -> 1024 -> classes (activation after each hidden layer) |
 //! | `mlp:800,800` | two hidden layers; `mlp:` (no hidden layer) is a linear classifier |
-//! | `mlp:800,800/bn` | batch norm before each hidden activation; `/dropout=0.2` after it |
+//! | `mlp:800,800/bn` | batch norm before each hidden activation; `/dropout=0.2` after it; `/nobias`: dense layers without bias |
 //! | `lenet` | BioTorch's LeNet (`biotorch/models/le_net.py`): conv 6 k5 -> act -> maxpool 2 -> conv 16 k5 -> act -> maxpool 2 -> conv 120 k5 -> act -> dense 84 -> act -> classes; 32x32 inputs (28x28 ones padded by 2 in conv1, as BioTorch's resize to 32 gives the same shapes) |
 //! | `softhebb-mlp:2000` | SoftHebb single layer: dense 2000 (no bias; `softhebb-mlp:2000/bias` adds the bias that learns each neuron's log prior) -> softmax(5 u) over the units -> classes |
 //! | `softhebb-cnn28` | `softhebb-cnn:32,128,512`: the same blocks a third as wide (a ninth of the compute), sized for 28x28 grey images |
@@ -52,6 +52,8 @@ pub enum ArchSpec {
         hidden: Vec<usize>,
         batchnorm: bool,
         dropout: f32,
+        /// Dense layers with a bias (`/nobias` drops them: PEPITA's reference networks).
+        bias: bool,
     },
     LeNet,
     /// The holistic benchmark's three conv layers, these widths (the paper's: 100, 196, 400).
@@ -123,10 +125,10 @@ impl std::str::FromStr for ArchSpec {
         };
         let mut spec = if base == "linear" {
             // Softmax regression: no hidden layer.
-            ArchSpec::Mlp { hidden: vec![], batchnorm: false, dropout: 0.0 }
+            ArchSpec::Mlp { hidden: vec![], batchnorm: false, dropout: 0.0, bias: true }
         } else if let Some(rest) = base.strip_prefix("mlp") {
             let hidden = widths(rest, "mlp:H1,H2,... with at least one hidden width")?;
-            ArchSpec::Mlp { hidden, batchnorm: false, dropout: 0.0 }
+            ArchSpec::Mlp { hidden, batchnorm: false, dropout: 0.0, bias: true }
         } else if base == "lenet" {
             ArchSpec::LeNet
         } else if let Some(rest) = base.strip_prefix("conv3") {
@@ -169,7 +171,7 @@ impl std::str::FromStr for ArchSpec {
                 *bias = true;
                 return Ok(spec);
             }
-            let ArchSpec::Mlp { batchnorm, dropout, .. } = &mut spec else {
+            let ArchSpec::Mlp { batchnorm, dropout, bias, .. } = &mut spec else {
                 return Err(format!("arch '{s}': options after '/' apply to mlp (and softhebb-mlp: /bias) only"));
             };
             let mut seen = std::collections::BTreeSet::new();
@@ -180,6 +182,8 @@ impl std::str::FromStr for ArchSpec {
                 }
                 if o == "bn" {
                     *batchnorm = true;
+                } else if o == "nobias" {
+                    *bias = false;
                 } else if let Some(p) = o.strip_prefix("dropout=") {
                     *dropout = p
                         .parse::<f32>()
@@ -187,7 +191,7 @@ impl std::str::FromStr for ArchSpec {
                         .filter(|p| (0.0..1.0).contains(p))
                         .ok_or_else(|| format!("arch '{s}': dropout '{p}' must be in [0, 1)"))?;
                 } else {
-                    return Err(format!("arch '{s}': unknown option '{o}' (bn, dropout=P)"));
+                    return Err(format!("arch '{s}': unknown option '{o}' (bn, dropout=P, nobias)"));
                 }
             }
         }
@@ -198,7 +202,7 @@ impl std::str::FromStr for ArchSpec {
 impl std::fmt::Display for ArchSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ArchSpec::Mlp { hidden, batchnorm, dropout } => {
+            ArchSpec::Mlp { hidden, batchnorm, dropout, bias } => {
                 let h: Vec<String> = hidden.iter().map(|v| v.to_string()).collect();
                 if h.is_empty() {
                     write!(f, "linear")?;
@@ -210,6 +214,9 @@ impl std::fmt::Display for ArchSpec {
                 }
                 if *dropout > 0.0 {
                     write!(f, "/dropout={dropout}")?;
+                }
+                if !*bias {
+                    write!(f, "/nobias")?;
                 }
                 Ok(())
             }
@@ -403,10 +410,10 @@ impl ArchSpec {
 
     fn assemble(&self, b: Builder, classes: usize, act: Activation, input: Shape) -> Network {
         match self {
-            ArchSpec::Mlp { hidden, batchnorm, dropout } => {
+            ArchSpec::Mlp { hidden, batchnorm, dropout, bias } => {
                 let mut b = b;
                 for &h in hidden {
-                    b = b.dense(h, true);
+                    b = b.dense(h, *bias);
                     if *batchnorm {
                         b = b.batchnorm(true);
                     }
@@ -415,7 +422,7 @@ impl ArchSpec {
                         b = b.dropout(*dropout);
                     }
                 }
-                b.dense(classes, true).build()
+                b.dense(classes, *bias).build()
             }
             ArchSpec::LeNet => {
                 // BioTorch resizes 28x28 images to 32x32; padding conv1 by 2 gives the same shapes.

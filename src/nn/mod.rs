@@ -154,6 +154,15 @@ pub struct Network {
     pub shapes: Vec<Shape>,
 }
 
+/// How a forward pass runs its layers: evaluation, training (dropout draws masks, batch norm
+/// updates its running statistics) or a replay of the last training pass's randomness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    Eval,
+    Train,
+    Replay,
+}
+
 /// Per-layer scratch kept between the forward and the backward pass.
 #[derive(Debug, Default)]
 pub enum Aux {
@@ -388,6 +397,19 @@ impl Network {
 
     /// Forward through layers `lo..hi` in training (`train`) or evaluation mode.
     pub fn forward_layers(&mut self, ws: &mut Workspace, lo: usize, hi: usize, train: bool, rng: &mut Rng) {
+        self.run_layers(ws, lo, hi, if train { Pass::Train } else { Pass::Eval }, rng);
+    }
+
+    /// A second training-mode forward pass over `ws.acts[0]` that replays the first one's
+    /// randomness: dropout applies the masks the last training pass drew (PEPITA's two passes
+    /// share them), batch norm normalises with the batch's statistics and leaves the running
+    /// statistics as the first pass left them.
+    pub fn forward_replay(&mut self, ws: &mut Workspace) {
+        self.run_layers(ws, 0, self.layers.len(), Pass::Replay, &mut Rng::new(0));
+    }
+
+    fn run_layers(&mut self, ws: &mut Workspace, lo: usize, hi: usize, pass: Pass, rng: &mut Rng) {
+        let train = pass != Pass::Eval;
         let n = ws.n;
         for i in lo..hi {
             let (lo, hi) = ws.acts.split_at_mut(i + 1);
@@ -426,9 +448,11 @@ impl Network {
                 Layer::Dropout(p) => {
                     if train && *p > 0.0 {
                         let Aux::Dropout { mask } = &mut ws.aux[i] else { unreachable!() };
-                        let keep = 1.0 - *p;
-                        for m in mask.iter_mut() {
-                            *m = if rng.uniform() < keep { 1.0 / keep } else { 0.0 };
+                        if pass == Pass::Train {
+                            let keep = 1.0 - *p;
+                            for m in mask.iter_mut() {
+                                *m = if rng.uniform() < keep { 1.0 / keep } else { 0.0 };
+                            }
                         }
                         for ((yv, xv), m) in y.iter_mut().zip(x).zip(mask.iter()) {
                             *yv = xv * m;
@@ -445,7 +469,11 @@ impl Network {
                     let gb = affine.map(|(g, b)| (params[g].data.as_slice(), params[b].data.as_slice()));
                     let Aux::Bn { xhat, inv_std, eval } = &mut ws.aux[i] else { unreachable!() };
                     *eval = !train;
-                    if train {
+                    if pass == Pass::Replay {
+                        // The batch's statistics again; the running ones stay as they were.
+                        let (mut m2, mut v2) = (rm.clone(), rv.clone());
+                        geom.forward_train(x, n, gb, (&mut m2, &mut v2), xhat, inv_std, y);
+                    } else if train {
                         geom.forward_train(x, n, gb, (&mut rm, &mut rv), xhat, inv_std, y);
                     } else {
                         geom.forward_eval(x, n, gb, (&rm, &rv), y, Some((xhat, inv_std)));

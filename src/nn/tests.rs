@@ -188,6 +188,12 @@ fn arch_specs_parse_and_build() {
     assert_eq!(a.to_string(), "mlp:800,800/bn/dropout=0.2");
     let net = a.build(Shape::new(1, 28, 28), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
     assert_eq!(net.output_len(), 10);
+    // `/nobias`: the dense layers have weights only (PEPITA's reference networks).
+    let a: ArchSpec = "mlp:16/dropout=0.1/nobias".parse().unwrap();
+    assert_eq!(a.to_string(), "mlp:16/dropout=0.1/nobias");
+    let net = a.build(Shape::new(1, 28, 28), 10, Activation::Relu, Init::Kaiming, &mut rng).unwrap();
+    assert_eq!(net.params.len(), 2);
+    assert!(net.layers.iter().all(|l| l.bias().is_none()));
     let lenet: ArchSpec = "lenet".parse().unwrap();
     let net = lenet.build(Shape::new(1, 28, 28), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
     assert_eq!(net.shapes[8], Shape::new(120, 1, 1));
@@ -214,7 +220,10 @@ fn arch_specs_parse_and_build() {
     assert!("mlp:12,x".parse::<ArchSpec>().is_err());
     assert!("resnet".parse::<ArchSpec>().is_err());
     // No hidden layer is said so ("linear"); an empty or malformed width list is refused.
-    assert_eq!("linear".parse::<ArchSpec>().unwrap(), ArchSpec::Mlp { hidden: vec![], batchnorm: false, dropout: 0.0 });
+    assert_eq!(
+        "linear".parse::<ArchSpec>().unwrap(),
+        ArchSpec::Mlp { hidden: vec![], batchnorm: false, dropout: 0.0, bias: true }
+    );
     assert_eq!("linear".parse::<ArchSpec>().unwrap().to_string(), "linear");
     for bad in
         ["mlp:", "mlp", "mlp32", "mlp:32,,32", "mlp:32/bn/bn", "softhebb-mlpX", "softhebb-cnn:1,x,2,3", "al-mlp:"]

@@ -341,6 +341,7 @@ builtin! {
     feedback_alignment: FA, USF, BRSF, FRSF;
     dfa: ENTRY;
     drtp: ENTRY;
+    pepita: ENTRY;
     predictive_coding: PC, IPC, PC_FPA;
     pc_positive: ENTRY;
     equilibrium_propagation: EP, CHL;
