@@ -342,6 +342,7 @@ builtin! {
     dfa: ENTRY;
     drtp: ENTRY;
     pepita: ENTRY;
+    tpsgd: ENTRY;
     predictive_coding: PC, IPC, PC_FPA;
     pc_positive: ENTRY;
     equilibrium_propagation: EP, CHL;
