@@ -405,7 +405,13 @@ impl Network {
     /// share them), batch norm normalises with the batch's statistics and leaves the running
     /// statistics as the first pass left them.
     pub fn forward_replay(&mut self, ws: &mut Workspace) {
-        self.run_layers(ws, 0, self.layers.len(), Pass::Replay, &mut Rng::new(0));
+        self.forward_replay_layers(ws, 0, self.layers.len());
+    }
+
+    /// `forward_replay` through layers `lo..hi` only (from `ws.acts[lo]` to `ws.acts[hi]`), for a
+    /// rule that perturbs activities between layers (PAL's noise).
+    pub fn forward_replay_layers(&mut self, ws: &mut Workspace, lo: usize, hi: usize) {
+        self.run_layers(ws, lo, hi, Pass::Replay, &mut Rng::new(0));
     }
 
     fn run_layers(&mut self, ws: &mut Workspace, lo: usize, hi: usize, pass: Pass, rng: &mut Rng) {

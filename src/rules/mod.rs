@@ -343,6 +343,7 @@ builtin! {
     drtp: ENTRY;
     pepita: ENTRY;
     tpsgd: ENTRY;
+    pal: ENTRY;
     predictive_coding: PC, IPC, PC_FPA;
     pc_positive: ENTRY;
     equilibrium_propagation: EP, CHL;
