@@ -73,7 +73,7 @@ fn every_rule_learns_digits_and_beats_its_read_out_only_baseline() {
         // Measured when written (seed 3, 20 epochs, width 32; read-out only in brackets): BP
         // 96.1 (76.0), FA 95.3, uSF 95.8, brSF 96.1, frSF 95.8, DFA 95.5, DRTP 91.1, PC 96.1
         // (near-BP preset; 95.8 clamped), iPC 94.4 (17.3), PC-FPA 96.1 (= BP's gradient; 95.3 at
-        // the old settings), PC-positive 71.9 (9.5), PEPITA 92.5 (85.8; lr 0.1, F scale 0.1), TPSGD 86.6 (76.0), PAL 95.0, EP 95.8 (72.1), CHL 95.8 (95.3 with 4 clamped steps), DTP
+        // the old settings), PC-positive 71.9 (9.5), PEPITA 92.5 (85.8; lr 0.1, F scale 0.1), TPSGD 69.6 (36.8; its preset lr 0.0047, tuned on Fashion-MNIST, is slow on 460 steps), PAL 95.0, EP 95.8 (72.1), CHL 95.8 (95.3 with 4 clamped steps), DTP
         // 96.1, FW-DTP 96.4, SoftHebb 94.2 (78.0 at its tuned read-out rate; 54.0 vs 62.1 when its unsupervised phase was one pass), Activation Learning 93.3 (76.9). Chance: 10%.
         let beats = r.diverged.is_none() && r.test_accuracy > 0.6 && r.test_accuracy > b.test_accuracy + 0.05;
         match (beats, BELOW_BASELINE.iter().find(|(n, _)| *n == rule.as_str())) {
