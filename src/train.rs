@@ -50,6 +50,10 @@ pub struct EpochRecord {
     pub train_macs: u64,
     #[serde(default)]
     pub steps: usize,
+    /// At the epoch's end, each feedback matrix's angle (degrees) to the matrix backprop would
+    /// use in its place, by parameter name (`rules::feedback_angles`; empty for rules without).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feedback_angles: Vec<(String, f64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -482,6 +486,7 @@ impl Trainer {
                 passes: (stats.passes > 1).then_some(stats.passes),
                 train_macs: stats.macs,
                 steps: stats.steps,
+                feedback_angles: crate::rules::feedback_angles(&self.net),
             };
             state.epochs.push(record);
             hooks.epoch(self, &state)?;

@@ -502,8 +502,11 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
                 eprint!("\r\x1b[2K");
             }
             let val = r.val_accuracy.map_or(String::new(), |v| format!(" val_acc {:.4}", v));
+            let angles: Vec<String> = r.feedback_angles.iter().map(|(_, a)| format!("{a:.1}")).collect();
+            let angles =
+                if angles.is_empty() { String::new() } else { format!(" feedback_angles {}", angles.join("/")) };
             eprintln!(
-                "epoch {:>3}/{epochs} lr {:.5} train_loss {:.4} train_acc {:.4} test_acc {:.4}{val} ({:.1}s)",
+                "epoch {:>3}/{epochs} lr {:.5} train_loss {:.4} train_acc {:.4} test_acc {:.4}{val}{angles} ({:.1}s)",
                 r.epoch, r.lr, r.train_loss, r.train_accuracy, r.test_accuracy, r.seconds
             );
         }

@@ -136,6 +136,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
                     train_accuracy: r.train_accuracy,
                     val_accuracy: r.val_accuracy,
                     gmacs: macs as f64 * 1e-9,
+                    feedback_angles: r.feedback_angles.clone(),
                 }
             })
             .collect();

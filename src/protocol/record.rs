@@ -25,6 +25,10 @@ pub struct EpochPoint {
     /// deterministic: wall-clock time is in `Record::epoch_seconds`).
     #[serde(default)]
     pub gmacs: f64,
+    /// Each feedback matrix's angle (degrees) to what backprop would use in its place, at the
+    /// epoch's end (`rules::feedback_angles`; empty for rules without feedback matrices).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feedback_angles: Vec<(String, f64)>,
 }
 
 /// Test accuracy after training for `epochs` epochs (an epoch budget).
@@ -158,6 +162,7 @@ mod tests {
                 train_accuracy: 0.4,
                 val_accuracy: None,
                 gmacs: 0.0,
+                feedback_angles: vec![],
             }],
             test_accuracy: 0.5,
             budgets: vec![BudgetPoint { epochs: 1, test_accuracy: 0.5 }],

@@ -555,6 +555,46 @@ fn section_budgets(g: &Group, b: &mut Vec<Block>) {
     }
 }
 
+/// Each feedback matrix's angle to what backprop would use in its place (BioTorch's alignment
+/// metric), after the first and the last epoch, on the runs with the most training data.
+fn section_alignment(g: &Group, b: &mut Vec<Block>) {
+    let Some(&f) = g.fractions().last() else { return };
+    let mut t = Table {
+        header: ["rule", "feedback matrix", "after epoch 1", "after the last epoch"].map(String::from).to_vec(),
+        rows: vec![],
+    };
+    for rule in g.rules() {
+        let ok = g.ok(&rule, f);
+        let names: BTreeSet<&str> = ok
+            .iter()
+            .flat_map(|r| r.curve.iter().flat_map(|p| p.feedback_angles.iter().map(|(n, _)| n.as_str())))
+            .collect();
+        for name in names {
+            let at = |first: bool| {
+                let v: Vec<f64> = ok
+                    .iter()
+                    .filter_map(|r| if first { r.curve.first() } else { r.curve.last() })
+                    .filter_map(|p| p.feedback_angles.iter().find(|(n, _)| n == name).map(|(_, a)| *a))
+                    .collect();
+                fmt_short(Summary::of(&v), 1.0, 1)
+            };
+            t.rows.push(vec![rule.clone(), format!("`{name}`"), at(true), at(false)]);
+        }
+    }
+    if t.rows.is_empty() {
+        return;
+    }
+    b.push(Block::Heading(3, "Feedback alignment".into()));
+    b.push(Block::Para(format!(
+        "The angle in degrees (0: backprop's direction; 90: unrelated) between each feedback matrix and \
+         what backprop would use in its place: W for `feedback.I.weight` (feedback alignment, sign \
+         symmetry, PAL), the network's downstream map taken linear, (W_L ... W_I)^T, for DFA's \
+         `feedback.I.dfa` (MLPs). Mean ± std over non-diverged seeds (n), training-data fraction {}.",
+        num(f)
+    )));
+    b.push(Block::Table(t));
+}
+
 fn section_stable(g: &Group, b: &mut Vec<Block>) {
     if !g.recs.iter().any(|r| r.epochs_to_stable.is_some()) {
         return;
@@ -1021,6 +1061,7 @@ pub fn write_report(records: &[Record], out_dir: &Path) -> Result<ReportSummary,
         section_vs_bp(g, &mut b);
         section_budgets(g, &mut b);
         section_stable(g, &mut b);
+        section_alignment(g, &mut b);
         section_curves(g, &mut ctx, &mut b)?;
         section_pruning(g, &mut ctx, &mut b)?;
         section_noise(g, &mut ctx, &mut b)?;

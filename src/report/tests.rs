@@ -21,6 +21,7 @@ fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: 
             train_accuracy: acc + 0.01,
             val_accuracy: None,
             gmacs: 0.0,
+            feedback_angles: vec![],
         })
         .collect();
     Record {

@@ -276,6 +276,87 @@ pub fn mlp_layers(net: &Network, rule: &str) -> Result<(Vec<usize>, Vec<crate::n
     Ok((dense, acts))
 }
 
+/// How far each feedback matrix is from the matrix backprop would use in its place, in degrees
+/// (0: the same direction, 90: unrelated), by the feedback parameter's name: BioTorch's alignment
+/// metric. `feedback.I.weight` (feedback alignment, sign symmetry, PAL: B_I in place of W_I on the
+/// way back) against W_I; `feedback.I.dfa` (DFA's B_I, D_I x K, carrying e to weight layer I's
+/// input) against the network's downstream map taken linear, (W_L ... W_I)^T, where every weight
+/// layer from I on is dense (Nokland's and Refinetti et al.'s alignment). Other feedback (DTP's
+/// inverses, PEPITA's F, label projections) has no such counterpart and is left out. Reads the
+/// parameters only: no effect on training.
+pub fn feedback_angles(net: &Network) -> Vec<(String, f64)> {
+    use crate::nn::{Layer, ParamKind};
+    let mut out = Vec::new();
+    for p in &net.params {
+        if !matches!(p.kind, ParamKind::Feedback | ParamKind::LearnedFeedback) {
+            continue;
+        }
+        let mut parts = p.name.split('.');
+        let (Some("feedback"), Some(Ok(i)), Some(tag), None) =
+            (parts.next(), parts.next().map(str::parse::<usize>), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Some(w) = net.layers.get(i).and_then(Layer::weight) else { continue };
+        match tag {
+            "weight" if net.params[w].shape == p.shape => {
+                out.push((p.name.clone(), angle(&p.data, &net.params[w].data)))
+            }
+            "dfa" => {
+                let (d, k) = (net.shapes[i].len(), net.output_len());
+                if p.shape != [d, k] {
+                    continue;
+                }
+                // M = W_L ... W_I (K x D_I), built from the top; only through dense layers.
+                let mut m: Option<(Vec<f32>, usize)> = None;
+                let mut dense_only = true;
+                for layer in net.layers[i..].iter().rev() {
+                    match layer {
+                        Layer::Dense { w, inp, out: o, .. } => {
+                            let wd = &net.params[*w].data;
+                            m = Some(match m {
+                                None => (wd.clone(), *inp),
+                                Some((mm, cols)) => {
+                                    debug_assert_eq!(cols, *o);
+                                    let mut next = vec![0.0; k * inp];
+                                    crate::linalg::matmul(k, *inp, *o, &mm, false, wd, false, &mut next, false);
+                                    (next, *inp)
+                                }
+                            });
+                        }
+                        Layer::Act(_) | Layer::Dropout(_) => {}
+                        _ => dense_only = false,
+                    }
+                }
+                let Some((m, cols)) = m.filter(|_| dense_only) else { continue };
+                if cols != d {
+                    continue;
+                }
+                // B is D x K, M is K x D: compare B with M^T.
+                let mt: Vec<f32> = (0..d * k).map(|j| m[(j % k) * d + j / k]).collect();
+                out.push((p.name.clone(), angle(&p.data, &mt)));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The angle between two tensors read as vectors, in degrees (90 when either is zero).
+fn angle(a: &[f32], b: &[f32]) -> f64 {
+    let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (*x as f64, *y as f64);
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na == 0.0 || nb == 0.0 {
+        return 90.0;
+    }
+    (dot / (na.sqrt() * nb.sqrt())).clamp(-1.0, 1.0).acos().to_degrees()
+}
+
 /// What a rule is built from besides its network: its own settings (resolved and checked) and
 /// the run's optimiser (for a rule that trains tensors of its own with it).
 pub struct BuildContext<'a> {

@@ -1628,3 +1628,50 @@ mod presets {
         assert!(e1 < e0);
     }
 }
+
+/// The alignment metric: 0 degrees when FA's B is W (180 when -W), 0 when DFA's B_I is the
+/// linear downstream map (W_L W_{L-1} ... W_I)^T, about 90 for the random draws.
+#[test]
+fn feedback_angles_measure_the_distance_to_backprops_matrices() {
+    use crate::rules::feedback_alignment::{FeedbackAlignment, Mode};
+    let build = || {
+        Builder::new(Shape::flat(5), Init::Torch, &mut Rng::new(1))
+            .dense(4, true)
+            .act(Activation::Relu)
+            .dense(3, true)
+            .act(Activation::Relu)
+            .dense(2, true)
+            .build()
+    };
+    let mut net = build();
+    let fa = FeedbackAlignment::new(Mode::Fa, &mut net, &mut Rng::new(2));
+    let random = crate::rules::feedback_angles(&net);
+    assert_eq!(random.len(), 2);
+    assert!(random.iter().all(|(_, a)| (30.0..150.0).contains(a)), "{random:?}");
+    for (i, fb) in fa.feedback.iter().enumerate() {
+        if let Some(b) = fb {
+            let w = net.layers[i].weight().unwrap();
+            net.params[*b].data = net.params[w].data.iter().map(|v| if i == 2 { *v } else { -*v }).collect();
+        }
+    }
+    let got = crate::rules::feedback_angles(&net);
+    assert!(got[0].1 < 1e-3 && (got[1].1 - 180.0).abs() < 1e-3, "{got:?}");
+
+    let mut net = build();
+    let dfa = crate::rules::dfa::Dfa::with_init(&mut net, &mut Rng::new(3), crate::rules::dfa::DfaInit::Xavier);
+    // DFA's B at weight layer 2's input (D = 4, K = 2) set to the downstream map (W4 W2)^T.
+    let (w2, w4) =
+        (&net.params[net.layers[2].weight().unwrap()].data, &net.params[net.layers[4].weight().unwrap()].data);
+    let mut m = vec![0.0f32; 2 * 4];
+    for r in 0..2 {
+        for c in 0..4 {
+            m[r * 4 + c] = (0..3).map(|k| w4[r * 3 + k] * w2[k * 4 + c]).sum();
+        }
+    }
+    let bt: Vec<f32> = (0..4 * 2).map(|j| m[(j % 2) * 4 + j / 2]).collect();
+    let b2 = dfa.fb.feedback.iter().find(|(at, _)| *at == 2).unwrap().1;
+    net.params[b2].data = bt;
+    let got = crate::rules::feedback_angles(&net);
+    let a2 = got.iter().find(|(n, _)| n == "feedback.2.dfa").unwrap().1;
+    assert!(a2 < 1e-3, "{got:?}");
+}
