@@ -37,7 +37,13 @@ fn narrow(arch: &str) -> String {
 /// Rules known not to beat their read-out-only baseline here, with why; the test fails when
 /// one of them starts to (so this list stays true). SoftHebb left it when its unsupervised phase
 /// became a number of updates (92.5% vs 62.1%; 94.2% vs 78.0% at its tuned preset).
-const BELOW_BASELINE: &[(&str, &str)] = &[];
+const BELOW_BASELINE: &[(&str, &str)] = &[(
+    "pepita-wm",
+    "on the 32-unit net its mirrored F leaves the hidden layer nearly untrained: 85.2% vs read-out only \
+     85.8% (validation with the mirroring noise at 0.1 / 0.3 / 1.0: 85.0 / 85.0 / 79.1); not diagnosed \
+     further (session 9). On Fashion-MNIST's 1024-unit net it trains: 83.7% validation after 3 epochs \
+     beside PEPITA's 84.2%",
+)];
 
 #[test]
 fn every_rule_learns_digits_and_beats_its_read_out_only_baseline() {
@@ -56,7 +62,7 @@ fn every_rule_learns_digits_and_beats_its_read_out_only_baseline() {
             // on its sigmoid-MSE output (at batch 16: 71.9% here, 93.6% at its width 300).
             t.insert("batch".into(), toml::Value::Integer(16));
         }
-        if rule.as_str() == "pepita" {
+        if rule.as_str().starts_with("pepita") {
             // The preset's lr 0.01 is the paper's CIFAR-10 rate; on MNIST it used 0.1. At 0.01 the
             // 32-unit net reaches 76.3% here in 460 steps (read-out only 73.8%). F's scale 0.1 (the
             // preset's 0.05) was chosen on the digits' validation split (20% held out, seed 3, lr

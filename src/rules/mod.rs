@@ -422,7 +422,7 @@ builtin! {
     feedback_alignment: FA, USF, BRSF, FRSF;
     dfa: ENTRY;
     drtp: ENTRY;
-    pepita: ENTRY;
+    pepita: ENTRY, WM;
     tpsgd: ENTRY;
     pal: ENTRY;
     predictive_coding: PC, IPC, PC_FPA;

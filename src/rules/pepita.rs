@@ -34,9 +34,22 @@
 //!   them, a bias gets the same signal summed over the batch (the update of a weight whose input is
 //!   the constant 1).
 //!
+//! # Weight mirroring (`pepita-wm`)
+//!
+//! Srinivasan et al. 2024 (`ravifrancesco/PEPITA`, `models/FCNetMirror.py`) replace the fixed F
+//! by a product of per-layer matrices that mirror the forward weights: F = B_1 B_2 ... B_L, B_l of
+//! W_l^T's shape (n_{l-1} x n_l), drawn N(0, s^2) with s = (sd / sqrt(n_1 ... n_{L-1}))^(1/L),
+//! sd = sqrt(2 / d_in) x `pepita_f_scale` (so that F's entries have sd's scale). After each
+//! batch's update, every layer is driven by noise x = a (z - 0.5), z ~ N(0, 1) (a =
+//! `pepita_wm_noise`, 0.1; the reference's offset kept), its block's response y = f(x W_l^T)
+//! taken (the output block's f is the softmax), and B_l = (1 - decay) B_l + eta x^T y / N
+//! (`pepita_wm_decay` 0.5, `pepita_wm_lr` 0.1: the reference's). The noise pass runs the block in
+//! evaluation mode (no dropout) and only for MLPs (dense layers, activations and dropout).
+//!
 //! # Shapes
 //! e: N x K; F: d_in x K (network parameter `feedback.pepita.F`, kind `Feedback`); modulation
-//! e F^T: N x d_in added to the batch in place.
+//! e F^T: N x d_in added to the batch in place. pepita-wm's B_l: `feedback.pepita.B{l}`, kind
+//! `LearnedFeedback`.
 
 use super::{forward_with_error, output_error, Rule, Step, StepStats};
 use crate::linalg;
@@ -55,6 +68,25 @@ pub struct Pepita {
     h1: Vec<Vec<f32>>,
     /// Pass 1's per-sample output error e (N x K).
     e: Vec<f32>,
+    /// pepita-wm: the mirrored factors of F and their mirroring.
+    mirror: Option<Mirror>,
+}
+
+/// pepita-wm's per-layer feedback factors B_l (network parameters) and what mirroring needs.
+struct Mirror {
+    /// (dense layer index, parameter of B_l: inp x out).
+    b: Vec<(usize, usize)>,
+    /// The next dense layer's index after each (the network's length after the last).
+    ends: Vec<usize>,
+    lr: f32,
+    decay: f32,
+    noise: f32,
+    /// Each B_l's change estimate x^T y / N from this batch's noise.
+    est: Vec<Vec<f32>>,
+    /// A workspace for the noise passes (sized once per batch size).
+    ws: crate::nn::Workspace,
+    /// Scratch for F's product.
+    prod: Vec<f32>,
 }
 
 crate::settings! {
@@ -62,9 +94,21 @@ crate::settings! {
     pub struct PepitaSettings {
         /// F's scale: F ~ U(+-sqrt(6 / d_in)) x this (the reference's Bstd, 0.05).
         pub pepita_f_scale: f32 = 0.05,
+        /// pepita-wm: the mirroring rate eta (the reference's wmlr, 0.1).
+        pub pepita_wm_lr: f32 = 0.1,
+        /// pepita-wm: the decay of B_l per batch (the reference's wmwd, 0.5).
+        pub pepita_wm_decay: f32 = 0.5,
+        /// pepita-wm: the mirroring noise's amplitude (the reference's 0.1).
+        pub pepita_wm_noise: f32 = 0.1,
     }
     check(s) {
         super::settings::positive("pepita_f_scale", s.pepita_f_scale)?;
+        super::settings::non_negative("pepita_wm_lr", s.pepita_wm_lr)?;
+        super::settings::in_unit("pepita_wm_decay", s.pepita_wm_decay)?;
+        super::settings::positive("pepita_wm_noise", s.pepita_wm_noise)?;
+        if s.pepita_wm_lr > 1e3 || s.pepita_wm_noise > 1e3 {
+            return Err("pepita_wm_lr and pepita_wm_noise must be at most 1000".into());
+        }
         if s.pepita_f_scale > 1e3 {
             return Err(format!("pepita_f_scale must be at most 1000 (got {})", s.pepita_f_scale));
         }
@@ -97,13 +141,91 @@ impl Pepita {
         rng.fill_uniform(&mut f, -bound, bound);
         let f = net.add_param("feedback.pepita.F".into(), vec![d, k], f, ParamKind::Feedback);
         let n_hidden = h_at.len();
-        Ok(Pepita { f, wl, h_at, h1: vec![Vec::new(); n_hidden], e: Vec::new() })
+        Ok(Pepita { f, wl, h_at, h1: vec![Vec::new(); n_hidden], e: Vec::new(), mirror: None })
+    }
+
+    /// pepita-wm: PEPITA whose F is the product of per-layer factors mirrored from the weights.
+    pub fn mirrored(net: &mut Network, s: &PepitaSettings, rng: &mut Rng) -> Result<Self, String> {
+        let dense = net.weight_layers();
+        if dense.iter().any(|&d| !matches!(net.layers[d], Layer::Dense { .. })) {
+            return Err("pepita-wm runs on MLPs (dense layers with activations and dropout between)".into());
+        }
+        let mut r = Pepita::new(net, s, rng)?;
+        let d_in = net.shapes[0].len();
+        let hidden: f64 = dense[..dense.len() - 1].iter().map(|&d| net.shapes[d + 1].len() as f64).product();
+        let sd = (2.0 / d_in as f64).sqrt() * s.pepita_f_scale as f64;
+        let std = (sd / hidden.sqrt()).powf(1.0 / dense.len() as f64) as f32;
+        let mut b = Vec::new();
+        for &d in &dense {
+            let (inp, out) = (net.shapes[d].len(), net.shapes[d + 1].len());
+            let m: Vec<f32> = (0..inp * out).map(|_| std * rng.normal()).collect();
+            b.push((d, net.add_param(format!("feedback.pepita.B{d}"), vec![inp, out], m, ParamKind::LearnedFeedback)));
+        }
+        let ends = dense[1..].iter().copied().chain([net.num_layers()]).collect();
+        let est = b.iter().map(|&(_, p)| vec![0.0; net.params[p].data.len()]).collect();
+        r.mirror = Some(Mirror {
+            b,
+            ends,
+            lr: s.pepita_wm_lr,
+            decay: s.pepita_wm_decay,
+            noise: s.pepita_wm_noise,
+            est,
+            ws: Default::default(),
+            prod: Vec::new(),
+        });
+        r.refresh_f(net);
+        Ok(r)
+    }
+
+    /// pepita-wm: F = B_1 B_2 ... B_L (d_in x K).
+    fn refresh_f(&mut self, net: &mut Network) {
+        let Some(m) = &mut self.mirror else { return };
+        let d_in = net.shapes[0].len();
+        let (first, rest) = m.b.split_first().expect("at least two layers");
+        let mut cur = net.params[first.1].data.clone();
+        let mut cols = net.params[first.1].shape[1];
+        for &(_, p) in rest {
+            let out = net.params[p].shape[1];
+            m.prod.resize(d_in * out, 0.0);
+            linalg::matmul(d_in, out, cols, &cur, false, &net.params[p].data, false, &mut m.prod, false);
+            std::mem::swap(&mut cur, &mut m.prod);
+            cols = out;
+        }
+        net.params[self.f].data.copy_from_slice(&cur);
+    }
+
+    /// pepita-wm: each block's response to noise, x^T y / N into `est` (the change B_l moves by).
+    fn mirror_estimates(&mut self, net: &mut Network, n: usize, rng: &mut Rng) {
+        let Some(m) = &mut self.mirror else { return };
+        net.prepare_forward(&mut m.ws, n);
+        let last = m.b.len() - 1;
+        for (j, (&(d, _), &end)) in m.b.iter().zip(&m.ends).enumerate() {
+            let (inp, out) = (net.shapes[d].len(), net.shapes[end].len());
+            for v in m.ws.acts[d][..n * inp].iter_mut() {
+                *v = m.noise * (rng.normal() - 0.5);
+            }
+            net.forward_range(&mut m.ws, d, end);
+            if j == last {
+                for row in m.ws.acts[end][..n * out].chunks_exact_mut(out) {
+                    let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let sum: f32 = row.iter_mut().map(|v| {
+                        *v = (*v - mx).exp();
+                        *v
+                    }).sum();
+                    row.iter_mut().for_each(|v| *v /= sum);
+                }
+            }
+            let (lo, hi) = m.ws.acts.split_at(end);
+            linalg::matmul(inp, out, n, &lo[d][..n * inp], true, &hi[0][..n * out], false, &mut m.est[j], false);
+            m.est[j].iter_mut().for_each(|v| *v /= n as f32);
+        }
     }
 }
 
 impl Rule for Pepita {
     fn step(&mut self, s: &mut Step) -> StepStats {
         let (net, ws, y, loss, grads, rng) = s.parts();
+        self.refresh_f(net);
         // Pass 1: the clean forward pass; its loss is the step's.
         let stats = forward_with_error(net, ws, y, loss, rng);
         let (n, k, l) = (ws.n, net.output_len(), net.num_layers());
@@ -134,9 +256,39 @@ impl Rule for Pepita {
             }
             net.backward(ws, grads, w, w + 1, None, false);
         }
+        self.mirror_estimates(net, n, rng);
+        stats
+    }
+
+    /// The weight step, then (pepita-wm) each B_l's mirroring step.
+    fn train_batch(&mut self, s: &mut Step, upd: &mut super::Updater) -> StepStats {
+        let stats = super::step_then_apply(self, s, upd);
+        if let (Some(m), true) = (&self.mirror, stats.loss_sum.is_finite()) {
+            upd.local(s.net, |net| {
+                for (&(_, p), est) in m.b.iter().zip(&m.est) {
+                    for (bv, e) in net.params[p].data.iter_mut().zip(est) {
+                        *bv = (1.0 - m.decay) * *bv + m.lr * e;
+                    }
+                }
+            });
+        }
         stats
     }
 }
+
+pub static WM: super::RuleEntry = super::RuleEntry {
+    name: "pepita-wm",
+    summary: "PEPITA with weight mirroring: F is a product of per-layer matrices that follow the forward weights through their response to noise",
+    paper: "Srinivasan et al. 2024, ICLR (PEPITA with weight mirroring)",
+    reported: "",
+    preset: include_str!("../../presets/pepita.toml"),
+    presets: &[],
+    settings: super::SettingsKind::of::<PepitaSettings>(),
+    build: |net, cx, rng| {
+        let s: PepitaSettings = cx.settings()?;
+        Ok(Box::new(Pepita::mirrored(net, &s, rng)?))
+    },
+};
 
 pub static ENTRY: super::RuleEntry = super::RuleEntry {
     name: "pepita",
@@ -281,6 +433,56 @@ mod tests {
         assert!(g[1].iter().any(|v| *v != 0.0));
     }
 
+    /// pepita-wm: F is the product of its factors, and with the weights held still the hidden
+    /// layer's factor turns toward W^T (from about 90 degrees to under 45).
+    #[test]
+    fn weight_mirroring_keeps_f_the_product_and_aligns_the_factors() {
+        let mut net = Builder::new(Shape::flat(6), Init::Kaiming, &mut Rng::new(2))
+            .dense(5, false)
+            .act(Activation::Tanh)
+            .dense(3, false)
+            .build();
+        let mut r = Pepita::mirrored(&mut net, &PepitaSettings::default(), &mut Rng::new(3)).unwrap();
+        let (b0, b1) = {
+            let m = r.mirror.as_ref().unwrap();
+            (m.b[0].1, m.b[1].1)
+        };
+        let angle = |net: &Network| {
+            // B0 is 6 x 5, W0 is 5 x 6: compare B0 with W0^T.
+            let (b, w) = (&net.params[b0].data, &net.params[0].data);
+            let (mut dot, mut nb, mut nw) = (0.0f64, 0.0f64, 0.0f64);
+            for i in 0..6 {
+                for o in 0..5 {
+                    let (x, y) = (b[i * 5 + o] as f64, w[o * 6 + i] as f64);
+                    dot += x * y;
+                    nb += x * x;
+                    nw += y * y;
+                }
+            }
+            (dot / (nb.sqrt() * nw.sqrt())).acos().to_degrees()
+        };
+        let before = angle(&net);
+        let mut opt = crate::optim::Optimizer::new(Default::default(), &net.update_sizes());
+        let (mut ws, mut g, mut rng) = (Workspace::default(), net.zero_grads(), Rng::new(4));
+        for _ in 0..50 {
+            net.prepare(&mut ws, 32);
+            rng.fill_normal(ws.input_mut(), 1.0);
+            let y: Vec<u32> = (0..32).map(|_| rng.below(3) as u32).collect();
+            let mut upd = crate::rules::Updater { opt: &mut opt, lr: 0.0, masks: None };
+            r.train_batch(&mut Step::new(&mut net, &mut ws, &y, crate::nn::Loss::Ce, &mut g, &mut rng), &mut upd);
+        }
+        let after = angle(&net);
+        assert!(before > 60.0 && after < 45.0, "angle of B0 to W0^T: {before:.1} -> {after:.1}");
+        r.refresh_f(&mut net);
+        let (p0, p1) = (&net.params[b0].data, &net.params[b1].data);
+        for i in 0..6 {
+            for k in 0..3 {
+                let want: f32 = (0..5).map(|h| p0[i * 5 + h] * p1[h * 3 + k]).sum();
+                assert!((net.params[r.f].data[i * 3 + k] - want).abs() < 1e-6);
+            }
+        }
+    }
+
     /// On a conv net the update exists for every layer and the network trains on a toy task:
     /// the loss falls over a few hundred steps.
     #[test]
@@ -291,7 +493,7 @@ mod tests {
             .maxpool(2, 2)
             .dense(2, false)
             .build();
-        let mut r = Pepita::new(&mut net, &PepitaSettings { pepita_f_scale: 1.0 }, &mut Rng::new(3)).unwrap();
+        let mut r = Pepita::new(&mut net, &PepitaSettings { pepita_f_scale: 1.0, ..Default::default() }, &mut Rng::new(3)).unwrap();
         assert_eq!(r.h_at, vec![(2, 16)]);
         // Class 1: a bright left half; class 0: a bright right half.
         let mut rng = Rng::new(11);
