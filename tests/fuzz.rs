@@ -11,7 +11,9 @@
 //! -- --nocapture` (it prints the inputs per parser and their outcomes, the slowest input's time
 //! and the process's peak resident memory after each parser); `BIOLEARN_FUZZ_ONLY=NAME[,NAME...]` (parts
 //! of parsers' names, case-insensitive) runs only the parsers they name, so the long run can be
-//! split over processes.
+//! split over processes. Every input goes through a file, so where the temporary directory is
+//! matters: `TMPDIR=/dev/shm` (a tmpfs) ran the long run about 7 times faster than a virtual
+//! disk here (about 13,000 inputs a second per process against 1,900).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
