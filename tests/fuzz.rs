@@ -268,14 +268,16 @@ fn every_parser_survives_mutated_input() {
             started.elapsed().as_secs_f64(),
             peak_rss_mib()
         ));
+        // As each parser finishes (a long run shows its progress).
+        println!("{}", report.last().expect("pushed above"));
         if let Some(p) = panics.first() {
             let f = base.join(format!("panic-{k}.bin"));
             std::fs::write(&f, p).unwrap();
             report.push(format!("  first panicking input kept in {}", f.display()));
+            println!("{}", report.last().expect("pushed above"));
         }
     }
     let _ = std::panic::take_hook();
-    println!("{}", report.join("\n"));
     assert!(!report.iter().any(|l| l.contains("kept in")), "{}", report.join("\n"));
     let _ = std::fs::remove_dir_all(&base);
 }
