@@ -548,6 +548,14 @@ fn tune_over_a_plan_gives_every_entry_the_same_budget_and_the_plan_loads_the_res
     std::fs::write(d.join("r.toml"), format!("tuned = \"bad.toml\"\n{text}")).unwrap();
     let e = fail(&["compare", d.join("r.toml").to_str().unwrap(), "--estimate"]);
     assert!(e.contains("[rule.fa] is not an entry of this plan"), "{e}");
+    // A tuned file that leaves an entry unsearched is refused too (it would run untuned beside
+    // tuned ones): here the search's result without dfa's table.
+    let mut partial: toml::Table = tuned.parse().unwrap();
+    partial["rule"].as_table_mut().unwrap().remove("dfa");
+    std::fs::write(d.join("partial.toml"), toml::to_string(&partial).unwrap()).unwrap();
+    std::fs::write(d.join("s.toml"), format!("tuned = \"partial.toml\"\n{text}")).unwrap();
+    let e = fail(&["compare", d.join("s.toml").to_str().unwrap(), "--estimate"]);
+    assert!(e.contains("no searched settings for [rule.dfa]"), "{e}");
     let e = fail(&["tune", "--plan", plan.to_str().unwrap(), "--lr", "0.1", "--out", o]);
     assert!(e.contains("takes every setting from the plan") && e.contains("lr"), "{e}");
     // A directory that holds another search is not resumed into.

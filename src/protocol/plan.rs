@@ -265,6 +265,7 @@ impl Plan {
     pub fn merge_tuned(&mut self, file: &Path) -> Result<(), String> {
         let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let t: toml::Table = toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        let mut merged = std::collections::BTreeSet::new();
         for (section, v) in t {
             let Some(entries) = v.as_table() else {
                 return Err(format!("{}: '{section}' is not a table of [rule.X] / [arm.Y]", file.display()));
@@ -284,7 +285,28 @@ impl Plan {
                     _ => return Err(format!("{}: unknown section [{section}]", file.display())),
                 };
                 target.extend(settings.iter().map(|(k, v)| (k.clone(), v.clone())));
+                merged.insert(format!("{section}.{name}"));
             }
+        }
+        // Every entry searched, or the comparison is not fair: a rule registered (or an arm added)
+        // after the search would run on its untuned preset beside tuned ones.
+        let mut missing: Vec<String> = self
+            .compared()
+            .iter()
+            .map(|r| format!("rule.{}", r.as_str()))
+            .chain(self.arm.keys().map(|a| format!("arm.{a}")))
+            .filter(|e| !merged.contains(e))
+            .map(|e| format!("[{e}]"))
+            .collect();
+        missing.sort();
+        if !missing.is_empty() {
+            return Err(format!(
+                "{}: no searched settings for {} (added after the search?): search them with the plan's \
+                 [tune] budget (`biolearn tune --plan` on a copy of the plan that lists only them) and add \
+                 their tables, or exclude them from the plan",
+                file.display(),
+                missing.join(", ")
+            ));
         }
         Ok(())
     }
