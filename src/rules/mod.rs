@@ -343,7 +343,7 @@ pub fn feedback_angles(net: &Network) -> Vec<(String, f64)> {
 }
 
 /// The angle between two tensors read as vectors, in degrees (90 when either is zero).
-fn angle(a: &[f32], b: &[f32]) -> f64 {
+pub(crate) fn angle(a: &[f32], b: &[f32]) -> f64 {
     let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
     for (x, y) in a.iter().zip(b) {
         let (x, y) = (*x as f64, *y as f64);

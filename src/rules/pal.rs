@@ -179,13 +179,6 @@ mod tests {
     use crate::optim::{OptimConfig, Optimizer};
     use crate::rules::tests::grads_of;
 
-    fn angle_deg(a: &[f32], b: &[f32]) -> f64 {
-        let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-        let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-        let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-        (dot / (na * nb)).clamp(-1.0, 1.0).acos().to_degrees()
-    }
-
     fn net(seed: u64) -> Network {
         Builder::new(Shape::flat(6), Init::Torch, &mut Rng::new(seed))
             .dense(8, true)
@@ -232,7 +225,7 @@ mod tests {
             .filter_map(|(i, fb)| fb.map(|b| (n.layers[i].weight().unwrap(), b)))
             .collect();
         assert_eq!(pairs.len(), 2);
-        let before: Vec<f64> = pairs.iter().map(|&(w, b)| angle_deg(&n.params[w].data, &n.params[b].data)).collect();
+        let before: Vec<f64> = pairs.iter().map(|&(w, b)| crate::rules::angle(&n.params[w].data, &n.params[b].data)).collect();
         let mut opt = Optimizer::new(OptimConfig { lr: 0.0, ..Default::default() }, &n.update_sizes());
         let (mut ws, mut g, mut rng) = (Workspace::default(), n.zero_grads(), Rng::new(6));
         for _ in 0..400 {
@@ -242,7 +235,7 @@ mod tests {
             let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None };
             r.train_batch(&mut Step::new(&mut n, &mut ws, &y, Loss::Ce, &mut g, &mut rng), &mut upd);
         }
-        let after: Vec<f64> = pairs.iter().map(|&(w, b)| angle_deg(&n.params[w].data, &n.params[b].data)).collect();
+        let after: Vec<f64> = pairs.iter().map(|&(w, b)| crate::rules::angle(&n.params[w].data, &n.params[b].data)).collect();
         for (b, a) in before.iter().zip(&after) {
             assert!(*b > 60.0 && *a < 30.0, "angle to W: {before:?} -> {after:?}");
         }

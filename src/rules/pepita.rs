@@ -85,7 +85,8 @@ struct Mirror {
     est: Vec<Vec<f32>>,
     /// A workspace for the noise passes (sized once per batch size).
     ws: crate::nn::Workspace,
-    /// Scratch for F's product.
+    /// Scratch for F's product (the partial product and the next one), reused every batch.
+    cur: Vec<f32>,
     prod: Vec<f32>,
 }
 
@@ -171,6 +172,7 @@ impl Pepita {
             noise: s.pepita_wm_noise,
             est,
             ws: Default::default(),
+            cur: Vec::new(),
             prod: Vec::new(),
         });
         r.refresh_f(net);
@@ -182,16 +184,17 @@ impl Pepita {
         let Some(m) = &mut self.mirror else { return };
         let d_in = net.shapes[0].len();
         let (first, rest) = m.b.split_first().expect("at least two layers");
-        let mut cur = net.params[first.1].data.clone();
+        m.cur.clear();
+        m.cur.extend_from_slice(&net.params[first.1].data);
         let mut cols = net.params[first.1].shape[1];
         for &(_, p) in rest {
             let out = net.params[p].shape[1];
             m.prod.resize(d_in * out, 0.0);
-            linalg::matmul(d_in, out, cols, &cur, false, &net.params[p].data, false, &mut m.prod, false);
-            std::mem::swap(&mut cur, &mut m.prod);
+            linalg::matmul(d_in, out, cols, &m.cur, false, &net.params[p].data, false, &mut m.prod, false);
+            std::mem::swap(&mut m.cur, &mut m.prod);
             cols = out;
         }
-        net.params[self.f].data.copy_from_slice(&cur);
+        net.params[self.f].data.copy_from_slice(&m.cur);
     }
 
     /// pepita-wm: each block's response to noise, x^T y / N into `est` (the change B_l moves by).
@@ -449,17 +452,9 @@ mod tests {
         };
         let angle = |net: &Network| {
             // B0 is 6 x 5, W0 is 5 x 6: compare B0 with W0^T.
-            let (b, w) = (&net.params[b0].data, &net.params[0].data);
-            let (mut dot, mut nb, mut nw) = (0.0f64, 0.0f64, 0.0f64);
-            for i in 0..6 {
-                for o in 0..5 {
-                    let (x, y) = (b[i * 5 + o] as f64, w[o * 6 + i] as f64);
-                    dot += x * y;
-                    nb += x * x;
-                    nw += y * y;
-                }
-            }
-            (dot / (nb.sqrt() * nw.sqrt())).acos().to_degrees()
+            let w = &net.params[0].data;
+            let wt: Vec<f32> = (0..6 * 5).map(|j| w[(j % 5) * 6 + j / 5]).collect();
+            crate::rules::angle(&net.params[b0].data, &wt)
         };
         let before = angle(&net);
         let mut opt = crate::optim::Optimizer::new(Default::default(), &net.update_sizes());
