@@ -15,7 +15,7 @@ for model in mlp lenet; do
     for t in 1 2; do
       best_b=0; best_p=0
       for _ in $(seq "$reps"); do
-        b=$($bin bench --data fashion-mnist --rules $rule --archs $arch --threads $t --batch 128 | awk 'NR==2{print $NF}')
+        b=$($bin bench --data fashion-mnist --rules $rule --archs $arch --threads $t --batch 128 | awk 'NR==2{print $8}')
         p=$(python3 bench/pytorch_bench.py --model $model --rule $rule --threads $t --batch 128 --lenet-input pad \
             | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["samples_per_s"]))')
         best_b=$(( b > best_b ? b : best_b )); best_p=$(( p > best_p ? p : best_p ))

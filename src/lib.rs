@@ -9,6 +9,7 @@ pub mod error;
 pub mod hash;
 pub mod limits;
 pub mod linalg;
+pub mod memory;
 pub mod nn;
 pub mod optim;
 pub mod protocol;

@@ -198,6 +198,11 @@ pub struct EpochStats {
 impl Trainer {
     /// Build the network and rule for inputs of `input` shape and `classes` outputs, drawing
     /// from `rng` in a fixed order: network, rule, then the training stream.
+    /// Bytes the training workspace holds (activations, gradients, scratch; `Workspace::bytes`).
+    pub fn workspace_bytes(&self) -> usize {
+        self.ws.bytes()
+    }
+
     pub fn new(cfg: &TrainConfig, input: Shape, classes: usize, rng: &mut Rng) -> Result<Self, String> {
         cfg.validate()?;
         let arch = cfg.arch_spec()?;
@@ -316,7 +321,11 @@ impl Trainer {
             for bi in 0..batches {
                 let idx = &self.order[bi * b..((bi + 1) * b).min(n)];
                 let m = idx.len();
-                self.net.prepare(&mut self.ws, m);
+                if self.rule.streams() {
+                    self.net.prepare_streaming(&mut self.ws, m);
+                } else {
+                    self.net.prepare(&mut self.ws, m);
+                }
                 labels.clear();
                 labels.extend(idx.iter().map(|&s| split.y[s]));
                 if let Some(ci) = cached {

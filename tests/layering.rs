@@ -11,6 +11,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("hash", 0),
     ("safetensors", 0),
     ("limits", 0),
+    ("memory", 0),
     ("linalg", 1),
     ("env", 2),
     ("data", 2),

@@ -10,6 +10,10 @@ use biolearn::protocol::plan::{parse_shard, Plan, PruneMode};
 use biolearn::protocol::{self, run_plan, SweepEvent};
 use biolearn::rules::RuleName;
 use biolearn::train::{self, Progress};
+
+/// Counted, so that `biolearn bench` reports the heap a training step holds.
+#[global_allocator]
+static ALLOC: biolearn::memory::Counting = biolearn::memory::Counting;
 use clap::{Args, Parser, Subcommand};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -668,16 +672,32 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         .map_err(anyhow::Error::msg)?
         .ds;
     println!(
-        "{:<14} {:<20} {:<12} {:<12} {:>7} {:>6} {:>10} {:>12}",
-        "data", "rule", "phase", "arch", "threads", "batch", "epoch_s", "samples/s"
+        "{:<14} {:<20} {:<12} {:<12} {:>7} {:>6} {:>10} {:>12} {:>9} {:>9} {:>9}",
+        "data", "rule", "phase", "arch", "threads", "batch", "epoch_s", "samples/s", "model_MB", "train_MB", "rss_MB"
     );
     let mut lines = String::new();
     let rules = rule_list(&a.rules)?;
     biolearn::bench::run(&ds, &base, &rules, &a.archs, &a.threads, a.warmup_steps, |r| {
+        let mb = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{:.1}", b as f64 / 1048576.0));
         println!(
-            "{:<14} {:<20} {:<12} {:<12} {:>7} {:>6} {:>10.3} {:>12.0}",
-            r.data, r.rule, r.phase, r.arch, r.threads, r.batch, r.epoch_seconds, r.samples_per_second
+            "{:<14} {:<20} {:<12} {:<12} {:>7} {:>6} {:>10.3} {:>12.0} {:>9} {:>9} {:>9}",
+            r.data,
+            r.rule,
+            r.phase,
+            r.arch,
+            r.threads,
+            r.batch,
+            r.epoch_seconds,
+            r.samples_per_second,
+            mb(r.model_bytes),
+            mb(r.train_bytes),
+            mb(r.peak_rss_bytes)
         );
+        if let Some(b) = r.diverged_at_batch {
+            println!(
+                "  ^ diverged at batch {b}: the epoch stopped there; its rate is not a full epoch's (try --set lr=...)"
+            );
+        }
         lines.push_str(&serde_json::to_string(r).unwrap());
         lines.push('\n');
     })

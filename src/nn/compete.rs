@@ -22,6 +22,15 @@
 use crate::linalg;
 use serde::{Deserialize, Serialize};
 
+/// absnorm at one position: mean |x|, ||x|| and ||z|| (z = |x| - mean |x|) over the c channels
+/// `x(k)` gives; None where ||x|| or ||z|| is 0 (the derivative is taken as 0 there).
+fn absnorm_stats(x: impl Fn(usize) -> f32, c: usize) -> Option<(f32, f32, f32)> {
+    let m = (0..c).map(|k| x(k).abs()).sum::<f32>() / c as f32;
+    let nx = (0..c).map(|k| x(k).powi(2)).sum::<f32>().sqrt();
+    let nz = (0..c).map(|k| (x(k).abs() - m).powi(2)).sum::<f32>().sqrt();
+    (nx != 0.0 && nz != 0.0).then_some((m, nx, nz))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum CompeteKind {
     Triangle { power: f32 },
@@ -84,6 +93,59 @@ impl CompeteGeom {
         });
     }
 
+    /// Forward-mode: dy = J v, the change of y along the input direction v (`jvp`). Softmax's
+    /// and l2's Jacobians are symmetric, so theirs is the backward formula applied to v;
+    /// the others (s_c as in `backward`):
+    ///   triangle  dy_c = s_c (v_c - mean_k v_k)
+    ///   absnorm   dy_c = beta (s_c v_c - mean_k s_k v_k) + z_c (grad beta . v),
+    ///             grad beta_k = x_k / (||x|| ||z||) - ||x|| s_k z_k / ||z||^3.
+    pub fn jvp(&self, x: &[f32], y: &[f32], v: &[f32], n: usize, dy: &mut [f32]) {
+        let (c, p) = (self.c, self.p);
+        match self.kind {
+            CompeteKind::Softmax { .. } | CompeteKind::L2 => return self.backward(x, y, v, n, dy),
+            CompeteKind::Triangle { .. } | CompeteKind::AbsNorm => {}
+        }
+        linalg::par_rows(&mut dy[..n * c * p], c * p, |s, ds| {
+            let r = s * c * p..(s + 1) * c * p;
+            let (xs, vs) = (&x[r.clone()], &v[r]);
+            for pos in 0..p {
+                let x = |k: usize| xs[k * p + pos];
+                let v = |k: usize| vs[k * p + pos];
+                match self.kind {
+                    CompeteKind::Triangle { power } => {
+                        let mean = (0..c).map(x).sum::<f32>() / c as f32;
+                        let vm = (0..c).map(v).sum::<f32>() / c as f32;
+                        for k in 0..c {
+                            let z = x(k) - mean;
+                            let sk = match (z > 0.0, power == 1.0) {
+                                (false, _) => 0.0,
+                                (true, true) => 1.0,
+                                (true, false) => power * z.powf(power - 1.0),
+                            };
+                            ds[k * p + pos] = sk * (v(k) - vm);
+                        }
+                    }
+                    CompeteKind::AbsNorm => {
+                        let Some((m, nx, nz)) = absnorm_stats(x, c) else {
+                            (0..c).for_each(|k| ds[k * p + pos] = 0.0);
+                            continue;
+                        };
+                        let beta = nx / nz;
+                        let sign = |k: usize| x(k).signum() * f32::from(x(k) != 0.0);
+                        let svm = (0..c).map(|k| sign(k) * v(k)).sum::<f32>() / c as f32;
+                        let dbeta: f32 = (0..c)
+                            .map(|k| v(k) * (x(k) / (nx * nz) - nx * sign(k) * (x(k).abs() - m) / (nz * nz * nz)))
+                            .sum();
+                        for k in 0..c {
+                            ds[k * p + pos] = beta * (sign(k) * v(k) - svm) + (x(k).abs() - m) * dbeta;
+                        }
+                    }
+                    CompeteKind::Softmax { .. } | CompeteKind::L2 => unreachable!(),
+                }
+            }
+        });
+    }
+
     pub fn backward(&self, x: &[f32], y: &[f32], g: &[f32], n: usize, dx: &mut [f32]) {
         let (c, p) = (self.c, self.p);
         linalg::par_rows(&mut dx[..n * c * p], c * p, |s, ds| {
@@ -121,13 +183,10 @@ impl CompeteGeom {
                     }
                     CompeteKind::AbsNorm => {
                         let x = |k: usize| xs[k * p + pos];
-                        let m = (0..c).map(|k| x(k).abs()).sum::<f32>() / c as f32;
-                        let nx = (0..c).map(|k| x(k).powi(2)).sum::<f32>().sqrt();
-                        let nz = (0..c).map(|k| (x(k).abs() - m).powi(2)).sum::<f32>().sqrt();
-                        if nz == 0.0 || nx == 0.0 {
+                        let Some((m, nx, nz)) = absnorm_stats(x, c) else {
                             (0..c).for_each(|k| ds[k * p + pos] = 0.0);
                             continue;
-                        }
+                        };
                         let beta = nx / nz;
                         let gm = (0..c).map(|k| gs[k * p + pos]).sum::<f32>() / c as f32;
                         let gz: f32 = (0..c).map(|k| gs[k * p + pos] * (x(k).abs() - m)).sum();

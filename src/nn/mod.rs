@@ -16,6 +16,7 @@ pub mod arch;
 pub mod batchnorm;
 pub mod compete;
 pub mod conv;
+pub mod jvp;
 pub mod loss;
 pub mod pool;
 pub mod prune;
@@ -23,6 +24,7 @@ pub mod samplenorm;
 
 pub use activation::Activation;
 pub use arch::{ArchSpec, Init};
+pub use jvp::Tangents;
 pub use loss::Loss;
 
 use crate::linalg;
@@ -199,6 +201,10 @@ pub struct Workspace {
     /// The layer whose input `acts[first]` holds this batch: 0 (the raw batch) unless the driver
     /// fed cached features of a frozen prefix (`Rule::frozen_prefix`). `prepare` resets it.
     pub first: usize,
+    /// Buffers not in use (layer streaming: `Network::prepare_streaming`, `lend`, `reclaim`).
+    pool: Vec<Vec<f32>>,
+    /// Sized by `prepare_streaming` (only the input and output slots hold buffers).
+    pub streaming: bool,
 }
 
 impl Workspace {
@@ -214,6 +220,50 @@ impl Workspace {
     /// dL/d(output): where a rule writes its error before calling `backward`.
     pub fn output_grad_mut(&mut self) -> &mut [f32] {
         self.grads.last_mut().expect("workspace not prepared")
+    }
+
+    /// Bytes the workspace holds: every activation, gradient and scratch buffer, pooled ones
+    /// included (capacities, not lengths).
+    pub fn bytes(&self) -> usize {
+        let v = |v: &Vec<f32>| v.capacity() * 4;
+        let aux: usize = self
+            .aux
+            .iter()
+            .map(|a| match a {
+                Aux::None => 0,
+                Aux::Conv { cols, tmp, dcols } => v(cols) + v(tmp) + v(dcols),
+                Aux::MaxPool { arg } => arg.capacity() * 4,
+                Aux::Bn { xhat, inv_std, .. } => v(xhat) + v(inv_std),
+                Aux::Dropout { mask } => v(mask),
+            })
+            .sum();
+        self.acts.iter().chain(&self.grads).chain(&self.pool).map(v).sum::<usize>() + aux
+    }
+
+    /// Layer streaming: make `acts[i]` (and `grads[i]` when `grad`) hold at least `len` values,
+    /// with a buffer from the pool when it holds none (no allocation once the pool has enough).
+    pub fn lend(&mut self, i: usize, len: usize, grad: bool) {
+        for slot in [Some(&mut self.acts[i]), grad.then_some(&mut self.grads[i])].into_iter().flatten() {
+            if slot.capacity() == 0 {
+                if let Some(v) = self.pool.pop() {
+                    *slot = v;
+                }
+            }
+            if slot.len() < len {
+                slot.resize(len, 0.0);
+            }
+        }
+    }
+
+    /// Layer streaming: return `grads[i]`, and `acts[i]` when `act`, to the pool (their values
+    /// are no longer needed by this step).
+    pub fn reclaim(&mut self, i: usize, act: bool) {
+        let a = if act { std::mem::take(&mut self.acts[i]) } else { Vec::new() };
+        for v in [a, std::mem::take(&mut self.grads[i])] {
+            if v.capacity() > 0 {
+                self.pool.push(v);
+            }
+        }
     }
 }
 
@@ -317,13 +367,50 @@ impl Network {
         self.size_workspace(ws, n, true);
     }
 
+    /// Size the workspace for a layer-streaming rule (one that keeps only the block it is
+    /// updating: `Rule::streams`): the input, the output and its gradient; every other activation
+    /// and gradient slot is empty until the rule `lend`s it a buffer and `reclaim`s it after use,
+    /// so a step holds a few layers' buffers, not the network's. MLPs only (dense and activation
+    /// layers: `streamable`), whose layers keep no per-layer scratch.
+    pub fn prepare_streaming(&self, ws: &mut Workspace, n: usize) {
+        assert!(self.streamable(), "prepare_streaming: the network has layers other than dense and activation");
+        let l = self.layers.len();
+        self.slots(ws, n, true);
+        for i in 1..l {
+            ws.reclaim(i, true);
+        }
+        let (d, k) = (n * self.shapes[0].len(), n * self.shapes[l].len());
+        ws.acts[0].resize(d, 0.0);
+        ws.grads[0] = Vec::new();
+        ws.acts[l].resize(k, 0.0);
+        ws.grads[l].resize(k, 0.0);
+    }
+
+    /// Forward through layers `lo..hi` on a streaming workspace, keeping `acts[hi]` only (and
+    /// `acts[lo]`): each layer's input goes back to the pool once its output is computed.
+    pub fn forward_streaming(&mut self, ws: &mut Workspace, lo: usize, hi: usize, train: bool, rng: &mut Rng) {
+        for i in lo..hi {
+            ws.lend(i + 1, ws.n * self.shapes[i + 1].len(), false);
+            self.forward_layers(ws, i, i + 1, train, rng);
+            if i > lo {
+                ws.reclaim(i, true);
+            }
+        }
+    }
+
+    /// Whether `prepare_streaming` can size this network (dense and activation layers only).
+    pub fn streamable(&self) -> bool {
+        self.layers.iter().all(|l| matches!(l, Layer::Dense { .. } | Layer::Act(_)))
+    }
+
     /// Size the workspace for forward passes only (evaluation): no gradient buffers, no im2col
     /// gradient scratch (about half the memory of `prepare` for conv nets at large batches).
     pub fn prepare_forward(&self, ws: &mut Workspace, n: usize) {
         self.size_workspace(ws, n, false);
     }
 
-    fn size_workspace(&self, ws: &mut Workspace, n: usize, backward: bool) {
+    /// One slot per activation (and scratch per layer) for this network; the batch size and mode.
+    fn slots(&self, ws: &mut Workspace, n: usize, streaming: bool) {
         let l = self.layers.len();
         if ws.acts.len() != l + 1 {
             ws.acts = (0..=l).map(|_| Vec::new()).collect();
@@ -332,6 +419,12 @@ impl Network {
         }
         ws.n = n;
         ws.first = 0;
+        ws.streaming = streaming;
+    }
+
+    fn size_workspace(&self, ws: &mut Workspace, n: usize, backward: bool) {
+        let l = self.layers.len();
+        self.slots(ws, n, false);
         for i in 0..=l {
             let len = n * self.shapes[i].len();
             ws.acts[i].resize(len, 0.0);
@@ -511,7 +604,8 @@ impl Network {
             let need_dx = i > lo || input_grad;
             let (glo, ghi) = ws.grads.split_at_mut(i + 1);
             let g = &ghi[0][..n * self.shapes[i + 1].len()];
-            let dx = &mut glo[i][..n * self.shapes[i].len()];
+            // (Empty where no input gradient is wanted: a streaming workspace has no buffer there.)
+            let dx: &mut [f32] = if need_dx { &mut glo[i][..n * self.shapes[i].len()] } else { &mut [] };
             let x = &ws.acts[i][..n * self.shapes[i].len()];
             let y = &ws.acts[i + 1][..n * self.shapes[i + 1].len()];
             let fb = |w: usize| -> &[f32] { &self.params[feedback.and_then(|f| f[i]).unwrap_or(w)].data };

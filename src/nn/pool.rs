@@ -29,7 +29,7 @@ impl PoolGeom {
     pub fn out_len(&self) -> usize {
         self.c * self.oh() * self.ow()
     }
-    fn in_len(&self) -> usize {
+    pub fn in_len(&self) -> usize {
         self.c * self.h * self.w
     }
     /// The input rows (or columns, with `w`) the window at output index `o` covers: the

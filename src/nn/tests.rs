@@ -3,6 +3,71 @@
 use super::*;
 use arch::Builder;
 
+// The networks of the derivative checks, shared with the forward-mode checks (jvp.rs).
+
+/// 7 -> 6 -> 5 -> 3, `act` after each hidden layer.
+pub(super) fn dense_net(act: Activation, seed: u64) -> Network {
+    Builder::new(Shape::flat(7), Init::Xavier, &mut Rng::new(seed))
+        .dense(6, true)
+        .act(act)
+        .dense(5, true)
+        .act(act)
+        .dense(3, true)
+        .build()
+}
+
+pub(super) fn conv_relu_maxpool_net(rng: &mut Rng) -> Network {
+    Builder::new(Shape::new(2, 7, 7), Init::Torch, rng)
+        .conv(3, 3, 1, 1, false, true)
+        .act(Activation::Relu)
+        .maxpool(2, 2)
+        .dense(3, true)
+        .build()
+}
+
+/// Conv, batch norm (affine and not), average pooling, a reflect-padded conv, dropout.
+pub(super) fn conv_batchnorm_net(rng: &mut Rng) -> Network {
+    Builder::new(Shape::new(2, 7, 7), Init::Torch, rng)
+        .conv(3, 3, 1, 1, false, true)
+        .batchnorm(true)
+        .act(Activation::Tanh)
+        .avgpool(2, 2)
+        .conv(4, 2, 1, 0, true, false)
+        .act(Activation::Gelu)
+        .avgpool(2, 1)
+        .dropout(0.3)
+        .dense(5, true)
+        .batchnorm(false)
+        .act(Activation::Sigmoid)
+        .dense(3, true)
+        .build()
+}
+
+/// Triangle with powers 1.4 and 1 on conv maps, sample norm, a channel softmax at temperature t.
+pub(super) fn competition_net(rng: &mut Rng, t: f32) -> Network {
+    Builder::new(Shape::new(2, 6, 6), Init::Torch, rng)
+        .conv(4, 3, 1, 1, true, false)
+        .triangle(1.4)
+        .avgpool(2, 2)
+        .conv(3, 3, 1, 0, false, false)
+        .triangle(1.0)
+        .samplenorm()
+        .dense(6, false)
+        .channel_softmax(t)
+        .dense(3, true)
+        .build()
+}
+
+/// Unit-norm input and the norm-preserving |x| activation.
+pub(super) fn activation_learning_net(rng: &mut Rng) -> Network {
+    Builder::new(Shape::flat(5), Init::Torch, rng)
+        .compete(crate::nn::compete::CompeteKind::L2)
+        .dense(6, false)
+        .compete(crate::nn::compete::CompeteKind::AbsNorm)
+        .dense(3, true)
+        .build()
+}
+
 /// Batch-mean cross-entropy of the network on (x, y), forward in training mode with a fixed
 /// dropout stream (so the function being differentiated is deterministic).
 fn loss_of(net: &mut Network, ws: &mut Workspace, x: &[f32], y: &[u32]) -> f64 {
@@ -109,14 +174,7 @@ fn dense_gradients_every_activation() {
         .into_iter()
         .enumerate()
     {
-        let mut rng = Rng::new(10 + i as u64);
-        let net = Builder::new(Shape::flat(7), Init::Xavier, &mut rng)
-            .dense(6, true)
-            .act(act)
-            .dense(5, true)
-            .act(act)
-            .dense(3, true)
-            .build();
+        let net = dense_net(act, 10 + i as u64);
         let h = if act == Activation::Relu { 1e-3 } else { 1e-2 };
         check(net, 4, 20 + i as u64, h);
     }
@@ -124,34 +182,12 @@ fn dense_gradients_every_activation() {
 
 #[test]
 fn conv_relu_maxpool_gradients() {
-    let mut rng = Rng::new(3);
-    let net = Builder::new(Shape::new(2, 7, 7), Init::Torch, &mut rng)
-        .conv(3, 3, 1, 1, false, true)
-        .act(Activation::Relu)
-        .maxpool(2, 2)
-        .dense(3, true)
-        .build();
-    check(net, 3, 4, 1e-3);
+    check(conv_relu_maxpool_net(&mut Rng::new(3)), 3, 4, 1e-3);
 }
 
 #[test]
 fn conv_batchnorm_avgpool_dropout_gradients() {
-    let mut rng = Rng::new(3);
-    let net = Builder::new(Shape::new(2, 7, 7), Init::Torch, &mut rng)
-        .conv(3, 3, 1, 1, false, true)
-        .batchnorm(true)
-        .act(Activation::Tanh)
-        .avgpool(2, 2)
-        .conv(4, 2, 1, 0, true, false)
-        .act(Activation::Gelu)
-        .avgpool(2, 1)
-        .dropout(0.3)
-        .dense(5, true)
-        .batchnorm(false)
-        .act(Activation::Sigmoid)
-        .dense(3, true)
-        .build();
-    check(net, 3, 4, 1e-2);
+    check(conv_batchnorm_net(&mut Rng::new(3)), 3, 4, 1e-2);
 }
 
 #[test]
@@ -245,33 +281,14 @@ fn arch_specs_parse_and_build() {
 fn triangle_and_channel_softmax_gradients() {
     // Triangle with powers 1 and 1.4 (smooth enough for central differences away from the
     // kink), softmax with temperature 5, on conv feature maps and on a flat layer.
-    let mut rng = Rng::new(5);
-    let net = Builder::new(Shape::new(2, 6, 6), Init::Torch, &mut rng)
-        .conv(4, 3, 1, 1, true, false)
-        .triangle(1.4)
-        .avgpool(2, 2)
-        .conv(3, 3, 1, 0, false, false)
-        .triangle(1.0)
-        .samplenorm()
-        .dense(6, false)
-        .channel_softmax(5.0)
-        .dense(3, true)
-        .build();
-    check(net, 3, 6, 1e-3);
+    check(competition_net(&mut Rng::new(5), 5.0), 3, 6, 1e-3);
 }
 
 #[test]
 fn activation_learning_layers_gradients() {
     // Unit-norm input and the norm-preserving |x| activation (kinks at x = 0 only, avoided by
     // random inputs with probability 1).
-    let mut rng = Rng::new(8);
-    let net = Builder::new(Shape::flat(5), Init::Torch, &mut rng)
-        .compete(crate::nn::compete::CompeteKind::L2)
-        .dense(6, false)
-        .compete(crate::nn::compete::CompeteKind::AbsNorm)
-        .dense(3, true)
-        .build();
-    check(net, 3, 9, 1e-3);
+    check(activation_learning_net(&mut Rng::new(8)), 3, 9, 1e-3);
 }
 
 #[test]

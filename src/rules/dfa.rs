@@ -93,6 +93,57 @@ impl DirectFeedback {
     }
 }
 
+impl DirectFeedback {
+    /// The whole step block by block, for a rule whose signal `inject(ws, at, d, B)` needs
+    /// nothing from the layers above the block (DRTP's and TPSGD's label projections): forward
+    /// through block j, its signal, its backward to its own weight layer, then its buffers go
+    /// back to the workspace's pool before block j + 1 runs; the output block last, from the
+    /// loss. On a workspace from `Network::prepare_streaming` the step holds one block's
+    /// activations and gradients at a time. Every number is the one `forward_with_error` then
+    /// `backward` computes (each block's update reads the same inputs).
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_streaming(
+        &self,
+        net: &mut Network,
+        ws: &mut Workspace,
+        grads: &mut [Vec<f32>],
+        y: &[u32],
+        loss: crate::nn::Loss,
+        rng: &mut Rng,
+        mut inject: impl FnMut(&mut Workspace, usize, usize, &[f32]),
+    ) -> StepStats {
+        let (n, l) = (ws.n, net.num_layers());
+        let mut lo = 0;
+        let blocks = self.feedback.iter().map(|&(at, b)| (at, Some(b))).chain([(l, None)]);
+        for (j, (at, b)) in blocks.enumerate() {
+            for i in lo + 1..=at {
+                ws.lend(i, n * net.shapes[i].len(), true);
+            }
+            net.forward_layers(ws, lo, at, true, rng);
+            let stats = match b {
+                Some(b) => {
+                    inject(ws, at, net.shapes[at].len(), &net.params[b].data);
+                    None
+                }
+                None => Some(super::output_error(net, ws, y, loss)),
+            };
+            net.backward(ws, grads, self.wl[j], at, None, false);
+            // The block's input and inner buffers go back; its output stays for the next block.
+            for i in lo.max(1)..at {
+                ws.reclaim(i, true);
+            }
+            if at < l {
+                ws.reclaim(at, false);
+            }
+            if let Some(stats) = stats {
+                return stats;
+            }
+            lo = at;
+        }
+        unreachable!("the output block returns")
+    }
+}
+
 pub struct Dfa {
     pub fb: DirectFeedback,
 }

@@ -29,35 +29,47 @@
 
 use super::dfa::DirectFeedback;
 use super::{forward_with_error, Rule, Step, StepStats};
-use crate::nn::Network;
+use crate::nn::{Network, Workspace};
 use crate::rng::Rng;
 
 pub struct Drtp {
     pub fb: DirectFeedback,
+    /// The network is an MLP: the driver may size a streaming workspace.
+    stream: bool,
 }
 
 impl Drtp {
     /// B_l as the reference's `kaiming_uniform_` of a K x D_l tensor: U(+-sqrt(6 / D_l)).
     pub fn new(net: &mut Network, rng: &mut Rng) -> Self {
-        Drtp { fb: DirectFeedback::new(net, rng, "drtp", |d, _| (6.0 / d as f32).sqrt()) }
+        let fb = DirectFeedback::new(net, rng, "drtp", |d, _| (6.0 / d as f32).sqrt());
+        Drtp { fb, stream: net.streamable() }
     }
 }
 
 impl Rule for Drtp {
     fn step(&mut self, s: &mut Step) -> StepStats {
         let (net, ws, y, loss, grads, rng) = s.parts();
-        let stats = forward_with_error(net, ws, y, loss, rng);
         let (scale, k) = (1.0 / ws.n as f32, net.output_len());
         // Each hidden block gets the projected target y* B^T / N: row r is column y_r of B.
-        self.fb.backward(net, ws, grads, |ws, at, d, b| {
+        let inject = |ws: &mut Workspace, at: usize, d: usize, b: &[f32]| {
             for (r, &label) in y.iter().enumerate() {
                 let row = &mut ws.grads[at][r * d..(r + 1) * d];
                 for (v, bd) in row.iter_mut().zip(b.chunks_exact(k)) {
                     *v = bd[label as usize] * scale;
                 }
             }
-        });
+        };
+        if ws.streaming {
+            return self.fb.step_streaming(net, ws, grads, y, loss, rng, inject);
+        }
+        let stats = forward_with_error(net, ws, y, loss, rng);
+        self.fb.backward(net, ws, grads, inject);
         stats
+    }
+
+    /// On an MLP the step keeps one block at a time (`DirectFeedback::step_streaming`).
+    fn streams(&self) -> bool {
+        self.stream
     }
 }
 

@@ -106,6 +106,13 @@ pub trait Rule: Send {
         step_then_apply(self, s, upd)
     }
 
+    /// The rule keeps only the block it is updating (layer streaming): the driver then sizes the
+    /// workspace with `Network::prepare_streaming` (input and output only) and the rule lends
+    /// and reclaims the other slots block by block. Default: no, the whole network's activations.
+    fn streams(&self) -> bool {
+        false
+    }
+
     /// What the rule does in (0-based) `epoch` (default: one phase, everything trains).
     fn phase(&self, _epoch: usize) -> Phase {
         Phase::TRAIN
@@ -183,6 +190,36 @@ pub fn load_tensors(
         dst.copy_from_slice(src);
     }
     Ok(())
+}
+
+/// A rule's private optimiser (one for its learned feedback) into its checkpoint state: the
+/// moments as tensors `PREFIX.m.K` and `PREFIX.v.K`, the step count as counter `PREFIX.t`.
+pub fn save_optimizer(s: &mut RuleState, prefix: &str, opt: &Optimizer) {
+    let (m, v, t) = opt.moments();
+    for (k, x) in m.iter().enumerate() {
+        s.tensors.insert(format!("{prefix}.m.{k}"), x.clone());
+    }
+    for (k, x) in v.iter().enumerate() {
+        s.tensors.insert(format!("{prefix}.v.{k}"), x.clone());
+    }
+    s.counters.insert(format!("{prefix}.t"), t);
+}
+
+/// Restore what `save_optimizer` wrote under `prefix` into `opt` (built for the same tensors).
+pub fn load_optimizer(state: &RuleState, prefix: &str, opt: &mut Optimizer) -> Result<(), String> {
+    let (m0, v0, _) = opt.moments();
+    let take = |kind: &str, n: usize| -> Result<Vec<Vec<f32>>, String> {
+        (0..n)
+            .map(|k| {
+                let name = format!("{prefix}.{kind}.{k}");
+                state.tensors.get(&name).cloned().ok_or_else(|| format!("rule tensor '{name}' is missing"))
+            })
+            .collect()
+    };
+    let (m, v) = (take("m", m0.len())?, take("v", v0.len())?);
+    let t =
+        *state.counters.get(&format!("{prefix}.t")).ok_or_else(|| format!("rule counter '{prefix}.t' is missing"))?;
+    opt.set_moments(m, v, t)
 }
 
 /// `Rule::train_batch`'s default: the rule's `step`, then one optimiser step on every trainable
@@ -279,7 +316,8 @@ pub fn mlp_layers(net: &Network, rule: &str) -> Result<(Vec<usize>, Vec<crate::n
 /// How far each feedback matrix is from the matrix backprop would use in its place, in degrees
 /// (0: the same direction, 90: unrelated), by the feedback parameter's name: BioTorch's alignment
 /// metric. `feedback.I.weight` (feedback alignment, sign symmetry, PAL: B_I in place of W_I on the
-/// way back) against W_I; `feedback.I.dfa` (DFA's B_I, D_I x K, carrying e to weight layer I's
+/// way back) against W_I; `feedback.I.dfa` and `feedback.I.ddfa` (DFA's and directional DFA's
+/// B_I, D_I x K, carrying e to weight layer I's
 /// input) against the network's downstream map taken linear, (W_L ... W_I)^T, where every weight
 /// layer from I on is dense (Nokland's and Refinetti et al.'s alignment). Other feedback (DTP's
 /// inverses, PEPITA's F, label projections) has no such counterpart and is left out. Reads the
@@ -302,7 +340,7 @@ pub fn feedback_angles(net: &Network) -> Vec<(String, f64)> {
             "weight" if net.params[w].shape == p.shape => {
                 out.push((p.name.clone(), angle(&p.data, &net.params[w].data)))
             }
-            "dfa" => {
+            "dfa" | "ddfa" => {
                 let (d, k) = (net.shapes[i].len(), net.output_len());
                 if p.shape != [d, k] {
                     continue;
@@ -421,6 +459,7 @@ builtin! {
     bp: ENTRY;
     feedback_alignment: FA, USF, BRSF, FRSF;
     dfa: ENTRY;
+    ddfa: ENTRY;
     drtp: ENTRY;
     pepita: ENTRY, WM;
     tpsgd: ENTRY;

@@ -246,34 +246,16 @@ impl Rule for PcPositive {
     fn save_state(&self) -> super::RuleState {
         let mut s = super::RuleState::default();
         if let Some(opt) = &self.b_opt {
-            let (m, v, t) = opt.moments();
-            for (k, x) in m.iter().enumerate() {
-                s.tensors.insert(format!("feedback_optimizer.m.{k}"), x.clone());
-            }
-            for (k, x) in v.iter().enumerate() {
-                s.tensors.insert(format!("feedback_optimizer.v.{k}"), x.clone());
-            }
-            s.counters.insert("feedback_optimizer.t".into(), t);
+            super::save_optimizer(&mut s, "feedback_optimizer", opt);
         }
         s
     }
 
     fn load_state(&mut self, state: &super::RuleState) -> Result<(), String> {
-        if let Some(opt) = &mut self.b_opt {
-            let (m0, v0, _) = opt.moments();
-            let take = |kind: &str, n: usize| -> Result<Vec<Vec<f32>>, String> {
-                (0..n)
-                    .map(|k| {
-                        let name = format!("feedback_optimizer.{kind}.{k}");
-                        state.tensors.get(&name).cloned().ok_or_else(|| format!("rule tensor '{name}' is missing"))
-                    })
-                    .collect()
-            };
-            let (m, v) = (take("m", m0.len())?, take("v", v0.len())?);
-            let t = *state.counters.get("feedback_optimizer.t").ok_or("rule counter 'feedback_optimizer.t' is missing")?;
-            opt.set_moments(m, v, t)?;
+        match &mut self.b_opt {
+            Some(opt) => super::load_optimizer(state, "feedback_optimizer", opt),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

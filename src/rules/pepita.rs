@@ -70,6 +70,8 @@ pub struct Pepita {
     e: Vec<f32>,
     /// pepita-wm: the mirrored factors of F and their mirroring.
     mirror: Option<Mirror>,
+    /// `pepita_recompute`: the workspace of the recomputed clean pass (streaming).
+    recompute: Option<crate::nn::Workspace>,
 }
 
 /// pepita-wm's per-layer feedback factors B_l (network parameters) and what mirroring needs.
@@ -101,6 +103,11 @@ crate::settings! {
         pub pepita_wm_decay: f32 = 0.5,
         /// pepita-wm: the mirroring noise's amplitude (the reference's 0.1).
         pub pepita_wm_noise: f32 = 0.1,
+        /// Keep no activations across layers: pass 1 keeps only its output, and its hidden
+        /// activities are recomputed block by block beside pass 2 (a third forward pass; the
+        /// same numbers). Memory of a few layers instead of the network's; MLPs without
+        /// dropout or batch norm, `pepita` only.
+        pub pepita_recompute: bool = false,
     }
     check(s) {
         super::settings::positive("pepita_f_scale", s.pepita_f_scale)?;
@@ -142,7 +149,11 @@ impl Pepita {
         rng.fill_uniform(&mut f, -bound, bound);
         let f = net.add_param("feedback.pepita.F".into(), vec![d, k], f, ParamKind::Feedback);
         let n_hidden = h_at.len();
-        Ok(Pepita { f, wl, h_at, h1: vec![Vec::new(); n_hidden], e: Vec::new(), mirror: None })
+        if s.pepita_recompute && !net.streamable() {
+            return Err("pepita_recompute: MLPs of dense and activation layers only (no dropout, batch norm or conv)".into());
+        }
+        let recompute = s.pepita_recompute.then(Default::default);
+        Ok(Pepita { f, wl, h_at, h1: vec![Vec::new(); n_hidden], e: Vec::new(), mirror: None, recompute })
     }
 
     /// pepita-wm: PEPITA whose F is the product of per-layer factors mirrored from the weights.
@@ -150,6 +161,9 @@ impl Pepita {
         let dense = net.weight_layers();
         if dense.iter().any(|&d| !matches!(net.layers[d], Layer::Dense { .. })) {
             return Err("pepita-wm runs on MLPs (dense layers with activations and dropout between)".into());
+        }
+        if s.pepita_recompute {
+            return Err("pepita_recompute: pepita only (pepita-wm's mirroring passes keep every layer)".into());
         }
         let mut r = Pepita::new(net, s, rng)?;
         let d_in = net.shapes[0].len();
@@ -225,9 +239,79 @@ impl Pepita {
     }
 }
 
+impl Pepita {
+    /// The step with `pepita_recompute` on a streaming workspace: pass 1 keeps only its output;
+    /// then block by block the clean pass is recomputed (in `clean`) beside pass 2 (in `ws`),
+    /// each hidden block updated from the two and its buffers returned before the next.
+    #[allow(clippy::too_many_arguments)]
+    fn step_recompute(
+        &mut self,
+        net: &mut Network,
+        ws: &mut crate::nn::Workspace,
+        y: &[u32],
+        loss: crate::nn::Loss,
+        grads: &mut [Vec<f32>],
+        rng: &mut Rng,
+    ) -> StepStats {
+        let (n, k, l, d) = (ws.n, net.output_len(), net.num_layers(), net.shapes[0].len());
+        let clean = self.recompute.as_mut().expect("recompute on");
+        net.prepare_streaming(clean, n);
+        clean.acts[0][..n * d].copy_from_slice(&ws.acts[0][..n * d]);
+        // Pass 1, its output only.
+        net.forward_streaming(ws, 0, l, true, rng);
+        let stats = output_error(net, ws, y, loss);
+        self.e.clear();
+        self.e.extend(ws.grads[l][..n * k].iter().map(|v| v * n as f32));
+        linalg::matmul(n, d, k, &self.e, false, &net.params[self.f].data, true, &mut ws.acts[0][..n * d], true);
+        // Block by block: the clean pass again, pass 2, the block's update.
+        let mut lo = 0;
+        for (j, &(at, positions)) in self.h_at.iter().enumerate() {
+            let w = self.wl[j];
+            net.forward_streaming(clean, lo, at, true, rng);
+            for i in lo + 1..=at {
+                ws.lend(i, n * net.shapes[i].len(), i == w + 1);
+            }
+            net.forward_layers(ws, lo, at, true, rng);
+            let scale = 1.0 / (n * positions) as f32;
+            let len = n * net.shapes[w + 1].len();
+            for ((g, h), herr) in ws.grads[w + 1][..len].iter_mut().zip(&clean.acts[at][..len]).zip(&ws.acts[at][..len]) {
+                *g = (h - herr) * scale;
+            }
+            net.backward(ws, grads, w, w + 1, None, false);
+            for i in lo.max(1)..at {
+                ws.reclaim(i, true);
+            }
+            ws.reclaim(w + 1, false);
+            if lo > 0 {
+                clean.reclaim(lo, true);
+            }
+            lo = at;
+        }
+        // The output layer on pass 2.
+        for i in lo + 1..l {
+            ws.lend(i, n * net.shapes[i].len(), true);
+        }
+        net.forward_layers(ws, lo, l, true, rng);
+        let _ = output_error(net, ws, y, loss);
+        let last = *self.wl.last().expect("checked at build");
+        net.backward(ws, grads, last, l, None, false);
+        for i in lo.max(1)..l {
+            ws.reclaim(i, true);
+        }
+        stats
+    }
+}
+
 impl Rule for Pepita {
+    fn streams(&self) -> bool {
+        self.recompute.is_some()
+    }
+
     fn step(&mut self, s: &mut Step) -> StepStats {
         let (net, ws, y, loss, grads, rng) = s.parts();
+        if self.recompute.is_some() && ws.streaming {
+            return self.step_recompute(net, ws, y, loss, grads, rng);
+        }
         self.refresh_f(net);
         // Pass 1: the clean forward pass; its loss is the step's.
         let stats = forward_with_error(net, ws, y, loss, rng);

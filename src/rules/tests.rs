@@ -363,6 +363,7 @@ fn feedback_matrices_are_network_parameters_that_only_their_rule_changes() {
     for (name, settings, learned) in [
         ("fa", &empty, false),
         ("dfa", &empty, false),
+        ("ddfa", &empty, true),
         ("drtp", &empty, false),
         ("fw-dtp", &empty, false),
         ("dtp", &empty, true),
@@ -1674,4 +1675,68 @@ fn feedback_angles_measure_the_distance_to_backprops_matrices() {
     let got = crate::rules::feedback_angles(&net);
     let a2 = got.iter().find(|(n, _)| n == "feedback.2.dfa").unwrap().1;
     assert!(a2 < 1e-3, "{got:?}");
+}
+
+/// Layer streaming (DRTP, TPSGD on MLPs; PEPITA with `pepita_recompute`): steps on a streaming
+/// workspace give the same weights,
+/// bit for bit, as on a full one, and the streaming workspace holds a few layers' buffers
+/// where the full one holds the whole network's (10 hidden layers of 64 here).
+#[test]
+fn streaming_steps_equal_full_ones_and_hold_a_few_layers() {
+    let recompute: toml::Table = toml::from_str("pepita_recompute = true").unwrap();
+    for name in ["drtp", "tpsgd", "pepita"] {
+        let build = |seed| {
+            let mut init = Rng::new(seed);
+            let mut b = Builder::new(Shape::flat(12), Init::Kaiming, &mut init);
+            for _ in 0..10 {
+                b = b.dense(64, true).act(Activation::Relu);
+            }
+            let mut net = b.dense(4, true).build();
+            let (empty, oc) = (toml::Table::new(), OptimConfig::default());
+            let settings = if name == "pepita" { &recompute } else { &empty };
+            let cx = BuildContext { settings, optim: oc, epochs: 20 };
+            let rule = name.parse::<RuleName>().unwrap().build(&mut net, &cx, &mut Rng::new(7)).unwrap();
+            (net, rule)
+        };
+        let (mut na, mut ra) = build(3);
+        let (mut nb, mut rb) = build(3);
+        assert!(ra.streams());
+        let cfg = OptimConfig { lr: 0.05, momentum: 0.9, ..Default::default() };
+        let (mut oa, mut ob) = (Optimizer::new(cfg, &na.update_sizes()), Optimizer::new(cfg, &nb.update_sizes()));
+        let (mut wa, mut wb) = (Workspace::default(), Workspace::default());
+        let (mut ga, mut gb) = (na.zero_grads(), nb.zero_grads());
+        let (mut rnga, mut rngb, mut data) = (Rng::new(1), Rng::new(1), Rng::new(2));
+        for _ in 0..5 {
+            let mut x = vec![0.0; 16 * 12];
+            data.fill_normal(&mut x, 1.0);
+            let y: Vec<u32> = (0..16).map(|_| data.below(4) as u32).collect();
+            na.prepare(&mut wa, 16);
+            wa.input_mut().copy_from_slice(&x);
+            nb.prepare_streaming(&mut wb, 16);
+            wb.input_mut().copy_from_slice(&x);
+            let sa = ra.train_batch(
+                &mut Step::new(&mut na, &mut wa, &y, Loss::Ce, &mut ga, &mut rnga),
+                &mut Updater { opt: &mut oa, lr: 0.05, masks: None },
+            );
+            let sb = rb.train_batch(
+                &mut Step::new(&mut nb, &mut wb, &y, Loss::Ce, &mut gb, &mut rngb),
+                &mut Updater { opt: &mut ob, lr: 0.05, masks: None },
+            );
+            assert_eq!((sa.loss_sum, sa.correct), (sb.loss_sum, sb.correct), "{name}");
+            assert_eq!(wa.output(), wb.output(), "{name}");
+        }
+        for (p, q) in na.params.iter().zip(&nb.params) {
+            assert_eq!(p.data, q.data, "{name}: {}", p.name);
+        }
+        // Full: 21 layers' activations and gradients (about 40 buffers of 16 x 64); streaming:
+        // the input, the output and a handful of 16 x 64 buffers.
+        let layer = 16 * 64 * 4;
+        assert!(wa.bytes() > 35 * layer, "{name}: full {}", wa.bytes());
+        assert!(
+            wb.bytes() < 7 * layer,
+            "{name}: streaming {} bytes = {:.1} layers",
+            wb.bytes(),
+            wb.bytes() as f64 / layer as f64
+        );
+    }
 }

@@ -27,11 +27,13 @@
 
 use super::dfa::DirectFeedback;
 use super::{forward_with_error, Rule, Step, StepStats};
-use crate::nn::Network;
+use crate::nn::{Network, Workspace};
 use crate::rng::Rng;
 
 pub struct Tpsgd {
     pub fb: DirectFeedback,
+    /// The network is an MLP: the driver may size a streaming workspace.
+    stream: bool,
 }
 
 crate::settings! {
@@ -57,17 +59,16 @@ impl Tpsgd {
             rng.fill_uniform(&mut p, -scale, scale);
             p
         });
-        Tpsgd { fb }
+        Tpsgd { fb, stream: net.streamable() }
     }
 }
 
 impl Rule for Tpsgd {
     fn step(&mut self, s: &mut Step) -> StepStats {
         let (net, ws, y, loss, grads, rng) = s.parts();
-        let stats = forward_with_error(net, ws, y, loss, rng);
         let (scale, k) = (1.0 / ws.n as f32, net.output_len());
         // Each hidden block's output gets its residual against the projected label.
-        self.fb.backward(net, ws, grads, |ws, at, d, p| {
+        let inject = |ws: &mut Workspace, at: usize, d: usize, p: &[f32]| {
             for (r, &label) in y.iter().enumerate() {
                 let h = &ws.acts[at][r * d..(r + 1) * d];
                 let g = &mut ws.grads[at][r * d..(r + 1) * d];
@@ -75,8 +76,18 @@ impl Rule for Tpsgd {
                     *gv = (hv - pd[label as usize]) * scale;
                 }
             }
-        });
+        };
+        if ws.streaming {
+            return self.fb.step_streaming(net, ws, grads, y, loss, rng, inject);
+        }
+        let stats = forward_with_error(net, ws, y, loss, rng);
+        self.fb.backward(net, ws, grads, inject);
         stats
+    }
+
+    /// On an MLP the step keeps one block at a time (`DirectFeedback::step_streaming`).
+    fn streams(&self) -> bool {
+        self.stream
     }
 }
 
