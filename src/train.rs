@@ -395,9 +395,16 @@ impl Trainer {
 
     /// Accuracy (a fraction) on `split` in evaluation mode.
     pub fn evaluate(&mut self, split: &Split) -> f64 {
+        self.evaluate_with_loss(split).0
+    }
+
+    /// Accuracy on `split` in evaluation mode and the mean cross-entropy of the outputs (taken
+    /// as logits; NaN where an output is not finite).
+    pub fn evaluate_with_loss(&mut self, split: &Split) -> (f64, f64) {
         if split.n == 0 {
-            return 0.0;
+            return (0.0, f64::NAN);
         }
+        let mut ce = 0.0f64;
         let (d, k, l) = (split.dim, self.net.output_len(), self.net.num_layers());
         // The phase of the epoch last trained (its frozen prefix is what evaluation may reuse).
         let first =
@@ -423,9 +430,10 @@ impl Trainer {
             }
             let out = self.eval_ws.output();
             correct += (0..m).filter(|&s| argmax(&out[s * k..(s + 1) * k]) == split.y[start + s] as usize).count();
+            ce += crate::nn::Loss::Ce.eval(&out[..m * k], &split.y[start..start + m], k, None).0;
             start += m;
         }
-        correct as f64 / split.n as f64
+        (correct as f64 / split.n as f64, ce / split.n as f64)
     }
 }
 

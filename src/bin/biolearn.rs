@@ -66,6 +66,75 @@ enum Cmd {
     /// test set), the same budget for every rule: OUT/trials.jsonl, OUT/preset.toml (with its
     /// provenance), OUT/trials.png. Rerun to resume.
     Tune(TuneArgs),
+    /// Few-shot online learning: episodes of WAYS classes x SHOTS examples seen once each (batch
+    /// 1 unless --batch), from a fresh network each; the query accuracy's mean and 95% interval.
+    Episodes(EpisodesArgs),
+    /// Meta-train a rule's numeric settings (meta-plasticity's coefficients) by evolution
+    /// strategies over few-shot online episodes; writes OUT/steps.jsonl and OUT/theta.toml (a
+    /// config file: `--config OUT/theta.toml`).
+    MetaTrain(MetaTrainArgs),
+}
+
+/// What an episode is (shared by `episodes` and `meta-train`).
+#[derive(Args)]
+struct EpisodeFlags {
+    /// The classes episodes draw from: `5-9` or `5,6,7,8,9`.
+    #[arg(long)]
+    classes: String,
+    #[arg(long, default_value_t = 5)]
+    ways: usize,
+    #[arg(long, default_value_t = 50)]
+    shots: usize,
+    #[arg(long, default_value_t = 20)]
+    queries: usize,
+    /// Passes over an episode's stream (1: online).
+    #[arg(long, default_value_t = 1)]
+    passes: usize,
+    /// Which split episodes draw from: train or test.
+    #[arg(long, default_value = "test")]
+    split: String,
+}
+
+#[derive(Args)]
+struct EpisodesArgs {
+    #[command(flatten)]
+    given: Given,
+    #[command(flatten)]
+    ep: EpisodeFlags,
+    /// Episodes (each its own draw and initialisation, from --episode-seed on).
+    #[arg(long, default_value_t = 50)]
+    episodes: usize,
+    #[arg(long, default_value_t = 0)]
+    episode_seed: u64,
+    /// Write the summary (every episode's accuracy too) as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct MetaTrainArgs {
+    #[command(flatten)]
+    given: Given,
+    #[command(flatten)]
+    ep: EpisodeFlags,
+    /// The settings learned, comma-separated (their start: the configuration's values).
+    #[arg(long, default_value = "mp_pseudo_grad,mp_error_corr,mp_oja")]
+    keys: String,
+    #[arg(long, default_value_t = 100)]
+    iterations: usize,
+    /// Antithetic pairs per iteration.
+    #[arg(long, default_value_t = 8)]
+    pairs: usize,
+    /// Perturbation size (the settings' units).
+    #[arg(long, default_value_t = 0.01)]
+    sigma: f64,
+    /// Adam's step size on the settings.
+    #[arg(long, default_value_t = 0.005)]
+    es_lr: f64,
+    #[arg(long, default_value_t = 0)]
+    es_seed: u64,
+    #[arg(long)]
+    out: PathBuf,
 }
 
 /// The settings of a run as given: a config file, the flags over it, `--set` over those.
@@ -402,6 +471,8 @@ fn main() {
         Some(Cmd::Slurm(a)) => cmd_slurm(a),
         Some(Cmd::Eval(a)) => cmd_eval(a),
         Some(Cmd::Tune(a)) => cmd_tune(a),
+        Some(Cmd::Episodes(a)) => cmd_episodes(a),
+        Some(Cmd::MetaTrain(a)) => cmd_meta_train(a),
     };
     if let Err(e) = res {
         eprintln!("error: {e:#}");
@@ -928,6 +999,138 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     for (what, acc) in rows {
         println!("{what:<24} accuracy {acc:.4} ({acc})");
     }
+    Ok(())
+}
+
+/// The configuration, data set, split and episode spec of `episodes` / `meta-train`.
+fn episode_setup(
+    given: &Given,
+    f: &EpisodeFlags,
+) -> Result<(TrainConfig, biolearn::data::Dataset, biolearn::protocol::episodes::EpisodeSpec)> {
+    let mut base = overrides(given)?;
+    // Online unless a batch is asked for.
+    base.entry("batch").or_insert(toml::Value::Integer(1));
+    let cfg = TrainConfig::load(given.config.as_deref(), base).map_err(anyhow::Error::msg)?;
+    let ds = train::load_data(&cfg).map_err(anyhow::Error::msg)?.ds;
+    let classes = parse_classes(&f.classes, ds.num_classes)?;
+    let spec = biolearn::protocol::episodes::EpisodeSpec {
+        classes,
+        ways: f.ways,
+        shots: f.shots,
+        queries: f.queries,
+        passes: f.passes,
+    };
+    if f.split != "train" && f.split != "test" {
+        bail!("--split {}: train or test", f.split);
+    }
+    Ok((cfg, ds, spec))
+}
+
+/// `5-9` or `5,6,7` (each below `classes`).
+fn parse_classes(s: &str, classes: usize) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num =
+            |v: &str| v.trim().parse::<u32>().with_context(|| format!("--classes {s}: '{v}' is not a class number"));
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(part)?, num(part)?),
+        };
+        if lo > hi || hi as usize >= classes {
+            bail!("--classes {s}: classes are 0..{} on this data set", classes - 1);
+        }
+        out.extend(lo..=hi);
+    }
+    out.sort_unstable();
+    out.dedup();
+    if out.is_empty() {
+        bail!("--classes: none given");
+    }
+    Ok(out)
+}
+
+fn cmd_episodes(a: EpisodesArgs) -> Result<()> {
+    let (cfg, ds, spec) = episode_setup(&a.given, &a.ep)?;
+    let split = if a.ep.split == "train" { &ds.train } else { &ds.test };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads.max(1)).build()?;
+    let s = pool
+        .install(|| biolearn::protocol::episodes::evaluate(&cfg, &ds, split, &spec, a.episodes, a.episode_seed))
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "{} on {} ({} split, classes {:?}): {} episodes of {} ways x {} shots, {} pass(es), batch {}: query accuracy {:.2} +- {:.2} % (95%), loss {:.3}{}",
+        s.rule,
+        ds.name,
+        a.ep.split,
+        spec.classes,
+        s.episodes,
+        spec.ways,
+        spec.shots,
+        spec.passes,
+        cfg.batch,
+        100.0 * s.mean_accuracy,
+        100.0 * s.ci95,
+        s.mean_loss,
+        if s.diverged > 0 { format!(", {} diverged", s.diverged) } else { String::new() }
+    );
+    if let Some(p) = a.json {
+        std::fs::write(&p, serde_json::to_string_pretty(&s)?)
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn cmd_meta_train(a: MetaTrainArgs) -> Result<()> {
+    use biolearn::protocol::episodes;
+    let (cfg, ds, spec) = episode_setup(&a.given, &a.ep)?;
+    let split = if a.ep.split == "train" { &ds.train } else { &ds.test };
+    let keys: Vec<String> = a.keys.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
+    let start: Vec<f64> = keys
+        .iter()
+        .map(|k| {
+            if k == "lr" {
+                return Ok(f64::from(cfg.lr));
+            }
+            let v = cfg.settings.get(k).with_context(|| format!("--keys {k}: not a setting of rule {}", cfg.rule))?;
+            v.as_float().or(v.as_integer().map(|i| i as f64)).with_context(|| format!("--keys {k}: not a number"))
+        })
+        .collect::<Result<_>>()?;
+    let es =
+        episodes::EsConfig { iterations: a.iterations, pairs: a.pairs, sigma: a.sigma, lr: a.es_lr, seed: a.es_seed };
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let steps_path = a.out.join("steps.jsonl");
+    let mut lines = String::new();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads.max(1)).build()?;
+    let (theta, _) = pool
+        .install(|| {
+            episodes::meta_train(&cfg, &ds, split, &spec, &keys, &start, &es, |st| {
+                let th: Vec<String> = keys.iter().zip(&st.theta).map(|(k, v)| format!("{k}={v:.5}")).collect();
+                eprintln!(
+                    "iteration {:>4}: query accuracy {:.3} loss {:.3} (candidates' mean accuracy {:.3})  {}",
+                    st.iteration,
+                    st.accuracy,
+                    st.loss,
+                    st.mean_fitness,
+                    th.join(" ")
+                );
+                lines.push_str(&serde_json::to_string(st).unwrap());
+                lines.push('\n');
+                let _ = std::fs::write(&steps_path, &lines);
+            })
+        })
+        .map_err(anyhow::Error::msg)?;
+    let mut toml_out = format!(
+        "# Learned by `biolearn meta-train` for rule {} on {} ({} split, classes {:?}): {} iterations x {} antithetic\n\
+         # pairs of {}-way {}-shot online episodes ({} queries per class, {} pass(es)), sigma {}, Adam {}, seed {};\n\
+         # start {:?}. Use with --config this file (and --rule {}).\n",
+        cfg.rule, ds.name, a.ep.split, spec.classes, es.iterations, es.pairs, spec.ways, spec.shots, spec.queries,
+        spec.passes, es.sigma, es.lr, es.seed, start, cfg.rule
+    );
+    for (k, v) in keys.iter().zip(&theta) {
+        toml_out.push_str(&format!("{k} = {v}\n"));
+    }
+    let tp = a.out.join("theta.toml");
+    std::fs::write(&tp, toml_out).with_context(|| format!("cannot write {}", tp.display()))?;
+    println!("learned {} -> {}", keys.join(", "), tp.display());
     Ok(())
 }
 

@@ -464,6 +464,7 @@ builtin! {
     pepita: ENTRY, WM;
     tpsgd: ENTRY;
     pal: ENTRY;
+    meta_plasticity: ENTRY;
     predictive_coding: PC, IPC, PC_FPA;
     pc_positive: ENTRY;
     equilibrium_propagation: EP, CHL;
