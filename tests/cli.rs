@@ -648,3 +648,55 @@ fn a_checkpoint_from_before_a_rule_gained_a_setting_resumes() {
         serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
     assert_eq!(r["epochs"].as_array().unwrap().len(), 2);
 }
+
+/// Few-shot online episodes for any rule, and meta-training whose theta.toml is a config file
+/// the episodes take; bad class lists and episode sizes are clear errors.
+#[test]
+fn episodes_and_meta_train_end_to_end() {
+    let d = tmp("episodes");
+    let out = d.join("mt");
+    let ep = ["--data", "digits", "--arch", "mlp:16", "--shots", "5", "--queries", "5", "--threads", "1"];
+    let o = ok(&[
+        &["episodes", "--rule", "bp", "--classes", "5-9", "--episodes", "3", "--json"],
+        &[d.join("bp.json").to_str().unwrap()][..],
+        &ep[..],
+    ]
+    .concat());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("query accuracy"), "{text}");
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("bp.json")).unwrap()).unwrap();
+    assert_eq!(s["accuracies"].as_array().unwrap().len(), 3);
+    ok(&[
+        &[
+            "meta-train",
+            "--rule",
+            "meta-plasticity",
+            "--classes",
+            "0-4",
+            "--split",
+            "train",
+            "--iterations",
+            "2",
+            "--pairs",
+            "2",
+        ],
+        &["--out", out.to_str().unwrap()][..],
+        &ep[..],
+    ]
+    .concat());
+    let theta = std::fs::read_to_string(out.join("theta.toml")).unwrap();
+    assert!(theta.contains("mp_pseudo_grad = ") && theta.contains("mp_oja = "), "{theta}");
+    assert_eq!(std::fs::read_to_string(out.join("steps.jsonl")).unwrap().lines().count(), 2);
+    let cfg = out.join("theta.toml");
+    ok(&[
+        &["episodes", "--rule", "meta-plasticity", "--classes", "5,6,7", "--ways", "3", "--episodes", "2", "--config"],
+        &[cfg.to_str().unwrap()][..],
+        &ep[..],
+    ]
+    .concat());
+    assert!(fail(&["episodes", "--rule", "bp", "--data", "digits", "--classes", "5-12"]).contains("classes are 0..9"));
+    assert!(fail(&["episodes", "--rule", "bp", "--data", "digits", "--classes", "1,2", "--ways", "3"])
+        .contains("2 classes given"));
+    assert!(fail(&["episodes", "--rule", "bp", "--data", "digits", "--classes", "0-4", "--shots", "5000"])
+        .contains("fewer than"));
+}

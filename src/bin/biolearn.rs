@@ -117,7 +117,8 @@ struct MetaTrainArgs {
     given: Given,
     #[command(flatten)]
     ep: EpisodeFlags,
-    /// The settings learned, comma-separated (their start: the configuration's values).
+    /// The settings learned, comma-separated (their start: the configuration's values); `log:KEY`
+    /// learns KEY on a log scale (sigma and the step then in natural-log units).
     #[arg(long, default_value = "mp_pseudo_grad,mp_error_corr,mp_oja")]
     keys: String,
     #[arg(long, default_value_t = 100)]
@@ -1086,12 +1087,21 @@ fn cmd_meta_train(a: MetaTrainArgs) -> Result<()> {
     let keys: Vec<String> = a.keys.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
     let start: Vec<f64> = keys
         .iter()
-        .map(|k| {
-            if k == "lr" {
-                return Ok(f64::from(cfg.lr));
+        .map(|key| {
+            let (k, log) = key.strip_prefix("log:").map_or((key.as_str(), false), |k| (k, true));
+            let v = if k == "lr" {
+                f64::from(cfg.lr)
+            } else {
+                let v =
+                    cfg.settings.get(k).with_context(|| format!("--keys {k}: not a setting of rule {}", cfg.rule))?;
+                v.as_float()
+                    .or(v.as_integer().map(|i| i as f64))
+                    .with_context(|| format!("--keys {k}: not a number"))?
+            };
+            if log && v <= 0.0 {
+                bail!("--keys {key}: a log-scale setting must start positive (it is {v})");
             }
-            let v = cfg.settings.get(k).with_context(|| format!("--keys {k}: not a setting of rule {}", cfg.rule))?;
-            v.as_float().or(v.as_integer().map(|i| i as f64)).with_context(|| format!("--keys {k}: not a number"))
+            Ok(if log { v.ln() } else { v })
         })
         .collect::<Result<_>>()?;
     let es =
@@ -1126,7 +1136,10 @@ fn cmd_meta_train(a: MetaTrainArgs) -> Result<()> {
         spec.passes, es.sigma, es.lr, es.seed, start, cfg.rule
     );
     for (k, v) in keys.iter().zip(&theta) {
-        toml_out.push_str(&format!("{k} = {v}\n"));
+        match k.strip_prefix("log:") {
+            Some(k) => toml_out.push_str(&format!("{k} = {}\n", v.exp())),
+            None => toml_out.push_str(&format!("{k} = {v}\n")),
+        }
     }
     let tp = a.out.join("theta.toml");
     std::fs::write(&tp, toml_out).with_context(|| format!("cannot write {}", tp.display()))?;

@@ -199,8 +199,12 @@ pub struct EsStep {
     pub mean_fitness: f64,
 }
 
-/// Set `key` (a rule setting, or the shared `lr`) to `v` in `cfg`.
+/// Set `key` (a rule setting, or the shared `lr`) to `v` in `cfg`; `log:KEY` sets KEY to
+/// exp(v) (a setting searched on a log scale, such as a learning rate that must stay positive).
 fn set(cfg: &mut TrainConfig, key: &str, v: f64) {
+    if let Some(k) = key.strip_prefix("log:") {
+        return set(cfg, k, v.exp());
+    }
     if key == "lr" {
         cfg.lr = v as f32;
     } else {
