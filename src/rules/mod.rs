@@ -465,6 +465,7 @@ builtin! {
     tpsgd: ENTRY;
     pal: ENTRY;
     meta_plasticity: ENTRY;
+    align_ntk: ZERO, ADA;
     predictive_coding: PC, IPC, PC_FPA;
     pc_positive: ENTRY;
     equilibrium_propagation: EP, CHL;
