@@ -231,7 +231,8 @@ pub fn meta_train(
     if keys.is_empty() || keys.len() != start.len() {
         return Err("meta-train: one start value per setting".into());
     }
-    if es.pairs == 0 || !(es.sigma > 0.0) || !(es.lr > 0.0) {
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if es.pairs == 0 || !positive(es.sigma) || !positive(es.lr) {
         return Err("meta-train: pairs >= 1, sigma > 0 and lr > 0".into());
     }
     let by = crate::data::sampling::class_indices(split, ds.num_classes);
@@ -352,11 +353,13 @@ mod tests {
     #[test]
     fn meta_training_moves_toward_the_pseudo_gradient_term() {
         let ds = digits();
-        let mut cfg = TrainConfig::default();
-        cfg.rule = "meta-plasticity".parse().unwrap();
-        cfg.arch = "mlp:32".into();
-        cfg.batch = 1;
-        cfg.threads = 1;
+        let cfg = TrainConfig {
+            rule: "meta-plasticity".parse().unwrap(),
+            arch: "mlp:32".into(),
+            batch: 1,
+            threads: 1,
+            ..Default::default()
+        };
         let spec = EpisodeSpec { classes: (0..5).collect(), ways: 5, shots: 10, queries: 10, passes: 1 };
         let keys: Vec<String> = ["mp_pseudo_grad", "mp_oja"].iter().map(|s| s.to_string()).collect();
         let es = EsConfig { iterations: 40, pairs: 4, sigma: 1e-2, lr: 5e-3, seed: 3 };
