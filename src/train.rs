@@ -196,13 +196,13 @@ pub struct EpochStats {
 }
 
 impl Trainer {
-    /// Build the network and rule for inputs of `input` shape and `classes` outputs, drawing
-    /// from `rng` in a fixed order: network, rule, then the training stream.
     /// Bytes the training workspace holds (activations, gradients, scratch; `Workspace::bytes`).
     pub fn workspace_bytes(&self) -> usize {
         self.ws.bytes()
     }
 
+    /// Build the network and rule for inputs of `input` shape and `classes` outputs, drawing
+    /// from `rng` in a fixed order: network, rule, then the training stream.
     pub fn new(cfg: &TrainConfig, input: Shape, classes: usize, rng: &mut Rng) -> Result<Self, String> {
         cfg.validate()?;
         let arch = cfg.arch_spec()?;

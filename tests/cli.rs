@@ -699,4 +699,23 @@ fn episodes_and_meta_train_end_to_end() {
         .contains("2 classes given"));
     assert!(fail(&["episodes", "--rule", "bp", "--data", "digits", "--classes", "0-4", "--shots", "5000"])
         .contains("fewer than"));
+    let huge = u64::MAX.to_string();
+    assert!(fail(&["episodes", "--rule", "bp", "--data", "digits", "--classes", "0-4", "--shots", &huge])
+        .contains("at most"));
+    let many = [
+        "episodes",
+        "--rule",
+        "bp",
+        "--data",
+        "digits",
+        "--classes",
+        "0-4",
+        "--shots",
+        "5",
+        "--queries",
+        "5",
+        "--episodes",
+        &huge,
+    ];
+    assert!(fail(&many).contains("between 1 and"));
 }

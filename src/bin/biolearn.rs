@@ -1009,8 +1009,17 @@ fn episode_setup(
     f: &EpisodeFlags,
 ) -> Result<(TrainConfig, biolearn::data::Dataset, biolearn::protocol::episodes::EpisodeSpec)> {
     let mut base = overrides(given)?;
-    // Online unless a batch is asked for.
-    base.entry("batch").or_insert(toml::Value::Integer(1));
+    // Online unless a batch is asked for (by a flag or the config file).
+    let file_batch = match given.config.as_deref() {
+        Some(p) => std::fs::read_to_string(p)
+            .ok()
+            .and_then(|t| t.parse::<toml::Table>().ok())
+            .is_some_and(|t| t.contains_key("batch")),
+        None => false,
+    };
+    if !file_batch {
+        base.entry("batch").or_insert(toml::Value::Integer(1));
+    }
     let cfg = TrainConfig::load(given.config.as_deref(), base).map_err(anyhow::Error::msg)?;
     let ds = train::load_data(&cfg).map_err(anyhow::Error::msg)?.ds;
     let classes = parse_classes(&f.classes, ds.num_classes)?;
@@ -1038,7 +1047,7 @@ fn parse_classes(s: &str, classes: usize) -> Result<Vec<u32>> {
             None => (num(part)?, num(part)?),
         };
         if lo > hi || hi as usize >= classes {
-            bail!("--classes {s}: classes are 0..{} on this data set", classes - 1);
+            bail!("--classes {s}: classes are 0..{} on this data set", classes.saturating_sub(1));
         }
         out.extend(lo..=hi);
     }

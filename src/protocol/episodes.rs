@@ -23,6 +23,9 @@ use crate::rng::Rng;
 use crate::train::{NoHooks, Progressed, Splits, Trainer};
 use serde::{Deserialize, Serialize};
 
+/// The most shots, queries, episodes or antithetic pairs a run may ask for.
+pub const MAX_COUNT: usize = 1_000_000;
+
 /// What an episode is.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpisodeSpec {
@@ -41,6 +44,12 @@ impl EpisodeSpec {
     pub fn check(&self, split: &Split, classes: usize) -> Result<(), String> {
         if self.ways < 2 || self.shots == 0 || self.queries == 0 || self.passes == 0 {
             return Err("episodes need ways >= 2, shots >= 1, queries >= 1 and passes >= 1".into());
+        }
+        if self.shots > MAX_COUNT || self.queries > MAX_COUNT || self.passes > crate::limits::MAX_EPOCHS {
+            return Err(format!(
+                "episodes: shots and queries at most {MAX_COUNT} per class, passes at most {}",
+                crate::limits::MAX_EPOCHS
+            ));
         }
         if self.classes.len() < self.ways {
             return Err(format!("{} classes given for {}-way episodes", self.classes.len(), self.ways));
@@ -141,6 +150,9 @@ pub fn evaluate(
     seed: u64,
 ) -> Result<Summary, String> {
     spec.check(split, ds.num_classes)?;
+    if episodes == 0 || episodes > MAX_COUNT {
+        return Err(format!("episodes: between 1 and {MAX_COUNT}"));
+    }
     let by = crate::data::sampling::class_indices(split, ds.num_classes);
     let input = Shape::new(ds.channels, ds.height, ds.width);
     let mut results = Vec::with_capacity(episodes);
@@ -232,8 +244,10 @@ pub fn meta_train(
         return Err("meta-train: one start value per setting".into());
     }
     let positive = |v: f64| v.is_finite() && v > 0.0;
-    if es.pairs == 0 || !positive(es.sigma) || !positive(es.lr) {
-        return Err("meta-train: pairs >= 1, sigma > 0 and lr > 0".into());
+    if es.pairs == 0 || es.pairs > MAX_COUNT || es.iterations > MAX_COUNT || !positive(es.sigma) || !positive(es.lr) {
+        return Err(format!(
+            "meta-train: pairs between 1 and {MAX_COUNT}, iterations at most {MAX_COUNT}, sigma > 0 and lr > 0"
+        ));
     }
     let by = crate::data::sampling::class_indices(split, ds.num_classes);
     let input = Shape::new(ds.channels, ds.height, ds.width);
@@ -265,7 +279,12 @@ pub fn meta_train(
                 run_episode(&cc, input, &ep, spec.ways, spec.passes, init_seed)
             })
             .collect();
-        let scores: Vec<EpisodeResult> = scores.into_iter().collect::<Result<_, _>>()?;
+        // theta itself must be a valid setting; a perturbed candidate outside a setting's range
+        // (a rate below zero) ranks as diverged.
+        let mut scores = scores.into_iter();
+        let own = scores.next().expect("theta is a candidate").map_err(|e| format!("theta {theta:?}: {e}"))?;
+        let bad = EpisodeResult { accuracy: 0.0, loss: f64::NAN, diverged: true };
+        let scores: Vec<EpisodeResult> = std::iter::once(own).chain(scores.map(|r| r.unwrap_or(bad))).collect();
         // Fitness: the query accuracy, ties broken by minus the query cross-entropy (a diverged
         // candidate ranks last), shaped into centred ranks in [-0.5, 0.5] over the perturbed
         // candidates (Salimans et al. 2017), so that one blown-up episode does not swamp the
@@ -282,10 +301,21 @@ pub fn meta_train(
         let fits: Vec<(f64, f64)> = scores[1..].iter().map(fit).collect();
         let mut order: Vec<usize> = (0..fits.len()).collect();
         order.sort_by(|&a, &b| fits[a].0.total_cmp(&fits[b].0).then(fits[a].1.total_cmp(&fits[b].1)));
+        // Tied candidates (both of a pair diverged, the same accuracy and loss) share their
+        // mean rank, so that a tie adds nothing to the estimate.
         let mut rank = vec![0.0; fits.len()];
         let denom = (fits.len() - 1).max(1) as f64;
-        for (r, &i) in order.iter().enumerate() {
-            rank[i] = r as f64 / denom - 0.5;
+        let mut a = 0;
+        while a < order.len() {
+            let mut b = a + 1;
+            while b < order.len() && fits[order[b]] == fits[order[a]] {
+                b += 1;
+            }
+            let r = (a + b - 1) as f64 / 2.0 / denom - 0.5;
+            for &i in &order[a..b] {
+                rank[i] = r;
+            }
+            a = b;
         }
         let mut g = vec![0.0; k];
         for (i, e) in noise.iter().enumerate() {
@@ -366,7 +396,7 @@ mod tests {
         let (theta, steps) = meta_train(&cfg, &ds, &ds.train, &spec, &keys, &[0.0, 1e-3], &es, |_| {}).unwrap();
         assert!(theta[0] > 0.02, "pseudo-gradient coefficient stayed at {}: {theta:?}", theta[0]);
         let first: f64 = steps[..5].iter().map(|s| s.accuracy).sum::<f64>() / 5.0;
-        let last: f64 = steps[25..].iter().map(|s| s.accuracy).sum::<f64>() / 5.0;
+        let last: f64 = steps[35..].iter().map(|s| s.accuracy).sum::<f64>() / 5.0;
         assert!(last > first + 0.2, "query accuracy {first:.2} -> {last:.2}");
     }
 }

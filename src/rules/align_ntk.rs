@@ -30,6 +30,10 @@
 //! layer only (an artefact, equal in the NTK limit); here f' is the initial network's throughout.
 //! The paper reports no figure on MNIST-like data that could be read here.
 //!
+//! The frozen copy is the network as the rule was built: a run continued from its checkpoint
+//! restores it (rule tensors `init.*`), but `--init-from` another rule's model loads only the
+//! live weights, so the copy then stays the random initialisation (not the loaded network).
+//!
 //! # Shapes
 //! The frozen network has the current network's layers and parameter layout.
 

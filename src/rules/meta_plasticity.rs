@@ -67,9 +67,10 @@ pub struct MetaPlasticity {
     /// The change of each dense layer's weight and bias.
     dw: Vec<Vec<f32>>,
     db: Vec<Vec<f32>>,
-    /// Scratch: softmax output, h_l W_l.
+    /// Scratch: softmax output, h_l W_l (and error correlations), Oja's term.
     soft: Vec<f32>,
     tmp: Vec<f32>,
+    oja: Vec<f32>,
 }
 
 impl MetaPlasticity {
@@ -97,6 +98,7 @@ impl MetaPlasticity {
             db,
             soft: Vec::new(),
             tmp: Vec::new(),
+            oja: Vec::new(),
         })
     }
 
@@ -153,9 +155,9 @@ impl MetaPlasticity {
                 self.tmp.resize(n * inp, 0.0);
                 linalg::matmul(n, inp, out, h, false, w, false, &mut self.tmp, false);
                 self.tmp.iter_mut().zip(h_prev).for_each(|(t, hp)| *t = hp - *t);
-                let mut oja = vec![0.0; out * inp];
-                linalg::matmul(out, inp, n, h, true, &self.tmp[..n * inp], false, &mut oja, false);
-                dw.iter_mut().zip(&oja).for_each(|(v, o)| *v += t2 * inv_n * o);
+                self.oja.resize(out * inp, 0.0);
+                linalg::matmul(out, inp, n, h, true, &self.tmp[..n * inp], false, &mut self.oja, false);
+                dw.iter_mut().zip(&self.oja).for_each(|(v, o)| *v += t2 * inv_n * o);
             }
             let db = &mut self.db[j];
             db.fill(0.0);
