@@ -95,3 +95,18 @@ mod tests {
         assert_eq!(e, [-0.25, 0.25, 1.0, -0.5]);
     }
 }
+
+/// Softmax of every row of `k` values, in place (the largest value subtracted first).
+pub fn softmax_rows(v: &mut [f32], k: usize) {
+    for row in v.chunks_exact_mut(k) {
+        let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = row
+            .iter_mut()
+            .map(|x| {
+                *x = (*x - mx).exp();
+                *x
+            })
+            .sum();
+        row.iter_mut().for_each(|x| *x /= sum);
+    }
+}

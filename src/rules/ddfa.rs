@@ -126,11 +126,7 @@ impl Rule for Ddfa {
         let (net, ws, y, loss, grads, rng) = s.parts();
         let stats = forward_with_error(net, ws, y, loss, rng);
         self.feedback_gradients(net, ws, rng);
-        let (n, k, l) = (ws.n, net.output_len(), net.num_layers());
-        self.fb.backward(net, ws, grads, |ws, at, d, b| {
-            let (lo, hi) = ws.grads.split_at_mut(l);
-            linalg::matmul(n, d, k, &hi[0][..n * k], false, b, true, &mut lo[at][..n * d], false);
-        });
+        self.fb.backward(net, ws, grads, super::dfa::project_error);
         stats
     }
 

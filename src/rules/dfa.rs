@@ -144,6 +144,14 @@ impl DirectFeedback {
     }
 }
 
+/// DFA's signal: the output error through B, e B^T (N x K)(K x D), into `ws.grads[at]`.
+pub fn project_error(ws: &mut Workspace, at: usize, d: usize, b: &[f32]) {
+    let (n, l) = (ws.n, ws.grads.len() - 1);
+    let k = b.len() / d;
+    let (lo, hi) = ws.grads.split_at_mut(l);
+    linalg::matmul(n, d, k, &hi[0][..n * k], false, b, true, &mut lo[at][..n * d], false);
+}
+
 pub struct Dfa {
     pub fb: DirectFeedback,
 }
@@ -240,12 +248,8 @@ impl Rule for Dfa {
     fn step(&mut self, s: &mut Step) -> StepStats {
         let (net, ws, y, loss, grads, rng) = s.parts();
         let stats = forward_with_error(net, ws, y, loss, rng);
-        let (n, k, l) = (ws.n, net.output_len(), net.num_layers());
         // Each hidden block gets e B^T at the next weight layer's input.
-        self.fb.backward(net, ws, grads, |ws, at, d, b| {
-            let (lo, hi) = ws.grads.split_at_mut(l);
-            linalg::matmul(n, d, k, &hi[0][..n * k], false, b, true, &mut lo[at][..n * d], false);
-        });
+        self.fb.backward(net, ws, grads, project_error);
         stats
     }
 

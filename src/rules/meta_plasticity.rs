@@ -128,11 +128,8 @@ impl MetaPlasticity {
         }
         // The output layer's h_L is softmax(a_L).
         self.soft.clear();
-        for row in ws.acts[l][..n * k].chunks_exact(k) {
-            let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f32 = row.iter().map(|v| (v - mx).exp()).sum();
-            self.soft.extend(row.iter().map(|v| (v - mx).exp() / sum));
-        }
+        self.soft.extend_from_slice(&ws.acts[l][..n * k]);
+        crate::nn::loss::softmax_rows(&mut self.soft, k);
         for j in 0..kk {
             let d = self.dense[j];
             let (inp, out) = (net.shapes[d].len(), net.shapes[d + 1].len());

@@ -223,14 +223,7 @@ impl Pepita {
             }
             net.forward_range(&mut m.ws, d, end);
             if j == last {
-                for row in m.ws.acts[end][..n * out].chunks_exact_mut(out) {
-                    let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let sum: f32 = row.iter_mut().map(|v| {
-                        *v = (*v - mx).exp();
-                        *v
-                    }).sum();
-                    row.iter_mut().for_each(|v| *v /= sum);
-                }
+                crate::nn::loss::softmax_rows(&mut m.ws.acts[end][..n * out], out);
             }
             let (lo, hi) = m.ws.acts.split_at(end);
             linalg::matmul(inp, out, n, &lo[d][..n * inp], true, &hi[0][..n * out], false, &mut m.est[j], false);
