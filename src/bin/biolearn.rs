@@ -349,7 +349,7 @@ struct TrainFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     preset: Option<String>,
-    /// Network: mlp:1024, mlp:800,800, mlp:800/bn/dropout=0.2, lenet, conv3.
+    /// Network: mlp:1024, mlp:800,800, mlp:800/bn/dropout=0.2, lenet, conv3, rnn:128, gru:128 (recurrent over the image rows).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     arch: Option<String>,

@@ -12,6 +12,7 @@
 //! | `softhebb-cnn` | multilayer SoftHebb (Journe et al. 2023, CIFAR-10 preset): [batch norm (no affine) -> conv (reflect pad, no bias) -> triangle -> pool] with 96 k5 / 384 k3 / 1536 k3 channels, triangle powers 0.7 / 1.4 / 1.0, max 4/2 pad 1, max 4/2 pad 1, avg 2/2 (32x32: 1536x4x4 read-out inputs; 28x28: 1536x3x3) -> dropout 0.5 -> classes |
 //! | `hebb-conv3`, `hebb-conv3:W1,W2,W3` | `conv3` as Miconi's Hebbian CNN builds it: each layer's input standardised per sample, triangle outputs relu(u - mean_c u), the conv bias holding minus the adaptive WTA threshold |
 //! | `al-mlp:1000,1000` | Activation Learning (Zhou 2022): input scaled to unit norm, then per hidden layer dense (no bias) -> f(x) = beta (|x| - mean|x|) with beta keeping the norm -> classes |
+//! | `rnn:128`, `gru:128`, `gru:128,128` | recurrent layers over the image's rows (28 steps of 28 pixels on Fashion-MNIST; step t = row t of every channel): an Elman RNN (tanh) or a GRU (PyTorch's cell); stacked layers pass their state sequences on, the last state feeds a linear read-out (`nn::recurrent`) |
 //! | `conv3`, `conv3:W1,W2,W3` | the holistic benchmark's net (Gupta et al. 2022, after Miconi's Hebbian CNN; the widths 100/196/400 unless given): conv 100 k5 -> act -> avgpool 2 -> conv 196 k3 -> act -> avgpool 2 -> conv 400 k3 -> act -> avgpool 2 -> classes (no padding; 32x32 gives 400x2x2 features) |
 //!
 //! Initialisation (`Init`): `torch` is PyTorch's default for Linear/Conv2d (W and b from
@@ -23,6 +24,7 @@ use crate::nn::batchnorm::BnGeom;
 use crate::nn::compete::{CompeteGeom, CompeteKind};
 use crate::nn::conv::ConvGeom;
 use crate::nn::pool::PoolGeom;
+use crate::nn::recurrent::{Cell, RnnGeom};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +81,13 @@ pub enum ArchSpec {
     },
     /// Activation Learning MLP: unit-norm input, dense (no bias) + norm-preserving |x| activation.
     AlMlp {
+        hidden: Vec<usize>,
+    },
+    /// Recurrent layers over the input's rows (Elman RNN or GRU), these widths; every layer but
+    /// the last passes its whole state sequence to the next; the last state feeds a linear
+    /// read-out.
+    Recurrent {
+        cell: Cell,
         hidden: Vec<usize>,
     },
 }
@@ -155,12 +164,16 @@ impl std::str::FromStr for ArchSpec {
             ArchSpec::SoftHebbCnn { widths }
         } else if let Some(rest) = base.strip_prefix("hebb-conv3") {
             ArchSpec::HebbConv3 { widths: three(rest, "hebb-conv3")? }
+        } else if let Some(rest) = base.strip_prefix("rnn") {
+            ArchSpec::Recurrent { cell: Cell::Elman, hidden: widths(rest, "rnn:H1,H2,...")? }
+        } else if let Some(rest) = base.strip_prefix("gru") {
+            ArchSpec::Recurrent { cell: Cell::Gru, hidden: widths(rest, "gru:H1,H2,...")? }
         } else if let Some(rest) = base.strip_prefix("al-mlp") {
             let hidden = if rest.is_empty() { vec![1000, 1000] } else { widths(rest, "al-mlp:H1,H2,...")? };
             ArchSpec::AlMlp { hidden }
         } else {
             return Err(format!(
-                "unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), linear, lenet, conv3[:W1,W2,W3], softhebb-mlp:H, softhebb-cnn, softhebb-cnn28, softhebb-cnn:W1,W2,W3, softhebb-stl, hebb-conv3[:W1,W2,W3] or al-mlp:H1,H2"
+                "unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), linear, lenet, conv3[:W1,W2,W3], softhebb-mlp:H, softhebb-cnn, softhebb-cnn28, softhebb-cnn:W1,W2,W3, softhebb-stl, hebb-conv3[:W1,W2,W3], al-mlp:H1,H2, rnn:H1,... or gru:H1,..."
             ));
         };
         if let Some(opts) = opts {
@@ -232,6 +245,14 @@ impl std::fmt::Display for ArchSpec {
                 let h: Vec<String> = hidden.iter().map(|v| v.to_string()).collect();
                 write!(f, "al-mlp:{}", h.join(","))
             }
+            ArchSpec::Recurrent { cell, hidden } => {
+                let h: Vec<String> = hidden.iter().map(|v| v.to_string()).collect();
+                let name = match cell {
+                    Cell::Elman => "rnn",
+                    Cell::Gru => "gru",
+                };
+                write!(f, "{name}:{}", h.join(","))
+            }
         }
     }
 }
@@ -297,6 +318,48 @@ impl<'r> Builder<'r> {
         let b = b.map(|b| self.param(format!("layers.{i}.bias"), vec![o], b, ParamKind::Bias));
         let out = Shape::new(o, geom.oh(), geom.ow());
         self.push(Layer::Conv { w, b, geom }, out);
+        self
+    }
+
+    /// A recurrent layer over the current shape's rows (T = h steps of c w values), `hidden`
+    /// units; `seq_out`: output every state (1 x T x H), else the last (H). Initialised as
+    /// PyTorch's `nn.RNN` / `nn.GRU` under `torch` (every weight and bias U(+-1/sqrt(H))); under
+    /// xavier / kaiming, W_x and W_h by their own fans and zero biases.
+    pub fn recurrent(mut self, cell: Cell, hidden: usize, seq_out: bool) -> Self {
+        let s = self.cur();
+        let geom = RnnGeom { cell, c: s.c, w: s.w, steps: s.h, hidden, seq_out };
+        let (i, g, h) = (geom.inp(), geom.gates(), hidden);
+        let li = self.net.layers.len();
+        let bias_of = |this: &mut Self| -> Vec<f32> {
+            let mut b = vec![0.0; if this.dry { 0 } else { g }];
+            if this.init == Init::Torch && !this.dry {
+                let bound = 1.0 / (h as f32).sqrt();
+                this.rng.fill_uniform(&mut b, -bound, bound);
+            }
+            b
+        };
+        let draw = |fan_in: usize, this: &mut Self| -> Vec<f32> {
+            if this.dry {
+                return vec![];
+            }
+            let bound = match this.init {
+                Init::Torch => 1.0 / (h as f32).sqrt(),
+                other => other.bounds(fan_in, g).0,
+            };
+            let mut w = vec![0.0; g * fan_in];
+            this.rng.fill_uniform(&mut w, -bound, bound);
+            w
+        };
+        let wx = draw(i, &mut self);
+        let wh = draw(h, &mut self);
+        let b = bias_of(&mut self);
+        let bh = (cell == Cell::Gru).then(|| bias_of(&mut self));
+        let wx = self.param(format!("layers.{li}.weight"), vec![g, i], wx, ParamKind::Weight);
+        let wh = self.param(format!("layers.{li}.weight_hh"), vec![g, h], wh, ParamKind::Weight);
+        let b = Some(self.param(format!("layers.{li}.bias"), vec![g], b, ParamKind::Bias));
+        let bh = bh.map(|v| self.param(format!("layers.{li}.bias_hh"), vec![g], v, ParamKind::Bias));
+        let out = if seq_out { Shape::new(1, s.h, hidden) } else { Shape::flat(hidden) };
+        self.push(Layer::Recurrent { wx, wh, b, bh, geom }, out);
         self
     }
 
@@ -527,6 +590,13 @@ impl ArchSpec {
                     .dense(classes, true)
                     .build()
             }
+            ArchSpec::Recurrent { cell, hidden } => {
+                let mut b = b;
+                for (j, &h) in hidden.iter().enumerate() {
+                    b = b.recurrent(*cell, h, j + 1 < hidden.len());
+                }
+                b.dense(classes, true).build()
+            }
             ArchSpec::AlMlp { hidden } => {
                 // Zhou 2022: the input scaled to unit norm; a = f(W^T a) per layer, no bias.
                 let mut b = b.compete_flat(CompeteKind::L2);
@@ -545,7 +615,18 @@ impl ArchSpec {
 /// error names the network, the estimate and the cap.
 pub fn check_memory(arch: &str, net: &Network, batch: usize) -> Result<(), String> {
     let params: f64 = net.params.iter().map(|p| p.shape.iter().product::<usize>() as f64).sum();
-    let acts: f64 = net.shapes.iter().map(|s| s.len() as f64).sum();
+    // A recurrent layer also keeps every step's input, gate pre-activations and state.
+    let unrolled: f64 = net
+        .layers
+        .iter()
+        .map(|l| match l {
+            super::Layer::Recurrent { geom, .. } => {
+                (geom.steps * (2 * geom.inp() + 2 * geom.gates() + 5 * geom.hidden)) as f64
+            }
+            _ => 0.0,
+        })
+        .sum();
+    let acts: f64 = net.shapes.iter().map(|s| s.len() as f64).sum::<f64>() + unrolled;
     let bytes = 4.0 * (4.0 * params + 3.0 * batch as f64 * acts);
     let cap = crate::limits::memory_cap();
     if bytes > cap {
@@ -571,7 +652,10 @@ impl ArchSpec {
             ArchSpec::Conv3 { .. } | ArchSpec::HebbConv3 { .. } => 20,
             ArchSpec::SoftHebbCnn { .. } => 24,
             ArchSpec::SoftHebbStl => 32,
-            ArchSpec::Mlp { .. } | ArchSpec::SoftHebbMlp { .. } | ArchSpec::AlMlp { .. } => 1,
+            ArchSpec::Mlp { .. }
+            | ArchSpec::SoftHebbMlp { .. }
+            | ArchSpec::AlMlp { .. }
+            | ArchSpec::Recurrent { .. } => 1,
         }
     }
 }

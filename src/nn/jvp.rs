@@ -22,6 +22,7 @@
 //!   batch norm, eval    v' = gamma inv_std v
 //!   sample norm         v' = (v - mean v - y' mean(v y')) / s   (per sample)
 //!   competition         `CompeteGeom::jvp`
+//!   recurrent           `RnnGeom::jvp`: the tangent of every state, step by step
 //!
 //! Batch norm's, sample norm's, the channel softmax's and l2's Jacobians are symmetric, so their
 //! products are their backward formulas applied to v. Like `Network::backward`, the product
@@ -56,11 +57,17 @@ impl Network {
         }
         let (mut cols, mut tmp) = (0, 0);
         for layer in &self.layers {
-            if let Layer::Conv { geom, .. } = layer {
-                if !geom.is_dense() {
+            match layer {
+                Layer::Conv { geom, .. } if !geom.is_dense() => {
                     cols = cols.max(n * geom.p() * geom.ckk());
                     tmp = tmp.max(n * geom.p() * geom.o);
                 }
+                Layer::Recurrent { geom, .. } => {
+                    let (a, b) = geom.jvp_scratch(n);
+                    cols = cols.max(a);
+                    tmp = tmp.max(b);
+                }
+                _ => {}
             }
         }
         tg.cols.resize(cols, 0.0);
@@ -96,6 +103,10 @@ impl Network {
                     });
                 }
                 Layer::AvgPool(g) => g.avg_forward(v, n, dy),
+                Layer::Recurrent { wx, wh, geom, .. } => {
+                    let Aux::Rnn(a) = &ws.aux[i] else { unreachable!() };
+                    geom.jvp(v, n, &p[*wx].data, &p[*wh].data, a, &mut tg.cols, &mut tg.tmp, dy);
+                }
                 Layer::Act(a) => {
                     let a = *a;
                     linalg::par_zip(dy, v, |off, d, vs| {
@@ -212,6 +223,22 @@ mod tests {
         let mut rng = Rng::new(5);
         check(nets::competition_net(&mut rng, 1.0), 3, 6, 1e-3);
         check(nets::activation_learning_net(&mut rng), 3, 9, 1e-3);
+    }
+
+    /// Stacked recurrent layers (a sequence output read by a second layer), Elman and GRU, on
+    /// two-channel inputs.
+    #[test]
+    fn recurrent_layers() {
+        use crate::nn::recurrent::Cell;
+        let mut rng = Rng::new(11);
+        for cell in [Cell::Elman, Cell::Gru] {
+            let net = Builder::new(Shape::new(2, 4, 3), Init::Torch, &mut rng)
+                .recurrent(cell, 5, true)
+                .recurrent(cell, 4, false)
+                .dense(3, true)
+                .build();
+            check(net, 3, 12, 1e-2);
+        }
     }
 
     /// A tangent started part-way (at a block's output) equals the full product's restriction:

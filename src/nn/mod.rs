@@ -20,6 +20,7 @@ pub mod jvp;
 pub mod loss;
 pub mod pool;
 pub mod prune;
+pub mod recurrent;
 pub mod samplenorm;
 
 pub use activation::Activation;
@@ -32,6 +33,7 @@ use crate::rng::Rng;
 use batchnorm::BnGeom;
 use conv::ConvGeom;
 use pool::PoolGeom;
+use recurrent::{RnnAux, RnnGeom};
 use serde::{Deserialize, Serialize};
 
 /// Per-sample shape C x H x W (a dense layer's output is C x 1 x 1).
@@ -113,6 +115,15 @@ pub enum Layer {
     Compete(compete::CompeteGeom),
     /// Per-sample standardisation over all of a sample's values (`samplenorm`).
     SampleNorm,
+    /// An Elman RNN or a GRU unrolled over the input's rows (`recurrent`): W_x (G x I, the
+    /// layer's weight), W_h (G x H, also a weight: pruned, decayed), biases b and (GRU) b_h.
+    Recurrent {
+        wx: usize,
+        wh: usize,
+        b: Option<usize>,
+        bh: Option<usize>,
+        geom: RnnGeom,
+    },
     /// gamma/beta (absent when not affine), running mean/var.
     BatchNorm {
         affine: Option<(usize, usize)>,
@@ -123,16 +134,16 @@ pub enum Layer {
 }
 
 impl Layer {
-    /// The weight parameter of a dense or conv layer.
+    /// The weight parameter of a dense or conv layer (a recurrent layer's input weights W_x).
     pub fn weight(&self) -> Option<usize> {
         match self {
-            Layer::Dense { w, .. } | Layer::Conv { w, .. } => Some(*w),
+            Layer::Dense { w, .. } | Layer::Conv { w, .. } | Layer::Recurrent { wx: w, .. } => Some(*w),
             _ => None,
         }
     }
     pub fn bias(&self) -> Option<usize> {
         match self {
-            Layer::Dense { b, .. } | Layer::Conv { b, .. } => *b,
+            Layer::Dense { b, .. } | Layer::Conv { b, .. } | Layer::Recurrent { b, .. } => *b,
             _ => None,
         }
     }
@@ -140,6 +151,7 @@ impl Layer {
     pub fn param_ids(&self) -> Vec<usize> {
         match self {
             Layer::Dense { w, b, .. } | Layer::Conv { w, b, .. } => std::iter::once(*w).chain(*b).collect(),
+            Layer::Recurrent { wx, wh, b, bh, .. } => [*wx, *wh].into_iter().chain(*b).chain(*bh).collect(),
             Layer::BatchNorm { affine, mean, var, .. } => {
                 affine.iter().flat_map(|&(g, b)| [g, b]).chain([*mean, *var]).collect()
             }
@@ -187,6 +199,7 @@ pub enum Aux {
     Dropout {
         mask: Vec<f32>,
     },
+    Rnn(Box<RnnAux>),
 }
 
 /// Buffers of one batch size: activations, their gradients, per-layer scratch.
@@ -235,6 +248,7 @@ impl Workspace {
                 Aux::MaxPool { arg } => arg.capacity() * 4,
                 Aux::Bn { xhat, inv_std, .. } => v(xhat) + v(inv_std),
                 Aux::Dropout { mask } => v(mask),
+                Aux::Rnn(a) => a.bytes(),
             })
             .sum();
         self.acts.iter().chain(&self.grads).chain(&self.pool).map(v).sum::<usize>() + aux
@@ -275,6 +289,30 @@ fn two_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &mut T) {
     } else {
         let (a, b) = v.split_at_mut(i);
         (&mut b[0], &mut a[j])
+    }
+}
+
+/// The gradient buffers of a recurrent layer's W_x, W_h, b and b_h, borrowed at once (four
+/// distinct parameters) for `f`.
+fn recurrent_grads(
+    grads: &mut [Vec<f32>],
+    w: [usize; 2],
+    b: Option<usize>,
+    bh: Option<usize>,
+    f: impl FnOnce(&mut [f32], &mut [f32], Option<&mut [f32]>, Option<&mut [f32]>),
+) {
+    let mut taken: Vec<(usize, Vec<f32>)> =
+        [Some(w[0]), Some(w[1]), b, bh].into_iter().flatten().map(|i| (i, std::mem::take(&mut grads[i]))).collect();
+    {
+        let mut it = taken.iter_mut();
+        let dwx = &mut it.next().unwrap().1;
+        let dwh = &mut it.next().unwrap().1;
+        let db = b.map(|_| it.next().unwrap().1.as_mut_slice());
+        let dbh = bh.map(|_| it.next().unwrap().1.as_mut_slice());
+        f(dwx, dwh, db, dbh);
+    }
+    for (i, v) in taken {
+        grads[i] = v;
     }
 }
 
@@ -398,6 +436,32 @@ impl Network {
         }
     }
 
+    /// Whether any layer is recurrent (`Layer::Recurrent`).
+    pub fn has_recurrent(&self) -> bool {
+        self.layers.iter().any(|l| matches!(l, Layer::Recurrent { .. }))
+    }
+
+    /// Recurrent layer `i`'s state h_t (t = 1..T) after the last forward pass: N x H.
+    pub fn recurrent_state<'a>(&self, ws: &'a Workspace, i: usize, t: usize) -> &'a [f32] {
+        let (Layer::Recurrent { geom, .. }, Aux::Rnn(a)) = (&self.layers[i], &ws.aux[i]) else {
+            panic!("layer {i} is not a recurrent layer that has run forward");
+        };
+        geom.state(a, ws.n, t)
+    }
+
+    /// Recurrent layer `i`'s parameter gradients from per-step losses with no gradient between
+    /// steps (`RnnGeom::backward` with `truncate`): `gy` is N x T x H, dL/dh_t of step t's own
+    /// loss. Overwrites the layer's entries of `grads`; no input gradient.
+    pub fn recurrent_backward_truncated(&self, ws: &mut Workspace, grads: &mut [Vec<f32>], i: usize, gy: &[f32]) {
+        let (Layer::Recurrent { wx, wh, b, bh, geom }, Aux::Rnn(a)) = (&self.layers[i], &mut ws.aux[i]) else {
+            panic!("layer {i} is not a recurrent layer that has run forward");
+        };
+        let n = ws.n;
+        recurrent_grads(grads, [*wx, *wh], *b, *bh, |dwx, dwh, db, dbh| {
+            geom.backward(gy, n, &self.params[*wh].data, a, true, dwx, dwh, db, dbh, None);
+        });
+    }
+
     /// Whether `prepare_streaming` can size this network (dense and activation layers only).
     pub fn streamable(&self) -> bool {
         self.layers.iter().all(|l| matches!(l, Layer::Dense { .. } | Layer::Act(_)))
@@ -461,6 +525,14 @@ impl Network {
                     if let Aux::Bn { xhat, inv_std, .. } = &mut ws.aux[i] {
                         xhat.resize(n * geom.c * geom.p, 0.0);
                         inv_std.resize(geom.c, 0.0);
+                    }
+                }
+                Layer::Recurrent { geom, .. } => {
+                    if !matches!(ws.aux[i], Aux::Rnn(_)) {
+                        ws.aux[i] = Aux::Rnn(Box::default());
+                    }
+                    if let Aux::Rnn(a) = &mut ws.aux[i] {
+                        geom.prepare(a, n, backward);
                     }
                 }
                 Layer::Dropout(_) => {
@@ -532,6 +604,11 @@ impl Network {
                 Layer::MaxPool(g) => {
                     let Aux::MaxPool { arg } = &mut ws.aux[i] else { unreachable!() };
                     g.max_forward(x, n, y, arg);
+                }
+                Layer::Recurrent { wx, wh, b, bh, geom } => {
+                    let Aux::Rnn(a) = &mut ws.aux[i] else { unreachable!() };
+                    let (b, bh) = (b.map(|b| params[b].data.as_slice()), bh.map(|b| params[b].data.as_slice()));
+                    geom.forward(x, n, &params[*wx].data, &params[*wh].data, b, bh, a, y);
                 }
                 Layer::AvgPool(g) => g.avg_forward(x, n, y),
                 Layer::Act(a) => {
@@ -628,6 +705,13 @@ impl Network {
                     };
                     let dxs = if need_dx { Some((fb(*w), dcols.as_mut_slice(), dx)) } else { None };
                     geom.backward(g, n, cols, tmp, dw, db, dxs);
+                }
+                Layer::Recurrent { wx, wh, b, bh, geom } => {
+                    let Aux::Rnn(a) = &mut ws.aux[i] else { unreachable!() };
+                    recurrent_grads(grads, [*wx, *wh], *b, *bh, |dwx, dwh, db, dbh| {
+                        let dxs = need_dx.then(|| (fb(*wx), dx));
+                        geom.backward(g, n, &self.params[*wh].data, a, false, dwx, dwh, db, dbh, dxs);
+                    });
                 }
                 Layer::MaxPool(geo) => {
                     if need_dx {

@@ -261,9 +261,19 @@ fn arch_specs_parse_and_build() {
         ArchSpec::Mlp { hidden: vec![], batchnorm: false, dropout: 0.0, bias: true }
     );
     assert_eq!("linear".parse::<ArchSpec>().unwrap().to_string(), "linear");
-    for bad in
-        ["mlp:", "mlp", "mlp32", "mlp:32,,32", "mlp:32/bn/bn", "softhebb-mlpX", "softhebb-cnn:1,x,2,3", "al-mlp:"]
-    {
+    for bad in [
+        "mlp:",
+        "mlp",
+        "mlp32",
+        "mlp:32,,32",
+        "mlp:32/bn/bn",
+        "softhebb-mlpX",
+        "softhebb-cnn:1,x,2,3",
+        "al-mlp:",
+        "gru:",
+        "rnn",
+        "gru:0",
+    ] {
         assert!(bad.parse::<ArchSpec>().is_err(), "{bad}");
     }
     // A network too large for the memory cap is refused before anything is allocated.
@@ -338,6 +348,14 @@ fn hebbian_arch_specs_build_with_the_papers_shapes() {
     // the unit norm is over the whole image, not per pixel
     let Layer::Compete(g) = &net.layers[0] else { panic!() };
     assert_eq!((g.c, g.p), (784, 1));
+    // Recurrent: 28 steps of 28 pixels; stacked layers pass their sequences on.
+    let g: ArchSpec = "gru:16,8".parse().unwrap();
+    assert_eq!(g.to_string(), "gru:16,8");
+    assert_eq!("rnn:32".parse::<ArchSpec>().unwrap().to_string(), "rnn:32");
+    let net = g.build(Shape::new(1, 28, 28), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
+    assert_eq!(net.shapes[1..], [Shape::new(1, 28, 16), Shape::flat(8), Shape::flat(10)]);
+    let Layer::Recurrent { geom, .. } = &net.layers[1] else { panic!() };
+    assert_eq!((geom.steps, geom.inp(), geom.gates()), (28, 16, 24));
     let h: ArchSpec = "hebb-conv3".parse().unwrap();
     let net = h.build(Shape::new(3, 32, 32), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
     assert_eq!(net.shapes[net.num_layers() - 1], Shape::new(400, 2, 2));

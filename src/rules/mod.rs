@@ -558,9 +558,21 @@ impl RuleName {
 
     /// Build the rule for `net` (`TrainConfig::build_context` makes `cx`).
     pub fn build(&self, net: &mut Network, cx: &BuildContext, rng: &mut Rng) -> Result<Box<dyn Rule>, String> {
+        let builtin = BUILTIN.iter().any(|e| std::ptr::eq(*e, self.0));
+        if net.has_recurrent() && builtin && !RECURRENT_RULES.contains(&self.0.name) {
+            return Err(format!(
+                "rule {} does not train recurrent layers (rnn:, gru:); the built-in rules that do: {}",
+                self.0.name,
+                RECURRENT_RULES.join(", ")
+            ));
+        }
         (self.0.build)(net, cx, rng)
     }
 }
+
+/// The built-in rules that train networks with recurrent layers (`rnn:`, `gru:`); the others
+/// refuse such a network when built. A rule registered from outside answers for itself.
+pub const RECURRENT_RULES: &[&str] = &["bp", "dfa", "drtp", "tpsgd"];
 
 /// A setting name that belongs to some registered rule (plans' shared `[train]` tables may hold
 /// one rule's settings; the other rules skip them).

@@ -1740,3 +1740,54 @@ fn streaming_steps_equal_full_ones_and_hold_a_few_layers() {
         );
     }
 }
+
+/// The rules of `RECURRENT_RULES` build on a recurrent network, the others refuse it (with an
+/// error naming those, or one of their own), and each listed rule lowers the training loss of a small GRU on a
+/// two-class sequence task (which class: the sign of the sum of the first step's inputs, so the
+/// answer has to be carried through every later step).
+#[test]
+fn recurrent_rules_build_and_learn_a_sequence_task() {
+    use crate::nn::recurrent::Cell;
+    let oc = OptimConfig { lr: 0.01, kind: crate::optim::OptimizerKind::Adam, ..Default::default() };
+    let empty = toml::Table::new();
+    let (n, t, w) = (32, 5, 3);
+    let mut rng = Rng::new(5);
+    let mut x = vec![0.0; n * t * w];
+    rng.fill_normal(&mut x, 1.0);
+    let y: Vec<u32> = (0..n).map(|s| (x[s * t * w..s * t * w + w].iter().sum::<f32>() > 0.0) as u32).collect();
+    for name in RuleName::all() {
+        let name = name.to_string();
+        let mut net = Builder::new(Shape::new(1, t, w), Init::Torch, &mut Rng::new(6))
+            .recurrent(Cell::Gru, 12, false)
+            .dense(2, true)
+            .build();
+        let cx = BuildContext { settings: &empty, optim: oc, epochs: 20 };
+        let built = name.parse::<RuleName>().unwrap().build(&mut net, &cx, &mut Rng::new(7));
+        let listed = crate::rules::RECURRENT_RULES.contains(&name.as_str());
+        let mut rule = match built {
+            Err(e) => {
+                assert!(!listed, "{name} is listed as training recurrent layers but refuses: {e}");
+                // (A rule may refuse the network for a reason of its own first.)
+                assert!(!e.contains("recurrent layers") || e.contains("bp, dfa"), "{name}: {e}");
+                continue;
+            }
+            Ok(r) => {
+                assert!(listed, "{name} builds on a GRU but is not in RECURRENT_RULES");
+                r
+            }
+        };
+        let mut opt = Optimizer::new(oc, &net.update_sizes());
+        let (mut ws, mut g) = (Workspace::default(), net.zero_grads());
+        let mut losses = Vec::new();
+        for _ in 0..150 {
+            net.prepare(&mut ws, n);
+            ws.input_mut().copy_from_slice(&x);
+            let mut upd = Updater { opt: &mut opt, lr: 0.01, masks: None };
+            let st =
+                rule.train_batch(&mut Step::new(&mut net, &mut ws, &y, Loss::Ce, &mut g, &mut Rng::new(1)), &mut upd);
+            losses.push(st.loss_sum / n as f64);
+        }
+        let (first, last) = (losses[0], *losses.last().unwrap());
+        assert!(last < 0.8 * first, "{name}: loss {first:.4} -> {last:.4}");
+    }
+}

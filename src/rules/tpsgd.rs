@@ -22,18 +22,33 @@
 //! *gradient* whatever the layer already does; TPSGD injects the *residual* h_l - P_l y*, so a
 //! layer that reaches its target stops moving.
 //!
+//! # Recurrent layers
+//!
+//! On a recurrent layer (`rnn:`, `gru:`) every step's state regresses the target,
+//! J = 1/(2T) sum_t ||h_t - P y*||^2 (a sequence output: a target per step, P's rows for step t),
+//! and each step's gradient is one step deep: h_{t-1} is an input like x_t, no gradient goes back
+//! through W_h (`RnnGeom::backward` with `truncate`). The update of step t needs only x_t,
+//! h_{t-1}, h_t and the label, so it could run online as the sequence arrives: the forward-only
+//! form. The paper's text on recurrent layers could not be read (only its abstract was found:
+//! "extends target projection for training recurrent neural networks"; "only forward passes";
+//! "doesn't require retaining gradients"): the per-step target and the one-step truncation are
+//! our reading of it.
+//!
 //! # Shapes
 //! y*: N x K one-hot; P_l: D_l x K; residual: N x D_l (row r = h_r - column y_r of P_l).
 
 use super::dfa::DirectFeedback;
 use super::{forward_with_error, Rule, Step, StepStats};
-use crate::nn::{Network, Workspace};
+use crate::nn::{Layer, Network, Workspace};
 use crate::rng::Rng;
 
 pub struct Tpsgd {
     pub fb: DirectFeedback,
     /// The network is an MLP: the driver may size a streaming workspace.
     stream: bool,
+    /// A recurrent block's per-step residuals (N x T x H), kept between steps.
+    seq: Vec<f32>,
+    steps: TpsgdSteps,
 }
 
 crate::settings! {
@@ -41,6 +56,9 @@ crate::settings! {
     pub struct TpsgdSettings {
         /// The targets' scale: P_l ~ U(+-this) per entry.
         pub tpsgd_target_scale: f32 = 1.0,
+        /// On a recurrent layer, which states regress the target: all (every step's, averaged
+        /// over the steps) or last (h_T only; both one step deep).
+        pub tpsgd_steps: TpsgdSteps = TpsgdSteps::All,
     }
     check(s) {
         super::settings::positive("tpsgd_target_scale", s.tpsgd_target_scale)?;
@@ -51,6 +69,14 @@ crate::settings! {
     }
 }
 
+/// Which states of a recurrent layer regress the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TpsgdSteps {
+    All,
+    Last,
+}
+
 impl Tpsgd {
     pub fn new(net: &mut Network, s: &TpsgdSettings, rng: &mut Rng) -> Self {
         let scale = s.tpsgd_target_scale;
@@ -59,7 +85,7 @@ impl Tpsgd {
             rng.fill_uniform(&mut p, -scale, scale);
             p
         });
-        Tpsgd { fb, stream: net.streamable() }
+        Tpsgd { fb, stream: net.streamable(), seq: Vec::new(), steps: s.tpsgd_steps }
     }
 }
 
@@ -81,7 +107,39 @@ impl Rule for Tpsgd {
             return self.fb.step_streaming(net, ws, grads, y, loss, rng, inject);
         }
         let stats = forward_with_error(net, ws, y, loss, rng);
-        self.fb.backward(net, ws, grads, inject);
+        if !net.has_recurrent() {
+            self.fb.backward(net, ws, grads, inject);
+            return stats;
+        }
+        // A recurrent block: every state h_t regresses the target, one step deep.
+        let wl = net.weight_layers();
+        net.backward(ws, grads, *wl.last().expect("network has no weight layer"), net.num_layers(), None, false);
+        for (j, &(at, pb)) in self.fb.feedback.iter().enumerate() {
+            let Layer::Recurrent { geom, .. } = &net.layers[wl[j]] else {
+                inject(ws, at, net.shapes[at].len(), &net.params[pb].data);
+                net.backward(ws, grads, wl[j], at, None, false);
+                continue;
+            };
+            let (n, t_len, h) = (ws.n, geom.steps, geom.hidden);
+            let p = &net.params[pb].data;
+            let first = if self.steps == TpsgdSteps::Last { t_len - 1 } else { 0 };
+            let per = 1.0 / (n * (t_len - first)) as f32;
+            self.seq.resize(n * t_len * h, 0.0);
+            self.seq.fill(0.0);
+            for t in first..t_len {
+                let ht = net.recurrent_state(ws, wl[j], t + 1);
+                // A sequence output has a target per step (P's rows t H ..), a last-state output
+                // one target for every step.
+                let row0 = if geom.seq_out { t * h } else { 0 };
+                for (s, &label) in y.iter().enumerate() {
+                    let g = &mut self.seq[(s * t_len + t) * h..(s * t_len + t + 1) * h];
+                    for (u, gv) in g.iter_mut().enumerate() {
+                        *gv = (ht[s * h + u] - p[(row0 + u) * k + label as usize]) * per;
+                    }
+                }
+            }
+            net.recurrent_backward_truncated(ws, grads, wl[j], &self.seq);
+        }
         stats
     }
 
