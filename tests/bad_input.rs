@@ -236,6 +236,10 @@ fn values_no_run_can_mean(key: &str, default: &toml::Value) -> Vec<toml::Value> 
     match default {
         Float(_) => vec![nan, inf, Float(f64::NEG_INFINITY), Float(1e39)],
         // (The plan's lists of levels and shares are empty by default: lists of floats too.)
+        // (TDCA's tdca_phi is a list of signed changes: a negative entry is one a run can mean.)
+        Array(a) if float_list(a) && key == "tdca_phi" => {
+            vec![Array(vec![nan]), Array(vec![inf]), Array(vec![Float(1e39)]), Str("x".into())]
+        }
         Array(a) if float_list(a) && !["milestones", "epochs", "shots"].contains(&key) => vec![
             Array(vec![nan]),
             Array(vec![inf]),
@@ -245,7 +249,7 @@ fn values_no_run_can_mean(key: &str, default: &toml::Value) -> Vec<toml::Value> 
         ],
         Array(_) => vec![Array(vec![Integer(-1)]), Array(vec![Integer(1 << 40)]), Str("x".into())],
         // (Any seed up to i64::MAX is a seed.)
-        Integer(_) if key == "seed" => vec![Integer(-1), Str("x".into())],
+        Integer(_) if key == "seed" || key.ends_with("_seed") => vec![Integer(-1), Str("x".into())],
         Integer(_) => vec![Integer(-1), Integer(1 << 40), Str("x".into())],
         Boolean(_) => vec![Str("yes".into()), Integer(2)],
         // A free path is checked when the data load (the bad-input table above).

@@ -118,7 +118,8 @@ struct MetaTrainArgs {
     #[command(flatten)]
     ep: EpisodeFlags,
     /// The settings learned, comma-separated (their start: the configuration's values); `log:KEY`
-    /// learns KEY on a log scale (sigma and the step then in natural-log units).
+    /// learns KEY on a log scale (sigma and the step then in natural-log units); `KEY[i]` one entry
+    /// of a list setting, `KEY[A..B]` its entries A to B - 1 (tdca's `tdca_phi[0..752]`).
     #[arg(long, default_value = "mp_pseudo_grad,mp_error_corr,mp_oja")]
     keys: String,
     #[arg(long, default_value_t = 100)]
@@ -1093,26 +1094,12 @@ fn cmd_meta_train(a: MetaTrainArgs) -> Result<()> {
     use biolearn::protocol::episodes;
     let (cfg, ds, spec) = episode_setup(&a.given, &a.ep)?;
     let split = if a.ep.split == "train" { &ds.train } else { &ds.test };
-    let keys: Vec<String> = a.keys.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
+    let keys = episodes::expand_keys(&a.keys).map_err(anyhow::Error::msg)?;
     let start: Vec<f64> = keys
         .iter()
-        .map(|key| {
-            let (k, log) = key.strip_prefix("log:").map_or((key.as_str(), false), |k| (k, true));
-            let v = if k == "lr" {
-                f64::from(cfg.lr)
-            } else {
-                let v =
-                    cfg.settings.get(k).with_context(|| format!("--keys {k}: not a setting of rule {}", cfg.rule))?;
-                v.as_float()
-                    .or(v.as_integer().map(|i| i as f64))
-                    .with_context(|| format!("--keys {k}: not a number"))?
-            };
-            if log && v <= 0.0 {
-                bail!("--keys {key}: a log-scale setting must start positive (it is {v})");
-            }
-            Ok(if log { v.ln() } else { v })
-        })
-        .collect::<Result<_>>()?;
+        .map(|key| episodes::start_of(&cfg, key))
+        .collect::<Result<_, String>>()
+        .map_err(anyhow::Error::msg)?;
     let es =
         episodes::EsConfig { iterations: a.iterations, pairs: a.pairs, sigma: a.sigma, lr: a.es_lr, seed: a.es_seed };
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
@@ -1122,7 +1109,11 @@ fn cmd_meta_train(a: MetaTrainArgs) -> Result<()> {
     let (theta, _) = pool
         .install(|| {
             episodes::meta_train(&cfg, &ds, split, &spec, &keys, &start, &es, |st| {
-                let th: Vec<String> = keys.iter().zip(&st.theta).map(|(k, v)| format!("{k}={v:.5}")).collect();
+                let mut th: Vec<String> =
+                    keys.iter().zip(&st.theta).take(6).map(|(k, v)| format!("{k}={v:.5}")).collect();
+                if keys.len() > 6 {
+                    th.push(format!("... ({} settings)", keys.len()));
+                }
                 eprintln!(
                     "iteration {:>4}: query accuracy {:.3} loss {:.3} (candidates' mean accuracy {:.3})  {}",
                     st.iteration,
@@ -1140,16 +1131,11 @@ fn cmd_meta_train(a: MetaTrainArgs) -> Result<()> {
     let mut toml_out = format!(
         "# Learned by `biolearn meta-train` for rule {} on {} ({} split, classes {:?}): {} iterations x {} antithetic\n\
          # pairs of {}-way {}-shot online episodes ({} queries per class, {} pass(es)), sigma {}, Adam {}, seed {};\n\
-         # start {:?}. Use with --config this file (and --rule {}).\n",
+         # start {}. Use with --config this file (and --rule {}).\n",
         cfg.rule, ds.name, a.ep.split, spec.classes, es.iterations, es.pairs, spec.ways, spec.shots, spec.queries,
-        spec.passes, es.sigma, es.lr, es.seed, start, cfg.rule
+        spec.passes, es.sigma, es.lr, es.seed, if start.len() <= 6 { format!("{start:?}") } else { format!("the configuration's ({} settings)", start.len()) }, cfg.rule
     );
-    for (k, v) in keys.iter().zip(&theta) {
-        match k.strip_prefix("log:") {
-            Some(k) => toml_out.push_str(&format!("{k} = {}\n", v.exp())),
-            None => toml_out.push_str(&format!("{k} = {v}\n")),
-        }
-    }
+    toml_out.push_str(&episodes::theta_toml(&cfg, &keys, &theta));
     let tp = a.out.join("theta.toml");
     std::fs::write(&tp, toml_out).with_context(|| format!("cannot write {}", tp.display()))?;
     println!("learned {} -> {}", keys.join(", "), tp.display());

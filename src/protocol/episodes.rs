@@ -212,16 +212,119 @@ pub struct EsStep {
 }
 
 /// Set `key` (a rule setting, or the shared `lr`) to `v` in `cfg`; `log:KEY` sets KEY to
-/// exp(v) (a setting searched on a log scale, such as a learning rate that must stay positive).
+/// exp(v) (a setting searched on a log scale, such as a learning rate that must stay positive);
+/// `KEY[i]` sets entry i of the list setting KEY (entries missing before it become 0).
 fn set(cfg: &mut TrainConfig, key: &str, v: f64) {
     if let Some(k) = key.strip_prefix("log:") {
         return set(cfg, k, v.exp());
     }
-    if key == "lr" {
+    if let Some((name, i)) = element(key) {
+        let entry = cfg.settings.entry(name.to_string()).or_insert_with(|| toml::Value::Array(Vec::new()));
+        if !entry.is_array() {
+            *entry = toml::Value::Array(Vec::new());
+        }
+        let list = entry.as_array_mut().expect("an array");
+        if list.len() <= i {
+            list.resize(i + 1, toml::Value::Float(0.0));
+        }
+        list[i] = toml::Value::Float(v);
+    } else if key == "lr" {
         cfg.lr = v as f32;
     } else {
         cfg.settings.insert(key.to_string(), toml::Value::Float(v));
     }
+}
+
+/// `KEY[i]`: (KEY, i).
+fn element(key: &str) -> Option<(&str, usize)> {
+    let (name, rest) = key.split_once('[')?;
+    Some((name, rest.strip_suffix(']')?.parse().ok()?))
+}
+
+/// The keys a `--keys` list names: comma-separated settings, `log:KEY`, `KEY[i]` (one entry of a
+/// list setting) and `KEY[a..b]` (its entries a to b - 1).
+pub fn expand_keys(list: &str) -> Result<Vec<String>, String> {
+    let mut keys = Vec::new();
+    for k in list.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        match k.split_once('[') {
+            Some((name, range)) if range.contains("..") => {
+                let bad = || format!("--keys {k}: expected {name}[A..B] with A < B (at most {MAX_COUNT} entries)");
+                let (a, b) = range.strip_suffix(']').and_then(|r| r.split_once("..")).ok_or_else(bad)?;
+                let (a, b) = (a.parse::<usize>().map_err(|_| bad())?, b.parse::<usize>().map_err(|_| bad())?);
+                if a >= b || b - a > MAX_COUNT {
+                    return Err(bad());
+                }
+                keys.extend((a..b).map(|i| format!("{name}[{i}]")));
+            }
+            Some(_) if element(k).is_none() => return Err(format!("--keys {k}: expected KEY[i] or KEY[A..B]")),
+            _ => keys.push(k.to_string()),
+        }
+    }
+    if keys.is_empty() {
+        return Err("--keys: no setting named".into());
+    }
+    Ok(keys)
+}
+
+/// The value `key` starts from in `cfg` (see `set`; a list entry past the list's end is 0).
+pub fn start_of(cfg: &TrainConfig, key: &str) -> Result<f64, String> {
+    let (k, log) = key.strip_prefix("log:").map_or((key, false), |k| (k, true));
+    let num = |v: &toml::Value| v.as_float().or(v.as_integer().map(|i| i as f64));
+    let v = if k == "lr" {
+        f64::from(cfg.lr)
+    } else if let Some((name, i)) = element(k) {
+        let list = cfg.settings.get(name).and_then(|v| v.as_array());
+        let list = list.ok_or_else(|| format!("--keys {k}: {name} is not a list setting of rule {}", cfg.rule))?;
+        list.get(i).map_or(Some(0.0), num).ok_or_else(|| format!("--keys {k}: not a number"))?
+    } else {
+        let v = cfg.settings.get(k).ok_or_else(|| format!("--keys {k}: not a setting of rule {}", cfg.rule))?;
+        num(v).ok_or_else(|| format!("--keys {k}: not a number"))?
+    };
+    if log && v <= 0.0 {
+        return Err(format!("--keys {key}: a log-scale setting must start positive (it is {v})"));
+    }
+    Ok(if log { v.ln() } else { v })
+}
+
+/// `KEY = value` lines for a learned theta (a `log:` key back on its own scale; the entries of a
+/// list setting gathered into one list, over the start's own entries).
+pub fn theta_toml(cfg: &TrainConfig, keys: &[String], theta: &[f64]) -> String {
+    let mut out = String::new();
+    let mut lists: Vec<(String, Vec<f64>)> = Vec::new();
+    for (k, v) in keys.iter().zip(theta) {
+        if let Some(k) = k.strip_prefix("log:") {
+            out.push_str(&format!("{k} = {:?}\n", v.exp()));
+        } else if let Some((name, i)) = element(k) {
+            let at = match lists.iter().position(|(n, _)| n == name) {
+                Some(at) => at,
+                None => {
+                    let start: Vec<f64> = cfg
+                        .settings
+                        .get(name)
+                        .and_then(|v| v.as_array())
+                        .map(|a| {
+                            a.iter().map(|v| v.as_float().or(v.as_integer().map(|i| i as f64)).unwrap_or(0.0)).collect()
+                        })
+                        .unwrap_or_default();
+                    lists.push((name.to_string(), start));
+                    lists.len() - 1
+                }
+            };
+            let list = &mut lists[at].1;
+            if list.len() <= i {
+                list.resize(i + 1, 0.0);
+            }
+            list[i] = *v;
+        } else {
+            out.push_str(&format!("{k} = {v:?}\n"));
+        }
+    }
+    // (Debug: a float always with its point or exponent, so that TOML reads a float.)
+    for (name, list) in lists {
+        let vals: Vec<String> = list.iter().map(|v| format!("{v:?}")).collect();
+        out.push_str(&format!("{name} = [{}]\n", vals.join(", ")));
+    }
+    out
 }
 
 /// Meta-train the settings `keys` (starting at `start`) of `cfg`'s rule by evolution strategies
@@ -376,6 +479,29 @@ mod tests {
         assert!(bad.check(&ds.train, 10).is_err());
         let too_many = EpisodeSpec { shots: 10_000, ..spec };
         assert!(too_many.check(&ds.train, 10).unwrap_err().contains("fewer than"));
+    }
+
+    /// `KEY[A..B]` names list entries; a candidate sets one entry (zeros before it); the learned
+    /// theta is written back as the whole list, over the start's own entries.
+    #[test]
+    fn list_setting_entries_are_keys() {
+        let keys = expand_keys("lr, tdca_phi[2..4],log:lr").unwrap();
+        assert_eq!(keys, ["lr", "tdca_phi[2]", "tdca_phi[3]", "log:lr"]);
+        for bad in ["tdca_phi[3..3]", "tdca_phi[x..4]", "tdca_phi[2", ""] {
+            assert!(expand_keys(bad).is_err(), "{bad}");
+        }
+        let mut cfg = TrainConfig { rule: "tdca".parse().unwrap(), ..Default::default() };
+        cfg.settings.insert("tdca_phi".into(), toml::Value::Array(vec![toml::Value::Float(0.5)]));
+        assert_eq!(start_of(&cfg, "tdca_phi[0]").unwrap(), 0.5);
+        assert_eq!(start_of(&cfg, "tdca_phi[7]").unwrap(), 0.0);
+        assert!(start_of(&cfg, "no_such[0]").is_err());
+        set(&mut cfg, "tdca_phi[2]", 1.5);
+        let list: Vec<f64> =
+            cfg.settings["tdca_phi"].as_array().unwrap().iter().map(|v| v.as_float().unwrap()).collect();
+        assert_eq!(list, [0.5, 0.0, 1.5]);
+        let keys: Vec<String> = ["tdca_phi[1]".to_string(), "log:lr".to_string()].into();
+        let text = theta_toml(&cfg, &keys, &[2.0, 0.0]);
+        assert_eq!(text, "lr = 1.0\ntdca_phi = [0.5, 2.0, 1.5]\n");
     }
 
     /// On online few-shot digits with only Oja's term at the start, the strategy raises the

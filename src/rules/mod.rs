@@ -464,6 +464,7 @@ builtin! {
     pepita: ENTRY, WM;
     tpsgd: ENTRY;
     pal: ENTRY;
+    tdca: ENTRY;
     meta_plasticity: ENTRY;
     align_ntk: ZERO, ADA;
     predictive_coding: PC, IPC, PC_FPA;
