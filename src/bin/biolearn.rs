@@ -1122,7 +1122,13 @@ fn cmd_meta_train(a: MetaTrainArgs) -> Result<()> {
                     st.mean_fitness,
                     th.join(" ")
                 );
-                lines.push_str(&serde_json::to_string(st).unwrap());
+                // (A long theta, such as TDCA's 752 entries, only in theta.toml: every iteration's
+                // copy would make the log tens of megabytes.)
+                let mut rec = serde_json::to_value(st).unwrap();
+                if keys.len() > 16 {
+                    rec.as_object_mut().unwrap().remove("theta");
+                }
+                lines.push_str(&rec.to_string());
                 lines.push('\n');
                 let _ = std::fs::write(&steps_path, &lines);
             })
@@ -1138,7 +1144,7 @@ fn cmd_meta_train(a: MetaTrainArgs) -> Result<()> {
     toml_out.push_str(&episodes::theta_toml(&cfg, &keys, &theta));
     let tp = a.out.join("theta.toml");
     std::fs::write(&tp, toml_out).with_context(|| format!("cannot write {}", tp.display()))?;
-    println!("learned {} -> {}", keys.join(", "), tp.display());
+    println!("learned {} ({} settings) -> {}", a.keys, keys.len(), tp.display());
     Ok(())
 }
 
