@@ -375,12 +375,15 @@ fn a_stopped_run_resumes_to_the_uninterrupted_records_for_every_rule() {
 }
 
 /// `biolearn eval` on a saved model reproduces the test accuracy of its result.json exactly, for
-/// a feed-forward rule, a rule that answers by its own relaxation (EP) and one that answers by its
-/// class scores (Activation Learning); `--init-from` starts a run from a model's weights.
+/// a feed-forward rule, a rule that answers by its own relaxation (EP), one that answers by its
+/// class scores (Activation Learning) and a recurrent net (W_h saved and pruned with W_x);
+/// `--init-from` starts a run from a model's weights.
 #[test]
 fn eval_reproduces_the_recorded_accuracy_and_init_from_starts_from_a_model() {
     let d = tmp("eval");
-    for (rule, arch) in [("dfa", "mlp:64"), ("ep", "mlp:64"), ("activation-learning", "al-mlp:40,20")] {
+    for (rule, arch) in
+        [("dfa", "mlp:64"), ("ep", "mlp:64"), ("activation-learning", "al-mlp:40,20"), ("tpsgd", "gru:16")]
+    {
         let out = d.join(rule);
         let o = out.to_str().unwrap();
         ok(&["train", "--rule", rule, "--arch", arch, "--epochs", "2", "--threads", "1", "--save", "-q", "--out", o]);
