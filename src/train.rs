@@ -401,6 +401,13 @@ impl Trainer {
     /// Accuracy on `split` in evaluation mode and the mean cross-entropy of the outputs (taken
     /// as logits; NaN where an output is not finite).
     pub fn evaluate_with_loss(&mut self, split: &Split) -> (f64, f64) {
+        self.evaluate_among(split, None)
+    }
+
+    /// `evaluate_with_loss` with the answer taken among `classes` only (a task-incremental
+    /// evaluation, which knows the task's classes: `protocol::continual`); the cross-entropy is
+    /// over every output.
+    pub fn evaluate_among(&mut self, split: &Split, classes: Option<&[u32]>) -> (f64, f64) {
         if split.n == 0 {
             return (0.0, f64::NAN);
         }
@@ -429,7 +436,15 @@ impl Trainer {
                 self.rule.predict(&mut self.net, &mut self.eval_ws);
             }
             let out = self.eval_ws.output();
-            correct += (0..m).filter(|&s| argmax(&out[s * k..(s + 1) * k]) == split.y[start + s] as usize).count();
+            let answer = |o: &[f32]| match classes {
+                None => argmax(o),
+                Some(c) => c
+                    .iter()
+                    .copied()
+                    .max_by(|&a, &b| o[a as usize].total_cmp(&o[b as usize]).then(b.cmp(&a)))
+                    .map_or(0, |c| c as usize),
+            };
+            correct += (0..m).filter(|&s| answer(&out[s * k..(s + 1) * k]) == split.y[start + s] as usize).count();
             ce += crate::nn::Loss::Ce.eval(&out[..m * k], &split.y[start..start + m], k, None).0;
             start += m;
         }

@@ -722,3 +722,29 @@ fn episodes_and_meta_train_end_to_end() {
     ];
     assert!(fail(&many).contains("between 1 and"));
 }
+
+/// `biolearn continual`: the accuracy matrices and the summary in JSON, for split and permuted
+/// sequences; a sequence the data set cannot make is refused.
+#[test]
+fn continual_end_to_end() {
+    let d = tmp("continual");
+    let common =
+        ["continual", "--rule", "bp", "--arch", "mlp:16", "--epochs-per-task", "2", "--seeds", "2", "--threads", "1"];
+    for (tasks, t) in [("split:5", 5), ("permuted:3", 3)] {
+        let json = d.join(format!("{}.json", tasks.replace(':', "-")));
+        let o = ok(&[&common[..], &["--tasks", tasks, "--json", json.to_str().unwrap()]].concat());
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.contains("class-incremental A") && text.contains("task-incremental A"), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let runs = v["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 2);
+        let m = runs[0]["class_il"].as_array().unwrap();
+        assert_eq!(m.len(), t);
+        assert_eq!(m[t - 1].as_array().unwrap().len(), t, "row i holds tasks 0..=i");
+        assert!(v["summary"]["class_il"]["forgetting"][0].is_number());
+    }
+    let e = fail(&[&common[..], &["--tasks", "split:20"]].concat());
+    assert!(e.contains("fewer than 20 tasks"), "{e}");
+    let e = fail(&[&common[..], &["--tasks", "rotated:3"]].concat());
+    assert!(e.contains("split:T or permuted:T"), "{e}");
+}

@@ -69,6 +69,10 @@ enum Cmd {
     /// Few-shot online learning: episodes of WAYS classes x SHOTS examples seen once each (batch
     /// 1 unless --batch), from a fresh network each; the query accuracy's mean and 95% interval.
     Episodes(EpisodesArgs),
+    /// Continual learning: a task sequence (split:5 = 5 tasks of 2 classes, or permuted:5)
+    /// learned one task after another; every task's accuracy after each, class- and
+    /// task-incremental; average accuracy, forgetting and backward transfer over seeds
+    Continual(ContinualArgs),
     /// Meta-train a rule's numeric settings (meta-plasticity's coefficients) by evolution
     /// strategies over few-shot online episodes; writes OUT/steps.jsonl and OUT/theta.toml (a
     /// config file: `--config OUT/theta.toml`).
@@ -107,6 +111,24 @@ struct EpisodesArgs {
     #[arg(long, default_value_t = 0)]
     episode_seed: u64,
     /// Write the summary (every episode's accuracy too) as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ContinualArgs {
+    #[command(flatten)]
+    given: Given,
+    /// The task sequence: split:T (the classes cut into T tasks) or permuted:T.
+    #[arg(long, default_value = "split:5")]
+    tasks: String,
+    /// Training epochs per task (the schedule restarts per task).
+    #[arg(long, default_value_t = 5)]
+    epochs_per_task: usize,
+    /// Seeds 0..N (each its own initialisation and permutations).
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    /// Write every seed's accuracy matrices and the summary as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
 }
@@ -475,6 +497,7 @@ fn main() {
         Some(Cmd::Tune(a)) => cmd_tune(a),
         Some(Cmd::Episodes(a)) => cmd_episodes(a),
         Some(Cmd::MetaTrain(a)) => cmd_meta_train(a),
+        Some(Cmd::Continual(a)) => cmd_continual(a),
     };
     if let Err(e) = res {
         eprintln!("error: {e:#}");
@@ -1085,6 +1108,52 @@ fn cmd_episodes(a: EpisodesArgs) -> Result<()> {
     );
     if let Some(p) = a.json {
         std::fs::write(&p, serde_json::to_string_pretty(&s)?)
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn cmd_continual(a: ContinualArgs) -> Result<()> {
+    use biolearn::protocol::continual;
+    let tasks: continual::Tasks = a.tasks.parse().map_err(anyhow::Error::msg)?;
+    if a.seeds == 0 || a.seeds > 1000 {
+        bail!("--seeds: from 1 to 1000");
+    }
+    let cfg = TrainConfig::load(a.given.config.as_deref(), overrides(&a.given)?).map_err(anyhow::Error::msg)?;
+    let ds = train::load_data(&cfg).map_err(anyhow::Error::msg)?.ds;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads.max(1)).build()?;
+    let mut runs = Vec::new();
+    for seed in 0..a.seeds {
+        let seq = continual::build_tasks(&ds, tasks, seed).map_err(anyhow::Error::msg)?;
+        let r =
+            pool.install(|| continual::run(&cfg, &ds, &seq, a.epochs_per_task, seed)).map_err(anyhow::Error::msg)?;
+        let row = |m: &[f64]| m.iter().map(|v| format!("{:5.1}", 100.0 * v)).collect::<Vec<_>>().join(" ");
+        eprintln!("seed {seed}: class-incremental / task-incremental accuracy (%) on tasks 1.. after each task");
+        for (c, t) in r.class_il.iter().zip(&r.task_il) {
+            eprintln!("  {}   |   {}", row(c), row(t));
+        }
+        if let Some(t) = r.diverged_in_task {
+            eprintln!("  diverged in task {t}");
+        }
+        runs.push(r);
+    }
+    let t975 =
+        if runs.len() > 1 { biolearn::report::stats::t_quantile(0.975, (runs.len() - 1) as f64) } else { f64::NAN };
+    let summary = continual::summarise(&runs, t975);
+    println!(
+        "{} on {} {} ({} epochs per task, {} seeds): class-incremental A {:.2} +- {:.2}, F {:.2} +- {:.2}, BWT {:.2} +- {:.2}; task-incremental A {:.2} +- {:.2}, F {:.2} +- {:.2}, BWT {:.2} +- {:.2} (%, 95% intervals over seeds)",
+        cfg.rule, ds.name, a.tasks, a.epochs_per_task, a.seeds,
+        summary.class_il.average_accuracy.0, summary.class_il.average_accuracy.1,
+        summary.class_il.forgetting.0, summary.class_il.forgetting.1,
+        summary.class_il.backward_transfer.0, summary.class_il.backward_transfer.1,
+        summary.task_il.average_accuracy.0, summary.task_il.average_accuracy.1,
+        summary.task_il.forgetting.0, summary.task_il.forgetting.1,
+        summary.task_il.backward_transfer.0, summary.task_il.backward_transfer.1,
+    );
+    if let Some(p) = a.json {
+        let v = serde_json::json!({ "rule": cfg.rule.to_string(), "data": ds.name, "tasks": a.tasks,
+            "epochs_per_task": a.epochs_per_task, "config": cfg, "summary": summary, "runs": runs });
+        std::fs::write(&p, serde_json::to_string_pretty(&v)?)
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
     Ok(())

@@ -17,6 +17,7 @@
 //!   within 0.5 points (0.005) of the final one.
 
 pub mod adversarial;
+pub mod continual;
 pub mod episodes;
 pub mod estimate;
 pub mod plan;

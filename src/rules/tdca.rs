@@ -249,7 +249,7 @@ mod tests {
         let y = [0, 2, 1, 1, 0];
         let g = grads_of(&mut t, &mut a, &x, &y);
         // The same step by hand: a DFA whose error is tanh(p - y*) and whose B_l = D_l V_l,0[:, :K].
-        let mut d = crate::rules::dfa::Dfa::new(&mut b, &mut Rng::new(3));
+        let d = crate::rules::dfa::Dfa::new(&mut b, &mut Rng::new(3));
         let (k, mh, m) = (3, 4, 2);
         let v_off = mh * 2 * k + mh + k * mh;
         for (j, &(at, dp)) in t.diffusion.iter().enumerate() {
