@@ -110,6 +110,12 @@ pub struct PredictiveCoding {
 }
 
 impl PredictiveCoding {
+    /// The value nodes x_k after the last batch's relaxation (N x node size each; the last is the
+    /// output node), for tests and reports.
+    pub fn value_nodes(&self) -> &[Vec<f32>] {
+        &self.x
+    }
+
     pub fn new(net: &Network, cfg: PcConfig) -> Result<Self, String> {
         if net.layers.iter().any(|l| matches!(l, Layer::BatchNorm { .. } | Layer::Dropout(_))) {
             return Err("predictive coding runs on networks without batch norm or dropout (their batch statistics and masks would change at every inference step)".into());

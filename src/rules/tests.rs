@@ -1791,3 +1791,150 @@ fn recurrent_rules_build_and_learn_a_sequence_task() {
         assert!(last < 0.8 * first, "{name}: loss {first:.4} -> {last:.4}");
     }
 }
+
+/// Prospective configuration's theory (Song et al. 2024), on a linear network x0 -> x1 = W0 x0 + b0
+/// -> x2 = W1 x1 + b1 with the output clamped to the one-hot label y (Gaussian energies, beta 1):
+/// F = 1/2 ||x1 - W0 x0 - b0||^2 + 1/2 ||y - W1 x1 - b1||^2 has its minimum over x1 at
+///   x1* = (I + W1^T W1)^-1 (W0 x0 + b0 + W1^T (y - b1)).
+mod prospective_configuration {
+    use super::*;
+    use crate::rules::predictive_coding::{Energy, PcConfig, PredictiveCoding};
+
+    /// A linear 3-3-3 net (square W1, so that it can be inverted), W1 scaled by `s`, zero b1.
+    fn linear(s: f32) -> Network {
+        let mut net =
+            Builder::new(Shape::flat(3), Init::Torch, &mut Rng::new(31)).dense(3, true).dense(3, true).build();
+        net.params[2].data.copy_from_slice(&[0.9, -0.3, 0.2, 0.4, 1.1, -0.5, -0.2, 0.3, 0.8]);
+        net.params[2].data.iter_mut().for_each(|w| *w *= s);
+        net.params[3].data.fill(0.0);
+        net
+    }
+
+    /// Solve the 3x3 system a z = r (Gaussian elimination with partial pivoting, f64).
+    fn solve3(mut a: [[f64; 3]; 3], mut r: [f64; 3]) -> [f64; 3] {
+        for c in 0..3 {
+            let p = (c..3).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs())).unwrap();
+            a.swap(c, p);
+            r.swap(c, p);
+            for i in c + 1..3 {
+                let f = a[i][c] / a[c][c];
+                for j in c..3 {
+                    a[i][j] -= f * a[c][j];
+                }
+                r[i] -= f * r[c];
+            }
+        }
+        let mut z = [0.0; 3];
+        for i in (0..3).rev() {
+            z[i] = (r[i] - (i + 1..3).map(|j| a[i][j] * z[j]).sum::<f64>()) / a[i][i];
+        }
+        z
+    }
+
+    /// Relax (no weight step applied: the update is only written) and return the hidden nodes
+    /// (N x 3) and the update.
+    fn relax(net: &mut Network, x: &[f32], y: &[u32], steps: usize, gamma: f32) -> (Vec<f32>, Vec<Vec<f32>>) {
+        let cfg = PcConfig { steps, gamma, momentum: 0.0, energy: Energy::Gaussian, beta: 1.0, ..Default::default() };
+        let mut pc = PredictiveCoding::new(net, cfg).unwrap();
+        let g = grads_of(&mut pc, net, x, y);
+        (pc.value_nodes()[0].clone(), g)
+    }
+
+    /// (mu1 = W0 x0 + b0, W1) of sample `s`, in f64.
+    fn parts(net: &Network, x: &[f32], s: usize) -> ([f64; 3], [[f64; 3]; 3]) {
+        let (w0, b0, w1) = (&net.params[0].data, &net.params[1].data, &net.params[2].data);
+        let mu: [f64; 3] = std::array::from_fn(|i| {
+            b0[i] as f64 + (0..3).map(|j| w0[i * 3 + j] as f64 * x[s * 3 + j] as f64).sum::<f64>()
+        });
+        (mu, std::array::from_fn(|i| std::array::from_fn(|j| w1[i * 3 + j] as f64)))
+    }
+
+    #[test]
+    fn inference_reaches_the_analytical_equilibrium() {
+        let mut net = linear(1.0);
+        let (x, y) = batch(&net, 2, 32);
+        let (x1, _) = relax(&mut net, &x, &y, 3000, 0.1);
+        for s in 0..2 {
+            let (mu, w1) = parts(&net, &x, s);
+            // (I + W1^T W1) x1* = mu + W1^T y.
+            let a = std::array::from_fn(|i| {
+                std::array::from_fn(|j| (i == j) as u8 as f64 + (0..3).map(|k| w1[k][i] * w1[k][j]).sum::<f64>())
+            });
+            let r = std::array::from_fn(|i| mu[i] + w1[y[s] as usize][i]);
+            let want = solve3(a, r);
+            for i in 0..3 {
+                assert!(
+                    (x1[s * 3 + i] as f64 - want[i]).abs() < 1e-4,
+                    "sample {s}: {:?} vs {want:?}",
+                    &x1[s * 3..s * 3 + 3]
+                );
+            }
+        }
+    }
+
+    /// As the layer above grows strong (W1 scaled by s), the equilibrium hidden activity tends to
+    /// target propagation's target for that layer, W1^-1 (y - b1): the error settles in the
+    /// hidden layer rather than at the output. (Step size under 2 / (1 + s^2 |W1|^2) for
+    /// stable inference.)
+    #[test]
+    fn equilibrium_tends_to_target_propagations_target() {
+        let mut dists = Vec::new();
+        for s in [1.0f32, 4.0, 16.0] {
+            let mut net = linear(s);
+            let (x, y) = batch(&net, 2, 33);
+            let (x1, _) = relax(&mut net, &x, &y, 20_000, 0.5 / (1.0 + 2.0 * s * s));
+            let mut d = 0.0f64;
+            for smp in 0..2 {
+                let (_, w1) = parts(&net, &x, smp);
+                let mut e = [0.0; 3];
+                e[y[smp] as usize] = 1.0;
+                let target = solve3(w1, e);
+                d += (0..3).map(|i| (x1[smp * 3 + i] as f64 - target[i]).powi(2)).sum::<f64>();
+            }
+            dists.push(d.sqrt());
+        }
+        assert!(dists[0] > 3.0 * dists[1] && dists[1] > 3.0 * dists[2], "distances to the TP target: {dists:?}");
+        assert!(dists[2] < 0.05, "{dists:?}");
+    }
+
+    /// The EM view: at the relaxed nodes the weight update is the energy's gradient in the weights,
+    /// so a small step along it lowers the energy (nodes held).
+    #[test]
+    fn the_weight_step_at_equilibrium_lowers_the_energy() {
+        let mut net = linear(1.0);
+        let (x, y) = batch(&net, 2, 34);
+        let (x1, g) = relax(&mut net, &x, &y, 3000, 0.1);
+        let energy = |net: &Network| -> f64 {
+            let mut f = 0.0;
+            for s in 0..2 {
+                let (mu, _) = parts(net, &x, s);
+                let (w1, b1) = (&net.params[2].data, &net.params[3].data);
+                for i in 0..3 {
+                    f += 0.5 * (x1[s * 3 + i] as f64 - mu[i]).powi(2);
+                    let pred = b1[i] as f64 + (0..3).map(|j| w1[i * 3 + j] as f64 * x1[s * 3 + j] as f64).sum::<f64>();
+                    f += 0.5 * ((y[s] as usize == i) as u8 as f64 - pred).powi(2);
+                }
+            }
+            f / 2.0
+        };
+        let before = energy(&net);
+        for eps in [1e-2f32, 1e-3] {
+            let mut moved = net.clone();
+            for (p, gp) in moved.params.iter_mut().zip(&g) {
+                for (w, d) in p.data.iter_mut().zip(gp) {
+                    *w -= eps * d;
+                }
+            }
+            let after = energy(&moved);
+            // First order: the drop is eps |g|^2 (the energy is the batch mean, as the update).
+            let norm2: f64 = g.iter().flatten().map(|v| (*v as f64).powi(2)).sum();
+            assert!(after < before, "eps {eps}: {before} -> {after}");
+            let drop = before - after;
+            assert!(
+                (drop / (eps as f64 * norm2) - 1.0).abs() < 0.1,
+                "eps {eps}: drop {drop}, eps |g|^2 {}",
+                eps as f64 * norm2
+            );
+        }
+    }
+}
