@@ -1141,7 +1141,7 @@ fn cmd_continual(a: ContinualArgs) -> Result<()> {
         if runs.len() > 1 { biolearn::report::stats::t_quantile(0.975, (runs.len() - 1) as f64) } else { f64::NAN };
     let summary = continual::summarise(&runs, t975);
     println!(
-        "{} on {} {} ({} epochs per task, {} seeds): class-incremental A {:.2} +- {:.2}, F {:.2} +- {:.2}, BWT {:.2} +- {:.2}; task-incremental A {:.2} +- {:.2}, F {:.2} +- {:.2}, BWT {:.2} +- {:.2} (%, 95% intervals over seeds)",
+        "{} on {} {} ({} epochs per task, {} seeds): class-incremental A {:.2} +- {:.2}, F {:.2} +- {:.2}, BWT {:.2} +- {:.2}; task-incremental A {:.2} +- {:.2}, F {:.2} +- {:.2}, BWT {:.2} +- {:.2} (%, 95% intervals over seeds){}",
         cfg.rule, ds.name, a.tasks, a.epochs_per_task, a.seeds,
         summary.class_il.average_accuracy.0, summary.class_il.average_accuracy.1,
         summary.class_il.forgetting.0, summary.class_il.forgetting.1,
@@ -1149,6 +1149,7 @@ fn cmd_continual(a: ContinualArgs) -> Result<()> {
         summary.task_il.average_accuracy.0, summary.task_il.average_accuracy.1,
         summary.task_il.forgetting.0, summary.task_il.forgetting.1,
         summary.task_il.backward_transfer.0, summary.task_il.backward_transfer.1,
+        if summary.diverged > 0 { format!("; {} of {} runs diverged (counted at chance from there)", summary.diverged, runs.len()) } else { String::new() },
     );
     if let Some(p) = a.json {
         let v = serde_json::json!({ "rule": cfg.rule.to_string(), "data": ds.name, "tasks": a.tasks,

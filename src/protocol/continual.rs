@@ -217,6 +217,8 @@ pub struct MetricsSummary {
 pub struct Summary {
     pub class_il: MetricsSummary,
     pub task_il: MetricsSummary,
+    /// Runs whose training diverged (their later accuracies counted at chance).
+    pub diverged: usize,
 }
 
 /// Means and 95% intervals over the seeds' runs (percent); `t975`: the t distribution's 0.975
@@ -236,7 +238,11 @@ pub fn summarise(runs: &[ContinualRun], t975: f64) -> Summary {
         forgetting: ci(runs.iter().map(|r| pick(r).forgetting).collect()),
         backward_transfer: ci(runs.iter().map(|r| pick(r).backward_transfer).collect()),
     };
-    Summary { class_il: of(|r| r.class_il_metrics), task_il: of(|r| r.task_il_metrics) }
+    Summary {
+        class_il: of(|r| r.class_il_metrics),
+        task_il: of(|r| r.task_il_metrics),
+        diverged: runs.iter().filter(|r| r.diverged_in_task.is_some()).count(),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Continual learning on Fashion-MNIST (issue 19): split:5 (5 tasks of 2 classes) learned one after
+# another, 2 epochs per task, seeds 0-2. Every rule on the holistic study's network and with the
+# settings its search chose there on a validation split (plans/tuned/holistic-all.toml: lr,
+# weight decay and the rule's own searched settings; the network from plans/holistic-all.toml,
+# mlp:256,256 unless the rule has its own), not tuned for this condition. Writes OUT/RULE.json
+# (accuracy matrices, class- and task-incremental metrics with 95% t intervals), OUT/RULE.toml (the
+# settings used) and OUT/summary.txt.
+# Needs: apt-get install -y dataset-fashion-mnist. Usage: bench/continual.sh OUT [RULES...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:?usage: bench/continual.sh OUT [RULES...]}
+shift
+rules=("$@")
+[ ${#rules[@]} -gt 0 ] || rules=(bp fa dfa ddfa drtp tpsgd pal pc ep softhebb)
+bin=target/release/biolearn
+cargo build --release -q
+mkdir -p "$out"
+for r in "${rules[@]}"; do
+  [ -f "$out/$r.json" ] && continue
+  python3 - "$r" > "$out/$r.toml" <<'PY'
+import sys, tomllib
+r = sys.argv[1]
+plan = tomllib.load(open("plans/holistic-all.toml", "rb"))
+tuned = tomllib.load(open("plans/tuned/holistic-all.toml", "rb"))
+t = {"arch": plan.get("rule", {}).get(r, {}).get("arch", plan["arch"])}
+t.update(tuned["rule"][r])
+for k, v in t.items():
+    print(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"')
+PY
+  $bin continual --rule "$r" --data fashion-mnist --config "$out/$r.toml" --tasks split:5 --epochs-per-task 2 \
+    --seeds 3 --threads 1 --json "$out/$r.json" 2> "$out/$r.log" | tee -a "$out/summary.txt"
+done
