@@ -291,6 +291,12 @@ impl Trainer {
         self.cache.len() - 1
     }
 
+    /// Count the rule's epochs from 0 again (its phases start over: `protocol::continual` gives
+    /// every task the rule's whole sequence of phases). Weights, optimiser and rule state stay.
+    pub fn restart_epochs(&mut self) {
+        self.epochs_done = 0;
+    }
+
     /// One pass over `split` in a seeded random order. Stops early if the loss diverges.
     pub fn train_epoch(&mut self, split: &Split, lr: f32, mut on_batch: impl FnMut(usize, usize)) -> EpochStats {
         let t0 = Instant::now();

@@ -322,9 +322,10 @@ impl<'r> Builder<'r> {
     }
 
     /// A recurrent layer over the current shape's rows (T = h steps of c w values), `hidden`
-    /// units; `seq_out`: output every state (1 x T x H), else the last (H). Initialised as
-    /// PyTorch's `nn.RNN` / `nn.GRU` under `torch` (every weight and bias U(+-1/sqrt(H))); under
-    /// xavier / kaiming, W_x and W_h by their own fans and zero biases.
+    /// units; `seq_out`: output every state (1 x T x H), else the last (H). Under `torch` every
+    /// weight and bias U(+-1/sqrt(H)), as PyTorch's `nn.RNN` / `nn.GRU` (the Elman cell has one
+    /// bias where PyTorch has two, b_ih + b_hh, whose sum spreads wider); under xavier / kaiming,
+    /// W_x and W_h by their own fans and zero biases.
     pub fn recurrent(mut self, cell: Cell, hidden: usize, seq_out: bool) -> Self {
         let s = self.cur();
         let geom = RnnGeom { cell, c: s.c, w: s.w, steps: s.h, hidden, seq_out };
@@ -621,7 +622,9 @@ pub fn check_memory(arch: &str, net: &Network, batch: usize) -> Result<(), Strin
         .iter()
         .map(|l| match l {
             super::Layer::Recurrent { geom, .. } => {
-                (geom.steps * (2 * geom.inp() + 2 * geom.gates() + 5 * geom.hidden)) as f64
+                // Inputs and their gradients, gate pre-activations and theirs, states, GRU gates.
+                let gates = if geom.cell == Cell::Gru { 4 * geom.hidden } else { 0 };
+                (geom.steps * (2 * geom.inp() + 2 * geom.gates() + geom.hidden + gates)) as f64
             }
             _ => 0.0,
         })

@@ -8,8 +8,9 @@
 //! - `permuted:T`: every task all classes, its inputs' values under a fixed random permutation
 //!   (task 0 the identity; task t's drawn from the run's seed).
 //!
-//! Each task trains `epochs` epochs on its training examples (the schedule restarts per task; the
-//! optimiser's state and the rule's own state carry over). After each task every task's test
+//! Each task trains `epochs` epochs on its training examples: the schedule and the rule's phases
+//! start over per task (a Hebbian rule's unsupervised phase, then its read-out, on every task);
+//! the weights, the optimiser's state and the rule's own state carry over. After each task every task's test
 //! examples are scored twice: class-incremental (the answer among all K outputs) and
 //! task-incremental (among the task's own classes; both forms train the same shared head, so
 //! they differ only in what the evaluation knows). On permuted tasks the two are the same
@@ -100,6 +101,15 @@ pub fn build_tasks(ds: &Dataset, tasks: Tasks, seed: u64) -> Result<Vec<Task>, S
             Ok(out)
         }
         Tasks::Permuted(t) => {
+            let bytes = 4.0 * t as f64 * (ds.train.x.len() + ds.test.x.len()) as f64;
+            if bytes > crate::limits::memory_cap() {
+                return Err(format!(
+                    "permuted:{t}: the {t} permuted copies of {} need {:.1} GiB, more than the cap of {:.1} GiB (BIOLEARN_MAX_MEMORY_GB)",
+                    ds.name,
+                    bytes / (1u64 << 30) as f64,
+                    crate::limits::memory_cap() / (1u64 << 30) as f64
+                ));
+            }
             let mut rng = Rng::new(seed ^ 0x5045_524D);
             Ok((0..t)
                 .map(|i| {
@@ -167,6 +177,7 @@ pub fn run(cfg: &TrainConfig, ds: &Dataset, tasks: &[Task], epochs: usize, seed:
     let mut diverged_in_task = None;
     for (i, task) in tasks.iter().enumerate() {
         if diverged_in_task.is_none() {
+            tr.restart_epochs();
             let done = tr.fit(
                 Splits { train: &task.train, val: None, test: None },
                 Progressed::default(),

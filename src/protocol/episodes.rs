@@ -263,6 +263,13 @@ pub fn expand_keys(list: &str) -> Result<Vec<String>, String> {
     if keys.is_empty() {
         return Err("--keys: no setting named".into());
     }
+    // One value per setting: `lr` and `log:lr`, or an entry named twice, would write it twice.
+    let mut seen = std::collections::BTreeSet::new();
+    for k in &keys {
+        if !seen.insert(k.strip_prefix("log:").unwrap_or(k)) {
+            return Err(format!("--keys: {k} is named twice"));
+        }
+    }
     Ok(keys)
 }
 
@@ -292,9 +299,12 @@ pub fn theta_toml(cfg: &TrainConfig, keys: &[String], theta: &[f64]) -> String {
     let mut out = String::new();
     let mut lists: Vec<(String, Vec<f64>)> = Vec::new();
     for (k, v) in keys.iter().zip(theta) {
-        if let Some(k) = k.strip_prefix("log:") {
-            out.push_str(&format!("{k} = {:?}\n", v.exp()));
-        } else if let Some((name, i)) = element(k) {
+        // A log-scale key is written on its own scale (a list entry's too).
+        let (k, v) = match k.strip_prefix("log:") {
+            Some(k) => (k, &v.exp()),
+            None => (k.as_str(), v),
+        };
+        if let Some((name, i)) = element(k) {
             let at = match lists.iter().position(|(n, _)| n == name) {
                 Some(at) => at,
                 None => {
@@ -485,9 +495,9 @@ mod tests {
     /// theta is written back as the whole list, over the start's own entries.
     #[test]
     fn list_setting_entries_are_keys() {
-        let keys = expand_keys("lr, tdca_phi[2..4],log:lr").unwrap();
-        assert_eq!(keys, ["lr", "tdca_phi[2]", "tdca_phi[3]", "log:lr"]);
-        for bad in ["tdca_phi[3..3]", "tdca_phi[x..4]", "tdca_phi[2", ""] {
+        let keys = expand_keys("lr, tdca_phi[2..4],log:weight_decay").unwrap();
+        assert_eq!(keys, ["lr", "tdca_phi[2]", "tdca_phi[3]", "log:weight_decay"]);
+        for bad in ["tdca_phi[3..3]", "tdca_phi[x..4]", "tdca_phi[2", "", "lr,log:lr", "a[1],a[0..2]"] {
             assert!(expand_keys(bad).is_err(), "{bad}");
         }
         let mut cfg = TrainConfig { rule: "tdca".parse().unwrap(), ..Default::default() };
@@ -502,6 +512,10 @@ mod tests {
         let keys: Vec<String> = ["tdca_phi[1]".to_string(), "log:lr".to_string()].into();
         let text = theta_toml(&cfg, &keys, &[2.0, 0.0]);
         assert_eq!(text, "lr = 1.0\ntdca_phi = [0.5, 2.0, 1.5]\n");
+        // A log-scale list entry goes into the list on its own scale.
+        let keys: Vec<String> = ["log:tdca_phi[0]".to_string()].into();
+        assert_eq!(theta_toml(&cfg, &keys, &[0.0]), "tdca_phi = [1.0, 0.0, 1.5]\n");
+        assert!(theta_toml(&cfg, &keys, &[0.0]).parse::<toml::Table>().is_ok());
     }
 
     /// On online few-shot digits with only Oja's term at the start, the strategy raises the

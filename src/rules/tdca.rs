@@ -52,7 +52,8 @@ crate::settings! {
         /// entries are 0, empty is phi_0): what `biolearn meta-train --keys tdca_phi[0..N]` learns.
         pub tdca_phi: Vec<f32> = Vec::new(),
         /// The seed of phi_0's random feedback codes V_l,0 (fixed, so that a learned change applies
-        /// to the same start whatever the run's seed).
+        /// to the same phi_0 whatever the run's seed; the diffusion matrices D_l are the run's own
+        /// draw, so a learned phi must work through any random wiring).
         pub tdca_seed: u64 = 0,
     }
     check(s) {
