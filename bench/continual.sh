@@ -6,7 +6,8 @@
 # mlp:256,256 unless the rule has its own), not tuned for this condition. Writes OUT/RULE.json
 # (accuracy matrices, class- and task-incremental metrics with 95% t intervals), OUT/RULE.toml (the
 # settings used) and OUT/summary.txt.
-# Needs: apt-get install -y dataset-fashion-mnist. Usage: bench/continual.sh OUT [RULES...]
+# FLAGS (environment) adds flags to every run: FLAGS="--momentum 0" is the plain-SGD variant.
+# Needs: apt-get install -y dataset-fashion-mnist. Usage: [FLAGS=...] bench/continual.sh OUT [RULES...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: bench/continual.sh OUT [RULES...]}
@@ -28,6 +29,7 @@ t.update(tuned["rule"][r])
 for k, v in t.items():
     print(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"')
 PY
+  # shellcheck disable=SC2086 # FLAGS is a list of flags
   $bin continual --rule "$r" --data fashion-mnist --config "$out/$r.toml" --tasks split:5 --epochs-per-task 2 \
-    --seeds 3 --threads 1 --json "$out/$r.json" 2> "$out/$r.log" | tee -a "$out/summary.txt"
+    --seeds 3 --threads 1 ${FLAGS:-} --json "$out/$r.json" 2> "$out/$r.log" | tee -a "$out/summary.txt"
 done
