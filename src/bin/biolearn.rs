@@ -1123,8 +1123,12 @@ fn cmd_continual(a: ContinualArgs) -> Result<()> {
     let ds = train::load_data(&cfg).map_err(anyhow::Error::msg)?.ds;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads.max(1)).build()?;
     let mut runs = Vec::new();
+    // Split tasks are the same for every seed (built once); permuted ones are the seed's draw.
+    let mut seq = continual::build_tasks(&ds, tasks, 0).map_err(anyhow::Error::msg)?;
     for seed in 0..a.seeds {
-        let seq = continual::build_tasks(&ds, tasks, seed).map_err(anyhow::Error::msg)?;
+        if seed > 0 && matches!(tasks, continual::Tasks::Permuted(_)) {
+            seq = continual::build_tasks(&ds, tasks, seed).map_err(anyhow::Error::msg)?;
+        }
         let r =
             pool.install(|| continual::run(&cfg, &ds, &seq, a.epochs_per_task, seed)).map_err(anyhow::Error::msg)?;
         let row = |m: &[f64]| m.iter().map(|v| format!("{:5.1}", 100.0 * v)).collect::<Vec<_>>().join(" ");

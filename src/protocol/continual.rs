@@ -190,15 +190,13 @@ pub fn run(cfg: &TrainConfig, ds: &Dataset, tasks: &[Task], epochs: usize, seed:
         }
         let (mut c, mut t) = (Vec::new(), Vec::new());
         for seen in &tasks[..=i] {
-            // A diverged network scores chance on both forms.
-            let (ca, _) = tr.evaluate_among(&seen.test, None);
-            let (ta, _) = tr.evaluate_among(&seen.test, Some(&seen.classes));
+            // A diverged network scores chance on both forms (not evaluated).
             if diverged_in_task.is_some() {
                 c.push(1.0 / ds.num_classes as f64);
                 t.push(1.0 / seen.classes.len() as f64);
             } else {
-                c.push(ca);
-                t.push(ta);
+                c.push(tr.evaluate_among(&seen.test, None).0);
+                t.push(tr.evaluate_among(&seen.test, Some(&seen.classes)).0);
             }
         }
         class_il.push(c);

@@ -273,19 +273,23 @@ pub fn expand_keys(list: &str) -> Result<Vec<String>, String> {
     Ok(keys)
 }
 
+/// A TOML number as f64 (an integer too).
+fn number(v: &toml::Value) -> Option<f64> {
+    v.as_float().or(v.as_integer().map(|i| i as f64))
+}
+
 /// The value `key` starts from in `cfg` (see `set`; a list entry past the list's end is 0).
 pub fn start_of(cfg: &TrainConfig, key: &str) -> Result<f64, String> {
     let (k, log) = key.strip_prefix("log:").map_or((key, false), |k| (k, true));
-    let num = |v: &toml::Value| v.as_float().or(v.as_integer().map(|i| i as f64));
     let v = if k == "lr" {
         f64::from(cfg.lr)
     } else if let Some((name, i)) = element(k) {
         let list = cfg.settings.get(name).and_then(|v| v.as_array());
         let list = list.ok_or_else(|| format!("--keys {k}: {name} is not a list setting of rule {}", cfg.rule))?;
-        list.get(i).map_or(Some(0.0), num).ok_or_else(|| format!("--keys {k}: not a number"))?
+        list.get(i).map_or(Some(0.0), number).ok_or_else(|| format!("--keys {k}: not a number"))?
     } else {
         let v = cfg.settings.get(k).ok_or_else(|| format!("--keys {k}: not a setting of rule {}", cfg.rule))?;
-        num(v).ok_or_else(|| format!("--keys {k}: not a number"))?
+        number(v).ok_or_else(|| format!("--keys {k}: not a number"))?
     };
     if log && v <= 0.0 {
         return Err(format!("--keys {key}: a log-scale setting must start positive (it is {v})"));

@@ -28,6 +28,17 @@ use crate::linalg;
 use crate::nn::{Network, ParamKind, Workspace};
 use crate::rng::Rng;
 
+/// A hidden block as `DirectFeedback::backward_blocks` hands it over.
+pub struct Block<'a> {
+    /// Its position among the hidden blocks.
+    pub index: usize,
+    /// Its weight layer, and the layer index where its signal enters (the next weight layer's).
+    pub weight: usize,
+    pub at: usize,
+    /// Its B (D x K).
+    pub feedback: &'a [f32],
+}
+
 /// Fixed random matrices B_l (D_l x K), one for each weight layer after the first (entering at
 /// its input), and the block-by-block backward through them: what DFA and DRTP share. They differ
 /// only in the signal projected (the output error, or the one-hot label) and in B's scale.
@@ -57,9 +68,21 @@ impl DirectFeedback {
         net: &mut Network,
         rng: &mut Rng,
         tag: &'static str,
-        mut draw: impl FnMut(&crate::nn::Layer, usize, usize, &mut Rng) -> Vec<f32>,
+        draw: impl FnMut(&crate::nn::Layer, usize, usize, &mut Rng) -> Vec<f32>,
     ) -> Self {
         let k = net.output_len();
+        Self::drawn_wide(net, rng, tag, k, draw)
+    }
+
+    /// `drawn` with B_l of D_l x `k` for a signal of `k` values other than the output's (TDCA's
+    /// credit codes).
+    pub fn drawn_wide(
+        net: &mut Network,
+        rng: &mut Rng,
+        tag: &'static str,
+        k: usize,
+        mut draw: impl FnMut(&crate::nn::Layer, usize, usize, &mut Rng) -> Vec<f32>,
+    ) -> Self {
         let wl = net.weight_layers();
         let feedback = wl
             .iter()
@@ -83,12 +106,27 @@ impl DirectFeedback {
         grads: &mut [Vec<f32>],
         mut inject: impl FnMut(&mut Workspace, usize, usize, &[f32]),
     ) {
+        self.backward_blocks(net, ws, grads, |net, ws, grads, b| {
+            inject(ws, b.at, net.shapes[b.at].len(), b.feedback);
+            net.backward(ws, grads, b.weight, b.at, None, false);
+        });
+    }
+
+    /// `backward` with each hidden block's update left to `block` (in order, after the output
+    /// block's true gradient): for a rule whose signal is not one gradient at the block's output
+    /// (TPSGD's per-step targets in a recurrent layer, TDCA's per-block credit codes).
+    pub fn backward_blocks(
+        &self,
+        net: &Network,
+        ws: &mut Workspace,
+        grads: &mut [Vec<f32>],
+        mut block: impl FnMut(&Network, &mut Workspace, &mut [Vec<f32>], Block),
+    ) {
         let l = net.num_layers();
         let last = *self.wl.last().expect("network has no weight layer");
         net.backward(ws, grads, last, l, None, false);
         for (j, &(at, b)) in self.feedback.iter().enumerate() {
-            inject(ws, at, net.shapes[at].len(), &net.params[b].data);
-            net.backward(ws, grads, self.wl[j], at, None, false);
+            block(net, ws, grads, Block { index: j, weight: self.wl[j], at, feedback: &net.params[b].data });
         }
     }
 }

@@ -36,9 +36,10 @@
 //! p, y*: N x K; u: N x m_h; codes: N x m; c_l: N x D_l; D_l: parameter `feedback.I.tdca`
 //! (D_l x m, kind `Feedback`) at the input I of the weight layer after hidden layer l.
 
+use super::dfa::DirectFeedback;
 use super::{forward_with_error, mlp_layers, Rule, Step, StepStats};
 use crate::linalg;
-use crate::nn::{loss::softmax_rows, Network, ParamKind, Workspace};
+use crate::nn::{loss::softmax_rows, Network, Workspace};
 use crate::rng::Rng;
 
 crate::settings! {
@@ -76,10 +77,9 @@ pub struct Tdca {
     k: usize,
     mh: usize,
     m: usize,
-    /// The MLP's dense layers (the last is the output layer).
-    dense: Vec<usize>,
-    /// Per hidden layer: (where its credit enters = the next dense layer's index, D_l's parameter).
-    diffusion: Vec<(usize, usize)>,
+    /// The diffusion matrices D_l (D_l x m), entering where DFA's B_l would: the credit takes
+    /// DFA's path (`DirectFeedback`).
+    fb: DirectFeedback,
     /// Scratch: [p; y*] (N x 2K), u (N x m_h), a code (N x m).
     py: Vec<f32>,
     u: Vec<f32>,
@@ -135,17 +135,13 @@ impl Tdca {
             *p += d;
         }
         // Credit diffusion: D_l ~ U(+-sqrt(6 / (D_l + m))), Xavier-scaled as DFA's B.
-        let diffusion = dense[1..]
-            .iter()
-            .map(|&at| {
-                let d = net.shapes[at].len();
-                let bound = (6.0 / (d + m) as f32).sqrt();
-                let mut b = vec![0.0; d * m];
-                rng.fill_uniform(&mut b, -bound, bound);
-                (at, net.add_param(format!("feedback.{at}.tdca"), vec![d, m], b, ParamKind::Feedback))
-            })
-            .collect();
-        Ok(Tdca { phi, k, mh, m, dense, diffusion, py: Vec::new(), u: Vec::new(), code: Vec::new() })
+        let fb = DirectFeedback::drawn_wide(net, rng, "tdca", m, |_, d, m, rng| {
+            let bound = (6.0 / (d + m) as f32).sqrt();
+            let mut b = vec![0.0; d * m];
+            rng.fill_uniform(&mut b, -bound, bound);
+            b
+        });
+        Ok(Tdca { phi, k, mh, m, fb, py: Vec::new(), u: Vec::new(), code: Vec::new() })
     }
 
     /// u = tanh(U [p; y*] + b) for the batch whose output is in `ws` (N x m_h into `self.u`).
@@ -185,20 +181,19 @@ impl Rule for Tdca {
         let vl = &self.phi[v_off..v_off + k * mh];
         linalg::matmul(n, k, mh, &self.u, false, vl, true, &mut ws.grads[l][..n * k], false);
         ws.grads[l][..n * k].iter_mut().for_each(|g| *g *= scale);
-        let last = *self.dense.last().expect("an MLP has an output layer");
-        net.backward(ws, grads, last, l, None, false);
         // Hidden layers: c_l = D_l (V_l u), into the next dense layer's input, back through the
         // block's activation to its own dense layer.
         self.code.resize(n * m, 0.0);
-        for (j, &(at, dp)) in self.diffusion.iter().enumerate() {
-            let off = v_off + k * mh + j * m * mh;
-            linalg::matmul(n, m, mh, &self.u, false, &self.phi[off..off + m * mh], true, &mut self.code, false);
-            let d = net.shapes[at].len();
-            let g = &mut ws.grads[at][..n * d];
-            linalg::matmul(n, d, m, &self.code, false, &net.params[dp].data, true, g, false);
+        let (u, phi, code) = (&self.u, &self.phi, &mut self.code);
+        self.fb.backward_blocks(net, ws, grads, |net, ws, grads, b| {
+            let off = v_off + k * mh + b.index * m * mh;
+            linalg::matmul(n, m, mh, u, false, &phi[off..off + m * mh], true, code, false);
+            let d = net.shapes[b.at].len();
+            let g = &mut ws.grads[b.at][..n * d];
+            linalg::matmul(n, d, m, code, false, b.feedback, true, g, false);
             g.iter_mut().for_each(|v| *v *= scale);
-            net.backward(ws, grads, self.dense[j], at, None, false);
-        }
+            net.backward(ws, grads, b.weight, b.at, None, false);
+        });
         stats
     }
 }
@@ -253,7 +248,7 @@ mod tests {
         let d = crate::rules::dfa::Dfa::new(&mut b, &mut Rng::new(3));
         let (k, mh, m) = (3, 4, 2);
         let v_off = mh * 2 * k + mh + k * mh;
-        for (j, &(at, dp)) in t.diffusion.iter().enumerate() {
+        for (j, &(at, dp)) in t.fb.feedback.iter().enumerate() {
             let dd = &a.params[dp].data;
             let dim = a.shapes[at].len();
             let mut bl = vec![0.0; dim * k];

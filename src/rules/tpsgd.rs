@@ -57,7 +57,9 @@ crate::settings! {
         /// The targets' scale: P_l ~ U(+-this) per entry.
         pub tpsgd_target_scale: f32 = 1.0,
         /// On a recurrent layer, which states regress the target: all (every step's, averaged
-        /// over the steps) or last (h_T only; both one step deep).
+        /// over the steps) or last (h_T only; both one step deep). `all` chosen on a validation
+        /// split: GRU 128, row-by-row Fashion-MNIST, Adam lr 0.001, 2 epochs, 10% held out:
+        /// validation 71.88% against 65.72%.
         pub tpsgd_steps: TpsgdSteps = TpsgdSteps::All,
     }
     check(s) {
@@ -107,39 +109,33 @@ impl Rule for Tpsgd {
             return self.fb.step_streaming(net, ws, grads, y, loss, rng, inject);
         }
         let stats = forward_with_error(net, ws, y, loss, rng);
-        if !net.has_recurrent() {
-            self.fb.backward(net, ws, grads, inject);
-            return stats;
-        }
-        // A recurrent block: every state h_t regresses the target, one step deep.
-        let wl = net.weight_layers();
-        net.backward(ws, grads, *wl.last().expect("network has no weight layer"), net.num_layers(), None, false);
-        for (j, &(at, pb)) in self.fb.feedback.iter().enumerate() {
-            let Layer::Recurrent { geom, .. } = &net.layers[wl[j]] else {
-                inject(ws, at, net.shapes[at].len(), &net.params[pb].data);
-                net.backward(ws, grads, wl[j], at, None, false);
-                continue;
+        let (seq, steps) = (&mut self.seq, self.steps);
+        self.fb.backward_blocks(net, ws, grads, |net, ws, grads, b| {
+            let Layer::Recurrent { geom, .. } = &net.layers[b.weight] else {
+                inject(ws, b.at, net.shapes[b.at].len(), b.feedback);
+                net.backward(ws, grads, b.weight, b.at, None, false);
+                return;
             };
+            // A recurrent block: every state h_t regresses the target, one step deep.
             let (n, t_len, h) = (ws.n, geom.steps, geom.hidden);
-            let p = &net.params[pb].data;
-            let first = if self.steps == TpsgdSteps::Last { t_len - 1 } else { 0 };
+            let first = if steps == TpsgdSteps::Last { t_len - 1 } else { 0 };
             let per = 1.0 / (n * (t_len - first)) as f32;
-            self.seq.resize(n * t_len * h, 0.0);
-            self.seq.fill(0.0);
+            seq.resize(n * t_len * h, 0.0);
+            seq.fill(0.0);
             for t in first..t_len {
-                let ht = net.recurrent_state(ws, wl[j], t + 1);
+                let ht = net.recurrent_state(ws, b.weight, t + 1);
                 // A sequence output has a target per step (P's rows t H ..), a last-state output
                 // one target for every step.
                 let row0 = if geom.seq_out { t * h } else { 0 };
                 for (s, &label) in y.iter().enumerate() {
-                    let g = &mut self.seq[(s * t_len + t) * h..(s * t_len + t + 1) * h];
+                    let g = &mut seq[(s * t_len + t) * h..(s * t_len + t + 1) * h];
                     for (u, gv) in g.iter_mut().enumerate() {
-                        *gv = (ht[s * h + u] - p[(row0 + u) * k + label as usize]) * per;
+                        *gv = (ht[s * h + u] - b.feedback[(row0 + u) * k + label as usize]) * per;
                     }
                 }
             }
-            net.recurrent_backward_truncated(ws, grads, wl[j], &self.seq);
-        }
+            net.recurrent_backward_truncated(ws, grads, b.weight, seq);
+        });
         stats
     }
 
