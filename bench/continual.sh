@@ -6,20 +6,27 @@
 # mlp:256,256 unless the rule has its own), not tuned for this condition. Writes OUT/RULE.json
 # (accuracy matrices, class- and task-incremental metrics with 95% t intervals), OUT/RULE.toml (the
 # settings used) and OUT/summary.txt.
+# An arm is RULE or RULE:PRESET (pc:equilibrium: prospective configuration, with pc's searched
+# lr and weight decay and the preset's inference settings), written OUT/RULE-PRESET.*.
 # FLAGS (environment) adds flags to every run: FLAGS="--momentum 0" is the plain-SGD variant.
-# Needs: apt-get install -y dataset-fashion-mnist. Usage: [FLAGS=...] bench/continual.sh OUT [RULES...]
+# BIN (environment): a biolearn binary to use instead of building one.
+# Needs: apt-get install -y dataset-fashion-mnist. Usage: [FLAGS=...] bench/continual.sh OUT [ARMS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:?usage: bench/continual.sh OUT [RULES...]}
+out=${1:?usage: bench/continual.sh OUT [ARMS...]}
 shift
 rules=("$@")
 [ ${#rules[@]} -gt 0 ] || rules=(bp fa dfa ddfa drtp tpsgd pal pc ep softhebb)
-bin=target/release/biolearn
-cargo build --release -q
+bin=${BIN:-target/release/biolearn}
+[ -n "${BIN:-}" ] || cargo build --release -q
 mkdir -p "$out"
-for r in "${rules[@]}"; do
-  [ -f "$out/$r.json" ] && continue
-  python3 - "$r" > "$out/$r.toml" <<'PY'
+for arm in "${rules[@]}"; do
+  r=${arm%%:*}
+  preset=()
+  [ "$r" = "$arm" ] || preset=(--preset "${arm#*:}")
+  name=${arm//:/-}
+  [ -f "$out/$name.json" ] && continue
+  python3 - "$r" > "$out/$name.toml" <<'PY'
 import sys, tomllib
 r = sys.argv[1]
 plan = tomllib.load(open("plans/holistic-all.toml", "rb"))
@@ -30,6 +37,7 @@ for k, v in t.items():
     print(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"')
 PY
   # shellcheck disable=SC2086 # FLAGS is a list of flags
-  $bin continual --rule "$r" --data fashion-mnist --config "$out/$r.toml" --tasks split:5 --epochs-per-task 2 \
-    --seeds 3 --threads 1 ${FLAGS:-} --json "$out/$r.json" 2> "$out/$r.log" | tee -a "$out/summary.txt"
+  $bin continual --rule "$r" "${preset[@]}" --data fashion-mnist --config "$out/$name.toml" --tasks split:5 \
+    --epochs-per-task 2 --seeds 3 --threads 1 ${FLAGS:-} --json "$out/$name.json" 2> "$out/$name.log" \
+    | tee -a "$out/summary.txt"
 done

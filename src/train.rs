@@ -399,6 +399,27 @@ impl Trainer {
         }
     }
 
+    /// The network's evaluation-mode outputs on `split` (N x outputs; the rule's own answer
+    /// where it has one), computed afresh (no frozen-prefix cache).
+    pub fn outputs(&mut self, split: &Split) -> Vec<f32> {
+        let (d, k, l) = (split.dim, self.net.output_len(), self.net.num_layers());
+        let mut out = Vec::with_capacity(split.n * k);
+        let mut start = 0;
+        while start < split.n {
+            let m = 1000.min(split.n - start);
+            self.net.prepare_forward(&mut self.eval_ws, m);
+            self.eval_ws.first = 0;
+            self.eval_ws.input_mut().copy_from_slice(&split.x[start * d..(start + m) * d]);
+            self.net.forward_layers(&mut self.eval_ws, 0, l, false, &mut self.rng);
+            if self.rule.prediction() == Prediction::Own {
+                self.rule.predict(&mut self.net, &mut self.eval_ws);
+            }
+            out.extend_from_slice(&self.eval_ws.output()[..m * k]);
+            start += m;
+        }
+        out
+    }
+
     /// Accuracy (a fraction) on `split` in evaluation mode.
     pub fn evaluate(&mut self, split: &Split) -> f64 {
         self.evaluate_with_loss(split).0

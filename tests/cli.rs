@@ -748,3 +748,34 @@ fn continual_end_to_end() {
     let e = fail(&[&common[..], &["--tasks", "rotated:3"]].concat());
     assert!(e.contains("split:T or permuted:T"), "{e}");
 }
+
+/// `biolearn online` and `biolearn interference` refuse what no run can mean, naming the flag.
+#[test]
+fn online_and_interference_refuse_bad_flags() {
+    let d = tmp("online-bad");
+    let on = ["online", "--rule", "bp", "--arch", "mlp:8", "--threads", "1"];
+    for (extra, want) in [
+        (&["--seeds", "0"][..], "--seeds"),
+        (&["--stream-batch", "0"][..], "--stream-batch"),
+        (&["--lrs", "0.1,x"][..], "'x' is not a positive number"),
+        (&["--lr-factors=-1"][..], "'-1' is not a positive number"),
+        (&["--samples", "100000"][..], "a stream of 1 to"),
+        (&["--lrs", "0.1", "--search-val-fraction", "1.5"][..], "validation share"),
+        (&["--eval-samples", "0"][..], "--eval-samples"),
+    ] {
+        let e = fail(&[&on[..], extra].concat());
+        assert!(e.contains(want), "{extra:?}: {e}");
+    }
+    let out = d.join("i");
+    let o = out.to_str().unwrap();
+    for (extra, want) in [
+        (&["--depths", "0"][..], "--depths"),
+        (&["--depths", "2,x"][..], "--depths"),
+        (&["--seeds", "0"][..], "--seeds"),
+        (&["--width", "0"][..], "--width"),
+        (&["--rules", "nosuchrule"][..], "nosuchrule"),
+    ] {
+        let e = fail(&[&["interference", "--out", o][..], extra].concat());
+        assert!(e.contains(want), "{extra:?}: {e}");
+    }
+}

@@ -526,3 +526,63 @@ fn every_shipped_plan_loads_and_lays_out_its_runs() {
     }
     assert!(n >= 10, "{n} plans");
 }
+
+/// The conditions run outside plans, end to end: `biolearn online` (its rate searched on a
+/// validation split), `continual`, `episodes` and `interference` write their JSON, and `report
+/// --conditions` turns each directory into its section with every arm against BP's.
+#[test]
+fn online_continual_episodes_and_interference_reach_the_report() {
+    let d = tmp("conditions");
+    compare_digits_bp(&d, "epochs = [1]\n");
+    let (on, co, ep, inter) = (d.join("online"), d.join("continual"), d.join("episodes"), d.join("interference"));
+    for dir in [&on, &co, &ep] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let common = ["--arch", "mlp:16", "--threads", "1", "--seeds", "2"];
+    for rule in ["bp", "fa"] {
+        let json = on.join(format!("{rule}.json"));
+        let out = ok(bin()
+            .args(["online", "--rule", rule, "--samples", "300", "--lrs", "0.001,0.05", "--json"])
+            .arg(&json)
+            .args(common));
+        assert!(out.contains("online (300 samples, batch 1"), "{out}");
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(v["search"]["trials"].as_array().unwrap().len(), 2);
+        let curve = v["runs"][0]["curve"].as_array().unwrap();
+        assert_eq!(curve.last().unwrap()["samples"], 300);
+        ok(bin()
+            .args(["continual", "--rule", rule, "--tasks", "split:2", "--epochs-per-task", "1", "--json"])
+            .arg(co.join(format!("{rule}.json")))
+            .args(common));
+        ok(bin()
+            .args(["episodes", "--rule", rule, "--arch", "mlp:16", "--threads", "1", "--classes", "0-4"])
+            .args(["--ways", "3", "--shots", "5", "--queries", "5", "--episodes", "4", "--json"])
+            .arg(ep.join(format!("{rule}.json"))));
+    }
+    let out = ok(bin()
+        .args(["interference", "--rules", "bp,pc:equilibrium", "--iterations", "3", "--depths", "1,3"])
+        .args(["--width", "8", "--seeds", "3", "--out"])
+        .arg(&inter));
+    assert!(out.contains("pc:equilibrium") && out.contains("1-1-2: after one step (0.640, 0.800)"), "{out}");
+    assert!(inter.join("example_112.svg").exists() && inter.join("target_alignment.png").exists());
+    let mut report = bin();
+    report.arg("report").arg(d.join("o")).arg("--out").arg(d.join("r"));
+    for dir in [&on, &co, &ep, &inter] {
+        report.arg("--conditions").arg(dir);
+    }
+    ok(&mut report);
+    let md = std::fs::read_to_string(d.join("r/report.md")).unwrap();
+    for section in ["### Online learning", "### Continual learning", "### Few-shot online episodes", "### Interference"]
+    {
+        assert!(md.contains(section), "{section} missing:\n{md}");
+    }
+    assert!(md.contains("| final accuracy | fa |") && md.contains("| task-IL A | fa |"), "{md}");
+    assert!(md.contains("| query accuracy | fa |") && md.contains("alignment x 100, depth 3 | pc:equilibrium"), "{md}");
+    assert!(d.join("r/plots/interference_112.png").exists());
+    // A directory with no condition's result is refused, naming it.
+    let empty = d.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = bin().arg("report").arg(d.join("o")).arg("--conditions").arg(&empty).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no result of online"), "{o:?}");
+}

@@ -56,6 +56,11 @@ enum Cmd {
         /// (e.g. RESULTS.md at the top of a repository).
         #[arg(long)]
         markdown: Option<PathBuf>,
+        /// A directory of online, continual, few-shot episode or interference results (the JSON
+        /// of `biolearn online|continual|episodes --json`, `biolearn interference --out`) to
+        /// report after the plan's records, each arm against BP's; repeatable.
+        #[arg(long)]
+        conditions: Vec<PathBuf>,
     },
     /// Write an sbatch script that runs a plan as a Slurm job array.
     Slurm(SlurmArgs),
@@ -73,6 +78,15 @@ enum Cmd {
     /// learned one task after another; every task's accuracy after each, class- and
     /// task-incremental; average accuracy, forgetting and backward transfer over seeds
     Continual(ContinualArgs),
+    /// Online learning: one pass over a stream of training samples (batch 1 unless
+    /// --stream-batch), no epochs; held-out accuracy against samples seen (a curve), its mean,
+    /// the final and the prequential accuracy over seeds; the rate chosen among --lrs on a
+    /// validation split
+    Online(OnlineArgs),
+    /// Interference (prospective configuration's demonstration): the 1-1-2 example (learning
+    /// one output's target, how far the other output moves) and the target alignment of one
+    /// step against depth on linear MLPs, for each rule; OUT/interference.json and plots
+    Interference(InterferenceArgs),
     /// Meta-train a rule's numeric settings (meta-plasticity's coefficients) by evolution
     /// strategies over few-shot online episodes; writes OUT/steps.jsonl and OUT/theta.toml (a
     /// config file: `--config OUT/theta.toml`).
@@ -131,6 +145,61 @@ struct ContinualArgs {
     /// Write every seed's accuracy matrices and the summary as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct OnlineArgs {
+    #[command(flatten)]
+    given: Given,
+    /// Stream length in samples (default: the whole training set).
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Samples per step (overrides the configuration's and preset's batch).
+    #[arg(long, default_value_t = 1)]
+    stream_batch: usize,
+    /// Seeds 0..N (each its own initialisation and stream order).
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    /// Candidate learning rates, comma-separated: each runs the stream once on the training set
+    /// less a validation split (--search-val-fraction), the best mean validation accuracy is
+    /// used for the seeds (default: the configuration's lr, unsearched).
+    #[arg(long, conflicts_with = "lr_factors")]
+    lrs: Option<String>,
+    /// The candidates as factors of the configured lr, comma-separated (the same grid for every
+    /// rule, each around its own rate): `--lr-factors 0.01,0.03,0.1,0.3,1`.
+    #[arg(long)]
+    lr_factors: Option<String>,
+    #[arg(long, default_value_t = 0.1)]
+    search_val_fraction: f32,
+    /// Evaluate on the first N test samples (default: all).
+    #[arg(long)]
+    eval_samples: Option<usize>,
+    /// Write the search, every seed's curve and the summary as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct InterferenceArgs {
+    /// The rules, comma-separated, each RULE or RULE:PRESET (pc:equilibrium is prospective
+    /// configuration).
+    #[arg(long, default_value = "bp,pc:equilibrium,pc,ipc,fa,dfa,dtp,pal")]
+    rules: String,
+    /// Steps of the 1-1-2 example.
+    #[arg(long, default_value_t = 64)]
+    iterations: usize,
+    /// Depths (weight layers) of the target-alignment networks.
+    #[arg(long, default_value = "1,2,4,6,8,10,12,14,15")]
+    depths: String,
+    /// Units per layer of the target-alignment networks (inputs and outputs too).
+    #[arg(long, default_value_t = 64)]
+    width: usize,
+    /// Seeds per depth.
+    #[arg(long, default_value_t = 10)]
+    seeds: u64,
+    /// Output directory: interference.json, example_112.{png,svg}, target_alignment.{png,svg}.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -491,13 +560,15 @@ fn main() {
         Some(Cmd::Data { cmd: DataCmd::Info { name, data_dir } }) => cmd_data_info(&name, data_dir),
         Some(Cmd::Bench(a)) => cmd_bench(a),
         Some(Cmd::Compare(a)) => cmd_compare(a),
-        Some(Cmd::Report { dir, out, markdown }) => cmd_report(&dir, out, markdown),
+        Some(Cmd::Report { dir, out, markdown, conditions }) => cmd_report(&dir, out, markdown, &conditions),
         Some(Cmd::Slurm(a)) => cmd_slurm(a),
         Some(Cmd::Eval(a)) => cmd_eval(a),
         Some(Cmd::Tune(a)) => cmd_tune(a),
         Some(Cmd::Episodes(a)) => cmd_episodes(a),
         Some(Cmd::MetaTrain(a)) => cmd_meta_train(a),
         Some(Cmd::Continual(a)) => cmd_continual(a),
+        Some(Cmd::Online(a)) => cmd_online(a),
+        Some(Cmd::Interference(a)) => cmd_interference(a),
     };
     if let Err(e) = res {
         eprintln!("error: {e:#}");
@@ -949,7 +1020,12 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
     Ok(())
 }
 
-fn cmd_report(dir: &std::path::Path, out: Option<PathBuf>, markdown: Option<PathBuf>) -> Result<()> {
+fn cmd_report(
+    dir: &std::path::Path,
+    out: Option<PathBuf>,
+    markdown: Option<PathBuf>,
+    conditions: &[PathBuf],
+) -> Result<()> {
     let files = biolearn::protocol::result_files(dir);
     if files.is_empty() {
         bail!("{}: no results*.jsonl file (run `biolearn compare` first)", dir.display());
@@ -959,7 +1035,7 @@ fn cmd_report(dir: &std::path::Path, out: Option<PathBuf>, markdown: Option<Path
         eprintln!("warning: {w}");
     }
     let out = out.unwrap_or_else(|| dir.join("report"));
-    let s = biolearn::report::write_report(&records, &out).map_err(anyhow::Error::msg)?;
+    let s = biolearn::report::write_report_with(&records, conditions, &out).map_err(anyhow::Error::msg)?;
     println!("{} records from {} file(s) -> {} ({} files)", records.len(), files.len(), out.display(), s.files.len());
     if let Some(md) = markdown {
         let text = std::fs::read_to_string(out.join("report.md"))?;
@@ -1091,8 +1167,9 @@ fn cmd_episodes(a: EpisodesArgs) -> Result<()> {
         .install(|| biolearn::protocol::episodes::evaluate(&cfg, &ds, split, &spec, a.episodes, a.episode_seed))
         .map_err(anyhow::Error::msg)?;
     println!(
-        "{} on {} ({} split, classes {:?}): {} episodes of {} ways x {} shots, {} pass(es), batch {}: query accuracy {:.2} +- {:.2} % (95%), loss {:.3}{}",
+        "{}{} on {} ({} split, classes {:?}): {} episodes of {} ways x {} shots, {} pass(es), batch {}: query accuracy {:.2} +- {:.2} % (95%), loss {:.3}{}",
         s.rule,
+        if cfg.preset.is_empty() { String::new() } else { format!(":{}", cfg.preset) },
         ds.name,
         a.ep.split,
         spec.classes,
@@ -1107,8 +1184,7 @@ fn cmd_episodes(a: EpisodesArgs) -> Result<()> {
         if s.diverged > 0 { format!(", {} diverged", s.diverged) } else { String::new() }
     );
     if let Some(p) = a.json {
-        std::fs::write(&p, serde_json::to_string_pretty(&s)?)
-            .with_context(|| format!("cannot write {}", p.display()))?;
+        write_json(&p, &serde_json::to_value(&s)?)?;
     }
     Ok(())
 }
@@ -1158,9 +1234,173 @@ fn cmd_continual(a: ContinualArgs) -> Result<()> {
     if let Some(p) = a.json {
         let v = serde_json::json!({ "rule": cfg.rule.to_string(), "data": ds.name, "tasks": a.tasks,
             "epochs_per_task": a.epochs_per_task, "config": cfg, "summary": summary, "runs": runs });
-        std::fs::write(&p, serde_json::to_string_pretty(&v)?)
-            .with_context(|| format!("cannot write {}", p.display()))?;
+        write_json(&p, &v)?;
     }
+    Ok(())
+}
+
+/// Write `v` as pretty JSON to `p`, an error naming the file.
+fn write_json(p: &std::path::Path, v: &serde_json::Value) -> Result<()> {
+    std::fs::write(p, serde_json::to_string_pretty(v)?).with_context(|| format!("cannot write {}", p.display()))
+}
+
+fn cmd_online(a: OnlineArgs) -> Result<()> {
+    use biolearn::protocol::online;
+    if a.seeds == 0 || a.seeds > 1000 {
+        bail!("--seeds: from 1 to 1000");
+    }
+    if a.stream_batch == 0 || a.stream_batch > 1 << 20 {
+        bail!("--stream-batch: from 1 to {}", 1 << 20);
+    }
+    let mut cfg = TrainConfig::load(a.given.config.as_deref(), overrides(&a.given)?).map_err(anyhow::Error::msg)?;
+    cfg.batch = a.stream_batch;
+    let ds = train::load_data(&cfg).map_err(anyhow::Error::msg)?.ds;
+    let samples = a.samples.unwrap_or(ds.train.n);
+    let eval = match a.eval_samples {
+        Some(0) => bail!("--eval-samples: at least 1"),
+        Some(n) if n < ds.test.n => data::sampling::subset(&ds.test, &(0..n).collect::<Vec<_>>()),
+        _ => ds.test.clone(),
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads.max(1)).build()?;
+    let (mut trials, mut searched) = (Vec::new(), Vec::new());
+    let numbers = |flag: &str, l: &str| {
+        l.split(',')
+            .map(|v| match v.trim().parse::<f32>() {
+                Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
+                _ => Err(anyhow::anyhow!("{flag}: '{v}' is not a positive number")),
+            })
+            .collect::<Result<Vec<_>>>()
+    };
+    if let Some(l) = &a.lrs {
+        searched = numbers("--lrs", l)?;
+    } else if let Some(f) = &a.lr_factors {
+        searched = numbers("--lr-factors", f)?.iter().map(|x| x * cfg.lr).collect();
+    }
+    if !searched.is_empty() {
+        let (lr, t) = pool
+            .install(|| online::search(&cfg, &ds, &searched, samples, a.search_val_fraction, 0))
+            .map_err(anyhow::Error::msg)?;
+        for t in &t {
+            eprintln!(
+                "search: lr {:<10} mean validation accuracy {:.2}%{}",
+                t.lr,
+                100.0 * t.val_mean_accuracy,
+                if t.diverged { " (diverged)" } else { "" }
+            );
+        }
+        let edge = searched.len() > 1 && (lr == searched[0] || lr == searched[searched.len() - 1]);
+        eprintln!(
+            "search: lr {lr} chosen on the validation split{}",
+            if edge { " (at the grid's edge: the best rate may lie outside it)" } else { "" }
+        );
+        cfg.lr = lr;
+        trials = t;
+    }
+    let input = biolearn::nn::Shape::new(ds.channels, ds.height, ds.width);
+    let mut runs = Vec::new();
+    for seed in 0..a.seeds {
+        let r = pool
+            .install(|| online::run(&cfg, input, ds.num_classes, &ds.train, &eval, samples, seed))
+            .map_err(anyhow::Error::msg)?;
+        let pts: Vec<String> = r.curve.iter().map(|p| format!("{}:{:.1}", p.samples, 100.0 * p.accuracy)).collect();
+        eprintln!(
+            "seed {seed}: mean {:.2}% final {:.2}% stream {:.2}% ({:.1} s){}  {}",
+            100.0 * r.mean_accuracy,
+            100.0 * r.final_accuracy,
+            100.0 * r.stream_accuracy,
+            r.train_seconds,
+            r.diverged_at.map_or(String::new(), |s| format!(" diverged after {s} samples")),
+            pts.join(" ")
+        );
+        runs.push(r);
+    }
+    let t975 =
+        if runs.len() > 1 { biolearn::report::stats::t_quantile(0.975, (runs.len() - 1) as f64) } else { f64::NAN };
+    let summary = online::summarise(&runs, t975);
+    println!(
+        "{}{} on {}, online ({} samples, batch {}, lr {}, {} seeds): mean accuracy {:.2} +- {:.2}, final {:.2} +- {:.2}, stream {:.2} +- {:.2} (%, 95% intervals over seeds){}",
+        cfg.rule,
+        if cfg.preset.is_empty() { String::new() } else { format!(":{}", cfg.preset) },
+        ds.name, samples, cfg.batch, cfg.lr, a.seeds,
+        summary.mean_accuracy.0, summary.mean_accuracy.1,
+        summary.final_accuracy.0, summary.final_accuracy.1,
+        summary.stream_accuracy.0, summary.stream_accuracy.1,
+        if summary.diverged > 0 { format!("; {} of {} runs diverged (counted at chance from there)", summary.diverged, runs.len()) } else { String::new() },
+    );
+    if let Some(p) = a.json {
+        let v = serde_json::json!({ "rule": cfg.rule.to_string(), "preset": cfg.preset, "data": ds.name,
+            "samples": samples, "batch": cfg.batch, "eval_samples": eval.n, "lr": cfg.lr,
+            "search": { "lrs": searched, "lr_factors": a.lr_factors, "val_fraction": a.search_val_fraction, "trials": trials },
+            "config": cfg, "summary": summary, "runs": runs });
+        write_json(&p, &v)?;
+    }
+    Ok(())
+}
+
+fn cmd_interference(a: InterferenceArgs) -> Result<()> {
+    use biolearn::protocol::interference;
+    use biolearn::report::plot::render;
+    if a.seeds == 0 || a.seeds > 1000 {
+        bail!("--seeds: from 1 to 1000");
+    }
+    if a.iterations == 0 || a.iterations > 100_000 {
+        bail!("--iterations: from 1 to 100000");
+    }
+    if a.width == 0 || a.width > 4096 {
+        bail!("--width: from 1 to 4096");
+    }
+    let depths: Vec<usize> = a
+        .depths
+        .split(',')
+        .map(|v| match v.trim().parse::<usize>() {
+            Ok(d) if (1..=100).contains(&d) => Ok(d),
+            _ => Err(anyhow::anyhow!("--depths: '{v}' is not a depth from 1 to 100")),
+        })
+        .collect::<Result<_>>()?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let mut runs = Vec::new();
+    for arm in a.rules.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (rule, preset) = arm.split_once(':').unwrap_or((arm, ""));
+        let mut t = toml::Table::new();
+        t.insert("rule".into(), toml::Value::String(rule.into()));
+        t.insert("preset".into(), toml::Value::String(preset.into()));
+        let cfg = TrainConfig::from_table(t).map_err(|e| anyhow::anyhow!("--rules {arm}: {e}"))?;
+        // A rule that cannot train these networks at all is reported and left out.
+        let r = match interference::run(arm, &cfg, a.iterations, &depths, a.width, a.seeds) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{arm}: left out: {e}");
+                continue;
+            }
+        };
+        let row: Vec<String> = r
+            .alignment
+            .iter()
+            .map(|(d, v)| {
+                let ok: Vec<f64> = v.iter().flatten().copied().collect();
+                format!("{d}:{:.3}", ok.iter().sum::<f64>() / ok.len().max(1) as f64)
+            })
+            .collect();
+        let first = r.example_112.get(1).copied().unwrap_or([f64::NAN; 2]);
+        println!(
+            "{arm:<18} 1-1-2: after one step ({:.3}, {:.3}), output 2 moved at most {:.3} from its target{}; target alignment by depth {}{}",
+            first[0],
+            first[1],
+            r.max_disturbance,
+            r.example_112_diverged.map_or(String::new(), |t| format!(" (diverged at step {t})")),
+            row.join(" "),
+            r.skipped.iter().map(|(d, e)| format!("; depth {d} skipped: {e}")).collect::<String>()
+        );
+        runs.push(r);
+    }
+    let path = a.out.join("interference.json");
+    let v = serde_json::json!({ "iterations": a.iterations, "depths": depths, "width": a.width,
+        "seeds": a.seeds, "runs": runs });
+    write_json(&path, &v)?;
+    let (path_chart, align_chart) = biolearn::report::conditions::interference_charts(&v);
+    render(&path_chart, &a.out, "example_112").map_err(anyhow::Error::msg)?;
+    render(&align_chart, &a.out, "target_alignment").map_err(anyhow::Error::msg)?;
+    eprintln!("wrote {} and its plots", path.display());
     Ok(())
 }
 

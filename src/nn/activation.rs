@@ -1,7 +1,8 @@
 //! Element-wise nonlinearities y = f(a) and their derivatives f'(a).
 //!
 //! ReLU, tanh, logistic sigmoid, GELU (exact, erf form: a * Phi(a), as PyTorch's default) and
-//! softplus log(1 + e^a). The derivative is computed from the pre-activation `a` and the output
+//! softplus log(1 + e^a), and the identity (linear networks: the theory of deep linear nets and
+//! prospective configuration's interference experiments). The derivative is computed from the pre-activation `a` and the output
 //! `y` (whichever is cheaper), so a layer's backward needs no extra cache.
 
 use serde::{Deserialize, Serialize};
@@ -14,9 +15,21 @@ pub enum Activation {
     Sigmoid,
     Gelu,
     Softplus,
+    /// f(a) = a (a linear network)
+    Identity,
 }
 
 impl Activation {
+    /// Every activation (tests sweep them).
+    pub const ALL: [Activation; 6] = [
+        Activation::Relu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::Gelu,
+        Activation::Softplus,
+        Activation::Identity,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Activation::Relu => "relu",
@@ -24,6 +37,7 @@ impl Activation {
             Activation::Sigmoid => "sigmoid",
             Activation::Gelu => "gelu",
             Activation::Softplus => "softplus",
+            Activation::Identity => "identity",
         }
     }
 
@@ -35,6 +49,7 @@ impl Activation {
             Activation::Sigmoid => sigmoid(a),
             Activation::Gelu => 0.5 * a * (1.0 + erf(a * std::f32::consts::FRAC_1_SQRT_2)),
             Activation::Softplus => softplus(a),
+            Activation::Identity => a,
         }
     }
 
@@ -57,6 +72,7 @@ impl Activation {
                 cdf + a * pdf
             }
             Activation::Softplus => sigmoid(a),
+            Activation::Identity => 1.0,
         }
     }
 }
@@ -97,7 +113,7 @@ mod tests {
     #[test]
     fn derivatives_match_finite_differences() {
         let h = 1e-3f32;
-        for act in [Activation::Relu, Activation::Tanh, Activation::Sigmoid, Activation::Gelu, Activation::Softplus] {
+        for act in Activation::ALL {
             for &a in &[-2.5f32, -0.7, -0.1, 0.2, 0.9, 3.0] {
                 let fd = (act.f(a + h) as f64 - act.f(a - h) as f64) / (2.0 * h as f64);
                 let an = act.df(a, act.f(a)) as f64;

@@ -212,8 +212,7 @@ pub fn run(cfg: &TrainConfig, ds: &Dataset, tasks: &[Task], epochs: usize, seed:
     })
 }
 
-/// A metric's mean over seeds and the half-width of its 95% interval (t quantile), in percent.
-pub type MeanCi = (f64, f64);
+pub use super::MeanCi;
 
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct MetricsSummary {
@@ -233,15 +232,7 @@ pub struct Summary {
 /// Means and 95% intervals over the seeds' runs (percent); `t975`: the t distribution's 0.975
 /// quantile at runs - 1 degrees of freedom (the caller's: `report::stats::t_quantile`).
 pub fn summarise(runs: &[ContinualRun], t975: f64) -> Summary {
-    let ci = |v: Vec<f64>| -> MeanCi {
-        let n = v.len() as f64;
-        let mean = v.iter().sum::<f64>() / n;
-        if v.len() < 2 {
-            return (100.0 * mean, f64::NAN);
-        }
-        let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-        (100.0 * mean, 100.0 * t975 * sd / n.sqrt())
-    };
+    let ci = |v: Vec<f64>| super::mean_ci(&v, t975);
     let of = |pick: fn(&ContinualRun) -> Metrics| MetricsSummary {
         average_accuracy: ci(runs.iter().map(|r| pick(r).average_accuracy).collect()),
         forgetting: ci(runs.iter().map(|r| pick(r).forgetting).collect()),

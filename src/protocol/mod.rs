@@ -20,10 +20,27 @@ pub mod adversarial;
 pub mod continual;
 pub mod episodes;
 pub mod estimate;
+pub mod interference;
+pub mod online;
 pub mod plan;
 pub mod record;
 pub mod slurm;
 pub mod tune;
+
+/// A metric's mean over seeds and the half-width of its 95% interval (t quantile), in percent.
+pub type MeanCi = (f64, f64);
+
+/// The mean of `v` (fractions) and its 95% half-width from `t975` (the t quantile at n - 1
+/// degrees of freedom: `report::stats::t_quantile`), both in percent; NaN half-width below 2.
+pub fn mean_ci(v: &[f64], t975: f64) -> MeanCi {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (100.0 * mean, f64::NAN);
+    }
+    let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    (100.0 * mean, 100.0 * t975 * sd / n.sqrt())
+}
 
 use crate::data::noise::{self, NoiseKind, Norm};
 use crate::data::{sampling, Split};

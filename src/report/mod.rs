@@ -4,6 +4,7 @@
 //! listed BP first, then alphabetically, and every rule keeps one colour in all
 //! plots. Accuracies (fractions in the file) are shown as percentages.
 
+pub mod conditions;
 pub mod html;
 pub mod plot;
 mod scoreboard;
@@ -1002,6 +1003,12 @@ pub fn tune_plot(trials: &[crate::protocol::tune::Trial], dir: &Path) -> Result<
 }
 
 pub fn write_report(records: &[Record], out_dir: &Path) -> Result<ReportSummary, String> {
+    write_report_with(records, &[], out_dir)
+}
+
+/// `write_report` with the sections of the conditions run outside plans (online, continual,
+/// few-shot episodes, interference: `conditions`, one result directory each) after the records'.
+pub fn write_report_with(records: &[Record], conditions: &[PathBuf], out_dir: &Path) -> Result<ReportSummary, String> {
     if records.is_empty() {
         return Err("no records to report".into());
     }
@@ -1070,6 +1077,7 @@ pub fn write_report(records: &[Record], out_dir: &Path) -> Result<ReportSummary,
     }
     ctx.prefix = String::new();
     section_few_shot(records, &mut ctx, &mut b)?;
+    conditions::section(conditions, &mut ctx, &mut b)?;
 
     let md_path = out_dir.join("report.md");
     fs::write(&md_path, html::to_markdown(&b)).map_err(|e| format!("{}: {e}", md_path.display()))?;

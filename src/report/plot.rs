@@ -215,7 +215,8 @@ where
         ylo = 0.0;
         yhi = 100.0;
     }
-    let pad = ((yhi - ylo) * 0.08).max(1.0);
+    // 8% of the span, at least 1% of the values' size (percent and unit-scale charts alike).
+    let pad = ((yhi - ylo) * 0.08).max(0.01 * ylo.abs().max(yhi.abs())).max(1e-6);
     let y0 = (ylo - pad).max(0.0_f64.min(ylo));
     let y1 = (yhi + pad).min(100.0_f64.max(yhi));
     let (y0, y1) = if y1 - y0 < 1e-9 { (y0 - 1.0, y1 + 1.0) } else { (y0, y1) };
@@ -240,7 +241,9 @@ where
             XFormat::Plain => trim_num(x, 3),
         }
     };
-    let y_fmt = |v: &f64| trim_num(*v, 1);
+    // Enough decimals to tell the ticks apart (one on percent charts, more on unit-scale ones).
+    let y_decimals = (-((y1 - y0) / 10.0).log10().floor()).clamp(1.0, 6.0) as usize;
+    let y_fmt = |v: &f64| trim_num(*v, y_decimals);
     chart
         .configure_mesh()
         .x_desc(c.x_label.as_str())

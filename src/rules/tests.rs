@@ -1061,6 +1061,7 @@ mod softhebb {
             label: 0.0,
             updates: 0,
             settle: 0.0,
+            concurrent: false,
         }
     }
 
@@ -1341,6 +1342,7 @@ mod hebb_wta {
             label: 0.0,
             updates: 0,
             settle: 0.0,
+            concurrent: false,
         };
         let mut rule = Hebbian::new(&net, cfg).unwrap();
         rule.init_weights(&mut net, &mut Rng::new(3));
@@ -1426,6 +1428,7 @@ mod activation_learning {
             label: s,
             updates: 0,
             settle: 0.0,
+            concurrent: false,
         };
         let mut rule = Hebbian::new(&net, cfg).unwrap();
         rule.init_weights(&mut net, &mut Rng::new(2));

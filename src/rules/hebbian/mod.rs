@@ -67,6 +67,11 @@
 //! read-out is untrained (their test accuracy is chance). Hebbian layers and their batch norms
 //! are in evaluation mode for the read-out; their weights are never touched by the optimiser.
 //!
+//! A one-epoch run (`--epochs 1`, and the online condition's single pass over a stream) has no
+//! epoch to spare for a read-out after the features: there the Hebbian layers and the read-out
+//! learn together ("concurrent" phase): each batch makes its Hebbian updates, then one read-out
+//! step on the features as they now are (every sample seen once, by both).
+//!
 //! # Shapes
 //! Y: K x (N P) (neuron-major, columns (sample, position)); patches: CKK x (N P) for conv
 //! (the layer's im2col), N x inp for dense; W: K x inp.
@@ -178,6 +183,9 @@ pub struct HebbConfig {
     /// With `updates` and per-neuron norm rates: the epoch also ends once every trained neuron's
     /// norm is within `settle` of 1 (0: never early).
     pub settle: f32,
+    /// The Hebbian layers and the read-out learn in the same epochs, from the same batches (a
+    /// one-epoch run: see the module's docs); `hebb_epochs` then counts nothing.
+    pub concurrent: bool,
 }
 
 impl HebbConfig {
@@ -195,6 +203,7 @@ impl HebbConfig {
             label: 0.0,
             updates: 0,
             settle: 0.0,
+            concurrent: false,
         }
     }
 }
@@ -247,7 +256,13 @@ impl Hebbian {
             return Err("softhebb: no Hebbian layer may follow the read-out".into());
         }
         let head_params = [net.layers[last].weight(), net.layers[last].bias()].into_iter().flatten().collect();
-        if cfg.greedy && cfg.hebb_epochs < hebb.len() {
+        if cfg.greedy && cfg.concurrent && hebb.len() > 1 {
+            return Err(format!(
+                "hebb_greedy trains one layer per unsupervised epoch; a one-epoch run (the online condition) trains the read-out and all {} Hebbian layers together",
+                hebb.len()
+            ));
+        }
+        if cfg.greedy && !cfg.concurrent && cfg.hebb_epochs < hebb.len() {
             return Err(format!(
                 "hebb_greedy trains one layer per unsupervised epoch: hebb_epochs = {} but there are {} Hebbian layers",
                 cfg.hebb_epochs,
@@ -449,7 +464,10 @@ impl Rule for Hebbian {
     fn train_batch(&mut self, s: &mut Step, upd: &mut Updater) -> StepStats {
         let labelled = self.labelled();
         let epoch = s.epoch;
-        let unsupervised = epoch < self.cfg.hebb_epochs;
+        let concurrent = self.cfg.concurrent && !labelled;
+        // Epochs in which the Hebbian layers learn, and in which the read-out does.
+        let unsupervised = concurrent || epoch < self.cfg.hebb_epochs;
+        let read_out = concurrent || !unsupervised;
         if epoch != self.epoch_of_count {
             (self.epoch_of_count, self.done) = (epoch, 0);
         }
@@ -487,7 +505,7 @@ impl Rule for Hebbian {
         let stats = self.step(s);
         // The read-out learns once the features are frozen (the reference code's order), its
         // schedule starting then (`schedule_start`); in unsupervised epochs only its statistics.
-        if stats.loss_sum.is_finite() && !unsupervised {
+        if stats.loss_sum.is_finite() && read_out {
             let head = &self.head_params;
             upd.apply_where(s.net, s.grads, |i| head.contains(&i));
         }
@@ -496,12 +514,12 @@ impl Rule for Hebbian {
 
     /// With an update budget, an unsupervised epoch lasts until it is spent (or the norms settle).
     fn settled(&self) -> bool {
-        self.cfg.updates == 0 || self.spent()
+        self.cfg.updates == 0 || self.cfg.concurrent || self.spent()
     }
 
     /// The read-out's schedule starts at the first read-out epoch.
     fn schedule_start(&self) -> usize {
-        if self.labelled() {
+        if self.labelled() || self.cfg.concurrent {
             0
         } else {
             self.cfg.hebb_epochs
@@ -514,6 +532,8 @@ impl Rule for Hebbian {
     fn phase(&self, epoch: usize) -> Phase {
         if self.labelled() {
             Phase { name: "local", frozen_prefix: 0, until_settled: false }
+        } else if self.cfg.concurrent {
+            Phase { name: "concurrent", frozen_prefix: 0, until_settled: false }
         } else if epoch < self.cfg.hebb_epochs {
             Phase { name: "unsupervised", frozen_prefix: 0, until_settled: self.cfg.updates > 0 }
         } else {
@@ -564,10 +584,11 @@ fn check_common(epochs: usize, batch: usize, lr: &[f32]) -> Result<(), String> {
 
 /// Build a Hebbian rule and draw its layers' reference initialisation into `net`.
 /// The unsupervised phase is cut to leave the read-out at least the run's last epoch
-/// (`epochs`); at least one unsupervised epoch stays (a one-epoch run has no read-out).
+/// (`epochs`); a one-epoch run trains the Hebbian layers and the read-out together.
 fn build_hebbian(net: &mut Network, mut cfg: HebbConfig, epochs: usize, rng: &mut Rng) -> Result<Box<dyn Rule>, String> {
     if cfg.label == 0.0 {
         cfg.hebb_epochs = cfg.hebb_epochs.min(epochs.saturating_sub(1)).max(1);
+        cfg.concurrent = epochs == 1;
     }
     let mut h = Hebbian::new(net, cfg)?;
     h.init_weights(net, &mut rng.fork());
