@@ -3,11 +3,16 @@
 # another, 2 epochs per task, seeds 0-2. Every rule on the holistic study's network and with the
 # settings its search chose there on a validation split (plans/tuned/holistic-all.toml: lr,
 # weight decay and the rule's own searched settings; the network from plans/holistic-all.toml,
-# mlp:256,256 unless the rule has its own), not tuned for this condition. Writes OUT/RULE.json
+# mlp:256,256 unless the rule has its own); the rate re-searched for this condition with FACTORS
+# (below), not otherwise. Writes OUT/RULE.json
 # (accuracy matrices, class- and task-incremental metrics with 95% t intervals), OUT/RULE.toml (the
 # settings used) and OUT/summary.txt.
 # An arm is RULE or RULE:PRESET (pc:equilibrium: prospective configuration, with pc's searched
 # lr and weight decay and the preset's inference settings), written OUT/RULE-PRESET.*.
+# FACTORS (environment): search the rate for this condition, the same grid for every arm: the
+# searched lr times each factor (FACTORS="0.03,0.1,0.3,1,3"), each candidate learning the
+# sequence on the tasks' training examples less a 10% validation split, the best
+# task-incremental validation accuracy kept (the test examples are not seen).
 # FLAGS (environment) adds flags to every run: FLAGS="--momentum 0" is the plain-SGD variant.
 # BIN (environment): a biolearn binary to use instead of building one.
 # Needs: apt-get install -y dataset-fashion-mnist. Usage: [FLAGS=...] bench/continual.sh OUT [ARMS...]
@@ -36,8 +41,10 @@ t.update(tuned["rule"][r])
 for k, v in t.items():
     print(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"')
 PY
+  search=()
+  [ -z "${FACTORS:-}" ] || search=(--lr-factors "$FACTORS")
   # shellcheck disable=SC2086 # FLAGS is a list of flags
-  $bin continual --rule "$r" "${preset[@]}" --data fashion-mnist --config "$out/$name.toml" --tasks split:5 \
+  $bin continual --rule "$r" "${preset[@]}" "${search[@]}" --data fashion-mnist --config "$out/$name.toml" --tasks split:5 \
     --epochs-per-task 2 --seeds 3 --threads 1 ${FLAGS:-} --json "$out/$name.json" 2> "$out/$name.log" \
     | tee -a "$out/summary.txt"
 done

@@ -551,7 +551,8 @@ fn online_continual_episodes_and_interference_reach_the_report() {
         let curve = v["runs"][0]["curve"].as_array().unwrap();
         assert_eq!(curve.last().unwrap()["samples"], 300);
         ok(bin()
-            .args(["continual", "--rule", rule, "--tasks", "split:2", "--epochs-per-task", "1", "--json"])
+            .args(["continual", "--rule", rule, "--tasks", "split:2", "--epochs-per-task", "1", "--lrs", "1e-6,0.05"])
+            .arg("--json")
             .arg(co.join(format!("{rule}.json")))
             .args(common));
         ok(bin()
@@ -565,6 +566,10 @@ fn online_continual_episodes_and_interference_reach_the_report() {
         .arg(&inter));
     assert!(out.contains("pc:equilibrium") && out.contains("1-1-2: after one step (0.640, 0.800)"), "{out}");
     assert!(inter.join("example_112.svg").exists() && inter.join("target_alignment.png").exists());
+    // The continual search chose on the validation splits: the rate that learns.
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(co.join("bp.json")).unwrap()).unwrap();
+    assert_eq!(v["search"]["trials"].as_array().unwrap().len(), 2);
+    assert_eq!(v["lr"].as_f64().unwrap() as f32, 0.05f32, "{}", v["search"]);
     let mut report = bin();
     report.arg("report").arg(d.join("o")).arg("--out").arg(d.join("r"));
     for dir in [&on, &co, &ep, &inter] {
@@ -579,6 +584,12 @@ fn online_continual_episodes_and_interference_reach_the_report() {
     assert!(md.contains("| final accuracy | fa |") && md.contains("| task-IL A | fa |"), "{md}");
     assert!(md.contains("| query accuracy | fa |") && md.contains("alignment x 100, depth 3 | pc:equilibrium"), "{md}");
     assert!(d.join("r/plots/interference_112.png").exists());
+    // The conditions alone (DIR without records): their sections only.
+    let alone = d.join("alone");
+    std::fs::create_dir_all(&alone).unwrap();
+    ok(bin().arg("report").arg(&alone).arg("--conditions").arg(&inter));
+    let md = std::fs::read_to_string(alone.join("report/report.md")).unwrap();
+    assert!(md.contains("### Interference") && !md.contains("records:"), "{md}");
     // A directory with no condition's result is refused, naming it.
     let empty = d.join("empty");
     std::fs::create_dir_all(&empty).unwrap();

@@ -142,6 +142,8 @@ struct ContinualArgs {
     /// Seeds 0..N (each its own initialisation and permutations).
     #[arg(long, default_value_t = 3)]
     seeds: u64,
+    #[command(flatten)]
+    search: RateSearch,
     /// Write every seed's accuracy matrices and the summary as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -160,9 +162,22 @@ struct OnlineArgs {
     /// Seeds 0..N (each its own initialisation and stream order).
     #[arg(long, default_value_t = 3)]
     seeds: u64,
-    /// Candidate learning rates, comma-separated: each runs the stream once on the training set
-    /// less a validation split (--search-val-fraction), the best mean validation accuracy is
-    /// used for the seeds (default: the configuration's lr, unsearched).
+    #[command(flatten)]
+    search: RateSearch,
+    /// Evaluate on the first N test samples (default: all).
+    #[arg(long)]
+    eval_samples: Option<usize>,
+    /// Write the search, every seed's curve and the summary as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// The learning rate chosen for a condition on a validation split (online, continual).
+#[derive(Args)]
+struct RateSearch {
+    /// Candidate learning rates, comma-separated: each learns once on the training set less a
+    /// validation split (--search-val-fraction) and the best on that split is used for the seeds
+    /// (default: the configuration's lr, unsearched).
     #[arg(long, conflicts_with = "lr_factors")]
     lrs: Option<String>,
     /// The candidates as factors of the configured lr, comma-separated (the same grid for every
@@ -171,12 +186,42 @@ struct OnlineArgs {
     lr_factors: Option<String>,
     #[arg(long, default_value_t = 0.1)]
     search_val_fraction: f32,
-    /// Evaluate on the first N test samples (default: all).
-    #[arg(long)]
-    eval_samples: Option<usize>,
-    /// Write the search, every seed's curve and the summary as JSON here.
-    #[arg(long)]
-    json: Option<PathBuf>,
+}
+
+impl RateSearch {
+    /// The candidate rates (empty: no search), the factors relative to `lr`.
+    fn candidates(&self, lr: f32) -> Result<Vec<f32>> {
+        let numbers = |flag: &str, l: &str| {
+            l.split(',')
+                .map(|v| match v.trim().parse::<f32>() {
+                    Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
+                    _ => Err(anyhow::anyhow!("{flag}: '{v}' is not a positive number")),
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        match (&self.lrs, &self.lr_factors) {
+            (Some(l), _) => numbers("--lrs", l),
+            (None, Some(f)) => Ok(numbers("--lr-factors", f)?.iter().map(|x| x * lr).collect()),
+            (None, None) => Ok(Vec::new()),
+        }
+    }
+
+    /// Print the trials (rate, score, diverged) and the choice.
+    fn report(&self, trials: &[(f32, f64, bool)], chosen: f32, what: &str) {
+        for (lr, score, diverged) in trials {
+            eprintln!("search: lr {lr:<12} {what} {:.2}%{}", 100.0 * score, if *diverged { " (diverged)" } else { "" });
+        }
+        let edge = trials.len() > 1 && (chosen == trials[0].0 || chosen == trials[trials.len() - 1].0);
+        eprintln!(
+            "search: lr {chosen} chosen on the validation split{}",
+            if edge { " (at the grid's edge: the best rate may lie outside it)" } else { "" }
+        );
+    }
+
+    fn json(&self, searched: &[f32], trials: impl serde::Serialize) -> serde_json::Value {
+        serde_json::json!({ "lrs": searched, "lr_factors": self.lr_factors, "val_fraction": self.search_val_fraction,
+            "trials": trials })
+    }
 }
 
 #[derive(Args)]
@@ -1027,10 +1072,15 @@ fn cmd_report(
     conditions: &[PathBuf],
 ) -> Result<()> {
     let files = biolearn::protocol::result_files(dir);
-    if files.is_empty() {
+    if files.is_empty() && conditions.is_empty() {
         bail!("{}: no results*.jsonl file (run `biolearn compare` first)", dir.display());
     }
-    let (records, warnings) = biolearn::report::read_records_many(&files).map_err(anyhow::Error::msg)?;
+    // With --conditions alone, DIR holds no records: the report has the conditions' sections.
+    let (records, warnings) = if files.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        biolearn::report::read_records_many(&files).map_err(anyhow::Error::msg)?
+    };
     for w in warnings {
         eprintln!("warning: {w}");
     }
@@ -1195,12 +1245,25 @@ fn cmd_continual(a: ContinualArgs) -> Result<()> {
     if a.seeds == 0 || a.seeds > 1000 {
         bail!("--seeds: from 1 to 1000");
     }
-    let cfg = TrainConfig::load(a.given.config.as_deref(), overrides(&a.given)?).map_err(anyhow::Error::msg)?;
+    let mut cfg = TrainConfig::load(a.given.config.as_deref(), overrides(&a.given)?).map_err(anyhow::Error::msg)?;
     let ds = train::load_data(&cfg).map_err(anyhow::Error::msg)?.ds;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads.max(1)).build()?;
     let mut runs = Vec::new();
     // Split tasks are the same for every seed (built once); permuted ones are the seed's draw.
     let mut seq = continual::build_tasks(&ds, tasks, 0).map_err(anyhow::Error::msg)?;
+    let searched = a.search.candidates(cfg.lr)?;
+    let mut trials = Vec::new();
+    if !searched.is_empty() {
+        let (lr, t) = pool
+            .install(|| {
+                continual::search(&cfg, &ds, &seq, &searched, a.epochs_per_task, a.search.search_val_fraction, 0)
+            })
+            .map_err(anyhow::Error::msg)?;
+        let rows: Vec<_> = t.iter().map(|t| (t.lr, t.val_task_il_accuracy, t.diverged)).collect();
+        a.search.report(&rows, lr, "task-incremental validation accuracy");
+        cfg.lr = lr;
+        trials = t;
+    }
     for seed in 0..a.seeds {
         if seed > 0 && matches!(tasks, continual::Tasks::Permuted(_)) {
             seq = continual::build_tasks(&ds, tasks, seed).map_err(anyhow::Error::msg)?;
@@ -1232,8 +1295,9 @@ fn cmd_continual(a: ContinualArgs) -> Result<()> {
         if summary.diverged > 0 { format!("; {} of {} runs diverged (counted at chance from there)", summary.diverged, runs.len()) } else { String::new() },
     );
     if let Some(p) = a.json {
-        let v = serde_json::json!({ "rule": cfg.rule.to_string(), "data": ds.name, "tasks": a.tasks,
-            "epochs_per_task": a.epochs_per_task, "config": cfg, "summary": summary, "runs": runs });
+        let v = serde_json::json!({ "rule": cfg.rule.to_string(), "preset": cfg.preset, "data": ds.name,
+            "tasks": a.tasks, "epochs_per_task": a.epochs_per_task, "lr": cfg.lr,
+            "search": a.search.json(&searched, &trials), "config": cfg, "summary": summary, "runs": runs });
         write_json(&p, &v)?;
     }
     Ok(())
@@ -1262,37 +1326,14 @@ fn cmd_online(a: OnlineArgs) -> Result<()> {
         _ => ds.test.clone(),
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads.max(1)).build()?;
-    let (mut trials, mut searched) = (Vec::new(), Vec::new());
-    let numbers = |flag: &str, l: &str| {
-        l.split(',')
-            .map(|v| match v.trim().parse::<f32>() {
-                Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
-                _ => Err(anyhow::anyhow!("{flag}: '{v}' is not a positive number")),
-            })
-            .collect::<Result<Vec<_>>>()
-    };
-    if let Some(l) = &a.lrs {
-        searched = numbers("--lrs", l)?;
-    } else if let Some(f) = &a.lr_factors {
-        searched = numbers("--lr-factors", f)?.iter().map(|x| x * cfg.lr).collect();
-    }
+    let searched = a.search.candidates(cfg.lr)?;
+    let mut trials = Vec::new();
     if !searched.is_empty() {
         let (lr, t) = pool
-            .install(|| online::search(&cfg, &ds, &searched, samples, a.search_val_fraction, 0))
+            .install(|| online::search(&cfg, &ds, &searched, samples, a.search.search_val_fraction, 0))
             .map_err(anyhow::Error::msg)?;
-        for t in &t {
-            eprintln!(
-                "search: lr {:<10} mean validation accuracy {:.2}%{}",
-                t.lr,
-                100.0 * t.val_mean_accuracy,
-                if t.diverged { " (diverged)" } else { "" }
-            );
-        }
-        let edge = searched.len() > 1 && (lr == searched[0] || lr == searched[searched.len() - 1]);
-        eprintln!(
-            "search: lr {lr} chosen on the validation split{}",
-            if edge { " (at the grid's edge: the best rate may lie outside it)" } else { "" }
-        );
+        let rows: Vec<_> = t.iter().map(|t| (t.lr, t.val_mean_accuracy, t.diverged)).collect();
+        a.search.report(&rows, lr, "mean validation accuracy");
         cfg.lr = lr;
         trials = t;
     }
@@ -1330,7 +1371,7 @@ fn cmd_online(a: OnlineArgs) -> Result<()> {
     if let Some(p) = a.json {
         let v = serde_json::json!({ "rule": cfg.rule.to_string(), "preset": cfg.preset, "data": ds.name,
             "samples": samples, "batch": cfg.batch, "eval_samples": eval.n, "lr": cfg.lr,
-            "search": { "lrs": searched, "lr_factors": a.lr_factors, "val_fraction": a.search_val_fraction, "trials": trials },
+            "search": a.search.json(&searched, &trials),
             "config": cfg, "summary": summary, "runs": runs });
         write_json(&p, &v)?;
     }

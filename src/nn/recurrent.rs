@@ -547,6 +547,77 @@ mod tests {
         }
     }
 
+    /// GRU, truncated: the sum over steps of the gradient of each step's own loss c_t . h_t with
+    /// h_{t-1} held at its forward value, against central finite differences of a reference GRU
+    /// cell written here from PyTorch's equations (in f64), which also reproduces the forward's
+    /// states (the gate layout r, z, n).
+    #[test]
+    fn truncated_gru_gradient_matches_finite_differences_of_the_one_step_losses() {
+        let g = RnnGeom { cell: Cell::Gru, c: 1, w: 3, steps: 4, hidden: 3, seq_out: false };
+        let (n, t_len, h, i) = (2, g.steps, g.hidden, g.w);
+        let mut rng = Rng::new(11);
+        let p = params(&g, &mut rng);
+        let mut x = vec![0.0; n * t_len * i];
+        rng.fill_normal(&mut x, 1.0);
+        let mut c = vec![0.0; n * t_len * h];
+        rng.fill_normal(&mut c, 1.0);
+        let mut aux = RnnAux::default();
+        g.prepare(&mut aux, n, true);
+        let mut y = vec![0.0; n * g.out_len()];
+        g.forward(&x, n, &p.wx, &p.wh, Some(&p.b), Some(&p.bh), &mut aux, &mut y);
+        let (mut dwx, mut dwh, mut db, mut dbh) =
+            (vec![0.0; p.wx.len()], vec![0.0; p.wh.len()], vec![0.0; p.b.len()], vec![0.0; p.bh.len()]);
+        g.backward(&c, n, &p.wh, &mut aux, true, &mut dwx, &mut dwh, Some(&mut db), Some(&mut dbh), None);
+        // h_t of sample s (t = 0: the zero initial state).
+        let state = |t: usize, s: usize| g.state(&aux, n, t)[s * h..(s + 1) * h].to_vec();
+        let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+        let cell = |q: &P, xt: &[f32], hp: &[f32]| -> Vec<f64> {
+            let dot = |w: &[f32], row: usize, v: &[f32]| -> f64 {
+                (0..v.len()).map(|k| w[row * v.len() + k] as f64 * v[k] as f64).sum::<f64>()
+            };
+            let ax = |row: usize| dot(&q.wx, row, xt) + q.b[row] as f64;
+            let ah = |row: usize| dot(&q.wh, row, hp) + q.bh[row] as f64;
+            (0..h)
+                .map(|j| {
+                    let r = sig(ax(j) + ah(j));
+                    let z = sig(ax(h + j) + ah(h + j));
+                    let nv = (ax(2 * h + j) + r * ah(2 * h + j)).tanh();
+                    (1.0 - z) * nv + z * hp[j] as f64
+                })
+                .collect()
+        };
+        for s in 0..n {
+            for t in 0..t_len {
+                let want = cell(&p, &x[(s * t_len + t) * i..(s * t_len + t + 1) * i], &state(t, s));
+                for (a, b) in state(t + 1, s).iter().zip(&want) {
+                    assert!((*a as f64 - b).abs() < 1e-5, "the reference cell differs from the forward: {a} vs {b}");
+                }
+            }
+        }
+        let loss = |q: &P| -> f64 {
+            let mut l = 0.0;
+            for s in 0..n {
+                for t in 0..t_len {
+                    let ht = cell(q, &x[(s * t_len + t) * i..(s * t_len + t + 1) * i], &state(t, s));
+                    l += (0..h).map(|j| c[(s * t_len + t) * h + j] as f64 * ht[j]).sum::<f64>();
+                }
+            }
+            l
+        };
+        let eps = 1e-3f32;
+        for (which, name, got) in [(0, "wx", &dwx), (1, "wh", &dwh), (2, "b", &db), (3, "bh", &dbh)] {
+            for (j, gv) in got.iter().enumerate() {
+                let mut q = p.clone();
+                let v = field(&mut q, which)[j];
+                field(&mut q, which)[j] = v + eps;
+                let a = loss(&q);
+                field(&mut q, which)[j] = v - eps;
+                let want = (a - loss(&q)) / (2.0 * eps as f64);
+                assert!((*gv as f64 - want).abs() < 2e-3 + 2e-3 * want.abs(), "{name}[{j}]: {gv} vs {want}");
+            }
+        }
+    }
+
     /// Multi-channel inputs: step t is row t of every channel (gather and scatter are inverse).
     #[test]
     fn steps_are_rows_of_every_channel() {

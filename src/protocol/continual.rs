@@ -214,6 +214,58 @@ pub fn run(cfg: &TrainConfig, ds: &Dataset, tasks: &[Task], epochs: usize, seed:
 
 pub use super::MeanCi;
 
+/// One candidate rate of `search`: the sequence's average accuracies on the validation splits.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Trial {
+    pub lr: f32,
+    pub val_task_il_accuracy: f64,
+    pub val_class_il_accuracy: f64,
+    pub diverged: bool,
+}
+
+/// Choose the learning rate among `lrs` for this sequence: every task's training examples lose
+/// a stratified `val_fraction` to a validation split (drawn from `seed`), each candidate learns
+/// the sequence on what is left (`epochs` per task, seed `seed`) and is scored by its
+/// task-incremental average accuracy on the tasks' validation splits after the last task (the
+/// class-incremental one, near chance for every rule of the split sequences, would choose
+/// nothing); the best wins (the first on ties). The test examples are not used.
+pub fn search(
+    cfg: &TrainConfig,
+    ds: &Dataset,
+    tasks: &[Task],
+    lrs: &[f32],
+    epochs: usize,
+    val_fraction: f32,
+    seed: u64,
+) -> Result<(f32, Vec<Trial>), String> {
+    if lrs.is_empty() || lrs.iter().any(|&l| !(l > 0.0 && l.is_finite())) {
+        return Err("continual search: learning rates must be positive numbers".into());
+    }
+    if !(val_fraction > 0.0 && val_fraction < 1.0) {
+        return Err(format!("continual search: the validation share must be in (0, 1), not {val_fraction}"));
+    }
+    let mut rng = Rng::new(seed ^ 0x5641_4C);
+    let mut carved = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let (train, val) = crate::data::sampling::split_validation(&t.train, ds.num_classes, val_fraction, &mut rng);
+        crate::data::sampling::check_nonempty(&train, Some(&val), &format!("validation share {val_fraction}"))?;
+        carved.push(Task { classes: t.classes.clone(), train, test: val });
+    }
+    let mut trials = Vec::new();
+    for &lr in lrs {
+        let r = run(&TrainConfig { lr, ..cfg.clone() }, ds, &carved, epochs, seed)?;
+        trials.push(Trial {
+            lr,
+            val_task_il_accuracy: r.task_il_metrics.average_accuracy,
+            val_class_il_accuracy: r.class_il_metrics.average_accuracy,
+            diverged: r.diverged_in_task.is_some(),
+        });
+    }
+    let best =
+        trials.iter().fold(&trials[0], |b, t| if t.val_task_il_accuracy > b.val_task_il_accuracy { t } else { b });
+    Ok((best.lr, trials))
+}
+
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct MetricsSummary {
     pub average_accuracy: MeanCi,

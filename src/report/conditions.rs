@@ -274,16 +274,27 @@ fn continual(dir: &Path, arms: &[&Arm], b: &mut Vec<Block>) {
     let m =
         |form: &'static str, key: &'static str| move |r: &Value| r.get(format!("{form}_metrics"))?.get(key)?.as_f64();
     let mut t = Table {
-        header: ["arm", "class-IL A %", "class-IL F %", "task-IL A %", "task-IL F %", "task-IL BWT %", "diverged"]
-            .map(String::from)
-            .to_vec(),
+        header: [
+            "arm",
+            "lr",
+            "class-IL A %",
+            "class-IL F %",
+            "task-IL A %",
+            "task-IL F %",
+            "task-IL BWT %",
+            "diverged",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows: vec![],
     };
     for a in arms {
         let col = |f: &dyn Fn(&Value) -> Option<f64>| by_seed(a, f).into_iter().map(|p| p.1).collect::<Vec<_>>();
         let div = a.json.get("summary").and_then(|s| s.get("diverged")).and_then(Value::as_u64).unwrap_or(0);
+        let lr = a.json.get("lr").or_else(|| a.json.get("config").and_then(|c| c.get("lr")));
         t.rows.push(vec![
             a.name.clone(),
+            lr.and_then(Value::as_f64).map_or("—".into(), |l| format!("{l:.3e}")),
             pct_ci(&col(&m("class_il", "average_accuracy"))),
             pct_ci(&col(&m("class_il", "forgetting"))),
             pct_ci(&col(&m("task_il", "average_accuracy"))),

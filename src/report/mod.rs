@@ -1009,7 +1009,7 @@ pub fn write_report(records: &[Record], out_dir: &Path) -> Result<ReportSummary,
 /// `write_report` with the sections of the conditions run outside plans (online, continual,
 /// few-shot episodes, interference: `conditions`, one result directory each) after the records'.
 pub fn write_report_with(records: &[Record], conditions: &[PathBuf], out_dir: &Path) -> Result<ReportSummary, String> {
-    if records.is_empty() {
+    if records.is_empty() && conditions.is_empty() {
         return Err("no records to report".into());
     }
     let plots_dir = out_dir.join("plots");
@@ -1031,16 +1031,21 @@ pub fn write_report_with(records: &[Record], conditions: &[PathBuf], out_dir: &P
     let revisions = join(records.iter().map(|r| r.git_revision.as_str()).collect());
     let seconds: f64 = records.iter().map(|r| r.seconds).sum();
 
-    let mut b = vec![
-        Block::Heading(1, "biolearn report".into()),
-        Block::List(vec![
+    let mut facts = vec![];
+    if !records.is_empty() {
+        facts.extend([
             format!("records: {} ({} diverged)", records.len(), diverged),
             format!("plan(s): {plans}"),
             format!("biolearn version(s): {versions}; git revision(s): {revisions}"),
             format!("total training time: {:.1} h", seconds / 3600.0),
             format!("rules: {}", all_rules.join(", ")),
-        ]),
-    ];
+        ]);
+    }
+    if !conditions.is_empty() {
+        let dirs: Vec<String> = conditions.iter().map(|d| d.display().to_string()).collect();
+        facts.push(format!("conditions: {}", dirs.join(", ")));
+    }
+    let mut b = vec![Block::Heading(1, "biolearn report".into()), Block::List(facts)];
 
     // The scoreboards first: the study's answers, one per network with BP on it.
     let n_blocks = b.len();
