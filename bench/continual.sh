@@ -12,7 +12,8 @@
 # FACTORS (environment): search the rate for this condition, the same grid for every arm: the
 # searched lr times each factor (FACTORS="0.03,0.1,0.3,1,3"), each candidate learning the
 # sequence on the tasks' training examples less a 10% validation split, the best
-# task-incremental validation accuracy kept (the test examples are not seen).
+# task-incremental validation accuracy kept (the test examples are not seen). The rate searched
+# is the arm's own where lr is not it (Activation Learning: hebb_lr).
 # FLAGS (environment) adds flags to every run: FLAGS="--momentum 0" is the plain-SGD variant.
 # BIN (environment): a biolearn binary to use instead of building one.
 # Needs: apt-get install -y dataset-fashion-mnist. Usage: [FLAGS=...] bench/continual.sh OUT [ARMS...]
@@ -42,7 +43,9 @@ for k, v in t.items():
     print(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"')
 PY
   search=()
-  [ -z "${FACTORS:-}" ] || search=(--lr-factors "$FACTORS")
+  key=lr
+  [ "$r" != activation-learning ] || key=hebb_lr
+  [ -z "${FACTORS:-}" ] || search=(--search-key "$key" --search-factors "$FACTORS")
   # shellcheck disable=SC2086 # FLAGS is a list of flags
   $bin continual --rule "$r" "${preset[@]}" "${search[@]}" --data fashion-mnist --config "$out/$name.toml" --tasks split:5 \
     --epochs-per-task 2 --seeds 3 --threads 1 ${FLAGS:-} --json "$out/$name.json" 2> "$out/$name.log" \

@@ -6,11 +6,12 @@
 # mlp:256,256 unless the rule has its own) with the settings that study's search chose
 # (plans/tuned/holistic-all.toml: the rule's lr, weight decay and searched settings), its own
 # optimiser. The rate is then searched for this condition, the same grid for every arm: the
-# tuned lr (for batch 128 over epochs) times 0.001, 0.003, 0.01, 0.03, 0.1, 0.3 and 1, each candidate one stream on the training set less a
-# 10% validation split, the best mean validation accuracy kept (the test set is not seen).
-# meta-plasticity has no lr (its rates are its coefficients): it runs with the coefficients
-# meta-learned on training-split episodes of classes 0-4 (results/meta-plasticity-fmnist/mp3),
-# unsearched. Writes OUT/ARM.json (search trials, every seed's curve, summary with 95% t
+# tuned lr (for batch 128 over epochs) times 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1 and 3, each candidate one stream on the training set less a
+# 10% validation split, the best mean validation accuracy kept (the test set is not seen). The
+# rate searched is the arm's own where lr is not it: Activation Learning's hebb_lr (its label
+# read-out has no lr), meta-plasticity's pseudo-gradient coefficient mp_pseudo_grad (its other
+# two coefficients as meta-learned on training-split episodes of classes 0-4,
+# results/meta-plasticity-fmnist/mp3, its network the preset's). Writes OUT/ARM.json (search trials, every seed's curve, summary with 95% t
 # intervals), OUT/ARM.toml (the settings used), OUT/ARM.log and OUT/summary.txt.
 # Needs: apt-get install -y dataset-fashion-mnist.
 # BIN (environment): a biolearn binary to use instead of building one.
@@ -43,12 +44,15 @@ t.update(tuned["rule"].get(r, {}))
 for k, v in t.items():
     print(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"')
 PY
-  factors="0.001,0.003,0.01,0.03,0.1,0.3,1"
-  extra=(--config "$out/$name.toml" --lr-factors "$factors")
-  if [ "$rule" = meta-plasticity ]; then
-    cat results/meta-plasticity-fmnist/mp3/theta.toml >> "$out/$name.toml"
-    extra=(--config "$out/$name.toml")
-  fi
+  factors="0.001,0.003,0.01,0.03,0.1,0.3,1,3"
+  key=lr
+  case $rule in
+    activation-learning) key=hebb_lr ;;
+    meta-plasticity)
+      key=mp_pseudo_grad
+      grep -v '^#' results/meta-plasticity-fmnist/mp3/theta.toml >> "$out/$name.toml" ;;
+  esac
+  extra=(--config "$out/$name.toml" --search-key "$key" --search-factors "$factors")
   [ -z "$preset" ] || extra+=(--preset "$preset")
   $bin online --rule "$rule" --data fashion-mnist "${extra[@]}" --samples "$stream" --seeds 3 --threads 1 \
     --json "$out/$name.json" 2> "$out/$name.log" | tee -a "$out/summary.txt"

@@ -153,6 +153,11 @@ pub struct Trainer {
     cache: Vec<Frozen>,
     /// Use that cache (the default); false recomputes the prefix for every batch.
     pub cache_frozen: bool,
+    /// Score every training batch in evaluation mode just before the rule's step on it (the
+    /// online condition's prequential accuracy: each sample predicted before its own update),
+    /// adding the hits to `prequential_correct`. Off by default (it costs a forward pass).
+    pub score_before_step: bool,
+    pub prequential_correct: usize,
 }
 
 /// The complete training state of a `Trainer` (every parameter, feedback matrices included,
@@ -229,6 +234,8 @@ impl Trainer {
             epochs_done: 0,
             cache: Vec::new(),
             cache_frozen: true,
+            score_before_step: false,
+            prequential_correct: 0,
         })
     }
 
@@ -349,6 +356,9 @@ impl Trainer {
                         noise::corrupt(input, norm, NoiseKind::Gaussian, *std, &mut self.rng);
                     }
                 }
+                if self.score_before_step {
+                    self.prequential_correct += self.score_batch(split, bi * b..((bi + 1) * b).min(n));
+                }
                 let mut upd = Updater { opt: &mut self.opt, lr, masks: self.masks.as_ref() };
                 let mut step = Step {
                     net: &mut self.net,
@@ -397,6 +407,27 @@ impl Trainer {
             macs: crate::linalg::macs() - macs0,
             steps: steps_done,
         }
+    }
+
+    /// How many of the samples `order[range]` of `split` the network classifies right in
+    /// evaluation mode now (the rule's own answer where it has one; a private RNG: training's
+    /// stream is untouched).
+    fn score_batch(&mut self, split: &Split, range: std::ops::Range<usize>) -> usize {
+        let Trainer { net, rule, eval_ws, order, .. } = self;
+        let idx = &order[range];
+        let (d, k, l) = (split.dim, net.output_len(), net.num_layers());
+        net.prepare_forward(eval_ws, idx.len());
+        eval_ws.first = 0;
+        let input = eval_ws.input_mut();
+        for (r, &s) in idx.iter().enumerate() {
+            input[r * d..(r + 1) * d].copy_from_slice(&split.x[s * d..(s + 1) * d]);
+        }
+        net.forward_layers(eval_ws, 0, l, false, &mut Rng::new(0));
+        if rule.prediction() == Prediction::Own {
+            rule.predict(net, eval_ws);
+        }
+        let out = eval_ws.output();
+        idx.iter().enumerate().filter(|&(r, &s)| argmax(&out[r * k..(r + 1) * k]) == split.y[s] as usize).count()
     }
 
     /// The network's evaluation-mode outputs on `split` (N x outputs; the rule's own answer

@@ -172,55 +172,68 @@ struct OnlineArgs {
     json: Option<PathBuf>,
 }
 
-/// The learning rate chosen for a condition on a validation split (online, continual).
+/// The rate chosen for a condition on a validation split (online, continual).
 #[derive(Args)]
 struct RateSearch {
-    /// Candidate learning rates, comma-separated: each learns once on the training set less a
+    /// The setting searched: lr, or a rule's own rate (a number or a per-layer list, such as
+    /// Activation Learning's hebb_lr, whose read-out has no lr in its label mode).
+    #[arg(long, default_value = "lr")]
+    search_key: String,
+    /// Candidate values, comma-separated: each learns once on the training set less a
     /// validation split (--search-val-fraction) and the best on that split is used for the seeds
-    /// (default: the configuration's lr, unsearched).
-    #[arg(long, conflicts_with = "lr_factors")]
-    lrs: Option<String>,
-    /// The candidates as factors of the configured lr, comma-separated (the same grid for every
-    /// rule, each around its own rate): `--lr-factors 0.01,0.03,0.1,0.3,1`.
-    #[arg(long)]
-    lr_factors: Option<String>,
+    /// (default: the configured value, unsearched).
+    #[arg(long, alias = "lrs", conflicts_with = "search_factors")]
+    search_values: Option<String>,
+    /// The candidates as factors of the configured value, comma-separated (the same grid for
+    /// every rule, each around its own rate; a list setting scaled entry by entry):
+    /// `--search-factors 0.01,0.03,0.1,0.3,1`.
+    #[arg(long, alias = "lr-factors")]
+    search_factors: Option<String>,
     #[arg(long, default_value_t = 0.1)]
     search_val_fraction: f32,
 }
 
 impl RateSearch {
-    /// The candidate rates (empty: no search), the factors relative to `lr`.
-    fn candidates(&self, lr: f32) -> Result<Vec<f32>> {
+    /// The candidates (empty: no search).
+    fn candidates(&self, cfg: &TrainConfig) -> Result<Vec<biolearn::protocol::Candidate>> {
         let numbers = |flag: &str, l: &str| {
             l.split(',')
-                .map(|v| match v.trim().parse::<f32>() {
+                .map(|v| match v.trim().parse::<f64>() {
                     Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
                     _ => Err(anyhow::anyhow!("{flag}: '{v}' is not a positive number")),
                 })
                 .collect::<Result<Vec<_>>>()
         };
-        match (&self.lrs, &self.lr_factors) {
-            (Some(l), _) => numbers("--lrs", l),
-            (None, Some(f)) => Ok(numbers("--lr-factors", f)?.iter().map(|x| x * lr).collect()),
-            (None, None) => Ok(Vec::new()),
-        }
+        let (values, relative) = match (&self.search_values, &self.search_factors) {
+            (Some(l), _) => (numbers("--search-values", l)?, false),
+            (None, Some(f)) => (numbers("--search-factors", f)?, true),
+            (None, None) => return Ok(Vec::new()),
+        };
+        biolearn::protocol::rate_candidates(cfg, &self.search_key, &values, relative).map_err(anyhow::Error::msg)
     }
 
-    /// Print the trials (rate, score, diverged) and the choice.
-    fn report(&self, trials: &[(f32, f64, bool)], chosen: f32, what: &str) {
-        for (lr, score, diverged) in trials {
-            eprintln!("search: lr {lr:<12} {what} {:.2}%{}", 100.0 * score, if *diverged { " (diverged)" } else { "" });
+    /// Print the trials and the choice.
+    fn report(&self, trials: &[biolearn::protocol::Trial], best: usize, what: &str) {
+        let key = &self.search_key;
+        for t in trials {
+            eprintln!(
+                "search: {key} {:<12} {what} {:.2}%{}",
+                t.value,
+                100.0 * t.score,
+                if t.diverged { " (diverged)" } else { "" }
+            );
         }
-        let edge = trials.len() > 1 && (chosen == trials[0].0 || chosen == trials[trials.len() - 1].0);
+        let edge = trials.len() > 1 && (best == 0 || best == trials.len() - 1);
         eprintln!(
-            "search: lr {chosen} chosen on the validation split{}",
-            if edge { " (at the grid's edge: the best rate may lie outside it)" } else { "" }
+            "search: {key} {} chosen on the validation split{}",
+            trials[best].value,
+            if edge { " (at the grid's edge: the best value may lie outside it)" } else { "" }
         );
     }
 
-    fn json(&self, searched: &[f32], trials: impl serde::Serialize) -> serde_json::Value {
-        serde_json::json!({ "lrs": searched, "lr_factors": self.lr_factors, "val_fraction": self.search_val_fraction,
-            "trials": trials })
+    fn json(&self, trials: &[biolearn::protocol::Trial], best: Option<usize>) -> serde_json::Value {
+        serde_json::json!({ "key": self.search_key, "values": self.search_values, "factors": self.search_factors,
+            "val_fraction": self.search_val_fraction, "trials": trials, "chosen": best.map(|b| trials[b].value) })
     }
 }
 
@@ -1251,18 +1264,15 @@ fn cmd_continual(a: ContinualArgs) -> Result<()> {
     let mut runs = Vec::new();
     // Split tasks are the same for every seed (built once); permuted ones are the seed's draw.
     let mut seq = continual::build_tasks(&ds, tasks, 0).map_err(anyhow::Error::msg)?;
-    let searched = a.search.candidates(cfg.lr)?;
-    let mut trials = Vec::new();
-    if !searched.is_empty() {
-        let (lr, t) = pool
-            .install(|| {
-                continual::search(&cfg, &ds, &seq, &searched, a.epochs_per_task, a.search.search_val_fraction, 0)
-            })
+    let cands = a.search.candidates(&cfg)?;
+    let (mut trials, mut best) = (Vec::new(), None);
+    if !cands.is_empty() {
+        let (b, t) = pool
+            .install(|| continual::search(&cands, &ds, &seq, a.epochs_per_task, a.search.search_val_fraction, 0))
             .map_err(anyhow::Error::msg)?;
-        let rows: Vec<_> = t.iter().map(|t| (t.lr, t.val_task_il_accuracy, t.diverged)).collect();
-        a.search.report(&rows, lr, "task-incremental validation accuracy");
-        cfg.lr = lr;
-        trials = t;
+        a.search.report(&t, b, "task-incremental validation accuracy");
+        cfg = cands[b].cfg.clone();
+        (trials, best) = (t, Some(b));
     }
     for seed in 0..a.seeds {
         if seed > 0 && matches!(tasks, continual::Tasks::Permuted(_)) {
@@ -1297,7 +1307,7 @@ fn cmd_continual(a: ContinualArgs) -> Result<()> {
     if let Some(p) = a.json {
         let v = serde_json::json!({ "rule": cfg.rule.to_string(), "preset": cfg.preset, "data": ds.name,
             "tasks": a.tasks, "epochs_per_task": a.epochs_per_task, "lr": cfg.lr,
-            "search": a.search.json(&searched, &trials), "config": cfg, "summary": summary, "runs": runs });
+            "search": a.search.json(&trials, best), "config": cfg, "summary": summary, "runs": runs });
         write_json(&p, &v)?;
     }
     Ok(())
@@ -1326,16 +1336,15 @@ fn cmd_online(a: OnlineArgs) -> Result<()> {
         _ => ds.test.clone(),
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads.max(1)).build()?;
-    let searched = a.search.candidates(cfg.lr)?;
-    let mut trials = Vec::new();
-    if !searched.is_empty() {
-        let (lr, t) = pool
-            .install(|| online::search(&cfg, &ds, &searched, samples, a.search.search_val_fraction, 0))
+    let cands = a.search.candidates(&cfg)?;
+    let (mut trials, mut best) = (Vec::new(), None);
+    if !cands.is_empty() {
+        let (b, t) = pool
+            .install(|| online::search(&cands, &ds, samples, a.search.search_val_fraction, 0))
             .map_err(anyhow::Error::msg)?;
-        let rows: Vec<_> = t.iter().map(|t| (t.lr, t.val_mean_accuracy, t.diverged)).collect();
-        a.search.report(&rows, lr, "mean validation accuracy");
-        cfg.lr = lr;
-        trials = t;
+        a.search.report(&t, b, "mean validation accuracy");
+        cfg = cands[b].cfg.clone();
+        (trials, best) = (t, Some(b));
     }
     let input = biolearn::nn::Shape::new(ds.channels, ds.height, ds.width);
     let mut runs = Vec::new();
@@ -1371,7 +1380,7 @@ fn cmd_online(a: OnlineArgs) -> Result<()> {
     if let Some(p) = a.json {
         let v = serde_json::json!({ "rule": cfg.rule.to_string(), "preset": cfg.preset, "data": ds.name,
             "samples": samples, "batch": cfg.batch, "eval_samples": eval.n, "lr": cfg.lr,
-            "search": a.search.json(&searched, &trials),
+            "search": a.search.json(&trials, best),
             "config": cfg, "summary": summary, "runs": runs });
         write_json(&p, &v)?;
     }

@@ -214,32 +214,23 @@ pub fn run(cfg: &TrainConfig, ds: &Dataset, tasks: &[Task], epochs: usize, seed:
 
 pub use super::MeanCi;
 
-/// One candidate rate of `search`: the sequence's average accuracies on the validation splits.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct Trial {
-    pub lr: f32,
-    pub val_task_il_accuracy: f64,
-    pub val_class_il_accuracy: f64,
-    pub diverged: bool,
-}
-
-/// Choose the learning rate among `lrs` for this sequence: every task's training examples lose
-/// a stratified `val_fraction` to a validation split (drawn from `seed`), each candidate learns
-/// the sequence on what is left (`epochs` per task, seed `seed`) and is scored by its
-/// task-incremental average accuracy on the tasks' validation splits after the last task (the
-/// class-incremental one, near chance for every rule of the split sequences, would choose
-/// nothing); the best wins (the first on ties). The test examples are not used.
+/// Choose among the `candidates` (the rate search's configurations, `protocol::rate_candidates`)
+/// for this sequence: every task's training examples lose a stratified `val_fraction` to a
+/// validation split (drawn from `seed`), each candidate learns the sequence on what is left
+/// (`epochs` per task, seed `seed`) and is scored by its task-incremental average accuracy on
+/// the tasks' validation splits after the last task (the class-incremental one, near chance for
+/// every rule of the split sequences, would choose nothing); the best's index (the first on
+/// ties) and every trial. The test examples are not used.
 pub fn search(
-    cfg: &TrainConfig,
+    candidates: &[super::Candidate],
     ds: &Dataset,
     tasks: &[Task],
-    lrs: &[f32],
     epochs: usize,
     val_fraction: f32,
     seed: u64,
-) -> Result<(f32, Vec<Trial>), String> {
-    if lrs.is_empty() || lrs.iter().any(|&l| !(l > 0.0 && l.is_finite())) {
-        return Err("continual search: learning rates must be positive numbers".into());
+) -> Result<(usize, Vec<super::Trial>), String> {
+    if candidates.is_empty() {
+        return Err("continual search: no candidates".into());
     }
     if !(val_fraction > 0.0 && val_fraction < 1.0) {
         return Err(format!("continual search: the validation share must be in (0, 1), not {val_fraction}"));
@@ -252,18 +243,15 @@ pub fn search(
         carved.push(Task { classes: t.classes.clone(), train, test: val });
     }
     let mut trials = Vec::new();
-    for &lr in lrs {
-        let r = run(&TrainConfig { lr, ..cfg.clone() }, ds, &carved, epochs, seed)?;
-        trials.push(Trial {
-            lr,
-            val_task_il_accuracy: r.task_il_metrics.average_accuracy,
-            val_class_il_accuracy: r.class_il_metrics.average_accuracy,
+    for c in candidates {
+        let r = run(&c.cfg, ds, &carved, epochs, seed)?;
+        trials.push(super::Trial {
+            value: c.value,
+            score: r.task_il_metrics.average_accuracy,
             diverged: r.diverged_in_task.is_some(),
         });
     }
-    let best =
-        trials.iter().fold(&trials[0], |b, t| if t.val_task_il_accuracy > b.val_task_il_accuracy { t } else { b });
-    Ok((best.lr, trials))
+    Ok((super::best_trial(&trials), trials))
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]

@@ -27,6 +27,74 @@ pub mod record;
 pub mod slurm;
 pub mod tune;
 
+/// One candidate of a condition's rate search (online, continual): the value tried and the
+/// configuration that has it.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub value: f64,
+    pub cfg: crate::config::TrainConfig,
+}
+
+/// A candidate's score on the validation split.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Trial {
+    /// The searched setting's value (a list setting: its first entry).
+    pub value: f64,
+    pub score: f64,
+    pub diverged: bool,
+}
+
+/// The candidates of a search over `key`: `lr`, or a rule setting holding a positive number or a
+/// list of them (Activation Learning's `hebb_lr`, one rate per layer). `values` are the values
+/// themselves, or with `relative` factors of the configured value (a list: every entry scaled,
+/// so per-layer ratios stay). Each candidate configuration is validated.
+pub fn rate_candidates(
+    cfg: &crate::config::TrainConfig,
+    key: &str,
+    values: &[f64],
+    relative: bool,
+) -> Result<Vec<Candidate>, String> {
+    if values.is_empty() || values.iter().any(|v| !(*v > 0.0 && v.is_finite())) {
+        return Err(format!("search over {key}: the values must be positive numbers"));
+    }
+    values
+        .iter()
+        .map(|&v| {
+            let mut c = cfg.clone();
+            let value = if key == "lr" {
+                c.lr = if relative { (v * cfg.lr as f64) as f32 } else { v as f32 };
+                c.lr as f64
+            } else {
+                let cur = c.settings.get(key).cloned().ok_or_else(|| {
+                    format!("search over {key}: not a setting of rule {} (lr, or one of its own numbers)", cfg.rule)
+                })?;
+                let scale = |x: f64| if relative { x * v } else { v };
+                let num = |x: &toml::Value| x.as_float().or_else(|| x.as_integer().map(|i| i as f64));
+                let new = match &cur {
+                    toml::Value::Array(a) if !a.is_empty() && a.iter().all(|x| num(x).is_some()) => {
+                        toml::Value::Array(a.iter().map(|x| toml::Value::Float(scale(num(x).unwrap()))).collect())
+                    }
+                    x if num(x).is_some() => toml::Value::Float(scale(num(x).unwrap())),
+                    _ => return Err(format!("search over {key}: {key} = {cur} is not a number or a list of numbers")),
+                };
+                let first = match &new {
+                    toml::Value::Array(a) => num(&a[0]).unwrap(),
+                    x => num(x).unwrap(),
+                };
+                c.settings.insert(key.to_string(), new);
+                first
+            };
+            c.validate().map_err(|e| format!("search over {key} = {value}: {e}"))?;
+            Ok(Candidate { value, cfg: c })
+        })
+        .collect()
+}
+
+/// The best trial (the first on ties).
+pub fn best_trial(trials: &[Trial]) -> usize {
+    (0..trials.len()).fold(0, |b, i| if trials[i].score > trials[b].score { i } else { b })
+}
+
 /// A metric's mean over seeds and the half-width of its 95% interval (t quantile), in percent.
 pub type MeanCi = (f64, f64);
 

@@ -13,9 +13,10 @@
 //!   the curve; the paper's online figure, Song et al. 2024 Fig. 4, reports the mean test error
 //!   over training the same way);
 //! - `final_accuracy`: after the whole stream;
-//! - `stream_accuracy`: the share of stream samples the network classified right in the step
-//!   that trained on them (prequential, "test then train", with batch 1: each sample's
-//!   prediction made before its own update).
+//! - `stream_accuracy`: the share of stream samples the network classified right just before
+//!   the step that trained on them (prequential, "test then train": the driver scores each batch
+//!   in evaluation mode before the rule sees it, so no rule's own training statistics, which
+//!   some compute after their update, enter it).
 //!
 //! A run whose loss diverges stops; its later checkpoints count at chance (1 / classes).
 //!
@@ -91,13 +92,14 @@ pub fn run(
     cfg.epochs = 1;
     cfg.seed = seed;
     let mut tr = Trainer::new(&cfg, input, classes, &mut Rng::new(seed))?;
+    tr.score_before_step = true;
     let mut order: Vec<usize> = (0..train.n).collect();
     Rng::new(seed ^ 0x4F4E_4C49).shuffle(&mut order);
     order.truncate(samples);
     let chance = 1.0 / classes as f64;
     let marks = checkpoints(samples);
     let mut curve = vec![Point { samples: 0, accuracy: tr.evaluate(eval) }];
-    let (mut correct, mut seen, mut seconds) = (0.0f64, 0usize, 0.0f64);
+    let (mut seen, mut seconds) = (0usize, 0.0f64);
     let mut diverged_at = None;
     for w in marks.windows(2) {
         let (from, to) = (w[0], w[1]);
@@ -111,7 +113,6 @@ pub fn run(
             if let Some(b) = st.diverged_at {
                 diverged_at = Some(from + b * cfg.batch);
             } else {
-                correct += st.accuracy * chunk.n as f64;
                 seen += chunk.n;
             }
         }
@@ -124,35 +125,26 @@ pub fn run(
         lr: cfg.lr,
         mean_accuracy: after.iter().sum::<f64>() / after.len() as f64,
         final_accuracy: *after.last().unwrap(),
-        stream_accuracy: if seen > 0 { correct / seen as f64 } else { f64::NAN },
+        stream_accuracy: if seen > 0 { tr.prequential_correct as f64 / seen as f64 } else { f64::NAN },
         curve,
         diverged_at,
         train_seconds: seconds,
     })
 }
 
-/// One candidate rate of the search: its mean validation accuracy (a diverged run's later
-/// checkpoints at chance).
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct Trial {
-    pub lr: f32,
-    pub val_mean_accuracy: f64,
-    pub diverged: bool,
-}
-
-/// Choose the learning rate among `lrs` on a validation split (`val_fraction` of every class of
-/// the training set, drawn from `seed`): one stream of `samples` (at most what the split leaves)
-/// per candidate; the best mean validation accuracy wins (the first on ties).
+/// Choose among the `candidates` (the rate search's configurations, `protocol::rate_candidates`)
+/// on a validation split (`val_fraction` of every class of the training set, drawn from `seed`):
+/// one stream of `samples` (at most what the split leaves) per candidate, scored by its mean
+/// validation accuracy; the best's index (the first on ties) and every trial.
 pub fn search(
-    cfg: &TrainConfig,
+    candidates: &[super::Candidate],
     ds: &Dataset,
-    lrs: &[f32],
     samples: usize,
     val_fraction: f32,
     seed: u64,
-) -> Result<(f32, Vec<Trial>), String> {
-    if lrs.is_empty() || lrs.iter().any(|&l| !(l > 0.0 && l.is_finite())) {
-        return Err("online search: learning rates must be positive numbers".into());
+) -> Result<(usize, Vec<super::Trial>), String> {
+    if candidates.is_empty() {
+        return Err("online search: no candidates".into());
     }
     if !(val_fraction > 0.0 && val_fraction < 1.0) {
         return Err(format!("online search: the validation share must be in (0, 1), not {val_fraction}"));
@@ -166,13 +158,11 @@ pub fn search(
     crate::data::sampling::check_nonempty(&train, Some(&val), &format!("validation share {val_fraction}"))?;
     let input = Shape::new(ds.channels, ds.height, ds.width);
     let mut trials = Vec::new();
-    for &lr in lrs {
-        let c = TrainConfig { lr, ..cfg.clone() };
-        let r = run(&c, input, ds.num_classes, &train, &val, samples.min(train.n), seed)?;
-        trials.push(Trial { lr, val_mean_accuracy: r.mean_accuracy, diverged: r.diverged_at.is_some() });
+    for c in candidates {
+        let r = run(&c.cfg, input, ds.num_classes, &train, &val, samples.min(train.n), seed)?;
+        trials.push(super::Trial { value: c.value, score: r.mean_accuracy, diverged: r.diverged_at.is_some() });
     }
-    let best = trials.iter().fold(&trials[0], |b, t| if t.val_mean_accuracy > b.val_mean_accuracy { t } else { b });
-    Ok((best.lr, trials))
+    Ok((super::best_trial(&trials), trials))
 }
 
 pub use super::MeanCi;
@@ -253,15 +243,35 @@ mod tests {
         assert!(r.final_accuracy > 0.3 && r.final_accuracy > r.curve[0].accuracy + 0.2, "{r:?}");
     }
 
+    /// The stream accuracy is the driver's, scored before each update: Activation Learning's
+    /// own training statistic (its class scores after learning the sample with its label) would
+    /// be near 100%; scored before, it stays below the held-out accuracy after the stream.
+    #[test]
+    fn the_stream_accuracy_is_scored_before_each_update() {
+        let ds = digits();
+        let mut t = toml::Table::new();
+        t.insert("rule".into(), toml::Value::String("activation-learning".into()));
+        t.insert("arch".into(), toml::Value::String("al-mlp:64".into()));
+        t.insert("threads".into(), toml::Value::Integer(1));
+        let mut cfg = TrainConfig::from_table(t).unwrap();
+        cfg.batch = 1;
+        let input = Shape::new(ds.channels, ds.height, ds.width);
+        let r = run(&cfg, input, 10, &ds.train, &ds.test, 1000, 0).unwrap();
+        assert!(r.stream_accuracy < r.final_accuracy && r.stream_accuracy < 0.9, "{r:?}");
+        assert!(r.final_accuracy > 0.5, "{r:?}");
+    }
+
     /// The search picks a rate that learns over one that cannot (and never looks at the test
     /// split: it is not passed in).
     #[test]
     fn the_search_prefers_a_rate_that_learns() {
         let ds = digits();
         let cfg = TrainConfig { arch: "mlp:32".into(), batch: 1, momentum: 0.0, threads: 1, ..Default::default() };
-        let (lr, trials) = search(&cfg, &ds, &[1e-7, 0.02], 500, 0.2, 0).unwrap();
-        assert_eq!(lr, 0.02, "{trials:?}");
-        assert!(search(&cfg, &ds, &[], 500, 0.2, 0).is_err());
-        assert!(search(&cfg, &ds, &[0.1], 500, 1.0, 0).is_err());
+        let cands = crate::protocol::rate_candidates(&cfg, "lr", &[1e-7, 0.02], false).unwrap();
+        let (best, trials) = search(&cands, &ds, 500, 0.2, 0).unwrap();
+        assert_eq!(best, 1, "{trials:?}");
+        assert_eq!(trials[1].value as f32, 0.02);
+        assert!(search(&[], &ds, 500, 0.2, 0).is_err());
+        assert!(search(&cands, &ds, 500, 1.0, 0).is_err());
     }
 }
