@@ -10,7 +10,7 @@
 # An arm is RULE or RULE:PRESET (pc:equilibrium: prospective configuration, with pc's searched
 # lr and weight decay and the preset's inference settings), written OUT/RULE-PRESET.*.
 # FACTORS (environment): search the rate for this condition, the same grid for every arm: the
-# searched lr times each factor (FACTORS="0.03,0.1,0.3,1,3"), each candidate learning the
+# searched lr times each factor (FACTORS="0.001,0.003,0.01,0.03,0.1,0.3,1,3"), each candidate learning the
 # sequence on the tasks' training examples less a 10% validation split, the best
 # task-incremental validation accuracy kept (the test examples are not seen). The rate searched
 # is the arm's own where lr is not it (Activation Learning: hebb_lr).

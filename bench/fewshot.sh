@@ -4,7 +4,8 @@
 # bench/meta_plasticity.sh: 5-way 50-shot, every example seen once at batch 1 by a freshly
 # initialised network, 20 query examples per class. Every arm's learning rate is learned by the
 # same evolution strategy (log scale from 0.001: sigma 0.1, Adam steps of 0.05, ITERS iterations x
-# 8 antithetic pairs, seed 0) on episodes of classes 0-4 from the training split; the figure is
+# 8 antithetic pairs, seed 0; Activation Learning's hebb_lr from its preset's value instead, its
+# label read-out having no lr) on episodes of classes 0-4 from the training split; the figure is
 # 100 episodes of classes 5-9 from the test split (query accuracy, mean and 95% interval).
 # Plain SGD at a constant rate for the rules the driver's optimiser updates (the rule's preset
 # otherwise: its inference settings, its network for the Hebbian rules).
@@ -29,7 +30,7 @@ bin=${BIN:-target/release/biolearn}
 [ -n "${BIN:-}" ] || cargo build --release -q
 mkdir -p "$out"
 ep=(--data fashion-mnist --shots 50 --queries 20 --ways 5 --threads 1)
-train=(--classes 0-4 --split train --iterations "$iters" --pairs 8 --es-seed 0 --sigma 0.1 --es-lr 0.05 --keys log:lr)
+train=(--classes 0-4 --split train --iterations "$iters" --pairs 8 --es-seed 0 --sigma 0.1 --es-lr 0.05)
 test=(--classes 5-9 --split test --episodes 100 --episode-seed 1000)
 mlp="mlp:256,128"
 sgd=(--optimizer sgd --momentum 0 --weight-decay 0 --schedule constant)
@@ -42,7 +43,11 @@ for arm in "${arms[@]}"; do
     activation-learning) flags=(--rule activation-learning) ;;
     *) echo "unknown arm $arm" >&2; exit 2 ;;
   esac
-  [ -f "$out/$arm/theta.toml" ] || "$bin" meta-train "${ep[@]}" "${flags[@]}" --lr 0.001 "${train[@]}" --out "$out/$arm" 2> "$out/$arm.log"
+  # The rate learned: lr from 0.001, or Activation Learning's hebb_lr from its preset's (its label
+  # read-out has no lr).
+  learn=(--lr 0.001 --keys log:lr)
+  [ "$arm" != activation-learning ] || learn=(--keys "log:hebb_lr[0]")
+  [ -f "$out/$arm/theta.toml" ] || "$bin" meta-train "${ep[@]}" "${flags[@]}" "${learn[@]}" "${train[@]}" --out "$out/$arm" 2> "$out/$arm.log"
   [ -f "$out/$arm.json" ] || "$bin" episodes "${ep[@]}" "${flags[@]}" "${test[@]}" --config "$out/$arm/theta.toml" \
     --json "$out/$arm.json" | tee -a "$out/summary.txt"
 done

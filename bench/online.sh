@@ -39,8 +39,9 @@ plan = tomllib.load(open("plans/holistic-all.toml", "rb"))
 tuned = tomllib.load(open("plans/tuned/holistic-all.toml", "rb"))
 t = {"arch": plan.get("rule", {}).get(r, {}).get("arch", plan["arch"])}
 if r == "meta-plasticity":
-    t = {}  # its preset's network; the coefficients come from --config below
-t.update(tuned["rule"].get(r, {}))
+    t = {}  # its preset's network; its coefficients from mp3's theta.toml, appended below
+else:
+    t.update(tuned["rule"].get(r, {}))
 for k, v in t.items():
     print(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"')
 PY

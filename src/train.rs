@@ -153,6 +153,9 @@ pub struct Trainer {
     cache: Vec<Frozen>,
     /// Use that cache (the default); false recomputes the prefix for every batch.
     pub cache_frozen: bool,
+    /// Train on a split in its own order instead of a fresh shuffle per pass (the online
+    /// condition's stream, already in the seed's order: every arm sees the same sequence).
+    pub keep_order: bool,
     /// Score every training batch in evaluation mode just before the rule's step on it (the
     /// online condition's prequential accuracy: each sample predicted before its own update),
     /// adding the hits to `prequential_correct`. Off by default (it costs a forward pass).
@@ -236,6 +239,7 @@ impl Trainer {
             cache_frozen: true,
             score_before_step: false,
             prequential_correct: 0,
+            keep_order: false,
         })
     }
 
@@ -299,12 +303,21 @@ impl Trainer {
     }
 
     /// Count the rule's epochs from 0 again (its phases start over: `protocol::continual` gives
-    /// every task the rule's whole sequence of phases). Weights, optimiser and rule state stay.
+    /// every task the rule's whole sequence of phases, a Hebbian rule its update budget).
+    /// Weights, optimiser and the rule's learned state stay.
     pub fn restart_epochs(&mut self) {
         self.epochs_done = 0;
+        self.rule.restart();
     }
 
-    /// One pass over `split` in a seeded random order. Stops early if the loss diverges.
+    /// Make the next `train_epoch` continue the epoch last trained (the same phase, its counters
+    /// running on): `protocol::online` trains its one pass over the stream chunk by chunk.
+    pub fn continue_epoch(&mut self) {
+        self.epochs_done = self.epochs_done.saturating_sub(1);
+    }
+
+    /// One pass over `split` in a seeded random order (in its own with `keep_order`). Stops
+    /// early if the loss diverges.
     pub fn train_epoch(&mut self, split: &Split, lr: f32, mut on_batch: impl FnMut(usize, usize)) -> EpochStats {
         let t0 = Instant::now();
         let macs0 = crate::linalg::macs();
@@ -329,7 +342,9 @@ impl Trainer {
             // Each pass in a fresh seeded order (the frozen prefix above draws nothing).
             self.order.clear();
             self.order.extend(0..n);
-            self.rng.shuffle(&mut self.order);
+            if !self.keep_order {
+                self.rng.shuffle(&mut self.order);
+            }
             passes += 1;
             for bi in 0..batches {
                 let idx = &self.order[bi * b..((bi + 1) * b).min(n)];

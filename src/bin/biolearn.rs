@@ -223,7 +223,8 @@ impl RateSearch {
                 if t.diverged { " (diverged)" } else { "" }
             );
         }
-        let edge = trials.len() > 1 && (best == 0 || best == trials.len() - 1);
+        let v = trials[best].value;
+        let edge = trials.len() > 1 && (trials.iter().all(|t| t.value >= v) || trials.iter().all(|t| t.value <= v));
         eprintln!(
             "search: {key} {} chosen on the validation split{}",
             trials[best].value,
@@ -1247,7 +1248,20 @@ fn cmd_episodes(a: EpisodesArgs) -> Result<()> {
         if s.diverged > 0 { format!(", {} diverged", s.diverged) } else { String::new() }
     );
     if let Some(p) = a.json {
-        write_json(&p, &serde_json::to_value(&s)?)?;
+        // What makes two arms' episodes the same episodes (`report --conditions` pairs by them).
+        let mut v = serde_json::to_value(&s)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("preset".into(), cfg.preset.clone().into());
+            o.insert("data".into(), ds.name.clone().into());
+            o.insert("split".into(), a.ep.split.clone().into());
+            o.insert("episode_seed".into(), a.episode_seed.into());
+            o.insert("classes".into(), serde_json::to_value(&spec.classes)?);
+            o.insert("ways".into(), spec.ways.into());
+            o.insert("shots".into(), spec.shots.into());
+            o.insert("queries".into(), spec.queries.into());
+            o.insert("passes".into(), spec.passes.into());
+        }
+        write_json(&p, &v)?;
     }
     Ok(())
 }
@@ -1330,6 +1344,9 @@ fn cmd_online(a: OnlineArgs) -> Result<()> {
     cfg.batch = a.stream_batch;
     let ds = train::load_data(&cfg).map_err(anyhow::Error::msg)?.ds;
     let samples = a.samples.unwrap_or(ds.train.n);
+    if samples == 0 || samples > ds.train.n {
+        bail!("--samples: a stream of 1 to {} samples (the training split's size), not {samples}", ds.train.n);
+    }
     let eval = match a.eval_samples {
         Some(0) => bail!("--eval-samples: at least 1"),
         Some(n) if n < ds.test.n => data::sampling::subset(&ds.test, &(0..n).collect::<Vec<_>>()),
@@ -1340,7 +1357,10 @@ fn cmd_online(a: OnlineArgs) -> Result<()> {
     let (mut trials, mut best) = (Vec::new(), None);
     if !cands.is_empty() {
         let (b, t) = pool
-            .install(|| online::search(&cands, &ds, samples, a.search.search_val_fraction, 0))
+            .install(|| {
+                let input = biolearn::nn::Shape::new(ds.channels, ds.height, ds.width);
+                online::search(&cands, &ds.train, input, ds.num_classes, samples, a.search.search_val_fraction, 0)
+            })
             .map_err(anyhow::Error::msg)?;
         a.search.report(&t, b, "mean validation accuracy");
         cfg = cands[b].cfg.clone();

@@ -90,9 +90,10 @@ pub fn rate_candidates(
         .collect()
 }
 
-/// The best trial (the first on ties).
+/// The best trial (the first on ties; a score that is not a number never wins).
 pub fn best_trial(trials: &[Trial]) -> usize {
-    (0..trials.len()).fold(0, |b, i| if trials[i].score > trials[b].score { i } else { b })
+    let key = |t: &Trial| if t.score.is_nan() { f64::NEG_INFINITY } else { t.score };
+    (0..trials.len()).fold(0, |b, i| if key(&trials[i]) > key(&trials[b]) { i } else { b })
 }
 
 /// A metric's mean over seeds and the half-width of its 95% interval (t quantile), in percent.

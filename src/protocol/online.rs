@@ -18,7 +18,11 @@
 //!   in evaluation mode before the rule sees it, so no rule's own training statistics, which
 //!   some compute after their update, enter it).
 //!
-//! A run whose loss diverges stops; its later checkpoints count at chance (1 / classes).
+//! A run whose loss diverges stops; its later checkpoints count at chance (1 / classes), its
+//! stream accuracy is over the samples scored until then.
+//!
+//! A Hebbian rule's update budget (`hebb_updates`, counted in micro-batch updates) covers the
+//! whole stream: at batch 1 SoftHebb's 10000 updates are 10000 samples.
 //!
 //! The learning rate, which online learning at batch 1 needs its own of, is chosen per rule by
 //! `search`: every candidate (the same list for every rule compared) runs the stream once on
@@ -26,7 +30,7 @@
 //! test set is never seen.
 
 use crate::config::TrainConfig;
-use crate::data::{Dataset, Split};
+use crate::data::Split;
 use crate::nn::Shape;
 use crate::rng::Rng;
 use crate::train::Trainer;
@@ -93,6 +97,8 @@ pub fn run(
     cfg.seed = seed;
     let mut tr = Trainer::new(&cfg, input, classes, &mut Rng::new(seed))?;
     tr.score_before_step = true;
+    // The chunks are trained in the stream's order (the same sequence for every arm of a seed).
+    tr.keep_order = true;
     let mut order: Vec<usize> = (0..train.n).collect();
     Rng::new(seed ^ 0x4F4E_4C49).shuffle(&mut order);
     order.truncate(samples);
@@ -105,13 +111,17 @@ pub fn run(
         let (from, to) = (w[0], w[1]);
         if diverged_at.is_none() {
             let chunk = crate::data::sampling::subset(train, &order[from..to]);
-            // Every chunk is part of the one pass (epoch 0 for the rule's phases); the chunk's
-            // own order is drawn from the trainer's RNG, on a stream already in random order.
-            tr.restart_epochs();
+            // Every chunk is part of the one pass: epoch 0 for the rule's phases, their counters
+            // (a Hebbian update budget) running on from chunk to chunk.
+            if from > 0 {
+                tr.continue_epoch();
+            }
             let st = tr.train_epoch(&chunk, cfg.lr, |_, _| {});
             seconds += st.seconds;
             if let Some(b) = st.diverged_at {
                 diverged_at = Some(from + b * cfg.batch);
+                // The diverging batch was scored before its step: it counts among those seen.
+                seen += ((b + 1) * cfg.batch).min(chunk.n);
             } else {
                 seen += chunk.n;
             }
@@ -133,12 +143,15 @@ pub fn run(
 }
 
 /// Choose among the `candidates` (the rate search's configurations, `protocol::rate_candidates`)
-/// on a validation split (`val_fraction` of every class of the training set, drawn from `seed`):
+/// on a validation split (`val_fraction` of every class of `train`, the training split, drawn
+/// from `seed`; the test split is not an argument):
 /// one stream of `samples` (at most what the split leaves) per candidate, scored by its mean
 /// validation accuracy; the best's index (the first on ties) and every trial.
 pub fn search(
     candidates: &[super::Candidate],
-    ds: &Dataset,
+    train: &Split,
+    input: Shape,
+    classes: usize,
     samples: usize,
     val_fraction: f32,
     seed: u64,
@@ -149,17 +162,12 @@ pub fn search(
     if !(val_fraction > 0.0 && val_fraction < 1.0) {
         return Err(format!("online search: the validation share must be in (0, 1), not {val_fraction}"));
     }
-    let (train, val) = crate::data::sampling::split_validation(
-        &ds.train,
-        ds.num_classes,
-        val_fraction,
-        &mut Rng::new(seed ^ 0x5641_4C),
-    );
+    let (train, val) =
+        crate::data::sampling::split_validation(train, classes, val_fraction, &mut Rng::new(seed ^ 0x5641_4C));
     crate::data::sampling::check_nonempty(&train, Some(&val), &format!("validation share {val_fraction}"))?;
-    let input = Shape::new(ds.channels, ds.height, ds.width);
     let mut trials = Vec::new();
     for c in candidates {
-        let r = run(&c.cfg, input, ds.num_classes, &train, &val, samples.min(train.n), seed)?;
+        let r = run(&c.cfg, input, classes, &train, &val, samples.min(train.n), seed)?;
         trials.push(super::Trial { value: c.value, score: r.mean_accuracy, diverged: r.diverged_at.is_some() });
     }
     Ok((super::best_trial(&trials), trials))
@@ -205,7 +213,7 @@ mod tests {
         assert_eq!(checkpoints(60000).len(), 17);
     }
 
-    fn digits() -> Dataset {
+    fn digits() -> crate::data::Dataset {
         crate::train::load_data(&TrainConfig::default()).unwrap().ds
     }
 
@@ -261,17 +269,46 @@ mod tests {
         assert!(r.final_accuracy > 0.5, "{r:?}");
     }
 
-    /// The search picks a rate that learns over one that cannot (and never looks at the test
-    /// split: it is not passed in).
+    /// Scoring each batch before its step leaves training exactly as it was (its own workspace
+    /// and RNG): the same weights after an epoch with and without it, for a rule that draws
+    /// from the training RNG (dropout) and one that answers by its own prediction.
+    #[test]
+    fn scoring_before_each_step_does_not_change_training() {
+        let ds = digits();
+        let input = Shape::new(ds.channels, ds.height, ds.width);
+        for (rule, arch) in [("bp", "mlp:32/dropout=0.2"), ("activation-learning", "al-mlp:32")] {
+            let mut t = toml::Table::new();
+            t.insert("rule".into(), toml::Value::String(rule.into()));
+            t.insert("arch".into(), toml::Value::String(arch.into()));
+            t.insert("threads".into(), toml::Value::Integer(1));
+            t.insert("batch".into(), toml::Value::Integer(16));
+            let cfg = TrainConfig::from_table(t).unwrap();
+            let weights = |score: bool| {
+                let mut tr = Trainer::new(&cfg, input, 10, &mut Rng::new(5)).unwrap();
+                tr.score_before_step = score;
+                tr.train_epoch(&ds.train, cfg.lr, |_, _| {});
+                (tr.net.params.iter().map(|p| p.data.clone()).collect::<Vec<_>>(), tr.prequential_correct)
+            };
+            let (off, none) = weights(false);
+            let (on, hits) = weights(true);
+            assert_eq!(none, 0);
+            assert!(hits > 0, "{rule}");
+            assert!(off == on, "{rule}: scoring changed the weights");
+        }
+    }
+
+    /// The search picks a rate that learns over one that cannot (on the training split alone: the
+    /// test split is not an argument).
     #[test]
     fn the_search_prefers_a_rate_that_learns() {
         let ds = digits();
         let cfg = TrainConfig { arch: "mlp:32".into(), batch: 1, momentum: 0.0, threads: 1, ..Default::default() };
         let cands = crate::protocol::rate_candidates(&cfg, "lr", &[1e-7, 0.02], false).unwrap();
-        let (best, trials) = search(&cands, &ds, 500, 0.2, 0).unwrap();
+        let input = Shape::new(ds.channels, ds.height, ds.width);
+        let (best, trials) = search(&cands, &ds.train, input, 10, 500, 0.2, 0).unwrap();
         assert_eq!(best, 1, "{trials:?}");
         assert_eq!(trials[1].value as f32, 0.02);
-        assert!(search(&[], &ds, 500, 0.2, 0).is_err());
-        assert!(search(&cands, &ds, 500, 1.0, 0).is_err());
+        assert!(search(&[], &ds.train, input, 10, 500, 0.2, 0).is_err());
+        assert!(search(&cands, &ds.train, input, 10, 500, 1.0, 0).is_err());
     }
 }

@@ -66,9 +66,41 @@ fn read_dir(dir: &Path) -> Result<Vec<(Kind, Arm)>, String> {
     Ok(out)
 }
 
-/// BP's arm among `arms`: the one named `bp`, else the first whose rule is bp.
-fn bp_index(arms: &[&Arm]) -> Option<usize> {
+/// BP's arm among `arms` to compare the others with: the one named `bp`, else the first whose
+/// rule is bp; None (no comparison, and a paragraph saying why) when the arms were not run alike,
+/// that is when they differ on one of `same` (the fields that make two runs' seeds or episodes
+/// the same streams, tasks or examples).
+fn baseline(arms: &[&Arm], same: &[&str], b: &mut Vec<Block>) -> Option<usize> {
+    for key in same {
+        let mut seen: Vec<String> =
+            arms.iter().map(|a| a.json.get(*key).map_or("—".into(), |v| v.to_string())).collect();
+        seen.sort();
+        seen.dedup();
+        if seen.len() > 1 {
+            b.push(Block::Para(format!(
+                "The arms here were not run alike ({key}: {}): no paired comparison with BP.",
+                seen.join(" / ")
+            )));
+            return None;
+        }
+    }
     arms.iter().position(|a| a.name == "bp").or_else(|| arms.iter().position(|a| a.rule == "bp"))
+}
+
+/// The searched setting and the value chosen ("lr 1.2e-3"), else the configured lr.
+fn rate_cell(a: &Arm) -> String {
+    let search = a.json.get("search");
+    let key = search.and_then(|s| s.get("key")).and_then(Value::as_str);
+    let chosen = search.and_then(|s| s.get("chosen")).and_then(Value::as_f64);
+    match (key, chosen) {
+        (Some(k), Some(v)) => format!("{k} {v:.3e}"),
+        _ => a
+            .json
+            .get("lr")
+            .or_else(|| a.json.get("config").and_then(|c| c.get("lr")))
+            .and_then(Value::as_f64)
+            .map_or("—".into(), |l| format!("lr {l:.3e} (not searched here)")),
+    }
 }
 
 fn f64s(v: Option<&Value>) -> Vec<f64> {
@@ -176,18 +208,19 @@ fn online(dir: &Path, arms: &[&Arm], ctx: &mut Ctx, b: &mut Vec<Block>) -> Resul
     b.push(Block::Heading(3, format!("Online learning ({})", dir.display())));
     b.push(Block::Para(format!(
         "One pass over a stream of {} training samples of {}, batch {}, no epochs, a constant rate \
-         chosen per arm among the same grid of candidates on a validation split carved from the \
-         training set; {} held-out samples scored at 0, 1, 2, 5, 10, ... samples seen. Mean: the \
-         curve's mean over those checkpoints (log-spaced: early learning weighs as much as late); \
-         final: after the stream; stream: the share of stream samples classified right in the step \
-         that trained on them. 95% CIs over seeds.",
+         (searched: chosen per arm among the same grid of candidates on a validation split carved \
+         from the training set, by the mean below); {} held-out samples scored at 0, 1, 2, 5, 10, \
+         ... samples seen. Mean: the curve's mean over those checkpoints (log-spaced: the first \
+         thousand samples weigh as much as the rest); final: after the stream; stream: the share \
+         of stream samples classified right just before the step that trained on them. 95% CIs \
+         over seeds.",
         a0.get("samples").and_then(Value::as_u64).unwrap_or(0),
         a0.get("data").and_then(Value::as_str).unwrap_or("?"),
         a0.get("batch").and_then(Value::as_u64).unwrap_or(1),
         a0.get("eval_samples").and_then(Value::as_u64).unwrap_or(0),
     )));
     let mut t = Table {
-        header: ["arm", "lr", "mean accuracy %", "final %", "stream %", "diverged"].map(String::from).to_vec(),
+        header: ["arm", "rate", "mean accuracy %", "final %", "stream %", "diverged"].map(String::from).to_vec(),
         rows: vec![],
     };
     let metric = |k: &'static str| move |r: &Value| r.get(k).and_then(Value::as_f64);
@@ -196,7 +229,7 @@ fn online(dir: &Path, arms: &[&Arm], ctx: &mut Ctx, b: &mut Vec<Block>) -> Resul
         let col = |k: &str| runs.iter().filter_map(|r| r.get(k).and_then(Value::as_f64)).collect::<Vec<_>>();
         t.rows.push(vec![
             a.name.clone(),
-            a.json.get("lr").and_then(Value::as_f64).map_or("—".into(), |l| format!("{l:.3e}")),
+            rate_cell(a),
             pct_ci(&col("mean_accuracy")),
             pct_ci(&col("final_accuracy")),
             pct_ci(&col("stream_accuracy")),
@@ -204,7 +237,7 @@ fn online(dir: &Path, arms: &[&Arm], ctx: &mut Ctx, b: &mut Vec<Block>) -> Resul
         ]);
     }
     b.push(Block::Table(t));
-    if let Some(bi) = bp_index(arms) {
+    if let Some(bi) = baseline(arms, &["data", "samples", "batch", "eval_samples"], b) {
         let mut cmps = Vec::new();
         for key in ["mean_accuracy", "final_accuracy"] {
             let bp = by_seed(arms[bi], metric(key));
@@ -276,7 +309,7 @@ fn continual(dir: &Path, arms: &[&Arm], b: &mut Vec<Block>) {
     let mut t = Table {
         header: [
             "arm",
-            "lr",
+            "rate",
             "class-IL A %",
             "class-IL F %",
             "task-IL A %",
@@ -291,10 +324,9 @@ fn continual(dir: &Path, arms: &[&Arm], b: &mut Vec<Block>) {
     for a in arms {
         let col = |f: &dyn Fn(&Value) -> Option<f64>| by_seed(a, f).into_iter().map(|p| p.1).collect::<Vec<_>>();
         let div = a.json.get("summary").and_then(|s| s.get("diverged")).and_then(Value::as_u64).unwrap_or(0);
-        let lr = a.json.get("lr").or_else(|| a.json.get("config").and_then(|c| c.get("lr")));
         t.rows.push(vec![
             a.name.clone(),
-            lr.and_then(Value::as_f64).map_or("—".into(), |l| format!("{l:.3e}")),
+            rate_cell(a),
             pct_ci(&col(&m("class_il", "average_accuracy"))),
             pct_ci(&col(&m("class_il", "forgetting"))),
             pct_ci(&col(&m("task_il", "average_accuracy"))),
@@ -304,7 +336,7 @@ fn continual(dir: &Path, arms: &[&Arm], b: &mut Vec<Block>) {
         ]);
     }
     b.push(Block::Table(t));
-    if let Some(bi) = bp_index(arms) {
+    if let Some(bi) = baseline(arms, &["data", "tasks", "epochs_per_task"], b) {
         let mut cmps = Vec::new();
         for (form, label) in [("task_il", "task-IL A"), ("class_il", "class-IL A")] {
             let bp = by_seed(arms[bi], m(form, "average_accuracy"));
@@ -335,7 +367,8 @@ fn episodes(dir: &Path, arms: &[&Arm], b: &mut Vec<Block>) {
         t.rows.push(vec![a.name.clone(), a.rule.clone(), acc.len().to_string(), pct_ci(&acc)]);
     }
     b.push(Block::Table(t));
-    if let Some(bi) = bp_index(arms) {
+    let same = ["data", "split", "episode_seed", "classes", "ways", "shots", "queries", "passes", "episodes"];
+    if let Some(bi) = baseline(arms, &same, b) {
         let key = |a: &Arm| {
             f64s(a.json.get("accuracies")).into_iter().enumerate().map(|(i, v)| (i as u64, v)).collect::<Vec<_>>()
         };
@@ -418,8 +451,9 @@ fn interference(dir: &Path, v: &Value, ctx: &mut Ctx, b: &mut Vec<Block>) -> Res
         comparison_table(&cmps, "seed (the same network draw and sample)", b);
     }
     let (path, align) = interference_charts(v);
-    ctx.plot(&path, "interference_112", b)?;
-    ctx.plot(&align, "interference_alignment", b)
+    let stem = slug(&dir.display().to_string());
+    ctx.plot(&path, &format!("interference_112_{stem}"), b)?;
+    ctx.plot(&align, &format!("interference_alignment_{stem}"), b)
 }
 
 /// The interference experiments' two charts from `interference.json` (`biolearn interference`

@@ -118,6 +118,10 @@ pub trait Rule: Send {
         Phase::TRAIN
     }
 
+    /// The driver starts the rule's epochs over (a continual sequence's next task: its phases
+    /// run again): counters kept per phase or epoch start over too (default: nothing kept).
+    fn restart(&mut self) {}
+
     /// In a phase with `until_settled`: whether it is done (checked after every batch).
     fn settled(&self) -> bool {
         true

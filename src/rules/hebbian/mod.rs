@@ -512,6 +512,11 @@ impl Rule for Hebbian {
         stats
     }
 
+    /// A new task's unsupervised phase gets its whole update budget again.
+    fn restart(&mut self) {
+        (self.epoch_of_count, self.done) = (0, 0);
+    }
+
     /// With an update budget, an unsupervised epoch lasts until it is spent (or the norms settle).
     fn settled(&self) -> bool {
         self.cfg.updates == 0 || self.cfg.concurrent || self.spent()
