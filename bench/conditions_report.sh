@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The report of the conditions run outside plans (issue 19): online learning, continual learning
+# with its rate searched, few-shot online episodes and the interference experiments, each arm
+# against BP's (paired differences, 95% CIs, Holm), into results/conditions-report/ and
+# RESULTS-conditions.md. Reads the committed result directories (made by bench/online.sh,
+# FACTORS=... bench/continual.sh, bench/fewshot.sh, bench/meta_plasticity.sh and
+# `biolearn interference --out results/interference`). Usage: bench/conditions_report.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q
+mkdir -p results/conditions-report
+target/release/biolearn report results/conditions-report --out results/conditions-report \
+  --conditions results/online-fmnist --conditions results/continual-fmnist-searched \
+  --conditions results/fewshot-fmnist --conditions results/meta-plasticity-fmnist \
+  --conditions results/interference --markdown RESULTS-conditions.md
