@@ -379,8 +379,10 @@ fn the_fa_family_trains_lenet_at_its_tuned_rate_without_diverging() {
     let tuned: toml::Table =
         std::fs::read_to_string(root.join("plans/tuned/lenet-fa-family.toml")).unwrap().parse().unwrap();
     let rules = tuned["rule"].as_table().unwrap();
-    assert_eq!(rules.len(), 6, "{rules:?}");
-    for (rule, t) in rules {
+    assert_eq!(rules.len(), 7, "{rules:?}");
+    // Directional DFA (session 12) is in the plan beside the family but not in this test: at its
+    // searched SGD settings it blows up on the full set (README, "DDFA on conv layers").
+    for (rule, t) in rules.iter().filter(|(r, _)| r.as_str() != "ddfa") {
         let mut t = t.as_table().unwrap().clone();
         for (k, v) in [("rule", rule.as_str()), ("data", "fashion-mnist"), ("arch", "lenet")] {
             t.insert(k.into(), v.into());
