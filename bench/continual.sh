@@ -32,16 +32,7 @@ for arm in "${rules[@]}"; do
   [ "$r" = "$arm" ] || preset=(--preset "${arm#*:}")
   name=${arm//:/-}
   [ -f "$out/$name.json" ] && continue
-  python3 - "$r" > "$out/$name.toml" <<'PY'
-import sys, tomllib
-r = sys.argv[1]
-plan = tomllib.load(open("plans/holistic-all.toml", "rb"))
-tuned = tomllib.load(open("plans/tuned/holistic-all.toml", "rb"))
-t = {"arch": plan.get("rule", {}).get(r, {}).get("arch", plan["arch"])}
-t.update(tuned["rule"][r])
-for k, v in t.items():
-    print(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"')
-PY
+  python3 bench/holistic_settings.py "$r" > "$out/$name.toml"
   search=()
   key=lr
   [ "$r" != activation-learning ] || key=hebb_lr

@@ -32,26 +32,16 @@ for arm in "${arms[@]}"; do
   [ "$rule" = "$arm" ] || preset=${arm#*:}
   name=${arm//:/-}
   [ -f "$out/$name.json" ] && continue
-  python3 - "$rule" > "$out/$name.toml" <<'PY'
-import sys, tomllib
-r = sys.argv[1]
-plan = tomllib.load(open("plans/holistic-all.toml", "rb"))
-tuned = tomllib.load(open("plans/tuned/holistic-all.toml", "rb"))
-t = {"arch": plan.get("rule", {}).get(r, {}).get("arch", plan["arch"])}
-if r == "meta-plasticity":
-    t = {}  # its preset's network; its coefficients from mp3's theta.toml, appended below
-else:
-    t.update(tuned["rule"].get(r, {}))
-for k, v in t.items():
-    print(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"')
-PY
   factors="0.001,0.003,0.01,0.03,0.1,0.3,1,3"
   key=lr
   case $rule in
-    activation-learning) key=hebb_lr ;;
     meta-plasticity)
+      # Its preset's network, its coefficients meta-learned (mp3), not the holistic ones.
       key=mp_pseudo_grad
-      grep -v '^#' results/meta-plasticity-fmnist/mp3/theta.toml >> "$out/$name.toml" ;;
+      grep -v '^#' results/meta-plasticity-fmnist/mp3/theta.toml > "$out/$name.toml" ;;
+    *)
+      [ "$rule" != activation-learning ] || key=hebb_lr
+      python3 bench/holistic_settings.py "$rule" > "$out/$name.toml" ;;
   esac
   extra=(--config "$out/$name.toml" --search-key "$key" --search-factors "$factors")
   [ -z "$preset" ] || extra+=(--preset "$preset")

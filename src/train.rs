@@ -430,37 +430,29 @@ impl Trainer {
     fn score_batch(&mut self, split: &Split, range: std::ops::Range<usize>) -> usize {
         let Trainer { net, rule, eval_ws, order, .. } = self;
         let idx = &order[range];
-        let (d, k, l) = (split.dim, net.output_len(), net.num_layers());
+        let (d, k) = (split.dim, net.output_len());
         net.prepare_forward(eval_ws, idx.len());
-        eval_ws.first = 0;
         let input = eval_ws.input_mut();
         for (r, &s) in idx.iter().enumerate() {
             input[r * d..(r + 1) * d].copy_from_slice(&split.x[s * d..(s + 1) * d]);
         }
-        net.forward_layers(eval_ws, 0, l, false, &mut Rng::new(0));
-        if rule.prediction() == Prediction::Own {
-            rule.predict(net, eval_ws);
-        }
-        let out = eval_ws.output();
+        let out = eval_forward(net, rule.as_mut(), eval_ws, &mut Rng::new(0));
         idx.iter().enumerate().filter(|&(r, &s)| argmax(&out[r * k..(r + 1) * k]) == split.y[s] as usize).count()
     }
 
     /// The network's evaluation-mode outputs on `split` (N x outputs; the rule's own answer
     /// where it has one), computed afresh (no frozen-prefix cache).
     pub fn outputs(&mut self, split: &Split) -> Vec<f32> {
-        let (d, k, l) = (split.dim, self.net.output_len(), self.net.num_layers());
+        let (d, k) = (split.dim, self.net.output_len());
         let mut out = Vec::with_capacity(split.n * k);
         let mut start = 0;
         while start < split.n {
             let m = 1000.min(split.n - start);
             self.net.prepare_forward(&mut self.eval_ws, m);
-            self.eval_ws.first = 0;
             self.eval_ws.input_mut().copy_from_slice(&split.x[start * d..(start + m) * d]);
-            self.net.forward_layers(&mut self.eval_ws, 0, l, false, &mut self.rng);
-            if self.rule.prediction() == Prediction::Own {
-                self.rule.predict(&mut self.net, &mut self.eval_ws);
-            }
-            out.extend_from_slice(&self.eval_ws.output()[..m * k]);
+            out.extend_from_slice(
+                &eval_forward(&mut self.net, self.rule.as_mut(), &mut self.eval_ws, &mut self.rng)[..m * k],
+            );
             start += m;
         }
         out
@@ -485,7 +477,7 @@ impl Trainer {
             return (0.0, f64::NAN);
         }
         let mut ce = 0.0f64;
-        let (d, k, l) = (split.dim, self.net.output_len(), self.net.num_layers());
+        let (d, k) = (split.dim, self.net.output_len());
         // The phase of the epoch last trained (its frozen prefix is what evaluation may reuse).
         let first =
             if self.cache_frozen { self.rule.phase(self.epochs_done.saturating_sub(1)).frozen_prefix } else { 0 };
@@ -503,12 +495,7 @@ impl Trainer {
             } else {
                 self.eval_ws.input_mut().copy_from_slice(&split.x[start * d..(start + m) * d]);
             }
-            let lo = self.eval_ws.first;
-            self.net.forward_layers(&mut self.eval_ws, lo, l, false, &mut self.rng);
-            if self.rule.prediction() == Prediction::Own {
-                self.rule.predict(&mut self.net, &mut self.eval_ws);
-            }
-            let out = self.eval_ws.output();
+            let out = eval_forward(&mut self.net, self.rule.as_mut(), &mut self.eval_ws, &mut self.rng);
             let answer = |o: &[f32]| match classes {
                 None => argmax(o),
                 Some(c) => c
@@ -523,6 +510,17 @@ impl Trainer {
         }
         (correct as f64 / split.n as f64, ce / split.n as f64)
     }
+}
+
+/// The evaluation-mode forward pass of the samples loaded into `ws` (from layer `ws.first` up),
+/// then the rule's own answer where it has one: the output, as every evaluation reads it.
+fn eval_forward<'w>(net: &mut Network, rule: &mut dyn Rule, ws: &'w mut Workspace, rng: &mut Rng) -> &'w [f32] {
+    let (lo, l) = (ws.first, net.num_layers());
+    net.forward_layers(ws, lo, l, false, rng);
+    if rule.prediction() == Prediction::Own {
+        rule.predict(net, ws);
+    }
+    ws.output()
 }
 
 /// What `Trainer::fit` trains on and evaluates every epoch.

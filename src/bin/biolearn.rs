@@ -232,6 +232,26 @@ impl RateSearch {
         );
     }
 
+    /// Run the search (`search` scores the candidates) when one is asked for: `cfg` becomes the
+    /// chosen candidate's; the search's JSON either way (no trials when none ran).
+    fn choose(
+        &self,
+        cfg: &mut TrainConfig,
+        what: &str,
+        search: impl FnOnce(
+            &[biolearn::protocol::Candidate],
+        ) -> std::result::Result<(usize, Vec<biolearn::protocol::Trial>), String>,
+    ) -> Result<serde_json::Value> {
+        let cands = self.candidates(cfg)?;
+        if cands.is_empty() {
+            return Ok(self.json(&[], None));
+        }
+        let (best, trials) = search(&cands).map_err(anyhow::Error::msg)?;
+        self.report(&trials, best, what);
+        *cfg = cands[best].cfg.clone();
+        Ok(self.json(&trials, Some(best)))
+    }
+
     fn json(&self, trials: &[biolearn::protocol::Trial], best: Option<usize>) -> serde_json::Value {
         serde_json::json!({ "key": self.search_key, "values": self.search_values, "factors": self.search_factors,
             "val_fraction": self.search_val_fraction, "trials": trials, "chosen": best.map(|b| trials[b].value) })
@@ -1278,16 +1298,9 @@ fn cmd_continual(a: ContinualArgs) -> Result<()> {
     let mut runs = Vec::new();
     // Split tasks are the same for every seed (built once); permuted ones are the seed's draw.
     let mut seq = continual::build_tasks(&ds, tasks, 0).map_err(anyhow::Error::msg)?;
-    let cands = a.search.candidates(&cfg)?;
-    let (mut trials, mut best) = (Vec::new(), None);
-    if !cands.is_empty() {
-        let (b, t) = pool
-            .install(|| continual::search(&cands, &ds, &seq, a.epochs_per_task, a.search.search_val_fraction, 0))
-            .map_err(anyhow::Error::msg)?;
-        a.search.report(&t, b, "task-incremental validation accuracy");
-        cfg = cands[b].cfg.clone();
-        (trials, best) = (t, Some(b));
-    }
+    let search = a.search.choose(&mut cfg, "task-incremental validation accuracy", |cands| {
+        pool.install(|| continual::search(cands, &ds, &seq, a.epochs_per_task, a.search.search_val_fraction, 0))
+    })?;
     for seed in 0..a.seeds {
         if seed > 0 && matches!(tasks, continual::Tasks::Permuted(_)) {
             seq = continual::build_tasks(&ds, tasks, seed).map_err(anyhow::Error::msg)?;
@@ -1304,8 +1317,7 @@ fn cmd_continual(a: ContinualArgs) -> Result<()> {
         }
         runs.push(r);
     }
-    let t975 =
-        if runs.len() > 1 { biolearn::report::stats::t_quantile(0.975, (runs.len() - 1) as f64) } else { f64::NAN };
+    let t975 = t975_over(runs.len());
     let summary = continual::summarise(&runs, t975);
     println!(
         "{} on {} {} ({} epochs per task, {} seeds): class-incremental A {:.2} +- {:.2}, F {:.2} +- {:.2}, BWT {:.2} +- {:.2}; task-incremental A {:.2} +- {:.2}, F {:.2} +- {:.2}, BWT {:.2} +- {:.2} (%, 95% intervals over seeds){}",
@@ -1321,10 +1333,19 @@ fn cmd_continual(a: ContinualArgs) -> Result<()> {
     if let Some(p) = a.json {
         let v = serde_json::json!({ "rule": cfg.rule.to_string(), "preset": cfg.preset, "data": ds.name,
             "tasks": a.tasks, "epochs_per_task": a.epochs_per_task, "lr": cfg.lr,
-            "search": a.search.json(&trials, best), "config": cfg, "summary": summary, "runs": runs });
+            "search": search, "config": cfg, "summary": summary, "runs": runs });
         write_json(&p, &v)?;
     }
     Ok(())
+}
+
+/// The t distribution's 0.975 quantile for an interval over `n` runs (NaN below 2).
+fn t975_over(n: usize) -> f64 {
+    if n > 1 {
+        biolearn::report::stats::t_quantile(0.975, (n - 1) as f64)
+    } else {
+        f64::NAN
+    }
 }
 
 /// Write `v` as pretty JSON to `p`, an error naming the file.
@@ -1353,20 +1374,12 @@ fn cmd_online(a: OnlineArgs) -> Result<()> {
         _ => ds.test.clone(),
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads.max(1)).build()?;
-    let cands = a.search.candidates(&cfg)?;
-    let (mut trials, mut best) = (Vec::new(), None);
-    if !cands.is_empty() {
-        let (b, t) = pool
-            .install(|| {
-                let input = biolearn::nn::Shape::new(ds.channels, ds.height, ds.width);
-                online::search(&cands, &ds.train, input, ds.num_classes, samples, a.search.search_val_fraction, 0)
-            })
-            .map_err(anyhow::Error::msg)?;
-        a.search.report(&t, b, "mean validation accuracy");
-        cfg = cands[b].cfg.clone();
-        (trials, best) = (t, Some(b));
-    }
     let input = biolearn::nn::Shape::new(ds.channels, ds.height, ds.width);
+    let search = a.search.choose(&mut cfg, "mean validation accuracy", |cands| {
+        pool.install(|| {
+            online::search(cands, &ds.train, input, ds.num_classes, samples, a.search.search_val_fraction, 0)
+        })
+    })?;
     let mut runs = Vec::new();
     for seed in 0..a.seeds {
         let r = pool
@@ -1384,8 +1397,7 @@ fn cmd_online(a: OnlineArgs) -> Result<()> {
         );
         runs.push(r);
     }
-    let t975 =
-        if runs.len() > 1 { biolearn::report::stats::t_quantile(0.975, (runs.len() - 1) as f64) } else { f64::NAN };
+    let t975 = t975_over(runs.len());
     let summary = online::summarise(&runs, t975);
     println!(
         "{}{} on {}, online ({} samples, batch {}, lr {}, {} seeds): mean accuracy {:.2} +- {:.2}, final {:.2} +- {:.2}, stream {:.2} +- {:.2} (%, 95% intervals over seeds){}",
@@ -1400,8 +1412,7 @@ fn cmd_online(a: OnlineArgs) -> Result<()> {
     if let Some(p) = a.json {
         let v = serde_json::json!({ "rule": cfg.rule.to_string(), "preset": cfg.preset, "data": ds.name,
             "samples": samples, "batch": cfg.batch, "eval_samples": eval.n, "lr": cfg.lr,
-            "search": a.search.json(&trials, best),
-            "config": cfg, "summary": summary, "runs": runs });
+            "search": search, "config": cfg, "summary": summary, "runs": runs });
         write_json(&p, &v)?;
     }
     Ok(())

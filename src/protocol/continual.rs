@@ -229,13 +229,8 @@ pub fn search(
     val_fraction: f32,
     seed: u64,
 ) -> Result<(usize, Vec<super::Trial>), String> {
-    if candidates.is_empty() {
-        return Err("continual search: no candidates".into());
-    }
-    if !(val_fraction > 0.0 && val_fraction < 1.0) {
-        return Err(format!("continual search: the validation share must be in (0, 1), not {val_fraction}"));
-    }
-    let mut rng = Rng::new(seed ^ 0x5641_4C);
+    super::check_search(candidates, val_fraction, "continual")?;
+    let mut rng = Rng::new(seed ^ super::VAL_SALT);
     let mut carved = Vec::with_capacity(tasks.len());
     for t in tasks {
         let (train, val) = crate::data::sampling::split_validation(&t.train, ds.num_classes, val_fraction, &mut rng);

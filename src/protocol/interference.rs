@@ -84,7 +84,10 @@ pub fn example_112(cfg: &TrainConfig, iterations: usize) -> Result<(Vec<[f64; 2]
         if it == iterations {
             break;
         }
-        tr.restart_epochs();
+        // Every step continues the one epoch (epoch 0 for the rule).
+        if it > 0 {
+            tr.continue_epoch();
+        }
         let stats = tr.train_epoch(&sample, cfg.lr, |_, _| {});
         if stats.diverged_at.is_some() || tr.net.params.iter().any(|p| p.data.iter().any(|v| !v.is_finite())) {
             return Ok((path, Some(it + 1)));

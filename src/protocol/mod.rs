@@ -68,26 +68,41 @@ pub fn rate_candidates(
                 let cur = c.settings.get(key).cloned().ok_or_else(|| {
                     format!("search over {key}: not a setting of rule {} (lr, or one of its own numbers)", cfg.rule)
                 })?;
-                let scale = |x: f64| if relative { x * v } else { v };
                 let num = |x: &toml::Value| x.as_float().or_else(|| x.as_integer().map(|i| i as f64));
-                let new = match &cur {
-                    toml::Value::Array(a) if !a.is_empty() && a.iter().all(|x| num(x).is_some()) => {
-                        toml::Value::Array(a.iter().map(|x| toml::Value::Float(scale(num(x).unwrap()))).collect())
-                    }
-                    x if num(x).is_some() => toml::Value::Float(scale(num(x).unwrap())),
-                    _ => return Err(format!("search over {key}: {key} = {cur} is not a number or a list of numbers")),
+                let (list, old): (bool, Option<Vec<f64>>) = match &cur {
+                    toml::Value::Array(a) if !a.is_empty() => (true, a.iter().map(num).collect()),
+                    x => (false, num(x).map(|n| vec![n])),
                 };
-                let first = match &new {
-                    toml::Value::Array(a) => num(&a[0]).unwrap(),
-                    x => num(x).unwrap(),
+                let old = old
+                    .ok_or_else(|| format!("search over {key}: {key} = {cur} is not a number or a list of numbers"))?;
+                let new: Vec<f64> = old.iter().map(|&x| if relative { x * v } else { v }).collect();
+                let value = if list {
+                    toml::Value::Array(new.iter().map(|&x| toml::Value::Float(x)).collect())
+                } else {
+                    toml::Value::Float(new[0])
                 };
-                c.settings.insert(key.to_string(), new);
-                first
+                c.settings.insert(key.to_string(), value);
+                new[0]
             };
             c.validate().map_err(|e| format!("search over {key} = {value}: {e}"))?;
             Ok(Candidate { value, cfg: c })
         })
         .collect()
+}
+
+/// Mixed into a search's seed for its validation split's draw ("VAL"), so the split does not
+/// share its stream with the runs of the same seed.
+pub const VAL_SALT: u64 = 0x0056_414C;
+
+/// What every condition's search refuses: no candidates, a validation share outside (0, 1).
+pub fn check_search(candidates: &[Candidate], val_fraction: f32, what: &str) -> Result<(), String> {
+    if candidates.is_empty() {
+        return Err(format!("{what} search: no candidates"));
+    }
+    if !(val_fraction > 0.0 && val_fraction < 1.0) {
+        return Err(format!("{what} search: the validation share must be in (0, 1), not {val_fraction}"));
+    }
+    Ok(())
 }
 
 /// The best trial (the first on ties; a score that is not a number never wins).
@@ -710,5 +725,29 @@ mod tests {
         assert_eq!(repair(&f).unwrap(), 0);
         assert_eq!(std::fs::read_to_string(&f).unwrap().len(), 22);
         std::fs::remove_dir_all(&d).ok();
+    }
+
+    /// A search's candidates: lr as values or factors; a rule's per-layer list scaled entry by
+    /// entry (its first entry the value reported); a key that is not a number refused.
+    #[test]
+    fn rate_candidates_scale_lr_and_a_rules_own_rate() {
+        let cfg = crate::config::TrainConfig { lr: 0.1, ..Default::default() };
+        let c = rate_candidates(&cfg, "lr", &[0.5, 2.0], true).unwrap();
+        assert_eq!((c[0].cfg.lr, c[1].cfg.lr), (0.05, 0.2));
+        assert_eq!(rate_candidates(&cfg, "lr", &[0.3], false).unwrap()[0].cfg.lr, 0.3);
+        let mut t = toml::Table::new();
+        t.insert("rule".into(), toml::Value::String("softhebb-deep".into()));
+        let deep = crate::config::TrainConfig::from_table(t).unwrap();
+        let before: Vec<f64> =
+            deep.settings["hebb_lr"].as_array().unwrap().iter().map(|x| x.as_float().unwrap()).collect();
+        assert!(before.len() > 1);
+        let c = rate_candidates(&deep, "hebb_lr", &[0.5], true).unwrap();
+        let after: Vec<f64> =
+            c[0].cfg.settings["hebb_lr"].as_array().unwrap().iter().map(|x| x.as_float().unwrap()).collect();
+        assert_eq!(after, before.iter().map(|x| x * 0.5).collect::<Vec<_>>());
+        assert_eq!(c[0].value, before[0] * 0.5);
+        assert!(rate_candidates(&cfg, "no_such_setting", &[1.0], true).is_err());
+        assert!(rate_candidates(&cfg, "lr", &[], true).is_err());
+        assert!(rate_candidates(&cfg, "lr", &[-1.0], true).is_err());
     }
 }

@@ -156,14 +156,9 @@ pub fn search(
     val_fraction: f32,
     seed: u64,
 ) -> Result<(usize, Vec<super::Trial>), String> {
-    if candidates.is_empty() {
-        return Err("online search: no candidates".into());
-    }
-    if !(val_fraction > 0.0 && val_fraction < 1.0) {
-        return Err(format!("online search: the validation share must be in (0, 1), not {val_fraction}"));
-    }
+    super::check_search(candidates, val_fraction, "online")?;
     let (train, val) =
-        crate::data::sampling::split_validation(train, classes, val_fraction, &mut Rng::new(seed ^ 0x5641_4C));
+        crate::data::sampling::split_validation(train, classes, val_fraction, &mut Rng::new(seed ^ super::VAL_SALT));
     crate::data::sampling::check_nonempty(&train, Some(&val), &format!("validation share {val_fraction}"))?;
     let mut trials = Vec::new();
     for c in candidates {
@@ -213,6 +208,16 @@ mod tests {
         assert_eq!(checkpoints(60000).len(), 17);
     }
 
+    /// `rule` at its preset on `arch`, one thread, `batch`.
+    fn rule_on(rule: &str, arch: &str, batch: usize) -> TrainConfig {
+        let mut t = toml::Table::new();
+        t.insert("rule".into(), toml::Value::String(rule.into()));
+        t.insert("arch".into(), toml::Value::String(arch.into()));
+        t.insert("threads".into(), toml::Value::Integer(1));
+        t.insert("batch".into(), toml::Value::Integer(batch as i64));
+        TrainConfig::from_table(t).unwrap()
+    }
+
     fn digits() -> crate::data::Dataset {
         crate::train::load_data(&TrainConfig::default()).unwrap().ds
     }
@@ -240,12 +245,7 @@ mod tests {
     #[test]
     fn a_hebbian_rule_learns_its_read_out_in_the_one_pass() {
         let ds = digits();
-        let mut t = toml::Table::new();
-        t.insert("rule".into(), toml::Value::String("softhebb".into()));
-        t.insert("arch".into(), toml::Value::String("softhebb-mlp:64".into()));
-        t.insert("threads".into(), toml::Value::Integer(1));
-        let mut cfg = TrainConfig::from_table(t).unwrap();
-        cfg.batch = 1;
+        let cfg = rule_on("softhebb", "softhebb-mlp:64", 1);
         let input = Shape::new(ds.channels, ds.height, ds.width);
         let r = run(&cfg, input, 10, &ds.train, &ds.test, 1000, 0).unwrap();
         assert!(r.final_accuracy > 0.3 && r.final_accuracy > r.curve[0].accuracy + 0.2, "{r:?}");
@@ -257,12 +257,7 @@ mod tests {
     #[test]
     fn the_stream_accuracy_is_scored_before_each_update() {
         let ds = digits();
-        let mut t = toml::Table::new();
-        t.insert("rule".into(), toml::Value::String("activation-learning".into()));
-        t.insert("arch".into(), toml::Value::String("al-mlp:64".into()));
-        t.insert("threads".into(), toml::Value::Integer(1));
-        let mut cfg = TrainConfig::from_table(t).unwrap();
-        cfg.batch = 1;
+        let cfg = rule_on("activation-learning", "al-mlp:64", 1);
         let input = Shape::new(ds.channels, ds.height, ds.width);
         let r = run(&cfg, input, 10, &ds.train, &ds.test, 1000, 0).unwrap();
         assert!(r.stream_accuracy < r.final_accuracy && r.stream_accuracy < 0.9, "{r:?}");
@@ -277,12 +272,7 @@ mod tests {
         let ds = digits();
         let input = Shape::new(ds.channels, ds.height, ds.width);
         for (rule, arch) in [("bp", "mlp:32/dropout=0.2"), ("activation-learning", "al-mlp:32")] {
-            let mut t = toml::Table::new();
-            t.insert("rule".into(), toml::Value::String(rule.into()));
-            t.insert("arch".into(), toml::Value::String(arch.into()));
-            t.insert("threads".into(), toml::Value::Integer(1));
-            t.insert("batch".into(), toml::Value::Integer(16));
-            let cfg = TrainConfig::from_table(t).unwrap();
+            let cfg = rule_on(rule, arch, 16);
             let weights = |score: bool| {
                 let mut tr = Trainer::new(&cfg, input, 10, &mut Rng::new(5)).unwrap();
                 tr.score_before_step = score;

@@ -196,6 +196,16 @@ fn by_seed(arm: &Arm, metric: impl Fn(&Value) -> Option<f64>) -> Vec<(u64, f64)>
         .unwrap_or_default()
 }
 
+/// Every arm but BP's (`arms[bi]`) against it on one metric, `values` keyed by seed or episode.
+fn against_bp(arms: &[&Arm], bi: usize, metric: &str, values: impl Fn(&Arm) -> Vec<(u64, f64)>) -> Vec<Cmp> {
+    let bp = values(arms[bi]);
+    arms.iter()
+        .enumerate()
+        .filter(|(i, _)| *i != bi)
+        .map(|(_, a)| Cmp { metric: metric.to_string(), arm: a.name.clone(), d: paired(&values(a), &bp) })
+        .collect()
+}
+
 /// Differences (points) of `mine` against `bp`, paired by key.
 fn paired(mine: &[(u64, f64)], bp: &[(u64, f64)]) -> Option<PairedDiff> {
     let d: Vec<f64> =
@@ -238,17 +248,10 @@ fn online(dir: &Path, arms: &[&Arm], ctx: &mut Ctx, b: &mut Vec<Block>) -> Resul
     }
     b.push(Block::Table(t));
     if let Some(bi) = baseline(arms, &["data", "samples", "batch", "eval_samples"], b) {
-        let mut cmps = Vec::new();
-        for key in ["mean_accuracy", "final_accuracy"] {
-            let bp = by_seed(arms[bi], metric(key));
-            for a in arms.iter().enumerate().filter(|(i, _)| *i != bi).map(|(_, a)| a) {
-                cmps.push(Cmp {
-                    metric: key.replace('_', " "),
-                    arm: a.name.clone(),
-                    d: paired(&by_seed(a, metric(key)), &bp),
-                });
-            }
-        }
+        let cmps: Vec<Cmp> = ["mean_accuracy", "final_accuracy"]
+            .into_iter()
+            .flat_map(|key| against_bp(arms, bi, &key.replace('_', " "), |a| by_seed(a, metric(key))))
+            .collect();
         comparison_table(&cmps, "seed (the same stream order)", b);
     }
     let series = arms
@@ -337,17 +340,10 @@ fn continual(dir: &Path, arms: &[&Arm], b: &mut Vec<Block>) {
     }
     b.push(Block::Table(t));
     if let Some(bi) = baseline(arms, &["data", "tasks", "epochs_per_task"], b) {
-        let mut cmps = Vec::new();
-        for (form, label) in [("task_il", "task-IL A"), ("class_il", "class-IL A")] {
-            let bp = by_seed(arms[bi], m(form, "average_accuracy"));
-            for a in arms.iter().enumerate().filter(|(i, _)| *i != bi).map(|(_, a)| a) {
-                cmps.push(Cmp {
-                    metric: label.into(),
-                    arm: a.name.clone(),
-                    d: paired(&by_seed(a, m(form, "average_accuracy")), &bp),
-                });
-            }
-        }
+        let cmps: Vec<Cmp> = [("task_il", "task-IL A"), ("class_il", "class-IL A")]
+            .into_iter()
+            .flat_map(|(form, label)| against_bp(arms, bi, label, |a| by_seed(a, m(form, "average_accuracy"))))
+            .collect();
         comparison_table(&cmps, "seed (the same task sequence)", b);
     }
 }
@@ -369,16 +365,10 @@ fn episodes(dir: &Path, arms: &[&Arm], b: &mut Vec<Block>) {
     b.push(Block::Table(t));
     let same = ["data", "split", "episode_seed", "classes", "ways", "shots", "queries", "passes", "episodes"];
     if let Some(bi) = baseline(arms, &same, b) {
-        let key = |a: &Arm| {
+        let by_episode = |a: &Arm| {
             f64s(a.json.get("accuracies")).into_iter().enumerate().map(|(i, v)| (i as u64, v)).collect::<Vec<_>>()
         };
-        let bp = key(arms[bi]);
-        let cmps: Vec<Cmp> = arms
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != bi)
-            .map(|(_, a)| Cmp { metric: "query accuracy".into(), arm: a.name.clone(), d: paired(&key(a), &bp) })
-            .collect();
+        let cmps = against_bp(arms, bi, "query accuracy", by_episode);
         comparison_table(&cmps, "episode (the same episode seeds draw the same examples)", b);
     }
 }

@@ -464,8 +464,9 @@ impl Rule for Hebbian {
     fn train_batch(&mut self, s: &mut Step, upd: &mut Updater) -> StepStats {
         let labelled = self.labelled();
         let epoch = s.epoch;
-        let concurrent = self.cfg.concurrent && !labelled;
-        // Epochs in which the Hebbian layers learn, and in which the read-out does.
+        // Epochs in which the Hebbian layers learn, and in which the read-out does (`concurrent`
+        // is only ever set without a label in the input: `build_hebbian`).
+        let concurrent = self.cfg.concurrent;
         let unsupervised = concurrent || epoch < self.cfg.hebb_epochs;
         let read_out = concurrent || !unsupervised;
         if epoch != self.epoch_of_count {
@@ -519,7 +520,7 @@ impl Rule for Hebbian {
 
     /// With an update budget, an unsupervised epoch lasts until it is spent (or the norms settle).
     fn settled(&self) -> bool {
-        self.cfg.updates == 0 || self.cfg.concurrent || self.spent()
+        self.cfg.updates == 0 || self.spent()
     }
 
     /// The read-out's schedule starts at the first read-out epoch.
