@@ -56,6 +56,14 @@ pub struct TrainConfig {
     pub val_fraction: f32,
     /// Per-channel standardisation with the training set's statistics.
     pub normalize: bool,
+    /// Compute-in-memory hardware the network trains and runs on (`nn::hardware`): a preset
+    /// (ideal, int8, int4-adc5-var, neurosim) or a TOML file of its non-idealities.
+    #[serde(skip_serializing_if = "is_ideal")]
+    pub hardware: String,
+}
+
+fn is_ideal(h: &str) -> bool {
+    h == "ideal"
 }
 
 impl Default for TrainConfig {
@@ -88,6 +96,7 @@ impl Default for TrainConfig {
             threads: default_threads(),
             val_fraction: 0.0,
             normalize: true,
+            hardware: "ideal".into(),
         }
     }
 }
@@ -96,7 +105,9 @@ impl Default for TrainConfig {
 pub fn shared_keys() -> Vec<&'static str> {
     static KEYS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
     KEYS.get_or_init(|| {
-        let v = serde_json::to_value(TrainConfig::default()).expect("config serialises");
+        // (Every field: `hardware` is left out of a config only when ideal.)
+        let all = TrainConfig { hardware: "any".into(), ..TrainConfig::default() };
+        let v = serde_json::to_value(all).expect("config serialises");
         let obj = v.as_object().expect("config is a JSON object");
         obj.keys().filter(|k| *k != "settings").map(|k| &*Box::leak(k.clone().into_boxed_str())).collect()
     })
@@ -212,6 +223,7 @@ impl TrainConfig {
         crate::data::check_name(&self.data)?;
         self.arch_spec()?;
         (self.rule.entry().settings.resolve)(&self.settings).map_err(|e| format!("rule {}: {e}", self.rule))?;
+        self.hardware_config()?;
         let checks: [(bool, &str); 11] = [
             ((1..=MAX_EPOCHS).contains(&self.epochs), "epochs must be in 1..=1000000"),
             ((1..=MAX_BATCH).contains(&self.batch), "batch must be in 1..=16777216"),
@@ -232,6 +244,11 @@ impl TrainConfig {
             Some((_, msg)) => Err(msg.to_string()),
             None => Ok(()),
         }
+    }
+
+    /// The non-idealities `hardware` names.
+    pub fn hardware_config(&self) -> Result<crate::nn::hardware::HardwareConfig, String> {
+        crate::nn::hardware::HardwareConfig::named(&self.hardware)
     }
 
     pub fn arch_spec(&self) -> Result<ArchSpec, String> {
@@ -347,6 +364,20 @@ mod tests {
             let rel = f.strip_prefix(&root).unwrap().with_extension("");
             let mut parts = rel.iter().map(|c| c.to_str().unwrap());
             let (rule, name) = (parts.next().unwrap(), parts.next());
+            if rule == "hardware" {
+                let name = name.unwrap();
+                let text = std::fs::read_to_string(&f).unwrap();
+                let shipped = crate::nn::hardware::PRESETS.iter().find(|(n, _)| *n == name);
+                assert_eq!(
+                    shipped.map(|(_, t)| *t),
+                    Some(text.as_str()),
+                    "{} is not a shipped hardware preset",
+                    f.display()
+                );
+                assert!(text.starts_with("# Source:"), "{} has no '# Source:' header", f.display());
+                crate::nn::hardware::HardwareConfig::named(name).unwrap();
+                continue;
+            }
             let e = rule.parse::<RuleName>().unwrap_or_else(|e| panic!("{}: {e}", f.display())).entry();
             let text = std::fs::read_to_string(&f).unwrap();
             let loaded = match name {

@@ -9,8 +9,9 @@
 use crate::config::TrainConfig;
 use crate::data::noise::{self, NoiseKind, Norm};
 use crate::data::{self, Dataset, Split};
+use crate::nn::hardware::Device;
 use crate::nn::prune::Masks;
-use crate::nn::{loss::argmax, Network, Shape, Workspace};
+use crate::nn::{loss::argmax, Layer, Network, Shape, Workspace};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
 use crate::rules::{Prediction, Rule, Step, StepStats, Updater};
@@ -142,6 +143,8 @@ pub struct Trainer {
     eval_ws: Workspace,
     grads: Vec<Vec<f32>>,
     rng: Rng,
+    /// The devices the weights live on (`cfg.hardware` not ideal).
+    pub device: Option<Device>,
     order: Vec<usize>,
     /// Pruning masks multiplied into the weights after every optimiser step.
     pub masks: Option<Masks>,
@@ -171,6 +174,7 @@ pub struct Snapshot {
     opt: Optimizer,
     rule: crate::rules::RuleState,
     rng: Rng,
+    device_rng: Option<Rng>,
     epochs_done: usize,
     masks: Option<Masks>,
 }
@@ -222,6 +226,30 @@ impl Trainer {
             .map_err(|e| format!("rule {}: {e}", cfg.rule))?;
         let opt = Optimizer::new(cfg.optim(), &net.update_sizes());
         let grads = net.zero_grads();
+        let stream = rng.fork();
+        // Hardware last, so that an ideal run draws exactly what it drew before hardware existed.
+        let hw = cfg.hardware_config()?;
+        let device = if hw.is_ideal() {
+            None
+        } else {
+            if hw.adc_bits > 0 {
+                let conv = net.layers.iter().any(|l| match l {
+                    Layer::Conv { geom, .. } => !geom.is_dense(),
+                    Layer::Recurrent { .. } => true,
+                    _ => false,
+                });
+                if conv {
+                    return Err(format!(
+                        "hardware {}: the ADC (adc_bits) is modelled for dense layers only; network {} has conv or \
+                         recurrent layers (set adc_bits = 0 in a hardware file to run it without)",
+                        cfg.hardware, cfg.arch
+                    ));
+                }
+            }
+            let mut hw_rng = rng.fork();
+            net.hw = crate::nn::hardware::read_model(&net, &hw).map(std::sync::Arc::new);
+            hw.has_device().then(|| Device::new(&hw, &mut net, &mut hw_rng))
+        };
         Ok(Trainer {
             net,
             rule,
@@ -230,7 +258,8 @@ impl Trainer {
             ws: Workspace::default(),
             eval_ws: Workspace::default(),
             grads,
-            rng: rng.fork(),
+            rng: stream,
+            device,
             order: Vec::new(),
             masks: None,
             train_noise: None,
@@ -250,6 +279,7 @@ impl Trainer {
             opt: self.opt.clone(),
             rule: self.rule.save_state(),
             rng: self.rng.clone(),
+            device_rng: self.device.as_ref().map(|d| d.rng.clone()),
             epochs_done: self.epochs_done,
             masks: self.masks.clone(),
         }
@@ -264,6 +294,9 @@ impl Trainer {
         self.opt = s.opt.clone();
         self.rule.load_state(&s.rule)?;
         self.rng = s.rng.clone();
+        if let (Some(d), Some(r)) = (self.device.as_mut(), &s.device_rng) {
+            d.rng = r.clone();
+        }
         self.epochs_done = s.epochs_done;
         self.masks = s.masks.clone();
         Ok(())
@@ -374,7 +407,8 @@ impl Trainer {
                 if self.score_before_step {
                     self.prequential_correct += self.score_batch(split, bi * b..((bi + 1) * b).min(n));
                 }
-                let mut upd = Updater { opt: &mut self.opt, lr, masks: self.masks.as_ref() };
+                let mut upd =
+                    Updater { opt: &mut self.opt, lr, masks: self.masks.as_ref(), device: self.device.as_mut() };
                 let mut step = Step {
                     net: &mut self.net,
                     ws: &mut self.ws,
@@ -628,6 +662,7 @@ impl Trainer {
             ("config".to_string(), serde_json::to_string(&self.cfg).map_err(|e| e.to_string())?),
             ("epochs_done".to_string(), self.epochs_done.to_string()),
             ("rng".to_string(), serde_json::to_string(&self.rng.state()).unwrap()),
+            ("device_rng".to_string(), serde_json::to_string(&self.device.as_ref().map(|d| d.rng.state())).unwrap()),
             ("optimizer_steps".to_string(), self.opt.moments().2.to_string()),
             ("rule_counters".to_string(), serde_json::to_string(&rs.counters).unwrap()),
             ("history".to_string(), serde_json::to_string(history).map_err(|e| e.to_string())?),
@@ -712,6 +747,16 @@ impl Trainer {
             (0..self.net.params.len()).map(|i| tensors.get(&format!("mask.{i}")).map(|(_, d)| d.clone())).collect();
         self.masks = masks.iter().any(|m| m.is_some()).then_some(masks);
         self.rng = Rng::from_state(rng);
+        // (Absent from checkpoints written before hardware existed: ideal runs.)
+        let device_rng: Option<[u64; 4]> = match meta.get("device_rng") {
+            Some(s) => serde_json::from_str(s).map_err(|_| bad("device_rng"))?,
+            None => None,
+        };
+        match (self.device.as_mut(), device_rng) {
+            (Some(d), Some(r)) => d.rng = Rng::from_state(r),
+            (None, None) => {}
+            _ => return Err(format!("{p}: the checkpoint's hardware devices do not match this run's")),
+        }
         self.epochs_done = epochs_done;
         if history.epochs.len() != epochs_done {
             return Err(format!("{p}: {} epoch records for {epochs_done} epochs", history.epochs.len()));

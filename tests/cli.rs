@@ -779,3 +779,70 @@ fn online_and_interference_refuse_bad_flags() {
         assert!(e.contains(want), "{extra:?}: {e}");
     }
 }
+
+/// Hardware conditions end to end: a DFA run on NeuroSim's defaults stopped and resumed gives the
+/// uninterrupted records (the devices' write randomness comes back from the checkpoint); `eval`
+/// of its saved model reproduces its accuracy on the same hardware; a plan's `hardware` axis is
+/// one training run per condition, recorded with its condition, and refused where it makes no
+/// sense.
+#[test]
+fn hardware_runs_resume_evaluate_and_form_a_plan_axis() {
+    let d = tmp("hardware");
+    let (whole, parts) = (d.join("whole"), d.join("parts"));
+    let base = ["train", "--rule", "dfa", "--arch", "mlp:64,32", "--epochs", "3", "--threads", "1", "-q"];
+    let with = |more: &[&str]| -> Vec<String> {
+        base.iter().chain(["--hardware", "neurosim"].iter()).chain(more).map(|s| s.to_string()).collect()
+    };
+    let run = |a: Vec<String>| ok(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    run(with(&["--save", "--out", whole.to_str().unwrap()]));
+    run(with(&["--stop-after", "1", "--out", parts.to_str().unwrap()]));
+    ok(&["train", "--resume", parts.to_str().unwrap(), "-q"]);
+    let (a, b) = (result(&whole), result(&parts));
+    assert_eq!(history(&a), history(&b), "resumed records differ");
+    assert_eq!(a["config"]["hardware"], "neurosim");
+    // The ideal run differs (the hardware acted) and its config has no hardware key.
+    let ideal = d.join("ideal");
+    ok(&base.iter().copied().chain(["--out", ideal.to_str().unwrap()]).collect::<Vec<_>>());
+    let i = result(&ideal);
+    assert_ne!(history(&i), history(&a));
+    assert!(i["config"].get("hardware").is_none(), "{}", i["config"]);
+    let want = a["test_accuracy"].as_f64().unwrap();
+    let text = String::from_utf8(ok(&["eval", whole.to_str().unwrap()]).stdout).unwrap();
+    let line = text.lines().find(|l| l.starts_with("test ")).unwrap();
+    let got: f64 = line.rsplit_once('(').unwrap().1.trim_end_matches(')').parse().unwrap();
+    assert_eq!(got, want, "{text}");
+    // Bad conditions are clear errors.
+    let e = fail(&["train", "--hardware", "quantum", "-q"]);
+    assert!(e.contains("quantum") && e.contains("neurosim"), "{e}");
+    let e = fail(&["train", "--arch", "lenet", "--data", "digits", "--hardware", "neurosim", "--epochs", "1", "-q"]);
+    assert!(e.contains("adc_bits") || e.contains("lenet"), "{e}");
+    // A plan axis: two conditions, one run each, ids and records naming the condition.
+    let plan = d.join("hw.toml");
+    std::fs::write(
+        &plan,
+        "name = \"hw\"\ndata = \"digits\"\narch = \"mlp:32\"\nrules = [\"bp\"]\nepochs = [2]\nseeds = 1\n\
+         hardware = [\"ideal\", \"int4-adc5-var\"]\n[train]\nthreads = 1\n",
+    )
+    .unwrap();
+    let out = d.join("hw-out");
+    ok(&["compare", plan.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let recs: Vec<serde_json::Value> = std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 2);
+    let hw: Vec<&serde_json::Value> = recs.iter().filter(|r| r.get("hardware").is_some()).collect();
+    assert_eq!(hw.len(), 1);
+    assert_eq!(hw[0]["hardware"], "int4-adc5-var");
+    assert!(hw[0]["id"].as_str().unwrap().contains("|hw=int4-adc5-var"));
+    ok(&["report", out.to_str().unwrap()]);
+    let md = std::fs::read_to_string(out.join("report/report.md")).unwrap();
+    assert!(md.contains("hardware int4-adc5-var"), "{md}");
+    std::fs::write(&plan, "rules = [\"bp\"]\nhardware = [\"neurosim\", \"neurosim\"]\n").unwrap();
+    let e = fail(&["compare", plan.to_str().unwrap(), "--estimate"]);
+    assert!(e.contains("hardware"), "{e}");
+    std::fs::write(&plan, "rules = [\"bp\"]\n[train]\nhardware = \"neurosim\"\n").unwrap();
+    let e = fail(&["compare", plan.to_str().unwrap(), "--estimate"]);
+    assert!(e.contains("condition of the plan"), "{e}");
+}

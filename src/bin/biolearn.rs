@@ -592,6 +592,11 @@ struct TrainFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     val_fraction: Option<f32>,
+    /// Compute-in-memory hardware to train and run on: ideal (default), int8, int4-adc5-var,
+    /// neurosim, or a TOML file of non-idealities (`nn::hardware::HardwareConfig`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hardware: Option<String>,
 }
 
 #[derive(Args)]
@@ -1028,7 +1033,14 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
         plan.fractions.len(),
         plan.shots.len(),
         plan.seeds,
-        if plan.pruning == PruneMode::Gradual { " x sparsities" } else { "" },
+        [
+            (plan.pruning == PruneMode::Gradual).then(|| " x sparsities".to_string()),
+            (plan.train_noise.len() > 1).then(|| format!(" x {} training-noise levels", plan.train_noise.len())),
+            (plan.hardware.len() > 1).then(|| format!(" x {} hardware conditions", plan.hardware.len())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<String>(),
         parallel,
         shard.map_or(String::new(), |(i, n)| format!(", shard {i}/{n}"))
     );

@@ -269,7 +269,12 @@ pub struct Builder<'r> {
 
 impl<'r> Builder<'r> {
     pub fn new(input: Shape, init: Init, rng: &'r mut Rng) -> Self {
-        Builder { net: Network { layers: vec![], params: vec![], shapes: vec![input] }, init, rng, dry: false }
+        Builder {
+            net: Network { layers: vec![], params: vec![], shapes: vec![input], hw: None },
+            init,
+            rng,
+            dry: false,
+        }
     }
     fn cur(&self) -> Shape {
         *self.net.shapes.last().unwrap()

@@ -16,6 +16,7 @@ pub mod arch;
 pub mod batchnorm;
 pub mod compete;
 pub mod conv;
+pub mod hardware;
 pub mod jvp;
 pub mod loss;
 pub mod pool;
@@ -166,6 +167,9 @@ pub struct Network {
     pub params: Vec<Param>,
     /// shapes[i]: the per-sample shape entering layer i; shapes[layers.len()]: the output.
     pub shapes: Vec<Shape>,
+    /// Compute-in-memory reads (`hardware`): quantised layer inputs, the ADC of dense layers'
+    /// sub-arrays, quantised errors. None: exact.
+    pub hw: Option<std::sync::Arc<hardware::ReadModel>>,
 }
 
 /// How a forward pass runs its layers: evaluation, training (dropout draws masks, batch norm
@@ -583,6 +587,10 @@ impl Network {
         let train = pass != Pass::Eval;
         let n = ws.n;
         for i in lo..hi {
+            if let (Some(hw), Some(_)) = (&self.hw, self.layers[i].weight()) {
+                let d = self.shapes[i].len();
+                hardware::quantize_rows(&mut ws.acts[i][..n * d], d, hw.activation_bits);
+            }
             let (lo, hi) = ws.acts.split_at_mut(i + 1);
             let x = &lo[i][..n * self.shapes[i].len()];
             let y = &mut hi[0][..n * self.shapes[i + 1].len()];
@@ -590,11 +598,21 @@ impl Network {
             match &self.layers[i] {
                 Layer::Dense { w, b, inp, out } => {
                     let bias = b.map(|b| params[b].data.as_slice());
-                    dense_forward(x, n, *inp, *out, &params[*w].data, bias, y);
+                    match &self.hw {
+                        Some(hw) if hw.adc_bits > 0 => {
+                            hw.dense_forward(x, n, *inp, *out, &params[*w].data, hw.ranges[*w], bias, y)
+                        }
+                        _ => dense_forward(x, n, *inp, *out, &params[*w].data, bias, y),
+                    }
                 }
                 Layer::Conv { w, b, geom } if geom.is_dense() => {
                     let bias = b.map(|b| params[b].data.as_slice());
-                    dense_forward(x, n, geom.ckk(), geom.o, &params[*w].data, bias, y);
+                    match &self.hw {
+                        Some(hw) if hw.adc_bits > 0 => {
+                            hw.dense_forward(x, n, geom.ckk(), geom.o, &params[*w].data, hw.ranges[*w], bias, y)
+                        }
+                        _ => dense_forward(x, n, geom.ckk(), geom.o, &params[*w].data, bias, y),
+                    }
                 }
                 Layer::Conv { w, b, geom } => {
                     let Aux::Conv { cols, tmp, .. } = &mut ws.aux[i] else { unreachable!() };
@@ -678,6 +696,10 @@ impl Network {
     ) {
         let n = ws.n;
         for i in (lo..hi).rev() {
+            if let (Some(hw), Some(_)) = (&self.hw, self.layers[i].weight()) {
+                let len = n * self.shapes[i + 1].len();
+                hardware::quantize_error(&mut ws.grads[i + 1][..len], hw.error_bits);
+            }
             let need_dx = i > lo || input_grad;
             let (glo, ghi) = ws.grads.split_at_mut(i + 1);
             let g = &ghi[0][..n * self.shapes[i + 1].len()];

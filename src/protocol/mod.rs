@@ -278,6 +278,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
             train_samples: train.n,
             seed: cfg.seed,
             train_noise: spec.train_noise,
+            hardware: (cfg.hardware != "ideal").then(|| cfg.hardware.clone()),
             gradual_sparsity: spec.gradual,
             epochs: cfg.epochs,
             status: if ok { Status::Ok } else { Status::Diverged },

@@ -94,6 +94,9 @@ pub struct Plan {
     pub salt_pepper: Vec<f64>,
     /// Gaussian noise std on training inputs (one run each).
     pub train_noise: Vec<f64>,
+    /// Compute-in-memory hardware conditions (`nn::hardware` presets, or TOML files of
+    /// non-idealities): one training run each, trained and tested on that hardware.
+    pub hardware: Vec<String>,
     /// Few-shot conditions: k training samples per class (seeded, one run per k besides the
     /// fractions).
     pub shots: Vec<usize>,
@@ -189,6 +192,7 @@ impl Default for Plan {
             noise: vec![0.0],
             salt_pepper: vec![],
             train_noise: vec![0.0],
+            hardware: vec!["ideal".into()],
             shots: vec![],
             fgsm: vec![],
             pgd: vec![],
@@ -342,6 +346,18 @@ impl Plan {
             bad(v.iter().all(|x| x.is_finite()), &format!("{name}: every value must be a finite number"))?;
             bad(!twice(v), &format!("{name}: a value is listed twice"))?;
         }
+        let mut hw = self.hardware.clone();
+        hw.sort_unstable();
+        bad(!hw.is_empty(), "hardware: give at least one condition (\"ideal\" is the default)")?;
+        bad(!hw.windows(2).any(|w| w[0] == w[1]), "hardware: a condition is listed twice")?;
+        for h in &self.hardware {
+            crate::nn::hardware::HardwareConfig::named(h).map_err(|e| format!("hardware: {e}"))?;
+        }
+        let tables = std::iter::once(&self.train).chain(self.rule.values()).chain(self.arm.values());
+        bad(
+            !tables.into_iter().any(|t| t.contains_key("hardware")),
+            "hardware is a condition of the plan (`hardware = [...]`), not a setting of [train], [rule.X] or [arm.Y]",
+        )?;
         let ints = |v: &[usize]| twice(&v.iter().map(|&x| x as f64).collect::<Vec<_>>());
         bad(!ints(&self.epochs) && !ints(&self.shots), "epochs / shots: a value is listed twice")?;
         bad(self.parallel != Some(0), "parallel must be at least 1")?;
@@ -518,13 +534,20 @@ impl Plan {
         for entry in self.entries()? {
             let rule = entry.rule;
             for &(fraction, shots) in &data {
-                for &tn in &self.train_noise {
+                for (hw, &tn) in self.hardware.iter().flat_map(|h| self.train_noise.iter().map(move |t| (h, t))) {
                     for g in &gradual {
                         for seed in 0..self.seeds {
-                            let cfg = self.config_of(&entry, seed)?;
+                            let mut cfg = self.config_of(&entry, seed)?;
+                            cfg.hardware = hw.clone();
                             // The id hashes what the plan sets (not the resolved config, which
-                            // grows a field with every new rule setting and its default).
-                            let h = fnv(&(self.settings_key(&entry) + &evals));
+                            // grows a field with every new rule setting and its default), and
+                            // the hardware condition's non-idealities (ideal: nothing, so that
+                            // plans written before hardware existed keep their ids).
+                            let mut key = self.settings_key(&entry) + &evals;
+                            if hw != "ideal" {
+                                key += &format!("|hw={}", crate::nn::hardware::HardwareConfig::source(hw));
+                            }
+                            let h = fnv(&key);
                             let cond = match shots {
                                 Some(k) => format!("k={k}"),
                                 None => format!("f={fraction}"),
@@ -532,6 +555,9 @@ impl Plan {
                             let mut id = format!("{}|{}|{}|{cond}|s={seed}", self.data, cfg.arch, rule);
                             if tn > 0.0 {
                                 id += &format!("|tn={tn}");
+                            }
+                            if hw != "ideal" {
+                                id += &format!("|hw={hw}");
                             }
                             if let Some(g) = g {
                                 id += &format!("|gp={g}");

@@ -84,6 +84,9 @@ pub struct Record {
     pub seed: u64,
     /// Std of Gaussian noise added to training inputs (0 = none).
     pub train_noise: f64,
+    /// The compute-in-memory hardware condition (`nn::hardware`; None: ideal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<String>,
     /// Final sparsity when the run was pruned gradually during training (None: one-shot
     /// pruning after training, reported in `pruning`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,6 +154,7 @@ mod tests {
             train_samples: 10,
             seed: 0,
             train_noise: 0.0,
+            hardware: None,
             gradual_sparsity: None,
             epochs: 1,
             status: Status::Ok,

@@ -1,6 +1,6 @@
 //! Reporting: read `results.jsonl` files and write `report.md`, `index.html` and plots.
 //!
-//! Records are grouped by (data, arch, train_noise); within a group rules are
+//! Records are grouped by (data, arch, train_noise, gradual pruning, hardware); within a group rules are
 //! listed BP first, then alphabetically, and every rule keeps one colour in all
 //! plots. Accuracies (fractions in the file) are shown as percentages.
 
@@ -171,6 +171,7 @@ struct Group<'a> {
     arch: String,
     train_noise: f64,
     gradual: Option<f64>,
+    hardware: Option<String>,
     recs: Vec<&'a Record>,
     /// Budget-only runs (`budgets = "separate"`): read for the epoch budgets only.
     budget_only: Vec<&'a Record>,
@@ -184,6 +185,9 @@ impl<'a> Group<'a> {
         }
         if let Some(g) = self.gradual {
             t.push_str(&format!(" (gradual pruning to sparsity {})", num(g)));
+        }
+        if let Some(h) = &self.hardware {
+            t.push_str(&format!(" (hardware {h})"));
         }
         t
     }
@@ -206,16 +210,16 @@ fn group_records(records: &[Record]) -> Vec<Group<'_>> {
     // Runs that share data and conditions form one group; the rules in it may each have their
     // own network (a plan's per-rule `arch`: Hebbian rules), shown in the title. Only when one
     // rule ran on several networks are the networks split into groups of their own.
-    let mut map: BTreeMap<(String, u64, Option<u64>), Vec<&Record>> = BTreeMap::new();
+    let mut map: BTreeMap<(String, u64, Option<u64>, Option<String>), Vec<&Record>> = BTreeMap::new();
     // Few-shot runs have their own section (`section_few_shot`).
     for r in records.iter().filter(|r| r.shots.is_none()) {
         // bit pattern of a non-negative f64 orders like the value
         let noise_key = r.train_noise.abs().to_bits();
         let gradual_key = r.gradual_sparsity.map(|g| g.abs().to_bits());
-        map.entry((r.data.clone(), noise_key, gradual_key)).or_default().push(r);
+        map.entry((r.data.clone(), noise_key, gradual_key, r.hardware.clone())).or_default().push(r);
     }
     let mut out = Vec::new();
-    for ((data, _, _), recs) in map {
+    for ((data, _, _, hardware), recs) in map {
         let mut archs_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for r in &recs {
             archs_of.entry(r.rule.as_str()).or_default().insert(r.arch.as_str());
@@ -237,6 +241,7 @@ fn group_records(records: &[Record]) -> Vec<Group<'_>> {
                 arch: archs.into_iter().collect::<Vec<_>>().join(", "),
                 train_noise: recs[0].train_noise.abs(),
                 gradual: recs[0].gradual_sparsity,
+                hardware: hardware.clone(),
                 recs,
                 budget_only,
             });

@@ -200,7 +200,9 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
     let few_shot: Vec<&Record> = records
         .iter()
         .filter(|r| r.shots.is_some() && r.data == g.data && archs.contains(r.arch.as_str()))
-        .filter(|r| same(r.train_noise.abs(), g.train_noise) && r.gradual_sparsity == g.gradual)
+        .filter(|r| {
+            same(r.train_noise.abs(), g.train_noise) && r.gradual_sparsity == g.gradual && r.hardware == g.hardware
+        })
         .collect();
     let lookup = Lookup { budget_only: g.budget_only.clone(), few_shot: few_shot.clone() };
     let qs = questions(g, &few_shot, full);

@@ -35,6 +35,7 @@ fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: 
         train_samples: (60000.0 * fraction) as usize,
         seed,
         train_noise: 0.0,
+        hardware: None,
         gradual_sparsity: None,
         epochs,
         status: if diverged { Status::Diverged } else { Status::Ok },

@@ -219,7 +219,7 @@ mod tests {
             net.prepare(&mut ws, 32);
             rng.fill_normal(ws.input_mut(), 1.0);
             let y: Vec<u32> = (0..32).map(|_| rng.below(3) as u32).collect();
-            let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None };
+            let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None , device: None };
             r.train_batch(&mut Step::new(&mut net, &mut ws, &y, Loss::Ce, &mut g, &mut rng), &mut upd);
         }
         for &(at, b) in &r.fb.feedback {
@@ -309,7 +309,7 @@ mod tests {
                 }
             }
             ws.input_mut().copy_from_slice(&x);
-            let mut upd = Updater { opt: &mut opt, lr: 0.01, masks: None };
+            let mut upd = Updater { opt: &mut opt, lr: 0.01, masks: None , device: None };
             let st = r.train_batch(&mut Step::new(&mut net, &mut ws, &y, Loss::Ce, &mut g, &mut rng), &mut upd);
             losses.push(st.loss_sum / 16.0);
         }

@@ -227,7 +227,7 @@ mod tests {
         net.prepare(&mut ws, y.len());
         ws.input_mut().copy_from_slice(x);
         let mut opt = Optimizer::new(OptimConfig::default(), &net.update_sizes());
-        let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None };
+        let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None , device: None };
         r.train_batch(&mut Step::new(net, &mut ws, y, Loss::Ce, &mut g, &mut rng), &mut upd);
     }
 

@@ -10,6 +10,7 @@
 
 pub mod settings;
 
+use crate::nn::hardware::Device;
 use crate::nn::prune::{self, Masks};
 use crate::nn::{Loss, Network, Workspace};
 use crate::optim::Optimizer;
@@ -242,6 +243,9 @@ pub struct Updater<'a> {
     pub opt: &'a mut Optimizer,
     pub lr: f32,
     pub masks: Option<&'a Masks>,
+    /// Compute-in-memory devices the weights live on (`nn::hardware`): every change is written
+    /// to them as pulses. None: digital weights.
+    pub device: Option<&'a mut Device>,
 }
 
 impl Updater<'_> {
@@ -254,7 +258,13 @@ impl Updater<'_> {
     /// driver: `change` writes them, then the pruning masks are applied, as after an optimiser
     /// step. Rules change weights only through the Updater.
     pub fn local(&mut self, net: &mut Network, change: impl FnOnce(&mut Network)) {
+        if let Some(d) = self.device.as_deref_mut() {
+            d.before_update(net);
+        }
         change(net);
+        if let Some(d) = self.device.as_deref_mut() {
+            d.after_update(net);
+        }
         if let Some(m) = self.masks {
             prune::apply(net, m);
         }
@@ -263,10 +273,24 @@ impl Updater<'_> {
     /// One optimiser step on the trainable parameters `which` selects (by parameter index).
     pub fn apply_where(&mut self, net: &mut Network, grads: &[Vec<f32>], which: impl Fn(usize) -> bool) {
         self.opt.begin_step();
+        let quantized = match self.device.as_deref_mut() {
+            Some(d) => {
+                d.before_update(net);
+                d.quantized_gradients(grads, &which)
+            }
+            None => None,
+        };
+        let g = quantized.as_deref().unwrap_or(grads);
         for (i, p) in net.params.iter_mut().enumerate() {
             if p.trainable() && which(i) {
-                self.opt.update(i, &mut p.data, &grads[i], self.lr);
+                self.opt.update(i, &mut p.data, &g[i], self.lr);
             }
+        }
+        if let Some(d) = self.device.as_deref_mut() {
+            if let Some(q) = quantized {
+                d.return_gradients(q);
+            }
+            d.after_update(net);
         }
         if let Some(m) = self.masks {
             prune::apply(net, m);

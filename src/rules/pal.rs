@@ -232,7 +232,7 @@ mod tests {
             n.prepare(&mut ws, 16);
             rng.fill_normal(ws.input_mut(), 1.0);
             let y: Vec<u32> = (0..16).map(|_| rng.below(3) as u32).collect();
-            let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None };
+            let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None , device: None };
             r.train_batch(&mut Step::new(&mut n, &mut ws, &y, Loss::Ce, &mut g, &mut rng), &mut upd);
         }
         let after: Vec<f64> = pairs.iter().map(|&(w, b)| crate::rules::angle(&n.params[w].data, &n.params[b].data)).collect();

@@ -540,7 +540,7 @@ mod tests {
             net.prepare(&mut ws, 32);
             rng.fill_normal(ws.input_mut(), 1.0);
             let y: Vec<u32> = (0..32).map(|_| rng.below(3) as u32).collect();
-            let mut upd = crate::rules::Updater { opt: &mut opt, lr: 0.0, masks: None };
+            let mut upd = crate::rules::Updater { opt: &mut opt, lr: 0.0, masks: None , device: None };
             r.train_batch(&mut Step::new(&mut net, &mut ws, &y, crate::nn::Loss::Ce, &mut g, &mut rng), &mut upd);
         }
         let after = angle(&net);
@@ -593,7 +593,7 @@ mod tests {
                     assert!(v.iter().any(|u| *u != 0.0), "parameter {p} got no update");
                 }
             }
-            let mut upd = crate::rules::Updater { opt: &mut opt, lr: 0.05, masks: None };
+            let mut upd = crate::rules::Updater { opt: &mut opt, lr: 0.05, masks: None , device: None };
             upd.apply(&mut net, &g);
             losses.push(st.loss_sum / 8.0);
         }

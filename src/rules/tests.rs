@@ -288,7 +288,7 @@ fn constrained_fa_forwards_every_weight_at_its_initial_norm() {
         let mut opt = Optimizer::new(OptimConfig { lr: 0.5, ..Default::default() }, &net.update_sizes());
         for _ in 0..3 {
             let g = grads_of(&mut rule, &mut net, &x, &y);
-            let mut upd = Updater { opt: &mut opt, lr: 0.5, masks: None };
+            let mut upd = Updater { opt: &mut opt, lr: 0.5, masks: None, device: None };
             upd.apply(&mut net, &g);
         }
         // The next step's forward pass (the rule rescales before it).
@@ -389,7 +389,7 @@ fn feedback_matrices_are_network_parameters_that_only_their_rule_changes() {
         for _ in 0..5 {
             net.prepare(&mut ws, y.len());
             ws.input_mut().copy_from_slice(&x);
-            let mut upd = Updater { opt: &mut opt, lr: 0.1, masks: None };
+            let mut upd = Updater { opt: &mut opt, lr: 0.1, masks: None, device: None };
             rule.train_batch(&mut Step::new(&mut net, &mut ws, &y, Loss::Ce, &mut g, &mut Rng::new(1)), &mut upd);
         }
         assert_ne!(net.params[0].data, before[0].data, "{name}: the forward weights did not move");
@@ -519,7 +519,7 @@ mod predictive_coding {
         net.prepare(&mut ws, y.len());
         ws.input_mut().copy_from_slice(x);
         let mut g = net.zero_grads();
-        let mut upd = Updater { opt: &mut opt, lr, masks: None };
+        let mut upd = Updater { opt: &mut opt, lr, masks: None, device: None };
         pc.train_batch(&mut Step::new(net, &mut ws, y, Loss::Mse, &mut g, &mut Rng::new(1)), &mut upd);
         (before, opt.steps(), pc.trace.clone())
     }
@@ -772,7 +772,7 @@ mod target_prop {
         for _ in 0..steps {
             net.prepare(&mut ws, y.len());
             ws.input_mut().copy_from_slice(x);
-            let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None };
+            let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None, device: None };
             tp.train_batch(&mut Step::new(net, &mut ws, y, Loss::Ce, &mut g, &mut Rng::new(1)), &mut upd);
         }
     }
@@ -1034,7 +1034,7 @@ mod pc_positive {
         for _ in 0..200 {
             net.prepare(&mut ws, 4);
             ws.input_mut().copy_from_slice(&x);
-            let mut upd = Updater { opt: &mut opt, lr: 0.1, masks: None };
+            let mut upd = Updater { opt: &mut opt, lr: 0.1, masks: None, device: None };
             r.train_batch(&mut Step::new(&mut net, &mut ws, &y, Loss::Mse, &mut g, &mut Rng::new(1)), &mut upd);
         }
         let d1 = dist(&r, &net);
@@ -1090,7 +1090,7 @@ mod softhebb {
             for (i, v) in ws.input_mut().iter_mut().enumerate() {
                 *v = ((i * 7) % 5) as f32 / 5.0;
             }
-            let mut upd = Updater { opt: &mut opt, lr: 0.01, masks: None };
+            let mut upd = Updater { opt: &mut opt, lr: 0.01, masks: None, device: None };
             let mut rng = Rng::new(1);
             let step = Step::new(&mut net, &mut ws, &[0, 1, 0, 1], Loss::Ce, &mut g, &mut rng);
             rule.train_batch(&mut Step { epoch, ..step }, &mut upd);
@@ -1130,7 +1130,7 @@ mod softhebb {
         let (mut ws, mut g) = (Workspace::default(), net.zero_grads());
         net.prepare(&mut ws, 4);
         ws.input_mut().copy_from_slice(&[1.0, 0.5, 0.2, 0.3, 0.9, 0.4, 0.8, 0.8, 0.1, 0.2, 0.3, 1.0]);
-        let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None };
+        let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None, device: None };
         rule.train_batch(
             &mut Step::new(&mut net, &mut ws, &[0, 1, 0, 1], Loss::Ce, &mut g, &mut Rng::new(1)),
             &mut upd,
@@ -1194,7 +1194,7 @@ mod softhebb {
                 ws.input_mut()[r * d..(r + 1) * d].copy_from_slice(x);
                 y.push(*label);
             }
-            let mut upd = Updater { opt: &mut opt, lr: 0.05, masks: None };
+            let mut upd = Updater { opt: &mut opt, lr: 0.05, masks: None, device: None };
             let step = Step::new(net, &mut ws, &y, Loss::Ce, &mut g, &mut rng);
             rule.train_batch(&mut Step { epoch, ..step }, &mut upd);
         }
@@ -1365,7 +1365,7 @@ mod hebb_wta {
         for step in 0..400 {
             batch(&net, &mut ws, &mut rng, 16);
             let labels: Vec<u32> = (0..16).map(|i| i % 2).collect();
-            let mut upd = Updater { opt: &mut opt, lr: 0.01, masks: None };
+            let mut upd = Updater { opt: &mut opt, lr: 0.01, masks: None, device: None };
             rule.train_batch(&mut Step::new(&mut net, &mut ws, &labels, Loss::Ce, &mut g, &mut rng), &mut upd);
             Hebbian::hard_wta(&ws.acts[1], 16, 4, 16, &mut y, &mut wins);
             for pos in 0..16 * 16 {
@@ -1479,7 +1479,7 @@ mod activation_learning {
         net.prepare(&mut ws, 2);
         ws.input_mut().copy_from_slice(&x);
         let head_before = net.params[net.layers[3].weight().unwrap()].data.clone();
-        let mut upd = Updater { opt: &mut opt, lr: 0.1, masks: None };
+        let mut upd = Updater { opt: &mut opt, lr: 0.1, masks: None, device: None };
         rule.train_batch(&mut Step::new(&mut net, &mut ws, &labels, Loss::Ce, &mut g, &mut Rng::new(1)), &mut upd);
         let w1 = &net.params[net.layers[1].weight().unwrap()].data;
         for r in 0..k {
@@ -1719,11 +1719,11 @@ fn streaming_steps_equal_full_ones_and_hold_a_few_layers() {
             wb.input_mut().copy_from_slice(&x);
             let sa = ra.train_batch(
                 &mut Step::new(&mut na, &mut wa, &y, Loss::Ce, &mut ga, &mut rnga),
-                &mut Updater { opt: &mut oa, lr: 0.05, masks: None },
+                &mut Updater { opt: &mut oa, lr: 0.05, masks: None, device: None },
             );
             let sb = rb.train_batch(
                 &mut Step::new(&mut nb, &mut wb, &y, Loss::Ce, &mut gb, &mut rngb),
-                &mut Updater { opt: &mut ob, lr: 0.05, masks: None },
+                &mut Updater { opt: &mut ob, lr: 0.05, masks: None, device: None },
             );
             assert_eq!((sa.loss_sum, sa.correct), (sb.loss_sum, sb.correct), "{name}");
             assert_eq!(wa.output(), wb.output(), "{name}");
@@ -1784,7 +1784,7 @@ fn recurrent_rules_build_and_learn_a_sequence_task() {
         for _ in 0..150 {
             net.prepare(&mut ws, n);
             ws.input_mut().copy_from_slice(&x);
-            let mut upd = Updater { opt: &mut opt, lr: 0.01, masks: None };
+            let mut upd = Updater { opt: &mut opt, lr: 0.01, masks: None, device: None };
             let st =
                 rule.train_batch(&mut Step::new(&mut net, &mut ws, &y, Loss::Ce, &mut g, &mut Rng::new(1)), &mut upd);
             losses.push(st.loss_sum / n as f64);
@@ -1943,6 +1943,43 @@ mod prospective_configuration {
                 "eps {eps}: drop {drop}, eps |g|^2 {}",
                 eps as f64 * norm2
             );
+        }
+    }
+}
+
+/// Hardware through the Updater: devices with nothing non-ideal leave every FA step exactly as
+/// without them (weights, feedback matrix); 3-bit devices hold every weight and the feedback
+/// matrix on their 8 levels after every step while the biases stay digital.
+#[test]
+fn hardware_devices_through_the_updater() {
+    use crate::nn::hardware::{Device, HardwareConfig};
+    let run = |hw: Option<&str>| {
+        let mut net = mlp(21);
+        let (x, y) = batch(&net, 6, 12);
+        let mut rule = FeedbackAlignment::new(Mode::Fa, &mut net, &mut Rng::new(23));
+        let mut device = hw.map(|t| {
+            let c: HardwareConfig = toml::from_str(t).unwrap();
+            Device::new(&c, &mut net, &mut Rng::new(25))
+        });
+        let mut opt = Optimizer::new(OptimConfig { lr: 0.5, ..Default::default() }, &net.update_sizes());
+        for _ in 0..3 {
+            let g = grads_of(&mut rule, &mut net, &x, &y);
+            let mut upd = Updater { opt: &mut opt, lr: 0.5, masks: None, device: device.as_mut() };
+            upd.apply(&mut net, &g);
+        }
+        net
+    };
+    let ideal = run(None);
+    let same = run(Some("range = 2.0"));
+    for (a, b) in ideal.params.iter().zip(&same.params) {
+        assert_eq!(a.data, b.data, "{}", a.name);
+    }
+    let q = run(Some("weight_bits = 3"));
+    for (p, p0) in q.params.iter().zip(&mlp(21).params) {
+        let distinct: std::collections::BTreeSet<u32> = p.data.iter().map(|v| v.to_bits()).collect();
+        match p.kind {
+            crate::nn::ParamKind::Bias => assert!(p.data != p0.data, "{}: trained", p.name),
+            _ => assert!(distinct.len() <= 8, "{}: {} values on 3-bit devices", p.name, distinct.len()),
         }
     }
 }
