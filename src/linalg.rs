@@ -46,6 +46,84 @@ pub fn macs() -> u64 {
     MACS.with(|c| c.get())
 }
 
+/// The in-memory arrays a training step reads (for the hardware cost model,
+/// `protocol::cost`): the parameter buffers registered by `watch_arrays`, each stored
+/// `out x inp` row-major as a crossbar holds it (inputs on its rows), and the vectors every
+/// `matmul` on this thread read through them: along the inputs (`forward`, y = W x) or the
+/// outputs (`transposed`, d = W^T e). Products with no registered operand (weight gradients,
+/// a rule's own element arithmetic) are digital and not counted here.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ArrayReads {
+    /// (first address, length) of each registered buffer.
+    spans: Vec<(usize, usize)>,
+    pub forward: Vec<u64>,
+    pub transposed: Vec<u64>,
+}
+
+impl ArrayReads {
+    fn array_of(&self, v: &[f32]) -> Option<usize> {
+        let p = v.as_ptr() as usize;
+        self.spans.iter().position(|&(a, len)| p >= a && p < a + len * 4)
+    }
+    /// Add another step's reads (same arrays).
+    pub fn add(&mut self, o: &ArrayReads) {
+        for (a, b) in self.forward.iter_mut().zip(&o.forward) {
+            *a += b;
+        }
+        for (a, b) in self.transposed.iter_mut().zip(&o.transposed) {
+            *a += b;
+        }
+    }
+}
+
+thread_local! {
+    static READS: std::cell::RefCell<Option<ArrayReads>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Count the reads of these buffers (a run's weight and feedback arrays) on this thread until
+/// `take_reads`.
+pub fn watch_arrays(bufs: &[&[f32]]) {
+    let spans = bufs.iter().map(|b| (b.as_ptr() as usize, b.len())).collect();
+    let n = bufs.len();
+    READS.with(|r| *r.borrow_mut() = Some(ArrayReads { spans, forward: vec![0; n], transposed: vec![0; n] }));
+}
+
+/// The reads counted since `watch_arrays`, which stops counting.
+pub fn take_reads() -> Option<ArrayReads> {
+    READS.with(|r| r.borrow_mut().take())
+}
+
+/// A read of array `w` by `vectors` input vectors computed outside `matmul` (the hardware read
+/// model's sub-array products, which work on a conductance copy of `w`).
+pub fn note_read(w: &[f32], vectors: usize, transposed: bool) {
+    READS.with(|r| {
+        if let Some(r) = r.borrow_mut().as_mut() {
+            if let Some(i) = r.array_of(w) {
+                let v = if transposed { &mut r.transposed } else { &mut r.forward };
+                v[i] += vectors as u64;
+            }
+        }
+    });
+}
+
+/// Classify one product for `ArrayReads`: a registered `b` stored n x k (`tb`) is read along
+/// its inputs by the m rows of `a`, stored k x n it is read transposed; a registered `a` stored
+/// m x k is read along its inputs by the n columns of `b`, stored k x m transposed.
+#[allow(clippy::too_many_arguments)]
+fn count_reads(m: usize, n: usize, a: &[f32], ta: bool, b: &[f32], tb: bool) {
+    READS.with(|r| {
+        if let Some(r) = r.borrow_mut().as_mut() {
+            if let Some(i) = r.array_of(b) {
+                let v = if tb { &mut r.forward } else { &mut r.transposed };
+                v[i] += m as u64;
+            } else if let Some(i) = r.array_of(a) {
+                let v = if ta { &mut r.transposed } else { &mut r.forward };
+                v[i] += n as u64;
+            }
+        }
+    });
+}
+
 /// `c = op(a) * op(b)` (or `c += ...` when `accumulate`), with `op(a)` of shape m x k and
 /// `op(b)` of shape k x n, all row-major. `ta`: `a` is stored k x m (use its transpose);
 /// `tb`: `b` is stored n x k.
@@ -58,6 +136,7 @@ pub fn matmul(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: 
         return;
     }
     MACS.with(|c| c.set(c.get() + (m * n * k) as u64));
+    count_reads(m, n, a, ta, b, tb);
     if k == 0 {
         if !accumulate {
             c[..m * n].fill(0.0);

@@ -102,6 +102,10 @@ pub struct RunResult {
     /// to be continued from its checkpoint.
     #[serde(default = "yes")]
     pub complete: bool,
+    /// On compute-in-memory hardware: the arrays' activity per training step (of this
+    /// process's epochs) and its energy, latency and area (`nn::hardware::cost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_cost: Option<crate::nn::hardware::cost::HardwareCost>,
 }
 
 fn yes() -> bool {
@@ -145,6 +149,9 @@ pub struct Trainer {
     rng: Rng,
     /// The devices the weights live on (`cfg.hardware` not ideal).
     pub device: Option<Device>,
+    /// The arrays' activity per training step, for the hardware cost model (`cfg.hardware` not
+    /// ideal).
+    pub meter: Option<crate::nn::hardware::cost::Meter>,
     order: Vec<usize>,
     /// Pruning masks multiplied into the weights after every optimiser step.
     pub masks: Option<Masks>,
@@ -250,6 +257,7 @@ impl Trainer {
             net.hw = crate::nn::hardware::read_model(&net, &hw).map(std::sync::Arc::new);
             hw.has_device().then(|| Device::new(&hw, &mut net, &mut hw_rng))
         };
+        let meter = (!hw.is_ideal()).then(|| crate::nn::hardware::cost::Meter::new(&net, rule.layer_parallel()));
         Ok(Trainer {
             net,
             rule,
@@ -260,6 +268,7 @@ impl Trainer {
             grads,
             rng: stream,
             device,
+            meter,
             order: Vec::new(),
             masks: None,
             train_noise: None,
@@ -269,6 +278,18 @@ impl Trainer {
             score_before_step: false,
             prequential_correct: 0,
             keep_order: false,
+        })
+    }
+
+    /// The arrays' mean activity per training step so far and its price under the run's
+    /// hardware (None on ideal hardware or before a step).
+    pub fn hardware_cost(&self) -> Option<crate::nn::hardware::cost::HardwareCost> {
+        use crate::nn::hardware::cost;
+        let m = self.meter.as_ref().filter(|m| m.activity.steps > 0)?;
+        let hw = self.cfg.hardware_config().ok()?;
+        Some(cost::HardwareCost {
+            activity: m.activity.clone(),
+            cost: cost::estimate(&m.activity, &hw, &cost::Constants::neurosim()),
         })
     }
 
@@ -371,6 +392,10 @@ impl Trainer {
         let mut diverged_at = None;
         // One pass, or (a phase until settled) passes until the rule says it is done.
         let (mut passes, mut samples, mut steps_done) = (0usize, 0usize, 0usize);
+        if let Some(m) = &self.meter {
+            let bufs: Vec<&[f32]> = m.params.iter().map(|&i| self.net.params[i].data.as_slice()).collect();
+            crate::linalg::watch_arrays(&bufs);
+        }
         'passes: loop {
             // Each pass in a fresh seeded order (the frozen prefix above draws nothing).
             self.order.clear();
@@ -442,6 +467,10 @@ impl Trainer {
             if !phase.until_settled {
                 break;
             }
+        }
+        if let (Some(m), Some(reads)) = (self.meter.as_mut(), crate::linalg::take_reads()) {
+            let pulses = self.device.as_mut().map(|d| d.take_pulses()).unwrap_or_default();
+            m.add(steps_done as u64, &reads, &pulses);
         }
         // Means over the samples trained on (one pass: the split, as always).
         let seen = if phase.until_settled { samples.max(1) } else { n } as f64;
@@ -946,6 +975,7 @@ fn run_in_pool(
         total_seconds: t0.elapsed().as_secs_f64(),
         train_samples_per_second: seen as f64 / train_seconds.max(1e-9),
         complete,
+        hardware_cost: trainer.hardware_cost(),
     };
     Ok((result, trainer))
 }

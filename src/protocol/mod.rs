@@ -279,6 +279,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
             seed: cfg.seed,
             train_noise: spec.train_noise,
             hardware: (cfg.hardware != "ideal").then(|| cfg.hardware.clone()),
+            hardware_cost: tr.hardware_cost(),
             gradual_sparsity: spec.gradual,
             epochs: cfg.epochs,
             status: if ok { Status::Ok } else { Status::Diverged },

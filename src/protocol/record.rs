@@ -87,6 +87,10 @@ pub struct Record {
     /// The compute-in-memory hardware condition (`nn::hardware`; None: ideal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardware: Option<String>,
+    /// On that hardware: the arrays' activity per training step and its energy, latency and
+    /// area (`nn::hardware::cost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_cost: Option<crate::nn::hardware::cost::HardwareCost>,
     /// Final sparsity when the run was pruned gradually during training (None: one-shot
     /// pruning after training, reported in `pruning`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,6 +159,7 @@ mod tests {
             seed: 0,
             train_noise: 0.0,
             hardware: None,
+            hardware_cost: None,
             gradual_sparsity: None,
             epochs: 1,
             status: Status::Ok,

@@ -36,6 +36,7 @@ fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: 
         seed,
         train_noise: 0.0,
         hardware: None,
+        hardware_cost: None,
         gradual_sparsity: None,
         epochs,
         status: if diverged { Status::Diverged } else { Status::Ok },

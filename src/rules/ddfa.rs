@@ -122,6 +122,9 @@ impl Ddfa {
 }
 
 impl Rule for Ddfa {
+    fn layer_parallel(&self) -> bool {
+        true
+    }
     fn step(&mut self, s: &mut Step) -> StepStats {
         let (net, ws, y, loss, grads, rng) = s.parts();
         let stats = forward_with_error(net, ws, y, loss, rng);

@@ -283,6 +283,9 @@ crate::settings! {
 }
 
 impl Rule for Dfa {
+    fn layer_parallel(&self) -> bool {
+        true
+    }
     fn step(&mut self, s: &mut Step) -> StepStats {
         let (net, ws, y, loss, grads, rng) = s.parts();
         let stats = forward_with_error(net, ws, y, loss, rng);

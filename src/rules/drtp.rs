@@ -47,6 +47,9 @@ impl Drtp {
 }
 
 impl Rule for Drtp {
+    fn layer_parallel(&self) -> bool {
+        true
+    }
     fn step(&mut self, s: &mut Step) -> StepStats {
         let (net, ws, y, loss, grads, rng) = s.parts();
         let (scale, k) = (1.0 / ws.n as f32, net.output_len());

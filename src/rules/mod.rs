@@ -119,6 +119,14 @@ pub trait Rule: Send {
         Phase::TRAIN
     }
 
+    /// Every layer's update needs only the output error (or the label) and the layer's own
+    /// activity, not the layers above it (direct feedback, target projection): on hardware the
+    /// layers can update at once (the cost model's latency takes the slowest layer, not their
+    /// sum). Default: no, the error travels down layer by layer.
+    fn layer_parallel(&self) -> bool {
+        false
+    }
+
     /// The driver starts the rule's epochs over (a continual sequence's next task: its phases
     /// run again): counters kept per phase or epoch start over too (default: nothing kept).
     fn restart(&mut self) {}

@@ -92,6 +92,9 @@ impl Tpsgd {
 }
 
 impl Rule for Tpsgd {
+    fn layer_parallel(&self) -> bool {
+        true
+    }
     fn step(&mut self, s: &mut Step) -> StepStats {
         let (net, ws, y, loss, grads, rng) = s.parts();
         let (scale, k) = (1.0 / ws.n as f32, net.output_len());

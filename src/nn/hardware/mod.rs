@@ -30,6 +30,8 @@
 //! conv layers get every non-ideality but the ADC; biases and batch-norm parameters stay
 //! digital, as in NeuroSim's training model.
 
+pub mod cost;
+
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -95,10 +97,10 @@ impl Default for HardwareConfig {
 /// The shipped presets (`presets/hardware/NAME.toml`); each file's header says where it comes
 /// from.
 pub const PRESETS: &[(&str, &str)] = &[
-    ("ideal", include_str!("../../presets/hardware/ideal.toml")),
-    ("int8", include_str!("../../presets/hardware/int8.toml")),
-    ("int4-adc5-var", include_str!("../../presets/hardware/int4-adc5-var.toml")),
-    ("neurosim", include_str!("../../presets/hardware/neurosim.toml")),
+    ("ideal", include_str!("../../../presets/hardware/ideal.toml")),
+    ("int8", include_str!("../../../presets/hardware/int8.toml")),
+    ("int4-adc5-var", include_str!("../../../presets/hardware/int4-adc5-var.toml")),
+    ("neurosim", include_str!("../../../presets/hardware/neurosim.toml")),
 ];
 
 impl HardwareConfig {
@@ -292,6 +294,7 @@ impl ReadModel {
         b: Option<&[f32]>,
         y: &mut [f32],
     ) {
+        crate::linalg::note_read(w, n, false);
         let g0 = self.g_min;
         let span = 1.0 - g0;
         let mid = g0 + span * 0.5;
@@ -426,6 +429,18 @@ struct Cells {
     stuck: Vec<(usize, f32)>,
     /// The values last programmed (programmed parameters only): reprogrammed when they change.
     programmed: Vec<f32>,
+    /// Inputs of the array (its rows: the parameter's last dimensions).
+    inp: usize,
+}
+
+/// The programming pulses the devices of one parameter took (the cost model's writes).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pulses {
+    /// Pulses over all devices.
+    pub total: u64,
+    /// Sum over updates of sum over array rows of the largest pulse count in the row (rows are
+    /// programmed one after another, the devices of a row at once: NeuroSim's write latency).
+    pub row_max: u64,
 }
 
 /// The weights' devices: their curves and faults (drawn once, from the run's seed), the update's
@@ -438,6 +453,9 @@ pub struct Device {
     pub rng: Rng,
     before: Vec<Vec<f32>>,
     qgrads: Vec<Vec<f32>>,
+    /// Per device parameter (by parameter index), the pulses written since `take_pulses`.
+    pulses: Vec<(usize, Pulses)>,
+    row_scratch: Vec<u32>,
 }
 
 impl Device {
@@ -466,13 +484,46 @@ impl Device {
                     }
                 }
             }
-            cells.push(Cells { index: i, range: ranges[i], incremental, ltp, ltd, stuck, programmed: Vec::new() });
+            let inp = n / p.shape.first().copied().unwrap_or(1).max(1);
+            cells.push(Cells { index: i, range: ranges[i], incremental, ltp, ltd, stuck, programmed: Vec::new(), inp });
         }
-        let mut d = Device { cfg: cfg.clone(), cells, rng: rng.fork(), before: Vec::new(), qgrads: Vec::new() };
+        let pulses = cells.iter().map(|c| (c.index, Pulses::default())).collect();
+        let mut d = Device {
+            cfg: cfg.clone(),
+            cells,
+            rng: rng.fork(),
+            before: Vec::new(),
+            qgrads: Vec::new(),
+            pulses,
+            row_scratch: Vec::new(),
+        };
         for c in 0..d.cells.len() {
             d.program(net, c);
         }
+        d.take_pulses();
         d
+    }
+
+    /// The pulses written since the last call, per device parameter (by parameter index).
+    pub fn take_pulses(&mut self) -> Vec<(usize, Pulses)> {
+        let fresh = self.pulses.iter().map(|(i, _)| (*i, Pulses::default())).collect();
+        std::mem::replace(&mut self.pulses, fresh)
+    }
+
+    /// Count one update of `cells[c]` whose devices took `n[j]` pulses each.
+    fn count(&mut self, c: usize, n: impl Iterator<Item = (usize, u32)>) {
+        let inp = self.cells[c].inp.max(1);
+        self.row_scratch.clear();
+        self.row_scratch.resize(inp, 0);
+        let mut total = 0u64;
+        for (j, k) in n {
+            total += k as u64;
+            let r = &mut self.row_scratch[j % inp];
+            *r = (*r).max(k);
+        }
+        let p = &mut self.pulses[c].1;
+        p.total += total;
+        p.row_max += self.row_scratch.iter().map(|&k| k as u64).sum::<u64>();
     }
 
     /// Pulses spanning the conductance range (0: continuous).
@@ -488,6 +539,19 @@ impl Device {
     /// of potentiation pulses from G_min), then the stuck ones to their faults.
     fn program(&mut self, net: &mut super::Network, c: usize) {
         let steps = self.steps();
+        // A reprogrammed matrix: its devices move by the levels between the old values and the new.
+        if !self.cells[c].programmed.is_empty() && steps > 0.0 {
+            let (cl, data) = (&self.cells[c], &net.params[self.cells[c].index].data);
+            let r = cl.range;
+            let level = |w: f32| (((w / r).clamp(-1.0, 1.0) + 1.0) * 0.5 * steps).round();
+            let moves: Vec<(usize, u32)> = data
+                .iter()
+                .zip(&cl.programmed)
+                .enumerate()
+                .map(|(j, (w, o))| (j, (level(*w) - level(*o)).abs() as u32))
+                .collect();
+            self.count(c, moves.into_iter());
+        }
         let cl = &mut self.cells[c];
         let data = &mut net.params[cl.index].data;
         let r = cl.range;
@@ -562,6 +626,9 @@ impl Device {
             let before = &self.before[c];
             let r = cl.range;
             let nonlinear = cl.ltp.iter().chain(&cl.ltd).any(|k| !k.linear());
+            let mut moves = std::mem::take(&mut self.row_scratch);
+            moves.clear();
+            moves.resize(data.len(), 0);
             for (j, (w, &w0)) in data.iter_mut().zip(before).enumerate() {
                 if *w == w0 || (exact && !nonlinear && w.abs() <= r) {
                     continue;
@@ -573,6 +640,7 @@ impl Device {
                     *w = w0;
                     continue;
                 }
+                moves[j] = (share * steps).abs().round() as u32;
                 let mut g1 = if share > 0.0 {
                     let k = cl.ltp[j.min(cl.ltp.len() - 1)];
                     k.g((k.x(g0) + share).min(1.0))
@@ -587,6 +655,14 @@ impl Device {
             }
             for &(j, g) in &cl.stuck {
                 data[j] = r * (2.0 * g - 1.0);
+                moves[j] = 0;
+            }
+            if steps > 0.0 {
+                let m: Vec<(usize, u32)> = moves.iter().copied().enumerate().filter(|(_, k)| *k > 0).collect();
+                self.row_scratch = moves;
+                self.count(c, m.into_iter());
+            } else {
+                self.row_scratch = moves;
             }
         }
     }
