@@ -40,6 +40,29 @@ thread_local! {
     static MACS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
+thread_local! {
+    /// Products on this thread run on it alone (`serial`).
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` with every product it calls on this thread single-threaded: work already split
+/// across the pool's threads (layer-parallel blocks) does not split its products again.
+/// Products then block as on one thread (deterministic, but not the pool's blocking).
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    let was = SERIAL.with(|s| s.replace(true));
+    let r = f();
+    SERIAL.with(|s| s.set(was));
+    r
+}
+
+fn gemm_threads() -> usize {
+    if SERIAL.with(|s| s.get()) {
+        1
+    } else {
+        rayon::current_num_threads()
+    }
+}
+
 /// Multiply-adds (m n k) of every `matmul` this thread has called: a training step's dense and
 /// convolution arithmetic (element-wise work is not counted).
 pub fn macs() -> u64 {
@@ -146,7 +169,7 @@ pub fn matmul(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: 
     // (row stride, column stride) of each operand as seen by the product.
     let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
     let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
-    let threads = rayon::current_num_threads();
+    let threads = gemm_threads();
     // Thin products (a conv's few output channels over a whole batch of positions) still
     // split well along their long side.
     let par = if threads > 1 && m * n * k >= PAR_MIN_FLOPS && m.max(n) >= 256 {
@@ -203,7 +226,7 @@ pub fn matmul(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: 
 /// whatever the thread count.
 fn dot_products(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32], accumulate: bool) {
     const KC: usize = 2048;
-    let threads = rayon::current_num_threads();
+    let threads = gemm_threads();
     let par = threads > 1 && m * n * k >= PAR_MIN_FLOPS;
     let jb = if par { n.div_ceil(4 * threads).max(1) } else { n };
     // c transposed (n x m): each block of j is a contiguous chunk.

@@ -839,6 +839,12 @@ fn hardware_runs_resume_evaluate_and_form_a_plan_axis() {
     ok(&["report", out.to_str().unwrap()]);
     let md = std::fs::read_to_string(out.join("report/report.md")).unwrap();
     assert!(md.contains("hardware int4-adc5-var"), "{md}");
+    // The hardware section: both conditions, the non-ideal one priced.
+    let hw_md = md.split("## Compute-in-memory hardware").nth(1).expect("a hardware section");
+    let row = hw_md.lines().find(|l| l.starts_with("| bp | int4-adc5-var")).expect("bp's int4 row");
+    assert!(!row.contains("| — |"), "{row}");
+    assert!(hw_md.lines().any(|l| l.starts_with("| bp | ideal") && l.contains("| — |")), "{hw_md}");
+    assert!(hw[0]["hardware_cost"]["cost"]["step_energy_j"].as_f64().unwrap() > 0.0);
     std::fs::write(&plan, "rules = [\"bp\"]\nhardware = [\"neurosim\", \"neurosim\"]\n").unwrap();
     let e = fail(&["compare", plan.to_str().unwrap(), "--estimate"]);
     assert!(e.contains("hardware"), "{e}");

@@ -181,6 +181,18 @@ enum Pass {
     Replay,
 }
 
+/// What `Network::backward_part` works on: the workspace's activations (all, read) and the
+/// activity gradients from slot `first` on and the scratch of layers from `aux_first` on
+/// (`grads[j]` is the workspace's `grads[first + j]`, `aux[j]` its `aux[aux_first + j]`).
+pub struct BackwardPart<'a> {
+    pub n: usize,
+    pub acts: &'a [Vec<f32>],
+    pub grads: &'a mut [Vec<f32>],
+    pub aux: &'a mut [Aux],
+    pub first: usize,
+    pub aux_first: usize,
+}
+
 /// Per-layer scratch kept between the forward and the backward pass.
 #[derive(Debug, Default)]
 pub enum Aux {
@@ -694,19 +706,36 @@ impl Network {
         feedback: Option<&FeedbackMats>,
         input_grad: bool,
     ) {
-        let n = ws.n;
+        let part =
+            BackwardPart { n: ws.n, acts: &ws.acts, grads: &mut ws.grads, aux: &mut ws.aux, first: 0, aux_first: 0 };
+        self.backward_part(part, grads, lo, hi, feedback, input_grad);
+    }
+
+    /// `backward` over a part of a workspace (`BackwardPart`: the activity gradients and scratch
+    /// of layers `first..`), so that blocks with disjoint layers can run at once on disjoint
+    /// parts (layer-parallel direct feedback).
+    pub fn backward_part(
+        &self,
+        part: BackwardPart,
+        grads: &mut [Vec<f32>],
+        lo: usize,
+        hi: usize,
+        feedback: Option<&FeedbackMats>,
+        input_grad: bool,
+    ) {
+        let BackwardPart { n, acts, grads: wg, aux, first, aux_first } = part;
         for i in (lo..hi).rev() {
             if let (Some(hw), Some(_)) = (&self.hw, self.layers[i].weight()) {
                 let len = n * self.shapes[i + 1].len();
-                hardware::quantize_error(&mut ws.grads[i + 1][..len], hw.error_bits);
+                hardware::quantize_error(&mut wg[i + 1 - first][..len], hw.error_bits);
             }
             let need_dx = i > lo || input_grad;
-            let (glo, ghi) = ws.grads.split_at_mut(i + 1);
+            let (glo, ghi) = wg.split_at_mut(i + 1 - first);
             let g = &ghi[0][..n * self.shapes[i + 1].len()];
             // (Empty where no input gradient is wanted: a streaming workspace has no buffer there.)
-            let dx: &mut [f32] = if need_dx { &mut glo[i][..n * self.shapes[i].len()] } else { &mut [] };
-            let x = &ws.acts[i][..n * self.shapes[i].len()];
-            let y = &ws.acts[i + 1][..n * self.shapes[i + 1].len()];
+            let dx: &mut [f32] = if need_dx { &mut glo[i - first][..n * self.shapes[i].len()] } else { &mut [] };
+            let x = &acts[i][..n * self.shapes[i].len()];
+            let y = &acts[i + 1][..n * self.shapes[i + 1].len()];
             let fb = |w: usize| -> &[f32] { &self.params[feedback.and_then(|f| f[i]).unwrap_or(w)].data };
             match &self.layers[i] {
                 Layer::Dense { w, b, inp, out } => {
@@ -717,7 +746,7 @@ impl Network {
                     dense_backward(g, x, n, inp, out, grads, *w, *b, need_dx.then(|| (fb(*w), dx)));
                 }
                 Layer::Conv { w, b, geom } => {
-                    let Aux::Conv { cols, tmp, dcols } = &mut ws.aux[i] else { unreachable!() };
+                    let Aux::Conv { cols, tmp, dcols } = &mut aux[i - aux_first] else { unreachable!() };
                     let (dw, db) = match b {
                         Some(b) => {
                             let (dw, db) = two_mut(grads, *w, *b);
@@ -729,7 +758,7 @@ impl Network {
                     geom.backward(g, n, cols, tmp, dw, db, dxs);
                 }
                 Layer::Recurrent { wx, wh, b, bh, geom } => {
-                    let Aux::Rnn(a) = &mut ws.aux[i] else { unreachable!() };
+                    let Aux::Rnn(a) = &mut aux[i - aux_first] else { unreachable!() };
                     recurrent_grads(grads, [*wx, *wh], *b, *bh, |dwx, dwh, db, dbh| {
                         let dxs = need_dx.then(|| (fb(*wx), dx));
                         geom.backward(g, n, &self.params[*wh].data, a, false, dwx, dwh, db, dbh, dxs);
@@ -737,7 +766,7 @@ impl Network {
                 }
                 Layer::MaxPool(geo) => {
                     if need_dx {
-                        let Aux::MaxPool { arg } = &ws.aux[i] else { unreachable!() };
+                        let Aux::MaxPool { arg } = &aux[i - aux_first] else { unreachable!() };
                         geo.max_backward(g, n, arg, dx);
                     }
                 }
@@ -771,7 +800,7 @@ impl Network {
                 Layer::Dropout(p) => {
                     if need_dx {
                         if *p > 0.0 {
-                            let Aux::Dropout { mask } = &ws.aux[i] else { unreachable!() };
+                            let Aux::Dropout { mask } = &aux[i - aux_first] else { unreachable!() };
                             for ((d, gv), m) in dx.iter_mut().zip(g).zip(mask.iter()) {
                                 *d = gv * m;
                             }
@@ -781,7 +810,7 @@ impl Network {
                     }
                 }
                 Layer::BatchNorm { affine, geom, .. } => {
-                    let Aux::Bn { xhat, inv_std, eval } = &ws.aux[i] else { unreachable!() };
+                    let Aux::Bn { xhat, inv_std, eval } = &aux[i - aux_first] else { unreachable!() };
                     let gamma = affine.map(|(gm, _)| self.params[gm].data.as_slice());
                     let dgb = match affine {
                         Some((gm, bt)) => {

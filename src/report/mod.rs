@@ -5,6 +5,7 @@
 //! plots. Accuracies (fractions in the file) are shown as percentages.
 
 pub mod conditions;
+mod hardware;
 pub mod html;
 pub mod plot;
 mod scoreboard;
@@ -1087,6 +1088,7 @@ pub fn write_report_with(records: &[Record], conditions: &[PathBuf], out_dir: &P
     }
     ctx.prefix = String::new();
     section_few_shot(records, &mut ctx, &mut b)?;
+    hardware::section(records, &mut ctx, &mut b)?;
     conditions::section(conditions, &mut ctx, &mut b)?;
 
     let md_path = out_dir.join("report.md");

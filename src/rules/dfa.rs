@@ -185,13 +185,93 @@ impl DirectFeedback {
 /// DFA's signal: the output error through B, e B^T (N x K)(K x D), into `ws.grads[at]`.
 pub fn project_error(ws: &mut Workspace, at: usize, d: usize, b: &[f32]) {
     let (n, l) = (ws.n, ws.grads.len() - 1);
-    let k = b.len() / d;
     let (lo, hi) = ws.grads.split_at_mut(l);
-    linalg::matmul(n, d, k, &hi[0][..n * k], false, b, true, &mut lo[at][..n * d], false);
+    project(&hi[0], n, b, d, &mut lo[at]);
+}
+
+/// e B^T: the error `e` (n x K) through B (D x K) into `out` (n x D).
+fn project(e: &[f32], n: usize, b: &[f32], d: usize, out: &mut [f32]) {
+    let k = b.len() / d;
+    linalg::matmul(n, d, k, &e[..n * k], false, b, true, &mut out[..n * d], false);
+}
+
+impl DirectFeedback {
+    /// DFA's `backward` with every block at once: the output block and each hidden block (its
+    /// projected error, then its own layers) on threads of the current pool, each on its own
+    /// part of the workspace and its own parameters' updates, its products on its own thread
+    /// (`linalg::serial`). The same numbers as `backward` with `project_error` in a one-thread
+    /// pool; with more threads the products block differently (deterministic for a seed and
+    /// thread count, equal up to rounding). The
+    /// multiply-add and array-read counters (`linalg::macs`, `linalg::watch_arrays`) count the
+    /// calling thread's blocks only.
+    pub fn backward_parallel(&self, net: &Network, ws: &mut Workspace, grads: &mut [Vec<f32>]) {
+        let l = net.num_layers();
+        let n = ws.n;
+        let e = ws.grads[l][..n * net.shapes[l].len()].to_vec();
+        let last = *self.wl.last().expect("network has no weight layer");
+        // (weight layer, top, feedback parameter): the hidden blocks, then the output block.
+        let mut blocks: Vec<(usize, usize, Option<usize>)> =
+            self.feedback.iter().enumerate().map(|(j, &(at, b))| (self.wl[j], at, Some(b))).collect();
+        blocks.push((last, l, None));
+        assert!(blocks.windows(2).all(|w| w[0].1 <= w[1].0), "direct-feedback blocks overlap");
+        // Each block's own parameter updates, taken out of `grads` and put back after.
+        let mut own: Vec<Vec<Vec<f32>>> = blocks
+            .iter()
+            .map(|&(w, at, _)| {
+                let mut g: Vec<Vec<f32>> = (0..grads.len()).map(|_| Vec::new()).collect();
+                for p in net.layers[w..at].iter().flat_map(|ly| ly.param_ids()) {
+                    g[p] = std::mem::take(&mut grads[p]);
+                }
+                g
+            })
+            .collect();
+        let Workspace { acts, grads: wg, aux, .. } = ws;
+        let (mut wg, mut aux): (&mut [Vec<f32>], &mut [crate::nn::Aux]) = (wg.as_mut_slice(), aux.as_mut_slice());
+        let (mut g_at, mut a_at) = (0usize, 0usize);
+        let mut parts = Vec::new();
+        for &(w, at, b) in &blocks {
+            // Activity gradients w+1..=at, scratch w..at.
+            let (_, rest) = std::mem::take(&mut wg).split_at_mut(w + 1 - g_at);
+            let (mine, rest) = rest.split_at_mut(at - w);
+            wg = rest;
+            g_at = at + 1;
+            let (_, rest) = std::mem::take(&mut aux).split_at_mut(w - a_at);
+            let (mine_aux, rest) = rest.split_at_mut(at - w);
+            aux = rest;
+            a_at = at;
+            parts.push((w, at, b, mine, mine_aux));
+        }
+        let acts: &[Vec<f32>] = acts;
+        let e = &e;
+        rayon::scope(|sc| {
+            for ((w, at, b, mine, mine_aux), g) in parts.into_iter().zip(own.iter_mut()) {
+                sc.spawn(move |_| {
+                    linalg::serial(|| {
+                        if let Some(b) = b {
+                            let d = net.shapes[at].len();
+                            project(e, n, &net.params[b].data, d, mine.last_mut().expect("a block has a top"));
+                        }
+                        let part =
+                            crate::nn::BackwardPart { n, acts, grads: mine, aux: mine_aux, first: w + 1, aux_first: w };
+                        net.backward_part(part, g, w, at, None, false);
+                    })
+                });
+            }
+        });
+        for g in own {
+            for (p, v) in g.into_iter().enumerate() {
+                if !v.is_empty() {
+                    grads[p] = v;
+                }
+            }
+        }
+    }
 }
 
 pub struct Dfa {
     pub fb: DirectFeedback,
+    /// `dfa_parallel`: the blocks' backward at once.
+    pub parallel: bool,
 }
 
 /// How B_l is drawn.
@@ -268,7 +348,7 @@ impl Dfa {
             rng.fill_uniform(&mut b, -bound, bound);
             conv.map_or(b.clone(), |g| conv_shaped(g, &b, k))
         });
-        Dfa { fb }
+        Dfa { fb, parallel: false }
     }
 }
 
@@ -278,6 +358,9 @@ crate::settings! {
         /// How the fixed feedback matrices are drawn: xavier (dense, BioTorch's linear layers),
         /// nokland (U(+-1/sqrt(D_l))) or biotorch (conv layers get BioTorch's conv-shaped B).
         pub dfa_init: DfaInit = DfaInit::Xavier,
+        /// Update the layers at once: every block's backward on its own thread of the run's pool
+        /// (`DirectFeedback::backward_parallel`; sequential's numbers up to rounding).
+        pub dfa_parallel: bool = false,
     }
     check(_s) { Ok(()) }
 }
@@ -290,7 +373,11 @@ impl Rule for Dfa {
         let (net, ws, y, loss, grads, rng) = s.parts();
         let stats = forward_with_error(net, ws, y, loss, rng);
         // Each hidden block gets e B^T at the next weight layer's input.
-        self.fb.backward(net, ws, grads, project_error);
+        if self.parallel {
+            self.fb.backward_parallel(net, ws, grads);
+        } else {
+            self.fb.backward(net, ws, grads, project_error);
+        }
         stats
     }
 
@@ -310,6 +397,6 @@ pub static ENTRY: super::RuleEntry = super::RuleEntry {
     settings: super::SettingsKind::of::<DfaSettings>(),
     build: |net, cx, rng| {
         let s: DfaSettings = cx.settings()?;
-        Ok(Box::new(Dfa::with_init(net, rng, s.dfa_init)))
+        Ok(Box::new(Dfa { parallel: s.dfa_parallel, ..Dfa::with_init(net, rng, s.dfa_init) }))
     },
 };

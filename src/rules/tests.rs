@@ -1983,3 +1983,96 @@ fn hardware_devices_through_the_updater() {
         }
     }
 }
+
+/// Layer-parallel DFA (`dfa_parallel`): every block's backward on its own thread gives the
+/// sequential update bit for bit (products this small run on one thread either way), on an MLP
+/// and on a conv net (pooling and conv scratch in the blocks' own parts of the workspace), in a
+/// 2-thread pool.
+#[test]
+fn layer_parallel_dfa_is_sequential_dfa_bit_for_bit() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    // DFA's update of a batch of `n` on `net0`, sequential and layer-parallel.
+    let both = |net0: &Network, n: usize| {
+        let (x, y) = batch(net0, n, 43);
+        let run = |parallel: bool| {
+            let mut net = net0.clone();
+            let mut rule = super::dfa::Dfa::with_init(&mut net, &mut Rng::new(44), super::dfa::DfaInit::Xavier);
+            rule.parallel = parallel;
+            pool.install(|| grads_of(&mut rule, &mut net, &x, &y))
+        };
+        (run(false), run(true))
+    };
+    for net0 in [mlp(41), convnet(42)] {
+        let (seq, par) = both(&net0, 7);
+        assert!(seq.iter().any(|g| g.iter().any(|v| *v != 0.0)));
+        assert_eq!(seq, par);
+    }
+    // Products large enough to split across the pool: equal up to the products' blocking.
+    let wide = Builder::new(Shape::flat(300), Init::Torch, &mut Rng::new(45))
+        .dense(512, true)
+        .act(Activation::Relu)
+        .dense(512, true)
+        .act(Activation::Relu)
+        .dense(10, true)
+        .build();
+    let (seq, par) = both(&wide, 256);
+    assert!(rel_err(&par, &seq) < 1e-5, "{}", rel_err(&par, &seq));
+}
+
+/// The measured speed-up of layer-parallel DFA's backward phase (the update work: every block's
+/// projected error, backward and weight gradient), against the same blocks one after another,
+/// for N = 2, 4, 8 hidden layers of 256 (batch 128), in a pool of the machine's cores; the
+/// forward pass is not timed. A measurement, not a check (ignored by default):
+/// `cargo test --release --lib layer_parallel_dfa_speed -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn layer_parallel_dfa_speed() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for hidden in [2usize, 4, 8] {
+        let mut init_rng = Rng::new(51);
+        let mut b = Builder::new(Shape::flat(784), Init::Torch, &mut init_rng);
+        for _ in 0..hidden {
+            b = b.dense(256, true).act(Activation::Relu);
+        }
+        let mut net = b.dense(10, true).build();
+        let mut rule = super::dfa::Dfa::with_init(&mut net, &mut Rng::new(52), super::dfa::DfaInit::Xavier);
+        let (x, y) = batch(&net, 128, 53);
+        let mut ws = Workspace::default();
+        net.prepare(&mut ws, 128);
+        ws.input_mut().copy_from_slice(&x);
+        let mut g = net.zero_grads();
+        super::forward_with_error(&mut net, &mut ws, &y, Loss::Ce, &mut Rng::new(1));
+        let mut time = |threads: usize, parallel: bool| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            rule.parallel = parallel;
+            pool.install(|| {
+                let reps = 400;
+                let mut best = f64::INFINITY;
+                for _ in 0..5 {
+                    let t = std::time::Instant::now();
+                    for _ in 0..reps / 5 {
+                        if parallel {
+                            rule.fb.backward_parallel(&net, &mut ws, &mut g);
+                        } else {
+                            rule.fb.backward(&net, &mut ws, &mut g, super::dfa::project_error);
+                        }
+                    }
+                    best = best.min(t.elapsed().as_secs_f64() / (reps / 5) as f64);
+                }
+                best
+            })
+        };
+        let (one, seq, par) = (time(1, false), time(cores, false), time(cores, true));
+        println!(
+            "N = {hidden}: backward {:.1} us on 1 thread; {cores} threads: sequential blocks {:.1} us ({:.2}x), \
+             layer-parallel {:.1} us ({:.2}x over 1 thread, {:.2}x over sequential; ideal min(N, cores) = {})",
+            one * 1e6,
+            seq * 1e6,
+            one / seq,
+            par * 1e6,
+            one / par,
+            seq / par,
+            hidden.min(cores)
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! The compute-in-memory section: every rule under every hardware condition of the records
+//! (`nn::hardware`), its accuracy beside the energy, latency and area its training step costs
+//! there (`nn::hardware::cost`), and accuracy against energy per step in one plot.
+
+use super::html::{Block, Table};
+use super::plot::{Chart, Legend, Series, Spread, XFormat};
+use super::{acc_summary, diverged_count, fmt_ci, rule_order, Ctx};
+use crate::protocol::record::{Record, Status};
+use crate::report::stats::Summary;
+use std::collections::BTreeSet;
+
+/// The condition's name ("ideal" for records without one).
+fn condition(r: &Record) -> &str {
+    r.hardware.as_deref().unwrap_or("ideal")
+}
+
+fn mean_of(recs: &[&Record], f: impl Fn(&crate::nn::hardware::cost::Cost) -> f64) -> Option<f64> {
+    let v: Vec<f64> = recs.iter().filter_map(|r| r.hardware_cost.as_ref().map(|h| f(&h.cost))).collect();
+    Summary::of(&v).map(|s| s.mean)
+}
+
+/// Nothing unless some record ran on non-ideal hardware.
+pub fn section(records: &[Record], ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), String> {
+    if records.iter().all(|r| r.hardware.is_none()) {
+        return Ok(());
+    }
+    let full: Vec<&Record> = records.iter().filter(|r| r.shots.is_none() && !r.budget_only).collect();
+    let datas: BTreeSet<&str> = full.iter().filter(|r| r.hardware.is_some()).map(|r| r.data.as_str()).collect();
+    for data in datas {
+        let recs: Vec<&Record> = full.iter().copied().filter(|r| r.data == data).collect();
+        let conds: Vec<String> = {
+            let mut c: Vec<String> =
+                recs.iter().map(|r| condition(r).to_string()).collect::<BTreeSet<_>>().into_iter().collect();
+            // ideal first, then the others as named.
+            c.sort_by_key(|x| (x != "ideal", x.clone()));
+            c
+        };
+        let rules = rule_order(recs.iter().map(|r| r.rule.as_str()));
+        b.push(Block::Heading(2, format!("Compute-in-memory hardware: {data}")));
+        b.push(Block::Para(
+            "Every rule trained and tested on each hardware condition (presets/hardware/): test accuracy (%) after \
+             the last epoch, mean ± std over seeds with its 95% CI; and, priced by the cost model from the arrays' \
+             measured activity (nn/hardware/cost.rs: NeuroSim V2.1's circuit constants), the mean energy and latency \
+             of one training step, the energy and latency of one inference, the arrays' cell area and ADC count. \
+             Ideal hardware is digital: no array cost."
+                .into(),
+        ));
+        let mut t = Table {
+            header: [
+                "rule",
+                "hardware",
+                "test accuracy %",
+                "energy / step (µJ)",
+                "latency / step (µs)",
+                "energy / inference (nJ)",
+                "latency / inference (µs)",
+                "array area (mm²)",
+                "ADCs",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            rows: vec![],
+        };
+        let mut series = vec![];
+        for rule in &rules {
+            let mut points = vec![];
+            for c in &conds {
+                let cell: Vec<&Record> =
+                    recs.iter().copied().filter(|r| &r.rule == rule && condition(r) == c).collect();
+                if cell.is_empty() {
+                    continue;
+                }
+                let ok: Vec<&Record> = cell.iter().copied().filter(|r| r.status == Status::Ok).collect();
+                let acc = acc_summary(&ok);
+                let cost = |f: fn(&crate::nn::hardware::cost::Cost) -> f64, scale: f64, d: usize| {
+                    mean_of(&ok, f).map_or("—".to_string(), |v| format!("{:.d$}", v * scale))
+                };
+                let first = ok.iter().find_map(|r| r.hardware_cost.as_ref());
+                t.rows.push(vec![
+                    rule.clone(),
+                    c.clone(),
+                    fmt_ci(acc, diverged_count(&cell)),
+                    cost(|c| c.step_energy_j, 1e6, 3),
+                    cost(|c| c.step_latency_s, 1e6, 2),
+                    cost(|c| c.inference_energy_j, 1e9, 3),
+                    cost(|c| c.inference_latency_s, 1e6, 3),
+                    first.map_or("—".into(), |h| format!("{:.4}", h.cost.array_mm2)),
+                    first.map_or("—".into(), |h| h.cost.adcs.to_string()),
+                ]);
+                if let (Some(e), Some(a)) = (mean_of(&ok, |c| c.step_energy_j), acc) {
+                    points.push((e * 1e6, a.mean * 100.0, a.std * 100.0));
+                }
+            }
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            series.push(Series {
+                label: rule.clone(),
+                color: ctx.color(rule),
+                points,
+                dashed: false,
+                spread: Spread::ErrorBars,
+            });
+        }
+        b.push(Block::Table(t));
+        let chart = Chart {
+            title: format!("Accuracy against energy per training step — {data} (non-ideal conditions)"),
+            x_label: "energy per training step (µJ)".into(),
+            y_label: "test accuracy (%)".into(),
+            log_x: true,
+            x_format: XFormat::Plain,
+            legend: Legend::LowerRight,
+            series,
+        };
+        ctx.plot(&chart, &format!("hardware_{}", super::slug(data)), b)?;
+    }
+    Ok(())
+}
