@@ -111,6 +111,16 @@ pub fn watch_arrays(bufs: &[&[f32]]) {
     READS.with(|r| *r.borrow_mut() = Some(ArrayReads { spans, forward: vec![0; n], transposed: vec![0; n] }));
 }
 
+/// Whether this thread counts array reads (`watch_arrays`).
+pub fn watching() -> bool {
+    READS.with(|r| r.borrow().is_some())
+}
+
+/// Add multiply-adds done for this thread's work on other threads (`macs`).
+pub fn add_macs(n: u64) {
+    MACS.with(|c| c.set(c.get() + n));
+}
+
 /// The reads counted since `watch_arrays`, which stops counting.
 pub fn take_reads() -> Option<ArrayReads> {
     READS.with(|r| r.borrow_mut().take())

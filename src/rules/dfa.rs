@@ -201,13 +201,23 @@ impl DirectFeedback {
     /// part of the workspace and its own parameters' updates, its products on its own thread
     /// (`linalg::serial`). The same numbers as `backward` with `project_error` in a one-thread
     /// pool; with more threads the products block differently (deterministic for a seed and
-    /// thread count, equal up to rounding). The
-    /// multiply-add and array-read counters (`linalg::macs`, `linalg::watch_arrays`) count the
-    /// calling thread's blocks only.
+    /// thread count, equal up to rounding). Every block's multiply-adds are added to the calling
+    /// thread's count (`linalg::macs`); while it counts array reads (a hardware run's cost
+    /// model), the blocks run one after another on it.
     pub fn backward_parallel(&self, net: &Network, ws: &mut Workspace, grads: &mut [Vec<f32>]) {
+        // Array reads are counted on the calling thread only (the hardware cost model): there,
+        // the blocks run one after another.
+        if linalg::watching() {
+            return self.backward(net, ws, grads, project_error);
+        }
         let l = net.num_layers();
         let n = ws.n;
-        let e = ws.grads[l][..n * net.shapes[l].len()].to_vec();
+        let mut e = ws.grads[l][..n * net.shapes[l].len()].to_vec();
+        // The error the hidden blocks project is the one the output block's backward quantises
+        // in place first when sequential (hardware `error_bits`).
+        if let (Some(hw), Some(_)) = (&net.hw, net.layers[l - 1].weight()) {
+            crate::nn::hardware::quantize_error(&mut e, hw.error_bits);
+        }
         let last = *self.wl.last().expect("network has no weight layer");
         // (weight layer, top, feedback parameter): the hidden blocks, then the output block.
         let mut blocks: Vec<(usize, usize, Option<usize>)> =
@@ -243,9 +253,13 @@ impl DirectFeedback {
         }
         let acts: &[Vec<f32>] = acts;
         let e = &e;
+        let macs = std::sync::atomic::AtomicU64::new(0);
+        let macs = &macs;
+        let before = linalg::macs();
         rayon::scope(|sc| {
             for ((w, at, b, mine, mine_aux), g) in parts.into_iter().zip(own.iter_mut()) {
                 sc.spawn(move |_| {
+                    let m0 = linalg::macs();
                     linalg::serial(|| {
                         if let Some(b) = b {
                             let d = net.shapes[at].len();
@@ -254,10 +268,15 @@ impl DirectFeedback {
                         let part =
                             crate::nn::BackwardPart { n, acts, grads: mine, aux: mine_aux, first: w + 1, aux_first: w };
                         net.backward_part(part, g, w, at, None, false);
-                    })
+                    });
+                    macs.fetch_add(linalg::macs() - m0, std::sync::atomic::Ordering::Relaxed);
                 });
             }
         });
+        // Every block's multiply-adds count as this thread's (the records' cost of a step); those
+        // of the blocks that ran on this thread are there already.
+        let all = macs.load(std::sync::atomic::Ordering::Relaxed);
+        linalg::add_macs(all - (linalg::macs() - before));
         for g in own {
             for (p, v) in g.into_iter().enumerate() {
                 if !v.is_empty() {

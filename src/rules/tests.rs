@@ -1998,11 +1998,22 @@ fn layer_parallel_dfa_is_sequential_dfa_bit_for_bit() {
             let mut net = net0.clone();
             let mut rule = super::dfa::Dfa::with_init(&mut net, &mut Rng::new(44), super::dfa::DfaInit::Xavier);
             rule.parallel = parallel;
-            pool.install(|| grads_of(&mut rule, &mut net, &x, &y))
+            // (The multiply-adds of every block count as the caller's, whichever thread ran it.)
+            pool.install(|| {
+                let m0 = crate::linalg::macs();
+                let g = grads_of(&mut rule, &mut net, &x, &y);
+                (g, crate::linalg::macs() - m0)
+            })
         };
-        (run(false), run(true))
+        let ((seq, ms), (par, mp)) = (run(false), run(true));
+        assert!(ms > 0 && ms == mp, "multiply-adds counted: {ms} sequential, {mp} layer-parallel");
+        (seq, par)
     };
-    for net0 in [mlp(41), convnet(42)] {
+    // On hardware with quantised errors too (the hidden blocks project the quantised error).
+    let mut quantised = mlp(48);
+    let hw: crate::nn::hardware::HardwareConfig = toml::from_str("error_bits = 3").unwrap();
+    quantised.hw = crate::nn::hardware::read_model(&quantised, &hw).map(std::sync::Arc::new);
+    for net0 in [mlp(41), convnet(42), quantised] {
         let (seq, par) = both(&net0, 7);
         assert!(seq.iter().any(|g| g.iter().any(|v| *v != 0.0)));
         assert_eq!(seq, par);

@@ -61,8 +61,9 @@ pub struct HardwareConfig {
     /// ignored: NeuroSim writes depression's label negative).
     pub nonlinearity_ltp: f64,
     pub nonlinearity_ltd: f64,
-    /// Standard deviation of each device's nonlinearity label around the preset's
-    /// (device-to-device variation, drawn once per run).
+    /// Standard deviation of each device's nonlinearity label around the preset's magnitude
+    /// (device-to-device variation, drawn once per run; a label's sign is ignored, so draws below
+    /// zero fold back: with a label of 0 the devices' labels are |N(0, d2d)|).
     pub d2d: f64,
     /// Standard deviation of the conductance change of every write, as a share of the range
     /// (cycle-to-cycle variation).
@@ -165,14 +166,14 @@ impl HardwareConfig {
         }
     }
 
-    /// Nothing but digital floats: no device, no read model.
+    /// Nothing but digital floats: no device, no read model (no quantised errors).
     pub fn is_ideal(&self) -> bool {
         !self.has_device() && self.read_ideal()
     }
 
     /// The forward pass is exact.
     fn read_ideal(&self) -> bool {
-        self.activation_bits == 0 && self.adc_bits == 0
+        self.activation_bits == 0 && self.adc_bits == 0 && self.error_bits == 0
     }
 
     /// Weights live on devices that change them (levels, nonlinearity, variation, faults) or
@@ -184,6 +185,7 @@ impl HardwareConfig {
             || self.nonlinearity_ltd != 0.0
             || self.c2c > 0.0
             || self.stuck_at > 0.0
+            || self.d2d > 0.0
     }
 }
 
@@ -963,6 +965,21 @@ mod tests {
             HardwareConfig::named(name).unwrap();
         }
         assert!(HardwareConfig::named("ideal").unwrap().is_ideal());
+        // Every non-ideality on its own makes a condition non-ideal.
+        for one in [
+            "weight_bits = 4",
+            "activation_bits = 4",
+            "error_bits = 4",
+            "gradient_bits = 4",
+            "adc_bits = 4",
+            "nonlinearity_ltp = 1",
+            "d2d = 0.5",
+            "c2c = 0.01",
+            "stuck_at = 0.1",
+        ] {
+            let c: HardwareConfig = toml::from_str(one).unwrap();
+            assert!(!c.is_ideal(), "{one}");
+        }
         assert!(!HardwareConfig::named("neurosim").unwrap().is_ideal());
         let e = HardwareConfig::named("nosuch").unwrap_err();
         assert!(e.contains("neurosim") && e.contains("nosuch"), "{e}");
