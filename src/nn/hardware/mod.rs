@@ -457,7 +457,9 @@ pub struct Device {
     qgrads: Vec<Vec<f32>>,
     /// Per device parameter (by parameter index), the pulses written since `take_pulses`.
     pulses: Vec<(usize, Pulses)>,
-    row_scratch: Vec<u32>,
+    /// One update's pulses per device, and per array row the largest (reused buffers).
+    moves: Vec<u32>,
+    rows: Vec<u32>,
 }
 
 impl Device {
@@ -497,7 +499,8 @@ impl Device {
             before: Vec::new(),
             qgrads: Vec::new(),
             pulses,
-            row_scratch: Vec::new(),
+            moves: Vec::new(),
+            rows: Vec::new(),
         };
         for c in 0..d.cells.len() {
             d.program(net, c);
@@ -512,20 +515,20 @@ impl Device {
         std::mem::replace(&mut self.pulses, fresh)
     }
 
-    /// Count one update of `cells[c]` whose devices took `n[j]` pulses each.
-    fn count(&mut self, c: usize, n: impl Iterator<Item = (usize, u32)>) {
+    /// Count one update of `cells[c]` whose device j took `moves[j]` pulses.
+    fn count(&mut self, c: usize) {
         let inp = self.cells[c].inp.max(1);
-        self.row_scratch.clear();
-        self.row_scratch.resize(inp, 0);
+        self.rows.clear();
+        self.rows.resize(inp, 0);
         let mut total = 0u64;
-        for (j, k) in n {
+        for (j, &k) in self.moves.iter().enumerate() {
             total += k as u64;
-            let r = &mut self.row_scratch[j % inp];
+            let r = &mut self.rows[j % inp];
             *r = (*r).max(k);
         }
         let p = &mut self.pulses[c].1;
         p.total += total;
-        p.row_max += self.row_scratch.iter().map(|&k| k as u64).sum::<u64>();
+        p.row_max += self.rows.iter().map(|&k| k as u64).sum::<u64>();
     }
 
     /// Pulses spanning the conductance range (0: continuous).
@@ -546,13 +549,9 @@ impl Device {
             let (cl, data) = (&self.cells[c], &net.params[self.cells[c].index].data);
             let r = cl.range;
             let level = |w: f32| (((w / r).clamp(-1.0, 1.0) + 1.0) * 0.5 * steps).round();
-            let moves: Vec<(usize, u32)> = data
-                .iter()
-                .zip(&cl.programmed)
-                .enumerate()
-                .map(|(j, (w, o))| (j, (level(*w) - level(*o)).abs() as u32))
-                .collect();
-            self.count(c, moves.into_iter());
+            self.moves.clear();
+            self.moves.extend(data.iter().zip(&cl.programmed).map(|(w, o)| (level(*w) - level(*o)).abs() as u32));
+            self.count(c);
         }
         let cl = &mut self.cells[c];
         let data = &mut net.params[cl.index].data;
@@ -628,7 +627,7 @@ impl Device {
             let before = &self.before[c];
             let r = cl.range;
             let nonlinear = cl.ltp.iter().chain(&cl.ltd).any(|k| !k.linear());
-            let mut moves = std::mem::take(&mut self.row_scratch);
+            let moves = &mut self.moves;
             moves.clear();
             moves.resize(data.len(), 0);
             for (j, (w, &w0)) in data.iter_mut().zip(before).enumerate() {
@@ -660,11 +659,7 @@ impl Device {
                 moves[j] = 0;
             }
             if steps > 0.0 {
-                let m: Vec<(usize, u32)> = moves.iter().copied().enumerate().filter(|(_, k)| *k > 0).collect();
-                self.row_scratch = moves;
-                self.count(c, m.into_iter());
-            } else {
-                self.row_scratch = moves;
+                self.count(c);
             }
         }
     }
