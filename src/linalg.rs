@@ -372,6 +372,44 @@ where
     }
 }
 
+/// y += alpha x, element by element (the lengths must match): compiled for AVX-512 or AVX2 where
+/// the CPU has them (chosen at run time), with a separate multiply and add (no fused
+/// multiply-add), so every path gives the same bits.
+pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    debug_assert_eq!(x.len(), y.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked above).
+            return unsafe { axpy_avx512(alpha, x, y) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above).
+            return unsafe { axpy_avx2(alpha, x, y) };
+        }
+    }
+    axpy_generic(alpha, x, y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn axpy_avx512(alpha: f32, x: &[f32], y: &mut [f32]) {
+    axpy_generic(alpha, x, y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn axpy_avx2(alpha: f32, x: &[f32], y: &mut [f32]) {
+    axpy_generic(alpha, x, y)
+}
+
+#[inline(always)]
+fn axpy_generic(alpha: f32, x: &[f32], y: &mut [f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += alpha * x;
+    }
+}
+
 /// Column sums of a row-major `rows x cols` matrix, added into `out` (len `cols`).
 /// Summed row by row in order, so the result does not depend on threads.
 pub fn add_col_sums(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {

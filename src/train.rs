@@ -55,6 +55,10 @@ pub struct EpochRecord {
     /// use in its place, by parameter name (`rules::feedback_angles`; empty for rules without).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub feedback_angles: Vec<(String, f64)>,
+    /// Spiking rules: the mean spikes per test sample of the epoch's test evaluation, every
+    /// layer's (the input's encoding included): an energy proxy (`Rule::take_activity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spikes_per_sample: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -638,12 +642,16 @@ impl Trainer {
                 state.diverged = Some(Diverged { epoch: e + 1, batch: b + 1 });
             }
             hooks.trained(self, e);
+            self.rule.take_activity();
+            let test_accuracy = data.test.map_or(f64::NAN, |t| self.evaluate(t));
+            let spikes_per_sample =
+                self.rule.take_activity().filter(|a| a.1 > 0).map(|(spikes, n)| spikes as f64 / n as f64);
             let record = EpochRecord {
                 epoch: e + 1,
                 lr,
                 train_loss: if state.diverged.is_some() { f64::NAN } else { stats.loss },
                 train_accuracy: stats.accuracy,
-                test_accuracy: data.test.map_or(f64::NAN, |t| self.evaluate(t)),
+                test_accuracy,
                 val_accuracy: data.val.map(|v| self.evaluate(v)),
                 seconds: stats.seconds,
                 energy_before: stats.energy.map(|e| e.0),
@@ -653,6 +661,7 @@ impl Trainer {
                 train_macs: stats.macs,
                 steps: stats.steps,
                 feedback_angles: crate::rules::feedback_angles(&self.net),
+                spikes_per_sample,
             };
             state.epochs.push(record);
             hooks.epoch(self, &state)?;

@@ -340,6 +340,7 @@ fn a_stopped_run_resumes_to_the_uninterrupted_records_for_every_rule() {
             "softhebb" => &["--arch", "softhebb-mlp:100", "--set", "hebb_epochs=2"],
             "activation-learning" => &["--arch", "al-mlp:40,20", "--set", "hebb_epochs=2"],
             "pc-positive" => &["--batch", "16", "--arch", "mlp:64,64"],
+            "desire" => &["--arch", "mlp:64/nobias"],
             _ => &["--arch", "mlp:64"],
         };
         let (whole, parts) = (d.join(format!("{rule}-whole")), d.join(format!("{rule}-parts")));

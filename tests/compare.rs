@@ -332,9 +332,11 @@ fn every_rule_runs_through_the_whole_protocol() {
     assert_eq!(recs.len(), 2 * want.len());
     for (id, r) in &recs {
         assert_eq!(r["status"], "ok", "{id}");
-        // EP/CHL (free-phase prediction) and Activation Learning (activation read-out) do not
-        // predict by the feed-forward pass whose input gradient the attacks follow: not attacked.
-        let attacked = !["|ep|", "|chl|", "|activation-learning|"].iter().any(|r| id.contains(r));
+        // EP/CHL (free-phase prediction), Activation Learning (activation read-out) and the
+        // spiking rules (spike counts, a spiking layer's rate) do not predict by the feed-forward
+        // pass whose input gradient the attacks follow: not attacked.
+        let attacked =
+            !["|ep|", "|chl|", "|activation-learning|", "|desire|", "|ide-fsnn|"].iter().any(|r| id.contains(r));
         let n_adv = r.get("adversarial").and_then(|a| a.as_array()).map_or(0, |a| a.len());
         assert_eq!(n_adv, if attacked { 2 } else { 0 }, "{id}");
         assert_eq!(r["pruning"].as_array().unwrap().len(), 2, "{id}");
@@ -348,7 +350,7 @@ fn every_rule_runs_through_the_whole_protocol() {
     let rep = out.join("report");
     ok(bin().args(["report"]).arg(&out).arg("--out").arg(&rep));
     let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
-    assert!(md.contains("## Few-shot: digits / al-mlp:400, mlp:64, softhebb-mlp:200"), "{md}");
+    assert!(md.contains("## Few-shot: digits / al-mlp:400, mlp:64, mlp:64/nobias, softhebb-mlp:200"), "{md}");
     assert!(md.contains("### Adversarial robustness"));
     // A run inside the sweep is the same run as `biolearn train` with the same settings, data
     // normalisation included (SoftHebb's preset turns it off while BP's is on).

@@ -78,6 +78,15 @@ fn every_rule_learns_digits_and_beats_its_read_out_only_baseline() {
             t.insert("lr".into(), toml::Value::Float(0.1));
             t.insert("pepita_f_scale".into(), toml::Value::Float(0.1));
         }
+        if rule.as_str() == "desire" {
+            // The preset is the paper's Fashion-MNIST setting (lr 1e-5 for 784 inputs into 1000
+            // units, dropout 0.4 on the hidden layers): on 64 inputs into 32-unit layers it
+            // barely moves in 20 epochs (11.7% here). Measured on this test's run: lr 1e-4 63.5%,
+            // 3e-4 74.4%; without dropout 77.2% / 88.9% (a 32-unit layer at dropout 0.4 keeps ~19).
+            t.insert("lr".into(), toml::Value::Float(3e-4));
+            t.insert("desire_dropout_hidden".into(), toml::Value::Float(0.0));
+            t.insert("desire_dropout_in".into(), toml::Value::Float(0.0));
+        }
         let mut cfg = TrainConfig::load(None, t).unwrap();
         cfg.arch = narrow(&cfg.arch);
         let (r, _) = train::run(&cfg, &Default::default(), &mut |_| {}).unwrap();

@@ -23,6 +23,7 @@ pub mod pool;
 pub mod prune;
 pub mod recurrent;
 pub mod samplenorm;
+pub mod spiking;
 
 pub use activation::Activation;
 pub use arch::{ArchSpec, Init};

@@ -154,6 +154,13 @@ pub trait Rule: Send {
         unreachable!("a rule answering Prediction::Own implements Rule::predict")
     }
 
+    /// Spiking rules: the spikes (every layer's, the input's encoding included) and samples of
+    /// the evaluation passes (`predict`) since the driver last asked, then zeroed; the driver
+    /// records spikes per sample of each epoch's test evaluation. Default: None (not spiking).
+    fn take_activity(&mut self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// Tensors the rule keeps outside the network, by name, for checkpoints and saved models.
     /// Feedback matrices are not here: a rule's build adds them to the network as parameters of
     /// kind `Feedback` (fixed, or recomputed from W) or `LearnedFeedback` (changed by the rule
@@ -508,6 +515,8 @@ builtin! {
     equilibrium_propagation: EP, CHL;
     target_prop: DTP, FW_DTP;
     hebbian: SOFTHEBB, SOFTHEBB_DEEP, HEBB_WTA, ACTIVATION_LEARNING;
+    desire: ENTRY;
+    ide_fsnn: ENTRY;
 }
 
 /// Rules registered at run time by other crates ([`register`]).
