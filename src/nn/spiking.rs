@@ -257,6 +257,77 @@ pub fn counts(spikes: &[u8], n: usize, counts: &mut [u32]) {
     }
 }
 
+/// Pair-based spike-timing-dependent plasticity with traces: the presynaptic trace x_i(t) =
+/// decay x_i(t-1) + pre_i(t), the postsynaptic y_j(t) = decay y_j(t-1) + post_j(t). At each step:
+/// depression at every pre spike, w_ji -= a_minus y_j(t-1) (post spikes strictly before), then
+/// potentiation at every post spike, w_ji += a_plus x_i(t) (pre spikes up to and including this
+/// step). Summed over the train and added to the weights at its end.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stdp {
+    pub a_plus: f32,
+    pub a_minus: f32,
+    pub decay: f32,
+}
+
+/// Scratch for `Stdp::apply` (reused between samples).
+#[derive(Clone, Debug, Default)]
+pub struct StdpScratch {
+    x: Vec<f32>,
+    pre: Vec<f32>,
+    /// The rows (postsynaptic neurons) the last `apply` changed.
+    pub rows: Vec<usize>,
+}
+
+impl Stdp {
+    /// Add the change of one train (`pre`: steps x n_in, `post`: steps x n_post) to `w`
+    /// (n_post x n_in). Only a neuron that fired has a post spike or a nonzero trace, so only its
+    /// row changes: those rows are left in `sc.rows`.
+    pub fn apply(&self, pre: &[u8], n_in: usize, post: &[u8], n_post: usize, sc: &mut StdpScratch, w: &mut [f32]) {
+        let steps = pre.len() / n_in.max(1);
+        sc.x.resize(steps * n_in, 0.0);
+        traces(pre, n_in, self.decay, &mut sc.x);
+        sc.pre.clear();
+        sc.pre.extend(pre.iter().map(|&s| s as f32));
+        sc.rows.clear();
+        for j in 0..n_post {
+            if !(0..steps).any(|t| post[t * n_post + j] != 0) {
+                continue;
+            }
+            sc.rows.push(j);
+            let row = &mut w[j * n_in..(j + 1) * n_in];
+            let mut y = 0.0f32;
+            for t in 0..steps {
+                if y > 0.0 && self.a_minus != 0.0 {
+                    crate::linalg::axpy(-self.a_minus * y, &sc.pre[t * n_in..(t + 1) * n_in], row);
+                }
+                let fired = post[t * n_post + j] != 0;
+                y = self.decay * y + fired as u8 as f32;
+                if fired && self.a_plus != 0.0 {
+                    crate::linalg::axpy(self.a_plus, &sc.x[t * n_in..(t + 1) * n_in], row);
+                }
+            }
+        }
+    }
+
+    /// Clamp a row of weights to [0, w_max], then scale it to sum to `norm` (Diehl & Cook's
+    /// normalisation; a row of zeros stays zero).
+    pub fn normalize_row(row: &mut [f32], norm: f32, w_max: f32) {
+        row.iter_mut().for_each(|v| *v = v.clamp(0.0, w_max));
+        let sum: f32 = row.iter().sum();
+        if sum > 0.0 {
+            let k = norm / sum;
+            row.iter_mut().for_each(|v| *v *= k);
+        }
+    }
+
+    /// `normalize_row` on every row of a rows x cols matrix.
+    pub fn normalize_rows(w: &mut [f32], rows: usize, cols: usize, norm: f32, w_max: f32) {
+        for r in w[..rows * cols].chunks_mut(cols) {
+            Self::normalize_row(r, norm, w_max);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,5 +427,44 @@ mod tests {
                 assert!((cur[t * n_out + j] - dense).abs() < 1e-5);
             }
         }
+    }
+
+    /// Pre at t0, post at t2 (decay 0.5, a+ 0.1): potentiation a+ x(2) = 0.1 * 0.25; no
+    /// depression (no post spike before the pre spike).
+    #[test]
+    fn stdp_potentiates_pre_before_post() {
+        let stdp = Stdp { a_plus: 0.1, a_minus: 0.2, decay: 0.5 };
+        let mut w = vec![0.5];
+        let mut sc = StdpScratch::default();
+        stdp.apply(&[1, 0, 0], 1, &[0, 0, 1], 1, &mut sc, &mut w);
+        assert!((w[0] - (0.5 + 0.025)).abs() < 1e-7, "{}", w[0]);
+        assert_eq!(sc.rows, vec![0]);
+        // A pre and a post spike in the same step count as causal: + a+ x(0) = 0.1.
+        let mut w = vec![0.5];
+        stdp.apply(&[1], 1, &[1], 1, &mut sc, &mut w);
+        assert!((w[0] - 0.6).abs() < 1e-7);
+    }
+
+    /// Post at t0, pre at t2 (decay 0.5, a- 0.2): depression a- y(1) = 0.2 * 0.5; no
+    /// potentiation (the post spike saw no presynaptic trace). A neuron that never fires is
+    /// not touched.
+    #[test]
+    fn stdp_depresses_post_before_pre() {
+        let stdp = Stdp { a_plus: 0.1, a_minus: 0.2, decay: 0.5 };
+        // Two postsynaptic neurons: the first fires at t0, the second never.
+        let mut w = vec![0.5, 0.5];
+        let mut sc = StdpScratch::default();
+        stdp.apply(&[0, 0, 1], 1, &[1, 0, 0, 0, 0, 0], 2, &mut sc, &mut w);
+        assert!((w[0] - (0.5 - 0.1)).abs() < 1e-7, "{}", w[0]);
+        assert_eq!(w[1], 0.5);
+        assert_eq!(sc.rows, vec![0]);
+    }
+
+    #[test]
+    fn stdp_normalisation_clamps_then_scales() {
+        let mut row = vec![-1.0, 0.5, 3.0];
+        Stdp::normalize_row(&mut row, 3.0, 2.0);
+        // Clamped to [0, 0.5, 2], sum 2.5, scaled by 1.2.
+        assert_eq!(row, vec![0.0, 0.6, 2.4]);
     }
 }

@@ -240,6 +240,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
                     val_accuracy: r.val_accuracy,
                     gmacs: macs as f64 * 1e-9,
                     feedback_angles: r.feedback_angles.clone(),
+                    spikes_per_sample: r.spikes_per_sample,
                 }
             })
             .collect();

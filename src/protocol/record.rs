@@ -29,6 +29,10 @@ pub struct EpochPoint {
     /// epoch's end (`rules::feedback_angles`; empty for rules without feedback matrices).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub feedback_angles: Vec<(String, f64)>,
+    /// Spiking rules: mean spikes per test sample in the epoch's test evaluation (every layer's,
+    /// the input's encoding included; an energy proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spikes_per_sample: Option<f64>,
 }
 
 /// Test accuracy after training for `epochs` epochs (an epoch budget).
@@ -172,6 +176,7 @@ mod tests {
                 val_accuracy: None,
                 gmacs: 0.0,
                 feedback_angles: vec![],
+                spikes_per_sample: Some(12.5),
             }],
             test_accuracy: 0.5,
             budgets: vec![BudgetPoint { epochs: 1, test_accuracy: 0.5 }],

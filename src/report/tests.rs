@@ -22,6 +22,7 @@ fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: 
             val_accuracy: None,
             gmacs: 0.0,
             feedback_angles: vec![],
+            spikes_per_sample: None,
         })
         .collect();
     Record {

@@ -517,6 +517,7 @@ builtin! {
     hebbian: SOFTHEBB, SOFTHEBB_DEEP, HEBB_WTA, ACTIVATION_LEARNING;
     desire: ENTRY;
     ide_fsnn: ENTRY;
+    stdp: ENTRY;
 }
 
 /// Rules registered at run time by other crates ([`register`]).
