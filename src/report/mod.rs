@@ -602,6 +602,62 @@ fn section_alignment(g: &Group, b: &mut Vec<Block>) {
     b.push(Block::Table(t));
 }
 
+/// Spiking rules: spikes per test sample (every layer's, the input's encoding included) beside
+/// the accuracy after the last epoch and at the best epoch (selected on the test set: what the
+/// spiking papers report, given for comparison with them only).
+fn section_spiking(g: &Group, b: &mut Vec<Block>) {
+    let Some(&f) = g.fractions().last() else { return };
+    let mut t = Table {
+        header: [
+            "rule",
+            "test accuracy %, last epoch",
+            "best epoch's test accuracy % (selected on the test set)",
+            "spikes per test sample, last epoch",
+            "training samples / s",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: vec![],
+    };
+    for rule in g.rules() {
+        let ok = g.ok(&rule, f);
+        let spikes: Vec<f64> = ok.iter().filter_map(|r| r.curve.last().and_then(|p| p.spikes_per_sample)).collect();
+        if spikes.is_empty() {
+            continue;
+        }
+        let last: Vec<f64> = ok.iter().map(|r| r.test_accuracy).collect();
+        let best: Vec<f64> =
+            ok.iter().map(|r| r.curve.iter().map(|p| p.test_accuracy).fold(f64::NAN, f64::max)).collect();
+        let speed: Vec<f64> = ok
+            .iter()
+            .filter_map(|r| {
+                let s = *r.epoch_seconds.last()?;
+                (s > 0.0).then(|| r.train_samples as f64 * r.curve.len() as f64 / s)
+            })
+            .collect();
+        t.rows.push(vec![
+            rule.clone(),
+            fmt_short(Summary::of(&last), 100.0, 2),
+            fmt_short(Summary::of(&best), 100.0, 2),
+            fmt_short(Summary::of(&spikes), 1.0, 0),
+            fmt_short(Summary::of(&speed), 1.0, 0),
+        ]);
+    }
+    if t.rows.is_empty() {
+        return;
+    }
+    b.push(Block::Heading(3, "Spiking activity".into()));
+    b.push(Block::Para(format!(
+        "Spiking rules: the mean spikes per test sample in the last epoch's test evaluation (every layer's, \
+         the input's encoding included: an energy proxy), beside the test accuracy after the last epoch and at \
+         the best epoch. The best epoch is chosen on the test set, as the spiking papers report it: for \
+         comparison with them only, never for a ranking. Mean ± std over non-diverged seeds (n), \
+         training-data fraction {}.",
+        num(f)
+    )));
+    b.push(Block::Table(t));
+}
+
 fn section_stable(g: &Group, b: &mut Vec<Block>) {
     if !g.recs.iter().any(|r| r.epochs_to_stable.is_some()) {
         return;
@@ -1080,6 +1136,7 @@ pub fn write_report_with(records: &[Record], conditions: &[PathBuf], out_dir: &P
         section_budgets(g, &mut b);
         section_stable(g, &mut b);
         section_alignment(g, &mut b);
+        section_spiking(g, &mut b);
         section_curves(g, &mut ctx, &mut b)?;
         section_pruning(g, &mut ctx, &mut b)?;
         section_noise(g, &mut ctx, &mut b)?;

@@ -408,3 +408,30 @@ fn scoreboard_comes_first_and_marks_only_what_the_corrected_test_supports() {
         fs::remove_dir_all(&d).unwrap();
     }
 }
+
+/// Spiking rules' records (spikes per sample in their curves) get the spiking-activity table:
+/// last and best epoch, spikes per sample, training samples per second; other rules do not.
+#[test]
+fn spiking_records_get_their_activity_table() {
+    let d = tmp_dir("spiking");
+    let mut recs = Vec::new();
+    for seed in 0..2u64 {
+        recs.push(record("mlp:64", "bp", 1.0, seed, 0.9, false));
+        let mut r = record("mlp:64", "desire", 1.0, seed, 0.8, false);
+        // The curve rises to 0.8; the best epoch is the last. Spikes 100 and 200 per sample.
+        r.curve.last_mut().unwrap().spikes_per_sample = Some(100.0 * (seed + 1) as f64);
+        // 5 epochs of 60000 samples in 100 s: 3000 samples / s.
+        r.epoch_seconds = vec![20.0, 40.0, 60.0, 80.0, 100.0];
+        recs.push(r);
+    }
+    write_report(&recs, &d).unwrap();
+    let md = fs::read_to_string(d.join("report.md")).unwrap();
+    assert!(md.contains("### Spiking activity"), "{md}");
+    assert!(
+        md.contains("| desire | 80.00 ± 0.00 (n=2) | 80.00 ± 0.00 (n=2) | 150 ± 71 (n=2) | 3000 ± 0 (n=2) |"),
+        "{md}"
+    );
+    let section = md.split("### Spiking activity").nth(1).unwrap().split("###").next().unwrap();
+    assert!(!section.contains("| bp |"), "BP has no spikes: {section}");
+    fs::remove_dir_all(&d).unwrap();
+}
