@@ -333,11 +333,10 @@ fn every_rule_runs_through_the_whole_protocol() {
     for (id, r) in &recs {
         assert_eq!(r["status"], "ok", "{id}");
         // EP/CHL (free-phase prediction), Activation Learning (activation read-out) and the
-        // spiking rules (spike counts, a spiking layer's rate) do not predict by the feed-forward
-        // pass whose input gradient the attacks follow: not attacked.
-        let attacked = !["|ep|", "|chl|", "|activation-learning|", "|desire|", "|ide-fsnn|", "|stdp|"]
-            .iter()
-            .any(|r| id.contains(r));
+        // spike-count answers (desire, stdp) do not predict by the feed-forward pass whose input
+        // gradient the attacks follow, nor by a differentiable answer of their own: not attacked
+        // (IDE-FSNN's answer is, by implicit differentiation: attacked).
+        let attacked = !["|ep|", "|chl|", "|activation-learning|", "|desire|", "|stdp|"].iter().any(|r| id.contains(r));
         let n_adv = r.get("adversarial").and_then(|a| a.as_array()).map_or(0, |a| a.len());
         assert_eq!(n_adv, if attacked { 2 } else { 0 }, "{id}");
         assert_eq!(r["pruning"].as_array().unwrap().len(), 2, "{id}");

@@ -49,7 +49,17 @@ pub fn input_gradient(net: &mut Network, ws: &mut Workspace, pg: &mut [Vec<f32>]
 /// The attacked copy of `test` (normalised with `norm`): every sample moved within eps (pixel
 /// units, L-inf) to raise the loss. `rng` draws PGD's random starts. The network only runs in
 /// evaluation mode (its parameters are not changed).
-pub fn attack(net: &mut Network, test: &Split, norm: &Norm, atk: Attack, eps: f64, rng: &mut Rng) -> Split {
+/// `rule`: a rule with its own differentiable answer (`Rule::has_input_gradient`) is attacked
+/// through its own input gradient; None (or a feed-forward rule): the network's.
+pub fn attack(
+    net: &mut Network,
+    mut rule: Option<&mut dyn crate::rules::Rule>,
+    test: &Split,
+    norm: &Norm,
+    atk: Attack,
+    eps: f64,
+    rng: &mut Rng,
+) -> Split {
     let mut out = test.clone();
     if eps <= 0.0 {
         return out;
@@ -83,7 +93,10 @@ pub fn attack(net: &mut Network, test: &Split, norm: &Norm, atk: Attack, eps: f6
             }
         };
         for _ in 0..steps {
-            input_gradient(net, &mut ws, &mut pg, xa, y, &mut g);
+            match rule.as_deref_mut() {
+                Some(r) if r.has_input_gradient() => r.input_gradient(net, &mut ws, &mut pg, xa, y, &mut g),
+                _ => input_gradient(net, &mut ws, &mut pg, xa, y, &mut g),
+            }
             for (i, (v, gv)) in xa.iter_mut().zip(&g).enumerate() {
                 let (e, lo, hi) = bound(i % d);
                 let x = x0[i];
@@ -155,7 +168,7 @@ mod tests {
         let test = Split { x, y: (0..8).map(|i| (i % 3) as u32).collect(), n: 8, dim: 16 };
         let base = loss(&n, &test.x, &test.y);
         for atk in [Attack::Fgsm, Attack::Pgd { steps: 5 }] {
-            let adv = attack(&mut n, &test, &norm, atk, 0.1, &mut Rng::new(6));
+            let adv = attack(&mut n, None, &test, &norm, atk, 0.1, &mut Rng::new(6));
             for (a, b) in adv.x.iter().zip(&test.x) {
                 let (pa, pb) = (a * 0.25 + 0.5, b * 0.25 + 0.5);
                 assert!((pa - pb).abs() <= 0.1 + 1e-5, "{atk:?}: moved {} pixels", (pa - pb).abs());

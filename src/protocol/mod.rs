@@ -369,7 +369,7 @@ pub fn noisy_accuracy(tr: &mut Trainer, test: &Split, norm: &Norm, kind: NoiseKi
 /// activation read-out), where that gradient is not its prediction's.
 fn attack_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, seed: u64) -> Vec<AttackPoint> {
     use adversarial::Attack;
-    if tr.rule.prediction() != crate::rules::Prediction::FeedForward {
+    if tr.rule.prediction() != crate::rules::Prediction::FeedForward && !tr.rule.has_input_gradient() {
         return Vec::new();
     }
     let m = if plan.attack_samples == 0 { test.n } else { plan.attack_samples.min(test.n) };
@@ -382,7 +382,7 @@ fn attack_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, seed: 
     let mut out = Vec::new();
     for (i, (atk, eps)) in attacks.enumerate() {
         let mut rng = Rng::new(seed.wrapping_mul(1_000_033).wrapping_add(i as u64 + 101));
-        let adv = adversarial::attack(&mut tr.net, &sub, norm, atk, eps, &mut rng);
+        let adv = adversarial::attack(&mut tr.net, Some(tr.rule.as_mut()), &sub, norm, atk, eps, &mut rng);
         out.push(AttackPoint { attack: atk.name().into(), eps, test_accuracy: tr.evaluate(&adv) });
     }
     out

@@ -108,6 +108,15 @@ pub struct IdeFsnn {
     pub last_iters: usize,
 }
 
+/// A dropout mask's value at i (no mask: 1).
+fn ms(m: &[f32], i: usize) -> f32 {
+    if m.is_empty() {
+        1.0
+    } else {
+        m[i]
+    }
+}
+
 fn normalize(v: &mut [f32]) {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     v.iter_mut().for_each(|x| *x /= n);
@@ -268,6 +277,90 @@ impl IdeFsnn {
         }
     }
 
+    /// D = 1[0 <= h <= V_th] / V_th at h = m_s (.) W a + x, and beta solving beta = J^T beta +
+    /// g0 (g0 = dL/da of the `n` samples), J = diag(D m_s) W, by fixed-point iteration.
+    fn solve(&mut self, n: usize, g0: &[f32]) {
+        let (h, len) = (self.h, n * self.h);
+        // h = m_s (.) W a + x and D = 1[0 <= h <= V_th] / V_th.
+        let vth = self.s.ide_vth;
+        self.tmp.resize(len, 0.0);
+        linalg::matmul(n, h, h, &self.rate, false, &self.w_eff, true, &mut self.tmp, false);
+        self.d.clear();
+        for i in 0..len {
+            let hv = ms(&self.mask_s, i) * self.tmp[i] + self.x[i];
+            self.d.push(if (0.0..=vth).contains(&hv) { 1.0 / vth } else { 0.0 });
+        }
+        // beta = g0 + J^T beta with J = diag(D m_s) W: J^T beta = (D m_s (.) beta) W per sample
+        // (row vectors).
+        self.g0.clear();
+        self.g0.extend_from_slice(g0);
+        let scale = self.g0.iter().fold(0.0f32, |m, g| m.max(g.abs())).max(1e-30);
+        self.beta.clone_from(&self.g0);
+        self.fb.resize(len, 0.0);
+        self.last_iters = 0;
+        for _ in 0..self.s.ide_iters {
+            for i in 0..len {
+                self.fb[i] = self.beta[i] * self.d[i] * ms(&self.mask_s, i);
+            }
+            linalg::matmul(n, h, h, &self.fb, false, &self.w_eff, false, &mut self.tmp, false);
+            let mut moved = 0.0f32;
+            for ((b, t), g) in self.beta.iter_mut().zip(&self.tmp).zip(&self.g0) {
+                let nb = g + t;
+                moved = moved.max((nb - *b).abs());
+                *b = nb;
+            }
+            self.last_iters += 1;
+            if moved <= self.s.ide_tol * scale {
+                break;
+            }
+        }
+    }
+
+    /// `Rule::input_gradient` with the rate given (`rate`: a fixed point, for tests) or simulated.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn input_gradient_at(
+        &mut self,
+        net: &mut Network,
+        ws: &mut Workspace,
+        pg: &mut [Vec<f32>],
+        x: &[f32],
+        y: &[u32],
+        g: &mut [f32],
+        rate: Option<&[f32]>,
+    ) {
+        let n = y.len();
+        let (l, len) = (net.num_layers(), n * self.h);
+        net.prepare(ws, n);
+        ws.input_mut().copy_from_slice(x);
+        net.forward(ws, false, &mut Rng::new(0));
+        self.mask_x.clear();
+        self.mask_s.clear();
+        self.input_current(ws, n);
+        self.effective(net, false);
+        match rate {
+            Some(a) => {
+                self.rate.clear();
+                self.rate.extend_from_slice(&a[..len]);
+            }
+            None => {
+                self.simulate(n);
+            }
+        }
+        ws.acts[self.readout][..len].copy_from_slice(&self.rate);
+        net.forward_range(ws, self.readout, l);
+        output_error(net, ws, y, crate::nn::Loss::Ce);
+        net.backward(ws, pg, self.readout, l, None, true);
+        let g0 = std::mem::take(&mut ws.grads[self.readout]);
+        self.solve(n, &g0[..len]);
+        ws.grads[self.readout] = g0;
+        let gx = &mut ws.grads[self.x_slot];
+        for i in 0..len {
+            gx[i] = self.beta[i] * self.d[i];
+        }
+        net.backward(ws, pg, 0, self.x_slot, None, true);
+        g.copy_from_slice(&ws.grads[0][..x.len()]);
+    }
+
     /// Training step with the rate given (`rate`: a fixed point for tests) or simulated.
     pub(crate) fn step_at(&mut self, s: &mut Step, rate: Option<&[f32]>) -> StepStats {
         let (net, ws, y, loss, grads, rng) = s.parts();
@@ -292,40 +385,7 @@ impl IdeFsnn {
         net.forward_layers(ws, self.readout, l, true, rng);
         let stats = output_error(net, ws, y, loss);
         net.backward(ws, grads, self.readout, l, None, true);
-        // h = m_s (.) W a + x and D = 1[0 <= h <= V_th] / V_th.
-        let vth = self.s.ide_vth;
-        let ms = |m: &[f32], i: usize| if m.is_empty() { 1.0 } else { m[i] };
-        self.tmp.resize(len, 0.0);
-        linalg::matmul(n, h, h, &self.rate, false, &self.w_eff, true, &mut self.tmp, false);
-        self.d.clear();
-        for i in 0..len {
-            let hv = ms(&self.mask_s, i) * self.tmp[i] + self.x[i];
-            self.d.push(if (0.0..=vth).contains(&hv) { 1.0 / vth } else { 0.0 });
-        }
-        // beta = g0 + J^T beta with J = diag(D m_s) W: J^T beta = (D m_s (.) beta) W per sample
-        // (row vectors).
-        self.g0.clear();
-        self.g0.extend_from_slice(&ws.grads[self.readout][..len]);
-        let scale = self.g0.iter().fold(0.0f32, |m, g| m.max(g.abs())).max(1e-30);
-        self.beta.clone_from(&self.g0);
-        self.fb.resize(len, 0.0);
-        self.last_iters = 0;
-        for _ in 0..self.s.ide_iters {
-            for i in 0..len {
-                self.fb[i] = self.beta[i] * self.d[i] * ms(&self.mask_s, i);
-            }
-            linalg::matmul(n, h, h, &self.fb, false, &self.w_eff, false, &mut self.tmp, false);
-            let mut moved = 0.0f32;
-            for ((b, t), g) in self.beta.iter_mut().zip(&self.tmp).zip(&self.g0) {
-                let nb = g + t;
-                moved = moved.max((nb - *b).abs());
-                *b = nb;
-            }
-            self.last_iters += 1;
-            if moved <= self.s.ide_tol * scale {
-                break;
-            }
-        }
+        self.solve(n, &ws.grads[self.readout][..len]);
         // delta = D (.) beta: dL/dW = (delta m_s)^T a (H x H, summed over the batch).
         for i in 0..len {
             self.fb[i] = self.beta[i] * self.d[i] * ms(&self.mask_s, i);
@@ -384,6 +444,25 @@ impl Rule for IdeFsnn {
         let a = (self.eval_spikes, self.eval_samples);
         (self.eval_spikes, self.eval_samples) = (0, 0);
         Some(a)
+    }
+
+    /// The answer is the read-out of the fixed point a*(x): differentiable in the input by the
+    /// same implicit differentiation as training (evaluation mode: batch norm's running
+    /// statistics, no dropout).
+    fn has_input_gradient(&self) -> bool {
+        true
+    }
+
+    fn input_gradient(
+        &mut self,
+        net: &mut Network,
+        ws: &mut Workspace,
+        pg: &mut [Vec<f32>],
+        x: &[f32],
+        y: &[u32],
+        g: &mut [f32],
+    ) {
+        self.input_gradient_at(net, ws, pg, x, y, g, None)
     }
 
     fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
@@ -543,5 +622,47 @@ mod tests {
         for (r, f) in rule.rate.iter().zip(&a) {
             assert!((r - f).abs() < 5e-3, "rate {:?} vs fixed point {a:?}", rule.rate);
         }
+    }
+
+    /// The input gradient the attacks follow equals the finite-difference derivative of the
+    /// exact fixed point's loss in the input.
+    #[test]
+    fn input_gradient_matches_finite_differences() {
+        let (d, h, k) = (3, 5, 2);
+        let mut rng = Rng::new(11);
+        let mut net = Builder::new(Shape::flat(d), Init::Torch, &mut rng)
+            .dense(h, true)
+            .act(Activation::Relu)
+            .dense(k, true)
+            .build();
+        let s = IdeSettings { ide_dropout: 0.0, ide_iters: 500, ide_tol: 1e-9, ide_vth: 1.0, ..Default::default() };
+        let mut rule = IdeFsnn::new(&mut net, s, &mut rng).unwrap();
+        net.params[0].data.iter_mut().for_each(|w| *w *= 2.0);
+        net.params[1].data.iter_mut().for_each(|b| *b = 0.4);
+        net.params[rule.g_param].data[0] = 0.8;
+        for _ in 0..50 {
+            rule.effective(&net, true);
+        }
+        let xin: Vec<f32> = (0..3 * d).map(|i| ((i * 7 % 5) as f32 - 2.0) * 0.3).collect();
+        let xin64: Vec<f64> = xin.iter().map(|&x| x as f64).collect();
+        let y = [0u32, 1, 1];
+        let p64: Vec<Vec<f64>> = net.params.iter().map(|p| p.data.iter().map(|&x| x as f64).collect()).collect();
+        let (_, a) = loss_f64(&p64, &rule, &xin64, &y, (d, h, k));
+        let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+        let mut ws = Workspace::default();
+        let mut pg = net.zero_grads();
+        let mut g = vec![0.0; xin.len()];
+        rule.input_gradient_at(&mut net, &mut ws, &mut pg, &xin, &y, &mut g, Some(&a32));
+        let eps = 1e-5;
+        for e in 0..xin.len() {
+            let (mut hi, mut lo) = (xin64.clone(), xin64.clone());
+            hi[e] += eps;
+            lo[e] -= eps;
+            let fd = (loss_f64(&p64, &rule, &hi, &y, (d, h, k)).0 - loss_f64(&p64, &rule, &lo, &y, (d, h, k)).0)
+                / (2.0 * eps);
+            let err = (g[e] as f64 - fd).abs() / (fd.abs() + 1e-3);
+            assert!(err < 2e-3, "input {e}: implicit {} vs finite difference {fd}", g[e]);
+        }
+        assert!(g.iter().any(|v| v.abs() > 1e-3));
     }
 }

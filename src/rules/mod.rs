@@ -154,6 +154,28 @@ pub trait Rule: Send {
         unreachable!("a rule answering Prediction::Own implements Rule::predict")
     }
 
+    /// For `Prediction::Own`: the rule's answer is differentiable in the input, so white-box
+    /// attacks can follow `input_gradient` (default: no, the rule is not attacked).
+    fn has_input_gradient(&self) -> bool {
+        false
+    }
+
+    /// Where `has_input_gradient`: d(batch-mean cross-entropy of the rule's answer)/d input of
+    /// the batch `x` (`y.len()` samples) into `g`, in evaluation mode (`pg`: scratch for the
+    /// parameter gradients on the way; nothing is changed).
+    #[allow(clippy::too_many_arguments)]
+    fn input_gradient(
+        &mut self,
+        _net: &mut Network,
+        _ws: &mut Workspace,
+        _pg: &mut [Vec<f32>],
+        _x: &[f32],
+        _y: &[u32],
+        _g: &mut [f32],
+    ) {
+        unreachable!("a rule answering has_input_gradient implements Rule::input_gradient")
+    }
+
     /// Spiking rules: the spikes (every layer's, the input's encoding included) and samples of
     /// the evaluation passes (`predict`) since the driver last asked, then zeroed; the driver
     /// records spikes per sample of each epoch's test evaluation. Default: None (not spiking).
