@@ -530,12 +530,14 @@ mod tests {
         (loss / n as f64, all)
     }
 
-    /// At the fixed point, the rule's implicit gradient of every parameter (F and its bias, the
-    /// feedback W_s through the spectral scaling, g, the read-out) equals the finite-difference
-    /// derivative of the loss of the exact fixed point.
-    #[test]
-    fn implicit_gradient_matches_finite_differences() {
-        let (d, h, k) = (3, 5, 2);
+    /// The finite-difference tests' case: 3 inputs, 5 feedback units (V_th 1, no dropout, an
+    /// exact solve), 2 classes, 3 samples; a larger input weight (most units strictly inside
+    /// (0, V_th)), g inside (-1, 1), converged power-iteration vectors (held fixed, as the
+    /// gradient holds them). Returns the net, the rule, x, y, every parameter in f64 and the
+    /// exact fixed point.
+    #[allow(clippy::type_complexity)]
+    fn fd_case() -> (Network, IdeFsnn, Vec<f32>, [u32; 3], Vec<Vec<f64>>, Vec<f64>) {
+        let (d, h, k) = DIMS;
         let mut rng = Rng::new(11);
         let mut net = Builder::new(Shape::flat(d), Init::Torch, &mut rng)
             .dense(h, true)
@@ -544,11 +546,9 @@ mod tests {
             .build();
         let s = IdeSettings { ide_dropout: 0.0, ide_iters: 500, ide_tol: 1e-9, ide_vth: 1.0, ..Default::default() };
         let mut rule = IdeFsnn::new(&mut net, s, &mut rng).unwrap();
-        // A larger input weight (most units strictly inside (0, V_th)), g inside (-1, 1).
         net.params[0].data.iter_mut().for_each(|w| *w *= 2.0);
         net.params[1].data.iter_mut().for_each(|b| *b = 0.4);
         net.params[rule.g_param].data[0] = 0.8;
-        // Converged power-iteration vectors (held fixed, as the gradient holds them).
         for _ in 0..50 {
             rule.effective(&net, true);
         }
@@ -556,7 +556,20 @@ mod tests {
         let xin64: Vec<f64> = xin.iter().map(|&x| x as f64).collect();
         let y = [0u32, 1, 1];
         let p64: Vec<Vec<f64>> = net.params.iter().map(|p| p.data.iter().map(|&x| x as f64).collect()).collect();
-        let (_, a) = loss_f64(&p64, &rule, &xin64, &y, (d, h, k));
+        let (_, a) = loss_f64(&p64, &rule, &xin64, &y, DIMS);
+        (net, rule, xin, y, p64, a)
+    }
+
+    const DIMS: (usize, usize, usize) = (3, 5, 2);
+
+    /// At the fixed point, the rule's implicit gradient of every parameter (F and its bias, the
+    /// feedback W_s through the spectral scaling, g, the read-out) equals the finite-difference
+    /// derivative of the loss of the exact fixed point.
+    #[test]
+    fn implicit_gradient_matches_finite_differences() {
+        let (d, h, k) = DIMS;
+        let (mut net, mut rule, xin, y, p64, a) = fd_case();
+        let xin64: Vec<f64> = xin.iter().map(|&x| x as f64).collect();
         // No unit at a kink of the clamp.
         assert!(a.iter().all(|&a| a > 1e-3 && a < 1.0 - 1e-3 || a == 0.0 || a == 1.0), "{a:?}");
         let inside = a.iter().filter(|&&a| a > 0.0 && a < 1.0).count();
@@ -628,26 +641,9 @@ mod tests {
     /// exact fixed point's loss in the input.
     #[test]
     fn input_gradient_matches_finite_differences() {
-        let (d, h, k) = (3, 5, 2);
-        let mut rng = Rng::new(11);
-        let mut net = Builder::new(Shape::flat(d), Init::Torch, &mut rng)
-            .dense(h, true)
-            .act(Activation::Relu)
-            .dense(k, true)
-            .build();
-        let s = IdeSettings { ide_dropout: 0.0, ide_iters: 500, ide_tol: 1e-9, ide_vth: 1.0, ..Default::default() };
-        let mut rule = IdeFsnn::new(&mut net, s, &mut rng).unwrap();
-        net.params[0].data.iter_mut().for_each(|w| *w *= 2.0);
-        net.params[1].data.iter_mut().for_each(|b| *b = 0.4);
-        net.params[rule.g_param].data[0] = 0.8;
-        for _ in 0..50 {
-            rule.effective(&net, true);
-        }
-        let xin: Vec<f32> = (0..3 * d).map(|i| ((i * 7 % 5) as f32 - 2.0) * 0.3).collect();
+        let (d, h, k) = DIMS;
+        let (mut net, mut rule, xin, y, p64, a) = fd_case();
         let xin64: Vec<f64> = xin.iter().map(|&x| x as f64).collect();
-        let y = [0u32, 1, 1];
-        let p64: Vec<Vec<f64>> = net.params.iter().map(|p| p.data.iter().map(|&x| x as f64).collect()).collect();
-        let (_, a) = loss_f64(&p64, &rule, &xin64, &y, (d, h, k));
         let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
         let mut ws = Workspace::default();
         let mut pg = net.zero_grads();
