@@ -134,6 +134,26 @@ pub fn traces(spikes: &[u8], n: usize, decay: f32, traces: &mut [f32]) {
     }
 }
 
+/// Spikes and samples of a spiking rule's evaluation passes since last taken (`Rule::take_activity`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Activity {
+    pub spikes: u64,
+    pub samples: u64,
+}
+
+impl Activity {
+    pub fn add(&mut self, spikes: u64, samples: u64) {
+        self.spikes += spikes;
+        self.samples += samples;
+    }
+
+    /// The counts so far, then zeroed.
+    pub fn take(&mut self) -> Option<(u64, u64)> {
+        let a = std::mem::take(self);
+        Some((a.spikes, a.samples))
+    }
+}
+
 /// A spike train's events, input-major: input i spiked at `times[start[i]..start[i + 1]]`.
 #[derive(Clone, Debug, Default)]
 pub struct Events {

@@ -122,11 +122,9 @@ pub struct Desire {
     tr: Vec<f32>,
     sums: Vec<f32>,
     delta: Vec<f32>,
-    xbuf: Vec<f32>,
     events: spiking::Events,
-    /// Spikes and samples of evaluation passes since the driver last asked (`take_activity`).
-    eval_spikes: u64,
-    eval_samples: u64,
+    /// Evaluation passes' spikes since the driver last asked.
+    activity: spiking::Activity,
     /// Rows of each layer changed by the current sample's update.
     changed: Vec<Vec<usize>>,
 }
@@ -166,10 +164,8 @@ impl Desire {
             tr: Vec::new(),
             sums: Vec::new(),
             delta: Vec::new(),
-            xbuf: Vec::new(),
             events: spiking::Events::default(),
-            eval_spikes: 0,
-            eval_samples: 0,
+            activity: spiking::Activity::default(),
             changed: vec![Vec::new(); k],
         })
     }
@@ -381,12 +377,8 @@ impl Rule for Desire {
         let k = net.output_len();
         for r in 0..ws.n {
             self.masks(n0, false, &mut rng);
-            let mut x = std::mem::take(&mut self.xbuf);
-            x.clear();
-            x.extend_from_slice(&ws.acts[0][r * n0..(r + 1) * n0]);
-            self.eval_spikes += self.simulate(&x, false, &mut rng);
-            self.xbuf = x;
-            self.eval_samples += 1;
+            let spikes = self.simulate(&ws.acts[0][r * n0..(r + 1) * n0], false, &mut rng);
+            self.activity.add(spikes, 1);
             let out = ws.acts.last_mut().unwrap();
             for (o, &c) in out[r * k..(r + 1) * k].iter_mut().zip(&self.layers.last().unwrap().counts) {
                 *o = c as f32;
@@ -395,9 +387,7 @@ impl Rule for Desire {
     }
 
     fn take_activity(&mut self) -> Option<(u64, u64)> {
-        let a = (self.eval_spikes, self.eval_samples);
-        (self.eval_spikes, self.eval_samples) = (0, 0);
-        Some(a)
+        self.activity.take()
     }
 }
 

@@ -38,7 +38,7 @@
 
 use super::{output_error, Prediction, Rule, Step, StepStats};
 use crate::linalg;
-use crate::nn::spiking::Neuron;
+use crate::nn::spiking::{self, Neuron};
 use crate::nn::{Layer, Network, ParamKind, Workspace};
 use crate::rng::Rng;
 
@@ -102,8 +102,8 @@ pub struct IdeFsnn {
     g0: Vec<f32>,
     tmp: Vec<f32>,
     gw: Vec<f32>,
-    eval_spikes: u64,
-    eval_samples: u64,
+    /// Evaluation passes' spikes since the driver last asked.
+    activity: spiking::Activity,
     /// Solver iterations of the last training step (tests, diagnostics).
     pub last_iters: usize,
 }
@@ -182,8 +182,7 @@ impl IdeFsnn {
             g0: Vec::new(),
             tmp: Vec::new(),
             gw: Vec::new(),
-            eval_spikes: 0,
-            eval_samples: 0,
+            activity: spiking::Activity::default(),
             last_iters: 0,
         })
     }
@@ -267,6 +266,19 @@ impl IdeFsnn {
         total
     }
 
+    /// The rate of the `n` samples: `rate` as given (a fixed point, for tests), else simulated.
+    fn rate_of(&mut self, n: usize, rate: Option<&[f32]>) {
+        match rate {
+            Some(a) => {
+                self.rate.clear();
+                self.rate.extend_from_slice(&a[..n * self.h]);
+            }
+            None => {
+                self.simulate(n);
+            }
+        }
+    }
+
     /// The input current x = m_x (.) (batch-norm output) of the `n` samples in `ws`.
     fn input_current(&mut self, ws: &Workspace, n: usize) {
         let len = n * self.h;
@@ -337,15 +349,7 @@ impl IdeFsnn {
         self.mask_s.clear();
         self.input_current(ws, n);
         self.effective(net, false);
-        match rate {
-            Some(a) => {
-                self.rate.clear();
-                self.rate.extend_from_slice(&a[..len]);
-            }
-            None => {
-                self.simulate(n);
-            }
-        }
+        self.rate_of(n, rate);
         ws.acts[self.readout][..len].copy_from_slice(&self.rate);
         net.forward_range(ws, self.readout, l);
         output_error(net, ws, y, crate::nn::Loss::Ce);
@@ -371,15 +375,7 @@ impl IdeFsnn {
         self.masks(n, true, rng);
         self.input_current(ws, n);
         self.effective(net, rate.is_none());
-        match rate {
-            Some(a) => {
-                self.rate.clear();
-                self.rate.extend_from_slice(&a[..len]);
-            }
-            None => {
-                self.simulate(n);
-            }
-        }
+        self.rate_of(n, rate);
         // Read-out and its gradient; dL/da lands in ws.grads[readout].
         ws.acts[self.readout][..len].copy_from_slice(&self.rate);
         net.forward_layers(ws, self.readout, l, true, rng);
@@ -434,16 +430,14 @@ impl Rule for IdeFsnn {
         self.mask_s.clear();
         self.input_current(ws, n);
         self.effective(net, false);
-        self.eval_spikes += self.simulate(n);
-        self.eval_samples += n as u64;
+        let spikes = self.simulate(n);
+        self.activity.add(spikes, n as u64);
         ws.acts[self.readout][..n * self.h].copy_from_slice(&self.rate);
         net.forward_range(ws, self.readout, l);
     }
 
     fn take_activity(&mut self) -> Option<(u64, u64)> {
-        let a = (self.eval_spikes, self.eval_samples);
-        (self.eval_spikes, self.eval_samples) = (0, 0);
-        Some(a)
+        self.activity.take()
     }
 
     /// The answer is the read-out of the fixed point a*(x): differentiable in the input by the

@@ -89,6 +89,8 @@ pub struct StdpRule {
     n_in: usize,
     n: usize,
     readout: usize,
+    /// The read-out layers' parameters (what the read-out phase's optimiser steps).
+    readout_params: Vec<usize>,
     input: Vec<u8>,
     out: Vec<u8>,
     counts: Vec<u32>,
@@ -97,11 +99,10 @@ pub struct StdpRule {
     scaled: Vec<f32>,
     /// W^T (n_in x n), kept equal to the network's W.
     wt: Vec<f32>,
-    xbuf: Vec<f32>,
     events: spiking::Events,
     plastic: spiking::StdpScratch,
-    eval_spikes: u64,
-    eval_samples: u64,
+    /// Evaluation passes' spikes since the driver last asked.
+    activity: spiking::Activity,
 }
 
 impl StdpRule {
@@ -133,6 +134,7 @@ impl StdpRule {
             n_in,
             n,
             readout,
+            readout_params: net.layers[readout..].iter().flat_map(|l| l.param_ids()).collect(),
             input: Vec::new(),
             out: Vec::new(),
             counts: vec![0; n],
@@ -140,11 +142,9 @@ impl StdpRule {
             v: Vec::new(),
             scaled: Vec::new(),
             wt: Vec::new(),
-            xbuf: Vec::new(),
             events: spiking::Events::default(),
             plastic: spiking::StdpScratch::default(),
-            eval_spikes: 0,
-            eval_samples: 0,
+            activity: spiking::Activity::default(),
         })
     }
 
@@ -201,18 +201,13 @@ impl StdpRule {
     /// Simulate the `ws.n` samples in `ws` (weights unchanged) into the read-out's input.
     fn features(&mut self, net: &Network, ws: &mut Workspace, rng: &mut Rng, eval: bool) {
         spiking::transpose(&net.params[self.w].data, self.n, self.n_in, &mut self.wt);
-        let mut x = std::mem::take(&mut self.xbuf);
-        x.clear();
-        x.extend_from_slice(&ws.acts[0][..ws.n * self.n_in]);
         for r in 0..ws.n {
-            let spikes = self.simulate(net, r, &x, rng);
+            let spikes = self.simulate(net, r, &ws.acts[0], rng);
             if eval {
-                self.eval_spikes += spikes;
-                self.eval_samples += 1;
+                self.activity.add(spikes, 1);
             }
             self.feature(ws, r);
         }
-        self.xbuf = x;
     }
 }
 
@@ -239,11 +234,8 @@ impl Rule for StdpRule {
         let (n, n_in) = (self.n, self.n_in);
         if epoch < self.s.stdp_epochs {
             spiking::transpose(&net.params[self.w].data, n, n_in, &mut self.wt);
-            let mut x = std::mem::take(&mut self.xbuf);
-            x.clear();
-            x.extend_from_slice(&ws.acts[0][..ws.n * n_in]);
             for r in 0..ws.n {
-                self.simulate(net, r, &x, rng);
+                self.simulate(net, r, &ws.acts[0], rng);
                 // The statistics are the (untrained) read-out's on the features as they were seen.
                 self.feature(ws, r);
                 let stdp = self.stdp();
@@ -276,7 +268,6 @@ impl Rule for StdpRule {
                     }
                 }
             }
-            self.xbuf = x;
             let l = net.num_layers();
             net.forward_layers(ws, self.readout, l, true, rng);
             return output_error(net, ws, y, loss);
@@ -286,9 +277,8 @@ impl Rule for StdpRule {
         net.forward_layers(ws, self.readout, l, true, rng);
         let stats = output_error(net, ws, y, loss);
         net.backward(ws, grads, self.readout, l, None, false);
-        let ro: Vec<usize> = net.layers[self.readout..].iter().flat_map(|l| l.param_ids()).collect();
         if stats.loss_sum.is_finite() {
-            upd.apply_where(net, grads, |i| ro.contains(&i));
+            upd.apply_where(net, grads, |i| self.readout_params.contains(&i));
         }
         stats
     }
@@ -306,9 +296,7 @@ impl Rule for StdpRule {
     }
 
     fn take_activity(&mut self) -> Option<(u64, u64)> {
-        let a = (self.eval_spikes, self.eval_samples);
-        (self.eval_spikes, self.eval_samples) = (0, 0);
-        Some(a)
+        self.activity.take()
     }
 }
 
