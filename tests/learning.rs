@@ -88,10 +88,13 @@ fn every_rule_learns_digits_and_beats_its_read_out_only_baseline() {
         if rule.as_str() == "desire" {
             // The preset is the paper's Fashion-MNIST setting (lr 1e-5 for 784 inputs into 1000
             // units, dropout 0.4 on the hidden layers): on 64 inputs into 32-unit layers it
-            // barely moves in 20 epochs (11.7% here). Measured on this test's run: lr 1e-4 63.5%,
-            // 3e-4 74.4%; without dropout 77.2% / 88.9% (a 32-unit layer at dropout 0.4 keeps ~19).
-            t.insert("lr".into(), toml::Value::Float(3e-4));
-            t.insert("desire_dropout_hidden".into(), toml::Value::Float(0.0));
+            // barely moves in 20 epochs (11.7% here). lr and hidden dropout chosen on the digits'
+            // validation split, never this test's accuracy: `biolearn tune --rule desire --arch
+            // mlp:32,32/nobias --seed 3 --space lr=log:1e-5:1e-2,desire_dropout_hidden=lin:0:0.4
+            // --set desire_dropout_in=0 --trials 16 --epochs 20 --subset 1.0 --val-fraction 0.2`:
+            // best trial 7, validation 88.9%.
+            t.insert("lr".into(), toml::Value::Float(1.4989e-4));
+            t.insert("desire_dropout_hidden".into(), toml::Value::Float(0.1702));
             t.insert("desire_dropout_in".into(), toml::Value::Float(0.0));
         }
         let mut cfg = TrainConfig::load(None, t).unwrap();
