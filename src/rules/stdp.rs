@@ -43,9 +43,9 @@ crate::settings! {
         /// Membrane decay per step of the plastic layer.
         pub stdp_decay: f32 = 0.9,
         /// Potentiation per pre-before-post pairing (times the presynaptic trace).
-        pub stdp_a_plus: f32 = 0.01,
+        pub stdp_a_plus: f32 = 0.002,
         /// Depression per post-before-pre pairing (times the postsynaptic trace).
-        pub stdp_a_minus: f32 = 0.0105,
+        pub stdp_a_minus: f32 = 0.0021,
         /// Decay per step of both traces.
         pub stdp_trace_decay: f32 = 0.8,
         /// Upper bound of a weight (the lower bound is 0).
@@ -53,7 +53,7 @@ crate::settings! {
         /// Every neuron's weights sum to this after each update (0: no normalisation).
         pub stdp_norm: f32 = 10.0,
         /// Threshold increase per spike (homeostasis).
-        pub stdp_theta_plus: f32 = 0.05,
+        pub stdp_theta_plus: f32 = 0.005,
         /// Threshold decay factor per sample.
         pub stdp_theta_decay: f32 = 0.9999,
     }
