@@ -59,6 +59,19 @@ pub struct EpochRecord {
     /// layer's (the input's encoding included): an energy proxy (`Rule::take_activity`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spikes_per_sample: Option<f64>,
+    /// Sequence data (language models): the mean cross-entropy per predicted token (nats) on
+    /// the test and validation splits; the perplexity is its exponential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+}
+
+impl EpochRecord {
+    /// exp(test cross-entropy per token), for sequence data.
+    pub fn test_perplexity(&self) -> Option<f64> {
+        self.test_loss.map(f64::exp)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -243,6 +256,13 @@ impl Trainer {
         let device = if hw.is_ideal() {
             None
         } else {
+            if net.has_transformer() {
+                return Err(format!(
+                    "hardware {}: compute-in-memory conditions are modelled for dense, conv and recurrent layers; \
+                     network {} is a transformer",
+                    cfg.hardware, cfg.arch
+                ));
+            }
             if hw.adc_bits > 0 {
                 let conv = net.layers.iter().any(|l| match l {
                     Layer::Conv { geom, .. } => !geom.is_dense(),
@@ -389,7 +409,9 @@ impl Trainer {
         let first = if self.train_noise.is_none() && self.cache_frozen { phase.frozen_prefix } else { 0 };
         let cached = (first > 0).then(|| self.frozen_features(split, first));
         let f = self.net.shapes[first].len();
-        let mut labels = Vec::with_capacity(b);
+        // Labels per sample (a sequence's targets: T), and the loss and accuracy per label.
+        let t = split.targets();
+        let mut labels = Vec::with_capacity(b * t);
         let (mut loss, mut correct) = (0.0f64, 0usize);
         let mut energy: Option<(f64, f64, usize)> = None;
         let mut batches_seen = 0usize;
@@ -417,7 +439,7 @@ impl Trainer {
                     self.net.prepare(&mut self.ws, m);
                 }
                 labels.clear();
-                labels.extend(idx.iter().map(|&s| split.y[s]));
+                labels.extend(idx.iter().flat_map(|&s| &split.y[s * t..(s + 1) * t]));
                 if let Some(ci) = cached {
                     let (feats, input) = (&self.cache[ci].feats, &mut self.ws.acts[first]);
                     for (r, &s) in idx.iter().enumerate() {
@@ -479,8 +501,8 @@ impl Trainer {
         // Means over the samples trained on (one pass: the split, as always).
         let seen = if phase.until_settled { samples.max(1) } else { n } as f64;
         EpochStats {
-            loss: loss / seen,
-            accuracy: correct as f64 / seen,
+            loss: loss / (seen * t as f64),
+            accuracy: correct as f64 / (seen * t as f64),
             energy: energy.map(|(a, b, t)| (a / seen, b / seen, t as f64 / batches_seen as f64)),
             diverged_at,
             seconds: t0.elapsed().as_secs_f64(),
@@ -544,7 +566,9 @@ impl Trainer {
             return (0.0, f64::NAN);
         }
         let mut ce = 0.0f64;
-        let (d, k) = (split.dim, self.net.output_len());
+        // k outputs per label (a sequence: per position), t labels per sample.
+        let t = split.targets();
+        let (d, k) = (split.dim, self.net.output_len() / t);
         // The phase of the epoch last trained (its frozen prefix is what evaluation may reuse).
         let first =
             if self.cache_frozen { self.rule.phase(self.epochs_done.saturating_sub(1)).frozen_prefix } else { 0 };
@@ -571,11 +595,13 @@ impl Trainer {
                     .max_by(|&a, &b| o[a as usize].total_cmp(&o[b as usize]).then(b.cmp(&a)))
                     .map_or(0, |c| c as usize),
             };
-            correct += (0..m).filter(|&s| answer(&out[s * k..(s + 1) * k]) == split.y[start + s] as usize).count();
-            ce += crate::nn::Loss::Ce.eval(&out[..m * k], &split.y[start..start + m], k, None).0;
+            let ys = &split.y[start * t..(start + m) * t];
+            correct += (0..m * t).filter(|&r| answer(&out[r * k..(r + 1) * k]) == ys[r] as usize).count();
+            ce += crate::nn::Loss::Ce.eval(&out[..m * t * k], ys, k, None).0;
             start += m;
         }
-        (correct as f64 / split.n as f64, ce / split.n as f64)
+        let labels = (split.n * t) as f64;
+        (correct as f64 / labels, ce / labels)
     }
 }
 
@@ -643,16 +669,22 @@ impl Trainer {
             }
             hooks.trained(self, e);
             self.rule.take_activity();
-            let test_accuracy = data.test.map_or(f64::NAN, |t| self.evaluate(t));
+            // Sequence data also records the cross-entropy per token (its perplexity).
+            let seq = data.train.targets() > 1;
+            let (test_accuracy, test_loss) = match data.test {
+                Some(t) => self.evaluate_with_loss(t),
+                None => (f64::NAN, f64::NAN),
+            };
             let spikes_per_sample =
                 self.rule.take_activity().filter(|a| a.1 > 0).map(|(spikes, n)| spikes as f64 / n as f64);
+            let val = data.val.map(|v| self.evaluate_with_loss(v));
             let record = EpochRecord {
                 epoch: e + 1,
                 lr,
                 train_loss: if state.diverged.is_some() { f64::NAN } else { stats.loss },
                 train_accuracy: stats.accuracy,
                 test_accuracy,
-                val_accuracy: data.val.map(|v| self.evaluate(v)),
+                val_accuracy: val.map(|v| v.0),
                 seconds: stats.seconds,
                 energy_before: stats.energy.map(|e| e.0),
                 energy_after: stats.energy.map(|e| e.1),
@@ -662,6 +694,8 @@ impl Trainer {
                 steps: stats.steps,
                 feedback_angles: crate::rules::feedback_angles(&self.net),
                 spikes_per_sample,
+                test_loss: (seq && data.test.is_some()).then_some(test_loss),
+                val_loss: if seq { val.map(|v| v.1) } else { None },
             };
             state.epochs.push(record);
             hooks.epoch(self, &state)?;
@@ -878,7 +912,11 @@ pub fn load_data(cfg: &TrainConfig) -> crate::Result<Loaded> {
     let mut ds = data::load_by_name(&cfg.data, dir)?;
     let checksum = ds.checksum();
     let plane = ds.height * ds.width;
-    let (mean, std) = if cfg.normalize { ds.normalize() } else { (vec![0.0; ds.channels], vec![1.0; ds.channels]) };
+    let (mean, std) = if cfg.normalize && ds.alphabet.is_none() {
+        ds.normalize()
+    } else {
+        (vec![0.0; ds.channels], vec![1.0; ds.channels])
+    };
     Ok(Loaded { ds, checksum, norm: Norm { mean, std, plane } })
 }
 

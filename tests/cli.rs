@@ -853,3 +853,51 @@ fn hardware_runs_resume_evaluate_and_form_a_plan_axis() {
     let e = fail(&["compare", plan.to_str().unwrap(), "--estimate"]);
     assert!(e.contains("condition of the plan"), "{e}");
 }
+
+#[test]
+fn a_language_model_trains_on_a_text_file_samples_and_refuses_what_it_cannot_do() {
+    // A small text written here (the `devil` loader reads any text file given as --data-dir).
+    let d = tmp("lm");
+    let text: String = (0..60).map(|i| format!("the {} cat sat on the mat. ", ["red", "big", "old"][i % 3])).collect();
+    let file = d.join("corpus.txt");
+    std::fs::write(&file, &text).unwrap();
+    let f = file.to_str().unwrap();
+    let run_dir = d.join("bp");
+    let base = ["train", "--data", "devil", "--data-dir", f, "--arch", "gpt:1,16,2", "--epochs", "2", "--batch", "8"];
+    let mut args = base.to_vec();
+    args.extend([
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "0.01",
+        "--threads",
+        "1",
+        "--save",
+        "--out",
+        run_dir.to_str().unwrap(),
+    ]);
+    let o = ok(&args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("test_ppl"), "{stderr}");
+    let r = result(&run_dir);
+    let e = &r["epochs"].as_array().unwrap()[1];
+    let (first, last) = (r["epochs"][0]["test_loss"].as_f64().unwrap(), e["test_loss"].as_f64().unwrap());
+    // The alphabet has 19 symbols: a model that learnt nothing has perplexity ~19.
+    assert!(last < first && last.exp() < 12.0, "test perplexity {} -> {}", first.exp(), last.exp());
+    // Sampling: the prompt, then exactly --tokens bytes; the same seed gives the same text.
+    let m = run_dir.to_str().unwrap();
+    let s1 = ok(&["sample", m, "--prompt", "the ", "--tokens", "30", "--seed", "4"]);
+    let s2 = ok(&["sample", m, "--prompt", "the ", "--tokens", "30", "--seed", "4"]);
+    let out = String::from_utf8_lossy(&s1.stdout).trim_end_matches('\n').to_string();
+    assert_eq!(s1.stdout, s2.stdout);
+    assert!(out.starts_with("the ") && out.len() == 34, "{out:?}");
+    // A byte outside the alphabet, a rule that cannot train a transformer, a model of images.
+    assert!(fail(&["sample", m, "--prompt", "XYZ"]).contains("not in"));
+    let fa_dir = d.join("fa");
+    let mut fa = base.to_vec();
+    fa.extend(["--rule", "fa", "--out", fa_dir.to_str().unwrap()]);
+    assert!(fail(&fa).contains("does not train transformer networks"));
+    let img = d.join("img");
+    ok(&["train", "--epochs", "1", "--arch", "mlp:8", "--save", "--out", img.to_str().unwrap()]);
+    assert!(fail(&["sample", img.to_str().unwrap()]).contains("not a text data set"));
+}

@@ -67,6 +67,9 @@ enum Cmd {
     /// Evaluate a saved model (`train --save`) or a run's checkpoint: test accuracy, and under
     /// noise or pruning if asked.
     Eval(EvalArgs),
+    /// Sample text from a language model trained on a text data set (`--arch gpt:...`,
+    /// `train --save`): the prompt, then --tokens tokens drawn one by one.
+    Sample(SampleArgs),
     /// Hyperparameter search on a validation split carved from the training set (never the
     /// test set), the same budget for every rule: OUT/trials.jsonl, OUT/preset.toml (with its
     /// provenance), OUT/trials.png. Rerun to resume.
@@ -386,6 +389,23 @@ struct EvalArgs {
 }
 
 #[derive(Args)]
+struct SampleArgs {
+    /// A run directory (its model.safetensors, else checkpoint.safetensors) or a model file.
+    model: PathBuf,
+    /// The text to continue (its bytes must be in the corpus's alphabet).
+    #[arg(long, default_value = "A")]
+    prompt: String,
+    /// Tokens (bytes) to generate.
+    #[arg(long, default_value_t = 200)]
+    tokens: usize,
+    /// Softmax temperature; 0 takes the most likely token every time.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args)]
 struct CompareArgs {
     /// The plan (TOML; see plans/).
     plan: PathBuf,
@@ -647,6 +667,7 @@ fn main() {
         Some(Cmd::Report { dir, out, markdown, conditions }) => cmd_report(&dir, out, markdown, &conditions),
         Some(Cmd::Slurm(a)) => cmd_slurm(a),
         Some(Cmd::Eval(a)) => cmd_eval(a),
+        Some(Cmd::Sample(a)) => cmd_sample(a),
         Some(Cmd::Tune(a)) => cmd_tune(a),
         Some(Cmd::Episodes(a)) => cmd_episodes(a),
         Some(Cmd::MetaTrain(a)) => cmd_meta_train(a),
@@ -756,7 +777,13 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             if tty {
                 eprint!("\r\x1b[2K");
             }
-            let val = r.val_accuracy.map_or(String::new(), |v| format!(" val_acc {:.4}", v));
+            let mut val = r.val_accuracy.map_or(String::new(), |v| format!(" val_acc {:.4}", v));
+            if let Some(p) = r.test_perplexity() {
+                val += &format!(" test_ppl {p:.3}");
+            }
+            if let Some(l) = r.val_loss {
+                val += &format!(" val_ppl {:.3}", l.exp());
+            }
             let angles: Vec<String> = r.feedback_angles.iter().map(|(_, a)| format!("{a:.1}")).collect();
             let angles =
                 if angles.is_empty() { String::new() } else { format!(" feedback_angles {}", angles.join("/")) };
@@ -1196,6 +1223,33 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     for (what, acc) in rows {
         println!("{what:<24} accuracy {acc:.4} ({acc})");
     }
+    Ok(())
+}
+
+fn cmd_sample(a: SampleArgs) -> Result<()> {
+    let file = train::model_file(&a.model).map_err(anyhow::Error::msg)?;
+    let cfg = train::saved_config(&file).map_err(anyhow::Error::msg)?;
+    let l = train::load_data(&cfg).map_err(anyhow::Error::msg)?;
+    let Some(alphabet) = l.ds.alphabet.clone() else {
+        bail!("{}: trained on {}, not a text data set: nothing to sample", file.display(), cfg.data);
+    };
+    if !(a.temperature >= 0.0 && a.temperature.is_finite()) {
+        bail!("--temperature {}: must be a finite number >= 0", a.temperature);
+    }
+    let mut prompt = Vec::with_capacity(a.prompt.len());
+    for b in a.prompt.bytes() {
+        match alphabet.iter().position(|&c| c == b) {
+            Some(i) => prompt.push(i as u32),
+            None => bail!("--prompt: the byte {b:#04x} ({:?}) is not in {}'s alphabet", b as char, cfg.data),
+        }
+    }
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build()?;
+    let out = pool.install(|| -> Result<Vec<u32>> {
+        let mut tr = train::load_model(&file, &cfg, &l.ds).map_err(anyhow::Error::msg)?;
+        let mut rng = biolearn::rng::Rng::new(a.seed);
+        Ok(protocol::lm::generate(&mut tr.net, &prompt, a.tokens, a.temperature, &mut rng))
+    })?;
+    println!("{}{}", a.prompt, biolearn::data::text::decode(&alphabet, &out));
     Ok(())
 }
 

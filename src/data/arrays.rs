@@ -43,6 +43,7 @@ pub fn from_arrays(
     let classes = y_train.iter().chain(&y_test).copied().max().unwrap() as usize + 1;
     let split = |x: Vec<f32>, y: Vec<u32>| Split { n: y.len(), x, y, dim };
     Ok(Dataset {
+        alphabet: None,
         name: name.to_string(),
         channels: shape[0],
         height: shape[1],

@@ -142,6 +142,7 @@ pub(crate) fn load(variant: Variant, data_dir: Option<&Path>) -> Result<Dataset,
     }
     let (test_px, test_y) = read_batch(test_path, variant)?;
     Ok(Dataset {
+        alphabet: None,
         name: name.as_str().to_string(),
         channels: 3,
         height: 32,

@@ -96,6 +96,7 @@ pub fn from_csv(csv: &[u8], path: &Path) -> Result<Dataset, DataError> {
         i += 1;
     }
     Ok(Dataset {
+        alphabet: None,
         name: "digits".to_string(),
         channels: 1,
         height: SIDE,

@@ -156,6 +156,7 @@ fn load_files(name: DataName, dir: &Path, files: &[PathBuf]) -> Result<Dataset, 
     let (train, rows, cols) = read_split(&files[0], &files[1], None)?;
     let (test, _, _) = read_split(&files[2], &files[3], Some((rows, cols)))?;
     Ok(Dataset {
+        alphabet: None,
         name: name.as_str().to_string(),
         channels: 1,
         height: rows,

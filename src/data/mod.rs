@@ -19,6 +19,10 @@
 //! | `cifar10`       | [`cifar`]   | 3 x 32 x 32 | 10      | 50000 / 10000   | CIFAR-10 binary batches                  |
 //! | `cifar100`      | [`cifar`]   | 3 x 32 x 32 | 100     | 50000 / 10000   | CIFAR-100 binary (fine labels)           |
 //! | `stl10`         | [`stl10`]   | 3 x 96 x 96 | 10      | 5000 / 8000     | STL-10 binary (unlabeled part not read)  |
+//! | `devil`         | [`text`]    | 1 x 1 x 64 (token ids) | its bytes (64 targets per sample) | 5395 / 599 windows | The Devil's Dictionary, raw or gzip (`dict-devil`) |
+//!
+//! A text corpus is a sequence data set: each sample is T token ids (the `alphabet`'s indices)
+//! with T targets, the next token at each position (`Split::targets`); it is not normalised.
 //!
 //! [`load`] finds the files (see its docs for the search order), checks them
 //! and converts them; every failure is a [`DataError`] naming the file.
@@ -41,6 +45,7 @@ pub mod idx;
 pub mod noise;
 pub mod sampling;
 pub mod stl10;
+pub mod text;
 
 pub use error::DataError;
 
@@ -60,6 +65,16 @@ pub struct Split {
 }
 
 impl Split {
+    /// Labels per sample: 1 for classification, T for a sequence's next-token targets
+    /// (`y` holds `n * targets()` labels, sample after sample).
+    pub fn targets(&self) -> usize {
+        if self.n == 0 {
+            1
+        } else {
+            (self.y.len() / self.n).max(1)
+        }
+    }
+
     /// Builds a split from u8 pixels, scaling them by `/255` in one pass.
     pub(crate) fn from_u8(pixels: &[u8], y: Vec<u32>, dim: usize) -> Split {
         let x: Vec<f32> = pixels.iter().map(|&b| f32::from(b) / 255.0).collect();
@@ -80,6 +95,9 @@ pub struct Dataset {
     pub test: Split,
     /// Where it was loaded from: a directory path, or "embedded".
     pub source: String,
+    /// A token data set (`text`): the byte of every token id. Its inputs are ids, not pixels
+    /// (never normalised).
+    pub alphabet: Option<Vec<u8>>,
 }
 
 /// The data sets [`load`] knows.
@@ -91,17 +109,19 @@ pub enum DataName {
     Cifar10,
     Cifar100,
     Stl10,
+    Devil,
 }
 
 impl DataName {
     /// Every data set, in the order of the table in the module docs.
-    pub const ALL: [DataName; 6] = [
+    pub const ALL: [DataName; 7] = [
         DataName::Digits,
         DataName::FashionMnist,
         DataName::Mnist,
         DataName::Cifar10,
         DataName::Cifar100,
         DataName::Stl10,
+        DataName::Devil,
     ];
 
     /// The canonical name: "digits", "fashion-mnist", "mnist", "cifar10",
@@ -114,6 +134,7 @@ impl DataName {
             DataName::Cifar10 => "cifar10",
             DataName::Cifar100 => "cifar100",
             DataName::Stl10 => "stl10",
+            DataName::Devil => "devil",
         }
     }
 }
@@ -167,6 +188,10 @@ pub fn load(name: DataName, data_dir: Option<&Path>) -> Result<Dataset, DataErro
         DataName::Cifar10 => cifar::load(cifar::Variant::Ten, data_dir),
         DataName::Cifar100 => cifar::load(cifar::Variant::Hundred, data_dir),
         DataName::Stl10 => stl10::load(data_dir),
+        DataName::Devil => text::load_devil(data_dir).map(|mut d| {
+            d.source = data_dir.map_or(text::DEVIL_FILE.into(), |p| p.display().to_string());
+            d
+        }),
     }
 }
 
@@ -568,6 +593,7 @@ mod tests {
     fn tiny() -> Dataset {
         // 2 channels of 1x2, 3 train samples, 1 test sample.
         Dataset {
+            alphabet: None,
             name: "tiny".into(),
             channels: 2,
             height: 1,

@@ -6,9 +6,11 @@ use crate::rng::Rng;
 
 /// Sample indices of every class.
 pub fn class_indices(s: &Split, classes: usize) -> Vec<Vec<usize>> {
+    // A sequence's class is its first target's.
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
-    for (i, &y) in s.y.iter().enumerate() {
-        by_class[y as usize].push(i);
+    let t = s.targets();
+    for i in 0..s.n {
+        by_class[s.y[i * t] as usize].push(i);
     }
     by_class
 }
@@ -76,7 +78,8 @@ pub fn subset(s: &Split, idx: &[usize]) -> Split {
     for &i in idx {
         x.extend_from_slice(&s.x[i * d..(i + 1) * d]);
     }
-    Split { x, y: idx.iter().map(|&i| s.y[i]).collect(), n: idx.len(), dim: d }
+    let t = s.targets();
+    Split { x, y: idx.iter().flat_map(|&i| s.y[i * t..(i + 1) * t].iter().copied()).collect(), n: idx.len(), dim: d }
 }
 
 #[cfg(test)]

@@ -103,6 +103,7 @@ pub(crate) fn load(data_dir: Option<&Path>) -> Result<Dataset, DataError> {
     let files: [&[&str]; 4] = [&["train_X.bin"], &["train_y.bin"], &["test_X.bin"], &["test_y.bin"]];
     let (dir, p) = find_files(DataName::Stl10, data_dir, Some("stl10_binary"), &files)?;
     Ok(Dataset {
+        alphabet: None,
         name: DataName::Stl10.as_str().to_string(),
         channels: 3,
         height: SIDE,

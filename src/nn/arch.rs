@@ -13,6 +13,7 @@
 //! | `hebb-conv3`, `hebb-conv3:W1,W2,W3` | `conv3` as Miconi's Hebbian CNN builds it: each layer's input standardised per sample, triangle outputs relu(u - mean_c u), the conv bias holding minus the adaptive WTA threshold |
 //! | `al-mlp:1000,1000` | Activation Learning (Zhou 2022): input scaled to unit norm, then per hidden layer dense (no bias) -> f(x) = beta (|x| - mean|x|) with beta keeping the norm -> classes |
 //! | `rnn:128`, `gru:128`, `gru:128,128` | recurrent layers over the image's rows (28 steps of 28 pixels on Fashion-MNIST; step t = row t of every channel): an Elman RNN (tanh) or a GRU (PyTorch's cell); stacked layers pass their state sequences on, the last state feeds a linear read-out (`nn::recurrent`) |
+//! | `gpt:L,D,H` | a decoder-only transformer over token sequences (`nn::transformer`, nanoGPT's layout): token + learned position embedding (width D) -> L pre-norm blocks (H-head causal self-attention, GELU MLP of width 4D) -> layer norm -> a dense map to the vocabulary at every position; weights N(0, 0.02) (the blocks' output projections N(0, 0.02 / sqrt(2L))), biases 0, layer norms 1 / 0, whatever `--init` says; `/embed=S`: the embeddings' std S instead (PyTorch's `nn.Embedding`: 1); `gpt` alone is `gpt:2,128,4` |
 //! | `conv3`, `conv3:W1,W2,W3` | the holistic benchmark's net (Gupta et al. 2022, after Miconi's Hebbian CNN; the widths 100/196/400 unless given): conv 100 k5 -> act -> avgpool 2 -> conv 196 k3 -> act -> avgpool 2 -> conv 400 k3 -> act -> avgpool 2 -> classes (no padding; 32x32 gives 400x2x2 features) |
 //!
 //! Initialisation (`Init`): `torch` is PyTorch's default for Linear/Conv2d (W and b from
@@ -25,6 +26,7 @@ use crate::nn::compete::{CompeteGeom, CompeteKind};
 use crate::nn::conv::ConvGeom;
 use crate::nn::pool::PoolGeom;
 use crate::nn::recurrent::{Cell, RnnGeom};
+use crate::nn::transformer::{BlockGeom, BlockParams, EmbedGeom};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -90,7 +92,19 @@ pub enum ArchSpec {
         cell: Cell,
         hidden: Vec<usize>,
     },
+    /// A decoder-only transformer: `layers` blocks of width `d` with `heads` heads.
+    Gpt {
+        layers: usize,
+        d: usize,
+        heads: usize,
+        /// The embeddings' init std (`/embed=S`; GPT-2's 0.02 unless given; PyTorch's
+        /// `nn.Embedding` draws N(0, 1)).
+        embed_std: f32,
+    },
 }
+
+/// GPT-2's init std of the token and position embeddings.
+pub const GPT_EMBED_STD: f32 = 0.02;
 
 /// conv3's widths in the paper (Gupta et al. 2022, after Miconi's Hebbian CNN).
 pub const CONV3_WIDTHS: [usize; 3] = [100, 196, 400];
@@ -168,15 +182,34 @@ impl std::str::FromStr for ArchSpec {
             ArchSpec::Recurrent { cell: Cell::Elman, hidden: widths(rest, "rnn:H1,H2,...")? }
         } else if let Some(rest) = base.strip_prefix("gru") {
             ArchSpec::Recurrent { cell: Cell::Gru, hidden: widths(rest, "gru:H1,H2,...")? }
+        } else if let Some(rest) = base.strip_prefix("gpt") {
+            let v = if rest.is_empty() { vec![2, 128, 4] } else { widths(rest, "gpt:LAYERS,WIDTH,HEADS")? };
+            let [layers, d, heads] = v[..] else {
+                return Err(format!("arch '{s}': gpt:LAYERS,WIDTH,HEADS takes three positive integers"));
+            };
+            if d % heads != 0 {
+                return Err(format!("arch '{s}': the width {d} is not a multiple of the {heads} heads"));
+            }
+            ArchSpec::Gpt { layers, d, heads, embed_std: GPT_EMBED_STD }
         } else if let Some(rest) = base.strip_prefix("al-mlp") {
             let hidden = if rest.is_empty() { vec![1000, 1000] } else { widths(rest, "al-mlp:H1,H2,...")? };
             ArchSpec::AlMlp { hidden }
         } else {
             return Err(format!(
-                "unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), linear, lenet, conv3[:W1,W2,W3], softhebb-mlp:H, softhebb-cnn, softhebb-cnn28, softhebb-cnn:W1,W2,W3, softhebb-stl, hebb-conv3[:W1,W2,W3], al-mlp:H1,H2, rnn:H1,... or gru:H1,..."
+                "unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), linear, lenet, conv3[:W1,W2,W3], softhebb-mlp:H, softhebb-cnn, softhebb-cnn28, softhebb-cnn:W1,W2,W3, softhebb-stl, hebb-conv3[:W1,W2,W3], al-mlp:H1,H2, rnn:H1,..., gru:H1,... or gpt:L,D,H"
             ));
         };
         if let Some(opts) = opts {
+            if let ArchSpec::Gpt { embed_std, .. } = &mut spec {
+                *embed_std = opts
+                    .strip_prefix("embed=")
+                    .and_then(|v| v.parse::<f32>().ok())
+                    .filter(|v| *v > 0.0 && v.is_finite())
+                    .ok_or_else(|| {
+                        format!("arch '{s}': gpt's one option is '/embed=S', S > 0 (the embeddings' init std)")
+                    })?;
+                return Ok(spec);
+            }
             if let ArchSpec::SoftHebbMlp { bias, .. } = &mut spec {
                 if opts != "bias" {
                     return Err(format!("arch '{s}': softhebb-mlp's one option is '/bias'"));
@@ -252,6 +285,13 @@ impl std::fmt::Display for ArchSpec {
                     Cell::Gru => "gru",
                 };
                 write!(f, "{name}:{}", h.join(","))
+            }
+            ArchSpec::Gpt { layers, d, heads, embed_std } => {
+                write!(f, "gpt:{layers},{d},{heads}")?;
+                if *embed_std != GPT_EMBED_STD {
+                    write!(f, "/embed={embed_std}")?;
+                }
+                Ok(())
             }
         }
     }
@@ -366,6 +406,80 @@ impl<'r> Builder<'r> {
         let bh = bh.map(|v| self.param(format!("layers.{li}.bias_hh"), vec![g], v, ParamKind::Bias));
         let out = if seq_out { Shape::new(1, s.h, hidden) } else { Shape::flat(hidden) };
         self.push(Layer::Recurrent { wx, wh, b, bh, geom }, out);
+        self
+    }
+
+    fn normal(&mut self, len: usize, std: f32) -> Vec<f32> {
+        let mut v = vec![0.0; if self.dry { 0 } else { len }];
+        self.rng.fill_normal(&mut v, std);
+        v
+    }
+
+    /// Token + position embedding of the current shape's T ids into width `d` (T x d out).
+    pub fn embed(mut self, vocab: usize, d: usize, std: f32) -> Self {
+        let ctx = self.cur().len();
+        let i = self.net.layers.len();
+        let (t, p) = (self.normal(vocab * d, std), self.normal(ctx * d, std));
+        let tok = self.param(format!("layers.{i}.tok"), vec![vocab, d], t, ParamKind::Weight);
+        let pos = self.param(format!("layers.{i}.pos"), vec![ctx, d], p, ParamKind::Weight);
+        self.push(Layer::Embed { tok, pos, geom: EmbedGeom { vocab, ctx, d } }, Shape::new(1, ctx, d));
+        self
+    }
+
+    fn ln_params(&mut self, name: String, d: usize) -> (usize, usize) {
+        let fill = |this: &Self, v: f32| vec![v; if this.dry { 0 } else { d }];
+        let (one, zero) = (fill(self, 1.0), fill(self, 0.0));
+        (
+            self.param(format!("{name}.weight"), vec![d], one, ParamKind::BnScale),
+            self.param(format!("{name}.bias"), vec![d], zero, ParamKind::BnShift),
+        )
+    }
+
+    /// Layer norm over the rows (positions) of the current T x d shape.
+    pub fn layernorm(mut self) -> Self {
+        let s = self.cur();
+        let i = self.net.layers.len();
+        let (g, b) = self.ln_params(format!("layers.{i}"), s.w);
+        self.push(Layer::LayerNorm { g, b, d: s.w }, s);
+        self
+    }
+
+    /// A pre-norm transformer block on the current T x d shape; `depth`: the number of blocks
+    /// (the output projections' std is 0.02 / sqrt(2 depth), GPT-2's).
+    pub fn block(mut self, heads: usize, depth: usize) -> Self {
+        let s = self.cur();
+        let (ctx, d) = (s.h, s.w);
+        let i = self.net.layers.len();
+        let geom = BlockGeom { ctx, d, heads, hidden: 4 * d };
+        let res = 0.02 / (2.0 * depth as f32).sqrt();
+        let lin = |this: &mut Self, name: &str, out: usize, inp: usize, std: f32| {
+            let w = this.normal(out * inp, std);
+            let b = vec![0.0; if this.dry { 0 } else { out }];
+            (
+                this.param(format!("layers.{i}.{name}.weight"), vec![out, inp], w, ParamKind::Weight),
+                this.param(format!("layers.{i}.{name}.bias"), vec![out], b, ParamKind::Bias),
+            )
+        };
+        let ln1 = self.ln_params(format!("layers.{i}.ln1"), d);
+        let qkv = lin(&mut self, "qkv", 3 * d, d, 0.02);
+        let proj = lin(&mut self, "proj", d, d, res);
+        let ln2 = self.ln_params(format!("layers.{i}.ln2"), d);
+        let fc1 = lin(&mut self, "fc1", 4 * d, d, 0.02);
+        let fc2 = lin(&mut self, "fc2", d, 4 * d, res);
+        self.push(Layer::Block { p: BlockParams { ln1, qkv, proj, ln2, fc1, fc2 }, geom }, s);
+        self
+    }
+
+    /// The same dense map (N(0, 0.02) weights, zero bias) on every row of the current T x d
+    /// shape: T x `out`.
+    pub fn token_dense(mut self, out: usize) -> Self {
+        let s = self.cur();
+        let i = self.net.layers.len();
+        let w = self.normal(out * s.w, 0.02);
+        let b = vec![0.0; if self.dry { 0 } else { out }];
+        let w = self.param(format!("layers.{i}.weight"), vec![out, s.w], w, ParamKind::Weight);
+        let b = Some(self.param(format!("layers.{i}.bias"), vec![out], b, ParamKind::Bias));
+        self.push(Layer::TokenDense { w, b, inp: s.w, out }, Shape::new(1, s.h, out));
         self
     }
 
@@ -603,6 +717,13 @@ impl ArchSpec {
                 }
                 b.dense(classes, true).build()
             }
+            ArchSpec::Gpt { layers, d, heads, embed_std } => {
+                let mut b = b.embed(classes, *d, *embed_std);
+                for _ in 0..*layers {
+                    b = b.block(*heads, *layers);
+                }
+                b.layernorm().token_dense(classes).build()
+            }
             ArchSpec::AlMlp { hidden } => {
                 // Zhou 2022: the input scaled to unit norm; a = f(W^T a) per layer, no bias.
                 let mut b = b.compete_flat(CompeteKind::L2);
@@ -626,6 +747,10 @@ pub fn check_memory(arch: &str, net: &Network, batch: usize) -> Result<(), Strin
         .layers
         .iter()
         .map(|l| match l {
+            super::Layer::Block { geom, .. } => {
+                // LN outputs, q k v, attention probabilities, MLP pre-activations, and gradients.
+                (geom.ctx * (2 * 8 * geom.d + 2 * 2 * geom.hidden) + geom.heads * geom.ctx * geom.ctx) as f64
+            }
             super::Layer::Recurrent { geom, .. } => {
                 // Inputs and their gradients, gate pre-activations and theirs, states, GRU gates.
                 let gates = if geom.cell == Cell::Gru { 4 * geom.hidden } else { 0 };
@@ -663,7 +788,8 @@ impl ArchSpec {
             ArchSpec::Mlp { .. }
             | ArchSpec::SoftHebbMlp { .. }
             | ArchSpec::AlMlp { .. }
-            | ArchSpec::Recurrent { .. } => 1,
+            | ArchSpec::Recurrent { .. }
+            | ArchSpec::Gpt { .. } => 1,
         }
     }
 }

@@ -117,6 +117,27 @@ impl Network {
                 }
                 Layer::Compete(g) => g.jvp(x, y, v, n, dy),
                 Layer::SampleNorm => super::samplenorm::backward(x, v, n, x.len() / n.max(1), dy),
+                Layer::TokenDense { w, inp, out, .. } => {
+                    super::dense_forward(v, v.len() / inp, *inp, *out, &p[*w].data, None, dy)
+                }
+                // Token ids carry no tangent.
+                Layer::Embed { .. } => dy.fill(0.0),
+                Layer::LayerNorm { g, d, .. } => {
+                    // v' = g (.) (v - mean v - xhat mean(v xhat)) / std, per row.
+                    let Aux::Ln { xhat, rstd } = &ws.aux[i] else { unreachable!() };
+                    let gm = &p[*g].data;
+                    for (r, (dr, vr)) in dy.chunks_exact_mut(*d).zip(v.chunks_exact(*d)).enumerate() {
+                        let hr = &xhat[r * d..(r + 1) * d];
+                        let m1 = vr.iter().sum::<f32>() / *d as f32;
+                        let m2 = vr.iter().zip(hr).map(|(a, b)| a * b).sum::<f32>() / *d as f32;
+                        for j in 0..*d {
+                            dr[j] = gm[j] * rstd[r] * (vr[j] - m1 - hr[j] * m2);
+                        }
+                    }
+                }
+                // The rules that use forward mode refuse transformer networks when they are built
+                // (`rules::check_network`).
+                Layer::Block { .. } => unreachable!("no forward-mode product through a transformer block"),
                 Layer::Dropout(pr) => match &ws.aux[i] {
                     Aux::Dropout { mask } if *pr > 0.0 => {
                         dy.iter_mut().zip(v).zip(mask.iter()).for_each(|((d, vv), m)| *d = vv * m)

@@ -24,6 +24,7 @@ pub mod prune;
 pub mod recurrent;
 pub mod samplenorm;
 pub mod spiking;
+pub mod transformer;
 
 pub use activation::Activation;
 pub use arch::{ArchSpec, Init};
@@ -37,6 +38,7 @@ use conv::ConvGeom;
 use pool::PoolGeom;
 use recurrent::{RnnAux, RnnGeom};
 use serde::{Deserialize, Serialize};
+use transformer::{BlockAux, BlockGeom, BlockParams, EmbedGeom};
 
 /// Per-sample shape C x H x W (a dense layer's output is C x 1 x 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +128,32 @@ pub enum Layer {
         bh: Option<usize>,
         geom: RnnGeom,
     },
+    /// Token + learned position embedding (`transformer`): input T token ids per sample, output
+    /// T x d; `tok`: vocab x d, `pos`: T x d (both weights).
+    Embed {
+        tok: usize,
+        pos: usize,
+        geom: EmbedGeom,
+    },
+    /// Layer norm over every row of `d` values (per position of a sequence), gain g and shift b.
+    LayerNorm {
+        g: usize,
+        b: usize,
+        d: usize,
+    },
+    /// A pre-norm transformer block (`transformer`): causal self-attention and a GELU MLP.
+    Block {
+        p: BlockParams,
+        geom: BlockGeom,
+    },
+    /// The same dense map applied to every row of `inp` values (every position of a sequence):
+    /// y_t = W x_t + b; W: out x inp.
+    TokenDense {
+        w: usize,
+        b: Option<usize>,
+        inp: usize,
+        out: usize,
+    },
     /// gamma/beta (absent when not affine), running mean/var.
     BatchNorm {
         affine: Option<(usize, usize)>,
@@ -139,20 +167,33 @@ impl Layer {
     /// The weight parameter of a dense or conv layer (a recurrent layer's input weights W_x).
     pub fn weight(&self) -> Option<usize> {
         match self {
-            Layer::Dense { w, .. } | Layer::Conv { w, .. } | Layer::Recurrent { wx: w, .. } => Some(*w),
+            Layer::Dense { w, .. }
+            | Layer::Conv { w, .. }
+            | Layer::Recurrent { wx: w, .. }
+            | Layer::TokenDense { w, .. }
+            | Layer::Embed { tok: w, .. } => Some(*w),
+            Layer::Block { p, .. } => Some(p.qkv.0),
             _ => None,
         }
     }
     pub fn bias(&self) -> Option<usize> {
         match self {
-            Layer::Dense { b, .. } | Layer::Conv { b, .. } | Layer::Recurrent { b, .. } => *b,
+            Layer::Dense { b, .. }
+            | Layer::Conv { b, .. }
+            | Layer::Recurrent { b, .. }
+            | Layer::TokenDense { b, .. } => *b,
             _ => None,
         }
     }
     /// Every parameter the layer reads, buffers (running statistics) included.
     pub fn param_ids(&self) -> Vec<usize> {
         match self {
-            Layer::Dense { w, b, .. } | Layer::Conv { w, b, .. } => std::iter::once(*w).chain(*b).collect(),
+            Layer::Dense { w, b, .. } | Layer::Conv { w, b, .. } | Layer::TokenDense { w, b, .. } => {
+                std::iter::once(*w).chain(*b).collect()
+            }
+            Layer::Embed { tok, pos, .. } => vec![*tok, *pos],
+            Layer::LayerNorm { g, b, .. } => vec![*g, *b],
+            Layer::Block { p, .. } => p.ids().to_vec(),
             Layer::Recurrent { wx, wh, b, bh, .. } => [*wx, *wh].into_iter().chain(*b).chain(*bh).collect(),
             Layer::BatchNorm { affine, mean, var, .. } => {
                 affine.iter().flat_map(|&(g, b)| [g, b]).chain([*mean, *var]).collect()
@@ -217,6 +258,11 @@ pub enum Aux {
         mask: Vec<f32>,
     },
     Rnn(Box<RnnAux>),
+    Ln {
+        xhat: Vec<f32>,
+        rstd: Vec<f32>,
+    },
+    Block(Box<BlockAux>),
 }
 
 /// Buffers of one batch size: activations, their gradients, per-layer scratch.
@@ -266,6 +312,8 @@ impl Workspace {
                 Aux::Bn { xhat, inv_std, .. } => v(xhat) + v(inv_std),
                 Aux::Dropout { mask } => v(mask),
                 Aux::Rnn(a) => a.bytes(),
+                Aux::Ln { xhat, rstd } => v(xhat) + v(rstd),
+                Aux::Block(a) => a.bytes(),
             })
             .sum();
         self.acts.iter().chain(&self.grads).chain(&self.pool).map(v).sum::<usize>() + aux
@@ -366,6 +414,13 @@ pub fn dense_backward(
     }
 }
 
+/// dW = g^T x and db = column sums of g (both overwritten), for `rows` rows.
+pub fn dense_grads(g: &[f32], x: &[f32], rows: usize, inp: usize, out: usize, dw: &mut [f32], db: &mut [f32]) {
+    linalg::matmul(out, inp, rows, g, true, x, false, dw, false);
+    db.fill(0.0);
+    linalg::add_col_sums(&g[..rows * out], rows, out, db);
+}
+
 /// Feedback matrices per layer index (None: propagate with the layer's own weights).
 /// Per layer index: the parameter used in place of the layer's weight on the way back (None: W).
 pub type FeedbackMats = [Option<usize>];
@@ -456,6 +511,11 @@ impl Network {
     /// Whether any layer is recurrent (`Layer::Recurrent`).
     pub fn has_recurrent(&self) -> bool {
         self.layers.iter().any(|l| matches!(l, Layer::Recurrent { .. }))
+    }
+
+    /// Whether any layer is a transformer's (embedding, block).
+    pub fn has_transformer(&self) -> bool {
+        self.layers.iter().any(|l| matches!(l, Layer::Block { .. } | Layer::Embed { .. }))
     }
 
     /// Recurrent layer `i`'s state h_t (t = 1..T) after the last forward pass: N x H.
@@ -552,6 +612,24 @@ impl Network {
                         geom.prepare(a, n, backward);
                     }
                 }
+                Layer::LayerNorm { d, .. } => {
+                    if !matches!(ws.aux[i], Aux::Ln { .. }) {
+                        ws.aux[i] = Aux::Ln { xhat: vec![], rstd: vec![] };
+                    }
+                    if let Aux::Ln { xhat, rstd } = &mut ws.aux[i] {
+                        let rows = n * self.shapes[i].len() / d;
+                        xhat.resize(rows * d, 0.0);
+                        rstd.resize(rows, 0.0);
+                    }
+                }
+                Layer::Block { geom, .. } => {
+                    if !matches!(ws.aux[i], Aux::Block(_)) {
+                        ws.aux[i] = Aux::Block(Box::default());
+                    }
+                    if let Aux::Block(a) = &mut ws.aux[i] {
+                        geom.prepare(a, n, backward);
+                    }
+                }
                 Layer::Dropout(_) => {
                     if !matches!(ws.aux[i], Aux::Dropout { .. }) {
                         ws.aux[i] = Aux::Dropout { mask: vec![] };
@@ -640,6 +718,19 @@ impl Network {
                     let Aux::Rnn(a) = &mut ws.aux[i] else { unreachable!() };
                     let (b, bh) = (b.map(|b| params[b].data.as_slice()), bh.map(|b| params[b].data.as_slice()));
                     geom.forward(x, n, &params[*wx].data, &params[*wh].data, b, bh, a, y);
+                }
+                Layer::Embed { tok, pos, geom } => geom.forward(x, n, &params[*tok].data, &params[*pos].data, y),
+                Layer::LayerNorm { g, b, d } => {
+                    let Aux::Ln { xhat, rstd } = &mut ws.aux[i] else { unreachable!() };
+                    transformer::ln_forward(x, *d, &params[*g].data, &params[*b].data, y, xhat, rstd);
+                }
+                Layer::Block { p, geom } => {
+                    let Aux::Block(a) = &mut ws.aux[i] else { unreachable!() };
+                    geom.forward(x, n, params, p, a, y);
+                }
+                Layer::TokenDense { w, b, inp, out } => {
+                    let bias = b.map(|b| params[b].data.as_slice());
+                    dense_forward(x, x.len() / inp, *inp, *out, &params[*w].data, bias, y);
                 }
                 Layer::AvgPool(g) => g.avg_forward(x, n, y),
                 Layer::Act(a) => {
@@ -764,6 +855,31 @@ impl Network {
                         let dxs = need_dx.then(|| (fb(*wx), dx));
                         geom.backward(g, n, &self.params[*wh].data, a, false, dwx, dwh, db, dbh, dxs);
                     });
+                }
+                Layer::Embed { tok, pos, geom } => {
+                    let (dt, dp) = two_mut(grads, *tok, *pos);
+                    geom.backward(x, g, n, dt, dp);
+                    // Token ids have no gradient.
+                    dx.fill(0.0);
+                }
+                Layer::LayerNorm { g: gm, b, d } => {
+                    let Aux::Ln { xhat, rstd } = &aux[i - aux_first] else { unreachable!() };
+                    let (dg, db) = two_mut(grads, *gm, *b);
+                    let gamma = &self.params[*gm].data;
+                    if need_dx {
+                        transformer::ln_backward(g, *d, gamma, xhat, rstd, dg, db, dx, false);
+                    } else {
+                        let mut scratch = vec![0.0; g.len()];
+                        transformer::ln_backward(g, *d, gamma, xhat, rstd, dg, db, &mut scratch, false);
+                    }
+                }
+                Layer::Block { p, geom } => {
+                    let Aux::Block(a) = &mut aux[i - aux_first] else { unreachable!() };
+                    geom.backward(g, n, &self.params, p, a, grads, need_dx.then_some(dx));
+                }
+                Layer::TokenDense { w, b, inp, out } => {
+                    let rows = x.len() / inp;
+                    dense_backward(g, x, rows, *inp, *out, grads, *w, *b, need_dx.then(|| (fb(*w), dx)));
                 }
                 Layer::MaxPool(geo) => {
                     if need_dx {

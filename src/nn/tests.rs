@@ -359,3 +359,60 @@ fn hebbian_arch_specs_build_with_the_papers_shapes() {
     let net = h.build(Shape::new(1, 28, 28), 10, Activation::Relu, Init::Torch, &mut rng).unwrap();
     assert_eq!(net.shapes[net.num_layers() - 1], Shape::new(400, 2, 2));
 }
+
+/// A one-block language model (embedding, block, layer norm, a dense map at every position) on
+/// next-token targets: backprop's gradient of the mean cross-entropy per token against central
+/// finite differences, every parameter tensor.
+#[test]
+fn transformer_network_gradients() {
+    let (vocab, ctx, n) = (5, 4, 3);
+    let mut net = Builder::new(Shape::flat(ctx), Init::Torch, &mut Rng::new(4))
+        .embed(vocab, 8, 0.02)
+        .block(2, 1)
+        .layernorm()
+        .token_dense(vocab)
+        .build();
+    // Larger weights than GPT's init, so every path carries a gradient worth checking.
+    let mut rng = Rng::new(8);
+    for p in net.params.iter_mut() {
+        if p.kind == ParamKind::Weight {
+            rng.fill_normal(&mut p.data, 0.5);
+        }
+    }
+    let x: Vec<f32> = (0..n * ctx).map(|_| rng.below(vocab) as f32).collect();
+    let y: Vec<u32> = (0..n * ctx).map(|_| rng.below(vocab) as u32).collect();
+    let mut ws = Workspace::default();
+    let loss = |net: &mut Network, ws: &mut Workspace| -> f64 {
+        net.prepare(ws, n);
+        ws.input_mut().copy_from_slice(&x);
+        net.forward(ws, true, &mut Rng::new(0));
+        Loss::Ce.eval(ws.output(), &y, vocab, None).0 / y.len() as f64
+    };
+    net.prepare(&mut ws, n);
+    ws.input_mut().copy_from_slice(&x);
+    net.forward(&mut ws, true, &mut Rng::new(0));
+    let out = ws.output().to_vec();
+    Loss::Ce.eval(&out, &y, vocab, Some(ws.output_grad_mut()));
+    let mut grads = net.zero_grads();
+    let l = net.num_layers();
+    net.backward(&mut ws, &mut grads, 0, l, None, false);
+    let h = 1e-2f32;
+    for pi in 0..net.params.len() {
+        let len = net.params[pi].data.len();
+        for j in (0..len).step_by(5) {
+            let v = net.params[pi].data[j];
+            net.params[pi].data[j] = v + h;
+            let lp = loss(&mut net, &mut ws);
+            net.params[pi].data[j] = v - h;
+            let lm = loss(&mut net, &mut ws);
+            net.params[pi].data[j] = v;
+            let fd = (lp - lm) / (2.0 * h as f64);
+            let an = grads[pi][j] as f64;
+            assert!(
+                (fd - an).abs() <= 1e-3 + 2e-2 * an.abs().max(fd.abs()),
+                "{}[{j}]: finite difference {fd} vs backprop {an}",
+                net.params[pi].name
+            );
+        }
+    }
+}

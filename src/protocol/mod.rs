@@ -21,6 +21,7 @@ pub mod continual;
 pub mod episodes;
 pub mod estimate;
 pub mod interference;
+pub mod lm;
 pub mod online;
 pub mod plan;
 pub mod record;
@@ -241,6 +242,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
                     gmacs: macs as f64 * 1e-9,
                     feedback_angles: r.feedback_angles.clone(),
                     spikes_per_sample: r.spikes_per_sample,
+                    test_loss: r.test_loss,
                 }
             })
             .collect();
@@ -628,6 +630,23 @@ fn run_plan_inner(
     for spec in &todo {
         if !loaded.iter().any(|(n, _)| *n == spec.cfg.normalize) {
             loaded.push((spec.cfg.normalize, train::load_data(&spec.cfg).map_err(|e| e.to_string())?));
+        }
+    }
+    // Token sequences: noise, attacks and k-per-class sets act on pixels and classes.
+    if loaded.iter().any(|(_, l)| l.ds.alphabet.is_some()) {
+        let pixel = [
+            ("noise", !plan.noise.iter().all(|&v| v == 0.0)),
+            ("salt_pepper", !plan.salt_pepper.is_empty()),
+            ("fgsm", !plan.fgsm.is_empty()),
+            ("pgd", !plan.pgd.is_empty()),
+            ("shots", !plan.shots.is_empty()),
+        ];
+        if let Some((key, _)) = pixel.iter().find(|(_, on)| *on) {
+            return Err(format!(
+                "plan {}: `{key}` does not apply to the text data set {} (its inputs are token ids, its samples \
+                 sequences): leave it out",
+                plan.name, plan.data
+            ));
         }
     }
 

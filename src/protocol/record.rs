@@ -33,6 +33,10 @@ pub struct EpochPoint {
     /// the input's encoding included; an energy proxy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spikes_per_sample: Option<f64>,
+    /// Sequence data (language models): the test cross-entropy per token (nats); its
+    /// exponential is the perplexity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_loss: Option<f64>,
 }
 
 /// Test accuracy after training for `epochs` epochs (an epoch budget).
@@ -177,6 +181,7 @@ mod tests {
                 gmacs: 0.0,
                 feedback_angles: vec![],
                 spikes_per_sample: Some(12.5),
+                test_loss: None,
             }],
             test_accuracy: 0.5,
             budgets: vec![BudgetPoint { epochs: 1, test_accuracy: 0.5 }],

@@ -658,6 +658,58 @@ fn section_spiking(g: &Group, b: &mut Vec<Block>) {
     b.push(Block::Table(t));
 }
 
+/// Language models (records with a test cross-entropy per token): the test perplexity after the
+/// last epoch and at every epoch, and the next-token accuracy.
+fn section_language(g: &Group, b: &mut Vec<Block>) {
+    let Some(&f) = g.fractions().last() else { return };
+    let rules: Vec<String> = g
+        .rules()
+        .into_iter()
+        .filter(|r| g.ok(r, f).iter().any(|x| x.curve.iter().any(|p| p.test_loss.is_some())))
+        .collect();
+    if rules.is_empty() {
+        return;
+    }
+    let epochs = rules.iter().flat_map(|r| g.ok(r, f).into_iter().map(|x| x.curve.len())).max().unwrap_or(0);
+    let mut t = Table {
+        header: ["rule", "test perplexity, last epoch", "next-token test accuracy %", "ratio to bp's perplexity"]
+            .map(String::from)
+            .into_iter()
+            .chain((1..=epochs).map(|e| format!("ppl, epoch {e}")))
+            .collect(),
+        rows: vec![],
+    };
+    let ppl = |r: &str| -> Vec<f64> {
+        g.ok(r, f).iter().filter_map(|x| x.curve.last().and_then(|p| p.test_loss).map(f64::exp)).collect()
+    };
+    let bp = Summary::of(&ppl("bp"));
+    for rule in &rules {
+        let ok = g.ok(rule, f);
+        let last = ppl(rule);
+        let acc: Vec<f64> = ok.iter().map(|r| r.test_accuracy).collect();
+        let ratio = match (bp, Summary::of(&last)) {
+            (Some(b), Some(m)) => format!("{:.3}", m.mean / b.mean),
+            _ => "-".into(),
+        };
+        let mut row =
+            vec![rule.clone(), fmt_short(Summary::of(&last), 1.0, 3), fmt_short(Summary::of(&acc), 100.0, 2), ratio];
+        for e in 0..epochs {
+            let v: Vec<f64> =
+                ok.iter().filter_map(|r| r.curve.get(e).and_then(|p| p.test_loss).map(f64::exp)).collect();
+            row.push(fmt_short(Summary::of(&v), 1.0, 2));
+        }
+        t.rows.push(row);
+    }
+    b.push(Block::Heading(3, "Language model: test perplexity".into()));
+    b.push(Block::Para(format!(
+        "Perplexity = exp(mean cross-entropy per predicted token) on the test split, after the last epoch and \
+         after every epoch; the next-token accuracy beside it. Mean ± std over non-diverged seeds (n), \
+         training-data fraction {}.",
+        num(f)
+    )));
+    b.push(Block::Table(t));
+}
+
 fn section_stable(g: &Group, b: &mut Vec<Block>) {
     if !g.recs.iter().any(|r| r.epochs_to_stable.is_some()) {
         return;
@@ -1137,6 +1189,7 @@ pub fn write_report_with(records: &[Record], conditions: &[PathBuf], out_dir: &P
         section_stable(g, &mut b);
         section_alignment(g, &mut b);
         section_spiking(g, &mut b);
+        section_language(g, &mut b);
         section_curves(g, &mut ctx, &mut b)?;
         section_pruning(g, &mut ctx, &mut b)?;
         section_noise(g, &mut ctx, &mut b)?;

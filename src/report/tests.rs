@@ -23,6 +23,7 @@ fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: 
             gmacs: 0.0,
             feedback_angles: vec![],
             spikes_per_sample: None,
+            test_loss: None,
         })
         .collect();
     Record {

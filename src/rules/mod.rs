@@ -344,7 +344,8 @@ pub fn forward_with_error(net: &mut Network, ws: &mut Workspace, y: &[u32], loss
 
 /// The loss of the output already in the workspace; leaves dL/d(output) in its gradient slot.
 pub fn output_error(net: &Network, ws: &mut Workspace, y: &[u32], loss: Loss) -> StepStats {
-    let k = net.output_len();
+    // Outputs per label: a sequence's labels are its positions' targets (`Split::targets`).
+    let k = net.output_len() * ws.n / y.len().max(1);
     let l = ws.acts.len() - 1;
     let (acts, grads) = (&ws.acts[l], &mut ws.grads[l]);
     let (loss_sum, correct) = loss.eval(&acts[..y.len() * k], y, k, Some(&mut grads[..y.len() * k]));
@@ -635,9 +636,21 @@ impl RuleName {
                 RECURRENT_RULES.join(", ")
             ));
         }
+        if net.has_transformer() && builtin && !TRANSFORMER_RULES.contains(&self.0.name) {
+            return Err(format!(
+                "rule {} does not train transformer networks (gpt:); the built-in rules that do: {}",
+                self.0.name,
+                TRANSFORMER_RULES.join(", ")
+            ));
+        }
         (self.0.build)(net, cx, rng)
     }
 }
+
+/// The built-in rules that train transformer networks (`gpt:`): backprop and predictive coding,
+/// whose value nodes sit at the embedding's and every block's output (Pinchetti et al. 2022).
+/// The others refuse such a network when built.
+pub const TRANSFORMER_RULES: &[&str] = &["bp", "pc", "ipc", "pc-fpa"];
 
 /// The built-in rules that train networks with recurrent layers (`rnn:`, `gru:`); the others
 /// refuse such a network when built. A rule registered from outside answers for itself.

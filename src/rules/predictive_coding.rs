@@ -229,7 +229,7 @@ impl PredictiveCoding {
         if !self.cfg.fixed_prediction {
             self.predict(net, ws);
         }
-        self.errors(errs, y, net.output_len())
+        self.errors(errs, y, net.output_len() * ws.n / y.len().max(1))
     }
 
     /// -J^T e of each node's block, top down (ws.grads[pos] is dF/dmu = -e); leaves it in `back`.
@@ -256,10 +256,11 @@ impl PredictiveCoding {
         }
     }
 
-    /// dF/dW of every block at the current nodes and errors, batch mean, into `grads`.
-    fn weight_grads(&self, net: &mut Network, ws: &mut Workspace, errs: &[Vec<f32>], grads: &mut [Vec<f32>]) {
-        // Batch mean, and back to BP's scale from the nudged output's (1 / beta).
-        let scale = 1.0 / ws.n as f32 / self.cfg.beta;
+    /// dF/dW of every block at the current nodes and errors, mean over the batch's `labels`
+    /// (its samples; a sequence's every position), into `grads`.
+    fn weight_grads(&self, net: &mut Network, ws: &mut Workspace, errs: &[Vec<f32>], grads: &mut [Vec<f32>], labels: usize) {
+        // The labels' mean (BP's loss is), and back to BP's scale from the nudged output's (1 / beta).
+        let scale = 1.0 / labels.max(1) as f32 / self.cfg.beta;
         for k in 0..self.pos.len() {
             let (s, e) = (self.start(k), self.pos[k]);
             for (g, ev) in ws.grads[e].iter_mut().zip(&errs[k]) {
@@ -297,7 +298,7 @@ impl PredictiveCoding {
             self.backproject(net, ws, errs, grads);
             if let Some(u) = upd.as_deref_mut() {
                 // Both gradients from the same errors, then both steps.
-                self.weight_grads(net, ws, errs, grads);
+                self.weight_grads(net, ws, errs, grads, y.len());
                 u.apply(net, grads);
             }
             self.move_nodes(errs);
@@ -321,11 +322,11 @@ impl PredictiveCoding {
         }
         let incremental = upd.is_some();
         let mut errs = std::mem::take(&mut self.errs);
-        let e0 = self.errors(&mut errs, s.y, s.net.output_len());
+        let e0 = self.errors(&mut errs, s.y, s.net.output_len() * s.ws.n / s.y.len().max(1));
         let (e_end, used) = self.relax(s, &mut errs, upd);
         if !incremental {
-            let (net, ws, _, _, grads, _) = s.parts();
-            self.weight_grads(net, ws, &errs, grads);
+            let (net, ws, y, _, grads, _) = s.parts();
+            self.weight_grads(net, ws, &errs, grads, y.len());
         }
         self.errs = errs;
         self.last = PcStats { energy_start: e0, energy_end: e_end, steps: used };
