@@ -2084,3 +2084,59 @@ fn layer_parallel_dfa_is_sequential_dfa_bit_for_bit() {
     let (seq, par) = both(&wide, 256);
     assert!(rel_err(&par, &seq) < 1e-5, "{}", rel_err(&par, &seq));
 }
+
+/// Why standard PC struggles on a pre-norm transformer at GPT-2's init (README, "Language
+/// models"): the final layer norm multiplies a value node's move by 1/std of the residual stream
+/// (about 35 with embeddings N(0, 0.02)), so at an inference rate that relaxes in a few steps the
+/// output layer's update turns away from BP's; with unit-scale embeddings it points along BP's.
+/// Measured (printed): per weight tensor, the cosine to BP's gradient and the norm ratio.
+#[test]
+fn pc_on_a_transformer_depends_on_the_residual_streams_scale() {
+    use crate::rules::predictive_coding::{Energy, PcConfig, PredictiveCoding};
+    let (vocab, ctx, n) = (6, 5, 3);
+    let cos_of = |embed_std: f32| -> Vec<(String, f64, f64)> {
+        let mut rng = Rng::new(61);
+        let mut net = Builder::new(Shape::flat(ctx), Init::Torch, &mut Rng::new(60))
+            .embed(vocab, 8, embed_std)
+            .block(2, 2)
+            .block(2, 2)
+            .layernorm()
+            .token_dense(vocab)
+            .build();
+        let x: Vec<f32> = (0..n * ctx).map(|_| rng.below(vocab) as f32).collect();
+        let y: Vec<u32> = (0..n * ctx).map(|_| rng.below(vocab) as u32).collect();
+        let mut ws = Workspace::default();
+        net.prepare(&mut ws, n);
+        ws.input_mut().copy_from_slice(&x);
+        let mut bp = net.zero_grads();
+        forward_with_error(&mut net, &mut ws, &y, Loss::Ce, &mut Rng::new(1));
+        net.backward(&mut ws, &mut bp, 0, net.num_layers(), None, false);
+        let cfg = PcConfig {
+            steps: 5,
+            gamma: 0.1,
+            momentum: 0.0,
+            fixed_prediction: false,
+            energy: Energy::Ce,
+            beta: 1.0,
+            incremental: false,
+            tol: 0.0,
+        };
+        let mut pc = PredictiveCoding::new(&net, cfg).unwrap();
+        let g = grads_of(&mut pc, &mut net, &x, &y);
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(u, v)| (*u as f64) * (*v as f64)).sum::<f64>();
+        net.params
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.kind == crate::nn::ParamKind::Weight)
+            .map(|(i, p)| {
+                let (ab, aa, bb) = (dot(&g[i], &bp[i]), dot(&g[i], &g[i]), dot(&bp[i], &bp[i]));
+                (p.name.clone(), ab / (aa * bb).sqrt(), (aa / bb).sqrt())
+            })
+            .collect()
+    };
+    let (small, unit) = (cos_of(0.02), cos_of(1.0));
+    eprintln!("embeddings N(0, 0.02): {small:.2?}\nembeddings N(0, 1): {unit:.2?}");
+    let head = |v: &[(String, f64, f64)]| v.last().unwrap().1;
+    assert!(head(&small) < 0.3, "output layer's cosine at GPT-2's scale: {}", head(&small));
+    assert!(unit.iter().all(|c| c.1 > 0.99), "{unit:?}");
+}
