@@ -2140,3 +2140,51 @@ fn pc_on_a_transformer_depends_on_the_residual_streams_scale() {
     assert!(head(&small) < 0.3, "output layer's cosine at GPT-2's scale: {}", head(&small));
     assert!(unit.iter().all(|c| c.1 > 0.99), "{unit:?}");
 }
+
+/// A PC rule and workspace that just stepped on a smaller batch give the same update on the next
+/// batch as fresh ones (nothing sized once and kept), on a transformer as the driver runs it.
+#[test]
+fn pc_update_does_not_depend_on_the_previous_batch_size() {
+    use crate::rules::predictive_coding::{Energy, PcConfig, PredictiveCoding};
+    let (vocab, ctx) = (6, 5);
+    let mut net = Builder::new(Shape::flat(ctx), Init::Torch, &mut Rng::new(60))
+        .embed(vocab, 8, 1.0)
+        .block(2, 2)
+        .block(2, 2)
+        .layernorm()
+        .token_dense(vocab)
+        .build();
+    let mut rng = Rng::new(7);
+    let batch = |n: usize, rng: &mut Rng| -> (Vec<f32>, Vec<u32>) {
+        (
+            (0..n * ctx).map(|_| rng.below(vocab) as f32).collect(),
+            (0..n * ctx).map(|_| rng.below(vocab) as u32).collect(),
+        )
+    };
+    let (xs, ys) = batch(2, &mut rng);
+    let (xb, yb) = batch(4, &mut rng);
+    let cfg = PcConfig {
+        steps: 5,
+        gamma: 0.1,
+        momentum: 0.2,
+        fixed_prediction: false,
+        energy: Energy::Ce,
+        beta: 1.0,
+        incremental: false,
+        tol: 0.0,
+    };
+    let run = |net: &mut Network, pc: &mut PredictiveCoding, ws: &mut Workspace, x: &[f32], y: &[u32]| {
+        net.prepare(ws, x.len() / ctx);
+        ws.input_mut().copy_from_slice(x);
+        let mut g = net.zero_grads();
+        pc.step(&mut Step::new(net, ws, y, Loss::Ce, &mut g, &mut Rng::new(1)));
+        g
+    };
+    let mut first = PredictiveCoding::new(&net, cfg.clone()).unwrap();
+    let fresh = run(&mut net, &mut first, &mut Workspace::default(), &xb, &yb);
+    let (mut pc, mut ws) = (PredictiveCoding::new(&net, cfg).unwrap(), Workspace::default());
+    run(&mut net, &mut pc, &mut ws, &xb, &yb);
+    run(&mut net, &mut pc, &mut ws, &xs, &ys);
+    let after = run(&mut net, &mut pc, &mut ws, &xb, &yb);
+    assert_eq!(after, fresh);
+}
