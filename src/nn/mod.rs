@@ -866,12 +866,7 @@ impl Network {
                     let Aux::Ln { xhat, rstd } = &aux[i - aux_first] else { unreachable!() };
                     let (dg, db) = two_mut(grads, *gm, *b);
                     let gamma = &self.params[*gm].data;
-                    if need_dx {
-                        transformer::ln_backward(g, *d, gamma, xhat, rstd, dg, db, dx, false);
-                    } else {
-                        let mut scratch = vec![0.0; g.len()];
-                        transformer::ln_backward(g, *d, gamma, xhat, rstd, dg, db, &mut scratch, false);
-                    }
+                    transformer::ln_backward(g, *d, gamma, xhat, rstd, dg, db, need_dx.then_some(dx), false);
                 }
                 Layer::Block { p, geom } => {
                     let Aux::Block(a) = &mut aux[i - aux_first] else { unreachable!() };

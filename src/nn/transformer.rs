@@ -85,8 +85,8 @@ pub fn ln_forward(x: &[f32], d: usize, g: &[f32], b: &[f32], y: &mut [f32], xhat
     );
 }
 
-/// Layer norm's backward: dg, db overwritten (summed over rows in order); dx overwritten, or
-/// added to when `add`.
+/// Layer norm's backward: dg, db overwritten (summed over rows in order); dx (when given)
+/// overwritten, or added to when `add`.
 #[allow(clippy::too_many_arguments)]
 pub fn ln_backward(
     gy: &[f32],
@@ -96,7 +96,7 @@ pub fn ln_backward(
     rstd: &[f32],
     dg: &mut [f32],
     db: &mut [f32],
-    dx: &mut [f32],
+    dx: Option<&mut [f32]>,
     add: bool,
 ) {
     dg.fill(0.0);
@@ -107,6 +107,7 @@ pub fn ln_backward(
             db[j] += gr[j];
         }
     }
+    let Some(dx) = dx else { return };
     dx.par_chunks_mut(d).enumerate().for_each(|(r, dr)| {
         let (gr, hr) = (&gy[r * d..(r + 1) * d], &xhat[r * d..(r + 1) * d]);
         let (mut m1, mut m2) = (0.0f32, 0.0f32);
@@ -345,7 +346,17 @@ impl BlockGeom {
         // da = gy + LN2'(gh).
         a.ga[..r * d].copy_from_slice(gy);
         with_grads(grads, [p.ln2.0, p.ln2.1], |[dg, db]| {
-            ln_backward(&a.gh[..r * d], d, w(p.ln2.0), &a.xh2[..r * d], &a.rs2[..r], dg, db, &mut a.ga[..r * d], true);
+            ln_backward(
+                &a.gh[..r * d],
+                d,
+                w(p.ln2.0),
+                &a.xh2[..r * d],
+                &a.rs2[..r],
+                dg,
+                db,
+                Some(&mut a.ga[..r * d]),
+                true,
+            );
         });
         // Attention: a = x + W_o o + b_o.
         with_grads(grads, [p.proj.0, p.proj.1], |[dw, db]| {
@@ -357,20 +368,14 @@ impl BlockGeom {
             super::dense_grads(&a.gqkv[..r * 3 * d], &a.h1[..r * d], r, d, 3 * d, dw, db);
         });
         linalg::matmul(r, d, 3 * d, &a.gqkv[..r * 3 * d], false, w(p.qkv.0), false, &mut a.gh[..r * d], false);
-        // dx = da + LN1'(gh); without dx, the parameters' gradients only (the input gradient
-        // goes to scratch).
-        let mut scratch = std::mem::take(&mut a.go);
-        let (dx, add) = match dx {
-            Some(dx) => {
-                dx[..r * d].copy_from_slice(&a.ga[..r * d]);
-                (dx, true)
-            }
-            None => (scratch.as_mut_slice(), false),
-        };
-        with_grads(grads, [p.ln1.0, p.ln1.1], |[dg, db]| {
-            ln_backward(&a.gh[..r * d], d, w(p.ln1.0), &a.xh1[..r * d], &a.rs1[..r], dg, db, &mut dx[..r * d], add);
+        // dx = da + LN1'(gh); without dx, the parameters' gradients only.
+        let dx = dx.map(|dx| {
+            dx[..r * d].copy_from_slice(&a.ga[..r * d]);
+            &mut dx[..r * d]
         });
-        a.go = scratch;
+        with_grads(grads, [p.ln1.0, p.ln1.1], |[dg, db]| {
+            ln_backward(&a.gh[..r * d], d, w(p.ln1.0), &a.xh1[..r * d], &a.rs1[..r], dg, db, dx, true);
+        });
     }
 
     fn attention_backward(&self, n: usize, qkv: &[f32], p: &[f32], go: &[f32], gqkv: &mut [f32]) {
@@ -533,7 +538,7 @@ mod tests {
         let (mut y, mut xh, mut rs) = (vec![0.0; 4], vec![0.0; 4], vec![0.0; 1]);
         ln_forward(&x, 4, &g, &b, &mut y, &mut xh, &mut rs);
         let (mut dg, mut db, mut dx) = (vec![0.0; 4], vec![0.0; 4], vec![0.0; 4]);
-        ln_backward(&c, 4, &g, &xh, &rs, &mut dg, &mut db, &mut dx, false);
+        ln_backward(&c, 4, &g, &xh, &rs, &mut dg, &mut db, Some(&mut dx), false);
         for i in 0..4 {
             let (mut p, mut m) = (x, x);
             p[i] += 1e-3;
