@@ -214,7 +214,12 @@ impl TrainConfig {
 
     /// What the rule is built from: its settings and the optimiser.
     pub fn build_context(&self) -> crate::rules::BuildContext<'_> {
-        crate::rules::BuildContext { settings: &self.settings, optim: self.optim(), epochs: self.epochs }
+        crate::rules::BuildContext {
+            settings: &self.settings,
+            optim: self.optim(),
+            epochs: self.epochs,
+            loss: self.train_loss(),
+        }
     }
 
     /// Every field checked (the rule's settings by the rule): a value no run can mean is refused,
@@ -224,6 +229,18 @@ impl TrainConfig {
         self.arch_spec()?;
         (self.rule.entry().settings.resolve)(&self.settings).map_err(|e| format!("rule {}: {e}", self.rule))?;
         self.hardware_config()?;
+        match (self.is_vae(), self.loss) {
+            (true, Loss::Mse) => {
+                return Err(format!(
+                    "arch {}: a VAE's decoder is Bernoulli per pixel, its loss that cross-entropy (loss ce, the default), not mse",
+                    self.arch
+                ))
+            }
+            (false, Loss::Bernoulli) => {
+                return Err("loss bernoulli is a VAE's pixel likelihood: it comes with a vae: arch".into())
+            }
+            _ => {}
+        }
         let checks: [(bool, &str); 11] = [
             ((1..=MAX_EPOCHS).contains(&self.epochs), "epochs must be in 1..=1000000"),
             ((1..=MAX_BATCH).contains(&self.batch), "batch must be in 1..=16777216"),
@@ -249,6 +266,21 @@ impl TrainConfig {
     /// The non-idealities `hardware` names.
     pub fn hardware_config(&self) -> Result<crate::nn::hardware::HardwareConfig, String> {
         crate::nn::hardware::HardwareConfig::named(&self.hardware)
+    }
+
+    /// Whether the network is a variational autoencoder (a `vae:` arch): its targets are its
+    /// inputs' pixels (`data::Dataset::autoencoding`), its loss their Bernoulli cross-entropy.
+    pub fn is_vae(&self) -> bool {
+        matches!(self.arch_spec(), Ok(ArchSpec::Vae { .. }))
+    }
+
+    /// The loss the driver trains on: `loss`, or a VAE's Bernoulli cross-entropy.
+    pub fn train_loss(&self) -> Loss {
+        if self.is_vae() {
+            Loss::Bernoulli
+        } else {
+            self.loss
+        }
     }
 
     pub fn arch_spec(&self) -> Result<ArchSpec, String> {

@@ -12,6 +12,7 @@ pub mod linalg;
 pub mod memory;
 pub mod nn;
 pub mod optim;
+pub mod picture;
 pub mod protocol;
 pub mod report;
 pub mod rng;

@@ -65,6 +65,16 @@ pub struct EpochRecord {
     pub test_loss: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_loss: Option<f64>,
+    /// A VAE: the negative ELBO per test sample (nats; one latent sample per input, the
+    /// evaluation's fixed draws), its reconstruction term (the decoder's Bernoulli negative
+    /// log-likelihood), and the validation split's negative ELBO. Its `train_loss` is the
+    /// training batches' negative ELBO per pixel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_elbo: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_recon: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_elbo: Option<f64>,
 }
 
 impl EpochRecord {
@@ -160,6 +170,8 @@ pub struct Trainer {
     pub rule: Box<dyn Rule>,
     pub opt: Optimizer,
     pub cfg: TrainConfig,
+    /// The loss trained on (`TrainConfig::train_loss`).
+    loss: crate::nn::Loss,
     ws: Workspace,
     eval_ws: Workspace,
     grads: Vec<Vec<f32>>,
@@ -287,6 +299,7 @@ impl Trainer {
             rule,
             opt,
             cfg: cfg.clone(),
+            loss: cfg.train_loss(),
             ws: Workspace::default(),
             eval_ws: Workspace::default(),
             grads,
@@ -464,7 +477,7 @@ impl Trainer {
                     net: &mut self.net,
                     ws: &mut self.ws,
                     y: &labels,
-                    loss: self.cfg.loss,
+                    loss: self.loss,
                     grads: &mut self.grads,
                     rng: &mut self.rng,
                     epoch,
@@ -533,6 +546,7 @@ impl Trainer {
     /// where it has one), computed afresh (no frozen-prefix cache).
     pub fn outputs(&mut self, split: &Split) -> Vec<f32> {
         let (d, k) = (split.dim, self.net.output_len());
+        let mut rng = Rng::new(EVAL_SEED);
         let mut out = Vec::with_capacity(split.n * k);
         let mut start = 0;
         while start < split.n {
@@ -540,7 +554,7 @@ impl Trainer {
             self.net.prepare_forward(&mut self.eval_ws, m);
             self.eval_ws.input_mut().copy_from_slice(&split.x[start * d..(start + m) * d]);
             out.extend_from_slice(
-                &eval_forward(&mut self.net, self.rule.as_mut(), &mut self.eval_ws, &mut self.rng)[..m * k],
+                &eval_forward(&mut self.net, self.rule.as_mut(), &mut self.eval_ws, &mut rng)[..m * k],
             );
             start += m;
         }
@@ -562,9 +576,30 @@ impl Trainer {
     /// evaluation, which knows the task's classes: `protocol::continual`); the cross-entropy is
     /// over every output.
     pub fn evaluate_among(&mut self, split: &Split, classes: Option<&[u32]>) -> (f64, f64) {
+        let e = self.evaluate_full(split, classes);
+        (e.accuracy, e.loss)
+    }
+
+    /// A VAE's evaluation on `split`: (pixel accuracy, negative ELBO per sample, its
+    /// reconstruction term per sample), in nats; one sample of the latent per input, the same
+    /// draws for every run (the evaluation's own seed).
+    pub fn evaluate_vae(&mut self, split: &Split) -> (f64, f64, f64) {
+        let e = self.evaluate_full(split, None);
+        let t = split.targets() as f64;
+        (e.accuracy, e.loss * t + e.kl, e.loss * t)
+    }
+
+    /// Accuracy, the output's loss per label (cross-entropy; a VAE's Bernoulli) and the latent's
+    /// KL per sample (0 without one).
+    fn evaluate_full(&mut self, split: &Split, classes: Option<&[u32]>) -> Evaluation {
         if split.n == 0 {
-            return (0.0, f64::NAN);
+            return Evaluation { accuracy: 0.0, loss: f64::NAN, kl: 0.0 };
         }
+        // Evaluation draws (a VAE's latent samples) from its own stream: training's is untouched
+        // and every run and epoch sees the same draws.
+        let mut rng = Rng::new(EVAL_SEED);
+        let loss = if self.loss == crate::nn::Loss::Bernoulli { self.loss } else { crate::nn::Loss::Ce };
+        let mut kl = 0.0f64;
         let mut ce = 0.0f64;
         // k outputs per label (a sequence: per position), t labels per sample.
         let t = split.targets();
@@ -586,7 +621,7 @@ impl Trainer {
             } else {
                 self.eval_ws.input_mut().copy_from_slice(&split.x[start * d..(start + m) * d]);
             }
-            let out = eval_forward(&mut self.net, self.rule.as_mut(), &mut self.eval_ws, &mut self.rng);
+            let out = eval_forward(&mut self.net, self.rule.as_mut(), &mut self.eval_ws, &mut rng);
             let answer = |o: &[f32]| match classes {
                 None => argmax(o),
                 Some(c) => c
@@ -596,12 +631,33 @@ impl Trainer {
                     .map_or(0, |c| c as usize),
             };
             let ys = &split.y[start * t..(start + m) * t];
-            correct += (0..m * t).filter(|&r| answer(&out[r * k..(r + 1) * k]) == ys[r] as usize).count();
-            ce += crate::nn::Loss::Ce.eval(&out[..m * t * k], ys, k, None).0;
+            correct += match (loss, classes) {
+                (crate::nn::Loss::Ce, _) | (_, Some(_)) => {
+                    (0..m * t).filter(|&r| answer(&out[r * k..(r + 1) * k]) == ys[r] as usize).count()
+                }
+                _ => (0..m * t).filter(|&r| loss.correct(&out[r * k..(r + 1) * k], ys[r])).count(),
+            };
+            ce += loss.eval(&out[..m * t * k], ys, k, None).0;
+            kl += self.net.latent_kl(&self.eval_ws);
             start += m;
         }
         let labels = (split.n * t) as f64;
-        (correct as f64 / labels, ce / labels)
+        Evaluation { accuracy: correct as f64 / labels, loss: ce / labels, kl: kl / split.n as f64 }
+    }
+}
+
+/// The seed of evaluation's own random stream (`Trainer::evaluate_full`).
+const EVAL_SEED: u64 = 0x5eed_e7a1;
+
+struct Evaluation {
+    accuracy: f64,
+    loss: f64,
+    kl: f64,
+}
+
+impl From<Evaluation> for (f64, f64, f64) {
+    fn from(e: Evaluation) -> Self {
+        (e.accuracy, e.loss, e.kl)
     }
 }
 
@@ -670,14 +726,23 @@ impl Trainer {
             hooks.trained(self, e);
             self.rule.take_activity();
             // Sequence data also records the cross-entropy per token (its perplexity).
-            let seq = data.train.targets() > 1;
-            let (test_accuracy, test_loss) = match data.test {
-                Some(t) => self.evaluate_with_loss(t),
-                None => (f64::NAN, f64::NAN),
+            let vae = self.net.has_latent();
+            let seq = data.train.targets() > 1 && !vae;
+            // A VAE: pixel accuracy, negative ELBO and reconstruction term per sample.
+            let (test_accuracy, test_loss, test_recon) = match data.test {
+                Some(t) if vae => self.evaluate_vae(t),
+                Some(t) => {
+                    let (a, l) = self.evaluate_with_loss(t);
+                    (a, l, f64::NAN)
+                }
+                None => (f64::NAN, f64::NAN, f64::NAN),
             };
             let spikes_per_sample =
                 self.rule.take_activity().filter(|a| a.1 > 0).map(|(spikes, n)| spikes as f64 / n as f64);
-            let val = data.val.map(|v| self.evaluate_with_loss(v));
+            let val = data
+                .val
+                .map(|v| if vae { self.evaluate_vae(v) } else { self.evaluate_full(v, None).into() })
+                .map(|(a, l, _)| (a, l));
             let record = EpochRecord {
                 epoch: e + 1,
                 lr,
@@ -696,6 +761,9 @@ impl Trainer {
                 spikes_per_sample,
                 test_loss: (seq && data.test.is_some()).then_some(test_loss),
                 val_loss: if seq { val.map(|v| v.1) } else { None },
+                test_elbo: (vae && data.test.is_some()).then_some(test_loss),
+                test_recon: (vae && data.test.is_some()).then_some(test_recon),
+                val_elbo: if vae { val.map(|v| v.1) } else { None },
             };
             state.epochs.push(record);
             hooks.epoch(self, &state)?;
@@ -906,11 +974,15 @@ pub struct Loaded {
     pub norm: Norm,
 }
 
-/// Load the configured data set (normalised per the config) and its description.
+/// Load the configured data set (normalised per the config; a VAE's targets its pixels:
+/// `Dataset::autoencoding`) and its description.
 pub fn load_data(cfg: &TrainConfig) -> crate::Result<Loaded> {
     let dir = cfg.data_dir.as_deref().map(std::path::Path::new);
     let mut ds = data::load_by_name(&cfg.data, dir)?;
     let checksum = ds.checksum();
+    if cfg.is_vae() {
+        ds.autoencoding()?;
+    }
     let plane = ds.height * ds.width;
     let (mean, std) = if cfg.normalize && ds.alphabet.is_none() {
         ds.normalize()

@@ -901,3 +901,83 @@ fn a_language_model_trains_on_a_text_file_samples_and_refuses_what_it_cannot_do(
     ok(&["train", "--epochs", "1", "--arch", "mlp:8", "--save", "--out", img.to_str().unwrap()]);
     assert!(fail(&["sample", img.to_str().unwrap()]).contains("not a text data set"));
 }
+
+/// A VAE end to end on the embedded digits: BP and PC train on the negative ELBO, the records
+/// carry it per epoch, the run saves its pictures as PNG files, the compare path saves them beside
+/// the checkpoints and the report shows them; rules and losses that do not apply are refused.
+#[test]
+fn a_vae_trains_records_its_elbo_and_saves_pictures() {
+    let d = tmp("vae");
+    for rule in ["bp", "pc"] {
+        let out = d.join(rule);
+        let mut args = vec![
+            "train",
+            "--arch",
+            "vae:32,4",
+            "--rule",
+            rule,
+            "--epochs",
+            "2",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-3",
+            "--val-fraction",
+            "0.1",
+            "--threads",
+            "1",
+            "--out",
+        ];
+        args.push(out.to_str().unwrap());
+        if rule == "pc" {
+            args.extend(["--set", "pc_energy=ce", "--set", "pc_gamma=0.05"]);
+        }
+        let o = ok(&args);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(stdout.contains("test negative ELBO"), "{stdout}");
+        let v = result(&out);
+        for e in v["epochs"].as_array().unwrap() {
+            let (nelbo, recon) = (e["test_elbo"].as_f64().unwrap(), e["test_recon"].as_f64().unwrap());
+            // 64 pixels: between a perfect model (0) and an ignorant one (64 ln 2 = 44.4 at worst
+            // for a coin per pixel, more for a bad one); the KL is the difference, >= 0.
+            assert!(nelbo > 0.0 && nelbo >= recon && recon > 0.0, "{e}");
+            assert!(e["val_elbo"].as_f64().is_some() && e.get("test_loss").is_none(), "{e}");
+        }
+        for f in ["vae-recon.png", "vae-samples.png"] {
+            let bytes = std::fs::read(out.join(f)).unwrap();
+            assert_eq!(&bytes[1..4], b"PNG", "{f}");
+        }
+    }
+    let e = fail(&["train", "--arch", "vae:32,4", "--rule", "fa", "--epochs", "1"]);
+    assert!(e.contains("does not train variational autoencoders"), "{e}");
+    let e = fail(&["train", "--arch", "vae:32,4", "--loss", "mse", "--epochs", "1"]);
+    assert!(e.contains("Bernoulli"), "{e}");
+    let e = fail(&["train", "--arch", "vae:32,4", "--rule", "pc", "--set", "pc_energy=gaussian", "--epochs", "1"]);
+    assert!(e.contains("pc_energy"), "{e}");
+    // The compare path: pictures beside the checkpoints, named in the record, shown by the report.
+    let plan = d.join("vae.toml");
+    std::fs::write(
+        &plan,
+        "name = \"vae\"\ndata = \"digits\"\narch = \"vae:32,4\"\nrules = [\"bp\"]\nfractions = [1.0]\nepochs = [2]\n\
+         seeds = 1\n[train]\noptimizer = \"adam\"\nlr = 1e-3\nthreads = 1\n",
+    )
+    .unwrap();
+    let res = d.join("cmp");
+    ok(&["compare", plan.to_str().unwrap(), "--out", res.to_str().unwrap()]);
+    let line = std::fs::read_to_string(res.join("results.jsonl")).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    let images: Vec<&str> = rec["images"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(images.len(), 2, "{rec}");
+    assert!(images.iter().all(|i| res.join(i).is_file()), "{images:?}");
+    ok(&["report", res.to_str().unwrap()]);
+    let md = std::fs::read_to_string(res.join("report/report.md")).unwrap();
+    assert!(md.contains("Variational autoencoder") && md.contains("plots/vae-bp-s0-samples.png"), "{md}");
+    assert!(res.join("report/plots/vae-bp-s0-samples.png").is_file());
+    // Noise and attacks act on classes, not on an autoencoder's pixels: refused.
+    let noisy = d.join("noisy.toml");
+    std::fs::write(&noisy, std::fs::read_to_string(&plan).unwrap().replace("seeds = 1\n", "seeds = 1\nfgsm = [0.1]\n"))
+        .unwrap();
+    let e = fail(&["compare", noisy.to_str().unwrap(), "--out", d.join("noisy").to_str().unwrap()]);
+    assert!(e.contains("does not apply to a VAE"), "{e}");
+    let _ = std::fs::remove_dir_all(&d);
+}

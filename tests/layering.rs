@@ -10,6 +10,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("rng", 0),
     ("hash", 0),
     ("safetensors", 0),
+    ("picture", 0),
     ("limits", 0),
     ("memory", 0),
     ("linalg", 1),

@@ -784,6 +784,12 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             if let Some(l) = r.val_loss {
                 val += &format!(" val_ppl {:.3}", l.exp());
             }
+            if let (Some(e), Some(rc)) = (r.test_elbo, r.test_recon) {
+                val += &format!(" test_neg_elbo {e:.2} test_recon {rc:.2}");
+            }
+            if let Some(e) = r.val_elbo {
+                val += &format!(" val_neg_elbo {e:.2}");
+            }
             let angles: Vec<String> = r.feedback_angles.iter().map(|(_, a)| format!("{a:.1}")).collect();
             let angles =
                 if angles.is_empty() { String::new() } else { format!(" feedback_angles {}", angles.join("/")) };
@@ -794,8 +800,21 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         }
         _ => {}
     };
-    let (result, trainer) = train::run(&cfg, &opts, &mut progress).map_err(anyhow::Error::msg)?;
+    let (result, mut trainer) = train::run(&cfg, &opts, &mut progress).map_err(anyhow::Error::msg)?;
     let path = out.join("result.json");
+    if trainer.net.has_latent() && result.diverged.is_none() {
+        // A VAE's pictures: test images and their reconstructions, samples from the prior.
+        let l = train::load_data(&cfg).map_err(anyhow::Error::msg)?;
+        let shape = (l.ds.channels, l.ds.height, l.ds.width);
+        let files = biolearn::protocol::vae::save_grids(&mut trainer.net, &l.ds.test, shape, &out, "vae", cfg.seed)
+            .map_err(anyhow::Error::msg)?;
+        if let Some(e) = result.epochs.last().and_then(|r| r.test_elbo) {
+            println!("test negative ELBO {e:.2} nats per image");
+        }
+        for f in files {
+            println!("wrote {}", f.display());
+        }
+    }
     let json = serde_json::to_string_pretty(&result)?;
     std::fs::write(&path, json + "\n").with_context(|| format!("cannot write {}", path.display()))?;
     if a.save {
@@ -1641,7 +1660,14 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
         if !quiet {
             let p: Vec<String> = t.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let div = if t.diverged { " (diverged)" } else { "" };
-            eprintln!("trial {:>3}: val_acc {:.4}{div}  {}  ({:.1}s)", t.trial, t.val_accuracy, p.join(" "), t.seconds);
+            let loss = t.val_loss.map_or(String::new(), |l| format!(" val_loss {l:.4}"));
+            eprintln!(
+                "trial {:>3}: val_acc {:.4}{loss}{div}  {}  ({:.1}s)",
+                t.trial,
+                t.val_accuracy,
+                p.join(" "),
+                t.seconds
+            );
         }
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -1651,11 +1677,11 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
     biolearn::report::tune_plot(&s.trials, &out).map_err(anyhow::Error::msg)?;
     let b = &s.trials[s.best];
     println!(
-        "{} trials ({} run now), best trial {} val_acc {:.4}: {} (plot {})",
+        "{} trials ({} run now), best trial {} by {}: {} (plot {})",
         s.trials.len(),
         s.ran,
         b.trial,
-        b.val_accuracy,
+        b.score_text(),
         s.preset.display(),
         out.join("trials.png").display()
     );
@@ -1687,8 +1713,9 @@ fn cmd_tune_plan(a: &TuneArgs, path: &std::path::Path) -> Result<()> {
         if !quiet {
             let p: Vec<String> = t.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let div = if t.diverged { " (diverged)" } else { "" };
+            let loss = t.val_loss.map_or(String::new(), |l| format!(" val_loss {l:.4}"));
             eprintln!(
-                "{entry} trial {:>3}: val_acc {:.4}{div}  {}  ({:.1}s)",
+                "{entry} trial {:>3}: val_acc {:.4}{loss}{div}  {}  ({:.1}s)",
                 t.trial,
                 t.val_accuracy,
                 p.join(" "),
@@ -1717,7 +1744,7 @@ fn cmd_tune_plan(a: &TuneArgs, path: &std::path::Path) -> Result<()> {
             e.name,
             e.arch,
             e.summary.trials.len(),
-            b.val_accuracy,
+            b.val_loss.unwrap_or(b.val_accuracy),
             p.join(" ")
         );
     }

@@ -280,6 +280,34 @@ impl Dataset {
         self.channels * self.height * self.width
     }
 
+    /// Makes an autoencoder's data set (a VAE reconstructs its input): every sample's targets
+    /// become its own pixels, one per input value, as intensity levels y = round(255 x) of the
+    /// pixels in [0, 1] (`Loss::Bernoulli` reads t = y / 255; exact for 8-bit images); the
+    /// classes become the 256 levels. Call it before `normalize` (the inputs stay as they are).
+    /// A value outside [0, 1] is an error naming the data set.
+    pub fn autoencoding(&mut self) -> Result<(), DataError> {
+        if self.alphabet.is_some() {
+            return Err(DataError::Invalid {
+                path: self.source.clone().into(),
+                msg: format!("{} is a text data set: a VAE models pixels", self.name),
+            });
+        }
+        for (which, split) in [("train", &mut self.train), ("test", &mut self.test)] {
+            if let Some(v) = split.x.iter().find(|v| !(0.0..=1.0).contains(*v)) {
+                return Err(DataError::Invalid {
+                    path: self.source.clone().into(),
+                    msg: format!(
+                        "{}'s {which} split has the value {v}: a VAE's Bernoulli pixels need inputs in [0, 1]",
+                        self.name
+                    ),
+                });
+            }
+            split.y = split.x.iter().map(|v| (v * crate::picture::PIXEL_LEVELS).round() as u32).collect();
+        }
+        self.num_classes = crate::picture::PIXEL_LEVELS as usize + 1;
+        Ok(())
+    }
+
     /// Per-channel mean/std from the TRAIN split; applies `(x - mean) / std`
     /// to train and test; returns `(means, stds)`, one entry per channel.
     ///
@@ -627,6 +655,22 @@ mod tests {
         for d in DataName::ALL {
             assert!(err.contains(d.as_str()), "{err}");
         }
+    }
+
+    #[test]
+    fn autoencoding_targets_are_the_pixels_and_values_outside_the_unit_range_are_refused() {
+        let mut ds = tiny();
+        let err = ds.clone().autoencoding().unwrap_err().to_string();
+        assert!(err.contains("tiny's train split has the value 10") && err.contains("[0, 1]"), "{err}");
+        for split in [&mut ds.train, &mut ds.test] {
+            split.x.iter_mut().for_each(|v| *v /= 20.0);
+        }
+        ds.autoencoding().unwrap();
+        // 0.25 * 255 = 63.75 -> 64; every pixel its own target, 4 per sample.
+        assert_eq!(ds.num_classes, 256);
+        assert_eq!(ds.train.targets(), 4);
+        assert_eq!(ds.train.y[..4], [0, 13, 128, 128]);
+        assert_eq!(ds.test.y, [32, 32, 140, 115]);
     }
 
     #[test]

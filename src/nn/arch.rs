@@ -14,6 +14,7 @@
 //! | `al-mlp:1000,1000` | Activation Learning (Zhou 2022): input scaled to unit norm, then per hidden layer dense (no bias) -> f(x) = beta (|x| - mean|x|) with beta keeping the norm -> classes |
 //! | `rnn:128`, `gru:128`, `gru:128,128` | recurrent layers over the image's rows (28 steps of 28 pixels on Fashion-MNIST; step t = row t of every channel): an Elman RNN (tanh) or a GRU (PyTorch's cell); stacked layers pass their state sequences on, the last state feeds a linear read-out (`nn::recurrent`) |
 //! | `gpt:L,D,H` | a decoder-only transformer over token sequences (`nn::transformer`, nanoGPT's layout): token + learned position embedding (width D) -> L pre-norm blocks (H-head causal self-attention, GELU MLP of width 4D) -> layer norm -> a dense map to the vocabulary at every position; weights N(0, 0.02) (the blocks' output projections N(0, 0.02 / sqrt(2L))), biases 0, layer norms 1 / 0, whatever `--init` says; `/embed=S`: the embeddings' std S instead (PyTorch's `nn.Embedding`: 1); `gpt` alone is `gpt:2,128,4` |
+//! | `vae:H1,...,Z` | a variational autoencoder (`nn::latent`; Kingma & Welling 2014): encoder input -> H1 -> ... (activation after each) -> 2Z (the posterior's mean and log-variance) -> the Gaussian latent's sample of Z -> decoder Hk -> ... -> H1 (activation after each) -> one logit per input value (a Bernoulli pixel); `vae` alone is `vae:512,20` |
 //! | `conv3`, `conv3:W1,W2,W3` | the holistic benchmark's net (Gupta et al. 2022, after Miconi's Hebbian CNN; the widths 100/196/400 unless given): conv 100 k5 -> act -> avgpool 2 -> conv 196 k3 -> act -> avgpool 2 -> conv 400 k3 -> act -> avgpool 2 -> classes (no padding; 32x32 gives 400x2x2 features) |
 //!
 //! Initialisation (`Init`): `torch` is PyTorch's default for Linear/Conv2d (W and b from
@@ -91,6 +92,12 @@ pub enum ArchSpec {
     Recurrent {
         cell: Cell,
         hidden: Vec<usize>,
+    },
+    /// A variational autoencoder: these encoder widths (the decoder's mirrored), a Gaussian
+    /// latent of `z` values, one output per input value.
+    Vae {
+        hidden: Vec<usize>,
+        z: usize,
     },
     /// A decoder-only transformer: `layers` blocks of width `d` with `heads` heads.
     Gpt {
@@ -191,12 +198,18 @@ impl std::str::FromStr for ArchSpec {
                 return Err(format!("arch '{s}': the width {d} is not a multiple of the {heads} heads"));
             }
             ArchSpec::Gpt { layers, d, heads, embed_std: GPT_EMBED_STD }
+        } else if let Some(rest) = base.strip_prefix("vae") {
+            let v = if rest.is_empty() { vec![512, 20] } else { widths(rest, "vae:H1,...,Z")? };
+            let Some((&z, hidden)) = v.split_last().filter(|(_, h)| !h.is_empty()) else {
+                return Err(format!("arch '{s}': vae:H1,...,Z takes at least one hidden width and the latent size"));
+            };
+            ArchSpec::Vae { hidden: hidden.to_vec(), z }
         } else if let Some(rest) = base.strip_prefix("al-mlp") {
             let hidden = if rest.is_empty() { vec![1000, 1000] } else { widths(rest, "al-mlp:H1,H2,...")? };
             ArchSpec::AlMlp { hidden }
         } else {
             return Err(format!(
-                "unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), linear, lenet, conv3[:W1,W2,W3], softhebb-mlp:H, softhebb-cnn, softhebb-cnn28, softhebb-cnn:W1,W2,W3, softhebb-stl, hebb-conv3[:W1,W2,W3], al-mlp:H1,H2, rnn:H1,..., gru:H1,... or gpt:L,D,H"
+                "unknown arch '{s}': expected mlp:H1,H2,... (e.g. mlp:1024), linear, lenet, conv3[:W1,W2,W3], softhebb-mlp:H, softhebb-cnn, softhebb-cnn28, softhebb-cnn:W1,W2,W3, softhebb-stl, hebb-conv3[:W1,W2,W3], al-mlp:H1,H2, rnn:H1,..., gru:H1,..., gpt:L,D,H or vae:H1,...,Z"
             ));
         };
         if let Some(opts) = opts {
@@ -285,6 +298,10 @@ impl std::fmt::Display for ArchSpec {
                     Cell::Gru => "gru",
                 };
                 write!(f, "{name}:{}", h.join(","))
+            }
+            ArchSpec::Vae { hidden, z } => {
+                let h: Vec<String> = hidden.iter().chain([z]).map(|v| v.to_string()).collect();
+                write!(f, "vae:{}", h.join(","))
             }
             ArchSpec::Gpt { layers, d, heads, embed_std } => {
                 write!(f, "gpt:{layers},{d},{heads}")?;
@@ -413,6 +430,13 @@ impl<'r> Builder<'r> {
         let mut v = vec![0.0; if self.dry { 0 } else { len }];
         self.rng.fill_normal(&mut v, std);
         v
+    }
+
+    /// A Gaussian latent of `z` values over the current 2z (`nn::latent`).
+    pub fn latent(mut self, z: usize) -> Self {
+        assert_eq!(self.cur().len(), 2 * z, "a latent of {z} values needs 2 x {z} inputs");
+        self.push(Layer::Latent { z }, Shape::flat(z));
+        self
     }
 
     /// Token + position embedding of the current shape's T ids into width `d` (T x d out).
@@ -724,6 +748,18 @@ impl ArchSpec {
                 }
                 b.layernorm().token_dense(classes).build()
             }
+            ArchSpec::Vae { hidden, z } => {
+                // The decoder reconstructs the input: one Bernoulli logit per input value.
+                let mut b = b;
+                for &h in hidden {
+                    b = b.dense(h, true).act(act);
+                }
+                b = b.dense(2 * z, true).latent(*z);
+                for &h in hidden.iter().rev() {
+                    b = b.dense(h, true).act(act);
+                }
+                b.dense(input.len(), true).build()
+            }
             ArchSpec::AlMlp { hidden } => {
                 // Zhou 2022: the input scaled to unit norm; a = f(W^T a) per layer, no bias.
                 let mut b = b.compete_flat(CompeteKind::L2);
@@ -789,7 +825,8 @@ impl ArchSpec {
             | ArchSpec::SoftHebbMlp { .. }
             | ArchSpec::AlMlp { .. }
             | ArchSpec::Recurrent { .. }
-            | ArchSpec::Gpt { .. } => 1,
+            | ArchSpec::Gpt { .. }
+            | ArchSpec::Vae { .. } => 1,
         }
     }
 }

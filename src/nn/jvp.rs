@@ -137,6 +137,18 @@ impl Network {
                 }
                 // The rules that use forward mode refuse transformer networks when they are built
                 // (`rules::check_network`).
+                Layer::Latent { z } => {
+                    // dz = dmu + exp(lv / 2) eps dlv / 2 (the sample's eps held fixed).
+                    let super::Aux::Latent(a) = &ws.aux[i] else { unreachable!() };
+                    let z = *z;
+                    for s in 0..n {
+                        let (xs, vs) = (&x[s * 2 * z..(s + 1) * 2 * z], &v[s * 2 * z..(s + 1) * 2 * z]);
+                        for j in 0..z {
+                            let sd = (0.5 * xs[z + j]).exp();
+                            dy[s * z + j] = vs[j] + 0.5 * sd * a.eps[s * z + j] * vs[z + j];
+                        }
+                    }
+                }
                 Layer::Block { .. } => unreachable!("no forward-mode product through a transformer block"),
                 Layer::Dropout(pr) => match &ws.aux[i] {
                     Aux::Dropout { mask } if *pr > 0.0 => {

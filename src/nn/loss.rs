@@ -3,6 +3,10 @@
 //!
 //! - Softmax cross-entropy: L = -(1/N) sum_n log softmax(z_n)[y_n]; e = (softmax(z) - onehot(y)) / N.
 //! - MSE against the one-hot target: L = (1/N) sum_n 1/2 ||z_n - onehot(y_n)||^2; e = (z - onehot) / N.
+//! - Bernoulli (a VAE's decoder, one logit z per pixel): the target is the pixel's intensity
+//!   t = y / 255 (`Dataset::autoencoding`); L = (1/N) sum_n softplus(z_n) - t_n z_n (the
+//!   cross-entropy of sigmoid(z) against t); e = (sigmoid(z) - t) / N; a pixel is "correct" when
+//!   sigmoid(z) and t fall on the same side of 1/2.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +17,21 @@ pub enum Loss {
     Ce,
     /// mean squared error against one-hot targets
     Mse,
+    /// a VAE's pixel likelihood (set by the network, not chosen: a `vae:` arch's cross-entropy)
+    #[value(skip)]
+    Bernoulli,
+}
+
+use crate::picture::PIXEL_LEVELS;
+
+impl Loss {
+    /// Whether output row `o` (the outputs of one label) answers label `y`.
+    pub fn correct(&self, o: &[f32], y: u32) -> bool {
+        match self {
+            Loss::Bernoulli => (o[0] > 0.0) == (y as f32 / PIXEL_LEVELS > 0.5),
+            _ => argmax(o) == y as usize,
+        }
+    }
 }
 
 impl Loss {
@@ -26,10 +45,19 @@ impl Loss {
         for (s, &label) in y.iter().enumerate() {
             let zs = &z[s * classes..(s + 1) * classes];
             let label = label as usize;
-            if argmax(zs) == label {
+            if self.correct(zs, label as u32) {
                 correct += 1;
             }
             match self {
+                Loss::Bernoulli => {
+                    // softplus(z) - t z, computed stably; its derivative sigmoid(z) - t.
+                    let (z, t) = (zs[0], label as f32 / PIXEL_LEVELS);
+                    let softplus = z.max(0.0) + (-z.abs()).exp().ln_1p();
+                    total += f64::from(softplus - t * z);
+                    if let Some(e) = e.as_deref_mut() {
+                        e[s] = (1.0 / (1.0 + (-z).exp()) - t) * inv_n;
+                    }
+                }
                 Loss::Ce => {
                     let mx = zs.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
                     let sum: f64 = zs.iter().map(|v| ((v - mx) as f64).exp()).sum();
@@ -82,6 +110,18 @@ mod tests {
         assert!((l - (4.0f64 / 3.0).ln()).abs() < 1e-6);
         assert_eq!(c, 1);
         assert!((e[0] - 0.25).abs() < 1e-6 && (e[1] + 0.25).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bernoulli_by_hand() {
+        // z = 0: sigmoid 1/2, target 255 -> t = 1: loss ln 2, e = (1/2 - 1) / 2 (two pixels);
+        // z = ln 3: sigmoid 3/4, target 0: loss softplus(ln 3) = ln 4, e = (3/4) / 2.
+        let z = [0.0, 3.0f32.ln()];
+        let mut e = [0.0; 2];
+        let (l, c) = Loss::Bernoulli.eval(&z, &[255, 0], 1, Some(&mut e));
+        assert!((l - (2f64.ln() + 4f64.ln())).abs() < 1e-6, "{l}");
+        assert_eq!(c, 0);
+        assert!((e[0] + 0.25).abs() < 1e-6 && (e[1] - 0.375).abs() < 1e-6, "{e:?}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod compete;
 pub mod conv;
 pub mod hardware;
 pub mod jvp;
+pub mod latent;
 pub mod loss;
 pub mod pool;
 pub mod prune;
@@ -154,6 +155,11 @@ pub enum Layer {
         inp: usize,
         out: usize,
     },
+    /// A VAE's Gaussian latent (`latent`): input 2z values (mean, log-variance), output the
+    /// reparameterised sample of z values; its KL divergence from the prior is a loss term.
+    Latent {
+        z: usize,
+    },
     /// gamma/beta (absent when not affine), running mean/var.
     BatchNorm {
         affine: Option<(usize, usize)>,
@@ -263,6 +269,7 @@ pub enum Aux {
         rstd: Vec<f32>,
     },
     Block(Box<BlockAux>),
+    Latent(latent::LatentAux),
 }
 
 /// Buffers of one batch size: activations, their gradients, per-layer scratch.
@@ -314,6 +321,7 @@ impl Workspace {
                 Aux::Rnn(a) => a.bytes(),
                 Aux::Ln { xhat, rstd } => v(xhat) + v(rstd),
                 Aux::Block(a) => a.bytes(),
+                Aux::Latent(a) => v(&a.eps),
             })
             .sum();
         self.acts.iter().chain(&self.grads).chain(&self.pool).map(v).sum::<usize>() + aux
@@ -513,6 +521,26 @@ impl Network {
         self.layers.iter().any(|l| matches!(l, Layer::Recurrent { .. }))
     }
 
+    /// Whether the network is a variational autoencoder (has a Gaussian latent layer).
+    pub fn has_latent(&self) -> bool {
+        self.layers.iter().any(|l| matches!(l, Layer::Latent { .. }))
+    }
+
+    /// The latent layers' KL divergence from their prior, summed over the batch of the last
+    /// forward pass through them (0 without latent layers).
+    pub fn latent_kl(&self, ws: &Workspace) -> f64 {
+        ws.aux.iter().map(|a| if let Aux::Latent(a) = a { a.kl } else { 0.0 }).sum()
+    }
+
+    /// The KL terms' weight in the loss the next backward pass differentiates.
+    pub fn set_kl_weight(&self, ws: &mut Workspace, weight: f32) {
+        for a in ws.aux.iter_mut() {
+            if let Aux::Latent(a) = a {
+                a.weight = weight;
+            }
+        }
+    }
+
     /// Whether any layer is a transformer's (embedding, block).
     pub fn has_transformer(&self) -> bool {
         self.layers.iter().any(|l| matches!(l, Layer::Block { .. } | Layer::Embed { .. }))
@@ -630,6 +658,9 @@ impl Network {
                         geom.prepare(a, n, backward);
                     }
                 }
+                Layer::Latent { .. } if !matches!(ws.aux[i], Aux::Latent(_)) => {
+                    ws.aux[i] = Aux::Latent(Default::default());
+                }
                 Layer::Dropout(_) => {
                     if !matches!(ws.aux[i], Aux::Dropout { .. }) {
                         ws.aux[i] = Aux::Dropout { mask: vec![] };
@@ -731,6 +762,10 @@ impl Network {
                 Layer::TokenDense { w, b, inp, out } => {
                     let bias = b.map(|b| params[b].data.as_slice());
                     dense_forward(x, x.len() / inp, *inp, *out, &params[*w].data, bias, y);
+                }
+                Layer::Latent { z } => {
+                    let Aux::Latent(a) = &mut ws.aux[i] else { unreachable!() };
+                    latent::forward(x, n, *z, a, pass == Pass::Replay, rng, y);
                 }
                 Layer::AvgPool(g) => g.avg_forward(x, n, y),
                 Layer::Act(a) => {
@@ -875,6 +910,12 @@ impl Network {
                 Layer::TokenDense { w, b, inp, out } => {
                     let rows = x.len() / inp;
                     dense_backward(g, x, rows, *inp, *out, grads, *w, *b, need_dx.then(|| (fb(*w), dx)));
+                }
+                Layer::Latent { z } => {
+                    if need_dx {
+                        let Aux::Latent(a) = &aux[i - aux_first] else { unreachable!() };
+                        latent::backward(x, g, n, *z, a, dx);
+                    }
                 }
                 Layer::MaxPool(geo) => {
                     if need_dx {

@@ -396,23 +396,82 @@ fn transformer_network_gradients() {
     let mut grads = net.zero_grads();
     let l = net.num_layers();
     net.backward(&mut ws, &mut grads, 0, l, None, false);
+    params_against_finite_differences(&mut net, &grads, 5, 1e-3, |net| loss(net, &mut ws));
+}
+
+/// Every `stride`-th entry of every parameter: backprop's gradient `grads` against the central
+/// difference (step 1e-2) of `loss`, within `abs` + 2% of the larger; returns the entries checked.
+fn params_against_finite_differences(
+    net: &mut Network,
+    grads: &[Vec<f32>],
+    stride: usize,
+    abs: f64,
+    mut loss: impl FnMut(&mut Network) -> f64,
+) -> usize {
     let h = 1e-2f32;
-    for pi in 0..net.params.len() {
-        let len = net.params[pi].data.len();
-        for j in (0..len).step_by(5) {
+    let mut checked = 0;
+    for (pi, g) in grads.iter().enumerate() {
+        for j in (0..g.len()).step_by(stride) {
             let v = net.params[pi].data[j];
             net.params[pi].data[j] = v + h;
-            let lp = loss(&mut net, &mut ws);
+            let lp = loss(net);
             net.params[pi].data[j] = v - h;
-            let lm = loss(&mut net, &mut ws);
+            let lm = loss(net);
             net.params[pi].data[j] = v;
             let fd = (lp - lm) / (2.0 * h as f64);
-            let an = grads[pi][j] as f64;
+            let an = g[j] as f64;
             assert!(
-                (fd - an).abs() <= 1e-3 + 2e-2 * an.abs().max(fd.abs()),
+                (fd - an).abs() <= abs + 2e-2 * an.abs().max(fd.abs()),
                 "{}[{j}]: finite difference {fd} vs backprop {an}",
                 net.params[pi].name
             );
+            checked += 1;
         }
     }
+    checked
+}
+
+/// A small VAE (`vae:6,2` on 4 inputs, tanh): backprop's gradient of the negative ELBO per pixel
+/// (the decoder's Bernoulli cross-entropy against the pixels + the latent's KL divergence, for
+/// one fixed draw of the reparameterisation's eps) against central finite differences, every
+/// entry of every parameter.
+#[test]
+fn vae_elbo_gradients() {
+    let n = 3;
+    for (bad, why) in [("vae:20", "latent size"), ("vae:0,2", "positive")] {
+        let e = bad.parse::<super::ArchSpec>().unwrap_err();
+        assert!(e.contains(why) || e.contains("vae"), "{bad}: {e}");
+    }
+    assert_eq!("vae".parse::<super::ArchSpec>().unwrap().to_string(), "vae:512,20");
+    assert_eq!("vae:64,32,4".parse::<super::ArchSpec>().unwrap().to_string(), "vae:64,32,4");
+    let mut net: Network = "vae:6,2"
+        .parse::<super::ArchSpec>()
+        .unwrap()
+        .build(Shape::flat(4), 256, Activation::Tanh, Init::Torch, &mut Rng::new(5))
+        .unwrap();
+    assert!(net.has_latent());
+    assert_eq!(net.output_len(), 4);
+    let mut rng = Rng::new(6);
+    let x: Vec<f32> = (0..n * 4).map(|_| rng.uniform()).collect();
+    let y: Vec<u32> = x.iter().map(|v| (v * 255.0).round() as u32).collect();
+    let labels = y.len() as f64;
+    let mut ws = Workspace::default();
+    // The same eps every pass: a fresh stream of the same seed.
+    let loss = |net: &mut Network, ws: &mut Workspace| -> f64 {
+        net.prepare(ws, n);
+        ws.input_mut().copy_from_slice(&x);
+        net.forward(ws, true, &mut Rng::new(0));
+        (Loss::Bernoulli.eval(ws.output(), &y, 1, None).0 + net.latent_kl(ws)) / labels
+    };
+    let l0 = loss(&mut net, &mut ws);
+    assert!(net.latent_kl(&ws) > 0.0);
+    let out = ws.output().to_vec();
+    Loss::Bernoulli.eval(&out, &y, 1, Some(ws.output_grad_mut()));
+    net.set_kl_weight(&mut ws, 1.0 / labels as f32);
+    let mut grads = net.zero_grads();
+    let l = net.num_layers();
+    net.backward(&mut ws, &mut grads, 0, l, None, false);
+    assert!(l0.is_finite());
+    let checked = params_against_finite_differences(&mut net, &grads, 1, 2e-4, |net| loss(net, &mut ws));
+    assert!(checked > 100);
 }

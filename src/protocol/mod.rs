@@ -27,6 +27,7 @@ pub mod plan;
 pub mod record;
 pub mod slurm;
 pub mod tune;
+pub mod vae;
 
 /// One candidate of a condition's rate search (online, continual): the value tried and the
 /// configuration that has it.
@@ -243,6 +244,8 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
                     feedback_angles: r.feedback_angles.clone(),
                     spikes_per_sample: r.spikes_per_sample,
                     test_loss: r.test_loss,
+                    test_elbo: r.test_elbo,
+                    test_recon: r.test_recon,
                 }
             })
             .collect();
@@ -270,7 +273,20 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
             noise_pts = noise_evals(plan, &mut tr, &ds.test, &loaded.norm, cfg.seed);
             adversarial = attack_evals(plan, &mut tr, &ds.test, &loaded.norm, cfg.seed);
         }
+        // A VAE's pictures beside the run's checkpoint: out/images/<the checkpoint's stem>-*.png,
+        // named in the record relative to `out`.
+        let mut images = Vec::new();
+        if let (true, Some(ck)) = (ok && tr.net.has_latent(), checkpoint) {
+            if let (Some(out), Some(stem)) = (ck.parent().and_then(Path::parent), ck.file_stem()) {
+                let stem = stem.to_string_lossy();
+                let shape = (ds.channels, ds.height, ds.width);
+                for p in vae::save_grids(&mut tr.net, &ds.test, shape, &out.join("images"), &stem, cfg.seed)? {
+                    images.push(format!("images/{}", p.file_name().unwrap_or_default().to_string_lossy()));
+                }
+            }
+        }
         Ok(Record {
+            images,
             id: spec.id.clone(),
             plan: plan.name.clone(),
             data: ds.name.clone(),
@@ -626,14 +642,24 @@ fn run_plan_inner(
     }
     // The data set once per normalisation the runs ask for (a rule's preset may turn it off:
     // SoftHebb learns on raw pixels).
-    let mut loaded: Vec<(bool, Loaded)> = Vec::new();
+    // (And once more for a VAE, whose targets are its pixels.)
+    let mut loaded: Vec<((bool, bool), Loaded)> = Vec::new();
     for spec in &todo {
-        if !loaded.iter().any(|(n, _)| *n == spec.cfg.normalize) {
-            loaded.push((spec.cfg.normalize, train::load_data(&spec.cfg).map_err(|e| e.to_string())?));
+        let key = (spec.cfg.normalize, spec.cfg.is_vae());
+        if !loaded.iter().any(|(n, _)| *n == key) {
+            loaded.push((key, train::load_data(&spec.cfg).map_err(|e| e.to_string())?));
         }
     }
-    // Token sequences: noise, attacks and k-per-class sets act on pixels and classes.
-    if loaded.iter().any(|(_, l)| l.ds.alphabet.is_some()) {
+    // Token sequences and autoencoders: noise, attacks and k-per-class sets act on pixels and
+    // classes.
+    let what = if loaded.iter().any(|(_, l)| l.ds.alphabet.is_some()) {
+        Some("the text data set {} (its inputs are token ids, its samples sequences)")
+    } else if loaded.iter().any(|((_, vae), _)| *vae) {
+        Some("a VAE on {} (its targets are its input's pixels, not classes)")
+    } else {
+        None
+    };
+    if let Some(what) = what {
         let pixel = [
             ("noise", !plan.noise.iter().all(|&v| v == 0.0)),
             ("salt_pepper", !plan.salt_pepper.is_empty()),
@@ -643,9 +669,9 @@ fn run_plan_inner(
         ];
         if let Some((key, _)) = pixel.iter().find(|(_, on)| *on) {
             return Err(format!(
-                "plan {}: `{key}` does not apply to the text data set {} (its inputs are token ids, its samples \
-                 sequences): leave it out",
-                plan.name, plan.data
+                "plan {}: `{key}` does not apply to {}: leave it out",
+                plan.name,
+                what.replace("{}", &plan.data)
             ));
         }
     }
@@ -653,7 +679,8 @@ fn run_plan_inner(
     let t0 = Instant::now();
     let (mut ran, mut diverged) = (0usize, 0usize);
     let work = |k: usize| {
-        let data = &loaded.iter().find(|(n, _)| *n == todo[k].cfg.normalize).expect("loaded above").1;
+        let key = (todo[k].cfg.normalize, todo[k].cfg.is_vae());
+        let data = &loaded.iter().find(|(n, _)| *n == key).expect("loaded above").1;
         run_one(plan, &todo[k], data, Some(&checkpoint_path(out, &todo[k].id)))
     };
     in_parallel(todo.len(), parallel, work, |rec| {

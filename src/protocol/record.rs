@@ -37,6 +37,12 @@ pub struct EpochPoint {
     /// exponential is the perplexity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_loss: Option<f64>,
+    /// A VAE: the negative ELBO per test sample and its reconstruction term (nats;
+    /// `train::EpochRecord`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_elbo: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_recon: Option<f64>,
 }
 
 /// Test accuracy after training for `epochs` epochs (an epoch budget).
@@ -125,6 +131,10 @@ pub struct Record {
     /// White-box adversarial accuracy (on the first `attack_samples` test samples).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adversarial: Vec<AttackPoint>,
+    /// Pictures the run saved (a VAE's reconstructions and samples: `protocol::vae`), relative
+    /// to its results file's directory (made absolute when the report reads the file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
     pub seconds: f64,
     /// Wall-clock training seconds up to the end of each epoch (not evaluation): with the
     /// curve, seconds to an accuracy.
@@ -156,6 +166,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&Status::Ok).unwrap(), "\"ok\"");
         assert_eq!(serde_json::to_string(&Status::Diverged).unwrap(), "\"diverged\"");
         let r = Record {
+            images: vec![],
             id: "d|a|bp|f=1|s=0".into(),
             plan: "p".into(),
             data: "d".into(),
@@ -182,6 +193,8 @@ mod tests {
                 feedback_angles: vec![],
                 spikes_per_sample: Some(12.5),
                 test_loss: None,
+                test_elbo: None,
+                test_recon: None,
             }],
             test_accuracy: 0.5,
             budgets: vec![BudgetPoint { epochs: 1, test_accuracy: 0.5 }],

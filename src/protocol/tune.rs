@@ -5,8 +5,10 @@
 //! `weight_decay`, and any rule setting by name), `trials` trials of `epochs` epochs each on a
 //! stratified `subset` of the training set. The validation split (`val_fraction` of every class)
 //! and the subset depend on the search's seed only, so every trial of every rule sees the same
-//! images. A trial's score is its validation accuracy after its last epoch; a diverged trial
-//! scores 0. The test split is never evaluated (`Splits::test` is None).
+//! images. A trial's score is its validation accuracy after its last epoch (a diverged trial
+//! scores 0), or, where the model's objective is a loss rather than a class (a language model's
+//! cross-entropy per token, a VAE's negative ELBO), minus that loss on the validation split (a
+//! diverged trial scores worst). The test split is never evaluated (`Splits::test` is None).
 //!
 //! Output: `OUT/trials.jsonl` (one line per trial, appended as each ends: an interrupted search
 //! resumes where it stopped, trial draws depend on the trial index only) and `OUT/preset.toml`,
@@ -127,10 +129,38 @@ pub struct Trial {
     pub params: BTreeMap<String, toml::Value>,
     /// Validation accuracy after each epoch.
     pub val_curve: Vec<f64>,
-    /// The score: validation accuracy after the last epoch (0 when diverged).
+    /// Validation accuracy after the last epoch (0 when diverged): the score, unless `val_loss`.
     pub val_accuracy: f64,
+    /// Sequence data and VAEs: the validation loss after the last epoch (cross-entropy per
+    /// token; negative ELBO per sample), the score's objective (lower is better; f64::MAX when
+    /// diverged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
     pub diverged: bool,
     pub seconds: f64,
+}
+
+impl Trial {
+    /// What the search maximises: minus the validation loss where there is one, else the
+    /// validation accuracy.
+    pub fn score(&self) -> f64 {
+        match self.val_loss {
+            Some(l) if l.is_finite() && l < f64::MAX => -l,
+            Some(_) => f64::NEG_INFINITY,
+            None => self.val_accuracy,
+        }
+    }
+
+    /// The score in words: "validation accuracy 0.8123" or "validation loss 251.2 (...)".
+    pub fn score_text(&self) -> String {
+        match self.val_loss {
+            Some(l) if l < f64::MAX => {
+                format!("validation loss {l:.4} (cross-entropy per token, or a VAE's negative ELBO)")
+            }
+            Some(_) => "validation loss: diverged".into(),
+            None => format!("validation accuracy {:.4}", self.val_accuracy),
+        }
+    }
 }
 
 pub struct Summary {
@@ -261,7 +291,16 @@ pub fn run(
         let val_curve: Vec<f64> = done.epochs.iter().map(|e| e.val_accuracy.unwrap_or(0.0)).collect();
         let diverged = done.diverged.is_some();
         let val_accuracy = if diverged { 0.0 } else { val_curve.last().copied().unwrap_or(0.0) };
-        Ok(Trial { trial: k, params, val_curve, val_accuracy, diverged, seconds: t0.elapsed().as_secs_f64() })
+        // A loss objective (sequence data, VAEs): its validation value after the last epoch.
+        let val_loss = (train.targets() > 1).then(|| {
+            let l = done.epochs.last().and_then(|e| e.val_elbo.or(e.val_loss)).unwrap_or(f64::NAN);
+            if diverged || !l.is_finite() {
+                f64::MAX
+            } else {
+                l
+            }
+        });
+        Ok(Trial { trial: k, params, val_curve, val_accuracy, val_loss, diverged, seconds: t0.elapsed().as_secs_f64() })
     };
     let mut ran = 0;
     super::in_parallel(
@@ -278,7 +317,7 @@ pub fn run(
     )?;
     trials.sort_by_key(|t| t.trial);
     let best = (0..trials.len())
-        .max_by(|&a, &b| trials[a].val_accuracy.total_cmp(&trials[b].val_accuracy).then(b.cmp(&a)))
+        .max_by(|&a, &b| trials[a].score().total_cmp(&trials[b].score()).then(b.cmp(&a)))
         .expect("at least one trial");
     let preset = out.join("preset.toml");
     let mut chosen = trials[best].clone();
@@ -348,7 +387,8 @@ pub fn run_plan(
         "# Chosen by `biolearn tune --plan` for plan {} on {}: for every entry (rule or arm, on its \n\
          # own network) {} trials x {} epochs of random search on a stratified {} of the training set\n\
          # less a {} validation split of every class (search seed {}); the best validation\n\
-         # accuracy's settings. Never the test set. Merged by the plan's `tuned = ...` key.\n",
+         # score's settings (accuracy; a language model's or a VAE's loss). Never the test set.\n\
+         # Merged by the plan's `tuned = ...` key.\n",
         plan.name, plan.data, budget.trials, budget.epochs, budget.subset, budget.val_fraction, budget.seed
     );
     for e in &done {
@@ -359,12 +399,12 @@ pub fn run_plan(
             .map(|d| format!("{}={}:{}:{}", d.key, format!("{:?}", d.scale).to_lowercase(), d.lo, d.hi))
             .collect();
         text += &format!(
-            "\n# {} on {}: best trial {} of {}, validation accuracy {:.4} after {} epochs{}; space {}\n[{}.{}]\n",
+            "\n# {} on {}: best trial {} of {}, {} after {} epochs{}; space {}\n[{}.{}]\n",
             e.name,
             e.arch,
             b.trial,
             e.summary.trials.len(),
-            b.val_accuracy,
+            b.score_text(),
             budget.epochs,
             if b.diverged { " (every trial diverged)" } else { "" },
             space.join(","),
@@ -440,7 +480,7 @@ fn write_preset(
          # rule {} on {} (data checksum {checksum}), network {}, seed {}\n\
          # split: {} of every class held out for validation, trials train on a stratified {} of the rest (search seed {})\n\
          # budget: {} trials x {} epochs ({} run), random search over {}\n\
-         # best: trial {} with validation accuracy {:.4} after {} epochs\n\
+         # best: trial {} with {} after {} epochs\n\
          # Use: biolearn train --config THIS_FILE [--epochs N ...]\n",
         cfg.rule,
         cfg.data,
@@ -454,7 +494,7 @@ fn write_preset(
         n,
         space_s.join(","),
         best.trial,
-        best.val_accuracy,
+        best.score_text(),
         budget.epochs,
     );
     let body = toml::to_string(&t).map_err(|e| e.to_string())?;

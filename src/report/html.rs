@@ -20,6 +20,11 @@ pub enum Block {
         png: String,
         svg: String,
     },
+    /// A picture at its own size (a VAE's image grid): a path relative to the report directory.
+    Picture {
+        alt: String,
+        png: String,
+    },
 }
 
 fn md_cell(s: &str) -> String {
@@ -68,6 +73,9 @@ pub fn to_markdown(blocks: &[Block]) -> String {
             }
             Block::Image { alt, png, svg } => {
                 out.push_str(&format!("![{alt}]({png})\n\n[SVG version]({svg})\n\n"));
+            }
+            Block::Picture { alt, png } => {
+                out.push_str(&format!("![{alt}]({png})\n\n*{alt}*\n\n"));
             }
         }
     }
@@ -144,6 +152,15 @@ pub fn to_html(title: &str, blocks: &[Block]) -> String {
                     super::plot::HEIGHT,
                     escape(alt),
                     escape(svg)
+                ));
+            }
+            Block::Picture { alt, png } => {
+                out.push_str(&format!(
+                    "<figure><img src=\"{}\" alt=\"{}\" style=\"image-rendering: pixelated; width: 448px\">\
+<figcaption>{}</figcaption></figure>\n",
+                    escape(png),
+                    escape(alt),
+                    escape(alt)
                 ));
             }
         }

@@ -62,7 +62,14 @@ pub fn read_records_noting(path: &Path, warnings: &mut Vec<String>) -> Result<Ve
             }
         });
         match parsed {
-            Ok(Some(r)) => out.push(r),
+            Ok(Some(mut r)) => {
+                // Pictures are named relative to the results file's directory.
+                let dir = path.parent().unwrap_or(Path::new(""));
+                for img in r.images.iter_mut() {
+                    *img = dir.join(&*img).to_string_lossy().into_owned();
+                }
+                out.push(r)
+            }
             Ok(None) => {}
             Err(e) if torn => {
                 warnings.push(format!("{}:{lineno}: skipped an incomplete last line (torn write): {e}", path.display()))
@@ -710,6 +717,100 @@ fn section_language(g: &Group, b: &mut Vec<Block>) {
     b.push(Block::Table(t));
 }
 
+fn section_vae(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), String> {
+    let Some(&f) = g.fractions().last() else { return Ok(()) };
+    let rules: Vec<String> = g
+        .rules()
+        .into_iter()
+        .filter(|r| g.ok(r, f).iter().any(|x| x.curve.iter().any(|p| p.test_elbo.is_some())))
+        .collect();
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let epochs = rules.iter().flat_map(|r| g.ok(r, f).into_iter().map(|x| x.curve.len())).max().unwrap_or(0);
+    let mut t = Table {
+        header: [
+            "rule",
+            "test negative ELBO (nats), last epoch",
+            "reconstruction (nats)",
+            "KL (nats)",
+            "pixel accuracy %",
+            "ratio to bp's negative ELBO",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain((1..=epochs).map(|e| format!("-ELBO, epoch {e}")))
+        .collect(),
+        rows: vec![],
+    };
+    let last = |r: &str, f2: fn(&crate::protocol::record::EpochPoint) -> Option<f64>| -> Vec<f64> {
+        g.ok(r, f).iter().filter_map(|x| x.curve.last().and_then(f2)).collect()
+    };
+    let bp = Summary::of(&last("bp", |p| p.test_elbo));
+    for rule in &rules {
+        let ok = g.ok(rule, f);
+        let nelbo = last(rule, |p| p.test_elbo);
+        let recon = last(rule, |p| p.test_recon);
+        let kl: Vec<f64> =
+            ok.iter().filter_map(|x| x.curve.last().and_then(|p| Some(p.test_elbo? - p.test_recon?))).collect();
+        let acc: Vec<f64> = ok.iter().map(|r| r.test_accuracy).collect();
+        let ratio = match (bp, Summary::of(&nelbo)) {
+            (Some(b), Some(m)) => format!("{:.3}", m.mean / b.mean),
+            _ => "-".into(),
+        };
+        let mut row = vec![
+            rule.clone(),
+            fmt_short(Summary::of(&nelbo), 1.0, 2),
+            fmt_short(Summary::of(&recon), 1.0, 2),
+            fmt_short(Summary::of(&kl), 1.0, 2),
+            fmt_short(Summary::of(&acc), 100.0, 2),
+            ratio,
+        ];
+        for e in 0..epochs {
+            let v: Vec<f64> = ok.iter().filter_map(|r| r.curve.get(e).and_then(|p| p.test_elbo)).collect();
+            row.push(fmt_short(Summary::of(&v), 1.0, 1));
+        }
+        t.rows.push(row);
+    }
+    b.push(Block::Heading(3, "Variational autoencoder: negative ELBO".into()));
+    b.push(Block::Para(format!(
+        "Negative ELBO per test image (nats; lower is better) = the decoder's Bernoulli reconstruction term + the \
+         latent's KL divergence from its prior, one latent sample per image (the same draws for every run); pixel \
+         accuracy: the share of pixels whose reconstruction falls on the right side of 1/2. After the last epoch and \
+         after every epoch; mean ± std over non-diverged seeds (n), training-data fraction {}.",
+        num(f)
+    )));
+    b.push(Block::Table(t));
+    // Each rule's pictures from its first seed that saved them.
+    for rule in &rules {
+        let mut ok = g.ok(rule, f);
+        ok.sort_by_key(|r| r.seed);
+        let Some(rec) = ok.iter().find(|r| !r.images.is_empty()) else { continue };
+        for img in &rec.images {
+            let src = Path::new(img);
+            if !src.is_file() {
+                continue;
+            }
+            let kind = if img.ends_with("-samples.png") { "samples" } else { "recon" };
+            let name = format!("{}vae-{}-s{}-{kind}.png", ctx.prefix, slug(rule), rec.seed);
+            let dst = ctx.plots_dir.join(&name);
+            fs::create_dir_all(&ctx.plots_dir).map_err(|e| format!("{}: {e}", ctx.plots_dir.display()))?;
+            fs::copy(src, &dst).map_err(|e| format!("{} -> {}: {e}", src.display(), dst.display()))?;
+            ctx.files.push(dst);
+            let alt = match kind {
+                "samples" => format!("{rule}, seed {}: 32 samples from the prior, decoded", rec.seed),
+                _ => format!(
+                    "{rule}, seed {}: test images (rows 1, 3) and their reconstructions (rows 2, 4), decoded from \
+                     the posterior mean",
+                    rec.seed
+                ),
+            };
+            b.push(Block::Picture { alt, png: format!("plots/{name}") });
+        }
+    }
+    Ok(())
+}
+
 fn section_stable(g: &Group, b: &mut Vec<Block>) {
     if !g.recs.iter().any(|r| r.epochs_to_stable.is_some()) {
         return;
@@ -1190,6 +1291,7 @@ pub fn write_report_with(records: &[Record], conditions: &[PathBuf], out_dir: &P
         section_alignment(g, &mut b);
         section_spiking(g, &mut b);
         section_language(g, &mut b);
+        section_vae(g, &mut ctx, &mut b)?;
         section_curves(g, &mut ctx, &mut b)?;
         section_pruning(g, &mut ctx, &mut b)?;
         section_noise(g, &mut ctx, &mut b)?;

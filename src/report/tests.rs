@@ -24,9 +24,12 @@ fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: 
             feedback_angles: vec![],
             spikes_per_sample: None,
             test_loss: None,
+            test_elbo: None,
+            test_recon: None,
         })
         .collect();
     Record {
+        images: vec![],
         id: format!("fashion-mnist|{arch}|{rule}|f={fraction}|s={seed}"),
         plan: "test-plan".into(),
         data: "fashion-mnist".into(),
@@ -435,4 +438,43 @@ fn spiking_records_get_their_activity_table() {
     let section = md.split("### Spiking activity").nth(1).unwrap().split("###").next().unwrap();
     assert!(!section.contains("| bp |"), "BP has no spikes: {section}");
     fs::remove_dir_all(&d).unwrap();
+}
+
+/// VAE records: the report's negative-ELBO table (BP first, the ratio to BP's), and each rule's
+/// pictures, named relative to the results file, copied next to the report.
+#[test]
+fn vae_section_tables_the_negative_elbo_and_shows_the_pictures() {
+    let d = tmp_dir("vae");
+    fs::create_dir_all(d.join("images")).unwrap();
+    let (w, h, px) = crate::picture::grid(&[&[0.5; 4]], 1, 2, 2, 1);
+    crate::picture::write_png(&d.join("images/abc-recon.png"), w, h, 1, &px).unwrap();
+    let mut recs = Vec::new();
+    for (rule, nelbo) in [("bp", 250.0), ("pc", 275.0)] {
+        for seed in 0..2 {
+            let mut r = record("vae:512,20", rule, 1.0, seed, 0.9, false);
+            for p in r.curve.iter_mut() {
+                p.test_elbo = Some(nelbo + seed as f64);
+                p.test_recon = Some(nelbo - 20.0);
+            }
+            if rule == "pc" && seed == 0 {
+                r.images = vec!["images/abc-recon.png".into()];
+            }
+            recs.push(r);
+        }
+    }
+    let p = d.join("results.jsonl");
+    let text: String = recs.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
+    fs::write(&p, text).unwrap();
+    let read = read_records(&p).unwrap();
+    assert_eq!(read[1].images, Vec::<String>::new());
+    assert_eq!(read[2].images, vec![d.join("images/abc-recon.png").to_string_lossy().into_owned()]);
+    let out = d.join("report");
+    write_report(&read, &out).unwrap();
+    let md = fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("Variational autoencoder: negative ELBO"), "{md}");
+    assert!(md.contains("| bp | 250.50 ± 0.71 (n=2) | 230.00"), "{md}");
+    assert!(md.contains("| 1.100 |"), "the ratio pc / bp: {md}");
+    assert!(out.join("plots/vae-pc-s0-recon.png").is_file());
+    assert!(md.contains("(plots/vae-pc-s0-recon.png)"));
+    let _ = fs::remove_dir_all(&d);
 }

@@ -342,13 +342,19 @@ pub fn forward_with_error(net: &mut Network, ws: &mut Workspace, y: &[u32], loss
     output_error(net, ws, y, loss)
 }
 
-/// The loss of the output already in the workspace; leaves dL/d(output) in its gradient slot.
+/// The loss of the output already in the workspace; leaves dL/d(output) in its gradient slot
+/// (a VAE: plus its latent's KL divergence, whose gradient its backward adds).
 pub fn output_error(net: &Network, ws: &mut Workspace, y: &[u32], loss: Loss) -> StepStats {
     // Outputs per label: a sequence's labels are its positions' targets (`Split::targets`).
     let k = net.output_len() * ws.n / y.len().max(1);
     let l = ws.acts.len() - 1;
     let (acts, grads) = (&ws.acts[l], &mut ws.grads[l]);
-    let (loss_sum, correct) = loss.eval(&acts[..y.len() * k], y, k, Some(&mut grads[..y.len() * k]));
+    let (mut loss_sum, correct) = loss.eval(&acts[..y.len() * k], y, k, Some(&mut grads[..y.len() * k]));
+    if net.has_latent() {
+        // A VAE's KL term joins the loss at the same per-label scale (its backward adds it).
+        loss_sum += net.latent_kl(ws);
+        net.set_kl_weight(ws, 1.0 / y.len().max(1) as f32);
+    }
     StepStats { loss_sum, correct, energy: None }
 }
 
@@ -469,6 +475,8 @@ pub struct BuildContext<'a> {
     /// The run's epochs (a rule with phases fits them in: Hebbian rules leave their read-out
     /// at least the last epoch).
     pub epochs: usize,
+    /// The loss the driver trains on (`TrainConfig::train_loss`): a VAE's is Bernoulli.
+    pub loss: crate::nn::Loss,
 }
 
 impl BuildContext<'_> {
@@ -643,9 +651,20 @@ impl RuleName {
                 TRANSFORMER_RULES.join(", ")
             ));
         }
+        if net.has_latent() && builtin && !VAE_RULES.contains(&self.0.name) {
+            return Err(format!(
+                "rule {} does not train variational autoencoders (vae:); the built-in rules that do: {}",
+                self.0.name,
+                VAE_RULES.join(", ")
+            ));
+        }
         (self.0.build)(net, cx, rng)
     }
 }
+
+/// The built-in rules that train variational autoencoders (`vae:`): backprop and predictive
+/// coding, whose energy takes the latent's KL term beside its Gaussian and Bernoulli terms.
+pub const VAE_RULES: &[&str] = &["bp", "pc", "ipc", "pc-fpa"];
 
 /// The built-in rules that train transformer networks (`gpt:`): backprop and predictive coding,
 /// whose value nodes sit at the embedding's and every block's output (Pinchetti et al. 2022).

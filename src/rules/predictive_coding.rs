@@ -19,6 +19,14 @@
 //!             infinitesimal-inference limit, Millidge et al. 2022), so the learning rate means the
 //!             same for every beta
 //!
+//! A variational autoencoder (`vae:`; Pinchetti et al. 2022's PC VAE): the output node is
+//! Bernoulli per pixel (`pc_energy = ce`: beta x the cross-entropy of sigmoid(mu_K) against the
+//! pixel, e_K = beta (t - sigmoid(mu_K))), and the latent's KL divergence from its prior is an
+//! energy term of the node that holds the posterior's mean and log-variance, beta x KL(x_k); the
+//! reparameterisation's eps is drawn once per batch (the feed-forward pass) and kept while the
+//! nodes relax. So F = sum_k 1/2 ||e_k||^2 + beta (BCE + KL), whose beta -> 0 / fixed-prediction
+//! limit is BP's gradient of the negative ELBO (tested).
+//!
 //! J_{k+1}^T e_{k+1} and dF/dW_k are computed by the network's own backward pass restricted to
 //! one block (the chain rule inside a block is local: the activation's derivative and the
 //! weight's transpose at that synapse), so the rule runs on MLPs and conv nets alike.
@@ -107,6 +115,9 @@ pub struct PredictiveCoding {
     pub last: PcStats,
     /// Energies after each inference step of the last batch (for tests and reports).
     pub trace: Vec<f64>,
+    /// The driver's loss of the batch (its output node's distribution: categorical, or a VAE's
+    /// Bernoulli pixels).
+    loss: Loss,
 }
 
 impl PredictiveCoding {
@@ -138,6 +149,7 @@ impl PredictiveCoding {
             errs: vec![Vec::new(); k],
             last: PcStats::default(),
             trace: Vec::new(),
+            loss: Loss::Ce,
         })
     }
 
@@ -149,7 +161,8 @@ impl PredictiveCoding {
         }
     }
 
-    /// mu_k for every node from the current x (the input feeds node 0).
+    /// mu_k for every node from the current x (the input feeds node 0), replaying the
+    /// feed-forward pass's randomness (a VAE latent's eps; PC refuses dropout and batch norm).
     fn predict(&mut self, net: &mut Network, ws: &mut Workspace) {
         for k in 0..self.pos.len() {
             let (s, e) = (self.start(k), self.pos[k]);
@@ -157,7 +170,7 @@ impl PredictiveCoding {
                 let len = self.x[k - 1].len();
                 ws.acts[s][..len].copy_from_slice(&self.x[k - 1]);
             }
-            net.forward_range(ws, s, e);
+            net.forward_replay_layers(ws, s, e);
             let len = self.mu[k].len();
             self.mu[k].copy_from_slice(&ws.acts[e][..len]);
         }
@@ -179,6 +192,13 @@ impl PredictiveCoding {
             let z = &mu[s * classes..(s + 1) * classes];
             let es = &mut e[s * classes..(s + 1) * classes];
             match self.cfg.energy {
+                Energy::Ce if self.loss == Loss::Bernoulli => {
+                    // A Bernoulli node per pixel (one logit per label): beta x its cross-entropy.
+                    let (z, t) = (z[0], label as f32 / crate::picture::PIXEL_LEVELS);
+                    es[0] = self.cfg.beta * (t - 1.0 / (1.0 + (-z).exp()));
+                    let softplus = z.max(0.0) + (-z.abs()).exp().ln_1p();
+                    energy += self.cfg.beta as f64 * f64::from(softplus - t * z);
+                }
                 Energy::Gaussian => {
                     for (j, ev) in es.iter_mut().enumerate() {
                         let t = if j == label as usize { 1.0 } else { 0.0 };
@@ -207,6 +227,7 @@ impl PredictiveCoding {
     /// Feed-forward initialisation of every node; returns the driver's loss stats.
     fn init_nodes(&mut self, net: &mut Network, ws: &mut Workspace, y: &[u32], loss: Loss, rng: &mut Rng) -> StepStats {
         let stats = forward_with_error(net, ws, y, loss, rng);
+        self.loss = loss;
         let n = ws.n;
         for k in 0..self.pos.len() {
             let len = n * net.shapes[self.pos[k]].len();
@@ -229,11 +250,18 @@ impl PredictiveCoding {
         if !self.cfg.fixed_prediction {
             self.predict(net, ws);
         }
-        self.errors(errs, y, net.output_len() * ws.n / y.len().max(1))
+        self.errors(errs, y, net.output_len() * ws.n / y.len().max(1)) + self.kl_energy(net, ws)
+    }
+
+    /// A VAE latent's energy term at the current nodes: beta x KL (0 without a latent).
+    fn kl_energy(&self, net: &Network, ws: &Workspace) -> f64 {
+        self.cfg.beta as f64 * net.latent_kl(ws)
     }
 
     /// -J^T e of each node's block, top down (ws.grads[pos] is dF/dmu = -e); leaves it in `back`.
     fn backproject(&mut self, net: &mut Network, ws: &mut Workspace, errs: &[Vec<f32>], grads: &mut [Vec<f32>]) {
+        // A latent's KL term on the energy's scale (errors are not divided by the batch).
+        net.set_kl_weight(ws, self.cfg.beta);
         for k in (1..self.pos.len()).rev() {
             let (s, e) = (self.start(k), self.pos[k]);
             for (g, ev) in ws.grads[e].iter_mut().zip(&errs[k]) {
@@ -322,7 +350,8 @@ impl PredictiveCoding {
         }
         let incremental = upd.is_some();
         let mut errs = std::mem::take(&mut self.errs);
-        let e0 = self.errors(&mut errs, s.y, s.net.output_len() * s.ws.n / s.y.len().max(1));
+        let e0 = self.errors(&mut errs, s.y, s.net.output_len() * s.ws.n / s.y.len().max(1))
+            + self.kl_energy(s.net, s.ws);
         let (e_end, used) = self.relax(s, &mut errs, upd);
         if !incremental {
             let (net, ws, y, _, grads, _) = s.parts();
@@ -387,6 +416,9 @@ fn build_pc(
     incremental: bool,
 ) -> Result<Box<dyn super::Rule>, String> {
     let s: PcSettings = cx.settings()?;
+    if cx.loss == Loss::Bernoulli && s.pc_energy != Energy::Ce {
+        return Err("a VAE's output node is Bernoulli per pixel: set pc_energy = \"ce\" (its cross-entropy)".into());
+    }
     let c = PcConfig {
         steps: s.pc_steps,
         gamma: s.pc_gamma,
