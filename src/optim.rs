@@ -151,17 +151,25 @@ impl Optimizer {
                 let decoupled = c.kind == OptimizerKind::Adamw;
                 let bc1 = 1.0 - c.beta1.powi(t as i32);
                 let bc2 = 1.0 - c.beta2.powi(t as i32);
+                // Constants in locals and zipped slices (no bounds checks): the loop vectorises,
+                // each lane computing exactly the scalar expression.
+                let (wd, b1, b2, eps) = (c.weight_decay, c.beta1, c.beta2, c.eps);
+                let step = |w: &mut f32, d: f32, m: &mut f32, v: &mut f32| {
+                    *m = b1 * *m + (1.0 - b1) * d;
+                    *v = b2 * *v + (1.0 - b2) * d * d;
+                    *w -= lr * (*m / bc1) / ((*v / bc2).sqrt() + eps);
+                };
                 let kernel = |w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
-                    for j in 0..w.len() {
-                        let mut d = g[j];
-                        if decoupled {
-                            w[j] -= lr * c.weight_decay * w[j];
-                        } else {
-                            d += c.weight_decay * w[j];
+                    let it = w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
+                    if decoupled {
+                        for (((w, &g), m), v) in it {
+                            *w -= lr * wd * *w;
+                            step(w, g, m, v);
                         }
-                        m[j] = c.beta1 * m[j] + (1.0 - c.beta1) * d;
-                        v[j] = c.beta2 * v[j] + (1.0 - c.beta2) * d * d;
-                        w[j] -= lr * (m[j] / bc1) / ((v[j] / bc2).sqrt() + c.eps);
+                    } else {
+                        for (((w, &g), m), v) in it {
+                            step(w, g + wd * *w, m, v);
+                        }
                     }
                 };
                 with_moments(par, w, g, m, v, kernel);

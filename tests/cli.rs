@@ -948,6 +948,10 @@ fn a_vae_trains_records_its_elbo_and_saves_pictures() {
             assert_eq!(&bytes[1..4], b"PNG", "{f}");
         }
     }
+    for cmd in [&["online"][..], &["continual"], &["episodes", "--classes", "0-4"]] {
+        let e = fail(&[cmd, &["--arch", "vae:32,4"]].concat());
+        assert!(e.contains("works on classes") && e.contains("autoencoder"), "{cmd:?}: {e}");
+    }
     let e = fail(&["train", "--arch", "vae:32,4", "--rule", "fa", "--epochs", "1"]);
     assert!(e.contains("does not train variational autoencoders"), "{e}");
     let e = fail(&["train", "--arch", "vae:32,4", "--loss", "mse", "--epochs", "1"]);

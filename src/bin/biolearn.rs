@@ -1290,7 +1290,7 @@ fn episode_setup(
         base.entry("batch").or_insert(toml::Value::Integer(1));
     }
     let cfg = TrainConfig::load(given.config.as_deref(), base).map_err(anyhow::Error::msg)?;
-    let ds = train::load_data(&cfg).map_err(anyhow::Error::msg)?.ds;
+    let ds = class_data(&cfg, "episodes")?;
     let classes = parse_classes(&f.classes, ds.num_classes)?;
     let spec = biolearn::protocol::episodes::EpisodeSpec {
         classes,
@@ -1371,6 +1371,19 @@ fn cmd_episodes(a: EpisodesArgs) -> Result<()> {
     Ok(())
 }
 
+/// The configured data set for a condition defined on classes (episodes, continual tasks, an
+/// online stream scored by accuracy): a text data set or a VAE is refused by name.
+fn class_data(cfg: &TrainConfig, command: &str) -> Result<biolearn::data::Dataset> {
+    if cfg.is_vae() {
+        bail!("biolearn {command} works on classes; arch {} is an autoencoder (its targets are pixels)", cfg.arch);
+    }
+    let ds = train::load_data(cfg).map_err(anyhow::Error::msg)?.ds;
+    if ds.alphabet.is_some() {
+        bail!("biolearn {command} works on classes; data set {} is text (its samples are token sequences)", ds.name);
+    }
+    Ok(ds)
+}
+
 fn cmd_continual(a: ContinualArgs) -> Result<()> {
     use biolearn::protocol::continual;
     let tasks: continual::Tasks = a.tasks.parse().map_err(anyhow::Error::msg)?;
@@ -1378,7 +1391,7 @@ fn cmd_continual(a: ContinualArgs) -> Result<()> {
         bail!("--seeds: from 1 to 1000");
     }
     let mut cfg = TrainConfig::load(a.given.config.as_deref(), overrides(&a.given)?).map_err(anyhow::Error::msg)?;
-    let ds = train::load_data(&cfg).map_err(anyhow::Error::msg)?.ds;
+    let ds = class_data(&cfg, "continual")?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads.max(1)).build()?;
     let mut runs = Vec::new();
     // Split tasks are the same for every seed (built once); permuted ones are the seed's draw.
@@ -1448,7 +1461,7 @@ fn cmd_online(a: OnlineArgs) -> Result<()> {
     }
     let mut cfg = TrainConfig::load(a.given.config.as_deref(), overrides(&a.given)?).map_err(anyhow::Error::msg)?;
     cfg.batch = a.stream_batch;
-    let ds = train::load_data(&cfg).map_err(anyhow::Error::msg)?.ds;
+    let ds = class_data(&cfg, "online")?;
     let samples = a.samples.unwrap_or(ds.train.n);
     if samples == 0 || samples > ds.train.n {
         bail!("--samples: a stream of 1 to {} samples (the training split's size), not {samples}", ds.train.n);

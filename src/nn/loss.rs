@@ -37,6 +37,9 @@ impl Loss {
 impl Loss {
     /// Returns (sum of per-sample losses, number correct). `e` gets dL/dz for the batch mean.
     pub fn eval(&self, z: &[f32], y: &[u32], classes: usize, e: Option<&mut [f32]>) -> (f64, usize) {
+        if *self == Loss::Bernoulli {
+            return bernoulli(&z[..y.len()], y, e);
+        }
         let n = y.len();
         let mut total = 0.0f64;
         let mut correct = 0usize;
@@ -49,15 +52,7 @@ impl Loss {
                 correct += 1;
             }
             match self {
-                Loss::Bernoulli => {
-                    // softplus(z) - t z, computed stably; its derivative sigmoid(z) - t.
-                    let (z, t) = (zs[0], label as f32 / PIXEL_LEVELS);
-                    let softplus = z.max(0.0) + (-z.abs()).exp().ln_1p();
-                    total += f64::from(softplus - t * z);
-                    if let Some(e) = e.as_deref_mut() {
-                        e[s] = (1.0 / (1.0 + (-z).exp()) - t) * inv_n;
-                    }
-                }
+                Loss::Bernoulli => unreachable!("handled by `bernoulli`"),
                 Loss::Ce => {
                     let mx = zs.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
                     let sum: f64 = zs.iter().map(|v| ((v - mx) as f64).exp()).sum();
@@ -85,6 +80,43 @@ impl Loss {
         }
         (total, correct)
     }
+}
+
+/// The Bernoulli loss of one logit per label (`Loss::Bernoulli`), in parallel over chunks of
+/// labels whose partial sums are added in order (the same result for any thread count).
+fn bernoulli(z: &[f32], y: &[u32], e: Option<&mut [f32]>) -> (f64, usize) {
+    use rayon::prelude::*;
+    const CHUNK: usize = 4096;
+    let inv_n = 1.0 / y.len().max(1) as f32;
+    // softplus(z) - t z, computed stably from one exp(-|z|); its derivative sigmoid(z) - t.
+    let one = |z: f32, label: u32, e: Option<&mut f32>| -> (f32, bool) {
+        let t = label as f32 / PIXEL_LEVELS;
+        let q = (-z.abs()).exp();
+        if let Some(e) = e {
+            let sigmoid = if z >= 0.0 { 1.0 / (1.0 + q) } else { q / (1.0 + q) };
+            *e = (sigmoid - t) * inv_n;
+        }
+        (z.max(0.0) + q.ln_1p() - t * z, (z > 0.0) == (t > 0.5))
+    };
+    let part = |zc: &[f32], yc: &[u32], mut ec: Option<&mut [f32]>| -> (f64, usize) {
+        let (mut total, mut correct) = (0.0f64, 0usize);
+        for (j, (&z, &label)) in zc.iter().zip(yc).enumerate() {
+            let (l, c) = one(z, label, ec.as_deref_mut().map(|e| &mut e[j]));
+            total += f64::from(l);
+            correct += usize::from(c);
+        }
+        (total, correct)
+    };
+    let parts: Vec<(f64, usize)> = match e {
+        Some(e) => z
+            .par_chunks(CHUNK)
+            .zip(y.par_chunks(CHUNK))
+            .zip(e[..y.len()].par_chunks_mut(CHUNK))
+            .map(|((zc, yc), ec)| part(zc, yc, Some(ec)))
+            .collect(),
+        None => z.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)).map(|(zc, yc)| part(zc, yc, None)).collect(),
+    };
+    parts.iter().fold((0.0, 0), |(t, c), &(pt, pc)| (t + pt, c + pc))
 }
 
 pub fn argmax(v: &[f32]) -> usize {
