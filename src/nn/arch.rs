@@ -13,7 +13,7 @@
 //! | `hebb-conv3`, `hebb-conv3:W1,W2,W3` | `conv3` as Miconi's Hebbian CNN builds it: each layer's input standardised per sample, triangle outputs relu(u - mean_c u), the conv bias holding minus the adaptive WTA threshold |
 //! | `al-mlp:1000,1000` | Activation Learning (Zhou 2022): input scaled to unit norm, then per hidden layer dense (no bias) -> f(x) = beta (|x| - mean|x|) with beta keeping the norm -> classes |
 //! | `rnn:128`, `gru:128`, `gru:128,128` | recurrent layers over the image's rows (28 steps of 28 pixels on Fashion-MNIST; step t = row t of every channel): an Elman RNN (tanh) or a GRU (PyTorch's cell); stacked layers pass their state sequences on, the last state feeds a linear read-out (`nn::recurrent`) |
-//! | `gpt:L,D,H` | a decoder-only transformer over token sequences (`nn::transformer`, nanoGPT's layout): token + learned position embedding (width D) -> L pre-norm blocks (H-head causal self-attention, GELU MLP of width 4D) -> layer norm -> a dense map to the vocabulary at every position; weights N(0, 0.02) (the blocks' output projections N(0, 0.02 / sqrt(2L))), biases 0, layer norms 1 / 0, whatever `--init` says; `/embed=S`: the embeddings' std S instead (PyTorch's `nn.Embedding`: 1); `gpt` alone is `gpt:2,128,4` |
+//! | `gpt:L,D,H` | a decoder-only transformer over token sequences (`nn::transformer`, nanoGPT's layout): token + learned position embedding (width D) -> L pre-norm blocks (H-head causal self-attention, GELU MLP of width 4D) -> layer norm -> a dense map to the vocabulary at every position; weights N(0, 0.02) (the blocks' output projections N(0, 0.02 / sqrt(2L))), biases 0, layer norms 1 / 0, whatever `--init` says; `/embed=S`: the embeddings' std S instead (PyTorch's `nn.Embedding`: 1); `/pos=sin`: fixed sinusoidal positions (Vaswani et al. 2017) instead of learned ones; `gpt` alone is `gpt:2,128,4` |
 //! | `vae:H1,...,Z` | a variational autoencoder (`nn::latent`; Kingma & Welling 2014): encoder input -> H1 -> ... (activation after each) -> 2Z (the posterior's mean and log-variance) -> the Gaussian latent's sample of Z -> decoder Hk -> ... -> H1 (activation after each) -> one logit per input value (a Bernoulli pixel); `vae` alone is `vae:512,20` |
 //! | `conv3`, `conv3:W1,W2,W3` | the holistic benchmark's net (Gupta et al. 2022, after Miconi's Hebbian CNN; the widths 100/196/400 unless given): conv 100 k5 -> act -> avgpool 2 -> conv 196 k3 -> act -> avgpool 2 -> conv 400 k3 -> act -> avgpool 2 -> classes (no padding; 32x32 gives 400x2x2 features) |
 //!
@@ -107,6 +107,8 @@ pub enum ArchSpec {
         /// The embeddings' init std (`/embed=S`; GPT-2's 0.02 unless given; PyTorch's
         /// `nn.Embedding` draws N(0, 1)).
         embed_std: f32,
+        /// Fixed sinusoidal positions (`/pos=sin`; Vaswani et al. 2017) instead of learned ones.
+        sinusoidal: bool,
     },
 }
 
@@ -197,7 +199,7 @@ impl std::str::FromStr for ArchSpec {
             if d % heads != 0 {
                 return Err(format!("arch '{s}': the width {d} is not a multiple of the {heads} heads"));
             }
-            ArchSpec::Gpt { layers, d, heads, embed_std: GPT_EMBED_STD }
+            ArchSpec::Gpt { layers, d, heads, embed_std: GPT_EMBED_STD, sinusoidal: false }
         } else if let Some(rest) = base.strip_prefix("vae") {
             let v = if rest.is_empty() { vec![512, 20] } else { widths(rest, "vae:H1,...,Z")? };
             let Some((&z, hidden)) = v.split_last().filter(|(_, h)| !h.is_empty()) else {
@@ -213,14 +215,26 @@ impl std::str::FromStr for ArchSpec {
             ));
         };
         if let Some(opts) = opts {
-            if let ArchSpec::Gpt { embed_std, .. } = &mut spec {
-                *embed_std = opts
-                    .strip_prefix("embed=")
-                    .and_then(|v| v.parse::<f32>().ok())
-                    .filter(|v| *v > 0.0 && v.is_finite())
-                    .ok_or_else(|| {
-                        format!("arch '{s}': gpt's one option is '/embed=S', S > 0 (the embeddings' init std)")
-                    })?;
+            if let ArchSpec::Gpt { embed_std, sinusoidal, .. } = &mut spec {
+                let bad = || {
+                    format!(
+                        "arch '{s}': gpt's options are '/embed=S', S > 0 (the embeddings' init std), and '/pos=sin' \
+                         (fixed sinusoidal positions) or '/pos=learned' (the default)"
+                    )
+                };
+                for o in opts.split('/') {
+                    if let Some(v) = o.strip_prefix("embed=") {
+                        *embed_std = v.parse::<f32>().ok().filter(|v| *v > 0.0 && v.is_finite()).ok_or_else(bad)?;
+                    } else if let Some(v) = o.strip_prefix("pos=") {
+                        *sinusoidal = match v {
+                            "sin" => true,
+                            "learned" => false,
+                            _ => return Err(bad()),
+                        };
+                    } else {
+                        return Err(bad());
+                    }
+                }
                 return Ok(spec);
             }
             if let ArchSpec::SoftHebbMlp { bias, .. } = &mut spec {
@@ -303,10 +317,13 @@ impl std::fmt::Display for ArchSpec {
                 let h: Vec<String> = hidden.iter().chain([z]).map(|v| v.to_string()).collect();
                 write!(f, "vae:{}", h.join(","))
             }
-            ArchSpec::Gpt { layers, d, heads, embed_std } => {
+            ArchSpec::Gpt { layers, d, heads, embed_std, sinusoidal } => {
                 write!(f, "gpt:{layers},{d},{heads}")?;
                 if *embed_std != GPT_EMBED_STD {
                     write!(f, "/embed={embed_std}")?;
+                }
+                if *sinusoidal {
+                    write!(f, "/pos=sin")?;
                 }
                 Ok(())
             }
@@ -447,6 +464,26 @@ impl<'r> Builder<'r> {
         let tok = self.param(format!("layers.{i}.tok"), vec![vocab, d], t, ParamKind::Weight);
         let pos = self.param(format!("layers.{i}.pos"), vec![ctx, d], p, ParamKind::Weight);
         self.push(Layer::Embed { tok, pos, geom: EmbedGeom { vocab, ctx, d } }, Shape::new(1, ctx, d));
+        self
+    }
+
+    /// The last embedding's positions become fixed sinusoids (Vaswani et al. 2017): position t,
+    /// column 2i: sin(t / 10000^(2i / d)), column 2i + 1: cos of the same; a buffer, not trained.
+    pub fn sinusoidal_positions(mut self) -> Self {
+        let Some(Layer::Embed { pos, geom, .. }) = self.net.layers.last() else {
+            panic!("sinusoidal_positions follows an embedding");
+        };
+        let (pos, ctx, d) = (*pos, geom.ctx, geom.d);
+        let p = &mut self.net.params[pos];
+        p.kind = ParamKind::Buffer;
+        if !self.dry {
+            for t in 0..ctx {
+                for c in 0..d {
+                    let angle = t as f64 / 10000f64.powf((c - c % 2) as f64 / d as f64);
+                    p.data[t * d + c] = if c % 2 == 0 { angle.sin() } else { angle.cos() } as f32;
+                }
+            }
+        }
         self
     }
 
@@ -741,8 +778,11 @@ impl ArchSpec {
                 }
                 b.dense(classes, true).build()
             }
-            ArchSpec::Gpt { layers, d, heads, embed_std } => {
+            ArchSpec::Gpt { layers, d, heads, embed_std, sinusoidal } => {
                 let mut b = b.embed(classes, *d, *embed_std);
+                if *sinusoidal {
+                    b = b.sinusoidal_positions();
+                }
                 for _ in 0..*layers {
                     b = b.block(*heads, *layers);
                 }

@@ -475,3 +475,25 @@ fn vae_elbo_gradients() {
     let checked = params_against_finite_differences(&mut net, &grads, 1, 2e-4, |net| loss(net, &mut ws));
     assert!(checked > 100);
 }
+
+/// `gpt:.../pos=sin`: the positions are Vaswani et al.'s fixed sinusoids (hand-checked entries),
+/// a buffer no optimiser touches; the spec round-trips; bad options are refused by name.
+#[test]
+fn sinusoidal_positions_are_fixed_sinusoids() {
+    let spec: super::ArchSpec = "gpt:1,8,2/embed=0.5/pos=sin".parse().unwrap();
+    assert_eq!(spec.to_string(), "gpt:1,8,2/embed=0.5/pos=sin");
+    assert_eq!("gpt:1,8,2/pos=learned".parse::<super::ArchSpec>().unwrap().to_string(), "gpt:1,8,2");
+    let e = "gpt:1,8,2/pos=cos".parse::<super::ArchSpec>().unwrap_err();
+    assert!(e.contains("/pos=sin"), "{e}");
+    let net = spec.build(Shape::flat(5), 6, Activation::Relu, Init::Torch, &mut Rng::new(1)).unwrap();
+    let Layer::Embed { pos, .. } = net.layers[0] else { panic!("an embedding first") };
+    let p = &net.params[pos];
+    assert!(!p.trainable());
+    // Position 3, d = 8: column 0 sin(3), column 1 cos(3), columns 2, 3 at 3 / 10000^(2/8) = 0.3.
+    let row = &p.data[3 * 8..4 * 8];
+    let want = [3f64.sin(), 3f64.cos(), 0.3f64.sin(), 0.3f64.cos()];
+    for (a, b) in row.iter().zip(want) {
+        assert!((*a as f64 - b).abs() < 1e-6, "{row:?}");
+    }
+    assert!(p.data[..8].iter().step_by(2).all(|v| *v == 0.0), "position 0: sin 0");
+}

@@ -60,8 +60,11 @@ impl EmbedGeom {
             let id = self.id(x[r]);
             let gr = &g[r * d..(r + 1) * d];
             linalg::axpy(1.0, gr, &mut dtok[id * d..(id + 1) * d]);
-            let p = r % t;
-            linalg::axpy(1.0, gr, &mut dpos[p * d..(p + 1) * d]);
+            // (Fixed sinusoidal positions are a buffer: no gradient slot.)
+            if !dpos.is_empty() {
+                let p = r % t;
+                linalg::axpy(1.0, gr, &mut dpos[p * d..(p + 1) * d]);
+            }
         }
     }
 }
