@@ -151,11 +151,12 @@ impl Trial {
         }
     }
 
-    /// The score in words: "validation accuracy 0.8123" or "validation loss 251.2 (...)".
+    /// The score in words: "validation accuracy 0.8123" or "validation loss 251.2" (a language
+    /// model's cross-entropy per token, a VAE's negative ELBO per sample).
     pub fn score_text(&self) -> String {
         match self.val_loss {
             Some(l) if l < f64::MAX => {
-                format!("validation loss {l:.4} (cross-entropy per token, or a VAE's negative ELBO)")
+                format!("validation loss {l:.4}")
             }
             Some(_) => "validation loss: diverged".into(),
             None => format!("validation accuracy {:.4}", self.val_accuracy),
