@@ -133,12 +133,38 @@ pub fn ln_backward(
 
 const GELU_C: f32 = 0.797_884_6; // sqrt(2 / pi)
 
+/// tanh in f32 as a branch-free rational function that vectorises (libm's `tanhf` is a scalar
+/// call, a third of a language model's training time): Eigen's `ptanh_float` (the input clamped
+/// to +-7.9053, where tanh is 1 in f32; a 13/6-degree odd/even rational fit), within 4e-7 of tanh
+/// everywhere (about 3 ulp near +-1; tested against f64).
+#[inline(always)]
+pub fn tanh(x: f32) -> f32 {
+    const CLAMP: f32 = 7.905_311;
+    let x = x.clamp(-CLAMP, CLAMP);
+    let x2 = x * x;
+    let mut p = x2 * -2.760_768_5e-16 + 2.000_187_9e-13;
+    p = p * x2 + -8.604_671_5e-11;
+    p = p * x2 + 5.122_297e-8;
+    p = p * x2 + 1.485_722_4e-5;
+    p = p * x2 + 6.372_619_3e-4;
+    p = p * x2 + 4.893_524_6e-3;
+    p *= x;
+    let mut q = x2 * 1.198_258_4e-6 + 1.185_347_1e-4;
+    q = q * x2 + 2.268_434_6e-3;
+    q = q * x2 + 4.893_525e-3;
+    if x.abs() < 4e-4 {
+        x
+    } else {
+        p / q
+    }
+}
+
 pub fn gelu(u: f32) -> f32 {
-    0.5 * u * (1.0 + (GELU_C * (u + 0.044715 * u * u * u)).tanh())
+    0.5 * u * (1.0 + tanh(GELU_C * (u + 0.044715 * u * u * u)))
 }
 
 pub fn gelu_grad(u: f32) -> f32 {
-    let t = (GELU_C * (u + 0.044715 * u * u * u)).tanh();
+    let t = tanh(GELU_C * (u + 0.044715 * u * u * u));
     0.5 * (1.0 + t) + 0.5 * u * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * u * u)
 }
 
@@ -550,6 +576,19 @@ mod tests {
             assert!((num - dx[i] as f64).abs() < 1e-2, "dx[{i}] {num} vs {}", dx[i]);
             assert!((dg[i] - c[i] * xh[i]).abs() < 1e-6 && db[i] == c[i]);
         }
+    }
+
+    #[test]
+    fn fast_tanh_is_within_5e7_of_tanh() {
+        let mut worst = 0.0f64;
+        for k in -200_000..=200_000 {
+            let x = k as f32 * 1e-4;
+            worst = worst.max((f64::from(tanh(x)) - f64::from(x).tanh()).abs());
+        }
+        for x in [-1e30f32, -50.0, 50.0, 1e30] {
+            assert_eq!(tanh(x), x.signum());
+        }
+        assert!(worst < 5e-7, "{worst}");
     }
 
     #[test]
