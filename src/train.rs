@@ -631,12 +631,16 @@ impl Trainer {
                     .map_or(0, |c| c as usize),
             };
             let ys = &split.y[start * t..(start + m) * t];
-            correct += match (loss, classes) {
-                (crate::nn::Loss::Ce, _) | (_, Some(_)) => {
-                    (0..m * t).filter(|&r| answer(&out[r * k..(r + 1) * k]) == ys[r] as usize).count()
-                }
-                _ => (0..m * t).filter(|&r| loss.correct(&out[r * k..(r + 1) * k], ys[r])).count(),
-            };
+            correct += (0..m * t)
+                .filter(|&r| {
+                    let o = &out[r * k..(r + 1) * k];
+                    if classes.is_some() {
+                        answer(o) == ys[r] as usize
+                    } else {
+                        loss.correct(o, ys[r])
+                    }
+                })
+                .count();
             ce += loss.eval(&out[..m * t * k], ys, k, None).0;
             kl += self.net.latent_kl(&self.eval_ws);
             start += m;
@@ -653,12 +657,6 @@ struct Evaluation {
     accuracy: f64,
     loss: f64,
     kl: f64,
-}
-
-impl From<Evaluation> for (f64, f64, f64) {
-    fn from(e: Evaluation) -> Self {
-        (e.accuracy, e.loss, e.kl)
-    }
 }
 
 /// The evaluation-mode forward pass of the samples loaded into `ws` (from layer `ws.first` up),
@@ -739,10 +737,14 @@ impl Trainer {
             };
             let spikes_per_sample =
                 self.rule.take_activity().filter(|a| a.1 > 0).map(|(spikes, n)| spikes as f64 / n as f64);
-            let val = data
-                .val
-                .map(|v| if vae { self.evaluate_vae(v) } else { self.evaluate_full(v, None).into() })
-                .map(|(a, l, _)| (a, l));
+            let val = data.val.map(|v| {
+                if vae {
+                    let (a, nelbo, _) = self.evaluate_vae(v);
+                    (a, nelbo)
+                } else {
+                    self.evaluate_with_loss(v)
+                }
+            });
             let record = EpochRecord {
                 epoch: e + 1,
                 lr,

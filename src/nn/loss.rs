@@ -82,21 +82,28 @@ impl Loss {
     }
 }
 
+/// One pixel's Bernoulli cross-entropy softplus(z) - t z (t = label / 255) and its derivative
+/// sigmoid(z) - t, computed stably from one exp(-|z|) (the loss's and predictive coding's
+/// Bernoulli node's).
+pub fn bernoulli_pixel(z: f32, label: u32) -> (f32, f32) {
+    let t = label as f32 / PIXEL_LEVELS;
+    let q = (-z.abs()).exp();
+    let sigmoid = if z >= 0.0 { 1.0 / (1.0 + q) } else { q / (1.0 + q) };
+    (z.max(0.0) + q.ln_1p() - t * z, sigmoid - t)
+}
+
 /// The Bernoulli loss of one logit per label (`Loss::Bernoulli`), in parallel over chunks of
 /// labels whose partial sums are added in order (the same result for any thread count).
 fn bernoulli(z: &[f32], y: &[u32], e: Option<&mut [f32]>) -> (f64, usize) {
     use rayon::prelude::*;
     const CHUNK: usize = 4096;
     let inv_n = 1.0 / y.len().max(1) as f32;
-    // softplus(z) - t z, computed stably from one exp(-|z|); its derivative sigmoid(z) - t.
     let one = |z: f32, label: u32, e: Option<&mut f32>| -> (f32, bool) {
-        let t = label as f32 / PIXEL_LEVELS;
-        let q = (-z.abs()).exp();
+        let (l, d) = bernoulli_pixel(z, label);
         if let Some(e) = e {
-            let sigmoid = if z >= 0.0 { 1.0 / (1.0 + q) } else { q / (1.0 + q) };
-            *e = (sigmoid - t) * inv_n;
+            *e = d * inv_n;
         }
-        (z.max(0.0) + q.ln_1p() - t * z, (z > 0.0) == (t > 0.5))
+        (l, (z > 0.0) == (label as f32 / PIXEL_LEVELS > 0.5))
     };
     let part = |zc: &[f32], yc: &[u32], mut ec: Option<&mut [f32]>| -> (f64, usize) {
         let (mut total, mut correct) = (0.0f64, 0usize);

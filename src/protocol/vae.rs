@@ -25,9 +25,9 @@ pub fn reconstruct(net: &mut Network, x: &[f32], n: usize) -> Vec<f32> {
     ws.input_mut().copy_from_slice(&x[..n * net.input_shape().len()]);
     let mut rng = Rng::new(0);
     net.forward_layers(&mut ws, 0, li, false, &mut rng);
-    for s in 0..n {
-        let mu = ws.acts[li][s * 2 * z..s * 2 * z + z].to_vec();
-        ws.acts[li + 1][s * z..(s + 1) * z].copy_from_slice(&mu);
+    let (below, above) = ws.acts.split_at_mut(li + 1);
+    for (zs, x) in above[0].chunks_exact_mut(z).zip(below[li].chunks_exact(2 * z)).take(n) {
+        zs.copy_from_slice(&x[..z]);
     }
     net.forward_layers(&mut ws, li + 1, net.num_layers(), false, &mut rng);
     let mut out = ws.output().to_vec();

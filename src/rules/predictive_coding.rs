@@ -194,10 +194,9 @@ impl PredictiveCoding {
             match self.cfg.energy {
                 Energy::Ce if self.loss == Loss::Bernoulli => {
                     // A Bernoulli node per pixel (one logit per label): beta x its cross-entropy.
-                    let (z, t) = (z[0], label as f32 / crate::picture::PIXEL_LEVELS);
-                    es[0] = self.cfg.beta * (t - 1.0 / (1.0 + (-z).exp()));
-                    let softplus = z.max(0.0) + (-z.abs()).exp().ln_1p();
-                    energy += self.cfg.beta as f64 * f64::from(softplus - t * z);
+                    let (l, d) = crate::nn::loss::bernoulli_pixel(z[0], label);
+                    es[0] = -self.cfg.beta * d;
+                    energy += self.cfg.beta as f64 * f64::from(l);
                 }
                 Energy::Gaussian => {
                     for (j, ev) in es.iter_mut().enumerate() {
