@@ -32,6 +32,9 @@ both called before any tensor work.
 Models
 ------
   mlp   : 784-1024-10, ReLU (Linear, ReLU, Linear).
+  conv3 : biolearn's `conv3` (Gupta et al. 2022's net): conv 1->100 5x5, ReLU,
+          avgpool 2, conv 100->196 3x3, ReLU, avgpool 2, conv 196->400 3x3,
+          ReLU, avgpool 2, linear 400->10; 28x28 inputs, no padding.
   lenet : BioTorch's `LeNetMNIST` (biotorch/models/le_net.py):
           conv1 1->6 k5 s1 p0, ReLU, maxpool2 ; conv2 6->16 k5 s1 p0, ReLU,
           maxpool2 ; conv3 16->120 k5 s1 p0, ReLU ; flatten(120) ;
@@ -77,7 +80,7 @@ import numpy as np
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", choices=["mlp", "lenet"], default="mlp")
+    p.add_argument("--model", choices=["mlp", "lenet", "conv3"], default="mlp")
     p.add_argument("--rule", choices=["bp", "fa"], default="bp")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch", type=int, default=128)
@@ -207,6 +210,16 @@ def make_model(model, rule, lenet_input):
     Conv = FAConv2d if rule == "fa" else nn.Conv2d
     if model == "mlp":
         net = nn.Sequential(nn.Flatten(), Lin(784, 1024), nn.ReLU(), Lin(1024, 10))
+    elif model == "conv3":
+        # biolearn's conv3 (Miconi's Hebbian CNN, Gupta et al. 2022): 100/196/400 channels,
+        # no padding, 2x2 average pooling, on 28x28 inputs.
+        net = nn.Sequential(
+            Conv(1, 100, 5), nn.ReLU(), nn.AvgPool2d(2),
+            Conv(100, 196, 3), nn.ReLU(), nn.AvgPool2d(2),
+            Conv(196, 400, 3), nn.ReLU(), nn.AvgPool2d(2),
+            nn.Flatten(),
+            Lin(400, 10),
+        )
     else:
         pad1 = 2 if lenet_input == "pad" else 0
         net = nn.Sequential(
@@ -229,7 +242,7 @@ def prepare_inputs(x, model, lenet_input):
     if model == "mlp":
         return x.reshape(x.shape[0], 784).contiguous()
     x = x.unsqueeze(1)  # (N, 1, 28, 28)
-    if lenet_input == "resize":
+    if model == "lenet" and lenet_input == "resize":
         x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
     return x.contiguous()
 

@@ -9,8 +9,9 @@ reps=${1:-2}
 bin=target/release/biolearn
 cargo build --release -q
 printf '| network | rule | threads | biolearn samples/s | PyTorch samples/s | ratio |\n|---|---|---|---|---|---|\n'
-for model in mlp lenet; do
-  arch=$([ $model = mlp ] && echo mlp:1024 || echo lenet)
+# MODELS="mlp lenet conv3" adds conv3 (about a minute per epoch per side at 1 thread).
+for model in ${MODELS:-mlp lenet}; do
+  arch=$([ $model = mlp ] && echo mlp:1024 || echo $model)
   for rule in bp fa; do
     for t in 1 2; do
       best_b=0; best_p=0

@@ -157,6 +157,31 @@ fn count_reads(m: usize, n: usize, a: &[f32], ta: bool, b: &[f32], tb: bool) {
     });
 }
 
+/// One `matmul` call's shape, as `trace_products` records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Product {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub ta: bool,
+    pub tb: bool,
+    pub accumulate: bool,
+}
+
+thread_local! {
+    static TRACE: std::cell::RefCell<Option<Vec<Product>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f`, recording the shape of every `matmul` it calls on this thread (products run on
+/// other threads by the work `f` splits itself, such as layer-parallel blocks, are not seen):
+/// the kernel suite (`bench::kernels`) times a step's products alone from this list.
+pub fn trace_products<R>(f: impl FnOnce() -> R) -> (R, Vec<Product>) {
+    let was = TRACE.with(|t| t.replace(Some(Vec::new())));
+    let r = f();
+    let got = TRACE.with(|t| t.replace(was)).unwrap_or_default();
+    (r, got)
+}
+
 /// `c = op(a) * op(b)` (or `c += ...` when `accumulate`), with `op(a)` of shape m x k and
 /// `op(b)` of shape k x n, all row-major. `ta`: `a` is stored k x m (use its transpose);
 /// `tb`: `b` is stored n x k.
@@ -170,6 +195,11 @@ pub fn matmul(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: 
     }
     MACS.with(|c| c.set(c.get() + (m * n * k) as u64));
     count_reads(m, n, a, ta, b, tb);
+    TRACE.with(|t| {
+        if let Some(v) = t.borrow_mut().as_mut() {
+            v.push(Product { m, n, k, ta, tb, accumulate });
+        }
+    });
     if k == 0 {
         if !accumulate {
             c[..m * n].fill(0.0);
@@ -231,9 +261,11 @@ pub fn matmul(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: 
 /// c[i][j] (+)= sum_p a[i][p] b[j][p]: a is m x k, b is n x k, both row-major.
 ///
 /// Threads take blocks of b's rows (columns of c); within a block the reduction runs in chunks
-/// of `KC` so that each chunk of a row of b is read from memory once and meets every row of a
-/// (8 at a time, in registers) from cache. Every entry is summed by one thread in a fixed order,
-/// whatever the thread count.
+/// of `KC`, and each chunk is worked in register tiles of 4 rows of a by 4 rows of b (16
+/// accumulators, 8 loads per 16 vector multiply-adds). Every entry is summed the same way
+/// whatever the tiling or the thread count: per chunk, 16 lanes each accumulating every 16th
+/// product, the lanes added in order, the chunk's tail added one by one; the chunks added in
+/// order (`dot_lanes`).
 fn dot_products(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32], accumulate: bool) {
     const KC: usize = 2048;
     let threads = gemm_threads();
@@ -247,19 +279,7 @@ fn dot_products(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32
         let mut p0 = 0;
         while p0 < k {
             let len = KC.min(k - p0);
-            for jj in 0..jn {
-                let bj = &b[(j0 + jj) * k + p0..(j0 + jj) * k + p0 + len];
-                let mut g = 0;
-                while g < m {
-                    let rows = 8.min(m - g);
-                    let mut sums = [0.0f32; 8];
-                    dot8(&a[g * k + p0..], rows, k, len, bj, &mut sums);
-                    for (r, s) in sums.iter().take(rows).enumerate() {
-                        blk[jj * m + g + r] += s;
-                    }
-                    g += rows;
-                }
-            }
+            dot_tiles(&a[p0..], m, &b[j0 * k + p0..], jn, k, len, blk);
             p0 += len;
         }
     };
@@ -276,54 +296,116 @@ fn dot_products(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32
     }
 }
 
-/// Dot products of the first `len` values of `rows` (<= 8) consecutive rows of `a` (row
-/// stride `stride`) with `b` (`len` values).
-fn dot8(a: &[f32], rows: usize, stride: usize, len: usize, b: &[f32], out: &mut [f32; 8]) {
+/// out[j m + i] += dot(a row i, b row j) over the first `len` values of each row (rows `stride`
+/// apart), for i < m, j < n (`dot_lane_sum`).
+fn dot_tiles(a: &[f32], m: usize, b: &[f32], n: usize, stride: usize, len: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F (checked above).
-            return unsafe { dot8_avx512(a, rows, stride, len, b, out) };
+            return unsafe { dot_tiles_avx512(a, m, b, n, stride, len, out) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU supports AVX2 and FMA (checked above).
-            return unsafe { dot8_avx2(a, rows, stride, len, b, out) };
+            return unsafe { dot_tiles_avx2(a, m, b, n, stride, len, out) };
         }
     }
-    dot8_generic(a, rows, stride, len, b, out)
+    dot_tiles_generic(a, m, b, n, stride, len, out)
 }
 
+/// The 4 x 4 tiles in AVX-512 registers (one 16-lane vector per accumulator), the rest one
+/// entry at a time; per entry the same arithmetic as `dot_lane_sum`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn dot8_avx512(a: &[f32], rows: usize, stride: usize, len: usize, b: &[f32], out: &mut [f32; 8]) {
-    dot8_generic(a, rows, stride, len, b, out)
+unsafe fn dot_tiles_avx512(a: &[f32], m: usize, b: &[f32], n: usize, stride: usize, len: usize, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const L: usize = 16;
+    let full = len / L * L;
+    let (m4, n4) = (m / 4 * 4, n / 4 * 4);
+    assert!(m == 0 || a.len() >= (m - 1) * stride + len);
+    assert!(n == 0 || b.len() >= (n - 1) * stride + len);
+    assert!(out.len() >= n * m);
+    for j in (0..n4).step_by(4) {
+        for i in (0..m4).step_by(4) {
+            let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+            let (pa, pb) = (a.as_ptr().add(i * stride), b.as_ptr().add(j * stride));
+            let mut p = 0;
+            while p < full {
+                // SAFETY: p + 16 <= len, and every row read starts inside the asserted bounds.
+                let av: [__m512; 4] = std::array::from_fn(|r| _mm512_loadu_ps(pa.add(r * stride + p)));
+                let bv: [__m512; 4] = std::array::from_fn(|c| _mm512_loadu_ps(pb.add(c * stride + p)));
+                for r in 0..4 {
+                    for c in 0..4 {
+                        acc[r][c] = _mm512_fmadd_ps(av[r], bv[c], acc[r][c]);
+                    }
+                }
+                p += L;
+            }
+            for r in 0..4 {
+                for c in 0..4 {
+                    let mut lanes = [0.0f32; L];
+                    _mm512_storeu_ps(lanes.as_mut_ptr(), acc[r][c]);
+                    let ar = &a[(i + r) * stride..(i + r) * stride + len];
+                    let br = &b[(j + c) * stride..(j + c) * stride + len];
+                    out[(j + c) * m + i + r] += finish_lanes(&lanes, ar, br, full);
+                }
+            }
+        }
+        for i in m4..m {
+            for c in 0..4 {
+                dot_lane_sum(a, i, b, j + c, stride, len, m, out);
+            }
+        }
+    }
+    for j in n4..n {
+        for i in 0..m {
+            dot_lane_sum(a, i, b, j, stride, len, m, out);
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot8_avx2(a: &[f32], rows: usize, stride: usize, len: usize, b: &[f32], out: &mut [f32; 8]) {
-    dot8_generic(a, rows, stride, len, b, out)
+unsafe fn dot_tiles_avx2(a: &[f32], m: usize, b: &[f32], n: usize, stride: usize, len: usize, out: &mut [f32]) {
+    dot_tiles_generic(a, m, b, n, stride, len, out)
 }
 
-/// Written so the compiler vectorises it: 16 independent lanes per row, reduced at the end.
 #[inline(always)]
-fn dot8_generic(a: &[f32], rows: usize, stride: usize, len: usize, b: &[f32], out: &mut [f32; 8]) {
+fn dot_tiles_generic(a: &[f32], m: usize, b: &[f32], n: usize, stride: usize, len: usize, out: &mut [f32]) {
+    for j in 0..n {
+        for i in 0..m {
+            dot_lane_sum(a, i, b, j, stride, len, m, out);
+        }
+    }
+}
+
+/// The lanes added in order, then the chunk's tail beyond `full` one product at a time.
+#[inline(always)]
+fn finish_lanes(lanes: &[f32; 16], ar: &[f32], br: &[f32], full: usize) -> f32 {
+    let mut s = lanes.iter().sum::<f32>();
+    for (x, y) in ar[full..].iter().zip(&br[full..]) {
+        s = x.mul_add(*y, s);
+    }
+    s
+}
+
+/// out[j m + i] += the chunk's dot product of a's row i with b's row j (the first `len` values
+/// of rows `stride` apart), summed as 16 lanes (lane l takes products l, l + 16, ...), the
+/// lanes added in order, then the tail beyond the last multiple of 16 one by one.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn dot_lane_sum(a: &[f32], i: usize, b: &[f32], j: usize, stride: usize, len: usize, m: usize, out: &mut [f32]) {
     const L: usize = 16;
     let full = len / L * L;
-    for r in 0..rows {
-        let ar = &a[r * stride..r * stride + len];
-        let mut acc = [0.0f32; L];
-        for (ac, bc) in ar[..full].chunks_exact(L).zip(b[..full].chunks_exact(L)) {
-            for l in 0..L {
-                acc[l] = ac[l].mul_add(bc[l], acc[l]);
-            }
+    let ar = &a[i * stride..i * stride + len];
+    let br = &b[j * stride..j * stride + len];
+    let mut acc = [0.0f32; L];
+    for (ac, bc) in ar[..full].chunks_exact(L).zip(br[..full].chunks_exact(L)) {
+        for l in 0..L {
+            acc[l] = ac[l].mul_add(bc[l], acc[l]);
         }
-        let mut s = acc.iter().sum::<f32>();
-        for p in full..len {
-            s = ar[p].mul_add(b[p], s);
-        }
-        out[r] = s;
     }
+    out[j * m + i] += finish_lanes(&acc, ar, br, full);
 }
 
 /// Apply `f` to fixed-size chunks of `v` (with the chunk's start offset), in parallel when long.
@@ -475,6 +557,49 @@ mod tests {
                         assert!((x - 1.0 - y).abs() < 1e-3 * (1.0 + y.abs()));
                     }
                 }
+            }
+        }
+    }
+
+    /// The long-reduction path sums every entry one fixed way (16 lanes per chunk of 2048,
+    /// lanes in order, the tail one by one, chunks in order): bit for bit the value of this
+    /// scalar reading of it, for any tiling remainder and at 1 and 2 threads.
+    #[test]
+    fn dot_products_sum_each_entry_one_fixed_way() {
+        let mut r = Rng::new(9);
+        for &(m, n, k) in &[(6, 25, 5000), (16, 150, 4111), (5, 7, 1030), (9, 6, 2048)] {
+            let mut a = vec![0.0; m * k];
+            let mut b = vec![0.0; n * k];
+            r.fill_normal(&mut a, 1.0);
+            r.fill_normal(&mut b, 1.0);
+            let mut want = vec![0.0f32; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    let mut total = 0.0f32;
+                    for p0 in (0..k).step_by(2048) {
+                        let len = 2048.min(k - p0);
+                        let full = len / 16 * 16;
+                        let mut lanes = [0.0f32; 16];
+                        for p in 0..full {
+                            lanes[p % 16] = a[i * k + p0 + p].mul_add(b[j * k + p0 + p], lanes[p % 16]);
+                        }
+                        let mut s = lanes.iter().sum::<f32>();
+                        for p in full..len {
+                            s = a[i * k + p0 + p].mul_add(b[j * k + p0 + p], s);
+                        }
+                        total += s;
+                    }
+                    want[i * n + j] = total;
+                }
+            }
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let mut c = vec![0.0; m * n];
+                pool.install(|| dot_products(m, n, k, &a, &b, &mut c, false));
+                assert!(
+                    c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{m}x{n}x{k} at {threads} threads"
+                );
             }
         }
     }

@@ -205,35 +205,92 @@ fn rules_and_data_info_and_bench() {
     assert_eq!(s.lines().count(), 5, "{s}");
 }
 
+/// The kernel suite runs end to end on a small conv net: the three peaks per thread count, a
+/// forward and a backward row for every layer, the BP step's products, each rule's step with
+/// the time of its products alone; rates positive and finite, shares against the peaks.
 #[test]
-fn conv_nets_train_on_idx_files_written_here() {
-    // A 28x28 two-class MNIST-format set: class 0 has a bright left half, class 1 a bright right
-    // half, plus noise. LeNet must learn it with every rule of the family.
-    let d = tmp("conv");
-    let mut rng = biolearn::rng::Rng::new(1);
-    let write = |name: &str, n: usize, rng: &mut biolearn::rng::Rng| {
-        let mut img = vec![0u8, 0, 8, 3];
-        img.extend((n as u32).to_be_bytes());
-        img.extend(28u32.to_be_bytes());
-        img.extend(28u32.to_be_bytes());
-        let mut lab = vec![0u8, 0, 8, 1];
-        lab.extend((n as u32).to_be_bytes());
-        for i in 0..n {
-            let c = (i % 2) as u8;
-            lab.push(c);
-            for _ in 0..28 {
-                for x in 0..28 {
-                    let bright = (x < 14) == (c == 0);
-                    let v = if bright { 160.0 } else { 60.0 } + 60.0 * rng.normal();
-                    img.push(v.clamp(0.0, 255.0) as u8);
-                }
+fn bench_kernels_suite_rows() {
+    let d = tmp("kernels");
+    let mut rng = biolearn::rng::Rng::new(2);
+    write_halves(&d, "train", 300, &mut rng);
+    write_halves(&d, "t10k", 10, &mut rng);
+    let json = d.join("k.jsonl");
+    let o = ok(&[
+        "bench",
+        "--kernels",
+        "--quick",
+        "--data",
+        "mnist",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--rules",
+        "bp,pc",
+        "--archs",
+        "lenet;mlp:16",
+        "--threads",
+        "1,2",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert!(md.contains("### Measured peaks") && md.contains("### Training steps"), "{md}");
+    let rows: Vec<serde_json::Value> =
+        std::fs::read_to_string(&json).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let count = |section: &str, arch: &str, threads: u64| {
+        rows.iter().filter(|r| r["section"] == section && r["arch"] == arch && r["threads"] == threads).count()
+    };
+    for t in [1, 2] {
+        assert_eq!(count("peak", "", t), 3);
+        // mlp:16: dense, act, dense = 3 layers, forward and backward each; LeNet 11.
+        assert_eq!(count("layer", "mlp:16", t), 6);
+        assert_eq!(count("layer", "lenet", t), 22);
+        assert_eq!(count("step", "mlp:16", t), 2);
+        assert!(count("gemm", "mlp:16", t) >= 3);
+    }
+    for r in &rows {
+        let secs = r["seconds"].as_f64().unwrap();
+        assert!(secs > 0.0 && secs.is_finite(), "{r}");
+        let share = r["peak_share"].as_f64().unwrap();
+        assert!(share > 0.0 && share.is_finite(), "{r}");
+        let compute = r["bound"] == "compute";
+        assert_eq!(compute, r["flops"].as_f64().unwrap() > 0.0, "{r}");
+        if r["section"] == "step" {
+            assert!(r["gemm_seconds"].as_f64().unwrap() > 0.0, "{r}");
+        }
+    }
+}
+
+/// A 28x28 two-class MNIST-format file pair NAME-{images,labels}-idx*-ubyte in `d`: class 0
+/// has a bright left half, class 1 a bright right half, plus noise.
+fn write_halves(d: &std::path::Path, name: &str, n: usize, rng: &mut biolearn::rng::Rng) {
+    let mut img = vec![0u8, 0, 8, 3];
+    img.extend((n as u32).to_be_bytes());
+    img.extend(28u32.to_be_bytes());
+    img.extend(28u32.to_be_bytes());
+    let mut lab = vec![0u8, 0, 8, 1];
+    lab.extend((n as u32).to_be_bytes());
+    for i in 0..n {
+        let c = (i % 2) as u8;
+        lab.push(c);
+        for _ in 0..28 {
+            for x in 0..28 {
+                let bright = (x < 14) == (c == 0);
+                let v = if bright { 160.0 } else { 60.0 } + 60.0 * rng.normal();
+                img.push(v.clamp(0.0, 255.0) as u8);
             }
         }
-        std::fs::write(d.join(format!("{name}-images-idx3-ubyte")), img).unwrap();
-        std::fs::write(d.join(format!("{name}-labels-idx1-ubyte")), lab).unwrap();
-    };
-    write("train", 256, &mut rng);
-    write("t10k", 64, &mut rng);
+    }
+    std::fs::write(d.join(format!("{name}-images-idx3-ubyte")), img).unwrap();
+    std::fs::write(d.join(format!("{name}-labels-idx1-ubyte")), lab).unwrap();
+}
+
+#[test]
+fn conv_nets_train_on_idx_files_written_here() {
+    // LeNet must learn the two halves (`write_halves`) with every rule of the family.
+    let d = tmp("conv");
+    let mut rng = biolearn::rng::Rng::new(1);
+    write_halves(&d, "train", 256, &mut rng);
+    write_halves(&d, "t10k", 64, &mut rng);
     for rule in ["bp", "fa", "usf", "dfa"] {
         let out = d.join(rule);
         ok(&[

@@ -646,6 +646,14 @@ struct BenchArgs {
     /// Write the rows as JSON lines here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// The kernel suite instead of epochs: the machine's measured FMA and bandwidth peaks, every
+    /// layer of each network forward and backward, a BP step's matrix products, and each rule's
+    /// step against its products alone, with GFLOP/s or GB/s and the share of the peak.
+    #[arg(long)]
+    kernels: bool,
+    /// With --kernels: one call of each (checks the suite runs; not a measurement).
+    #[arg(long, requires = "kernels")]
+    quick: bool,
 }
 
 fn main() {
@@ -968,12 +976,39 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     let ds = train::load_data(&TrainConfig::from_table(data_cfg).map_err(anyhow::Error::msg)?)
         .map_err(anyhow::Error::msg)?
         .ds;
+    let rules = rule_list(&a.rules)?;
+    if a.kernels {
+        use biolearn::bench::kernels;
+        let opts = if a.quick { kernels::Options::quick() } else { kernels::Options::full() };
+        let mut lines = String::new();
+        let rows = kernels::run(&ds, &base, &rules, &a.archs, &a.threads, &opts, |r| {
+            println!(
+                "{:<6} {:<12} {:<44} {:>2} thr {:>10.4} ms {:>8.1} GFLOP/s {:>7.1} GB/s {:>5.0}% of the {} peak",
+                r.section,
+                r.arch,
+                r.name,
+                r.threads,
+                1e3 * r.seconds,
+                r.gflops,
+                r.gbs,
+                100.0 * r.peak_share,
+                r.bound
+            );
+            lines.push_str(&serde_json::to_string(r).unwrap());
+            lines.push('\n');
+        })
+        .map_err(anyhow::Error::msg)?;
+        println!("{}", kernels::markdown(&rows));
+        if let Some(p) = &a.json {
+            std::fs::write(p, lines).with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        return Ok(());
+    }
     println!(
         "{:<14} {:<20} {:<12} {:<12} {:>7} {:>6} {:>10} {:>12} {:>9} {:>9} {:>9}",
         "data", "rule", "phase", "arch", "threads", "batch", "epoch_s", "samples/s", "model_MB", "train_MB", "rss_MB"
     );
     let mut lines = String::new();
-    let rules = rule_list(&a.rules)?;
     biolearn::bench::run(&ds, &base, &rules, &a.archs, &a.threads, a.warmup_steps, |r| {
         let mb = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{:.1}", b as f64 / 1048576.0));
         println!(

@@ -110,9 +110,7 @@ impl Network {
                 Layer::Act(a) => {
                     let a = *a;
                     linalg::par_zip(dy, v, |off, d, vs| {
-                        for j in 0..d.len() {
-                            d[j] = vs[j] * a.df(x[off + j], y[off + j]);
-                        }
+                        a.backward_slice(&x[off..off + d.len()], &y[off..off + d.len()], vs, d);
                     });
                 }
                 Layer::Compete(g) => g.jvp(x, y, v, n, dy),

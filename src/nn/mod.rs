@@ -932,11 +932,7 @@ impl Network {
                     if need_dx {
                         let a = *a;
                         linalg::par_zip(dx, g, |off, d, gc| {
-                            let xs = &x[off..off + d.len()];
-                            let ys = &y[off..off + d.len()];
-                            for j in 0..d.len() {
-                                d[j] = gc[j] * a.df(xs[j], ys[j]);
-                            }
+                            a.backward_slice(&x[off..off + d.len()], &y[off..off + d.len()], gc, d);
                         });
                     }
                 }

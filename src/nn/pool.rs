@@ -46,6 +46,9 @@ impl PoolGeom {
         let (oh, ow) = (self.oh(), self.ow());
         let one = |s: usize, ys: &mut [f32], a: &mut [u32]| {
             let xs = &x[s * il..(s + 1) * il];
+            if self.pad == 0 {
+                return self.max_unpadded(xs, ys, a);
+            }
             for c in 0..self.c {
                 for oy in 0..oh {
                     for ox in 0..ow {
@@ -74,6 +77,51 @@ impl PoolGeom {
         } else {
             for (s, (ys, a)) in y.chunks_mut(ol).zip(arg.chunks_mut(ol)).enumerate() {
                 one(s, ys, a);
+            }
+        }
+    }
+
+    /// `max_forward` of one sample without padding (every window inside the input): the same
+    /// comparisons in the same order (row by row within a window, the first of equal values
+    /// kept, NaN propagating from a window's first cell), written as selects instead of branches,
+    /// which random data mispredicts.
+    fn max_unpadded(&self, xs: &[f32], ys: &mut [f32], a: &mut [u32]) {
+        let (oh, ow, k, st, w) = (self.oh(), self.ow(), self.k, self.stride, self.w);
+        for c in 0..self.c {
+            let plane = c * self.h * w;
+            for oy in 0..oh {
+                let o0 = (c * oh + oy) * ow;
+                let (yr, ar) = (&mut ys[o0..o0 + ow], &mut a[o0..o0 + ow]);
+                let top = plane + oy * st * w;
+                if k == 2 && st == 2 {
+                    let (r0, r1) = (&xs[top..top + w], &xs[top + w..top + 2 * w]);
+                    for (ox, (yv, av)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
+                        let j = 2 * ox;
+                        let (mut best, mut bi) = (r0[j], top + j);
+                        for (v, idx) in [(r0[j + 1], top + j + 1), (r1[j], top + w + j), (r1[j + 1], top + w + j + 1)] {
+                            let take = v > best;
+                            best = if take { v } else { best };
+                            bi = if take { idx } else { bi };
+                        }
+                        *yv = best;
+                        *av = bi as u32;
+                    }
+                    continue;
+                }
+                for (ox, (yv, av)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
+                    let first = top + ox * st;
+                    let (mut best, mut bi) = (xs[first], first);
+                    for iy in 0..k {
+                        let row = first + iy * w;
+                        for (ix, &v) in xs[row..row + k].iter().enumerate() {
+                            let take = v > best;
+                            best = if take { v } else { best };
+                            bi = if take { row + ix } else { bi };
+                        }
+                    }
+                    *yv = best;
+                    *av = bi as u32;
+                }
             }
         }
     }
@@ -186,5 +234,44 @@ mod tests {
         assert_eq!(dx[0], 1.0);
         assert_eq!(dx[1], 2.0);
         assert_eq!(dx[5], 4.0);
+    }
+
+    /// The unpadded fast path against a plain reading of the definition (the first maximum of
+    /// each window in row order; a window whose first cell is NaN gives NaN), on values with
+    /// many ties, for the 2x2 stride-2 case and the general one.
+    #[test]
+    fn unpadded_max_pool_matches_the_definition() {
+        let mut rng = crate::rng::Rng::new(7);
+        for (h, w, k, stride) in [(6, 8, 2, 2), (7, 7, 2, 2), (7, 9, 3, 2), (5, 6, 3, 1), (4, 4, 4, 1)] {
+            let g = PoolGeom { c: 3, h, w, k, stride, pad: 0 };
+            let n = 2;
+            let mut x: Vec<f32> = (0..n * g.in_len()).map(|_| rng.below(4) as f32).collect();
+            x[0] = f32::NAN;
+            x[5] = f32::NAN;
+            let (mut y, mut arg) = (vec![0.0; n * g.out_len()], vec![0u32; n * g.out_len()]);
+            g.max_forward(&x, n, &mut y, &mut arg);
+            for s in 0..n {
+                let xs = &x[s * g.in_len()..(s + 1) * g.in_len()];
+                for c in 0..g.c {
+                    for oy in 0..g.oh() {
+                        for ox in 0..g.ow() {
+                            let mut best: Option<(f32, usize)> = None;
+                            for iy in oy * stride..oy * stride + k {
+                                for ix in ox * stride..ox * stride + k {
+                                    let i = (c * h + iy) * w + ix;
+                                    if best.is_none_or(|(b, _)| xs[i] > b) {
+                                        best = Some((xs[i], i));
+                                    }
+                                }
+                            }
+                            let (b, bi) = best.unwrap();
+                            let o = s * g.out_len() + (c * g.oh() + oy) * g.ow() + ox;
+                            assert_eq!(arg[o] as usize, bi, "{h}x{w} k{k} s{stride} at {o}");
+                            assert!(y[o] == b || (y[o].is_nan() && b.is_nan()), "{h}x{w} k{k} s{stride} at {o}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

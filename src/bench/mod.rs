@@ -15,6 +15,8 @@ use crate::rules::RuleName;
 use crate::train::Trainer;
 use serde::Serialize;
 
+pub mod kernels;
+
 /// One phase's measurements, inside the thread pool.
 struct Timed {
     phase: String,
@@ -55,11 +57,8 @@ pub struct BenchRow {
     pub diverged_at_batch: Option<usize>,
 }
 
-/// Time one epoch over `ds.train` for every (arch, rule, threads) combination. Each run's
-/// configuration is resolved like `biolearn train`'s: `base` (settings as a TOML table: batch,
-/// learning rate, the rules' own settings, ...), the rule, architecture and threads, then the
-/// rule's preset for whatever is still unset. `base` may hold settings of several rules: each
-/// rule takes its own.
+/// Time one epoch over `ds.train` for every (arch, rule, threads) combination, each run
+/// configured by `config_for`.
 pub fn run(
     ds: &Dataset,
     base: &toml::Table,
@@ -74,12 +73,7 @@ pub fn run(
     for arch in archs {
         for &rule in rules {
             for &t in threads {
-                let mut table = crate::config::settings_for(rule, base);
-                table.insert("rule".into(), toml::Value::String(rule.to_string()));
-                table.insert("arch".into(), toml::Value::String(arch.clone()));
-                table.insert("threads".into(), toml::Value::Integer(t as i64));
-                table.insert("epochs".into(), toml::Value::Integer(1));
-                let cfg = TrainConfig::from_table(table).map_err(|e| format!("rule {rule}: {e}"))?;
+                let cfg = config_for(base, rule, arch, t)?;
                 let warm_idx: Vec<usize> = (0..(warmup_steps * cfg.batch).min(ds.train.n)).collect();
                 let warm = subset(&ds.train, &warm_idx);
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().map_err(|e| e.to_string())?;
@@ -150,4 +144,17 @@ pub fn run(
         }
     }
     Ok(rows)
+}
+
+/// One bench run's configuration, resolved like `biolearn train`'s: `base` (settings as a TOML
+/// table: batch, learning rate, the rules' own settings, ...), the rule, architecture and
+/// threads, one epoch, then the rule's preset for whatever is still unset. `base` may hold
+/// settings of several rules: each rule takes its own.
+pub fn config_for(base: &toml::Table, rule: RuleName, arch: &str, threads: usize) -> Result<TrainConfig, String> {
+    let mut table = crate::config::settings_for(rule, base);
+    table.insert("rule".into(), toml::Value::String(rule.to_string()));
+    table.insert("arch".into(), toml::Value::String(arch.to_string()));
+    table.insert("threads".into(), toml::Value::Integer(threads as i64));
+    table.insert("epochs".into(), toml::Value::Integer(1));
+    TrainConfig::from_table(table).map_err(|e| format!("rule {rule}: {e}"))
 }
