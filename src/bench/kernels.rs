@@ -236,7 +236,13 @@ fn peaks(pool: &rayon::ThreadPool, o: &Options) -> [KernelRow; 3] {
     [
         row(simd, fma, fma_flops, 0.0, "compute"),
         row("triad a = b + s c, 3 x 1 MiB (cache)", cache, 0.0, (12 * cache_len) as f64, "cache"),
-        row(&format!("triad, 3 x {} MiB (DRAM)", (o.triad_len * 4) >> 20), dram, 0.0, (12 * o.triad_len) as f64, "dram"),
+        row(
+            &format!("triad, 3 x {} MiB (DRAM)", (o.triad_len * 4) >> 20),
+            dram,
+            0.0,
+            (12 * o.triad_len) as f64,
+            "dram",
+        ),
     ]
 }
 
