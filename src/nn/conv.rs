@@ -208,14 +208,17 @@ impl ConvGeom {
             }
         });
         let gt = &tmp[..o * np];
-        linalg::matmul(o, ckk, np, gt, false, cols, true, dw, false);
-        if let Some(db) = db {
-            let sum = |oc: usize, d: &mut f32| *d = gt[oc * np..(oc + 1) * np].iter().sum::<f32>();
-            if o * np >= linalg::PAR_MIN_LEN && rayon::current_num_threads() > 1 {
-                use rayon::prelude::*;
-                db.par_iter_mut().enumerate().for_each(|(oc, d)| sum(oc, d));
-            } else {
-                db.iter_mut().enumerate().for_each(|(oc, d)| sum(oc, d));
+        // (Skipped under `without_param_grads`: activity gradients only.)
+        if super::param_grads_wanted() {
+            linalg::matmul(o, ckk, np, gt, false, cols, true, dw, false);
+            if let Some(db) = db {
+                let sum = |oc: usize, d: &mut f32| *d = gt[oc * np..(oc + 1) * np].iter().sum::<f32>();
+                if o * np >= linalg::PAR_MIN_LEN && rayon::current_num_threads() > 1 {
+                    use rayon::prelude::*;
+                    db.par_iter_mut().enumerate().for_each(|(oc, d)| sum(oc, d));
+                } else {
+                    db.iter_mut().enumerate().for_each(|(oc, d)| sum(oc, d));
+                }
             }
         }
         if let Some((feedback, dcols, dx)) = dx {

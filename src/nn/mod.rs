@@ -398,7 +398,31 @@ pub fn dense_forward(x: &[f32], n: usize, inp: usize, out: usize, w: &[f32], b: 
     linalg::matmul(n, out, inp, x, false, w, true, y, true);
 }
 
-/// dW = g^T x, db = column sums of g, and dx = g F (F = W for backprop) when asked.
+thread_local! {
+    /// `backward` on this thread skips the dense and convolution layers' parameter gradients
+    /// (`without_param_grads`).
+    static NO_PARAM_GRADS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` with every `backward` it calls on this thread computing activity gradients only: the
+/// dense and convolution layers leave their weight and bias gradients in `grads` as they were
+/// (other layers' few parameters are still written). For a caller that discards them:
+/// predictive coding's inference backprojects errors through every block at every step, and
+/// takes its weight gradients afterwards.
+pub fn without_param_grads<R>(f: impl FnOnce() -> R) -> R {
+    let was = NO_PARAM_GRADS.with(|c| c.replace(true));
+    let r = f();
+    NO_PARAM_GRADS.with(|c| c.set(was));
+    r
+}
+
+/// Whether `backward` computes the dense and convolution layers' parameter gradients here.
+pub fn param_grads_wanted() -> bool {
+    !NO_PARAM_GRADS.with(|c| c.get())
+}
+
+/// dW = g^T x, db = column sums of g (unless `without_param_grads`), and dx = g F (F = W for
+/// backprop) when asked.
 #[allow(clippy::too_many_arguments)]
 pub fn dense_backward(
     g: &[f32],
@@ -411,11 +435,13 @@ pub fn dense_backward(
     b: Option<usize>,
     dx: Option<(&[f32], &mut [f32])>,
 ) {
-    linalg::matmul(out, inp, n, g, true, x, false, &mut grads[w], false);
-    if let Some(b) = b {
-        let db = &mut grads[b];
-        db.fill(0.0);
-        linalg::add_col_sums(g, n, out, db);
+    if param_grads_wanted() {
+        linalg::matmul(out, inp, n, g, true, x, false, &mut grads[w], false);
+        if let Some(b) = b {
+            let db = &mut grads[b];
+            db.fill(0.0);
+            linalg::add_col_sums(g, n, out, db);
+        }
     }
     if let Some((f, dx)) = dx {
         linalg::matmul(n, inp, out, g, false, f, false, dx, false);

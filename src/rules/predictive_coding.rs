@@ -266,7 +266,9 @@ impl PredictiveCoding {
             for (g, ev) in ws.grads[e].iter_mut().zip(&errs[k]) {
                 *g = -ev;
             }
-            net.backward(ws, grads, s, e, None, true);
+            // Only J^T e: the blocks' weight gradients would be thrown away (`weight_grads`
+            // computes them, overwriting, from the errors it is given).
+            crate::nn::without_param_grads(|| net.backward(ws, grads, s, e, None, true));
             let len = self.back[k - 1].len();
             self.back[k - 1].copy_from_slice(&ws.grads[s][..len]);
         }
