@@ -249,54 +249,36 @@ pub fn matmul(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: 
         let (cp, lp, rp) = (c.as_mut_ptr() as usize, lhs.as_ptr() as usize, rhs.as_ptr() as usize);
         (0..parts).into_par_iter().for_each(|t| {
             let (lo, hi) = (t * part, ((t + 1) * part).min(len));
+            // Block t: C's rows (columns) lo..hi, from the same rows of lhs (columns of rhs).
+            let (rows, cols_n, c_off, l_off, r_off) = if cols {
+                (mm, hi - lo, lo as isize * dst_cs, 0, lo as isize * rhs_cs)
+            } else {
+                (hi - lo, nn, lo as isize * dst_rs, lo as isize * lhs_rs, 0)
+            };
             // SAFETY: as below; the blocks write disjoint parts of C, each block's operand
             // pointers offset to its first row (column), inside the asserted bounds.
             unsafe {
-                if cols {
-                    gemm::gemm(
-                        mm,
-                        hi - lo,
-                        k,
-                        (cp as *mut f32).offset(lo as isize * dst_cs),
-                        dst_cs,
-                        dst_rs,
-                        accumulate,
-                        lp as *const f32,
-                        lhs_cs,
-                        lhs_rs,
-                        (rp as *const f32).offset(lo as isize * rhs_cs),
-                        rhs_cs,
-                        rhs_rs,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
-                    );
-                } else {
-                    gemm::gemm(
-                        hi - lo,
-                        nn,
-                        k,
-                        (cp as *mut f32).offset(lo as isize * dst_rs),
-                        dst_cs,
-                        dst_rs,
-                        accumulate,
-                        (lp as *const f32).offset(lo as isize * lhs_rs),
-                        lhs_cs,
-                        lhs_rs,
-                        rp as *const f32,
-                        rhs_cs,
-                        rhs_rs,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
-                    );
-                }
+                gemm::gemm(
+                    rows,
+                    cols_n,
+                    k,
+                    (cp as *mut f32).offset(c_off),
+                    dst_cs,
+                    dst_rs,
+                    accumulate,
+                    (lp as *const f32).offset(l_off),
+                    lhs_cs,
+                    lhs_rs,
+                    (rp as *const f32).offset(r_off),
+                    rhs_cs,
+                    rhs_rs,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
             }
         });
         return;
@@ -335,7 +317,7 @@ pub fn matmul(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: 
 /// accumulators, 8 loads per 16 vector multiply-adds). Every entry is summed the same way
 /// whatever the tiling or the thread count: per chunk, 16 lanes each accumulating every 16th
 /// product, the lanes added in order, the chunk's tail added one by one; the chunks added in
-/// order (`dot_lanes`).
+/// order (`dot_lane_sum`).
 fn dot_products(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32], accumulate: bool) {
     const KC: usize = 2048;
     let threads = gemm_threads();
