@@ -32,7 +32,8 @@ impl Attack {
 }
 
 /// d(batch-mean cross-entropy)/d input of the batch `x` (`y.len()` samples), into `g`;
-/// `pg` receives the parameter gradients the backward pass computes on the way (scratch).
+/// `pg` is the backward pass's parameter-gradient scratch (the dense and convolution layers
+/// skip theirs: `nn::without_param_grads`).
 pub fn input_gradient(net: &mut Network, ws: &mut Workspace, pg: &mut [Vec<f32>], x: &[f32], y: &[u32], g: &mut [f32]) {
     let n = y.len();
     net.prepare(ws, n);
@@ -42,7 +43,7 @@ pub fn input_gradient(net: &mut Network, ws: &mut Workspace, pg: &mut [Vec<f32>]
     let l = ws.acts.len() - 1;
     let (acts, grads) = (&ws.acts[l], &mut ws.grads[l]);
     Loss::Ce.eval(&acts[..n * k], y, k, Some(&mut grads[..n * k]));
-    net.backward(ws, pg, 0, net.num_layers(), None, true);
+    crate::nn::without_param_grads(|| net.backward(ws, pg, 0, net.num_layers(), None, true));
     g.copy_from_slice(&ws.grads[0][..x.len()]);
 }
 

@@ -353,7 +353,8 @@ impl IdeFsnn {
         ws.acts[self.readout][..len].copy_from_slice(&self.rate);
         net.forward_range(ws, self.readout, l);
         output_error(net, ws, y, crate::nn::Loss::Ce);
-        net.backward(ws, pg, self.readout, l, None, true);
+        // Input gradients only: `pg` is scratch.
+        crate::nn::without_param_grads(|| net.backward(ws, pg, self.readout, l, None, true));
         let g0 = std::mem::take(&mut ws.grads[self.readout]);
         self.solve(n, &g0[..len]);
         ws.grads[self.readout] = g0;
@@ -361,7 +362,7 @@ impl IdeFsnn {
         for i in 0..len {
             gx[i] = self.beta[i] * self.d[i];
         }
-        net.backward(ws, pg, 0, self.x_slot, None, true);
+        crate::nn::without_param_grads(|| net.backward(ws, pg, 0, self.x_slot, None, true));
         g.copy_from_slice(&ws.grads[0][..x.len()]);
     }
 
