@@ -357,22 +357,18 @@ fn layers(tr: &mut Trainer, x: &[f32], n: usize, arch: &str, o: &Options, rows: 
         let nf = n as f64;
         let name = layer_name(net, i);
         for backward in [false, true] {
+            // The timed call: this layer's forward, or its backward from the gradient above.
+            let mut call = || {
+                if backward {
+                    net.backward(&mut ws, &mut grads, i, i + 1, None, i > 0);
+                } else {
+                    net.forward_layers(&mut ws, i, i + 1, true, &mut rng);
+                }
+            };
             let m0 = linalg::macs();
-            let (_, products) = linalg::trace_products(|| {
-                if backward {
-                    net.backward(&mut ws, &mut grads, i, i + 1, None, i > 0);
-                } else {
-                    net.forward_layers(&mut ws, i, i + 1, true, &mut rng);
-                }
-            });
+            let (_, products) = linalg::trace_products(&mut call);
             let flops = 2.0 * (linalg::macs() - m0) as f64;
-            let seconds = best_time(o, || {
-                if backward {
-                    net.backward(&mut ws, &mut grads, i, i + 1, None, i > 0);
-                } else {
-                    net.forward_layers(&mut ws, i, i + 1, true, &mut rng);
-                }
-            });
+            let seconds = best_time(o, &mut call);
             let bytes = 4.0 * nf * if backward { inp + 2.0 * out } else { inp + out };
             let gemm = (flops > 0.0).then(|| replay(&products, o));
             let dir = if backward { "backward" } else { "forward" };
