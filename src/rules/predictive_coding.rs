@@ -76,6 +76,11 @@ pub struct PcConfig {
     /// Stop inference once a step changes the energy by at most `tol` times the relaxation's
     /// change so far (0: always `steps` steps).
     pub tol: f32,
+    /// Curvature-limited inference (0: off): before relaxing, this many power iterations
+    /// estimate the largest eigenvalue lambda of the energy's Hessian in the hidden nodes at the
+    /// feed-forward nodes (Hessian-vector products by finite differences of the energy's
+    /// gradient), and the batch's state rate is min(gamma, 1 / lambda).
+    pub curvature_iters: usize,
 }
 
 impl Default for PcConfig {
@@ -91,6 +96,7 @@ impl Default for PcConfig {
             beta: 1.0,
             incremental: false,
             tol: 0.0,
+            curvature_iters: 0,
         }
     }
 }
@@ -100,6 +106,11 @@ pub struct PcStats {
     pub energy_start: f64,
     pub energy_end: f64,
     pub steps: usize,
+    /// The state rate the last batch relaxed at (gamma, or 1 / lambda when curvature-limited
+    /// inference found a larger curvature).
+    pub gamma: f32,
+    /// The curvature estimate lambda of the last batch (0 when not estimated).
+    pub curvature: f64,
 }
 
 pub struct PredictiveCoding {
@@ -274,9 +285,9 @@ impl PredictiveCoding {
         }
     }
 
-    /// One state step on every hidden node (SGD with momentum on the energy).
-    fn move_nodes(&mut self, errs: &[Vec<f32>]) {
-        let (gamma, mom) = (self.cfg.gamma, self.cfg.momentum);
+    /// One state step on every hidden node (SGD with momentum on the energy) at rate `gamma`.
+    fn move_nodes(&mut self, errs: &[Vec<f32>], gamma: f32) {
+        let mom = self.cfg.momentum;
         for k in 0..self.pos.len() - 1 {
             for (((x, v), ev), b) in self.x[k].iter_mut().zip(&mut self.vel[k]).zip(&errs[k]).zip(&self.back[k]) {
                 *v = mom * *v + (ev + b);
@@ -309,10 +320,73 @@ impl PredictiveCoding {
         done >= self.cfg.steps || (self.cfg.tol > 0.0 && done > 0 && (prev - now).abs() <= self.cfg.tol as f64 * (now - start).abs())
     }
 
+    /// The energy's gradient in the hidden nodes at the current nodes (refreshed), flattened
+    /// node after node into `out`: dF/dx_k = e_k - J_{k+1}^T e_{k+1}.
+    fn node_gradient(&mut self, net: &mut Network, ws: &mut Workspace, y: &[u32], errs: &mut [Vec<f32>], grads: &mut [Vec<f32>], out: &mut Vec<f32>) {
+        self.refresh(net, ws, y, errs);
+        self.backproject(net, ws, errs, grads);
+        out.clear();
+        for k in 0..self.pos.len() - 1 {
+            out.extend(errs[k].iter().zip(&self.back[k]).map(|(e, b)| e + b));
+        }
+    }
+
+    /// Curvature-limited inference's rate for this batch (`curvature_iters` > 0): power
+    /// iterations on the energy's Hessian H in the hidden nodes at the current (feed-forward)
+    /// nodes, H v by the finite difference (g(x + eps v) - g(x)) / eps of the node gradient g,
+    /// starting from g itself (the direction inference moves first); the estimate lambda is
+    /// the last Rayleigh quotient's magnitude, the rate min(gamma, 1 / lambda): a step that
+    /// cannot overshoot along the stiffest direction (gamma lambda <= 1, where a fixed gamma
+    /// with gamma lambda > 1 flips the sign of the error there at every step and diverges past
+    /// 2). The nodes are left as they were.
+    fn limited_rate(&mut self, net: &mut Network, ws: &mut Workspace, y: &[u32], errs: &mut [Vec<f32>], grads: &mut [Vec<f32>]) -> (f32, f64) {
+        let gamma = self.cfg.gamma;
+        if self.cfg.curvature_iters == 0 || self.cfg.fixed_prediction || self.pos.len() < 2 {
+            return (gamma, 0.0);
+        }
+        let saved: Vec<Vec<f32>> = self.x[..self.pos.len() - 1].to_vec();
+        let norm = |v: &[f32]| v.iter().map(|a| (*a as f64) * (*a as f64)).sum::<f64>().sqrt();
+        let (mut g0, mut g1) = (Vec::new(), Vec::new());
+        self.node_gradient(net, ws, y, errs, grads, &mut g0);
+        let mut v = g0.clone();
+        let xn = norm(&saved.concat());
+        let mut lambda = 0.0f64;
+        for _ in 0..self.cfg.curvature_iters {
+            let vn = norm(&v);
+            if !(vn > 0.0 && vn.is_finite()) {
+                break;
+            }
+            // A move of 1e-3 of the nodes' norm (at least 1e-3): large against f32 rounding,
+            // small against the energy's nonlinearity.
+            let eps = 1e-3 * xn.max(1.0) / vn;
+            let mut off = 0;
+            for (x, x0) in self.x.iter_mut().zip(&saved) {
+                for (a, (b, d)) in x.iter_mut().zip(x0.iter().zip(&v[off..])) {
+                    *a = b + (eps * *d as f64) as f32;
+                }
+                off += x0.len();
+            }
+            self.node_gradient(net, ws, y, errs, grads, &mut g1);
+            // H v (for v scaled to unit length) and its Rayleigh quotient.
+            let hv: Vec<f32> = g1.iter().zip(&g0).map(|(a, b)| ((*a - *b) as f64 / (eps * vn)) as f32).collect();
+            let vhv: f64 = hv.iter().zip(&v).map(|(h, d)| (*h as f64) * (*d as f64) / vn).sum();
+            lambda = vhv.abs();
+            v = hv;
+        }
+        for (x, x0) in self.x.iter_mut().zip(&saved) {
+            x.copy_from_slice(x0);
+        }
+        let rate = if lambda.is_finite() && lambda * gamma as f64 > 1.0 { (1.0 / lambda) as f32 } else { gamma };
+        (rate, lambda)
+    }
+
     /// Relax the nodes (and, incrementally, the weights); returns the final energy and the
     /// steps used, leaving the errors at the final nodes in `errs`.
     fn relax(&mut self, s: &mut Step, errs: &mut [Vec<f32>], mut upd: Option<&mut Updater>) -> (f64, usize) {
         let (net, ws, y, _, grads, _) = s.parts();
+        let (gamma, curvature) = self.limited_rate(net, ws, y, errs, grads);
+        self.last.gamma = gamma;
+        self.last.curvature = curvature;
         let (mut start, mut prev) = (f64::NAN, f64::NAN);
         let mut done = 0;
         loop {
@@ -330,7 +404,7 @@ impl PredictiveCoding {
                 self.weight_grads(net, ws, errs, grads, y.len());
                 u.apply(net, grads);
             }
-            self.move_nodes(errs);
+            self.move_nodes(errs, gamma);
             prev = energy;
             done += 1;
         }
@@ -359,7 +433,7 @@ impl PredictiveCoding {
             self.weight_grads(net, ws, &errs, grads, y.len());
         }
         self.errs = errs;
-        self.last = PcStats { energy_start: e0, energy_end: e_end, steps: used };
+        self.last = PcStats { energy_start: e0, energy_end: e_end, steps: used, ..self.last };
         StepStats { energy: Some((e0, e_end, used)), ..stats }
     }
 }
@@ -397,10 +471,18 @@ crate::settings! {
         /// Output nudge beta in (0, 1]: the output's target is mu + beta (y - mu) (1: clamped to
         /// the label); the weight update is divided by beta (small beta: near BP's gradient).
         pub pc_beta: f32 = 1.0,
+        /// Curvature-limited inference (0: off): power iterations per batch estimating the
+        /// energy Hessian's largest eigenvalue lambda in the hidden nodes; the batch relaxes at
+        /// rate min(pc_gamma, 1 / lambda), so a stiff network (a transformer trained by Adam)
+        /// cannot make inference overshoot and diverge. Each iteration costs one inference step.
+        pub pc_curvature_iters: usize = 0,
     }
     check(s) {
         use super::settings::{count, in_unit, non_negative, positive};
         count("pc_steps", s.pc_steps, 100_000)?;
+        if s.pc_curvature_iters > 1000 {
+            return Err(format!("pc_curvature_iters must be at most 1000, got {}", s.pc_curvature_iters));
+        }
         positive("pc_gamma", s.pc_gamma)?;
         non_negative("pc_tol", s.pc_tol)?;
         if !(s.pc_beta > 0.0 && s.pc_beta <= 1.0) {
@@ -429,6 +511,7 @@ fn build_pc(
         beta: s.pc_beta,
         incremental,
         tol: s.pc_tol,
+        curvature_iters: s.pc_curvature_iters,
     };
     Ok(Box::new(PredictiveCoding::new(net, c)?))
 }

@@ -441,12 +441,66 @@ mod predictive_coding {
                     beta: 1.0,
                     incremental: false,
                     tol: 0.0,
+                    curvature_iters: 0,
                 };
                 let (pc, _) = pc_grads(&mut net, cfg, &x, &y);
                 let e = rel_err(&pc, &bp);
                 assert!(e < 1e-5, "{energy:?}: relative error {e}");
             }
         }
+    }
+
+    /// Curvature-limited inference (`pc_curvature_iters`) on a linear 4-6-3 network whose
+    /// energy's Hessian in the hidden node is I + W1^T W1 (per sample): the power iterations'
+    /// estimate is its largest eigenvalue (computed here from W1), and where the fixed rate
+    /// gamma (gamma lambda ~ 4 > 2) makes inference diverge, the limited rate 1 / lambda lowers
+    /// the energy at every step.
+    #[test]
+    fn curvature_limited_inference_finds_the_hessians_top_eigenvalue() {
+        let mut net = Builder::new(Shape::flat(4), Init::Torch, &mut Rng::new(70))
+            .dense(6, false)
+            .act(Activation::Identity)
+            .dense(3, false)
+            .build();
+        let mut rng = Rng::new(71);
+        rng.fill_normal(&mut net.params[1].data, 2.0);
+        let w1: Vec<f64> = net.params[1].data.iter().map(|v| *v as f64).collect();
+        // The top eigenvalue of I + W1^T W1 (6 x 6) by power iteration in f64.
+        let mut v = vec![1.0f64; 6];
+        let mut lambda = 0.0;
+        for _ in 0..500 {
+            let wv: Vec<f64> = (0..3).map(|i| (0..6).map(|j| w1[i * 6 + j] * v[j]).sum()).collect();
+            let hv: Vec<f64> = (0..6).map(|j| v[j] + (0..3).map(|i| w1[i * 6 + j] * wv[i]).sum::<f64>()).collect();
+            let n = hv.iter().map(|a| a * a).sum::<f64>().sqrt();
+            lambda = hv.iter().zip(&v).map(|(a, b)| a * b).sum::<f64>() / v.iter().map(|a| a * a).sum::<f64>();
+            v = hv.iter().map(|a| a / n).collect();
+        }
+        let (x, y) = batch(&net, 5, 72);
+        let cfg = |iters: usize| PcConfig {
+            steps: 8,
+            gamma: 0.1,
+            momentum: 0.0,
+            fixed_prediction: false,
+            energy: Energy::Gaussian,
+            beta: 1.0,
+            incremental: false,
+            tol: 0.0,
+            curvature_iters: iters,
+        };
+        assert!(lambda * 0.1 > 2.0, "the fixed rate must overshoot: lambda {lambda}");
+        let (_, fixed) = pc_grads(&mut net, cfg(0), &x, &y);
+        assert!(fixed.last().unwrap() > &fixed[0], "fixed rate: energies {fixed:?}");
+        let mut pc = PredictiveCoding::new(&net, cfg(40)).unwrap();
+        grads_of(&mut pc, &mut net, &x, &y);
+        let est = pc.last.curvature;
+        assert!((est / lambda - 1.0).abs() < 0.01, "estimate {est}, top eigenvalue {lambda}");
+        assert!((pc.last.gamma as f64 - 1.0 / est).abs() < 1e-6);
+        assert!(pc.trace.windows(2).all(|w| w[1] < w[0]), "limited rate: energies {:?}", pc.trace);
+        // Off (the default) and with a curvature below 1 / gamma, the rate is gamma: records of
+        // runs without the setting are unchanged.
+        let mut off = PredictiveCoding::new(&net, cfg(0)).unwrap();
+        grads_of(&mut off, &mut net, &x, &y);
+        assert_eq!((off.last.gamma, off.last.curvature), (0.1, 0.0));
     }
 
     /// A two-block language model (vocabulary 6, context 5, width 8) and a batch of 3 sequences
@@ -485,6 +539,7 @@ mod predictive_coding {
             beta: 1.0,
             incremental: false,
             tol: 0.0,
+            curvature_iters: 0,
         };
         let (pc, _) = pc_grads(&mut net, fpa.clone(), &x, &y);
         let e = rel_err(&pc, &bp);
@@ -549,6 +604,7 @@ mod predictive_coding {
             beta: 1.0,
             incremental: false,
             tol: 0.0,
+            curvature_iters: 0,
         };
         let e = rel_err(&pc_grads_with(&mut net, fpa.clone(), &x, &y, Loss::Bernoulli), &bp);
         assert!(e < 1e-5, "fixed prediction: relative error {e}");
@@ -603,6 +659,7 @@ mod predictive_coding {
                 beta,
                 incremental: false,
                 tol: 0.0,
+                curvature_iters: 0,
             };
             // The update is divided by beta inside the rule.
             let (pc, _) = pc_grads(&mut net, cfg, &x, &y);
@@ -635,6 +692,7 @@ mod predictive_coding {
             beta: 1.0,
             incremental: false,
             tol: 0.0,
+            curvature_iters: 0,
         };
         let (_, trace) = pc_grads(&mut net, cfg, &x, &y);
         assert_eq!(trace.len(), 51);
@@ -2206,6 +2264,7 @@ fn pc_on_a_transformer_depends_on_the_residual_streams_scale() {
             beta: 1.0,
             incremental: false,
             tol: 0.0,
+            curvature_iters: 0,
         };
         let mut pc = PredictiveCoding::new(&net, cfg).unwrap();
         let g = grads_of(&mut pc, &mut net, &x, &y);
@@ -2258,6 +2317,7 @@ fn pc_update_does_not_depend_on_the_previous_batch_size() {
         beta: 1.0,
         incremental: false,
         tol: 0.0,
+        curvature_iters: 0,
     };
     let run = |net: &mut Network, pc: &mut PredictiveCoding, ws: &mut Workspace, x: &[f32], y: &[u32]| {
         net.prepare(ws, x.len() / ctx);
@@ -2273,4 +2333,79 @@ fn pc_update_does_not_depend_on_the_previous_batch_size() {
     run(&mut net, &mut pc, &mut ws, &xs, &ys);
     let after = run(&mut net, &mut pc, &mut ws, &xb, &yb);
     assert_eq!(after, fresh);
+}
+
+/// Diagnostic, not a check (ignored; about 2 minutes): standard PC training the Devil's Dictionary
+/// LM (`gpt:2,128,4`), with every 25 steps BP's gradient on the same batch beside PC's update,
+/// per trainable tensor: the cosine and the norm ratio, and the training loss. Settings from the
+/// environment: `PC_EMBED` (embedding std), `PC_OPT` (`adamw` or `sgd`), `PC_LR`, `PC_GAMMA`,
+/// `PC_STEPS`, `PC_CURV` (`pc_curvature_iters`), `PC_ITERS`. Run: `PC_OPT=adamw cargo test --release --lib
+/// diagnose_pc_lm_update_against_bp_during_training -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn diagnose_pc_lm_update_against_bp_during_training() {
+    use crate::optim::OptimizerKind;
+    use crate::rules::predictive_coding::{Energy, PcConfig, PredictiveCoding};
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let data = crate::data::text::load_devil(None).expect("apt-get install -y dict-devil");
+    let spec: crate::nn::arch::ArchSpec = format!("gpt:2,128,4/embed={}", env("PC_EMBED", "1")).parse().unwrap();
+    let ctx = data.train.dim;
+    let mut net =
+        spec.build(Shape::flat(ctx), data.num_classes, Activation::Relu, Init::Torch, &mut Rng::new(0)).unwrap();
+    let kind = if env("PC_OPT", "adamw") == "sgd" { OptimizerKind::Sgd } else { OptimizerKind::Adamw };
+    let lr: f32 = env("PC_LR", if kind == OptimizerKind::Sgd { "0.1" } else { "0.0006" }).parse().unwrap();
+    let momentum = if kind == OptimizerKind::Sgd { 0.9 } else { 0.0 };
+    let mut opt = Optimizer::new(OptimConfig { kind, lr, momentum, ..Default::default() }, &net.update_sizes());
+    let cfg = PcConfig {
+        steps: env("PC_STEPS", "5").parse().unwrap(),
+        gamma: env("PC_GAMMA", "0.1").parse().unwrap(),
+        momentum: 0.0,
+        fixed_prediction: false,
+        energy: Energy::Ce,
+        beta: 1.0,
+        incremental: false,
+        tol: 0.0,
+        curvature_iters: env("PC_CURV", "0").parse().unwrap(),
+    };
+    let mut pc = PredictiveCoding::new(&net, cfg).unwrap();
+    let (n, t) = (32, data.train.targets());
+    let mut rng = Rng::new(3);
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(u, v)| (*u as f64) * (*v as f64)).sum::<f64>();
+    let iters: usize = env("PC_ITERS", "300").parse().unwrap();
+    for it in 0..=iters {
+        let idx: Vec<usize> = (0..n).map(|_| rng.below(data.train.n)).collect();
+        let x: Vec<f32> = idx.iter().flat_map(|&i| data.train.x[i * ctx..(i + 1) * ctx].to_vec()).collect();
+        let y: Vec<u32> = idx.iter().flat_map(|&i| data.train.y[i * t..(i + 1) * t].to_vec()).collect();
+        let g = grads_of(&mut pc, &mut net, &x, &y);
+        if it % 5 == 0 {
+            let tr: Vec<String> = pc.trace.iter().map(|e| format!("{e:.4e}")).collect();
+            eprintln!(
+                "step {it} inference energies: {} (rate {:.4}, curvature {:.1})",
+                tr.join(" "),
+                pc.last.gamma,
+                pc.last.curvature
+            );
+        }
+        if it % 25 == 0 {
+            let mut ws = Workspace::default();
+            net.prepare(&mut ws, n);
+            ws.input_mut().copy_from_slice(&x);
+            let mut bp = net.zero_grads();
+            let loss = forward_with_error(&mut net, &mut ws, &y, Loss::Ce, &mut Rng::new(1)).loss_sum / y.len() as f64;
+            net.backward(&mut ws, &mut bp, 0, net.num_layers(), None, false);
+            let row: Vec<String> = net
+                .params
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.trainable())
+                .map(|(i, p)| {
+                    let (ab, aa, bb) = (dot(&g[i], &bp[i]), dot(&g[i], &g[i]), dot(&bp[i], &bp[i]));
+                    format!("{} {:.2}/{:.2}", p.name, ab / (aa * bb).sqrt().max(1e-30), (aa / bb.max(1e-30)).sqrt())
+                })
+                .collect();
+            eprintln!("step {it} loss {loss:.3}: {}", row.join("  "));
+        }
+        let mut upd = Updater { opt: &mut opt, lr, masks: None, device: None };
+        upd.apply(&mut net, &g);
+    }
 }
