@@ -186,6 +186,27 @@ struct Group<'a> {
 }
 
 impl<'a> Group<'a> {
+    /// What "accuracy" measures on this group's task where it is not a classification: a VAE's
+    /// records carry a negative ELBO (their accuracy is per pixel), a language model's a
+    /// cross-entropy per token (their accuracy is the next token's). None: a classifier.
+    fn accuracy_meaning(&self) -> Option<&'static str> {
+        let any = |f: fn(&crate::protocol::record::EpochPoint) -> bool| self.recs.iter().any(|r| r.curve.iter().any(f));
+        if any(|p| p.test_elbo.is_some()) {
+            Some(
+                "pixel accuracy: the share of pixels whose reconstruction falls on the right side of \
+                 1/2, not a classification accuracy; the task's own measure is the negative ELBO \
+                 (its section below)",
+            )
+        } else if any(|p| p.test_loss.is_some()) {
+            Some(
+                "next-token accuracy: the share of positions whose most probable next token is the \
+                 right one; the task's own measure is the perplexity (its section below)",
+            )
+        } else {
+            None
+        }
+    }
+
     fn title(&self) -> String {
         let mut t = format!("{} / {}", self.data, self.arch);
         if self.train_noise != 0.0 {
@@ -384,7 +405,11 @@ fn section_presets(g: &Group, b: &mut Vec<Block>) {
         }
         let v: Vec<f64> = ok.iter().filter_map(val).collect();
         let archs: BTreeSet<&str> = ok.iter().map(|r| r.arch.as_str()).collect();
-        let reported = rule.parse::<crate::rules::RuleName>().map_or("", |r| r.entry().reported);
+        // A rule's reported figure is a classification accuracy: not comparable on a generative task.
+        let reported = match g.accuracy_meaning() {
+            Some(_) => "",
+            None => rule.parse::<crate::rules::RuleName>().map_or("", |r| r.entry().reported),
+        };
         t.rows.push(vec![
             rule.clone(),
             archs.into_iter().collect::<Vec<_>>().join(", "),
@@ -1283,6 +1308,9 @@ pub fn write_report_with(records: &[Record], conditions: &[PathBuf], out_dir: &P
             seeds.len(),
             g.recs.iter().map(|r| r.epochs).max().unwrap_or(0)
         )));
+        if let Some(m) = g.accuracy_meaning() {
+            b.push(Block::Para(format!("Accuracy in this section's tables and plots is the {m}.")));
+        }
         section_accuracy(g, &mut ctx, &mut b)?;
         section_presets(g, &mut b);
         section_vs_bp(g, &mut b);

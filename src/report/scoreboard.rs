@@ -275,6 +275,9 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
          detect at that level with 80% power.",
         pct_label(full)
     )));
+    if let Some(m) = g.accuracy_meaning() {
+        b.push(Block::Para(format!("Accuracy on this network is the {m}.")));
+    }
     if archs.len() > 1 {
         let bp: BTreeSet<&str> = g.recs.iter().filter(|r| r.rule == "bp").map(|r| r.arch.as_str()).collect();
         b.push(Block::Para(format!(

@@ -476,5 +476,10 @@ fn vae_section_tables_the_negative_elbo_and_shows_the_pictures() {
     assert!(md.contains("| 1.100 |"), "the ratio pc / bp: {md}");
     assert!(out.join("plots/vae-pc-s0-recon.png").is_file());
     assert!(md.contains("(plots/vae-pc-s0-recon.png)"));
+    // The generic sections say what their accuracy is on a VAE, and no classifier's figure
+    // from a paper stands beside it.
+    assert!(md.contains("Accuracy in this section's tables and plots is the pixel accuracy"), "{md}");
+    assert!(md.contains("Accuracy on this network is the pixel accuracy"), "{md}");
+    assert!(!md.contains("BioTorch"), "{md}");
     let _ = fs::remove_dir_all(&d);
 }
