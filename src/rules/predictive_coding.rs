@@ -81,6 +81,9 @@ pub struct PcConfig {
     /// feed-forward nodes (Hessian-vector products by finite differences of the energy's
     /// gradient), and the batch's state rate is min(gamma, 1 / lambda).
     pub curvature_iters: usize,
+    /// Curvature-limited inference per node (a rate per value node from its own block of the
+    /// Hessian) instead of one rate for all.
+    pub curvature_per_node: bool,
 }
 
 impl Default for PcConfig {
@@ -97,6 +100,7 @@ impl Default for PcConfig {
             incremental: false,
             tol: 0.0,
             curvature_iters: 0,
+            curvature_per_node: false,
         }
     }
 }
@@ -126,6 +130,9 @@ pub struct PredictiveCoding {
     pub last: PcStats,
     /// Energies after each inference step of the last batch (for tests and reports).
     pub trace: Vec<f64>,
+    /// The state rate of every hidden node in the last batch (curvature-limited inference; else
+    /// gamma for all).
+    pub node_rates: Vec<f32>,
     /// The driver's loss of the batch (its output node's distribution: categorical, or a VAE's
     /// Bernoulli pixels).
     loss: Loss,
@@ -160,6 +167,7 @@ impl PredictiveCoding {
             errs: vec![Vec::new(); k],
             last: PcStats::default(),
             trace: Vec::new(),
+            node_rates: Vec::new(),
             loss: Loss::Ce,
         })
     }
@@ -285,10 +293,12 @@ impl PredictiveCoding {
         }
     }
 
-    /// One state step on every hidden node (SGD with momentum on the energy) at rate `gamma`.
-    fn move_nodes(&mut self, errs: &[Vec<f32>], gamma: f32) {
+    /// One state step on every hidden node (SGD with momentum on the energy), node k at rate
+    /// `rates[k]`.
+    fn move_nodes(&mut self, errs: &[Vec<f32>], rates: &[f32]) {
         let mom = self.cfg.momentum;
         for k in 0..self.pos.len() - 1 {
+            let gamma = rates[k];
             for (((x, v), ev), b) in self.x[k].iter_mut().zip(&mut self.vel[k]).zip(&errs[k]).zip(&self.back[k]) {
                 *v = mom * *v + (ev + b);
                 *x -= gamma * *v;
@@ -331,62 +341,118 @@ impl PredictiveCoding {
         }
     }
 
-    /// Curvature-limited inference's rate for this batch (`curvature_iters` > 0): power
-    /// iterations on the energy's Hessian H in the hidden nodes at the current (feed-forward)
-    /// nodes, H v by the finite difference (g(x + eps v) - g(x)) / eps of the node gradient g,
-    /// starting from g itself (the direction inference moves first); the estimate lambda is
-    /// the last Rayleigh quotient's magnitude, the rate min(gamma, 1 / lambda): a step that
-    /// cannot overshoot along the stiffest direction (gamma lambda <= 1, where a fixed gamma
-    /// with gamma lambda > 1 flips the sign of the error there at every step and diverges past
-    /// 2). The nodes are left as they were.
-    fn limited_rate(&mut self, net: &mut Network, ws: &mut Workspace, y: &[u32], errs: &mut [Vec<f32>], grads: &mut [Vec<f32>]) -> (f32, f64) {
-        let gamma = self.cfg.gamma;
-        if self.cfg.curvature_iters == 0 || self.cfg.fixed_prediction || self.pos.len() < 2 {
-            return (gamma, 0.0);
+    /// Curvature-limited inference's rates for this batch, one per hidden node
+    /// (`curvature_iters` > 0): power iterations on the energy's Hessian H in the hidden nodes at
+    /// the current (feed-forward) nodes, H v by the finite difference (g(x + eps v) - g(x)) / eps
+    /// of the node gradient g, starting from g itself (the direction inference moves first;
+    /// per node, plus the node's values).
+    ///
+    /// Global (`curvature_per_node` off): lambda is the last Rayleigh quotient's magnitude over
+    /// all nodes, every node's rate min(gamma, 1 / lambda): a step that cannot overshoot along the
+    /// stiffest direction (gamma lambda <= 1; a fixed gamma with gamma lambda > 1 flips the sign
+    /// of the error there at every step, and diverges past 2).
+    ///
+    /// Per node: node k's own block H_kk (its energy and the one above it), lambda_k its largest
+    /// eigenvalue, its rate min(gamma, 1 / (2 lambda_k)). A node's energy couples only to its
+    /// neighbours', so H is block-tridiagonal and H <= 2 blockdiag(H_kk) (flipping the sign of
+    /// every other node is a congruence that negates the off-diagonal blocks): with these rates
+    /// R H <= I, no direction overshoots, while the nodes below a stiff one keep their own
+    /// faster rate. Even and odd nodes are probed in separate passes (a probe on even nodes
+    /// only sees H_kk there), so it costs twice the global estimate. Returns the rates and the
+    /// largest lambda. The nodes are left as they were.
+    fn limited_rates(&mut self, net: &mut Network, ws: &mut Workspace, y: &[u32], errs: &mut [Vec<f32>], grads: &mut [Vec<f32>]) -> (Vec<f32>, f64) {
+        let (gamma, hidden) = (self.cfg.gamma, self.pos.len() - 1);
+        if self.cfg.curvature_iters == 0 || self.cfg.fixed_prediction || hidden == 0 {
+            return (vec![gamma; hidden], 0.0);
         }
-        let saved: Vec<Vec<f32>> = self.x[..self.pos.len() - 1].to_vec();
+        let saved: Vec<Vec<f32>> = self.x[..hidden].to_vec();
         let norm = |v: &[f32]| v.iter().map(|a| (*a as f64) * (*a as f64)).sum::<f64>().sqrt();
         let (mut g0, mut g1) = (Vec::new(), Vec::new());
         self.node_gradient(net, ws, y, errs, grads, &mut g0);
-        let mut v = g0.clone();
         let xn = norm(&saved.concat());
-        let mut lambda = 0.0f64;
-        for _ in 0..self.cfg.curvature_iters {
-            let vn = norm(&v);
-            if !(vn > 0.0 && vn.is_finite()) {
-                break;
-            }
-            // A move of 1e-3 of the nodes' norm (at least 1e-3): large against f32 rounding,
-            // small against the energy's nonlinearity.
-            let eps = 1e-3 * xn.max(1.0) / vn;
-            let mut off = 0;
-            for (x, x0) in self.x.iter_mut().zip(&saved) {
-                for (a, (b, d)) in x.iter_mut().zip(x0.iter().zip(&v[off..])) {
-                    *a = b + (eps * *d as f64) as f32;
+        // Node k's coordinates in the flattened vector.
+        let mut spans = Vec::with_capacity(hidden);
+        let mut off = 0;
+        for x in &saved {
+            spans.push(off..off + x.len());
+            off += x.len();
+        }
+        let per_node = self.cfg.curvature_per_node;
+        let probes: Vec<Vec<bool>> = if per_node {
+            (0..2).map(|p| (0..hidden).map(|k| k % 2 == p).collect()).collect()
+        } else {
+            vec![vec![true; hidden]]
+        };
+        let mut lambdas = vec![0.0f64; hidden];
+        for on in probes.iter().filter(|on| on.iter().any(|b| *b)) {
+            // Per node, the start also holds the nodes' own values: at the feed-forward nodes
+            // only the top hidden node has a gradient, and a probe must reach every node.
+            let mut v = g0.clone();
+            for (k, span) in spans.iter().enumerate() {
+                if !on[k] {
+                    v[span.clone()].fill(0.0);
+                } else if per_node {
+                    for (a, b) in v[span.clone()].iter_mut().zip(&saved[k]) {
+                        *a += b;
+                    }
                 }
-                off += x0.len();
             }
-            self.node_gradient(net, ws, y, errs, grads, &mut g1);
-            // H v (for v scaled to unit length) and its Rayleigh quotient.
-            let hv: Vec<f32> = g1.iter().zip(&g0).map(|(a, b)| ((*a - *b) as f64 / (eps * vn)) as f32).collect();
-            let vhv: f64 = hv.iter().zip(&v).map(|(h, d)| (*h as f64) * (*d as f64) / vn).sum();
-            lambda = vhv.abs();
-            v = hv;
+            for _ in 0..self.cfg.curvature_iters {
+                let vn = norm(&v);
+                if !(vn > 0.0 && vn.is_finite()) {
+                    break;
+                }
+                // A move of 1e-3 of the nodes' norm (at least 1e-3): large against f32 rounding,
+                // small against the energy's nonlinearity.
+                let eps = 1e-3 * xn.max(1.0) / vn;
+                for (k, (x, x0)) in self.x.iter_mut().zip(&saved).enumerate() {
+                    for (a, (b, d)) in x.iter_mut().zip(x0.iter().zip(&v[spans[k].clone()])) {
+                        *a = b + (eps * *d as f64) as f32;
+                    }
+                }
+                self.node_gradient(net, ws, y, errs, grads, &mut g1);
+                // H v, with v scaled to unit length, on the probed nodes; each probed node's
+                // (global: the whole vector's) Rayleigh quotient.
+                let mut hv: Vec<f32> =
+                    g1.iter().zip(&g0).map(|(a, b)| ((*a - *b) as f64 / (eps * vn)) as f32).collect();
+                let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(u, w)| (*u as f64) * (*w as f64)).sum::<f64>();
+                if per_node {
+                    for (k, span) in spans.iter().enumerate() {
+                        if on[k] {
+                            let vk = dot(&v[span.clone()], &v[span.clone()]);
+                            if vk > 0.0 {
+                                lambdas[k] = (vn * dot(&hv[span.clone()], &v[span.clone()]) / vk).abs();
+                            }
+                        } else {
+                            hv[span.clone()].fill(0.0);
+                        }
+                    }
+                } else {
+                    let l = (dot(&hv, &v) / vn).abs();
+                    lambdas.iter_mut().for_each(|x| *x = l);
+                }
+                v = hv;
+            }
         }
         for (x, x0) in self.x.iter_mut().zip(&saved) {
             x.copy_from_slice(x0);
         }
-        let rate = if lambda.is_finite() && lambda * gamma as f64 > 1.0 { (1.0 / lambda) as f32 } else { gamma };
-        (rate, lambda)
+        let c = if per_node { 0.5 } else { 1.0 };
+        let rates = lambdas
+            .iter()
+            .map(|&l| if l.is_finite() && l * gamma as f64 > c { (c / l) as f32 } else { gamma })
+            .collect();
+        (rates, lambdas.iter().cloned().fold(0.0, f64::max))
     }
 
     /// Relax the nodes (and, incrementally, the weights); returns the final energy and the
     /// steps used, leaving the errors at the final nodes in `errs`.
     fn relax(&mut self, s: &mut Step, errs: &mut [Vec<f32>], mut upd: Option<&mut Updater>) -> (f64, usize) {
         let (net, ws, y, _, grads, _) = s.parts();
-        let (gamma, curvature) = self.limited_rate(net, ws, y, errs, grads);
-        self.last.gamma = gamma;
+        let (rates, curvature) = self.limited_rates(net, ws, y, errs, grads);
+        self.last.gamma = rates.iter().cloned().fold(self.cfg.gamma, f32::min);
         self.last.curvature = curvature;
+        self.node_rates.clone_from(&rates);
         let (mut start, mut prev) = (f64::NAN, f64::NAN);
         let mut done = 0;
         loop {
@@ -404,7 +470,7 @@ impl PredictiveCoding {
                 self.weight_grads(net, ws, errs, grads, y.len());
                 u.apply(net, grads);
             }
-            self.move_nodes(errs, gamma);
+            self.move_nodes(errs, &rates);
             prev = energy;
             done += 1;
         }
@@ -476,6 +542,10 @@ crate::settings! {
         /// rate min(pc_gamma, 1 / lambda), so a stiff network (a transformer trained by Adam)
         /// cannot make inference overshoot and diverge. Each iteration costs one inference step.
         pub pc_curvature_iters: usize = 0,
+        /// With pc_curvature_iters: a rate per value node, min(pc_gamma, 1 / (2 lambda_k)) from
+        /// the largest eigenvalue of its own block of the Hessian, instead of one rate for all
+        /// (twice the estimate's cost; nodes below a stiff one keep a faster rate).
+        pub pc_curvature_per_node: bool = false,
     }
     check(s) {
         use super::settings::{count, in_unit, non_negative, positive};
@@ -512,6 +582,7 @@ fn build_pc(
         incremental,
         tol: s.pc_tol,
         curvature_iters: s.pc_curvature_iters,
+        curvature_per_node: s.pc_curvature_per_node,
     };
     Ok(Box::new(PredictiveCoding::new(net, c)?))
 }

@@ -442,6 +442,7 @@ mod predictive_coding {
                     incremental: false,
                     tol: 0.0,
                     curvature_iters: 0,
+                    curvature_per_node: false,
                 };
                 let (pc, _) = pc_grads(&mut net, cfg, &x, &y);
                 let e = rel_err(&pc, &bp);
@@ -486,6 +487,7 @@ mod predictive_coding {
             incremental: false,
             tol: 0.0,
             curvature_iters: iters,
+            curvature_per_node: false,
         };
         assert!(lambda * 0.1 > 2.0, "the fixed rate must overshoot: lambda {lambda}");
         let (_, fixed) = pc_grads(&mut net, cfg(0), &x, &y);
@@ -501,6 +503,64 @@ mod predictive_coding {
         let mut off = PredictiveCoding::new(&net, cfg(0)).unwrap();
         grads_of(&mut off, &mut net, &x, &y);
         assert_eq!((off.last.gamma, off.last.curvature), (0.1, 0.0));
+    }
+
+    /// The top eigenvalue of I + W^T W for W (rows x cols, row-major), by power iteration in f64.
+    fn top_eigenvalue_gram(w: &[f32], rows: usize, cols: usize) -> f64 {
+        let w: Vec<f64> = w.iter().map(|v| *v as f64).collect();
+        let mut v = vec![1.0f64; cols];
+        let mut lambda = 0.0;
+        for _ in 0..1000 {
+            let wv: Vec<f64> = (0..rows).map(|i| (0..cols).map(|j| w[i * cols + j] * v[j]).sum()).collect();
+            let hv: Vec<f64> =
+                (0..cols).map(|j| v[j] + (0..rows).map(|i| w[i * cols + j] * wv[i]).sum::<f64>()).collect();
+            let n = hv.iter().map(|a| a * a).sum::<f64>().sqrt();
+            lambda = hv.iter().zip(&v).map(|(a, b)| a * b).sum::<f64>() / v.iter().map(|a| a * a).sum::<f64>();
+            v = hv.iter().map(|a| a / n).collect();
+        }
+        lambda
+    }
+
+    /// Per-node curvature limits (`pc_curvature_per_node`) on a linear 4-6-5-3 network: node
+    /// k's block of the Hessian is I + W_{k+1}^T W_{k+1}, and its rate is
+    /// min(gamma, 1 / (2 lambda_k)): the stiff top node slows down, the node below it keeps
+    /// gamma, and the energy falls at every step.
+    #[test]
+    fn per_node_curvature_limits_give_each_node_its_own_rate() {
+        let mut net = Builder::new(Shape::flat(4), Init::Torch, &mut Rng::new(73))
+            .dense(6, false)
+            .act(Activation::Identity)
+            .dense(5, false)
+            .act(Activation::Identity)
+            .dense(3, false)
+            .build();
+        let mut rng = Rng::new(74);
+        rng.fill_normal(&mut net.params[1].data, 0.3);
+        rng.fill_normal(&mut net.params[2].data, 3.0);
+        let l0 = top_eigenvalue_gram(&net.params[1].data, 5, 6);
+        let l1 = top_eigenvalue_gram(&net.params[2].data, 3, 5);
+        assert!(l0 < 5.0 && l1 > 40.0, "{l0} {l1}");
+        let (x, y) = batch(&net, 5, 75);
+        let cfg = PcConfig {
+            steps: 8,
+            gamma: 0.1,
+            momentum: 0.0,
+            fixed_prediction: false,
+            energy: Energy::Gaussian,
+            beta: 1.0,
+            incremental: false,
+            tol: 0.0,
+            curvature_iters: 60,
+            curvature_per_node: true,
+        };
+        let mut pc = PredictiveCoding::new(&net, cfg).unwrap();
+        grads_of(&mut pc, &mut net, &x, &y);
+        let r = &pc.node_rates;
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0], 0.1, "node 0: lambda {l0}, 0.5 / lambda above gamma");
+        assert!((r[1] as f64 * 2.0 * l1 - 1.0).abs() < 0.01, "node 1: rate {}, lambda {l1}", r[1]);
+        assert!((pc.last.curvature / l1 - 1.0).abs() < 0.01);
+        assert!(pc.trace.windows(2).all(|w| w[1] < w[0]), "energies {:?}", pc.trace);
     }
 
     /// A two-block language model (vocabulary 6, context 5, width 8) and a batch of 3 sequences
@@ -540,6 +600,7 @@ mod predictive_coding {
             incremental: false,
             tol: 0.0,
             curvature_iters: 0,
+            curvature_per_node: false,
         };
         let (pc, _) = pc_grads(&mut net, fpa.clone(), &x, &y);
         let e = rel_err(&pc, &bp);
@@ -605,6 +666,7 @@ mod predictive_coding {
             incremental: false,
             tol: 0.0,
             curvature_iters: 0,
+            curvature_per_node: false,
         };
         let e = rel_err(&pc_grads_with(&mut net, fpa.clone(), &x, &y, Loss::Bernoulli), &bp);
         assert!(e < 1e-5, "fixed prediction: relative error {e}");
@@ -660,6 +722,7 @@ mod predictive_coding {
                 incremental: false,
                 tol: 0.0,
                 curvature_iters: 0,
+                curvature_per_node: false,
             };
             // The update is divided by beta inside the rule.
             let (pc, _) = pc_grads(&mut net, cfg, &x, &y);
@@ -693,6 +756,7 @@ mod predictive_coding {
             incremental: false,
             tol: 0.0,
             curvature_iters: 0,
+            curvature_per_node: false,
         };
         let (_, trace) = pc_grads(&mut net, cfg, &x, &y);
         assert_eq!(trace.len(), 51);
@@ -2265,6 +2329,7 @@ fn pc_on_a_transformer_depends_on_the_residual_streams_scale() {
             incremental: false,
             tol: 0.0,
             curvature_iters: 0,
+            curvature_per_node: false,
         };
         let mut pc = PredictiveCoding::new(&net, cfg).unwrap();
         let g = grads_of(&mut pc, &mut net, &x, &y);
@@ -2318,6 +2383,7 @@ fn pc_update_does_not_depend_on_the_previous_batch_size() {
         incremental: false,
         tol: 0.0,
         curvature_iters: 0,
+        curvature_per_node: false,
     };
     let run = |net: &mut Network, pc: &mut PredictiveCoding, ws: &mut Workspace, x: &[f32], y: &[u32]| {
         net.prepare(ws, x.len() / ctx);
@@ -2366,6 +2432,7 @@ fn diagnose_pc_lm_update_against_bp_during_training() {
         incremental: false,
         tol: 0.0,
         curvature_iters: env("PC_CURV", "0").parse().unwrap(),
+        curvature_per_node: env("PC_PER_NODE", "0") == "1",
     };
     let mut pc = PredictiveCoding::new(&net, cfg).unwrap();
     let (n, t) = (32, data.train.targets());
