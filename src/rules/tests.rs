@@ -465,17 +465,7 @@ mod predictive_coding {
             .build();
         let mut rng = Rng::new(71);
         rng.fill_normal(&mut net.params[1].data, 2.0);
-        let w1: Vec<f64> = net.params[1].data.iter().map(|v| *v as f64).collect();
-        // The top eigenvalue of I + W1^T W1 (6 x 6) by power iteration in f64.
-        let mut v = vec![1.0f64; 6];
-        let mut lambda = 0.0;
-        for _ in 0..500 {
-            let wv: Vec<f64> = (0..3).map(|i| (0..6).map(|j| w1[i * 6 + j] * v[j]).sum()).collect();
-            let hv: Vec<f64> = (0..6).map(|j| v[j] + (0..3).map(|i| w1[i * 6 + j] * wv[i]).sum::<f64>()).collect();
-            let n = hv.iter().map(|a| a * a).sum::<f64>().sqrt();
-            lambda = hv.iter().zip(&v).map(|(a, b)| a * b).sum::<f64>() / v.iter().map(|a| a * a).sum::<f64>();
-            v = hv.iter().map(|a| a / n).collect();
-        }
+        let lambda = top_eigenvalue_gram(&net.params[1].data, 3, 6);
         let (x, y) = batch(&net, 5, 72);
         let cfg = |iters: usize| PcConfig {
             steps: 8,
