@@ -369,7 +369,8 @@ impl PredictiveCoding {
         let norm = |v: &[f32]| v.iter().map(|a| (*a as f64) * (*a as f64)).sum::<f64>().sqrt();
         let (mut g0, mut g1) = (Vec::new(), Vec::new());
         self.node_gradient(net, ws, y, errs, grads, &mut g0);
-        let xn = norm(&saved.concat());
+        // The nodes' joint norm, summed in node order (no joined copy).
+        let xn = saved.iter().flatten().map(|a| (*a as f64) * (*a as f64)).sum::<f64>().sqrt();
         // Node k's coordinates in the flattened vector.
         let mut spans = Vec::with_capacity(hidden);
         let mut off = 0;
@@ -413,8 +414,10 @@ impl PredictiveCoding {
                 self.node_gradient(net, ws, y, errs, grads, &mut g1);
                 // H v, with v scaled to unit length, on the probed nodes; each probed node's
                 // (global: the whole vector's) Rayleigh quotient.
-                let mut hv: Vec<f32> =
-                    g1.iter().zip(&g0).map(|(a, b)| ((*a - *b) as f64 / (eps * vn)) as f32).collect();
+                for (a, b) in g1.iter_mut().zip(&g0) {
+                    *a = ((*a - *b) as f64 / (eps * vn)) as f32;
+                }
+                let hv = &mut g1;
                 let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(u, w)| (*u as f64) * (*w as f64)).sum::<f64>();
                 if per_node {
                     for (k, span) in spans.iter().enumerate() {
@@ -431,7 +434,7 @@ impl PredictiveCoding {
                     let l = (dot(&hv, &v) / vn).abs();
                     lambdas.iter_mut().for_each(|x| *x = l);
                 }
-                v = hv;
+                std::mem::swap(&mut v, hv);
             }
         }
         for (x, x0) in self.x.iter_mut().zip(&saved) {
