@@ -193,6 +193,19 @@ pub fn matmul(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: 
     if m == 0 || n == 0 {
         return;
     }
+    note_product(m, n, k, a, ta, b, tb, accumulate);
+    matmul_unnoted(m, n, k, a, ta, b, tb, c, accumulate);
+}
+
+/// Count one product on this thread as `matmul` does (multiply-adds, array reads, the product
+/// trace) without computing it: for work that computes a product in parts on other threads
+/// (`matmul_unnoted`) but is one product of the step (a convolution run in chunks of the batch).
+/// `a` and `b` are only looked at for which registered array they are.
+#[allow(clippy::too_many_arguments)]
+pub fn note_product(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: bool, accumulate: bool) {
+    if m == 0 || n == 0 {
+        return;
+    }
     MACS.with(|c| c.set(c.get() + (m * n * k) as u64));
     count_reads(m, n, a, ta, b, tb);
     TRACE.with(|t| {
@@ -200,6 +213,27 @@ pub fn matmul(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: 
             v.push(Product { m, n, k, ta, tb, accumulate });
         }
     });
+}
+
+/// `matmul` without counting it (`note_product`): the same arithmetic.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_unnoted(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(a.len() >= m * k, "matmul: a has {} < {}x{}", a.len(), m, k);
+    assert!(b.len() >= k * n, "matmul: b has {} < {}x{}", b.len(), k, n);
+    assert!(c.len() >= m * n, "matmul: c has {} < {}x{}", c.len(), m, n);
+    if m == 0 || n == 0 {
+        return;
+    }
     if k == 0 {
         if !accumulate {
             c[..m * n].fill(0.0);

@@ -77,11 +77,142 @@ impl ConvGeom {
         Some((lo, hi))
     }
 
+    /// Whether im2col and col2im take the AVX-512 path: stride 1, zero padding, and a CPU
+    /// with AVX-512F (the same values as the scalar path: copies, and sums in the same order).
+    fn simd_path(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.stride == 1 && !self.reflect && std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// Lane masks of the 16-wide block of output columns starting at `b0` for kernel column
+    /// `j` (stride 1): (the lanes inside the row, the lanes that read the input, not padding).
+    #[inline(always)]
+    fn block_masks(&self, b0: usize, lo: usize, hi: usize) -> (u16, u16) {
+        (lane_bits(b0, 0, self.ow()), lane_bits(b0, lo, hi))
+    }
+
+    /// One im2col row (kernel tap r, the whole batch) with AVX-512 masked loads and stores:
+    /// per output row, 16 columns at a time, padding lanes loaded as zeros.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn im2col_row_avx512(&self, x: &[f32], n: usize, r: usize, row: &mut [f32]) {
+        use std::arch::x86_64::*;
+        let (p, chw, hw, k) = (self.p(), self.c * self.h * self.w, self.h * self.w, self.k);
+        let (oh, ow) = (self.oh(), self.ow());
+        let (c, i, j) = (r / (k * k), (r / k) % k, r % k);
+        let (lo, hi) = self.valid_x(j).expect("stride 1");
+        assert!(x.len() >= n * chw && row.len() >= n * p);
+        let zero = _mm512_setzero_ps();
+        // A block stores all 16 lanes (a plain store) when they stay inside the row, the lanes
+        // past the output row landing where later blocks of this row write; masked at the end.
+        let end = n * p;
+        // The blocks' load masks, the same for every sample and output row of this tap.
+        const MAXB: usize = 32;
+        let nb = ow.div_ceil(16);
+        let mut masks = [0u16; MAXB];
+        for (b, m) in masks.iter_mut().enumerate().take(nb.min(MAXB)) {
+            *m = self.block_masks(b * 16, lo, hi).1;
+        }
+        let shift = j as isize - self.pad as isize;
+        for s in 0..n {
+            let plane = x.as_ptr().add(s * chw + c * hw);
+            for oy in 0..oh {
+                let at = s * p + oy * ow;
+                let o = row.as_mut_ptr().add(at);
+                let y = (oy + i) as isize - self.pad as isize;
+                let inside = y >= 0 && y < self.h as isize;
+                // Lane l of block b reads input column 16 b + l + j - pad; only the lanes of its
+                // load mask, which lie inside the input row, are read.
+                let src = plane.wrapping_offset(y * self.w as isize + shift);
+                for b in 0..nb {
+                    let b0 = b * 16;
+                    let load = masks.get(b).copied().unwrap_or_else(|| self.block_masks(b0, lo, hi).1);
+                    let v = if inside { _mm512_maskz_loadu_ps(load, src.wrapping_add(b0)) } else { zero };
+                    if at + b0 + 16 <= end {
+                        _mm512_storeu_ps(o.add(b0), v);
+                    } else {
+                        _mm512_mask_storeu_ps(o.add(b0), self.block_masks(b0, lo, hi).0, v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// col2im for one sample with AVX-512, gathered: each block of 16 input columns sums its
+    /// terms in registers, tap by tap in the scalar path's order (c, i, j), and is stored once
+    /// (adding into memory tap by tap spent two thirds of col2im's time on its store: each
+    /// tap's load reads the previous tap's store one column over, which the store buffer cannot
+    /// forward; `perf annotate` on a LeNet epoch).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn col2im_sample_avx512(&self, dcols: &[f32], np: usize, s: usize, out: &mut [f32]) {
+        use std::arch::x86_64::*;
+        let (p, hw, k, pad) = (self.p(), self.h * self.w, self.k, self.pad);
+        let (oh, ow, w) = (self.oh(), self.ow(), self.w);
+        let len = self.c * hw;
+        assert!(out.len() >= len && dcols.len() >= (self.ckk() - 1) * np + (s + 1) * p);
+        let base = dcols.as_ptr().add(s * p);
+        // Input column xx takes tap column j from output column xx + pad - j: the lanes of block
+        // b0 with xx in [j - pad, ow + j - pad) and xx < w.
+        let mask = |b0: usize, j: usize| -> u16 {
+            let lo = j.saturating_sub(pad);
+            let hi = (ow + j).saturating_sub(pad).min(w);
+            lane_bits(b0, lo, hi)
+        };
+        for c in 0..self.c {
+            for y in 0..self.h {
+                for b0 in (0..w).step_by(16) {
+                    let mut acc = _mm512_setzero_ps();
+                    for i in 0..k {
+                        let oy = (y + pad) as isize - i as isize;
+                        if oy < 0 || oy >= oh as isize {
+                            continue;
+                        }
+                        for j in 0..k {
+                            let m = mask(b0, j);
+                            if m == 0 {
+                                continue;
+                            }
+                            let r = (c * k + i) * k + j;
+                            let g = base
+                                .add(r * np + oy as usize * ow)
+                                .wrapping_offset(b0 as isize + pad as isize - j as isize);
+                            acc = _mm512_mask_add_ps(acc, m, acc, _mm512_maskz_loadu_ps(m, g));
+                        }
+                    }
+                    let at = c * hw + y * w + b0;
+                    if at + 16 <= len {
+                        // (Lanes past the row land where the next rows' blocks write later.)
+                        _mm512_storeu_ps(out.as_mut_ptr().add(at), acc);
+                    } else {
+                        _mm512_mask_storeu_ps(out.as_mut_ptr().add(at), lane_bits(b0, 0, w), acc);
+                    }
+                }
+            }
+        }
+    }
+
     /// Fill `cols` (CKK x (N P), row (c, i, j), column (sample, position)) from `x` (N x C H W).
     pub fn im2col(&self, x: &[f32], n: usize, cols: &mut [f32]) {
+        self.im2col_on(x, n, cols, true);
+    }
+
+    /// `im2col`, its rows split across the pool's threads when `par`, else on this thread.
+    fn im2col_on(&self, x: &[f32], n: usize, cols: &mut [f32], par: bool) {
         let (p, chw, hw) = (self.p(), self.c * self.h * self.w, self.h * self.w);
         let (oh, ow, k) = (self.oh(), self.ow(), self.k);
+        let fast = self.simd_path();
         let fill = |r: usize, row: &mut [f32]| {
+            #[cfg(target_arch = "x86_64")]
+            if fast {
+                // SAFETY: `simd_path` checked the CPU has AVX-512F.
+                return unsafe { self.im2col_row_avx512(x, n, r, row) };
+            }
+            let _ = fast;
             let (c, i, j) = (r / (k * k), (r / k) % k, r % k);
             let vx = self.valid_x(j);
             for s in 0..n {
@@ -118,15 +249,31 @@ impl ConvGeom {
             }
         };
         let cols = &mut cols[..self.ckk() * n * p];
-        linalg::par_rows(cols, n * p, fill);
+        if par {
+            linalg::par_rows(cols, n * p, fill);
+        } else {
+            cols.chunks_mut(n * p).enumerate().for_each(|(r, row)| fill(r, row));
+        }
     }
 
     /// Scatter-add `dcols` (CKK x (N P)) into `dx` (N x C H W), which is overwritten.
     pub fn col2im(&self, dcols: &[f32], n: usize, dx: &mut [f32]) {
+        self.col2im_on(dcols, n, dx, true);
+    }
+
+    /// `col2im`, its samples split across the pool's threads when `par`, else on this thread.
+    fn col2im_on(&self, dcols: &[f32], n: usize, dx: &mut [f32], par: bool) {
         let (p, chw, hw) = (self.p(), self.c * self.h * self.w, self.h * self.w);
         let (oh, ow, k) = (self.oh(), self.ow(), self.k);
         let np = n * p;
+        let fast = self.simd_path();
         let scatter = |s: usize, out: &mut [f32]| {
+            #[cfg(target_arch = "x86_64")]
+            if fast {
+                // SAFETY: `simd_path` checked the CPU has AVX-512F.
+                return unsafe { self.col2im_sample_avx512(dcols, np, s, out) };
+            }
+            let _ = fast;
             out.fill(0.0);
             for r in 0..self.ckk() {
                 let (c, i, j) = (r / (k * k), (r / k) % k, r % k);
@@ -154,7 +301,12 @@ impl ConvGeom {
                 }
             }
         };
-        linalg::par_rows(&mut dx[..n * chw], chw, scatter);
+        let dx = &mut dx[..n * chw];
+        if par {
+            linalg::par_rows(dx, chw, scatter);
+        } else {
+            dx.chunks_mut(chw).enumerate().for_each(|(s, d)| scatter(s, d));
+        }
     }
 
     /// y (N x O x P) = conv(x); `cols` (CKK x N P) and `tmp` (O x N P) are scratch.
@@ -228,6 +380,240 @@ impl ConvGeom {
     }
 }
 
+/// The lanes of the 16-wide block starting at column `b0` whose columns lie in [a, b).
+#[inline(always)]
+fn lane_bits(b0: usize, a: usize, b: usize) -> u16 {
+    let (a, b) = (a.max(b0).min(b0 + 16), b.max(b0).min(b0 + 16));
+    if b <= a {
+        0
+    } else {
+        (((1u32 << (b - a)) - 1) << (a - b0)) as u16
+    }
+}
+
+/// Bytes of im2col columns one chunk of the batch holds in the chunked convolution
+/// (`ConvGeom::forward_chunked`): small enough that a chunk's columns, its products and its
+/// input stay in one core's L2 cache between the im2col pass and the product that reads them.
+pub const CHUNK_COLS_BYTES: usize = 256 << 10;
+
+/// Columns (positions) a chunk's products have at least, whatever `CHUNK_COLS_BYTES` allows:
+/// narrower products run far below the GEMM's speed (conv3's second layer, 100 positions a
+/// sample, 360 KB of columns per sample: one sample per chunk made its step 10% slower at 1
+/// and 2 threads than chunks of 6; `biolearn bench --kernels --archs conv3`).
+pub const CHUNK_MIN_COLS: usize = 512;
+
+/// One part's scratch in the chunked convolution (each part a contiguous run of the batch's
+/// chunks, worked by one thread): a chunk's products (or its output gradient laid out O x
+/// positions), its column gradients, and the part's weight and bias gradient sums.
+#[derive(Clone, Debug, Default)]
+pub struct ConvPart {
+    pub tmp: Vec<f32>,
+    pub dcols: Vec<f32>,
+    pub dw: Vec<f32>,
+    pub db: Vec<f32>,
+}
+
+impl ConvPart {
+    pub fn bytes(&self) -> usize {
+        [&self.tmp, &self.dcols, &self.dw, &self.db].iter().map(|v| v.capacity() * 4).sum()
+    }
+}
+
+impl ConvGeom {
+    /// Samples per chunk of the chunked convolution: as many as `CHUNK_COLS_BYTES` of columns
+    /// hold, but at least `CHUNK_MIN_COLS` positions' worth (and one sample).
+    pub fn chunk_samples(&self) -> usize {
+        let by_bytes = CHUNK_COLS_BYTES / (4 * self.ckk() * self.p()).max(1);
+        by_bytes.max(CHUNK_MIN_COLS.div_ceil(self.p().max(1))).max(1)
+    }
+
+    /// How many parts `forward_chunked` splits a batch of `n` into here: one per thread of the
+    /// pool, at most one per sample.
+    pub fn parts_for(n: usize) -> usize {
+        rayon::current_num_threads().min(n).max(1)
+    }
+
+    /// The chunks of samples [s0, s1): as few as keep each within `chunk_samples`, of equal
+    /// sizes (to a sample): (first sample, samples).
+    fn chunks(&self, s0: usize, s1: usize) -> impl Iterator<Item = (usize, usize)> {
+        let len = s1 - s0;
+        let nc = len.div_ceil(self.chunk_samples()).max(1);
+        (0..nc).map(move |j| (s0 + j * len / nc, (j + 1) * len / nc - j * len / nc)).filter(|c| c.1 > 0)
+    }
+
+    /// Run `f(part, first sample, end sample, out, out2)` over `t` parts of a batch of `n`
+    /// (samples [i n / t, (i + 1) n / t) for part i), each on its own thread with its products
+    /// single-threaded; `out` and `out2` (N x `per` and N x `per2` values, sample-major; `per`
+    /// 0 for none) split to match. The split depends on `n` and `t` only, never on scheduling.
+    #[allow(clippy::too_many_arguments)]
+    fn run_parts<F>(
+        &self,
+        n: usize,
+        t: usize,
+        parts: &mut Vec<ConvPart>,
+        per: usize,
+        out: &mut [f32],
+        per2: usize,
+        out2: &mut [f32],
+        f: F,
+    ) where
+        F: Fn(&mut ConvPart, usize, usize, &mut [f32], &mut [f32]) + Sync,
+    {
+        let t = t.max(1);
+        if parts.len() < t {
+            parts.resize_with(t, ConvPart::default);
+        }
+        let (out, out2) = (&mut out[..n * per], &mut out2[..n * per2]);
+        if t == 1 {
+            linalg::serial(|| f(&mut parts[0], 0, n, out, out2));
+            return;
+        }
+        let f = &f;
+        rayon::scope(|sc| {
+            let (mut rest, mut rest2) = (out, out2);
+            for (i, part) in parts[..t].iter_mut().enumerate() {
+                let (s0, s1) = (i * n / t, (i + 1) * n / t);
+                let (mine, r) = std::mem::take(&mut rest).split_at_mut((s1 - s0) * per);
+                let (mine2, r2) = std::mem::take(&mut rest2).split_at_mut((s1 - s0) * per2);
+                (rest, rest2) = (r, r2);
+                sc.spawn(move |_| linalg::serial(|| f(part, s0, s1, mine, mine2)));
+            }
+        });
+    }
+
+    /// The forward pass of `forward`, the batch split into one part per thread
+    /// (`parts_for`, `run_parts`), each part worked in chunks of at most `chunk_samples` whose
+    /// columns stay in cache while the chunk's product reads them (`CHUNK_COLS_BYTES`). Each
+    /// output is the same sum as `forward`'s. `cols` (N P CKK) keeps the columns chunk by
+    /// chunk, for `backward_chunked`: the chunk of samples [s0, s0 + m) holds its CKK x (m P)
+    /// block at offset s0 P CKK. Returns the number of parts, which `backward_chunked` takes
+    /// (the columns' layout depends on it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_chunked(
+        &self,
+        x: &[f32],
+        n: usize,
+        w: &[f32],
+        b: Option<&[f32]>,
+        parts: &mut Vec<ConvPart>,
+        cols: &mut [f32],
+        y: &mut [f32],
+    ) -> usize {
+        let (p, ckk, o, s) = (self.p(), self.ckk(), self.o, self.chunk_samples());
+        let chw = self.c * self.h * self.w;
+        linalg::note_product(o, n * p, ckk, w, false, x, false, false);
+        let work = |part: &mut ConvPart, s0: usize, s1: usize, y: &mut [f32], cols: &mut [f32]| {
+            part.tmp.resize(o * s * p, 0.0);
+            for (c0, m) in self.chunks(s0, s1) {
+                let cb = &mut cols[(c0 - s0) * p * ckk..(c0 - s0 + m) * p * ckk];
+                self.im2col_on(&x[c0 * chw..(c0 + m) * chw], m, cb, false);
+                linalg::matmul_unnoted(o, m * p, ckk, w, false, cb, false, &mut part.tmp, false);
+                // O x (m P) -> m x O x P, adding the bias.
+                let ys = &mut y[(c0 - s0) * o * p..(c0 - s0 + m) * o * p];
+                for (si, yv) in ys.chunks_mut(o * p).enumerate() {
+                    for oc in 0..o {
+                        let bias = b.map_or(0.0, |b| b[oc]);
+                        let t = &part.tmp[oc * m * p + si * p..oc * m * p + (si + 1) * p];
+                        for (v, tv) in yv[oc * p..(oc + 1) * p].iter_mut().zip(t) {
+                            *v = tv + bias;
+                        }
+                    }
+                }
+            }
+        };
+        let t = Self::parts_for(n);
+        self.run_parts(n, t, parts, o * p, y, p * ckk, cols, work);
+        t
+    }
+
+    /// The backward pass of `backward` for `forward_chunked`, from the columns it kept and its
+    /// number of parts `t`. dW
+    /// and db (overwritten) are summed chunk by chunk within each part and the parts' sums
+    /// added in order (a different order of the same sum than `backward`'s: the last bits
+    /// differ); dL/dx, when `dx` is given, through `feedback` (W itself for backprop), each
+    /// value the same sum as `backward`'s.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_chunked(
+        &self,
+        g: &[f32],
+        n: usize,
+        cols: &[f32],
+        t: usize,
+        parts: &mut Vec<ConvPart>,
+        dw: &mut [f32],
+        db: Option<&mut [f32]>,
+        dx: Option<(&[f32], &mut [f32])>,
+    ) {
+        let (p, ckk, o, s) = (self.p(), self.ckk(), self.o, self.chunk_samples());
+        let chw = self.c * self.h * self.w;
+        let wants = super::param_grads_wanted();
+        let has_db = db.is_some();
+        if wants {
+            linalg::note_product(o, ckk, n * p, g, false, cols, true, false);
+        }
+        let (feedback, dx) = match dx {
+            Some((f, d)) => {
+                linalg::note_product(ckk, n * p, o, f, true, g, false, false);
+                (Some(f), &mut d[..n * chw])
+            }
+            None => (None, &mut [][..]),
+        };
+        let per = if feedback.is_some() { chw } else { 0 };
+        let work = |part: &mut ConvPart, s0: usize, s1: usize, dx: &mut [f32], _: &mut [f32]| {
+            part.tmp.resize(o * s * p, 0.0);
+            if wants {
+                part.dw.resize(o * ckk, 0.0);
+                part.db.resize(o, 0.0);
+            }
+            if feedback.is_some() {
+                part.dcols.resize(ckk * s * p, 0.0);
+            }
+            for (ci, (c0, m)) in self.chunks(s0, s1).enumerate() {
+                let mp = m * p;
+                // m x O x P -> O x (m P)
+                for oc in 0..o {
+                    for si in 0..m {
+                        let src = &g[((c0 + si) * o + oc) * p..((c0 + si) * o + oc + 1) * p];
+                        part.tmp[oc * mp + si * p..oc * mp + (si + 1) * p].copy_from_slice(src);
+                    }
+                }
+                let gt = &part.tmp[..o * mp];
+                if wants {
+                    let cb = &cols[c0 * p * ckk..(c0 + m) * p * ckk];
+                    linalg::matmul_unnoted(o, ckk, mp, gt, false, cb, true, &mut part.dw, ci > 0);
+                    if has_db {
+                        for (oc, d) in part.db.iter_mut().enumerate() {
+                            let start = if ci > 0 { *d } else { 0.0 };
+                            *d = gt[oc * mp..(oc + 1) * mp].iter().fold(start, |a, v| a + v);
+                        }
+                    }
+                }
+                if let Some(f) = feedback {
+                    linalg::matmul_unnoted(ckk, mp, o, f, true, gt, false, &mut part.dcols, false);
+                    self.col2im_on(&part.dcols, m, &mut dx[(c0 - s0) * chw..(c0 - s0 + m) * chw], false);
+                }
+            }
+        };
+        self.run_parts(n, t, parts, per, dx, 0, &mut [], work);
+        if wants {
+            dw[..o * ckk].copy_from_slice(&parts[0].dw[..o * ckk]);
+            for part in &parts[1..t] {
+                for (d, v) in dw[..o * ckk].iter_mut().zip(&part.dw) {
+                    *d += v;
+                }
+            }
+            if let Some(db) = db {
+                db[..o].copy_from_slice(&parts[0].db[..o]);
+                for part in &parts[1..t] {
+                    for (d, v) in db[..o].iter_mut().zip(&part.db) {
+                        *d += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +659,116 @@ mod tests {
                 for (a, b) in y[s * 3 * g.p()..(s + 1) * 3 * g.p()].iter().zip(&want) {
                     assert!((a - b).abs() < 1e-4, "{reflect} {stride} {pad}: {a} {b}");
                 }
+            }
+        }
+    }
+
+    /// col2im as the adjoint of im2col, written out by loops: dx[x at (c, y, xx)] collects every
+    /// column entry im2col copied from it.
+    fn naive_col2im(g: &ConvGeom, dcols: &[f32], n: usize) -> Vec<f32> {
+        let (p, np, hw) = (g.p(), n * g.p(), g.h * g.w);
+        let mut dx = vec![0.0; n * g.c * hw];
+        for r in 0..g.ckk() {
+            let (c, i, j) = (r / (g.k * g.k), (r / g.k) % g.k, r % g.k);
+            for s in 0..n {
+                for oy in 0..g.oh() {
+                    for ox in 0..g.ow() {
+                        if let Some((y, xx)) = g.coord(oy, i, g.h).zip(g.coord(ox, j, g.w)) {
+                            dx[s * g.c * hw + c * hw + y * g.w + xx] += dcols[r * np + s * p + oy * g.ow() + ox];
+                        }
+                    }
+                }
+            }
+        }
+        dx
+    }
+
+    fn geoms() -> Vec<ConvGeom> {
+        let mut v = Vec::new();
+        for (reflect, stride, pad, h, w, k) in [
+            (false, 1, 0, 6, 5, 3),
+            (false, 1, 2, 6, 5, 3),
+            (false, 2, 1, 6, 5, 3),
+            (true, 1, 1, 6, 5, 3),
+            // Rows wider than one 16-lane block, padding on both sides of the blocks.
+            (false, 1, 2, 9, 37, 5),
+            (false, 1, 0, 7, 19, 3),
+        ] {
+            v.push(ConvGeom { c: 2, h, w, o: 3, k, stride, pad, reflect });
+        }
+        v
+    }
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        let mut r = crate::rng::Rng::new(2);
+        for g in geoms() {
+            let n = 3;
+            let mut x = vec![0.0; n * g.c * g.h * g.w];
+            let mut dcols = vec![0.0; n * g.p() * g.ckk()];
+            r.fill_normal(&mut x, 1.0);
+            r.fill_normal(&mut dcols, 1.0);
+            let mut dx = vec![f32::NAN; x.len()];
+            g.col2im(&dcols, n, &mut dx);
+            let want = naive_col2im(&g, &dcols, n);
+            if g.reflect {
+                // (Reflected edges add their terms after the row's middle: another order.)
+                for (a, b) in dx.iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{g:?}: {a} {b}");
+                }
+            } else {
+                assert_eq!(dx, want, "{g:?}");
+            }
+            // <im2col(x), dcols> = <x, col2im(dcols)>
+            let mut cols = vec![f32::NAN; dcols.len()];
+            g.im2col(&x, n, &mut cols);
+            let a: f64 = cols.iter().zip(&dcols).map(|(a, b)| (a * b) as f64).sum();
+            let b: f64 = x.iter().zip(&dx).map(|(a, b)| (a * b) as f64).sum();
+            assert!((a - b).abs() < 1e-3 * (1.0 + a.abs()), "{g:?}: {a} {b}");
+        }
+    }
+
+    /// The chunked convolution (cache-sized chunks of the batch split across threads) gives the
+    /// whole-batch convolution's outputs and input gradients bit for bit, and its weight and
+    /// bias gradients up to the order of their sums, at 1, 2 and 3 threads, with a batch that is
+    /// not a whole number of chunks.
+    #[test]
+    fn chunked_convolution_matches_the_whole_batch_one() {
+        let mut r = crate::rng::Rng::new(3);
+        for g in geoms() {
+            let n = 2 * g.chunk_samples() + 1;
+            let (xl, yl) = (g.c * g.h * g.w, g.o * g.p());
+            let mut x = vec![0.0; n * xl];
+            let mut w = vec![0.0; g.o * g.ckk()];
+            let mut b = vec![0.0; g.o];
+            let mut gy = vec![0.0; n * yl];
+            for v in [&mut x, &mut w, &mut b, &mut gy] {
+                r.fill_normal(v, 1.0);
+            }
+            let (mut cols, mut tmp, mut dcols) =
+                (vec![0.0; n * g.p() * g.ckk()], vec![0.0; n * g.p() * g.o], vec![0.0; n * g.p() * g.ckk()]);
+            let mut y = vec![0.0; n * yl];
+            g.forward(&x, n, &w, Some(&b), &mut cols, &mut tmp, &mut y);
+            let (mut dw, mut db, mut dx) = (vec![0.0; w.len()], vec![0.0; g.o], vec![0.0; x.len()]);
+            g.backward(&gy, n, &cols, &mut tmp, &mut dw, Some(&mut db), Some((&w, &mut dcols, &mut dx)));
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| {
+                    let (mut parts, mut ccols, mut y2) = (Vec::new(), vec![0.0; cols.len()], vec![0.0; y.len()]);
+                    let t = g.forward_chunked(&x, n, &w, Some(&b), &mut parts, &mut ccols, &mut y2);
+                    assert_eq!(t, threads);
+                    assert_eq!(y2, y, "{g:?} at {threads} threads");
+                    let (mut dw2, mut db2, mut dx2) = (vec![0.0; w.len()], vec![0.0; g.o], vec![0.0; x.len()]);
+                    g.backward_chunked(&gy, n, &ccols, t, &mut parts, &mut dw2, Some(&mut db2), Some((&w, &mut dx2)));
+                    assert_eq!(dx2, dx, "{g:?} at {threads} threads");
+                    for (a, e) in dw2.iter().zip(&dw).chain(db2.iter().zip(&db)) {
+                        assert!((a - e).abs() <= 1e-4 * (1.0 + e.abs()), "{g:?} at {threads} threads: {a} vs {e}");
+                    }
+                    // The same thread count twice: the same bits.
+                    let (mut dw3, mut db3) = (vec![0.0; w.len()], vec![0.0; g.o]);
+                    g.backward_chunked(&gy, n, &ccols, t, &mut parts, &mut dw3, Some(&mut db3), None);
+                    assert_eq!((dw3, db3), (dw2, db2));
+                });
             }
         }
     }

@@ -246,10 +246,16 @@ pub struct BackwardPart<'a> {
 pub enum Aux {
     #[default]
     None,
+    /// `cols`: the forward pass's im2col columns (whole-batch layout where the workspace keeps
+    /// them for a Hebbian rule, `Workspace::keep_cols`, with `tmp` and `dcols` its scratch;
+    /// else chunk by chunk, `tmp` and `dcols` empty); `parts`, `split`: the chunked
+    /// convolution's scratch and the number of parts its last forward pass used.
     Conv {
         cols: Vec<f32>,
         tmp: Vec<f32>,
         dcols: Vec<f32>,
+        parts: Vec<conv::ConvPart>,
+        split: usize,
     },
     MaxPool {
         arg: Vec<u32>,
@@ -288,9 +294,19 @@ pub struct Workspace {
     pool: Vec<Vec<f32>>,
     /// Sized by `prepare_streaming` (only the input and output slots hold buffers).
     pub streaming: bool,
+    /// Conv layers keep the whole batch's im2col columns after the forward pass (set before
+    /// `prepare`): for the Hebbian rules, whose updates read them. Otherwise (the default) a conv
+    /// layer works its batch in cache-sized chunks split across the threads and keeps no
+    /// columns (`ConvGeom::forward_chunked`).
+    pub keep_cols: bool,
 }
 
 impl Workspace {
+    /// An empty workspace whose conv layers keep the whole batch's im2col columns (`keep_cols`).
+    pub fn keeping_cols() -> Self {
+        Workspace { keep_cols: true, ..Workspace::default() }
+    }
+
     /// The input slot for a batch of `n` samples (fill it, then call `Network::forward`).
     pub fn input_mut(&mut self) -> &mut [f32] {
         let n = self.n;
@@ -314,7 +330,9 @@ impl Workspace {
             .iter()
             .map(|a| match a {
                 Aux::None => 0,
-                Aux::Conv { cols, tmp, dcols } => v(cols) + v(tmp) + v(dcols),
+                Aux::Conv { cols, tmp, dcols, parts, .. } => {
+                    v(cols) + v(tmp) + v(dcols) + parts.iter().map(|p| p.bytes()).sum::<usize>()
+                }
                 Aux::MaxPool { arg } => arg.capacity() * 4,
                 Aux::Bn { xhat, inv_std, .. } => v(xhat) + v(inv_std),
                 Aux::Dropout { mask } => v(mask),
@@ -631,14 +649,19 @@ impl Network {
             match layer {
                 Layer::Conv { geom, .. } if !geom.is_dense() => {
                     if !matches!(ws.aux[i], Aux::Conv { .. }) {
-                        ws.aux[i] = Aux::Conv { cols: vec![], tmp: vec![], dcols: vec![] };
+                        ws.aux[i] = Aux::Conv { cols: vec![], tmp: vec![], dcols: vec![], parts: vec![], split: 1 };
                     }
-                    if let Aux::Conv { cols, tmp, dcols } = &mut ws.aux[i] {
+                    if let Aux::Conv { cols, tmp, dcols, .. } = &mut ws.aux[i] {
                         cols.resize(n * geom.p() * geom.ckk(), 0.0);
-                        if backward {
-                            dcols.resize(n * geom.p() * geom.ckk(), 0.0);
+                        if ws.keep_cols {
+                            if backward {
+                                dcols.resize(n * geom.p() * geom.ckk(), 0.0);
+                            }
+                            tmp.resize(n * geom.p() * geom.o, 0.0);
+                        } else {
+                            // (The chunked convolution sizes its parts' scratch as it runs.)
+                            (*tmp, *dcols) = (Vec::new(), Vec::new());
                         }
-                        tmp.resize(n * geom.p() * geom.o, 0.0);
                     }
                 }
                 Layer::MaxPool(g) => {
@@ -763,9 +786,13 @@ impl Network {
                     }
                 }
                 Layer::Conv { w, b, geom } => {
-                    let Aux::Conv { cols, tmp, .. } = &mut ws.aux[i] else { unreachable!() };
+                    let Aux::Conv { cols, tmp, parts, split, .. } = &mut ws.aux[i] else { unreachable!() };
                     let bias = b.map(|b| params[b].data.as_slice());
-                    geom.forward(x, n, &params[*w].data, bias, cols, tmp, y);
+                    if ws.keep_cols {
+                        geom.forward(x, n, &params[*w].data, bias, cols, tmp, y);
+                    } else {
+                        *split = geom.forward_chunked(x, n, &params[*w].data, bias, parts, cols, y);
+                    }
                 }
                 Layer::MaxPool(g) => {
                     let Aux::MaxPool { arg } = &mut ws.aux[i] else { unreachable!() };
@@ -899,7 +926,7 @@ impl Network {
                     dense_backward(g, x, n, inp, out, grads, *w, *b, need_dx.then(|| (fb(*w), dx)));
                 }
                 Layer::Conv { w, b, geom } => {
-                    let Aux::Conv { cols, tmp, dcols } = &mut aux[i - aux_first] else { unreachable!() };
+                    let Aux::Conv { cols, tmp, dcols, parts, split } = &mut aux[i - aux_first] else { unreachable!() };
                     let (dw, db) = match b {
                         Some(b) => {
                             let (dw, db) = two_mut(grads, *w, *b);
@@ -907,8 +934,13 @@ impl Network {
                         }
                         None => (&mut grads[*w], None),
                     };
-                    let dxs = if need_dx { Some((fb(*w), dcols.as_mut_slice(), dx)) } else { None };
-                    geom.backward(g, n, cols, tmp, dw, db, dxs);
+                    if tmp.is_empty() {
+                        // The chunked forward's columns (`Workspace::keep_cols` off).
+                        geom.backward_chunked(g, n, cols, *split, parts, dw, db, need_dx.then(|| (fb(*w), dx)));
+                    } else {
+                        let dxs = if need_dx { Some((fb(*w), dcols.as_mut_slice(), dx)) } else { None };
+                        geom.backward(g, n, cols, tmp, dw, db, dxs);
+                    }
                 }
                 Layer::Recurrent { wx, wh, b, bh, geom } => {
                     let Aux::Rnn(a) = &mut aux[i - aux_first] else { unreachable!() };

@@ -147,6 +147,7 @@ impl<'a> LayerStep<'a> {
         let (i, np, m): (usize, usize, &'a Workspace) = (self.i, self.n * self.p, self.micro);
         match (&net.layers[i], &m.aux[i]) {
             (Layer::Conv { geom, .. }, crate::nn::Aux::Conv { cols, .. }) if !geom.is_dense() => {
+                assert!(m.keep_cols, "patches: the Hebbian workspace must keep its im2col columns");
                 (&cols[..self.inp * np], true)
             }
             _ => (&m.acts[i][..self.n * self.inp], false),
@@ -288,7 +289,8 @@ impl Hebbian {
             head_params,
             eta: vec![Vec::new(); hebb.len()],
             hebb,
-            micro: Workspace::default(),
+            // The Hebbian updates read each conv layer's im2col columns (`LayerStep::patches`).
+            micro: Workspace::keeping_cols(),
             y: Vec::new(),
             dw: Vec::new(),
             yu: Vec::new(),
