@@ -294,10 +294,10 @@ pub struct Workspace {
     pool: Vec<Vec<f32>>,
     /// Sized by `prepare_streaming` (only the input and output slots hold buffers).
     pub streaming: bool,
-    /// Conv layers keep the whole batch's im2col columns after the forward pass (set before
-    /// `prepare`): for the Hebbian rules, whose updates read them. Otherwise (the default) a conv
-    /// layer works its batch in cache-sized chunks split across the threads and keeps no
-    /// columns (`ConvGeom::forward_chunked`).
+    /// Conv layers keep the whole batch's im2col columns in the whole-batch layout after the
+    /// forward pass (set before `prepare`): for the Hebbian rules, whose updates read them.
+    /// Otherwise (the default) a conv layer works its batch in cache-sized chunks split across
+    /// the threads and keeps its columns chunk by chunk (`ConvGeom::forward_chunked`).
     pub keep_cols: bool,
 }
 
@@ -935,7 +935,8 @@ impl Network {
                         None => (&mut grads[*w], None),
                     };
                     if tmp.is_empty() {
-                        // The chunked forward's columns (`Workspace::keep_cols` off).
+                        // The chunked forward's columns (`Workspace::keep_cols` off: `prepare`
+                        // leaves `tmp` empty).
                         geom.backward_chunked(g, n, cols, *split, parts, dw, db, need_dx.then(|| (fb(*w), dx)));
                     } else {
                         let dxs = if need_dx { Some((fb(*w), dcols.as_mut_slice(), dx)) } else { None };
