@@ -22,7 +22,8 @@ pub trait Settings: Serialize + DeserializeOwned + Default + Clone + 'static {
 /// its `Default` (the rule's preset) and its `Settings` impl, from one list of documented fields
 /// and a check that refuses values that cannot work:
 ///
-/// ```ignore
+/// ```
+/// use biolearn::settings;
 /// settings! {
 ///     /// What these settings are for.
 ///     pub struct MySettings {
@@ -31,6 +32,7 @@ pub trait Settings: Serialize + DeserializeOwned + Default + Clone + 'static {
 ///     }
 ///     check(s) { biolearn::rules::settings::count("steps", s.steps, 10_000) }
 /// }
+/// assert_eq!(MySettings::default().steps, 5);
 /// ```
 /// (The generated code derives serde's traits: a crate using the macro depends on `serde`.)
 #[macro_export]
