@@ -357,8 +357,11 @@ fn dot_products(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32
     let threads = gemm_threads();
     let par = threads > 1 && m * n * k >= PAR_MIN_FLOPS;
     let jb = if par { n.div_ceil(4 * threads).max(1) } else { n };
-    // c transposed (n x m): each block of j is a contiguous chunk.
-    let mut ct = vec![0.0f32; n * m];
+    // c transposed (n x m): each block of j is a contiguous chunk. The buffer is this thread's,
+    // kept between calls (a chunked convolution calls this once per chunk of every step).
+    let mut ct = DOT_SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    ct.clear();
+    ct.resize(n * m, 0.0);
     let block = |t: usize, blk: &mut [f32]| {
         let j0 = t * jb;
         let jn = blk.len() / m;
@@ -380,6 +383,12 @@ fn dot_products(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32
             *v = if accumulate { *v + ct[j * m + i] } else { ct[j * m + i] };
         }
     }
+    DOT_SCRATCH.with(|s| *s.borrow_mut() = ct);
+}
+
+thread_local! {
+    /// `dot_products`' transposed output, reused by the next call on this thread.
+    static DOT_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// out[j m + i] += dot(a row i, b row j) over the first `len` values of each row (rows `stride`
