@@ -49,18 +49,24 @@ impl PoolGeom {
             if self.pad == 0 {
                 return self.max_unpadded(xs, ys, a);
             }
+            // Padded: each window clipped to the input (a padded cell is -inf and never wins),
+            // its first cell taken, then the others compared in row order as selects (random
+            // data mispredicts branches); the first of equal values kept.
             for c in 0..self.c {
                 for oy in 0..oh {
+                    let rows = self.span(oy, self.h);
                     for ox in 0..ow {
-                        let mut best = f32::NEG_INFINITY;
-                        let mut bi = usize::MAX;
-                        for iy in self.span(oy, self.h) {
+                        let cols = self.span(ox, self.w);
+                        debug_assert!(!rows.is_empty() && !cols.is_empty(), "a pooling window inside the padding");
+                        let first = (c * self.h + rows.start) * self.w + cols.start;
+                        let (mut best, mut bi) = (xs[first], first);
+                        for iy in rows.clone() {
                             let row = (c * self.h + iy) * self.w;
-                            for ix in self.span(ox, self.w) {
-                                if xs[row + ix] > best || bi == usize::MAX {
-                                    best = xs[row + ix];
-                                    bi = row + ix;
-                                }
+                            for ix in cols.clone() {
+                                let v = xs[row + ix];
+                                let take = v > best;
+                                best = if take { v } else { best };
+                                bi = if take { row + ix } else { bi };
                             }
                         }
                         let o = (c * oh + oy) * ow + ox;
@@ -236,14 +242,25 @@ mod tests {
         assert_eq!(dx[5], 4.0);
     }
 
-    /// The unpadded fast path against a plain reading of the definition (the first maximum of
-    /// each window in row order; a window whose first cell is NaN gives NaN), on values with
-    /// many ties, for the 2x2 stride-2 case and the general one.
+    /// The unpadded fast path and the padded one against a plain reading of the definition (the
+    /// first maximum of each window's cells inside the input, in row order; a window whose first
+    /// such cell is NaN gives NaN), on values with many ties, for the 2x2 stride-2 case, the
+    /// general one, and padded windows (SoftHebb's 4/2/1).
     #[test]
-    fn unpadded_max_pool_matches_the_definition() {
+    fn max_pool_matches_the_definition() {
         let mut rng = crate::rng::Rng::new(7);
-        for (h, w, k, stride) in [(6, 8, 2, 2), (7, 7, 2, 2), (7, 9, 3, 2), (5, 6, 3, 1), (4, 4, 4, 1)] {
-            let g = PoolGeom { c: 3, h, w, k, stride, pad: 0 };
+        for (h, w, k, stride, pad) in [
+            (6, 8, 2, 2, 0),
+            (7, 7, 2, 2, 0),
+            (7, 9, 3, 2, 0),
+            (5, 6, 3, 1, 0),
+            (4, 4, 4, 1, 0),
+            (8, 8, 4, 2, 1),
+            (7, 9, 4, 2, 1),
+            (6, 5, 3, 1, 1),
+            (9, 9, 5, 3, 2),
+        ] {
+            let g = PoolGeom { c: 3, h, w, k, stride, pad };
             let n = 2;
             let mut x: Vec<f32> = (0..n * g.in_len()).map(|_| rng.below(4) as f32).collect();
             x[0] = f32::NAN;
@@ -256,8 +273,8 @@ mod tests {
                     for oy in 0..g.oh() {
                         for ox in 0..g.ow() {
                             let mut best: Option<(f32, usize)> = None;
-                            for iy in oy * stride..oy * stride + k {
-                                for ix in ox * stride..ox * stride + k {
+                            for iy in (oy * stride).saturating_sub(pad)..(oy * stride + k - pad).min(h) {
+                                for ix in (ox * stride).saturating_sub(pad)..(ox * stride + k - pad).min(w) {
                                     let i = (c * h + iy) * w + ix;
                                     if best.is_none_or(|(b, _)| xs[i] > b) {
                                         best = Some((xs[i], i));
@@ -266,8 +283,8 @@ mod tests {
                             }
                             let (b, bi) = best.unwrap();
                             let o = s * g.out_len() + (c * g.oh() + oy) * g.ow() + ox;
-                            assert_eq!(arg[o] as usize, bi, "{h}x{w} k{k} s{stride} at {o}");
-                            assert!(y[o] == b || (y[o].is_nan() && b.is_nan()), "{h}x{w} k{k} s{stride} at {o}");
+                            assert_eq!(arg[o] as usize, bi, "{h}x{w} k{k} s{stride} p{pad} at {o}");
+                            assert!(y[o] == b || (y[o].is_nan() && b.is_nan()), "{h}x{w} k{k} s{stride} p{pad} at {o}");
                         }
                     }
                 }

@@ -1478,6 +1478,47 @@ mod softhebb {
         }
     }
 
+    /// The blocked soft WTA against a position-by-position reading of its definition, bit for
+    /// bit (activity and sum y u), on positions spanning several blocks, with tied maxima.
+    #[test]
+    fn soft_wta_matches_its_definition_position_by_position() {
+        let mut rng = Rng::new(11);
+        for (n, k, p, anti) in [(2, 5, 150, true), (3, 4, 64, false), (1, 7, 1, true)] {
+            let mut u: Vec<f32> = (0..n * k * p).map(|_| rng.below(5) as f32 * 0.5).collect();
+            u[3] = -1.5;
+            let (mut y, mut yu) = (Vec::new(), vec![9.0; k]);
+            SoftHebb::wta(&u, n, k, p, 0.65, anti, &mut y, &mut yu);
+            let np = n * p;
+            let mut want_yu = vec![0.0f32; k];
+            for s in 0..n {
+                let us = &u[s * k * p..(s + 1) * k * p];
+                for pos in 0..p {
+                    let (mut mx, mut win) = (f32::NEG_INFINITY, 0);
+                    for c in 0..k {
+                        if us[c * p + pos] > mx {
+                            (mx, win) = (us[c * p + pos], c);
+                        }
+                    }
+                    let e: Vec<f32> = (0..k).map(|c| (0.65f32 * (us[c * p + pos] - mx)).exp()).collect();
+                    let mut sum = 0.0f32;
+                    e.iter().for_each(|v| sum += v);
+                    for c in 0..k {
+                        let q = if anti && c != win { -(e[c] / sum) } else { e[c] / sum };
+                        assert_eq!(
+                            y[c * np + s * p + pos].to_bits(),
+                            q.to_bits(),
+                            "n{n} k{k} p{p} at ({s}, {c}, {pos})"
+                        );
+                        want_yu[c] += q * us[c * p + pos];
+                    }
+                }
+            }
+            for c in 0..k {
+                assert_eq!(yu[c].to_bits(), want_yu[c].to_bits(), "sum y u of neuron {c}");
+            }
+        }
+    }
+
     #[test]
     fn anti_hebbian_sign_flips_exactly_the_non_winners() {
         // 2 samples x 3 channels x 2 positions of conv pre-activations (N x C x P).

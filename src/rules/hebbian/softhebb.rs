@@ -3,7 +3,7 @@
 //! bias updates, and the two rules' settings and registry entries. The formulas are in the parent
 //! module's documentation.
 
-use super::{build_hebbian, channel_max, check_common, HebbConfig, Hebbian, LayerStep, Plasticity};
+use super::{build_hebbian, check_common, HebbConfig, Hebbian, LayerStep, Plasticity};
 use crate::nn::{Layer, Network};
 use crate::rng::Rng;
 
@@ -65,29 +65,51 @@ impl Plasticity for SoftWta {
 impl Hebbian {
     /// Soft winner-take-all activity Y (K x (N P)) from u (N x K x P), anti-Hebbian signs for
     /// the non-winners when `anti`; returns sum_{b,pos} y_k u_k per neuron in `yu`.
+    /// Channel-major over blocks of a sample's positions (rows of u and Y contiguous); every
+    /// position's max, winner (the first on ties) and sum run over the channels in order, and
+    /// each `yu` entry sums over (sample, position) in order, as a position-by-position loop would.
     #[allow(clippy::too_many_arguments)]
     pub fn wta(u: &[f32], n: usize, k: usize, p: usize, t_inv: f32, anti: bool, y: &mut Vec<f32>, yu: &mut [f32]) {
+        const B: usize = 64;
         let np = n * p;
         y.resize(k * np, 0.0);
         yu.fill(0.0);
+        let (mut mx, mut win, mut sum) = ([0.0f32; B], [0usize; B], [0.0f32; B]);
         for s in 0..n {
             let us = &u[s * k * p..(s + 1) * k * p];
-            for pos in 0..p {
-                let col = s * p + pos;
-                let (mx, win) = channel_max(us, k, p, pos);
-                let mut sum = 0.0;
+            for p0 in (0..p).step_by(B) {
+                let len = B.min(p - p0);
+                let (mx, win, sum) = (&mut mx[..len], &mut win[..len], &mut sum[..len]);
+                mx.fill(f32::NEG_INFINITY);
+                win.fill(0);
+                sum.fill(0.0);
                 for c in 0..k {
-                    let e = (t_inv * (us[c * p + pos] - mx)).exp();
-                    y[c * np + col] = e;
-                    sum += e;
+                    for ((m, w), &v) in mx.iter_mut().zip(win.iter_mut()).zip(&us[c * p + p0..][..len]) {
+                        if v > *m {
+                            (*m, *w) = (v, c);
+                        }
+                    }
+                }
+                let col = s * p + p0;
+                for c in 0..k {
+                    let yr = &mut y[c * np + col..][..len];
+                    for (((e, &v), m), sm) in yr.iter_mut().zip(&us[c * p + p0..][..len]).zip(mx.iter()).zip(sum.iter_mut()) {
+                        *e = (t_inv * (v - m)).exp();
+                        *sm += *e;
+                    }
                 }
                 for c in 0..k {
-                    let mut v = y[c * np + col] / sum;
-                    if anti && c != win {
-                        v = -v;
+                    let yr = &mut y[c * np + col..][..len];
+                    let mut acc = yu[c];
+                    for (((e, &v), sm), &w) in yr.iter_mut().zip(&us[c * p + p0..][..len]).zip(sum.iter()).zip(win.iter()) {
+                        let mut q = *e / sm;
+                        if anti && c != w {
+                            q = -q;
+                        }
+                        *e = q;
+                        acc += q * v;
                     }
-                    y[c * np + col] = v;
-                    yu[c] += v * us[c * p + pos];
+                    yu[c] = acc;
                 }
             }
         }
