@@ -1338,6 +1338,40 @@ mod softhebb {
         }
     }
 
+    /// An unsupervised epoch's statistics are the untrained read-out's on the micro-batches'
+    /// features, and cover the whole batch even when the update budget runs out inside it: with
+    /// a zero read-out every sample's loss is ln 2 and the prediction is class 0, whatever the
+    /// features. The budget of 2 updates of 4 samples spends itself on 8 of the 12 samples, the
+    /// rest is scored without an update.
+    #[test]
+    fn unsupervised_statistics_cover_the_batch_when_the_budget_runs_out() {
+        let mut net =
+            Builder::new(Shape::new(1, 1, 3), Init::Torch, &mut Rng::new(1)).dense(4, false).dense(2, true).build();
+        let mut c = cfg(false, 1.0, 0.1);
+        (c.hebb_epochs, c.hebb_batch, c.updates) = (1, 4, 2);
+        let mut rule = SoftHebb::new(&net, c).unwrap();
+        rule.init_weights(&mut net, &mut Rng::new(2));
+        let (wr, br) = (net.layers[1].weight().unwrap(), net.layers[1].bias().unwrap());
+        net.params[wr].data.fill(0.0);
+        net.params[br].data.fill(0.0);
+        let mut opt = Optimizer::new(OptimConfig::default(), &net.update_sizes());
+        let (mut ws, mut g) = (Workspace::default(), net.zero_grads());
+        net.prepare(&mut ws, 12);
+        for (i, v) in ws.input_mut().iter_mut().enumerate() {
+            *v = ((i * 7) % 5) as f32 / 5.0;
+        }
+        let labels: Vec<u32> = (0..12).map(|i| u32::from(i % 3 == 0)).collect();
+        let w0 = net.params[0].data.clone();
+        let mut upd = Updater { opt: &mut opt, lr: 0.01, masks: None, device: None };
+        let stats =
+            rule.train_batch(&mut Step::new(&mut net, &mut ws, &labels, Loss::Ce, &mut g, &mut Rng::new(1)), &mut upd);
+        assert_ne!(net.params[0].data, w0, "the Hebbian layer learned");
+        assert!(rule.settled(), "the budget of 2 updates is spent");
+        assert!((stats.loss_sum - 12.0 * 2f64.ln()).abs() < 1e-5, "loss over all 12 samples: {}", stats.loss_sum);
+        assert_eq!(stats.correct, 8, "class 0 predicted for every sample, 8 labels are 0");
+        assert!(net.params[wr].data.iter().all(|&v| v == 0.0), "no read-out update in an unsupervised epoch");
+    }
+
     /// The bias rule by hand: two neurons, two samples, t_inv = 2, uniform priors b = ln(1/2)/2
     /// (e^{t b} = 0.5): db = (sum y - 2 * 0.5) / 0.5 = (0.6, -0.6), scaled to (1, -1). At priors
     /// equal to the mean activities (0.65, 0.35) the change is zero.
@@ -1639,14 +1673,15 @@ mod hebb_wta {
                 *v = pattern[i % 36] + 0.3 * rng.normal();
             }
         };
-        // Wins over the last 200 of 400 batches (the conv output of the read-out's forward pass,
-        // thresholds included).
+        // Wins over the last 200 of 400 batches (the conv output after each batch's updates, in
+        // evaluation mode, thresholds included).
         let (mut y, mut wins, mut total) = (Vec::new(), vec![0.0; 4], vec![0.0f32; 4]);
         for step in 0..400 {
             batch(&net, &mut ws, &mut rng, 16);
             let labels: Vec<u32> = (0..16).map(|i| i % 2).collect();
             let mut upd = Updater { opt: &mut opt, lr: 0.01, masks: None, device: None };
             rule.train_batch(&mut Step::new(&mut net, &mut ws, &labels, Loss::Ce, &mut g, &mut rng), &mut upd);
+            net.forward_layers(&mut ws, 0, 1, false, &mut Rng::new(0));
             Hebbian::hard_wta(&ws.acts[1], 16, 4, 16, &mut y, &mut wins);
             for pos in 0..16 * 16 {
                 assert!((0..4).map(|c| y[c * 16 * 16 + pos]).sum::<f32>() <= 1.0, "one winner at most");

@@ -64,7 +64,9 @@
 //! and the dropout before it) trains on the frozen features (the reference code's order), by
 //! backprop through the read-out only, with the driver's optimiser, its learning-rate schedule
 //! starting at the first read-out epoch (`Rule::schedule_start`); in unsupervised epochs the
-//! read-out is untrained (their test accuracy is chance). Hebbian layers and their batch norms
+//! read-out is untrained (their test accuracy is chance; their training loss and accuracy are the
+//! untrained read-out's on each micro-batch's features before its update, so no second forward
+//! pass is spent on them). Hebbian layers and their batch norms
 //! are in evaluation mode for the read-out; their weights are never touched by the optimiser.
 //!
 //! A one-epoch run (`--epochs 1`, and the online condition's single pass over a stream) has no
@@ -475,8 +477,14 @@ impl Rule for Hebbian {
             (self.epoch_of_count, self.done) = (epoch, 0);
         }
         let (net, ws, y, loss, _, rng) = s.parts();
+        // An unsupervised epoch (not concurrent) trains no read-out: its statistics are the
+        // untrained read-out's, on each micro-batch's features as the Hebbian update sees them
+        // (before it), so no second forward pass over the batch is spent on them.
+        let micro_stats = unsupervised && !concurrent && !labelled;
+        let mut stats = StepStats { loss_sum: 0.0, correct: 0, energy: None };
+        let t = y.len() / ws.n.max(1);
         if unsupervised || labelled {
-            let (n, d) = (ws.n, net.input_shape().len());
+            let (n, d, l) = (ws.n, net.input_shape().len(), net.num_layers());
             let mut start = 0;
             while start < n && !self.spent() {
                 let m = self.cfg.hebb_batch.min(n - start);
@@ -491,6 +499,11 @@ impl Rule for Hebbian {
                 } else {
                     net.forward_layers(&mut self.micro, 0, self.head_lo, true, rng);
                 }
+                if micro_stats {
+                    net.forward_layers(&mut self.micro, self.head_lo, l, false, rng);
+                    let st = super::output_error(net, &mut self.micro, &y[start * t..(start + m) * t], loss);
+                    (stats.loss_sum, stats.correct) = (stats.loss_sum + st.loss_sum, stats.correct + st.correct);
+                }
                 // The Hebbian update is a local change of the weights, through the driver.
                 upd.local(net, |net| self.hebbian_step(net, epoch));
                 start += m;
@@ -498,6 +511,18 @@ impl Rule for Hebbian {
                     self.done += 1;
                 }
             }
+            if micro_stats && start < n {
+                // The update budget ran out inside the batch: the rest of it is only scored
+                // (evaluation mode: no batch statistics move).
+                net.prepare(&mut self.micro, n - start);
+                self.micro.input_mut().copy_from_slice(&ws.acts[0][start * d..n * d]);
+                net.forward_layers(&mut self.micro, 0, l, false, rng);
+                let st = super::output_error(net, &mut self.micro, &y[start * t..n * t], loss);
+                (stats.loss_sum, stats.correct) = (stats.loss_sum + st.loss_sum, stats.correct + st.correct);
+            }
+        }
+        if micro_stats {
+            return stats;
         }
         if labelled {
             // No read-out to train: the statistics are those of the class scores (the
