@@ -4,9 +4,9 @@ the algorithm of biolearn's `pc` at its defaults (Gaussian energies, value nodes
 layer's output, the output clamped to the one-hot label, T inference steps of SGD with momentum
 0.1 at rate 0.1 on the hidden nodes, then the local weight gradients and an SGD-momentum step),
 written the fastest way we know in PyTorch: by hand, no autograd graph, one GEMM per product.
-Per inference step: the predictions of the nodes above the first (L - 1 GEMMs) and the
-backprojected errors (L - 1 GEMMs); after the last step the predictions once more and the weight
-gradients (L GEMMs).
+Per inference step: the predictions of the nodes above the first (L - 1 GEMMs; none at the first
+step, whose nodes are the feed-forward pass's own predictions) and the backprojected errors (L - 1
+GEMMs); after the last step the predictions once more and the weight gradients (L GEMMs).
 
 Training samples/s of one full Fashion-MNIST epoch (60,000 samples), best of --epochs, after 20
 warm-up steps, data in memory, as bench/pytorch_bench.py measures.
@@ -93,8 +93,10 @@ def main():
                 es.append((target if k == L - 1 else xs[k]) - mu)
             return es
 
-        for _ in range(args.steps):
-            es = errors()
+        for t in range(args.steps):
+            # At the feed-forward nodes every hidden error is zero (the predictions are the
+            # nodes): the first step needs the output's error alone, as biolearn computes it.
+            es = [torch.zeros_like(v) for v in xs[:-1]] + [target - xs[-1]] if t == 0 else errors()
             for k in range(L - 1):
                 # dF/dx_k = e_k - relu'(x_k) * W_{k+1}^T e_{k+1}
                 g = es[k] - es[k + 1].mm(ws[k + 1]) * (xs[k] > 0)

@@ -549,6 +549,42 @@ where
     }
 }
 
+/// `wide_fn! { fn name(args) -> R { body } }`: the function `name`, its body compiled three
+/// times (for AVX-512, for AVX2, and for the baseline) and the widest the CPU has chosen at run
+/// time, so its element-wise loops vectorise at that width instead of the baseline's SSE2. For
+/// loops whose every lane computes the scalar expression (Rust never fuses a multiply and an
+/// add, and never reorders a sum), so every path gives the same bits.
+#[macro_export]
+macro_rules! wide_fn {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+                #[target_feature(enable = "avx2")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F (checked above).
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2 (checked above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
 /// y += alpha x, element by element (the lengths must match): compiled for AVX-512 or AVX2 where
 /// the CPU has them (chosen at run time), with a separate multiply and add (no fused
 /// multiply-add), so every path gives the same bits.

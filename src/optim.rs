@@ -113,14 +113,7 @@ impl Optimizer {
         match c.kind {
             OptimizerKind::Sgd => {
                 let kernel = |w: &mut [f32], g: &[f32], m: &mut [f32]| {
-                    for j in 0..w.len() {
-                        let mut d = g[j] + c.weight_decay * w[j];
-                        if c.momentum != 0.0 {
-                            m[j] = if first { d } else { c.momentum * m[j] + d };
-                            d = if c.nesterov { d + c.momentum * m[j] } else { m[j] };
-                        }
-                        w[j] -= lr * d;
-                    }
+                    sgd_kernel(w, g, m, lr, c.weight_decay, c.momentum, first, c.nesterov)
                 };
                 if par {
                     w.par_chunks_mut(CH)
@@ -309,5 +302,35 @@ mod tests {
         let s = Schedule { kind: ScheduleKind::Cosine, ..Default::default() };
         assert_eq!(s.lr(2.0, 0, 10), 2.0);
         assert!((s.lr(2.0, 5, 10) - 1.0).abs() < 1e-6);
+    }
+}
+
+crate::wide_fn! {
+    /// SGD's step on one slice: d = g + wd w; with momentum m = d (first step) or mom m + d, the
+    /// step m (Nesterov: d + mom m); w -= lr step. Zipped slices and the branches outside the
+    /// loops, so each loop vectorises, every lane computing the scalar expression.
+    fn sgd_kernel(w: &mut [f32], g: &[f32], m: &mut [f32], lr: f32, wd: f32, mom: f32, first: bool, nesterov: bool) {
+        let it = w.iter_mut().zip(g).zip(m.iter_mut());
+        match (mom != 0.0, first, nesterov) {
+            (false, ..) => it.for_each(|((w, &g), _)| *w -= lr * (g + wd * *w)),
+            (true, true, false) => it.for_each(|((w, &g), m)| {
+                *m = g + wd * *w;
+                *w -= lr * *m;
+            }),
+            (true, false, false) => it.for_each(|((w, &g), m)| {
+                *m = mom * *m + (g + wd * *w);
+                *w -= lr * *m;
+            }),
+            (true, true, true) => it.for_each(|((w, &g), m)| {
+                let d = g + wd * *w;
+                *m = d;
+                *w -= lr * (d + mom * *m);
+            }),
+            (true, false, true) => it.for_each(|((w, &g), m)| {
+                let d = g + wd * *w;
+                *m = mom * *m + d;
+                *w -= lr * (d + mom * *m);
+            }),
+        }
     }
 }

@@ -82,13 +82,36 @@ impl Activation {
     /// activation chosen once outside the loop so that each arm vectorises. The same arithmetic
     /// as `g * df(x, y)` per element.
     pub fn backward_slice(&self, x: &[f32], y: &[f32], g: &[f32], d: &mut [f32]) {
+        backward_wide(*self, x, y, g, d)
+    }
+
+    /// y = f(x) element-wise over a slice, the activation chosen once outside the loop (the same
+    /// arithmetic as `f` per element).
+    pub fn forward_slice(&self, x: &[f32], y: &mut [f32]) {
+        forward_wide(*self, x, y)
+    }
+}
+
+crate::wide_fn! {
+    fn backward_wide(a: Activation, x: &[f32], y: &[f32], g: &[f32], d: &mut [f32]) {
         let it = d.iter_mut().zip(g).zip(x.iter().zip(y));
-        match self {
+        match a {
             Activation::Relu => it.for_each(|((d, g), (x, _))| *d = g * if *x > 0.0 { 1.0 } else { 0.0 }),
             Activation::Tanh => it.for_each(|((d, g), (_, y))| *d = g * (1.0 - y * y)),
             Activation::Sigmoid => it.for_each(|((d, g), (_, y))| *d = g * (y * (1.0 - y))),
             Activation::Identity => it.for_each(|((d, g), _)| *d = g * 1.0),
             a => it.for_each(|((d, g), (x, y))| *d = g * a.df(*x, *y)),
+        }
+    }
+}
+
+crate::wide_fn! {
+    fn forward_wide(a: Activation, x: &[f32], y: &mut [f32]) {
+        let it = y.iter_mut().zip(x);
+        match a {
+            Activation::Relu => it.for_each(|(y, x)| *y = x.max(0.0)),
+            Activation::Identity => it.for_each(|(y, x)| *y = *x),
+            a => it.for_each(|(y, x)| *y = a.f(*x)),
         }
     }
 }

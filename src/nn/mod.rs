@@ -823,11 +823,7 @@ impl Network {
                 Layer::AvgPool(g) => g.avg_forward(x, n, y),
                 Layer::Act(a) => {
                     let a = *a;
-                    linalg::par_zip(y, x, |_, o, inp| {
-                        for (ov, iv) in o.iter_mut().zip(inp) {
-                            *ov = a.f(*iv);
-                        }
-                    });
+                    linalg::par_zip(y, x, |_, o, inp| a.forward_slice(inp, o));
                 }
                 Layer::Compete(g) => g.forward(x, n, y),
                 Layer::SampleNorm => samplenorm::forward(x, n, x.len() / n.max(1), y),

@@ -136,6 +136,11 @@ pub struct PredictiveCoding {
     /// The driver's loss of the batch (its output node's distribution: categorical, or a VAE's
     /// Bernoulli pixels).
     loss: Loss,
+    /// The first `fresh` blocks' predictions mu_k (and the activations inside them) are those of
+    /// the current nodes and weights, so `predict` starts after them: all of them after the
+    /// feed-forward pass, block 0 alone once the nodes move (its input is the data), none once
+    /// the weights change (incremental PC).
+    fresh: usize,
 }
 
 impl PredictiveCoding {
@@ -169,6 +174,7 @@ impl PredictiveCoding {
             trace: Vec::new(),
             node_rates: Vec::new(),
             loss: Loss::Ce,
+            fresh: 0,
         })
     }
 
@@ -182,8 +188,11 @@ impl PredictiveCoding {
 
     /// mu_k for every node from the current x (the input feeds node 0), replaying the
     /// feed-forward pass's randomness (a VAE latent's eps; PC refuses dropout and batch norm).
+    /// Blocks whose prediction is still current (`fresh`) are not recomputed: node 0's depends
+    /// on the data and the weights alone, so it is computed once per batch (standard PC), and
+    /// the first refresh after the feed-forward pass computes nothing.
     fn predict(&mut self, net: &mut Network, ws: &mut Workspace) {
-        for k in 0..self.pos.len() {
+        for k in self.fresh..self.pos.len() {
             let (s, e) = (self.start(k), self.pos[k]);
             if k > 0 {
                 let len = self.x[k - 1].len();
@@ -193,6 +202,7 @@ impl PredictiveCoding {
             let len = self.mu[k].len();
             self.mu[k].copy_from_slice(&ws.acts[e][..len]);
         }
+        self.fresh = self.pos.len();
     }
 
     /// Errors e_k = x_k - mu_k (hidden) and the output error; returns the energy (batch sum).
@@ -200,10 +210,7 @@ impl PredictiveCoding {
         let kk = self.pos.len() - 1;
         let mut energy = 0.0f64;
         for k in 0..kk {
-            for ((e, x), m) in errs[k].iter_mut().zip(&self.x[k]).zip(&self.mu[k]) {
-                *e = x - m;
-                energy += 0.5 * (*e as f64) * (*e as f64);
-            }
+            energy += gaussian_errors(&mut errs[k], &self.x[k], &self.mu[k]);
         }
         let mu = &self.mu[kk];
         let e = &mut errs[kk];
@@ -241,6 +248,39 @@ impl PredictiveCoding {
     }
 }
 
+crate::wide_fn! {
+    /// e = x - mu, element by element; returns sum e^2 / 2 in f64, summed in 32 interleaved
+    /// partial sums (element i into sum i mod 32) added at the end, so the sum vectorises and
+    /// four vector additions run at once (one running sum is a chain of dependent additions, as
+    /// long as the node).
+    fn gaussian_errors(e: &mut [f32], x: &[f32], mu: &[f32]) -> f64 {
+        const L: usize = 32;
+        let mut acc = [0.0f64; L];
+        let n = e.len() / L * L;
+        for ((ec, xc), mc) in e[..n].chunks_exact_mut(L).zip(x[..n].chunks_exact(L)).zip(mu[..n].chunks_exact(L)) {
+            for i in 0..L {
+                ec[i] = xc[i] - mc[i];
+                acc[i] += 0.5 * f64::from(ec[i]) * f64::from(ec[i]);
+            }
+        }
+        for (i, ((ev, xv), mv)) in e[n..].iter_mut().zip(&x[n..]).zip(&mu[n..]).enumerate() {
+            *ev = xv - mv;
+            acc[i] += 0.5 * f64::from(*ev) * f64::from(*ev);
+        }
+        acc.iter().sum()
+    }
+}
+
+crate::wide_fn! {
+    /// One state step of a node: v = momentum v + (e + b), x -= gamma v, element by element.
+    fn node_step(x: &mut [f32], v: &mut [f32], e: &[f32], b: &[f32], mom: f32, gamma: f32) {
+        for (((x, v), ev), b) in x.iter_mut().zip(v.iter_mut()).zip(e).zip(b) {
+            *v = mom * *v + (ev + b);
+            *x -= gamma * *v;
+        }
+    }
+}
+
 impl PredictiveCoding {
     /// Feed-forward initialisation of every node; returns the driver's loss stats.
     fn init_nodes(&mut self, net: &mut Network, ws: &mut Workspace, y: &[u32], loss: Loss, rng: &mut Rng) -> StepStats {
@@ -260,6 +300,7 @@ impl PredictiveCoding {
             }
         }
         self.trace.clear();
+        self.fresh = self.pos.len();
         stats
     }
 
@@ -299,11 +340,9 @@ impl PredictiveCoding {
         let mom = self.cfg.momentum;
         for k in 0..self.pos.len() - 1 {
             let gamma = rates[k];
-            for (((x, v), ev), b) in self.x[k].iter_mut().zip(&mut self.vel[k]).zip(&errs[k]).zip(&self.back[k]) {
-                *v = mom * *v + (ev + b);
-                *x -= gamma * *v;
-            }
+            node_step(&mut self.x[k], &mut self.vel[k], &errs[k], &self.back[k], mom, gamma);
         }
+        self.fresh = self.fresh.min(1);
     }
 
     /// dF/dW of every block at the current nodes and errors, mean over the batch's `labels`
@@ -406,6 +445,7 @@ impl PredictiveCoding {
                 // A move of 1e-3 of the nodes' norm (at least 1e-3): large against f32 rounding,
                 // small against the energy's nonlinearity.
                 let eps = 1e-3 * xn.max(1.0) / vn;
+                self.fresh = self.fresh.min(1);
                 for (k, (x, x0)) in self.x.iter_mut().zip(&saved).enumerate() {
                     for (a, (b, d)) in x.iter_mut().zip(x0.iter().zip(&v[spans[k].clone()])) {
                         *a = b + (eps * *d as f64) as f32;
@@ -440,6 +480,7 @@ impl PredictiveCoding {
         for (x, x0) in self.x.iter_mut().zip(&saved) {
             x.copy_from_slice(x0);
         }
+        self.fresh = self.fresh.min(1);
         let c = if per_node { 0.5 } else { 1.0 };
         let rates = lambdas
             .iter()
@@ -472,6 +513,7 @@ impl PredictiveCoding {
                 // Both gradients from the same errors, then both steps.
                 self.weight_grads(net, ws, errs, grads, y.len());
                 u.apply(net, grads);
+                self.fresh = 0;
             }
             self.move_nodes(errs, &rates);
             prev = energy;
