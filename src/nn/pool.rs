@@ -132,6 +132,57 @@ impl PoolGeom {
         }
     }
 
+    /// `avg_forward` of one sample without padding: each window's rows summed left to right
+    /// from -0.0 (as `Iterator::sum`), the row sums added to 0.0 in order, then scaled: the
+    /// general path's arithmetic without its per-window clipping; 2 x 2 windows at stride 2
+    /// (LeNet's and conv3's pools) written out.
+    fn avg_unpadded(&self, xs: &[f32], ys: &mut [f32], scale: f32) {
+        let (oh, ow, k, st, w) = (self.oh(), self.ow(), self.k, self.stride, self.w);
+        for c in 0..self.c {
+            let plane = c * self.h * w;
+            for oy in 0..oh {
+                let top = plane + oy * st * w;
+                let yr = &mut ys[(c * oh + oy) * ow..][..ow];
+                if k == 2 && st == 2 {
+                    let (r0, r1) = (&xs[top..top + w], &xs[top + w..top + 2 * w]);
+                    for (ox, yv) in yr.iter_mut().enumerate() {
+                        let j = 2 * ox;
+                        *yv = ((0.0 + (-0.0 + r0[j] + r0[j + 1])) + (-0.0 + r1[j] + r1[j + 1])) * scale;
+                    }
+                    continue;
+                }
+                for (ox, yv) in yr.iter_mut().enumerate() {
+                    let mut acc = 0.0f32;
+                    for iy in 0..k {
+                        let row = top + iy * w + ox * st;
+                        let mut sum = -0.0f32;
+                        xs[row..row + k].iter().for_each(|v| sum += v);
+                        acc += sum;
+                    }
+                    *yv = acc * scale;
+                }
+            }
+        }
+    }
+
+    /// `avg_backward` of one sample whose windows tile the input (no padding, stride = k): each
+    /// covered input cell receives its one window's g / k^2, added to the 0 it starts at.
+    fn avg_back_tiled(&self, gs: &[f32], d: &mut [f32], scale: f32) {
+        let (oh, ow, k, w) = (self.oh(), self.ow(), self.k, self.w);
+        for c in 0..self.c {
+            for oy in 0..oh {
+                let gr = &gs[(c * oh + oy) * ow..][..ow];
+                for iy in 0..k {
+                    let row = &mut d[(c * self.h + oy * k + iy) * w..][..ow * k];
+                    for (cells, gv) in row.chunks_exact_mut(k).zip(gr) {
+                        let v = gv * scale;
+                        cells.iter_mut().for_each(|c| *c += v);
+                    }
+                }
+            }
+        }
+    }
+
     pub fn max_backward(&self, g: &[f32], n: usize, arg: &[u32], dx: &mut [f32]) {
         let (ol, il) = (self.out_len(), self.in_len());
         linalg::par_rows(&mut dx[..n * il], il, |s, d| {
@@ -148,6 +199,9 @@ impl PoolGeom {
         let scale = 1.0 / (self.k * self.k) as f32;
         linalg::par_rows(&mut y[..n * ol], ol, |s, ys| {
             let xs = &x[s * il..(s + 1) * il];
+            if self.pad == 0 {
+                return self.avg_unpadded(xs, ys, scale);
+            }
             for c in 0..self.c {
                 for oy in 0..oh {
                     for ox in 0..ow {
@@ -171,6 +225,9 @@ impl PoolGeom {
         linalg::par_rows(&mut dx[..n * il], il, |s, d| {
             d.fill(0.0);
             let gs = &g[s * ol..(s + 1) * ol];
+            if self.pad == 0 && self.stride == self.k {
+                return self.avg_back_tiled(gs, d, scale);
+            }
             for c in 0..self.c {
                 for oy in 0..oh {
                     for ox in 0..ow {
@@ -240,6 +297,61 @@ mod tests {
         assert_eq!(dx[0], 1.0);
         assert_eq!(dx[1], 2.0);
         assert_eq!(dx[5], 4.0);
+    }
+
+    /// The unpadded average pooling paths (2 x 2 stride 2 written out, the general one, and the
+    /// tiled backward) give the padded general path's bits, signed zeros included.
+    #[test]
+    fn unpadded_avg_pool_paths_match_the_general_one() {
+        let mut rng = crate::rng::Rng::new(9);
+        for (h, w, k, stride) in [(6, 8, 2, 2), (7, 7, 2, 2), (7, 9, 3, 2), (6, 6, 3, 3), (5, 6, 3, 1)] {
+            let g = PoolGeom { c: 3, h, w, k, stride, pad: 0 };
+            let n = 2;
+            let vals = [0.0f32, -0.0, 1.5, -2.25, 3.0e-3];
+            let x: Vec<f32> = (0..n * g.in_len()).map(|_| vals[rng.below(5)] * (1.0 + rng.uniform())).collect();
+            let (mut fast, mut slow) = (vec![0.0; n * g.out_len()], vec![0.0; n * g.out_len()]);
+            g.avg_forward(&x, n, &mut fast);
+            let general = |x: &[f32], s: usize, ys: &mut [f32]| {
+                let xs = &x[s * g.in_len()..(s + 1) * g.in_len()];
+                for c in 0..g.c {
+                    for oy in 0..g.oh() {
+                        for ox in 0..g.ow() {
+                            let mut acc = 0.0;
+                            for iy in g.span(oy, h) {
+                                let cols = g.span(ox, w);
+                                acc +=
+                                    xs[(c * h + iy) * w + cols.start..(c * h + iy) * w + cols.end].iter().sum::<f32>();
+                            }
+                            ys[(c * g.oh() + oy) * g.ow() + ox] = acc * (1.0 / (k * k) as f32);
+                        }
+                    }
+                }
+            };
+            for s in 0..n {
+                general(&x, s, &mut slow[s * g.out_len()..(s + 1) * g.out_len()]);
+            }
+            let bits = |v: &[f32]| v.iter().map(|a| a.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&slow), "forward {h}x{w} k{k} s{stride}");
+            let gy: Vec<f32> = (0..n * g.out_len()).map(|_| vals[rng.below(5)]).collect();
+            let mut dx = vec![7.0; n * g.in_len()];
+            g.avg_backward(&gy, n, &mut dx);
+            let mut want = vec![0.0f32; n * g.in_len()];
+            for s in 0..n {
+                for c in 0..g.c {
+                    for oy in 0..g.oh() {
+                        for ox in 0..g.ow() {
+                            let gv = gy[s * g.out_len() + (c * g.oh() + oy) * g.ow() + ox] * (1.0 / (k * k) as f32);
+                            for iy in g.span(oy, h) {
+                                for ix in g.span(ox, w) {
+                                    want[s * g.in_len() + (c * h + iy) * w + ix] += gv;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            assert_eq!(bits(&dx), bits(&want), "backward {h}x{w} k{k} s{stride}");
+        }
     }
 
     /// The unpadded fast path and the padded one against a plain reading of the definition (the
