@@ -166,20 +166,24 @@ impl PoolGeom {
     }
 
     /// `avg_backward` of one sample whose windows tile the input (no padding, stride = k): each
-    /// covered input cell receives its one window's g / k^2, added to the 0 it starts at.
+    /// covered input cell is written once, 0 + its window's g / k^2 (the general path's sum
+    /// from 0, signed zeros included); the cells no window covers (the right and bottom
+    /// margins) are 0.
     fn avg_back_tiled(&self, gs: &[f32], d: &mut [f32], scale: f32) {
-        let (oh, ow, k, w) = (self.oh(), self.ow(), self.k, self.w);
+        let (h, oh, ow, k, w) = (self.h, self.oh(), self.ow(), self.k, self.w);
         for c in 0..self.c {
             for oy in 0..oh {
                 let gr = &gs[(c * oh + oy) * ow..][..ow];
                 for iy in 0..k {
-                    let row = &mut d[(c * self.h + oy * k + iy) * w..][..ow * k];
-                    for (cells, gv) in row.chunks_exact_mut(k).zip(gr) {
+                    let row = &mut d[(c * h + oy * k + iy) * w..][..w];
+                    for (cells, gv) in row[..ow * k].chunks_exact_mut(k).zip(gr) {
                         let v = gv * scale;
-                        cells.iter_mut().for_each(|c| *c += v);
+                        cells.iter_mut().for_each(|c| *c = 0.0 + v);
                     }
+                    row[ow * k..].fill(0.0);
                 }
             }
+            d[(c * h + oh * k) * w..(c + 1) * h * w].fill(0.0);
         }
     }
 
@@ -223,11 +227,11 @@ impl PoolGeom {
         let (oh, ow) = (self.oh(), self.ow());
         let scale = 1.0 / (self.k * self.k) as f32;
         linalg::par_rows(&mut dx[..n * il], il, |s, d| {
-            d.fill(0.0);
             let gs = &g[s * ol..(s + 1) * ol];
             if self.pad == 0 && self.stride == self.k {
                 return self.avg_back_tiled(gs, d, scale);
             }
+            d.fill(0.0);
             for c in 0..self.c {
                 for oy in 0..oh {
                     for ox in 0..ow {
