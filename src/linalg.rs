@@ -549,6 +549,136 @@ where
     }
 }
 
+/// v = e^v in place. With AVX-512, 16 lanes at a time: e^x = 2^n e^r, n = round(x log2 e),
+/// r = x - n ln 2 (ln 2 in two parts), e^r by Cephes' degree-6 polynomial on |r| <= ln 2 / 2,
+/// 2^n applied by `scalef` (exact, into subnormals and 0); x clamped to [-104, 89] (NaN passes
+/// through). Within 1.5 ulp of e^x where it is normal (tested); without
+/// AVX-512, `f32::exp` per element. Used where the exponentials dominate (SoftHebb's soft WTA);
+/// not bit-identical with `f32::exp`.
+pub fn exp_in_place(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked above).
+            return unsafe { exp_avx512(v) };
+        }
+    }
+    v.iter_mut().for_each(|a| *a = a.exp());
+}
+
+/// v = v^p where v > 0, else 0 (a triangle's relu(z)^p), in place: e^(p ln v) with AVX-512
+/// (ln v = ln m + e ln 2 from `getexp` / `getmant`, m in [sqrt(1/2), sqrt(2)), Cephes' logf
+/// polynomial; p ln v carried in two parts into `exp_in_place`'s exponential), within 2 ulp of
+/// v^p for v in [1e-30, 1e30] and p in [0.25, 2] (tested); without AVX-512, `f32::powf` per
+/// element. Not bit-identical with `f32::powf`.
+pub fn relu_pow_in_place(v: &mut [f32], p: f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked above).
+            return unsafe { relu_pow_avx512(v, p) };
+        }
+    }
+    v.iter_mut().for_each(|a| *a = if *a > 0.0 { a.powf(p) } else { 0.0 });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn exp16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    exp16_parts(x, std::arch::x86_64::_mm512_setzero_ps())
+}
+
+/// e^(x + lo) for a small correction `lo` (|lo| well below 1) carried outside x's rounding.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn exp16_parts(x: std::arch::x86_64::__m512, lo: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    // max/min return their second operand when either is NaN: NaN passes through.
+    let x = _mm512_min_ps(_mm512_set1_ps(89.0), _mm512_max_ps(_mm512_set1_ps(-104.0), x));
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
+        x,
+        _mm512_set1_ps(std::f32::consts::LOG2_E),
+    ));
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+    let r = _mm512_add_ps(_mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r), lo);
+    let mut p = _mm512_set1_ps(1.987_569_1e-4);
+    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    }
+    let p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+    _mm512_scalef_ps(p, n)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn exp_avx512(v: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let mut chunks = v.chunks_exact_mut(16);
+    for c in &mut chunks {
+        _mm512_storeu_ps(c.as_mut_ptr(), exp16(_mm512_loadu_ps(c.as_ptr())));
+    }
+    let rest = chunks.into_remainder();
+    let m: __mmask16 = ((1u32 << rest.len()) - 1) as u16;
+    let x = _mm512_maskz_loadu_ps(m, rest.as_ptr());
+    _mm512_mask_storeu_ps(rest.as_mut_ptr(), m, exp16(x));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn relu_pow16(z: std::arch::x86_64::__m512, p: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(z, _mm512_setzero_ps());
+    let one = _mm512_set1_ps(1.0);
+    // z = m 2^e, m in [1, 2); then m in [sqrt(1/2), sqrt(2)).
+    let mut e = _mm512_getexp_ps(z);
+    let mut m = _mm512_getmant_ps::<_MM_MANT_NORM_1_2, _MM_MANT_SIGN_SRC>(z);
+    let big = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(m, _mm512_set1_ps(std::f32::consts::SQRT_2));
+    m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5));
+    e = _mm512_mask_add_ps(e, big, e, one);
+    let f = _mm512_sub_ps(m, one);
+    let mut q = _mm512_set1_ps(7.037_683_6e-2);
+    for c in [
+        -1.151_461e-1,
+        1.167_699_9e-1,
+        -1.242_014_1e-1,
+        1.424_932_3e-1,
+        -1.666_805_8e-1,
+        2.000_071_4e-1,
+        -2.499_999_4e-1,
+        3.333_333e-1,
+    ] {
+        q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(c));
+    }
+    let f2 = _mm512_mul_ps(f, f);
+    // ln m = f - f^2 / 2 + f^3 q; ln z = ln m + e ln 2 (ln 2 in two parts).
+    let lnm = _mm512_add_ps(f, _mm512_fmadd_ps(_mm512_mul_ps(f2, f), q, _mm512_mul_ps(_mm512_set1_ps(-0.5), f2)));
+    // ln z = e ln2_hi (exact: ln2_hi has 9 bits, |e| <= 150) + lo; p ln z as t + t_lo with
+    // the product's rounding error kept (an FMA), so the exponential's argument is exact to
+    // the ulp of its reduced part, not of p ln z.
+    let hi = _mm512_mul_ps(e, _mm512_set1_ps(0.693_359_4));
+    let lo = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.121_944_4e-4), lnm);
+    let t = _mm512_mul_ps(p, hi);
+    let t_lo = _mm512_fmadd_ps(p, lo, _mm512_fmsub_ps(p, hi, t));
+    let hi_part = _mm512_add_ps(t, t_lo);
+    let lo_part = _mm512_sub_ps(t_lo, _mm512_sub_ps(hi_part, t));
+    _mm512_maskz_mov_ps(pos, exp16_parts(hi_part, lo_part))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn relu_pow_avx512(v: &mut [f32], p: f32) {
+    use std::arch::x86_64::*;
+    let pv = _mm512_set1_ps(p);
+    let mut chunks = v.chunks_exact_mut(16);
+    for c in &mut chunks {
+        _mm512_storeu_ps(c.as_mut_ptr(), relu_pow16(_mm512_loadu_ps(c.as_ptr()), pv));
+    }
+    let rest = chunks.into_remainder();
+    let m: __mmask16 = ((1u32 << rest.len()) - 1) as u16;
+    let z = _mm512_maskz_loadu_ps(m, rest.as_ptr());
+    _mm512_mask_storeu_ps(rest.as_mut_ptr(), m, relu_pow16(z, pv));
+}
+
 /// `wide_fn! { fn name(args) -> R { body } }`: the function `name`, its body compiled three
 /// times (for AVX-512, for AVX2, and for the baseline) and the widest the CPU has chosen at run
 /// time, so its element-wise loops vectorise at that width instead of the baseline's SSE2. For
@@ -637,6 +767,54 @@ pub fn add_col_sums(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
 
 #[cfg(test)]
 mod tests {
+    /// The vectorised e^x and relu(z)^p against f64 references over dense sweeps: e^x within 1.5
+    /// ulp where normal (and 0 far below; 0.98 measured), z^p within 2 ulp of its size (1.3
+    /// measured), 0 where z <= 0, NaN kept.
+    #[test]
+    fn vector_exp_and_power_are_within_a_few_ulp() {
+        let ulp = |a: f32, want: f64| {
+            ((a as f64 - want) / (want.abs() as f32).max(f32::MIN_POSITIVE) as f64 * (1u32 << 23) as f64).abs()
+        };
+        let xs: Vec<f32> =
+            (0..200_001).map(|i| -100.0 + 188.0 * i as f32 / 200_000.0).chain([0.0, -0.0, -1e-8, 1e-8]).collect();
+        let mut v = xs.clone();
+        exp_in_place(&mut v);
+        let mut worst = 0.0f64;
+        for (&x, &e) in xs.iter().zip(&v) {
+            let want = (x as f64).exp();
+            if want >= f32::MIN_POSITIVE as f64 && want < f32::MAX as f64 {
+                worst = worst.max(
+                    ulp(e, want)
+                        / 2.0f64.powi(((want.log2().floor()) as i32).clamp(-126, 127) - (want.log2().floor() as i32)),
+                );
+            }
+        }
+        assert!(worst <= 1.5, "e^x: worst {worst} ulp");
+        let mut far = [-110.0f32, -200.0, f32::NAN];
+        exp_in_place(&mut far);
+        assert!(far[0] == 0.0 && far[1] == 0.0 && far[2].is_nan(), "{far:?}");
+        for p in [0.7f32, 1.4, 0.25, 2.0] {
+            let zs: Vec<f32> = (0..100_001)
+                .map(|i| 10f32.powf(-30.0 + 60.0 * i as f32 / 100_000.0))
+                .chain([-1.0, 0.0, -0.0, f32::NAN])
+                .collect();
+            let mut v = zs.clone();
+            relu_pow_in_place(&mut v, p);
+            let mut worst = 0.0f64;
+            for (&z, &y) in zs.iter().zip(&v) {
+                if z > 0.0 {
+                    let want = (z as f64).powf(p as f64);
+                    if want >= f32::MIN_POSITIVE as f64 && want < f32::MAX as f64 {
+                        worst = worst.max(ulp(y, want));
+                    }
+                } else {
+                    assert_eq!(y, 0.0, "relu(z)^p at z = {z}");
+                }
+            }
+            assert!(worst <= 2.0, "z^{p}: worst {worst} ulp");
+        }
+    }
+
     use super::*;
     use crate::rng::Rng;
 

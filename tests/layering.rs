@@ -64,6 +64,9 @@ fn modules_depend_only_on_lower_layers() {
             if name == "settings" {
                 name = "rules".into(); // `crate::settings!`: the macro rules exports
             }
+            if name == "wide_fn" {
+                name = "linalg".into(); // `crate::wide_fn!`: the macro linalg exports
+            }
             if name.is_empty() || name == top {
                 continue;
             }

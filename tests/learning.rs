@@ -370,8 +370,10 @@ fn a_training_step_counts_its_multiply_adds() {
     // pass N (64x8 + 8x10), the output layer's weight gradient and its input gradient (8x10 each),
     // the first layer's weight gradient (64x8) and no gradient for the input: N (2x64x8 + 3x8x10)
     // = 2528 per step. FA's backward is the same shape. PC-FPA adds a back-projection per
-    // inference step (predictions fixed: no forward); PC recomputes its predictions at every one
-    // of its inference steps (near-BP preset): measured 2.7 BP steps here.
+    // inference step (predictions fixed: no forward); PC adds per inference step a
+    // back-projection and the predictions above node 0 (node 0's depends on the data and the
+    // weights only: computed once per batch), its tolerance stopping inference after a few
+    // steps (near-BP preset): measured 1.26 BP steps here (2.7 when every step recomputed node 0).
     let run = |rule: &str| {
         let t: toml::Table =
             format!("rule = '{rule}'\narch = 'mlp:8'\nepochs = 1\nbatch = 2\nthreads = 1").parse().unwrap();
@@ -385,7 +387,7 @@ fn a_training_step_counts_its_multiply_adds() {
     let (pc, steps) = run("pc");
     eprintln!("multiply-adds per step: BP 2528, PC-FPA {}, PC {}", fpa / 719, pc / 719);
     assert!(fpa > 719 * 2528 && fpa < 2 * 719 * 2528, "{fpa}");
-    assert!(pc > 2 * 719 * 2528 && steps == 719, "{pc}");
+    assert!(pc > fpa && pc < 2 * 719 * 2528 && steps == 719, "{pc}");
 }
 
 /// The feedback-alignment family on BioTorch's LeNet at each rule's tuned rate

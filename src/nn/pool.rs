@@ -381,6 +381,12 @@ mod tests {
             let mut x: Vec<f32> = (0..n * g.in_len()).map(|_| rng.below(4) as f32).collect();
             x[0] = f32::NAN;
             x[5] = f32::NAN;
+            // NaNs anywhere in later windows too (a window's first cell or not, alone or paired).
+            for i in (9..x.len()).step_by(13) {
+                x[i] = f32::NAN;
+            }
+            let l = x.len();
+            x[l - 2] = f32::NAN;
             let (mut y, mut arg) = (vec![0.0; n * g.out_len()], vec![0u32; n * g.out_len()]);
             g.max_forward(&x, n, &mut y, &mut arg);
             for s in 0..n {
