@@ -209,8 +209,8 @@ impl PredictiveCoding {
     fn errors(&self, errs: &mut [Vec<f32>], y: &[u32], classes: usize) -> f64 {
         let kk = self.pos.len() - 1;
         let mut energy = 0.0f64;
-        for k in 0..kk {
-            energy += gaussian_errors(&mut errs[k], &self.x[k], &self.mu[k]);
+        for ((e, x), mu) in errs[..kk].iter_mut().zip(&self.x).zip(&self.mu) {
+            energy += gaussian_errors(e, x, mu);
         }
         let mu = &self.mu[kk];
         let e = &mut errs[kk];
