@@ -55,12 +55,20 @@ pub fn serial<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// The threads this thread's products and element-wise helpers may split across: the pool's,
+/// or 1 inside `serial`.
 fn gemm_threads() -> usize {
     if SERIAL.with(|s| s.get()) {
         1
     } else {
         rayon::current_num_threads()
     }
+}
+
+/// Whether an element-wise pass over `len` values splits across the pool's threads: long
+/// enough, and not inside `serial` (work already split across the threads).
+pub fn par_elementwise(len: usize) -> bool {
+    len >= PAR_MIN_LEN && gemm_threads() > 1
 }
 
 /// Multiply-adds (m n k) of every `matmul` this thread has called: a training step's dense and
@@ -508,7 +516,7 @@ pub fn par_chunks_mut<F>(v: &mut [f32], f: F)
 where
     F: Fn(usize, &mut [f32]) + Sync + Send,
 {
-    if v.len() < PAR_MIN_LEN || rayon::current_num_threads() == 1 {
+    if !par_elementwise(v.len()) {
         for (i, c) in v.chunks_mut(CHUNK).enumerate() {
             f(i * CHUNK, c);
         }
@@ -523,7 +531,7 @@ where
     F: Fn(usize, &mut [f32], &[f32]) + Sync + Send,
 {
     assert_eq!(out.len(), inp.len());
-    if out.len() < PAR_MIN_LEN || rayon::current_num_threads() == 1 {
+    if !par_elementwise(out.len()) {
         for (i, (o, x)) in out.chunks_mut(CHUNK).zip(inp.chunks(CHUNK)).enumerate() {
             f(i * CHUNK, o, x);
         }
@@ -532,7 +540,8 @@ where
     }
 }
 
-/// Run `f(row_index, row)` over the rows of a row-major matrix, in parallel when large.
+/// Run `f(row_index, row)` over the rows of a row-major matrix, in parallel when large (and not
+/// inside `serial`).
 pub fn par_rows<F>(v: &mut [f32], row_len: usize, f: F)
 where
     F: Fn(usize, &mut [f32]) + Sync + Send,
@@ -540,7 +549,7 @@ where
     if row_len == 0 {
         return;
     }
-    if v.len() < PAR_MIN_LEN || rayon::current_num_threads() == 1 {
+    if !par_elementwise(v.len()) {
         for (i, r) in v.chunks_mut(row_len).enumerate() {
             f(i, r);
         }

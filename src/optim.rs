@@ -109,7 +109,7 @@ impl Optimizer {
         let first = t == 1;
         let m = &mut self.m[idx];
         let v = &mut self.v[idx];
-        let par = w.len() >= 1 << 15 && rayon::current_num_threads() > 1;
+        let par = crate::linalg::par_elementwise(w.len());
         match c.kind {
             OptimizerKind::Sgd => {
                 let kernel = |w: &mut [f32], g: &[f32], m: &mut [f32]| {

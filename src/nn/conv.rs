@@ -310,41 +310,29 @@ impl ConvGeom {
     }
 
     /// `t` (O x (n P), a product's layout) to `y` (n x O x P, sample-major), adding the bias;
-    /// samples split across the pool's threads when `par`.
-    fn to_samples(&self, t: &[f32], n: usize, b: Option<&[f32]>, y: &mut [f32], par: bool) {
+    /// samples split across the pool's threads (`linalg::par_rows`: not inside `linalg::serial`).
+    fn to_samples(&self, t: &[f32], n: usize, b: Option<&[f32]>, y: &mut [f32]) {
         let (o, p) = (self.o, self.p());
         let np = n * p;
-        let one = |s: usize, ys: &mut [f32]| {
+        linalg::par_rows(&mut y[..n * o * p], o * p, |s, ys| {
             for oc in 0..o {
                 let bias = b.map_or(0.0, |b| b[oc]);
                 for (v, tv) in ys[oc * p..(oc + 1) * p].iter_mut().zip(&t[oc * np + s * p..oc * np + (s + 1) * p]) {
                     *v = tv + bias;
                 }
             }
-        };
-        let y = &mut y[..n * o * p];
-        if par {
-            linalg::par_rows(y, o * p, one);
-        } else {
-            y.chunks_mut(o * p).enumerate().for_each(|(s, ys)| one(s, ys));
-        }
+        });
     }
 
     /// `g` (n x O x P) to `gt` (O x (n P)), the inverse of `to_samples` without the bias;
-    /// channels split across the pool's threads when `par`.
-    fn to_channels(&self, g: &[f32], n: usize, gt: &mut [f32], par: bool) {
+    /// channels split across the pool's threads as `to_samples`.
+    fn to_channels(&self, g: &[f32], n: usize, gt: &mut [f32]) {
         let (o, p) = (self.o, self.p());
-        let one = |oc: usize, row: &mut [f32]| {
+        linalg::par_rows(&mut gt[..o * n * p], n * p, |oc, row| {
             for s in 0..n {
                 row[s * p..(s + 1) * p].copy_from_slice(&g[(s * o + oc) * p..(s * o + oc + 1) * p]);
             }
-        };
-        let gt = &mut gt[..o * n * p];
-        if par {
-            linalg::par_rows(gt, n * p, one);
-        } else {
-            gt.chunks_mut(n * p).enumerate().for_each(|(oc, row)| one(oc, row));
-        }
+        });
     }
 
     /// y (N x O x P) = conv(x); `cols` (CKK x N P) and `tmp` (O x N P) are scratch.
@@ -363,7 +351,7 @@ impl ConvGeom {
         let np = n * p;
         self.im2col(x, n, cols);
         linalg::matmul(o, np, ckk, w, false, cols, false, tmp, false);
-        self.to_samples(tmp, n, b, y, true);
+        self.to_samples(tmp, n, b, y);
     }
 
     /// Given dL/dy (N x O x P) and the forward's `cols`: dW (overwritten), db (overwritten),
@@ -381,14 +369,14 @@ impl ConvGeom {
     ) {
         let (p, ckk, o) = (self.p(), self.ckk(), self.o);
         let np = n * p;
-        self.to_channels(g, n, tmp, true);
+        self.to_channels(g, n, tmp);
         let gt = &tmp[..o * np];
         // (Skipped under `without_param_grads`: activity gradients only.)
         if super::param_grads_wanted() {
             linalg::matmul(o, ckk, np, gt, false, cols, true, dw, false);
             if let Some(db) = db {
                 let sum = |oc: usize, d: &mut f32| *d = gt[oc * np..(oc + 1) * np].iter().sum::<f32>();
-                if o * np >= linalg::PAR_MIN_LEN && rayon::current_num_threads() > 1 {
+                if linalg::par_elementwise(o * np) {
                     use rayon::prelude::*;
                     db.par_iter_mut().enumerate().for_each(|(oc, d)| sum(oc, d));
                 } else {
@@ -531,7 +519,7 @@ impl ConvGeom {
                 let cb = &mut cols[(c0 - s0) * p * ckk..(c0 - s0 + m) * p * ckk];
                 self.im2col_on(&x[c0 * chw..(c0 + m) * chw], m, cb, false);
                 linalg::matmul_unnoted(o, m * p, ckk, w, false, cb, false, &mut part.tmp, false);
-                self.to_samples(&part.tmp, m, b, &mut y[(c0 - s0) * o * p..], false);
+                self.to_samples(&part.tmp, m, b, &mut y[(c0 - s0) * o * p..]);
             }
         };
         let t = Self::parts_for(n);
@@ -583,7 +571,7 @@ impl ConvGeom {
             }
             for (ci, (c0, m)) in self.chunks(s0, s1).enumerate() {
                 let mp = m * p;
-                self.to_channels(&g[c0 * o * p..], m, &mut part.tmp, false);
+                self.to_channels(&g[c0 * o * p..], m, &mut part.tmp);
                 let gt = &part.tmp[..o * mp];
                 if wants {
                     let cb = &cols[c0 * p * ckk..(c0 + m) * p * ckk];

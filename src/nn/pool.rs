@@ -77,7 +77,7 @@ impl PoolGeom {
             }
         };
         let (y, arg) = (&mut y[..n * ol], &mut arg[..n * ol]);
-        if n * il >= linalg::PAR_MIN_LEN && rayon::current_num_threads() > 1 {
+        if linalg::par_elementwise(n * il) {
             use rayon::prelude::*;
             y.par_chunks_mut(ol).zip(arg.par_chunks_mut(ol)).enumerate().for_each(|(s, (ys, a))| one(s, ys, a));
         } else {
