@@ -46,12 +46,12 @@ impl PoolGeom {
         let (oh, ow) = (self.oh(), self.ow());
         let one = |s: usize, ys: &mut [f32], a: &mut [u32]| {
             let xs = &x[s * il..(s + 1) * il];
-            if self.pad == 0 {
-                return self.max_unpadded(xs, ys, a);
+            if self.pad == 0 && self.k == 2 && self.stride == 2 {
+                return self.max_2x2(xs, ys, a);
             }
-            // Padded: each window clipped to the input (a padded cell is -inf and never wins),
-            // its first cell taken, then the others compared in row order as selects (random
-            // data mispredicts branches); the first of equal values kept.
+            // Each window clipped to the input (a padded cell is -inf and never wins), its first
+            // cell taken, then the others compared in row order as selects (random data
+            // mispredicts branches); the first of equal values kept.
             for c in 0..self.c {
                 for oy in 0..oh {
                     let rows = self.span(oy, self.h);
@@ -87,43 +87,24 @@ impl PoolGeom {
         }
     }
 
-    /// `max_forward` of one sample without padding (every window inside the input): the same
-    /// comparisons in the same order (row by row within a window, the first of equal values
-    /// kept, NaN propagating from a window's first cell), written as selects instead of branches,
-    /// which random data mispredicts.
-    fn max_unpadded(&self, xs: &[f32], ys: &mut [f32], a: &mut [u32]) {
-        let (oh, ow, k, st, w) = (self.oh(), self.ow(), self.k, self.stride, self.w);
+    /// `max_forward` of one sample for 2 x 2 windows at stride 2 without padding (LeNet's and
+    /// the Hebbian nets' pools): the general path's comparisons in the same order (row by row,
+    /// the first of equal values kept, NaN propagating from a window's first cell), unrolled.
+    fn max_2x2(&self, xs: &[f32], ys: &mut [f32], a: &mut [u32]) {
+        let (oh, ow, w) = (self.oh(), self.ow(), self.w);
         for c in 0..self.c {
-            let plane = c * self.h * w;
             for oy in 0..oh {
                 let o0 = (c * oh + oy) * ow;
                 let (yr, ar) = (&mut ys[o0..o0 + ow], &mut a[o0..o0 + ow]);
-                let top = plane + oy * st * w;
-                if k == 2 && st == 2 {
-                    let (r0, r1) = (&xs[top..top + w], &xs[top + w..top + 2 * w]);
-                    for (ox, (yv, av)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
-                        let j = 2 * ox;
-                        let (mut best, mut bi) = (r0[j], top + j);
-                        for (v, idx) in [(r0[j + 1], top + j + 1), (r1[j], top + w + j), (r1[j + 1], top + w + j + 1)] {
-                            let take = v > best;
-                            best = if take { v } else { best };
-                            bi = if take { idx } else { bi };
-                        }
-                        *yv = best;
-                        *av = bi as u32;
-                    }
-                    continue;
-                }
+                let top = (c * self.h + 2 * oy) * w;
+                let (r0, r1) = (&xs[top..top + w], &xs[top + w..top + 2 * w]);
                 for (ox, (yv, av)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
-                    let first = top + ox * st;
-                    let (mut best, mut bi) = (xs[first], first);
-                    for iy in 0..k {
-                        let row = first + iy * w;
-                        for (ix, &v) in xs[row..row + k].iter().enumerate() {
-                            let take = v > best;
-                            best = if take { v } else { best };
-                            bi = if take { row + ix } else { bi };
-                        }
+                    let j = 2 * ox;
+                    let (mut best, mut bi) = (r0[j], top + j);
+                    for (v, idx) in [(r0[j + 1], top + j + 1), (r1[j], top + w + j), (r1[j + 1], top + w + j + 1)] {
+                        let take = v > best;
+                        best = if take { v } else { best };
+                        bi = if take { idx } else { bi };
                     }
                     *yv = best;
                     *av = bi as u32;
@@ -132,34 +113,18 @@ impl PoolGeom {
         }
     }
 
-    /// `avg_forward` of one sample without padding: each window's rows summed left to right
-    /// from -0.0 (as `Iterator::sum`), the row sums added to 0.0 in order, then scaled: the
-    /// general path's arithmetic without its per-window clipping; 2 x 2 windows at stride 2
-    /// (LeNet's and conv3's pools) written out.
-    fn avg_unpadded(&self, xs: &[f32], ys: &mut [f32], scale: f32) {
-        let (oh, ow, k, st, w) = (self.oh(), self.ow(), self.k, self.stride, self.w);
+    /// `avg_forward` of one sample for 2 x 2 windows at stride 2 without padding (LeNet's and
+    /// conv3's pools): the general path's arithmetic in the same order (each window row summed
+    /// from -0.0, as `Iterator::sum`, the row sums added to 0.0, then scaled), unrolled.
+    fn avg_2x2(&self, xs: &[f32], ys: &mut [f32], scale: f32) {
+        let (oh, ow, w) = (self.oh(), self.ow(), self.w);
         for c in 0..self.c {
-            let plane = c * self.h * w;
             for oy in 0..oh {
-                let top = plane + oy * st * w;
-                let yr = &mut ys[(c * oh + oy) * ow..][..ow];
-                if k == 2 && st == 2 {
-                    let (r0, r1) = (&xs[top..top + w], &xs[top + w..top + 2 * w]);
-                    for (ox, yv) in yr.iter_mut().enumerate() {
-                        let j = 2 * ox;
-                        *yv = ((0.0 + (-0.0 + r0[j] + r0[j + 1])) + (-0.0 + r1[j] + r1[j + 1])) * scale;
-                    }
-                    continue;
-                }
-                for (ox, yv) in yr.iter_mut().enumerate() {
-                    let mut acc = 0.0f32;
-                    for iy in 0..k {
-                        let row = top + iy * w + ox * st;
-                        let mut sum = -0.0f32;
-                        xs[row..row + k].iter().for_each(|v| sum += v);
-                        acc += sum;
-                    }
-                    *yv = acc * scale;
+                let top = (c * self.h + 2 * oy) * w;
+                let (r0, r1) = (&xs[top..top + w], &xs[top + w..top + 2 * w]);
+                for (ox, yv) in ys[(c * oh + oy) * ow..][..ow].iter_mut().enumerate() {
+                    let j = 2 * ox;
+                    *yv = ((0.0 + (-0.0 + r0[j] + r0[j + 1])) + (-0.0 + r1[j] + r1[j + 1])) * scale;
                 }
             }
         }
@@ -203,8 +168,8 @@ impl PoolGeom {
         let scale = 1.0 / (self.k * self.k) as f32;
         linalg::par_rows(&mut y[..n * ol], ol, |s, ys| {
             let xs = &x[s * il..(s + 1) * il];
-            if self.pad == 0 {
-                return self.avg_unpadded(xs, ys, scale);
+            if self.pad == 0 && self.k == 2 && self.stride == 2 {
+                return self.avg_2x2(xs, ys, scale);
             }
             for c in 0..self.c {
                 for oy in 0..oh {
@@ -303,8 +268,8 @@ mod tests {
         assert_eq!(dx[5], 4.0);
     }
 
-    /// The unpadded average pooling paths (2 x 2 stride 2 written out, the general one, and the
-    /// tiled backward) give the padded general path's bits, signed zeros included.
+    /// Average pooling's fast paths (2 x 2 at stride 2 written out, the tiled backward) and its
+    /// general path give a plain reading of the definition's bits, signed zeros included.
     #[test]
     fn unpadded_avg_pool_paths_match_the_general_one() {
         let mut rng = crate::rng::Rng::new(9);
@@ -358,7 +323,7 @@ mod tests {
         }
     }
 
-    /// The unpadded fast path and the padded one against a plain reading of the definition (the
+    /// The 2 x 2 fast path and the general one against a plain reading of the definition (the
     /// first maximum of each window's cells inside the input, in row order; a window whose first
     /// such cell is NaN gives NaN), on values with many ties, for the 2x2 stride-2 case, the
     /// general one, and padded windows (SoftHebb's 4/2/1).
