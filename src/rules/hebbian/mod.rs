@@ -80,7 +80,7 @@
 
 use super::{Phase, Prediction, Rule, Step, StepStats, Updater};
 use crate::linalg;
-use crate::nn::{Layer, Network, Workspace};
+use crate::nn::{Layer, Loss, Network, Workspace};
 use crate::rng::Rng;
 
 mod instar;
@@ -438,6 +438,15 @@ impl Hebbian {
     }
 }
 
+/// Adds to `stats` the loss and correct answers of the network's output on `ws`'s samples
+/// (labels `y`), after an evaluation-mode forward pass from layer `lo` to the output.
+fn score(net: &mut Network, ws: &mut Workspace, lo: usize, y: &[u32], loss: Loss, rng: &mut Rng, stats: &mut StepStats) {
+    net.forward_layers(ws, lo, net.num_layers(), false, rng);
+    let st = super::output_error(net, ws, y, loss);
+    stats.loss_sum += st.loss_sum;
+    stats.correct += st.correct;
+}
+
 /// The largest of the K channel values at position `pos` of one sample (K x P), and its channel
 /// (the first on ties).
 pub(super) fn channel_max(us: &[f32], k: usize, p: usize, pos: usize) -> (f32, usize) {
@@ -484,7 +493,7 @@ impl Rule for Hebbian {
         let mut stats = StepStats { loss_sum: 0.0, correct: 0, energy: None };
         let t = y.len() / ws.n.max(1);
         if unsupervised || labelled {
-            let (n, d, l) = (ws.n, net.input_shape().len(), net.num_layers());
+            let (n, d) = (ws.n, net.input_shape().len());
             let mut start = 0;
             while start < n && !self.spent() {
                 let m = self.cfg.hebb_batch.min(n - start);
@@ -500,9 +509,7 @@ impl Rule for Hebbian {
                     net.forward_layers(&mut self.micro, 0, self.head_lo, true, rng);
                 }
                 if micro_stats {
-                    net.forward_layers(&mut self.micro, self.head_lo, l, false, rng);
-                    let st = super::output_error(net, &mut self.micro, &y[start * t..(start + m) * t], loss);
-                    (stats.loss_sum, stats.correct) = (stats.loss_sum + st.loss_sum, stats.correct + st.correct);
+                    score(net, &mut self.micro, self.head_lo, &y[start * t..(start + m) * t], loss, rng, &mut stats);
                 }
                 // The Hebbian update is a local change of the weights, through the driver.
                 upd.local(net, |net| self.hebbian_step(net, epoch));
@@ -516,9 +523,7 @@ impl Rule for Hebbian {
                 // (evaluation mode: no batch statistics move).
                 net.prepare(&mut self.micro, n - start);
                 self.micro.input_mut().copy_from_slice(&ws.acts[0][start * d..n * d]);
-                net.forward_layers(&mut self.micro, 0, l, false, rng);
-                let st = super::output_error(net, &mut self.micro, &y[start * t..n * t], loss);
-                (stats.loss_sum, stats.correct) = (stats.loss_sum + st.loss_sum, stats.correct + st.correct);
+                score(net, &mut self.micro, 0, &y[start * t..n * t], loss, rng, &mut stats);
             }
         }
         if micro_stats {
