@@ -1,18 +1,25 @@
 #!/usr/bin/env python3
 """PyTorch reference for predictive coding's speed (issue 18, item 4): supervised PC on an MLP,
-the algorithm of biolearn's `pc` at its defaults (Gaussian energies, value nodes at every weight
-layer's output, the output clamped to the one-hot label, T inference steps of SGD with momentum
-0.1 at rate 0.1 on the hidden nodes, then the local weight gradients and an SGD-momentum step),
-written the fastest way we know in PyTorch: by hand, no autograd graph, one GEMM per product.
-Per inference step: the predictions of the nodes above the first (L - 1 GEMMs; none at the first
-step, whose nodes are the feed-forward pass's own predictions) and the backprojected errors (L - 1
-GEMMs); after the last step the predictions once more and the weight gradients (L GEMMs).
+the algorithm of biolearn's `pc` (value nodes at every weight layer's output, T inference steps
+of SGD with momentum on the hidden nodes, then the local weight gradients and an SGD-momentum
+step), written the fastest way we know in PyTorch: by hand, no autograd graph, one GEMM per
+product. Its defaults are PcSettings' own (Gaussian output energy, the output clamped to the
+one-hot label, state rate 0.1, state momentum 0.1); `--energy ce --beta 0.1 --gamma 0.3
+--state-momentum 0.5` is biolearn's `pc` preset (beta x cross-entropy at a categorical output
+node, the weight update divided by beta). Per inference step: the predictions of the nodes above
+the first (L - 1 GEMMs; none at the first step, whose nodes are the feed-forward pass's own
+predictions) and the backprojected errors (L - 1 GEMMs); after the last step the predictions
+once more and the weight gradients (L GEMMs).
 
 Training samples/s of one full Fashion-MNIST epoch (60,000 samples), best of --epochs, after 20
 warm-up steps, data in memory, as bench/pytorch_bench.py measures.
 Usage: python3 bench/pc_torch.py --hidden 128,128,128 --steps 5 --threads 1
-Its biolearn counterpart: biolearn bench --data fashion-mnist --rules pc --archs mlp:128,128,128
-  --threads 1 --set pc_steps=5 --set pc_tol=0
+Its biolearn counterpart (`bench` applies the pc preset unless told otherwise, so the settings
+are spelled out): biolearn bench --data fashion-mnist --rules pc --archs mlp:128,128,128
+  --threads 1 --set pc_steps=5 --set pc_tol=0 --set pc_energy=gaussian --set pc_beta=1
+  --set pc_gamma=0.1 --set pc_momentum=0.1
+and of the preset (`python3 bench/pc_torch.py --energy ce --beta 0.1 --gamma 0.3
+--state-momentum 0.5`): the same without the last four settings.
 """
 import argparse
 import gzip
@@ -30,6 +37,10 @@ def parse_args():
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--gamma", type=float, default=0.1)
     p.add_argument("--state-momentum", type=float, default=0.1)
+    p.add_argument("--energy", choices=["gaussian", "ce"], default="gaussian",
+                   help="output energy: gaussian (output clamped to the one-hot label, times beta) or ce "
+                        "(beta x cross-entropy: a categorical output node, as biolearn's pc preset)")
+    p.add_argument("--beta", type=float, default=1.0, help="output nudge; the weight update is divided by it")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--batch", type=int, default=128)
@@ -86,17 +97,22 @@ def main():
         target = eye[yb]
         vel = [torch.zeros_like(v) for v in xs[:-1]]
 
+        def top_error(mu):
+            if args.energy == "ce":
+                return args.beta * (target - torch.softmax(mu, dim=1))
+            return args.beta * (target - mu)
+
         def errors():
             es = [xs[0] - mu0]
             for k in range(1, L):
                 mu = torch.addmm(bs[k], torch.relu(xs[k - 1]), ws[k].t())
-                es.append((target if k == L - 1 else xs[k]) - mu)
+                es.append(top_error(mu) if k == L - 1 else xs[k] - mu)
             return es
 
         for t in range(args.steps):
             # At the feed-forward nodes every hidden error is zero (the predictions are the
             # nodes): the first step needs the output's error alone, as biolearn computes it.
-            es = [torch.zeros_like(v) for v in xs[:-1]] + [target - xs[-1]] if t == 0 else errors()
+            es = [torch.zeros_like(v) for v in xs[:-1]] + [top_error(xs[-1])] if t == 0 else errors()
             for k in range(L - 1):
                 # dF/dx_k = e_k - relu'(x_k) * W_{k+1}^T e_{k+1}
                 g = es[k] - es[k + 1].mm(ws[k + 1]) * (xs[k] > 0)
@@ -105,8 +121,8 @@ def main():
         es = errors()
         for k in range(L):
             inp = xb if k == 0 else torch.relu(xs[k - 1])
-            gw = -es[k].t().mm(inp) / m
-            gb = -es[k].sum(0) / m
+            gw = -es[k].t().mm(inp) / (m * args.beta)
+            gb = -es[k].sum(0) / (m * args.beta)
             vw[k].mul_(args.momentum).add_(gw)
             vb[k].mul_(args.momentum).add_(gb)
             ws[k].sub_(args.lr * vw[k])
@@ -125,7 +141,7 @@ def main():
         for s in range(0, n, bsz):
             step(xs_[s:s + bsz], ys_[s:s + bsz])
         times.append(time.perf_counter() - t0)
-    print(json.dumps({"hidden": args.hidden, "steps": args.steps, "threads": args.threads, "batch": bsz,
+    print(json.dumps({"hidden": args.hidden, "steps": args.steps, "energy": args.energy, "beta": args.beta, "threads": args.threads, "batch": bsz,
                       "samples_per_s": round(n / min(times), 1), "epoch_seconds": [round(t, 3) for t in times],
                       "torch_version": torch.__version__}))
 

@@ -364,7 +364,13 @@ fn dot_products(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32
     const KC: usize = 2048;
     let threads = gemm_threads();
     let par = threads > 1 && m * n * k >= PAR_MIN_FLOPS;
-    let jb = if par { n.div_ceil(4 * threads).max(1) } else { n };
+    // Four blocks per thread for balance, unless that leaves blocks of fewer than 4 columns (an
+    // MLP's output layer: 10): then one block per thread.
+    let jb = match n.div_ceil(4 * threads) {
+        _ if !par => n,
+        jb if jb < 4 => n.div_ceil(threads),
+        jb => jb,
+    };
     // c transposed (n x m): each block of j is a contiguous chunk. The buffer is this thread's,
     // kept between calls (a chunked convolution calls this once per chunk of every step).
     let mut ct = DOT_SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
@@ -460,8 +466,31 @@ unsafe fn dot_tiles_avx512(a: &[f32], m: usize, b: &[f32], n: usize, stride: usi
             }
         }
     }
+    // The last columns (fewer than 4 rows of b) in tiles of 4 rows of a by 1 row of b: four
+    // independent accumulators where one entry at a time is one chain of dependent additions.
     for j in n4..n {
-        for i in 0..m {
+        let pb = b.as_ptr().add(j * stride);
+        for i in (0..m4).step_by(4) {
+            let mut acc = [_mm512_setzero_ps(); 4];
+            let pa = a.as_ptr().add(i * stride);
+            let mut p = 0;
+            while p < full {
+                // SAFETY: p + 16 <= len, and every row read starts inside the asserted bounds.
+                let bv = _mm512_loadu_ps(pb.add(p));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(r * stride + p)), bv, *acc);
+                }
+                p += L;
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                let mut lanes = [0.0f32; L];
+                _mm512_storeu_ps(lanes.as_mut_ptr(), *acc);
+                let ar = &a[(i + r) * stride..(i + r) * stride + len];
+                let br = &b[j * stride..j * stride + len];
+                out[j * m + i + r] += finish_lanes(&lanes, ar, br, full);
+            }
+        }
+        for i in m4..m {
             dot_lane_sum(a, i, b, j, stride, len, m, out);
         }
     }
@@ -884,7 +913,8 @@ mod tests {
     #[test]
     fn dot_products_sum_each_entry_one_fixed_way() {
         let mut r = Rng::new(9);
-        for &(m, n, k) in &[(6, 25, 5000), (16, 150, 4111), (5, 7, 1030), (9, 6, 2048)] {
+        for &(m, n, k) in &[(6, 25, 5000), (16, 150, 4111), (5, 7, 1030), (9, 6, 2048), (12, 10, 1030), (13, 10, 2100)]
+        {
             let mut a = vec![0.0; m * k];
             let mut b = vec![0.0; n * k];
             r.fill_normal(&mut a, 1.0);

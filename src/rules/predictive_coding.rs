@@ -198,9 +198,18 @@ impl PredictiveCoding {
                 let len = self.x[k - 1].len();
                 ws.acts[s][..len].copy_from_slice(&self.x[k - 1]);
             }
-            net.forward_replay_layers(ws, s, e);
-            let len = self.mu[k].len();
-            self.mu[k].copy_from_slice(&ws.acts[e][..len]);
+            if k + 1 < self.pos.len() {
+                // A hidden node's prediction is written straight into mu_k (its buffer stands in
+                // for the block's output slot), not copied out: the slot's own content is
+                // overwritten by x_k as the next block's input in this same loop.
+                std::mem::swap(&mut ws.acts[e], &mut self.mu[k]);
+                net.forward_replay_layers(ws, s, e);
+                std::mem::swap(&mut ws.acts[e], &mut self.mu[k]);
+            } else {
+                net.forward_replay_layers(ws, s, e);
+                let len = self.mu[k].len();
+                self.mu[k].copy_from_slice(&ws.acts[e][..len]);
+            }
         }
         self.fresh = self.pos.len();
     }
@@ -233,9 +242,13 @@ impl PredictiveCoding {
                 }
                 Energy::Ce => {
                     let mx = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-                    let sum: f32 = z.iter().map(|v| (v - mx).exp()).sum();
+                    // Each exponential once: kept in the error slots until the sum is known.
+                    for (ev, v) in es.iter_mut().zip(z) {
+                        *ev = (v - mx).exp();
+                    }
+                    let sum: f32 = es.iter().sum();
                     for (j, ev) in es.iter_mut().enumerate() {
-                        let p = (z[j] - mx).exp() / sum;
+                        let p = *ev / sum;
                         let t = if j == label as usize { 1.0 } else { 0.0 };
                         *ev = self.cfg.beta * (t - p);
                     }
@@ -329,8 +342,11 @@ impl PredictiveCoding {
             // Only J^T e: the blocks' weight gradients would be thrown away (`weight_grads`
             // computes them, overwriting, from the errors it is given).
             crate::nn::without_param_grads(|| net.backward(ws, grads, s, e, None, true));
+            // Taken, not copied: the next block down (k - 1) starts by overwriting grads[s], its
+            // output gradient, with its own errors.
             let len = self.back[k - 1].len();
-            self.back[k - 1].copy_from_slice(&ws.grads[s][..len]);
+            ws.grads[s].truncate(len);
+            std::mem::swap(&mut self.back[k - 1], &mut ws.grads[s]);
         }
     }
 
