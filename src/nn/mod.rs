@@ -409,11 +409,7 @@ fn recurrent_grads(
 
 /// y = x W^T + b for a batch of n rows (W: out x inp).
 pub fn dense_forward(x: &[f32], n: usize, inp: usize, out: usize, w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
-    match b {
-        Some(bias) => linalg::par_rows(y, out, |_, row| row.copy_from_slice(bias)),
-        None => y.fill(0.0),
-    }
-    linalg::matmul(n, out, inp, x, false, w, true, y, true);
+    linalg::matmul_bias_nt(n, out, inp, x, w, b, y);
 }
 
 thread_local! {
