@@ -300,7 +300,7 @@ pub fn matmul_unnoted(
             // SAFETY: as below; the blocks write disjoint parts of C, each block's operand
             // pointers offset to its first row (column), inside the asserted bounds.
             unsafe {
-                gemm::gemm(
+                gemm_f32(
                     rows,
                     cols_n,
                     k,
@@ -314,11 +314,6 @@ pub fn matmul_unnoted(
                     (rp as *const f32).offset(r_off),
                     rhs_cs,
                     rhs_rs,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
                     Parallelism::None,
                 );
             }
@@ -328,7 +323,7 @@ pub fn matmul_unnoted(
     // SAFETY: the asserts above guarantee every index the strides reach lies inside the slices;
     // `c` is exclusively borrowed and does not alias `a` or `b`.
     unsafe {
-        gemm::gemm(
+        gemm_f32(
             mm,
             nn,
             k,
@@ -342,11 +337,6 @@ pub fn matmul_unnoted(
             rhs.as_ptr(),
             rhs_cs,
             rhs_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
             par,
         );
     }
@@ -405,7 +395,7 @@ pub fn matmul_bias_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], bias: 
         // SAFETY: the asserts above bound every read: rows c0..c0 + nb of b (n x k), rows
         // r0..r0 + mb of a (m x k); ct is this block's own mb x nb buffer, column-major.
         unsafe {
-            gemm::gemm(
+            gemm_f32(
                 mb,
                 nb,
                 k,
@@ -419,11 +409,6 @@ pub fn matmul_bias_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], bias: 
                 b.as_ptr().add(c0 * k),
                 k as isize,
                 1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
                 Parallelism::None,
             );
         }
@@ -512,6 +497,35 @@ unsafe fn transpose_tiles_avx512(src: &[f32], rows: usize, r16: usize, c16: usiz
 thread_local! {
     /// `matmul_bias_nt`'s column-major block, reused by the next call on this thread.
     static COL_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `gemm::gemm` as every product here calls it: dst = dst (when `read_dst`) + lhs rhs, no
+/// conjugation, operands given by pointer and (column, row) strides.
+///
+/// # Safety
+/// As `gemm::gemm`: every index the strides reach lies inside its operand; dst does not alias
+/// lhs or rhs.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_f32(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_cs: isize,
+    dst_rs: isize,
+    read_dst: bool,
+    lhs: *const f32,
+    lhs_cs: isize,
+    lhs_rs: isize,
+    rhs: *const f32,
+    rhs_cs: isize,
+    rhs_rs: isize,
+    par: Parallelism,
+) {
+    gemm::gemm(
+        m, n, k, dst, dst_cs, dst_rs, read_dst, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, 1.0, 1.0, false, false,
+        false, par,
+    )
 }
 
 /// c[i][j] (+)= sum_p a[i][p] b[j][p]: a is m x k, b is n x k, both row-major.
