@@ -190,6 +190,51 @@ pub fn trace_products<R>(f: impl FnOnce() -> R) -> (R, Vec<Product>) {
     (r, got)
 }
 
+/// Whether a product of m x n x k multiply-adds splits across `threads`. Thin products (a conv's
+/// few output channels over a whole batch of positions) still split well along their long side.
+fn splits(m: usize, n: usize, k: usize, threads: usize) -> bool {
+    threads > 1 && m * n * k >= PAR_MIN_FLOPS && m.max(n) >= 256
+}
+
+/// How biolearn splits a product's C (mm x nn, as gemm sees it) across the threads, each block a
+/// single-threaded product, rather than leave it to gemm: its own split hardly gains on the
+/// batch-sized products of a training step (MLP 784-1024-10's forward, 128 x 1024 x 784: 1.24
+/// ms at 1 thread and at 2; split by columns here, 0.58 ms; `biolearn bench --kernels`). Rows in
+/// blocks of gemm's 64-row micro-panels when each thread gets at least two, else columns in
+/// blocks of 16 when each gets at least 32. One rule for every caller, so a product computed
+/// another way (`matmul_bias_nt`) blocks, and so sums, as `matmul_unnoted` does.
+#[derive(Clone, Copy)]
+struct Blocks {
+    /// Blocks of columns (else rows).
+    cols: bool,
+    /// Columns (rows) in all.
+    len: usize,
+    /// Columns (rows) per block.
+    part: usize,
+}
+
+impl Blocks {
+    fn of(mm: usize, nn: usize, threads: usize) -> Option<Blocks> {
+        let (cols, len, align) = if mm >= 2 * 64 * threads {
+            (false, mm, 64)
+        } else if nn >= 2 * 16 * threads {
+            (true, nn, 16)
+        } else {
+            return None;
+        };
+        Some(Blocks { cols, len, part: len.div_ceil(threads).div_ceil(align) * align })
+    }
+
+    fn count(&self) -> usize {
+        self.len.div_ceil(self.part)
+    }
+
+    /// Block t's columns (rows) lo..hi.
+    fn range(&self, t: usize) -> (usize, usize) {
+        (t * self.part, ((t + 1) * self.part).min(self.len))
+    }
+}
+
 /// `c = op(a) * op(b)` (or `c += ...` when `accumulate`), with `op(a)` of shape m x k and
 /// `op(b)` of shape k x n, all row-major. `ta`: `a` is stored k x m (use its transpose);
 /// `tb`: `b` is stored n x k.
@@ -252,13 +297,7 @@ pub fn matmul_unnoted(
     let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
     let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
     let threads = gemm_threads();
-    // Thin products (a conv's few output channels over a whole batch of positions) still
-    // split well along their long side.
-    let par = if threads > 1 && m * n * k >= PAR_MIN_FLOPS && m.max(n) >= 256 {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
+    let par = if splits(m, n, k, threads) { Parallelism::Rayon(threads) } else { Parallelism::None };
     // Long reductions into a small output (convolution weight gradients: O x CKK summed over
     // every position of the batch) are dot products; gemm's packing makes them slow.
     if !ta && tb && m * n <= 1 << 14 && k >= 1024 && k >= 8 * m.max(n) {
@@ -273,24 +312,13 @@ pub fn matmul_unnoted(
     let (dst_cs, dst_rs) = if swap { (n as isize, 1) } else { (1, n as isize) };
     let (lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs) =
         if swap { (b, b_rs, b_cs, a, a_rs, a_cs) } else { (a, a_cs, a_rs, b, b_cs, b_rs) };
-    // Split across the threads here, each a single-threaded product on one block of C's rows
-    // (in blocks of gemm's 64-row micro-panels) or columns, rather than leave it to gemm: its own
-    // split hardly gains on the batch-sized products of a training step (MLP 784-1024-10's
-    // forward, 128 x 1024 x 784: 1.24 ms at 1 thread and at 2; split by columns here, 0.58 ms;
-    // `biolearn bench --kernels`). Rows when each thread gets at least two panels, else
-    // columns when each gets at least 32, else gemm's own split.
-    let split = match par {
-        Parallelism::Rayon(_) if mm >= 2 * 64 * threads => Some(false),
-        Parallelism::Rayon(_) if nn >= 2 * 16 * threads => Some(true),
-        _ => None,
-    };
-    if let Some(cols) = split {
-        let (len, align) = if cols { (nn, 16) } else { (mm, 64) };
-        let part = len.div_ceil(threads).div_ceil(align) * align;
-        let parts = len.div_ceil(part);
+    // Split across the threads here (`Blocks`), else gemm's own split.
+    let split = if matches!(par, Parallelism::Rayon(_)) { Blocks::of(mm, nn, threads) } else { None };
+    if let Some(bl) = split {
+        let cols = bl.cols;
         let (cp, lp, rp) = (c.as_mut_ptr() as usize, lhs.as_ptr() as usize, rhs.as_ptr() as usize);
-        (0..parts).into_par_iter().for_each(|t| {
-            let (lo, hi) = (t * part, ((t + 1) * part).min(len));
+        (0..bl.count()).into_par_iter().for_each(|t| {
+            let (lo, hi) = bl.range(t);
             // Block t: C's rows (columns) lo..hi, from the same rows of lhs (columns of rhs).
             let (rows, cols_n, c_off, l_off, r_off) = if cols {
                 (mm, hi - lo, lo as isize * dst_cs, 0, lo as isize * rhs_cs)
@@ -371,26 +399,21 @@ pub fn matmul_bias_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], bias: 
     assert!(b.len() >= k * n, "matmul: b has {} < {}x{}", b.len(), k, n);
     note_product(m, n, k, a, false, b, true, true);
     let threads = gemm_threads();
-    // Blocks of C split across the threads as `matmul_unnoted` splits the row-major product
-    // (each block's sums are then the same): rows in 64-row panels when each thread gets two,
-    // else columns in blocks of 16.
-    let par = threads > 1 && m * n * k >= PAR_MIN_FLOPS;
-    let by_rows = par && m >= 2 * 64 * threads;
-    let (len, align) = if by_rows { (m, 64) } else { (n, 16) };
-    let part = if par { len.div_ceil(threads).div_ceil(align) * align } else { len };
-    let parts = len.div_ceil(part);
+    // Blocked as `matmul_unnoted` blocks the row-major product (each block's sums are then the
+    // same); one block covering C when it does not split.
+    let split = if splits(m, n, k, threads) { Blocks::of(m, n, threads) } else { None };
+    let bl = split.unwrap_or(Blocks { cols: true, len: n, part: n });
     let cp = c.as_mut_ptr() as usize;
     let block = |t: usize| {
-        let (lo, hi) = (t * part, ((t + 1) * part).min(len));
+        let (lo, hi) = bl.range(t);
         // This block: rows r0..r0 + mb of C, columns c0..c0 + nb.
-        let (r0, mb, c0, nb) = if by_rows { (lo, hi - lo, 0, n) } else { (0, m, lo, hi - lo) };
+        let (r0, mb, c0, nb) = if bl.cols { (0, m, lo, hi - lo) } else { (lo, hi - lo, 0, n) };
+        // Column-major, each column starting as its bias (zero without one).
         let mut ct = COL_SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
         ct.clear();
-        ct.resize(mb * nb, 0.0);
-        if let Some(bias) = bias {
-            for (col, &v) in ct.chunks_exact_mut(mb).zip(&bias[c0..c0 + nb]) {
-                col.fill(v);
-            }
+        match bias {
+            Some(bias) => bias[c0..c0 + nb].iter().for_each(|&v| ct.extend(std::iter::repeat_n(v, mb))),
+            None => ct.resize(mb * nb, 0.0),
         }
         // SAFETY: the asserts above bound every read: rows c0..c0 + nb of b (n x k), rows
         // r0..r0 + mb of a (m x k); ct is this block's own mb x nb buffer, column-major.
@@ -417,8 +440,8 @@ pub fn matmul_bias_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], bias: 
         unsafe { transpose_into(&ct, mb, nb, (cp as *mut f32).add(r0 * n + c0), n) };
         COL_SCRATCH.with(|s| *s.borrow_mut() = ct);
     };
-    if parts > 1 {
-        (0..parts).into_par_iter().for_each(block);
+    if bl.count() > 1 {
+        (0..bl.count()).into_par_iter().for_each(block);
     } else {
         block(0);
     }
@@ -542,10 +565,12 @@ fn dot_products(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32
     let par = threads > 1 && m * n * k >= PAR_MIN_FLOPS;
     // Four blocks per thread for balance, unless that leaves blocks of fewer than 4 columns (an
     // MLP's output layer: 10): then one block per thread.
-    let jb = match n.div_ceil(4 * threads) {
-        _ if !par => n,
-        jb if jb < 4 => n.div_ceil(threads),
-        jb => jb,
+    let jb = if !par {
+        n
+    } else if n.div_ceil(4 * threads) < 4 {
+        n.div_ceil(threads)
+    } else {
+        n.div_ceil(4 * threads)
     };
     // c transposed (n x m): each block of j is a contiguous chunk. The buffer is this thread's,
     // kept between calls (a chunked convolution calls this once per chunk of every step).
@@ -646,6 +671,7 @@ unsafe fn dot_tiles_avx512(a: &[f32], m: usize, b: &[f32], n: usize, stride: usi
     // independent accumulators where one entry at a time is one chain of dependent additions.
     for j in n4..n {
         let pb = b.as_ptr().add(j * stride);
+        let br = &b[j * stride..j * stride + len];
         for i in (0..m4).step_by(4) {
             let mut acc = [_mm512_setzero_ps(); 4];
             let pa = a.as_ptr().add(i * stride);
@@ -662,7 +688,6 @@ unsafe fn dot_tiles_avx512(a: &[f32], m: usize, b: &[f32], n: usize, stride: usi
                 let mut lanes = [0.0f32; L];
                 _mm512_storeu_ps(lanes.as_mut_ptr(), *acc);
                 let ar = &a[(i + r) * stride..(i + r) * stride + len];
-                let br = &b[j * stride..j * stride + len];
                 out[j * m + i + r] += finish_lanes(&lanes, ar, br, full);
             }
         }
@@ -1083,9 +1108,9 @@ mod tests {
         }
     }
 
-    /// The long-reduction path sums every entry one fixed way (16 lanes per chunk of 2048,
-    /// lanes in order, the tail one by one, chunks in order): bit for bit the value of this
-    /// scalar reading of it, for any tiling remainder and at 1 and 2 threads.
+    /// The dense forward product (`matmul_bias_nt`, column-major then transposed where wide) is
+    /// bit for bit the bias-filled row-major `matmul`, with and without bias, for shapes split by
+    /// rows, by columns and not at all, at 1 and 2 threads.
     #[test]
     fn dense_bias_product_is_matmul_bit_for_bit() {
         let mut r = Rng::new(4);
@@ -1116,6 +1141,9 @@ mod tests {
         }
     }
 
+    /// The long-reduction path sums every entry one fixed way (16 lanes per chunk of 2048,
+    /// lanes in order, the tail one by one, chunks in order): bit for bit the value of this
+    /// scalar reading of it, for any tiling remainder and at 1 and 2 threads.
     #[test]
     fn dot_products_sum_each_entry_one_fixed_way() {
         let mut r = Rng::new(9);
