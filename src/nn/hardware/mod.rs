@@ -211,32 +211,69 @@ fn shift(m: f32) -> f32 {
     }
 }
 
+crate::wide_fn! {
+    /// max |x| (0 for none; NaNs ignored, as `f32::max` does), in 16 lanes: the same value as
+    /// a fold in order, since the maximum of absolute values does not depend on the order.
+    fn max_abs(x: &[f32]) -> f32 {
+        let mut lanes = [0f32; 16];
+        let mut chunks = x.chunks_exact(16);
+        for c in &mut chunks {
+            for (l, v) in lanes.iter_mut().zip(c) {
+                *l = l.max(v.abs());
+            }
+        }
+        let m = chunks.remainder().iter().fold(0f32, |m, v| m.max(v.abs()));
+        lanes.iter().fold(m, |m, l| m.max(*l))
+    }
+}
+
 /// WAGE's error quantiser QE, keeping the scale: x / shift(max |x|), clipped to
 /// [-1 + 1/S, 1 - 1/S], rounded to multiples of 1/S (S = 2^(bits-1)), times the shift again.
 pub fn quantize_error(x: &mut [f32], bits: u32) {
     if bits == 0 {
         return;
     }
-    let m = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let m = max_abs(x);
     let s = shift(m);
     let q = 2f32.powi(bits as i32 - 1);
-    let lim = 1.0 - 1.0 / q;
-    for v in x {
-        *v = ((*v / s).clamp(-lim, lim) * q).round() / q * s;
+    error_levels(x, s, q, 1.0 - 1.0 / q);
+}
+
+crate::wide_fn! {
+    /// `quantize_error`'s arithmetic per element (vectorised: its rounding inlined).
+    fn error_levels(x: &mut [f32], s: f32, q: f32, lim: f32) {
+        for v in x {
+            *v = ((*v / s).clamp(-lim, lim) * q).round() / q * s;
+        }
     }
 }
 
 /// WAGE's gradient quantiser QG, keeping the scale: x / shift(max |x|), stochastically rounded
 /// to multiples of 1/S (S = 2^(bits-1)), times the shift again.
 pub fn quantize_gradient(x: &mut [f32], bits: u32, rng: &mut Rng) {
+    quantize_gradient_with(x, bits, rng, &mut Vec::new());
+}
+
+/// `quantize_gradient` with a buffer for its uniforms (one per element, drawn in order first,
+/// so the arithmetic after them runs vectorised).
+pub fn quantize_gradient_with(x: &mut [f32], bits: u32, rng: &mut Rng, uniforms: &mut Vec<f32>) {
     if bits == 0 {
         return;
     }
-    let m = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let m = max_abs(x);
     let s = shift(m);
     let q = 2f32.powi(bits as i32 - 1);
-    for v in x {
-        *v = (*v / s * q + rng.uniform()).floor() / q * s;
+    uniforms.clear();
+    uniforms.extend((0..x.len()).map(|_| rng.uniform()));
+    stochastic_levels(x, uniforms, s, q);
+}
+
+crate::wide_fn! {
+    /// `quantize_gradient`'s arithmetic per element, its uniforms `u` drawn.
+    fn stochastic_levels(x: &mut [f32], u: &[f32], s: f32, q: f32) {
+        for (v, u) in x.iter_mut().zip(u) {
+            *v = (*v / s * q + u).floor() / q * s;
+        }
     }
 }
 
@@ -254,7 +291,13 @@ pub fn quantize_rows(x: &mut [f32], row: usize, bits: u32) {
             continue;
         }
         let steps = if lo < 0.0 { 2f32.powi(bits as i32 - 1) - 1.0 } else { 2f32.powi(bits as i32) - 1.0 };
-        let k = steps / m;
+        row_levels(r, steps / m);
+    }
+}
+
+crate::wide_fn! {
+    /// `quantize_rows`'s rounding of one row to multiples of 1 / k.
+    fn row_levels(r: &mut [f32], k: f32) {
         for v in r {
             *v = (*v * k).round() / k;
         }
@@ -272,9 +315,15 @@ pub fn adc(x: &mut [f32], bits: u32) {
     if !(step > 0.0) || !step.is_finite() {
         return;
     }
-    let top = 2f32.powi(bits as i32) - 1.0;
-    for v in x {
-        *v = ((*v - lo) / step).floor().clamp(0.0, top) * step + lo;
+    adc_levels(x, lo, step, 2f32.powi(bits as i32) - 1.0);
+}
+
+crate::wide_fn! {
+    /// `adc`'s flooring of every value to its level.
+    fn adc_levels(x: &mut [f32], lo: f32, step: f32, top: f32) {
+        for v in x {
+            *v = ((*v - lo) / step).floor().clamp(0.0, top) * step + lo;
+        }
     }
 }
 
@@ -460,6 +509,8 @@ pub struct Device {
     /// One update's pulses per device, and per array row the largest (reused buffers).
     moves: Vec<u32>,
     rows: Vec<u32>,
+    /// The gradient quantiser's uniforms (a reused buffer).
+    uniforms: Vec<f32>,
 }
 
 impl Device {
@@ -501,6 +552,7 @@ impl Device {
             pulses,
             moves: Vec::new(),
             rows: Vec::new(),
+            uniforms: Vec::new(),
         };
         for c in 0..d.cells.len() {
             d.program(net, c);
@@ -521,10 +573,11 @@ impl Device {
         self.rows.clear();
         self.rows.resize(inp, 0);
         let mut total = 0u64;
-        for (j, &k) in self.moves.iter().enumerate() {
-            total += k as u64;
-            let r = &mut self.rows[j % inp];
-            *r = (*r).max(k);
+        for chunk in self.moves.chunks(inp) {
+            for (r, &k) in self.rows.iter_mut().zip(chunk) {
+                total += k as u64;
+                *r = (*r).max(k);
+            }
         }
         let p = &mut self.pulses[c].1;
         p.total += total;
@@ -547,25 +600,20 @@ impl Device {
         // A reprogrammed matrix: its devices move by the levels between the old values and the new.
         if !self.cells[c].programmed.is_empty() && steps > 0.0 {
             let (cl, data) = (&self.cells[c], &net.params[self.cells[c].index].data);
-            let r = cl.range;
-            let level = |w: f32| (((w / r).clamp(-1.0, 1.0) + 1.0) * 0.5 * steps).round();
             self.moves.clear();
-            self.moves.extend(data.iter().zip(&cl.programmed).map(|(w, o)| (level(*w) - level(*o)).abs() as u32));
+            self.moves.resize(data.len(), 0);
+            level_moves(data, &cl.programmed, cl.range, steps, &mut self.moves);
             self.count(c);
         }
         let cl = &mut self.cells[c];
         let data = &mut net.params[cl.index].data;
         let r = cl.range;
-        for (j, w) in data.iter_mut().enumerate() {
-            let curve = cl.ltp[j.min(cl.ltp.len() - 1)];
-            if steps == 0.0 && curve.linear() {
-                *w = w.clamp(-r, r);
-                continue;
-            }
-            let g = ((*w / r).clamp(-1.0, 1.0) + 1.0) * 0.5;
-            let g = if steps > 0.0 { curve.g((curve.x(g) * steps).round() / steps) } else { g };
-            *w = r * (2.0 * g - 1.0);
-        }
+        // One curve for every device and whole levels: the conductance of each level once.
+        let table: Vec<f32> = match cl.ltp.as_slice() {
+            [k] if steps > 0.0 && steps <= 65535.0 => (0..=steps as u32).map(|l| k.g(l as f32 / steps)).collect(),
+            _ => Vec::new(),
+        };
+        set_levels(data, &cl.ltp, &table, r, steps);
         for &(j, g) in &cl.stuck {
             data[j] = r * (2.0 * g - 1.0);
         }
@@ -598,7 +646,7 @@ impl Device {
             qi.clear();
             qi.extend_from_slice(g);
             if which(i) && self.cells.iter().any(|c| c.index == i && c.incremental) {
-                quantize_gradient(qi, self.cfg.gradient_bits, &mut self.rng);
+                quantize_gradient_with(qi, self.cfg.gradient_bits, &mut self.rng, &mut self.uniforms);
             }
         }
         Some(q)
@@ -624,43 +672,97 @@ impl Device {
                 continue;
             }
             let data = &mut net.params[cl.index].data;
-            let before = &self.before[c];
-            let r = cl.range;
             let nonlinear = cl.ltp.iter().chain(&cl.ltd).any(|k| !k.linear());
-            let moves = &mut self.moves;
-            moves.clear();
-            moves.resize(data.len(), 0);
-            for (j, (w, &w0)) in data.iter_mut().zip(before).enumerate() {
-                if *w == w0 || (exact && !nonlinear && w.abs() <= r) {
-                    continue;
-                }
-                let g0 = ((w0 / r).clamp(-1.0, 1.0) + 1.0) * 0.5;
-                let dg = (*w - w0) / (2.0 * r);
-                let share = if steps > 0.0 { (dg * steps + self.rng.uniform()).floor() / steps } else { dg };
-                if share == 0.0 {
-                    *w = w0;
-                    continue;
-                }
-                moves[j] = (share * steps).abs().round() as u32;
-                let mut g1 = if share > 0.0 {
-                    let k = cl.ltp[j.min(cl.ltp.len() - 1)];
-                    k.g((k.x(g0) + share).min(1.0))
-                } else {
-                    let k = cl.ltd[j.min(cl.ltd.len() - 1)];
-                    1.0 - k.g((k.x(1.0 - g0) - share).min(1.0))
-                };
-                if c2c > 0.0 {
-                    g1 += c2c * self.rng.normal();
-                }
-                *w = r * (2.0 * g1.clamp(0.0, 1.0) - 1.0);
-            }
+            self.moves.clear();
+            self.moves.resize(data.len(), 0);
+            let pulse = Pulse { r: cl.range, steps, c2c, skip_in_range: exact && !nonlinear };
+            write_pulses(data, &self.before[c], &mut self.moves, &pulse, &cl.ltp, &cl.ltd, &mut self.rng);
             for &(j, g) in &cl.stuck {
-                data[j] = r * (2.0 * g - 1.0);
-                moves[j] = 0;
+                data[j] = cl.range * (2.0 * g - 1.0);
+                self.moves[j] = 0;
             }
             if steps > 0.0 {
                 self.count(c);
             }
+        }
+    }
+}
+
+crate::wide_fn! {
+    /// The pulses between the levels of `old` and those of `new` (`Device::program`, a
+    /// reprogrammed matrix), per device.
+    fn level_moves(new: &[f32], old: &[f32], r: f32, steps: f32, moves: &mut [u32]) {
+        for ((m, w), o) in moves.iter_mut().zip(new).zip(old) {
+            let (lw, lo) = ((((w / r).clamp(-1.0, 1.0) + 1.0) * 0.5 * steps).round(), (((o / r).clamp(-1.0, 1.0) + 1.0) * 0.5 * steps).round());
+            *m = (lw - lo).abs() as u32;
+        }
+    }
+}
+
+crate::wide_fn! {
+    /// Every value of `data` to the conductance level nearest it on its device's curve (`ltp`:
+    /// one, or one per device), within [-r, r]; `steps` levels (0: continuous). `table`, when
+    /// not empty, holds the one curve's conductance at each level (the same values `Curve::g`
+    /// gives there).
+    fn set_levels(data: &mut [f32], ltp: &[Curve], table: &[f32], r: f32, steps: f32) {
+        for (j, w) in data.iter_mut().enumerate() {
+            let curve = ltp[j.min(ltp.len() - 1)];
+            if steps == 0.0 && curve.linear() {
+                *w = w.clamp(-r, r);
+                continue;
+            }
+            let g = ((*w / r).clamp(-1.0, 1.0) + 1.0) * 0.5;
+            let g = if steps > 0.0 {
+                let level = (curve.x(g) * steps).round();
+                if table.is_empty() || level.is_nan() { curve.g(level / steps) } else { table[level as usize] }
+            } else {
+                g
+            };
+            *w = r * (2.0 * g - 1.0);
+        }
+    }
+}
+
+/// One parameter's update as device pulses (`Device::after_update`): its range `r`, the pulses
+/// spanning the range (`steps`, 0: continuous), cycle-to-cycle variation `c2c`, and whether a
+/// change within the range is written exactly (`skip_in_range`: ideal linear devices).
+struct Pulse {
+    r: f32,
+    steps: f32,
+    c2c: f32,
+    skip_in_range: bool,
+}
+
+crate::wide_fn! {
+    /// The change from `before` to `data` asked of every device, written as a whole number of
+    /// pulses (stochastically rounded) along its curve (`ltp` up, `ltd` down; one curve, or one
+    /// per device); `moves` gets each device's pulse count. Compiled per instruction set so its
+    /// rounding is inlined; the same bits and the same draws of `rng` on every path.
+    fn write_pulses(data: &mut [f32], before: &[f32], moves: &mut [u32], p: &Pulse, ltp: &[Curve], ltd: &[Curve], rng: &mut Rng) {
+        let (r, steps, c2c) = (p.r, p.steps, p.c2c);
+        for (j, (w, &w0)) in data.iter_mut().zip(before).enumerate() {
+            if *w == w0 || (p.skip_in_range && w.abs() <= r) {
+                continue;
+            }
+            let g0 = ((w0 / r).clamp(-1.0, 1.0) + 1.0) * 0.5;
+            let dg = (*w - w0) / (2.0 * r);
+            let share = if steps > 0.0 { (dg * steps + rng.uniform()).floor() / steps } else { dg };
+            if share == 0.0 {
+                *w = w0;
+                continue;
+            }
+            moves[j] = (share * steps).abs().round() as u32;
+            let mut g1 = if share > 0.0 {
+                let k = ltp[j.min(ltp.len() - 1)];
+                k.g((k.x(g0) + share).min(1.0))
+            } else {
+                let k = ltd[j.min(ltd.len() - 1)];
+                1.0 - k.g((k.x(1.0 - g0) - share).min(1.0))
+            };
+            if c2c > 0.0 {
+                g1 += c2c * rng.normal();
+            }
+            *w = r * (2.0 * g1.clamp(0.0, 1.0) - 1.0);
         }
     }
 }
@@ -871,6 +973,28 @@ mod tests {
         n.params[w].data[0] = r / 3.0;
         d.after_update(&mut n);
         assert!((n.params[w].data[0] - r / 3.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn level_table_and_lane_maximum_agree_with_the_plain_arithmetic() {
+        // Device::program's table of a shared curve's levels gives the bits Curve::g gives,
+        // and max_abs (16 lanes) the in-order fold's value, NaNs and zeros included.
+        let mut rng = Rng::new(5);
+        let mut x: Vec<f32> = (0..1003).map(|_| 3.0 * rng.normal()).collect();
+        x[7] = f32::NAN;
+        x[500] = -0.0;
+        assert_eq!(max_abs(&x), x.iter().fold(0f32, |m, v| m.max(v.abs())));
+        assert_eq!(max_abs(&[]), 0.0);
+        for label in [0.0, 1.0, 2.4, -4.88] {
+            let k = curve_of_label(label);
+            let steps = 15.0;
+            let table: Vec<f32> = (0..=15).map(|l| k.g(l as f32 / steps)).collect();
+            let (mut a, mut b) = (x.clone(), x.clone());
+            set_levels(&mut a, &[k], &table, 2.0, steps);
+            set_levels(&mut b, &[k], &[], 2.0, steps);
+            assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "label {label}");
+            assert!(a.iter().enumerate().all(|(j, v)| j == 7 || v.abs() <= 2.0));
+        }
     }
 
     /// A nonlinear device's first potentiation pulse from G_min climbs along its curve.
