@@ -31,29 +31,31 @@ fn absnorm_stats(x: impl Fn(usize) -> f32, c: usize) -> Option<(f32, f32, f32)> 
     (nx != 0.0 && nz != 0.0).then_some((m, nx, nz))
 }
 
-/// The triangle at every position of one sample (C x P): y_c = relu(x_c - mean_k x_k)^power.
-/// Channel-major over blocks of positions (each channel's row is contiguous), so the means and
-/// outputs vectorise across positions; each mean sums the channels in order, as a per-position
-/// sum would; a power other than 1 by `linalg::relu_pow_in_place` (AVX-512: within 2 ulp of
-/// `powf`, not its bits).
-fn triangle_forward(xs: &[f32], c: usize, p: usize, power: f32, ys: &mut [f32]) {
-    const B: usize = 64;
-    let mut means = [0.0f32; B];
-    for p0 in (0..p).step_by(B) {
-        let len = B.min(p - p0);
-        let m = &mut means[..len];
-        m.fill(-0.0);
-        for k in 0..c {
-            m.iter_mut().zip(&xs[k * p + p0..][..len]).for_each(|(a, v)| *a += v);
-        }
-        m.iter_mut().for_each(|a| *a /= c as f32);
-        for k in 0..c {
-            let (yr, xr) = (&mut ys[k * p + p0..][..len], &xs[k * p + p0..][..len]);
-            if power == 1.0 {
-                yr.iter_mut().zip(xr).zip(m.iter()).for_each(|((y, v), mv)| *y = (v - mv).max(0.0));
-            } else {
-                yr.iter_mut().zip(xr).zip(m.iter()).for_each(|((y, v), mv)| *y = v - mv);
-                linalg::relu_pow_in_place(yr, power);
+crate::wide_fn! {
+    /// The triangle at every position of one sample (C x P): y_c = relu(x_c - mean_k x_k)^power.
+    /// Channel-major over blocks of positions (each channel's row is contiguous), so the means and
+    /// outputs vectorise across positions; each mean sums the channels in order, as a per-position
+    /// sum would; a power other than 1 by `linalg::relu_pow_in_place` (AVX-512: within 2 ulp of
+    /// `powf`, not its bits).
+    fn triangle_forward(xs: &[f32], c: usize, p: usize, power: f32, ys: &mut [f32]) {
+        const B: usize = 64;
+        let mut means = [0.0f32; B];
+        for p0 in (0..p).step_by(B) {
+            let len = B.min(p - p0);
+            let m = &mut means[..len];
+            m.fill(-0.0);
+            for k in 0..c {
+                m.iter_mut().zip(&xs[k * p + p0..][..len]).for_each(|(a, v)| *a += v);
+            }
+            m.iter_mut().for_each(|a| *a /= c as f32);
+            for k in 0..c {
+                let (yr, xr) = (&mut ys[k * p + p0..][..len], &xs[k * p + p0..][..len]);
+                if power == 1.0 {
+                    yr.iter_mut().zip(xr).zip(m.iter()).for_each(|((y, v), mv)| *y = (v - mv).max(0.0));
+                } else {
+                    yr.iter_mut().zip(xr).zip(m.iter()).for_each(|((y, v), mv)| *y = v - mv);
+                    linalg::relu_pow_in_place(yr, power);
+                }
             }
         }
     }
