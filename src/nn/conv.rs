@@ -415,18 +415,20 @@ pub const CHUNK_MIN_COLS: usize = 512;
 
 /// One part's scratch in the chunked convolution (each part a contiguous run of the batch's
 /// chunks, worked by one thread): a chunk's products (or its output gradient laid out O x
-/// positions), its column gradients, and the part's weight and bias gradient sums.
+/// positions), its column gradients, the part's weight and bias gradient sums, and a chunk's
+/// columns when the forward pass does not keep them (`cols`).
 #[derive(Clone, Debug, Default)]
 pub struct ConvPart {
     pub tmp: Vec<f32>,
     pub dcols: Vec<f32>,
     pub dw: Vec<f32>,
     pub db: Vec<f32>,
+    pub cols: Vec<f32>,
 }
 
 impl ConvPart {
     pub fn bytes(&self) -> usize {
-        [&self.tmp, &self.dcols, &self.dw, &self.db].iter().map(|v| v.capacity() * 4).sum()
+        [&self.tmp, &self.dcols, &self.dw, &self.db, &self.cols].iter().map(|v| v.capacity() * 4).sum()
     }
 }
 
@@ -497,8 +499,11 @@ impl ConvGeom {
     /// columns stay in cache while the chunk's product reads them (`CHUNK_COLS_BYTES`). Each
     /// output is the same sum as `forward`'s. `cols` (N P CKK) keeps the columns chunk by
     /// chunk, for `backward_chunked`: the chunk of samples [s0, s0 + m) holds its CKK x (m P)
-    /// block at offset s0 P CKK. Returns the number of parts, which `backward_chunked` takes
-    /// (the columns' layout depends on it).
+    /// block at offset s0 P CKK. An empty `cols` keeps nothing (a forward-only pass:
+    /// evaluation, a rule's extra forward passes): each part reuses one chunk's columns
+    /// (`ConvPart::cols`), the same products, without N P CKK floats (1.4 GB for hebb-conv3's
+    /// second layer at evaluation's 1000 samples). Returns the number of parts, which
+    /// `backward_chunked` takes (the columns' layout depends on it).
     #[allow(clippy::too_many_arguments)]
     pub fn forward_chunked(
         &self,
@@ -513,17 +518,26 @@ impl ConvGeom {
         let (p, ckk, o, s) = (self.p(), self.ckk(), self.o, self.chunk_samples());
         let chw = self.c * self.h * self.w;
         linalg::note_product(o, n * p, ckk, w, false, x, false, false);
+        let keep = !cols.is_empty();
         let work = |part: &mut ConvPart, s0: usize, s1: usize, y: &mut [f32], cols: &mut [f32]| {
-            part.tmp.resize(o * s * p, 0.0);
+            let ConvPart { tmp, cols: own, .. } = part;
+            tmp.resize(o * s * p, 0.0);
+            if !keep {
+                own.resize(s * p * ckk, 0.0);
+            }
             for (c0, m) in self.chunks(s0, s1) {
-                let cb = &mut cols[(c0 - s0) * p * ckk..(c0 - s0 + m) * p * ckk];
+                let cb = if keep {
+                    &mut cols[(c0 - s0) * p * ckk..(c0 - s0 + m) * p * ckk]
+                } else {
+                    &mut own[..m * p * ckk]
+                };
                 self.im2col_on(&x[c0 * chw..(c0 + m) * chw], m, cb, false);
-                linalg::matmul_unnoted(o, m * p, ckk, w, false, cb, false, &mut part.tmp, false);
-                self.to_samples(&part.tmp, m, b, &mut y[(c0 - s0) * o * p..]);
+                linalg::matmul_unnoted(o, m * p, ckk, w, false, cb, false, tmp, false);
+                self.to_samples(tmp, m, b, &mut y[(c0 - s0) * o * p..]);
             }
         };
         let t = Self::parts_for(n);
-        self.run_parts(n, t, parts, o * p, y, p * ckk, cols, work);
+        self.run_parts(n, t, parts, o * p, y, if keep { p * ckk } else { 0 }, cols, work);
         t
     }
 
@@ -549,6 +563,10 @@ impl ConvGeom {
         let chw = self.c * self.h * self.w;
         let wants = super::param_grads_wanted();
         let has_db = db.is_some();
+        assert!(
+            !wants || cols.len() >= n * p * ckk,
+            "backward_chunked: the forward pass kept no columns (a workspace prepared for the forward pass only)"
+        );
         if wants {
             linalg::note_product(o, ckk, n * p, g, false, cols, true, false);
         }
@@ -726,7 +744,7 @@ mod tests {
     /// The chunked convolution (cache-sized chunks of the batch split across threads) gives the
     /// whole-batch convolution's outputs and input gradients bit for bit, and its weight and
     /// bias gradients up to the order of their sums, at 1, 2 and 3 threads, with a batch that is
-    /// not a whole number of chunks.
+    /// not a whole number of chunks; forward only, keeping no columns, the same outputs.
     #[test]
     fn chunked_convolution_matches_the_whole_batch_one() {
         let mut r = crate::rng::Rng::new(3);
@@ -753,6 +771,11 @@ mod tests {
                     let t = g.forward_chunked(&x, n, &w, Some(&b), &mut parts, &mut ccols, &mut y2);
                     assert_eq!(t, threads);
                     assert_eq!(y2, y, "{g:?} at {threads} threads");
+                    // Forward only (no columns kept: each part reuses one chunk's): the same bits.
+                    let (mut fparts, mut y4) = (Vec::new(), vec![0.0; y.len()]);
+                    g.forward_chunked(&x, n, &w, Some(&b), &mut fparts, &mut [], &mut y4);
+                    assert_eq!(y4, y, "{g:?} at {threads} threads, forward only");
+                    assert!(fparts.iter().all(|q| q.cols.len() <= g.chunk_samples() * g.p() * g.ckk()));
                     let (mut dw2, mut db2, mut dx2) = (vec![0.0; w.len()], vec![0.0; g.o], vec![0.0; x.len()]);
                     g.backward_chunked(&gy, n, &ccols, t, &mut parts, &mut dw2, Some(&mut db2), Some((&w, &mut dx2)));
                     assert_eq!(dx2, dx, "{g:?} at {threads} threads");

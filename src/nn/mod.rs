@@ -648,7 +648,13 @@ impl Network {
                         ws.aux[i] = Aux::Conv { cols: vec![], tmp: vec![], dcols: vec![], parts: vec![], split: 1 };
                     }
                     if let Aux::Conv { cols, tmp, dcols, .. } = &mut ws.aux[i] {
-                        cols.resize(n * geom.p() * geom.ckk(), 0.0);
+                        // A forward-only workspace keeps no columns (the chunked forward reuses
+                        // one chunk's per part); a training one keeps them for the backward pass.
+                        if backward || ws.keep_cols {
+                            cols.resize(n * geom.p() * geom.ckk(), 0.0);
+                        } else {
+                            *cols = Vec::new();
+                        }
                         if ws.keep_cols {
                             if backward {
                                 dcols.resize(n * geom.p() * geom.ckk(), 0.0);
