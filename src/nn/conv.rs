@@ -775,7 +775,9 @@ mod tests {
                     let (mut fparts, mut y4) = (Vec::new(), vec![0.0; y.len()]);
                     g.forward_chunked(&x, n, &w, Some(&b), &mut fparts, &mut [], &mut y4);
                     assert_eq!(y4, y, "{g:?} at {threads} threads, forward only");
-                    assert!(fparts.iter().all(|q| q.cols.len() <= g.chunk_samples() * g.p() * g.ckk()));
+                    // Each part held one chunk's columns, not its share of the batch's.
+                    assert!(fparts[..t].iter().all(|q| q.cols.len() == g.chunk_samples() * g.p() * g.ckk()));
+                    assert!(g.chunk_samples() < n);
                     let (mut dw2, mut db2, mut dx2) = (vec![0.0; w.len()], vec![0.0; g.o], vec![0.0; x.len()]);
                     g.backward_chunked(&gy, n, &ccols, t, &mut parts, &mut dw2, Some(&mut db2), Some((&w, &mut dx2)));
                     assert_eq!(dx2, dx, "{g:?} at {threads} threads");
@@ -789,6 +791,22 @@ mod tests {
                 });
             }
         }
+    }
+
+    /// The backward pass of a forward pass that kept no columns is refused, not run on stale
+    /// or missing columns.
+    #[test]
+    #[should_panic(expected = "kept no columns")]
+    fn backward_after_a_forward_only_pass_is_refused() {
+        let g = geoms().swap_remove(0);
+        let n = 3;
+        let x = vec![0.5; n * g.c * g.h * g.w];
+        let w = vec![0.1; g.o * g.ckk()];
+        let (mut parts, mut y) = (Vec::new(), vec![0.0; n * g.o * g.p()]);
+        let t = g.forward_chunked(&x, n, &w, None, &mut parts, &mut [], &mut y);
+        let gy = vec![1.0; y.len()];
+        let mut dw = vec![0.0; w.len()];
+        g.backward_chunked(&gy, n, &[], t, &mut parts, &mut dw, None, None);
     }
 
     #[test]

@@ -248,8 +248,9 @@ pub enum Aux {
     None,
     /// `cols`: the forward pass's im2col columns (whole-batch layout where the workspace keeps
     /// them for a Hebbian rule, `Workspace::keep_cols`, with `tmp` and `dcols` its scratch;
-    /// else chunk by chunk, `tmp` and `dcols` empty); `parts`, `split`: the chunked
-    /// convolution's scratch and the number of parts its last forward pass used.
+    /// else chunk by chunk, `tmp` and `dcols` empty; empty in a forward-only workspace,
+    /// `Network::prepare_forward`); `parts`, `split`: the chunked convolution's scratch and the
+    /// number of parts its last forward pass used.
     Conv {
         cols: Vec<f32>,
         tmp: Vec<f32>,
@@ -297,7 +298,8 @@ pub struct Workspace {
     /// Conv layers keep the whole batch's im2col columns in the whole-batch layout after the
     /// forward pass (set before `prepare`): for the Hebbian rules, whose updates read them.
     /// Otherwise (the default) a conv layer works its batch in cache-sized chunks split across
-    /// the threads and keeps its columns chunk by chunk (`ConvGeom::forward_chunked`).
+    /// the threads and keeps its columns chunk by chunk (`ConvGeom::forward_chunked`), or,
+    /// prepared for the forward pass only, keeps none (each part reuses one chunk's).
     pub keep_cols: bool,
 }
 
@@ -613,7 +615,9 @@ impl Network {
     }
 
     /// Size the workspace for forward passes only (evaluation): no gradient buffers, no im2col
-    /// gradient scratch (about half the memory of `prepare` for conv nets at large batches).
+    /// gradient scratch, and (unless `keep_cols`) no im2col columns kept: each part of a conv
+    /// layer's chunked pass reuses one chunk's (for conv nets at large batches a fraction of
+    /// `prepare`'s memory: hebb-conv3's second layer alone keeps 1.44 GB of columns at 1000).
     pub fn prepare_forward(&self, ws: &mut Workspace, n: usize) {
         self.size_workspace(ws, n, false);
     }

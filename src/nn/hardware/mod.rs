@@ -482,6 +482,9 @@ struct Cells {
     programmed: Vec<f32>,
     /// Inputs of the array (its rows: the parameter's last dimensions).
     inp: usize,
+    /// With one potentiation curve for every device and whole levels: each level's conductance,
+    /// `Curve::g(l / steps)` (for reprogramming, `set_levels`); else empty.
+    levels: Vec<f32>,
 }
 
 /// The programming pulses the devices of one parameter took (the cost model's writes).
@@ -540,7 +543,24 @@ impl Device {
                 }
             }
             let inp = n / p.shape.first().copied().unwrap_or(1).max(1);
-            cells.push(Cells { index: i, range: ranges[i], incremental, ltp, ltd, stuck, programmed: Vec::new(), inp });
+            let steps = level_steps(cfg.weight_bits);
+            let levels = match ltp.as_slice() {
+                [k] if !incremental && steps > 0.0 && steps <= 65535.0 => {
+                    (0..=steps as u32).map(|l| k.g(l as f32 / steps)).collect()
+                }
+                _ => Vec::new(),
+            };
+            cells.push(Cells {
+                index: i,
+                range: ranges[i],
+                incremental,
+                ltp,
+                ltd,
+                stuck,
+                programmed: Vec::new(),
+                inp,
+                levels,
+            });
         }
         let pulses = cells.iter().map(|c| (c.index, Pulses::default())).collect();
         let mut d = Device {
@@ -586,11 +606,7 @@ impl Device {
 
     /// Pulses spanning the conductance range (0: continuous).
     fn steps(&self) -> f32 {
-        if self.cfg.weight_bits > 0 {
-            (2f64.powi(self.cfg.weight_bits as i32) - 1.0) as f32
-        } else {
-            0.0
-        }
+        level_steps(self.cfg.weight_bits)
     }
 
     /// Set every device of `cells[c]` to the level nearest its parameter's value (a whole number
@@ -608,12 +624,7 @@ impl Device {
         let cl = &mut self.cells[c];
         let data = &mut net.params[cl.index].data;
         let r = cl.range;
-        // One curve for every device and whole levels: the conductance of each level once.
-        let table: Vec<f32> = match cl.ltp.as_slice() {
-            [k] if steps > 0.0 && steps <= 65535.0 => (0..=steps as u32).map(|l| k.g(l as f32 / steps)).collect(),
-            _ => Vec::new(),
-        };
-        set_levels(data, &cl.ltp, &table, r, steps);
+        set_levels(data, &cl.ltp, &cl.levels, r, steps);
         for &(j, g) in &cl.stuck {
             data[j] = r * (2.0 * g - 1.0);
         }
@@ -688,13 +699,22 @@ impl Device {
     }
 }
 
+/// Pulses spanning a device's conductance range at `weight_bits` (0: continuous).
+fn level_steps(weight_bits: u32) -> f32 {
+    if weight_bits > 0 {
+        (2f64.powi(weight_bits as i32) - 1.0) as f32
+    } else {
+        0.0
+    }
+}
+
 crate::wide_fn! {
     /// The pulses between the levels of `old` and those of `new` (`Device::program`, a
     /// reprogrammed matrix), per device.
     fn level_moves(new: &[f32], old: &[f32], r: f32, steps: f32, moves: &mut [u32]) {
+        let level = |w: f32| (((w / r).clamp(-1.0, 1.0) + 1.0) * 0.5 * steps).round();
         for ((m, w), o) in moves.iter_mut().zip(new).zip(old) {
-            let (lw, lo) = ((((w / r).clamp(-1.0, 1.0) + 1.0) * 0.5 * steps).round(), (((o / r).clamp(-1.0, 1.0) + 1.0) * 0.5 * steps).round());
-            *m = (lw - lo).abs() as u32;
+            *m = (level(*w) - level(*o)).abs() as u32;
         }
     }
 }
@@ -738,7 +758,15 @@ crate::wide_fn! {
     /// pulses (stochastically rounded) along its curve (`ltp` up, `ltd` down; one curve, or one
     /// per device); `moves` gets each device's pulse count. Compiled per instruction set so its
     /// rounding is inlined; the same bits and the same draws of `rng` on every path.
-    fn write_pulses(data: &mut [f32], before: &[f32], moves: &mut [u32], p: &Pulse, ltp: &[Curve], ltd: &[Curve], rng: &mut Rng) {
+    fn write_pulses(
+        data: &mut [f32],
+        before: &[f32],
+        moves: &mut [u32],
+        p: &Pulse,
+        ltp: &[Curve],
+        ltd: &[Curve],
+        rng: &mut Rng,
+    ) {
         let (r, steps, c2c) = (p.r, p.steps, p.c2c);
         for (j, (w, &w0)) in data.iter_mut().zip(before).enumerate() {
             if *w == w0 || (p.skip_in_range && w.abs() <= r) {
@@ -973,6 +1001,68 @@ mod tests {
         n.params[w].data[0] = r / 3.0;
         d.after_update(&mut n);
         assert!((n.params[w].data[0] - r / 3.0).abs() < 1e-6);
+    }
+
+    /// The gradient quantiser and the device writes, compiled per instruction set (the quantiser's
+    /// uniforms drawn before its arithmetic), against the plain loops they replaced (each uniform
+    /// drawn inside the loop, interleaved with cycle-to-cycle variation's normals): the same bits,
+    /// the same pulse counts and the generator left in the same state.
+    #[test]
+    fn vectorised_quantiser_and_writes_match_the_plain_loops() {
+        let mut rng = Rng::new(11);
+        let x: Vec<f32> = (0..1037).map(|_| 0.3 * rng.normal()).collect();
+        for bits in [3, 8] {
+            let (mut a, mut b) = (x.clone(), x.clone());
+            let (mut ra, mut rb) = (Rng::new(4), Rng::new(4));
+            quantize_gradient(&mut a, bits, &mut ra);
+            let s = shift(b.iter().fold(0f32, |m, v| m.max(v.abs())));
+            let q = 2f32.powi(bits as i32 - 1);
+            for v in b.iter_mut() {
+                *v = (*v / s * q + rb.uniform()).floor() / q * s;
+            }
+            assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "{bits} bits");
+            assert_eq!(ra.next_u64(), rb.next_u64());
+        }
+        let r = 0.7f32;
+        let before: Vec<f32> = x.iter().map(|v| v.clamp(-r, r)).collect();
+        let after: Vec<f32> =
+            before.iter().enumerate().map(|(j, v)| if j % 7 == 0 { *v } else { v + 0.05 * rng.normal() }).collect();
+        for (up, down, c2c, bits) in [(0.0, 0.0, 0.0, 8), (2.4, -4.88, 0.0, 2), (1.0, 1.0, 0.02, 4), (0.0, 0.0, 0.0, 0)]
+        {
+            let (ltp, ltd) = ([curve_of_label(up)], [curve_of_label(down)]);
+            let steps = level_steps(bits);
+            let nonlinear = !ltp[0].linear() || !ltd[0].linear();
+            let p = Pulse { r, steps, c2c, skip_in_range: steps == 0.0 && c2c == 0.0 && !nonlinear };
+            let (mut a, mut b) = (after.clone(), after.clone());
+            let (mut ma, mut mb) = (vec![0u32; a.len()], vec![0u32; a.len()]);
+            let (mut ra, mut rb) = (Rng::new(9), Rng::new(9));
+            write_pulses(&mut a, &before, &mut ma, &p, &ltp, &ltd, &mut ra);
+            for (j, (w, &w0)) in b.iter_mut().zip(&before).enumerate() {
+                if *w == w0 || (p.skip_in_range && w.abs() <= r) {
+                    continue;
+                }
+                let g0 = ((w0 / r).clamp(-1.0, 1.0) + 1.0) * 0.5;
+                let dg = (*w - w0) / (2.0 * r);
+                let share = if steps > 0.0 { (dg * steps + rb.uniform()).floor() / steps } else { dg };
+                if share == 0.0 {
+                    *w = w0;
+                    continue;
+                }
+                mb[j] = (share * steps).abs().round() as u32;
+                let mut g1 = if share > 0.0 {
+                    ltp[0].g((ltp[0].x(g0) + share).min(1.0))
+                } else {
+                    1.0 - ltd[0].g((ltd[0].x(1.0 - g0) - share).min(1.0))
+                };
+                if c2c > 0.0 {
+                    g1 += c2c * rb.normal();
+                }
+                *w = r * (2.0 * g1.clamp(0.0, 1.0) - 1.0);
+            }
+            let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same && ma == mb, "curves {up} / {down}, c2c {c2c}, {bits} bits");
+            assert_eq!(ra.next_u64(), rb.next_u64());
+        }
     }
 
     #[test]
