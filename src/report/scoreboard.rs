@@ -251,7 +251,7 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
         })
         .collect();
     let show = |q: &Question, x: f64| match q.scale {
-        Scale::Ratio => format!("×{:.2}", x.exp()),
+        Scale::Ratio => ratio(x.exp()),
         Scale::Epochs => format!("{x:+.1}"),
         _ => format!("{x:+.2}"),
     };
@@ -370,7 +370,7 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
                     format!("[{}, {}]", show(q, r.d.lo), show(q, r.d.hi)),
                     fmt_p(r.p),
                     match q.scale {
-                        Scale::Ratio => format!("×{:.2}", r.d.mde.exp()),
+                        Scale::Ratio => ratio(r.d.mde.exp()),
                         _ => format!("{:.2}", r.d.mde),
                     },
                     r.verdict.as_str().into(),
@@ -381,4 +381,28 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
         }
     }
     b.push(Block::Table(t));
+}
+
+/// A ratio as "×1.23"; one too large or too small for two decimals to say anything (a
+/// confidence bound from two seeds can be 10^50) in scientific notation, "×1.2e52".
+fn ratio(x: f64) -> String {
+    if x.is_finite() && x != 0.0 && !(1e-2..1e4).contains(&x.abs()) {
+        format!("×{x:.1e}")
+    } else {
+        format!("×{x:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ratio;
+
+    #[test]
+    fn ratios_print_in_two_decimals_or_scientific_notation() {
+        assert_eq!(ratio(1.2345), "×1.23");
+        assert_eq!(ratio(0.5), "×0.50");
+        assert_eq!(ratio(8.566e51), "×8.6e51");
+        assert_eq!(ratio(1.3e-7), "×1.3e-7");
+        assert_eq!(ratio(0.0), "×0.00");
+    }
 }
