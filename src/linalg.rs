@@ -917,6 +917,32 @@ unsafe fn relu_pow_avx512(v: &mut [f32], p: f32) {
     map16(v, |z| relu_pow16(z, pv))
 }
 
+#[cfg(test)]
+thread_local! {
+    static BASELINE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether `wide_fn!` may take its AVX-512 / AVX2 paths: always, but in a unit test inside
+/// `on_baseline`.
+#[doc(hidden)]
+#[inline(always)]
+pub fn wide_paths() -> bool {
+    #[cfg(test)]
+    return !BASELINE_ONLY.with(|b| b.get());
+    #[cfg(not(test))]
+    true
+}
+
+/// Tests only: `f` with every `wide_fn!` on this thread run on its baseline path (the body as
+/// the crate's target compiles it), to check that the wider paths give the same bits.
+#[cfg(test)]
+pub fn on_baseline<R>(f: impl FnOnce() -> R) -> R {
+    BASELINE_ONLY.with(|b| b.set(true));
+    let r = f();
+    BASELINE_ONLY.with(|b| b.set(false));
+    r
+}
+
 /// `wide_fn! { fn name(args) -> R { body } }`: the function `name`, its body compiled three
 /// times (for AVX-512, for AVX2, and for the baseline) and the widest the CPU has chosen at run
 /// time, so its element-wise loops vectorise at that width instead of the baseline's SSE2. For
@@ -939,6 +965,9 @@ macro_rules! wide_fn {
                 #[target_feature(enable = "avx2")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+                if !$crate::linalg::wide_paths() {
+                    return body($($arg),*);
+                }
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU supports AVX-512F (checked above).
                     return unsafe { avx512($($arg),*) };

@@ -1003,10 +1003,11 @@ mod tests {
         assert!((n.params[w].data[0] - r / 3.0).abs() < 1e-6);
     }
 
-    /// The gradient quantiser and the device writes, compiled per instruction set (the quantiser's
-    /// uniforms drawn before its arithmetic), against the plain loops they replaced (each uniform
-    /// drawn inside the loop, interleaved with cycle-to-cycle variation's normals): the same bits,
-    /// the same pulse counts and the generator left in the same state.
+    /// The gradient quantiser (its uniforms now drawn before its arithmetic) against the plain
+    /// loop it replaced (each uniform drawn inside the loop), and the device writes on the CPU's
+    /// widest path against their baseline path (the code as it was compiled before `wide_fn!`;
+    /// uniforms interleaved with cycle-to-cycle variation's normals): the same bits, the same
+    /// pulse counts and the generator left in the same state.
     #[test]
     fn vectorised_quantiser_and_writes_match_the_plain_loops() {
         let mut rng = Rng::new(11);
@@ -1037,28 +1038,7 @@ mod tests {
             let (mut ma, mut mb) = (vec![0u32; a.len()], vec![0u32; a.len()]);
             let (mut ra, mut rb) = (Rng::new(9), Rng::new(9));
             write_pulses(&mut a, &before, &mut ma, &p, &ltp, &ltd, &mut ra);
-            for (j, (w, &w0)) in b.iter_mut().zip(&before).enumerate() {
-                if *w == w0 || (p.skip_in_range && w.abs() <= r) {
-                    continue;
-                }
-                let g0 = ((w0 / r).clamp(-1.0, 1.0) + 1.0) * 0.5;
-                let dg = (*w - w0) / (2.0 * r);
-                let share = if steps > 0.0 { (dg * steps + rb.uniform()).floor() / steps } else { dg };
-                if share == 0.0 {
-                    *w = w0;
-                    continue;
-                }
-                mb[j] = (share * steps).abs().round() as u32;
-                let mut g1 = if share > 0.0 {
-                    ltp[0].g((ltp[0].x(g0) + share).min(1.0))
-                } else {
-                    1.0 - ltd[0].g((ltd[0].x(1.0 - g0) - share).min(1.0))
-                };
-                if c2c > 0.0 {
-                    g1 += c2c * rb.normal();
-                }
-                *w = r * (2.0 * g1.clamp(0.0, 1.0) - 1.0);
-            }
+            crate::linalg::on_baseline(|| write_pulses(&mut b, &before, &mut mb, &p, &ltp, &ltd, &mut rb));
             let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
             assert!(same && ma == mb, "curves {up} / {down}, c2c {c2c}, {bits} bits");
             assert_eq!(ra.next_u64(), rb.next_u64());
