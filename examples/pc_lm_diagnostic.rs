@@ -5,7 +5,7 @@
 //! on the transformer quotes what this prints. Needs `apt-get install -y dict-devil`; about two
 //! minutes. Settings from the environment: `PC_EMBED` (embedding std), `PC_OPT` (`adamw` or
 //! `sgd`), `PC_LR`, `PC_GAMMA`, `PC_STEPS`, `PC_CURV` (`pc_curvature_iters`), `PC_PER_NODE`,
-//! `PC_ITERS`:
+//! `PC_ITERS`, `PC_BETA` (the output nudge; 1 clamps the output to the label):
 //!   PC_OPT=adamw PC_GAMMA=0.1 cargo run --release --example pc_lm_diagnostic
 
 use biolearn::nn::{Activation, Init, Loss, Shape, Workspace};
@@ -35,12 +35,14 @@ fn main() {
     let lr: f32 = env("PC_LR", if kind == OptimizerKind::Sgd { "0.1" } else { "0.0006" }).parse().unwrap();
     let momentum = if kind == OptimizerKind::Sgd { 0.9 } else { 0.0 };
     let mut opt = Optimizer::new(OptimConfig { kind, lr, momentum, ..Default::default() }, &net.update_sizes());
-    // Standard PC (beta 1, no fixed prediction, no tolerance), the categorical output energy.
+    // Standard PC (no fixed prediction, no tolerance), the categorical output energy, beta 1
+    // unless `PC_BETA` says otherwise.
     let cfg = PcConfig {
         steps: env("PC_STEPS", "5").parse().unwrap(),
         gamma: env("PC_GAMMA", "0.1").parse().unwrap(),
         momentum: 0.0,
         energy: Energy::Ce,
+        beta: env("PC_BETA", "1").parse().unwrap(),
         curvature_iters: env("PC_CURV", "0").parse().unwrap(),
         curvature_per_node: env("PC_PER_NODE", "0") == "1",
         ..PcConfig::default()
