@@ -84,6 +84,10 @@ pub struct PcConfig {
     /// Curvature-limited inference per node (a rate per value node from its own block of the
     /// Hessian) instead of one rate for all.
     pub curvature_per_node: bool,
+    /// Monotone inference: a state step that raises the energy is undone, every node's rate
+    /// halved and the momentum dropped, so the energy never rises along the relaxation (the
+    /// rejected step counts toward `steps`). Not with incremental PC (its weights move too).
+    pub backtrack: bool,
 }
 
 impl Default for PcConfig {
@@ -101,6 +105,7 @@ impl Default for PcConfig {
             tol: 0.0,
             curvature_iters: 0,
             curvature_per_node: false,
+            backtrack: false,
         }
     }
 }
@@ -115,6 +120,8 @@ pub struct PcStats {
     pub gamma: f32,
     /// The curvature estimate lambda of the last batch (0 when not estimated).
     pub curvature: f64,
+    /// Steps undone in the last batch (monotone inference, `backtrack`).
+    pub backtracks: usize,
 }
 
 pub struct PredictiveCoding {
@@ -126,6 +133,8 @@ pub struct PredictiveCoding {
     vel: Vec<Vec<f32>>,
     /// -J^T e of the node above, per hidden node.
     back: Vec<Vec<f32>>,
+    /// The hidden nodes before the last state step (monotone inference undoes it from here).
+    saved: Vec<Vec<f32>>,
     errs: Vec<Vec<f32>>,
     pub last: PcStats,
     /// Energies after each inference step of the last batch (for tests and reports).
@@ -169,6 +178,7 @@ impl PredictiveCoding {
             mu: vec![Vec::new(); k],
             vel: vec![Vec::new(); k],
             back: vec![Vec::new(); k],
+            saved: vec![Vec::new(); k],
             errs: vec![Vec::new(); k],
             last: PcStats::default(),
             trace: Vec::new(),
@@ -513,16 +523,42 @@ impl PredictiveCoding {
         self.last.gamma = rates.iter().cloned().fold(self.cfg.gamma, f32::min);
         self.last.curvature = curvature;
         self.node_rates.clone_from(&rates);
+        let mut rates = rates;
+        let backtrack = self.cfg.backtrack && upd.is_none();
+        self.last.backtracks = 0;
         let (mut start, mut prev) = (f64::NAN, f64::NAN);
         let mut done = 0;
         loop {
-            let energy = self.refresh(net, ws, y, errs);
-            self.trace.push(energy);
-            if done == 0 {
-                start = energy;
+            let mut energy = self.refresh(net, ws, y, errs);
+            if backtrack && done > 0 && !(energy <= prev) {
+                // The step raised the energy (or made it NaN): undo it, halve every rate and
+                // drop the momentum; the errors are recomputed at the restored nodes.
+                let hidden = self.pos.len() - 1;
+                for k in 0..hidden {
+                    self.x[k].copy_from_slice(&self.saved[k]);
+                    self.vel[k].fill(0.0);
+                }
+                rates.iter_mut().for_each(|r| *r *= 0.5);
+                self.fresh = self.fresh.min(1);
+                self.last.backtracks += 1;
+                energy = self.refresh(net, ws, y, errs);
+                self.trace.push(energy);
+                if done >= self.cfg.steps {
+                    return (energy, done);
+                }
+            } else {
+                self.trace.push(energy);
+                if done == 0 {
+                    start = energy;
+                }
+                if self.settled(done, start, prev, energy) {
+                    return (energy, done);
+                }
             }
-            if self.settled(done, start, prev, energy) {
-                return (energy, done);
+            if backtrack {
+                for k in 0..self.pos.len() - 1 {
+                    self.saved[k].clone_from(&self.x[k]);
+                }
             }
             self.backproject(net, ws, errs, grads);
             if let Some(u) = upd.as_deref_mut() {
@@ -607,6 +643,10 @@ crate::settings! {
         /// the largest eigenvalue of its own block of the Hessian, instead of one rate for all
         /// (twice the estimate's cost; nodes below a stiff one keep a faster rate).
         pub pc_curvature_per_node: bool = false,
+        /// Monotone inference: a state step that raises the energy is undone and every node's
+        /// rate halved (the momentum dropped), so the energy never rises along the relaxation;
+        /// a guard for stiff networks where a rate estimate can still overshoot. Not for ipc.
+        pub pc_backtrack: bool = false,
     }
     check(s) {
         use super::settings::{count, in_unit, non_negative, positive};
@@ -633,6 +673,9 @@ fn build_pc(
     if cx.loss == Loss::Bernoulli && s.pc_energy != Energy::Ce {
         return Err("a VAE's output node is Bernoulli per pixel: set pc_energy = \"ce\" (its cross-entropy)".into());
     }
+    if incremental && s.pc_backtrack {
+        return Err("pc_backtrack is not for incremental PC: its weights move at every inference step, so the energies of two steps do not compare".into());
+    }
     let c = PcConfig {
         steps: s.pc_steps,
         gamma: s.pc_gamma,
@@ -644,6 +687,7 @@ fn build_pc(
         tol: s.pc_tol,
         curvature_iters: s.pc_curvature_iters,
         curvature_per_node: s.pc_curvature_per_node,
+        backtrack: s.pc_backtrack,
     };
     Ok(Box::new(PredictiveCoding::new(net, c)?))
 }

@@ -443,6 +443,7 @@ mod predictive_coding {
                     tol: 0.0,
                     curvature_iters: 0,
                     curvature_per_node: false,
+                    backtrack: false,
                 };
                 let (pc, _) = pc_grads(&mut net, cfg, &x, &y);
                 let e = rel_err(&pc, &bp);
@@ -544,6 +545,57 @@ mod predictive_coding {
         assert!(pc.trace.windows(2).all(|w| w[1] < w[0]), "energies {:?}", pc.trace);
     }
 
+    /// Monotone inference (`pc_backtrack`) on the linear 4-6-3 network where the fixed rate
+    /// overshoots (gamma lambda > 2, so plain inference diverges): every step that would raise the
+    /// energy is undone and the rates halved, so the recorded energy never rises and ends below
+    /// its start. Where no step raises the energy (a small rate on a smooth network) the update is
+    /// the plain one, bit for bit. Incremental PC refuses the setting.
+    #[test]
+    fn backtracking_inference_never_raises_the_energy() {
+        let mut net = Builder::new(Shape::flat(4), Init::Torch, &mut Rng::new(70))
+            .dense(6, false)
+            .act(Activation::Identity)
+            .dense(3, false)
+            .build();
+        let mut rng = Rng::new(71);
+        rng.fill_normal(&mut net.params[1].data, 2.0);
+        let lambda = top_eigenvalue_gram(&net.params[1].data, 3, 6);
+        assert!(lambda * 0.1 > 2.0, "the fixed rate must overshoot: lambda {lambda}");
+        let (x, y) = batch(&net, 5, 72);
+        let cfg = |backtrack: bool| PcConfig { steps: 12, gamma: 0.1, momentum: 0.5, backtrack, ..Default::default() };
+        let (_, plain) = pc_grads(&mut net, cfg(false), &x, &y);
+        assert!(plain.last().unwrap() > &(plain[0] * 10.0), "plain inference must diverge: {plain:?}");
+        let mut pc = PredictiveCoding::new(&net, cfg(true)).unwrap();
+        grads_of(&mut pc, &mut net, &x, &y);
+        let tr = &pc.trace;
+        assert!(tr.windows(2).all(|w| w[1] <= w[0]), "energies {tr:?}");
+        assert!(tr.last().unwrap() < &(tr[0] * 0.9), "energies {tr:?}");
+        assert!(pc.last.backtracks >= 2, "backtracks {}", pc.last.backtracks);
+        assert_eq!(pc.last.steps, 12);
+
+        let mut smooth = Builder::new(Shape::flat(6), Init::Torch, &mut Rng::new(41))
+            .dense(5, true)
+            .act(Activation::Tanh)
+            .dense(4, true)
+            .act(Activation::Gelu)
+            .dense(3, true)
+            .build();
+        let (x, y) = batch(&smooth, 6, 42);
+        let small =
+            |backtrack: bool| PcConfig { steps: 20, gamma: 0.05, momentum: 0.0, backtrack, ..Default::default() };
+        let (g0, t0) = pc_grads(&mut smooth, small(false), &x, &y);
+        let mut pc = PredictiveCoding::new(&smooth, small(true)).unwrap();
+        let g1 = grads_of(&mut pc, &mut smooth, &x, &y);
+        assert_eq!(pc.last.backtracks, 0);
+        assert_eq!((g1, &pc.trace), (g0, &t0));
+
+        let s: toml::Table = toml::from_str("pc_backtrack = true").unwrap();
+        let cx = BuildContext { settings: &s, optim: OptimConfig::default(), epochs: 1, loss: Loss::Ce };
+        let err = "ipc".parse::<RuleName>().unwrap().build(&mut net, &cx, &mut Rng::new(1)).err().unwrap();
+        assert!(err.contains("pc_backtrack"), "{err}");
+        assert!("pc".parse::<RuleName>().unwrap().build(&mut net, &cx, &mut Rng::new(1)).is_ok());
+    }
+
     /// A two-block language model (vocabulary 6, context 5, width 8) and a batch of 3 sequences
     /// with a next-token target at every position.
     fn gpt_batch() -> (Network, Vec<f32>, Vec<u32>) {
@@ -582,6 +634,7 @@ mod predictive_coding {
             tol: 0.0,
             curvature_iters: 0,
             curvature_per_node: false,
+            backtrack: false,
         };
         let (pc, _) = pc_grads(&mut net, fpa.clone(), &x, &y);
         let e = rel_err(&pc, &bp);
@@ -648,6 +701,7 @@ mod predictive_coding {
             tol: 0.0,
             curvature_iters: 0,
             curvature_per_node: false,
+            backtrack: false,
         };
         let e = rel_err(&pc_grads_with(&mut net, fpa.clone(), &x, &y, Loss::Bernoulli), &bp);
         assert!(e < 1e-5, "fixed prediction: relative error {e}");
@@ -704,6 +758,7 @@ mod predictive_coding {
                 tol: 0.0,
                 curvature_iters: 0,
                 curvature_per_node: false,
+                backtrack: false,
             };
             // The update is divided by beta inside the rule.
             let (pc, _) = pc_grads(&mut net, cfg, &x, &y);
@@ -738,6 +793,7 @@ mod predictive_coding {
             tol: 0.0,
             curvature_iters: 0,
             curvature_per_node: false,
+            backtrack: false,
         };
         let (_, trace) = pc_grads(&mut net, cfg, &x, &y);
         assert_eq!(trace.len(), 51);
@@ -2394,6 +2450,7 @@ fn pc_on_a_transformer_depends_on_the_residual_streams_scale() {
             tol: 0.0,
             curvature_iters: 0,
             curvature_per_node: false,
+            backtrack: false,
         };
         let mut pc = PredictiveCoding::new(&net, cfg).unwrap();
         let g = grads_of(&mut pc, &mut net, &x, &y);
@@ -2448,6 +2505,7 @@ fn pc_update_does_not_depend_on_the_previous_batch_size() {
         tol: 0.0,
         curvature_iters: 0,
         curvature_per_node: false,
+        backtrack: false,
     };
     let run = |net: &mut Network, pc: &mut PredictiveCoding, ws: &mut Workspace, x: &[f32], y: &[u32]| {
         net.prepare(ws, x.len() / ctx);
