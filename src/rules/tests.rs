@@ -452,13 +452,9 @@ mod predictive_coding {
         }
     }
 
-    /// Curvature-limited inference (`pc_curvature_iters`) on a linear 4-6-3 network whose
-    /// energy's Hessian in the hidden node is I + W1^T W1 (per sample): the power iterations'
-    /// estimate is its largest eigenvalue (computed here from W1), and where the fixed rate
-    /// gamma (gamma lambda ~ 4 > 2) makes inference diverge, the limited rate 1 / lambda lowers
-    /// the energy at every step.
-    #[test]
-    fn curvature_limited_inference_finds_the_hessians_top_eigenvalue() {
+    /// A linear 4-6-3 network whose energy's Hessian in the hidden node, I + W1^T W1 per sample,
+    /// has a top eigenvalue lambda (returned) above 20: a state rate of 0.1 overshoots.
+    fn stiff_linear_net() -> (Network, f64) {
         let mut net = Builder::new(Shape::flat(4), Init::Torch, &mut Rng::new(70))
             .dense(6, false)
             .act(Activation::Identity)
@@ -467,6 +463,17 @@ mod predictive_coding {
         let mut rng = Rng::new(71);
         rng.fill_normal(&mut net.params[1].data, 2.0);
         let lambda = top_eigenvalue_gram(&net.params[1].data, 3, 6);
+        (net, lambda)
+    }
+
+    /// Curvature-limited inference (`pc_curvature_iters`) on a linear 4-6-3 network whose
+    /// energy's Hessian in the hidden node is I + W1^T W1 (per sample): the power iterations'
+    /// estimate is its largest eigenvalue (computed here from W1), and where the fixed rate
+    /// gamma (gamma lambda ~ 4 > 2) makes inference diverge, the limited rate 1 / lambda lowers
+    /// the energy at every step.
+    #[test]
+    fn curvature_limited_inference_finds_the_hessians_top_eigenvalue() {
+        let (mut net, lambda) = stiff_linear_net();
         let (x, y) = batch(&net, 5, 72);
         let cfg = |iters: usize| PcConfig {
             steps: 8,
@@ -552,14 +559,7 @@ mod predictive_coding {
     /// the plain one, bit for bit. Incremental PC refuses the setting.
     #[test]
     fn backtracking_inference_never_raises_the_energy() {
-        let mut net = Builder::new(Shape::flat(4), Init::Torch, &mut Rng::new(70))
-            .dense(6, false)
-            .act(Activation::Identity)
-            .dense(3, false)
-            .build();
-        let mut rng = Rng::new(71);
-        rng.fill_normal(&mut net.params[1].data, 2.0);
-        let lambda = top_eigenvalue_gram(&net.params[1].data, 3, 6);
+        let (mut net, lambda) = stiff_linear_net();
         assert!(lambda * 0.1 > 2.0, "the fixed rate must overshoot: lambda {lambda}");
         let (x, y) = batch(&net, 5, 72);
         let cfg = |backtrack: bool| PcConfig { steps: 12, gamma: 0.1, momentum: 0.5, backtrack, ..Default::default() };
