@@ -88,6 +88,9 @@ pub struct PcConfig {
     /// halved and the momentum dropped, so the energy never rises along the relaxation (the
     /// rejected step counts toward `steps`). Not with incremental PC (its weights move too).
     pub backtrack: bool,
+    /// With `backtrack`: after a step that lowered the energy every node's rate grows by this
+    /// factor, up to its starting rate (1: a halved rate stays halved for the batch).
+    pub backtrack_regrow: f32,
 }
 
 impl Default for PcConfig {
@@ -106,6 +109,7 @@ impl Default for PcConfig {
             curvature_iters: 0,
             curvature_per_node: false,
             backtrack: false,
+            backtrack_regrow: 1.0,
         }
     }
 }
@@ -554,6 +558,12 @@ impl PredictiveCoding {
                 if self.settled(done, start, prev, energy) {
                     return (energy, done);
                 }
+                if backtrack && done > 0 && self.cfg.backtrack_regrow != 1.0 {
+                    let g = self.cfg.backtrack_regrow;
+                    for (r, r0) in rates.iter_mut().zip(&self.node_rates) {
+                        *r = (*r * g).min(*r0);
+                    }
+                }
             }
             if backtrack {
                 for k in 0..self.pos.len() - 1 {
@@ -647,6 +657,9 @@ crate::settings! {
         /// rate halved (the momentum dropped), so the energy never rises along the relaxation;
         /// a guard for stiff networks where a rate estimate can still overshoot. Not for ipc.
         pub pc_backtrack: bool = false,
+        /// With pc_backtrack: after a step that lowered the energy every node's rate grows by
+        /// this factor, up to its starting rate (1: a halved rate stays halved for the batch).
+        pub pc_backtrack_regrow: f32 = 1.0,
     }
     check(s) {
         use super::settings::{count, in_unit, non_negative, positive};
@@ -658,6 +671,9 @@ crate::settings! {
         non_negative("pc_tol", s.pc_tol)?;
         if !(s.pc_beta > 0.0 && s.pc_beta <= 1.0) {
             return Err(format!("pc_beta must be in (0, 1], got {}", s.pc_beta));
+        }
+        if !(s.pc_backtrack_regrow >= 1.0 && s.pc_backtrack_regrow <= 10.0) {
+            return Err(format!("pc_backtrack_regrow must be in [1, 10], got {}", s.pc_backtrack_regrow));
         }
         in_unit("pc_momentum", s.pc_momentum)
     }
@@ -688,6 +704,7 @@ fn build_pc(
         curvature_iters: s.pc_curvature_iters,
         curvature_per_node: s.pc_curvature_per_node,
         backtrack: s.pc_backtrack,
+        backtrack_regrow: s.pc_backtrack_regrow,
     };
     Ok(Box::new(PredictiveCoding::new(net, c)?))
 }

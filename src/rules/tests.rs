@@ -444,6 +444,7 @@ mod predictive_coding {
                     curvature_iters: 0,
                     curvature_per_node: false,
                     backtrack: false,
+                    backtrack_regrow: 1.0,
                 };
                 let (pc, _) = pc_grads(&mut net, cfg, &x, &y);
                 let e = rel_err(&pc, &bp);
@@ -572,6 +573,13 @@ mod predictive_coding {
         assert!(tr.last().unwrap() < &(tr[0] * 0.9), "energies {tr:?}");
         assert!(pc.last.backtracks >= 2, "backtracks {}", pc.last.backtracks);
         assert_eq!(pc.last.steps, 12);
+        // Rates that grow back after accepted steps (up to the starting rate) keep the energy
+        // monotone too, and relax further in the same steps here.
+        let mut regrow = PredictiveCoding::new(&net, PcConfig { backtrack_regrow: 1.5, ..cfg(true) }).unwrap();
+        grads_of(&mut regrow, &mut net, &x, &y);
+        let tg = &regrow.trace;
+        assert!(tg.windows(2).all(|w| w[1] <= w[0]), "energies {tg:?}");
+        assert!(tg.last().unwrap() <= tr.last().unwrap(), "regrow {tg:?} against {tr:?}");
 
         let mut smooth = Builder::new(Shape::flat(6), Init::Torch, &mut Rng::new(41))
             .dense(5, true)
@@ -635,6 +643,7 @@ mod predictive_coding {
             curvature_iters: 0,
             curvature_per_node: false,
             backtrack: false,
+            backtrack_regrow: 1.0,
         };
         let (pc, _) = pc_grads(&mut net, fpa.clone(), &x, &y);
         let e = rel_err(&pc, &bp);
@@ -702,6 +711,7 @@ mod predictive_coding {
             curvature_iters: 0,
             curvature_per_node: false,
             backtrack: false,
+            backtrack_regrow: 1.0,
         };
         let e = rel_err(&pc_grads_with(&mut net, fpa.clone(), &x, &y, Loss::Bernoulli), &bp);
         assert!(e < 1e-5, "fixed prediction: relative error {e}");
@@ -759,6 +769,7 @@ mod predictive_coding {
                 curvature_iters: 0,
                 curvature_per_node: false,
                 backtrack: false,
+                backtrack_regrow: 1.0,
             };
             // The update is divided by beta inside the rule.
             let (pc, _) = pc_grads(&mut net, cfg, &x, &y);
@@ -794,6 +805,7 @@ mod predictive_coding {
             curvature_iters: 0,
             curvature_per_node: false,
             backtrack: false,
+            backtrack_regrow: 1.0,
         };
         let (_, trace) = pc_grads(&mut net, cfg, &x, &y);
         assert_eq!(trace.len(), 51);
@@ -2451,6 +2463,7 @@ fn pc_on_a_transformer_depends_on_the_residual_streams_scale() {
             curvature_iters: 0,
             curvature_per_node: false,
             backtrack: false,
+            backtrack_regrow: 1.0,
         };
         let mut pc = PredictiveCoding::new(&net, cfg).unwrap();
         let g = grads_of(&mut pc, &mut net, &x, &y);
@@ -2506,6 +2519,7 @@ fn pc_update_does_not_depend_on_the_previous_batch_size() {
         curvature_iters: 0,
         curvature_per_node: false,
         backtrack: false,
+        backtrack_regrow: 1.0,
     };
     let run = |net: &mut Network, pc: &mut PredictiveCoding, ws: &mut Workspace, x: &[f32], y: &[u32]| {
         net.prepare(ws, x.len() / ctx);
