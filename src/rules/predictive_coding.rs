@@ -399,6 +399,29 @@ impl PredictiveCoding {
         done >= self.cfg.steps || (self.cfg.tol > 0.0 && done > 0 && (prev - now).abs() <= self.cfg.tol as f64 * (now - start).abs())
     }
 
+    /// Monotone inference's rejection: the hidden nodes back to their values before the last
+    /// state step, the momentum dropped, every rate halved.
+    fn undo_step(&mut self, rates: &mut [f32]) {
+        for ((x, saved), v) in self.x.iter_mut().zip(&self.saved).zip(&mut self.vel).take(self.pos.len() - 1) {
+            x.copy_from_slice(saved);
+            v.fill(0.0);
+        }
+        rates.iter_mut().for_each(|r| *r *= 0.5);
+        self.fresh = self.fresh.min(1);
+        self.last.backtracks += 1;
+    }
+
+    /// After an accepted step, every rate grows by `backtrack_regrow`, up to the batch's
+    /// starting rate (`node_rates`).
+    fn regrow(&self, rates: &mut [f32]) {
+        let g = self.cfg.backtrack_regrow;
+        if g != 1.0 {
+            for (r, r0) in rates.iter_mut().zip(&self.node_rates) {
+                *r = (*r * g).min(*r0);
+            }
+        }
+    }
+
     /// The energy's gradient in the hidden nodes at the current nodes (refreshed), flattened
     /// node after node into `out`: dF/dx_k = e_k - J_{k+1}^T e_{k+1}.
     fn node_gradient(&mut self, net: &mut Network, ws: &mut Workspace, y: &[u32], errs: &mut [Vec<f32>], grads: &mut [Vec<f32>], out: &mut Vec<f32>) {
@@ -535,16 +558,9 @@ impl PredictiveCoding {
         loop {
             let mut energy = self.refresh(net, ws, y, errs);
             if backtrack && done > 0 && !(energy <= prev) {
-                // The step raised the energy (or made it NaN): undo it, halve every rate and
-                // drop the momentum; the errors are recomputed at the restored nodes.
-                let hidden = self.pos.len() - 1;
-                for k in 0..hidden {
-                    self.x[k].copy_from_slice(&self.saved[k]);
-                    self.vel[k].fill(0.0);
-                }
-                rates.iter_mut().for_each(|r| *r *= 0.5);
-                self.fresh = self.fresh.min(1);
-                self.last.backtracks += 1;
+                // The step raised the energy (or made it NaN): undo it; the errors are
+                // recomputed at the restored nodes.
+                self.undo_step(&mut rates);
                 energy = self.refresh(net, ws, y, errs);
                 self.trace.push(energy);
                 if done >= self.cfg.steps {
@@ -558,16 +574,13 @@ impl PredictiveCoding {
                 if self.settled(done, start, prev, energy) {
                     return (energy, done);
                 }
-                if backtrack && done > 0 && self.cfg.backtrack_regrow != 1.0 {
-                    let g = self.cfg.backtrack_regrow;
-                    for (r, r0) in rates.iter_mut().zip(&self.node_rates) {
-                        *r = (*r * g).min(*r0);
-                    }
+                if backtrack && done > 0 {
+                    self.regrow(&mut rates);
                 }
             }
             if backtrack {
-                for k in 0..self.pos.len() - 1 {
-                    self.saved[k].clone_from(&self.x[k]);
+                for (saved, x) in self.saved.iter_mut().zip(&self.x[..self.pos.len() - 1]) {
+                    saved.clone_from(x);
                 }
             }
             self.backproject(net, ws, errs, grads);

@@ -453,6 +453,17 @@ mod predictive_coding {
         }
     }
 
+    /// A small 6-5-4-3 network with smooth nonlinearities (tanh, GELU: no kinks in the energy).
+    fn smooth_net() -> Network {
+        Builder::new(Shape::flat(6), Init::Torch, &mut Rng::new(41))
+            .dense(5, true)
+            .act(Activation::Tanh)
+            .dense(4, true)
+            .act(Activation::Gelu)
+            .dense(3, true)
+            .build()
+    }
+
     /// A linear 4-6-3 network whose energy's Hessian in the hidden node, I + W1^T W1 per sample,
     /// has a top eigenvalue lambda (returned) above 20: a state rate of 0.1 overshoots.
     fn stiff_linear_net() -> (Network, f64) {
@@ -581,13 +592,7 @@ mod predictive_coding {
         assert!(tg.windows(2).all(|w| w[1] <= w[0]), "energies {tg:?}");
         assert!(tg.last().unwrap() <= tr.last().unwrap(), "regrow {tg:?} against {tr:?}");
 
-        let mut smooth = Builder::new(Shape::flat(6), Init::Torch, &mut Rng::new(41))
-            .dense(5, true)
-            .act(Activation::Tanh)
-            .dense(4, true)
-            .act(Activation::Gelu)
-            .dense(3, true)
-            .build();
+        let mut smooth = smooth_net();
         let (x, y) = batch(&smooth, 6, 42);
         let small =
             |backtrack: bool| PcConfig { steps: 20, gamma: 0.05, momentum: 0.0, backtrack, ..Default::default() };
@@ -785,13 +790,7 @@ mod predictive_coding {
     fn energy_never_increases_along_inference_with_a_small_step() {
         // Gradient descent on a smooth energy (tanh and GELU: no kinks) with a step below
         // 1/curvature: the energy is non-increasing at every step.
-        let mut net = Builder::new(Shape::flat(6), Init::Torch, &mut Rng::new(41))
-            .dense(5, true)
-            .act(Activation::Tanh)
-            .dense(4, true)
-            .act(Activation::Gelu)
-            .dense(3, true)
-            .build();
+        let mut net = smooth_net();
         let (x, y) = batch(&net, 6, 42);
         let cfg = PcConfig {
             steps: 50,
