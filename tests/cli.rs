@@ -476,6 +476,27 @@ fn eval_reproduces_the_recorded_accuracy_and_init_from_starts_from_a_model() {
     assert!(e.contains("shape"), "{e}");
     let e = fail(&["eval", d.join("missing").to_str().unwrap()]);
     assert!(e.contains("missing"), "{e}");
+    // --per-layer: each weight tensor's share kept by the global mask (together the asked
+    // sparsity, up to ties and the per-layer minimum) and the accuracy with only it pruned.
+    let text =
+        String::from_utf8(ok(&["eval", dfa.to_str().unwrap(), "--sparsity", "0,0.9", "--per-layer"]).stdout).unwrap();
+    let only: Vec<(usize, f64, f64)> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("only "))
+        .map(|l| {
+            let (_, rest) = l.split_once('(').unwrap();
+            let (size, rest) = rest.split_once(" weights, ").unwrap();
+            let (kept, _) = rest.split_once("% kept").unwrap();
+            let acc: f64 = l.rsplit_once('(').unwrap().1.trim_end_matches(')').parse().unwrap();
+            (size.parse().unwrap(), kept.parse::<f64>().unwrap() / 100.0, acc)
+        })
+        .collect();
+    // mlp:64 on the digits: 64x64 and 64x10 weights, listed once (sparsity 0 has no such lines).
+    assert_eq!(only.iter().map(|o| o.0).collect::<Vec<_>>(), [64 * 64, 64 * 10], "{text}");
+    let kept: f64 = only.iter().map(|o| o.0 as f64 * o.1).sum::<f64>() / (64.0 * 74.0);
+    assert!((kept - 0.1).abs() < 0.002, "{kept}: {text}");
+    assert!(only.iter().all(|o| (0.0..=1.0).contains(&o.2)), "{text}");
+    assert!(fail(&["eval", dfa.to_str().unwrap(), "--per-layer"]).contains("--sparsity"));
 }
 
 #[test]

@@ -380,6 +380,11 @@ struct EvalArgs {
     /// Global magnitude pruning to these sparsities (share of weights zeroed), comma-separated.
     #[arg(long, value_delimiter = ',')]
     sparsity: Vec<f64>,
+    /// With --sparsity: for each sparsity, each weight tensor's kept share under the global
+    /// mask and the accuracy with only that tensor pruned (which layer's pruning costs the
+    /// accuracy).
+    #[arg(long)]
+    per_layer: bool,
     /// Seed of the noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -1262,6 +1267,9 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
             let acc = protocol::noisy_accuracy(&mut tr, &l.ds.test, &l.norm, NoiseKind::Gaussian, std, &mut rng);
             rows.push((format!("gaussian noise {std}"), acc));
         }
+        if a.per_layer && a.sparsity.is_empty() {
+            bail!("--per-layer: give the sparsities with --sparsity");
+        }
         if let Some(s) = a.sparsity.iter().find(|s| !(0.0..1.0).contains(*s)) {
             bail!("--sparsity {s}: must be in [0, 1)");
         }
@@ -1270,6 +1278,16 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
             protocol::pruned_accuracies(&mut tr, &a.sparsity, min_keep, &l.ds.test, None).map_err(anyhow::Error::msg)?
         {
             rows.push((format!("sparsity {}", p.sparsity), p.test_accuracy));
+            if a.per_layer && p.sparsity > 0.0 {
+                for l in
+                    protocol::layer_pruning(&mut tr, p.sparsity, min_keep, &l.ds.test).map_err(anyhow::Error::msg)?
+                {
+                    rows.push((
+                        format!("  only {} ({} weights, {:.1}% kept)", l.name, l.size, 100.0 * l.kept),
+                        l.alone_accuracy,
+                    ));
+                }
+            }
         }
         Ok(rows)
     })?;

@@ -375,6 +375,43 @@ pub fn pruned_accuracies(
     Ok(out)
 }
 
+/// One weight tensor's part in global magnitude pruning at one sparsity.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerPruning {
+    /// The tensor's name (as in the model file).
+    pub name: String,
+    /// Its weight count.
+    pub size: usize,
+    /// The share of its weights that the global mask keeps.
+    pub kept: f64,
+    /// Test accuracy with only this tensor pruned by its part of the global mask (every other
+    /// weight intact): which layer's pruning costs the accuracy.
+    pub alone_accuracy: f64,
+}
+
+/// For each weight tensor, what global magnitude pruning at `sparsity` keeps of it and the test
+/// accuracy when only it is pruned (no fine-tuning). The trainer returns to its state.
+pub fn layer_pruning(
+    tr: &mut Trainer,
+    sparsity: f64,
+    min_keep: f64,
+    test: &Split,
+) -> Result<Vec<LayerPruning>, String> {
+    let masks = prune::global_magnitude_masks(&tr.net, sparsity, min_keep);
+    let trained = tr.snapshot();
+    let mut out = Vec::new();
+    for (i, m) in masks.iter().enumerate() {
+        let Some(m) = m else { continue };
+        let kept = m.iter().filter(|&&v| v > 0.0).count() as f64 / m.len().max(1) as f64;
+        let only: prune::Masks = (0..masks.len()).map(|j| if j == i { Some(m.clone()) } else { None }).collect();
+        prune::apply(&mut tr.net, &only);
+        let acc = tr.evaluate(test);
+        tr.restore(&trained)?;
+        out.push(LayerPruning { name: tr.net.params[i].name.clone(), size: m.len(), kept, alone_accuracy: acc });
+    }
+    Ok(out)
+}
+
 /// Accuracy on `test` with `kind` noise of `level` (pixel units) drawn from `rng`.
 pub fn noisy_accuracy(tr: &mut Trainer, test: &Split, norm: &Norm, kind: NoiseKind, level: f64, rng: &mut Rng) -> f64 {
     let mut noisy = test.clone();
