@@ -1,20 +1,30 @@
-//! White-box adversarial robustness: FGSM (Goodfellow, Shlens & Szegedy 2015) and PGD (Madry
-//! et al. 2018), L-inf, through the trained network's true input gradient of the cross-entropy
+//! Adversarial robustness, L-inf. White-box: FGSM (Goodfellow, Shlens & Szegedy 2015) and PGD
+//! (Madry et al. 2018) through the trained network's true input gradient of the cross-entropy
 //! loss, whatever rule trained it (the attacker knows the weights; the rule's own feedback
-//! plays no part).
+//! plays no part). Black-box: the Square attack (Andriushchenko et al. 2020), which only queries
+//! the answer's scores, so it attacks every rule (those without an input gradient too) and
+//! checks the white-box figures against gradient masking: a rule whose input gradient misleads
+//! FGSM/PGD still falls to it.
 //!
-//!   FGSM  x' = clip(x + eps sign(d loss / d x))
-//!   PGD   x_0 = x + U(-eps, eps);  x_{t+1} = clip(proj_eps(x_t + alpha sign(d loss / d x_t))),
-//!         alpha = 2.5 eps / steps
+//!   FGSM    x' = clip(x + eps sign(d loss / d x))
+//!   PGD     x_0 = x + U(-eps, eps);  x_{t+1} = clip(proj_eps(x_t + alpha sign(d loss / d x_t))),
+//!           alpha = 2.5 eps / steps
+//!   Square  x_0 = clip(x + eps * vertical stripes of random sign per channel); then for each
+//!           query a random s x s window (s from the share p of the image's pixels, p halved on
+//!           the official schedule) gets a new random sign per channel, x_w = clip(x + +-eps) there,
+//!           kept if it lowers the margin score_y - max_{k != y} score_k; a sample stops once
+//!           its margin is negative (misclassified). The official `p_selection` schedule and
+//!           initialisation (`max-andriushchenko/square-attack`, attack.py).
 //!
 //! eps is in pixel units (pixels in [0, 1]); on normalised data it is eps / std per channel,
 //! and clip keeps every pixel in [0, 1]. The network runs in evaluation mode (batch-norm
-//! running statistics, no dropout) for the gradient.
+//! running statistics, no dropout).
 
 use crate::data::noise::Norm;
 use crate::data::Split;
-use crate::nn::{Loss, Network, Workspace};
+use crate::nn::{Loss, Network, Shape, Workspace};
 use crate::rng::Rng;
+use crate::rules::{Prediction, Rule};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attack {
@@ -65,13 +75,8 @@ pub fn attack(
     if eps <= 0.0 {
         return out;
     }
-    let (d, c) = (test.dim, norm.mean.len());
-    // Per value: eps, lower and upper pixel bounds in the normalised space.
-    let bound = |j: usize| {
-        let ch = (j / norm.plane).min(c - 1);
-        let (m, s) = (norm.mean[ch], norm.std[ch]);
-        (eps as f32 / s, (0.0 - m) / s, (1.0 - m) / s)
-    };
+    let d = test.dim;
+    let bound = bounds(norm, eps);
     let mut ws = Workspace::default();
     let mut pg = net.zero_grads();
     let chunk = 250;
@@ -103,6 +108,170 @@ pub fn attack(
                 let x = x0[i];
                 let step = alpha * e * gv.signum() * f32::from(*gv != 0.0);
                 *v = (*v + step).clamp(x - e, x + e).clamp(lo, hi);
+            }
+        }
+        start += m;
+    }
+    out
+}
+
+/// Per input value j: eps, and the lower and upper pixel bounds, in the normalised space.
+fn bounds(norm: &Norm, eps: f64) -> impl Fn(usize) -> (f32, f32, f32) + '_ {
+    let c = norm.mean.len();
+    move |j: usize| {
+        let ch = (j / norm.plane).min(c - 1);
+        let (m, s) = (norm.mean[ch], norm.std[ch]);
+        (eps as f32 / s, (0.0 - m) / s, (1.0 - m) / s)
+    }
+}
+
+/// The Square attack's share of pixels changed per query at query `it` of `n` (the official
+/// piece-wise constant schedule, on a 10,000-query scale).
+pub fn square_p(p_init: f64, it: usize, n: usize) -> f64 {
+    let it = (it as f64 / n.max(1) as f64 * 10_000.0) as usize;
+    let div = match it {
+        11..=50 => 2.0,
+        51..=200 => 4.0,
+        201..=500 => 8.0,
+        501..=1000 => 16.0,
+        1001..=2000 => 32.0,
+        2001..=4000 => 64.0,
+        4001..=6000 => 128.0,
+        6001..=8000 => 256.0,
+        8001..=10_000 => 512.0,
+        _ => 1.0,
+    };
+    p_init / div
+}
+
+/// The answer's scores (the network's output in evaluation mode, or the rule's own answer) for
+/// the `n` samples in `x`, into `out` (n x classes).
+fn scores(
+    net: &mut Network,
+    rule: &mut Option<&mut dyn Rule>,
+    ws: &mut Workspace,
+    x: &[f32],
+    n: usize,
+    out: &mut Vec<f32>,
+) {
+    net.prepare_forward(ws, n);
+    ws.input_mut().copy_from_slice(x);
+    net.forward_layers(ws, 0, net.num_layers(), false, &mut Rng::new(0));
+    if let Some(r) = rule.as_deref_mut() {
+        if r.prediction() == Prediction::Own {
+            r.predict(net, ws);
+        }
+    }
+    let k = net.output_len();
+    out.clear();
+    out.extend_from_slice(&ws.output()[..n * k]);
+}
+
+/// score_y - max_{k != y} score_k (NaN scores count as misclassified: -inf).
+fn margin(s: &[f32], y: u32) -> f32 {
+    let y = y as usize;
+    let other = s.iter().enumerate().filter(|&(k, _)| k != y).map(|(_, &v)| v).fold(f32::NEG_INFINITY, f32::max);
+    let m = s[y] - other;
+    if m.is_nan() {
+        f32::NEG_INFINITY
+    } else {
+        m
+    }
+}
+
+/// The Square attack's copy of `test` (normalised with `norm`; images of `shape`): at most
+/// `queries` score queries per sample (the initialisation's included), `p_init` the share of
+/// pixels the first windows change (the official default 0.05). Only the answer's scores are
+/// used, never a gradient. `rng` draws the stripes, windows and signs.
+#[allow(clippy::too_many_arguments)]
+pub fn square(
+    net: &mut Network,
+    mut rule: Option<&mut dyn Rule>,
+    test: &Split,
+    norm: &Norm,
+    shape: Shape,
+    eps: f64,
+    queries: usize,
+    p_init: f64,
+    rng: &mut Rng,
+) -> Split {
+    let mut out = test.clone();
+    if eps <= 0.0 || test.n == 0 {
+        return out;
+    }
+    let d = test.dim;
+    let (h, w) = (shape.h.max(1), shape.w.max(1));
+    let bound = bounds(norm, eps);
+    let chans = d / (h * w).max(1);
+    let mut ws = Workspace::default();
+    let k = net.output_len();
+    let (mut sc, mut cand, mut idx) = (Vec::new(), Vec::new(), Vec::new());
+    let chunk = 500;
+    let mut start = 0;
+    while start < test.n {
+        let m = chunk.min(test.n - start);
+        let x0 = &test.x[start * d..(start + m) * d];
+        let y = &test.y[start..start + m];
+        let best = &mut out.x[start * d..(start + m) * d];
+        // Vertical stripes: one random sign per sample, channel and column.
+        for i in 0..m {
+            for ch in 0..chans {
+                for col in 0..w {
+                    let sign = if rng.uniform() < 0.5 { -1.0 } else { 1.0 };
+                    for row in 0..h {
+                        let j = ch * h * w + row * w + col;
+                        let (e, lo, hi) = bound(j);
+                        best[i * d + j] = (x0[i * d + j] + sign * e).clamp(lo, hi);
+                    }
+                }
+            }
+        }
+        scores(net, &mut rule, &mut ws, best, m, &mut sc);
+        let mut marg: Vec<f32> = (0..m).map(|i| margin(&sc[i * k..(i + 1) * k], y[i])).collect();
+        for it in 1..queries {
+            idx.clear();
+            idx.extend((0..m).filter(|&i| marg[i] > 0.0));
+            if idx.is_empty() {
+                break;
+            }
+            let p = square_p(p_init, it - 1, queries);
+            let side = ((p * (h * w) as f64).sqrt().round() as usize).clamp(1, (h.max(w) - 1).max(1));
+            let (sh, sw) = (side.min(h), side.min(w));
+            cand.clear();
+            for &i in &idx {
+                let xb = &best[i * d..(i + 1) * d];
+                let xo = &x0[i * d..(i + 1) * d];
+                let base = cand.len();
+                cand.extend_from_slice(xb);
+                let (r0, c0) = (rng.below(h - sh + 1), rng.below(w - sw + 1));
+                // A new sign per channel over the window; redrawn (up to 10 times) while it
+                // would leave the window as it is.
+                for _ in 0..10 {
+                    let mut changed = false;
+                    for ch in 0..chans {
+                        let sign = if rng.uniform() < 0.5 { -1.0 } else { 1.0 };
+                        for row in r0..r0 + sh {
+                            for col in c0..c0 + sw {
+                                let j = ch * h * w + row * w + col;
+                                let (e, lo, hi) = bound(j);
+                                let v = (xo[j] + sign * e).clamp(lo, hi);
+                                changed |= (v - xb[j]).abs() > 1e-7;
+                                cand[base + j] = v;
+                            }
+                        }
+                    }
+                    if changed {
+                        break;
+                    }
+                }
+            }
+            scores(net, &mut rule, &mut ws, &cand, idx.len(), &mut sc);
+            for (a, &i) in idx.iter().enumerate() {
+                let mn = margin(&sc[a * k..(a + 1) * k], y[i]);
+                if mn < marg[i] {
+                    marg[i] = mn;
+                    best[i * d..(i + 1) * d].copy_from_slice(&cand[a * d..(a + 1) * d]);
+                }
             }
         }
         start += m;
@@ -156,6 +325,55 @@ mod tests {
             m[j] -= h;
             let fd = (loss(&n, &p, &y) - loss(&n, &m, &y)) / (2.0 * h as f64) / y.len() as f64;
             assert!((g[j] as f64 - fd).abs() < 2e-3 * fd.abs().max(0.1), "x[{j}]: {} vs {fd}", g[j]);
+        }
+    }
+
+    #[test]
+    fn square_schedule_is_the_official_one() {
+        assert_eq!(square_p(0.05, 0, 1000), 0.05);
+        assert_eq!(square_p(0.05, 1, 1000), 0.05); // 10 on the 10,000 scale
+        assert_eq!(square_p(0.05, 2, 1000), 0.025); // 20
+        assert_eq!(square_p(0.8, 100, 1000), 0.8 / 16.0); // 1000
+        assert_eq!(square_p(0.8, 101, 1000), 0.8 / 32.0); // 1010
+        assert_eq!(square_p(0.8, 999, 1000), 0.8 / 512.0); // 9990
+    }
+
+    /// On a linear 2-class model whose margin w.x + b cannot turn negative within eps, the
+    /// best L-inf move is known: every pixel by eps against sign(w_0 - w_1), lowering the
+    /// margin by eps ||w_0 - w_1||_1. The Square attack, from scores alone, must find it (its
+    /// windows shrink to single pixels on a 4x4 image), stay within eps and the pixel range, and
+    /// never end above its starting margin. A rule's own answer is what it queries.
+    #[test]
+    fn square_finds_the_best_linf_move_on_a_linear_model_from_scores_alone() {
+        let mut n = Builder::new(Shape::new(1, 4, 4), Init::Torch, &mut Rng::new(3)).dense(2, true).build();
+        n.params[1].data = vec![100.0, 0.0]; // class 0 far ahead: the attack never succeeds
+        let w = n.params[0].data.clone(); // 2 x 16, row-major
+        let norm = Norm { mean: vec![0.5], std: vec![0.25], plane: 16 };
+        // Pixels in the middle of [0, 1], so eps 0.1 never meets the range's ends.
+        let mut rng = Rng::new(8);
+        let x: Vec<f32> = (0..3 * 16).map(|_| (0.3 + 0.4 * rng.uniform() - 0.5) / 0.25).collect();
+        let test = Split { x, y: vec![0; 3], n: 3, dim: 16 };
+        let marg =
+            |x: &[f32]| -> f64 { (0..16).map(|j| f64::from(w[j] - w[16 + j]) * f64::from(x[j])).sum::<f64>() + 100.0 };
+        let adv = square(&mut n, None, &test, &norm, Shape::new(1, 4, 4), 0.1, 400, 0.05, &mut Rng::new(9));
+        let best: f64 = (0..16).map(|j| f64::from((w[j] - w[16 + j]).abs())).sum::<f64>() * 0.1 / 0.25;
+        for i in 0..3 {
+            let (a, b) = (&adv.x[i * 16..(i + 1) * 16], &test.x[i * 16..(i + 1) * 16]);
+            for (p, q) in a.iter().zip(b) {
+                assert!(((p - q) * 0.25).abs() <= 0.1 + 1e-5, "moved {}", (p - q) * 0.25);
+            }
+            let drop = marg(b) - marg(a);
+            assert!((drop - best).abs() < 1e-3 * best, "sample {i}: margin down by {drop}, best {best}");
+        }
+        // A model the attack can fool: margin 0.1 sum(x) + 0.2 at normalised x (0 at pixel 0.5:
+        // every sample starts correct), which eps 0.1 (0.4 normalised) can lower by up to 0.64.
+        n.params[0].data = (0..32).map(|j| if j < 16 { 0.05 } else { -0.05 }).collect();
+        n.params[1].data = vec![0.2, 0.0];
+        let mid = Split { x: vec![0.0; 3 * 16], ..test.clone() };
+        let adv = square(&mut n, None, &mid, &norm, Shape::new(1, 4, 4), 0.1, 200, 0.05, &mut Rng::new(9));
+        for i in 0..3 {
+            let m: f32 = adv.x[i * 16..(i + 1) * 16].iter().map(|v| 0.1 * v).sum::<f32>() + 0.2;
+            assert!(m < 0.0, "sample {i}: margin {m}");
         }
     }
 

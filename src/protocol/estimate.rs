@@ -130,6 +130,9 @@ pub fn estimate(plan: &Plan, parallel: usize) -> Result<Estimate, String> {
                 let attacked = if plan.attack_samples == 0 { ds.test.n } else { plan.attack_samples.min(ds.test.n) };
                 let passes = plan.fgsm.len() + plan.pgd.len() * plan.pgd_steps;
                 s += (passes * attacked) as f64 * last;
+                // Square: at most square_queries evaluation passes per sample (fewer once it
+                // is misclassified: an upper bound).
+                s += (plan.square.len() * plan.square_queries * attacked) as f64 * eval;
             }
             seconds += s;
         }

@@ -271,7 +271,8 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
                 None => pruning = oneshot_pruning(plan, &mut tr, &train, cfg.lr * schedule_floor(cfg), &ds.test)?,
             }
             noise_pts = noise_evals(plan, &mut tr, &ds.test, &loaded.norm, cfg.seed);
-            adversarial = attack_evals(plan, &mut tr, &ds.test, &loaded.norm, cfg.seed);
+            let shape = Shape::new(ds.channels, ds.height, ds.width);
+            adversarial = attack_evals(plan, &mut tr, &ds.test, &loaded.norm, shape, cfg.seed);
         }
         // A VAE's pictures beside the run's checkpoint: out/images/<the checkpoint's stem>-*.png,
         // named in the record relative to `out`.
@@ -419,16 +420,37 @@ pub fn noisy_accuracy(tr: &mut Trainer, test: &Split, norm: &Norm, kind: NoiseKi
     tr.evaluate(&noisy)
 }
 
-/// White-box attacks through the trained network's input gradient; none for a rule whose
+/// White-box attacks through the trained network's input gradient, none for a rule whose
 /// prediction is not the feed-forward output (EP/CHL's free phase, Activation Learning's
-/// activation read-out), where that gradient is not its prediction's.
-fn attack_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, seed: u64) -> Vec<AttackPoint> {
-    use adversarial::Attack;
-    if tr.rule.prediction() != crate::rules::Prediction::FeedForward && !tr.rule.has_input_gradient() {
-        return Vec::new();
-    }
+/// activation read-out) and has no input gradient of its own, where that gradient is not its
+/// prediction's; then the black-box Square attack on the answer's scores, for every rule.
+fn attack_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, shape: Shape, seed: u64) -> Vec<AttackPoint> {
     let m = if plan.attack_samples == 0 { test.n } else { plan.attack_samples.min(test.n) };
     let sub = sampling::subset(test, &(0..m).collect::<Vec<_>>());
+    let mut out = Vec::new();
+    if tr.rule.prediction() == crate::rules::Prediction::FeedForward || tr.rule.has_input_gradient() {
+        out = gradient_attacks(plan, tr, &sub, norm, seed);
+    }
+    for (i, &eps) in plan.square.iter().enumerate() {
+        let mut rng = Rng::new(seed.wrapping_mul(1_000_037).wrapping_add(i as u64 + 211));
+        let adv = adversarial::square(
+            &mut tr.net,
+            Some(tr.rule.as_mut()),
+            &sub,
+            norm,
+            shape,
+            eps,
+            plan.square_queries,
+            plan.square_p,
+            &mut rng,
+        );
+        out.push(AttackPoint { attack: "square".into(), eps, test_accuracy: tr.evaluate(&adv) });
+    }
+    out
+}
+
+fn gradient_attacks(plan: &Plan, tr: &mut Trainer, sub: &Split, norm: &Norm, seed: u64) -> Vec<AttackPoint> {
+    use adversarial::Attack;
     let attacks = plan
         .fgsm
         .iter()
@@ -437,7 +459,7 @@ fn attack_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, seed: 
     let mut out = Vec::new();
     for (i, (atk, eps)) in attacks.enumerate() {
         let mut rng = Rng::new(seed.wrapping_mul(1_000_033).wrapping_add(i as u64 + 101));
-        let adv = adversarial::attack(&mut tr.net, Some(tr.rule.as_mut()), &sub, norm, atk, eps, &mut rng);
+        let adv = adversarial::attack(&mut tr.net, Some(tr.rule.as_mut()), sub, norm, atk, eps, &mut rng);
         out.push(AttackPoint { attack: atk.name().into(), eps, test_accuracy: tr.evaluate(&adv) });
     }
     out
@@ -702,6 +724,7 @@ fn run_plan_inner(
             ("salt_pepper", !plan.salt_pepper.is_empty()),
             ("fgsm", !plan.fgsm.is_empty()),
             ("pgd", !plan.pgd.is_empty()),
+            ("square", !plan.square.is_empty()),
             ("shots", !plan.shots.is_empty()),
         ];
         if let Some((key, _)) = pixel.iter().find(|(_, on)| *on) {

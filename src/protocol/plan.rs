@@ -25,6 +25,9 @@
 //! fgsm = [0.05, 0.1]            # adversarial eps (pixel units, L-inf) for FGSM and PGD
 //! pgd = [0.05]
 //! pgd_steps = 10
+//! square = [0.1]                # black-box Square attack eps (scores only, no gradient)
+//! square_queries = 1000         # its queries per sample (default 1000), first window share
+//! square_p = 0.05               # (default 0.05, the official code's)
 //! attack_samples = 1000         # test samples attacked (0: all)
 //! seeds = 3
 //! [train]                       # any `biolearn train` setting, for every rule
@@ -105,6 +108,11 @@ pub struct Plan {
     pub fgsm: Vec<f64>,
     pub pgd: Vec<f64>,
     pub pgd_steps: usize,
+    /// Eps of the black-box Square attack (scores only: every rule), its queries per sample and
+    /// the share of pixels its first windows change.
+    pub square: Vec<f64>,
+    pub square_queries: usize,
+    pub square_p: f64,
     pub attack_samples: usize,
     /// Number of seeds (0..seeds).
     pub seeds: u64,
@@ -197,6 +205,9 @@ impl Default for Plan {
             fgsm: vec![],
             pgd: vec![],
             pgd_steps: 10,
+            square: vec![],
+            square_queries: 1000,
+            square_p: 0.05,
             attack_samples: 1000,
             seeds: 3,
             threads_per_run: 1,
@@ -342,6 +353,7 @@ impl Plan {
             ("train_noise", &self.train_noise),
             ("fgsm", &self.fgsm),
             ("pgd", &self.pgd),
+            ("square", &self.square),
         ] {
             bad(v.iter().all(|x| x.is_finite()), &format!("{name}: every value must be a finite number"))?;
             bad(!twice(v), &format!("{name}: a value is listed twice"))?;
@@ -377,6 +389,9 @@ impl Plan {
         bad(self.shots.iter().all(|k| *k >= 1), "shots must be >= 1 sample per class")?;
         bad(self.fgsm.iter().chain(&self.pgd).all(|e| (0.0..=1.0).contains(e)), "fgsm/pgd eps must be in [0, 1]")?;
         bad((1..=100_000).contains(&self.pgd_steps), "pgd_steps must be in 1..=100000")?;
+        bad(self.square.iter().all(|e| (0.0..=1.0).contains(e)), "square eps must be in [0, 1]")?;
+        bad((1..=1_000_000).contains(&self.square_queries), "square_queries must be in 1..=1000000")?;
+        bad(self.square_p > 0.0 && self.square_p <= 1.0, "square_p must be in (0, 1]")?;
         // Counts past any study a machine can run are typos: refused, not started.
         use crate::limits::{MAX_BATCH, MAX_EPOCHS};
         bad(self.epochs.iter().all(|e| *e <= MAX_EPOCHS), "epochs (budgets) must be <= 1000000")?;
@@ -516,6 +531,10 @@ impl Plan {
         // (Appended only when used, so that plans written before attacks existed keep their ids.)
         if !self.fgsm.is_empty() || !self.pgd.is_empty() {
             evals += &format!("|{:?}|{:?}|{}|{}", self.fgsm, self.pgd, self.pgd_steps, self.attack_samples);
+        }
+        if !self.square.is_empty() {
+            evals +=
+                &format!("|square{:?}|{}|{}|{}", self.square, self.square_queries, self.square_p, self.attack_samples);
         }
         let separate = self.budgets == BudgetMode::Separate;
         if separate {

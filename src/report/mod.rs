@@ -1031,10 +1031,13 @@ fn section_noise(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), Str
 
 fn section_adversarial(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), String> {
     let kinds: BTreeSet<String> = g.recs.iter().flat_map(|r| r.adversarial.iter().map(|p| p.attack.clone())).collect();
-    let para = "Test accuracy (%) under white-box L-inf attacks through each trained network's own \
+    let para = "Test accuracy (%) under L-inf attacks: white-box through each trained network's own \
          input gradient (fgsm: one signed step of eps; pgd: projected signed steps from a random \
-         start), eps in pixel units (pixels in [0, 1]), on the plan's `attack_samples` first test \
-         samples. Mean ± std over non-diverged seeds (n).";
+         start), and black-box from the answer's scores alone (square: the Square attack, the \
+         plan's `square_queries` queries per sample, every rule), eps in pixel units (pixels in \
+         [0, 1]), on the plan's `attack_samples` first test samples. A rule that resists fgsm/pgd \
+         but not square has an input gradient that misleads the attack (gradient masking). Mean \
+         ± std over non-diverged seeds (n).";
     let points = |r: &Record, kind: &str| -> Vec<(f64, f64)> {
         r.adversarial.iter().filter(|p| p.attack == kind).map(|p| (p.eps, p.test_accuracy)).collect()
     };

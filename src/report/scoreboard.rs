@@ -150,16 +150,24 @@ fn questions(g: &Group, few_shot: &[&Record], full: f64) -> Vec<Question> {
             }),
         });
     }
-    if full_recs().any(|r| !r.adversarial.is_empty()) {
-        q.push(Question {
-            name: "accuracy lost to attacks".into(),
-            fraction: full,
-            scale: Scale::Drop,
-            value: Box::new(|r: &Record, _: &Lookup| {
-                let pts: Vec<(f64, f64)> = r.adversarial.iter().map(|p| (p.eps, p.test_accuracy)).collect();
-                mean_drop(r.test_accuracy, &pts)
-            }),
-        });
+    // White-box (gradient) attacks, then the black-box Square attack apart: a rule whose input
+    // gradient misleads FGSM/PGD (gradient masking) shows it as a gap between the two.
+    for (name, square) in
+        [("accuracy lost to attacks", false), ("accuracy lost to the square attack (black-box)", true)]
+    {
+        let of = move |p: &&crate::protocol::record::AttackPoint| (p.attack == "square") == square;
+        if full_recs().any(|r| r.adversarial.iter().any(|p| of(&p))) {
+            q.push(Question {
+                name: name.into(),
+                fraction: full,
+                scale: Scale::Drop,
+                value: Box::new(move |r: &Record, _: &Lookup| {
+                    let pts: Vec<(f64, f64)> =
+                        r.adversarial.iter().filter(of).map(|p| (p.eps, p.test_accuracy)).collect();
+                    mean_drop(r.test_accuracy, &pts)
+                }),
+            });
+        }
     }
     let shots: BTreeSet<usize> = few_shot.iter().filter_map(|r| r.shots).collect();
     for k in shots {
