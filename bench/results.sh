@@ -4,7 +4,8 @@
 # with its rate searched, few-shot episodes, meta-plasticity, interference: what
 # bench/conditions_report.sh reported on its own); then, as parts of the same file, the
 # compute-in-memory hardware study (plans/hardware.toml, issue 16) and the feedback spiking network
-# at its paper's settings (results/ide-fsnn-paper, issue 15). The studies that RESULTS.md held
+# at its paper's settings (results/ide-fsnn-paper, issue 15), and the check of the study's attack
+# figures against gradient masking (plans/attack-blackbox.toml). The studies that RESULTS.md held
 # before (BP against the FA family on MLP 784-1024-10; the Hebbian, Activation Learning and
 # SoftHebb studies) are superseded by the holistic study, which runs each of those rules beside BP
 # on its own network through more conditions; their reports stay in results/holistic-mlp/,
@@ -37,6 +38,7 @@ its section names.
   first, then the conditions run outside plans (online, continual, few-shot, interference)
 - Part 2: compute-in-memory hardware (`plans/hardware.toml`)
 - Part 3: the feedback spiking network at its paper's settings (`results/ide-fsnn-paper`)
+- Part 4: gradient masking checked with a black-box attack (`plans/attack-blackbox.toml`)
 
 # Part 1: the holistic study of every rule (plans/holistic-all.toml, issue 11)
 PREFACE
@@ -57,4 +59,5 @@ append() {
 }
 append hardware "Part 2: compute-in-memory hardware (plans/hardware.toml, issue 16)"
 append ide-fsnn-paper "Part 3: the feedback spiking network at its paper's settings (issue 15)"
+append attack-blackbox "Part 4: gradient masking checked with the black-box Square attack (plans/attack-blackbox.toml, issue 11)"
 echo "RESULTS.md: $(wc -l < RESULTS.md) lines"

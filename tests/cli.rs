@@ -497,6 +497,34 @@ fn eval_reproduces_the_recorded_accuracy_and_init_from_starts_from_a_model() {
     assert!((kept - 0.1).abs() < 0.002, "{kept}: {text}");
     assert!(only.iter().all(|o| (0.0..=1.0).contains(&o.2)), "{text}");
     assert!(fail(&["eval", dfa.to_str().unwrap(), "--per-layer"]).contains("--sparsity"));
+    // Attacks: white-box through the model's own input gradient equals a transfer attack from
+    // the same model; EP has no input gradient (refused, with what to do instead) but is attacked
+    // by the black-box Square attack and by a transfer attack from the DFA model.
+    let acc = |text: &str, what: &str| -> f64 {
+        let l = text.lines().find(|l| l.starts_with(what)).unwrap_or_else(|| panic!("{what}: {text}"));
+        l.rsplit_once('(').unwrap().1.trim_end_matches(')').parse().unwrap()
+    };
+    let (dfa_s, ep_s) = (dfa.to_str().unwrap(), d.join("ep"));
+    let ep_s = ep_s.to_str().unwrap();
+    let atk = ["--fgsm", "0.1", "--pgd", "0.1", "--pgd-steps", "3", "--attack-samples", "100"];
+    let own = String::from_utf8(ok(&[&["eval", dfa_s][..], &atk].concat()).stdout).unwrap();
+    let from = String::from_utf8(ok(&[&["eval", dfa_s, "--attack-from", dfa_s][..], &atk].concat()).stdout).unwrap();
+    for what in ["fgsm 0.1", "pgd 0.1"] {
+        assert_eq!(acc(&own, what), acc(&from, what), "{own}\n{from}");
+        assert!(acc(&own, what) < acc(&own, "(clean"), "{own}");
+    }
+    let e = fail(&["eval", ep_s, "--fgsm", "0.1"]);
+    assert!(e.contains("no input gradient") && e.contains("--square"), "{e}");
+    let text = String::from_utf8(
+        ok(&[&["eval", ep_s, "--square", "0.1", "--square-queries", "20", "--attack-from", dfa_s][..], &atk].concat())
+            .stdout,
+    )
+    .unwrap();
+    for what in ["square 0.1", "fgsm 0.1 from", "pgd 0.1 from", "(clean"] {
+        assert!((0.0..=1.0).contains(&acc(&text, what)), "{text}");
+    }
+    assert!(fail(&["eval", dfa_s, "--square", "2"]).contains("eps must be in [0, 1]"));
+    assert!(fail(&["eval", dfa_s, "--attack-from", ep_s]).contains("--fgsm or --pgd"));
 }
 
 #[test]

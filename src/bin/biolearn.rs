@@ -380,6 +380,27 @@ struct EvalArgs {
     /// Global magnitude pruning to these sparsities (share of weights zeroed), comma-separated.
     #[arg(long, value_delimiter = ',')]
     sparsity: Vec<f64>,
+    /// FGSM eps (pixel units, L-inf), comma-separated: white-box through the model's input
+    /// gradient (or, with --attack-from, through the source model's: a transfer attack).
+    #[arg(long, value_delimiter = ',')]
+    fgsm: Vec<f64>,
+    /// PGD eps, comma-separated (--pgd-steps steps from a random start).
+    #[arg(long, value_delimiter = ',')]
+    pgd: Vec<f64>,
+    #[arg(long, default_value_t = 10)]
+    pgd_steps: usize,
+    /// Square attack eps, comma-separated: black-box, from the model's scores alone (every rule).
+    #[arg(long, value_delimiter = ',')]
+    square: Vec<f64>,
+    #[arg(long, default_value_t = 1000)]
+    square_queries: usize,
+    /// Test samples attacked (the first ones; 0: all).
+    #[arg(long, default_value_t = 1000)]
+    attack_samples: usize,
+    /// Craft the FGSM/PGD examples on this other saved model (trained on the same data set) and
+    /// test MODEL on them: a transfer attack, which needs no gradient of MODEL.
+    #[arg(long)]
+    attack_from: Option<PathBuf>,
     /// With --sparsity: for each sparsity, each weight tensor's kept share under the global
     /// mask and the accuracy with only that tensor pruned (which layer's pruning costs the
     /// accuracy).
@@ -1289,6 +1310,7 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
                 }
             }
         }
+        rows.extend(eval_attacks(&a, &cfg, &l, &mut tr)?);
         Ok(rows)
     })?;
     println!("model {} ({} {} on {}, seed {})", file.display(), cfg.rule, cfg.arch, cfg.data, cfg.seed);
@@ -1296,6 +1318,86 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         println!("{what:<24} accuracy {acc:.4} ({acc})");
     }
     Ok(())
+}
+
+/// `eval`'s attacks: FGSM / PGD through MODEL's input gradient (or a source model's with
+/// --attack-from), the Square attack through MODEL's scores; rows of (what, accuracy).
+fn eval_attacks(
+    a: &EvalArgs,
+    cfg: &TrainConfig,
+    l: &train::Loaded,
+    tr: &mut train::Trainer,
+) -> Result<Vec<(String, f64)>> {
+    use protocol::adversarial::{self, Attack};
+    for (name, v) in [("--fgsm", &a.fgsm), ("--pgd", &a.pgd), ("--square", &a.square)] {
+        if let Some(e) = v.iter().find(|e| !(0.0..=1.0).contains(*e)) {
+            bail!("{name} {e}: eps must be in [0, 1] (pixel units)");
+        }
+    }
+    if a.fgsm.is_empty() && a.pgd.is_empty() && a.square.is_empty() {
+        if a.attack_from.is_some() {
+            bail!("--attack-from: give the attacks with --fgsm or --pgd");
+        }
+        return Ok(Vec::new());
+    }
+    if !(1..=100_000).contains(&a.pgd_steps) || !(1..=1_000_000).contains(&a.square_queries) {
+        bail!("--pgd-steps must be in 1..=100000 and --square-queries in 1..=1000000");
+    }
+    if l.ds.alphabet.is_some() || cfg.is_vae() {
+        bail!("attacks act on classified images: not on {} ({})", cfg.data, cfg.arch);
+    }
+    let m = if a.attack_samples == 0 { l.ds.test.n } else { a.attack_samples.min(l.ds.test.n) };
+    let sub = biolearn::data::sampling::subset(&l.ds.test, &(0..m).collect::<Vec<_>>());
+    // The source of the gradient attacks: MODEL itself, or another model on the same data.
+    let mut source = match &a.attack_from {
+        Some(p) => {
+            let f = train::model_file(p).map_err(anyhow::Error::msg)?;
+            let scfg = train::saved_config(&f).map_err(anyhow::Error::msg)?;
+            if scfg.data != cfg.data || scfg.normalize != cfg.normalize {
+                bail!(
+                    "--attack-from {}: trained on {} (normalize {}), MODEL on {} (normalize {}): a transfer attack needs the same data",
+                    f.display(),
+                    scfg.data,
+                    scfg.normalize,
+                    cfg.data,
+                    cfg.normalize
+                );
+            }
+            Some((train::load_model(&f, &scfg, &l.ds).map_err(anyhow::Error::msg)?, f))
+        }
+        None => None,
+    };
+    let from = source.as_ref().map(|(_, f)| format!(" from {}", f.display())).unwrap_or_default();
+    let mut rows = Vec::new();
+    let gradient =
+        a.fgsm.iter().map(|&e| (Attack::Fgsm, e)).chain(a.pgd.iter().map(|&e| (Attack::Pgd { steps: a.pgd_steps }, e)));
+    for (i, (atk, eps)) in gradient.enumerate() {
+        let src = source.as_mut().map_or(&mut *tr, |(s, _)| s);
+        if src.rule.prediction() != biolearn::rules::Prediction::FeedForward && !src.rule.has_input_gradient() {
+            bail!("--{}: {} answers by its own inference, with no input gradient: use --square, or --attack-from a model that has one", atk.name(), src.cfg.rule);
+        }
+        let mut rng = biolearn::rng::Rng::new(a.seed.wrapping_mul(1_000_033).wrapping_add(i as u64 + 101));
+        let adv = adversarial::attack(&mut src.net, Some(src.rule.as_mut()), &sub, &l.norm, atk, eps, &mut rng);
+        rows.push((format!("{} {eps}{from}", atk.name()), tr.evaluate(&adv)));
+    }
+    let shape = biolearn::nn::Shape::new(l.ds.channels, l.ds.height, l.ds.width);
+    for (i, &eps) in a.square.iter().enumerate() {
+        let mut rng = biolearn::rng::Rng::new(a.seed.wrapping_mul(1_000_037).wrapping_add(i as u64 + 211));
+        let adv = adversarial::square(
+            &mut tr.net,
+            Some(tr.rule.as_mut()),
+            &sub,
+            &l.norm,
+            shape,
+            eps,
+            a.square_queries,
+            0.05,
+            &mut rng,
+        );
+        rows.push((format!("square {eps}"), tr.evaluate(&adv)));
+    }
+    rows.push((format!("(clean, the {m} attacked samples)"), tr.evaluate(&sub)));
+    Ok(rows)
 }
 
 fn cmd_sample(a: SampleArgs) -> Result<()> {
