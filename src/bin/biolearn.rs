@@ -389,6 +389,10 @@ struct EvalArgs {
     pgd: Vec<f64>,
     #[arg(long, default_value_t = 10)]
     pgd_steps: usize,
+    /// The loss FGSM/PGD ascend: ce (as published) or margin (max_{k != y} z_k - z_y, whose
+    /// gradient survives a saturated softmax).
+    #[arg(long, value_enum, default_value_t = AttackLossArg::Ce)]
+    attack_loss: AttackLossArg,
     /// Square attack eps, comma-separated: black-box, from the model's scores alone (every rule).
     #[arg(long, value_delimiter = ',')]
     square: Vec<f64>,
@@ -412,6 +416,12 @@ struct EvalArgs {
     /// Threads (default: the run's).
     #[arg(long)]
     threads: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum AttackLossArg {
+    Ce,
+    Margin,
 }
 
 #[derive(Args)]
@@ -1377,8 +1387,12 @@ fn eval_attacks(
             bail!("--{}: {} answers by its own inference, with no input gradient: use --square, or --attack-from a model that has one", atk.name(), src.cfg.rule);
         }
         let mut rng = biolearn::rng::Rng::new(a.seed.wrapping_mul(1_000_033).wrapping_add(i as u64 + 101));
-        let adv = adversarial::attack(&mut src.net, Some(src.rule.as_mut()), &sub, &l.norm, atk, eps, &mut rng);
-        rows.push((format!("{} {eps}{from}", atk.name()), tr.evaluate(&adv)));
+        let loss = match a.attack_loss {
+            AttackLossArg::Ce => biolearn::nn::AttackLoss::Ce,
+            AttackLossArg::Margin => biolearn::nn::AttackLoss::Margin,
+        };
+        let adv = adversarial::attack(&mut src.net, Some(src.rule.as_mut()), &sub, &l.norm, atk, loss, eps, &mut rng);
+        rows.push((format!("{} {eps}{from}", atk.label(loss)), tr.evaluate(&adv)));
     }
     let shape = biolearn::nn::Shape::new(l.ds.channels, l.ds.height, l.ds.width);
     for (i, &eps) in a.square.iter().enumerate() {

@@ -189,3 +189,39 @@ pub fn softmax_rows(v: &mut [f32], k: usize) {
         row.iter_mut().for_each(|x| *x /= sum);
     }
 }
+
+/// The loss an attack ascends: the cross-entropy (FGSM/PGD as published) or the margin
+/// max_{k != y} z_k - z_y (Carlini & Wagner 2017), whose gradient does not vanish where the
+/// softmax saturates (a network with huge logits masks the cross-entropy's gradient, not the
+/// margin's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttackLoss {
+    #[default]
+    Ce,
+    Margin,
+}
+
+impl AttackLoss {
+    /// d(batch-mean loss)/dz of the outputs `z` (`y.len()` samples of `classes`) into `e`.
+    pub fn output_grad(&self, z: &[f32], y: &[u32], classes: usize, e: &mut [f32]) {
+        match self {
+            AttackLoss::Ce => {
+                Loss::Ce.eval(z, y, classes, Some(e));
+            }
+            AttackLoss::Margin => {
+                let inv = 1.0 / y.len().max(1) as f32;
+                for (i, &t) in y.iter().enumerate() {
+                    let (zi, ei) = (&z[i * classes..(i + 1) * classes], &mut e[i * classes..(i + 1) * classes]);
+                    ei.fill(0.0);
+                    let t = t as usize;
+                    let other = (0..classes).filter(|&k| k != t).max_by(|&a, &b| zi[a].total_cmp(&zi[b]));
+                    if let Some(k) = other {
+                        ei[k] = inv;
+                        ei[t] = -inv;
+                    }
+                }
+            }
+        }
+    }
+}

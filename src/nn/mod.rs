@@ -30,7 +30,7 @@ pub mod transformer;
 pub use activation::Activation;
 pub use arch::{ArchSpec, Init};
 pub use jvp::Tangents;
-pub use loss::Loss;
+pub use loss::{AttackLoss, Loss};
 
 use crate::linalg;
 use crate::rng::Rng;

@@ -22,7 +22,7 @@
 
 use crate::data::noise::Norm;
 use crate::data::Split;
-use crate::nn::{Loss, Network, Shape, Workspace};
+use crate::nn::{AttackLoss, Network, Shape, Workspace};
 use crate::rng::Rng;
 use crate::rules::{Prediction, Rule};
 
@@ -39,12 +39,29 @@ impl Attack {
             Attack::Pgd { .. } => "pgd",
         }
     }
+
+    /// The name records carry: "fgsm", "pgd", or with the margin loss "fgsm-margin",
+    /// "pgd-margin".
+    pub fn label(&self, loss: AttackLoss) -> String {
+        match loss {
+            AttackLoss::Ce => self.name().to_string(),
+            AttackLoss::Margin => format!("{}-margin", self.name()),
+        }
+    }
 }
 
-/// d(batch-mean cross-entropy)/d input of the batch `x` (`y.len()` samples), into `g`;
+/// d(batch-mean `loss`)/d input of the batch `x` (`y.len()` samples), into `g`;
 /// `pg` is the backward pass's parameter-gradient scratch (the dense and convolution layers
 /// skip theirs: `nn::without_param_grads`).
-pub fn input_gradient(net: &mut Network, ws: &mut Workspace, pg: &mut [Vec<f32>], x: &[f32], y: &[u32], g: &mut [f32]) {
+pub fn input_gradient(
+    net: &mut Network,
+    ws: &mut Workspace,
+    pg: &mut [Vec<f32>],
+    x: &[f32],
+    y: &[u32],
+    g: &mut [f32],
+    loss: AttackLoss,
+) {
     let n = y.len();
     net.prepare(ws, n);
     ws.input_mut().copy_from_slice(x);
@@ -52,7 +69,7 @@ pub fn input_gradient(net: &mut Network, ws: &mut Workspace, pg: &mut [Vec<f32>]
     let k = net.output_len();
     let l = ws.acts.len() - 1;
     let (acts, grads) = (&ws.acts[l], &mut ws.grads[l]);
-    Loss::Ce.eval(&acts[..n * k], y, k, Some(&mut grads[..n * k]));
+    loss.output_grad(&acts[..n * k], y, k, &mut grads[..n * k]);
     crate::nn::without_param_grads(|| net.backward(ws, pg, 0, net.num_layers(), None, true));
     g.copy_from_slice(&ws.grads[0][..x.len()]);
 }
@@ -68,6 +85,7 @@ pub fn attack(
     test: &Split,
     norm: &Norm,
     atk: Attack,
+    loss: AttackLoss,
     eps: f64,
     rng: &mut Rng,
 ) -> Split {
@@ -100,8 +118,8 @@ pub fn attack(
         };
         for _ in 0..steps {
             match rule.as_deref_mut() {
-                Some(r) if r.has_input_gradient() => r.input_gradient(net, &mut ws, &mut pg, xa, y, &mut g),
-                _ => input_gradient(net, &mut ws, &mut pg, xa, y, &mut g),
+                Some(r) if r.has_input_gradient() => r.input_gradient(net, &mut ws, &mut pg, xa, y, &mut g, loss),
+                _ => input_gradient(net, &mut ws, &mut pg, xa, y, &mut g, loss),
             }
             for (i, (v, gv)) in xa.iter_mut().zip(&g).enumerate() {
                 let (e, lo, hi) = bound(i % d);
@@ -283,7 +301,7 @@ pub fn square(
 mod tests {
     use super::*;
     use crate::nn::arch::Builder;
-    use crate::nn::{Activation, Init, Shape};
+    use crate::nn::{Activation, Init, Loss, Shape};
 
     fn net() -> Network {
         Builder::new(Shape::new(1, 4, 4), Init::Torch, &mut Rng::new(3))
@@ -294,20 +312,40 @@ mod tests {
             .build()
     }
 
-    fn loss(net: &Network, x: &[f32], y: &[u32]) -> f64 {
+    /// The network's outputs for the samples in `x` (evaluation mode).
+    fn outputs(net: &Network, x: &[f32], n: usize) -> Vec<f32> {
         let mut net = net.clone();
         let mut ws = Workspace::default();
-        net.prepare(&mut ws, y.len());
+        net.prepare(&mut ws, n);
         ws.input_mut().copy_from_slice(x);
         net.forward(&mut ws, false, &mut Rng::new(0));
-        Loss::Ce.eval(ws.output(), y, 3, None).0
+        ws.output().to_vec()
+    }
+
+    /// Summed cross-entropy of the 3-class outputs.
+    fn loss(net: &Network, x: &[f32], y: &[u32]) -> f64 {
+        Loss::Ce.eval(&outputs(net, x, y.len()), y, 3, None).0
+    }
+
+    /// Summed margin max_{k != y} z_k - z_y of the 3-class outputs.
+    fn margin(net: &Network, x: &[f32], y: &[u32]) -> f64 {
+        let z = outputs(net, x, y.len());
+        y.iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                let zi = &z[i * 3..(i + 1) * 3];
+                let other = (0..3).filter(|&k| k != t as usize).map(|k| zi[k]).fold(f32::NEG_INFINITY, f32::max);
+                f64::from(other - zi[t as usize])
+            })
+            .sum()
     }
 
     #[test]
     fn input_gradient_matches_finite_differences_in_evaluation_mode() {
         // Batch norm with non-trivial running statistics: evaluation mode must use them in the
         // backward pass too (a train-mode backward would be wrong here). Tolerance 2e-3
-        // relative: f32 central differences with h = 1e-2 on a smooth (tanh) net.
+        // relative: f32 central differences with h = 1e-2 on a smooth (tanh) net. Both losses
+        // an attack ascends: the cross-entropy and the margin (locally smooth away from ties).
         let mut n = net();
         n.params[2].data = vec![0.3]; // running mean
         n.params[3].data = vec![2.0]; // running var
@@ -315,17 +353,47 @@ mod tests {
         let mut x = vec![0.0; 2 * 16];
         rng.fill_normal(&mut x, 1.0);
         let y = [0u32, 2];
-        let mut g = vec![0.0; x.len()];
         let mut pg = n.zero_grads();
-        input_gradient(&mut n, &mut Workspace::default(), &mut pg, &x, &y, &mut g);
-        for j in [0, 5, 17, 31] {
-            let h = 1e-2;
-            let (mut p, mut m) = (x.clone(), x.clone());
-            p[j] += h;
-            m[j] -= h;
-            let fd = (loss(&n, &p, &y) - loss(&n, &m, &y)) / (2.0 * h as f64) / y.len() as f64;
-            assert!((g[j] as f64 - fd).abs() < 2e-3 * fd.abs().max(0.1), "x[{j}]: {} vs {fd}", g[j]);
+        let objectives: [(AttackLoss, fn(&Network, &[f32], &[u32]) -> f64); 2] =
+            [(AttackLoss::Ce, loss), (AttackLoss::Margin, margin)];
+        for (which, f) in objectives {
+            let mut g = vec![0.0; x.len()];
+            input_gradient(&mut n, &mut Workspace::default(), &mut pg, &x, &y, &mut g, which);
+            for j in [0, 5, 17, 31] {
+                let h = 1e-2;
+                let (mut p, mut m) = (x.clone(), x.clone());
+                p[j] += h;
+                m[j] -= h;
+                let fd = (f(&n, &p, &y) - f(&n, &m, &y)) / (2.0 * h as f64) / y.len() as f64;
+                assert!((g[j] as f64 - fd).abs() < 2e-3 * fd.abs().max(0.1), "{which:?} x[{j}]: {} vs {fd}", g[j]);
+            }
         }
+    }
+
+    /// Where the softmax is exactly one-hot in f32 (huge logits) the cross-entropy's input
+    /// gradient is exactly zero, so FGSM/PGD cannot move the input (gradient masking); the
+    /// margin's gradient is not.
+    #[test]
+    fn the_margin_gradient_survives_a_saturated_softmax() {
+        let mut n = net();
+        let out_w = n.params.len() - 2;
+        for w in n.params[out_w].data.iter_mut() {
+            *w *= 1e6;
+        }
+        let mut rng = Rng::new(4);
+        let mut x = vec![0.0; 2 * 16];
+        rng.fill_normal(&mut x, 1.0);
+        // Labels the saturated net gets right.
+        let right: Vec<u32> = outputs(&n, &x, 2)
+            .chunks(3)
+            .map(|z| (0..3).max_by(|&a, &b| z[a].total_cmp(&z[b])).unwrap() as u32)
+            .collect();
+        let mut pg = n.zero_grads();
+        let (mut gce, mut gm) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        input_gradient(&mut n, &mut Workspace::default(), &mut pg, &x, &right, &mut gce, AttackLoss::Ce);
+        input_gradient(&mut n, &mut Workspace::default(), &mut pg, &x, &right, &mut gm, AttackLoss::Margin);
+        assert!(gce.iter().all(|&v| v == 0.0), "the cross-entropy's gradient vanishes: {gce:?}");
+        assert!(gm.iter().filter(|&&v| v != 0.0).count() > 16, "the margin's does not: {gm:?}");
     }
 
     #[test]
@@ -387,7 +455,7 @@ mod tests {
         let test = Split { x, y: (0..8).map(|i| (i % 3) as u32).collect(), n: 8, dim: 16 };
         let base = loss(&n, &test.x, &test.y);
         for atk in [Attack::Fgsm, Attack::Pgd { steps: 5 }] {
-            let adv = attack(&mut n, None, &test, &norm, atk, 0.1, &mut Rng::new(6));
+            let adv = attack(&mut n, None, &test, &norm, atk, AttackLoss::Ce, 0.1, &mut Rng::new(6));
             for (a, b) in adv.x.iter().zip(&test.x) {
                 let (pa, pb) = (a * 0.25 + 0.5, b * 0.25 + 0.5);
                 assert!((pa - pb).abs() <= 0.1 + 1e-5, "{atk:?}: moved {} pixels", (pa - pb).abs());

@@ -459,8 +459,9 @@ fn gradient_attacks(plan: &Plan, tr: &mut Trainer, sub: &Split, norm: &Norm, see
     let mut out = Vec::new();
     for (i, (atk, eps)) in attacks.enumerate() {
         let mut rng = Rng::new(seed.wrapping_mul(1_000_033).wrapping_add(i as u64 + 101));
-        let adv = adversarial::attack(&mut tr.net, Some(tr.rule.as_mut()), sub, norm, atk, eps, &mut rng);
-        out.push(AttackPoint { attack: atk.name().into(), eps, test_accuracy: tr.evaluate(&adv) });
+        let adv =
+            adversarial::attack(&mut tr.net, Some(tr.rule.as_mut()), sub, norm, atk, plan.attack_loss, eps, &mut rng);
+        out.push(AttackPoint { attack: atk.label(plan.attack_loss), eps, test_accuracy: tr.evaluate(&adv) });
     }
     out
 }

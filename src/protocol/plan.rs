@@ -25,6 +25,7 @@
 //! fgsm = [0.05, 0.1]            # adversarial eps (pixel units, L-inf) for FGSM and PGD
 //! pgd = [0.05]
 //! pgd_steps = 10
+//! attack_loss = "ce"            # or "margin": FGSM/PGD ascend max_{k != y} z_k - z_y (CW)
 //! square = [0.1]                # black-box Square attack eps (scores only, no gradient)
 //! square_queries = 1000         # its queries per sample (default 1000), first window share
 //! square_p = 0.05               # (default 0.05, the official code's)
@@ -108,6 +109,8 @@ pub struct Plan {
     pub fgsm: Vec<f64>,
     pub pgd: Vec<f64>,
     pub pgd_steps: usize,
+    /// The loss FGSM and PGD ascend (the margin's gradient survives a saturated softmax).
+    pub attack_loss: crate::nn::AttackLoss,
     /// Eps of the black-box Square attack (scores only: every rule), its queries per sample and
     /// the share of pixels its first windows change.
     pub square: Vec<f64>,
@@ -205,6 +208,7 @@ impl Default for Plan {
             fgsm: vec![],
             pgd: vec![],
             pgd_steps: 10,
+            attack_loss: crate::nn::AttackLoss::Ce,
             square: vec![],
             square_queries: 1000,
             square_p: 0.05,
@@ -531,6 +535,9 @@ impl Plan {
         // (Appended only when used, so that plans written before attacks existed keep their ids.)
         if !self.fgsm.is_empty() || !self.pgd.is_empty() {
             evals += &format!("|{:?}|{:?}|{}|{}", self.fgsm, self.pgd, self.pgd_steps, self.attack_samples);
+            if self.attack_loss != crate::nn::AttackLoss::Ce {
+                evals += &format!("|{:?}", self.attack_loss);
+            }
         }
         if !self.square.is_empty() {
             evals +=

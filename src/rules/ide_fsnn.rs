@@ -339,6 +339,7 @@ impl IdeFsnn {
         y: &[u32],
         g: &mut [f32],
         rate: Option<&[f32]>,
+        loss: crate::nn::AttackLoss,
     ) {
         let n = y.len();
         let (l, len) = (net.num_layers(), n * self.h);
@@ -352,7 +353,9 @@ impl IdeFsnn {
         self.rate_of(n, rate);
         ws.acts[self.readout][..len].copy_from_slice(&self.rate);
         net.forward_range(ws, self.readout, l);
-        output_error(net, ws, y, crate::nn::Loss::Ce);
+        let k = net.output_len();
+        let last = ws.acts.len() - 1;
+        loss.output_grad(&ws.acts[last][..n * k], y, k, &mut ws.grads[last][..n * k]);
         // Input gradients only: `pg` is scratch.
         crate::nn::without_param_grads(|| net.backward(ws, pg, self.readout, l, None, true));
         let g0 = std::mem::take(&mut ws.grads[self.readout]);
@@ -456,8 +459,9 @@ impl Rule for IdeFsnn {
         x: &[f32],
         y: &[u32],
         g: &mut [f32],
+        loss: crate::nn::AttackLoss,
     ) {
-        self.input_gradient_at(net, ws, pg, x, y, g, None)
+        self.input_gradient_at(net, ws, pg, x, y, g, None, loss)
     }
 
     fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
@@ -643,7 +647,7 @@ mod tests {
         let mut ws = Workspace::default();
         let mut pg = net.zero_grads();
         let mut g = vec![0.0; xin.len()];
-        rule.input_gradient_at(&mut net, &mut ws, &mut pg, &xin, &y, &mut g, Some(&a32));
+        rule.input_gradient_at(&mut net, &mut ws, &mut pg, &xin, &y, &mut g, Some(&a32), crate::nn::AttackLoss::Ce);
         let eps = 1e-5;
         for e in 0..xin.len() {
             let (mut hi, mut lo) = (xin64.clone(), xin64.clone());

@@ -160,8 +160,8 @@ pub trait Rule: Send {
         false
     }
 
-    /// Where `has_input_gradient`: d(batch-mean cross-entropy of the rule's answer)/d input of
-    /// the batch `x` (`y.len()` samples) into `g`, in evaluation mode (`pg`: scratch for the
+    /// Where `has_input_gradient`: d(batch-mean `loss` of the rule's answer)/d input of the
+    /// batch `x` (`y.len()` samples) into `g`, in evaluation mode (`pg`: scratch for the
     /// parameter gradients on the way; nothing is changed).
     #[allow(clippy::too_many_arguments)]
     fn input_gradient(
@@ -172,6 +172,7 @@ pub trait Rule: Send {
         _x: &[f32],
         _y: &[u32],
         _g: &mut [f32],
+        _loss: crate::nn::AttackLoss,
     ) {
         unreachable!("a rule answering has_input_gradient implements Rule::input_gradient")
     }
