@@ -1036,8 +1036,11 @@ fn section_adversarial(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(
          start), and black-box from the answer's scores alone (square: the Square attack, the \
          plan's `square_queries` queries per sample, every rule), eps in pixel units (pixels in \
          [0, 1]), on the plan's `attack_samples` first test samples. A rule that resists fgsm/pgd \
-         but not square has an input gradient that misleads the attack (gradient masking). Mean \
-         ± std over non-diverged seeds (n).";
+         but not square has an input gradient that misleads the attack (gradient masking: \
+         `attack_loss = \"margin\"` or `biolearn eval --attack-loss margin` checks it); one that \
+         resists square but not fgsm/pgd answers with few distinct scores (spike counts, clipped \
+         states), which give the random search no signal: its square figure overstates its \
+         robustness. Mean ± std over non-diverged seeds (n).";
     let points = |r: &Record, kind: &str| -> Vec<(f64, f64)> {
         r.adversarial.iter().filter(|p| p.attack == kind).map(|p| (p.eps, p.test_accuracy)).collect()
     };
