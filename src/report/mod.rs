@@ -1044,7 +1044,53 @@ fn section_adversarial(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(
     let points = |r: &Record, kind: &str| -> Vec<(f64, f64)> {
         r.adversarial.iter().filter(|p| p.attack == kind).map(|p| (p.eps, p.test_accuracy)).collect()
     };
-    section_levels(g, ctx, b, ("Adversarial robustness", para, "attack", "eps"), kinds, points)
+    section_levels(g, ctx, b, ("Adversarial robustness", para, "attack", "eps"), kinds, points)?;
+    let flagged = masking_flags(g);
+    if !flagged.is_empty() {
+        b.push(Block::Para(format!(
+            "Sanity check (Carlini et al. 2019, \"On evaluating adversarial robustness\"): a \
+             gradient attack whose accuracy does not fall as eps doubles or more is not finding \
+             adversarial examples; the usual cause is a masked gradient (a saturated softmax whose \
+             cross-entropy gradient is zero), not robustness. Flagged here (mean over seeds, largest \
+             training fraction, accuracy at the smallest and the largest eps): {}. Check them with a \
+             black-box attack (`square`) or the margin loss (`attack_loss = \"margin\"`).",
+            flagged.join("; ")
+        )));
+    }
+    Ok(())
+}
+
+/// Rules whose white-box attack accuracy does not fall (by at least a point) from its smallest
+/// to its largest eps, at least twice the smallest, at the group's largest training fraction:
+/// "rule (attack): a% at eps e0, b% at eps e1".
+fn masking_flags(g: &Group) -> Vec<String> {
+    let Some(&full) = g.fractions().last() else { return Vec::new() };
+    let mut out = Vec::new();
+    for rule in g.rules() {
+        let ok = g.ok(&rule, full);
+        for kind in ["fgsm", "pgd", "fgsm-margin", "pgd-margin"] {
+            let mean_at = |eps: f64| -> Option<f64> {
+                let v: Vec<f64> = ok
+                    .iter()
+                    .filter_map(|r| r.adversarial.iter().find(|p| p.attack == kind && same(p.eps, eps)))
+                    .map(|p| p.test_accuracy)
+                    .collect();
+                (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+            };
+            let eps =
+                distinct(ok.iter().flat_map(|r| r.adversarial.iter().filter(|p| p.attack == kind).map(|p| p.eps)));
+            let (Some(&lo), Some(&hi)) = (eps.iter().find(|&&e| e > 0.0), eps.last()) else { continue };
+            if hi < 2.0 * lo {
+                continue;
+            }
+            if let (Some(a), Some(z)) = (mean_at(lo), mean_at(hi)) {
+                if z > a - 0.01 {
+                    out.push(format!("{rule} ({kind}): {:.1}% at eps {lo}, {:.1}% at eps {hi}", 100.0 * a, 100.0 * z));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A table and a plot per kind and training fraction of accuracy against a level (noise level,

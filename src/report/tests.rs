@@ -334,6 +334,35 @@ fn few_shot_and_adversarial_sections() {
     assert!(md.contains("| rule | eps 0.1 |") && md.contains("40.50 ± 0.71"), "{md}");
     assert!(d.join("plots/few_shot_fashion-mnist_mlp_64.png").is_file());
     assert!(d.join("plots/attack_pgd_f1.png").is_file());
+    // One eps per attack: nothing to check for masking.
+    assert!(!md.contains("Sanity check (Carlini"), "{md}");
+    fs::remove_dir_all(&d).unwrap();
+}
+
+/// The report flags a rule whose gradient attack does not lower accuracy as eps doubles (a
+/// masked gradient), and only that rule.
+#[test]
+fn attacks_whose_accuracy_does_not_fall_with_eps_are_flagged() {
+    use crate::protocol::record::AttackPoint;
+    let d = tmp_dir("masking");
+    let mut recs = Vec::new();
+    for (rule, at_05, at_1) in [("bp", 0.40, 0.18), ("ddfa", 0.85, 0.85)] {
+        for seed in 0..2u64 {
+            let mut r = record("mlp:64", rule, 1.0, seed, 0.9, false);
+            r.adversarial = vec![
+                AttackPoint { attack: "fgsm".into(), eps: 0.05, test_accuracy: at_05 },
+                AttackPoint { attack: "fgsm".into(), eps: 0.1, test_accuracy: at_1 },
+            ];
+            recs.push(r);
+        }
+    }
+    write_report(&recs, &d).unwrap();
+    let md = fs::read_to_string(d.join("report.md")).unwrap();
+    assert!(
+        md.contains("Sanity check (Carlini") && md.contains("ddfa (fgsm): 85.0% at eps 0.05, 85.0% at eps 0.1"),
+        "{md}"
+    );
+    assert!(!md.contains("bp (fgsm)"), "{md}");
     fs::remove_dir_all(&d).unwrap();
 }
 
