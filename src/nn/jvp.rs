@@ -149,7 +149,7 @@ impl Network {
                 }
                 Layer::Block { .. } => unreachable!("no forward-mode product through a transformer block"),
                 Layer::Dropout(pr) => match &ws.aux[i] {
-                    Aux::Dropout { mask } if *pr > 0.0 => {
+                    Aux::Dropout { mask, on: true } if *pr > 0.0 => {
                         dy.iter_mut().zip(v).zip(mask.iter()).for_each(|((d, vv), m)| *d = vv * m)
                     }
                     _ => dy.copy_from_slice(v),

@@ -269,6 +269,9 @@ pub enum Aux {
     },
     Dropout {
         mask: Vec<f32>,
+        /// The last forward pass dropped units with `mask` (training); false: it passed the
+        /// input through (evaluation), and so does the backward pass (an attack's input gradient).
+        on: bool,
     },
     Rnn(Box<RnnAux>),
     Ln {
@@ -337,7 +340,7 @@ impl Workspace {
                 }
                 Aux::MaxPool { arg } => arg.capacity() * 4,
                 Aux::Bn { xhat, inv_std, .. } => v(xhat) + v(inv_std),
-                Aux::Dropout { mask } => v(mask),
+                Aux::Dropout { mask, .. } => v(mask),
                 Aux::Rnn(a) => a.bytes(),
                 Aux::Ln { xhat, rstd } => v(xhat) + v(rstd),
                 Aux::Block(a) => a.bytes(),
@@ -718,9 +721,9 @@ impl Network {
                 }
                 Layer::Dropout(_) => {
                     if !matches!(ws.aux[i], Aux::Dropout { .. }) {
-                        ws.aux[i] = Aux::Dropout { mask: vec![] };
+                        ws.aux[i] = Aux::Dropout { mask: vec![], on: false };
                     }
-                    if let Aux::Dropout { mask } = &mut ws.aux[i] {
+                    if let Aux::Dropout { mask, .. } = &mut ws.aux[i] {
                         mask.resize(n * self.shapes[i].len(), 0.0);
                     }
                 }
@@ -835,7 +838,8 @@ impl Network {
                 Layer::SampleNorm => samplenorm::forward(x, n, x.len() / n.max(1), y),
                 Layer::Dropout(p) => {
                     if train && *p > 0.0 {
-                        let Aux::Dropout { mask } = &mut ws.aux[i] else { unreachable!() };
+                        let Aux::Dropout { mask, on } = &mut ws.aux[i] else { unreachable!() };
+                        *on = true;
                         if pass == Pass::Train {
                             let keep = 1.0 - *p;
                             for m in mask.iter_mut() {
@@ -846,6 +850,11 @@ impl Network {
                             *yv = xv * m;
                         }
                     } else {
+                        // Evaluation passes the input through, and so must a backward pass after
+                        // it (an attack's input gradient): not the last training mask.
+                        if let Aux::Dropout { on, .. } = &mut ws.aux[i] {
+                            *on = false;
+                        }
                         y.copy_from_slice(x);
                     }
                 }
@@ -1007,10 +1016,10 @@ impl Network {
                         samplenorm::backward(x, g, n, x.len() / n.max(1), dx);
                     }
                 }
-                Layer::Dropout(p) => {
+                Layer::Dropout(_) => {
                     if need_dx {
-                        if *p > 0.0 {
-                            let Aux::Dropout { mask } = &aux[i - aux_first] else { unreachable!() };
+                        let Aux::Dropout { mask, on } = &aux[i - aux_first] else { unreachable!() };
+                        if *on {
                             for ((d, gv), m) in dx.iter_mut().zip(g).zip(mask.iter()) {
                                 *d = gv * m;
                             }

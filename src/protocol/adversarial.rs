@@ -303,11 +303,14 @@ mod tests {
     use crate::nn::arch::Builder;
     use crate::nn::{Activation, Init, Loss, Shape};
 
+    /// Batch norm and dropout: evaluation mode must pass both as evaluation does (running
+    /// statistics; dropout passes everything through, in the backward pass too).
     fn net() -> Network {
         Builder::new(Shape::new(1, 4, 4), Init::Torch, &mut Rng::new(3))
             .batchnorm(true)
             .conv(3, 3, 1, 1, false, true)
             .act(Activation::Tanh)
+            .dropout(0.5)
             .dense(3, true)
             .build()
     }

@@ -76,7 +76,7 @@ impl Rule for AlignNtk {
         self.ws.acts[first][..d].copy_from_slice(&ws.acts[first][..d]);
         self.ws.first = first;
         for (mine, theirs) in self.ws.aux.iter_mut().zip(&ws.aux) {
-            if let (Aux::Dropout { mask: m }, Aux::Dropout { mask: t }) = (mine, theirs) {
+            if let (Aux::Dropout { mask: m, .. }, Aux::Dropout { mask: t, .. }) = (mine, theirs) {
                 m.copy_from_slice(t);
             }
         }
