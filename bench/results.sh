@@ -40,6 +40,13 @@ its section names.
 - Part 3: the feedback spiking network at its paper's settings (`results/ide-fsnn-paper`)
 - Part 4: gradient masking checked with a black-box attack (`plans/attack-blackbox.toml`)
 
+Correction (session 24): until then a dropout layer zeroed every input gradient in evaluation
+mode, so FGSM and PGD could not move inputs through it. In part 1 this invalidates the FGSM/PGD
+figures of the two rules on softhebb-cnn28 (multilayer SoftHebb and BP's `bp-softhebb-cnn` arm:
+about 90% under every eps, where a seed-0 model retrained and attacked after the fix keeps
+79.6% / 72.2% under FGSM / PGD 0.05 on the cross-entropy and 5.4% under PGD 0.05 on the margin);
+those records are to be rerun. No other network in these studies has dropout.
+
 # Part 1: the holistic study of every rule (plans/holistic-all.toml, issue 11)
 PREFACE
   sed -e '1{/^# biolearn report$/d}' "$main"
