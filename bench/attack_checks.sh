@@ -6,7 +6,7 @@
 # study's), on the margin (whose gradient survives a saturated softmax), the black-box Square
 # attack, and transfer attacks crafted on BP's model (BP on the same network, or its twin on
 # IDE-FSNN's). Also whether each MLP's softmax saturates (bench/mlp_saturation_probe.py, needs
-# torch). About 20 minutes on one core.
+# torch). About 35 minutes on one core.
 # Usage: bench/attack_checks.sh [OUT_DIR]   (default runs/attack-checks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,7 @@ models=(
   "ep ep mlp:256,256"
   "ide-fsnn ide-fsnn mlp:400/bn"
   "bp-ide bp mlp:400/bn arm.bp-ide-fsnn-mlp"
+  "softhebb-deep softhebb-deep softhebb-cnn28"
 )
 for m in "${models[@]}"; do
   read -r name rule arch entry seed <<< "$m"
@@ -49,6 +50,10 @@ for name in bp fa align-ada ddfa drtp ide-fsnn bp-ide; do
   "$bin" eval "$out/$name" --fgsm 0.05,0.1 --pgd 0.05 --square 0.05,0.1 "${atk[@]}" | tail -n +3
   "$bin" eval "$out/$name" --fgsm 0.05,0.1 --pgd 0.05 --attack-loss margin "${atk[@]}" | tail -n +3 | head -n 3
 done
+echo "== softhebb-deep (through its dropout layer; Square on 200 images, 300 queries: a conv net)"
+"$bin" eval "$out/softhebb-deep" --fgsm 0.05,0.1 --pgd 0.05 "${atk[@]}" | tail -n +3
+"$bin" eval "$out/softhebb-deep" --fgsm 0.05,0.1 --pgd 0.05 --attack-loss margin "${atk[@]}" | tail -n +3 | head -n 3
+"$bin" eval "$out/softhebb-deep" --square 0.05,0.1 --square-queries 300 --attack-samples 200 --threads 1 | tail -n +3
 echo "== ep (no input gradient)"
 "$bin" eval "$out/ep" --square 0.05,0.1 "${atk[@]}" | tail -n +3
 for name in bp-s1 fa align-ada ddfa drtp ep; do
