@@ -525,6 +525,7 @@ fn eval_reproduces_the_recorded_accuracy_and_init_from_starts_from_a_model() {
     }
     assert!(fail(&["eval", dfa_s, "--square", "2"]).contains("eps must be in [0, 1]"));
     assert!(fail(&["eval", dfa_s, "--attack-from", ep_s]).contains("--fgsm or --pgd"));
+    assert!(fail(&["eval", dfa_s, "--square", "0.1", "--attack-from", ep_s]).contains("--fgsm or --pgd"));
 }
 
 #[test]

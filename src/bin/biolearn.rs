@@ -1344,10 +1344,10 @@ fn eval_attacks(
             bail!("{name} {e}: eps must be in [0, 1] (pixel units)");
         }
     }
+    if a.attack_from.is_some() && a.fgsm.is_empty() && a.pgd.is_empty() {
+        bail!("--attack-from: give the attacks to transfer with --fgsm or --pgd (--square queries MODEL itself)");
+    }
     if a.fgsm.is_empty() && a.pgd.is_empty() && a.square.is_empty() {
-        if a.attack_from.is_some() {
-            bail!("--attack-from: give the attacks with --fgsm or --pgd");
-        }
         return Ok(Vec::new());
     }
     if !(1..=100_000).contains(&a.pgd_steps) || !(1..=1_000_000).contains(&a.square_queries) {
