@@ -79,6 +79,7 @@ pub fn input_gradient(
 /// evaluation mode (its parameters are not changed).
 /// `rule`: a rule with its own differentiable answer (`Rule::has_input_gradient`) is attacked
 /// through its own input gradient; None (or a feed-forward rule): the network's.
+#[allow(clippy::too_many_arguments)]
 pub fn attack(
     net: &mut Network,
     mut rule: Option<&mut dyn crate::rules::Rule>,
@@ -357,8 +358,8 @@ mod tests {
         rng.fill_normal(&mut x, 1.0);
         let y = [0u32, 2];
         let mut pg = n.zero_grads();
-        let objectives: [(AttackLoss, fn(&Network, &[f32], &[u32]) -> f64); 2] =
-            [(AttackLoss::Ce, loss), (AttackLoss::Margin, margin)];
+        type Objective = fn(&Network, &[f32], &[u32]) -> f64;
+        let objectives: [(AttackLoss, Objective); 2] = [(AttackLoss::Ce, loss), (AttackLoss::Margin, margin)];
         for (which, f) in objectives {
             let mut g = vec![0.0; x.len()];
             input_gradient(&mut n, &mut Workspace::default(), &mut pg, &x, &y, &mut g, which);
