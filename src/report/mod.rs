@@ -1045,7 +1045,7 @@ fn section_adversarial(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(
         r.adversarial.iter().filter(|p| p.attack == kind).map(|p| (p.eps, p.test_accuracy)).collect()
     };
     section_levels(g, ctx, b, ("Adversarial robustness", para, "attack", "eps"), kinds, points)?;
-    let flagged = masking_flags(g);
+    let flagged: Vec<String> = masking_flags(g).into_iter().map(|(_, text)| text).collect();
     if !flagged.is_empty() {
         b.push(Block::Para(format!(
             "Sanity check (Carlini et al. 2019, \"On evaluating adversarial robustness\"): a \
@@ -1062,8 +1062,8 @@ fn section_adversarial(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(
 
 /// Rules whose white-box attack accuracy does not fall (by at least a point) from its smallest
 /// to its largest eps, at least twice the smallest, at the group's largest training fraction:
-/// "rule (attack): a% at eps e0, b% at eps e1".
-fn masking_flags(g: &Group) -> Vec<String> {
+/// (rule, "rule (attack): a% at eps e0, b% at eps e1").
+fn masking_flags(g: &Group) -> Vec<(String, String)> {
     let Some(&full) = g.fractions().last() else { return Vec::new() };
     let mut out = Vec::new();
     for rule in g.rules() {
@@ -1085,7 +1085,8 @@ fn masking_flags(g: &Group) -> Vec<String> {
             }
             if let (Some(a), Some(z)) = (mean_at(lo), mean_at(hi)) {
                 if z > a - 0.01 {
-                    out.push(format!("{rule} ({kind}): {:.1}% at eps {lo}, {:.1}% at eps {hi}", 100.0 * a, 100.0 * z));
+                    let text = format!("{rule} ({kind}): {:.1}% at eps {lo}, {:.1}% at eps {hi}", 100.0 * a, 100.0 * z);
+                    out.push((rule.clone(), text));
                 }
             }
         }

@@ -321,14 +321,23 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
         t.rows.push(row);
     }
     b.push(Block::Table(t));
+    // Rules whose gradient attacks do not bite as eps grows (the attack section's sanity check):
+    // their "better against attacks" is likely a masked gradient, and the finding says so.
+    let masked: BTreeSet<String> = super::masking_flags(g).into_iter().map(|(rule, _)| rule).collect();
     let findings: Vec<String> = results
         .iter()
         .enumerate()
         .filter_map(|(i, r)| {
             let r = r.as_ref().filter(|r| r.verdict != Verdict::NoSignificantDifference)?;
             let q = &qs[cells[i].question];
+            let caveat = if q.name == "accuracy lost to attacks" && masked.contains(&cells[i].rule) {
+                " Its gradient attacks do not lower its accuracy as eps doubles: likely a masked \
+                 gradient, not robustness (see the attack section's sanity check)."
+            } else {
+                ""
+            };
             Some(format!(
-                "{} is {} than BP in {}: {} (simultaneous 95% CI {} to {}, Holm-adjusted p {}).",
+                "{} is {} than BP in {}: {} (simultaneous 95% CI {} to {}, Holm-adjusted p {}).{caveat}",
                 cells[i].rule,
                 r.verdict.as_str(),
                 q.name,

@@ -347,11 +347,12 @@ fn attacks_whose_accuracy_does_not_fall_with_eps_are_flagged() {
     let d = tmp_dir("masking");
     let mut recs = Vec::new();
     for (rule, at_05, at_1) in [("bp", 0.40, 0.18), ("ddfa", 0.85, 0.85)] {
-        for seed in 0..2u64 {
+        for seed in 0..4u64 {
+            let j = 0.01 * seed as f64;
             let mut r = record("mlp:64", rule, 1.0, seed, 0.9, false);
             r.adversarial = vec![
-                AttackPoint { attack: "fgsm".into(), eps: 0.05, test_accuracy: at_05 },
-                AttackPoint { attack: "fgsm".into(), eps: 0.1, test_accuracy: at_1 },
+                AttackPoint { attack: "fgsm".into(), eps: 0.05, test_accuracy: at_05 + j },
+                AttackPoint { attack: "fgsm".into(), eps: 0.1, test_accuracy: at_1 + j / 2.0 },
             ];
             recs.push(r);
         }
@@ -359,10 +360,13 @@ fn attacks_whose_accuracy_does_not_fall_with_eps_are_flagged() {
     write_report(&recs, &d).unwrap();
     let md = fs::read_to_string(d.join("report.md")).unwrap();
     assert!(
-        md.contains("Sanity check (Carlini") && md.contains("ddfa (fgsm): 85.0% at eps 0.05, 85.0% at eps 0.1"),
+        md.contains("Sanity check (Carlini") && md.contains("ddfa (fgsm): 86.5% at eps 0.05, 85.8% at eps 0.1"),
         "{md}"
     );
     assert!(!md.contains("bp (fgsm)"), "{md}");
+    // The scoreboard's finding that ddfa loses less to attacks carries the caveat.
+    let finding = md.lines().find(|l| l.contains("ddfa is better than BP in accuracy lost to attacks")).unwrap();
+    assert!(finding.contains("likely a masked gradient"), "{finding}");
     fs::remove_dir_all(&d).unwrap();
 }
 
