@@ -1386,7 +1386,7 @@ fn eval_attacks(
         if src.rule.prediction() != biolearn::rules::Prediction::FeedForward && !src.rule.has_input_gradient() {
             bail!("--{}: {} answers by its own inference, with no input gradient: use --square, or --attack-from a model that has one", atk.name(), src.cfg.rule);
         }
-        let mut rng = biolearn::rng::Rng::new(a.seed.wrapping_mul(1_000_033).wrapping_add(i as u64 + 101));
+        let mut rng = adversarial::attack_rng(a.seed, i, false);
         let loss = match a.attack_loss {
             AttackLossArg::Ce => biolearn::nn::AttackLoss::Ce,
             AttackLossArg::Margin => biolearn::nn::AttackLoss::Margin,
@@ -1396,7 +1396,7 @@ fn eval_attacks(
     }
     let shape = biolearn::nn::Shape::new(l.ds.channels, l.ds.height, l.ds.width);
     for (i, &eps) in a.square.iter().enumerate() {
-        let mut rng = biolearn::rng::Rng::new(a.seed.wrapping_mul(1_000_037).wrapping_add(i as u64 + 211));
+        let mut rng = adversarial::attack_rng(a.seed, i, true);
         let adv = adversarial::square(
             &mut tr.net,
             Some(tr.rule.as_mut()),

@@ -134,6 +134,16 @@ pub fn attack(
     out
 }
 
+/// The draws of the `i`-th gradient attack (FGSM/PGD, in the plan's order) or Square attack of
+/// a run with `seed`: one place, so that `biolearn eval` repeats a plan's attack exactly.
+pub fn attack_rng(seed: u64, i: usize, square: bool) -> Rng {
+    if square {
+        Rng::new(seed.wrapping_mul(1_000_037).wrapping_add(i as u64 + 211))
+    } else {
+        Rng::new(seed.wrapping_mul(1_000_033).wrapping_add(i as u64 + 101))
+    }
+}
+
 /// Per input value j: eps, and the lower and upper pixel bounds, in the normalised space.
 fn bounds(norm: &Norm, eps: f64) -> impl Fn(usize) -> (f32, f32, f32) + '_ {
     let c = norm.mean.len();

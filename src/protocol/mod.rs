@@ -432,7 +432,7 @@ fn attack_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, shape:
         out = gradient_attacks(plan, tr, &sub, norm, seed);
     }
     for (i, &eps) in plan.square.iter().enumerate() {
-        let mut rng = Rng::new(seed.wrapping_mul(1_000_037).wrapping_add(i as u64 + 211));
+        let mut rng = adversarial::attack_rng(seed, i, true);
         let adv = adversarial::square(
             &mut tr.net,
             Some(tr.rule.as_mut()),
@@ -458,7 +458,7 @@ fn gradient_attacks(plan: &Plan, tr: &mut Trainer, sub: &Split, norm: &Norm, see
         .chain(plan.pgd.iter().map(|&e| (Attack::Pgd { steps: plan.pgd_steps }, e)));
     let mut out = Vec::new();
     for (i, (atk, eps)) in attacks.enumerate() {
-        let mut rng = Rng::new(seed.wrapping_mul(1_000_033).wrapping_add(i as u64 + 101));
+        let mut rng = adversarial::attack_rng(seed, i, false);
         let adv =
             adversarial::attack(&mut tr.net, Some(tr.rule.as_mut()), sub, norm, atk, plan.attack_loss, eps, &mut rng);
         out.push(AttackPoint { attack: atk.label(plan.attack_loss), eps, test_accuracy: tr.evaluate(&adv) });
