@@ -391,8 +391,8 @@ struct EvalArgs {
     pgd_steps: usize,
     /// The loss FGSM/PGD ascend: ce (as published) or margin (max_{k != y} z_k - z_y, whose
     /// gradient survives a saturated softmax).
-    #[arg(long, value_enum, default_value_t = AttackLossArg::Ce)]
-    attack_loss: AttackLossArg,
+    #[arg(long, value_enum, default_value_t = biolearn::nn::AttackLoss::Ce)]
+    attack_loss: biolearn::nn::AttackLoss,
     /// Square attack eps, comma-separated: black-box, from the model's scores alone (every rule).
     #[arg(long, value_delimiter = ',')]
     square: Vec<f64>,
@@ -416,12 +416,6 @@ struct EvalArgs {
     /// Threads (default: the run's).
     #[arg(long)]
     threads: Option<usize>,
-}
-
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum AttackLossArg {
-    Ce,
-    Margin,
 }
 
 #[derive(Args)]
@@ -1387,10 +1381,7 @@ fn eval_attacks(
             bail!("--{}: {} answers by its own inference, with no input gradient: use --square, or --attack-from a model that has one", atk.name(), src.cfg.rule);
         }
         let mut rng = adversarial::attack_rng(a.seed, i, false);
-        let loss = match a.attack_loss {
-            AttackLossArg::Ce => biolearn::nn::AttackLoss::Ce,
-            AttackLossArg::Margin => biolearn::nn::AttackLoss::Margin,
-        };
+        let loss = a.attack_loss;
         let adv = adversarial::attack(&mut src.net, Some(src.rule.as_mut()), &sub, &l.norm, atk, loss, eps, &mut rng);
         rows.push((format!("{} {eps}{from}", atk.label(loss)), tr.evaluate(&adv)));
     }

@@ -194,7 +194,7 @@ pub fn softmax_rows(v: &mut [f32], k: usize) {
 /// max_{k != y} z_k - z_y (Carlini & Wagner 2017), whose gradient does not vanish where the
 /// softmax saturates (a network with huge logits masks the cross-entropy's gradient, not the
 /// margin's).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum AttackLoss {
     #[default]
