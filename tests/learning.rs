@@ -34,12 +34,15 @@ fn narrow(arch: &str) -> String {
     out
 }
 
-/// Rules known not to beat their read-out-only baseline here, with why; the test fails when
-/// one of them starts to (so this list stays true). SoftHebb left it when its unsupervised phase
-/// became a number of updates (92.5% vs 62.1%; 94.2% vs 78.0% at its tuned preset).
-const BELOW_BASELINE: &[(&str, &str)] = &[
+/// Rules known not to beat their read-out-only baseline here, with the accuracy each must still
+/// reach without diverging (a little under its measured figure) and why; the test fails when one
+/// of them starts to beat it (so this list stays true) or falls under its floor. SoftHebb left it
+/// when its unsupervised phase became a number of updates (92.5% vs 62.1%; 94.2% vs 78.0% at its
+/// tuned preset).
+const BELOW_BASELINE: &[(&str, f64, &str)] = &[
     (
         "stdp",
+        0.60,
         "a 32-neuron winner-take-all spiking layer gives the read-out at most one spike per step, a \
          one-of-32 code: 68.3% against the read-out of a dense random ReLU layer's 88.3% (session 14, \
          its constants as re-chosen on the digits' validation split). At its preset width (400) on \
@@ -47,6 +50,7 @@ const BELOW_BASELINE: &[(&str, &str)] = &[
     ),
     (
         "pepita-wm",
+        0.80,
         "on the 32-unit net its mirrored F leaves the hidden layer nearly untrained: 85.2% vs read-out only \
          85.8% (validation with the mirroring noise at 0.1 / 0.3 / 1.0: 85.0 / 85.0 / 79.1); not diagnosed \
          further (session 9). On Fashion-MNIST's 1024-unit net it trains: 83.7% validation after 3 epochs \
@@ -54,6 +58,7 @@ const BELOW_BASELINE: &[(&str, &str)] = &[
     ),
     (
         "align-zero",
+        0.12,
         "a rule for wide networks (the NTK regime): it descends the linearisation at initialisation, \
          which a 32-unit net leaves quickly (14.8% here). On the digits at its preset, 20 epochs, two \
          hidden layers of 64 / 256 / 1024: 22.0 / 78.3 / 95.3% against BP's 95.8 / 96.4 / 96.4 (README)",
@@ -109,12 +114,14 @@ fn every_rule_learns_digits_and_beats_its_read_out_only_baseline() {
         // the old settings), PC-positive 71.9 (9.5), PEPITA 92.5 (85.8; lr 0.1, F scale 0.1), TPSGD 69.6 (36.8; its preset lr 0.0047, tuned on Fashion-MNIST, is slow on 460 steps), PAL 95.0, EP 95.8 (72.1), CHL 95.8 (95.3 with 4 clamped steps), DTP
         // 96.1, FW-DTP 96.4, SoftHebb 94.2 (78.0 at its tuned read-out rate; 54.0 vs 62.1 when its unsupervised phase was one pass), Activation Learning 93.3 (76.9). Chance: 10%.
         let beats = r.diverged.is_none() && r.test_accuracy > 0.6 && r.test_accuracy > b.test_accuracy + 0.05;
-        match (beats, BELOW_BASELINE.iter().find(|(n, _)| *n == rule.as_str())) {
+        match (beats, BELOW_BASELINE.iter().find(|(n, _, _)| *n == rule.as_str())) {
             (false, None) => {
                 failed.push(format!("{rule}: {:.4} vs read-out only {:.4}", r.test_accuracy, b.test_accuracy))
             }
             (true, Some(_)) => failed.push(format!("{rule} now beats its baseline: take it off BELOW_BASELINE")),
-            (false, Some((_, why))) => eprintln!("  known: {rule} does not beat it: {why}"),
+            (false, Some((_, floor, _))) if r.diverged.is_some() || r.test_accuracy < *floor => failed
+                .push(format!("{rule}: {:.4} (diverged: {:?}), under its floor {floor}", r.test_accuracy, r.diverged)),
+            (false, Some((_, _, why))) => eprintln!("  known: {rule} does not beat it: {why}"),
             (true, None) => {}
         }
     }
@@ -356,7 +363,9 @@ fn softhebb_unsupervised_phase_is_a_number_of_updates_then_the_read_out_schedule
         assert_eq!(lrs[..2], [cfg.lr, cfg.lr], "{lrs:?}");
         assert!(lrs[2] < cfg.lr && lrs[3] < lrs[2], "{lrs:?}");
         assert!(r.epochs[0].test_accuracy < 0.2, "untrained read-out: {}", r.epochs[0].test_accuracy);
-        assert!(r.test_accuracy > 0.25, "the read-out learns: {}", r.test_accuracy);
+        // Measured: 55.2% (the whole set), 45.4% (400 images) after 3 read-out epochs on 32
+        // features; chance 10%.
+        assert!(r.test_accuracy > 0.4, "the read-out learns: {}", r.test_accuracy);
         assert_eq!(r.epochs[1].passes, None);
         r.epochs[0].passes.unwrap()
     };

@@ -219,5 +219,25 @@ mod tests {
         let (w_out, b_out) = (n.params.len() - 2, n.params.len() - 1);
         assert!(ga[w_out].iter().zip(&gb[w_out]).all(|(a, b)| (a - b).abs() < 1e-6));
         assert!(ga[b_out].iter().zip(&gb[b_out]).all(|(a, b)| (a - b).abs() < 1e-6));
+        // Align-ada's first layer sees the input, as the initial network's does: its update is
+        // Align-zero's, bit for bit.
+        for p in n.layers[0].param_ids() {
+            assert_eq!(ga[p], gz[p], "parameter {p}");
+        }
+        // Its middle dense layer: the initial network's signal at that layer's output, through
+        // the current network's layer (its input activity).
+        let mid = 3;
+        assert!(matches!(n.layers[mid], crate::nn::Layer::Dense { .. }));
+        let len = ws.grads[mid + 1].len();
+        ws.grads[mid + 1][..len].copy_from_slice(&iw.grads[mid + 1][..len]);
+        let mut want_ada = cur.zero_grads();
+        cur.backward(&mut ws, &mut want_ada, mid, mid + 1, None, false);
+        for p in n.layers[mid].param_ids() {
+            assert!(ga[p].iter().zip(&want_ada[p]).all(|(a, b)| (a - b).abs() < 1e-5), "parameter {p}");
+        }
+        // Its weight pairs that signal with the current input, Align-zero's with the initial one
+        // (the bias has no input: the two rules share it).
+        let w_mid = n.layers[mid].weight().unwrap();
+        assert!(ga[w_mid].iter().zip(&gz[w_mid]).any(|(a, b)| (a - b).abs() > 1e-4), "ada = zero at layer {mid}");
     }
 }

@@ -483,11 +483,11 @@ mod tests {
         assert_eq!(rule.take_activity(), Some((0, 0)));
     }
 
-    /// Hidden dropout: a dropped neuron never fires, passes no desire down and is not updated;
-    /// the same seed gives the same weights.
+    /// Hidden dropout: a dropped neuron never fires, passes no desire down and, on a batch of
+    /// one, its weights are not updated; the same seed gives the same weights.
     #[test]
-    fn dropout_is_per_sample_and_reproducible() {
-        let run = |seed: u64| {
+    fn a_dropped_neuron_neither_fires_nor_learns_and_dropout_is_reproducible() {
+        let run = |seed: u64, n: usize| {
             let mut net = Builder::new(Shape::flat(8), Init::Kaiming, &mut Rng::new(3))
                 .dense(16, false)
                 .act(Activation::Relu)
@@ -496,15 +496,16 @@ mod tests {
             let s = DesireSettings { desire_dropout_hidden: 0.5, desire_dropout_in: 0.2, ..Default::default() };
             let mut rule = Desire::new(&net, s).unwrap();
             let mut ws = Workspace::default();
-            net.prepare(&mut ws, 4);
+            net.prepare(&mut ws, n);
             let mut rng = Rng::new(seed);
-            let mut x = vec![0.0; 32];
+            let mut x = vec![0.0; 8 * n];
             rng.fill_uniform(&mut x, 0.0, 1.0);
             ws.input_mut().copy_from_slice(&x);
+            let before = net.params[0].data.clone();
             let mut g = net.zero_grads();
             let mut opt = Optimizer::new(OptimConfig { lr: 0.01, ..Default::default() }, &net.update_sizes());
             let mut upd = Updater { opt: &mut opt, lr: 0.01, masks: None, device: None };
-            let y = [0u32, 1, 2, 0];
+            let y: Vec<u32> = (0..n as u32).map(|i| i % 3).collect();
             let mut step = Step::new(&mut net, &mut ws, &y, Loss::Mse, &mut g, &mut rng);
             rule.train_batch(&mut step, &mut upd);
             let l = &rule.layers[0];
@@ -512,11 +513,21 @@ mod tests {
                 if !l.mask[j] {
                     assert_eq!(l.counts[j], 0);
                     assert_eq!(l.sigma[j], 0);
+                    if n == 1 {
+                        assert_eq!(net.params[0].data[j * 8..(j + 1) * 8], before[j * 8..(j + 1) * 8], "dropped neuron {j} learned");
+                    }
                 }
             }
             assert!(l.mask.iter().any(|m| !m) && l.mask.iter().any(|m| *m));
+            if n == 1 {
+                assert_ne!(net.params[0].data, before, "nothing learned");
+            }
             net.params[0].data.clone()
         };
+        for seed in 1..4 {
+            run(seed, 1);
+        }
+        let run = |seed| run(seed, 4);
         assert_eq!(run(5), run(5));
         assert_ne!(run(5), run(6));
     }

@@ -250,6 +250,29 @@ mod tests {
         }
     }
 
+    /// The error-correlation term by hand on the 2-2-2 net (theta = (0, 1, 0), B = W_1, one
+    /// sample, ReLU): x = (1, 1), a_0 = h_1 = (0.25, 1.75), a_1 = (-0.625, 3.5625), softmax
+    /// (0.014957, 0.985043); label 0: e_1 = (-0.985043, 0.985043), e_0 = e_1 B (.) f'(a_0) =
+    /// (-0.738782, 2.462607). dW_1 = - e_1^T e_0 = [[-0.727732, 2.425774], [0.727732,
+    /// -2.425774]]; the first layer has no error below it and theta_0 = 0: W_0 and both biases
+    /// stay.
+    #[test]
+    fn error_correlation_term_by_hand() {
+        let mut net = crate::rules::tests::net22(Activation::Relu);
+        let s = MetaPlasticitySettings { mp_pseudo_grad: 0.0, mp_error_corr: 1.0, mp_oja: 0.0 };
+        let mut r = MetaPlasticity::new(&mut net, &s, &mut Rng::new(2)).unwrap();
+        net.params[r.feedback[0]].data = net.params[2].data.clone();
+        let before: Vec<Vec<f32>> = net.params.iter().map(|p| p.data.clone()).collect();
+        one_step(&mut net, &mut r, &[1.0, 1.0], &[0]);
+        let want = [0.272268, 1.925774, 0.977732, -0.425774];
+        for (a, w) in net.params[2].data.iter().zip(&want) {
+            assert!((a - w).abs() < 1e-5, "{:?} vs {want:?}", net.params[2].data);
+        }
+        for p in [0, 1, 3] {
+            assert_eq!(net.params[p].data, before[p], "parameter {p}");
+        }
+    }
+
     /// Oja's term by hand on the 2-2-2 net (theta = (0, 0, 1), one sample, ReLU):
     /// x = (1, 1): a_0 = (0.25, 1.75) = h_1; dW_0 = h_1 x^T - h_1 h_1^T W_0.
     #[test]

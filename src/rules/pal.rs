@@ -240,4 +240,43 @@ mod tests {
             assert!(*b > 60.0 && *a < 30.0, "angle to W: {before:?} -> {after:?}");
         }
     }
+
+    /// The feedback's scale, not only its direction: on a linear network (f' = 1) the noise
+    /// correlation normalised by sigma^2 estimates W itself, so with alpha = 1 B becomes W
+    /// (up to the estimate's sampling noise): a wrong 1/sigma^2, alpha or 1/N would leave it
+    /// a multiple of W at the right angle.
+    #[test]
+    fn on_a_linear_network_the_feedback_becomes_the_forward_weights() {
+        let mut n = Builder::new(Shape::flat(6), Init::Torch, &mut Rng::new(4))
+            .dense(8, true)
+            .act(Activation::Identity)
+            .dense(5, true)
+            .act(Activation::Identity)
+            .dense(3, true)
+            .build();
+        let mut r = Pal::new(&mut n, &PalSettings { pal_b_lr: 0.02, ..Default::default() }, &mut Rng::new(5)).unwrap();
+        let pairs: Vec<(usize, usize)> = r
+            .feedback
+            .iter()
+            .enumerate()
+            .filter_map(|(i, fb)| fb.map(|b| (n.layers[i].weight().unwrap(), b)))
+            .collect();
+        let mut opt = Optimizer::new(OptimConfig { lr: 0.0, ..Default::default() }, &n.update_sizes());
+        let (mut ws, mut g, mut rng) = (Workspace::default(), n.zero_grads(), Rng::new(6));
+        for _ in 0..600 {
+            n.prepare(&mut ws, 64);
+            rng.fill_normal(ws.input_mut(), 1.0);
+            let y: Vec<u32> = (0..64).map(|_| rng.below(3) as u32).collect();
+            let mut upd = Updater { opt: &mut opt, lr: 0.0, masks: None, device: None };
+            r.train_batch(&mut Step::new(&mut n, &mut ws, &y, Loss::Ce, &mut g, &mut rng), &mut upd);
+        }
+        let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        for &(w, b) in &pairs {
+            let (w, b) = (&n.params[w].data, &n.params[b].data);
+            let diff: Vec<f32> = w.iter().zip(b).map(|(x, y)| x - y).collect();
+            let (rel, scale) = (norm(&diff) / norm(w), norm(b) / norm(w));
+            eprintln!("||B - W|| / ||W|| = {rel:.4}, ||B|| / ||W|| = {scale:.4}");
+            assert!(rel < 0.1 && (0.93..1.07).contains(&scale), "||B - W|| / ||W|| = {rel}, ||B|| / ||W|| = {scale}");
+        }
+    }
 }

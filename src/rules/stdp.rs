@@ -313,3 +313,73 @@ pub static ENTRY: super::RuleEntry = super::RuleEntry {
         Ok(Box::new(StdpRule::new(net, s, rng)?))
     },
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::arch::Builder;
+    use crate::nn::{Activation, Init, Loss, Shape};
+    use crate::optim::{OptimConfig, Optimizer};
+
+    /// One sample through the rule's unsupervised step, worked by hand: one input x = 1 (rate
+    /// code at input rate 1: a spike at every step), two plastic neurons with W = [0.6, 0.4], no
+    /// leak, T = 3, trace decay 0.5, a+ 0.1, a- 0.02, no normalisation, theta+ 0.05, no
+    /// threshold decay.
+    /// - Membranes: (0.6, 0.4); (1.2, 0.8): neuron 0 exceeds its threshold 1, fires, and every
+    ///   membrane resets (winner-take-all); (0.6, 0.4). Counts [1, 0].
+    /// - Presynaptic trace 1, 1.5, 1.75. Neuron 0: potentiation at its spike (step 1) a+ 1.5 =
+    ///   0.15; depression at the pre spike of step 2, after the post spike: a- 1 = 0.02. W0 =
+    ///   0.6 + 0.15 - 0.02 = 0.73; neuron 1 never fired: its row stays 0.4.
+    /// - Homeostasis: bias = -theta = (-0.05, 0). The read-out's input: counts / T = (1/3, 0).
+    #[test]
+    fn stdp_step_on_one_input_and_two_neurons_by_hand() {
+        let mut net = Builder::new(Shape::flat(1), Init::Torch, &mut Rng::new(1))
+            .dense(2, true)
+            .act(Activation::Relu)
+            .dense(2, true)
+            .build();
+        let s = StdpSettings {
+            stdp_steps: 3,
+            stdp_input_rate: 1.0,
+            stdp_encoding: Encoding::Rate,
+            stdp_decay: 1.0,
+            stdp_a_plus: 0.1,
+            stdp_a_minus: 0.02,
+            stdp_trace_decay: 0.5,
+            stdp_norm: 0.0,
+            stdp_theta_plus: 0.05,
+            stdp_theta_decay: 1.0,
+            ..Default::default()
+        };
+        let mut rule = StdpRule::new(&mut net, s, &mut Rng::new(2)).unwrap();
+        net.params[rule.w].data.copy_from_slice(&[0.6, 0.4]);
+        let readout_before: Vec<Vec<f32>> = rule.readout_params.iter().map(|&i| net.params[i].data.clone()).collect();
+        let mut ws = Workspace::default();
+        net.prepare(&mut ws, 1);
+        ws.input_mut().copy_from_slice(&[1.0]);
+        let mut g = net.zero_grads();
+        let mut rng = Rng::new(0);
+        let mut opt = Optimizer::new(OptimConfig { lr: 0.1, ..Default::default() }, &net.update_sizes());
+        let mut upd = Updater { opt: &mut opt, lr: 0.1, masks: None, device: None };
+        let y = [1u32];
+        {
+            let mut step = Step::new(&mut net, &mut ws, &y, Loss::Ce, &mut g, &mut rng);
+            rule.train_batch(&mut step, &mut upd);
+        }
+        assert_eq!(rule.counts, vec![1, 0]);
+        assert_eq!(rule.out, vec![0, 0, 1, 0, 0, 0], "one spike, neuron 0's, at step 1");
+        let close = |a: &[f32], b: &[f32]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+        assert!(close(&net.params[rule.w].data, &[0.73, 0.4]), "{:?}", net.params[rule.w].data);
+        assert!(close(&net.params[rule.theta].data, &[-0.05, 0.0]), "{:?}", net.params[rule.theta].data);
+        assert!(close(&ws.acts[rule.readout], &[1.0 / 3.0, 0.0]), "{:?}", ws.acts[rule.readout]);
+        // The mirror W^T follows the changed row; the read-out does not learn in this phase.
+        assert!(close(&rule.wt, &[0.73, 0.4]));
+        for (k, &i) in rule.readout_params.iter().enumerate() {
+            assert_eq!(net.params[i].data, readout_before[k]);
+        }
+        // With the new threshold (1.05 for neuron 0) and weight 0.73 the same input now makes
+        // neuron 0 fire at step 1 again (1.46 > 1.05): the evaluation pass counts it.
+        rule.predict(&mut net, &mut ws);
+        assert_eq!(rule.counts, vec![1, 0]);
+    }
+}

@@ -309,6 +309,24 @@ mod tests {
         let moved = TdcaSettings { tdca_phi: phi, ..Default::default() };
         let mut t1 = Tdca::new(&mut a, &moved, &mut Rng::new(1)).unwrap();
         let g1 = grads_of(&mut t1, &mut a, &x, &y);
-        assert_ne!(g0, g1);
+        // V_L[0][0] goes from 1 to 1.5: class 0's output credit is 1.5 u_0, so the output
+        // layer's row 0 and bias 0 scale by 1.5, its other rows stay, and the hidden layers'
+        // credits (other blocks of phi) are bit for bit the same.
+        let last = *a.weight_layers().last().unwrap();
+        let (w_out, b_out) = (a.layers[last].weight().unwrap(), a.layers[last].bias().unwrap());
+        let row = 5; // the output layer's inputs
+        let rel = |x: f32, y: f32| (x - y).abs() <= 1e-6 * y.abs().max(1e-6);
+        assert!(g0[w_out][..row].iter().any(|v| v.abs() > 1e-4));
+        for (i, (u, v)) in g1[w_out].iter().zip(&g0[w_out]).enumerate() {
+            if i < row {
+                assert!(rel(*u, 1.5 * v), "row 0: {u} vs 1.5 x {v}");
+            } else {
+                assert_eq!(u, v, "rows 1-2 move");
+            }
+        }
+        assert!(rel(g1[b_out][0], 1.5 * g0[b_out][0]) && g1[b_out][1..] == g0[b_out][1..]);
+        for p in (0..a.params.len()).filter(|&p| p != w_out && p != b_out) {
+            assert_eq!(g1[p], g0[p], "parameter {p}");
+        }
     }
 }

@@ -947,26 +947,40 @@ mod equilibrium_propagation {
         let x: Vec<f32> = x.iter().map(|v| 0.5 + 0.25 * v.clamp(-2.0, 2.0)).collect();
         net.params[1].data.iter_mut().for_each(|b| *b = 0.5);
         let h = 1e-3f32;
-        let w = net.layers[0].weight().unwrap();
-        let mut fd = Vec::new();
-        for j in 0..net.params[w].data.len() {
-            let orig = net.params[w].data[j];
-            net.params[w].data[j] = orig + h;
-            let cp = free_cost(&mut net, &x, &y);
-            net.params[w].data[j] = orig - h;
-            let cm = free_cost(&mut net, &x, &y);
-            net.params[w].data[j] = orig;
-            fd.push(((cp - cm) / (2.0 * h as f64)) as f32);
+        // Every trainable parameter: both layers' weights and biases.
+        let params: Vec<usize> = (0..net.params.len()).filter(|&p| net.params[p].trainable()).collect();
+        assert_eq!(params.len(), 4);
+        let mut fd: Vec<Vec<f32>> = Vec::new();
+        for &p in &params {
+            let mut col = Vec::new();
+            for j in 0..net.params[p].data.len() {
+                let orig = net.params[p].data[j];
+                net.params[p].data[j] = orig + h;
+                let cp = free_cost(&mut net, &x, &y);
+                net.params[p].data[j] = orig - h;
+                let cm = free_cost(&mut net, &x, &y);
+                net.params[p].data[j] = orig;
+                col.push(((cp - cm) / (2.0 * h as f64)) as f32);
+            }
+            fd.push(col);
         }
         let mut errs = Vec::new();
         for beta in [0.4f32, 0.1, 0.02] {
             let cfg = EpConfig { free_steps: 300, nudged_steps: 300, beta, random_sign: false, ..Default::default() };
             let mut ep = EquilibriumProp::new(&net, cfg).unwrap();
             let g = grads_of(&mut ep, &mut net, &x, &y);
-            errs.push(rel_err(&[g[w].clone()], &[fd.clone()]));
+            let got: Vec<Vec<f32>> = params.iter().map(|&p| g[p].clone()).collect();
+            errs.push(rel_err(&got, &fd));
+            // Each tensor on its own, at the smallest beta.
+            if beta == 0.02 {
+                for (k, &p) in params.iter().enumerate() {
+                    let e = rel_err(&[got[k].clone()], &[fd[k].clone()]);
+                    assert!(e < 0.15, "parameter {p} ({}): relative error {e}", net.params[p].name);
+                }
+            }
         }
         eprintln!("EP relative error vs finite differences for beta 0.4, 0.1, 0.02: {errs:?}");
-        assert!(fd.iter().any(|v| v.abs() > 1e-3), "no gradient reaches layer 1: {fd:?}");
+        assert!(fd[0].iter().any(|v| v.abs() > 1e-3), "no gradient reaches layer 1: {:?}", fd[0]);
         assert!(errs[0] > errs[1] && errs[1] > errs[2], "{errs:?}");
         assert!(errs[2] < 0.1, "{errs:?}");
         // Symmetric nudging: its estimate is exactly the mean of the one-sided estimates at +beta
@@ -1257,7 +1271,6 @@ mod pc_positive {
         let e_start = 0.5 * (e1[0] * e1[0] + e1[1] * e1[1]);
         let e_end = 0.5 * (e0[0] * e0[0] + e0[1] * e0[1] + e1n[0] * e1n[0] + e1n[1] * e1n[1]);
         assert!((r.trace[0] - e_start).abs() < 1e-6 && (r.trace[1] - e_end).abs() < 1e-6, "{:?}", r.trace);
-        assert!(e_end < e_start);
         let _ = sigmoid(0.0);
     }
 
@@ -1347,7 +1360,17 @@ mod pc_positive {
         let want = d0 * (1.0 - 0.01f64 * 0.1).powi(200);
         assert!((d1 - want).abs() < 1e-3 * d0, "||B - W||: {d0} -> {d1}, expected {want}");
         assert!(r.trace.len() == 6);
-        assert!(r.min_rate() >= 0.0);
+        // The clamp was active: some rates reached it (the tanh layer's would go negative).
+        assert_eq!(r.min_rate(), 0.0);
+        let mut net = mlp(81);
+        let cfg = PcPositiveConfig { steps: 5, gamma: 0.2, feedback: Feedback::Learned, relu: false };
+        let mut r = PcPositive::new(&mut net, cfg, oc, &mut Rng::new(3)).unwrap();
+        let mut opt = Optimizer::new(oc, &net.update_sizes());
+        net.prepare(&mut ws, 4);
+        ws.input_mut().copy_from_slice(&x);
+        let mut upd = Updater { opt: &mut opt, lr: 0.1, masks: None, device: None };
+        r.train_batch(&mut Step::new(&mut net, &mut ws, &y, Loss::Mse, &mut g, &mut Rng::new(1)), &mut upd);
+        assert!(r.min_rate() < 0.0, "without the clamp the tanh layer's rates go negative: {}", r.min_rate());
     }
 }
 
@@ -1449,10 +1472,14 @@ mod softhebb {
         let half = (0.5f32).ln() / 2.0;
         SoftHebb::bias_delta(&y, 2, 2, 2.0, &[half, half], &mut db);
         assert!((db[0] - 1.0).abs() < 1e-6 && (db[1] + 1.0).abs() < 1e-6, "{db:?}");
+        // The fixed point is the priors equal to the mean activities (0.65, 0.35), b = ln(p) / 2.
+        // The change is scaled by its largest magnitude, so its size says nothing near there; its
+        // direction does: from priors on either side of it, each bias moves toward it.
         let fixed = [(0.65f32).ln() / 2.0, (0.35f32).ln() / 2.0];
-        let e = [(2.0 * fixed[0]).exp(), (2.0 * fixed[1]).exp()];
-        let raw = [(1.3 - 2.0 * e[0]) / e[0], (0.7 - 2.0 * e[1]) / e[1]];
-        assert!(raw[0].abs() < 1e-5 && raw[1].abs() < 1e-5, "{raw:?}");
+        for off in [0.01f32, -0.01] {
+            SoftHebb::bias_delta(&y, 2, 2, 2.0, &[fixed[0] + off, fixed[1] - off], &mut db);
+            assert!(db[0] * off < 0.0 && db[1] * off > 0.0, "offset {off}: {db:?}");
+        }
         // Through the rule on a dense layer with a bias: the bias starts at ln(1/K) / t_inv and
         // moves towards the more active neuron's prior.
         let mut net = Builder::new(Shape::new(1, 1, 3), Init::Torch, &mut Rng::new(1))
@@ -1770,8 +1797,8 @@ mod hebb_wta {
     #[test]
     fn one_winner_per_position_unit_filters_and_thresholds_equalise_win_rates() {
         // Without thresholds the filters on the pattern (and its shifted copy) win everywhere and
-        // the others never; the adaptive thresholds bring every channel to at least a quarter of
-        // its fair share 1/K.
+        // the others never; the adaptive thresholds bring every channel to its fair share 1/K
+        // (within 0.05).
         let (_, wins0) = wta_run(0.0);
         let total: f32 = wins0.iter().sum();
         assert!(
@@ -1783,8 +1810,9 @@ mod hebb_wta {
         normalize_rows(&mut normed, 4, 9);
         assert!(w.iter().zip(&normed).all(|(a, b)| (a - b).abs() < 1e-5), "filters are unit-norm");
         let total: f32 = wins.iter().sum();
+        // Measured: 0.2501 / 0.2499 / 0.2500 / 0.2500.
         for (c, wv) in wins.iter().enumerate() {
-            assert!(wv / total > 0.25 / 4.0, "channel {c} wins {:.3} of the time: {wins:?}", wv / total);
+            assert!((0.2..0.3).contains(&(wv / total)), "channel {c} wins {:.3} of the time: {wins:?}", wv / total);
         }
     }
 }
