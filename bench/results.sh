@@ -16,6 +16,8 @@ cd "$(dirname "$0")/.."
 cargo build --release -q
 bin=target/release/biolearn
 
+# Each report directory is written afresh: plots of groups that no longer exist must not linger.
+rm -rf results/holistic-all/report
 "$bin" report results/holistic-all --out results/holistic-all/report \
   --conditions results/online-fmnist --conditions results/online-fmnist-10seeds \
   --conditions results/continual-fmnist-searched \
@@ -41,11 +43,20 @@ its section names.
 - Part 4: gradient masking checked with a black-box attack (`plans/attack-blackbox.toml`)
 
 Correction (session 24): until then a dropout layer zeroed every input gradient in evaluation
-mode, so FGSM and PGD could not move inputs through it. In part 1 this invalidates the FGSM/PGD
+mode, so FGSM and PGD could not move inputs through it. In part 1 this invalidated the FGSM/PGD
 figures of the two rules on softhebb-cnn28 (multilayer SoftHebb and BP's `bp-softhebb-cnn` arm:
 about 90% under every eps, where a seed-0 model retrained and attacked after the fix keeps
-79.6% / 72.2% under FGSM / PGD 0.05 on the cross-entropy and 5.4% under PGD 0.05 on the margin);
-those records are to be rerun. No other network in these studies has dropout.
+79.6% / 72.2% under FGSM / PGD 0.05 on the cross-entropy and 5.4% under PGD 0.05 on the margin).
+Session 25 removed those 17 records from results/holistic-all/results.jsonl; they rerun with
+the fix by resume, so until they are back part 1 has softhebb-cnn28's budget runs only. No other
+network in these studies has dropout.
+
+Correction (session 25): until then the report took a rule's few-shot figure from the first
+few-shot record it found, which in this plan (`budgets = "separate"`) was the shorter 5-epoch
+budget run of the same draw, not the planned 20-epoch run, and its few-shot table pooled BP's
+arms on every network into one row. Both now use the planned runs only, one row per network
+(`report::tests::few_shot_rows_split_a_rule_by_network`); the few-shot cells of the
+scoreboards moved accordingly.
 
 # Part 1: the holistic study of every rule (plans/holistic-all.toml, issue 11)
 PREFACE
@@ -56,6 +67,7 @@ PREFACE
 # its headings one level down, appended as a part of RESULTS.md.
 append() {
   local dir=$1 title=$2
+  rm -rf "results/$dir/report"
   "$bin" report "results/$dir" --out "results/$dir/report" --markdown "$part" > /dev/null
   {
     printf '\n# %s\n\n' "$title"

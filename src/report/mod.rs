@@ -1174,14 +1174,26 @@ fn section_levels(
 
 /// Few-shot runs (k training samples per class), per (data, arch): accuracy against k.
 fn section_few_shot(records: &[Record], ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), String> {
-    let shot: Vec<&Record> = records.iter().filter(|r| r.shots.is_some()).collect();
+    // A plan's separate budget runs (`budget_only`, fewer epochs) of the same few-shot draw are
+    // not few-shot results of the plan's budget: they stay out.
+    let shot: Vec<&Record> = records.iter().filter(|r| r.shots.is_some() && !r.budget_only).collect();
     let datas: BTreeSet<String> = shot.iter().map(|r| r.data.clone()).collect();
     for data in datas {
         let recs: Vec<&Record> = shot.iter().copied().filter(|r| r.data == data).collect();
         let arch =
             recs.iter().map(|r| r.arch.as_str()).collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>().join(", ");
         let ks: BTreeSet<usize> = recs.iter().filter_map(|r| r.shots).collect();
-        let rules = rule_order(recs.iter().map(|r| r.rule.as_str()));
+        // One row per rule, or per rule and network where a rule ran on several (BP beside
+        // each rule on that rule's own network).
+        let mut rows: Vec<(String, Option<String>)> = Vec::new();
+        for rule in rule_order(recs.iter().map(|r| r.rule.as_str())) {
+            let archs: BTreeSet<&str> = recs.iter().filter(|r| r.rule == rule).map(|r| r.arch.as_str()).collect();
+            if archs.len() > 1 {
+                rows.extend(archs.into_iter().map(|a| (rule.clone(), Some(a.to_string()))));
+            } else {
+                rows.push((rule, None));
+            }
+        }
         b.push(Block::Heading(2, format!("Few-shot: {data} / {arch}")));
         b.push(Block::Para(
             "Test accuracy (%) after training on k samples of every class (a seeded draw per seed), \
@@ -1193,22 +1205,29 @@ fn section_few_shot(records: &[Record], ctx: &mut Ctx, b: &mut Vec<Block>) -> Re
             rows: vec![],
         };
         let mut series = vec![];
-        for rule in &rules {
+        for (rule, on) in &rows {
             let vals: Vec<(usize, Option<Summary>, usize)> = ks
                 .iter()
                 .map(|&k| {
-                    let cell: Vec<&Record> =
-                        recs.iter().copied().filter(|r| &r.rule == rule && r.shots == Some(k)).collect();
+                    let cell: Vec<&Record> = recs
+                        .iter()
+                        .copied()
+                        .filter(|r| &r.rule == rule && r.shots == Some(k) && on.as_ref().is_none_or(|a| &r.arch == a))
+                        .collect();
                     let ok: Vec<&Record> = cell.iter().copied().filter(|r| r.status == Status::Ok).collect();
                     (k, acc_summary(&ok), diverged_count(&cell))
                 })
                 .collect();
-            let mut row = vec![rule.clone()];
+            let label = match on {
+                Some(a) => format!("{rule} ({a})"),
+                None => rule.clone(),
+            };
+            let mut row = vec![label.clone()];
             row.extend(vals.iter().map(|(_, s, d)| fmt_ci(*s, *d)));
             t.rows.push(row);
             series.push(Series {
-                label: rule.clone(),
                 color: ctx.color(rule),
+                label,
                 points: vals
                     .iter()
                     .filter_map(|(k, v, _)| v.map(|v| (*k as f64, v.mean * 100.0, v.std * 100.0)))

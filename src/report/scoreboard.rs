@@ -57,7 +57,9 @@ impl Lookup<'_> {
     fn shots(&self, r: &Record, k: usize) -> Option<f64> {
         self.few_shot
             .iter()
-            .find(|q| q.rule == r.rule && q.seed == r.seed && q.shots == Some(k) && q.status == Status::Ok)
+            .find(|q| {
+                q.rule == r.rule && q.arch == r.arch && q.seed == r.seed && q.shots == Some(k) && q.status == Status::Ok
+            })
             .map(|q| q.test_accuracy)
     }
 }
@@ -207,7 +209,8 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
     let archs: BTreeSet<&str> = g.recs.iter().map(|r| r.arch.as_str()).collect();
     let few_shot: Vec<&Record> = records
         .iter()
-        .filter(|r| r.shots.is_some() && r.data == g.data && archs.contains(r.arch.as_str()))
+        // The plan's few-shot runs at its budget, not their separate shorter budget runs.
+        .filter(|r| r.shots.is_some() && !r.budget_only && r.data == g.data && archs.contains(r.arch.as_str()))
         .filter(|r| {
             same(r.train_noise.abs(), g.train_noise) && r.gradual_sparsity == g.gradual && r.hardware == g.hardware
         })

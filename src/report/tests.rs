@@ -408,6 +408,12 @@ fn scoreboard_comes_first_and_marks_only_what_the_corrected_test_supports() {
             let noisy = [0.03, -0.03, 0.02, -0.02][seed as usize];
             recs.push(record("mlp:64", "noisy", f, seed, base + noisy, false));
         }
+        // A separate shorter budget run of the few-shot draw (a plan's `budgets = separate`),
+        // listed first: not the few-shot result the question asks for.
+        let mut short = record("mlp:64", "good", 1.0, seed, 0.2, false);
+        (short.shots, short.budget_only, short.epochs) = (Some(5), true, 2);
+        short.id = format!("fashion-mnist|mlp:64|good|k=5|s={seed}|e=2");
+        recs.push(short);
         for (rule, plus) in [("bp", 0.0), ("good", 0.10)] {
             let mut r =
                 record("mlp:64", rule, 1.0, seed, 0.5 + 0.01 * seed as f64 + plus + jitter[seed as usize], false);
@@ -433,6 +439,9 @@ fn scoreboard_comes_first_and_marks_only_what_the_corrected_test_supports() {
     // accuracy at 100% and at 20%, and few-shot: better, marked.
     assert!(good.starts_with("| good | +5.00 ▲ | +5.00 ▲ |"), "{good}\n{md}");
     assert!(good.ends_with("| +10.00 ▲ |"), "{good}");
+    // The few-shot section has the 4 runs at the plan's budget per rule, not the budget runs.
+    let fs = md.split("## Few-shot: fashion-mnist / mlp:64").nth(1).expect("a few-shot section");
+    assert!(fs.lines().any(|l| l.starts_with("| good |") && l.contains("n=4)")), "{fs}");
     // The same epochs to stable: no difference, no mark.
     assert!(good.contains("| +0.0 |"), "{good}");
     let noisy = md[board..].lines().find(|l| l.starts_with("| noisy |")).unwrap();
@@ -515,4 +524,27 @@ fn vae_section_tables_the_negative_elbo_and_shows_the_pictures() {
     assert!(md.contains("Accuracy on this network is the pixel accuracy"), "{md}");
     assert!(!md.contains("BioTorch"), "{md}");
     let _ = fs::remove_dir_all(&d);
+}
+
+/// Few-shot rows: a rule that ran on several networks (BP beside each rule on that rule's own
+/// network) gets a row per network, not one mean over all of them.
+#[test]
+fn few_shot_rows_split_a_rule_by_network() {
+    let d = tmp_dir("fewshot-archs");
+    let mut recs = Vec::new();
+    for (arch, rule, acc) in [("mlp:64", "bp", 0.6), ("mlp:32", "bp", 0.4), ("mlp:32", "softhebb", 0.3)] {
+        for seed in 0..2u64 {
+            let mut r = record(arch, rule, 1.0, seed, acc, false);
+            r.shots = Some(5);
+            r.id = format!("fashion-mnist|{arch}|{rule}|k=5|s={seed}");
+            recs.push(r);
+        }
+    }
+    write_report(&recs, &d).unwrap();
+    let md = fs::read_to_string(d.join("report.md")).unwrap();
+    let fs = md.split("## Few-shot: fashion-mnist / mlp:32, mlp:64").nth(1).expect("a few-shot section");
+    assert!(fs.contains("| bp (mlp:32) | 40.00 ± 0.00"), "{fs}");
+    assert!(fs.contains("| bp (mlp:64) | 60.00 ± 0.00"), "{fs}");
+    assert!(fs.contains("| softhebb | 30.00 ± 0.00"), "{fs}");
+    fs::remove_dir_all(&d).unwrap();
 }
