@@ -11,6 +11,7 @@ pub mod limits;
 pub mod linalg;
 pub mod memory;
 pub mod nn;
+pub mod nonfinite;
 pub mod optim;
 pub mod picture;
 pub mod protocol;

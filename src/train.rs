@@ -26,8 +26,11 @@ pub struct EpochRecord {
     /// 1-based.
     pub epoch: usize,
     pub lr: f32,
-    /// Mean loss and accuracy over the epoch's mini-batches (training mode, as they were seen).
+    /// Mean loss and accuracy over the epoch's mini-batches (training mode, as they were seen;
+    /// the loss NaN where the run diverged, written as `null`).
+    #[serde(deserialize_with = "crate::nonfinite::f64")]
     pub train_loss: f64,
+    #[serde(deserialize_with = "crate::nonfinite::f64")]
     pub train_accuracy: f64,
     pub test_accuracy: f64,
     pub val_accuracy: Option<f64>,
@@ -53,7 +56,7 @@ pub struct EpochRecord {
     pub steps: usize,
     /// At the epoch's end, each feedback matrix's angle (degrees) to the matrix backprop would
     /// use in its place, by parameter name (`rules::feedback_angles`; empty for rules without).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "crate::nonfinite::pairs")]
     pub feedback_angles: Vec<(String, f64)>,
     /// Spiking rules: the mean spikes per test sample of the epoch's test evaluation, every
     /// layer's (the input's encoding included): an energy proxy (`Rule::take_activity`).
@@ -211,6 +214,9 @@ pub struct Snapshot {
     rule: crate::rules::RuleState,
     rng: Rng,
     device_rng: Option<Rng>,
+    /// The hardware meter's activity so far (a fine-tuning epoch tried after the snapshot is
+    /// not a training step of the run).
+    metered: Option<crate::nn::hardware::cost::Activity>,
     epochs_done: usize,
     masks: Option<Masks>,
 }
@@ -251,6 +257,34 @@ impl Trainer {
 
     /// Build the network and rule for inputs of `input` shape and `classes` outputs, drawing
     /// from `rng` in a fixed order: network, rule, then the training stream.
+    /// A trainer for a data set: the network built for its samples' shape and classes, and
+    /// checked to answer what the data asks (a score per class for every target: one target an
+    /// image, T for a text window; a VAE one logit per pixel), so that a mismatch (an image
+    /// network on a text corpus, a model trained on other data) is an error naming both, not a
+    /// panic in the loss.
+    pub fn on_data(cfg: &TrainConfig, ds: &crate::data::Dataset, rng: &mut Rng) -> Result<Self, String> {
+        let tr = Self::new(cfg, Shape::new(ds.channels, ds.height, ds.width), ds.num_classes, rng)?;
+        let (out, t) = (tr.net.output_len(), ds.train.targets().max(1));
+        let per = if tr.net.has_latent() { 1 } else { ds.num_classes };
+        if out != t * per {
+            let what = if t > 1 && per > 1 {
+                format!("{t} targets x {per} classes")
+            } else if t > 1 {
+                format!("{t} targets")
+            } else {
+                format!("{per} classes")
+            };
+            let hint = if ds.alphabet.is_some() { ": a text data set needs a language model (gpt:L,D,H)" } else { "" };
+            return Err(format!(
+                "network {} answers {out} values per sample, but {} asks {} ({what}){hint}",
+                cfg.arch,
+                ds.name,
+                t * per
+            ));
+        }
+        Ok(tr)
+    }
+
     pub fn new(cfg: &TrainConfig, input: Shape, classes: usize, rng: &mut Rng) -> Result<Self, String> {
         cfg.validate()?;
         let arch = cfg.arch_spec()?;
@@ -263,7 +297,10 @@ impl Trainer {
         let opt = Optimizer::new(cfg.optim(), &net.update_sizes());
         let grads = net.zero_grads();
         let stream = rng.fork();
-        // Hardware last, so that an ideal run draws exactly what it drew before hardware existed.
+        // Hardware last, so that an ideal run draws exactly what it drew before hardware existed;
+        // its devices draw from a stream of their own (from the seed, salted), not from `rng`,
+        // whose next draws the caller makes (the validation split, the training subset): a
+        // hardware condition at seed s trains on the same data as the ideal run at seed s.
         let hw = cfg.hardware_config()?;
         let device = if hw.is_ideal() {
             None
@@ -289,7 +326,7 @@ impl Trainer {
                     ));
                 }
             }
-            let mut hw_rng = rng.fork();
+            let mut hw_rng = Rng::new(cfg.seed ^ 0x6861_7264_7761_7265);
             net.hw = crate::nn::hardware::read_model(&net, &hw).map(std::sync::Arc::new);
             hw.has_device().then(|| Device::new(&hw, &mut net, &mut hw_rng))
         };
@@ -338,6 +375,7 @@ impl Trainer {
             rule: self.rule.save_state(),
             rng: self.rng.clone(),
             device_rng: self.device.as_ref().map(|d| d.rng.clone()),
+            metered: self.meter.as_ref().map(|m| m.activity.clone()),
             epochs_done: self.epochs_done,
             masks: self.masks.clone(),
         }
@@ -354,6 +392,9 @@ impl Trainer {
         self.rng = s.rng.clone();
         if let (Some(d), Some(r)) = (self.device.as_mut(), &s.device_rng) {
             d.rng = r.clone();
+        }
+        if let (Some(m), Some(a)) = (self.meter.as_mut(), &s.metered) {
+            m.activity = a.clone();
         }
         self.epochs_done = s.epochs_done;
         self.masks = s.masks.clone();
@@ -805,6 +846,8 @@ impl Trainer {
             ("epochs_done".to_string(), self.epochs_done.to_string()),
             ("rng".to_string(), serde_json::to_string(&self.rng.state()).unwrap()),
             ("device_rng".to_string(), serde_json::to_string(&self.device.as_ref().map(|d| d.rng.state())).unwrap()),
+            // The hardware meter's activity so far: a resumed run's cost covers every epoch.
+            ("metered".to_string(), serde_json::to_string(&self.meter.as_ref().map(|m| &m.activity)).unwrap()),
             ("optimizer_steps".to_string(), self.opt.moments().2.to_string()),
             ("rule_counters".to_string(), serde_json::to_string(&rs.counters).unwrap()),
             ("history".to_string(), serde_json::to_string(history).map_err(|e| e.to_string())?),
@@ -899,6 +942,13 @@ impl Trainer {
             (None, None) => {}
             _ => return Err(format!("{p}: the checkpoint's hardware devices do not match this run's")),
         }
+        // (Absent from checkpoints written before session 25: the meter restarts there.)
+        if let (Some(m), Some(s)) = (self.meter.as_mut(), meta.get("metered")) {
+            let a: Option<crate::nn::hardware::cost::Activity> = serde_json::from_str(s).map_err(|_| bad("metered"))?;
+            if let Some(a) = a {
+                m.activity = a;
+            }
+        }
         self.epochs_done = epochs_done;
         if history.epochs.len() != epochs_done {
             return Err(format!("{p}: {} epoch records for {epochs_done} epochs", history.epochs.len()));
@@ -953,8 +1003,7 @@ fn with_default_settings(mut cfg: TrainConfig) -> TrainConfig {
 /// seed as in training, then its weights and rule tensors loaded.
 pub fn load_model(file: &std::path::Path, cfg: &TrainConfig, ds: &Dataset) -> crate::Result<Trainer> {
     let mut rng = Rng::new(cfg.seed);
-    let input = Shape::new(ds.channels, ds.height, ds.width);
-    let mut tr = Trainer::new(cfg, input, ds.num_classes, &mut rng).map_err(crate::Error::Config)?;
+    let mut tr = Trainer::on_data(cfg, ds, &mut rng).map_err(crate::Error::Config)?;
     tr.load_weights(file).map_err(crate::Error::Model)?;
     Ok(tr)
 }
@@ -1030,8 +1079,7 @@ fn run_in_pool(
 ) -> crate::Result<(RunResult, Trainer)> {
     let t0 = Instant::now();
     let mut rng = Rng::new(cfg.seed);
-    let input = Shape::new(ds.channels, ds.height, ds.width);
-    let mut trainer = Trainer::new(cfg, input, ds.num_classes, &mut rng).map_err(crate::Error::Config)?;
+    let mut trainer = Trainer::on_data(cfg, ds, &mut rng).map_err(crate::Error::Config)?;
     let mut val_rng = rng.fork();
     let split;
     let (train, val) = if cfg.val_fraction > 0.0 {

@@ -100,6 +100,16 @@ fn every_class_of_bad_input_is_refused_with_a_clear_error() {
     let results = d.join("results-junk");
     std::fs::create_dir_all(&results).unwrap();
     std::fs::write(results.join("results.jsonl"), "\u{1}\u{2} junk\n").unwrap();
+    let px20 = fmnist_dir(&d, "px20", 10, 20, 20, None);
+    let text = d.join("corpus.txt");
+    std::fs::write(&text, "the quick brown fox jumps over the lazy dog. ".repeat(200)).unwrap();
+    let stable = d.join("results-stable");
+    std::fs::create_dir_all(&stable).unwrap();
+    std::fs::write(
+        stable.join("results.jsonl"),
+        r#"{"id":"a","plan":"p","data":"digits","arch":"mlp:8","rule":"bp","fraction":1.0,"train_samples":10,"seed":0,"train_noise":0.0,"epochs":1,"status":"ok","diverged_epoch":null,"curve":[{"epoch":1,"test_accuracy":0.5,"train_loss":1.0,"train_accuracy":0.5}],"test_accuracy":0.5,"budgets":[],"macs_per_step":1.0,"epochs_to_stable":2,"pruning":[],"noise":[],"seconds":1.0,"epoch_seconds":[1.0],"biolearn_version":"0.1.0","git_revision":"x"}"#.to_string() + "\n",
+    )
+    .unwrap();
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
     let train = |extra: &[&str]| [s(&["train", "--epochs", "1", "-q", "--out", &o]), s(extra)].concat();
     let fm = |dir: &Path| train(&["--data", "fashion-mnist", "--arch", "mlp:8", "--data-dir", dir.to_str().unwrap()]);
@@ -130,6 +140,44 @@ fn every_class_of_bad_input_is_refused_with_a_clear_error() {
         ("negative temperature", train(&["--rule", "softhebb", "--set", "hebb_t_inv=[-5]"]), vec![], 1, "hebb_t_inv"),
         ("unknown setting", train(&["--set", "lrr=0.1"]), vec![], 1, "lrr"),
         ("0 training images", fm(&zero_train), vec![], 1, "no training samples"),
+        (
+            "conv3 on images smaller than it needs",
+            train(&["--data", "fashion-mnist", "--arch", "conv3:4,4,4", "--data-dir", px20.to_str().unwrap()]),
+            vec![],
+            1,
+            "needs inputs of at least 24x24",
+        ),
+        (
+            "an image network on a text corpus",
+            train(&["--data", "devil", "--data-dir", text.to_str().unwrap()]),
+            vec![],
+            1,
+            "a text data set needs a language model",
+        ),
+        (
+            "a list entry no list can have",
+            s(&[
+                "meta-train",
+                "--rule",
+                "tdca",
+                "--classes",
+                "0-4",
+                "--keys",
+                "tdca_phi[18446744073709551615]",
+                "--out",
+                &o,
+            ]),
+            vec![],
+            1,
+            "index must be below",
+        ),
+        (
+            "a record whose stable epoch is not in its curve",
+            s(&["report", stable.to_str().unwrap(), "--out", &o]),
+            vec![],
+            1,
+            "epochs_to_stable 2 is not an epoch",
+        ),
         ("0x0 pixels", fm(&zero_pixels), vec![], 1, "samples of size 0"),
         ("gzip inflating past its header", fm(&bomb), vec![], 1, "more data than"),
         ("directory named like a data file", fm(&dir_as_file), vec![], 1, "is a directory"),

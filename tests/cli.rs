@@ -907,6 +907,10 @@ fn hardware_runs_resume_evaluate_and_form_a_plan_axis() {
     ok(&["train", "--resume", parts.to_str().unwrap(), "-q"]);
     let (a, b) = (result(&whole), result(&parts));
     assert_eq!(history(&a), history(&b), "resumed records differ");
+    // The cost covers every epoch of the resumed run, as of the uninterrupted one (the meter's
+    // activity travels in the checkpoint).
+    assert!(a["hardware_cost"].is_object());
+    assert_eq!(a["hardware_cost"], b["hardware_cost"], "resumed hardware cost differs");
     assert_eq!(a["config"]["hardware"], "neurosim");
     // The ideal run differs (the hardware acted) and its config has no hardware key.
     let ideal = d.join("ideal");

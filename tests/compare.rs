@@ -612,3 +612,29 @@ fn online_continual_episodes_and_interference_reach_the_report() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no result of online"), "{o:?}");
 }
+
+/// A diverged run's record holds NaN (its training loss, written as `null`): the sweep records
+/// it, resumes past it, and reports it. (Until session 25 `null` could be written but not read
+/// back: the next `compare` and `report` both refused the file.)
+#[test]
+fn a_diverged_run_is_recorded_resumed_past_and_reported() {
+    let d = tmp("diverged");
+    let p = d.join("div.toml");
+    std::fs::write(
+        &p,
+        "name = 'div'\ndata = 'digits'\narch = 'mlp:16'\nrules = ['bp', 'fa']\nfractions = [1.0]\nepochs = [2]\nseeds = 1\n\
+         threads_per_run = 1\n[rule.bp]\nlr = 1e8\n",
+    )
+    .unwrap();
+    let out = d.join("out");
+    ok(bin().arg("compare").arg(&p).args(["--quiet", "--out"]).arg(&out));
+    let text = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
+    assert!(text.contains(r#""status":"diverged""#) && text.contains(r#""train_loss":null"#), "{text}");
+    let again = ok(bin().arg("compare").arg(&p).args(["--out"]).arg(&out));
+    assert!(again.contains("2 already done"), "{again}");
+    assert_eq!(std::fs::read_to_string(out.join("results.jsonl")).unwrap(), text);
+    ok(bin().arg("report").arg(&out).arg("--out").arg(d.join("report")));
+    let md = std::fs::read_to_string(d.join("report/report.md")).unwrap();
+    assert!(md.contains("1 diverged"), "{md}");
+    std::fs::remove_dir_all(&d).unwrap();
+}

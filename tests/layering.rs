@@ -9,6 +9,7 @@ use std::path::Path;
 const LAYERS: &[(&str, u32)] = &[
     ("rng", 0),
     ("hash", 0),
+    ("nonfinite", 0),
     ("safetensors", 0),
     ("picture", 0),
     ("limits", 0),

@@ -472,3 +472,20 @@ fn hardware_activity_is_measured_per_step() {
         assert!(h.cost.step_energy_j > 0.0 && h.cost.step_latency_s > 0.0 && h.cost.inference_energy_j > 0.0);
     }
 }
+
+/// A hardware condition draws its devices from a stream of its own: building the trainer
+/// leaves the caller's RNG where the ideal run leaves it, so the validation split and the
+/// training subset a plan draws next are the ideal run's (the hardware study is paired on data).
+#[test]
+fn hardware_conditions_leave_the_callers_draws_to_the_ideal_runs() {
+    let mut next = Vec::new();
+    for hw in ["ideal", "int8", "neurosim"] {
+        let t: toml::Table = format!("arch = 'mlp:16'\nthreads = 1\nseed = 7\nhardware = '{hw}'").parse().unwrap();
+        let cfg = TrainConfig::load(None, t).unwrap();
+        let l = train::load_data(&cfg).unwrap();
+        let mut rng = biolearn::rng::Rng::new(7);
+        let _tr = train::Trainer::on_data(&cfg, &l.ds, &mut rng).unwrap();
+        next.push(rng.next_u64());
+    }
+    assert!(next.iter().all(|v| *v == next[0]), "{next:?}");
+}

@@ -389,7 +389,6 @@ pub fn run(
     o: &Options,
     mut report: impl FnMut(&KernelRow),
 ) -> Result<Vec<KernelRow>, String> {
-    let input = crate::nn::Shape::new(ds.channels, ds.height, ds.width);
     let mut all = Vec::new();
     for &t in threads {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().map_err(|e| e.to_string())?;
@@ -411,7 +410,7 @@ pub fn run(
             let x = &ds.train.x;
             pool.install(|| -> Result<(), String> {
                 let mut rng = Rng::new(cfg.seed);
-                let mut tr = Trainer::new(&cfg, input, ds.num_classes, &mut rng)?;
+                let mut tr = Trainer::on_data(&cfg, ds, &mut rng)?;
                 layers(&mut tr, x, n, arch, o, &mut rows);
                 // The distinct products of one BP step, in the order first called.
                 let batch = subset(&ds.train, &(0..n).collect::<Vec<_>>());
@@ -441,7 +440,7 @@ pub fn run(
                 let one = subset(&ds.train, &(0..cfg.batch.min(n)).collect::<Vec<_>>());
                 pool.install(|| -> Result<(), String> {
                     let mut rng = Rng::new(cfg.seed);
-                    let mut tr = Trainer::new(&cfg, input, ds.num_classes, &mut rng)?;
+                    let mut tr = Trainer::on_data(&cfg, ds, &mut rng)?;
                     tr.train_epoch(&one, cfg.lr, |_, _| {});
                     tr.epochs_done = 0;
                     let m0 = linalg::macs();

@@ -9,7 +9,6 @@ use crate::config::TrainConfig;
 use crate::data::sampling::subset;
 use crate::data::Dataset;
 use crate::memory;
-use crate::nn::Shape;
 use crate::rng::Rng;
 use crate::rules::RuleName;
 use crate::train::Trainer;
@@ -68,7 +67,6 @@ pub fn run(
     warmup_steps: usize,
     mut report: impl FnMut(&BenchRow),
 ) -> Result<Vec<BenchRow>, String> {
-    let input = Shape::new(ds.channels, ds.height, ds.width);
     let mut rows = Vec::new();
     for arch in archs {
         for &rule in rules {
@@ -80,7 +78,7 @@ pub fn run(
                 let timed = pool.install(|| -> Result<Vec<Timed>, String> {
                     let mut rng = Rng::new(cfg.seed);
                     let before = memory::current();
-                    let mut tr = Trainer::new(&cfg, input, ds.num_classes, &mut rng)?;
+                    let mut tr = Trainer::on_data(&cfg, ds, &mut rng)?;
                     let built = memory::current();
                     // Each phase of the rule once, at the first epoch it holds (phases are a
                     // function of the epoch: Hebbian rules' unsupervised, then read-out epochs).

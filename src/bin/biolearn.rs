@@ -374,7 +374,9 @@ struct EvalArgs {
     data: Option<String>,
     #[arg(long)]
     data_dir: Option<String>,
-    /// Gaussian noise std on the test inputs (pixel units), comma-separated levels.
+    /// Gaussian noise std on the test inputs (pixel units), comma-separated levels; the i-th
+    /// level draws as a plan's i-th noise condition does (give the plan's `noise` list, 0
+    /// included, in its order, with the run's --seed, to repeat its figures).
     #[arg(long, value_delimiter = ',')]
     noise: Vec<f64>,
     /// Global magnitude pruning to these sparsities (share of weights zeroed), comma-separated.
@@ -1287,8 +1289,8 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let rows = pool.install(|| -> Result<Vec<(String, f64)>> {
         let mut tr = train::load_model(&file, &cfg, &l.ds).map_err(anyhow::Error::msg)?;
         let mut rows = vec![("test".to_string(), tr.evaluate(&l.ds.test))];
-        for &std in &a.noise {
-            let mut rng = biolearn::rng::Rng::new(a.seed);
+        for (i, &std) in a.noise.iter().enumerate() {
+            let mut rng = protocol::noise_rng(a.seed, i);
             let acc = protocol::noisy_accuracy(&mut tr, &l.ds.test, &l.norm, NoiseKind::Gaussian, std, &mut rng);
             rows.push((format!("gaussian noise {std}"), acc));
         }

@@ -858,7 +858,8 @@ impl ArchSpec {
     pub fn min_side(&self) -> usize {
         match self {
             ArchSpec::LeNet => 28,
-            ArchSpec::Conv3 { .. } | ArchSpec::HebbConv3 { .. } => 20,
+            ArchSpec::Conv3 { .. } => 24,
+            ArchSpec::HebbConv3 { .. } => 20,
             ArchSpec::SoftHebbCnn { .. } => 24,
             ArchSpec::SoftHebbStl => 32,
             ArchSpec::Mlp { .. }

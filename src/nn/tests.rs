@@ -497,3 +497,25 @@ fn sinusoidal_positions_are_fixed_sinusoids() {
     }
     assert!(p.data[..8].iter().step_by(2).all(|v| *v == 0.0), "position 0: sin 0");
 }
+
+/// Every conv net builds and runs on images of its smallest side (`ArchSpec::min_side`, what
+/// the builder checks inputs against): every layer's output is non-empty and the answer finite.
+/// (conv3's was 20, where its third pool met a 1x1 input: a panic in backward, not an error.)
+#[test]
+fn conv_nets_run_on_images_of_their_smallest_side() {
+    for spec in ["lenet", "conv3:4,4,4", "hebb-conv3:4,4,4", "softhebb-cnn:4,4,4"] {
+        let a: arch::ArchSpec = spec.parse().unwrap();
+        let side = a.min_side();
+        let input = Shape::new(1, side, side);
+        let mut net = a.build(input, 3, Activation::Relu, Init::Torch, &mut Rng::new(1)).unwrap();
+        assert!(net.shapes.iter().all(|s| s.len() > 0), "{spec} at {side}px: {:?}", net.shapes);
+        let mut ws = Workspace::default();
+        net.prepare(&mut ws, 2);
+        Rng::new(2).fill_uniform(ws.input_mut(), 0.0, 1.0);
+        net.forward(&mut ws, false, &mut Rng::new(3));
+        assert!(ws.output().iter().all(|v| v.is_finite()), "{spec} at {side}px");
+        assert!(a
+            .build(Shape::new(1, side - 1, side - 1), 3, Activation::Relu, Init::Torch, &mut Rng::new(1))
+            .is_err());
+    }
+}

@@ -24,7 +24,6 @@
 
 use crate::config::TrainConfig;
 use crate::data::{Dataset, Split};
-use crate::nn::Shape;
 use crate::rng::Rng;
 use crate::train::{NoHooks, Progressed, Splits, Trainer};
 use serde::Serialize;
@@ -170,9 +169,8 @@ pub fn run(cfg: &TrainConfig, ds: &Dataset, tasks: &[Task], epochs: usize, seed:
     let mut cfg = cfg.clone();
     cfg.epochs = epochs;
     cfg.seed = seed;
-    let input = Shape::new(ds.channels, ds.height, ds.width);
     let mut rng = Rng::new(seed);
-    let mut tr = Trainer::new(&cfg, input, ds.num_classes, &mut rng)?;
+    let mut tr = Trainer::on_data(&cfg, ds, &mut rng)?;
     let (mut class_il, mut task_il) = (Vec::new(), Vec::new());
     let mut diverged_in_task = None;
     for (i, task) in tasks.iter().enumerate() {

@@ -248,15 +248,19 @@ pub fn expand_keys(list: &str) -> Result<Vec<String>, String> {
     for k in list.split(',').map(str::trim).filter(|k| !k.is_empty()) {
         match k.split_once('[') {
             Some((name, range)) if range.contains("..") => {
-                let bad = || format!("--keys {k}: expected {name}[A..B] with A < B (at most {MAX_COUNT} entries)");
+                let bad = || format!("--keys {k}: expected {name}[A..B] with A < B <= {MAX_COUNT}");
                 let (a, b) = range.strip_suffix(']').and_then(|r| r.split_once("..")).ok_or_else(bad)?;
                 let (a, b) = (a.parse::<usize>().map_err(|_| bad())?, b.parse::<usize>().map_err(|_| bad())?);
-                if a >= b || b - a > MAX_COUNT {
+                if a >= b || b > MAX_COUNT {
                     return Err(bad());
                 }
                 keys.extend((a..b).map(|i| format!("{name}[{i}]")));
             }
             Some(_) if element(k).is_none() => return Err(format!("--keys {k}: expected KEY[i] or KEY[A..B]")),
+            // A list grows to hold its entry: an index no list can have is refused here.
+            Some(_) if element(k).is_some_and(|(_, i)| i >= MAX_COUNT) => {
+                return Err(format!("--keys {k}: a list entry's index must be below {MAX_COUNT}"))
+            }
             _ => keys.push(k.to_string()),
         }
     }

@@ -21,7 +21,6 @@
 
 use super::plan::{Plan, RunSpec};
 use crate::data::sampling;
-use crate::nn::Shape;
 use crate::rng::Rng;
 use crate::train::{self, Trainer};
 use std::time::Instant;
@@ -62,8 +61,7 @@ pub fn estimate(plan: &Plan, parallel: usize) -> Result<Estimate, String> {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build().map_err(|e| e.to_string())?;
         let (phases, per_epoch, eval) = pool.install(|| -> Result<_, String> {
             let mut rng = Rng::new(cfg.seed);
-            let input = Shape::new(ds.channels, ds.height, ds.width);
-            let mut tr = Trainer::new(cfg, input, ds.num_classes, &mut rng)?;
+            let mut tr = Trainer::on_data(cfg, ds, &mut rng)?;
             let take = |n: usize| sampling::subset(&ds.train, &(0..n.min(ds.train.n)).collect::<Vec<_>>());
             let (warm, timed) = (take(2 * cfg.batch), take(16 * cfg.batch));
             let test = sampling::subset(&ds.test, &(0..ds.test.n.min(1000)).collect::<Vec<_>>());

@@ -163,8 +163,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build().map_err(|e| e.to_string())?;
     pool.install(|| {
         let mut rng = Rng::new(cfg.seed);
-        let input = Shape::new(ds.channels, ds.height, ds.width);
-        let mut tr = Trainer::new(cfg, input, ds.num_classes, &mut rng)?;
+        let mut tr = Trainer::on_data(cfg, ds, &mut rng)?;
         // A validation split first (the same one `train` carves for this seed, whatever the
         // fraction or shots), then the run's subset of the rest.
         let (pool, val) = if cfg.val_fraction > 0.0 {
@@ -476,7 +475,7 @@ fn noise_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, seed: u
         .enumerate()
         .map(|(i, (kind, level))| {
             // The same corrupted test set for every rule: seeded by the run's seed and the condition.
-            let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(i as u64 + 17));
+            let mut rng = noise_rng(seed, i);
             NoisePoint {
                 kind: kind.as_str().into(),
                 level,
@@ -484,6 +483,13 @@ fn noise_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, seed: u
             }
         })
         .collect()
+}
+
+/// The draws of a run's `i`-th noise condition (Gaussian levels, then salt-and-pepper ones, in
+/// the plan's order): the plan's protocol and `biolearn eval --noise` (given the plan's list, in
+/// its order) corrupt the same test images the same way.
+pub fn noise_rng(seed: u64, i: usize) -> Rng {
+    Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(i as u64 + 17))
 }
 
 /// What a sweep reports as it goes (the library prints nothing; the CLI renders these).

@@ -16,7 +16,10 @@ pub struct EpochPoint {
     /// 1-based epoch number.
     pub epoch: usize,
     pub test_accuracy: f64,
+    /// NaN where the run diverged (written as `null`).
+    #[serde(deserialize_with = "crate::nonfinite::f64")]
     pub train_loss: f64,
+    #[serde(deserialize_with = "crate::nonfinite::f64")]
     pub train_accuracy: f64,
     /// Accuracy on the validation split carved from the training set (`val_fraction` > 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -27,7 +30,7 @@ pub struct EpochPoint {
     pub gmacs: f64,
     /// Each feedback matrix's angle (degrees) to what backprop would use in its place, at the
     /// epoch's end (`rules::feedback_angles`; empty for rules without feedback matrices).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "crate::nonfinite::pairs")]
     pub feedback_angles: Vec<(String, f64)>,
     /// Spiking rules: mean spikes per test sample in the epoch's test evaluation (every layer's,
     /// the input's encoding included; an energy proxy).
@@ -154,6 +157,55 @@ impl Record {
     /// True when the run finished without diverging.
     pub fn is_ok(&self) -> bool {
         self.status == Status::Ok
+    }
+
+    /// What a record must hold beyond its fields' types for a report to read it: accuracies in
+    /// [0, 1] (a VAE's pixel accuracy too), a training share in (0, 1], its epoch of stable
+    /// accuracy one of its curve's. A record that fails names the problem (a hand-edited or
+    /// foreign file), instead of panicking or hanging a plot.
+    pub fn check(&self) -> Result<(), String> {
+        let acc = |what: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{}: {what} {v} is not an accuracy in [0, 1]", self.id))
+            }
+        };
+        acc("test_accuracy", self.test_accuracy)?;
+        for p in &self.curve {
+            acc("curve test_accuracy", p.test_accuracy)?;
+            if let Some(v) = p.val_accuracy {
+                acc("curve val_accuracy", v)?;
+            }
+        }
+        for b in &self.budgets {
+            acc("budget test_accuracy", b.test_accuracy)?;
+        }
+        for p in &self.pruning {
+            acc("pruning test_accuracy", p.test_accuracy)?;
+            if let Some(v) = p.finetuned_accuracy {
+                acc("pruning finetuned_accuracy", v)?;
+            }
+        }
+        for p in &self.noise {
+            acc("noise test_accuracy", p.test_accuracy)?;
+        }
+        for p in &self.adversarial {
+            acc("adversarial test_accuracy", p.test_accuracy)?;
+        }
+        if !(self.fraction > 0.0 && self.fraction <= 1.0) {
+            return Err(format!("{}: fraction {} is not in (0, 1]", self.id, self.fraction));
+        }
+        if let Some(e) = self.epochs_to_stable {
+            if e == 0 || e > self.curve.len() {
+                return Err(format!(
+                    "{}: epochs_to_stable {e} is not an epoch of its curve (1..={})",
+                    self.id,
+                    self.curve.len()
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

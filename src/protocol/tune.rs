@@ -18,7 +18,6 @@
 use super::repair_with;
 use crate::config::TrainConfig;
 use crate::data::sampling;
-use crate::nn::Shape;
 use crate::rng::Rng;
 use crate::train::{self, NoHooks, Splits, Trainer};
 use serde::{Deserialize, Serialize};
@@ -284,8 +283,7 @@ pub fn run(
         let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build().map_err(|e| e.to_string())?;
         let done = pool.install(|| -> Result<train::Progressed, String> {
             let mut rng = Rng::new(cfg.seed);
-            let shape = Shape::new(ds.channels, ds.height, ds.width);
-            let mut tr = Trainer::new(&cfg, shape, ds.num_classes, &mut rng)?;
+            let mut tr = Trainer::on_data(&cfg, ds, &mut rng)?;
             let splits = Splits { train: &train, val: Some(&val), test: None };
             tr.fit(splits, Default::default(), cfg.epochs, &mut NoHooks)
         })?;

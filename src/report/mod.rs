@@ -58,7 +58,8 @@ pub fn read_records_noting(path: &Path, warnings: &mut Vec<String>) -> Result<Ve
             if line.trim().is_empty() {
                 Ok(None)
             } else {
-                serde_json::from_str::<Record>(line.trim_end_matches('\r')).map(Some).map_err(|e| e.to_string())
+                let r = serde_json::from_str::<Record>(line.trim_end_matches('\r')).map_err(|e| e.to_string())?;
+                r.check().map(|_| Some(r))
             }
         });
         match parsed {
