@@ -43,12 +43,37 @@ pub fn save(path: &Path, tensors: &[Tensor], metadata: &BTreeMap<String, String>
     let meta = (!meta.is_empty()).then_some(meta);
     let views = tensors.iter().map(|t| (t.name.as_str(), t));
     let file = ::safetensors::serialize(views, meta).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    let file = sorted_header(file)?;
     // Atomic: written whole to `PATH.tmp` (a name the caller knows, so a process killed
     // mid-write leaves nothing it cannot clean up; the crate's own writer uses a random
-    // temporary name), then renamed over `path`.
+    // temporary name), synced, then renamed over `path`.
     let tmp = tmp_path(path);
-    std::fs::write(&tmp, &file)?;
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&file)?;
+        f.sync_all()?;
+    }
     std::fs::rename(&tmp, path)
+}
+
+/// The file with its JSON header's keys in sorted order (the crate writes its metadata from a
+/// `HashMap`, whose order differs from process to process: two identical runs' model files
+/// would differ byte for byte). The header is padded with spaces to a multiple of 8 bytes, as
+/// the format asks; the tensors' bytes and their offsets (relative to the data) are unchanged.
+fn sorted_header(file: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let bad = |what: &str| std::io::Error::other(format!("safetensors header: {what}"));
+    let n = u64::from_le_bytes(file.get(..8).ok_or_else(|| bad("short"))?.try_into().unwrap()) as usize;
+    let header = file.get(8..8 + n).ok_or_else(|| bad("length"))?;
+    // serde_json's map is ordered by key (a BTreeMap), at every level.
+    let v: serde_json::Value = serde_json::from_slice(header).map_err(|e| bad(&e.to_string()))?;
+    let mut h = serde_json::to_vec(&v).map_err(|e| bad(&e.to_string()))?;
+    h.resize(h.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + h.len() + file.len() - 8 - n);
+    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&file[8 + n..]);
+    Ok(out)
 }
 
 /// Where `save` writes `path` before renaming it into place: `path` with `.tmp` appended.
@@ -113,6 +138,30 @@ mod tests {
         let bytes = std::fs::read(&f).unwrap();
         std::fs::write(&f, &bytes[..bytes.len() - 4]).unwrap();
         assert!(load(&f).unwrap_err().contains("m.safetensors"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The same tensors and metadata give the same bytes (the header's keys sorted, whatever
+    /// order the crate's HashMap had), and the file reads back.
+    #[test]
+    fn same_content_same_bytes() {
+        let dir = std::env::temp_dir().join(format!("biolearn-st-bytes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = [1.0f32, 2.0, 3.0];
+        let meta: BTreeMap<String, String> = (0..24).map(|i| (format!("key{i}"), format!("value {i}"))).collect();
+        let tensors: Vec<Tensor> = (0..6).map(|i| Tensor { name: format!("t{i}"), shape: vec![3], data: &a }).collect();
+        let bytes: Vec<Vec<u8>> = (0..4)
+            .map(|k| {
+                let f = dir.join(format!("m{k}.safetensors"));
+                save(&f, &tensors, &meta).unwrap();
+                let (m, md) = load_with_metadata(&f).unwrap();
+                assert_eq!(md, meta);
+                assert_eq!(m["t5"], (vec![3], a.to_vec()));
+                std::fs::read(&f).unwrap()
+            })
+            .collect();
+        assert!(bytes.iter().all(|b| *b == bytes[0]));
+        assert_eq!(u64::from_le_bytes(bytes[0][..8].try_into().unwrap()) % 8, 0);
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -191,6 +191,9 @@ pub struct Trainer {
     pub train_noise: Option<(f64, Norm)>,
     /// Epochs trained so far (the next epoch's index: `Rule::phase` and `Step::epoch` take it).
     pub epochs_done: usize,
+    /// Who trained the epochs before a resume, where not this process's build and CPU path
+    /// ("REVISION / KERNEL", from the checkpoint): a record made across a code change says so.
+    pub trained_by: Vec<String>,
     /// Features of the rule's frozen prefix (`Rule::frozen_prefix`), most recently used last.
     cache: Vec<Frozen>,
     /// Use that cache (the default); false recomputes the prefix for every batch.
@@ -347,6 +350,7 @@ impl Trainer {
             masks: None,
             train_noise: None,
             epochs_done: 0,
+            trained_by: Vec::new(),
             cache: Vec::new(),
             cache_frozen: true,
             score_before_step: false,
@@ -365,6 +369,21 @@ impl Trainer {
             activity: m.activity.clone(),
             cost: cost::estimate(&m.activity, &hw, &cost::Constants::neurosim()),
         })
+    }
+
+    /// This process's build and CPU path, as `trained_by` names them.
+    fn this_build() -> String {
+        let e = crate::env::Environment::current();
+        format!("{} / {}", e.git_revision, e.kernel)
+    }
+
+    /// Every build that trained this run's epochs so far, this one included.
+    fn trained_by_all(&self) -> Vec<String> {
+        let mut v = self.trained_by.clone();
+        if self.epochs_done > 0 {
+            v.push(Self::this_build());
+        }
+        v
     }
 
     /// The complete training state, for `restore`.
@@ -848,6 +867,7 @@ impl Trainer {
             ("device_rng".to_string(), serde_json::to_string(&self.device.as_ref().map(|d| d.rng.state())).unwrap()),
             // The hardware meter's activity so far: a resumed run's cost covers every epoch.
             ("metered".to_string(), serde_json::to_string(&self.meter.as_ref().map(|m| &m.activity)).unwrap()),
+            ("trained_by".to_string(), serde_json::to_string(&self.trained_by_all()).unwrap()),
             ("optimizer_steps".to_string(), self.opt.moments().2.to_string()),
             ("rule_counters".to_string(), serde_json::to_string(&rs.counters).unwrap()),
             ("history".to_string(), serde_json::to_string(history).map_err(|e| e.to_string())?),
@@ -942,6 +962,14 @@ impl Trainer {
             (None, None) => {}
             _ => return Err(format!("{p}: the checkpoint's hardware devices do not match this run's")),
         }
+        // Who trained the epochs so far (absent before session 25: unknown).
+        let by: Vec<String> = match meta.get("trained_by") {
+            Some(s) => serde_json::from_str(s).map_err(|_| bad("trained_by"))?,
+            None if epochs_done > 0 => vec!["unknown (a checkpoint from before session 25)".into()],
+            None => Vec::new(),
+        };
+        let me = Self::this_build();
+        self.trained_by = by.into_iter().filter(|b| *b != me).collect();
         // (Absent from checkpoints written before session 25: the meter restarts there.)
         if let (Some(m), Some(s)) = (self.meter.as_mut(), meta.get("metered")) {
             let a: Option<crate::nn::hardware::cost::Activity> = serde_json::from_str(s).map_err(|_| bad("metered"))?;

@@ -489,3 +489,39 @@ fn hardware_conditions_leave_the_callers_draws_to_the_ideal_runs() {
     }
     assert!(next.iter().all(|v| *v == next[0]), "{next:?}");
 }
+
+/// A run resumed from a checkpoint another build wrote says so: the checkpoint names who trained
+/// its epochs, and the resuming trainer keeps those that are not itself.
+#[test]
+fn a_checkpoint_names_the_builds_that_trained_it() {
+    use biolearn::safetensors::{load_with_metadata, save, Tensor};
+    let t: toml::Table = "arch = 'mlp:8'\nthreads = 1\nepochs = 1".parse().unwrap();
+    let cfg = TrainConfig::load(None, t).unwrap();
+    let l = train::load_data(&cfg).unwrap();
+    let dir = std::env::temp_dir().join(format!("biolearn-ck-by-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck = dir.join("c.safetensors");
+    let mut tr = train::Trainer::on_data(&cfg, &l.ds, &mut biolearn::rng::Rng::new(1)).unwrap();
+    tr.train_epoch(&l.ds.train, 0.05, |_, _| {});
+    let history: train::Progressed = serde_json::from_str(
+        r#"{"epochs":[{"epoch":1,"lr":0.05,"train_loss":1.0,"train_accuracy":0.5,"test_accuracy":0.5,
+        "val_accuracy":null,"seconds":1.0}],"train_seconds":1.0,"seen":1437,"diverged":null}"#,
+    )
+    .unwrap();
+    tr.save_checkpoint(&ck, &history).unwrap();
+    let (tensors, mut meta) = load_with_metadata(&ck).unwrap();
+    let by: Vec<String> = serde_json::from_str(&meta["trained_by"]).unwrap();
+    assert_eq!(by.len(), 1, "{by:?}");
+    // The same build resuming: nothing to name. Another build's epochs: named.
+    let mut again = train::Trainer::on_data(&cfg, &l.ds, &mut biolearn::rng::Rng::new(1)).unwrap();
+    again.load_checkpoint(&ck).unwrap();
+    assert!(again.trained_by.is_empty(), "{:?}", again.trained_by);
+    meta.insert("trained_by".into(), r#"["0123abcd / generic"]"#.into());
+    let views: Vec<Tensor> =
+        tensors.iter().map(|(n, (s, d))| Tensor { name: n.clone(), shape: s.clone(), data: d }).collect();
+    save(&ck, &views, &meta).unwrap();
+    let mut other = train::Trainer::on_data(&cfg, &l.ds, &mut biolearn::rng::Rng::new(1)).unwrap();
+    other.load_checkpoint(&ck).unwrap();
+    assert_eq!(other.trained_by, vec!["0123abcd / generic".to_string()]);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -287,6 +287,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
         }
         Ok(Record {
             images,
+            trained_before_resume_by: tr.trained_by.clone(),
             id: spec.id.clone(),
             plan: plan.name.clone(),
             data: ds.name.clone(),
@@ -788,19 +789,30 @@ pub(crate) fn in_parallel<R: Send>(
         }
         drop(tx);
         for r in rx {
+            // After the first failure nothing more is handed on (a failed append must not be
+            // followed by another after its torn bytes); the runs in flight are drained.
+            if first_err.is_some() {
+                continue;
+            }
             if let Err(e) = r.and_then(&mut on) {
                 next.store(usize::MAX / 2, Ordering::SeqCst);
-                first_err.get_or_insert(e);
+                first_err = Some(e);
             }
         }
     });
     first_err.map_or(Ok(()), Err)
 }
 
-/// Append `value` as one JSON line to `fh` (the file `path`) and sync it to disk.
+/// Append `value` as one JSON line to `fh` (the file `path`) and sync it to disk. A write that
+/// fails part-way (a full disk) is cut back to the file's length before it, so no torn line is
+/// left in the middle of the file for a later append to follow.
 pub(crate) fn append_line(fh: &mut std::fs::File, path: &Path, value: &impl serde::Serialize) -> Result<(), String> {
     let line = serde_json::to_string(value).map_err(|e| e.to_string())? + "\n";
-    fh.write_all(line.as_bytes()).and_then(|_| fh.sync_data()).map_err(|e| format!("{}: {e}", path.display()))
+    let before = fh.metadata().map(|m| m.len()).map_err(|e| format!("{}: {e}", path.display()))?;
+    fh.write_all(line.as_bytes()).and_then(|_| fh.sync_data()).map_err(|e| {
+        let _ = fh.set_len(before);
+        format!("{}: {e}", path.display())
+    })
 }
 
 /// Remove the checkpoints of `mine`'s recorded runs and every half-written checkpoint of
@@ -818,6 +830,31 @@ fn clean_checkpoints(out: &Path, mine: &[RunSpec], done: &HashSet<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// After the first failure (an append that failed) no further result is handed on, and the
+    /// failure is what the sweep returns.
+    #[test]
+    fn nothing_is_handed_on_after_the_first_failure() {
+        let mut calls = 0;
+        let r = in_parallel(
+            6,
+            2,
+            |i| Ok(i),
+            |_| {
+                calls += 1;
+                Err("disk full".to_string())
+            },
+        );
+        assert_eq!((r, calls), (Err("disk full".to_string()), 1));
+    }
+
+    /// A write that fails part-way leaves the file as it was (here /dev/full refuses it).
+    #[test]
+    fn a_failed_append_reports_the_file() {
+        let Ok(mut fh) = std::fs::OpenOptions::new().append(true).open("/dev/full") else { return };
+        let e = append_line(&mut fh, Path::new("/dev/full"), &"x".repeat(100)).unwrap_err();
+        assert!(e.starts_with("/dev/full: "), "{e}");
+    }
 
     #[test]
     fn epochs_to_stable_definition() {

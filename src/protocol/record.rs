@@ -138,6 +138,10 @@ pub struct Record {
     /// to its results file's directory (made absolute when the report reads the file).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<String>,
+    /// Resumed from a checkpoint another build or CPU path wrote ("REVISION / KERNEL" of the
+    /// epochs before the resume; `git_revision` and `env` are the process that finished it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trained_before_resume_by: Vec<String>,
     pub seconds: f64,
     /// Wall-clock training seconds up to the end of each epoch (not evaluation): with the
     /// curve, seconds to an accuracy.
@@ -219,6 +223,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&Status::Diverged).unwrap(), "\"diverged\"");
         let r = Record {
             images: vec![],
+            trained_before_resume_by: vec![],
             id: "d|a|bp|f=1|s=0".into(),
             plan: "p".into(),
             data: "d".into(),

@@ -30,6 +30,7 @@ fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: 
         .collect();
     Record {
         images: vec![],
+        trained_before_resume_by: vec![],
         id: format!("fashion-mnist|{arch}|{rule}|f={fraction}|s={seed}"),
         plan: "test-plan".into(),
         data: "fashion-mnist".into(),
