@@ -55,6 +55,9 @@ impl Rule for Drtp {
         let (scale, k) = (1.0 / ws.n as f32, net.output_len());
         // Each hidden block gets the projected target y* B^T / N: row r is column y_r of B.
         let inject = |ws: &mut Workspace, at: usize, d: usize, b: &[f32]| {
+            // On an in-memory array B is read by the batch's one-hot targets, as DFA's by its
+            // errors: the cost model charges those reads (digitally a column lookup).
+            crate::linalg::note_read(b, y.len(), false);
             for (r, &label) in y.iter().enumerate() {
                 let row = &mut ws.grads[at][r * d..(r + 1) * d];
                 for (v, bd) in row.iter_mut().zip(b.chunks_exact(k)) {
