@@ -493,6 +493,18 @@ fn a_results_file_has_one_writer_and_is_checked_before_it_is_resumed() {
         let e = refused("a second writer");
         assert!(e.contains("being written by another biolearn (pid 4242)"), "{e}");
     }
+    // A plain sweep is refused while an array's task holds the directory (and the other way),
+    // though their results files differ; the array's tasks share it.
+    {
+        let holder =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(o.join("sweep.lock")).unwrap();
+        holder.try_lock_shared().unwrap();
+        let e = refused("a sweep beside an array's task");
+        assert!(e.contains("another biolearn sweep is writing"), "{e}");
+        let task = bin().arg("compare").arg(&p).args(["--quiet", "--shard", "0/2", "--out"]).arg(&o).output().unwrap();
+        assert!(task.status.success(), "{}", String::from_utf8_lossy(&task.stderr));
+        let _ = std::fs::remove_file(o.join("results.shard-0-of-2.jsonl"));
+    }
     // A record of the wrong schema, junk, or a record made with other settings is refused with
     // its file and line, and the file is left as it was.
     let mut lines: Vec<&str> = good.lines().collect();

@@ -651,6 +651,30 @@ fn lock_results(file: &Path) -> Result<std::fs::File, String> {
     }
 }
 
+/// Hold the output directory for this sweep: an unsharded sweep alone (an exclusive lock on
+/// `OUT/sweep.lock`), the tasks of an array together (shared), so that a plain `compare` and an
+/// array's tasks do not run the same runs at once into two results files of one directory.
+fn lock_sweep(out: &Path, sharded: bool) -> Result<std::fs::File, String> {
+    let path = out.join("sweep.lock");
+    let fh = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let got = if sharded { fh.try_lock_shared() } else { fh.try_lock() };
+    match got {
+        Ok(()) => Ok(fh),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "{}: another biolearn sweep is writing to {} ({}): wait for it, or give this one another --out",
+            path.display(),
+            out.display(),
+            if sharded { "an unsharded one" } else { "an array's tasks or another sweep" }
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: cannot lock: {e}", path.display())),
+    }
+}
+
 pub struct Summary {
     pub total: usize,
     pub skipped: usize,
@@ -685,6 +709,7 @@ fn run_plan_inner(
     // The one writer of this file; then every record there checked (nothing is changed in a
     // file that is refused), then its last line mended.
     let mut fh = lock_results(&file)?;
+    let _sweep = lock_sweep(out, shard.is_some())?;
     let all = plan.runs()?;
     let records = done_records(out)?;
     check_records_fit(plan, &all, &records)?;
