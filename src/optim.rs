@@ -77,7 +77,7 @@ impl Optimizer {
 
     /// Count one optimisation step (call once per mini-batch, before the `update`s of that step).
     pub fn begin_step(&mut self) {
-        self.t += 1;
+        self.t = self.t.saturating_add(1);
     }
 
     /// Optimisation steps counted so far.

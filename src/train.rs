@@ -919,7 +919,11 @@ impl Trainer {
         }
         let bad = |what: &str| format!("{p}: malformed '{what}'");
         let epochs_done: usize = get("epochs_done")?.parse().map_err(|_| bad("epochs_done"))?;
-        let rng: [u64; 4] = serde_json::from_str(get("rng")?).map_err(|_| bad("rng"))?;
+        // (xoshiro's all-zero state is a fixed point: it would draw 0 forever.)
+        let rng: [u64; 4] = serde_json::from_str(get("rng")?)
+            .ok()
+            .filter(|s: &[u64; 4]| s.iter().any(|&v| v != 0))
+            .ok_or_else(|| bad("rng"))?;
         let steps: u64 = get("optimizer_steps")?.parse().map_err(|_| bad("optimizer_steps"))?;
         let counters = serde_json::from_str(get("rule_counters")?).map_err(|_| bad("rule_counters"))?;
         let history: Progressed = serde_json::from_str(get("history")?).map_err(|_| bad("history"))?;
@@ -954,7 +958,10 @@ impl Trainer {
         self.rng = Rng::from_state(rng);
         // (Absent from checkpoints written before hardware existed: ideal runs.)
         let device_rng: Option<[u64; 4]> = match meta.get("device_rng") {
-            Some(s) => serde_json::from_str(s).map_err(|_| bad("device_rng"))?,
+            Some(s) => serde_json::from_str::<Option<[u64; 4]>>(s)
+                .ok()
+                .filter(|r| r.is_none_or(|r| r.iter().any(|&v| v != 0)))
+                .ok_or_else(|| bad("device_rng"))?,
             None => None,
         };
         match (self.device.as_mut(), device_rng) {
@@ -1125,7 +1132,7 @@ fn run_in_pool(
         Some(p) => trainer.load_checkpoint(p).map_err(crate::Error::Model)?,
         None => Progressed::default(),
     };
-    let until = opts.stop_after.map_or(cfg.epochs, |k| done.epochs.len() + k);
+    let until = opts.stop_after.map_or(cfg.epochs, |k| done.epochs.len().saturating_add(k));
     struct Report<'a, 'b> {
         progress: &'a mut (dyn FnMut(Progress) + Send + 'b),
         checkpoint: Option<&'a std::path::Path>,

@@ -155,6 +155,13 @@ fn every_class_of_bad_input_is_refused_with_a_clear_error() {
             "a text data set needs a language model",
         ),
         (
+            "an integer search bound past any setting",
+            s(&["tune", "--space", "lr=int:0:1e19", "--trials", "1", "--epochs", "1", "--out", &o]),
+            vec![],
+            1,
+            "int bounds must be within",
+        ),
+        (
             "a list entry no list can have",
             s(&[
                 "meta-train",

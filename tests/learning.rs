@@ -525,5 +525,12 @@ fn a_checkpoint_names_the_builds_that_trained_it() {
     let mut other = train::Trainer::on_data(&cfg, &l.ds, &mut biolearn::rng::Rng::new(1)).unwrap();
     other.load_checkpoint(&ck).unwrap();
     assert_eq!(other.trained_by, vec!["0123abcd / generic".to_string()]);
+    // An RNG state no run can have (xoshiro's all-zero fixed point: it would draw 0 forever and
+    // hang the first shuffle) is a malformed checkpoint.
+    meta.insert("rng".into(), "[0,0,0,0]".into());
+    save(&ck, &views, &meta).unwrap();
+    let mut zero = train::Trainer::on_data(&cfg, &l.ds, &mut biolearn::rng::Rng::new(1)).unwrap();
+    let e = zero.load_checkpoint(&ck).unwrap_err();
+    assert!(e.contains("malformed 'rng'"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -72,7 +72,7 @@ pub fn run(
         for &rule in rules {
             for &t in threads {
                 let cfg = config_for(base, rule, arch, t)?;
-                let warm_idx: Vec<usize> = (0..(warmup_steps * cfg.batch).min(ds.train.n)).collect();
+                let warm_idx: Vec<usize> = (0..warmup_steps.saturating_mul(cfg.batch).min(ds.train.n)).collect();
                 let warm = subset(&ds.train, &warm_idx);
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().map_err(|e| e.to_string())?;
                 let timed = pool.install(|| -> Result<Vec<Timed>, String> {

@@ -81,6 +81,10 @@ pub fn parse_space(s: &str) -> Result<Vec<Dim>, String> {
         {
             return Err(err("bounds must be lo <= hi (log: lo > 0; int: integers)"));
         }
+        // Integers a draw can hold exactly (and no setting takes more).
+        if scale == Scale::Int && (lo.abs() > 1e15 || hi.abs() > 1e15) {
+            return Err(err("int bounds must be within +-1e15"));
+        }
         let key = key.trim().to_string();
         if dims.iter().any(|d| d.key == key) {
             return Err(err("key given twice"));
