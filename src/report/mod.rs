@@ -89,7 +89,11 @@ pub fn read_records_many(paths: &[PathBuf]) -> Result<(Vec<Record>, Vec<String>)
     for p in paths {
         all.extend(read_records_noting(p, &mut warnings)?);
     }
-    Ok((dedup_by_id(all), warnings))
+    // In id order: whatever order the runs finished in (parallel sweeps append as runs end), the
+    // report reads the same records in the same order.
+    let mut all = dedup_by_id(all);
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok((all, warnings))
 }
 
 /// Keep the first record of each `id`, preserving order.
