@@ -1357,6 +1357,14 @@ pub fn write_report_with(records: &[Record], conditions: &[PathBuf], out_dir: &P
             format!("total training time: {:.1} h", seconds / 3600.0),
             format!("rules: {}", all_rules.join(", ")),
         ]);
+        let resumed: Vec<&Record> = records.iter().filter(|r| !r.trained_before_resume_by.is_empty()).collect();
+        if !resumed.is_empty() {
+            let by = join(resumed.iter().flat_map(|r| r.trained_before_resume_by.iter().map(String::as_str)).collect());
+            facts.push(format!(
+                "resumed across builds: {} record(s) continued a checkpoint another build or CPU path wrote ({by})",
+                resumed.len()
+            ));
+        }
     }
     if !conditions.is_empty() {
         let dirs: Vec<String> = conditions.iter().map(|d| d.display().to_string()).collect();

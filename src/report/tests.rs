@@ -541,8 +541,15 @@ fn few_shot_rows_split_a_rule_by_network() {
             recs.push(r);
         }
     }
+    recs[0].trained_before_resume_by = vec!["abc123 / avx2".into()];
     write_report(&recs, &d).unwrap();
     let md = fs::read_to_string(d.join("report.md")).unwrap();
+    assert!(
+        md.contains(
+            "resumed across builds: 1 record(s) continued a checkpoint another build or CPU path wrote (abc123 / avx2)"
+        ),
+        "{md}"
+    );
     let fs = md.split("## Few-shot: fashion-mnist / mlp:32, mlp:64").nth(1).expect("a few-shot section");
     assert!(fs.contains("| bp (mlp:32) | 40.00 ± 0.00"), "{fs}");
     assert!(fs.contains("| bp (mlp:64) | 60.00 ± 0.00"), "{fs}");
