@@ -58,6 +58,16 @@ arms on every network into one row. Both now use the planned runs only, one row 
 (`report::tests::few_shot_rows_split_a_rule_by_network`); the few-shot cells of the
 scoreboards moved accordingly.
 
+Changes (session 25, after a statistics review): "accuracy lost to pruning" is one-shot, against
+the same network unpruned (it used the fine-tuned points against an un-fine-tuned reference, so
+a rule whose pruned network the fine-tuning epochs retrained looked robust); "seconds to stable
+accuracy" left the scoreboard (wall-clock time of runs made in different sessions and machine
+loads, paired by seed, measures those); a cell whose per-seed differences are all equal is not
+tested (it was p = 0); the intervals beside Holm verdicts are labelled what they are
+(Bonferroni: a Holm-significant cell's may contain 0; the per-network tables' are unadjusted);
+attack drops are measured from the attacked images' own clean accuracy where a record has it
+(records from session 25 on).
+
 # Part 1: the holistic study of every rule (plans/holistic-all.toml, issue 11)
 PREFACE
   sed -e '1{/^# biolearn report$/d}' "$main"

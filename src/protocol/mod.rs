@@ -263,7 +263,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
             .collect();
         let mut pruning = Vec::new();
         let mut noise_pts = Vec::new();
-        let mut adversarial = Vec::new();
+        let (mut adversarial, mut attacked_clean_accuracy) = (Vec::new(), None);
         if ok && spec.budget_only.is_none() {
             match spec.gradual {
                 Some(s) => pruning.push(PrunePoint { sparsity: s, test_accuracy, finetuned_accuracy: None }),
@@ -271,7 +271,8 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
             }
             noise_pts = noise_evals(plan, &mut tr, &ds.test, &loaded.norm, cfg.seed);
             let shape = Shape::new(ds.channels, ds.height, ds.width);
-            adversarial = attack_evals(plan, &mut tr, &ds.test, &loaded.norm, shape, cfg.seed);
+            (adversarial, attacked_clean_accuracy) =
+                attack_evals(plan, &mut tr, &ds.test, &loaded.norm, shape, cfg.seed);
         }
         // A VAE's pictures beside the run's checkpoint: out/images/<the checkpoint's stem>-*.png,
         // named in the record relative to `out`.
@@ -313,6 +314,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
             pruning,
             noise: noise_pts,
             adversarial,
+            attacked_clean_accuracy,
             seconds: t0.elapsed().as_secs_f64(),
             epoch_seconds,
             biolearn_version: train::VERSION.into(),
@@ -424,9 +426,22 @@ pub fn noisy_accuracy(tr: &mut Trainer, test: &Split, norm: &Norm, kind: NoiseKi
 /// prediction is not the feed-forward output (EP/CHL's free phase, Activation Learning's
 /// activation read-out) and has no input gradient of its own, where that gradient is not its
 /// prediction's; then the black-box Square attack on the answer's scores, for every rule.
-fn attack_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, shape: Shape, seed: u64) -> Vec<AttackPoint> {
+/// Also the clean accuracy of the attacked images (the first `attack_samples` of the test set),
+/// the reference an attack's accuracy drop is measured from.
+fn attack_evals(
+    plan: &Plan,
+    tr: &mut Trainer,
+    test: &Split,
+    norm: &Norm,
+    shape: Shape,
+    seed: u64,
+) -> (Vec<AttackPoint>, Option<f64>) {
+    if plan.fgsm.is_empty() && plan.pgd.is_empty() && plan.square.is_empty() {
+        return (Vec::new(), None);
+    }
     let m = if plan.attack_samples == 0 { test.n } else { plan.attack_samples.min(test.n) };
     let sub = sampling::subset(test, &(0..m).collect::<Vec<_>>());
+    let clean = Some(tr.evaluate(&sub));
     let mut out = Vec::new();
     if tr.rule.prediction() == crate::rules::Prediction::FeedForward || tr.rule.has_input_gradient() {
         out = gradient_attacks(plan, tr, &sub, norm, seed);
@@ -446,7 +461,7 @@ fn attack_evals(plan: &Plan, tr: &mut Trainer, test: &Split, norm: &Norm, shape:
         );
         out.push(AttackPoint { attack: "square".into(), eps, test_accuracy: tr.evaluate(&adv) });
     }
-    out
+    (out, clean)
 }
 
 fn gradient_attacks(plan: &Plan, tr: &mut Trainer, sub: &Split, norm: &Norm, seed: u64) -> Vec<AttackPoint> {

@@ -134,6 +134,11 @@ pub struct Record {
     /// White-box adversarial accuracy (on the first `attack_samples` test samples).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adversarial: Vec<AttackPoint>,
+    /// The clean accuracy of the test images the attacks ran on (the first `attack_samples`):
+    /// the reference of an attack's accuracy drop (absent from records before session 25, and
+    /// where nothing was attacked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attacked_clean_accuracy: Option<f64>,
     /// Pictures the run saved (a VAE's reconstructions and samples: `protocol::vae`), relative
     /// to its results file's directory (made absolute when the report reads the file).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -197,6 +202,9 @@ impl Record {
         for p in &self.adversarial {
             acc("adversarial test_accuracy", p.test_accuracy)?;
         }
+        if let Some(v) = self.attacked_clean_accuracy {
+            acc("attacked_clean_accuracy", v)?;
+        }
         if !(self.fraction > 0.0 && self.fraction <= 1.0) {
             return Err(format!("{}: fraction {} is not in (0, 1]", self.id, self.fraction));
         }
@@ -224,6 +232,7 @@ mod tests {
         let r = Record {
             images: vec![],
             trained_before_resume_by: vec![],
+            attacked_clean_accuracy: None,
             id: "d|a|bp|f=1|s=0".into(),
             plan: "p".into(),
             data: "d".into(),

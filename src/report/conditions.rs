@@ -139,10 +139,18 @@ fn comparison_table(cmps: &[Cmp], pairing: &str, b: &mut Vec<Block>) {
         tested.len()
     )));
     let mut t = Table {
-        header: ["metric", "arm", "difference", "95% CI", "p (Holm)", "detectable", "verdict"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        header: [
+            "metric",
+            "arm",
+            "difference",
+            "95% CI (unadjusted)",
+            "p (Holm)",
+            "detectable (unadjusted)",
+            "verdict",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
         rows: vec![],
     };
     let mut findings = Vec::new();
@@ -162,7 +170,7 @@ fn comparison_table(cmps: &[Cmp], pairing: &str, b: &mut Vec<Block>) {
                 row.push(format!("[{}, {}]", fmt_signed(d.lo), fmt_signed(d.hi)));
                 row.push(if p < 0.001 { "<0.001".into() } else { format!("{p:.3}") });
                 row.push(format!("{:.2} (n={})", d.mde, d.n));
-                row.push(v.as_str().into());
+                row.push(d.verdict_text(v).into());
                 if v != Verdict::NoSignificantDifference {
                     findings.push(format!(
                         "{}: {} is {} than BP by {:.2} points (95% CI {} to {}).",

@@ -488,9 +488,9 @@ fn section_vs_bp(g: &Group, b: &mut Vec<Block>) {
             "rule mean (%)",
             "BP mean (%)",
             "difference (points)",
-            "95% CI (paired)",
+            "95% CI (paired, unadjusted)",
             "p (Holm)",
-            "detectable (points)",
+            "detectable (points, unadjusted)",
             "verdict",
         ]
         .iter()
@@ -520,7 +520,7 @@ fn section_vs_bp(g: &Group, b: &mut Vec<Block>) {
                 row.push(format!("[{}, {}]", fmt_signed(d.lo), fmt_signed(d.hi)));
                 row.push(if p < 0.001 { "<0.001".into() } else { format!("{p:.3}") });
                 row.push(format!("{:.2} (n={})", d.mde, d.n));
-                row.push(verdict.as_str().into());
+                row.push(d.verdict_text(verdict).into());
                 if verdict != stats::Verdict::NoSignificantDifference {
                     findings.push(format!(
                         "f = {}: {} is {} than BP by {} points (95% CI {} to {}, Holm-adjusted p {}).",

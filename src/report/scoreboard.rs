@@ -108,7 +108,7 @@ fn questions(g: &Group, few_shot: &[&Record], full: f64) -> Vec<Question> {
             value: Box::new(|r: &Record, _: &Lookup| r.epochs_to_stable.map(|e| e as f64)),
         });
     }
-    let costed = |r: &Record| r.macs_per_step > 0.0 && r.epoch_seconds.len() == r.curve.len();
+    let costed = |r: &Record| r.macs_per_step > 0.0;
     if full_recs().any(|r| costed(r)) {
         let at = move |r: &Record, v: fn(&Record, usize) -> f64| {
             r.epochs_to_stable.filter(|_| costed(r)).map(|e| v(r, e - 1)).filter(|x| *x > 0.0)
@@ -119,22 +119,21 @@ fn questions(g: &Group, few_shot: &[&Record], full: f64) -> Vec<Question> {
             scale: Scale::Ratio,
             value: Box::new(move |r: &Record, _: &Lookup| at(r, |r, i| r.curve[i].gmacs)),
         });
-        q.push(Question {
-            name: "seconds to stable accuracy".into(),
-            fraction: full,
-            scale: Scale::Ratio,
-            value: Box::new(move |r: &Record, _: &Lookup| at(r, |r, i| r.epoch_seconds[i])),
-        });
+        // (Not seconds: a study's runs ran in different sessions, builds and machine loads, so
+        // wall-clock time paired by seed measures those, not the rules; the per-network tables
+        // show the seconds.)
     }
-    if full_recs().any(|r| r.pruning.iter().any(|p| p.sparsity > 0.0)) {
+    // One-shot pruning against the same network unpruned (a fine-tuned point would add training
+    // the unpruned reference did not get); only where the records prune after training (a
+    // gradually pruned run's only point is its own final accuracy).
+    if full_recs().any(|r| r.pruning.iter().any(|p| p.sparsity > 0.0) && r.pruning.iter().any(|p| p.sparsity == 0.0)) {
         q.push(Question {
-            name: "accuracy lost to pruning".into(),
+            name: "accuracy lost to pruning (one-shot)".into(),
             fraction: full,
             scale: Scale::Drop,
             value: Box::new(|r: &Record, _: &Lookup| {
-                let acc = |p: &crate::protocol::record::PrunePoint| p.finetuned_accuracy.unwrap_or(p.test_accuracy);
-                let clean = r.pruning.iter().find(|p| p.sparsity == 0.0).map(acc).unwrap_or(r.test_accuracy);
-                mean_drop(clean, &r.pruning.iter().map(|p| (p.sparsity, acc(p))).collect::<Vec<_>>())
+                let clean = r.pruning.iter().find(|p| p.sparsity == 0.0)?.test_accuracy;
+                mean_drop(clean, &r.pruning.iter().map(|p| (p.sparsity, p.test_accuracy)).collect::<Vec<_>>())
             }),
         });
     }
@@ -166,7 +165,7 @@ fn questions(g: &Group, few_shot: &[&Record], full: f64) -> Vec<Question> {
                 value: Box::new(move |r: &Record, _: &Lookup| {
                     let pts: Vec<(f64, f64)> =
                         r.adversarial.iter().filter(of).map(|p| (p.eps, p.test_accuracy)).collect();
-                    mean_drop(r.test_accuracy, &pts)
+                    mean_drop(r.attacked_clean_accuracy.unwrap_or(r.test_accuracy), &pts)
                 }),
             });
         }
@@ -192,7 +191,7 @@ struct Cell {
     means: (f64, f64, usize),
 }
 
-/// A cell's test: its verdict, Holm-adjusted p and the difference with its simultaneous CI.
+/// A cell's test: its verdict, Holm-adjusted p and the difference with its Bonferroni CI.
 struct Tested {
     verdict: Verdict,
     p: f64,
@@ -276,14 +275,20 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
          another share. ▲: the rule is significantly better than BP; ▼: significantly worse \
          (two-sided paired t-test, Holm-adjusted over all {m} cells of this scoreboard, family-wise \
          5%); no mark: no significant difference at these seeds. Better means higher for \
-         accuracies, lower for epochs, costs and accuracy lost. Costs (multiply-adds, seconds) \
+         accuracies, lower for epochs, costs and accuracy lost. Costs (multiply-adds) \
          are ratios rule / BP (geometric mean of the per-seed ratios) up to the epoch of stable \
          accuracy (the first epoch after which test accuracy stays within 0.5 points of the final \
          value). Accuracy lost: the run's clean accuracy minus its accuracy under the condition, \
-         averaged over the condition's levels above 0 (pruning: after the plan's fine-tuning \
-         where it has one). The table after it gives every cell's means, its simultaneous 95% \
-         interval (Bonferroni over the {m} cells) and the smallest difference its seeds could \
-         detect at that level with 80% power.",
+         averaged over the condition's levels above 0 (pruning: one-shot, before any fine-tuning, \
+         against the same unpruned network; attacks: against the clean accuracy of the attacked \
+         test images where the record has it, else of the whole test set). The table after it \
+         gives every cell's means, its Bonferroni 95% interval (over the {m} cells: \
+         conservative, so a cell Holm finds significant may still have an interval containing \
+         0) and the smallest difference its seeds could detect at that level with 80% power (a \
+         normal-theory approximation from the observed spread: optimistic at 3 seeds). A cell \
+         whose per-seed differences are all equal has no spread to test: it is not marked. \
+         This scoreboard is the study's family of tests; the per-network comparison tables \
+         below test their own smaller families and can mark a difference this one does not.",
         pct_label(full)
     )));
     if let Some(m) = g.accuracy_meaning() {
@@ -340,7 +345,7 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
                 ""
             };
             Some(format!(
-                "{} is {} than BP in {}: {} (simultaneous 95% CI {} to {}, Holm-adjusted p {}).{caveat}",
+                "{} is {} than BP in {}: {} (Bonferroni 95% CI {} to {}, Holm-adjusted p {}).{caveat}",
                 cells[i].rule,
                 r.verdict.as_str(),
                 q.name,
@@ -366,7 +371,7 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
             "rule mean",
             "BP mean",
             "difference",
-            "simultaneous 95% CI",
+            "Bonferroni 95% CI",
             "p (Holm)",
             "detectable",
             "verdict",
@@ -393,7 +398,7 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
                         Scale::Ratio => ratio(r.d.mde.exp()),
                         _ => format!("{:.2}", r.d.mde),
                     },
-                    r.verdict.as_str().into(),
+                    r.d.verdict_text(r.verdict).into(),
                 ]),
                 None => row.extend(["—", "—", "—", "—", "too few paired runs"].map(String::from)),
             }

@@ -275,6 +275,18 @@ pub struct PairedDiff {
     pub mde: f64,
 }
 
+impl PairedDiff {
+    /// The verdict as a table shows it: a difference the same at every seed has no spread to
+    /// test, and says so rather than "no significant difference".
+    pub fn verdict_text(&self, v: Verdict) -> &'static str {
+        if self.lo == self.hi && self.mean != 0.0 {
+            "no spread across seeds (untested)"
+        } else {
+            v.as_str()
+        }
+    }
+}
+
 /// `None` below 2 pairs.
 pub fn paired_diff(d: &[f64]) -> Option<PairedDiff> {
     paired_diff_at(d, 0.05)
@@ -291,15 +303,9 @@ pub fn paired_diff_at(d: &[f64], alpha: f64) -> Option<PairedDiff> {
     let df = (s.n - 1) as f64;
     let tq = t_quantile(1.0 - alpha / 2.0, df);
     let half = tq * se;
-    let p = if se == 0.0 {
-        if s.mean == 0.0 {
-            1.0
-        } else {
-            0.0
-        }
-    } else {
-        t_two_sided_p(s.mean / se, df)
-    };
+    // All differences equal: no spread, so no test (a zero sample variance at a few seeds is no
+    // evidence of none in the population): not significant, whatever the mean.
+    let p = if se == 0.0 { 1.0 } else { t_two_sided_p(s.mean / se, df) };
     let mde = (tq + t_quantile(0.8, df)) * se;
     Some(PairedDiff { n: s.n, mean: s.mean, lo: s.mean - half, hi: s.mean + half, p, mde })
 }
@@ -333,7 +339,8 @@ mod tests {
         // MDE: (t_0.975,2 + t_0.8,2) se = (4.3027 + 1.0607) / sqrt 3 = 3.0967.
         assert!((d.mde - 3.0967).abs() < 1e-3, "{}", d.mde);
         assert!(paired_diff(&[1.0]).is_none());
-        assert_eq!(paired_diff(&[0.5, 0.5]).unwrap().p, 0.0);
+        // No spread across the pairs: nothing to test (not significant), whatever the mean.
+        assert_eq!(paired_diff(&[0.5, 0.5]).unwrap().p, 1.0);
         // Holm: 0.005 x 4, 0.01 x 3, 0.03 x 2, 0.04 x 1 -> 0.02, 0.03, 0.06, max(0.06, 0.04).
         let a = holm(&[0.01, 0.04, 0.03, 0.005]);
         for (x, y) in a.iter().zip([0.03, 0.06, 0.06, 0.02]) {

@@ -593,6 +593,29 @@ impl Rule for Hebbian {
         self.class_scores(net, ws, &mut Rng::new(0));
     }
 
+    /// The tensors, and the update budget's count within the current unsupervised epoch: a
+    /// snapshot taken mid-run (pruning's fine-tuning tries) comes back with its budget as it was.
+    fn save_state(&self) -> super::RuleState {
+        let mut s = super::RuleState {
+            tensors: self.tensors().into_iter().map(|(n, _, d)| (n, d.to_vec())).collect(),
+            counters: Default::default(),
+        };
+        s.counters.insert("hebb.done".into(), self.done as u64);
+        s.counters.insert("hebb.epoch_of_count".into(), self.epoch_of_count as u64);
+        s
+    }
+
+    fn load_state(&mut self, state: &super::RuleState) -> Result<(), String> {
+        super::load_tensors(self.tensors_mut(), &state.tensors)?;
+        // (Absent from checkpoints before session 25: written at epoch boundaries, where the
+        // count restarts anyway.)
+        if let (Some(&d), Some(&e)) = (state.counters.get("hebb.done"), state.counters.get("hebb.epoch_of_count")) {
+            self.done = usize::try_from(d).map_err(|_| "rule counter 'hebb.done' out of range".to_string())?;
+            self.epoch_of_count = usize::try_from(e).unwrap_or(usize::MAX);
+        }
+        Ok(())
+    }
+
     fn tensors(&self) -> Vec<(String, Vec<usize>, &[f32])> {
         let mut t: Vec<(String, Vec<usize>, &[f32])> =
             self.eta.iter().enumerate().map(|(j, e)| (format!("rates.{j}"), vec![e.len()], e.as_slice())).collect();
