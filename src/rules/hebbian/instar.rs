@@ -102,8 +102,8 @@ pub static HEBB_WTA: crate::rules::RuleEntry = crate::rules::RuleEntry {
     summary: "winner-take-all Hebbian: instar updates of the top-1 channel per position, unit-norm filters, adaptive thresholds, triangle outputs (conv3 100/196/400), no feedback; linear read-out trained by backprop through the read-out only",
     paper: "Miconi 2021 (Hebbian learning with gradients); Gupta et al. 2022 (holistic benchmark's Hebbian arm)",
     reported: "CIFAR-10 about 64-66% (Gupta et al. 2022, read from a figure)",
-    // Miconi's notebook: batch 100; read-out Adam 1e-2, cosine (at 1e-3 it was still at 64% after
-    // 3 epochs on Fashion-MNIST).
+    // Miconi's notebook: batch 100. The preset's read-out rate and epochs: presets/hebb-wta.toml
+    // (its header says where each comes from).
     preset: include_str!("../../../presets/hebb-wta.toml"),
     presets: &[],
     settings: crate::rules::SettingsKind::of::<HebbWtaSettings>(),
