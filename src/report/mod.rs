@@ -1323,12 +1323,44 @@ pub fn write_report(records: &[Record], out_dir: &Path) -> Result<ReportSummary,
     write_report_with(records, &[], out_dir)
 }
 
+/// Every comparison pairs one run of a rule with BP's of the same seed: two records of the same
+/// condition (data, network, rule, share or shots, seed, training noise, pruning schedule,
+/// hardware, budget) under different ids (other settings: merged plans, a rerun with changed
+/// settings) would be counted twice. Refused, naming both.
+fn one_run_per_condition(records: &[Record]) -> Result<(), String> {
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for r in records {
+        let key = format!(
+            "{}|{}|{}|f={}|k={:?}|s={}|noise={}|gradual={:?}|hw={:?}|budget={}",
+            r.data,
+            r.arch,
+            r.rule,
+            r.fraction,
+            r.shots,
+            r.seed,
+            r.train_noise,
+            r.gradual_sparsity,
+            r.hardware,
+            if r.budget_only { r.epochs } else { 0 }
+        );
+        if let Some(other) = seen.insert(key, &r.id) {
+            return Err(format!(
+                "records {other} and {} are the same condition with different settings: a report pairs one \
+                 run per rule and seed (report them from separate directories)",
+                r.id
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `write_report` with the sections of the conditions run outside plans (online, continual,
 /// few-shot episodes, interference: `conditions`, one result directory each) after the records'.
 pub fn write_report_with(records: &[Record], conditions: &[PathBuf], out_dir: &Path) -> Result<ReportSummary, String> {
     if records.is_empty() && conditions.is_empty() {
         return Err("no records to report".into());
     }
+    one_run_per_condition(records)?;
     let plots_dir = out_dir.join("plots");
     fs::create_dir_all(&plots_dir).map_err(|e| format!("{}: {e}", plots_dir.display()))?;
 

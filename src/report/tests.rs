@@ -561,3 +561,19 @@ fn few_shot_rows_split_a_rule_by_network() {
     assert!(fs.contains("| softhebb | 30.00 ± 0.00"), "{fs}");
     fs::remove_dir_all(&d).unwrap();
 }
+
+/// Two runs of one condition under different settings (merged plans) would be paired twice
+/// with BP: the report refuses them, naming both.
+#[test]
+fn two_runs_of_one_condition_are_refused() {
+    let d = tmp_dir("dupcond");
+    let mut recs = vec![record("mlp:64", "bp", 1.0, 0, 0.9, false), record("mlp:64", "fa", 1.0, 0, 0.8, false)];
+    let mut again = record("mlp:64", "fa", 1.0, 0, 0.85, false);
+    again.id.push_str("|h=other");
+    recs.push(again);
+    let e = write_report(&recs, &d).unwrap_err();
+    assert!(e.contains("same condition") && e.contains("|h=other"), "{e}");
+    recs.pop();
+    write_report(&recs, &d).unwrap();
+    fs::remove_dir_all(&d).unwrap();
+}
