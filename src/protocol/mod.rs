@@ -649,20 +649,25 @@ fn lock_results(file: &Path) -> Result<std::fs::File, String> {
         .open(file)
         .map_err(|e| format!("{}: {e}", file.display()))?;
     let pid_file = file.with_extension("jsonl.pid");
-    match fh.try_lock() {
-        Ok(()) => {
-            let _ = std::fs::write(&pid_file, format!("{}\n", std::process::id()));
-            Ok(fh)
-        }
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let pid = std::fs::read_to_string(&pid_file).map(|p| p.trim().to_string()).unwrap_or_else(|_| "?".into());
-            Err(format!(
-                "{} is being written by another biolearn (pid {pid}): one writer per results file \
-                 (wait for it, or give this run another --out or --shard)",
-                file.display()
-            ))
-        }
-        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: cannot lock: {e}", file.display())),
+    if try_lock(&fh, file, false)? {
+        let _ = std::fs::write(&pid_file, format!("{}\n", std::process::id()));
+        return Ok(fh);
+    }
+    let pid = std::fs::read_to_string(&pid_file).map(|p| p.trim().to_string()).unwrap_or_else(|_| "?".into());
+    Err(format!(
+        "{} is being written by another biolearn (pid {pid}): one writer per results file \
+         (wait for it, or give this run another --out or --shard)",
+        file.display()
+    ))
+}
+
+/// An advisory lock on `fh` (the file `path`), exclusive or shared: Ok(false) where another
+/// process holds it.
+fn try_lock(fh: &std::fs::File, path: &Path, shared: bool) -> Result<bool, String> {
+    match if shared { fh.try_lock_shared() } else { fh.try_lock() } {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: cannot lock: {e}", path.display())),
     }
 }
 
@@ -677,17 +682,15 @@ fn lock_sweep(out: &Path, sharded: bool) -> Result<std::fs::File, String> {
         .write(true)
         .open(&path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let got = if sharded { fh.try_lock_shared() } else { fh.try_lock() };
-    match got {
-        Ok(()) => Ok(fh),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "{}: another biolearn sweep is writing to {} ({}): wait for it, or give this one another --out",
-            path.display(),
-            out.display(),
-            if sharded { "an unsharded one" } else { "an array's tasks or another sweep" }
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: cannot lock: {e}", path.display())),
+    if try_lock(&fh, &path, sharded)? {
+        return Ok(fh);
     }
+    Err(format!(
+        "{}: another biolearn sweep is writing to {} ({}): wait for it, or give this one another --out",
+        path.display(),
+        out.display(),
+        if sharded { "an unsharded one" } else { "an array's tasks or another sweep" }
+    ))
 }
 
 pub struct Summary {

@@ -1328,22 +1328,11 @@ pub fn write_report(records: &[Record], out_dir: &Path) -> Result<ReportSummary,
 /// hardware, budget) under different ids (other settings: merged plans, a rerun with changed
 /// settings) would be counted twice. Refused, naming both.
 fn one_run_per_condition(records: &[Record]) -> Result<(), String> {
+    // A run's id is its condition and its settings' hash (`h=`): the condition is the rest.
     let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
     for r in records {
-        let key = format!(
-            "{}|{}|{}|f={}|k={:?}|s={}|noise={}|gradual={:?}|hw={:?}|budget={}",
-            r.data,
-            r.arch,
-            r.rule,
-            r.fraction,
-            r.shots,
-            r.seed,
-            r.train_noise,
-            r.gradual_sparsity,
-            r.hardware,
-            if r.budget_only { r.epochs } else { 0 }
-        );
-        if let Some(other) = seen.insert(key, &r.id) {
+        let key: Vec<&str> = r.id.split('|').filter(|part| !part.starts_with("h=")).collect();
+        if let Some(other) = seen.insert(key.join("|"), &r.id) {
             return Err(format!(
                 "records {other} and {} are the same condition with different settings: a report pairs one \
                  run per rule and seed (report them from separate directories)",

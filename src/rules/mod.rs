@@ -201,10 +201,7 @@ pub trait Rule: Send {
     /// Everything the rule keeps between batches, for a checkpoint: by default its tensors.
     /// Rules with more (a private optimiser's moments and step count) add it here.
     fn save_state(&self) -> RuleState {
-        RuleState {
-            tensors: self.tensors().into_iter().map(|(n, _, d)| (n, d.to_vec())).collect(),
-            counters: Default::default(),
-        }
+        RuleState::of_tensors(self.tensors())
     }
 
     /// Restore what `save_state` returned (on a rule built for the same network and settings).
@@ -218,6 +215,16 @@ pub trait Rule: Send {
 pub struct RuleState {
     pub tensors: std::collections::BTreeMap<String, Vec<f32>>,
     pub counters: std::collections::BTreeMap<String, u64>,
+}
+
+impl RuleState {
+    /// A state holding copies of these tensors (as `Rule::tensors` gives them) and no counters.
+    pub fn of_tensors(tensors: Vec<(String, Vec<usize>, &[f32])>) -> RuleState {
+        RuleState {
+            tensors: tensors.into_iter().map(|(n, _, d)| (n, d.to_vec())).collect(),
+            counters: Default::default(),
+        }
+    }
 }
 
 /// Copy `saved` into `into` by name; every tensor must be there with its length.

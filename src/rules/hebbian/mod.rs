@@ -596,10 +596,7 @@ impl Rule for Hebbian {
     /// The tensors, and the update budget's count within the current unsupervised epoch: a
     /// snapshot taken mid-run (pruning's fine-tuning tries) comes back with its budget as it was.
     fn save_state(&self) -> super::RuleState {
-        let mut s = super::RuleState {
-            tensors: self.tensors().into_iter().map(|(n, _, d)| (n, d.to_vec())).collect(),
-            counters: Default::default(),
-        };
+        let mut s = super::RuleState::of_tensors(self.tensors());
         s.counters.insert("hebb.done".into(), self.done as u64);
         s.counters.insert("hebb.epoch_of_count".into(), self.epoch_of_count as u64);
         s
