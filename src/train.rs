@@ -569,7 +569,7 @@ impl Trainer {
         }
         if let (Some(m), Some(reads)) = (self.meter.as_mut(), crate::linalg::take_reads()) {
             let pulses = self.device.as_mut().map(|d| d.take_pulses()).unwrap_or_default();
-            m.add(steps_done as u64, &reads, &pulses);
+            m.add(steps_done as u64, samples as u64, &reads, &pulses);
         }
         // Means over the samples trained on (one pass: the split, as always).
         let seen = if phase.until_settled { samples.max(1) } else { n } as f64;

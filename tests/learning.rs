@@ -453,6 +453,9 @@ fn hardware_activity_is_measured_per_step() {
         // 1437 training digits (the embedded set's split) at batch 16: the last batch is smaller.
         let steps = h.activity.steps as f64;
         let batch_mean = r.data.train as f64 * 2.0 / steps;
+        // The samples a step trained on, whose gradients the model moves through DRAM.
+        assert!((h.activity.samples - batch_mean).abs() < 1e-6, "{rule}: {} samples a step", h.activity.samples);
+        assert!(h.activity.arrays.iter().all(|a| a.input_share == 1.0));
         let arrays: Vec<(&str, f64, f64)> =
             h.activity.arrays.iter().map(|a| (a.name.as_str(), a.forward, a.transposed)).collect();
         let weights: Vec<&(&str, f64, f64)> = arrays.iter().filter(|a| a.0.ends_with("weight")).collect();

@@ -5,6 +5,7 @@
 use super::html::{Block, Table};
 use super::plot::{Chart, Legend, Series, Spread, XFormat};
 use super::{acc_summary, diverged_count, fmt_ci, rule_order, Ctx};
+use crate::nn::hardware::cost::Cost;
 use crate::protocol::record::{Record, Status};
 use crate::report::stats::Summary;
 use std::collections::BTreeSet;
@@ -14,8 +15,26 @@ fn condition(r: &Record) -> &str {
     r.hardware.as_deref().unwrap_or("ideal")
 }
 
-fn mean_of(recs: &[&Record], f: impl Fn(&crate::nn::hardware::cost::Cost) -> f64) -> Option<f64> {
-    let v: Vec<f64> = recs.iter().filter_map(|r| r.hardware_cost.as_ref().map(|h| f(&h.cost))).collect();
+/// The record's cost, priced afresh from its measured activity by today's model (so a change
+/// to the model reaches every record; the price stored in the record is the model's of the day
+/// it ran). Records written before session 26 carry no sample count: a step's samples are then
+/// the run's training samples times its epochs over its metered steps. Where the condition's
+/// preset or file cannot be read, the stored price.
+pub(super) fn priced(r: &Record) -> Option<Cost> {
+    use crate::nn::hardware::{cost, HardwareConfig};
+    let h = r.hardware_cost.as_ref()?;
+    let Ok(hw) = HardwareConfig::named(r.hardware.as_deref().unwrap_or("ideal")) else {
+        return Some(h.cost.clone());
+    };
+    let mut act = h.activity.clone();
+    if act.samples <= 0.0 && act.steps > 0 {
+        act.samples = (r.train_samples * r.epochs) as f64 / act.steps as f64;
+    }
+    Some(cost::estimate(&act, &hw, &cost::Constants::neurosim()))
+}
+
+fn mean_of(recs: &[&Record], f: impl Fn(&Cost) -> f64) -> Option<f64> {
+    let v: Vec<f64> = recs.iter().filter_map(|r| priced(r).map(|c| f(&c))).collect();
     Summary::of(&v).map(|s| s.mean)
 }
 
@@ -41,8 +60,11 @@ pub fn section(records: &[Record], ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<
             "Every rule trained and tested on each hardware condition (presets/hardware/): test accuracy (%) after \
              the last epoch, mean ± std over seeds with its 95% CI; and, priced by the cost model from the arrays' \
              measured activity (nn/hardware/cost.rs: NeuroSim V2.1's circuit constants), the mean energy and latency \
-             of one training step, the energy and latency of one inference, the arrays' cell area and ADC count. \
-             Ideal hardware is digital: no array cost."
+             of one training step, the part of that energy spent on the arrays (reads, ADC conversions, device \
+             writes; the rest is DRAM traffic, almost all of it every sample's weight gradients, written and read \
+             back as NeuroSim charges them, which every rule with the same learned weights pays alike), the energy \
+             and latency of one inference, the arrays' cell area and ADC count. Ideal hardware is digital: no array \
+             cost."
                 .into(),
         ));
         let mut t = Table {
@@ -51,6 +73,7 @@ pub fn section(records: &[Record], ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<
                 "hardware",
                 "test accuracy %",
                 "energy / step (µJ)",
+                "of which on the arrays (µJ)",
                 "latency / step (µs)",
                 "energy / inference (nJ)",
                 "latency / inference (µs)",
@@ -73,20 +96,21 @@ pub fn section(records: &[Record], ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<
                 }
                 let ok: Vec<&Record> = cell.iter().copied().filter(|r| r.status == Status::Ok).collect();
                 let acc = acc_summary(&ok);
-                let cost = |f: fn(&crate::nn::hardware::cost::Cost) -> f64, scale: f64, d: usize| {
+                let cost = |f: fn(&Cost) -> f64, scale: f64, d: usize| {
                     mean_of(&ok, f).map_or("—".to_string(), |v| format!("{:.d$}", v * scale))
                 };
-                let first = ok.iter().find_map(|r| r.hardware_cost.as_ref());
+                let first = ok.iter().find_map(|r| priced(r));
                 t.rows.push(vec![
                     rule.clone(),
                     c.clone(),
                     fmt_ci(acc, diverged_count(&cell)),
                     cost(|c| c.step_energy_j, 1e6, 3),
+                    cost(|c| c.read_j + c.adc_j + c.write_j, 1e6, 3),
                     cost(|c| c.step_latency_s, 1e6, 2),
                     cost(|c| c.inference_energy_j, 1e9, 3),
                     cost(|c| c.inference_latency_s, 1e6, 3),
-                    first.map_or("—".into(), |h| format!("{:.4}", h.cost.array_mm2)),
-                    first.map_or("—".into(), |h| h.cost.adcs.to_string()),
+                    first.as_ref().map_or("—".into(), |c| format!("{:.4}", c.array_mm2)),
+                    first.as_ref().map_or("—".into(), |c| c.adcs.to_string()),
                 ]);
                 if let (Some(e), Some(a)) = (mean_of(&ok, |c| c.step_energy_j), acc) {
                     points.push((e * 1e6, a.mean * 100.0, a.std * 100.0));

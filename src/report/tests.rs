@@ -577,3 +577,42 @@ fn two_runs_of_one_condition_are_refused() {
     write_report(&recs, &d).unwrap();
     fs::remove_dir_all(&d).unwrap();
 }
+
+/// The report prices a hardware record afresh from its measured activity; a record written
+/// before the activity counted its samples gets them from its training samples, epochs and
+/// steps, and then prices as one that counted them.
+#[test]
+fn hardware_records_are_priced_from_their_activity() {
+    use crate::nn::hardware::cost::{Activity, ArrayActivity, HardwareCost};
+    let arr = ArrayActivity {
+        name: "layers.0.weight".into(),
+        out: 20,
+        inp: 300,
+        learned: true,
+        feedback: false,
+        forward: 100.0,
+        transposed: 0.0,
+        pulses: 10.0,
+        row_pulses: 2.0,
+        inference_vectors: 1.0,
+        input_share: 1.0,
+    };
+    // 6000 samples x 5 epochs in 300 steps: 100 a step.
+    let counted = Activity { arrays: vec![arr], layer_parallel: false, steps: 300, samples: 100.0 };
+    let legacy = Activity { samples: 0.0, ..counted.clone() };
+    let mut r = record("mlp:20", "bp", 0.1, 0, 0.8, false);
+    r.hardware = Some("neurosim".into());
+    r.hardware_cost = Some(HardwareCost { activity: legacy, cost: Default::default() });
+    let from_legacy = hardware::priced(&r).unwrap();
+    r.hardware_cost = Some(HardwareCost { activity: counted.clone(), cost: Default::default() });
+    let from_counted = hardware::priced(&r).unwrap();
+    assert_eq!(from_legacy, from_counted);
+    let hw = crate::nn::hardware::HardwareConfig::named("neurosim").unwrap();
+    let k = crate::nn::hardware::cost::Constants::neurosim();
+    assert_eq!(from_counted, crate::nn::hardware::cost::estimate(&counted, &hw, &k));
+    // Every sample's gradient through DRAM: 100 x 2 x 6000 weights x 15 bits dominate.
+    assert!(from_counted.dram_j > 100.0 * 2.0 * 6000.0 * 15.0 * 3.9e-12);
+    // A condition whose file is gone keeps the stored price.
+    r.hardware = Some("/nonexistent/hw.toml".into());
+    assert_eq!(hardware::priced(&r).unwrap(), Default::default());
+}
