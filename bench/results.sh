@@ -58,6 +58,14 @@ arms on every network into one row. Both now use the planned runs only, one row 
 (`report::tests::few_shot_rows_split_a_rule_by_network`); the few-shot cells of the
 scoreboards moved accordingly.
 
+Correction (session 26): part 2's energies are priced by `report` from each record's measured
+activity under a cost model that now charges every sample's weight gradient through DRAM and
+back, as NeuroSim V2.1 does (checked against NeuroSim's own output for its default VGG-8 run:
+`cost::tests::vgg8_dram_energy_matches_neurosims_stock_output`). Until then a step's energy was
+about 1/140 of this and rules seemed to differ by up to 15% in it: that is the arrays' share,
+now a column of its own; the whole differs by under 1% between rules. Part 2's non-ideal records
+are the reruns of sessions 25-26, paired with the ideal runs' data.
+
 Changes (session 25, after a statistics review): "accuracy lost to pruning" is one-shot, against
 the same network unpruned (it used the fine-tuned points against an un-fine-tuned reference, so
 a rule whose pruned network the fine-tuning epochs retrained looked robust); "seconds to stable

@@ -1,6 +1,6 @@
 //! The compute-in-memory section: every rule under every hardware condition of the records
 //! (`nn::hardware`), its accuracy beside the energy, latency and area its training step costs
-//! there (`nn::hardware::cost`), and accuracy against energy per step in one plot.
+//! there (`nn::hardware::cost`), and accuracy against energy per training sample in one plot.
 
 use super::html::{Block, Table};
 use super::plot::{Chart, Legend, Series, Spread, XFormat};
@@ -33,8 +33,18 @@ pub(super) fn priced(r: &Record) -> Option<Cost> {
     Some(cost::estimate(&act, &hw, &cost::Constants::neurosim()))
 }
 
+/// A step's energy over the samples it trained on (rules differ in batch size).
+fn per_sample(c: &Cost) -> f64 {
+    if c.samples > 0.0 {
+        c.step_energy_j / c.samples
+    } else {
+        f64::NAN
+    }
+}
+
 fn mean_of(recs: &[&Record], f: impl Fn(&Cost) -> f64) -> Option<f64> {
-    let v: Vec<f64> = recs.iter().filter_map(|r| priced(r).map(|c| f(&c))).collect();
+    // (A stored price without a sample count has no energy per sample: skipped, not NaN.)
+    let v: Vec<f64> = recs.iter().filter_map(|r| priced(r).map(|c| f(&c))).filter(|v| v.is_finite()).collect();
     Summary::of(&v).map(|s| s.mean)
 }
 
@@ -63,6 +73,7 @@ pub fn section(records: &[Record], ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<
              of one training step, the part of that energy spent on the arrays (reads, ADC conversions, device \
              writes; the rest is DRAM traffic, almost all of it every sample's weight gradients, written and read \
              back as NeuroSim charges them, which every rule with the same learned weights pays alike), the energy \
+             per training sample (a step's over the samples it trained on: rules differ in batch size), the energy \
              and latency of one inference, the arrays' cell area and ADC count. Ideal hardware is digital: no array \
              cost."
                 .into(),
@@ -74,6 +85,7 @@ pub fn section(records: &[Record], ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<
                 "test accuracy %",
                 "energy / step (µJ)",
                 "of which on the arrays (µJ)",
+                "energy / training sample (µJ)",
                 "latency / step (µs)",
                 "energy / inference (nJ)",
                 "latency / inference (µs)",
@@ -106,13 +118,14 @@ pub fn section(records: &[Record], ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<
                     fmt_ci(acc, diverged_count(&cell)),
                     cost(|c| c.step_energy_j, 1e6, 3),
                     cost(|c| c.read_j + c.adc_j + c.write_j, 1e6, 3),
+                    cost(per_sample, 1e6, 3),
                     cost(|c| c.step_latency_s, 1e6, 2),
                     cost(|c| c.inference_energy_j, 1e9, 3),
                     cost(|c| c.inference_latency_s, 1e6, 3),
                     first.as_ref().map_or("—".into(), |c| format!("{:.4}", c.array_mm2)),
                     first.as_ref().map_or("—".into(), |c| c.adcs.to_string()),
                 ]);
-                if let (Some(e), Some(a)) = (mean_of(&ok, |c| c.step_energy_j), acc) {
+                if let (Some(e), Some(a)) = (mean_of(&ok, per_sample), acc) {
                     points.push((e * 1e6, a.mean * 100.0, a.std * 100.0));
                 }
             }
@@ -126,11 +139,15 @@ pub fn section(records: &[Record], ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<
             });
         }
         b.push(Block::Table(t));
+        // A log axis only where the energies span a decade (a narrower range has no decade
+        // ticks to label).
+        let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+        let (lo, hi) = xs.fold((f64::INFINITY, 0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
         let chart = Chart {
-            title: format!("Accuracy against energy per training step — {data} (non-ideal conditions)"),
-            x_label: "energy per training step (µJ)".into(),
+            title: format!("Accuracy against energy per training sample — {data} (non-ideal conditions)"),
+            x_label: "energy per training sample (µJ; a step's energy over its samples)".into(),
             y_label: "test accuracy (%)".into(),
-            log_x: true,
+            log_x: lo > 0.0 && hi / lo >= 10.0,
             x_format: XFormat::Plain,
             legend: Legend::LowerRight,
             series,

@@ -607,6 +607,7 @@ fn hardware_records_are_priced_from_their_activity() {
     r.hardware_cost = Some(HardwareCost { activity: counted.clone(), cost: Default::default() });
     let from_counted = hardware::priced(&r).unwrap();
     assert_eq!(from_legacy, from_counted);
+    assert_eq!(from_counted.samples, 100.0);
     let hw = crate::nn::hardware::HardwareConfig::named("neurosim").unwrap();
     let k = crate::nn::hardware::cost::Constants::neurosim();
     assert_eq!(from_counted, crate::nn::hardware::cost::estimate(&counted, &hw, &k));

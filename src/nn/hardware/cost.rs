@@ -238,6 +238,10 @@ pub struct Cost {
     pub array_mm2: f64,
     pub adcs: u64,
     pub subarrays: u64,
+    /// The samples a step trained on (the activity's): a step's energy over them is the energy
+    /// per training sample, comparable between rules that train at different batch sizes.
+    #[serde(default)]
+    pub samples: f64,
 }
 
 fn bits(b: u32, k: &Constants) -> f64 {
@@ -304,6 +308,7 @@ pub fn estimate(act: &Activity, hw: &HardwareConfig, k: &Constants) -> Cost {
         c.adcs += (n_sub * s / k.columns_per_adc).ceil() as u64;
         c.array_mm2 += n_sub * (s * k.cell_side_f * k.feature_m).powi(2) * 1e6;
     }
+    c.samples = samples;
     c.transposed_s = if act.layer_parallel { tr_max } else { tr_sum };
     c.backward_serial_s = tr_sum;
     c.write_s = write_max;
