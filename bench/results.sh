@@ -62,8 +62,9 @@ Correction (session 26): part 2's energies are priced by `report` from each reco
 activity under a cost model that now charges every sample's weight gradient through DRAM and
 back, as NeuroSim V2.1 does (checked against NeuroSim's own output for its default VGG-8 run:
 `cost::tests::vgg8_dram_energy_matches_neurosims_stock_output`). Until then a step's energy was
-about 1/140 of this and rules seemed to differ by up to 15% in it: that is the arrays' share,
-now a column of its own; the whole differs by under 1% between rules. Part 2's non-ideal records
+about 1/140 of this and differed by up to 15% between rules; per training sample the rules
+with the same learned matrices now differ by under 1%, and the arrays' own share of a step's
+energy (reads, ADC conversions, writes) has a column of its own. Part 2's non-ideal records
 are the reruns of sessions 25-26, paired with the ideal runs' data.
 
 Changes (session 25, after a statistics review): "accuracy lost to pruning" is one-shot, against

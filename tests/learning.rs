@@ -456,6 +456,8 @@ fn hardware_activity_is_measured_per_step() {
         // The samples a step trained on, whose gradients the model moves through DRAM.
         assert!((h.activity.samples - batch_mean).abs() < 1e-6, "{rule}: {} samples a step", h.activity.samples);
         assert!(h.activity.arrays.iter().all(|a| a.input_share == 1.0));
+        // Every learned array is updated at every step.
+        assert!(h.activity.arrays.iter().filter(|a| a.learned).all(|a| (a.updates - 1.0).abs() < 1e-9), "{rule}");
         let arrays: Vec<(&str, f64, f64)> =
             h.activity.arrays.iter().map(|a| (a.name.as_str(), a.forward, a.transposed)).collect();
         let weights: Vec<&(&str, f64, f64)> = arrays.iter().filter(|a| a.0.ends_with("weight")).collect();

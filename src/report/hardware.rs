@@ -17,18 +17,25 @@ fn condition(r: &Record) -> &str {
 
 /// The record's cost, priced afresh from its measured activity by today's model (so a change
 /// to the model reaches every record; the price stored in the record is the model's of the day
-/// it ran). Records written before session 26 carry no sample count: a step's samples are then
-/// the run's training samples times its epochs over its metered steps. Where the condition's
-/// preset or file cannot be read, the stored price.
+/// it ran), on the condition the record stored, or for records before session 26 the
+/// condition's preset or file as it reads now. Those records carry no sample count either: a
+/// step's samples are then the run's training samples times its epochs over its metered steps,
+/// which holds for a run trained in one go (none of those records is a Hebbian phase's) and is
+/// not assumed for a resumed one: that has no price (None), nor has a record whose condition
+/// cannot be read.
 pub(super) fn priced(r: &Record) -> Option<Cost> {
     use crate::nn::hardware::{cost, HardwareConfig};
     let h = r.hardware_cost.as_ref()?;
-    let Ok(hw) = HardwareConfig::named(r.hardware.as_deref().unwrap_or("ideal")) else {
-        return Some(h.cost.clone());
+    let hw = match &h.config {
+        Some(c) => c.clone(),
+        None => HardwareConfig::named(r.hardware.as_deref().unwrap_or("ideal")).ok()?,
     };
     let mut act = h.activity.clone();
-    if act.samples <= 0.0 && act.steps > 0 {
-        act.samples = (r.train_samples * r.epochs) as f64 / act.steps as f64;
+    if act.samples <= 0.0 {
+        if act.steps == 0 || !r.trained_before_resume_by.is_empty() {
+            return None;
+        }
+        act.samples = (r.train_samples * r.curve.len()) as f64 / act.steps as f64;
     }
     Some(cost::estimate(&act, &hw, &cost::Constants::neurosim()))
 }
@@ -43,7 +50,6 @@ fn per_sample(c: &Cost) -> f64 {
 }
 
 fn mean_of(recs: &[&Record], f: impl Fn(&Cost) -> f64) -> Option<f64> {
-    // (A stored price without a sample count has no energy per sample: skipped, not NaN.)
     let v: Vec<f64> = recs.iter().filter_map(|r| priced(r).map(|c| f(&c))).filter(|v| v.is_finite()).collect();
     Summary::of(&v).map(|s| s.mean)
 }

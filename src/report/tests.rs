@@ -596,15 +596,16 @@ fn hardware_records_are_priced_from_their_activity() {
         row_pulses: 2.0,
         inference_vectors: 1.0,
         input_share: 1.0,
+        updates: 1.0,
     };
     // 6000 samples x 5 epochs in 300 steps: 100 a step.
     let counted = Activity { arrays: vec![arr], layer_parallel: false, steps: 300, samples: 100.0 };
     let legacy = Activity { samples: 0.0, ..counted.clone() };
     let mut r = record("mlp:20", "bp", 0.1, 0, 0.8, false);
     r.hardware = Some("neurosim".into());
-    r.hardware_cost = Some(HardwareCost { activity: legacy, cost: Default::default() });
+    r.hardware_cost = Some(HardwareCost { activity: legacy.clone(), cost: Default::default(), config: None });
     let from_legacy = hardware::priced(&r).unwrap();
-    r.hardware_cost = Some(HardwareCost { activity: counted.clone(), cost: Default::default() });
+    r.hardware_cost = Some(HardwareCost { activity: counted.clone(), cost: Default::default(), config: None });
     let from_counted = hardware::priced(&r).unwrap();
     assert_eq!(from_legacy, from_counted);
     assert_eq!(from_counted.samples, 100.0);
@@ -613,7 +614,13 @@ fn hardware_records_are_priced_from_their_activity() {
     assert_eq!(from_counted, crate::nn::hardware::cost::estimate(&counted, &hw, &k));
     // Every sample's gradient through DRAM: 100 x 2 x 6000 weights x 15 bits dominate.
     assert!(from_counted.dram_j > 100.0 * 2.0 * 6000.0 * 15.0 * 3.9e-12);
-    // A condition whose file is gone keeps the stored price.
+    // A record that stored its condition is priced on it, whatever the name reads now.
     r.hardware = Some("/nonexistent/hw.toml".into());
-    assert_eq!(hardware::priced(&r).unwrap(), Default::default());
+    assert_eq!(hardware::priced(&r), None, "an unreadable condition has no price");
+    r.hardware_cost.as_mut().unwrap().config = Some(hw.clone());
+    assert_eq!(hardware::priced(&r).unwrap(), from_counted);
+    // A resumed record without a sample count is not guessed at.
+    r.hardware_cost = Some(HardwareCost { activity: legacy, cost: Default::default(), config: Some(hw) });
+    r.trained_before_resume_by = vec!["an earlier build".into()];
+    assert_eq!(hardware::priced(&r), None);
 }

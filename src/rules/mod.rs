@@ -308,7 +308,7 @@ impl Updater<'_> {
         }
         change(net);
         if let Some(d) = self.device.as_deref_mut() {
-            d.after_update(net);
+            d.after_update(net, None);
         }
         if let Some(m) = self.masks {
             prune::apply(net, m);
@@ -335,7 +335,7 @@ impl Updater<'_> {
             if let Some(q) = quantized {
                 d.return_gradients(q);
             }
-            d.after_update(net);
+            d.after_update(net, Some(&which));
         }
         if let Some(m) = self.masks {
             prune::apply(net, m);

@@ -96,6 +96,10 @@ pub struct ArrayActivity {
     /// stride-1 'same' conv).
     #[serde(default = "one")]
     pub input_share: f64,
+    /// Updates a step (0 to 1: a layer a phase freezes takes none), each one's gradient
+    /// through DRAM; 1 in records written before session 26.
+    #[serde(default = "one")]
+    pub updates: f64,
 }
 
 fn one() -> f64 {
@@ -169,6 +173,7 @@ impl Meter {
                 row_pulses: 0.0,
                 inference_vectors: inference[i],
                 input_share: share[i],
+                updates: 0.0,
             });
             m.params.push(i);
         }
@@ -192,6 +197,7 @@ impl Meter {
             let p = pulses.iter().find(|(j, _)| *j == index_of[i]).map(|(_, p)| p.clone()).unwrap_or_default();
             mix(&mut arr.pulses, p.total as f64);
             mix(&mut arr.row_pulses, p.row_max as f64);
+            mix(&mut arr.updates, p.updates as f64);
         }
         if a.steps > 0 && a.samples <= 0.0 {
             // Resumed from a checkpoint that did not count samples: take these steps' mean.
@@ -208,6 +214,10 @@ impl Meter {
 pub struct HardwareCost {
     pub activity: Activity,
     pub cost: Cost,
+    /// The condition the activity ran on, for pricing it again (absent before session 26:
+    /// `report` then reads the condition's preset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<HardwareConfig>,
 }
 
 /// Energy (J), latency (s) and area of a training step and an inference.
@@ -273,7 +283,8 @@ pub fn estimate(act: &Activity, hw: &HardwareConfig, k: &Constants) -> Cost {
     let t_cycle = k.columns_per_adc * k.adc_seconds;
     let e_pulse = k.write_voltage.powi(2) / r_mean * k.write_pulse_s;
     // The gradient unit's output precision, and the samples whose gradients cross DRAM.
-    let b_wg = s.log2() + bx;
+    let b_wg = s.log2().ceil() + bx;
+    // (A sample count of 0, unknown, prices the gradients of one sample a step.)
     let samples = if act.samples > 0.0 { act.samples } else { 1.0 };
     let mut c = Cost::default();
     let (mut tr_sum, mut tr_max, mut write_max, mut dram_bits) = (0f64, 0f64, 0f64, 0f64);
@@ -300,7 +311,7 @@ pub fn estimate(act: &Activity, hw: &HardwareConfig, k: &Constants) -> Cost {
         write_max = write_max.max(a.row_pulses * k.write_pulse_s);
         dram_bits += 2.0 * (a.forward * inp * bx * a.input_share + a.transposed * a.out as f64 * be);
         if a.learned {
-            dram_bits += 2.0 * samples * a.out as f64 * inp * b_wg;
+            dram_bits += 2.0 * samples * a.updates * a.out as f64 * inp * b_wg;
         }
         c.inference_energy_j += a.inference_vectors * (fwd.0 + fwd.1);
         c.inference_latency_s += a.inference_vectors * fwd.2;
@@ -308,7 +319,7 @@ pub fn estimate(act: &Activity, hw: &HardwareConfig, k: &Constants) -> Cost {
         c.adcs += (n_sub * s / k.columns_per_adc).ceil() as u64;
         c.array_mm2 += n_sub * (s * k.cell_side_f * k.feature_m).powi(2) * 1e6;
     }
-    c.samples = samples;
+    c.samples = act.samples;
     c.transposed_s = if act.layer_parallel { tr_max } else { tr_sum };
     c.backward_serial_s = tr_sum;
     c.write_s = write_max;
@@ -347,6 +358,7 @@ mod tests {
             row_pulses: rows,
             inference_vectors: 1.0,
             input_share: 1.0,
+            updates: 1.0,
         };
         // A batch of 4: both layers read forward by 4 vectors, the top one transposed by 4.
         let act = Activity {
@@ -387,6 +399,11 @@ mod tests {
         assert!(rel(c.transposed_s, 4.0 * 64e-9));
         assert!(rel(c.step_latency_s, 8.0 * 64e-9 + 4.0 * 64e-9 + bits / 15.2e12 + 30.0 * 50e-9));
         assert!(rel(c.step_energy_j, read + adc + c.write_j + c.dram_j));
+        // A layer updated at half the steps (a phase that freezes it) moves half its gradients.
+        let mut half = act.clone();
+        half.arrays[0].updates = 0.5;
+        let saved = 4.0 * 2.0 * 6000.0 * 15.0 * 0.5;
+        assert!(rel(estimate(&half, &hw, &k).dram_j, (bits - saved) * 3.9e-12));
         // A rule whose layers update at once waits for the slowest layer's transposed reads.
         let mut par = act.clone();
         par.arrays[0].transposed = 2.0;
@@ -469,6 +486,7 @@ mod tests {
                     row_pulses: 0.0,
                     inference_vectors: pos,
                     input_share: map / (pos * inp as f64),
+                    updates: 1.0,
                 })
                 .collect(),
             layer_parallel: false,

@@ -495,6 +495,9 @@ pub struct Pulses {
     /// Sum over updates of sum over array rows of the largest pulse count in the row (rows are
     /// programmed one after another, the devices of a row at once: NeuroSim's write latency).
     pub row_max: u64,
+    /// Updates of the parameter: optimiser steps that selected it, and rule changes that moved
+    /// it (a frozen layer's take none). Each one's gradient crosses DRAM in the cost model.
+    pub updates: u64,
 }
 
 /// The weights' devices: their curves and faults (drawn once, from the run's seed), the update's
@@ -669,13 +672,30 @@ impl Device {
 
     /// After an update: write the change asked of every weight device as pulses along its
     /// curve (`before_update` holds where each started), reprogram changed feedback matrices,
-    /// hold the stuck devices.
-    pub fn after_update(&mut self, net: &mut super::Network) {
+    /// hold the stuck devices. `updated(i)`: whether the update was for parameter `i` (an
+    /// optimiser step's selection; None: a rule's own change, for the parameters it moved).
+    pub fn after_update(&mut self, net: &mut super::Network, updated: Option<&dyn Fn(usize) -> bool>) {
         let steps = self.steps();
         let c2c = self.cfg.c2c as f32;
         let exact = steps == 0.0 && c2c == 0.0;
         for c in 0..self.cells.len() {
             let cl = &self.cells[c];
+            let i = cl.index;
+            let moved = || {
+                let d = &net.params[i].data;
+                if cl.incremental {
+                    *d != self.before[c]
+                } else {
+                    *d != cl.programmed
+                }
+            };
+            let counts = match updated {
+                Some(f) => f(i) && net.params[i].trainable(),
+                None => moved(),
+            };
+            if counts {
+                self.pulses[c].1.updates += 1;
+            }
             if !cl.incremental {
                 if net.params[cl.index].data != cl.programmed {
                     self.program(net, c);
@@ -985,7 +1005,7 @@ mod tests {
                     *w += 0.1 * rng.normal();
                 }
             }
-            d.after_update(&mut n);
+            d.after_update(&mut n, None);
             for (i, p) in n.params.iter_mut().enumerate() {
                 if ranges[i].is_none() {
                     p.data.fill(0.0);
@@ -999,8 +1019,27 @@ mod tests {
         n.params[w].data[0] = -r / 3.0;
         d.before_update(&n);
         n.params[w].data[0] = r / 3.0;
-        d.after_update(&mut n);
+        d.after_update(&mut n, None);
         assert!((n.params[w].data[0] - r / 3.0).abs() < 1e-6);
+    }
+
+    /// An update counts for the parameters it was for: an optimiser step's selection (a frozen
+    /// layer's weights take none), or a rule's own change for the weights it moved.
+    #[test]
+    fn updates_count_the_parameters_updated() {
+        let mut n = net(0);
+        let mut d = Device::new(&cfg("weight_bits = 4"), &mut n, &mut Rng::new(5));
+        let (w0, w1) = (d.cells[0].index, d.cells[1].index);
+        d.before_update(&n);
+        d.after_update(&mut n, Some(&|i| i == w1));
+        d.before_update(&n);
+        n.params[w0].data[0] += 1.0;
+        d.after_update(&mut n, None);
+        d.before_update(&n);
+        d.after_update(&mut n, None);
+        let p = d.take_pulses();
+        let of = |i: usize| p.iter().find(|(j, _)| *j == i).unwrap().1.updates;
+        assert_eq!((of(w0), of(w1)), (1, 1));
     }
 
     /// The gradient quantiser (its uniforms now drawn before its arithmetic) against the plain
@@ -1077,7 +1116,7 @@ mod tests {
         n.params[w].data[0] = -r;
         d.before_update(&n);
         n.params[w].data[0] = -r + 2.0 * r / 3.0; // one pulse
-        d.after_update(&mut n);
+        d.after_update(&mut n, None);
         let g = curve_of_label(1.75).g(1.0 / 3.0);
         assert!((n.params[w].data[0] - r * (2.0 * g - 1.0)).abs() < 1e-5);
         assert!(g > 1.0 / 3.0 + 0.05, "the curve rises faster than the linear device: {g}");
@@ -1085,7 +1124,7 @@ mod tests {
         n.params[w].data[1] = r;
         d.before_update(&n);
         n.params[w].data[1] = r - 2.0 * r / 3.0;
-        d.after_update(&mut n);
+        d.after_update(&mut n, None);
         let g = 1.0 - curve_of_label(1.46).g(1.0 / 3.0);
         assert!((n.params[w].data[1] - r * (2.0 * g - 1.0)).abs() < 1e-5);
     }
@@ -1106,7 +1145,7 @@ mod tests {
                 for w in n.params[0].data.iter_mut() {
                     *w += 0.05 * rng.normal();
                 }
-                d.after_update(&mut n);
+                d.after_update(&mut n, None);
             }
             let r = d.cells[0].range;
             for &(j, g) in &stuck {
