@@ -41,6 +41,8 @@ its section names.
 - Part 2: compute-in-memory hardware (`plans/hardware.toml`)
 - Part 3: the feedback spiking network at its paper's settings (`results/ide-fsnn-paper`)
 - Part 4: gradient masking checked with a black-box attack (`plans/attack-blackbox.toml`)
+- Part 5: the benchmark paper's design on conv3, laptop cut (`plans/holistic-conv3-laptop.toml`;
+  BP, Hebbian WTA, FA and DFA; running across sessions by resume, its heading says how far)
 
 Correction (session 24): until then a dropout layer zeroed every input gradient in evaluation
 mode, so FGSM and PGD could not move inputs through it. In part 1 this invalidated the FGSM/PGD
@@ -98,4 +100,7 @@ append() {
 append hardware "Part 2: compute-in-memory hardware (plans/hardware.toml, issue 16)"
 append ide-fsnn-paper "Part 3: the feedback spiking network at its paper's settings (issue 15)"
 append attack-blackbox "Part 4: gradient masking checked with the black-box Square attack (plans/attack-blackbox.toml, issue 11)"
+# The conv3 study runs across sessions by resume: its part says how far it has got.
+conv3_done=$(wc -l < results/holistic-conv3-laptop/results.jsonl)
+append holistic-conv3-laptop "Part 5: the benchmark paper's design on conv3, laptop cut (plans/holistic-conv3-laptop.toml, issue 13; ${conv3_done} of its 48 runs so far: 4 rules x 2 fractions x 2 budgets x 3 seeds)"
 echo "RESULTS.md: $(wc -l < RESULTS.md) lines"
