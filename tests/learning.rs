@@ -480,6 +480,29 @@ fn hardware_activity_is_measured_per_step() {
     }
 }
 
+/// A layer's gradients cross DRAM only at the steps that update it: SoftHebb's unsupervised
+/// epoch updates its hidden layer alone (a number of updates), its read-out epoch the head alone
+/// over frozen features (one pass of the training digits in batches of 32), so each array's
+/// updates a step are its phase's share of the steps and no step updates both.
+#[test]
+fn a_frozen_layer_moves_no_gradients_through_dram() {
+    let t: toml::Table = "rule = 'softhebb'\narch = 'softhebb-mlp:64'\nepochs = 2\nthreads = 1\nhardware = 'neurosim'\nhebb_updates = 300"
+        .parse()
+        .unwrap();
+    let cfg = TrainConfig::load(None, t).unwrap();
+    let (r, _) = train::run(&cfg, &Default::default(), &mut |_| {}).unwrap();
+    let h = r.hardware_cost.expect("hardware runs carry their cost");
+    let a = &h.activity;
+    let steps = a.steps as f64;
+    let learned: Vec<_> = a.arrays.iter().filter(|x| x.learned).collect();
+    assert_eq!(learned.len(), 2, "{:?}", a.arrays);
+    let (hidden, head) = (learned[0].updates * steps, learned[1].updates * steps);
+    let readout_steps = r.data.train.div_ceil(32) as f64;
+    assert!((head - readout_steps).abs() < 1e-6, "head updated at {head} steps, read-out has {readout_steps}");
+    assert!((hidden + head - steps).abs() < 1e-6, "{hidden} + {head} updates in {steps} steps");
+    assert!(hidden >= 300.0, "the unsupervised phase's updates: {hidden}");
+}
+
 /// A hardware condition draws its devices from a stream of its own: building the trainer
 /// leaves the caller's RNG where the ideal run leaves it, so the validation split and the
 /// training subset a plan draws next are the ideal run's (the hardware study is paired on data).
