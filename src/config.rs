@@ -60,10 +60,18 @@ pub struct TrainConfig {
     /// (ideal, int8, int4-adc5-var, neurosim) or a TOML file of its non-idealities.
     #[serde(skip_serializing_if = "is_ideal")]
     pub hardware: String,
+    /// Resize every image to `resize x resize` pixels at load, as torchvision's `Resize` does
+    /// (PIL's bilinear filter on bytes; BioTorch's LeNet protocol resizes 28 -> 32); 0: as stored.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub resize: usize,
 }
 
 fn is_ideal(h: &str) -> bool {
     h == "ideal"
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Default for TrainConfig {
@@ -97,6 +105,7 @@ impl Default for TrainConfig {
             val_fraction: 0.0,
             normalize: true,
             hardware: "ideal".into(),
+            resize: 0,
         }
     }
 }
@@ -105,8 +114,8 @@ impl Default for TrainConfig {
 pub fn shared_keys() -> Vec<&'static str> {
     static KEYS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
     KEYS.get_or_init(|| {
-        // (Every field: `hardware` is left out of a config only when ideal.)
-        let all = TrainConfig { hardware: "any".into(), ..TrainConfig::default() };
+        // (Every field: `hardware` is left out of a config only when ideal, `resize` when 0.)
+        let all = TrainConfig { hardware: "any".into(), resize: 1, ..TrainConfig::default() };
         let v = serde_json::to_value(all).expect("config serialises");
         let obj = v.as_object().expect("config is a JSON object");
         obj.keys().filter(|k| *k != "settings").map(|k| &*Box::leak(k.clone().into_boxed_str())).collect()
@@ -241,7 +250,8 @@ impl TrainConfig {
             }
             _ => {}
         }
-        let checks: [(bool, &str); 11] = [
+        let checks: [(bool, &str); 12] = [
+            (self.resize <= 4096, "resize must be in 0..=4096 (0: images as stored)"),
             ((1..=MAX_EPOCHS).contains(&self.epochs), "epochs must be in 1..=1000000"),
             ((1..=MAX_BATCH).contains(&self.batch), "batch must be in 1..=16777216"),
             (self.lr.is_finite() && self.lr > 0.0, "lr must be a positive number"),

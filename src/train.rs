@@ -1072,6 +1072,9 @@ pub struct Loaded {
 pub fn load_data(cfg: &TrainConfig) -> crate::Result<Loaded> {
     let dir = cfg.data_dir.as_deref().map(std::path::Path::new);
     let mut ds = data::load_by_name(&cfg.data, dir)?;
+    if cfg.resize > 0 {
+        ds.resize(cfg.resize, cfg.resize)?;
+    }
     let checksum = ds.checksum();
     if cfg.is_vae() {
         ds.autoencoding()?;

@@ -155,6 +155,13 @@ fn every_class_of_bad_input_is_refused_with_a_clear_error() {
             "a text data set needs a language model",
         ),
         (
+            "images resized on a text corpus",
+            train(&["--data", "devil", "--data-dir", text.to_str().unwrap(), "--set", "resize=32"]),
+            vec![],
+            1,
+            "resize applies to images",
+        ),
+        (
             "an integer search bound past any setting",
             s(&["tune", "--space", "lr=int:0:1e19", "--trials", "1", "--epochs", "1", "--out", &o]),
             vec![],
@@ -381,7 +388,9 @@ fn every_rule_setting_refuses_values_no_rule_can_mean() {
 #[test]
 fn every_config_field_refuses_values_no_run_can_mean() {
     use biolearn::config::TrainConfig;
-    let defaults = table_of(&TrainConfig::load(None, toml::Table::new()).unwrap());
+    let mut defaults = table_of(&TrainConfig::load(None, toml::Table::new()).unwrap());
+    // (A config leaves `resize` out while it is 0, its default.)
+    defaults.insert("resize".into(), toml::Value::Integer(0));
     let mut failed = vec![];
     let mut load = |k: &str, v: &toml::Value| {
         TrainConfig::load(None, [(k.to_string(), v.clone())].into_iter().collect())

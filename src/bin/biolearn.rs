@@ -1004,7 +1004,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     };
     let base = overrides(&given)?;
     let mut data_cfg = base.clone();
-    data_cfg.retain(|k, _| k == "data" || k == "data_dir" || k == "normalize");
+    data_cfg.retain(|k, _| k == "data" || k == "data_dir" || k == "normalize" || k == "resize");
     let ds = train::load_data(&TrainConfig::from_table(data_cfg).map_err(anyhow::Error::msg)?)
         .map_err(anyhow::Error::msg)?
         .ds;
@@ -1359,14 +1359,16 @@ fn eval_attacks(
         Some(p) => {
             let f = train::model_file(p).map_err(anyhow::Error::msg)?;
             let scfg = train::saved_config(&f).map_err(anyhow::Error::msg)?;
-            if scfg.data != cfg.data || scfg.normalize != cfg.normalize {
+            if scfg.data != cfg.data || scfg.normalize != cfg.normalize || scfg.resize != cfg.resize {
                 bail!(
-                    "--attack-from {}: trained on {} (normalize {}), MODEL on {} (normalize {}): a transfer attack needs the same data",
+                    "--attack-from {}: trained on {} (normalize {}, resize {}), MODEL on {} (normalize {}, resize {}): a transfer attack needs the same data",
                     f.display(),
                     scfg.data,
                     scfg.normalize,
+                    scfg.resize,
                     cfg.data,
-                    cfg.normalize
+                    cfg.normalize,
+                    cfg.resize
                 );
             }
             Some((train::load_model(&f, &scfg, &l.ds).map_err(anyhow::Error::msg)?, f))

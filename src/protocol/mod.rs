@@ -753,9 +753,9 @@ fn run_plan_inner(
     // The data set once per normalisation the runs ask for (a rule's preset may turn it off:
     // SoftHebb learns on raw pixels).
     // (And once more for a VAE, whose targets are its pixels.)
-    let mut loaded: Vec<((bool, bool), Loaded)> = Vec::new();
+    let mut loaded: Vec<((bool, bool, usize), Loaded)> = Vec::new();
     for spec in &todo {
-        let key = (spec.cfg.normalize, spec.cfg.is_vae());
+        let key = (spec.cfg.normalize, spec.cfg.is_vae(), spec.cfg.resize);
         if !loaded.iter().any(|(n, _)| *n == key) {
             loaded.push((key, train::load_data(&spec.cfg).map_err(|e| e.to_string())?));
         }
@@ -764,7 +764,7 @@ fn run_plan_inner(
     // classes.
     let what = if loaded.iter().any(|(_, l)| l.ds.alphabet.is_some()) {
         Some("the text data set {} (its inputs are token ids, its samples sequences)")
-    } else if loaded.iter().any(|((_, vae), _)| *vae) {
+    } else if loaded.iter().any(|((_, vae, _), _)| *vae) {
         Some("a VAE on {} (its targets are its input's pixels, not classes)")
     } else {
         None
@@ -790,7 +790,7 @@ fn run_plan_inner(
     let t0 = Instant::now();
     let (mut ran, mut diverged) = (0usize, 0usize);
     let work = |k: usize| {
-        let key = (todo[k].cfg.normalize, todo[k].cfg.is_vae());
+        let key = (todo[k].cfg.normalize, todo[k].cfg.is_vae(), todo[k].cfg.resize);
         let data = &loaded.iter().find(|(n, _)| *n == key).expect("loaded above").1;
         run_one(plan, &todo[k], data, Some(&checkpoint_path(out, &todo[k].id)))
     };
