@@ -278,6 +278,12 @@ impl TrainConfig {
         crate::nn::hardware::HardwareConfig::named(&self.hardware)
     }
 
+    /// What `train::load_data` makes of the data set besides loading it (standardised or not,
+    /// an autoencoder's targets, resized): runs that share it share one loaded copy.
+    pub fn data_key(&self) -> (bool, bool, usize) {
+        (self.normalize, self.is_vae(), self.resize)
+    }
+
     /// Whether the network is a variational autoencoder (a `vae:` arch): its targets are its
     /// inputs' pixels (`data::Dataset::autoencoding`), its loss their Bernoulli cross-entropy.
     pub fn is_vae(&self) -> bool {

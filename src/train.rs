@@ -981,14 +981,8 @@ impl Trainer {
         // (Absent from checkpoints written before session 25: the meter restarts there.)
         if let (Some(m), Some(s)) = (self.meter.as_mut(), meta.get("metered")) {
             let a: Option<crate::nn::hardware::cost::Activity> = serde_json::from_str(s).map_err(|_| bad("metered"))?;
-            if let Some(mut a) = a {
-                // What the network fixes comes from the network, not the file (a checkpoint
-                // from before session 26 has no input shares: read as 1).
-                for (saved, fresh) in a.arrays.iter_mut().zip(&m.activity.arrays) {
-                    saved.input_share = fresh.input_share;
-                    saved.inference_vectors = fresh.inference_vectors;
-                }
-                m.activity = a;
+            if let Some(a) = a {
+                m.resume(a);
             }
         }
         self.epochs_done = epochs_done;

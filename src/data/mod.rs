@@ -280,6 +280,26 @@ impl Dataset {
         self.channels * self.height * self.width
     }
 
+    /// An error about this data set (its source named).
+    fn invalid(&self, msg: String) -> DataError {
+        DataError::Invalid { path: self.source.clone().into(), msg }
+    }
+
+    /// Refuses a text data set (`text`: what needs images) and a pixel value outside [0, 1]
+    /// (`range`: what needs 8-bit images scaled to [0, 1]), naming the data set, the split and
+    /// the value.
+    fn check_pixels(&self, text: &str, range: &str) -> Result<(), DataError> {
+        if self.alphabet.is_some() {
+            return Err(self.invalid(format!("{} is a text data set: {text}", self.name)));
+        }
+        for (which, split) in [("train", &self.train), ("test", &self.test)] {
+            if let Some(v) = split.x.iter().find(|v| !(0.0..=1.0).contains(*v)) {
+                return Err(self.invalid(format!("{}'s {which} split has the value {v}: {range}", self.name)));
+            }
+        }
+        Ok(())
+    }
+
     /// Resize every image to `h x w` as torchvision's `Resize` does on a PIL image: each channel
     /// as 8-bit pixels (values in [0, 1] times 255, rounded), PIL's bilinear resampling (a
     /// triangle filter of support 1, widened by the shrink factor when shrinking, pixel centres
@@ -288,21 +308,10 @@ impl Dataset {
     /// smaller first (rows first on a tie, as PIL 13 does); then / 255 as `ToTensor`. A text
     /// data set, or a value outside [0, 1], is an error naming the data set.
     pub fn resize(&mut self, h: usize, w: usize) -> Result<(), DataError> {
-        let bad = |msg: String| DataError::Invalid { path: self.source.clone().into(), msg };
-        if self.alphabet.is_some() {
-            return Err(bad(format!("{} is a text data set: resize applies to images", self.name)));
-        }
         if h == 0 || w == 0 {
-            return Err(bad(format!("{}: cannot resize to {h} x {w}", self.name)));
+            return Err(self.invalid(format!("{}: cannot resize to {h} x {w}", self.name)));
         }
-        for (which, split) in [("train", &self.train), ("test", &self.test)] {
-            if let Some(v) = split.x.iter().find(|v| !(0.0..=1.0).contains(*v)) {
-                return Err(bad(format!(
-                    "{}'s {which} split has the value {v}: resizing reads 8-bit images, values in [0, 1]",
-                    self.name
-                )));
-            }
-        }
+        self.check_pixels("resize applies to images", "resizing reads 8-bit images, values in [0, 1]")?;
         let (c, ih, iw) = (self.channels, self.height, self.width);
         let (cols, rows) = (pil_coefficients(iw, w), pil_coefficients(ih, h));
         let rows_first = h * iw >= ih * w;
@@ -314,7 +323,7 @@ impl Dataset {
             for img in split.x.chunks(c * ih * iw) {
                 for ch in img.chunks(ih * iw) {
                     for (b, v) in plane.iter_mut().zip(ch) {
-                        *b = (v * 255.0).round() as u8;
+                        *b = (v * crate::picture::PIXEL_LEVELS).round() as u8;
                     }
                     if rows_first {
                         for y in 0..ih {
@@ -331,7 +340,7 @@ impl Dataset {
                             pil_pass(&mid[y * iw..], 1, &cols, &mut done[y * w..], 1);
                         }
                     }
-                    out.extend(done.iter().map(|&b| f32::from(b) / 255.0));
+                    out.extend(done.iter().map(|&b| f32::from(b) / crate::picture::PIXEL_LEVELS));
                 }
             }
             split.x = out;
@@ -347,22 +356,8 @@ impl Dataset {
     /// classes become the 256 levels. Call it before `normalize` (the inputs stay as they are).
     /// A value outside [0, 1] is an error naming the data set.
     pub fn autoencoding(&mut self) -> Result<(), DataError> {
-        if self.alphabet.is_some() {
-            return Err(DataError::Invalid {
-                path: self.source.clone().into(),
-                msg: format!("{} is a text data set: a VAE models pixels", self.name),
-            });
-        }
-        for (which, split) in [("train", &mut self.train), ("test", &mut self.test)] {
-            if let Some(v) = split.x.iter().find(|v| !(0.0..=1.0).contains(*v)) {
-                return Err(DataError::Invalid {
-                    path: self.source.clone().into(),
-                    msg: format!(
-                        "{}'s {which} split has the value {v}: a VAE's Bernoulli pixels need inputs in [0, 1]",
-                        self.name
-                    ),
-                });
-            }
+        self.check_pixels("a VAE models pixels", "a VAE's Bernoulli pixels need inputs in [0, 1]")?;
+        for split in [&mut self.train, &mut self.test] {
             split.y = split.x.iter().map(|v| (v * crate::picture::PIXEL_LEVELS).round() as u32).collect();
         }
         self.num_classes = crate::picture::PIXEL_LEVELS as usize + 1;

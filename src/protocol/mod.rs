@@ -755,7 +755,7 @@ fn run_plan_inner(
     // (And once more for a VAE, whose targets are its pixels.)
     let mut loaded: Vec<((bool, bool, usize), Loaded)> = Vec::new();
     for spec in &todo {
-        let key = (spec.cfg.normalize, spec.cfg.is_vae(), spec.cfg.resize);
+        let key = spec.cfg.data_key();
         if !loaded.iter().any(|(n, _)| *n == key) {
             loaded.push((key, train::load_data(&spec.cfg).map_err(|e| e.to_string())?));
         }
@@ -790,7 +790,7 @@ fn run_plan_inner(
     let t0 = Instant::now();
     let (mut ran, mut diverged) = (0usize, 0usize);
     let work = |k: usize| {
-        let key = (todo[k].cfg.normalize, todo[k].cfg.is_vae(), todo[k].cfg.resize);
+        let key = todo[k].cfg.data_key();
         let data = &loaded.iter().find(|(n, _)| *n == key).expect("loaded above").1;
         run_one(plan, &todo[k], data, Some(&checkpoint_path(out, &todo[k].id)))
     };

@@ -49,8 +49,8 @@ fn per_sample(c: &Cost) -> f64 {
     }
 }
 
-fn mean_of(recs: &[&Record], f: impl Fn(&Cost) -> f64) -> Option<f64> {
-    let v: Vec<f64> = recs.iter().filter_map(|r| priced(r).map(|c| f(&c))).filter(|v| v.is_finite()).collect();
+fn mean_of(costs: &[Cost], f: impl Fn(&Cost) -> f64) -> Option<f64> {
+    let v: Vec<f64> = costs.iter().map(f).filter(|v| v.is_finite()).collect();
     Summary::of(&v).map(|s| s.mean)
 }
 
@@ -114,10 +114,11 @@ pub fn section(records: &[Record], ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<
                 }
                 let ok: Vec<&Record> = cell.iter().copied().filter(|r| r.status == Status::Ok).collect();
                 let acc = acc_summary(&ok);
+                let costs: Vec<Cost> = ok.iter().filter_map(|r| priced(r)).collect();
                 let cost = |f: fn(&Cost) -> f64, scale: f64, d: usize| {
-                    mean_of(&ok, f).map_or("—".to_string(), |v| format!("{:.d$}", v * scale))
+                    mean_of(&costs, f).map_or("—".to_string(), |v| format!("{:.d$}", v * scale))
                 };
-                let first = ok.iter().find_map(|r| priced(r));
+                let first = costs.first();
                 t.rows.push(vec![
                     rule.clone(),
                     c.clone(),
@@ -128,10 +129,10 @@ pub fn section(records: &[Record], ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<
                     cost(|c| c.step_latency_s, 1e6, 2),
                     cost(|c| c.inference_energy_j, 1e9, 3),
                     cost(|c| c.inference_latency_s, 1e6, 3),
-                    first.as_ref().map_or("—".into(), |c| format!("{:.4}", c.array_mm2)),
-                    first.as_ref().map_or("—".into(), |c| c.adcs.to_string()),
+                    first.map_or("—".into(), |c| format!("{:.4}", c.array_mm2)),
+                    first.map_or("—".into(), |c| c.adcs.to_string()),
                 ]);
-                if let (Some(e), Some(a)) = (mean_of(&ok, per_sample), acc) {
+                if let (Some(e), Some(a)) = (mean_of(&costs, per_sample), acc) {
                     points.push((e * 1e6, a.mean * 100.0, a.std * 100.0));
                 }
             }

@@ -181,6 +181,16 @@ impl Meter {
         m
     }
 
+    /// Continue from the activity a checkpoint saved: its measured counts, on this network's
+    /// arrays (what the network fixes, its input shares and inference reads, stays the
+    /// network's: a checkpoint from before session 26 has no input shares).
+    pub fn resume(&mut self, saved: Activity) {
+        let fresh = std::mem::replace(&mut self.activity, saved);
+        for (a, f) in self.activity.arrays.iter_mut().zip(fresh.arrays) {
+            (a.input_share, a.inference_vectors) = (f.input_share, f.inference_vectors);
+        }
+    }
+
     /// Add `steps` steps' reads (`linalg::ArrayReads`, registered in the order of `params`),
     /// pulses (by parameter index) and the samples they trained on.
     pub fn add(&mut self, steps: u64, samples: u64, reads: &crate::linalg::ArrayReads, pulses: &[(usize, Pulses)]) {

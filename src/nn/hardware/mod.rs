@@ -680,27 +680,21 @@ impl Device {
         let exact = steps == 0.0 && c2c == 0.0;
         for c in 0..self.cells.len() {
             let cl = &self.cells[c];
-            let i = cl.index;
-            let moved = || {
-                let d = &net.params[i].data;
-                if cl.incremental {
-                    *d != self.before[c]
-                } else {
-                    *d != cl.programmed
-                }
-            };
-            let counts = match updated {
-                Some(f) => f(i) && net.params[i].trainable(),
-                None => moved(),
-            };
-            if counts {
-                self.pulses[c].1.updates += 1;
-            }
+            // An optimiser step counts for the parameters it selected, a rule's change for those
+            // it moved.
+            let selected = updated.map(|f| f(cl.index) && net.params[cl.index].trainable());
             if !cl.incremental {
-                if net.params[cl.index].data != cl.programmed {
+                let changed = net.params[cl.index].data != cl.programmed;
+                if selected.unwrap_or(changed) {
+                    self.pulses[c].1.updates += 1;
+                }
+                if changed {
                     self.program(net, c);
                 }
                 continue;
+            }
+            if selected.unwrap_or_else(|| net.params[cl.index].data != self.before[c]) {
+                self.pulses[c].1.updates += 1;
             }
             let data = &mut net.params[cl.index].data;
             let nonlinear = cl.ltp.iter().chain(&cl.ltd).any(|k| !k.linear());
