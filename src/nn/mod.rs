@@ -842,8 +842,11 @@ impl Network {
                         *on = true;
                         if pass == Pass::Train {
                             let keep = 1.0 - *p;
+                            let scale = 1.0 / keep;
+                            // Branch-free (a random mask mispredicts half its branches):
+                            // 1 x scale or 0 x scale, the same values as a select.
                             for m in mask.iter_mut() {
-                                *m = if rng.uniform() < keep { 1.0 / keep } else { 0.0 };
+                                *m = f32::from(u8::from(rng.uniform() < keep)) * scale;
                             }
                         }
                         for ((yv, xv), m) in y.iter_mut().zip(x).zip(mask.iter()) {

@@ -59,6 +59,17 @@ impl PoolGeom {
                         let cols = self.span(ox, self.w);
                         debug_assert!(!rows.is_empty() && !cols.is_empty(), "a pooling window inside the padding");
                         let first = (c * self.h + rows.start) * self.w + cols.start;
+                        let o = (c * oh + oy) * ow + ox;
+                        let full = rows.len() == self.k && cols.len() == self.k;
+                        if full && (self.k == 3 || self.k == 4) {
+                            let (best, bi) = match self.k {
+                                3 => max_window::<3>(xs, first, self.w),
+                                _ => max_window::<4>(xs, first, self.w),
+                            };
+                            ys[o] = best;
+                            a[o] = bi as u32;
+                            continue;
+                        }
                         let (mut best, mut bi) = (xs[first], first);
                         for iy in rows.clone() {
                             let row = (c * self.h + iy) * self.w;
@@ -69,7 +80,6 @@ impl PoolGeom {
                                 bi = if take { row + ix } else { bi };
                             }
                         }
-                        let o = (c * oh + oy) * ow + ox;
                         ys[o] = best;
                         a[o] = bi as u32;
                     }
@@ -139,14 +149,11 @@ impl PoolGeom {
         for c in 0..self.c {
             for oy in 0..oh {
                 let gr = &gs[(c * oh + oy) * ow..][..ow];
-                for iy in 0..k {
-                    let row = &mut d[(c * h + oy * k + iy) * w..][..w];
-                    for (cells, gv) in row[..ow * k].chunks_exact_mut(k).zip(gr) {
-                        let v = gv * scale;
-                        cells.iter_mut().for_each(|c| *c = 0.0 + v);
-                    }
-                    row[ow * k..].fill(0.0);
-                }
+                // The window row's first input row, then its copies (the same values).
+                let (first, rest) = d[(c * h + oy * k) * w..][..k * w].split_at_mut(w);
+                spread_row(gr, &mut first[..ow * k], k, scale);
+                first[ow * k..].fill(0.0);
+                rest.chunks_exact_mut(w).for_each(|r| r.copy_from_slice(first));
             }
             d[(c * h + oh * k) * w..(c + 1) * h * w].fill(0.0);
         }
@@ -212,6 +219,41 @@ impl PoolGeom {
                 }
             }
         });
+    }
+}
+
+/// The max of a K x K window wholly inside the input (first cell at `first`, rows `w` apart) and
+/// its index: the general path's comparisons in its order (row by row, the first of equal values
+/// kept, NaN propagating from the first cell), unrolled for a K known at compile time.
+#[inline(always)]
+fn max_window<const K: usize>(xs: &[f32], first: usize, w: usize) -> (f32, usize) {
+    let (mut best, mut bi) = (xs[first], first);
+    for dy in 0..K {
+        let row = &xs[first + dy * w..][..K];
+        for (dx, &v) in row.iter().enumerate() {
+            let take = v > best;
+            best = if take { v } else { best };
+            bi = if take { first + dy * w + dx } else { bi };
+        }
+    }
+    (best, bi)
+}
+
+crate::wide_fn! {
+    /// cells[k o + i] = 0 + g[o] scale for i < k: one output row's gradient spread over its
+    /// windows' input cells (k = 2 written out, so it vectorises).
+    fn spread_row(g: &[f32], cells: &mut [f32], k: usize, scale: f32) {
+        if k == 2 {
+            for (pair, gv) in cells.chunks_exact_mut(2).zip(g) {
+                let v = 0.0 + gv * scale;
+                pair[0] = v;
+                pair[1] = v;
+            }
+        } else {
+            for (win, gv) in cells.chunks_exact_mut(k).zip(g) {
+                win.fill(0.0 + gv * scale);
+            }
+        }
     }
 }
 
