@@ -77,15 +77,19 @@ impl ConvGeom {
         Some((lo, hi))
     }
 
-    /// Whether im2col and col2im take the AVX-512 path: stride 1, zero padding, and a CPU
-    /// with AVX-512F (the same values as the scalar path: copies, and sums in the same order).
-    fn simd_path(&self) -> bool {
+    /// Whether im2col takes the AVX-512 path: stride 1 and a CPU with AVX-512F (the same
+    /// values as the scalar path: copies); col2im's also needs zero padding (its sums in the
+    /// scalar path's order: reflected edges add theirs after each row's middle).
+    fn simd_path(&self, col2im: bool) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            self.stride == 1 && !self.reflect && std::arch::is_x86_feature_detected!("avx512f")
+            self.stride == 1 && !(col2im && self.reflect) && std::arch::is_x86_feature_detected!("avx512f")
         }
         #[cfg(not(target_arch = "x86_64"))]
-        false
+        {
+            let _ = col2im;
+            false
+        }
     }
 
     /// Lane masks of the 16-wide block of output columns starting at `b0` for kernel column
@@ -123,8 +127,10 @@ impl ConvGeom {
             for oy in 0..oh {
                 let at = s * p + oy * ow;
                 let o = row.as_mut_ptr().add(at);
-                let y = (oy + i) as isize - self.pad as isize;
-                let inside = y >= 0 && y < self.h as isize;
+                // The input row (reflected back inside with reflect padding; None: a zero row).
+                let y = self.coord(oy, i, self.h);
+                let inside = y.is_some();
+                let y = y.unwrap_or(0) as isize;
                 // Lane l of block b reads input column 16 b + l + j - pad; only the lanes of its
                 // load mask, which lie inside the input row, are read.
                 let src = plane.wrapping_offset(y * self.w as isize + shift);
@@ -136,6 +142,14 @@ impl ConvGeom {
                         _mm512_storeu_ps(o.add(b0), v);
                     } else {
                         _mm512_mask_storeu_ps(o.add(b0), self.block_masks(b0, lo, hi).0, v);
+                    }
+                }
+                if self.reflect {
+                    // The columns outside [lo, hi) read reflected input columns, not zeros.
+                    let src = plane.add(y as usize * self.w);
+                    for ox in (0..lo).chain(hi..ow) {
+                        let xx = self.coord(ox, j, self.w).expect("reflect padding stays inside");
+                        *o.add(ox) = *src.add(xx);
                     }
                 }
             }
@@ -205,7 +219,7 @@ impl ConvGeom {
     fn im2col_on(&self, x: &[f32], n: usize, cols: &mut [f32], par: bool) {
         let (p, chw, hw) = (self.p(), self.c * self.h * self.w, self.h * self.w);
         let (oh, ow, k) = (self.oh(), self.ow(), self.k);
-        let fast = self.simd_path();
+        let fast = self.simd_path(false);
         let fill = |r: usize, row: &mut [f32]| {
             #[cfg(target_arch = "x86_64")]
             if fast {
@@ -266,7 +280,7 @@ impl ConvGeom {
         let (p, chw, hw) = (self.p(), self.c * self.h * self.w, self.h * self.w);
         let (oh, ow, k) = (self.oh(), self.ow(), self.k);
         let np = n * p;
-        let fast = self.simd_path();
+        let fast = self.simd_path(true);
         let scatter = |s: usize, out: &mut [f32]| {
             #[cfg(target_arch = "x86_64")]
             if fast {
@@ -706,10 +720,43 @@ mod tests {
             // Rows wider than one 16-lane block, padding on both sides of the blocks.
             (false, 1, 2, 9, 37, 5),
             (false, 1, 0, 7, 19, 3),
+            // Reflect padding on wide rows (the AVX-512 im2col patches the reflected edges).
+            (true, 1, 1, 9, 37, 3),
+            (true, 1, 2, 7, 19, 5),
         ] {
             v.push(ConvGeom { c: 2, h, w, o: 3, k, stride, pad, reflect });
         }
         v
+    }
+
+    /// im2col on every path (AVX-512 where the CPU has it) gives the definition's columns
+    /// exactly: zeros in zero padding, reflected cells with reflect padding.
+    #[test]
+    fn im2col_copies_the_definitions_cells() {
+        let mut r = crate::rng::Rng::new(4);
+        for g in geoms() {
+            let n = 2;
+            let mut x = vec![0.0; n * g.c * g.h * g.w];
+            r.fill_normal(&mut x, 1.0);
+            let mut cols = vec![f32::NAN; n * g.p() * g.ckk()];
+            g.im2col(&x, n, &mut cols);
+            let (p, np) = (g.p(), n * g.p());
+            for row in 0..g.ckk() {
+                let (c, i, j) = (row / (g.k * g.k), (row / g.k) % g.k, row % g.k);
+                for s in 0..n {
+                    for oy in 0..g.oh() {
+                        for ox in 0..g.ow() {
+                            let want = g
+                                .coord(oy, i, g.h)
+                                .zip(g.coord(ox, j, g.w))
+                                .map_or(0.0, |(y, xx)| x[s * g.c * g.h * g.w + (c * g.h + y) * g.w + xx]);
+                            let got = cols[row * np + s * p + oy * g.ow() + ox];
+                            assert_eq!(got.to_bits(), want.to_bits(), "{g:?} row {row} sample {s} at ({oy}, {ox})");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
