@@ -220,6 +220,15 @@ impl ConvGeom {
         let (p, chw, hw) = (self.p(), self.c * self.h * self.w, self.h * self.w);
         let (oh, ow, k) = (self.oh(), self.ow(), self.k);
         let fast = self.simd_path(false);
+        // (Reflect padding reflects once: a pad as wide as the input would read outside it,
+        // which the AVX-512 path's pointers would not catch. The arch checks sides first.)
+        assert!(
+            !self.reflect || (self.pad < self.h && self.pad < self.w),
+            "reflect padding {} on a {}x{} input",
+            self.pad,
+            self.h,
+            self.w
+        );
         let fill = |r: usize, row: &mut [f32]| {
             #[cfg(target_arch = "x86_64")]
             if fast {
