@@ -35,6 +35,11 @@ Models
   conv3 : biolearn's `conv3` (Gupta et al. 2022's net): conv 1->100 5x5, ReLU,
           avgpool 2, conv 100->196 3x3, ReLU, avgpool 2, conv 196->400 3x3,
           ReLU, avgpool 2, linear 400->10; 28x28 inputs, no padding.
+  softhebb-cnn28 : biolearn's `softhebb-cnn28` (SoftHebb's demo.py net a third
+          as wide: BN, conv 1->32 5x5 reflect pad 2, triangle^0.7, maxpool 4/2/1;
+          BN, conv 32->128 3x3 reflect, triangle^1.4, maxpool 4/2/1; BN, conv
+          128->512 3x3 reflect, triangle, avgpool 2; dropout 0.5, linear 4608->10;
+          no conv bias), BP only (the FA conv function pads with zeros).
   lenet : BioTorch's `LeNetMNIST` (biotorch/models/le_net.py):
           conv1 1->6 k5 s1 p0, ReLU, maxpool2 ; conv2 6->16 k5 s1 p0, ReLU,
           maxpool2 ; conv3 16->120 k5 s1 p0, ReLU ; flatten(120) ;
@@ -80,7 +85,7 @@ import numpy as np
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", choices=["mlp", "lenet", "conv3"], default="mlp")
+    p.add_argument("--model", choices=["mlp", "lenet", "conv3", "softhebb-cnn28"], default="mlp")
     p.add_argument("--rule", choices=["bp", "fa"], default="bp")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch", type=int, default=128)
@@ -205,7 +210,21 @@ class FAConv2d(nn.Conv2d):
 
 
 # ---------------------------------------------------------------------- models
+class Triangle(nn.Module):
+    """SoftHebb's triangle: relu(x - mean over channels)^power (biolearn's `compete.rs`)."""
+
+    def __init__(self, power):
+        super().__init__()
+        self.power = power
+
+    def forward(self, x):
+        z = F.relu(x - x.mean(dim=1, keepdim=True))
+        return z if self.power == 1.0 else z.pow(self.power)
+
+
 def make_model(model, rule, lenet_input):
+    if model == "softhebb-cnn28" and rule != "bp":
+        sys.exit("softhebb-cnn28 runs BP only here (FAConv2dFn pads with zeros, not reflections)")
     Lin = FALinear if rule == "fa" else nn.Linear
     Conv = FAConv2d if rule == "fa" else nn.Conv2d
     if model == "mlp":
@@ -219,6 +238,21 @@ def make_model(model, rule, lenet_input):
             Conv(196, 400, 3), nn.ReLU(), nn.AvgPool2d(2),
             nn.Flatten(),
             Lin(400, 10),
+        )
+    elif model == "softhebb-cnn28":
+        # biolearn's `softhebb-cnn28` trained end to end by BP (the holistic study's
+        # bp-softhebb-cnn arm): SoftHebb's demo.py blocks a third as wide, for 28x28 inputs:
+        # [BN (no affine) -> conv (reflect pad, no bias) -> triangle -> pool] x 3 -> dropout 0.5
+        # -> linear; max pools 4/2 padded by 1, the last pool average 2/2 (512 x 3 x 3 features).
+        net = nn.Sequential(
+            nn.BatchNorm2d(1, affine=False), Conv(1, 32, 5, padding=2, padding_mode="reflect", bias=False),
+            Triangle(0.7), nn.MaxPool2d(4, 2, 1),
+            nn.BatchNorm2d(32, affine=False), Conv(32, 128, 3, padding=1, padding_mode="reflect", bias=False),
+            Triangle(1.4), nn.MaxPool2d(4, 2, 1),
+            nn.BatchNorm2d(128, affine=False), Conv(128, 512, 3, padding=1, padding_mode="reflect", bias=False),
+            Triangle(1.0), nn.AvgPool2d(2, 2),
+            nn.Dropout(0.5), nn.Flatten(),
+            Lin(512 * 3 * 3, 10),
         )
     else:
         pad1 = 2 if lenet_input == "pad" else 0
