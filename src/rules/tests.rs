@@ -1736,6 +1736,45 @@ mod hebb_wta {
         assert!(y.iter().all(|&v| v == 0.0) && wins == vec![0.0, 0.0]);
     }
 
+    /// The one-hot update from winner indices against `hard_wta` + the dense product: the same
+    /// winners and counts, the same dW up to the order of its sums, for patches stored either
+    /// way, with positions where nobody fires.
+    #[test]
+    fn winner_update_matches_the_dense_product() {
+        let mut rng = Rng::new(12);
+        for (n, k, p, inp) in [(3, 4, 5, 7), (2, 6, 1, 9), (4, 3, 16, 2)] {
+            let np = n * p;
+            let mut u = vec![0.0f32; n * k * p];
+            rng.fill_normal(&mut u, 1.0);
+            u.iter_mut().step_by(3).for_each(|v| *v -= 2.0);
+            // Sample 0's first position fires nobody.
+            (0..k).for_each(|ch| u[ch * p] = -1.0 - ch as f32);
+            let mut w = vec![0.0f32; k * inp];
+            rng.fill_normal(&mut w, 1.0);
+            let (mut y, mut wins) = (Vec::new(), vec![0.0; k]);
+            Hebbian::hard_wta(&u, n, k, p, &mut y, &mut wins);
+            let (mut win, mut wins2) = (Vec::new(), vec![0.0; k]);
+            Hebbian::wta_winners(&u, n, k, p, &mut win, &mut wins2);
+            assert_eq!(wins, wins2);
+            assert!(win.contains(&hebbian::NONE), "some position fires nobody");
+            for (j, &c) in win.iter().enumerate() {
+                for ch in 0..k {
+                    assert_eq!(y[ch * np + j], if c == ch as u32 { 1.0 } else { 0.0 });
+                }
+            }
+            for cols in [false, true] {
+                let mut x = vec![0.0f32; np * inp];
+                rng.fill_normal(&mut x, 1.0);
+                let (mut dense, mut sparse) = (Vec::new(), Vec::new());
+                Hebbian::hebb_minus_decay(&y, &x, cols, k, inp, np, &wins, &w, &mut dense);
+                Hebbian::wta_hebb_minus_decay(&win, &x, cols, k, inp, &wins, &w, &mut sparse);
+                for (a, b) in sparse.iter().zip(&dense) {
+                    assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "n{n} k{k} p{p} cols {cols}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
     /// Train a 4-channel 3x3 conv layer (no input normalisation) on images = a fixed pattern
     /// plus noise, filter 0 starting on the pattern; return the weights and the win counts on
     /// a fresh batch, and check one winner per position.

@@ -87,7 +87,7 @@ mod instar;
 mod softhebb;
 mod subspace;
 
-pub use instar::{normalize_rows, HebbWtaSettings, Instar, HEBB_WTA};
+pub use instar::{normalize_rows, HebbWtaSettings, Instar, HEBB_WTA, NONE};
 pub use softhebb::{SoftHebbDeepSettings, SoftHebbSettings, SoftWta, SOFTHEBB, SOFTHEBB_DEEP};
 pub use subspace::{ActivationLearningSettings, Subspace, ACTIVATION_LEARNING};
 
