@@ -1742,7 +1742,7 @@ mod hebb_wta {
     #[test]
     fn winner_update_matches_the_dense_product() {
         let mut rng = Rng::new(12);
-        for (n, k, p, inp) in [(3, 4, 5, 7), (2, 6, 1, 9), (4, 3, 16, 2)] {
+        for (n, k, p, inp) in [(3, 4, 5, 7), (2, 6, 1, 9), (4, 3, 16, 2), (2, 5, 150, 3)] {
             let np = n * p;
             let mut u = vec![0.0f32; n * k * p];
             rng.fill_normal(&mut u, 1.0);
