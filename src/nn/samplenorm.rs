@@ -9,9 +9,7 @@
 /// additions as long as the sample: one chain at a time waited on the adder's latency), every
 /// sum in `stats`' order, so the same bits; groups split across the pool's threads.
 pub fn forward(x: &[f32], n: usize, d: usize, y: &mut [f32]) {
-    if d == 0 {
-        return;
-    }
+    // (d = 0: par_rows has no rows to give.)
     crate::linalg::par_rows(&mut y[..n * d], GROUP * d, |gi, ys| {
         let xs = &x[gi * GROUP * d..][..ys.len()];
         let mut st = [(0.0f32, 0.0f32); GROUP];
@@ -54,11 +52,11 @@ fn stats_group(xs: &[f32], d: usize, out: &mut [(f32, f32)]) {
     }
 }
 
+/// One sample's mean and population standard deviation (f64 sums in order).
 fn stats(xs: &[f32]) -> (f32, f32) {
-    let d = xs.len() as f64;
-    let m = xs.iter().map(|&v| v as f64).sum::<f64>() / d;
-    let var = xs.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / d;
-    (m as f32, var.sqrt() as f32)
+    let mut st = [(0.0, 0.0)];
+    stats_group(xs, xs.len(), &mut st);
+    st[0]
 }
 
 pub fn backward(x: &[f32], g: &[f32], n: usize, d: usize, dx: &mut [f32]) {
@@ -90,7 +88,10 @@ mod tests {
             x.iter_mut().step_by(5).for_each(|v| *v = -0.0);
             let mut want = vec![0.0f32; n * d];
             for (ws, xs) in want.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
-                let (m, sd) = stats(xs);
+                // One sample at a time, by iterator sums.
+                let m = xs.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+                let var = xs.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / d as f64;
+                let (m, sd) = (m as f32, var.sqrt() as f32);
                 ws.iter_mut().zip(xs).for_each(|(w, v)| *w = (v - m) / (sd + 1e-10));
             }
             for threads in [1, 2] {

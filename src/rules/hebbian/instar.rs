@@ -50,24 +50,17 @@ impl Plasticity for Instar {
 
 impl Hebbian {
     /// Top-1 winner-take-all Y (K x (N P)) from u (N x K x P): 1 for the largest u at each
-    /// sample and position when it is positive, else 0; the win count per channel in `wins`.
+    /// sample and position when it is positive, else 0 (`wta_winners` as a one-hot matrix); the
+    /// win count per channel in `wins`.
     pub fn hard_wta(u: &[f32], n: usize, k: usize, p: usize, y: &mut Vec<f32>, wins: &mut [f32]) {
-        let np = n * p;
+        let mut win = Vec::new();
+        Self::wta_winners(u, n, k, p, &mut win, wins);
         y.clear();
-        y.resize(k * np, 0.0);
-        wins.fill(0.0);
-        for s in 0..n {
-            let us = &u[s * k * p..(s + 1) * k * p];
-            for pos in 0..p {
-                let (mx, win) = channel_max(us, k, p, pos);
-                if mx > 0.0 {
-                    y[win * np + s * p + pos] = 1.0;
-                    wins[win] += 1.0;
-                }
-            }
+        y.resize(k * n * p, 0.0);
+        for (j, &c) in win.iter().enumerate().filter(|(_, &c)| c != NONE) {
+            y[c as usize * n * p + j] = 1.0;
         }
     }
-
 
     /// `hard_wta`'s winners as indices: `win[s P + pos]` is the channel that fires at sample s,
     /// position pos, or `NONE`; the win count per channel in `wins`.
@@ -131,11 +124,7 @@ impl Hebbian {
         // The work done: one addition per patch value of every position that fired (counted as
         // the records' multiply-adds; the dense product counted K times as many).
         crate::linalg::add_macs((order.len() * inp) as u64);
-        for r in 0..k {
-            for (d, wv) in dw[r * inp..(r + 1) * inp].iter_mut().zip(&w[r * inp..(r + 1) * inp]) {
-                *d -= c[r] * wv;
-            }
-        }
+        Hebbian::minus_decay(dw, c, w, k, inp);
     }
 }
 

@@ -391,6 +391,11 @@ impl Hebbian {
     ) {
         dw.resize(k * inp, 0.0);
         linalg::matmul(k, inp, np, y, false, x, cols, dw, false);
+        Self::minus_decay(dw, c, w, k, inp);
+    }
+
+    /// dW_r -= c_r W_r for each of the k rows of inp values: the decay term of the updates.
+    pub(super) fn minus_decay(dw: &mut [f32], c: &[f32], w: &[f32], k: usize, inp: usize) {
         for r in 0..k {
             for (d, wv) in dw[r * inp..(r + 1) * inp].iter_mut().zip(&w[r * inp..(r + 1) * inp]) {
                 *d -= c[r] * wv;
