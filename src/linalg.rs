@@ -65,6 +65,76 @@ fn gemm_threads() -> usize {
     }
 }
 
+/// Keeps the pool's other threads from sleeping while it lives (a training epoch): each runs a
+/// job that takes the pool's work as it comes and otherwise yields its core, as OpenMP's workers
+/// spin between parallel regions. Without it a worker left idle for a few tens of microseconds
+/// (a step's serial parts) goes to sleep, and waking it for the next product costs about as long
+/// again, several times a step. A spinner idle for `IDLE_LIMIT` returns (its thread then sleeps
+/// as before: a long serial stretch, or more threads than cores); `rearm`, once a step, starts
+/// it again. Changes no result: which thread runs a block never does. None on one thread or
+/// outside a pool.
+pub struct Awake {
+    owner: usize,
+    threads: usize,
+    state: std::sync::Arc<AwakeState>,
+}
+
+#[derive(Default)]
+struct AwakeState {
+    stop: std::sync::atomic::AtomicBool,
+    spinning: std::sync::atomic::AtomicUsize,
+}
+
+/// How long a spinner waits for work before it lets its thread sleep.
+const IDLE_LIMIT: std::time::Duration = std::time::Duration::from_micros(500);
+
+impl Awake {
+    pub fn start() -> Option<Awake> {
+        let owner = rayon::current_thread_index()?;
+        let threads = rayon::current_num_threads();
+        if threads < 2 || SERIAL.with(|s| s.get()) {
+            return None;
+        }
+        let a = Awake { owner, threads, state: Default::default() };
+        a.rearm();
+        Some(a)
+    }
+
+    /// Start spinners where fewer than the pool's other threads spin (those that went idle).
+    pub fn rearm(&self) {
+        use std::sync::atomic::Ordering;
+        let spinning = self.state.spinning.load(Ordering::Relaxed);
+        for _ in spinning..self.threads - 1 {
+            self.state.spinning.fetch_add(1, Ordering::Relaxed);
+            let (state, owner) = (self.state.clone(), self.owner);
+            rayon::spawn(move || {
+                // Popped by the owner itself (while it waits inside a join): spinning there
+                // would wait on the owner, so return at once.
+                if rayon::current_thread_index() != Some(owner) {
+                    let mut idle_since = None;
+                    while !state.stop.load(Ordering::Relaxed) {
+                        if matches!(rayon::yield_now(), Some(rayon::Yield::Executed)) {
+                            idle_since = None;
+                        } else if idle_since.get_or_insert_with(std::time::Instant::now).elapsed() > IDLE_LIMIT {
+                            break;
+                        } else {
+                            std::thread::yield_now();
+                        }
+                    }
+                }
+                state.spinning.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+    }
+}
+
+impl Drop for Awake {
+    fn drop(&mut self) {
+        // The spinners see it and return; one not yet started returns when it starts.
+        self.state.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Whether an element-wise pass over `len` values splits across the pool's threads: long
 /// enough, and not inside `serial` (work already split across the threads).
 pub fn par_elementwise(len: usize) -> bool {

@@ -496,6 +496,7 @@ impl Trainer {
             let bufs: Vec<&[f32]> = m.params.iter().map(|&i| self.net.params[i].data.as_slice()).collect();
             crate::linalg::watch_arrays(&bufs);
         }
+        let awake = crate::linalg::Awake::start();
         'passes: loop {
             // Each pass in a fresh seeded order (the frozen prefix above draws nothing).
             self.order.clear();
@@ -505,6 +506,9 @@ impl Trainer {
             }
             passes += 1;
             for bi in 0..batches {
+                if let Some(a) = &awake {
+                    a.rearm();
+                }
                 let idx = &self.order[bi * b..((bi + 1) * b).min(n)];
                 let m = idx.len();
                 if self.rule.streams() {
@@ -568,6 +572,7 @@ impl Trainer {
                 break;
             }
         }
+        drop(awake);
         if let (Some(m), Some(reads)) = (self.meter.as_mut(), crate::linalg::take_reads()) {
             let pulses = self.device.as_mut().map(|d| d.take_pulses()).unwrap_or_default();
             m.add(steps_done as u64, samples as u64, &reads, &pulses);

@@ -241,9 +241,22 @@ fn bench_kernels_suite_rows() {
     };
     for t in [1, 2] {
         assert_eq!(count("peak", "", t), 3);
-        // mlp:16: dense, act, dense = 3 layers, forward and backward each; LeNet 11.
-        assert_eq!(count("layer", "mlp:16", t), 6);
-        assert_eq!(count("layer", "lenet", t), 22);
+        // mlp:16: dense, act, dense = 3 layers, forward and backward each; LeNet 11; and
+        // each network's optimiser step.
+        assert_eq!(count("layer", "mlp:16", t), 7);
+        assert_eq!(count("layer", "lenet", t), 23);
+        // The optimiser's row: SGD over mlp:16's 784 x 16 + 16 + 16 x 10 + 10 parameters.
+        let opt = rows
+            .iter()
+            .find(|r| {
+                r["arch"] == "mlp:16"
+                    && r["threads"] == t
+                    && r["section"] == "layer"
+                    && r["name"].as_str().unwrap().starts_with("optimiser step")
+            })
+            .unwrap();
+        assert!(opt["name"].as_str().unwrap().contains("12730 parameters"), "{opt}");
+        assert_eq!(opt["bound"], "cache", "{opt}");
         assert_eq!(count("step", "mlp:16", t), 2);
         assert!(count("gemm", "mlp:16", t) >= 3);
     }

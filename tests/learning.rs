@@ -562,3 +562,30 @@ fn a_checkpoint_names_the_builds_that_trained_it() {
     assert!(e.contains("malformed 'rng'"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A 2-thread epoch keeps the pool's other thread spinning between the step's parallel regions
+/// (`linalg::Awake`): which thread runs a block must not change a number. Two runs of the same
+/// seed in 2-thread pools give the same weights bit for bit, for BP (products split across the
+/// threads: mlp:1024,1024's hidden product) and for layer-parallel DFA (blocks on both threads,
+/// nested inside the spinning pool).
+#[test]
+fn two_thread_epochs_repeat_bit_for_bit_with_the_pool_kept_awake() {
+    for extra in ["rule = 'bp'", "rule = 'dfa'\ndfa_parallel = true"] {
+        let t: toml::Table =
+            format!("{extra}\narch = 'mlp:1024,1024'\nthreads = 2\nepochs = 2\nbatch = 128").parse().unwrap();
+        let cfg = TrainConfig::load(None, t).unwrap();
+        let l = train::load_data(&cfg).unwrap();
+        let run = || {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+            pool.install(|| {
+                let mut tr = train::Trainer::on_data(&cfg, &l.ds, &mut biolearn::rng::Rng::new(3)).unwrap();
+                let losses: Vec<f64> = (0..2).map(|_| tr.train_epoch(&l.ds.train, 0.05, |_, _| {}).loss).collect();
+                (losses, tr.net.params.iter().map(|p| p.data.clone()).collect::<Vec<_>>())
+            })
+        };
+        let (a, b) = (run(), run());
+        assert!(a.0.iter().all(|l| l.is_finite()), "{extra}: {:?}", a.0);
+        assert_eq!(a.0, b.0, "{extra}");
+        assert!(a.1 == b.1, "{extra}: the weights differ");
+    }
+}

@@ -26,6 +26,7 @@ use crate::data::sampling::subset;
 use crate::data::Dataset;
 use crate::linalg::{self, Product};
 use crate::nn::{Network, Workspace};
+use crate::optim::OptimizerKind;
 use crate::rng::Rng;
 use crate::rules::RuleName;
 use crate::train::Trainer;
@@ -375,6 +376,30 @@ fn layers(tr: &mut Trainer, x: &[f32], n: usize, arch: &str, o: &Options, rows: 
             rows.push("layer", format!("{name} {dir}"), arch, seconds, flops, bytes, gemm);
         }
     }
+    // The optimiser's step on every trainable parameter (a copy of the trainer's optimiser, at
+    // a learning rate too small to matter): memory-bound, its bytes the streams it reads and
+    // writes (weights, update and each moment read; weights and moments written).
+    let mut opt = tr.opt.clone();
+    let total: usize = net.params.iter().filter(|p| p.trainable()).map(|p| p.data.len()).sum();
+    let moments = match opt.cfg.kind {
+        OptimizerKind::Sgd if opt.cfg.momentum == 0.0 => 0.0,
+        OptimizerKind::Sgd => 1.0,
+        OptimizerKind::Rmsprop if opt.cfg.momentum == 0.0 => 1.0,
+        _ => 2.0,
+    };
+    let mut call = || {
+        opt.begin_step();
+        for (i, p) in net.params.iter_mut().enumerate() {
+            if p.trainable() {
+                opt.update(i, &mut p.data, &grads[i], 1e-12);
+            }
+        }
+    };
+    call();
+    let seconds = best_time(o, &mut call);
+    let bytes = 4.0 * total as f64 * (2.0 + moments + 1.0 + moments);
+    let what = format!("optimiser step ({:?}), {total} parameters", opt.cfg.kind).to_lowercase();
+    rows.push("layer", what, arch, seconds, 0.0, bytes, None);
 }
 
 /// Run the suite: the peaks at each thread count, then for each network the layers and a BP
