@@ -258,6 +258,8 @@ fn replay(products: &[Product], o: &Options) -> f64 {
     let a = fill(len(|p| p.m * p.k));
     let b = fill(len(|p| p.k * p.n));
     let mut c = fill(len(|p| p.m * p.n));
+    // The pool's threads kept awake, as in the training epoch the step rows time.
+    let _awake = linalg::Awake::start();
     best_time(o, || {
         for p in products {
             linalg::matmul(p.m, p.n, p.k, &a, p.ta, &b, p.tb, &mut c, p.accumulate);
@@ -436,7 +438,10 @@ pub fn run(
             pool.install(|| -> Result<(), String> {
                 let mut rng = Rng::new(cfg.seed);
                 let mut tr = Trainer::on_data(&cfg, ds, &mut rng)?;
+                // The pool's threads kept awake between calls, as in a training epoch.
+                let awake = linalg::Awake::start();
                 layers(&mut tr, x, n, arch, o, &mut rows);
+                drop(awake);
                 // The distinct products of one BP step, in the order first called.
                 let batch = subset(&ds.train, &(0..n).collect::<Vec<_>>());
                 tr.train_epoch(&batch, cfg.lr, |_, _| {});
