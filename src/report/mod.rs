@@ -633,7 +633,9 @@ fn section_alignment(g: &Group, b: &mut Vec<Block>) {
         "The angle in degrees (0: backprop's direction; 90: unrelated) between each feedback matrix and \
          what backprop would use in its place: W for `feedback.I.weight` (feedback alignment, sign \
          symmetry, PAL), the network's downstream map taken linear, (W_L ... W_I)^T, for DFA's \
-         `feedback.I.dfa` (MLPs). Mean ± std over non-diverged seeds (n), training-data fraction {}.",
+         `feedback.I.dfa` (MLPs). Mean ± std over non-diverged seeds (n), training-data fraction {}. \
+         A rule without a row has no such matrix, or its records were made before records carried \
+         the angles (each record's `git_revision` names the build that made it).",
         num(f)
     )));
     b.push(Block::Table(t));
