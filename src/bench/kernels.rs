@@ -390,12 +390,7 @@ fn layers(tr: &mut Trainer, x: &[f32], n: usize, arch: &str, o: &Options, rows: 
         _ => 2.0,
     };
     let mut call = || {
-        opt.begin_step();
-        for (i, p) in net.params.iter_mut().enumerate() {
-            if p.trainable() {
-                opt.update(i, &mut p.data, &grads[i], 1e-12);
-            }
-        }
+        crate::rules::Updater { opt: &mut opt, lr: 1e-12, masks: None, device: None }.apply(net, &grads);
     };
     call();
     let seconds = best_time(o, &mut call);
