@@ -18,7 +18,13 @@ bin=target/release/biolearn
 
 # Each report directory is written afresh: plots of groups that no longer exist must not linger.
 rm -rf results/holistic-all/report
-"$bin" report results/holistic-all --out results/holistic-all/report \
+# The gradual-pruning runs of the same rules (plans/holistic-all-gradual.toml), where there are
+# any: their own sections, and what gradual pruning cost each rule on the scoreboard.
+with=()
+if [ -s results/holistic-all-gradual/results.jsonl ]; then
+  with=(--with results/holistic-all-gradual)
+fi
+"$bin" report results/holistic-all --out results/holistic-all/report "${with[@]}" \
   --conditions results/online-fmnist --conditions results/online-fmnist-10seeds \
   --conditions results/continual-fmnist-searched \
   --conditions results/fewshot-fmnist --conditions results/meta-plasticity-fmnist \

@@ -61,6 +61,12 @@ enum Cmd {
         /// report after the plan's records, each arm against BP's; repeatable.
         #[arg(long)]
         conditions: Vec<PathBuf>,
+        /// Another plan's results directory to report with DIR's records (repeatable): its runs
+        /// form sections of their own, and a gradual-pruning plan's runs (e.g.
+        /// plans/holistic-all-gradual.toml) also add to DIR's scoreboard what gradual pruning cost
+        /// each rule against its unpruned run of the same network and seed.
+        #[arg(long = "with", value_name = "DIR")]
+        with: Vec<PathBuf>,
     },
     /// Write an sbatch script that runs a plan as a Slurm job array.
     Slurm(SlurmArgs),
@@ -704,7 +710,9 @@ fn main() {
         Some(Cmd::Data { cmd: DataCmd::Info { name, data_dir } }) => cmd_data_info(&name, data_dir),
         Some(Cmd::Bench(a)) => cmd_bench(a),
         Some(Cmd::Compare(a)) => cmd_compare(a),
-        Some(Cmd::Report { dir, out, markdown, conditions }) => cmd_report(&dir, out, markdown, &conditions),
+        Some(Cmd::Report { dir, out, markdown, conditions, with }) => {
+            cmd_report(&dir, out, markdown, &conditions, &with)
+        }
         Some(Cmd::Slurm(a)) => cmd_slurm(a),
         Some(Cmd::Eval(a)) => cmd_eval(a),
         Some(Cmd::Sample(a)) => cmd_sample(a),
@@ -1229,10 +1237,18 @@ fn cmd_report(
     out: Option<PathBuf>,
     markdown: Option<PathBuf>,
     conditions: &[PathBuf],
+    with: &[PathBuf],
 ) -> Result<()> {
-    let files = biolearn::protocol::result_files(dir);
+    let mut files = biolearn::protocol::result_files(dir);
     if files.is_empty() && conditions.is_empty() {
         bail!("{}: no results*.jsonl file (run `biolearn compare` first)", dir.display());
+    }
+    for w in with {
+        let more = biolearn::protocol::result_files(w);
+        if more.is_empty() {
+            bail!("{} (--with): no results*.jsonl file (run `biolearn compare` first)", w.display());
+        }
+        files.extend(more);
     }
     // With --conditions alone, DIR holds no records: the report has the conditions' sections.
     let (records, warnings) = if files.is_empty() {

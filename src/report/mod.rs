@@ -954,12 +954,18 @@ fn section_pruning(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), S
         return Ok(());
     }
     b.push(Block::Heading(3, "Pruning".into()));
-    b.push(Block::Para(
+    b.push(Block::Para(if g.gradual.is_some() {
+        "Test accuracy (%) at the end of training of runs pruned gradually during it (global \
+         magnitude pruning after every epoch, sparsity rising on the cubic schedule to the given \
+         share of weights set to zero; no fine-tuning after). Mean ± std over non-diverged seeds \
+         (n)."
+            .into()
+    } else {
         "Test accuracy (%) after global magnitude pruning to the given sparsity (share of \
          weights set to zero): one-shot (no retraining) and, where run, after fine-tuning. \
          Mean ± std over non-diverged seeds (n)."
-            .into(),
-    ));
+            .into()
+    }));
     let rules = g.rules();
     for f in selected_fractions(&g.fractions()) {
         let ok: Vec<&Record> = rules.iter().flat_map(|r| g.ok(r, f)).collect();
@@ -978,7 +984,8 @@ fn section_pruning(g: &Group, ctx: &mut Ctx, b: &mut Vec<Block>) -> Result<(), S
             Summary::of(&v)
         };
         let mut series = vec![];
-        for (ft, what) in [(false, "one-shot"), (true, "fine-tuned")] {
+        let first = if g.gradual.is_some() { "gradually pruned" } else { "one-shot" };
+        for (ft, what) in [(false, first), (true, "fine-tuned")] {
             if ft && !has_ft {
                 continue;
             }

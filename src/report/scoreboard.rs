@@ -43,6 +43,9 @@ struct Question {
 pub(super) struct Lookup<'a> {
     budget_only: Vec<&'a Record>,
     few_shot: Vec<&'a Record>,
+    /// Runs of the same network pruned gradually during training (a gradual-pruning plan's
+    /// records, `report --with`), paired with this group's unpruned runs.
+    gradual: Vec<&'a Record>,
 }
 
 impl Lookup<'_> {
@@ -62,6 +65,22 @@ impl Lookup<'_> {
             })
             .map(|q| q.test_accuracy)
     }
+    /// The final accuracy of the run like `r` (rule, network, seed, data share, budget) that was
+    /// pruned gradually to sparsity `s` during its training.
+    fn gradual(&self, r: &Record, s: f64) -> Option<f64> {
+        self.gradual
+            .iter()
+            .find(|q| {
+                q.rule == r.rule
+                    && q.arch == r.arch
+                    && q.seed == r.seed
+                    && same(q.fraction, r.fraction)
+                    && q.epochs == r.epochs
+                    && q.gradual_sparsity.is_some_and(|g| same(g, s))
+                    && q.status == Status::Ok
+            })
+            .map(|q| q.test_accuracy)
+    }
 }
 
 /// Mean accuracy drop (points) from the run's clean accuracy over the levels above 0 of one
@@ -72,7 +91,7 @@ fn mean_drop(clean: f64, points: &[(f64, f64)]) -> Option<f64> {
 }
 
 /// The questions a group's records can answer, at its largest training fraction `full`.
-fn questions(g: &Group, few_shot: &[&Record], full: f64) -> Vec<Question> {
+fn questions(g: &Group, few_shot: &[&Record], gradual: &[&Record], full: f64) -> Vec<Question> {
     let mut q: Vec<Question> = Vec::new();
     let acc = |r: &Record, _: &Lookup| Some(100.0 * r.test_accuracy);
     for f in g.fractions().into_iter().rev() {
@@ -135,6 +154,17 @@ fn questions(g: &Group, few_shot: &[&Record], full: f64) -> Vec<Question> {
                 let clean = r.pruning.iter().find(|p| p.sparsity == 0.0)?.test_accuracy;
                 mean_drop(clean, &r.pruning.iter().map(|p| (p.sparsity, p.test_accuracy)).collect::<Vec<_>>())
             }),
+        });
+    }
+    // Gradual pruning (a separate plan's runs, same rule, network and seed, pruned during
+    // training): the accuracy it costs against the unpruned run, one question per sparsity.
+    let gradual_levels: BTreeSet<u64> = gradual.iter().filter_map(|r| r.gradual_sparsity).map(f64::to_bits).collect();
+    for s in gradual_levels.into_iter().map(f64::from_bits) {
+        q.push(Question {
+            name: format!("accuracy lost to pruning (gradual, {})", pct_label(s)),
+            fraction: full,
+            scale: Scale::Drop,
+            value: Box::new(move |r: &Record, l: &Lookup| l.gradual(r, s).map(|a| 100.0 * (r.test_accuracy - a))),
         });
     }
     let kinds: BTreeSet<String> = full_recs().flat_map(|r| r.noise.iter().map(|p| p.kind.clone())).collect();
@@ -214,8 +244,21 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
             same(r.train_noise.abs(), g.train_noise) && r.gradual_sparsity == g.gradual && r.hardware == g.hardware
         })
         .collect();
-    let lookup = Lookup { budget_only: g.budget_only.clone(), few_shot: few_shot.clone() };
-    let qs = questions(g, &few_shot, full);
+    // A gradually pruned group's runs have no unpruned partner among themselves; an unpruned
+    // group's have theirs in a gradual-pruning plan's records, when the report was given them.
+    let gradual: Vec<&Record> = if g.gradual.is_some() {
+        Vec::new()
+    } else {
+        records
+            .iter()
+            .filter(|r| r.gradual_sparsity.is_some() && !r.budget_only && r.shots.is_none() && r.data == g.data)
+            .filter(|r| {
+                archs.contains(r.arch.as_str()) && same(r.train_noise.abs(), g.train_noise) && r.hardware == g.hardware
+            })
+            .collect()
+    };
+    let lookup = Lookup { budget_only: g.budget_only.clone(), few_shot: few_shot.clone(), gradual: gradual.clone() };
+    let qs = questions(g, &few_shot, &gradual, full);
     let mut cells = Vec::new();
     for rule in rules.iter().filter(|r| *r != "bp") {
         for (qi, q) in qs.iter().enumerate() {
@@ -267,7 +310,8 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
     };
     let fmt_p = |p: f64| if p < 0.001 { "< 0.001".to_string() } else { format!("{p:.3}") };
 
-    b.push(Block::Heading(3, format!("Scoreboard: every rule against BP on {}", g.arch)));
+    let pruned = g.gradual.map(|s| format!(" (gradual pruning to {})", pct_label(s))).unwrap_or_default();
+    b.push(Block::Heading(3, format!("Scoreboard: every rule against BP on {}{pruned}", g.arch)));
     b.push(Block::Para(format!(
         "Each cell compares a rule with BP on this network, paired by seed (a seed gives every \
          rule the same data subset, validation split, noise and attack draws): the mean per-seed \
@@ -280,7 +324,8 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
          accuracy (the first epoch after which test accuracy stays within 0.5 points of the final \
          value). Accuracy lost: the run's clean accuracy minus its accuracy under the condition, \
          averaged over the condition's levels above 0 (pruning: one-shot, before any fine-tuning, \
-         against the same unpruned network; attacks: against the clean accuracy of the attacked \
+         against the same unpruned network; gradual pruning: the final accuracy of a run of the same \
+         rule, network and seed pruned during its training, against this unpruned run; attacks: against the clean accuracy of the attacked \
          test images where the record has it, else of the whole test set). The table after it \
          gives every cell's means, its Bonferroni 95% interval (over the {m} cells: \
          conservative, so a cell Holm finds significant may still have an interval containing \

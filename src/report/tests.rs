@@ -624,3 +624,45 @@ fn hardware_records_are_priced_from_their_activity() {
     r.trained_before_resume_by = vec!["an earlier build".into()];
     assert_eq!(hardware::priced(&r), None);
 }
+
+/// A gradual-pruning plan's records reported with the unpruned plan's (`report --with`): the
+/// unpruned scoreboard asks what gradual pruning costs each rule against its own unpruned run of
+/// the same seed, compared with BP's cost; the pruned runs get their own section, captioned as
+/// pruned during training, not one-shot.
+#[test]
+fn gradual_pruning_runs_add_their_cost_to_the_unpruned_scoreboard() {
+    let d = tmp_dir("gradual");
+    let jitter = [0.0001, -0.0001, 0.0002];
+    let mut recs = Vec::new();
+    for seed in 0..3u64 {
+        let base = 0.85 + 0.01 * seed as f64;
+        let j = jitter[seed as usize];
+        // Unpruned: robust 1 point below BP; gradually pruned: BP loses 4 points, robust 1.
+        for (rule, dense, pruned) in [("bp", base, base - 0.04), ("robust", base - 0.01 + j, base - 0.02)] {
+            recs.push(record("mlp:64", rule, 1.0, seed, dense, false));
+            let mut g = record("mlp:64", rule, 1.0, seed, pruned, false);
+            g.gradual_sparsity = Some(0.9);
+            g.pruning = vec![PrunePoint { sparsity: 0.9, test_accuracy: pruned, finetuned_accuracy: None }];
+            g.id = format!("fashion-mnist|mlp:64|{rule}|f=1|s={seed}|gp=0.9");
+            recs.push(g);
+        }
+    }
+    write_report(&recs, &d).unwrap();
+    let md = fs::read_to_string(d.join("report.md")).unwrap();
+    let board = md.split("### Scoreboard: every rule against BP on mlp:64\n").nth(1).expect("the unpruned board");
+    let header = board.lines().find(|l| l.starts_with("| rule |")).unwrap();
+    assert!(header.contains("| accuracy lost to pruning (gradual, 90%) |"), "{header}");
+    let col = header.split('|').position(|c| c.trim() == "accuracy lost to pruning (gradual, 90%)").unwrap();
+    let robust = board.lines().find(|l| l.starts_with("| robust |")).unwrap();
+    // robust loses 1 + 100 j points, BP 4: -3 points a seed (-2.99 with the jitter), significant.
+    assert_eq!(robust.split('|').nth(col).unwrap().trim(), "-2.99 ▲", "{robust}");
+    assert!(md.contains("### Scoreboard: every rule against BP on mlp:64 (gradual pruning to 90%)"), "{md}");
+    let section = md.split_once("(gradual pruning to sparsity 0.9)").expect("the pruned runs' section").1;
+    let pruning = section.split("### Pruning").nth(1).unwrap().split("###").next().unwrap();
+    assert!(
+        pruning.contains("pruned gradually during it") && pruning.contains("gradually pruned accuracy"),
+        "{pruning}"
+    );
+    assert!(!pruning.contains("one-shot"), "{pruning}");
+    fs::remove_dir_all(&d).unwrap();
+}
