@@ -1023,6 +1023,39 @@ mod equilibrium_propagation {
         assert!((g[0][0] + 0.48).abs() < 1e-5, "{:?}", g);
         assert!((g[1][0] + 0.6).abs() < 1e-5, "{:?}", g);
     }
+
+    #[test]
+    fn chl_contrast_by_hand_through_a_hidden_layer_with_the_presets_settled_clamped_phase() {
+        // 1 -> 1 -> 1, W1 = 0.6, b1 = 0, W2 = 0.5, b2 = 0.1, x = 0.5. Inside (0, 1) the fixed
+        // point has s_h = W1 x + b1 + W2 s_o (the hidden state hears the output back) and
+        // s_o = W2 s_h + b2. Free: s_h = 0.35 / 0.75 = 7/15, s_o = 1/3. Clamped to the target 1:
+        // s_h = 0.3 + 0.5 = 0.8. Contrast (clamped - free products, negated as a gradient):
+        // dW1 = -(0.8 - 7/15) 0.5 = -1/6, db1 = -(0.8 - 7/15) = -1/3,
+        // dW2 = -(0.8 - 7/45) = -29/45, db2 = -(1 - 1/3) = -2/3. The clamped phase starts at the
+        // free fixed point, 1/3 away from 0.8 in the hidden state: the 4 steps of EP's nudged
+        // phase leave it ~0.02 short (dW1 off by ~0.01); the preset's 40 settle it.
+        let mut net = Builder::new(Shape::flat(1), Init::Torch, &mut Rng::new(1))
+            .dense(1, true)
+            .act(Activation::Sigmoid)
+            .dense(1, true)
+            .build();
+        for (p, v) in net.params.iter_mut().zip([0.6, 0.0, 0.5, 0.1]) {
+            p.data[0] = v;
+        }
+        let want = [-1.0 / 6.0, -1.0 / 3.0, -29.0 / 45.0, -2.0 / 3.0];
+        let grads = |nudged_steps| {
+            let cfg =
+                EpConfig { free_steps: 100, nudged_steps, clamped: true, random_sign: false, ..Default::default() };
+            let mut chl = EquilibriumProp::new(&net, cfg).unwrap();
+            grads_of(&mut chl, &mut net.clone(), &[0.5], &[0])
+        };
+        let settled = grads(40);
+        for (g, w) in settled.iter().zip(want) {
+            assert!((g[0] - w).abs() < 1e-5, "{settled:?} against {want:?}");
+        }
+        let short = grads(4);
+        assert!((short[0][0] - want[0]).abs() > 1e-3, "4 clamped steps cannot settle: {short:?}");
+    }
 }
 
 mod target_prop {
