@@ -56,8 +56,8 @@ figures of the two rules on softhebb-cnn28 (multilayer SoftHebb and BP's `bp-sof
 about 90% under every eps, where a seed-0 model retrained and attacked after the fix keeps
 79.6% / 72.2% under FGSM / PGD 0.05 on the cross-entropy and 5.4% under PGD 0.05 on the margin).
 Session 25 removed those 17 records from results/holistic-all/results.jsonl; they rerun with
-the fix by resume (part 1's header counts the records in; the plan has 1050), and until all are
-back part 1's softhebb-cnn28 rows hold the reruns so far. No other
+the fix by resume (part 1's header counts the records in; the plan has 1050); all were back by
+session 29. No other
 network in these studies has dropout.
 
 Correction (session 25): until then the report took a rule's few-shot figure from the first
