@@ -324,8 +324,7 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
          accuracy (the first epoch after which test accuracy stays within 0.5 points of the final \
          value). Accuracy lost: the run's clean accuracy minus its accuracy under the condition, \
          averaged over the condition's levels above 0 (pruning: one-shot, before any fine-tuning, \
-         against the same unpruned network; gradual pruning: the final accuracy of a run of the same \
-         rule, network and seed pruned during its training, against this unpruned run; attacks: against the clean accuracy of the attacked \
+         against the same unpruned network{}; attacks: against the clean accuracy of the attacked \
          test images where the record has it, else of the whole test set). The table after it \
          gives every cell's means, its Bonferroni 95% interval (over the {m} cells: \
          conservative, so a cell Holm finds significant may still have an interval containing \
@@ -334,7 +333,13 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
          whose per-seed differences are all equal has no spread to test: it is not marked. \
          This scoreboard is the study's family of tests; the per-network comparison tables \
          below test their own smaller families and can mark a difference this one does not.",
-        pct_label(full)
+        pct_label(full),
+        if gradual.is_empty() {
+            ""
+        } else {
+            "; gradual pruning: the final accuracy of a run of the same rule, network and seed \
+             pruned during its training, against this unpruned run"
+        }
     )));
     if let Some(m) = g.accuracy_meaning() {
         b.push(Block::Para(format!("Accuracy on this network is the {m}.")));

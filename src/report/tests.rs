@@ -440,6 +440,7 @@ fn scoreboard_comes_first_and_marks_only_what_the_corrected_test_supports() {
     assert!(bp.contains("| 82.50 ± 1.29 (n=4) | 81.50 ± 1.29 (n=4) | Fashion-MNIST 90.8%"), "{bp}");
     assert!(vt.lines().find(|l| l.starts_with("| good |")).unwrap().ends_with("| — |"), "{vt}");
     let board = md.find("## Scoreboard").expect("a scoreboard");
+    assert!(!md.contains("gradual pruning"), "no gradual runs, no word of them: {md}");
     assert!(board < md.find("## fashion-mnist / mlp:64").unwrap(), "the scoreboard comes first: {md}");
     let good = md[board..].lines().find(|l| l.starts_with("| good |")).unwrap();
     // accuracy at 100% and at 20%, and few-shot: better, marked.
@@ -652,6 +653,7 @@ fn gradual_pruning_runs_add_their_cost_to_the_unpruned_scoreboard() {
     let board = md.split("### Scoreboard: every rule against BP on mlp:64\n").nth(1).expect("the unpruned board");
     let header = board.lines().find(|l| l.starts_with("| rule |")).unwrap();
     assert!(header.contains("| accuracy lost to pruning (gradual, 90%) |"), "{header}");
+    assert!(board.contains("gradual pruning: the final accuracy of a run of the same rule"), "{board}");
     let col = header.split('|').position(|c| c.trim() == "accuracy lost to pruning (gradual, 90%)").unwrap();
     let robust = board.lines().find(|l| l.starts_with("| robust |")).unwrap();
     // robust loses 1 + 100 j points, BP 4: -3 points a seed (-2.99 with the jitter), significant.
