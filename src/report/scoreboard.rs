@@ -236,29 +236,27 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
     }
     let Some(full) = g.fractions().into_iter().reduce(f64::max) else { return };
     let archs: BTreeSet<&str> = g.recs.iter().map(|r| r.arch.as_str()).collect();
-    let few_shot: Vec<&Record> = records
-        .iter()
-        // The plan's few-shot runs at its budget, not their separate shorter budget runs.
-        .filter(|r| r.shots.is_some() && !r.budget_only && r.data == g.data && archs.contains(r.arch.as_str()))
-        .filter(|r| {
-            same(r.train_noise.abs(), g.train_noise) && r.gradual_sparsity == g.gradual && r.hardware == g.hardware
-        })
-        .collect();
+    // Records of another run kind (few-shot, gradually pruned) under this group's data, networks,
+    // training noise and hardware: where each question's partner runs are looked up.
+    let same_setting = |r: &&Record| {
+        !r.budget_only
+            && r.data == g.data
+            && archs.contains(r.arch.as_str())
+            && same(r.train_noise.abs(), g.train_noise)
+            && r.hardware == g.hardware
+    };
+    // The plan's few-shot runs at its budget, not their separate shorter budget runs.
+    let few_shot: Vec<&Record> =
+        records.iter().filter(same_setting).filter(|r| r.shots.is_some() && r.gradual_sparsity == g.gradual).collect();
     // A gradually pruned group's runs have no unpruned partner among themselves; an unpruned
     // group's have theirs in a gradual-pruning plan's records, when the report was given them.
     let gradual: Vec<&Record> = if g.gradual.is_some() {
         Vec::new()
     } else {
-        records
-            .iter()
-            .filter(|r| r.gradual_sparsity.is_some() && !r.budget_only && r.shots.is_none() && r.data == g.data)
-            .filter(|r| {
-                archs.contains(r.arch.as_str()) && same(r.train_noise.abs(), g.train_noise) && r.hardware == g.hardware
-            })
-            .collect()
+        records.iter().filter(same_setting).filter(|r| r.gradual_sparsity.is_some() && r.shots.is_none()).collect()
     };
-    let lookup = Lookup { budget_only: g.budget_only.clone(), few_shot: few_shot.clone(), gradual: gradual.clone() };
     let qs = questions(g, &few_shot, &gradual, full);
+    let lookup = Lookup { budget_only: g.budget_only.clone(), few_shot, gradual };
     let mut cells = Vec::new();
     for rule in rules.iter().filter(|r| *r != "bp") {
         for (qi, q) in qs.iter().enumerate() {
@@ -334,7 +332,7 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
          This scoreboard is the study's family of tests; the per-network comparison tables \
          below test their own smaller families and can mark a difference this one does not.",
         pct_label(full),
-        if gradual.is_empty() {
+        if lookup.gradual.is_empty() {
             ""
         } else {
             "; gradual pruning: the final accuracy of a run of the same rule, network and seed \
