@@ -143,11 +143,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
-/// First epoch (1-based) after which accuracy stays within `tol` of the final value.
+/// The band of `epochs_to_stable` the records and reports use: 0.5 points of accuracy.
+pub const STABLE_TOL: f64 = 0.005;
+
+/// First epoch (1-based) after which accuracy stays within `tol` of the final value. A
+/// difference of exactly `tol` is within: accuracies are fractions whose differences carry the
+/// last bit of rounding (0.8922 - 0.8872 = 0.0050000000000000044), so `tol` is widened by 1e-9.
 pub fn epochs_to_stable(curve: &[f64], tol: f64) -> Option<usize> {
     let last = *curve.last()?;
     let mut e = curve.len();
-    while e > 0 && (curve[e - 1] - last).abs() <= tol {
+    while e > 0 && (curve[e - 1] - last).abs() <= tol + 1e-9 {
         e -= 1;
     }
     Some(e + 1)
@@ -305,7 +310,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
             epochs: cfg.epochs,
             status: if ok { Status::Ok } else { Status::Diverged },
             diverged_epoch,
-            epochs_to_stable: if ok { epochs_to_stable(&accs, 0.005) } else { None },
+            epochs_to_stable: if ok { epochs_to_stable(&accs, STABLE_TOL) } else { None },
             curve,
             test_accuracy,
             budgets,
@@ -906,6 +911,10 @@ mod tests {
         assert_eq!(epochs_to_stable(&[0.9], 0.005), Some(1));
         assert_eq!(epochs_to_stable(&[0.5, 0.6], 0.005), Some(2));
         assert_eq!(epochs_to_stable(&[], 0.005), None);
+        // Exactly half a point from the final value is within the band, whatever the rounding
+        // of the difference (0.8922 - 0.8872 is 0.0050000000000000044 in f64).
+        assert_eq!(epochs_to_stable(&[0.5, 0.8872, 0.8922], STABLE_TOL), Some(2));
+        assert_eq!(epochs_to_stable(&[0.5, 0.8871, 0.8922], STABLE_TOL), Some(3));
     }
 
     #[test]

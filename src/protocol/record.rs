@@ -163,6 +163,16 @@ pub struct Record {
 }
 
 impl Record {
+    /// `epochs_to_stable` read again off the record's curve by today's definition
+    /// (`protocol::epochs_to_stable`): the report reads records through this, so a record
+    /// written before a fix of the definition is counted as a new one would be.
+    pub fn restable(&mut self) {
+        if self.status == Status::Ok && !self.curve.is_empty() {
+            let accs: Vec<f64> = self.curve.iter().map(|p| p.test_accuracy).collect();
+            self.epochs_to_stable = super::epochs_to_stable(&accs, super::STABLE_TOL);
+        }
+    }
+
     /// True when the run finished without diverging.
     pub fn is_ok(&self) -> bool {
         self.status == Status::Ok

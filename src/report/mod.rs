@@ -64,6 +64,7 @@ pub fn read_records_noting(path: &Path, warnings: &mut Vec<String>) -> Result<Ve
         });
         match parsed {
             Ok(Some(mut r)) => {
+                r.restable();
                 // Pictures are named relative to the results file's directory.
                 let dir = path.parent().unwrap_or(Path::new(""));
                 for img in r.images.iter_mut() {

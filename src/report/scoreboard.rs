@@ -326,8 +326,9 @@ pub(super) fn section(g: &Group, records: &[Record], b: &mut Vec<Block>) {
          test images where the record has it, else of the whole test set). The table after it \
          gives every cell's means, its Bonferroni 95% interval (over the {m} cells: \
          conservative, so a cell Holm finds significant may still have an interval containing \
-         0) and the smallest difference its seeds could detect at that level with 80% power (a \
-         normal-theory approximation from the observed spread: optimistic at 3 seeds). A cell \
+         0) and the smallest difference its seeds could detect at that level with 80% power \
+         ((t at the level + t at 80%) x the standard error of the observed spread, the usual \
+         approximation to the noncentral t: optimistic at 3 seeds). A cell \
          whose per-seed differences are all equal has no spread to test: it is not marked. \
          This scoreboard is the study's family of tests; the per-network comparison tables \
          below test their own smaller families and can mark a difference this one does not.",

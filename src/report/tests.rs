@@ -10,13 +10,15 @@ fn tmp_dir(name: &str) -> PathBuf {
     d
 }
 
-/// A synthetic run whose final accuracy is `acc`; learning curve rises to it.
+/// A synthetic run whose final accuracy is `acc`; learning curve rises to it, within half a
+/// point of it from epoch 4 + seed % 2 (its `epochs_to_stable`).
 fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: bool) -> Record {
     let epochs = 5;
+    let stable = 4 + seed as usize % 2;
     let curve: Vec<EpochPoint> = (1..=epochs)
         .map(|e| EpochPoint {
             epoch: e,
-            test_accuracy: acc - 0.05 * (epochs - e) as f64,
+            test_accuracy: acc - if e >= stable { 0.001 } else { 0.05 } * (epochs - e) as f64,
             train_loss: 1.0 / e as f64,
             train_accuracy: acc + 0.01,
             val_accuracy: None,
@@ -57,7 +59,7 @@ fn record(arch: &str, rule: &str, fraction: f64, seed: u64, acc: f64, diverged: 
         epoch_seconds: vec![],
         curve,
         test_accuracy: acc,
-        epochs_to_stable: Some(4 + seed as usize % 2),
+        epochs_to_stable: Some(stable),
         pruning: [0.5, 0.9]
             .iter()
             .map(|&s| PrunePoint {
@@ -125,6 +127,27 @@ fn read_records_round_trip_and_blank_lines() {
     fs::write(&p, s).unwrap();
     assert_eq!(read_records(&p).unwrap(), recs[..2].to_vec());
     fs::remove_dir_all(&d).unwrap();
+}
+
+/// Records are read with `epochs_to_stable` taken again off their curves by today's definition:
+/// one written when a difference of exactly half a point counted as outside the band reads as
+/// a new one would be written.
+#[test]
+fn read_records_take_epochs_to_stable_again_from_the_curve() {
+    let dir = tmp_dir("restable");
+    let mut r = record("mlp:32", "bp", 1.0, 0, 0.8922, false);
+    for (p, a) in r.curve.iter_mut().zip([0.5, 0.6, 0.7, 0.8872, 0.8922]) {
+        p.test_accuracy = a;
+    }
+    r.epochs_to_stable = Some(5);
+    let p = dir.join("results.jsonl");
+    fs::write(&p, format!("{}\n", serde_json::to_string(&r).unwrap())).unwrap();
+    assert_eq!(read_records(&p).unwrap()[0].epochs_to_stable, Some(4));
+    // A diverged run has none, whatever its curve.
+    let mut d = record("mlp:32", "bp", 1.0, 1, 0.5, true);
+    d.epochs_to_stable = None;
+    fs::write(&p, format!("{}\n", serde_json::to_string(&d).unwrap())).unwrap();
+    assert_eq!(read_records(&p).unwrap()[0].epochs_to_stable, None);
 }
 
 #[test]
