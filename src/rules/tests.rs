@@ -1424,6 +1424,8 @@ mod softhebb {
             updates: 0,
             settle: 0.0,
             concurrent: false,
+            anneal: false,
+            anneal_epochs: 0,
         }
     }
 
@@ -1830,6 +1832,8 @@ mod hebb_wta {
             updates: 0,
             settle: 0.0,
             concurrent: false,
+            anneal: false,
+            anneal_epochs: 0,
         };
         let mut rule = Hebbian::new(&net, cfg).unwrap();
         rule.init_weights(&mut net, &mut Rng::new(3));
@@ -1893,6 +1897,17 @@ mod activation_learning {
     use super::*;
     use crate::rules::hebbian::{self, HebbConfig, Hebbian};
 
+    /// Activation Learning's network: unit-norm input, one dense layer of k without bias, the
+    /// |z| activation, a dense read-out of c classes.
+    fn al_net(d: usize, k: usize, c: usize) -> Network {
+        Builder::new(Shape::new(1, 1, d), Init::Torch, &mut Rng::new(1))
+            .compete_flat(crate::nn::compete::CompeteKind::L2)
+            .dense(k, false)
+            .compete(crate::nn::compete::CompeteKind::AbsNorm)
+            .dense(c, true)
+            .build()
+    }
+
     /// The label in the input: one step of the rule on two samples moves [W | W_y] exactly as
     /// the subspace rule moves one matrix on the concatenated inputs [x / |x|, s e_y] /
     /// sqrt(1 + s^2); the prediction scores are ||W [x / |x|, s e_c] / sqrt(1 + s^2)||^2 (one
@@ -1900,12 +1915,7 @@ mod activation_learning {
     #[test]
     fn label_in_the_input_is_the_subspace_rule_on_the_joint_input() {
         let (d, k, c, s, lr) = (4usize, 3usize, 2usize, 0.5f32, 0.3f32);
-        let mut net = Builder::new(Shape::new(1, 1, d), Init::Torch, &mut Rng::new(1))
-            .compete_flat(crate::nn::compete::CompeteKind::L2)
-            .dense(k, false)
-            .compete(crate::nn::compete::CompeteKind::AbsNorm)
-            .dense(c, true)
-            .build();
+        let mut net = al_net(d, k, c);
         let cfg = HebbConfig {
             plasticity: std::sync::Arc::new(hebbian::Subspace),
             t_inv: vec![1.0],
@@ -1918,6 +1928,8 @@ mod activation_learning {
             updates: 0,
             settle: 0.0,
             concurrent: false,
+            anneal: false,
+            anneal_epochs: 0,
         };
         let mut rule = Hebbian::new(&net, cfg).unwrap();
         rule.init_weights(&mut net, &mut Rng::new(2));
@@ -1993,6 +2005,57 @@ mod activation_learning {
                 assert!((got - score).abs() < 1e-5, "sample {b} class {class}: {got} vs {score}");
             }
         }
+    }
+
+    /// `hebb_anneal`: a step in epoch e of E moves [W | W_y] by (1 + cos(pi e / E)) / 2 of the
+    /// step the same state takes in epoch 0 (the rule is linear in its rate), and by nothing at
+    /// e = E; without it every epoch's step is the first's.
+    #[test]
+    fn annealed_subspace_rate_follows_the_cosine_over_the_run() {
+        let (d, k, c) = (4usize, 3usize, 2usize);
+        let x = [1.0f32, 2.0, 0.0, 2.0, 0.5, -1.0, 3.0, 1.0];
+        let labels = [1u32, 0];
+        // [W | W_y] after one step at `epoch`, and before it.
+        let step = |anneal: bool, epoch: usize| -> (Vec<f32>, Vec<f32>) {
+            let mut net = al_net(d, k, c);
+            let cfg = HebbConfig {
+                label: 0.5,
+                anneal,
+                anneal_epochs: 4,
+                ..HebbConfig::new(hebbian::Subspace, vec![0.3], 1, 2, false)
+            };
+            let mut rule = Hebbian::new(&net, cfg).unwrap();
+            rule.init_weights(&mut net, &mut Rng::new(2));
+            let joint = |net: &Network, rule: &Hebbian| {
+                let mut v = net.params[net.layers[1].weight().unwrap()].data.clone();
+                v.extend_from_slice(&rule.wy);
+                v
+            };
+            let before = joint(&net, &rule);
+            let mut opt = Optimizer::new(OptimConfig::default(), &net.update_sizes());
+            let (mut ws, mut g) = (Workspace::default(), net.zero_grads());
+            net.prepare(&mut ws, 2);
+            ws.input_mut().copy_from_slice(&x);
+            let mut upd = Updater { opt: &mut opt, lr: 0.1, masks: None, device: None };
+            let mut rng = Rng::new(1);
+            let mut s = Step::new(&mut net, &mut ws, &labels, Loss::Ce, &mut g, &mut rng);
+            s.epoch = epoch;
+            rule.train_batch(&mut s, &mut upd);
+            (before, joint(&net, &rule))
+        };
+        let change =
+            |(b, a): (Vec<f32>, Vec<f32>)| -> Vec<f64> { a.iter().zip(&b).map(|(a, b)| (a - b) as f64).collect() };
+        let first = change(step(true, 0));
+        assert!(first.iter().any(|v| v.abs() > 1e-4), "the first step moves the weights");
+        for (epoch, share) in [(1usize, 0.5 * (1.0 + (std::f64::consts::PI / 4.0).cos())), (2, 0.5), (4, 0.0)] {
+            let got = change(step(true, epoch));
+            for (g, f) in got.iter().zip(&first) {
+                assert!((g - share * f).abs() < 1e-6 + 1e-4 * f.abs(), "epoch {epoch}: {g} vs {share} x {f}");
+            }
+        }
+        // A constant rate: epoch 3's step is epoch 0's, bit for bit.
+        assert_eq!(change(step(false, 3)), change(step(false, 0)));
+        assert_eq!(change(step(false, 0)), first);
     }
 
     #[test]

@@ -189,6 +189,12 @@ pub struct HebbConfig {
     /// The Hebbian layers and the read-out learn in the same epochs, from the same batches (a
     /// one-epoch run: see the module's docs); `hebb_epochs` then counts nothing.
     pub concurrent: bool,
+    /// The rates fall on a cosine over the epochs in which the Hebbian layers learn (every
+    /// epoch with the label in the input, else the unsupervised ones): epoch e of E learns at
+    /// (1 + cos(pi e / E)) / 2 of `lr` (false: a constant rate).
+    pub anneal: bool,
+    /// E above (set by the build from the run's epochs).
+    pub anneal_epochs: usize,
 }
 
 impl HebbConfig {
@@ -207,6 +213,8 @@ impl HebbConfig {
             updates: 0,
             settle: 0.0,
             concurrent: false,
+            anneal: false,
+            anneal_epochs: 0,
         }
     }
 }
@@ -403,10 +411,22 @@ impl Hebbian {
         }
     }
 
+    /// The share of the base rate the Hebbian layers learn at in (0-based) `epoch`: 1 without
+    /// `anneal`, else (1 + cos(pi e / E)) / 2 over the E epochs in which they learn.
+    pub fn anneal_factor(&self, epoch: usize) -> f32 {
+        if !self.cfg.anneal {
+            return 1.0;
+        }
+        let horizon = self.cfg.anneal_epochs.max(1);
+        let t = epoch.min(horizon) as f64 / horizon as f64;
+        (0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+    }
+
     /// One Hebbian update of every layer from the micro-batch forward pass in `self.micro`, in
     /// (0-based) `epoch` (a greedy unsupervised epoch trains its own layer only).
     fn hebbian_step(&mut self, net: &mut Network, epoch: usize) {
         let n = self.micro.n;
+        let anneal = self.anneal_factor(epoch);
         for j in 0..self.hebb.len() {
             if self.cfg.greedy && j != epoch {
                 continue;
@@ -422,7 +442,7 @@ impl Hebbian {
                 n,
                 p,
                 t_inv: Self::per_layer(&self.cfg.t_inv, j),
-                lr: Self::per_layer(&self.cfg.lr, j),
+                lr: Self::per_layer(&self.cfg.lr, j) * anneal,
                 eta: &self.eta[j],
                 micro: &self.micro,
                 y: &mut self.y,
@@ -433,7 +453,7 @@ impl Hebbian {
             self.cfg.plasticity.update(net, &mut l);
             if j == 0 && self.labelled() {
                 // The label columns learn by the same rule; `y` holds Z^T Z after the update.
-                let scale = Self::per_layer(&self.cfg.lr, j) / n as f32;
+                let scale = Self::per_layer(&self.cfg.lr, j) * anneal / n as f32;
                 let sy = self.label_scales().1;
                 let z = &self.micro.acts[i + 1][..n * k];
                 subspace::label_update(&mut self.wy, &mut self.dwy, &self.labels, sy, &self.y, z, k, scale);
@@ -653,6 +673,7 @@ fn build_hebbian(net: &mut Network, mut cfg: HebbConfig, epochs: usize, rng: &mu
         cfg.hebb_epochs = cfg.hebb_epochs.min(epochs.saturating_sub(1)).max(1);
         cfg.concurrent = epochs == 1;
     }
+    cfg.anneal_epochs = if cfg.label > 0.0 || cfg.concurrent { epochs } else { cfg.hebb_epochs };
     let mut h = Hebbian::new(net, cfg)?;
     h.init_weights(net, &mut rng.fork());
     Ok(Box::new(h))

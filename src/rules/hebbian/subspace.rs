@@ -184,6 +184,9 @@ crate::settings! {
         /// Strength s of the label in the input, [x/|x|, s e_y] / sqrt(1 + s^2); the prediction is
         /// argmax_c ||a_L(x, c)||^2. 0: unsupervised pre-training under a linear read-out.
         pub al_label: f32 = 1.0,
+        /// The subspace rule's rate falls on a cosine over the epochs in which it learns
+        /// (false: constant, the default; the paper gives no schedule).
+        pub hebb_anneal: bool = false,
     }
     check(s) {
         check_common(s.hebb_epochs, s.hebb_batch, &s.hebb_lr)?;
@@ -210,6 +213,7 @@ pub static ACTIVATION_LEARNING: crate::rules::RuleEntry = crate::rules::RuleEntr
         let s: ActivationLearningSettings = cx.settings()?;
         let c = HebbConfig {
             label: s.al_label,
+            anneal: s.hebb_anneal,
             ..HebbConfig::new(Subspace, s.hebb_lr, s.hebb_epochs, s.hebb_batch, s.hebb_greedy)
         };
         build_hebbian(net, c, cx.epochs, rng)
