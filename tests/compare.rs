@@ -284,6 +284,36 @@ fn estimate_times_each_rule_and_runs_nothing() {
     assert!(!d.join("o").exists(), "an estimate must not run the plan");
 }
 
+/// A plan with a hardware axis is timed on each condition (simulating the devices costs several
+/// times the ideal run's arithmetic), and runs already recorded in `--out` are counted apart.
+#[test]
+fn estimate_times_each_hardware_condition_and_counts_recorded_runs() {
+    let d = tmp("estimate-hw");
+    let p = d.join("hw.toml");
+    std::fs::write(
+        &p,
+        "name = \"hw\"\ndata = \"digits\"\narch = \"mlp:16\"\nrules = [\"bp\"]\nfractions = [1.0]\n\
+         epochs = [1]\nseeds = 1\nthreads_per_run = 1\nhardware = [\"ideal\", \"int8\"]\n",
+    )
+    .unwrap();
+    let o = d.join("o");
+    let est = || ok(bin().arg("compare").arg(&p).args(["--estimate", "--out"]).arg(&o));
+    let before = est();
+    for hw in ["bp [ideal]", "bp [int8]"] {
+        assert!(before.lines().any(|l| l.starts_with(hw) && l.contains("ms per 1000 samples")), "{before}");
+    }
+    assert!(!before.contains("left: "), "nothing recorded yet: {before}");
+    ok(bin().arg("compare").arg(&p).args(["--quiet", "--out"]).arg(&o));
+    let after = est();
+    assert!(after.contains("left: ") && after.contains("the 0 run(s) not yet in"), "{after}");
+    // Each condition's row counts its one recorded run.
+    assert_eq!(
+        after.lines().filter(|l| l.starts_with("bp [") && l.split_whitespace().nth(3) == Some("1")).count(),
+        2,
+        "{after}"
+    );
+}
+
 /// A real one-node Slurm cluster (`shared/tools/slurm-local.sh`, started by `.ci/run`): a 4-task
 /// array over the smoke grid gives exactly the records of the same grid run in one process.
 /// Runs where `BIOLEARN_SLURM_TEST=1` (CI sets it after starting the cluster).

@@ -1166,7 +1166,14 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
         shard.map_or(String::new(), |(i, n)| format!(", shard {i}/{n}"))
     );
     if a.estimate {
-        let e = biolearn::protocol::estimate::estimate(&plan, parallel).map_err(anyhow::Error::msg)?;
+        // Runs already recorded in --out (a sweep to resume) are counted apart.
+        let recorded = out.join("results.jsonl");
+        let done: std::collections::HashSet<String> = if recorded.exists() {
+            biolearn::report::read_records(&recorded).map_err(anyhow::Error::msg)?.into_iter().map(|r| r.id).collect()
+        } else {
+            Default::default()
+        };
+        let e = biolearn::protocol::estimate::estimate(&plan, parallel, &done).map_err(anyhow::Error::msg)?;
         let dur = |s: f64| {
             if s < 120.0 {
                 format!("{s:.0} s")
@@ -1176,7 +1183,7 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
                 format!("{:.2} h", s / 3600.0)
             }
         };
-        println!("{:<26} {:>5} {:>12} {:>11}  timed phases", "rule", "runs", "run time", "eval ms/kS");
+        println!("{:<32} {:>5} {:>5} {:>12} {:>11}  timed phases", "rule", "runs", "done", "run time", "eval ms/kS");
         for r in &e.rules {
             let ph: Vec<String> = r
                 .phases
@@ -1190,9 +1197,10 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
                 })
                 .collect();
             println!(
-                "{:<26} {:>5} {:>12} {:>11.1}  {}",
+                "{:<32} {:>5} {:>5} {:>12} {:>11.1}  {}",
                 r.rule,
                 r.runs,
+                r.done,
                 dur(r.seconds),
                 r.eval_per_sample * 1e6,
                 ph.join(", ")
@@ -1204,6 +1212,16 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
             e.parallel,
             dur(e.rules.iter().map(|r| r.seconds).sum::<f64>())
         );
+        let done: usize = e.rules.iter().map(|r| r.done).sum();
+        if done > 0 {
+            println!(
+                "left: {} at {} run(s) at once, the {} run(s) not yet in {}",
+                dur(e.left_seconds),
+                e.parallel,
+                e.rules.iter().map(|r| r.runs).sum::<usize>() - done,
+                recorded.display()
+            );
+        }
         return Ok(());
     }
     let quiet = a.quiet;
