@@ -305,7 +305,7 @@ fn estimate_times_each_hardware_condition_and_counts_recorded_runs() {
     assert!(!before.contains("left: "), "nothing recorded yet: {before}");
     ok(bin().arg("compare").arg(&p).args(["--quiet", "--out"]).arg(&o));
     let after = est();
-    assert!(after.contains("left: ") && after.contains("the 0 run(s) not yet in"), "{after}");
+    assert!(after.contains("left: ") && after.contains("the 0 run(s) not yet recorded in"), "{after}");
     // Each condition's row counts its one recorded run.
     assert_eq!(
         after.lines().filter(|l| l.starts_with("bp [") && l.split_whitespace().nth(3) == Some("1")).count(),

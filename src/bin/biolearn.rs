@@ -1166,13 +1166,14 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
         shard.map_or(String::new(), |(i, n)| format!(", shard {i}/{n}"))
     );
     if a.estimate {
-        // Runs already recorded in --out (a sweep to resume) are counted apart.
-        let recorded = out.join("results.jsonl");
-        let done: std::collections::HashSet<String> = if recorded.exists() {
-            biolearn::report::read_records(&recorded).map_err(anyhow::Error::msg)?.into_iter().map(|r| r.id).collect()
-        } else {
-            Default::default()
-        };
+        // Runs of this plan already recorded in --out (a sweep to resume: every results file
+        // there, a Slurm array's shards too, as the sweep reads them) are counted apart.
+        let done: std::collections::HashSet<String> = biolearn::protocol::done_records(&out)
+            .map_err(anyhow::Error::msg)?
+            .into_iter()
+            .filter(|r| r.plan == plan.name)
+            .map(|r| r.id)
+            .collect();
         let e = biolearn::protocol::estimate::estimate(&plan, parallel, &done).map_err(anyhow::Error::msg)?;
         let dur = |s: f64| {
             if s < 120.0 {
@@ -1215,11 +1216,11 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
         let done: usize = e.rules.iter().map(|r| r.done).sum();
         if done > 0 {
             println!(
-                "left: {} at {} run(s) at once, the {} run(s) not yet in {}",
+                "left: {} at {} run(s) at once, the {} run(s) not yet recorded in {}",
                 dur(e.left_seconds),
                 e.parallel,
                 e.rules.iter().map(|r| r.runs).sum::<usize>() - done,
-                recorded.display()
+                out.display()
             );
         }
         return Ok(());

@@ -291,7 +291,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
                 }
             }
         }
-        Ok(Record {
+        let mut record = Record {
             images,
             trained_before_resume_by: tr.trained_by.clone(),
             id: spec.id.clone(),
@@ -310,7 +310,7 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
             epochs: cfg.epochs,
             status: if ok { Status::Ok } else { Status::Diverged },
             diverged_epoch,
-            epochs_to_stable: if ok { epochs_to_stable(&accs, STABLE_TOL) } else { None },
+            epochs_to_stable: None,
             curve,
             test_accuracy,
             budgets,
@@ -326,7 +326,10 @@ pub fn run_one(plan: &Plan, spec: &RunSpec, loaded: &Loaded, checkpoint: Option<
             git_revision: train::GIT_REVISION.into(),
             schema_version: crate::env::SCHEMA_VERSION,
             env: Some(crate::env::Environment::current()),
-        })
+        };
+        // Epochs to stable accuracy off the curve (the one place: `Record::restable`).
+        record.restable();
+        Ok(record)
     })
 }
 

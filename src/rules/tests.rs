@@ -2008,8 +2008,9 @@ mod activation_learning {
     }
 
     /// `hebb_anneal`: a step in epoch e of E moves [W | W_y] by (1 + cos(pi e / E)) / 2 of the
-    /// step the same state takes in epoch 0 (the rule is linear in its rate), and by nothing at
-    /// e = E; without it every epoch's step is the first's.
+    /// step the same state takes in epoch 0 (the rule is linear in its rate), and past E by
+    /// epoch E - 1's share; without it every epoch's step is the first's. Settings under which
+    /// it would do nothing or only rescale layers are refused.
     #[test]
     fn annealed_subspace_rate_follows_the_cosine_over_the_run() {
         let (d, k, c) = (4usize, 3usize, 2usize);
@@ -2047,7 +2048,11 @@ mod activation_learning {
             |(b, a): (Vec<f32>, Vec<f32>)| -> Vec<f64> { a.iter().zip(&b).map(|(a, b)| (a - b) as f64).collect() };
         let first = change(step(true, 0));
         assert!(first.iter().any(|v| v.abs() > 1e-4), "the first step moves the weights");
-        for (epoch, share) in [(1usize, 0.5 * (1.0 + (std::f64::consts::PI / 4.0).cos())), (2, 0.5), (4, 0.0)] {
+        // Past the run's 4 epochs (pruning's fine-tuning) the last epoch's share holds.
+        let last = 0.5 * (1.0 + (3.0 * std::f64::consts::PI / 4.0).cos());
+        for (epoch, share) in
+            [(1usize, 0.5 * (1.0 + (std::f64::consts::PI / 4.0).cos())), (2, 0.5), (3, last), (4, last), (9, last)]
+        {
             let got = change(step(true, epoch));
             for (g, f) in got.iter().zip(&first) {
                 assert!((g - share * f).abs() < 1e-6 + 1e-4 * f.abs(), "epoch {epoch}: {g} vs {share} x {f}");
@@ -2056,6 +2061,21 @@ mod activation_learning {
         // A constant rate: epoch 3's step is epoch 0's, bit for bit.
         assert_eq!(change(step(false, 3)), change(step(false, 0)));
         assert_eq!(change(step(false, 0)), first);
+        let refused = |over: &[(&str, toml::Value)], epochs: usize| {
+            let mut t = toml::Table::new();
+            t.insert("hebb_anneal".into(), toml::Value::Boolean(true));
+            for (k, v) in over {
+                t.insert(k.to_string(), v.clone());
+            }
+            let cx = BuildContext { settings: &t, optim: OptimConfig::default(), epochs, loss: Loss::Ce };
+            let mut net = al_net(d, k, c);
+            RuleName::named("activation-learning").build(&mut net, &cx, &mut Rng::new(0)).err()
+        };
+        assert!(refused(&[], 4).is_none(), "the label in the input over 4 epochs anneals");
+        assert!(refused(&[], 1).unwrap().contains("2 or more epochs"));
+        // A linear read-out with one unsupervised epoch (the default): nothing to anneal over.
+        assert!(refused(&[("al_label", toml::Value::Float(0.0))], 5).unwrap().contains("2 or more epochs"));
+        assert!(refused(&[("hebb_greedy", toml::Value::Boolean(true))], 4).unwrap().contains("hebb_greedy"));
     }
 
     #[test]

@@ -189,9 +189,12 @@ pub struct HebbConfig {
     /// The Hebbian layers and the read-out learn in the same epochs, from the same batches (a
     /// one-epoch run: see the module's docs); `hebb_epochs` then counts nothing.
     pub concurrent: bool,
-    /// The rates fall on a cosine over the epochs in which the Hebbian layers learn (every
-    /// epoch with the label in the input, else the unsupervised ones): epoch e of E learns at
-    /// (1 + cos(pi e / E)) / 2 of `lr` (false: a constant rate).
+    /// The rates `lr` (the plasticities that learn at them: Activation Learning's subspace rule
+    /// and its label columns; SoftHebb's and the instar's per-neuron rates `eta` do not) fall on
+    /// a cosine over the E epochs in which the Hebbian layers learn (every epoch with the label
+    /// in the input, else the unsupervised ones): epoch e learns at (1 + cos(pi e / E)) / 2 of
+    /// `lr`, and an epoch past them (pruning's fine-tuning) at the last one's share (false: a
+    /// constant rate).
     pub anneal: bool,
     /// E above (set by the build from the run's epochs).
     pub anneal_epochs: usize,
@@ -412,13 +415,14 @@ impl Hebbian {
     }
 
     /// The share of the base rate the Hebbian layers learn at in (0-based) `epoch`: 1 without
-    /// `anneal`, else (1 + cos(pi e / E)) / 2 over the E epochs in which they learn.
+    /// `anneal`, else (1 + cos(pi e / E)) / 2 over the E epochs in which they learn, held at
+    /// epoch E - 1's past them.
     pub fn anneal_factor(&self, epoch: usize) -> f32 {
         if !self.cfg.anneal {
             return 1.0;
         }
         let horizon = self.cfg.anneal_epochs.max(1);
-        let t = epoch.min(horizon) as f64 / horizon as f64;
+        let t = epoch.min(horizon - 1) as f64 / horizon as f64;
         (0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
     }
 
@@ -674,6 +678,13 @@ fn build_hebbian(net: &mut Network, mut cfg: HebbConfig, epochs: usize, rng: &mu
         cfg.concurrent = epochs == 1;
     }
     cfg.anneal_epochs = if cfg.label > 0.0 || cfg.concurrent { epochs } else { cfg.hebb_epochs };
+    if cfg.anneal && cfg.anneal_epochs < 2 {
+        return Err(format!(
+            "hebb_anneal needs the Hebbian layers to learn in 2 or more epochs; here they learn in {} \
+             (with a linear read-out, in hebb_epochs of the run's epochs less its last)",
+            cfg.anneal_epochs
+        ));
+    }
     let mut h = Hebbian::new(net, cfg)?;
     h.init_weights(net, &mut rng.fork());
     Ok(Box::new(h))

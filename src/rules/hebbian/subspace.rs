@@ -184,12 +184,18 @@ crate::settings! {
         /// Strength s of the label in the input, [x/|x|, s e_y] / sqrt(1 + s^2); the prediction is
         /// argmax_c ||a_L(x, c)||^2. 0: unsupervised pre-training under a linear read-out.
         pub al_label: f32 = 1.0,
-        /// The subspace rule's rate falls on a cosine over the epochs in which it learns
-        /// (false: constant, the default; the paper gives no schedule).
+        /// The subspace rule's rate falls on a cosine over the epochs in which it learns, held
+        /// at the last one's share past them (false: constant, the default; the paper gives no
+        /// schedule). Needs 2 or more learning epochs; not with hebb_greedy.
         pub hebb_anneal: bool = false,
     }
     check(s) {
         check_common(s.hebb_epochs, s.hebb_batch, &s.hebb_lr)?;
+        if s.hebb_anneal && s.hebb_greedy {
+            // A greedy layer learns in one epoch only: a cosine over the epochs would only scale
+            // each layer's rate by its epoch's share.
+            return Err("hebb_anneal and hebb_greedy cannot be combined (a greedy layer learns in one epoch)".into());
+        }
         crate::rules::settings::non_negative("al_label", s.al_label)
     }
 }
