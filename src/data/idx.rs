@@ -368,6 +368,12 @@ mod tests {
     fn real_fashion_mnist_if_installed() {
         let dir = Path::new("/usr/share/datasets/fashion-mnist");
         if !dir.join("train-images-idx3-ubyte.gz").exists() {
+            // CI installs the data and sets BIOLEARN_REQUIRE_DATA: there a missing set fails.
+            assert!(
+                std::env::var("BIOLEARN_REQUIRE_DATA").as_deref() != Ok("1"),
+                "Fashion-MNIST is not installed in {} and BIOLEARN_REQUIRE_DATA=1",
+                dir.display()
+            );
             eprintln!("skipping: Fashion-MNIST not installed in {}", dir.display());
             return;
         }
