@@ -376,11 +376,14 @@ fn every_rule_runs_through_the_whole_protocol() {
         let kinds: Vec<&str> = adv.iter().map(|p| p["attack"].as_str().unwrap()).collect();
         assert_eq!(kinds, if attacked { vec!["fgsm", "pgd", "square"] } else { vec!["square"] }, "{id}");
         if !id.contains("|e=") {
-            let (clean, sq) =
-                (r["test_accuracy"].as_f64().unwrap(), adv.last().unwrap()["test_accuracy"].as_f64().unwrap());
-            // On the 200 attacked samples against the whole test set: not above it by more
-            // than sampling allows (a query-based attack only lowers its samples' accuracy).
-            assert!(sq <= clean + 0.1, "{id}: square {sq} against clean {clean}");
+            // Against the clean accuracy of the same attacked samples: Square keeps only moves
+            // that lower the true class's margin, but its initial stripes go on every sample and
+            // can turn a misclassified one right (rarely): 5% of the attacked samples are allowed.
+            let (clean, sq) = (
+                r["attacked_clean_accuracy"].as_f64().expect("attacked runs record their samples' clean accuracy"),
+                adv.last().unwrap()["test_accuracy"].as_f64().unwrap(),
+            );
+            assert!(sq <= clean + 0.05, "{id}: square {sq} against clean {clean} on the same samples");
         }
         assert_eq!(r["pruning"].as_array().unwrap().len(), 2, "{id}");
         assert_eq!(r["budgets"].as_array().unwrap().len(), 2, "{id}");
