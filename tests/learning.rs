@@ -204,14 +204,18 @@ fn frozen_prefix_cache_changes_nothing() {
             let mut tr = train::Trainer::new(&cfg, shape, ds.num_classes, &mut rng).unwrap();
             tr.cache_frozen = cache;
             let mut hist = Vec::new();
+            let mut last_macs = 0;
             for _ in 0..3 {
                 let st = tr.train_epoch(&ds.train, 0.01, |_, _| {});
                 hist.push((st.loss, tr.evaluate(&ds.test), tr.evaluate(&ds.train)));
+                last_macs = st.macs;
             }
-            (hist, tr.net.params.iter().map(|p| p.data.clone()).collect::<Vec<_>>())
+            (hist, tr.net.params.iter().map(|p| p.data.clone()).collect::<Vec<_>>(), last_macs)
         };
-        let (h1, p1) = run(true);
-        let (h0, p0) = run(false);
+        let (h1, p1, m1) = run(true);
+        let (h0, p0, m0) = run(false);
+        // The cache is used: the last read-out epoch runs the read-out alone on cached features.
+        assert!(m1 * 2 < m0, "multiply-adds of the last epoch, cached {m1} vs plain {m0}");
         eprintln!("{toml}\ncached {h1:?}\nplain  {h0:?}");
         for ((l1, a1, b1), (l0, a0, b0)) in h1.iter().zip(&h0) {
             assert!((l1 - l0).abs() < 1e-4 * l0.abs(), "{l1} vs {l0}");
