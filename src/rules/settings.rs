@@ -153,7 +153,16 @@ fn resolve<S: Settings>(given: &toml::Table) -> Result<toml::Table, String> {
 
 /// The typed settings of a resolved table (as `TrainConfig::settings` holds them).
 pub fn parse<S: Settings>(t: &toml::Table) -> Result<S, String> {
-    let s: S = toml::Value::Table(t.clone()).try_into().map_err(|e: toml::de::Error| e.message().trim().to_string())?;
+    // A list setting (one value per layer, the last repeating: `hebb_lr`) takes a single value
+    // as a list of one: `--set hebb_lr=0.2` as `--set 'hebb_lr=[0.2]'`.
+    let lists = toml::Value::try_from(S::default()).ok().and_then(|v| v.as_table().cloned()).unwrap_or_default();
+    let mut t = t.clone();
+    for (k, v) in t.iter_mut() {
+        if matches!(lists.get(k), Some(toml::Value::Array(_))) && !v.is_array() {
+            *v = toml::Value::Array(vec![v.clone()]);
+        }
+    }
+    let s: S = toml::Value::Table(t).try_into().map_err(|e: toml::de::Error| e.message().trim().to_string())?;
     s.check()?;
     Ok(s)
 }

@@ -2007,6 +2007,20 @@ mod activation_learning {
         }
     }
 
+    /// A list setting (a rate per layer) takes one number as a list of one; a list stays a list,
+    /// and a number's setting given a list is still refused.
+    #[test]
+    fn a_list_setting_takes_a_single_value() {
+        use crate::rules::hebbian::ActivationLearningSettings;
+        let parse = |text: &str| {
+            crate::rules::settings::parse::<ActivationLearningSettings>(&text.parse::<toml::Table>().unwrap())
+        };
+        assert_eq!(parse("hebb_lr = 0.2").unwrap().hebb_lr, vec![0.2]);
+        assert_eq!(parse("hebb_lr = [0.2, 0.1]").unwrap().hebb_lr, vec![0.2, 0.1]);
+        assert!(parse("al_label = [1.0]").is_err());
+        assert!(parse("hebb_lr = -0.2").unwrap_err().contains("hebb_lr"));
+    }
+
     /// `hebb_anneal`: a step in epoch e of E moves [W | W_y] by (1 + cos(pi e / E)) / 2 of the
     /// step the same state takes in epoch 0 (the rule is linear in its rate), and past E by
     /// epoch E - 1's share; without it every epoch's step is the first's. Settings under which
