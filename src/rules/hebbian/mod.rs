@@ -422,8 +422,8 @@ impl Hebbian {
             return 1.0;
         }
         let horizon = self.cfg.anneal_epochs.max(1);
-        let t = epoch.min(horizon - 1) as f64 / horizon as f64;
-        (0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+        let cosine = crate::optim::Schedule { kind: crate::optim::ScheduleKind::Cosine, ..Default::default() };
+        cosine.lr(1.0, epoch.min(horizon - 1), horizon)
     }
 
     /// One Hebbian update of every layer from the micro-batch forward pass in `self.micro`, in
