@@ -26,7 +26,6 @@ impl Rng {
         Rng { s }
     }
 
-    /// An independent stream derived from this one (consumes one draw).
     /// The generator's whole state (for checkpoints).
     pub fn state(&self) -> [u64; 4] {
         self.s
@@ -37,6 +36,7 @@ impl Rng {
         Rng { s: state }
     }
 
+    /// An independent stream derived from this one (consumes one draw).
     pub fn fork(&mut self) -> Rng {
         Rng::new(self.next_u64())
     }
