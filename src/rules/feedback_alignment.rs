@@ -112,7 +112,7 @@ impl FeedbackAlignment {
     }
 
     /// With BioTorch's `constrain_weights`: every weight tensor is rescaled to the norm it has now
-    /// (its initial one) before each forward pass.
+    /// (its initial one) after each update, so before each forward pass (`train_batch`).
     pub fn constrain_weights(mut self, net: &Network) -> Self {
         let norm = |i: usize| net.layers[i].weight().map(|w| l2_norm(&net.params[w].data));
         self.norms = Some((0..net.num_layers()).map(norm).collect());
@@ -175,19 +175,23 @@ fn sign_times(b: &mut [f32], w: &[f32], mut mag: impl FnMut(usize) -> f32) {
 impl Rule for FeedbackAlignment {
     fn step(&mut self, s: &mut Step) -> StepStats {
         let (net, ws, y, loss, grads, rng) = s.parts();
-        self.rescale(net);
         self.refresh(net, rng);
         let stats = forward_with_error(net, ws, y, loss, rng);
         net.backward(ws, grads, 0, net.num_layers(), Some(&self.feedback), false);
         stats
     }
 
-    /// With `fa_constrain_weights`, the weights are rescaled after the update too, so that
-    /// evaluations, pruning and saved models see constrained weights (BioTorch rescales in every
-    /// forward pass).
+    /// With `fa_constrain_weights`, the weights are rescaled after every update, so that the
+    /// next forward pass, evaluations, pruning and saved models see constrained weights
+    /// (BioTorch rescales in every forward pass; the weights change only here, and the first
+    /// pass has the norms they were taken from). The rescale is a change of the weights like
+    /// any other: through the Updater, so devices write it on in-memory hardware (which holds
+    /// the norms only as closely as its levels allow).
     fn train_batch(&mut self, s: &mut Step, upd: &mut super::Updater) -> StepStats {
         let stats = super::step_then_apply(self, s, upd);
-        self.rescale(s.net);
+        if self.norms.is_some() {
+            upd.local(s.net, |net| self.rescale(net));
+        }
         stats
     }
 

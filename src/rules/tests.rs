@@ -269,7 +269,7 @@ mod biotorch_step {
 }
 
 /// BioTorch's `constrain_weights` (`fa_constrain_weights`): whatever the optimiser did, every
-/// weight tensor enters the forward pass at its initial norm; without it the norms drift.
+/// weight tensor enters the next forward pass at its initial norm; without it the norms drift.
 #[test]
 fn constrained_fa_forwards_every_weight_at_its_initial_norm() {
     let norms = |net: &Network| -> Vec<f64> {
@@ -287,13 +287,14 @@ fn constrained_fa_forwards_every_weight_at_its_initial_norm() {
         let rule = FeedbackAlignment::new(Mode::Fa, &mut net, &mut Rng::new(33));
         let mut rule = if constrain { rule.constrain_weights(&net) } else { rule };
         let mut opt = Optimizer::new(OptimConfig { lr: 0.5, ..Default::default() }, &net.update_sizes());
+        let (mut ws, mut g) = (Workspace::default(), net.zero_grads());
         for _ in 0..3 {
-            let g = grads_of(&mut rule, &mut net, &x, &y);
+            net.prepare(&mut ws, y.len());
+            ws.input_mut().copy_from_slice(&x);
             let mut upd = Updater { opt: &mut opt, lr: 0.5, masks: None, device: None };
-            upd.apply(&mut net, &g);
+            rule.train_batch(&mut Step::new(&mut net, &mut ws, &y, Loss::Ce, &mut g, &mut Rng::new(1)), &mut upd);
         }
-        // The next step's forward pass (the rule rescales before it).
-        grads_of(&mut rule, &mut net, &x, &y);
+        // What the next step's forward pass sees (the rule rescaled after the update).
         let now = norms(&net);
         let same = now.iter().zip(&start).all(|(a, b)| (a - b).abs() <= 1e-5 * b);
         assert_eq!(same, constrain, "constrain {constrain}: {start:?} -> {now:?}");
@@ -2540,32 +2541,51 @@ mod prospective_configuration {
 
 /// Hardware through the Updater: devices with nothing non-ideal leave every FA step exactly as
 /// without them (weights, feedback matrix); 3-bit devices hold every weight and the feedback
-/// matrix on their 8 levels after every step while the biases stay digital.
+/// matrix on their 8 levels after every step while the biases stay digital, also when FA
+/// rescales its weights after each update (`fa_constrain_weights`, through `train_batch`).
 #[test]
 fn hardware_devices_through_the_updater() {
     use crate::nn::hardware::{Device, HardwareConfig};
-    let run = |hw: Option<&str>| {
+    let run = |hw: Option<&str>, constrain: bool| {
         let mut net = mlp(21);
         let (x, y) = batch(&net, 6, 12);
         let mut rule = FeedbackAlignment::new(Mode::Fa, &mut net, &mut Rng::new(23));
+        if constrain {
+            rule = rule.constrain_weights(&net);
+        }
         let mut device = hw.map(|t| {
             let c: HardwareConfig = toml::from_str(t).unwrap();
             Device::new(&c, &mut net, &mut Rng::new(25))
         });
         let mut opt = Optimizer::new(OptimConfig { lr: 0.5, ..Default::default() }, &net.update_sizes());
+        let (mut ws, mut g) = (Workspace::default(), net.zero_grads());
         for _ in 0..3 {
-            let g = grads_of(&mut rule, &mut net, &x, &y);
             let mut upd = Updater { opt: &mut opt, lr: 0.5, masks: None, device: device.as_mut() };
-            upd.apply(&mut net, &g);
+            if constrain {
+                net.prepare(&mut ws, y.len());
+                ws.input_mut().copy_from_slice(&x);
+                rule.train_batch(&mut Step::new(&mut net, &mut ws, &y, Loss::Ce, &mut g, &mut Rng::new(1)), &mut upd);
+            } else {
+                let g = grads_of(&mut rule, &mut net, &x, &y);
+                upd.apply(&mut net, &g);
+            }
         }
         net
     };
-    let ideal = run(None);
-    let same = run(Some("range = 2.0"));
+    let ideal = run(None, false);
+    let same = run(Some("range = 2.0"), false);
     for (a, b) in ideal.params.iter().zip(&same.params) {
         assert_eq!(a.data, b.data, "{}", a.name);
     }
-    let q = run(Some("weight_bits = 3"));
+    for constrain in [false, true] {
+        on_three_bit_levels(&run(Some("weight_bits = 3"), constrain));
+    }
+    // The constrained run did rescale: ideal, its weights differ from the unconstrained run's.
+    assert_ne!(run(None, true).params[0].data, ideal.params[0].data);
+}
+
+/// `hardware_devices_through_the_updater`'s check of a network trained on 3-bit devices.
+fn on_three_bit_levels(q: &Network) {
     let p0 = mlp(21);
     // Every parameter, FA's feedback matrices (added after the network's own) included.
     assert!(q.params.iter().any(|p| p.kind == crate::nn::ParamKind::Feedback), "FA's feedback is a parameter");
