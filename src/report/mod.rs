@@ -877,7 +877,9 @@ fn section_stable(g: &Group, b: &mut Vec<Block>) {
     b.push(Block::Para(format!(
         "The same as training cost, at fraction {}: multiply-adds of one training step (every GEMM: \
          forward, the rule's backward or relaxation, updates; element-wise work not counted), and \
-         the multiply-adds and wall-clock training seconds up to the epoch of stable accuracy.",
+         the multiply-adds and wall-clock training seconds up to the epoch of stable accuracy \
+         (wall clock per epoch: they include whatever else the machine ran meanwhile and any \
+         pause of the run, so the multiply-adds are the comparable cost).",
         num(f)
     )));
     let mut t = Table {
