@@ -244,6 +244,9 @@ pub struct Product {
     pub ta: bool,
     pub tb: bool,
     pub accumulate: bool,
+    /// A dense layer's forward product through `matmul_bias_nt`, whose wide products take
+    /// another path than `matmul` (a replay calls it again, not `matmul`).
+    pub bias_nt: bool,
 }
 
 thread_local! {
@@ -326,6 +329,12 @@ pub fn matmul(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: 
 /// `a` and `b` are only looked at for which registered array they are.
 #[allow(clippy::too_many_arguments)]
 pub fn note_product(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: bool, accumulate: bool) {
+    note(Product { m, n, k, ta, tb, accumulate, bias_nt: false }, a, b);
+}
+
+/// `note_product` of a product described by `p`.
+fn note(p: Product, a: &[f32], b: &[f32]) {
+    let Product { m, n, k, ta, tb, .. } = p;
     if m == 0 || n == 0 {
         return;
     }
@@ -333,7 +342,7 @@ pub fn note_product(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32]
     count_reads(m, n, a, ta, b, tb);
     TRACE.with(|t| {
         if let Some(v) = t.borrow_mut().as_mut() {
-            v.push(Product { m, n, k, ta, tb, accumulate });
+            v.push(p);
         }
     });
 }
@@ -467,7 +476,7 @@ pub fn matmul_bias_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], bias: 
     }
     assert!(a.len() >= m * k, "matmul: a has {} < {}x{}", a.len(), m, k);
     assert!(b.len() >= k * n, "matmul: b has {} < {}x{}", b.len(), k, n);
-    note_product(m, n, k, a, false, b, true, true);
+    note(Product { m, n, k, ta: false, tb: true, accumulate: true, bias_nt: true }, a, b);
     let threads = gemm_threads();
     // Blocked as `matmul_unnoted` blocks the row-major product (each block's sums are then the
     // same); one block covering C when it does not split.
@@ -1238,6 +1247,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The product trace tells a dense layer's forward product (`matmul_bias_nt`) from a
+    /// `matmul` of the same shape, so the kernel suite replays each through its own path.
+    #[test]
+    fn trace_marks_the_dense_forward_path() {
+        let (m, n, k) = (64, 512, 256);
+        let (a, b) = (vec![0.5f32; m * k], vec![0.25f32; n * k]);
+        let mut c = vec![0.0f32; m * n];
+        let ((), got) = trace_products(|| {
+            matmul_bias_nt(m, n, k, &a, &b, None, &mut c);
+            matmul(m, n, k, &a, false, &b, true, &mut c, true);
+            matmul_bias_nt(2, 3, 4, &a, &b, None, &mut c);
+        });
+        let p = |bias_nt: bool, (m, n, k): (usize, usize, usize)| Product {
+            m,
+            n,
+            k,
+            ta: false,
+            tb: true,
+            accumulate: true,
+            bias_nt,
+        };
+        // The small one goes through matmul, which notes it plainly.
+        assert_eq!(got, vec![p(true, (m, n, k)), p(false, (m, n, k)), p(false, (2, 3, 4))]);
     }
 
     /// The long-reduction path sums every entry one fixed way (16 lanes per chunk of 2048,

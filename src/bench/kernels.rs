@@ -262,7 +262,12 @@ fn replay(products: &[Product], o: &Options) -> f64 {
     let _awake = linalg::Awake::start();
     best_time(o, || {
         for p in products {
-            linalg::matmul(p.m, p.n, p.k, &a, p.ta, &b, p.tb, &mut c, p.accumulate);
+            if p.bias_nt {
+                // As the dense layer computed it (its wide products take their own path).
+                linalg::matmul_bias_nt(p.m, p.n, p.k, &a, &b, None, &mut c);
+            } else {
+                linalg::matmul(p.m, p.n, p.k, &a, p.ta, &b, p.tb, &mut c, p.accumulate);
+            }
         }
     })
 }
@@ -283,7 +288,12 @@ fn layer_name(net: &Network, i: usize) -> String {
 
 fn product_name(p: &Product) -> String {
     let op = |t: bool, s: &str| if t { format!("{s}^T") } else { s.to_string() };
-    format!("{}x{}x{} {} {}{}", p.m, p.n, p.k, op(p.ta, "A"), op(p.tb, "B"), if p.accumulate { " +=" } else { "" })
+    let how = match (p.bias_nt, p.accumulate) {
+        (true, _) => " + bias (dense forward)",
+        (false, true) => " +=",
+        (false, false) => "",
+    };
+    format!("{}x{}x{} {} {}{how}", p.m, p.n, p.k, op(p.ta, "A"), op(p.tb, "B"))
 }
 
 /// Rows of one measurement, its share computed against this thread count's peaks.

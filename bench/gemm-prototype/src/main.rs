@@ -12,11 +12,17 @@
 //! Both skip the tails (the last 4 of 1024 rows, the last 16 of 784 columns); the printed
 //! differences are over the rows / columns computed. Intel Xeon model 207 (FMA peak 175
 //! GFLOP/s a core), 2026-12-06, two other jobs at nice 19 on the 2 cores, best of 30:
-//! forward 1.28 ms (161 GFLOP/s, 92% of peak) against the gemm crate's 1.56 ms (132, 75%);
-//! the kernel alone 1.21 ms (169, 97%); dW 1.31 against 1.35 ms (156 against 152 GFLOP/s).
-//! dW's entries are the gemm crate's bit for bit (one chain over the 128 samples either way);
-//! the forward's differ in the last bits in 93% of entries (max 1e-5 here: the crate splits
-//! the 784-long reduction into blocks), so using it would move every record's numbers.
+//! - forward: the gemm crate as biolearn calls it (`linalg::matmul_bias_nt`: C^T column-major,
+//!   the weights read in place) 1.23-1.24 ms, 166-167 GFLOP/s, 95% of the peak; asked for a
+//!   row-major C (it then packs the weights) 1.56-1.58 ms, 130-132 GFLOP/s; this kernel 1.28
+//!   ms (161 GFLOP/s) with its packing and transposed stores, 1.21 ms (169, 97%) alone;
+//! - weight gradient: the crate 1.33-1.36 ms (151-155 GFLOP/s, 87%), this kernel 1.31-1.32 ms.
+//! So the step's two large products are at the machine's arithmetic limit already; the MLP's
+//! 1-thread gap to issue 18's 1.3x is elsewhere (SGD's memory-bound pass: 0.39 ms, 12% of the
+//! 1-thread step in `biolearn bench --kernels`). dW's entries are the crate's bit for bit (one chain over the 128 samples
+//! either way); the forward's differ in the last bits in 93% of entries (the crate splits the
+//! 784-long reduction into blocks).
+
 use std::arch::x86_64::*;
 use std::time::Instant;
 
@@ -112,6 +118,18 @@ fn main() {
             o0 += 12;
         }
     };
+    // The gemm crate as biolearn's matmul_bias_nt calls it: C^T column-major (ct[o * M + i]),
+    // the weights read in place.
+    let mut ct = vec![0f32; M * N];
+    let mut best_gc = f64::MAX;
+    for _ in 0..30 {
+        let t = Instant::now();
+        unsafe {
+            gemm::gemm(M, N, K, ct.as_mut_ptr(), M as isize, 1, false, x.as_ptr(), 1, K as isize, w.as_ptr(), K as isize, 1, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
+        }
+        best_gc = best_gc.min(t.elapsed().as_secs_f64());
+    }
+    println!("gemm crate, column-major C (biolearn's call) {:.3} ms {:.1} GFLOP/s", best_gc * 1e3, flops / best_gc * 1e-9);
     let mut best_g = f64::MAX;
     let mut best_m = f64::MAX;
     let mut best_k = f64::MAX;
