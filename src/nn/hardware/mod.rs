@@ -212,6 +212,39 @@ fn shift(m: f32) -> f32 {
 }
 
 crate::wide_fn! {
+    /// Whether `a` and `b` hold equal values (`a == b` on the slices: -0 equals 0, a NaN
+    /// equals nothing), compared 16 at a time without stopping inside a block, so it
+    /// vectorises (a device update compares whole parameters with their previous values).
+    fn same_values(a: &[f32], b: &[f32]) -> bool {
+        if a.len() != b.len() {
+            return false;
+        }
+        let (mut ca, mut cb) = (a.chunks_exact(16), b.chunks_exact(16));
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            if !x.iter().zip(y).fold(true, |all, (p, q)| all & (p == q)) {
+                return false;
+            }
+        }
+        ca.remainder().iter().zip(cb.remainder()).all(|(p, q)| p == q)
+    }
+}
+
+crate::wide_fn! {
+    /// `Device::count`'s sums: the total of `moves`, and into `rows` (one per array row, the
+    /// moves in chunks of its length) each row's largest.
+    fn pulse_counts(moves: &[u32], rows: &mut [u32]) -> u64 {
+        let mut total = 0u64;
+        for chunk in moves.chunks(rows.len()) {
+            for (r, &k) in rows.iter_mut().zip(chunk) {
+                total += k as u64;
+                *r = (*r).max(k);
+            }
+        }
+        total
+    }
+}
+
+crate::wide_fn! {
     /// max |x| (0 for none; NaNs ignored, as `f32::max` does), in 16 lanes: the same value as
     /// a fold in order, since the maximum of absolute values does not depend on the order.
     fn max_abs(x: &[f32]) -> f32 {
@@ -595,13 +628,7 @@ impl Device {
         let inp = self.cells[c].inp.max(1);
         self.rows.clear();
         self.rows.resize(inp, 0);
-        let mut total = 0u64;
-        for chunk in self.moves.chunks(inp) {
-            for (r, &k) in self.rows.iter_mut().zip(chunk) {
-                total += k as u64;
-                *r = (*r).max(k);
-            }
-        }
+        let total = pulse_counts(&self.moves, &mut self.rows);
         let p = &mut self.pulses[c].1;
         p.total += total;
         p.row_max += self.rows.iter().map(|&k| k as u64).sum::<u64>();
@@ -684,7 +711,7 @@ impl Device {
             // it moved.
             let selected = updated.map(|f| f(cl.index) && net.params[cl.index].trainable());
             if !cl.incremental {
-                let changed = net.params[cl.index].data != cl.programmed;
+                let changed = !same_values(&net.params[cl.index].data, &cl.programmed);
                 if selected.unwrap_or(changed) {
                     self.pulses[c].1.updates += 1;
                 }
@@ -693,7 +720,7 @@ impl Device {
                 }
                 continue;
             }
-            if selected.unwrap_or_else(|| net.params[cl.index].data != self.before[c]) {
+            if selected.unwrap_or_else(|| !same_values(&net.params[cl.index].data, &self.before[c])) {
                 self.pulses[c].1.updates += 1;
             }
             let data = &mut net.params[cl.index].data;
@@ -1075,6 +1102,37 @@ mod tests {
             let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
             assert!(same && ma == mb, "curves {up} / {down}, c2c {c2c}, {bits} bits");
             assert_eq!(ra.next_u64(), rb.next_u64());
+        }
+    }
+
+    /// The block-wise comparison and pulse counts give what the plain slice comparison and
+    /// loop give: a difference anywhere (a block, the tail), -0 against 0, NaNs, lengths.
+    #[test]
+    fn blockwise_comparison_and_counts_match_the_plain_loops() {
+        let mut rng = Rng::new(6);
+        let a: Vec<f32> = (0..1037).map(|_| rng.normal()).collect();
+        assert!(same_values(&a, &a.clone()) && same_values(&[], &[]));
+        for at in [0, 15, 16, 500, 1023, 1024, 1036] {
+            let mut b = a.clone();
+            b[at] += 1.0;
+            assert!(!same_values(&a, &b) && !same_values(&b, &a), "difference at {at}");
+            b[at] = -0.0;
+            let mut z = a.clone();
+            z[at] = 0.0;
+            assert_eq!(same_values(&z, &b), z == b, "zeros at {at}");
+            b[at] = f32::NAN;
+            assert_eq!(same_values(&b, &b.clone()), b == b.clone(), "NaN at {at}");
+        }
+        assert!(!same_values(&a, &a[1..]));
+        let moves: Vec<u32> = (0..1037).map(|_| rng.below(300) as u32).collect();
+        for inp in [1, 7, 16, 128, 2000] {
+            let mut rows = vec![0u32; inp];
+            let total = pulse_counts(&moves, &mut rows);
+            let mut want = vec![0u32; inp];
+            for (j, &k) in moves.iter().enumerate() {
+                want[j % inp] = want[j % inp].max(k);
+            }
+            assert_eq!((total, rows), (moves.iter().map(|&k| k as u64).sum(), want), "rows of {inp}");
         }
     }
 
