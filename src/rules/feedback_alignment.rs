@@ -60,7 +60,8 @@ pub struct FeedbackAlignment {
     /// Xavier bound and std per layer index.
     fans: Vec<(f32, f32)>,
     /// BioTorch's `constrain_weights`: each weight tensor's initial norm (by layer index), to
-    /// which the tensor is rescaled before every forward pass; None when off.
+    /// which the tensor is rescaled before every training forward pass and after every update;
+    /// None when off.
     norms: Option<Vec<Option<f32>>>,
 }
 
@@ -112,7 +113,8 @@ impl FeedbackAlignment {
     }
 
     /// With BioTorch's `constrain_weights`: every weight tensor is rescaled to the norm it has now
-    /// (its initial one) after each update, so before each forward pass (`train_batch`).
+    /// (its initial one) before each training forward pass and after each update
+    /// (`train_batch`).
     pub fn constrain_weights(mut self, net: &Network) -> Self {
         let norm = |i: usize| net.layers[i].weight().map(|w| l2_norm(&net.params[w].data));
         self.norms = Some((0..net.num_layers()).map(norm).collect());
@@ -181,16 +183,19 @@ impl Rule for FeedbackAlignment {
         stats
     }
 
-    /// With `fa_constrain_weights`, the weights are rescaled after every update, so that the
-    /// next forward pass, evaluations, pruning and saved models see constrained weights
-    /// (BioTorch rescales in every forward pass; the weights change only here, and the first
-    /// pass has the norms they were taken from). The rescale is a change of the weights like
-    /// any other: through the Updater, so devices write it on in-memory hardware (which holds
-    /// the norms only as closely as its levels allow).
+    /// With `fa_constrain_weights`, the weights are rescaled to their initial norms before the
+    /// step's forward pass (BioTorch's; a pruning event or the devices' programming may have
+    /// moved them) and again after the update, so that evaluations, pruning and saved models
+    /// see constrained weights. A rescale is a change of the weights: through the Updater, so
+    /// devices write it on in-memory hardware (which holds the norms only as closely as its
+    /// levels allow), though not as an update in the cost model (`Updater::rewrite`).
     fn train_batch(&mut self, s: &mut Step, upd: &mut super::Updater) -> StepStats {
+        if self.norms.is_some() {
+            upd.rewrite(s.net, |net| self.rescale(net));
+        }
         let stats = super::step_then_apply(self, s, upd);
         if self.norms.is_some() {
-            upd.local(s.net, |net| self.rescale(net));
+            upd.rewrite(s.net, |net| self.rescale(net));
         }
         stats
     }
@@ -202,7 +207,7 @@ crate::settings! {
     /// The feedback-alignment family's settings (`fa`, `usf`, `brsf`, `frsf`).
     pub struct FaSettings {
         /// BioTorch's `constrain_weights` (Moskovitz et al. 2018): every weight tensor rescaled to
-        /// its initial norm before each forward pass.
+        /// its initial norm before each training forward pass and after each update.
         pub fa_constrain_weights: bool = false,
     }
     check(_s) { Ok(()) }

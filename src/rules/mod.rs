@@ -303,12 +303,24 @@ impl Updater<'_> {
     /// driver: `change` writes them, then the pruning masks are applied, as after an optimiser
     /// step. Rules change weights only through the Updater.
     pub fn local(&mut self, net: &mut Network, change: impl FnOnce(&mut Network)) {
+        self.change(net, true, change)
+    }
+
+    /// `local` for a change that is not an update of the weights (FA's rescale to constrained
+    /// norms): the devices write it and its pulses count, but it is no update in the cost model
+    /// (no gradient crosses DRAM for it).
+    pub fn rewrite(&mut self, net: &mut Network, change: impl FnOnce(&mut Network)) {
+        self.change(net, false, change)
+    }
+
+    fn change(&mut self, net: &mut Network, counts: bool, change: impl FnOnce(&mut Network)) {
         if let Some(d) = self.device.as_deref_mut() {
             d.before_update(net);
         }
         change(net);
         if let Some(d) = self.device.as_deref_mut() {
-            d.after_update(net, None);
+            let none = |_: usize| false;
+            d.after_update(net, if counts { None } else { Some(&none) });
         }
         if let Some(m) = self.masks {
             prune::apply(net, m);

@@ -2570,18 +2570,29 @@ fn hardware_devices_through_the_updater() {
                 upd.apply(&mut net, &g);
             }
         }
-        net
+        let pulses = device.as_mut().map(|d| d.take_pulses()).unwrap_or_default();
+        (net, pulses)
     };
-    let ideal = run(None, false);
-    let same = run(Some("range = 2.0"), false);
-    for (a, b) in ideal.params.iter().zip(&same.params) {
-        assert_eq!(a.data, b.data, "{}", a.name);
-    }
     for constrain in [false, true] {
-        on_three_bit_levels(&run(Some("weight_bits = 3"), constrain));
+        let (ideal, _) = run(None, constrain);
+        let (same, _) = run(Some("range = 2.0"), constrain);
+        for (a, b) in ideal.params.iter().zip(&same.params) {
+            assert_eq!(a.data, b.data, "constrain {constrain}: {}", a.name);
+        }
+        let (q, pulses) = run(Some("weight_bits = 3"), constrain);
+        on_three_bit_levels(&q);
+        // Three steps, three updates of each weight array: the rescales are written, not
+        // counted as updates (no gradient crosses DRAM for them), though their pulses count.
+        let weights: Vec<usize> = q.weight_layers().iter().map(|&i| q.layers[i].weight().unwrap()).collect();
+        for (i, p) in &pulses {
+            if weights.contains(i) {
+                assert_eq!(p.updates, 3, "constrain {constrain}: {}", q.params[*i].name);
+                assert!(p.total > 0);
+            }
+        }
     }
     // The constrained run did rescale: ideal, its weights differ from the unconstrained run's.
-    assert_ne!(run(None, true).params[0].data, ideal.params[0].data);
+    assert_ne!(run(None, true).0.params[0].data, run(None, false).0.params[0].data);
 }
 
 /// `hardware_devices_through_the_updater`'s check of a network trained on 3-bit devices.
