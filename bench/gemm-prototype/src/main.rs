@@ -19,7 +19,10 @@
 //! - weight gradient: the crate 1.33-1.36 ms (151-155 GFLOP/s, 87%), this kernel 1.31-1.32 ms.
 //! So the step's two large products are at the machine's arithmetic limit already; the MLP's
 //! 1-thread gap to issue 18's 1.3x is elsewhere (SGD's memory-bound pass: 0.39 ms, 12% of the
-//! 1-thread step in `biolearn bench --kernels`). dW's entries are the crate's bit for bit (one chain over the 128 samples
+//! 1-thread step in `biolearn bench --kernels`). Fusing SGD into the weight gradient by blocks
+//! of rows (each block's gradient updated while in L2) through gemm calls is slower, not
+//! faster: dW alone 1.33 ms, dW then SGD 1.67-1.68 ms, in 256-row blocks 1.81 ms (64-row
+//! blocks 1.87: each call packs the batch again). dW's entries are the crate's bit for bit (one chain over the 128 samples
 //! either way); the forward's differ in the last bits in 93% of entries (the crate splits the
 //! 784-long reduction into blocks).
 
@@ -128,6 +131,42 @@ fn main() {
             gemm::gemm(M, N, K, ct.as_mut_ptr(), M as isize, 1, false, x.as_ptr(), 1, K as isize, w.as_ptr(), K as isize, 1, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
         }
         best_gc = best_gc.min(t.elapsed().as_secs_f64());
+    }
+    // The weight gradient then SGD (momentum 0.9, weight decay 1e-4), as a step does it (the
+    // whole gradient, then one pass over weights, momenta and gradients), against the same in
+    // blocks of rows (each block's gradient updated while it is in L2).
+    {
+        let delta: Vec<f32> = (0..M * N).map(|i| ((i * 31) % 997) as f32 * 1e-5).collect();
+        let mut wv = w.clone();
+        let mut v = vec![0f32; N * K];
+        let mut g = vec![0f32; N * K];
+        let sgd = |w: &mut [f32], v: &mut [f32], g: &[f32]| {
+            for ((w, v), g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
+                *v = 0.9 * *v + (*g + 1e-4 * *w);
+                *w -= 0.01 * *v;
+            }
+        };
+        let dw = |rows: std::ops::Range<usize>, g: &mut [f32]| unsafe {
+            let n = rows.len();
+            gemm::gemm(n, K, M, g.as_mut_ptr().add(rows.start * K), 1, K as isize, false, delta.as_ptr().add(rows.start), N as isize, 1, x.as_ptr(), 1, K as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
+        };
+        let (mut whole, mut blocked, mut alone) = (f64::MAX, f64::MAX, f64::MAX);
+        for _ in 0..30 {
+            let t = Instant::now();
+            dw(0..N, &mut g);
+            sgd(&mut wv, &mut v, &g);
+            whole = whole.min(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            for b in (0..N).step_by(256) {
+                dw(b..b + 256, &mut g);
+                sgd(&mut wv[b * K..(b + 256) * K], &mut v[b * K..(b + 256) * K], &g[b * K..(b + 256) * K]);
+            }
+            blocked = blocked.min(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            dw(0..N, &mut g);
+            alone = alone.min(t.elapsed().as_secs_f64());
+        }
+        println!("dW alone {:.3} ms; dW then SGD {:.3} ms; in 256-row blocks {:.3} ms", alone * 1e3, whole * 1e3, blocked * 1e3);
     }
     println!("gemm crate, column-major C (biolearn's call) {:.3} ms {:.1} GFLOP/s", best_gc * 1e3, flops / best_gc * 1e-9);
     let mut best_g = f64::MAX;
