@@ -138,8 +138,21 @@ fn to_table<S: Settings>(s: &S) -> toml::Table {
     t
 }
 
+/// `t` with each single value given to a list setting (one value per layer, the last
+/// repeating: `hebb_lr`) made a list of one: `--set hebb_lr=0.2` as `--set 'hebb_lr=[0.2]'`.
+fn singles_as_lists<S: Settings>(t: &toml::Table) -> toml::Table {
+    let defaults = defaults::<S>();
+    let mut t = t.clone();
+    for (k, v) in t.iter_mut() {
+        if matches!(defaults.get(k), Some(toml::Value::Array(_))) && !v.is_array() {
+            *v = toml::Value::Array(vec![v.clone()]);
+        }
+    }
+    t
+}
+
 fn resolve<S: Settings>(given: &toml::Table) -> Result<toml::Table, String> {
-    let s: S = toml::Value::Table(given.clone()).try_into().map_err(|e: toml::de::Error| {
+    let s: S = toml::Value::Table(singles_as_lists::<S>(given)).try_into().map_err(|e: toml::de::Error| {
         let names: Vec<&str> = S::fields().iter().map(|(n, _)| *n).collect();
         format!(
             "{}; the rule's settings are: {}",
@@ -153,16 +166,9 @@ fn resolve<S: Settings>(given: &toml::Table) -> Result<toml::Table, String> {
 
 /// The typed settings of a resolved table (as `TrainConfig::settings` holds them).
 pub fn parse<S: Settings>(t: &toml::Table) -> Result<S, String> {
-    // A list setting (one value per layer, the last repeating: `hebb_lr`) takes a single value
-    // as a list of one: `--set hebb_lr=0.2` as `--set 'hebb_lr=[0.2]'`.
-    let lists = toml::Value::try_from(S::default()).ok().and_then(|v| v.as_table().cloned()).unwrap_or_default();
-    let mut t = t.clone();
-    for (k, v) in t.iter_mut() {
-        if matches!(lists.get(k), Some(toml::Value::Array(_))) && !v.is_array() {
-            *v = toml::Value::Array(vec![v.clone()]);
-        }
-    }
-    let s: S = toml::Value::Table(t).try_into().map_err(|e: toml::de::Error| e.message().trim().to_string())?;
+    let s: S = toml::Value::Table(singles_as_lists::<S>(t))
+        .try_into()
+        .map_err(|e: toml::de::Error| e.message().trim().to_string())?;
     s.check()?;
     Ok(s)
 }

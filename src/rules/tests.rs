@@ -2020,6 +2020,11 @@ mod activation_learning {
         assert_eq!(parse("hebb_lr = [0.2, 0.1]").unwrap().hebb_lr, vec![0.2, 0.1]);
         assert!(parse("al_label = [1.0]").is_err());
         assert!(parse("hebb_lr = -0.2").unwrap_err().contains("hebb_lr"));
+        // The configuration's path (`--set hebb_lr=0.2`) resolves it the same way.
+        let kind = crate::rules::settings::SettingsKind::of::<ActivationLearningSettings>();
+        let resolved = (kind.resolve)(&"hebb_lr = 0.2".parse::<toml::Table>().unwrap()).unwrap();
+        assert_eq!(parse(&toml::to_string(&resolved).unwrap()).unwrap().hebb_lr, vec![0.2]);
+        assert!((kind.resolve)(&"al_label = [1.0]".parse::<toml::Table>().unwrap()).is_err());
     }
 
     /// `hebb_anneal`: a step in epoch e of E moves [W | W_y] by (1 + cos(pi e / E)) / 2 of the
